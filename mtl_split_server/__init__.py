@@ -1,0 +1,1 @@
+"""mtl_split_server."""

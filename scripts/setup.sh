@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Set up a machine with NO ROS installed: a Python 3.11 virtual environment with the ROS 2
+# Kilted wheels from PyPI, torch (CPU), the project's dependencies, and a colcon build of the
+# package into install/. Idempotent: a second run only re-checks and re-runs colcon (seconds).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+VENV=${VENV:-$ROOT/.venv}
+PYTHON=${PYTHON:-python3.11}
+
+die() { printf '\nmake setup: %s\n' "$*" >&2; exit 1; }
+step() { printf '==> %s\n' "$*"; }
+
+# 1. Tools that must come from the OS. Each missing one is named with the command that fixes it.
+command -v "$PYTHON" >/dev/null 2>&1 ||
+  die "$PYTHON not found. The ROS 2 Kilted wheels on PyPI are built for CPython 3.11; install it (e.g. apt-get install python3.11 python3.11-venv) or run: make setup PYTHON=/path/to/python3.11"
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' ||
+  die "$PYTHON is $("$PYTHON" -V 2>&1), but the ROS 2 wheels need Python 3.11. Run: make setup PYTHON=/path/to/python3.11"
+"$PYTHON" -c 'import venv, ensurepip' 2>/dev/null ||
+  die "$PYTHON cannot create virtual environments; install the venv module (apt-get install python3.11-venv)."
+for tool in cmake cc c++ make; do
+  command -v "$tool" >/dev/null 2>&1 ||
+    die "'$tool' not found: building the ROS interfaces needs CMake and a C/C++ compiler (apt-get install cmake g++ make)."
+done
+
+# 2. The virtual environment and the pinned dependencies (requirements.txt is the one place).
+if [ ! -x "$VENV/bin/python" ]; then
+  step "creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+stamp="$VENV/.requirements.sha256"
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  step "installing requirements.txt into $VENV (a few minutes on a fresh machine)"
+  # pip.conf on these machines lists local indexes that may be absent: drop those warnings only.
+  "$VENV/bin/pip" install --disable-pip-version-check -q -r requirements.txt 2>&1 |
+    grep -v "^WARNING: Location '.*' is ignored" || true
+  [ "${PIPESTATUS[0]}" -eq 0 ] || die "pip install -r requirements.txt failed (see above)."
+  echo "$want" >"$stamp"
+else
+  step "requirements.txt already installed"
+fi
+
+# 3. The ROS wheels bake the include paths of the machine that built them into std_msgs' (and
+#    others') CMake targets; CMake stops with "non-existent path" unless they point here.
+py_inc=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+np_inc=$("$VENV/bin/python" -c 'import numpy; print(numpy.get_include())')
+baked=$(grep -rl '/opt/python/cp311-cp311' "$VENV/share" --include='*.cmake' 2>/dev/null || true)
+if [ -n "$baked" ]; then
+  step "pointing the wheels' baked include paths at this machine ($(echo "$baked" | wc -l) files)"
+  echo "$baked" | xargs sed -i \
+    -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$np_inc#g" \
+    -e "s#/opt/python/cp311-cp311/include/python3.11#$py_inc#g"
+fi
+
+# 4. An rmw is what lets rclpy talk; pip does not install one as a dependency of rclpy.
+"$VENV/bin/python" - <<'PY' || die "rclpy cannot start: install an rmw into the venv (pip install ros-rmw-fastrtps-cpp) and re-run make setup."
+import rclpy
+rclpy.init()
+rclpy.shutdown()
+PY
+
+# 5. Build the package (interfaces + Python packages + executables) with colcon.
+step "colcon build"
+export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
+export CMAKE_PREFIX_PATH="$VENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+export PATH="$VENV/bin:$PATH"
+log=$(mktemp)
+if ! "$VENV/bin/colcon" --log-base build/log build --base-paths "$ROOT" --build-base build \
+    --install-base install --symlink-install \
+    --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF >"$log" 2>&1; then
+  tail -n 60 "$log" >&2
+  die "colcon build failed (full log: $log). A 'non-existent path' error means step 3 missed a baked path."
+fi
+rm -f "$log"
+
+step "ready. Put a shell into the environment with:"
+echo
+echo "    source .venv/bin/activate && source install/setup.bash"
+echo

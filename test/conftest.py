@@ -1,0 +1,27 @@
+"""Session-wide test settings.
+
+Tests that start ROS nodes isolate themselves (DESIGN.md §6): one ROS_DOMAIN_ID per test
+session, discovery limited to this machine, so parallel sessions and other users' nodes never
+see each other. Child processes inherit these variables.
+"""
+
+import os
+
+import pytest
+
+
+def _pick_domain_id() -> int:
+    # 1..100 are valid on Linux with default port mapping; 0 is what everyone else uses.
+    return 1 + os.getpid() % 100
+
+
+os.environ.setdefault("ROS_DOMAIN_ID", str(_pick_domain_id()))
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("PYTHONUNBUFFERED", "1")
+# Two cores: keep torch from oversubscribing when tests run next to node processes.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def ros_domain_id() -> int:
+    return int(os.environ["ROS_DOMAIN_ID"])
