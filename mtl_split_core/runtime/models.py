@@ -1,0 +1,37 @@
+"""Where the packaged default model lives, without ROS (works from source and from install/)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_MODEL_NAME = "default"
+
+
+def models_dirs() -> list[Path]:
+    """Candidate folders holding shipped models, most specific first."""
+    here = Path(__file__).resolve()  # resolves --symlink-install links to the source tree
+    pkg = here.parents[1]
+    dirs = []
+    if os.environ.get("MTL_SPLIT_MODELS"):
+        dirs.append(Path(os.environ["MTL_SPLIT_MODELS"]))
+    dirs.append(pkg.parent / "models")  # source checkout: <repo>/models
+    # Installed: <prefix>/lib/pythonX.Y/site-packages/mtl_split_core -> <prefix>/share/mtl_split
+    unresolved = Path(__file__).absolute().parents[2]
+    for base in (unresolved, pkg):
+        if len(base.parents) >= 3:
+            dirs.append(base.parents[2] / "share" / "mtl_split" / "models")
+    return dirs
+
+
+def resolve_model_path(name_or_path: str | None) -> Path:
+    """A model folder from a path, a shipped model name, or '' for the packaged default."""
+    target = name_or_path or DEFAULT_MODEL_NAME
+    path = Path(target).expanduser()
+    if path.exists():
+        return path
+    for d in models_dirs():
+        if (d / target).exists():
+            return d / target
+    searched = ", ".join(str(d) for d in models_dirs())
+    raise FileNotFoundError(f"model {target!r} not found (as a path, or by name in: {searched})")
