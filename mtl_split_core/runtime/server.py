@@ -1,0 +1,136 @@
+"""The server half at run time: FeaturePacket -> decode -> rest of the network -> outputs.
+
+Outputs are produced at the *output resolution*: the network input with the letterbox padding
+cropped away, i.e. the source image scaled by the letterbox scale. Detections are in source
+pixels (they are small; mapping them back is exact). ``output_camera_info_scale`` tells the ROS
+layer how to scale the source intrinsics to the output images.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from mtl_split_core.codec import CodecError, decode
+from mtl_split_core.model.card import load_model
+from mtl_split_core.model.heads import decode_detections
+from mtl_split_core.runtime.device import resolve_device, resolve_dtype
+from mtl_split_core.runtime.errors import ConfigError
+from mtl_split_core.runtime.models import resolve_model_path
+from mtl_split_core.runtime.packet import FeaturePacket
+
+TASKS = ("detection", "segmentation", "depth")
+
+
+class PacketRejected(ValueError):
+    """A packet this server cannot serve; ``reason`` is a short key for counting."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class ServerResult:
+    boxes: np.ndarray          # (K, 4) x1, y1, x2, y2 in source pixels
+    class_ids: np.ndarray      # (K,) int
+    scores: np.ndarray         # (K,) float
+    segmentation: np.ndarray | None   # (h, w) uint8 class ids at output resolution
+    depth: np.ndarray | None          # (h, w) float32 metres at output resolution
+    output_scale: tuple[float, float]  # output_px = source_px * scale
+    timings_ms: dict = field(default_factory=dict)
+
+
+class ServerRunner:
+    def __init__(self, model, card: dict, device: str = "auto", precision: str = "fp32",
+                 tasks=TASKS, score_threshold: float = 0.3, max_detections: int = 50):
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(precision, self.device)
+        unknown = set(tasks) - set(TASKS)
+        if unknown or not tasks:
+            raise ConfigError("tasks", f"{sorted(unknown) or 'empty'}: expected a non-empty "
+                              f"subset of {', '.join(TASKS)}")
+        missing = set(tasks) - set(card["tasks"])
+        if missing:
+            raise ConfigError("tasks", f"the model has no {', '.join(sorted(missing))} head "
+                              f"(it has {', '.join(card['tasks'])})")
+        if not 0.0 <= score_threshold <= 1.0:
+            raise ConfigError("score_threshold", f"{score_threshold} must be in [0, 1]")
+        if max_detections < 1:
+            raise ConfigError("max_detections", f"{max_detections} must be >= 1")
+        self.tasks = tuple(tasks)
+        self.card = card
+        self.split_names = list(model.split_names)
+        self.score_threshold = float(score_threshold)
+        self.max_detections = int(max_detections)
+        self.model = model.to(self.device, self.dtype).eval()
+        self.input_size = tuple(card["input_size"])
+
+    @classmethod
+    def from_path(cls, model: str | None, **kwargs) -> "ServerRunner":
+        try:
+            net, card = load_model(resolve_model_path(model))
+        except FileNotFoundError as err:
+            raise ConfigError("model", str(err)) from err
+        return cls(net, card, **kwargs)
+
+    def check(self, packet: FeaturePacket) -> None:
+        """Raise PacketRejected unless this server's model produced ``packet``."""
+        if packet.model_fingerprint != self.card["fingerprint"]:
+            raise PacketRejected(
+                "fingerprint", f"model fingerprint {packet.model_fingerprint!r} "
+                f"({packet.model_id or '?'}) != served {self.card['fingerprint']!r} "
+                f"({self.card.get('name')}); run edge and server with the same model")
+        if not 0 <= packet.split_index < len(self.split_names):
+            raise PacketRejected("split", f"split index {packet.split_index} not in "
+                                 f"0..{len(self.split_names) - 1}")
+
+    @torch.inference_mode()
+    def __call__(self, packet: FeaturePacket) -> ServerResult:
+        self.check(packet)
+        t0 = time.perf_counter()
+        try:
+            z = decode(packet.tensor)
+        except CodecError as err:
+            raise PacketRejected("payload", str(err)) from err
+        t1 = time.perf_counter()
+        split = self.split_names[packet.split_index]
+        z = torch.from_numpy(z).to(self.device, self.dtype).unsqueeze(0)
+        expected = self.model.split_shape(split, self.input_size)
+        if tuple(z.shape[1:]) != tuple(expected):
+            raise PacketRejected("shape", f"tensor shape {tuple(z.shape[1:])} does not match "
+                                 f"split {split} of the model: expected {tuple(expected)}")
+        out = self.model.server(z, split)
+        t2 = time.perf_counter()
+        result = self._postprocess(out, packet)
+        t3 = time.perf_counter()
+        result.timings_ms = {"decode": (t1 - t0) * 1e3, "network": (t2 - t1) * 1e3,
+                             "postprocess": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
+        return result
+
+    def _postprocess(self, out: dict, packet: FeaturePacket) -> ServerResult:
+        sx, sy, ox, oy = packet.transform
+        src_w, src_h = packet.source_size
+        # The letterboxed content inside the network input, in model pixels.
+        x0, y0 = int(round(ox)), int(round(oy))
+        x1 = min(self.input_size[0], x0 + max(1, int(round(src_w * sx))))
+        y1 = min(self.input_size[1], y0 + max(1, int(round(src_h * sy))))
+        seg = depth = None
+        if "segmentation" in self.tasks and "segmentation" in out:
+            seg = out["segmentation"][0, :, y0:y1, x0:x1].argmax(0).to(torch.uint8).cpu().numpy()
+        if "depth" in self.tasks and "depth" in out:
+            depth = out["depth"][0, 0, y0:y1, x0:x1].float().cpu().numpy()
+        boxes = np.zeros((0, 4), np.float32)
+        class_ids = np.zeros((0,), np.int64)
+        scores = np.zeros((0,), np.float32)
+        if "detection" in self.tasks:
+            dets = decode_detections(out, packet.transform, self.score_threshold,
+                                     self.max_detections, packet.source_size)[0]
+            boxes, class_ids, scores = (dets["boxes"].cpu().numpy(),
+                                        dets["class_ids"].cpu().numpy(),
+                                        dets["scores"].cpu().numpy())
+        return ServerResult(boxes=boxes, class_ids=class_ids, scores=scores, segmentation=seg,
+                            depth=depth, output_scale=(float(sx), float(sy)))

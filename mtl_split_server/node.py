@@ -1,0 +1,204 @@
+"""Server node: split features in; detections, segmentation, depth and RViz views out.
+
+For every feature topic (one per robot) it publishes next to it, with the input's header:
+``detections`` (Detection2DArray), ``detections/markers`` (MarkerArray), ``segmentation``
+(mono8 class ids), ``segmentation/color`` (rgb8), ``depth`` (32FC1 metres, REP 118),
+``camera_info`` (intrinsics of the output images), ``points`` (PointCloud2 XYZRGB) and
+``annotated`` (rgb8). Outputs nobody subscribes to are not computed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from visualization_msgs.msg import MarkerArray
+
+from mtl_split.msg import Detection2DArray, SplitFeatures
+from mtl_split_core.codec import CodecError
+from mtl_split_core.geometry import median_depth_in_box
+from mtl_split_core.runtime.device import PRECISIONS
+from mtl_split_core.runtime.errors import ConfigError
+from mtl_split_core.runtime.server import PacketRejected, ServerRunner
+from mtl_split_core.runtime.stats import LatencyStats, RateMeter
+from mtl_split_core.viz import annotate, class_palette, colorize_segmentation
+from mtl_split_ros import outputs
+from mtl_split_ros.features_msg import msg_to_packet
+from mtl_split_ros.node_support import (LatestSlot, Rejections, diagnostic_array,
+                                        diagnostic_status, run_node)
+from mtl_split_ros.params import Param, ParameterError, declare_all, in_range, positive
+from mtl_split_ros.qos import QOS_PROFILES, qos_from_name
+
+PARAMS = [
+    Param("model", "", "Model folder or card; must be the edge's model. '' = packaged default."),
+    Param("device", "auto", "auto (CUDA if present, else CPU), cpu, cuda or cuda:N."),
+    Param("precision", "fp32", "Network precision (fp16 only on CUDA).", PRECISIONS),
+    Param("feature_topics", ["mtl_split/features"], "Feature topics, one per robot; outputs "
+          "are published next to each (…/features -> …/detections).",
+          check=lambda v: None if v and all(t.endswith("features") for t in v)
+          else "must be a non-empty list of topics ending in 'features'"),
+    Param("tasks", ["detection", "segmentation", "depth"], "Heads to run."),
+    Param("score_threshold", 0.3, "Minimum detection score.", check=in_range(0.0, 1.0)),
+    Param("max_detections", 50, "Maximum detections per image.", check=in_range(1, 1000)),
+    Param("point_stride", 4, "Publish every Nth pixel (both directions) as a point.",
+          check=in_range(1, 64)),
+    Param("publish_markers", True, "Publish detections/markers."),
+    Param("publish_points", True, "Publish points."),
+    Param("publish_annotated", True, "Publish annotated."),
+    Param("publish_segmentation_color", True, "Publish segmentation/color."),
+    Param("input_qos", "reliable", "QoS of the feature subscriptions (match the edge).",
+          QOS_PROFILES),
+    Param("output_qos", "reliable", "QoS of the output publishers.", QOS_PROFILES),
+    Param("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", check=positive),
+]
+
+
+class Source:
+    """One feature topic with its own outputs, newest-frame slot and statistics."""
+
+    def __init__(self, node: Node, topic: str, qos_in, qos_out, enabled: dict):
+        prefix = topic[: -len("features")]
+        self.topic = topic
+        self.slot = LatestSlot()
+        self.rate = RateMeter()
+        self.latency = LatencyStats()
+        self.pubs = {"detections": node.create_publisher(Detection2DArray, prefix + "detections",
+                                                         qos_out),
+                     "segmentation": node.create_publisher(Image, prefix + "segmentation",
+                                                           qos_out),
+                     "depth": node.create_publisher(Image, prefix + "depth", qos_out),
+                     "camera_info": node.create_publisher(CameraInfo, prefix + "camera_info",
+                                                          qos_out)}
+        optional = {"markers": (MarkerArray, "detections/markers", "publish_markers"),
+                    "points": (PointCloud2, "points", "publish_points"),
+                    "annotated": (Image, "annotated", "publish_annotated"),
+                    "segmentation_color": (Image, "segmentation/color",
+                                           "publish_segmentation_color")}
+        for key, (mtype, name, flag) in optional.items():
+            if enabled[flag]:
+                self.pubs[key] = node.create_publisher(mtype, prefix + name, qos_out)
+        node.create_subscription(SplitFeatures, topic, self.slot.put, qos_in)
+
+    def wanted(self, key: str) -> bool:
+        pub = self.pubs.get(key)
+        return pub is not None and pub.get_subscription_count() > 0
+
+
+class ServerNode(Node):
+    def __init__(self):
+        super().__init__("mtl_split_server")
+        self.cfg = declare_all(self, PARAMS)
+        try:
+            self.runner = ServerRunner.from_path(
+                self.cfg["model"], device=self.cfg["device"], precision=self.cfg["precision"],
+                tasks=tuple(self.cfg["tasks"]), score_threshold=self.cfg["score_threshold"],
+                max_detections=self.cfg["max_detections"])
+        except ConfigError as err:
+            raise ParameterError(str(err)) from err
+        card = self.runner.card
+        self.det_names = list(card["detection_classes"])
+        self.seg_names = list(card["segmentation_classes"])
+        self.seg_palette = class_palette(len(self.seg_names))
+        # Detection colours = the colour of the same class in segmentation (things come last).
+        self.det_palette = self.seg_palette[len(self.seg_names) - len(self.det_names):]
+        self.rejections = Rejections(self.get_logger())
+        qin, qout = qos_from_name(self.cfg["input_qos"]), qos_from_name(self.cfg["output_qos"])
+        self.sources = [Source(self, t, qin, qout, self.cfg) for t in self.cfg["feature_topics"]]
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(self.cfg["diagnostics_period"], self._publish_diagnostics)
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="server-worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"server ready: model {card.get('name')} ({card['fingerprint']}), tasks "
+            f"{', '.join(self.runner.tasks)}, device {self.runner.device}, inputs "
+            f"{', '.join(s.topic for s in self.sources)}")
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            busy = False
+            for source in self.sources:
+                msg = source.slot.take(timeout=0.0 if busy else 0.05)
+                if msg is not None:
+                    busy = True
+                    self._process(source, msg)
+
+    def _process(self, source: Source, msg: SplitFeatures) -> None:
+        start = time.perf_counter()
+        try:
+            packet = msg_to_packet(msg)
+            result = self.runner(packet)
+        except PacketRejected as err:
+            self.rejections(err.reason, f"{source.topic}: {err}")
+            return
+        except CodecError as err:
+            self.rejections("payload", f"{source.topic}: {err}")
+            return
+        self._publish(source, msg, packet, result)
+        source.latency.add((time.perf_counter() - start) * 1e3)
+        source.rate.tick()
+
+    def _publish(self, source: Source, msg, packet, result) -> None:
+        header = msg.header
+        src_intr = outputs.source_intrinsics(msg.camera_info, packet.source_size)
+        depth, seg = result.depth, result.segmentation
+        box_depths = [median_depth_in_box(depth, _scale_box(b, result.output_scale))
+                      if depth is not None else 0.0 for b in result.boxes]
+        source.pubs["detections"].publish(
+            outputs.detections_msg(header, result, self.det_names, box_depths))
+        if source.wanted("markers"):
+            source.pubs["markers"].publish(outputs.markers_msg(
+                header, result, self.det_names, box_depths, src_intr, self.det_palette))
+        ref = depth if depth is not None else seg
+        if ref is None:
+            return
+        out_intr = src_intr.scaled(ref.shape[1] / src_intr.width, ref.shape[0] / src_intr.height)
+        source.pubs["camera_info"].publish(outputs.camera_info_msg(header, out_intr))
+        if seg is not None:
+            source.pubs["segmentation"].publish(outputs.image_msg(header, seg, "mono8"))
+            if source.wanted("segmentation_color"):
+                source.pubs["segmentation_color"].publish(outputs.image_msg(
+                    header, colorize_segmentation(seg, self.seg_palette), "rgb8"))
+        if depth is not None:
+            source.pubs["depth"].publish(outputs.image_msg(header, depth, "32FC1"))
+            if source.wanted("points"):
+                source.pubs["points"].publish(outputs.point_cloud_msg(
+                    header, depth, seg, out_intr, self.seg_palette, self.cfg["point_stride"]))
+        if source.wanted("annotated"):
+            scaled_boxes = [_scale_box(b, result.output_scale) for b in result.boxes]
+            view = annotate(seg, depth, scaled_boxes, result.class_ids, result.scores,
+                            self.det_names)
+            source.pubs["annotated"].publish(outputs.image_msg(header, view, "rgb8"))
+
+    def _publish_diagnostics(self) -> None:
+        statuses = []
+        for s in self.sources:
+            values = {"fps": s.rate.fps(), "server_ms_p50": s.latency.p50,
+                      "server_ms_p95": s.latency.p95, "frames": s.latency.count,
+                      "drops": s.slot.dropped}
+            statuses.append(diagnostic_status(f"{self.get_name()}: {s.topic}",
+                                              self.get_fully_qualified_name(), values))
+        totals = {"rejected": self.rejections.total,
+                  **{f"rejected_{k}": v for k, v in self.rejections.counts.items()}}
+        statuses.append(diagnostic_status(
+            f"{self.get_name()}: server", self.get_fully_qualified_name(), totals,
+            "rejecting input" if self.rejections.total else None))
+        self.diag_pub.publish(diagnostic_array(self, statuses))
+
+    def close(self) -> None:
+        self._stop.set()
+        for s in self.sources:
+            s.slot.close()
+        self._worker.join(timeout=5)
+
+
+def _scale_box(box, scale):
+    sx, sy = scale
+    return [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy]
+
+
+def main(args=None) -> int:
+    return run_node(ServerNode, args)
