@@ -1,0 +1,87 @@
+"""Model configuration as data: what the model card stores and the network is built from."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from mtl_split_core.backbones import BACKBONES, SPLIT_NAMES
+from mtl_split_core.classes import DETECTION_CLASSES, SEGMENTATION_CLASSES
+from mtl_split_core.codec import CODECS
+
+CARD_VERSION = 1
+TASKS = ("detection", "segmentation", "depth")
+
+
+class ModelConfigError(ValueError):
+    """A model configuration that cannot be built; the message names the field."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mtl_split_efficientnet_lite0"
+    backbone: str = "efficientnet_lite0"
+    input_size: tuple[int, int] = (320, 240)  # (W, H)
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    detection_classes: tuple[str, ...] = DETECTION_CLASSES
+    segmentation_classes: tuple[str, ...] = SEGMENTATION_CLASSES
+    tasks: tuple[str, ...] = TASKS
+    # Bottleneck channels per split point (None = send the stage output as it is).
+    bottlenecks: dict[str, int | None] = field(
+        default_factory=lambda: {name: None for name in SPLIT_NAMES})
+    default_split: str = "s16"
+    codec: str = "q8-zstd/1"
+    train_quant_bits: int | None = 8  # fake quantization at the split while training
+    neck_channels: int = 64
+    min_depth: float = 0.1
+    max_depth: float = 60.0
+
+    def __post_init__(self):
+        self.input_size = tuple(int(v) for v in self.input_size)
+        self.mean, self.std = tuple(self.mean), tuple(self.std)
+        self.detection_classes = tuple(self.detection_classes)
+        self.segmentation_classes = tuple(self.segmentation_classes)
+        self.tasks = tuple(self.tasks)
+        self.bottlenecks = {name: self.bottlenecks.get(name) for name in SPLIT_NAMES}
+        self.validate()
+
+    def validate(self) -> None:
+        def bad(field_name, message):
+            raise ModelConfigError(f"model config field '{field_name}': {message}")
+        if self.backbone not in BACKBONES:
+            bad("backbone", f"{self.backbone!r} unknown; expected one of {', '.join(BACKBONES)}")
+        if len(self.input_size) != 2 or min(self.input_size) < 32 or \
+                any(v % 8 for v in self.input_size):
+            bad("input_size", f"{self.input_size} must be (W, H), multiples of 8")
+        if not self.tasks or set(self.tasks) - set(TASKS):
+            bad("tasks", f"{self.tasks} must be a non-empty subset of {TASKS}")
+        if self.default_split not in SPLIT_NAMES:
+            bad("default_split", f"{self.default_split!r} not in {SPLIT_NAMES}")
+        if self.codec not in CODECS:
+            bad("codec", f"{self.codec!r} not in {CODECS}")
+        for name, k in self.bottlenecks.items():
+            if k is not None and (not isinstance(k, int) or k < 1):
+                bad("bottlenecks", f"{name}: {k!r} must be a positive int or None")
+        if self.train_quant_bits not in (None, 4, 8):
+            bad("train_quant_bits", f"{self.train_quant_bits!r} must be 4, 8 or None")
+        if not 0 < self.min_depth < self.max_depth:
+            bad("min_depth", "need 0 < min_depth < max_depth")
+        n_stuff = len(self.segmentation_classes) - len(self.detection_classes)
+        if n_stuff < 1 or self.segmentation_classes[n_stuff:] != self.detection_classes:
+            bad("segmentation_classes", "must list stuff classes first, then the detection "
+                "classes in the same order")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for key in ("input_size", "mean", "std", "detection_classes", "segmentation_classes",
+                    "tasks"):
+            d[key] = list(d[key])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise ModelConfigError(f"unknown model config fields: {sorted(unknown)}")
+        return cls(**d)

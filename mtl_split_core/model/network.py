@@ -1,0 +1,95 @@
+"""MultiTaskSplitNet: one backbone, split at a stage boundary, three task heads.
+
+``edge(x, split)`` is what the robot runs, ``server(z, split)`` what the server runs, and
+``forward(x, split)`` the whole network for that split configuration. Because the heads only
+see server-side tensors, the function computed depends on the split; for every split,
+``server(edge(x, s), s)`` equals ``forward(x, s)`` exactly when no codec sits between them.
+Input images are RGB in [0, 1]; normalisation happens inside.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from mtl_split_core.backbones import build_backbone
+from mtl_split_core.model.bottleneck import Bottleneck
+from mtl_split_core.model.config import ModelConfig
+from mtl_split_core.model.decoder import Neck
+from mtl_split_core.model.heads import DepthHead, DetectionHead, SegmentationHead
+
+
+class MultiTaskSplitNet(nn.Module):
+    def __init__(self, config: ModelConfig, pretrained_backbone: bool = False):
+        super().__init__()
+        self.config = config
+        self.backbone = build_backbone(config.backbone, pretrained=pretrained_backbone)
+        self.split_names = list(self.backbone.split_names)
+        self.register_buffer("mean", torch.tensor(config.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(config.std).view(1, 3, 1, 1), persistent=False)
+        self.bottlenecks = nn.ModuleDict({
+            name: Bottleneck(c, k) for (name, k), c in
+            zip(config.bottlenecks.items(), self.backbone.channels) if k is not None})
+        width = config.neck_channels
+        self.neck = Neck(self.backbone.channels, width)
+        self.heads = nn.ModuleDict()
+        if "detection" in config.tasks:
+            self.heads["detection"] = DetectionHead(width, len(config.detection_classes))
+        if "segmentation" in config.tasks:
+            self.heads["segmentation"] = SegmentationHead(width,
+                                                          len(config.segmentation_classes))
+        if "depth" in config.tasks:
+            self.heads["depth"] = DepthHead(width, config.min_depth, config.max_depth)
+
+    def _index(self, split: str | None) -> tuple[str, int]:
+        split = split or self.config.default_split
+        if split not in self.split_names:
+            raise ValueError(f"unknown split {split!r}; expected one of {self.split_names}")
+        return split, self.split_names.index(split)
+
+    def split_shape(self, split: str, input_size: tuple[int, int] | None = None
+                    ) -> tuple[int, int, int]:
+        """(C, H, W) of the tensor ``edge`` sends at ``split`` for an input of (W, H)."""
+        split, i = self._index(split)
+        w, h = input_size or self.config.input_size
+        stride = self.backbone.strides[i]
+        k = self.config.bottlenecks.get(split)
+        return (k or self.backbone.channels[i], math.ceil(h / stride), math.ceil(w / stride))
+
+    def edge(self, x: torch.Tensor, split: str | None = None) -> torch.Tensor:
+        """Robot side: normalise, stages 0..i, bottleneck encoder; fake-quantized in training."""
+        split, i = self._index(split)
+        z = self.backbone.run((x - self.mean) / self.std, 0, i + 1)[-1]
+        if split in self.bottlenecks:
+            z = self.bottlenecks[split].encode(z)
+        if self.training and self.config.train_quant_bits:
+            from mtl_split_core.codec import fake_quantize
+            z = fake_quantize(z, self.config.train_quant_bits)
+        return z
+
+    def server(self, z: torch.Tensor, split: str | None = None,
+               out_hw: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
+        """Server side: bottleneck decoder, stages i+1..3, neck, heads."""
+        split, i = self._index(split)
+        if split in self.bottlenecks:
+            z = self.bottlenecks[split].decode(z)
+        feats = {i: z}
+        for j, f in enumerate(self.backbone.run(z, i + 1, 4), start=i + 1):
+            feats[j] = f
+        if out_hw is None:  # the card's input size (not recoverable from z: sizes round up)
+            out_hw = (self.config.input_size[1], self.config.input_size[0])
+        y = self.neck(feats, (math.ceil(out_hw[0] / Neck.OUT_STRIDE),
+                              math.ceil(out_hw[1] / Neck.OUT_STRIDE)))
+        out = {}
+        if "detection" in self.heads:
+            out.update(self.heads["detection"](y))
+        if "segmentation" in self.heads:
+            out["segmentation"] = self.heads["segmentation"](y, out_hw)
+        if "depth" in self.heads:
+            out["depth"] = self.heads["depth"](y, out_hw)
+        return out
+
+    def forward(self, x: torch.Tensor, split: str | None = None) -> dict[str, torch.Tensor]:
+        return self.server(self.edge(x, split), split, out_hw=tuple(x.shape[-2:]))

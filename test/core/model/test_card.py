@@ -1,0 +1,77 @@
+"""Model cards: round trip, fingerprint, and every load failure gives a clear message."""
+
+import json
+
+import pytest
+import torch
+
+from mtl_split_core.model import ModelConfig, ModelLoadError, MultiTaskSplitNet, load_model, save_model
+
+
+@pytest.fixture()
+def saved(tmp_path):
+    net = MultiTaskSplitNet(ModelConfig(backbone="mobilenetv3_small", input_size=(64, 64),
+                                        bottlenecks={"s16": 8})).eval()
+    card = save_model(tmp_path / "m", net, fp16=True)
+    return net, card, tmp_path / "m"
+
+
+def test_round_trip_same_outputs_and_fingerprint(saved):
+    net, card, path = saved
+    loaded, card2 = load_model(path)
+    assert card2["fingerprint"] == card["fingerprint"] and len(card["fingerprint"]) == 16
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        a, b = net(x), loaded(x)
+    for k in a:  # fp16 storage: small differences only
+        assert (a[k] - b[k]).abs().max() <= 2e-2 * (1 + a[k].abs().max())
+    assert card["split_points"][2] == {"name": "s16", "stride": 16, "channels": 48,
+                                       "bottleneck": 8}
+
+
+def test_fingerprint_changes_with_weights_and_split_config(saved, tmp_path):
+    net, card, _ = saved
+    with torch.no_grad():
+        next(net.parameters()).add_(1.0)
+    assert save_model(tmp_path / "b", net)["fingerprint"] != card["fingerprint"]
+
+
+def _edit_card(path, **changes):
+    card = json.loads((path / "card.json").read_text())
+    card.update(changes)
+    (path / "card.json").write_text(json.dumps(card))
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"card_version": 99}, "card_version"),
+    ({"backbone": "vgg"}, "backbone"),
+    ({"backbone": "resnet18"}, "fingerprint"),
+    ({"bottlenecks": {"s16": 4}}, "fingerprint"),
+])
+def test_bad_cards(saved, changes, message):
+    _, _, path = saved
+    _edit_card(path, **changes)
+    with pytest.raises(ModelLoadError, match=message):
+        load_model(path)
+
+
+def test_missing_and_corrupt_files(saved, tmp_path):
+    _, _, path = saved
+    with pytest.raises(ModelLoadError, match="no model card"):
+        load_model(tmp_path / "nothing")
+    (path / "weights.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelLoadError, match="unreadable"):
+        load_model(path)
+    (path / "weights.pt").unlink()
+    with pytest.raises(ModelLoadError, match="missing"):
+        load_model(path)
+
+
+def test_weights_of_another_architecture(saved, tmp_path):
+    _, card, path = saved
+    other = MultiTaskSplitNet(ModelConfig(backbone="resnet18", input_size=(64, 64)))
+    other_card = save_model(tmp_path / "o", other)
+    (path / "weights.pt").write_bytes((tmp_path / "o" / "weights.pt").read_bytes())
+    _edit_card(path, fingerprint=other_card["fingerprint"])
+    with pytest.raises(ModelLoadError):
+        load_model(path)

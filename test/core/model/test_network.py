@@ -1,0 +1,74 @@
+"""The split network: edge + server equals the whole network, for every split and backbone."""
+
+import pytest
+import torch
+
+from mtl_split_core.backbones import BACKBONES
+from mtl_split_core.model import ModelConfig, ModelConfigError, MultiTaskSplitNet
+
+torch.set_num_threads(2)
+SIZE = (96, 64)  # (W, H): small, and H/32 is fractional on purpose
+
+
+def _net(backbone="mobilenetv3_small", **kw):
+    return MultiTaskSplitNet(ModelConfig(backbone=backbone, input_size=SIZE, **kw)).eval()
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_edge_then_server_equals_forward_for_every_split(backbone):
+    net = _net(backbone)
+    x = torch.rand(2, 3, SIZE[1], SIZE[0])
+    with torch.no_grad():
+        for split in net.split_names:
+            z = net.edge(x, split)
+            assert tuple(z.shape[1:]) == net.split_shape(split)
+            full, parts = net(x, split), net.server(z, split)
+            assert full.keys() == parts.keys()
+            assert all(torch.equal(full[k], parts[k]) for k in full)
+
+
+def test_bottleneck_shrinks_the_split_tensor_and_still_composes():
+    net = _net(bottlenecks={"s8": 4})
+    x = torch.rand(1, 3, SIZE[1], SIZE[0])
+    with torch.no_grad():
+        z = net.edge(x, "s8")
+        assert z.shape[1] == 4
+        assert all(torch.equal(a, b) for a, b in zip(net(x, "s8").values(),
+                                                     net.server(z, "s8").values()))
+
+
+def test_output_shapes_and_depth_range():
+    net = _net()
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, SIZE[1], SIZE[0]))
+    assert out["heatmap"].shape == (1, 7, 8, 12)
+    assert out["segmentation"].shape == (1, 11, 64, 96)
+    d = out["depth"]
+    assert d.shape == (1, 1, 64, 96) and (d > 0.1 - 1e-4).all() and (d < 60.0 + 1e-3).all()
+
+
+def test_subset_of_tasks():
+    net = _net(tasks=("depth",))
+    with torch.no_grad():
+        assert set(net(torch.rand(1, 3, SIZE[1], SIZE[0]))) == {"depth"}
+
+
+def test_training_fake_quantizes_the_split_tensor():
+    net = _net(train_quant_bits=4).train()
+    x = torch.rand(2, 3, SIZE[1], SIZE[0])
+    z = net.edge(x, "s16")
+    # 4-bit codes: at most 16 distinct values per sample and channel.
+    assert len(torch.unique(z[0, 0].detach())) <= 16
+    net.eval()
+    assert len(torch.unique(net.edge(x, "s16")[0, 0].detach())) > 16
+
+
+def test_bad_configs_name_the_field():
+    with pytest.raises(ModelConfigError, match="backbone"):
+        ModelConfig(backbone="vgg")
+    with pytest.raises(ModelConfigError, match="default_split"):
+        ModelConfig(default_split="s64")
+    with pytest.raises(ModelConfigError, match="input_size"):
+        ModelConfig(input_size=(100, 75))
+    with pytest.raises(ModelConfigError, match="bottlenecks"):
+        ModelConfig(bottlenecks={"s8": 0})
