@@ -1,0 +1,1 @@
+"""Simulated robot camera (PyBullet) with exact depth, semantic labels and boxes."""
