@@ -13,7 +13,10 @@ import importlib
 import sys
 
 # name -> (module implementing it, one-line help)
-SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "gen-data": ("mtl_split_core.cli_data", "render a simulated dataset (and pack shards)"),
+    "train": ("mtl_split_core.cli_train", "train a multi-task split model from shards"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

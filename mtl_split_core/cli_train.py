@@ -1,0 +1,63 @@
+"""`mtl-split train`: multi-task (or single-task) training from dataset shards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mtl_split_core.model.config import TASKS, ModelConfig
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--shards", required=True, help="folder with shard_*.npz (mtl-split pack)")
+    p.add_argument("--out", required=True, help="output folder (model/, train_log.csv)")
+    p.add_argument("--backbone", default="efficientnet_lite0")
+    p.add_argument("--split", default="s16", help="split point to train at (s4, s8, s16, s32)")
+    p.add_argument("--bottleneck", type=int, default=16,
+                   help="bottleneck channels at the split; 0 = none")
+    p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset (STL: one)")
+    p.add_argument("--quant-bits", type=int, default=8, choices=(0, 4, 8),
+                   help="fake quantization bits at the split while training (0 = off)")
+    p.add_argument("--codec", default="q8-zstd/1")
+    p.add_argument("--weighting", default="uncertainty", choices=("uncertainty", "fixed"))
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--size", default="320x240", help="network input WxH")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-pretrained", action="store_true", help="random backbone init")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="stop training after this many seconds (then save and evaluate)")
+    p.add_argument("--name", default=None, help="model card name")
+
+
+def run(args) -> int:
+    from mtl_split_core.data.shards import load_shards
+    from mtl_split_core.runtime.device import resolve_device
+    from mtl_split_core.train import train
+
+    w, h = (int(v) for v in args.size.lower().split("x"))
+    tasks = tuple(t for t in args.tasks.split(",") if t)
+    config = ModelConfig(
+        name=args.name or f"mtl_split_{args.backbone}_{args.split}",
+        backbone=args.backbone, input_size=(w, h), tasks=tasks,
+        bottlenecks={args.split: args.bottleneck or None}, default_split=args.split,
+        codec=args.codec, train_quant_bits=args.quant_bits or None)
+    shards = sorted(Path(args.shards).glob("shard_*.npz"))
+    if not shards:
+        print(f"no shard_*.npz in {args.shards}")
+        return 2
+    train_data = load_shards(shards, ("train",))
+    val_data = load_shards(shards, ("val",))
+    print(f"train frames {len(train_data['images'])}, val frames {len(val_data['images'])}")
+    result = train(config, train_data, val_data, args.out, split=args.split, epochs=args.epochs,
+                   batch_size=args.batch_size, lr=args.lr, weighting=args.weighting,
+                   device=str(resolve_device(args.device)),
+                   pretrained=not args.no_pretrained and args.backbone == "efficientnet_lite0",
+                   resume=args.resume, max_steps=args.max_steps,
+                   time_budget_s=args.time_budget)
+    print("VAL " + json.dumps(result))
+    (Path(args.out) / "val_metrics.json").write_text(json.dumps(result, indent=2))
+    return 0

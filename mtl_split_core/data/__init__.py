@@ -1,0 +1,1 @@
+"""Datasets: the on-disk sim format, compact shards, and batched augmentation."""

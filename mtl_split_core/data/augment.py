@@ -1,0 +1,89 @@
+"""Batched augmentation on any device: flip, zoom-crop, colour jitter.
+
+Image, segmentation, depth and boxes go through the same geometric transform (image
+bilinear; labels and depth nearest, so no invented classes or depths); colour jitter touches
+the image only. Boxes are clipped to the image and dropped when under 2 px.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def hflip(images, seg, depth, boxes, flip: torch.Tensor):
+    """Flip the samples where ``flip`` (N,) is True. Boxes: list of (K, 4) tensors."""
+    w = images.shape[-1]
+    f4 = flip.view(-1, 1, 1, 1)
+    images = torch.where(f4, images.flip(-1), images)
+    seg = torch.where(flip.view(-1, 1, 1), seg.flip(-1), seg)
+    depth = torch.where(flip.view(-1, 1, 1), depth.flip(-1), depth)
+    out = []
+    for b, fl in zip(boxes, flip.tolist()):
+        out.append(torch.stack([w - b[:, 2], b[:, 1], w - b[:, 0], b[:, 3]], 1) if fl else b)
+    return images, seg, depth, out
+
+
+def zoom_crop(images, seg, depth, boxes, zoom: torch.Tensor, centre: torch.Tensor):
+    """Zoom in by ``zoom`` (N,) >= 1 around ``centre`` (N, 2) in [0, 1] (crop + resize)."""
+    n, _, h, w = images.shape
+    size = torch.stack([w / zoom, h / zoom], 1)                    # crop size (px)
+    x0y0 = (centre * torch.tensor([w, h], device=images.device) - size / 2)
+    x0y0 = torch.minimum(torch.clamp(x0y0, min=0), torch.tensor([w, h], device=images.device)
+                         - size)
+    # Affine grid: output pixel -> input normalised coords.
+    theta = torch.zeros(n, 2, 3, device=images.device)
+    theta[:, 0, 0] = 1 / zoom
+    theta[:, 1, 1] = 1 / zoom
+    theta[:, 0, 2] = (x0y0[:, 0] + size[:, 0] / 2) / w * 2 - 1
+    theta[:, 1, 2] = (x0y0[:, 1] + size[:, 1] / 2) / h * 2 - 1
+    grid = F.affine_grid(theta, (n, 1, h, w), align_corners=False)
+    images = F.grid_sample(images, grid, mode="bilinear", align_corners=False)
+    seg = F.grid_sample(seg[:, None].float(), grid, mode="nearest",
+                        align_corners=False)[:, 0].to(seg.dtype)
+    depth = F.grid_sample(depth[:, None], grid, mode="nearest", align_corners=False)[:, 0]
+    out = []
+    for i, b in enumerate(boxes):
+        z, (x0, y0) = zoom[i], x0y0[i]
+        nb = torch.stack([(b[:, 0] - x0) * z, (b[:, 1] - y0) * z,
+                          (b[:, 2] - x0) * z, (b[:, 3] - y0) * z], 1)
+        nb[:, 0::2] = nb[:, 0::2].clamp(0, w)
+        nb[:, 1::2] = nb[:, 1::2].clamp(0, h)
+        out.append(nb)
+    return images, seg, depth, out
+
+
+def colour_jitter(images, strength: float = 0.3, generator=None):
+    """Per-sample brightness, contrast and saturation in [1 - s, 1 + s]."""
+    n = images.shape[0]
+    r = lambda: 1 + (torch.rand(n, 1, 1, 1, device=images.device, generator=generator) * 2 - 1
+                     ) * strength  # noqa: E731
+    grey = images.mean(1, keepdim=True)
+    images = grey + (images - grey) * r()
+    mean = images.mean((1, 2, 3), keepdim=True)
+    images = mean + (images - mean) * r()
+    return (images * r()).clamp(0, 1)
+
+
+def keep_valid(boxes, labels, min_side: float = 2.0):
+    """Drop boxes narrower or shorter than ``min_side`` after the geometric transforms."""
+    out_b, out_l = [], []
+    for b, lab in zip(boxes, labels):
+        ok = ((b[:, 2] - b[:, 0]) >= min_side) & ((b[:, 3] - b[:, 1]) >= min_side)
+        out_b.append(b[ok])
+        out_l.append(lab[ok])
+    return out_b, out_l
+
+
+def augment_batch(images, seg, depth, boxes, labels, generator=None, max_zoom: float = 1.5):
+    """Random flip + zoom-crop + colour jitter for a batch (images float (N, 3, H, W) in [0, 1])."""
+    n, dev = images.shape[0], images.device
+    flip = torch.rand(n, device=dev, generator=generator) < 0.5
+    images, seg, depth, boxes = hflip(images, seg, depth, boxes, flip)
+    zoom = 1 + torch.rand(n, device=dev, generator=generator) * (max_zoom - 1)
+    zoom = torch.where(torch.rand(n, device=dev, generator=generator) < 0.5,
+                       torch.ones_like(zoom), zoom)
+    centre = torch.rand(n, 2, device=dev, generator=generator)
+    images, seg, depth, boxes = zoom_crop(images, seg, depth, boxes, zoom, centre)
+    boxes, labels = keep_valid(boxes, labels)
+    return colour_jitter(images, generator=generator), seg, depth, boxes, labels
