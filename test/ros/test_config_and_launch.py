@@ -11,7 +11,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_MODULES = {"edge.yaml": "mtl_split_edge.node", "server.yaml": "mtl_split_server.node",
-                "sim_camera.yaml": "mtl_split_ros.sim_camera_node"}
+                "sim_camera.yaml": "mtl_split_tools.sim_camera_node"}
 INSTALL = Path(os.environ.get("COLCON_PREFIX_PATH", ROOT / "install").split(":")[0]) / "mtl_split"
 
 

@@ -1,0 +1,1 @@
+"""Auxiliary nodes and tools: the simulated camera, the demo collector, bag tools."""
