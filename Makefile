@@ -13,7 +13,7 @@ test: setup
 	@$(ENV) && python -m pytest $(PYTEST_ARGS)
 
 demo: setup
-	@$(ENV) && python -m mtl_split_core.demo $(DEMO_ARGS)
+	@$(ENV) && python -m mtl_split_tools.demo $(DEMO_ARGS)
 
 clean:
 	rm -rf build install log demo_out

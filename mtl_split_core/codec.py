@@ -1,38 +1,68 @@
 """The feature codec: the one place the wire format of split tensors lives.
 
-A split tensor (C, H, W) becomes an ``EncodedTensor``: codec id, shape, per-channel
-scale/offset and a zstd-compressed payload of float16 values, 8-bit codes or 4-bit codes (two
-per byte, low nibble first). Quantization per channel: ``offset = min``,
-``scale = (max - min) / (2**bits - 1)``, ``code = round((x - offset) / scale)``, so the error is
-at most ``scale / 2``. ``fake_quantize`` applies the same formula in training with a
-straight-through gradient so the network learns to survive the codes it will be sent as.
+Wire format (version 1 of every codec). A split tensor ``(C, H, W)`` becomes an
+``EncodedTensor`` whose fields map 1:1 onto the ``SplitFeatures`` message:
+
+- ``codec``: ``"<name>/<version>"``, one of ``CODECS``;
+- ``shape``: ``(C, H, W)``, all positive;
+- ``scale``, ``offset``: float32, one per channel for the quantizing codecs, empty for
+  ``f16-zstd`` (decode rejects anything else there, so a mislabelled tensor is caught);
+- ``data``: ONE zstd frame that records its content size (and a content checksum), holding
+  row-major (C, H, W) values:
+
+  * ``f16-zstd/1``: little-endian IEEE float16 (input cast to float32, then to float16);
+  * ``q8-zstd/1``: one uint8 code per value;
+  * ``q4-zstd/1``: 4-bit codes, two per byte, element ``2i`` in the low nibble and ``2i+1`` in
+    the high nibble; an odd element count leaves the last high nibble 0.
+
+Quantization (one formula for the wire and for training, see docs/CONTRACTS.md), per sample
+and channel, computed in float32: ``offset = min``, ``scale = (max - min) / (2**bits - 1)``
+(0 for a constant channel), ``code = clip(round((x - offset) / scale), 0, 2**bits - 1)``,
+``x' = code * scale + offset``; so ``|x - x'| <= scale / 2`` up to float32 rounding.
 
 ``decode`` treats its input as hostile: every problem raises ``CodecError`` (never another
-exception type), and it never allocates more than the shape allows, capped by ``max_elements``.
+exception type), and it decompresses at most the exact size the (capped) shape needs.
 """
 
 from __future__ import annotations
 
+import array
+import math
+import re
+import threading
 from dataclasses import dataclass
+from typing import Any, Union
 
 import numpy as np
 import torch
 import zstandard
 
 CODECS = ("f16-zstd/1", "q8-zstd/1", "q4-zstd/1")
-_BITS = {"q8-zstd": 8, "q4-zstd": 4}
+# Codec name -> bits per quantized code (None: float16 values, no quantization).
+_BITS: dict[str, int | None] = {"f16-zstd": None, "q8-zstd": 8, "q4-zstd": 4}
+# Codec name -> wire-format versions this build reads and writes.
+_VERSIONS: dict[str, tuple[int, ...]] = {"f16-zstd": (1,), "q8-zstd": (1,), "q4-zstd": (1,)}
+_CODEC_ID = re.compile(r"([a-z0-9-]+)/([0-9]{1,6})")
+
 DEFAULT_MAX_ELEMENTS = 64 * 1024 * 1024
+ZSTD_LEVELS = (1, zstandard.MAX_COMPRESSION_LEVEL)  # inclusive range accepted by encode
+_F16_MAX = 65504.0
+# Prefix of the message decode's last-resort handler uses; tests assert it never fires.
+UNEXPECTED = "unexpected decoder failure"
+
+ArrayLike = Union[np.ndarray, torch.Tensor]
 
 
 class CodecError(ValueError):
     """Input the codec cannot encode or decode; the message says what and what was expected."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: ndarray fields make == ambiguous and unhashable
 class EncodedTensor:
-    """Maps 1:1 onto SplitFeatures fields (codec, shape, scale, offset, data).
+    """An encoded (C, H, W) tensor; fields map 1:1 onto SplitFeatures (codec, shape, scale,
+    offset, data). For ``f16-zstd`` ``scale`` and ``offset`` are empty float32 arrays.
 
-    For ``f16-zstd`` scale and offset are empty: values travel as float16.
+    Construction does not validate (hostile fields come in through here); ``decode`` does.
     """
 
     codec: str
@@ -47,132 +77,323 @@ class EncodedTensor:
         return len(self.data) + 4 * (len(self.scale) + len(self.offset))
 
 
-def parse_codec(codec: str) -> tuple[str, int]:
-    """Split 'name/version' and check that this build serves it."""
-    if not isinstance(codec, str) or codec not in CODECS:
-        raise CodecError(f"unknown codec id {codec!r}; expected one of {', '.join(CODECS)}")
-    name, version = codec.split("/")
-    return name, int(version)
+# ---------------------------------------------------------------- codec ids
+
+def parse_codec(codec: object) -> tuple[str, int]:
+    """``"name/version"`` -> ``(name, version)``; CodecError for unknown names or versions."""
+    if not isinstance(codec, str):
+        raise CodecError(f"codec id must be a string like 'q8-zstd/1', got "
+                         f"{type(codec).__name__}")
+    match = _CODEC_ID.fullmatch(codec)
+    if match is None:
+        raise CodecError(f"malformed codec id {_short(codec)}; expected 'name/version', one of "
+                         f"{', '.join(CODECS)}")
+    name, version = match.group(1), int(match.group(2))
+    if name not in _VERSIONS:
+        raise CodecError(f"unknown codec {name!r} in {_short(codec)}; expected one of "
+                         f"{', '.join(CODECS)}")
+    if version not in _VERSIONS[name]:
+        raise CodecError(f"unsupported version {version} of codec {name!r}; this build reads "
+                         f"version(s) {', '.join(map(str, _VERSIONS[name]))}")
+    return name, version
+
+
+def codec_bits(codec: str) -> int | None:
+    """Bits per code of a quantizing codec (8 or 4), None for float16."""
+    return _BITS[parse_codec(codec)[0]]
+
+
+def payload_size(codec: str, shape: tuple[int, ...]) -> int:
+    """Exact decompressed payload size in bytes for ``codec`` and a valid ``shape``."""
+    n = math.prod(int(v) for v in shape)
+    bits = _BITS[parse_codec(codec)[0]]
+    return 2 * n if bits is None else (n * bits + 7) // 8
+
+
+# ---------------------------------------------------------------- the formula
+
+def _levels(bits: int) -> int:
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 16:
+        raise CodecError(f"bits must be an integer in 1..16 (4 and 8 have wire codecs), got "
+                         f"{bits!r}")
+    return 2 ** int(bits) - 1
 
 
 def quantization_params(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel (scale, offset) over the last two dims of (..., C, H, W)."""
-    flat = x.flatten(-2)
-    lo, hi = flat.amin(-1), flat.amax(-1)
-    scale = (hi - lo) / (2 ** bits - 1)
-    return scale, lo
+    """Per-channel ``(scale, offset)`` of a float32 ``(..., C, H, W)`` tensor."""
+    lo, hi = torch.aminmax(x.flatten(-2), dim=-1)
+    # Divide by a tensor, not a Python number: CUDA turns division by a scalar into
+    # multiplication by its rounded reciprocal, which would make GPU and CPU scales differ.
+    return (hi - lo) / torch.full_like(hi, _levels(bits)), lo
 
 
 def quantize(x: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor, bits: int
              ) -> torch.Tensor:
-    """Integer codes (as float) for ``x`` with per-channel ``scale``/``offset``."""
+    """Codes of ``x`` as float32 with integral values in ``[0, 2**bits - 1]``."""
+    # A zero scale (constant channel) would divide by zero; every code there is 0 anyway.
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))
     codes = torch.round((x - offset[..., None, None]) / safe[..., None, None])
-    return codes.clamp_(0, 2 ** bits - 1)
+    return codes.clamp_(0, _levels(bits))
+
+
+def dequantize(codes: ArrayLike, scale: ArrayLike, offset: ArrayLike) -> ArrayLike:
+    """``code * scale + offset`` per channel. Plain operators, so numpy arrays (decode) and
+    torch tensors (fake_quantize) go through the same float32 arithmetic."""
+    return codes * scale[..., None, None] + offset[..., None, None]
 
 
 def fake_quantize(x: torch.Tensor, bits: int) -> torch.Tensor:
-    """Quantize-dequantize (N, C, H, W) per sample and channel; identity gradient (STE)."""
+    """Quantize-dequantize ``(N, C, H, W)`` per sample and channel with a straight-through
+    (identity) gradient, for training.
+
+    The math runs in float32, so for float32 input the result equals
+    ``decode(encode(x[i]))`` bit for bit; for bf16/fp16 input it is that, rounded to the
+    input dtype. NaN/Inf are not checked here (no host sync in the training step).
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
+        raise CodecError(f"fake_quantize expects a float (N, C, H, W) tensor, got "
+                         f"{_describe(x)}")
+    if x.shape[-1] * x.shape[-2] == 0:
+        raise CodecError(f"fake_quantize needs non-empty H and W, got {tuple(x.shape)}")
     with torch.no_grad():
-        scale, offset = quantization_params(x.detach().float(), bits)
-        q = quantize(x.detach().float(), scale, offset, bits)
-        deq = (q * scale[..., None, None] + offset[..., None, None]).to(x.dtype)
-    return x + (deq - x).detach()
+        xf = x.detach().float()
+        scale, offset = quantization_params(xf, bits)
+        deq = dequantize(quantize(xf, scale, offset, bits), scale, offset).to(x.dtype)
+    # x - x.detach() is exactly 0 in value and identity in gradient: forward = deq bit for bit.
+    return deq + (x - x.detach())
 
 
-def encode(x, codec: str = "q8-zstd/1", level: int = 3) -> EncodedTensor:
-    """Encode a (C, H, W) numpy array or torch tensor (any device)."""
+# ---------------------------------------------------------------- encode
+
+def encode(x: ArrayLike, codec: str = "q8-zstd/1", level: int = 3) -> EncodedTensor:
+    """Encode a ``(C, H, W)`` float16/32/64 numpy array or float torch tensor (any device).
+
+    Statistics, quantization and q4 packing run with torch where the tensor lives, so a GPU
+    edge moves only the final codes (and 2C floats) to the host; zstd runs on the CPU.
+    ``level`` is the zstd level in ``ZSTD_LEVELS``. NaN/Inf input raises CodecError.
+    """
     name, _ = parse_codec(codec)
-    if not isinstance(level, (int, np.integer)) or not 1 <= level <= 22:
-        raise CodecError(f"zstd level {level!r} must be an integer in [1, 22]")
-    t = torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x.detach()
-    if t.dim() != 3 or min(t.shape) < 1:
-        raise CodecError(f"expected a (C, H, W) tensor with non-empty dims, got {tuple(t.shape)}")
-    if not t.is_floating_point():
-        t = t.float()
-    if not bool(torch.isfinite(t).all()):
-        raise CodecError("tensor contains NaN or Inf; refusing to encode")
+    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) \
+            or not ZSTD_LEVELS[0] <= level <= ZSTD_LEVELS[1]:
+        raise CodecError(f"zstd level {level!r} must be an integer in "
+                         f"[{ZSTD_LEVELS[0]}, {ZSTD_LEVELS[1]}]")
+    t = _as_float32_tensor(x)
     shape = tuple(int(v) for v in t.shape)
-    if name == "f16-zstd":
-        if float(t.abs().max()) > 65504.0:
-            raise CodecError("values exceed the float16 range (65504); use a q8/q4 codec")
-        raw = t.to(torch.float16).cpu().numpy().astype("<f2").tobytes()
+    bits = _BITS[name]
+    bad = (~torch.isfinite(t)).flatten(1).sum(1).float()
+    if bits is None:
+        stats = torch.stack([bad, t.abs().flatten(1).amax(1)])
+    else:
+        scale, offset = quantization_params(t, bits)
+        stats = torch.stack([bad, scale, offset])
+    stats = stats.cpu().numpy()  # one small device->host copy for every check below
+    if stats[0].any():
+        raise CodecError(f"tensor contains NaN or Inf ({int(stats[0].sum())} values in channels "
+                         f"{_first(np.flatnonzero(stats[0]))}); the codec carries finite values "
+                         f"only")
+    if bits is None:
+        peak = float(stats[1].max())
+        if peak > _F16_MAX:
+            raise CodecError(f"values reach {peak:.6g}, beyond the float16 range "
+                             f"(+-{_F16_MAX:g}); use a q8/q4 codec")
+        raw = t.to(torch.float16).cpu().numpy().astype("<f2", copy=False).tobytes()
         empty = np.zeros(0, np.float32)
         return EncodedTensor(codec, shape, empty, empty.copy(), _compress(raw, level))
-    bits = _BITS[name]
-    t = t.float()
-    scale, offset = quantization_params(t, bits)
-    # Quantize where the tensor lives (a GPU edge moves only uint8 codes to the host).
-    codes = quantize(t, scale, offset, bits).to(torch.uint8).cpu().numpy().ravel()
+    scale_h, offset_h = stats[1].copy(), stats[2].copy()
+    # The decoder's largest value per channel must be finite too (checked with its own math).
+    with np.errstate(over="ignore", invalid="ignore"):
+        top = dequantize(np.full((shape[0], 1, 1), _levels(bits), np.float32), scale_h,
+                         offset_h).ravel()
+    wide = ~(np.isfinite(scale_h) & np.isfinite(top))
+    if wide.any():
+        raise CodecError(f"value range of channels {_first(np.flatnonzero(wide))} is too wide "
+                         f"to quantize in float32 (max - min overflows)")
+    codes = quantize(t, scale, offset, bits).to(torch.uint8).flatten()
     if bits == 4:
-        if codes.size % 2:
-            codes = np.append(codes, np.uint8(0))
+        if codes.numel() % 2:
+            codes = torch.cat([codes, codes.new_zeros(1)])
         codes = codes[0::2] | (codes[1::2] << 4)
-    return EncodedTensor(codec, shape, scale.cpu().numpy().astype(np.float32),
-                         offset.cpu().numpy().astype(np.float32),
-                         _compress(codes.tobytes(), level))
+    raw = codes.cpu().numpy().tobytes()
+    return EncodedTensor(codec, shape, scale_h, offset_h, _compress(raw, level))
 
 
-def payload_size(codec: str, shape: tuple[int, ...]) -> int:
-    """Exact decompressed payload size in bytes for ``codec`` and ``shape``."""
-    n = int(np.prod(shape, dtype=np.int64))
-    name, _ = parse_codec(codec)
-    return {"f16-zstd": 2 * n, "q8-zstd": n, "q4-zstd": (n + 1) // 2}[name]
+def _as_float32_tensor(x: Any) -> torch.Tensor:
+    """A detached float32 (C, H, W) tensor on x's device; CodecError for anything else."""
+    if isinstance(x, torch.Tensor):
+        if x.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+            raise CodecError(f"expected a float tensor, got dtype {x.dtype}")
+        t = x.detach()
+    elif isinstance(x, np.ndarray):
+        if x.dtype not in (np.float16, np.float32, np.float64):
+            raise CodecError(f"expected a float16/32/64 array, got dtype {x.dtype}")
+        with np.errstate(over="ignore"):  # float64 beyond float32 -> inf, reported below
+            arr = np.ascontiguousarray(x, dtype=np.float32)
+        t = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
+    else:
+        raise CodecError(f"expected a numpy array or torch tensor, got {type(x).__name__}")
+    if t.dim() != 3 or min(t.shape) < 1:
+        raise CodecError(f"expected a (C, H, W) tensor with non-empty dims, got "
+                         f"{tuple(t.shape)}")
+    return t.to(torch.float32)
 
+
+# ---------------------------------------------------------------- decode
 
 def decode(enc: EncodedTensor, max_elements: int = DEFAULT_MAX_ELEMENTS) -> np.ndarray:
-    """Decode to a float32 (C, H, W) array; any malformed input raises CodecError."""
+    """Decode to a float32 ``(C, H, W)`` array.
+
+    Any malformed input raises CodecError saying what was wrong and what was expected; no more
+    than ``max_elements`` values (and their exact payload size) are ever allocated.
+    """
     try:
         return _decode(enc, max_elements)
     except CodecError:
         raise
-    except Exception as err:  # noqa: BLE001 - the contract: only CodecError escapes
-        raise CodecError(f"malformed encoded tensor: {type(err).__name__}: {err}") from err
+    except Exception as err:  # noqa: BLE001 - the contract: only CodecError escapes decode
+        raise CodecError(f"{UNEXPECTED} ({type(err).__name__}: {err}); the encoded tensor is "
+                         f"malformed") from err
 
 
 def _decode(enc: EncodedTensor, max_elements: int) -> np.ndarray:
+    if not isinstance(enc, EncodedTensor):
+        raise CodecError(f"expected an EncodedTensor, got {type(enc).__name__}")
+    if isinstance(max_elements, bool) or not isinstance(max_elements, (int, np.integer)) \
+            or max_elements < 1:
+        raise CodecError(f"max_elements must be a positive integer, got {max_elements!r}")
     name, _ = parse_codec(enc.codec)
-    shape = tuple(enc.shape)
-    if len(shape) != 3 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in shape):
-        raise CodecError(f"shape {shape} must be 3 positive integers (C, H, W)")
-    n = int(np.prod(shape, dtype=np.int64))
-    if n > max_elements:
-        raise CodecError(f"shape {shape} has {n} elements, over the cap of {max_elements}")
+    bits = _BITS[name]
+    shape = _check_shape(enc.shape, int(max_elements))
+    scale = _f32_vector(enc.scale, "scale")
+    offset = _f32_vector(enc.offset, "offset")
+    if bits is None:
+        if scale.size or offset.size:
+            raise CodecError(f"{enc.codec} carries no scale/offset, got {scale.size} and "
+                             f"{offset.size} values")
+    else:
+        _check_quant_params(scale, offset, shape[0], bits)
+    if not isinstance(enc.data, (bytes, bytearray, memoryview)):
+        raise CodecError(f"payload must be bytes, got {type(enc.data).__name__}")
+    n = math.prod(shape)
     raw = _decompress(bytes(enc.data), payload_size(enc.codec, shape))
-    if name == "f16-zstd":
-        return np.frombuffer(raw, "<f2").astype(np.float32).reshape(shape)
-    channels = shape[0]
-    scale = np.asarray(enc.scale, dtype=np.float32).ravel()
-    offset = np.asarray(enc.offset, dtype=np.float32).ravel()
+    if bits is None:
+        values = np.frombuffer(raw, "<f2").astype(np.float32).reshape(shape)
+        if not np.isfinite(values).all():
+            raise CodecError("float16 payload holds NaN or Inf, which encode never writes")
+        return values
+    packed = np.frombuffer(raw, np.uint8)
+    if bits == 4:
+        codes = np.empty(2 * packed.size, np.uint8)
+        codes[0::2], codes[1::2] = packed & 0x0F, packed >> 4
+        if n % 2 and codes[-1]:
+            raise CodecError("q4 payload: the padding nibble after an odd element count must "
+                             "be 0")
+        codes = codes[:n]
+    else:
+        codes = packed
+    return dequantize(codes.astype(np.float32).reshape(shape), scale, offset)
+
+
+def _check_shape(shape: Any, max_elements: int) -> tuple[int, int, int]:
+    if not isinstance(shape, (tuple, list)) or len(shape) != 3 or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in shape):
+        raise CodecError(f"shape {_short(shape)} must be 3 integers (C, H, W)")
+    dims = tuple(int(v) for v in shape)
+    if min(dims) < 1:
+        raise CodecError(f"shape {dims} must be 3 positive integers (C, H, W)")
+    n = math.prod(dims)  # Python ints: no overflow for uint32 dims from a message
+    if n > max_elements:
+        raise CodecError(f"shape {dims} has {n} elements, over the cap of {max_elements}")
+    return dims  # type: ignore[return-value]
+
+
+def _f32_vector(value: Any, field: str) -> np.ndarray:
+    if not isinstance(value, (np.ndarray, list, tuple, array.array)):
+        raise CodecError(f"{field} must be a float32 array, got {type(value).__name__}")
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError, OverflowError) as err:  # ragged or odd sequences
+        raise CodecError(f"{field} must be a 1-D float32 array: {err}") from None
+    if arr.ndim != 1 or arr.dtype.kind not in "fiu":
+        raise CodecError(f"{field} must be a 1-D float32 array, got dtype {arr.dtype} with "
+                         f"shape {arr.shape}")
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow -> inf, rejected by callers
+        return arr.astype(np.float32)
+
+
+def _check_quant_params(scale: np.ndarray, offset: np.ndarray, channels: int, bits: int
+                        ) -> None:
     if scale.size != channels or offset.size != channels:
         raise CodecError(f"expected {channels} scales and offsets (one per channel), got "
                          f"{scale.size} and {offset.size}")
-    if not (np.isfinite(scale).all() and np.isfinite(offset).all()) or (scale < 0).any():
-        raise CodecError("scales must be finite and >= 0 and offsets finite")
-    codes = np.frombuffer(raw, np.uint8)
-    if _BITS[name] == 4:
-        codes = np.stack([codes & 0x0F, codes >> 4], axis=1).ravel()[:n]
-    values = codes.reshape(shape).astype(np.float32)
-    return values * scale[:, None, None] + offset[:, None, None]
+    if not np.isfinite(scale).all() or (scale < 0).any():
+        raise CodecError(f"scales must be finite and >= 0; bad in channels "
+                         f"{_first(np.flatnonzero(~(np.isfinite(scale) & (scale >= 0))))}")
+    if not np.isfinite(offset).all():
+        raise CodecError(f"offsets must be finite; bad in channels "
+                         f"{_first(np.flatnonzero(~np.isfinite(offset)))}")
+    # Dequantization is monotone in the code, so the largest code bounds every output.
+    with np.errstate(over="ignore"):
+        top = dequantize(np.full((channels, 1, 1), _levels(bits), np.float32), scale, offset)
+    if not np.isfinite(top).all():
+        raise CodecError(f"scale * {_levels(bits)} + offset overflows float32 in channels "
+                         f"{_first(np.flatnonzero(~np.isfinite(top.ravel())))}")
+
+
+# ---------------------------------------------------------------- zstd
+
+_local = threading.local()  # zstd contexts are not thread-safe; cache one set per thread
 
 
 def _compress(raw: bytes, level: int) -> bytes:
-    # The frame records its content size, which decode checks before decompressing.
-    return zstandard.ZstdCompressor(level=level, write_content_size=True).compress(raw)
+    cache = _local.__dict__.setdefault("compressors", {})
+    if level not in cache:
+        # The content size lets decode check the frame before decompressing; the checksum
+        # (4 bytes) makes corrupted payloads fail instead of decoding to wrong values.
+        cache[level] = zstandard.ZstdCompressor(level=int(level), write_content_size=True,
+                                                write_checksum=True)
+    return cache[level].compress(raw)
 
 
 def _decompress(data: bytes, expected: int) -> bytes:
     try:
-        params = zstandard.get_frame_parameters(data)
+        declared = zstandard.get_frame_parameters(data).content_size
     except zstandard.ZstdError as err:
-        raise CodecError(f"payload is not a zstd frame ({len(data)} bytes): {err}") from err
-    if params.content_size != expected:
-        raise CodecError(f"payload declares {params.content_size} bytes, the shape needs "
+        raise CodecError(f"payload is not a zstd frame ({len(data)} bytes): {err}") from None
+    if declared == zstandard.CONTENTSIZE_UNKNOWN:
+        raise CodecError(f"zstd frame does not declare its content size; the shape needs "
+                         f"{expected} bytes")
+    if declared != expected:
+        raise CodecError(f"zstd frame declares {declared} bytes, the codec and shape need "
                          f"{expected}")
+    if not hasattr(_local, "decompressor"):
+        _local.decompressor = zstandard.ZstdDecompressor()
     try:
-        raw = zstandard.ZstdDecompressor().decompress(data, max_output_size=expected)
+        # Output bounded by the exact size; one frame only, nothing after it.
+        raw = _local.decompressor.decompress(data, max_output_size=expected,
+                                             allow_extra_data=False)
     except zstandard.ZstdError as err:
-        raise CodecError(f"corrupt or truncated zstd payload: {err}") from err
+        raise CodecError(f"corrupt or truncated zstd payload ({len(data)} bytes): {err}"
+                         ) from None
     if len(raw) != expected:
         raise CodecError(f"payload decompressed to {len(raw)} bytes, expected {expected}")
     return raw
+
+
+# ---------------------------------------------------------------- messages
+
+def _short(value: Any, limit: int = 60) -> str:
+    """repr() clipped so hostile input cannot flood logs."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "...'"
+
+
+def _first(indices: np.ndarray, limit: int = 8) -> str:
+    """The first few indices, for messages about many channels."""
+    items = [int(i) for i in indices[:limit]]
+    return str(items) if len(indices) <= limit else f"{items} and {len(indices) - limit} more"
+
+
+def _describe(x: Any) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"{x.dtype} tensor of shape {tuple(x.shape)}"
+    return type(x).__name__

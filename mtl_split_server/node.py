@@ -105,7 +105,10 @@ class ServerNode(Node):
         # Detection colours = the colour of the same class in segmentation (things come last).
         self.det_palette = self.seg_palette[len(self.seg_names) - len(self.det_names):]
         self.rejections = Rejections(self.get_logger())
-        qin, qout = qos_from_name(self.cfg["input_qos"]), qos_from_name(self.cfg["output_qos"])
+        # Inputs: newest only (depth 1). Outputs: a short history so a busy subscriber (a
+        # recorder, RViz) does not lose results the server spent compute on.
+        qin = qos_from_name(self.cfg["input_qos"])
+        qout = qos_from_name(self.cfg["output_qos"], depth=5)
         self.sources = [Source(self, t, qin, qout, self.cfg) for t in self.cfg["feature_topics"]]
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self.cfg["diagnostics_period"], self._publish_diagnostics)

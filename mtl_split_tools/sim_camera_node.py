@@ -1,8 +1,8 @@
 """Simulated robot camera: drives a camera through a generated PyBullet scene.
 
 Publishes ``image`` (rgb8), ``camera_info`` and, with ``publish_ground_truth``,
-``gt/depth`` (32FC1 metres) and ``gt/segmentation`` (mono8 class ids) — all with one header
-per frame. Stamps come from the node clock, so ``use_sim_time`` makes it follow /clock.
+``gt/depth`` (32FC1 metres), ``gt/segmentation`` (mono8 class ids) and ``gt/detections``
+(visible-extent boxes) — all with one header per frame. Stamps come from the node clock, so ``use_sim_time`` makes it follow /clock.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
+from mtl_split.msg import Detection2D, Detection2DArray
+from mtl_split_core.classes import DETECTION_CLASSES
 from mtl_split_core.sim.camera import SimCamera
 from mtl_split_core.sim.scene import SimScene
 from mtl_split_ros.image_msg import fill_image
@@ -72,13 +74,15 @@ class SimCameraNode(Node):
         self.scene = SimScene(self.cfg["seed"], self.cfg["width"], self.cfg["height"])
         self.camera = SimCamera(self.cfg["width"], self.cfg["height"], self.cfg["vfov_deg"])
         self.trajectory = Trajectory(self.scene)
-        qos = qos_from_name(self.cfg["output_qos"])
+        # A history of 10: ground-truth consumers (evaluation) must not lose frames.
+        qos = qos_from_name(self.cfg["output_qos"], depth=10)
         self.pub_image = self.create_publisher(Image, "image", qos)
         self.pub_info = self.create_publisher(CameraInfo, "camera_info", qos)
         self.pub_depth = self.pub_seg = None
         if self.cfg["publish_ground_truth"]:
             self.pub_depth = self.create_publisher(Image, "gt/depth", qos)
             self.pub_seg = self.create_publisher(Image, "gt/segmentation", qos)
+            self.pub_dets = self.create_publisher(Detection2DArray, "gt/detections", qos)
         self.count = 0
         self.timer = self.create_timer(1.0 / self.cfg["rate"], self._tick)
         self.get_logger().info(f"sim camera: {self.cfg['width']}x{self.cfg['height']} at "
@@ -97,6 +101,13 @@ class SimCameraNode(Node):
         if self.pub_depth is not None:
             self.pub_depth.publish(fill_image(Image(header=header), frame.depth, "32FC1"))
             self.pub_seg.publish(fill_image(Image(header=header), frame.seg, "mono8"))
+            dets = Detection2DArray(header=header)
+            for (x1, y1, x2, y2), c in zip(frame.boxes.tolist(), frame.labels.tolist()):
+                dets.detections.append(Detection2D(
+                    class_id=c, class_name=DETECTION_CLASSES[c], score=1.0,
+                    center_x=(x1 + x2) / 2, center_y=(y1 + y2) / 2, size_x=x2 - x1,
+                    size_y=y2 - y1))
+            self.pub_dets.publish(dets)
         self.pub_image.publish(fill_image(Image(header=header), frame.rgb, "rgb8"))
         self.count += 1
 

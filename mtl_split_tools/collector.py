@@ -1,0 +1,66 @@
+"""A node that gathers the pipeline's inputs, ground truth and outputs by image stamp."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+
+from mtl_split.msg import Detection2DArray, SplitFeatures
+from mtl_split_ros.image_msg import image_to_rgb
+from mtl_split_ros.qos import qos_from_name
+
+
+def stamp_key(header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def image_array(msg: Image) -> np.ndarray:
+    dtype = {"32FC1": np.float32, "mono8": np.uint8}[msg.encoding]
+    arr = np.frombuffer(msg.data, dtype=np.uint8).view(dtype)
+    return arr.reshape(msg.height, msg.step // np.dtype(dtype).itemsize)[:, :msg.width].copy()
+
+
+class Collector(Node):
+    """Stores, per frame stamp: the input image, ground truth, features and outputs."""
+
+    def __init__(self, prefix: str = "mtl_split/"):
+        super().__init__("mtl_split_demo_collector")
+        self.frames: dict[int, dict] = defaultdict(dict)
+        self.diagnostics: dict[str, dict] = {}
+        rel = qos_from_name("reliable", depth=10)
+        sub = self.create_subscription
+        sub(Image, "image", lambda m: self._put(m, "image", image_to_rgb(m)), rel)
+        sub(Image, "gt/depth", lambda m: self._put(m, "gt_depth", image_array(m)), rel)
+        sub(Image, "gt/segmentation", lambda m: self._put(m, "gt_seg", image_array(m)), rel)
+        sub(Detection2DArray, "gt/detections", lambda m: self._put(m, "gt_dets", m), rel)
+        sub(SplitFeatures, prefix + "features", self._on_features, rel)
+        sub(Detection2DArray, prefix + "detections", lambda m: self._put(m, "dets", m), rel)
+        sub(Image, prefix + "segmentation", lambda m: self._put(m, "seg", image_array(m)), rel)
+        sub(Image, prefix + "depth", lambda m: self._put(m, "depth", image_array(m)), rel)
+        sub(DiagnosticArray, "/diagnostics", self._on_diagnostics, qos_profile_sensor_data)
+
+    def _put(self, msg, key, value) -> None:
+        entry = self.frames[stamp_key(msg.header)]
+        entry[key] = value
+        entry.setdefault("arrival", {})[key] = time.time()
+        entry["stamp_s"] = stamp_key(msg.header) / 1e9
+
+    def _on_features(self, msg: SplitFeatures) -> None:
+        nbytes = len(msg.data) + 4 * (len(msg.scale) + len(msg.offset))
+        self._put(msg, "features", {"bytes": nbytes, "edge_ms": float(msg.edge_ms),
+                                    "shape": list(msg.shape), "codec": msg.codec})
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
+
+    def complete(self) -> list[dict]:
+        """Frames that have the input, ground truth and every output."""
+        need = {"image", "gt_seg", "gt_depth", "gt_dets", "features", "dets", "seg", "depth"}
+        return [f for _, f in sorted(self.frames.items()) if need <= f.keys()]
