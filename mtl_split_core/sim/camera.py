@@ -1,7 +1,9 @@
 """Pinhole camera for the simulator: OpenGL matrices, intrinsics, depth-buffer conversion.
 
 Frames: the camera looks along its optical axis; intrinsics use pixel-centre coordinates
-(pixel (0, 0) centre is at x = 0), so cx = (W - 1) / 2 for a centred principal point.
+(pixel (0, 0) centre is at x = 0). PyBullet's TinyRenderer does not sample pixel centres:
+fitting rendered depth of known geometry gives cx = W / 2 and cy = H / 2 - 1 (measured for
+even and odd sizes), so those are the intrinsics we report.
 """
 
 from __future__ import annotations
@@ -30,11 +32,11 @@ class SimCamera:
 
     @property
     def cx(self) -> float:
-        return (self.width - 1) / 2
+        return self.width / 2
 
     @property
     def cy(self) -> float:
-        return (self.height - 1) / 2
+        return self.height / 2 - 1
 
     @property
     def k(self) -> list[float]:

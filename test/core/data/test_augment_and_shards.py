@@ -1,0 +1,59 @@
+"""Augmentation keeps image, boxes, segmentation and depth aligned; shards round-trip."""
+
+import numpy as np
+import torch
+
+from mtl_split_core.data.augment import augment_batch, hflip, zoom_crop
+from mtl_split_core.data.shards import code_to_depth, depth_to_code
+
+
+def _sample():
+    seg = torch.zeros(1, 48, 64, dtype=torch.uint8)
+    seg[0, 10:20, 5:25] = 4                       # an object of class 4 where its box is
+    depth = torch.full((1, 48, 64), 10.0)
+    depth[0, 10:20, 5:25] = 2.0
+    img = torch.zeros(1, 3, 48, 64)
+    img[:, :, 10:20, 5:25] = 1.0
+    return img, seg, depth, [torch.tensor([[5.0, 10.0, 25.0, 20.0]])]
+
+
+def _aligned(img, seg, depth, boxes):
+    x1, y1, x2, y2 = (int(round(float(v))) for v in boxes[0][0])
+    inside = seg[0, y1:y2, x1:x2]
+    return inside.numel() > 0 and (inside == 4).float().mean() > 0.9 and \
+        (depth[0, y1:y2, x1:x2] == 2.0).float().mean() > 0.9 and \
+        img[0, 0, y1:y2, x1:x2].mean() > 0.9
+
+
+def test_flip_keeps_alignment_and_twice_is_identity():
+    img, seg, depth, boxes = _sample()
+    flip = torch.tensor([True])
+    f = hflip(img, seg, depth, boxes, flip)
+    assert _aligned(*f)
+    back = hflip(*f, flip)
+    assert torch.equal(back[0], img) and torch.equal(back[1], seg)
+    assert torch.equal(back[3][0], boxes[0])
+
+
+def test_zoom_crop_keeps_alignment():
+    img, seg, depth, boxes = _sample()
+    z = zoom_crop(img, seg, depth, boxes, torch.tensor([1.5]), torch.tensor([[0.3, 0.3]]))
+    assert _aligned(*z)
+    assert set(torch.unique(z[1]).tolist()) <= {0, 4}  # nearest: no invented classes
+
+
+def test_random_batches_stay_aligned():
+    g = torch.Generator().manual_seed(0)
+    for _ in range(10):
+        img, seg, depth, boxes = _sample()
+        out = augment_batch(img, seg, depth, boxes, [torch.tensor([4])], generator=g)
+        if len(out[3][0]):
+            assert _aligned(out[0].clamp(0, 1) * 0 + (out[1] == 4).float()[:, None].expand(
+                1, 3, 48, 64), out[1], out[2], out[3])
+
+
+def test_depth_code_round_trip_within_a_step():
+    depth = np.array([[0.0, 0.1, 1.0, 7.3, 80.0]], np.float32)
+    back = code_to_depth(depth_to_code(depth))
+    assert back[0, 0] == 0.0
+    assert np.allclose(back[0, 1:], depth[0, 1:], rtol=0.014)
