@@ -16,6 +16,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "gen-data": ("mtl_split_core.cli_data", "render a simulated dataset (and pack shards)"),
     "train": ("mtl_split_core.cli_train", "train a multi-task split model from shards"),
+    "eval": ("mtl_split_core.cli_eval", "evaluate a model for a split point and codec"),
 }
 
 

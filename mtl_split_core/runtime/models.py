@@ -16,11 +16,13 @@ def models_dirs() -> list[Path]:
     if os.environ.get("MTL_SPLIT_MODELS"):
         dirs.append(Path(os.environ["MTL_SPLIT_MODELS"]))
     dirs.append(pkg.parent / "models")  # source checkout: <repo>/models
-    # Installed: <prefix>/lib/pythonX.Y/site-packages/mtl_split_core -> <prefix>/share/mtl_split
+    # Installed: <prefix>/lib/pythonX.Y/site-packages/mtl_split_core or (Debian/Ubuntu layout)
+    # <prefix>/local/lib/pythonX.Y/dist-packages/mtl_split_core -> <prefix>/share/mtl_split
     unresolved = Path(__file__).absolute().parents[2]
-    for base in (unresolved, pkg):
-        if len(base.parents) >= 3:
-            dirs.append(base.parents[2] / "share" / "mtl_split" / "models")
+    for base in (unresolved, pkg.parent):
+        for up in (2, 3):
+            if len(base.parents) > up:
+                dirs.append(base.parents[up] / "share" / "mtl_split" / "models")
     return dirs
 
 
