@@ -169,8 +169,10 @@ def main(argv=None) -> int:
             return 1
         print(f"nodes ready after {time.time() - t0:.1f}s; sim camera: {args.frames} frames "
               f"at {args.rate} Hz", flush=True)
+        # Two subscribers to wait for before the first frame: the edge and the collector.
         procs.append(_start("sim_camera_node", ["-p", f"frames:={args.frames}",
-                                                "-p", f"rate:={args.rate}"],
+                                                "-p", f"rate:={args.rate}",
+                                                "-p", "min_subscribers:=2"],
                             out / "sim_camera.log"))
         t1 = time.time()
         _spin_until(collector, lambda: len(collector.complete()) >= args.frames,

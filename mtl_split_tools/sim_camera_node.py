@@ -32,6 +32,9 @@ PARAMS = [
     Param("frame_id", "camera_optical_frame", "frame_id of every header."),
     Param("publish_ground_truth", True, "Also publish gt/depth and gt/segmentation."),
     Param("output_qos", "reliable", "QoS of all publishers.", QOS_PROFILES),
+    Param("min_subscribers", 0, "Hold the first frame until 'image' has this many "
+          "subscribers (so a run of N frames is not lost to DDS discovery).",
+          check=in_range(0, 1000)),
     Param("vfov_deg", 60.0, "Vertical field of view (deg).", check=in_range(10.0, 150.0)),
 ]
 FRAMES_PER_LEG = 8  # frames between two trajectory waypoints
@@ -92,6 +95,9 @@ class SimCameraNode(Node):
         if self.cfg["frames"] and self.count >= self.cfg["frames"]:
             self.timer.cancel()
             self.get_logger().info(f"published {self.count} frames; done")
+            return
+        if self.count == 0 and \
+                self.pub_image.get_subscription_count() < self.cfg["min_subscribers"]:
             return
         frame = self.scene.render(self.trajectory.next(), self.camera)
         header = Image().header
