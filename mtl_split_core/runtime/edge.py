@@ -8,11 +8,10 @@ import numpy as np
 import torch
 
 from mtl_split_core.codec import CODECS, encode
-from mtl_split_core.model.card import load_model
 from mtl_split_core.preprocess import letterbox_tensor
 from mtl_split_core.runtime.device import resolve_device, resolve_dtype
 from mtl_split_core.runtime.errors import ConfigError
-from mtl_split_core.runtime.models import resolve_model_path
+from mtl_split_core.runtime.models import load_model_param
 from mtl_split_core.runtime.packet import FeaturePacket
 
 
@@ -40,11 +39,7 @@ class EdgeRunner:
 
     @classmethod
     def from_path(cls, model: str | None, **kwargs) -> "EdgeRunner":
-        try:
-            net, card = load_model(resolve_model_path(model))
-        except FileNotFoundError as err:
-            raise ConfigError("model", str(err)) from err
-        return cls(net, card, **kwargs)
+        return cls(*load_model_param(model), **kwargs)
 
     @torch.inference_mode()
     def __call__(self, rgb: np.ndarray) -> FeaturePacket:

@@ -37,3 +37,13 @@ def resolve_model_path(name_or_path: str | None) -> Path:
             return d / target
     searched = ", ".join(str(d) for d in models_dirs())
     raise FileNotFoundError(f"model {target!r} not found (as a path, or by name in: {searched})")
+
+
+def load_model_param(name_or_path: str | None):
+    """(model, card) for a node's or tool's ``model`` setting; errors name the setting."""
+    from mtl_split_core.model import ModelLoadError, load_model
+    from mtl_split_core.runtime.errors import ConfigError
+    try:
+        return load_model(resolve_model_path(name_or_path))
+    except (FileNotFoundError, ModelLoadError) as err:
+        raise ConfigError("model", str(err)) from err

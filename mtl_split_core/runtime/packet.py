@@ -20,5 +20,4 @@ class FeaturePacket:
     @property
     def nbytes(self) -> int:
         """Bytes of the tensor on the wire: payload + per-channel scale/offset."""
-        t = self.tensor
-        return len(t.data) + 4 * (len(t.scale) + len(t.offset))
+        return self.tensor.nbytes

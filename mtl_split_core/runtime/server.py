@@ -15,11 +15,10 @@ import numpy as np
 import torch
 
 from mtl_split_core.codec import CodecError, decode
-from mtl_split_core.model.card import load_model
 from mtl_split_core.model.heads import decode_detections
 from mtl_split_core.runtime.device import resolve_device, resolve_dtype
 from mtl_split_core.runtime.errors import ConfigError
-from mtl_split_core.runtime.models import resolve_model_path
+from mtl_split_core.runtime.models import load_model_param
 from mtl_split_core.runtime.packet import FeaturePacket
 
 TASKS = ("detection", "segmentation", "depth")
@@ -71,11 +70,7 @@ class ServerRunner:
 
     @classmethod
     def from_path(cls, model: str | None, **kwargs) -> "ServerRunner":
-        try:
-            net, card = load_model(resolve_model_path(model))
-        except FileNotFoundError as err:
-            raise ConfigError("model", str(err)) from err
-        return cls(net, card, **kwargs)
+        return cls(*load_model_param(model), **kwargs)
 
     def check(self, packet: FeaturePacket) -> None:
         """Raise PacketRejected unless this server's model produced ``packet``."""
@@ -91,18 +86,20 @@ class ServerRunner:
     @torch.inference_mode()
     def __call__(self, packet: FeaturePacket) -> ServerResult:
         self.check(packet)
+        split = self.split_names[packet.split_index]
+        expected = tuple(self.model.split_shape(split, self.input_size))
+        # Check the declared shape before decoding: a hostile packet cannot make us allocate
+        # more than the model's own split tensor.
+        if tuple(packet.tensor.shape) != expected:
+            raise PacketRejected("shape", f"tensor shape {tuple(packet.tensor.shape)} does not "
+                                 f"match split {split} of the model: expected {expected}")
         t0 = time.perf_counter()
         try:
-            z = decode(packet.tensor)
+            z = decode(packet.tensor, max_elements=int(np.prod(expected)))
         except CodecError as err:
             raise PacketRejected("payload", str(err)) from err
         t1 = time.perf_counter()
-        split = self.split_names[packet.split_index]
         z = torch.from_numpy(z).to(self.device, self.dtype).unsqueeze(0)
-        expected = self.model.split_shape(split, self.input_size)
-        if tuple(z.shape[1:]) != tuple(expected):
-            raise PacketRejected("shape", f"tensor shape {tuple(z.shape[1:])} does not match "
-                                 f"split {split} of the model: expected {tuple(expected)}")
         out = self.model.server(z, split)
         t2 = time.perf_counter()
         result = self._postprocess(out, packet)
