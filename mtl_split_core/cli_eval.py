@@ -8,7 +8,8 @@ from pathlib import Path
 
 def add_arguments(p) -> None:
     p.add_argument("--model", default="", help="model folder; '' = the packaged default")
-    p.add_argument("--shards", required=True, help="folder with shard_*.npz (gen-data --pack)")
+    p.add_argument("--data", "--shards", dest="shards", required=True,
+                   help="dataset folder (gen-data output) or folder of shard_*.npz")
     p.add_argument("--split-set", default="test", choices=("train", "val", "test"))
     p.add_argument("--split", default=None, help="split point; default: the model's")
     p.add_argument("--codec", default="all",
@@ -19,14 +20,14 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from mtl_split_core.codec import CODECS
-    from mtl_split_core.data.shards import load_shards
+    from mtl_split_core.data.dataset import load_dataset
     from mtl_split_core.evaluate import evaluate, headline
     from mtl_split_core.model import load_model
     from mtl_split_core.runtime.device import resolve_device
     from mtl_split_core.runtime.models import resolve_model_path
 
     model, card = load_model(resolve_model_path(args.model))
-    data = load_shards(sorted(Path(args.shards).glob("shard_*.npz")), (args.split_set,))
+    data = load_dataset(args.shards, (args.split_set,))
     codecs = [None, *CODECS] if args.codec == "all" else \
         [None if args.codec == "float" else args.codec]
     results = []

@@ -9,7 +9,8 @@ from mtl_split_core.model.config import TASKS, ModelConfig
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--shards", required=True, help="folder with shard_*.npz (mtl-split pack)")
+    p.add_argument("--data", "--shards", dest="shards", required=True,
+                   help="dataset folder (gen-data output) or folder of shard_*.npz")
     p.add_argument("--out", required=True, help="output folder (model/, train_log.csv)")
     p.add_argument("--backbone", default="efficientnet_lite0")
     p.add_argument("--split", default="s16", help="split point to train at (s4, s8, s16, s32)")
@@ -34,7 +35,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from mtl_split_core.data.shards import load_shards
+    from mtl_split_core.data.dataset import load_dataset
     from mtl_split_core.runtime.device import resolve_device
     from mtl_split_core.train import train
 
@@ -45,12 +46,8 @@ def run(args) -> int:
         backbone=args.backbone, input_size=(w, h), tasks=tasks,
         bottlenecks={args.split: args.bottleneck or None}, default_split=args.split,
         codec=args.codec, train_quant_bits=args.quant_bits or None)
-    shards = sorted(Path(args.shards).glob("shard_*.npz"))
-    if not shards:
-        print(f"no shard_*.npz in {args.shards}")
-        return 2
-    train_data = load_shards(shards, ("train",))
-    val_data = load_shards(shards, ("val",))
+    train_data = load_dataset(args.shards, ("train",))
+    val_data = load_dataset(args.shards, ("val",))
     print(f"train frames {len(train_data['images'])}, val frames {len(val_data['images'])}")
     result = train(config, train_data, val_data, args.out, split=args.split, epochs=args.epochs,
                    batch_size=args.batch_size, lr=args.lr, weighting=args.weighting,

@@ -57,3 +57,20 @@ def test_depth_code_round_trip_within_a_step():
     back = code_to_depth(depth_to_code(depth))
     assert back[0, 0] == 0.0
     assert np.allclose(back[0, 1:], depth[0, 1:], rtol=0.014)
+
+
+def test_folder_and_shards_load_the_same_frames(tmp_path):
+    from mtl_split_core.data.dataset import load_dataset
+    from mtl_split_core.data.shards import pack_shards
+    from mtl_split_core.sim.generate import generate_dataset
+    generate_dataset(tmp_path / "ds", frames=4, size=(64, 48), frames_per_scene=2, workers=1,
+                     progress=False)
+    pack_shards(tmp_path / "ds", tmp_path / "sh", max_mb=0.01)  # several tiny shards
+    splits = ("train", "val", "test")
+    a, b = load_dataset(tmp_path / "ds", splits), load_dataset(tmp_path / "sh", splits)
+    assert len(a["images"]) == len(b["images"]) == 4
+    assert np.array_equal(a["seg"], b["seg"])
+    valid = a["depth"] > 0.1
+    assert np.allclose(a["depth"][valid], b["depth"][valid], rtol=0.014)
+    assert all(np.array_equal(x, y) for x, y in zip(a["boxes"], b["boxes"]))
+    assert np.abs(a["images"].astype(int) - b["images"].astype(int)).mean() < 3  # JPEG q90
