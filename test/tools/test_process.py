@@ -1,0 +1,85 @@
+"""`mtl-split process` over bags written by the rosbags writer (MCAP and sqlite3)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from bag_factory import T, compressed, image, write_bag
+
+from mtl_split_core.bags import BagError, open_bag
+from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, save_model
+from mtl_split_tools.process import process_bag
+
+IMG, CIMG = "sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("m") / "tiny"
+    save_model(path, MultiTaskSplitNet(ModelConfig(backbone="mobilenetv3_small",
+                                                   input_size=(64, 48),
+                                                   bottlenecks={"s16": 4})).eval())
+    return str(path)
+
+
+def _run(bag, tmp_path, model):
+    return process_bag(bag, tmp_path / "out", model=model, device="cpu", progress=False)
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_every_encoding_and_unrelated_topics(tmp_path, tiny_model, storage):
+    topics = {f"/cam_{e}/image": (IMG, [image(i, e) for i in range(2)])
+              for e in ("rgb8", "bgr8", "mono8", "bgra8")}
+    topics["/cam_jpeg/image/compressed"] = (CIMG, [compressed(i, "jpeg") for i in range(2)])
+    topics["/cam_png/image/compressed"] = (CIMG, [compressed(i, "png") for i in range(2)])
+    topics["/chatter"] = ("std_msgs/msg/String", [T["std_msgs/msg/String"](data="hi")] * 3)
+    bag = write_bag(tmp_path / "in", topics, storage)
+    summary = _run(bag, tmp_path, tiny_model)
+    assert summary["frames"] == 12 and summary["skipped"] == 0
+    assert len(summary["outputs"]) == 6 and "/chatter" not in summary["image_topics"]
+    # The output bag is a real rosbag2 that rosbags reads back, stamps equal to the inputs.
+    with open_bag(tmp_path / "out" / "outputs.mcap") as reader:
+        topics_out = {c.topic: c for c in reader.connections}
+        assert "/cam_rgb8/mtl_split/detections" in topics_out
+        assert topics_out["/cam_rgb8/mtl_split/depth"].msgtype == IMG
+        stamps = []
+        for conn, t, raw in reader.messages([topics_out["/cam_rgb8/mtl_split/depth"]]):
+            msg = reader.deserialize(raw, conn.msgtype)
+            stamps.append(msg.header.stamp.sec)
+            assert msg.encoding == "32FC1" and (msg.width, msg.height) == (64, 48)
+            assert np.isfinite(np.frombuffer(msg.data.tobytes(), np.float32)).all()
+    assert stamps == [100, 101]
+    pngs = list((tmp_path / "out" / "annotated").rglob("*.png"))
+    assert len(pngs) == 12
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["frames"] == 12
+
+
+def test_bad_frames_are_skipped_and_counted(tmp_path, tiny_model):
+    bad = image(0)
+    bad.encoding = "32FC1"
+    bag = write_bag(tmp_path / "in", {"/cam/image": (IMG, [bad, image(1)])})
+    summary = _run(bag, tmp_path, tiny_model)
+    assert summary["frames"] == 1 and summary["skipped"] == 1
+    assert any("unsupported encoding" in k for k in summary["skip_reasons"])
+
+
+def test_bag_without_images_or_empty(tmp_path, tiny_model):
+    bag = write_bag(tmp_path / "in", {"/chatter": ("std_msgs/msg/String",
+                                                   [T["std_msgs/msg/String"](data="x")])})
+    with pytest.raises(BagError, match="no sensor_msgs/Image"):
+        _run(bag, tmp_path, tiny_model)
+    empty = write_bag(tmp_path / "empty", {"/cam/image": (IMG, [])})
+    assert _run(empty, tmp_path / "e", tiny_model)["frames"] == 0
+
+
+def test_corrupt_and_missing_bags_name_the_file(tmp_path, tiny_model):
+    bag = write_bag(tmp_path / "in", {"/cam/image": (IMG, [image(i) for i in range(3)])})
+    mcap = next(bag.glob("*.mcap"))
+    data = mcap.read_bytes()
+    mcap.write_bytes(data[: len(data) // 2])
+    with pytest.raises(BagError, match=str(tmp_path / "in")):
+        _run(bag, tmp_path, tiny_model)
+    with pytest.raises(BagError, match="no such bag"):
+        _run(tmp_path / "nothing", tmp_path, tiny_model)
+    shutil.rmtree(tmp_path / "out", ignore_errors=True)
