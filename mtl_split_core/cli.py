@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "gen-data": ("mtl_split_core.cli_data", "render a simulated dataset (and pack shards)"),
     "train": ("mtl_split_core.cli_train", "train a multi-task split model from shards"),
     "eval": ("mtl_split_core.cli_eval", "evaluate a model for a split point and codec"),
+    "replay": ("mtl_split_tools.replay", "publish a bag's messages with their recorded timing"),
     "process": ("mtl_split_tools.process", "run edge + server over the image topics of a bag"),
 }
 
