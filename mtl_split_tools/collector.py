@@ -9,7 +9,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 
 from mtl_split.msg import Detection2DArray, SplitFeatures
 from mtl_split_ros.image_msg import image_to_rgb
@@ -36,6 +36,8 @@ class Collector(Node):
         rel = qos_from_name("reliable", depth=10)
         sub = self.create_subscription
         sub(Image, "image", lambda m: self._put(m, "image", image_to_rgb(m)), rel)
+        sub(CompressedImage, "image/compressed",
+            lambda m: self._put(m, "image", image_to_rgb(m)), rel)
         sub(Image, "gt/depth", lambda m: self._put(m, "gt_depth", image_array(m)), rel)
         sub(Image, "gt/segmentation", lambda m: self._put(m, "gt_seg", image_array(m)), rel)
         sub(Detection2DArray, "gt/detections", lambda m: self._put(m, "gt_dets", m), rel)
@@ -60,7 +62,9 @@ class Collector(Node):
         for status in msg.status:
             self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
 
-    def complete(self) -> list[dict]:
-        """Frames that have the input, ground truth and every output."""
-        need = {"image", "gt_seg", "gt_depth", "gt_dets", "features", "dets", "seg", "depth"}
+    def complete(self, ground_truth: bool = True) -> list[dict]:
+        """Frames that have the input, every output and (if asked) the ground truth."""
+        need = {"image", "features", "dets", "seg", "depth"}
+        if ground_truth:
+            need |= {"gt_seg", "gt_depth", "gt_dets"}
         return [f for _, f in sorted(self.frames.items()) if need <= f.keys()]

@@ -1,6 +1,7 @@
 """`make demo`: sim camera -> edge -> server as separate processes over DDS, plus a collector.
 
-Runs a fixed number of frames, then writes ``demo_out/``: ``contact_sheet.png`` (input |
+Runs a fixed number of frames (or replays a bag: ``--bag PATH``, ``make demo
+DEMO_ARGS="--bag samples/sim_camera"``), then writes ``demo_out/``: ``contact_sheet.png`` (input |
 detections | segmentation | depth), ``metrics.json`` (latency, bytes vs JPEG, fps, drops,
 accuracy against the simulator's ground truth) and prints a summary. Every started process
 is ended on exit, also on Ctrl-C.
@@ -85,10 +86,13 @@ def evaluate_frames(frames: list[dict]) -> dict:
     return {"detection": det.compute(), "segmentation": seg.compute(), "depth": dep.compute()}
 
 
-def summarize(frames: list[dict], published: int, wall_s: float, diagnostics: dict) -> dict:
+def summarize(frames: list[dict], published: int, wall_s: float, diagnostics: dict,
+              ground_truth: bool = True) -> dict:
     def pct(values, q):
         return float(np.percentile(values, q)) if len(values) else None
-    e2e = [1e3 * (f["arrival"]["dets"] - f["stamp_s"]) for f in frames]
+    # Image received -> detections received, both at the collector: works for live stamps and
+    # for bags (whose header stamps are from the past).
+    e2e = [1e3 * (f["arrival"]["dets"] - f["arrival"]["image"]) for f in frames]
     edge = [f["features"]["edge_ms"] for f in frames]
     feat_bytes = [f["features"]["bytes"] for f in frames]
     jpeg = [len(cv2.imencode(".jpg", f["image"][..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1])
@@ -111,7 +115,7 @@ def summarize(frames: list[dict], published: int, wall_s: float, diagnostics: di
                             "shape": frames[0]["features"]["shape"]},
         "drops": {"edge": _num(edge_diag.get("drops")), "server": _num(server.get("drops")),
                   "not_completed": published - len(frames)},
-        "accuracy": evaluate_frames(frames),
+        "accuracy": evaluate_frames(frames) if ground_truth else None,
     }
 
 
@@ -137,6 +141,27 @@ def write_sheet(frames: list[dict], path: Path, count: int = 6) -> None:
     contact_sheet(rows, ["input", "detections", "segmentation", "depth (m)"], path)
 
 
+def _bag_source(bag) -> dict:
+    """What the demo needs to know about a bag: image topic kind, frames, ground truth."""
+    from mtl_split_core.bags import open_bag
+    with open_bag(bag) as reader:
+        conns = {c.topic.lstrip("/"): c for c in reader.connections}
+        if "image/compressed" in conns:
+            image = "image/compressed"
+        elif "image" in conns:
+            image = "image"
+        else:
+            raise SystemExit(f"{bag}: the demo replays a bag with an 'image' or "
+                             f"'image/compressed' topic; it has {sorted(conns)} (use "
+                             f"`mtl-split process` or --remap for other names)")
+        gt = all(t in conns for t in ("gt/depth", "gt/segmentation", "gt/detections"))
+        topics = [conns[t].topic for t in (image, "camera_info", "gt/depth", "gt/segmentation",
+                                           "gt/detections") if t in conns]
+        return {"compressed": image == "image/compressed", "frames": conns[image].msgcount,
+                "ground_truth": gt, "topics": topics,
+                "seconds": (reader.end_time - reader.start_time) / 1e9}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=30)
@@ -144,6 +169,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="demo_out")
     ap.add_argument("--model", default="")
     ap.add_argument("--timeout", type=float, default=240.0)
+    ap.add_argument("--bag", default=None, help="replay this rosbag2 instead of the sim camera")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -158,44 +184,63 @@ def main(argv=None) -> int:
         model = ["-p", f"model:={args.model}"] if args.model else []
         # The sim camera publishes reliably; a best-effort subscription would lose fragments
         # of 1 MB images under load and make the demo measure DDS, not the pipeline.
-        procs.append(_start("edge_node", model + ["-p", "input_qos:=reliable"],
-                            out / "edge.log"))
+        edge_params = model + ["-p", "input_qos:=reliable"]
+        source = _bag_source(args.bag) if args.bag else None
+        if source and source["compressed"]:
+            edge_params += ["-p", "input_transport:=compressed"]
+        procs.append(_start("edge_node", edge_params, out / "edge.log"))
         procs.append(_start("server_node", model, out / "server.log"))
+        in_topic = "image/compressed" if source and source["compressed"] else "image"
         ready = _spin_until(collector, lambda: any(p.poll() is not None for p in procs) or (
-            collector.count_subscribers("image") > 0 and
+            collector.count_subscribers(in_topic) > 0 and
             collector.count_publishers("mtl_split/detections") > 0), 120)
         if not ready or any(p.poll() is not None for p in procs):
             print("edge/server did not come up; see the logs", file=sys.stderr)
             return 1
-        print(f"nodes ready after {time.time() - t0:.1f}s; sim camera: {args.frames} frames "
-              f"at {args.rate} Hz", flush=True)
-        # Two subscribers to wait for before the first frame: the edge and the collector.
-        procs.append(_start("sim_camera_node", ["-p", f"frames:={args.frames}",
-                                                "-p", f"rate:={args.rate}",
-                                                "-p", "min_subscribers:=2"],
-                            out / "sim_camera.log"))
+        gt = source is None or source["ground_truth"]
+        if source:
+            args.frames = source["frames"]
+            print(f"nodes ready after {time.time() - t0:.1f}s; replaying {args.bag} "
+                  f"({args.frames} frames)", flush=True)
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "mtl_split_core.cli", "replay", args.bag,
+                 "--wait-subscribers", "2", "--topics", *source["topics"]],
+                stdout=open(out / "replay.log", "w"), stderr=subprocess.STDOUT,
+                start_new_session=True))
+            budget = source["seconds"] + 60
+        else:
+            print(f"nodes ready after {time.time() - t0:.1f}s; sim camera: {args.frames} "
+                  f"frames at {args.rate} Hz", flush=True)
+            # Two subscribers to wait for before the first frame: the edge and the collector.
+            procs.append(_start("sim_camera_node", ["-p", f"frames:={args.frames}",
+                                                    "-p", f"rate:={args.rate}",
+                                                    "-p", "min_subscribers:=2"],
+                                out / "sim_camera.log"))
+            budget = args.frames / args.rate + 60
         t1 = time.time()
-        _spin_until(collector, lambda: len(collector.complete()) >= args.frames,
-                    min(args.timeout, args.frames / args.rate + 60))
+        _spin_until(collector, lambda: len(collector.complete(gt)) >= args.frames,
+                    min(args.timeout, budget))
         _spin_until(collector, lambda: False, 1.5)  # let the last diagnostics arrive
-        frames = collector.complete()
+        frames = collector.complete(gt)
         if not frames:
             print("no frame went through the whole pipeline; see the logs", file=sys.stderr)
             return 1
-        metrics = summarize(frames, args.frames, time.time() - t1, collector.diagnostics)
+        metrics = summarize(frames, args.frames, time.time() - t1, collector.diagnostics, gt)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         write_sheet(frames, out / "contact_sheet.png")
         acc = metrics["accuracy"]
         lat, b = metrics["latency_ms"], metrics["bytes_per_frame"]
-        print(f"\n{len(frames)}/{args.frames} frames through sim camera -> edge -> server "
-              f"({metrics['fps']:.2f} fps at a {args.rate} Hz camera)")
+        print(f"\n{len(frames)}/{args.frames} frames through "
+              f"{'the bag' if source else 'sim camera'} -> edge -> server "
+              f"({metrics['fps'] or 0:.2f} fps)")
         print(f"latency ms: edge p50 {lat['edge_p50']:.0f}, server p50 {lat['server_p50'] or 0:.0f}"
               f", end-to-end p50 {lat['end_to_end_p50']:.0f} / p95 {lat['end_to_end_p95']:.0f}")
         print(f"bytes/frame: features {b['features_mean']:.0f} vs JPEG q90 "
               f"{b['jpeg_q90_mean']:.0f} ({b['ratio']:.3f}x)")
-        print(f"accuracy vs sim ground truth: mAP@0.5 {acc['detection']['mAP50']:.3f}, "
-              f"mIoU {acc['segmentation']['mIoU']:.3f}, depth delta<1.25 "
-              f"{acc['depth']['delta1']:.3f}")
+        if acc:
+            print(f"accuracy vs sim ground truth: mAP@0.5 {acc['detection']['mAP50']:.3f}, "
+                  f"mIoU {acc['segmentation']['mIoU']:.3f}, depth delta<1.25 "
+                  f"{acc['depth']['delta1']:.3f}")
         print(f"wrote {out}/contact_sheet.png and {out}/metrics.json")
         return 0
     except KeyboardInterrupt:
