@@ -83,3 +83,11 @@ def test_corrupt_and_missing_bags_name_the_file(tmp_path, tiny_model):
     with pytest.raises(BagError, match="no such bag"):
         _run(tmp_path / "nothing", tmp_path, tiny_model)
     shutil.rmtree(tmp_path / "out", ignore_errors=True)
+
+
+def test_shipped_sample_bag_with_the_default_model(tmp_path):
+    from pathlib import Path
+    sample = Path(__file__).resolve().parents[2] / "samples" / "sim_camera"
+    summary = process_bag(sample, tmp_path / "out", device="cpu", progress=False)
+    assert summary["frames"] == 24 and summary["skipped"] == 0
+    assert summary["feature_bytes_mean"] < 0.25 * summary["jpeg_q90_bytes_mean"]
