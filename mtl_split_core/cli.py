@@ -17,6 +17,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "gen-data": ("mtl_split_core.cli_data", "render a simulated dataset (and pack shards)"),
     "train": ("mtl_split_core.cli_train", "train a multi-task split model from shards"),
     "eval": ("mtl_split_core.cli_eval", "evaluate a model for a split point and codec"),
+    "profile": ("mtl_split_core.cli_profile", "measure per-split timings and bytes on a device"),
+    "plan": ("mtl_split_core.cli_plan", "choose the split point for a link"),
     "replay": ("mtl_split_tools.replay", "publish a bag's messages with their recorded timing"),
     "record": ("mtl_split_tools.record", "record topics into an MCAP rosbag2"),
     "process": ("mtl_split_tools.process", "run edge + server over the image topics of a bag"),

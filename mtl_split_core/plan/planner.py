@@ -1,0 +1,102 @@
+"""Choose the split point: end-to-end latency per split and codec over a link, against the
+LOCAL-ONLY and REMOTE-ONLY (JPEG upload) baselines, under a maximum accuracy drop.
+
+latency = edge compute + encode + transfer(bytes) + decode + server compute.
+fps (pipelined: edge, link and server work on different frames) = 1000 / slowest stage.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import asdict, dataclass
+
+from mtl_split_core.plan.link import Link
+
+
+@dataclass
+class Option:
+    name: str            # "s16 q4-zstd/1", "LOCAL-ONLY", "REMOTE-ONLY (JPEG q90)"
+    split: str | None
+    codec: str | None
+    bytes: float
+    edge_ms: float
+    link_ms: float
+    server_ms: float
+    accuracy_drop: float | None = None   # relative drop against the float model (0.01 = 1%)
+
+    @property
+    def latency_ms(self) -> float:
+        return self.edge_ms + self.link_ms + self.server_ms
+
+    @property
+    def fps(self) -> float:
+        return 1000.0 / max(self.edge_ms, self.link_ms, self.server_ms, 1e-6)
+
+
+def options(edge_profile: dict, server_profile: dict, link: Link,
+            accuracy: dict | None = None) -> list[Option]:
+    """Every split x codec, plus the baselines. ``accuracy`` maps 'split codec' -> drop."""
+    accuracy = accuracy or {}
+    out = []
+    for split, e in edge_profile["splits"].items():
+        s = server_profile["splits"][split]
+        for codec, c in e["codecs"].items():
+            dec = s["codecs"][codec]["decode_ms"]
+            out.append(Option(f"{split} {codec}", split, codec, c["bytes"],
+                              e["edge_ms"] + c["encode_ms"], link.transfer_ms(c["bytes"]),
+                              dec + s["server_ms"], accuracy.get(f"{split} {codec}")))
+    out.append(Option("LOCAL-ONLY", None, None, 0.0, edge_profile["whole_ms"], 0.0, 0.0, 0.0))
+    jpeg_e, jpeg_s = edge_profile["jpeg"], server_profile["jpeg"]
+    out.append(Option("REMOTE-ONLY (JPEG q90)", None, "jpeg", jpeg_e["bytes"],
+                      jpeg_e["encode_ms"], link.transfer_ms(jpeg_e["bytes"]),
+                      jpeg_s["decode_ms"] + server_profile["whole_ms"], 0.0))
+    return out
+
+
+def choose(opts: list[Option], max_drop: float = 0.01, allow_unknown: bool = False) -> Option:
+    """Lowest latency among options with accuracy drop <= max_drop. Options whose drop was
+    not measured qualify only with ``allow_unknown``; the baselines run the float model."""
+    ok = [o for o in opts if (o.accuracy_drop is None and allow_unknown) or
+          (o.accuracy_drop is not None and o.accuracy_drop <= max_drop)]
+    return min(ok, key=lambda o: o.latency_ms)
+
+
+def accuracy_drops(eval_results: list[dict]) -> dict[str, float]:
+    """'split codec' -> worst relative drop over mAP@0.5, mIoU and delta<1.25 against the
+    float row, from ``mtl-split eval --out`` results."""
+    keys = (("detection", "mAP50"), ("segmentation", "mIoU"), ("depth", "delta1"))
+    ref = next(r for r in eval_results if r["codec"] == "float")
+    drops = {}
+    for r in eval_results:
+        if r["codec"] == "float":
+            continue
+        worst = 0.0
+        for task, metric in keys:
+            if task in r and task in ref and ref[task][metric]:
+                worst = max(worst, (ref[task][metric] - r[task][metric]) / ref[task][metric])
+        drops[f"{r['split']} {r['codec']}"] = worst
+    return drops
+
+
+def write_csv(opts: list[Option], path, link: Link) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["option", "split", "codec", "bytes", "edge_ms", "link_ms", "server_ms",
+                    "latency_ms", "fps", "accuracy_drop", "link"])
+        for o in opts:
+            d = asdict(o)
+            w.writerow([o.name, d["split"], d["codec"], f"{o.bytes:.0f}", f"{o.edge_ms:.2f}",
+                        f"{o.link_ms:.2f}", f"{o.server_ms:.2f}", f"{o.latency_ms:.2f}",
+                        f"{o.fps:.1f}", "" if o.accuracy_drop is None else o.accuracy_drop,
+                        str(link)])
+
+
+def table(opts: list[Option], chosen: Option) -> str:
+    lines = ["| option | bytes | edge ms | link ms | server ms | latency ms | fps | acc. drop |",
+             "|---|---|---|---|---|---|---|---|"]
+    for o in sorted(opts, key=lambda o: o.latency_ms):
+        mark = " **<- chosen**" if o is chosen else ""
+        drop = "?" if o.accuracy_drop is None else f"{o.accuracy_drop:.1%}"
+        lines.append(f"| {o.name}{mark} | {o.bytes:.0f} | {o.edge_ms:.1f} | {o.link_ms:.1f} | "
+                     f"{o.server_ms:.1f} | {o.latency_ms:.1f} | {o.fps:.1f} | {drop} |")
+    return "\n".join(lines)

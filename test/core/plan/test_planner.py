@@ -1,0 +1,80 @@
+"""Planner arithmetic on a synthetic profile, profile files, and choices as bandwidth falls."""
+
+import json
+import math
+
+import pytest
+
+from mtl_split_core.plan.link import MTU_PAYLOAD, Link
+from mtl_split_core.plan.planner import accuracy_drops, choose, options
+from mtl_split_core.plan.profile import PROFILE_VERSION, load_profile, save_profile
+
+
+def _profile(edge_scale=1.0):
+    """A hand-made model's profile on a device ``edge_scale`` times slower than the reference."""
+    def split(edge, server, nbytes):
+        return {"edge_ms": edge * edge_scale, "server_ms": server * edge_scale,
+                "shape": [1, 1, 1], "codecs": {"q8-zstd/1": {"bytes": nbytes, "encode_ms": 1.0,
+                                                             "decode_ms": 0.5}}}
+    return {"version": PROFILE_VERSION, "device": "synthetic", "whole_ms": 40.0 * edge_scale,
+            "jpeg": {"bytes": 50_000, "encode_ms": 2.0, "decode_ms": 1.0},
+            "splits": {"s8": split(10.0, 30.0, 20_000), "s16": split(25.0, 15.0, 2_000)}}
+
+
+def test_link_parsing_and_transfer_arithmetic():
+    link = Link.parse("20mbit,10ms")
+    assert (link.bandwidth_bps, link.rtt_ms, link.loss) == (20e6, 10.0, 0.0)
+    # 25,000 bytes = 200,000 bits at 20 Mbit/s = 10 ms, plus half the RTT.
+    assert link.transfer_ms(25_000) == pytest.approx(15.0)
+    lossy = Link.parse("20mbit,10ms,1%")
+    n = math.ceil(25_000 / MTU_PAYLOAD)
+    assert lossy.transfer_ms(25_000) == pytest.approx(10 / 0.99 + 5 + (1 - 0.99 ** n) * 10)
+    for bad in ("", "fast", "20mbit,10", "20mbit,10ms,150%"):
+        with pytest.raises(ValueError):
+            Link.parse(bad)
+
+
+def test_latency_and_fps_of_each_option():
+    edge, server = _profile(edge_scale=1.0), _profile(edge_scale=1.0)
+    opts = {o.name: o for o in options(edge, server, Link.parse("16mbit,0ms"))}
+    s16 = opts["s16 q8-zstd/1"]
+    # edge 25 + encode 1; 2,000 B at 16 Mbit/s = 1 ms; decode 0.5 + server 15.
+    assert (s16.edge_ms, s16.link_ms, s16.server_ms) == pytest.approx((26.0, 1.0, 15.5))
+    assert s16.latency_ms == pytest.approx(42.5) and s16.fps == pytest.approx(1000 / 26)
+    remote = opts["REMOTE-ONLY (JPEG q90)"]
+    assert remote.latency_ms == pytest.approx(2 + 25 + 1 + 40)   # 50 kB at 16 Mbit = 25 ms
+    assert opts["LOCAL-ONLY"].latency_ms == 40.0
+
+
+def test_choice_moves_from_remote_to_split_to_local_as_bandwidth_falls():
+    slow_robot, fast_server = _profile(edge_scale=4.0), _profile(edge_scale=0.25)
+    picks = {}
+    for spec in ("1000mbit,1ms", "2mbit,1ms", "0.1mbit,1ms"):
+        picks[spec] = choose(options(slow_robot, fast_server, Link.parse(spec)),
+                             allow_unknown=True).name
+    # 1 Gbit/s: JPEG 2 + 0.4 + 0.5 + 1 + 10 = 14 ms beats s16 (101 + 1 + 4.3) and local (160).
+    assert picks["1000mbit,1ms"] == "REMOTE-ONLY (JPEG q90)"
+    # 2 Mbit/s: s16 101 + 8.5 + 4.3 = 114 ms; JPEG 2 + 200.5 + 11 = 213; local 160.
+    assert picks["2mbit,1ms"] == "s16 q8-zstd/1"
+    # 0.1 Mbit/s: s16 needs 160 ms on the link alone: local (160 ms) wins.
+    assert picks["0.1mbit,1ms"] == "LOCAL-ONLY"
+
+
+def test_accuracy_budget_filters_options():
+    results = [{"split": "s16", "codec": "float", "detection": {"mAP50": 0.8},
+                "segmentation": {"mIoU": 0.8}, "depth": {"delta1": 0.8}},
+               {"split": "s16", "codec": "q8-zstd/1", "detection": {"mAP50": 0.76},
+                "segmentation": {"mIoU": 0.8}, "depth": {"delta1": 0.8}}]
+    drops = accuracy_drops(results)
+    assert drops == {"s16 q8-zstd/1": pytest.approx(0.05)}
+    opts = options(_profile(4.0), _profile(0.25), Link.parse("2mbit,1ms"), drops)
+    assert choose(opts, max_drop=0.10).name == "s16 q8-zstd/1"
+    assert not choose(opts, max_drop=0.01).name.startswith("s")  # 5% drop is too much
+
+
+def test_profile_file_round_trip(tmp_path):
+    save_profile(_profile(), tmp_path / "p.json")
+    assert load_profile(tmp_path / "p.json") == _profile()
+    (tmp_path / "bad.json").write_text(json.dumps({"version": 99}))
+    with pytest.raises(ValueError, match="version"):
+        load_profile(tmp_path / "bad.json")
