@@ -35,6 +35,8 @@ PARAMS = [
     Param("precision", "fp32", "Network precision (fp16 only on CUDA).", PRECISIONS),
     Param("codec", "", "Feature codec; '' = the model's default.", ("",) + CODECS),
     Param("zstd_level", 3, "zstd compression level.", check=in_range(1, 22)),
+    Param("cuda_graphs", True, "On CUDA, replay the edge network as one CUDA graph (4-8x "
+          "faster for this launch-bound prefix; ignored on CPU)."),
     Param("input_transport", "raw", "raw: sensor_msgs/Image on 'image'; compressed: "
           "sensor_msgs/CompressedImage on 'image/compressed'.", ("raw", "compressed")),
     Param("input_qos", "sensor_data", "QoS of the image subscription.", QOS_PROFILES),
@@ -51,7 +53,7 @@ class EdgeNode(Node):
             self.runner = EdgeRunner.from_path(
                 self.cfg["model"], split=self.cfg["split"], device=self.cfg["device"],
                 precision=self.cfg["precision"], codec=self.cfg["codec"] or None,
-                zstd_level=self.cfg["zstd_level"])
+                zstd_level=self.cfg["zstd_level"], cuda_graphs=self.cfg["cuda_graphs"])
         except ConfigError as err:
             raise ParameterError(str(err)) from err
 

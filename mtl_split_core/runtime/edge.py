@@ -20,7 +20,7 @@ class EdgeRunner:
 
     def __init__(self, model, card: dict, split: str | int | None = None,
                  device: str = "auto", precision: str = "fp32", codec: str | None = None,
-                 zstd_level: int = 3):
+                 zstd_level: int = 3, cuda_graphs: bool = True):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(precision, self.device)
         self.card = card
@@ -36,6 +36,14 @@ class EdgeRunner:
         self.zstd_level = int(zstd_level)
         self.model = model.to(self.device, self.dtype).eval()
         self.input_size = tuple(card["input_size"])  # (W, H)
+        # The letterbox makes every frame the same size, so one CUDA graph serves any camera:
+        # it removes the kernel-launch overhead that dominates the prefix on a GPU.
+        self._graph = None
+        if cuda_graphs and self.device.type == "cuda":
+            from mtl_split_core.runtime.cuda_graph import CudaGraphEdge
+            self.model = self.model.to(memory_format=torch.channels_last)
+            w, h = self.input_size
+            self._graph = CudaGraphEdge(self.model, self.split, (h, w), self.dtype)
 
     @classmethod
     def from_path(cls, model: str | None, **kwargs) -> "EdgeRunner":
@@ -47,7 +55,8 @@ class EdgeRunner:
         start = time.perf_counter()
         image = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device, non_blocking=True)
         x, transform = letterbox_tensor(image, self.input_size)
-        z = self.model.edge(x.to(self.dtype).unsqueeze(0), self.split)[0]
+        x = x.to(self.dtype).unsqueeze(0)
+        z = (self._graph(x) if self._graph is not None else self.model.edge(x, self.split))[0]
         tensor = encode(z.float(), self.codec, level=self.zstd_level)
         return FeaturePacket(
             tensor=tensor, model_id=self.card.get("name", ""),
