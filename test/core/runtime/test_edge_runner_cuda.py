@@ -17,6 +17,13 @@ def test_graph_equals_eager(precision):
     graph = EdgeRunner.from_path("", device="cuda", precision=precision, cuda_graphs=True)
     eager = EdgeRunner.from_path("", device="cuda", precision=precision, cuda_graphs=False)
     assert graph._graph is not None and eager._graph is None
+    outs = []
     for f in frames:  # several frames: the static buffers must be refilled every call
         a, b = graph(f), eager(f)
-        assert np.allclose(decode(a.tensor), decode(b.tensor), atol=1e-2)
+        # channels_last kernels may round differently: allow one code step, rarely.
+        step = np.maximum(a.tensor.scale, b.tensor.scale)[:, None, None] + 1e-3
+        diff = np.abs(decode(a.tensor) - decode(b.tensor))
+        assert (diff <= step).all(), float((diff / step).max())
+        assert (diff < 1e-6).mean() > 0.95
+        outs.append(decode(a.tensor))
+    assert not np.allclose(outs[0], outs[1])  # a stale static buffer would repeat frame 0
