@@ -24,6 +24,6 @@ def test_graph_equals_eager(precision):
         step = np.maximum(a.tensor.scale, b.tensor.scale)[:, None, None] + 1e-3
         diff = np.abs(decode(a.tensor) - decode(b.tensor))
         assert (diff <= step).all(), float((diff / step).max())
-        assert (diff < 1e-6).mean() > 0.95
+        assert (diff / step).mean() < 0.05  # per-channel min/max shift by float rounding only
         outs.append(decode(a.tensor))
     assert not np.allclose(outs[0], outs[1])  # a stale static buffer would repeat frame 0
