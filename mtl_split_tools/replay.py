@@ -69,6 +69,10 @@ def replay(bag, topics=None, rate: float = 1.0, loop: bool = False, clock: bool 
             while wait_subscribers and time.monotonic() < deadline and any(
                     p.get_subscription_count() < wait_subscribers for p in pubs.values()):
                 rclpy.spin_once(node, timeout_sec=0.05)
+            if wait_subscribers:
+                # Discovery is asymmetric: we may see the reader before it has matched us,
+                # and a volatile sample sent in that gap is lost. Give it a moment.
+                time.sleep(0.5)
             total = sum(c.msgcount for c in conns if c.topic in pubs)
             while True:
                 published += _play_once(node, reader, bag, set(pubs), pubs, clock_pub, rate,

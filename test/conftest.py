@@ -25,3 +25,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 @pytest.fixture(scope="session")
 def ros_domain_id() -> int:
     return int(os.environ["ROS_DOMAIN_ID"])
+
+
+@pytest.fixture(scope="module")
+def ros_node(request):
+    """An rclpy node in the test process (one per test module), shut down afterwards."""
+    import rclpy
+    rclpy.init()
+    node = rclpy.create_node(request.module.__name__.rsplit(".", 1)[-1])
+    yield node
+    node.destroy_node()
+    rclpy.shutdown()

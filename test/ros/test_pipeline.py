@@ -36,12 +36,8 @@ def model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def ros():
-    rclpy.init()
-    node = rclpy.create_node("pipeline_test")
-    yield node
-    node.destroy_node()
-    rclpy.shutdown()
+def ros(ros_node):
+    return ros_node
 
 
 def _args(module, **params):
@@ -159,6 +155,8 @@ def test_pipeline_outputs_and_bad_input(ros, model_dir):
 
         # 3. Bad features straight to the server, each followed by a good packet.
         fpub = ros.create_publisher(SplitFeatures, "mtl_split/features", REL)
+        assert wait_for(ros, lambda: fpub.get_subscription_count() > 0, 30, (edge, server))
+        time.sleep(0.5)  # let the server's side of discovery match us too
         runner = EdgeRunner.from_path(model_dir, device="cpu")
         good = packet_to_msg(runner(np.zeros((96, 128, 3), np.uint8)))
         wrong = encode(np.random.default_rng(0).normal(size=(8, 7, 8)).astype(np.float32))
@@ -196,7 +194,8 @@ def test_compressed_input_survives_corrupt_jpeg(ros, model_dir):
     args = _args("mtl_split_edge", model=model_dir, device="cpu", input_qos="reliable",
                  input_transport="compressed")
     with python_process(args) as edge:
-        assert wait_for(ros, lambda: ros.count_subscribers("image/compressed") > 0, 90, (edge,))
+        assert wait_for(ros, lambda: pub.get_subscription_count() > 0, 90, (edge,))
+        time.sleep(0.5)  # discovery is asymmetric: let the edge match us before we send
         corrupt = CompressedImage(format="jpeg", data=b"\xff\xd8\xff\xe0 not really a jpeg")
         corrupt.header.stamp.sec = 40
         pub.publish(corrupt)
@@ -226,3 +225,32 @@ def test_bad_parameters_exit_with_a_clear_message(model_dir, module, params, exp
         log = stop(proc)
     assert code == 2, log
     assert expected in log and "[FATAL]" in log
+
+
+def test_one_server_for_two_robots(ros, model_dir):
+    """Two edges in two namespaces, one server with both feature topics: outputs per robot."""
+    outs = {r: Outputs(ros, prefix=f"/{r}/mtl_split/") for r in ("robot1", "robot2")}
+    pubs = {r: ros.create_publisher(Image, f"/{r}/image", REL) for r in outs}
+    edges = [_args("mtl_split_edge", model=model_dir, device="cpu", input_qos="reliable") +
+             ["-r", f"__ns:=/{r}"] for r in outs]
+    server = _args("mtl_split_server", model=model_dir, device="cpu", score_threshold=0.0,
+                   feature_topics="['/robot1/mtl_split/features','/robot2/mtl_split/features']")
+    with python_process(edges[0]) as e1, python_process(edges[1]) as e2, \
+            python_process(server) as srv:
+        procs = (e1, e2, srv)
+        assert wait_for(ros, lambda: all(ros.count_subscribers(f"/{r}/image") > 0 and
+                                         ros.count_publishers(f"/{r}/mtl_split/detections") > 0
+                                         for r in outs), 90, procs)
+        ok = False
+        for _ in range(20):  # resend: a frame sent before the edge matched us is lost
+            for i, r in enumerate(outs):
+                pubs[r].publish(_image(50 + i))
+            ok = wait_for(ros, lambda: outs["robot1"].with_stamp("detections", 50) and
+                          outs["robot2"].with_stamp("detections", 51), 3, procs)
+            if ok:
+                break
+        assert ok, {k: list(v.got) for k, v in outs.items()} | {
+            "logs": [stop(p)[-1500:] for p in procs]}
+    # Each robot's outputs carry only its own frames.
+    assert not outs["robot1"].with_stamp("detections", 51)
+    assert not outs["robot2"].with_stamp("detections", 50)

@@ -15,12 +15,8 @@ REPLAY = "from mtl_split_core.cli import main; import sys; sys.exit(main())"
 
 
 @pytest.fixture(scope="module")
-def node():
-    rclpy.init()
-    n = rclpy.create_node("replay_test")
-    yield n
-    n.destroy_node()
-    rclpy.shutdown()
+def node(ros_node):
+    return ros_node
 
 
 @pytest.mark.parametrize("rate", [1.0, 2.0])
