@@ -9,10 +9,8 @@ Prints markdown tables (pasted into docs/BENCHMARKS.md with command, machine and
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np

@@ -5,7 +5,6 @@ embedded so other tools can decode them. ROS-free: no rclpy.
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -13,6 +12,8 @@ from typing import Iterator
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+from mtl_split_core.locations import data_dirs
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 OUR_MESSAGES = ("Detection2D", "Detection2DArray", "SplitFeatures")
@@ -24,16 +25,7 @@ class BagError(RuntimeError):
 
 def msg_definition_dirs() -> list[Path]:
     """Where our .msg files are: the source tree, or <prefix>/share/mtl_split/msg."""
-    here = Path(__file__).resolve().parent.parent
-    dirs = [here / "mtl_split_msgs" / "msg"]
-    unresolved = Path(__file__).absolute().parents[1]
-    for up in (2, 3):
-        if len(unresolved.parents) > up:
-            dirs.append(unresolved.parents[up] / "share" / "mtl_split" / "msg")
-    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
-        if prefix:
-            dirs.append(Path(prefix) / "share" / "mtl_split" / "msg")
-    return dirs
+    return data_dirs("mtl_split_msgs/msg", "msg")
 
 
 def typestore():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 

@@ -36,3 +36,12 @@ def ros_node(request):
     yield node
     node.destroy_node()
     rclpy.shutdown()
+
+
+def pytest_collection_modifyitems(items):
+    # Tests that start processes talking over DDS depend on discovery timing on a shared,
+    # loaded 2-core machine; one rerun separates a slow discovery from a real failure (a real
+    # failure fails twice). Core tests are never rerun.
+    for item in items:
+        if item.get_closest_marker("ros"):
+            item.add_marker(pytest.mark.flaky(reruns=1))

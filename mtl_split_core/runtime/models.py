@@ -5,25 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mtl_split_core.locations import data_dirs
+
 DEFAULT_MODEL_NAME = "default"
 
 
 def models_dirs() -> list[Path]:
     """Candidate folders holding shipped models, most specific first."""
-    here = Path(__file__).resolve()  # resolves --symlink-install links to the source tree
-    pkg = here.parents[1]
-    dirs = []
-    if os.environ.get("MTL_SPLIT_MODELS"):
-        dirs.append(Path(os.environ["MTL_SPLIT_MODELS"]))
-    dirs.append(pkg.parent / "models")  # source checkout: <repo>/models
-    # Installed: <prefix>/lib/pythonX.Y/site-packages/mtl_split_core or (Debian/Ubuntu layout)
-    # <prefix>/local/lib/pythonX.Y/dist-packages/mtl_split_core -> <prefix>/share/mtl_split
-    unresolved = Path(__file__).absolute().parents[2]
-    for base in (unresolved, pkg.parent):
-        for up in (2, 3):
-            if len(base.parents) > up:
-                dirs.append(base.parents[up] / "share" / "mtl_split" / "models")
-    return dirs
+    override = [Path(os.environ["MTL_SPLIT_MODELS"])] if os.environ.get("MTL_SPLIT_MODELS") \
+        else []
+    return override + data_dirs("models", "models")
 
 
 def resolve_model_path(name_or_path: str | None) -> Path:
