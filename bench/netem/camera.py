@@ -1,0 +1,72 @@
+"""A robot camera for the link benchmark: publishes the bench frames' JPEG bytes at a fixed rate.
+
+``image/compressed`` (sensor_msgs/CompressedImage, jpeg) and ``camera_info``, stamped with the
+wall clock at publish time, so a subscriber on the same host (any namespace) reads end-to-end
+latency as ``arrival - stamp``. The JPEGs are encoded in advance, like a camera that delivers
+MJPEG: encoding cost is not part of either pipeline.
+
+    python bench/netem/camera.py FRAMES.npz --rate 30 --qos reliable
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, CompressedImage
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from frames import BenchFrames  # noqa: E402
+
+from mtl_split_ros.qos import QOS_PROFILES, qos_from_name  # noqa: E402
+
+
+class BenchCamera(Node):
+    def __init__(self, frames: BenchFrames, rate: float, qos: str):
+        super().__init__("bench_camera")
+        self.frames = frames
+        self.jpegs = [frames.jpeg(i) for i in range(frames.count)]
+        self.count = 0
+        self.pub_image = self.create_publisher(CompressedImage, "image/compressed",
+                                               qos_from_name(qos))
+        self.pub_info = self.create_publisher(CameraInfo, "camera_info", qos_from_name(qos))
+        self.create_timer(1.0 / rate, self._tick)
+
+    def _tick(self) -> None:
+        header = CompressedImage().header
+        header.stamp = self.get_clock().now().to_msg()
+        header.frame_id = "camera_optical_frame"
+        info = CameraInfo(header=header, width=self.frames.width, height=self.frames.height,
+                          distortion_model="plumb_bob", k=self.frames.k)
+        self.pub_info.publish(info)
+        self.pub_image.publish(CompressedImage(header=header, format="jpeg",
+                                               data=self.jpegs[self.count % len(self.jpegs)]))
+        self.count += 1
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("frames", type=Path)
+    ap.add_argument("--rate", type=float, default=30.0)
+    ap.add_argument("--qos", default="reliable", choices=QOS_PROFILES)
+    args = ap.parse_args()
+    rclpy.init()
+    node = BenchCamera(BenchFrames(args.frames), args.rate, args.qos)
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        print(f"published {node.count} frames", flush=True)
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

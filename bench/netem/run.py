@@ -1,0 +1,295 @@
+"""Split pipeline vs JPEG upload over an emulated robot link (network namespaces + tc).
+
+The robot and the server are two network namespaces joined by a veth pair; ``tbf`` shapes
+both directions to the link's bandwidth and nftables drops packets at random for loss (see
+``link.py``; one-way delay is not available on this kernel). DDS runs over UDP only
+(``FASTDDS_BUILTIN_TRANSPORTS=UDPv4``), so every byte between robot and server crosses the
+shaped link. With ``--pin`` (default) robot processes run on CPU 0 and server processes on
+CPU 1: two one-core machines instead of a shared pool.
+
+Pipelines (the same camera JPEG stream, the same model):
+  split  robot: camera -> edge node (decode, edge network, q4 + zstd)  ==link==>  server:
+         server node -> probe
+  jpeg   robot: camera  ==link==>  server: edge node (decode, edge network, f16) -> server
+         node -> probe  (the whole model on the server: REMOTE-ONLY / JPEG upload)
+
+For every link shape and pipeline: start the nodes, wait for the first output, let it settle
+(``--warmup``), then count delivered frames and end-to-end latency (camera stamp -> detections
+at the server, one clock) over ``--seconds``, with the bytes the robot put on the link. Writes
+``results.json`` and ``results.md`` to ``--out``. Needs root and iproute2 (+ nftables for loss).
+
+    sudo make netem               # or:
+    python bench/netem/run.py --bandwidths 5,20,100 --out bench/results/netem
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from frames import BenchFrames, pipeline_accuracy, render_frames  # noqa: E402
+from link import EmulatedLink, LinkError, LinkShape  # noqa: E402
+
+PIPELINES = ("split", "jpeg")
+JPEG_PIPELINE_CODEC = "f16-zstd/1"  # colocated edge + server: near-lossless, ~the float model
+
+
+def node_command(executable: str, params: dict) -> list[str]:
+    """argv of one of the package's node executables with ``params`` (-p name:=value)."""
+    prefix = os.environ.get("COLCON_PREFIX_PATH", "install").split(":")[0]
+    exe = Path(prefix) / "mtl_split" / "lib" / "mtl_split" / executable
+    args = [a for k, v in params.items() for a in ("-p", f"{k}:={v}")]
+    return [sys.executable, str(exe), "--ros-args", *args]
+
+
+def pipeline_processes(pipeline: str, frames: Path, rate: float, link_qos: str,
+                       model: str, probe_out: Path, ready: Path) -> dict[str, list]:
+    """(name, argv) of the processes on each side of the link for ``pipeline``."""
+    model_p = {"model": model} if model else {}
+    camera = [sys.executable, str(HERE / "camera.py"), str(frames), "--rate", str(rate)]
+    probe = ("probe", [sys.executable, str(HERE / "probe.py"), "--out", str(probe_out),
+                       "--ready", str(ready)])
+    if pipeline == "split":
+        return {
+            "robot": [("camera", camera + ["--qos", "reliable"]),
+                      ("edge", node_command("edge_node", {
+                          **model_p, "input_transport": "compressed", "input_qos": "reliable",
+                          "output_qos": link_qos}))],
+            "server": [("server", node_command("server_node", {**model_p,
+                                                               "input_qos": link_qos})),
+                       probe]}
+    if pipeline == "jpeg":
+        return {
+            "robot": [("camera", camera + ["--qos", link_qos])],
+            "server": [("edge", node_command("edge_node", {
+                           **model_p, "input_transport": "compressed", "input_qos": link_qos,
+                           "output_qos": "reliable", "codec": JPEG_PIPELINE_CODEC})),
+                       ("server", node_command("server_node", {**model_p,
+                                                               "input_qos": "reliable"})),
+                       probe]}
+    raise ValueError(f"unknown pipeline {pipeline!r}; expected one of {PIPELINES}")
+
+
+def child_env(domain_id: int) -> dict:
+    env = dict(os.environ)
+    env.update({
+        "FASTDDS_BUILTIN_TRANSPORTS": "UDPv4",     # shared memory would bypass the link
+        "ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET",  # discover across the veth
+        "ROS_DOMAIN_ID": str(domain_id),
+        "OMP_NUM_THREADS": "1",                     # one core per side
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.pop("ROS_STATIC_PEERS", None)
+    return env
+
+
+def _stop(procs: list[subprocess.Popen], timeout: float = 10.0) -> None:
+    for p in procs:
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGINT)
+    deadline = time.time() + timeout
+    for p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+def measure(link: EmulatedLink, pipeline: str, frames: Path, args, run_dir: Path) -> dict:
+    """Run ``pipeline`` over the link's current shape; returns delivered fps, latency, bytes."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    probe_out, ready = run_dir / "probe.json", run_dir / "ready"
+    ready.unlink(missing_ok=True)
+    probe_out.unlink(missing_ok=True)
+    sides = pipeline_processes(pipeline, frames, args.rate, args.link_qos, args.model,
+                               probe_out, ready)
+    env = child_env(args.domain_id)
+    cpus = {"robot": "0", "server": "1"} if args.pin else {"robot": None, "server": None}
+    procs: list[subprocess.Popen] = []
+    try:
+        for side in ("server", "robot"):
+            for name, argv in sides[side]:
+                procs.append(subprocess.Popen(
+                    link.command(side, argv, cpus[side]), env=env,
+                    stdout=open(run_dir / f"{side}_{name}.log", "w"), stderr=subprocess.STDOUT,
+                    start_new_session=True))
+        deadline = time.time() + args.start_timeout
+        while not ready.exists():
+            dead = [p.args for p in procs if p.poll() is not None]
+            if dead or time.time() > deadline:
+                raise RuntimeError(f"{pipeline}: no output within {args.start_timeout:.0f} s"
+                                   f"{' (a process exited)' if dead else ''}; logs in {run_dir}")
+            time.sleep(0.2)
+        time.sleep(args.warmup)
+        t0, c0 = time.time_ns(), link.counters("robot")
+        q0 = link.qdisc_stats("robot")
+        time.sleep(args.seconds)
+        t1, c1 = time.time_ns(), link.counters("robot")
+        q1 = link.qdisc_stats("robot")
+    finally:
+        _stop(procs)
+    probe = json.loads(probe_out.read_text())
+    window = [(s, a) for s, a in probe["arrivals"] if t0 <= a < t1]
+    latency = np.array([(a - s) / 1e6 for s, a in window])
+    seconds = (t1 - t0) / 1e9
+    diag = probe["diagnostics"]
+    edge = next((v for k, v in diag.items() if k.endswith(": edge")), {})
+    server = next((v for k, v in diag.items() if k.endswith("mtl_split/features")), {})
+    return {
+        "pipeline": pipeline, "link": link.shape.describe(),
+        "bandwidth_mbit": link.shape.bandwidth_mbit, "loss_pct": link.shape.loss_pct,
+        "offered_fps": args.rate, "seconds": round(seconds, 2),
+        "delivered_fps": len(window) / seconds,
+        "latency_ms_p50": float(np.percentile(latency, 50)) if len(latency) else None,
+        "latency_ms_p95": float(np.percentile(latency, 95)) if len(latency) else None,
+        "uplink_mbit": (c1["tx_bytes"] - c0["tx_bytes"]) * 8 / seconds / 1e6,
+        "uplink_bytes_per_delivered_frame": ((c1["tx_bytes"] - c0["tx_bytes"]) / len(window)
+                                             if window else None),
+        "qdisc_drops": q1["drops"] - q0["drops"],
+        "edge_ms_p50": _num(edge.get("edge_ms_p50")),
+        "server_ms_p50": _num(server.get("server_ms_p50")),
+        "edge_drops": _num(edge.get("drops")),
+    }
+
+
+def _num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def markdown(results: dict) -> str:
+    meta = results["meta"]
+    lines = [f"Command: `{meta['command']}`  ",
+             f"Machine: {meta['machine']}; date {meta['date']}  ",
+             f"Camera: {meta['camera']}; link QoS {meta['link_qos']}; "
+             f"{'robot on CPU 0, server on CPU 1' if meta['pinned'] else 'unpinned'}",
+             "",
+             "| link | pipeline | delivered fps | latency p50 / p95 (ms) | uplink Mbit/s | "
+             "uplink KB/frame | tbf drops | split vs jpeg fps |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    by_link: dict[str, dict] = {}
+    for r in results["runs"]:
+        by_link.setdefault(r["link"], {})[r["pipeline"]] = r
+    for link, runs in by_link.items():
+        ratio = None
+        if "split" in runs and "jpeg" in runs and runs["jpeg"]["delivered_fps"] > 0:
+            ratio = runs["split"]["delivered_fps"] / runs["jpeg"]["delivered_fps"]
+        for name, r in runs.items():
+            lat = (f"{r['latency_ms_p50']:.0f} / {r['latency_ms_p95']:.0f}"
+                   if r["latency_ms_p50"] is not None else "-")
+            kb = (f"{r['uplink_bytes_per_delivered_frame'] / 1e3:.1f}"
+                  if r["uplink_bytes_per_delivered_frame"] else "-")
+            lines.append(f"| {link} | {name} | {r['delivered_fps']:.1f} | {lat} | "
+                         f"{r['uplink_mbit']:.2f} | {kb} | {r['qdisc_drops']} | "
+                         f"{f'{ratio:.1f}x' if ratio and name == 'split' else ''} |")
+    acc = results.get("accuracy") or {}
+    if acc:
+        lines += ["", "| pipeline | codec | mAP@0.5 | mIoU | depth δ<1.25 | bytes/frame |",
+                  "|---|---|---:|---:|---:|---:|"]
+        for name, a in acc.items():
+            b = a["feature_bytes_mean"] if name == "split" else meta["jpeg_bytes_mean"]
+            lines.append(f"| {name} | {a['codec']} | {a['mAP50']:.3f} | {a['mIoU']:.3f} | "
+                         f"{a['delta1']:.3f} | {b:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("bench/results/netem"))
+    ap.add_argument("--bandwidths", default="5,20,100",
+                    help="comma-separated Mbit/s; 0 = unshaped")
+    ap.add_argument("--loss", type=float, default=0.0, help="random packet loss, percent")
+    ap.add_argument("--queue-ms", type=float, default=100.0, help="tbf queue (ms of traffic)")
+    ap.add_argument("--pipelines", default=",".join(PIPELINES))
+    ap.add_argument("--rate", type=float, default=30.0, help="camera frames per second")
+    ap.add_argument("--width", type=int, default=1280)
+    ap.add_argument("--height", type=int, default=960)
+    ap.add_argument("--noise", type=float, default=0.0,
+                    help="sensor noise std (8-bit levels) before JPEG; 0 = clean renders")
+    ap.add_argument("--frames", type=int, default=48, help="distinct frames (looped)")
+    ap.add_argument("--seconds", type=float, default=20.0, help="measurement window")
+    ap.add_argument("--warmup", type=float, default=5.0)
+    ap.add_argument("--start-timeout", type=float, default=120.0)
+    ap.add_argument("--link-qos", default="reliable", choices=("reliable", "best_effort"),
+                    help="QoS of the topic that crosses the link")
+    ap.add_argument("--model", default="")
+    ap.add_argument("--no-pin", dest="pin", action="store_false")
+    ap.add_argument("--no-accuracy", dest="accuracy", action="store_false")
+    ap.add_argument("--domain-id", type=int, default=77)
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    pipelines = [p for p in args.pipelines.split(",") if p]
+    for p in pipelines:
+        if p not in PIPELINES:
+            raise SystemExit(f"unknown pipeline {p!r}; expected {', '.join(PIPELINES)}")
+    shapes = [LinkShape(float(b) or None, args.loss, args.queue_ms)
+              for b in args.bandwidths.split(",") if b]
+    args.out.mkdir(parents=True, exist_ok=True)
+    frames_path = args.out / (f"frames_{args.width}x{args.height}_n{args.noise:g}_"
+                              f"{args.frames}.npz")
+    if not frames_path.exists():
+        print(f"rendering {args.frames} frames at {args.width}x{args.height} -> {frames_path}",
+              flush=True)
+        render_frames(frames_path, args.frames, args.width, args.height, noise=args.noise)
+    frames = BenchFrames(frames_path)
+    results = {"meta": {
+        "command": " ".join(["python bench/netem/run.py", *(argv or sys.argv[1:])]),
+        "machine": f"{platform.node()}: {os.cpu_count()} CPUs, {platform.machine()}, "
+                   f"kernel {platform.release()}",
+        "date": datetime.date.today().isoformat(),
+        "camera": f"{frames.width}x{frames.height} JPEG q90 at {args.rate:g} fps, "
+                  f"{frames.jpeg_bytes_mean() / 1e3:.1f} KB/frame (sensor noise "
+                  f"{frames.noise:g})",
+        "jpeg_bytes_mean": frames.jpeg_bytes_mean(),
+        "link_qos": args.link_qos, "pinned": args.pin}, "runs": []}
+    if args.accuracy:
+        print("accuracy of both pipelines' network paths on the bench frames ...", flush=True)
+        results["accuracy"] = {
+            "split": pipeline_accuracy(frames, args.model or None, "q4-zstd/1"),
+            "jpeg": pipeline_accuracy(frames, args.model or None, JPEG_PIPELINE_CODEC)}
+    try:
+        with EmulatedLink() as link:
+            for shape in shapes:
+                link.set_shape(shape)
+                for pipeline in pipelines:
+                    print(f"[{shape.describe()}] {pipeline} ...", flush=True)
+                    run_dir = args.out / "logs" / f"{pipeline}_{shape.bandwidth_mbit or 0:g}"
+                    r = measure(link, pipeline, frames_path, args, run_dir)
+                    results["runs"].append(r)
+                    print(f"  {r['delivered_fps']:.1f} fps, latency p50 "
+                          f"{r['latency_ms_p50'] or float('nan'):.0f} ms, uplink "
+                          f"{r['uplink_mbit']:.2f} Mbit/s", flush=True)
+                    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    except LinkError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    (args.out / "results.md").write_text(markdown(results))
+    print("\n" + markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    # SIGTERM (e.g. a CI timeout) must unwind through the `with` so namespaces are removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    sys.exit(main())
