@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ENV := source .venv/bin/activate && source install/setup.bash
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo clean
+.PHONY: setup test demo netem clean
 
 setup:
 	@bash scripts/setup.sh
@@ -14,6 +14,11 @@ test: setup
 
 demo: setup
 	@$(ENV) && python -m mtl_split_tools.demo $(DEMO_ARGS)
+
+# Split vs JPEG upload over an emulated link (network namespaces + tc): needs root.
+# NETEM_ARGS="--bandwidths 5,20 --link-qos best_effort", see bench/netem/run.py --help.
+netem: setup
+	@$(ENV) && python bench/netem/run.py $(NETEM_ARGS)
 
 clean:
 	rm -rf build install log demo_out

@@ -189,9 +189,10 @@ def markdown(results: dict) -> str:
     for r in results["runs"]:
         by_link.setdefault(r["link"], {})[r["pipeline"]] = r
     for link, runs in by_link.items():
-        ratio = None
-        if "split" in runs and "jpeg" in runs and runs["jpeg"]["delivered_fps"] > 0:
-            ratio = runs["split"]["delivered_fps"] / runs["jpeg"]["delivered_fps"]
+        ratio = ""
+        if "split" in runs and "jpeg" in runs:
+            split_fps, jpeg_fps = runs["split"]["delivered_fps"], runs["jpeg"]["delivered_fps"]
+            ratio = f"{split_fps / jpeg_fps:.1f}x" if jpeg_fps > 0 else "jpeg: none"
         for name, r in runs.items():
             lat = (f"{r['latency_ms_p50']:.0f} / {r['latency_ms_p95']:.0f}"
                    if r["latency_ms_p50"] is not None else "-")
@@ -199,7 +200,7 @@ def markdown(results: dict) -> str:
                   if r["uplink_bytes_per_delivered_frame"] else "-")
             lines.append(f"| {link} | {name} | {r['delivered_fps']:.1f} | {lat} | "
                          f"{r['uplink_mbit']:.2f} | {kb} | {r['qdisc_drops']} | "
-                         f"{f'{ratio:.1f}x' if ratio and name == 'split' else ''} |")
+                         f"{ratio if name == 'split' else ''} |")
     acc = results.get("accuracy") or {}
     if acc:
         lines += ["", "| pipeline | codec | mAP@0.5 | mIoU | depth δ<1.25 | bytes/frame |",
