@@ -150,10 +150,12 @@ class EmulatedLink:
                 if not shutil.which("nft"):
                     raise LinkError("packet loss needs nftables: apt-get install nftables")
                 per_10k = int(round(shape.loss_pct * 100))
-                rules = (f"table inet {PREFIX} {{ chain out {{ type filter hook output "
-                         f"priority 0; oifname \"{dev}\" numgen random mod 10000 < {per_10k} "
-                         f"drop; }} }}")
-                _run("ip", "netns", "exec", ns, "nft", rules)
+                nft = ["ip", "netns", "exec", ns, "nft"]
+                _run(*nft, "add", "table", "inet", PREFIX)
+                _run(*nft, "add", "chain", "inet", PREFIX, "out",
+                     "{ type filter hook output priority 0; }")
+                _run(*nft, "add", "rule", "inet", PREFIX, "out", "oifname", dev,
+                     "numgen", "random", "mod", "10000", "<", str(per_10k), "drop")
         self.shape = shape
 
     # -- use ------------------------------------------------------------------------------

@@ -130,12 +130,14 @@ def measure(link: EmulatedLink, pipeline: str, frames: Path, args, run_dir: Path
                     stdout=open(run_dir / f"{side}_{name}.log", "w"), stderr=subprocess.STDOUT,
                     start_new_session=True))
         deadline = time.time() + args.start_timeout
-        while not ready.exists():
-            dead = [p.args for p in procs if p.poll() is not None]
-            if dead or time.time() > deadline:
-                raise RuntimeError(f"{pipeline}: no output within {args.start_timeout:.0f} s"
-                                   f"{' (a process exited)' if dead else ''}; logs in {run_dir}")
+        while not ready.exists() and time.time() < deadline:
+            if any(p.poll() is not None for p in procs):
+                raise RuntimeError(f"{pipeline}: a process exited; logs in {run_dir}")
             time.sleep(0.2)
+        if not ready.exists():
+            # A link so overloaded that no frame gets through is a result, not an error.
+            print(f"  no output within {args.start_timeout:.0f} s; measuring anyway",
+                  flush=True)
         time.sleep(args.warmup)
         t0, c0 = time.time_ns(), link.counters("robot")
         q0 = link.qdisc_stats("robot")
@@ -228,7 +230,8 @@ def parse_args(argv=None):
     ap.add_argument("--frames", type=int, default=48, help="distinct frames (looped)")
     ap.add_argument("--seconds", type=float, default=20.0, help="measurement window")
     ap.add_argument("--warmup", type=float, default=5.0)
-    ap.add_argument("--start-timeout", type=float, default=120.0)
+    ap.add_argument("--start-timeout", type=float, default=60.0,
+                    help="seconds to wait for the first output (model loading)")
     ap.add_argument("--link-qos", default="reliable", choices=("reliable", "best_effort"),
                     help="QoS of the topic that crosses the link")
     ap.add_argument("--model", default="")
