@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from mtl_split_core.model.config import TASKS, ModelConfig
 
 
@@ -32,6 +34,9 @@ def add_arguments(p) -> None:
     p.add_argument("--time-budget", type=float, default=None,
                    help="stop training after this many seconds (then save and evaluate)")
     p.add_argument("--name", default=None, help="model card name")
+    p.add_argument("--depth-reference-focal", type=float, default=None,
+                   help="focal length (input px) the depth head is calibrated to; default: the "
+                   "median of the training frames; 0: depth ignores the camera's focal length")
 
 
 def run(args) -> int:
@@ -48,6 +53,10 @@ def run(args) -> int:
         codec=args.codec, train_quant_bits=args.quant_bits or None)
     train_data = load_dataset(args.shards, ("train",))
     val_data = load_dataset(args.shards, ("val",))
+    ref = args.depth_reference_focal
+    if ref is None:
+        ref = round(float(np.median(np.asarray(train_data["k"])[:, 4])), 2)
+    config.depth_reference_focal = ref or None
     print(f"train frames {len(train_data['images'])}, val frames {len(val_data['images'])}")
     result = train(config, train_data, val_data, args.out, split=args.split, epochs=args.epochs,
                    batch_size=args.batch_size, lr=args.lr, weighting=args.weighting,

@@ -35,7 +35,11 @@ def evaluate(model, data: dict, split: str | None = None, codec: str | None = No
             encoded = [encode(zi, codec) for zi in z]
             nbytes += [e.nbytes for e in encoded]
             z = torch.stack([torch.from_numpy(decode(e)) for e in encoded]).to(device)
-        out = model.server(z, split, out_hw=tuple(x.shape[-2:]))
+        focal = None  # fy of each frame (frames are at the network's input size)
+        if data.get("k") is not None and len(data["k"]):
+            focal = torch.from_numpy(np.asarray(data["k"][start:start + batch_size],
+                                                np.float32)[:, 4]).to(device)
+        out = model.server(z, split, out_hw=tuple(x.shape[-2:]), focal=focal)
         if "detection" in out or "heatmap" in out:
             for i, d in enumerate(decode_detections(out, score_threshold=score_threshold,
                                                     max_detections=100)):

@@ -54,6 +54,10 @@ def train(config: ModelConfig, train_data: dict, val_data: dict | None, out_dir,
     depth = torch.from_numpy(train_data["depth"]).to(dev)
     boxes = [torch.from_numpy(b).to(dev) for b in train_data["boxes"]]
     labels = [torch.from_numpy(lab).to(dev) for lab in train_data["labels"]]
+    # fy of each frame (frames are at the network's input size); ones if the data has none.
+    k = train_data.get("k")
+    focal = (torch.from_numpy(np.asarray(k, np.float32)[:, 4]).to(dev) if k is not None and
+             len(k) else None)
     n = len(images)
     steps_per_epoch = max(1, n // batch_size)
     total_steps = min(epochs * steps_per_epoch, max_steps or 10 ** 9)
@@ -89,7 +93,8 @@ def train(config: ModelConfig, train_data: dict, val_data: dict | None, out_dir,
             x = images[idx].permute(0, 3, 1, 2).float().div_(255.0)
             bl = [boxes[i] for i in idx.tolist()]
             ll = [labels[i] for i in idx.tolist()]
-            x, s, d, bl, ll = augment_batch(x, seg[idx], depth[idx], bl, ll, generator=gen)
+            x, s, d, bl, ll, zoom = augment_batch(x, seg[idx], depth[idx], bl, ll,
+                                                  generator=gen)
             batch = {"seg": s.long(), "depth": d}
             if "detection" in config.tasks:
                 batch["det_targets"] = _det_targets(bl, ll, x.shape[-2:],
@@ -97,7 +102,7 @@ def train(config: ModelConfig, train_data: dict, val_data: dict | None, out_dir,
             if dev.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                out = model(x, split)
+                out = model(x, split, focal=None if focal is None else focal[idx] * zoom)
             loss, parts = criterion(out, batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -133,7 +133,7 @@ class ServerNode(Node):
         start = time.perf_counter()
         try:
             packet = msg_to_packet(msg)
-            result = self.runner(packet)
+            result = self.runner(packet, focal_px=camera_focal(msg.camera_info))
         except PacketRejected as err:
             self.rejections(err.reason, f"{source.topic}: {err}")
             return
@@ -196,6 +196,13 @@ class ServerNode(Node):
         for s in self.sources:
             s.slot.close()
         self._worker.join(timeout=5)
+
+
+def camera_focal(camera_info) -> float | None:
+    """fy from the features' camera_info, None without one (depth then assumes the model's
+    reference camera)."""
+    k = camera_info.k if camera_info is not None else ()
+    return float(k[4]) if len(k) == 9 and k[4] > 0 else None
 
 
 def _scale_box(box, scale):

@@ -67,9 +67,17 @@ def _process(bag, out_dir, edge, server, stats, t0, det_names, card, progress):
                              for n in ("Detection2D", "Detection2DArray"))
             Image = store.types["sensor_msgs/msg/Image"]
             bar = tqdm(total=total, desc="processing", unit="frame", disable=not progress)
-            for conn, stamp_ns, raw in messages(reader, bag, {c.topic for c in image_conns}):
-                bar.update()
+            info_topics = {c.topic for c in reader.connections
+                           if c.msgtype == "sensor_msgs/msg/CameraInfo"}
+            focal_by_frame: dict[str, float] = {}  # newest camera_info fy per frame_id
+            topics = {c.topic for c in image_conns} | info_topics
+            for conn, stamp_ns, raw in messages(reader, bag, topics):
                 msg = reader.deserialize(raw, conn.msgtype)
+                if conn.topic in info_topics:
+                    if len(msg.k) == 9 and msg.k[4] > 0:
+                        focal_by_frame[msg.header.frame_id] = float(msg.k[4])
+                    continue
+                bar.update()
                 try:
                     rgb = image_to_rgb(msg)
                 except ImageDecodeError as err:
@@ -78,7 +86,7 @@ def _process(bag, out_dir, edge, server, stats, t0, det_names, card, progress):
                     continue
                 packet = edge(rgb)
                 try:
-                    result = server(packet)
+                    result = server(packet, focal_px=focal_by_frame.get(msg.header.frame_id))
                 except PacketRejected as err:  # cannot happen with one model; be explicit
                     raise BagError(f"{bag}: internal mismatch: {err}") from err
                 prefix, header = prefixes[conn.topic], msg.header

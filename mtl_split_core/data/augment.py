@@ -76,7 +76,11 @@ def keep_valid(boxes, labels, min_side: float = 2.0):
 
 
 def augment_batch(images, seg, depth, boxes, labels, generator=None, max_zoom: float = 1.5):
-    """Random flip + zoom-crop + colour jitter for a batch (images float (N, 3, H, W) in [0, 1])."""
+    """Random flip + zoom-crop + colour jitter for a batch (images float (N, 3, H, W) in [0, 1]).
+
+    Returns images, seg, depth, boxes, labels and the zoom (N,): zooming by z multiplies the
+    camera's focal length by z, which a focal-aware depth head must be told.
+    """
     n, dev = images.shape[0], images.device
     flip = torch.rand(n, device=dev, generator=generator) < 0.5
     images, seg, depth, boxes = hflip(images, seg, depth, boxes, flip)
@@ -86,4 +90,4 @@ def augment_batch(images, seg, depth, boxes, labels, generator=None, max_zoom: f
     centre = torch.rand(n, 2, device=dev, generator=generator)
     images, seg, depth, boxes = zoom_crop(images, seg, depth, boxes, zoom, centre)
     boxes, labels = keep_valid(boxes, labels)
-    return colour_jitter(images, generator=generator), seg, depth, boxes, labels
+    return colour_jitter(images, generator=generator), seg, depth, boxes, labels, zoom

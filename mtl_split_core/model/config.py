@@ -35,6 +35,11 @@ class ModelConfig:
     neck_channels: int = 64
     min_depth: float = 0.1
     max_depth: float = 60.0
+    # Focal length (model-input pixels) the depth head is calibrated to. Set: the head predicts
+    # depth as this camera would see it and the server rescales by the real focal length
+    # (depth scales with focal for the same image), so one model serves cameras of any field
+    # of view and zoom augmentation stays consistent. None: depth is taken as is.
+    depth_reference_focal: float | None = None
 
     def __post_init__(self):
         self.input_size = tuple(int(v) for v in self.input_size)
@@ -66,6 +71,8 @@ class ModelConfig:
             bad("train_quant_bits", f"{self.train_quant_bits!r} must be 4, 8 or None")
         if not 0 < self.min_depth < self.max_depth:
             bad("min_depth", "need 0 < min_depth < max_depth")
+        if self.depth_reference_focal is not None and not self.depth_reference_focal > 0:
+            bad("depth_reference_focal", f"{self.depth_reference_focal!r} must be > 0 or None")
         n_stuff = len(self.segmentation_classes) - len(self.detection_classes)
         if n_stuff < 1 or self.segmentation_classes[n_stuff:] != self.detection_classes:
             bad("segmentation_classes", "must list stuff classes first, then the detection "

@@ -70,8 +70,14 @@ class MultiTaskSplitNet(nn.Module):
         return z
 
     def server(self, z: torch.Tensor, split: str | None = None,
-               out_hw: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
-        """Server side: bottleneck decoder, stages i+1..3, neck, heads."""
+               out_hw: tuple[int, int] | None = None,
+               focal: torch.Tensor | float | None = None) -> dict[str, torch.Tensor]:
+        """Server side: bottleneck decoder, stages i+1..3, neck, heads.
+
+        ``focal``: the camera's vertical focal length in model-input pixels, per sample (N,)
+        or one number; with a card's ``depth_reference_focal`` depth is rescaled by
+        focal / reference. None = the reference camera.
+        """
         split, i = self._index(split)
         if split in self.bottlenecks:
             z = self.bottlenecks[split].decode(z)
@@ -89,7 +95,13 @@ class MultiTaskSplitNet(nn.Module):
             out["segmentation"] = self.heads["segmentation"](y, out_hw)
         if "depth" in self.heads:
             out["depth"] = self.heads["depth"](y, out_hw)
+            ref = self.config.depth_reference_focal
+            if ref is not None and focal is not None:
+                scale = torch.as_tensor(focal, dtype=out["depth"].dtype,
+                                        device=out["depth"].device) / ref
+                out["depth"] = out["depth"] * scale.reshape(-1, 1, 1, 1)
         return out
 
-    def forward(self, x: torch.Tensor, split: str | None = None) -> dict[str, torch.Tensor]:
-        return self.server(self.edge(x, split), split, out_hw=tuple(x.shape[-2:]))
+    def forward(self, x: torch.Tensor, split: str | None = None,
+                focal: torch.Tensor | float | None = None) -> dict[str, torch.Tensor]:
+        return self.server(self.edge(x, split), split, out_hw=tuple(x.shape[-2:]), focal=focal)

@@ -84,7 +84,10 @@ class ServerRunner:
                                  f"0..{len(self.split_names) - 1}")
 
     @torch.inference_mode()
-    def __call__(self, packet: FeaturePacket) -> ServerResult:
+    def __call__(self, packet: FeaturePacket, focal_px: float | None = None) -> ServerResult:
+        """Run the server part on ``packet``. ``focal_px``: the camera's vertical focal length
+        in source pixels (camera_info K[4]); models with a depth reference focal scale depth
+        by it (None = the camera the model was calibrated to)."""
         self.check(packet)
         split = self.split_names[packet.split_index]
         expected = tuple(self.model.split_shape(split, self.input_size))
@@ -100,7 +103,8 @@ class ServerRunner:
             raise PacketRejected("payload", str(err)) from err
         t1 = time.perf_counter()
         z = torch.from_numpy(z).to(self.device, self.dtype).unsqueeze(0)
-        out = self.model.server(z, split)
+        focal = None if focal_px is None else float(focal_px) * packet.transform[1]
+        out = self.model.server(z, split, focal=focal)
         t2 = time.perf_counter()
         result = self._postprocess(out, packet)
         t3 = time.perf_counter()

@@ -47,6 +47,7 @@ def test_random_batches_stay_aligned():
     for _ in range(10):
         img, seg, depth, boxes = _sample()
         out = augment_batch(img, seg, depth, boxes, [torch.tensor([4])], generator=g)
+        assert 1.0 <= float(out[5][0]) <= 1.5  # the zoom applied
         if len(out[3][0]):
             assert _aligned(out[0].clamp(0, 1) * 0 + (out[1] == 4).float()[:, None].expand(
                 1, 3, 48, 64), out[1], out[2], out[3])

@@ -72,3 +72,27 @@ def test_bad_configs_name_the_field():
         ModelConfig(input_size=(100, 75))
     with pytest.raises(ModelConfigError, match="bottlenecks"):
         ModelConfig(bottlenecks={"s8": 0})
+
+
+def test_depth_scales_with_the_cameras_focal_length_when_the_card_has_a_reference():
+    net = _net(depth_reference_focal=100.0)
+    x = torch.rand(2, 3, SIZE[1], SIZE[0])
+    with torch.no_grad():
+        ref = net(x)["depth"]
+        assert torch.allclose(net(x, focal=100.0)["depth"], ref)
+        # The same image from a longer lens: everything is farther away.
+        assert torch.allclose(net(x, focal=250.0)["depth"], ref * 2.5)
+        per_sample = net(x, focal=torch.tensor([50.0, 200.0]))["depth"]
+        assert torch.allclose(per_sample[0], ref[0] * 0.5)
+        assert torch.allclose(per_sample[1], ref[1] * 2.0)
+        z = net.edge(x)
+        assert torch.equal(net.server(z, focal=250.0)["depth"], net(x, focal=250.0)["depth"])
+
+
+def test_without_a_reference_focal_depth_ignores_the_focal_length():
+    net = _net()
+    x = torch.rand(1, 3, SIZE[1], SIZE[0])
+    with torch.no_grad():
+        assert torch.equal(net(x, focal=500.0)["depth"], net(x)["depth"])
+    with pytest.raises(ModelConfigError, match="depth_reference_focal"):
+        _net(depth_reference_focal=0.0)
