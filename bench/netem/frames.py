@@ -102,7 +102,7 @@ def pipeline_accuracy(frames: BenchFrames, model: str | None, codec: str,
     for i in range(frames.count):
         packet = edge(frames.rgb(i))
         nbytes.append(packet.nbytes)
-        out = server(packet)
+        out = server(packet, focal_px=frames.k[4])  # as the server node: camera_info's fy
         gt = frames.truth(i)
         det.update(out.boxes, out.scores, out.class_ids, gt["boxes"], gt["labels"])
         h, w = out.segmentation.shape
