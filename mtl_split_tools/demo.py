@@ -10,11 +10,8 @@ is ended on exit, also on Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,6 +25,7 @@ from mtl_split_core.metrics import DepthMetric, DetectionMetric, SegmentationMet
 from mtl_split_core.viz import (class_palette, colorize_depth, colorize_segmentation,
                                 contact_sheet, draw_detections)
 from mtl_split_tools.collector import Collector
+from mtl_split_tools.processes import node_command, start, stop_all
 
 
 def _boxes(dets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -37,29 +35,6 @@ def _boxes(dets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                      np.float32).reshape(-1, 4)
     return (boxes, np.array([x.class_id for x in d], np.int64),
             np.array([x.score for x in d], np.float32))
-
-
-def _start(executable: str, args: list[str], log: Path) -> subprocess.Popen:
-    prefix = os.environ.get("COLCON_PREFIX_PATH", "install").split(":")[0]
-    exe = Path(prefix) / "mtl_split" / "lib" / "mtl_split" / executable
-    return subprocess.Popen([sys.executable, str(exe), "--ros-args", *args],
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
-
-
-def _stop(procs) -> None:
-    for p in procs:
-        if p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGINT)
-    deadline = time.time() + 10
-    for p in procs:
-        try:
-            p.wait(max(0.1, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
 
 
 def _spin_until(node, condition, timeout: float) -> bool:
@@ -188,8 +163,8 @@ def main(argv=None) -> int:
         source = _bag_source(args.bag) if args.bag else None
         if source and source["compressed"]:
             edge_params += ["-p", "input_transport:=compressed"]
-        procs.append(_start("edge_node", edge_params, out / "edge.log"))
-        procs.append(_start("server_node", model, out / "server.log"))
+        procs.append(start(node_command("edge_node", edge_params), out / "edge.log"))
+        procs.append(start(node_command("server_node", model), out / "server.log"))
         in_topic = "image/compressed" if source and source["compressed"] else "image"
         ready = _spin_until(collector, lambda: any(p.poll() is not None for p in procs) or (
             collector.count_subscribers(in_topic) > 0 and
@@ -202,20 +177,17 @@ def main(argv=None) -> int:
             args.frames = source["frames"]
             print(f"nodes ready after {time.time() - t0:.1f}s; replaying {args.bag} "
                   f"({args.frames} frames)", flush=True)
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "mtl_split_core.cli", "replay", args.bag,
-                 "--wait-subscribers", "2", "--topics", *source["topics"]],
-                stdout=open(out / "replay.log", "w"), stderr=subprocess.STDOUT,
-                start_new_session=True))
+            procs.append(start([sys.executable, "-m", "mtl_split_core.cli", "replay", args.bag,
+                                "--wait-subscribers", "2", "--topics", *source["topics"]],
+                               out / "replay.log"))
             budget = source["seconds"] + 60
         else:
             print(f"nodes ready after {time.time() - t0:.1f}s; sim camera: {args.frames} "
                   f"frames at {args.rate} Hz", flush=True)
             # Two subscribers to wait for before the first frame: the edge and the collector.
-            procs.append(_start("sim_camera_node", ["-p", f"frames:={args.frames}",
-                                                    "-p", f"rate:={args.rate}",
-                                                    "-p", "min_subscribers:=2"],
-                                out / "sim_camera.log"))
+            procs.append(start(node_command("sim_camera_node", {
+                "frames": args.frames, "rate": args.rate, "min_subscribers": 2}),
+                out / "sim_camera.log"))
             budget = args.frames / args.rate + 60
         t1 = time.time()
         progress = {"n": 0, "at": time.time()}
@@ -255,7 +227,7 @@ def main(argv=None) -> int:
         print("interrupted; stopping nodes", file=sys.stderr)
         return 130
     finally:
-        _stop(procs)
+        stop_all(procs)
         collector.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()

@@ -14,14 +14,13 @@ import argparse
 import sys
 from pathlib import Path
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from frames import BenchFrames  # noqa: E402
 
+from mtl_split_ros.node_support import run_node  # noqa: E402
 from mtl_split_ros.qos import QOS_PROFILES, qos_from_name  # noqa: E402
 
 
@@ -47,6 +46,9 @@ class BenchCamera(Node):
                                                data=self.jpegs[self.count % len(self.jpegs)]))
         self.count += 1
 
+    def close(self) -> None:
+        print(f"published {self.count} frames", flush=True)
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -54,18 +56,8 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=30.0)
     ap.add_argument("--qos", default="reliable", choices=QOS_PROFILES)
     args = ap.parse_args()
-    rclpy.init()
-    node = BenchCamera(BenchFrames(args.frames), args.rate, args.qos)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        print(f"published {node.count} frames", flush=True)
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    frames = BenchFrames(args.frames)
+    return run_node(lambda: BenchCamera(frames, args.rate, args.qos))
 
 
 if __name__ == "__main__":

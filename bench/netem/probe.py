@@ -16,21 +16,20 @@ import sys
 import time
 from pathlib import Path
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from mtl_split.msg import Detection2DArray
+from mtl_split_ros.node_support import run_node
 from mtl_split_ros.qos import qos_from_name
 
 
 class Probe(Node):
-    def __init__(self, ready: Path):
+    def __init__(self, ready: Path, out: Path):
         super().__init__("bench_probe")
-        self.ready = ready
+        self.ready, self.out = ready, out
         self.arrivals: list[tuple[int, int]] = []
         self.diagnostics: dict[str, dict] = {}
         qos = qos_from_name("reliable", depth=10)
@@ -51,25 +50,17 @@ class Probe(Node):
         for status in msg.status:
             self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
 
+    def close(self) -> None:
+        self.out.write_text(json.dumps({"arrivals": self.arrivals,
+                                        "diagnostics": self.diagnostics}))
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--ready", type=Path, required=True)
     args = ap.parse_args()
-    rclpy.init()
-    node = Probe(args.ready)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        args.out.write_text(json.dumps({"arrivals": node.arrivals,
-                                        "diagnostics": node.diagnostics}))
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return run_node(lambda: Probe(args.ready, args.out))
 
 
 if __name__ == "__main__":

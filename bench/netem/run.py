@@ -25,13 +25,11 @@ at the server, one clock) over ``--seconds``, with the bytes the robot put on th
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
 import os
 import platform
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,16 +41,10 @@ sys.path.insert(0, str(HERE))
 from frames import BenchFrames, pipeline_accuracy, render_frames  # noqa: E402
 from link import EmulatedLink, LinkError, LinkShape  # noqa: E402
 
+from mtl_split_tools.processes import node_command, start, stop_all  # noqa: E402
+
 PIPELINES = ("split", "jpeg")
 JPEG_PIPELINE_CODEC = "f16-zstd/1"  # colocated edge + server: near-lossless, ~the float model
-
-
-def node_command(executable: str, params: dict) -> list[str]:
-    """argv of one of the package's node executables with ``params`` (-p name:=value)."""
-    prefix = os.environ.get("COLCON_PREFIX_PATH", "install").split(":")[0]
-    exe = Path(prefix) / "mtl_split" / "lib" / "mtl_split" / executable
-    args = [a for k, v in params.items() for a in ("-p", f"{k}:={v}")]
-    return [sys.executable, str(exe), "--ros-args", *args]
 
 
 def pipeline_processes(pipeline: str, frames: Path, rate: float, link_qos: str,
@@ -96,21 +88,6 @@ def child_env(domain_id: int) -> dict:
     return env
 
 
-def _stop(procs: list[subprocess.Popen], timeout: float = 10.0) -> None:
-    for p in procs:
-        if p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGINT)
-    deadline = time.time() + timeout
-    for p in procs:
-        try:
-            p.wait(max(0.1, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-
-
 def measure(link: EmulatedLink, pipeline: str, frames: Path, args, run_dir: Path) -> dict:
     """Run ``pipeline`` over the link's current shape; returns delivered fps, latency, bytes."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -121,14 +98,12 @@ def measure(link: EmulatedLink, pipeline: str, frames: Path, args, run_dir: Path
                                probe_out, ready)
     env = child_env(args.domain_id)
     cpus = {"robot": "0", "server": "1"} if args.pin else {"robot": None, "server": None}
-    procs: list[subprocess.Popen] = []
+    procs = []
     try:
         for side in ("server", "robot"):
             for name, argv in sides[side]:
-                procs.append(subprocess.Popen(
-                    link.command(side, argv, cpus[side]), env=env,
-                    stdout=open(run_dir / f"{side}_{name}.log", "w"), stderr=subprocess.STDOUT,
-                    start_new_session=True))
+                procs.append(start(link.command(side, argv, cpus[side]),
+                                   run_dir / f"{side}_{name}.log", env))
         deadline = time.time() + args.start_timeout
         while not ready.exists() and time.time() < deadline:
             if any(p.poll() is not None for p in procs):
@@ -145,7 +120,7 @@ def measure(link: EmulatedLink, pipeline: str, frames: Path, args, run_dir: Path
         t1, c1 = time.time_ns(), link.counters("robot")
         q1 = link.qdisc_stats("robot")
     finally:
-        _stop(procs)
+        stop_all(procs)
     probe = json.loads(probe_out.read_text())
     window = [(s, a) for s, a in probe["arrivals"] if t0 <= a < t1]
     latency = np.array([(a - s) / 1e6 for s, a in window])
