@@ -75,3 +75,17 @@ def test_folder_and_shards_load_the_same_frames(tmp_path):
     assert np.allclose(a["depth"][valid], b["depth"][valid], rtol=0.014)
     assert all(np.array_equal(x, y) for x, y in zip(a["boxes"], b["boxes"]))
     assert np.abs(a["images"].astype(int) - b["images"].astype(int)).mean() < 3  # JPEG q90
+
+
+def test_sensor_noise_has_the_asked_strength_and_spares_the_rest():
+    from mtl_split_core.data.augment import sensor_noise
+    g = torch.Generator().manual_seed(0)
+    images = torch.full((64, 3, 32, 32), 0.5)
+    noisy = sensor_noise(images, max_sigma=0.02, p=0.5, generator=g)
+    std = (noisy - images).flatten(1).std(1)
+    untouched = std == 0
+    assert 16 < int(untouched.sum()) < 48           # about half the samples
+    assert float(std.max()) <= 0.02 * 1.1           # never stronger than asked
+    assert float(std[~untouched].mean()) > 0.005    # and really there where applied
+    assert torch.equal(sensor_noise(images, p=0.0, generator=g), images)
+    assert sensor_noise(torch.ones(2, 3, 8, 8), max_sigma=0.5, p=1.0, generator=g).max() <= 1.0
