@@ -30,7 +30,8 @@ REL = qos_from_name("reliable", depth=10)
 def model_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "tiny"
     torch_net = MultiTaskSplitNet(ModelConfig(name="tiny", backbone="mobilenetv3_small",
-                                              input_size=(128, 96), bottlenecks={"s16": 8}))
+                                              input_size=(128, 96), bottlenecks={"s16": 8},
+                                              depth_reference_focal=100.0))
     save_model(path, torch_net.eval())
     return str(path)
 
@@ -185,6 +186,17 @@ def test_pipeline_outputs_and_bad_input(ros, model_dir):
             assert wait_for(ros, lambda: out.with_stamp("detections", 30 + i), 60,
                             (edge, server)), f"good features after bad {reason} not processed"
             assert not out.with_stamp("detections", 20 + i)
+        # 4. Metric depth follows the focal length in the features' camera_info: the same
+        # features with fy = 200 px (no letterbox: 128x96 is the network input) give twice the
+        # depth of the reference camera (100 px), which is also what no camera_info means.
+        longer_lens = packet_to_msg(runner(np.zeros((96, 128, 3), np.uint8)))
+        longer_lens.camera_info.k = [200.0, 0.0, 63.5, 0.0, 200.0, 47.5, 0.0, 0.0, 1.0]
+        longer_lens.header.stamp.sec = 40
+        fpub.publish(longer_lens)
+        assert wait_for(ros, lambda: out.with_stamp("depth", 40), 60, (edge, server))
+        depth_of = {s: np.frombuffer(out.with_stamp("depth", s)[-1].data, np.float32)
+                    for s in (33, 40)}
+        np.testing.assert_allclose(depth_of[40], depth_of[33] * 2.0, rtol=1e-4)
         assert wait_for(ros, lambda: any(
             # A declared shape that is not the model's is rejected before decoding (shape);
             # a garbage payload for the right shape fails in the codec (payload).

@@ -5,7 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
-from bag_factory import T, compressed, image, write_bag
+from bag_factory import T, compressed, header, image, write_bag
 
 from mtl_split_core.bags import BagError, open_bag
 from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, save_model
@@ -91,3 +91,42 @@ def test_shipped_sample_bag_with_the_default_model(tmp_path):
     summary = process_bag(sample, tmp_path / "out", device="cpu", progress=False)
     assert summary["frames"] == 24 and summary["skipped"] == 0
     assert summary["feature_bytes_mean"] < 0.25 * summary["jpeg_q90_bytes_mean"]
+
+
+def _camera_info(i, fy):
+    roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
+                                                do_rectify=False)
+    return T["sensor_msgs/msg/CameraInfo"](
+        header=header(i), height=60, width=80, distortion_model="plumb_bob", d=np.zeros(5),
+        k=np.array([fy, 0, 40, 0, fy, 30, 0, 0, 1], float), r=np.eye(3).ravel(),
+        p=np.array([fy, 0, 40, 0, 0, fy, 30, 0, 0, 0, 1, 0], float), binning_x=0, binning_y=0,
+        roi=roi)
+
+
+def _last_depth(path, topic):
+    with open_bag(path) as reader:
+        conn = next(c for c in reader.connections if c.topic == topic)
+        msgs = [reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages([conn])]
+    m = msgs[-1]
+    return np.frombuffer(m.data.tobytes(), np.float32).reshape(m.height, m.width)
+
+
+def test_depth_follows_the_bags_camera_info_focal_length(tmp_path):
+    model = tmp_path / "focal"
+    save_model(model, MultiTaskSplitNet(ModelConfig(
+        backbone="mobilenetv3_small", input_size=(64, 48), bottlenecks={"s16": 4},
+        codec="f16-zstd/1", depth_reference_focal=100.0)).eval())
+    frames = [image(i) for i in range(3)]
+    with_info = write_bag(tmp_path / "with", {
+        "/cam/camera_info": ("sensor_msgs/msg/CameraInfo",
+                             [_camera_info(i, 200.0) for i in range(3)]),
+        "/cam/image": (IMG, frames)})
+    without = write_bag(tmp_path / "without", {"/cam/image": (IMG, frames)})
+    process_bag(with_info, tmp_path / "out_with", model=str(model), device="cpu",
+                progress=False)
+    process_bag(without, tmp_path / "out_without", model=str(model), device="cpu",
+                progress=False)
+    a = _last_depth(tmp_path / "out_with" / "outputs.mcap", "/cam/mtl_split/depth")
+    b = _last_depth(tmp_path / "out_without" / "outputs.mcap", "/cam/mtl_split/depth")
+    # fy 200 px at 80x60 is 160 px in the 64x48 network input: 1.6x the reference focal.
+    np.testing.assert_allclose(a, b * 1.6, rtol=1e-4)
