@@ -152,10 +152,19 @@ def _num(v):
         return None
 
 
+def model_label(model: str) -> str:
+    """'name (fingerprint)' of the model the nodes will load, for the results' header."""
+    from mtl_split_core.model.card import read_card
+    from mtl_split_core.runtime.models import resolve_model_path
+    card = read_card(resolve_model_path(model or None))
+    return f"{card.get('name', '?')} ({card['fingerprint']})"
+
+
 def markdown(results: dict) -> str:
     meta = results["meta"]
     lines = [f"Command: `{meta['command']}`  ",
              f"Machine: {meta['machine']}; date {meta['date']}  ",
+             f"Model: {meta.get('model', '?')}  ",
              f"Camera: {meta['camera']}; link QoS {meta['link_qos']}; "
              f"{'robot on CPU 0, server on CPU 1' if meta['pinned'] else 'unpinned'}",
              "",
@@ -241,7 +250,8 @@ def main(argv=None) -> int:
                   f"{frames.jpeg_bytes_mean() / 1e3:.1f} KB/frame (sensor noise "
                   f"{frames.noise:g})",
         "jpeg_bytes_mean": frames.jpeg_bytes_mean(),
-        "link_qos": args.link_qos, "pinned": args.pin}, "runs": []}
+        "link_qos": args.link_qos, "pinned": args.pin, "model": model_label(args.model)},
+        "runs": []}
     if args.accuracy:
         print("accuracy of both pipelines' network paths on the bench frames ...", flush=True)
         results["accuracy"] = {
