@@ -26,6 +26,10 @@ def evaluate(model, data: dict, split: str | None = None, codec: str | None = No
     seg_m = SegmentationMetric(len(cfg.segmentation_classes))
     dep = DepthMetric()
     n = len(data["images"])
+    # fy of each frame (frames are at the network's input size); None if the data has none.
+    k = data.get("k")
+    focals = (torch.from_numpy(np.asarray(k, np.float32)[:, 4]).to(device)
+              if k is not None and len(k) else None)
     nbytes = []
     for start in tqdm(range(0, n, batch_size), disable=not progress, desc="eval"):
         imgs = torch.from_numpy(data["images"][start:start + batch_size]).to(device)
@@ -35,10 +39,7 @@ def evaluate(model, data: dict, split: str | None = None, codec: str | None = No
             encoded = [encode(zi, codec) for zi in z]
             nbytes += [e.nbytes for e in encoded]
             z = torch.stack([torch.from_numpy(decode(e)) for e in encoded]).to(device)
-        focal = None  # fy of each frame (frames are at the network's input size)
-        if data.get("k") is not None and len(data["k"]):
-            focal = torch.from_numpy(np.asarray(data["k"][start:start + batch_size],
-                                                np.float32)[:, 4]).to(device)
+        focal = None if focals is None else focals[start:start + batch_size]
         out = model.server(z, split, out_hw=tuple(x.shape[-2:]), focal=focal)
         if "detection" in out or "heatmap" in out:
             for i, d in enumerate(decode_detections(out, score_threshold=score_threshold,

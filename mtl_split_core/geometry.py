@@ -95,6 +95,12 @@ class Intrinsics:
                 "width": self.width, "height": self.height}
 
 
+def focal_y(k) -> float | None:
+    """fy of a row-major ``CameraInfo.k`` (9 values), or None when it is unset (zeros)."""
+    k = np.asarray(k, dtype=np.float64).reshape(-1)
+    return float(k[4]) if k.size == 9 and k[4] > 0 else None
+
+
 def valid_depth_mask(depth: np.ndarray) -> np.ndarray:
     """True where depth is a usable measurement (finite and > 0; 0 = invalid per REP 118)."""
     depth = np.asarray(depth)

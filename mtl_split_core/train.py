@@ -54,7 +54,7 @@ def train(config: ModelConfig, train_data: dict, val_data: dict | None, out_dir,
     depth = torch.from_numpy(train_data["depth"]).to(dev)
     boxes = [torch.from_numpy(b).to(dev) for b in train_data["boxes"]]
     labels = [torch.from_numpy(lab).to(dev) for lab in train_data["labels"]]
-    # fy of each frame (frames are at the network's input size); ones if the data has none.
+    # fy of each frame (frames are at the network's input size); None if the data has none.
     k = train_data.get("k")
     focal = (torch.from_numpy(np.asarray(k, np.float32)[:, 4]).to(dev) if k is not None and
              len(k) else None)

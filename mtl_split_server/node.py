@@ -19,7 +19,7 @@ from visualization_msgs.msg import MarkerArray
 
 from mtl_split.msg import Detection2DArray, SplitFeatures
 from mtl_split_core.codec import CodecError
-from mtl_split_core.geometry import median_depth_in_box
+from mtl_split_core.geometry import focal_y, median_depth_in_box
 from mtl_split_core.runtime.device import PRECISIONS
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.server import PacketRejected, ServerRunner
@@ -133,7 +133,8 @@ class ServerNode(Node):
         start = time.perf_counter()
         try:
             packet = msg_to_packet(msg)
-            result = self.runner(packet, focal_px=camera_focal(msg.camera_info))
+            # No camera_info (k unset): depth assumes the model's reference camera.
+            result = self.runner(packet, focal_px=focal_y(msg.camera_info.k))
         except PacketRejected as err:
             self.rejections(err.reason, f"{source.topic}: {err}")
             return
@@ -196,13 +197,6 @@ class ServerNode(Node):
         for s in self.sources:
             s.slot.close()
         self._worker.join(timeout=5)
-
-
-def camera_focal(camera_info) -> float | None:
-    """fy from the features' camera_info, None without one (depth then assumes the model's
-    reference camera)."""
-    k = camera_info.k if camera_info is not None else ()
-    return float(k[4]) if len(k) == 9 and k[4] > 0 else None
 
 
 def _scale_box(box, scale):

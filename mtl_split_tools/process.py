@@ -15,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mtl_split_core.bags import IMAGE_TYPES, BagError, BagWriter, messages, open_bag
+from mtl_split_core.geometry import focal_y
 from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_core.runtime.server import PacketRejected, ServerRunner
 from mtl_split_core.viz import annotate
@@ -74,8 +75,8 @@ def _process(bag, out_dir, edge, server, stats, t0, det_names, card, progress):
             for conn, stamp_ns, raw in messages(reader, bag, topics):
                 msg = reader.deserialize(raw, conn.msgtype)
                 if conn.topic in info_topics:
-                    if len(msg.k) == 9 and msg.k[4] > 0:
-                        focal_by_frame[msg.header.frame_id] = float(msg.k[4])
+                    if (fy := focal_y(msg.k)) is not None:
+                        focal_by_frame[msg.header.frame_id] = fy
                     continue
                 bar.update()
                 try:

@@ -73,12 +73,16 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def namespaces() -> set[str]:
+    """Names of this machine's network namespaces (`ip netns list`)."""
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in listing.splitlines() if line.strip()}
+
+
 def remove_stale_namespaces() -> list[str]:
     """Delete our namespaces whose creating process is gone; returns their names."""
     removed = []
-    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    for line in listing.splitlines():
-        name = line.split()[0] if line.strip() else ""
+    for name in sorted(namespaces()):
         m = re.fullmatch(rf"{PREFIX}-(\d+)-({'|'.join(SIDES)})", name)
         if m and not _pid_alive(int(m.group(1))):
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
@@ -130,9 +134,7 @@ class EmulatedLink:
             subprocess.run(["ip", "netns", "del", self._created.pop()], capture_output=True)
 
     def exists(self) -> bool:
-        listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        names = {line.split()[0] for line in listing.splitlines() if line.strip()}
-        return all(self.ns[s] in names for s in SIDES)
+        return set(self.ns.values()) <= namespaces()
 
     # -- shaping --------------------------------------------------------------------------
     def set_shape(self, shape: LinkShape) -> None:

@@ -129,3 +129,10 @@ def test_pack_xyzrgb_byte_layout():
     assert pack_xyzrgb(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8)) == b""
     with pytest.raises(ValueError):
         pack_xyzrgb(points, colors[:1])
+
+
+def test_focal_y_reads_fy_and_treats_an_unset_matrix_as_none():
+    from mtl_split_core.geometry import focal_y
+    assert focal_y([100.0, 0, 40, 0, 120.0, 30, 0, 0, 1]) == 120.0
+    assert focal_y([0.0] * 9) is None
+    assert focal_y([]) is None

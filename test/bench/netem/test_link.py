@@ -8,7 +8,8 @@ import textwrap
 
 import pytest
 
-from link import (EmulatedLink, LinkShape, PREFIX, remove_stale_namespaces, tbf_args)
+from link import (EmulatedLink, LinkShape, PREFIX, namespaces, remove_stale_namespaces,
+                  tbf_args)
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("tc"),
@@ -42,11 +43,6 @@ SENDER = textwrap.dedent("""
             pass  # qdisc full (ENOBUFS): the packet is lost, as on a real link
         if gap: time.sleep(gap)
 """)
-
-
-def _namespaces() -> set[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
 def _send(link: EmulatedLink, count: int, gap: float) -> tuple[int, int, float]:
@@ -89,8 +85,8 @@ def test_namespaces_exist_inside_and_are_removed_after():
     with EmulatedLink() as link:
         assert link.exists()
         names = set(link.ns.values())
-        assert names <= _namespaces()
-    assert not names & _namespaces()
+        assert names <= namespaces()
+    assert not names & namespaces()
 
 
 @needs_root
@@ -99,7 +95,7 @@ def test_namespaces_are_removed_when_the_body_fails():
         with EmulatedLink() as link:
             names = set(link.ns.values())
             raise RuntimeError("boom")
-    assert not names & _namespaces()
+    assert not names & namespaces()
 
 
 @needs_root
@@ -110,7 +106,7 @@ def test_leftovers_of_a_killed_run_are_removed():
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
         assert name in remove_stale_namespaces()
-        assert name not in _namespaces()
+        assert name not in namespaces()
     finally:
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
 

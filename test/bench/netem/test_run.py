@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from link import PREFIX, namespaces
 from run import PIPELINES, pipeline_processes
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -57,5 +58,4 @@ def test_both_pipelines_deliver_frames_over_a_shaped_link(tmp_path):
     assert 1.0 < split_kb < jpeg_kb, (split_kb, jpeg_kb)
     assert "| 20 Mbit/s | split |" in (out / "results.md").read_text()
     # No namespace of ours is left behind.
-    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert "mtlsplit-" not in listing
+    assert not {n for n in namespaces() if n.startswith(f"{PREFIX}-")}
