@@ -5,21 +5,22 @@ embedded so other tools can decode them. ROS-free: no rclpy.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
+from mtl_split_core.errors import InputError
 from mtl_split_core.locations import data_dirs
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 OUR_MESSAGES = ("Detection2D", "Detection2DArray", "SplitFeatures")
 
 
-class BagError(RuntimeError):
+class BagError(InputError):
     """A bag that cannot be read or written; the message names the file and what failed."""
 
 

@@ -31,7 +31,7 @@ import math
 import re
 import threading
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,7 +50,7 @@ _F16_MAX = 65504.0
 # Prefix of the message decode's last-resort handler uses; tests assert it never fires.
 UNEXPECTED = "unexpected decoder failure"
 
-ArrayLike = Union[np.ndarray, torch.Tensor]
+ArrayLike = np.ndarray | torch.Tensor
 
 
 class CodecError(ValueError):
