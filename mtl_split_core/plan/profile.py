@@ -11,6 +11,7 @@ import json
 import platform
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,10 @@ SIM_FRAME_SIZE = (640, 480)  # frames rendered to profile on when none are given
 SIM_SEED = 21
 
 
+def _no_sync() -> None:
+    """CPU work is done when the call returns: nothing to wait for."""
+
+
 def _timed(fn: Callable[[], object], sync: Callable[[], object], repeats: int) -> float:
     out = []
     for _ in range(repeats):
@@ -51,7 +56,7 @@ def measure_profile(model: MultiTaskSplitNet, card: dict[str, Any], frames: list
     ``device``, plus the local-only and JPEG-upload baselines."""
     dev = torch.device(device)
     model = model.to(dev).eval()
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else _no_sync
     size = tuple(card["input_size"])
     xs = [letterbox_tensor(torch.from_numpy(f).to(dev), size)[0][None] for f in frames]
     x = xs[0]
@@ -60,16 +65,16 @@ def measure_profile(model: MultiTaskSplitNet, card: dict[str, Any], frames: list
     splits = {}
     for split in model.split_names:
         z = model.edge(x, split)
-        # Lambdas bind this iteration's values as defaults (they run before the next one).
-        entry = {"edge_ms": _timed(lambda s=split: model.edge(x, s), sync, repeats),
-                 "server_ms": _timed(lambda z=z, s=split: model.server(z, s), sync, repeats),
-                 "shape": list(z.shape[1:]), "codecs": {}}
+        entry: dict[str, Any] = {
+            "edge_ms": _timed(partial(model.edge, x, split), sync, repeats),
+            "server_ms": _timed(partial(model.server, z, split), sync, repeats),
+            "shape": list(z.shape[1:]), "codecs": {}}
         for codec in codecs:
             encs = [encode(model.edge(xi, split)[0], codec) for xi in xs]
             entry["codecs"][codec] = {
                 "bytes": float(np.mean([e.nbytes for e in encs])),
-                "encode_ms": _timed(lambda z=z, c=codec: encode(z[0], c), sync, repeats),
-                "decode_ms": _timed(lambda e=encs[0]: decode(e), lambda: None, repeats)}
+                "encode_ms": _timed(partial(encode, z[0], codec), sync, repeats),
+                "decode_ms": _timed(partial(decode, encs[0]), _no_sync, repeats)}
         splits[split] = entry
     jpegs = [cv2.imencode(".jpg", f[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
              for f in frames]
@@ -82,9 +87,9 @@ def measure_profile(model: MultiTaskSplitNet, card: dict[str, Any], frames: list
         "whole_ms": _timed(lambda: model(x), sync, repeats),
         "jpeg": {"bytes": float(np.mean([len(j) for j in jpegs])),
                  "encode_ms": _timed(lambda: cv2.imencode(
-                     ".jpg", frames[0], [cv2.IMWRITE_JPEG_QUALITY, 90]), lambda: None, repeats),
+                     ".jpg", frames[0], [cv2.IMWRITE_JPEG_QUALITY, 90]), _no_sync, repeats),
                  "decode_ms": _timed(lambda: cv2.imdecode(jpegs[0], cv2.IMREAD_COLOR),
-                                     lambda: None, repeats)},
+                                     _no_sync, repeats)},
         "splits": splits,
     }
 
@@ -132,5 +137,10 @@ def load_jpeg_frames(path: str | Path) -> list[np.ndarray]:
         jpeg, offsets = z["jpeg"], z["offsets"]
     except (OSError, ValueError, KeyError) as err:
         raise InputError(f"images {path}: not an npz with 'jpeg' and 'offsets': {err}") from None
-    return [cv2.imdecode(jpeg[o:e], cv2.IMREAD_COLOR)[..., ::-1].copy()
-            for o, e in zip(offsets[:-1], offsets[1:])]
+    frames: list[np.ndarray] = []
+    for start, end in zip(offsets[:-1], offsets[1:]):
+        bgr = cv2.imdecode(jpeg[start:end], cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise InputError(f"images {path}: frame {len(frames)} is not a JPEG")
+        frames.append(bgr[..., ::-1].copy())
+    return frames
