@@ -19,7 +19,7 @@ import torch
 from mtl_split_core.backbones import build_backbone
 from mtl_split_core.codec import CODECS, decode, encode
 from mtl_split_core.model import load_model
-from mtl_split_core.runtime.models import resolve_model_path
+from mtl_split_core.runtime.model_files import resolve_model_path
 from mtl_split_core.sim.scene import SimScene
 
 

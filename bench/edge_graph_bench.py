@@ -7,7 +7,7 @@ import torch
 
 from mtl_split_core.model import load_model
 from mtl_split_core.runtime.cuda_graph import CudaGraphEdge
-from mtl_split_core.runtime.models import resolve_model_path
+from mtl_split_core.runtime.model_files import resolve_model_path
 
 
 def bench(fn, x, iters=300):

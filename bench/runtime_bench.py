@@ -21,7 +21,7 @@ import torch
 from mtl_split_core.codec import decode, encode
 from mtl_split_core.model import load_model
 from mtl_split_core.preprocess import letterbox_tensor
-from mtl_split_core.runtime.models import resolve_model_path
+from mtl_split_core.runtime.model_files import resolve_model_path
 from mtl_split_core.runtime.packet import FeaturePacket
 from mtl_split_core.runtime.server import ServerRunner
 

@@ -31,7 +31,7 @@ import math
 import re
 import threading
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -50,7 +50,9 @@ _F16_MAX = 65504.0
 # Prefix of the message decode's last-resort handler uses; tests assert it never fires.
 UNEXPECTED = "unexpected decoder failure"
 
-ArrayLike = Union[np.ndarray, torch.Tensor]
+ArrayLike = np.ndarray | torch.Tensor
+# dequantize returns what it is given: numpy on the decoder, torch in training.
+_Array = TypeVar("_Array", np.ndarray, torch.Tensor)
 
 
 class CodecError(ValueError):
@@ -136,7 +138,7 @@ def quantize(x: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor, bits: i
     return codes.clamp_(0, _levels(bits))
 
 
-def dequantize(codes: ArrayLike, scale: ArrayLike, offset: ArrayLike) -> ArrayLike:
+def dequantize(codes: _Array, scale: _Array, offset: _Array) -> _Array:
     """``code * scale + offset`` per channel. Plain operators, so numpy arrays (decode) and
     torch tensors (fake_quantize) go through the same float32 arithmetic."""
     return codes * scale[..., None, None] + offset[..., None, None]
@@ -186,20 +188,20 @@ def encode(x: ArrayLike, codec: str = "q8-zstd/1", level: int = 3) -> EncodedTen
     else:
         scale, offset = quantization_params(t, bits)
         stats = torch.stack([bad, scale, offset])
-    stats = stats.cpu().numpy()  # one small device->host copy for every check below
-    if stats[0].any():
-        raise CodecError(f"tensor contains NaN or Inf ({int(stats[0].sum())} values in channels "
-                         f"{_first(np.flatnonzero(stats[0]))}); the codec carries finite values "
+    stats_h = stats.cpu().numpy()  # one small device->host copy for every check below
+    if stats_h[0].any():
+        raise CodecError(f"tensor contains NaN or Inf ({int(stats_h[0].sum())} values in channels "
+                         f"{_first(np.flatnonzero(stats_h[0]))}); the codec carries finite values "
                          f"only")
     if bits is None:
-        peak = float(stats[1].max())
+        peak = float(stats_h[1].max())
         if peak > _F16_MAX:
             raise CodecError(f"values reach {peak:.6g}, beyond the float16 range "
                              f"(+-{_F16_MAX:g}); use a q8/q4 codec")
         raw = t.to(torch.float16).cpu().numpy().astype("<f2", copy=False).tobytes()
         empty = np.zeros(0, np.float32)
         return EncodedTensor(codec, shape, empty, empty.copy(), _compress(raw, level))
-    scale_h, offset_h = stats[1].copy(), stats[2].copy()
+    scale_h, offset_h = stats_h[1].copy(), stats_h[2].copy()
     # The decoder's largest value per channel must be finite too (checked with its own math).
     with np.errstate(over="ignore", invalid="ignore"):
         top = dequantize(np.full((shape[0], 1, 1), _levels(bits), np.float32), scale_h,

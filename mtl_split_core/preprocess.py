@@ -11,10 +11,12 @@ import torch
 import torch.nn.functional as F
 
 PAD_VALUE = 0.5
+# (scale_x, scale_y, offset_x, offset_y): model_px = source_px * scale + offset.
+Transform = tuple[float, float, float, float]
 
 
 def letterbox_params(source_wh: tuple[int, int], out_wh: tuple[int, int]
-                     ) -> tuple[tuple[float, float, float, float], tuple[int, int]]:
+                     ) -> tuple[Transform, tuple[int, int]]:
     """(transform, resized (w, h)) for a source of size (W, H) into ``out_wh``."""
     sw, sh = source_wh
     ow, oh = out_wh
@@ -27,7 +29,7 @@ def letterbox_params(source_wh: tuple[int, int], out_wh: tuple[int, int]
 
 
 def letterbox_tensor(image: torch.Tensor, out_wh: tuple[int, int]
-                     ) -> tuple[torch.Tensor, tuple[float, float, float, float]]:
+                     ) -> tuple[torch.Tensor, Transform]:
     """uint8 (H, W, 3) tensor on any device -> float (3, oh, ow) in [0, 1], transform."""
     h, w = image.shape[:2]
     transform, (rw, rh) = letterbox_params((w, h), out_wh)
@@ -45,13 +47,13 @@ def letterbox_tensor(image: torch.Tensor, out_wh: tuple[int, int]
 
 
 def letterbox(image: np.ndarray, out_wh: tuple[int, int]
-              ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+              ) -> tuple[np.ndarray, Transform]:
     """numpy version of ``letterbox_tensor`` (CPU)."""
     x, transform = letterbox_tensor(torch.from_numpy(np.ascontiguousarray(image)), out_wh)
     return x.numpy(), transform
 
 
-def to_model(points: np.ndarray, transform) -> np.ndarray:
+def to_model(points: np.ndarray, transform: Transform) -> np.ndarray:
     """Source pixels (..., 2k) interleaved x, y -> model pixels."""
     sx, sy, ox, oy = transform
     p = np.array(points, dtype=np.float64, copy=True)
@@ -60,7 +62,7 @@ def to_model(points: np.ndarray, transform) -> np.ndarray:
     return p
 
 
-def to_source(points: np.ndarray, transform) -> np.ndarray:
+def to_source(points: np.ndarray, transform: Transform) -> np.ndarray:
     """Model pixels (..., 2k) interleaved x, y -> source pixels."""
     sx, sy, ox, oy = transform
     p = np.array(points, dtype=np.float64, copy=True)

@@ -7,10 +7,10 @@ from pathlib import Path
 from catkin_pkg.package import parse_package
 
 ROOT = Path(__file__).resolve().parents[1]
-OUR_PACKAGES = {"mtl_split", "mtl_split_core", "mtl_split_ros", "mtl_split_edge", "mtl_split_tools",
-                "mtl_split_server"}
-CODE_DIRS = ["mtl_split_core", "mtl_split_ros", "mtl_split_edge", "mtl_split_server", "mtl_split_tools",
-             "nodes", "scripts", "launch"]
+OUR_PACKAGES = {"mtl_split", "mtl_split_core", "mtl_split_ros", "mtl_split_edge",
+                "mtl_split_tools", "mtl_split_server"}
+CODE_DIRS = ["mtl_split_core", "mtl_split_ros", "mtl_split_edge", "mtl_split_server",
+             "mtl_split_tools", "nodes", "scripts", "launch"]
 
 # Import name -> the package.xml key that provides it (rosdep key or ROS package).
 PROVIDERS = {
@@ -75,7 +75,8 @@ def test_every_imported_module_is_declared():
     local = {"support", "bag_factory"} | {p.stem for p in (ROOT / "bench" / "netem").glob("*.py")}
     test_imports = _imported_roots(_files(["test"])) - local
     unknown = (run_imports | test_imports) - PROVIDERS.keys()
-    assert not unknown, f"imports with no known provider (add to package.xml and PROVIDERS): {unknown}"
+    assert not unknown, \
+        f"imports with no known provider (add to package.xml and PROVIDERS): {unknown}"
     missing_run = {m for m in run_imports if PROVIDERS[m] not in run_keys}
     assert not missing_run, f"package.xml lacks exec_depend for: {missing_run}"
     missing_test = {m for m in test_imports if PROVIDERS[m] not in run_keys | test_keys}

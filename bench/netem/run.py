@@ -155,7 +155,7 @@ def _num(v):
 def model_label(model: str) -> str:
     """'name (fingerprint)' of the model the nodes will load, for the results' header."""
     from mtl_split_core.model.card import read_card
-    from mtl_split_core.runtime.models import resolve_model_path
+    from mtl_split_core.runtime.model_files import resolve_model_path
     card = read_card(resolve_model_path(model or None))
     return f"{card.get('name', '?')} ({card['fingerprint']})"
 

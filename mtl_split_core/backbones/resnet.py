@@ -31,7 +31,7 @@ class ResNet18(Backbone):
     name = "resnet18"
     channels = (64, 128, 256, 512)
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64),
                                   nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))

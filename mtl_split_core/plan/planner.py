@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import csv
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
+from mtl_split_core.errors import InputError
 from mtl_split_core.plan.link import Link
 
 
@@ -33,13 +36,17 @@ class Option:
         return 1000.0 / max(self.edge_ms, self.link_ms, self.server_ms, 1e-6)
 
 
-def options(edge_profile: dict, server_profile: dict, link: Link,
-            accuracy: dict | None = None) -> list[Option]:
+def options(edge_profile: dict[str, Any], server_profile: dict[str, Any], link: Link,
+            accuracy: dict[str, float] | None = None) -> list[Option]:
     """Every split x codec, plus the baselines. ``accuracy`` maps 'split codec' -> drop."""
     accuracy = accuracy or {}
     out = []
     for split, e in edge_profile["splits"].items():
-        s = server_profile["splits"][split]
+        s = server_profile["splits"].get(split)
+        if s is None or set(e["codecs"]) - set(s["codecs"]):
+            raise InputError(f"the server profile lacks split {split} or some of its codecs: "
+                             f"profiles of different models ({edge_profile.get('model')}, "
+                             f"{server_profile.get('model')})?")
         for codec, c in e["codecs"].items():
             dec = s["codecs"][codec]["decode_ms"]
             out.append(Option(f"{split} {codec}", split, codec, c["bytes"],
@@ -58,14 +65,18 @@ def choose(opts: list[Option], max_drop: float = 0.01, allow_unknown: bool = Fal
     not measured qualify only with ``allow_unknown``; the baselines run the float model."""
     ok = [o for o in opts if (o.accuracy_drop is None and allow_unknown) or
           (o.accuracy_drop is not None and o.accuracy_drop <= max_drop)]
+    if not ok:
+        raise InputError(f"no option has an accuracy drop <= {max_drop:g}")
     return min(ok, key=lambda o: o.latency_ms)
 
 
-def accuracy_drops(eval_results: list[dict]) -> dict[str, float]:
+def accuracy_drops(eval_results: list[dict[str, Any]]) -> dict[str, float]:
     """'split codec' -> worst relative drop over mAP@0.5, mIoU and delta<1.25 against the
     float row, from ``mtl-split eval --out`` results."""
     keys = (("detection", "mAP50"), ("segmentation", "mIoU"), ("depth", "delta1"))
-    ref = next(r for r in eval_results if r["codec"] == "float")
+    ref = next((r for r in eval_results if r.get("codec") == "float"), None)
+    if ref is None:
+        raise InputError("accuracy results have no 'float' row (run `mtl-split eval --codec all`)")
     drops = {}
     for r in eval_results:
         if r["codec"] == "float":
@@ -78,7 +89,8 @@ def accuracy_drops(eval_results: list[dict]) -> dict[str, float]:
     return drops
 
 
-def write_csv(opts: list[Option], path, link: Link) -> None:
+def write_csv(opts: list[Option], path: str | Path, link: Link) -> None:
+    """One row per option, with the link it was computed for."""
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["option", "split", "codec", "bytes", "edge_ms", "link_ms", "server_ms",
@@ -92,6 +104,7 @@ def write_csv(opts: list[Option], path, link: Link) -> None:
 
 
 def table(opts: list[Option], chosen: Option) -> str:
+    """A Markdown table of the options, fastest first, the chosen one marked."""
     lines = ["| option | bytes | edge ms | link ms | server ms | latency ms | fps | acc. drop |",
              "|---|---|---|---|---|---|---|---|"]
     for o in sorted(opts, key=lambda o: o.latency_ms):

@@ -10,19 +10,34 @@ from __future__ import annotations
 import json
 import platform
 import time
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 import torch
 
 from mtl_split_core.codec import CODECS, decode, encode
+from mtl_split_core.errors import InputError
 from mtl_split_core.preprocess import letterbox_tensor
+from mtl_split_core.runtime.device import resolve_device
+from mtl_split_core.runtime.model_files import load_model_param
+
+if TYPE_CHECKING:
+    from mtl_split_core.model.network import MultiTaskSplitNet
 
 PROFILE_VERSION = 1
+SIM_FRAME_SIZE = (640, 480)  # frames rendered to profile on when none are given
+SIM_SEED = 21
 
 
-def _timed(fn, sync, repeats):
+def _no_sync() -> None:
+    """CPU work is done when the call returns: nothing to wait for."""
+
+
+def _timed(fn: Callable[[], object], sync: Callable[[], object], repeats: int) -> float:
     out = []
     for _ in range(repeats):
         sync()
@@ -34,11 +49,14 @@ def _timed(fn, sync, repeats):
 
 
 @torch.inference_mode()
-def measure_profile(model, card: dict, frames: list[np.ndarray], device: str = "cpu",
-                    repeats: int = 10, codecs=CODECS) -> dict:
+def measure_profile(model: MultiTaskSplitNet, card: dict[str, Any], frames: list[np.ndarray],
+                    device: str = "cpu", repeats: int = 10,
+                    codecs: Sequence[str] = CODECS) -> dict[str, Any]:
+    """Median edge/server/encode/decode times and mean bytes per split and codec on
+    ``device``, plus the local-only and JPEG-upload baselines."""
     dev = torch.device(device)
     model = model.to(dev).eval()
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else _no_sync
     size = tuple(card["input_size"])
     xs = [letterbox_tensor(torch.from_numpy(f).to(dev), size)[0][None] for f in frames]
     x = xs[0]
@@ -47,15 +65,16 @@ def measure_profile(model, card: dict, frames: list[np.ndarray], device: str = "
     splits = {}
     for split in model.split_names:
         z = model.edge(x, split)
-        entry = {"edge_ms": _timed(lambda: model.edge(x, split), sync, repeats),
-                 "server_ms": _timed(lambda: model.server(z, split), sync, repeats),
-                 "shape": list(z.shape[1:]), "codecs": {}}
+        entry: dict[str, Any] = {
+            "edge_ms": _timed(partial(model.edge, x, split), sync, repeats),
+            "server_ms": _timed(partial(model.server, z, split), sync, repeats),
+            "shape": list(z.shape[1:]), "codecs": {}}
         for codec in codecs:
             encs = [encode(model.edge(xi, split)[0], codec) for xi in xs]
             entry["codecs"][codec] = {
                 "bytes": float(np.mean([e.nbytes for e in encs])),
-                "encode_ms": _timed(lambda: encode(z[0], codec), sync, repeats),
-                "decode_ms": _timed(lambda: decode(encs[0]), lambda: None, repeats)}
+                "encode_ms": _timed(partial(encode, z[0], codec), sync, repeats),
+                "decode_ms": _timed(partial(decode, encs[0]), _no_sync, repeats)}
         splits[split] = entry
     jpegs = [cv2.imencode(".jpg", f[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
              for f in frames]
@@ -68,31 +87,60 @@ def measure_profile(model, card: dict, frames: list[np.ndarray], device: str = "
         "whole_ms": _timed(lambda: model(x), sync, repeats),
         "jpeg": {"bytes": float(np.mean([len(j) for j in jpegs])),
                  "encode_ms": _timed(lambda: cv2.imencode(
-                     ".jpg", frames[0], [cv2.IMWRITE_JPEG_QUALITY, 90]), lambda: None, repeats),
+                     ".jpg", frames[0], [cv2.IMWRITE_JPEG_QUALITY, 90]), _no_sync, repeats),
                  "decode_ms": _timed(lambda: cv2.imdecode(jpegs[0], cv2.IMREAD_COLOR),
-                                     lambda: None, repeats)},
+                                     _no_sync, repeats)},
         "splits": splits,
     }
 
 
-def save_profile(profile: dict, path) -> None:
+def profile_model(model: str, device: str = "cpu", frames: int = 6, repeats: int = 10,
+                  images: str | Path | None = None) -> dict[str, Any]:
+    """Load ``model`` (a path, a shipped name, '' for the default) and measure its profile
+    on ``frames`` frames: from ``images`` (an npz of JPEGs) or rendered by the simulator."""
+    if frames < 1 or repeats < 1:
+        raise InputError(f"frames ({frames}) and repeats ({repeats}) must be >= 1")
+    net, card = load_model_param(model)
+    if images:
+        rgb = load_jpeg_frames(images)[:frames]
+    else:
+        from mtl_split_core.sim.scene import SimScene
+        with SimScene(SIM_SEED, *SIM_FRAME_SIZE) as scene:
+            rgb = [scene.render().rgb for _ in range(frames)]
+    return measure_profile(net, card, rgb, str(resolve_device(device)), repeats)
+
+
+def save_profile(profile: dict[str, Any], path: str | Path) -> None:
+    """Write a profile as JSON."""
     Path(path).write_text(json.dumps(profile, indent=2))
 
 
-def load_profile(path) -> dict:
+def load_profile(path: str | Path) -> dict[str, Any]:
+    """A profile written by ``save_profile``; InputError if unreadable or of another version."""
     try:
         profile = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"profile {path}: cannot read: {err}") from None
-    if profile.get("version") != PROFILE_VERSION or "splits" not in profile:
-        raise ValueError(f"profile {path}: version {profile.get('version')!r} is not "
+        raise InputError(f"profile {path}: cannot read: {err}") from None
+    if not isinstance(profile, dict) or profile.get("version") != PROFILE_VERSION \
+            or "splits" not in profile:
+        version = profile.get("version") if isinstance(profile, dict) else None
+        raise InputError(f"profile {path}: version {version!r} is not "
                          f"{PROFILE_VERSION} or it has no 'splits'")
     return profile
 
 
-def load_jpeg_frames(path) -> list[np.ndarray]:
+def load_jpeg_frames(path: str | Path) -> list[np.ndarray]:
     """RGB frames from an npz of concatenated JPEGs (``jpeg``) with ``offsets`` — a compact
     way to carry real frames to a machine without the simulator (bench/frames.npz)."""
-    z = np.load(path)
-    return [cv2.imdecode(z["jpeg"][o:e], cv2.IMREAD_COLOR)[..., ::-1].copy()
-            for o, e in zip(z["offsets"][:-1], z["offsets"][1:])]
+    try:
+        z = np.load(path)
+        jpeg, offsets = z["jpeg"], z["offsets"]
+    except (OSError, ValueError, KeyError) as err:
+        raise InputError(f"images {path}: not an npz with 'jpeg' and 'offsets': {err}") from None
+    frames: list[np.ndarray] = []
+    for start, end in zip(offsets[:-1], offsets[1:]):
+        bgr = cv2.imdecode(jpeg[start:end], cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise InputError(f"images {path}: frame {len(frames)} is not a JPEG")
+        frames.append(bgr[..., ::-1].copy())
+    return frames

@@ -7,12 +7,19 @@ buffer and the output is read from a static buffer — clone it before the next 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    from mtl_split_core.model.network import MultiTaskSplitNet
 
 
 class CudaGraphEdge:
-    def __init__(self, model, split: str, input_hw: tuple[int, int], dtype=torch.float16,
-                 warmup: int = 3):
+    """``model.edge(x, split)`` captured once as a CUDA graph for one input size."""
+
+    def __init__(self, model: MultiTaskSplitNet, split: str, input_hw: tuple[int, int],
+                 dtype: torch.dtype = torch.float16, warmup: int = 3) -> None:
         if not torch.cuda.is_available():
             raise RuntimeError("CUDA graphs need a CUDA device")
         self.model, self.split = model, split

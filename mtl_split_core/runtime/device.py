@@ -26,14 +26,16 @@ def resolve_device(name: str) -> torch.device:
                          f"use auto or cpu")
     index = int(match.group(1) or 0)
     if index >= torch.cuda.device_count():
-        raise ConfigError("device", f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s)")
+        raise ConfigError("device", f"device {name!r}: only {torch.cuda.device_count()} "
+                                    f"CUDA device(s)")
     return torch.device("cuda", index)
 
 
 def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
     """fp32 anywhere; fp16 only on CUDA (CPU half kernels are slow or missing)."""
     if precision not in PRECISIONS:
-        raise ConfigError("precision", f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+        raise ConfigError("precision", f"unknown precision {precision!r}; expected one of "
+                                       f"{', '.join(PRECISIONS)}")
     if precision == "fp16" and device.type != "cuda":
         raise ConfigError("precision", "fp16 needs a CUDA device; use fp32 on CPU")
     return torch.float16 if precision == "fp16" else torch.float32

@@ -11,7 +11,7 @@ from mtl_split_core.codec import CODECS, encode
 from mtl_split_core.preprocess import letterbox_tensor
 from mtl_split_core.runtime.device import resolve_device, resolve_dtype
 from mtl_split_core.runtime.errors import ConfigError
-from mtl_split_core.runtime.models import load_model_param
+from mtl_split_core.runtime.model_files import load_model_param
 from mtl_split_core.runtime.packet import FeaturePacket
 
 

@@ -18,7 +18,7 @@ from mtl_split_core.codec import CodecError, decode
 from mtl_split_core.model.heads import decode_detections
 from mtl_split_core.runtime.device import resolve_device, resolve_dtype
 from mtl_split_core.runtime.errors import ConfigError
-from mtl_split_core.runtime.models import load_model_param
+from mtl_split_core.runtime.model_files import load_model_param
 from mtl_split_core.runtime.packet import FeaturePacket
 
 TASKS = ("detection", "segmentation", "depth")

@@ -9,7 +9,9 @@ even and odd sizes), so those are the intrinsics we report.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 
@@ -43,7 +45,8 @@ class SimCamera:
         """Row-major 3x3 intrinsic matrix as in sensor_msgs/CameraInfo.k."""
         return [self.fx, 0.0, self.cx, 0.0, self.fy, self.cy, 0.0, 0.0, 1.0]
 
-    def projection_matrix(self, pybullet) -> list[float]:
+    def projection_matrix(self, pybullet: ModuleType) -> list[float]:
+        """OpenGL projection matrix for this camera (pybullet is passed in: a client module)."""
         return pybullet.computeProjectionMatrixFOV(self.vfov_deg, self.width / self.height,
                                                    self.near, self.far)
 
@@ -58,7 +61,8 @@ class SimCamera:
         return z.astype(np.float32)
 
 
-def look_at(position, yaw: float, pitch: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def look_at(position: Sequence[float] | np.ndarray, yaw: float, pitch: float
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Eye, target and up vectors for a camera at ``position`` (world z up) with heading
     ``yaw`` (rad, about z) and ``pitch`` (rad, negative looks down)."""
     eye = np.asarray(position, dtype=np.float64)

@@ -15,9 +15,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from mtl_split_core.codec import (CODECS, UNEXPECTED, ZSTD_LEVELS, CodecError, EncodedTensor,
-                                  codec_bits, decode, encode, fake_quantize, parse_codec,
-                                  payload_size)
+from mtl_split_core.codec import (
+    CODECS,
+    UNEXPECTED,
+    ZSTD_LEVELS,
+    CodecError,
+    EncodedTensor,
+    codec_bits,
+    decode,
+    encode,
+    fake_quantize,
+    parse_codec,
+    payload_size,
+)
 
 EPS32 = float(np.finfo(np.float32).eps)
 QUANTIZED = ["q8-zstd/1", "q4-zstd/1"]

@@ -78,3 +78,28 @@ def test_profile_file_round_trip(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"version": 99}))
     with pytest.raises(ValueError, match="version"):
         load_profile(tmp_path / "bad.json")
+
+
+def test_unusable_inputs_raise_the_one_input_error(tmp_path):
+    from mtl_split_core.errors import InputError
+    from mtl_split_core.plan.planner import Option
+
+    for bad in ("nanmbit", "20mbit,1e3ms", "20mbit,xms"):
+        with pytest.raises(InputError):
+            Link.parse(bad)
+    with pytest.raises(InputError, match="no option"):
+        choose([Option("s16 q8-zstd/1", "s16", "q8-zstd/1", 1.0, 1.0, 1.0, 1.0, 0.5)],
+               max_drop=0.01)
+    with pytest.raises(InputError, match="float"):
+        accuracy_drops([{"codec": "q8-zstd/1", "split": "s16"}])
+    other_model = _profile()
+    del other_model["splits"]["s8"]
+    with pytest.raises(InputError, match="lacks split s8"):
+        options(_profile(), other_model, Link.parse("20mbit"))
+    path = tmp_path / "p.json"
+    path.write_text("{not json")
+    with pytest.raises(InputError, match="cannot read"):
+        load_profile(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(InputError, match="version"):
+        load_profile(path)

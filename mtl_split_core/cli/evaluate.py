@@ -2,32 +2,41 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
+from mtl_split_core.codec import CODECS
+from mtl_split_core.errors import InputError
 
-def add_arguments(p) -> None:
-    p.add_argument("--model", default="", help="model folder; '' = the packaged default")
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="", help="model folder or name; '' = the packaged default")
     p.add_argument("--data", "--shards", dest="shards", required=True,
                    help="dataset folder (gen-data output) or folder of shard_*.npz")
     p.add_argument("--split-set", default="test", choices=("train", "val", "test"))
     p.add_argument("--split", default=None, help="split point; default: the model's")
-    p.add_argument("--codec", default="all",
-                   help="float, a codec id (q8-zstd/1, ...), or 'all' for float + every codec")
+    p.add_argument("--codec", default="all", choices=("all", "float", *CODECS),
+                   help="float, a codec id, or 'all' for float + every codec")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default=None, help="write the results as JSON here")
 
 
-def run(args) -> int:
-    from mtl_split_core.codec import CODECS
-    from mtl_split_core.data.dataset import load_dataset
-    from mtl_split_core.evaluate import evaluate, headline
-    from mtl_split_core.model import load_model
-    from mtl_split_core.runtime.device import resolve_device
-    from mtl_split_core.runtime.models import resolve_model_path
+def _cell(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
 
-    model, card = load_model(resolve_model_path(args.model))
-    data = load_dataset(args.shards, (args.split_set,))
+
+def run(args: argparse.Namespace) -> int:
+    from mtl_split_core.cli.datasets import load_dataset_arg
+    from mtl_split_core.evaluate import evaluate, headline
+    from mtl_split_core.runtime.device import resolve_device
+    from mtl_split_core.runtime.model_files import load_model_param
+
+    model, card = load_model_param(args.model)
+    device = resolve_device(args.device)
+    if args.split is not None and args.split not in model.split_names:
+        raise InputError(f"split {args.split!r}: this model splits at {list(model.split_names)}")
+    data = load_dataset_arg(args.shards, (args.split_set,))
     codecs = [None, *CODECS] if args.codec == "all" else \
         [None if args.codec == "float" else args.codec]
     results = []
@@ -35,13 +44,12 @@ def run(args) -> int:
     print("| codec | bytes/frame | mAP@0.5 | mAP@0.5:0.95 | mIoU | delta<1.25 | AbsRel |")
     print("|---|---|---|---|---|---|---|")
     for codec in codecs:
-        r = evaluate(model, data, args.split, codec, resolve_device(args.device))
+        r = evaluate(model, data, args.split, codec, device)
         h = headline(r)
         results.append(r)
-        fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
         print(f"| {codec or 'float (unsplit)'} | {r.get('bytes_per_frame', 0):.0f} | "
-              f"{fmt(h['mAP50'])} | {fmt(h['mAP50_95'])} | {fmt(h['mIoU'])} | "
-              f"{fmt(h['delta1'])} | {fmt(h['abs_rel'])} |", flush=True)
+              f"{_cell(h['mAP50'])} | {_cell(h['mAP50_95'])} | {_cell(h['mIoU'])} | "
+              f"{_cell(h['delta1'])} | {_cell(h['abs_rel'])} |", flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))
     return 0

@@ -1,11 +1,16 @@
-"""Where the packaged default model lives, without ROS (works from source and from install/)."""
+"""Model files: where shipped models live (source tree, install/, $MTL_SPLIT_MODELS) and
+loading one named by a setting, without ROS."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from mtl_split_core.locations import data_dirs
+
+if TYPE_CHECKING:
+    from mtl_split_core.model.network import MultiTaskSplitNet
 
 DEFAULT_MODEL_NAME = "default"
 
@@ -30,7 +35,7 @@ def resolve_model_path(name_or_path: str | None) -> Path:
     raise FileNotFoundError(f"model {target!r} not found (as a path, or by name in: {searched})")
 
 
-def load_model_param(name_or_path: str | None):
+def load_model_param(name_or_path: str | None) -> tuple[MultiTaskSplitNet, dict[str, Any]]:
     """(model, card) for a node's or tool's ``model`` setting; errors name the setting."""
     from mtl_split_core.model import ModelLoadError, load_model
     from mtl_split_core.runtime.errors import ConfigError

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mtl_split_core.runtime.models import models_dirs, resolve_model_path
+from mtl_split_core.runtime.model_files import models_dirs, resolve_model_path
 
 
 def test_default_model_resolves_and_loads():

@@ -1,0 +1,36 @@
+"""Argument types shared by several commands (argparse turns their errors into usage + exit 2)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """'320x240' -> (320, 240)."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match or not int(match.group(1)) or not int(match.group(2)):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected WIDTHxHEIGHT like 320x240")
+    return int(match.group(1)), int(match.group(2))
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 1") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: expected an integer >= 1")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite float >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number >= 0") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text}: expected a number >= 0")
+    return value

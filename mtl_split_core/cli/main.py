@@ -1,0 +1,81 @@
+"""The dispatcher: a table of commands, each a module with ``add_arguments`` and ``run``.
+
+A command's module is imported only when that command runs, so `mtl-split --help` is fast and
+commands needing heavy or ROS-only libraries cost nothing to the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import NoReturn
+
+from mtl_split_core.errors import InputError
+
+PROG = "mtl-split"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with errors as one line (no wrapped usage block), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command's module (providing ``add_arguments(parser)`` and ``run(args) -> int``) and
+    its one-line help."""
+
+    module: str
+    help: str
+
+
+# The core's commands; mtl_split_tools.cli adds the ROS tools to a copy of this table.
+COMMANDS: dict[str, Command] = {
+    "gen-data": Command("mtl_split_core.cli.gen_data",
+                        "render a simulated dataset (and pack shards)"),
+    "train": Command("mtl_split_core.cli.train", "train a multi-task split model from a dataset"),
+    "eval": Command("mtl_split_core.cli.evaluate",
+                    "evaluate a model for a split point and codec"),
+    "profile": Command("mtl_split_core.cli.profile",
+                       "measure per-split timings and bytes on a device"),
+    "plan": Command("mtl_split_core.cli.plan", "choose the split point for a link"),
+}
+
+
+def build_parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
+    """The top-level parser: lists the commands; their own arguments are added on use."""
+    parser = Parser(
+        prog=PROG, description="MTL-Split: a multi-task network split between a robot and a "
+        "server. `mtl-split COMMAND --help` shows a command's options.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, command in commands.items():
+        sub.add_parser(name, help=command.help, add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None,
+         commands: Mapping[str, Command] = COMMANDS) -> int:
+    """Run one command; returns its exit status (2 for bad arguments or unusable input)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = build_parser(commands)
+    if not argv or argv[0] not in commands:
+        top.parse_args(argv[:1])  # prints help (exit 0) or usage + the error (exit 2)
+        top.error("the following arguments are required: COMMAND")
+    name, command = argv[0], commands[argv[0]]
+    module = importlib.import_module(command.module)
+    parser = Parser(prog=f"{PROG} {name}", description=command.help)
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    try:
+        return int(module.run(args) or 0)
+    except InputError as err:
+        print(f"{PROG} {name}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG} {name}: interrupted", file=sys.stderr)
+        return 0

@@ -1,0 +1,68 @@
+"""`mtl-split plan`: choose the split point for a link from measured (or measured-here)
+profiles, optionally filtered by the accuracy `mtl-split eval` measured."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mtl_split_core.cli.arguments import non_negative_float
+
+# Measuring a missing profile here: fewer frames and repeats than `mtl-split profile`.
+QUICK_FRAMES = 4
+QUICK_REPEATS = 8
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="", help="model to profile here if no profile is given")
+    p.add_argument("--edge-profile", default=None, help="profile JSON measured on the robot")
+    p.add_argument("--server-profile", default=None, help="profile JSON measured on the server")
+    p.add_argument("--edge-device", default="cpu", help="device to measure the edge on here")
+    p.add_argument("--server-device", default="cpu")
+    p.add_argument("--link", default="20mbit,10ms",
+                   help="BANDWIDTH,RTT[,LOSS] e.g. 20mbit,10ms,1%%")
+    p.add_argument("--accuracy", default=None, help="JSON from `mtl-split eval --out`")
+    p.add_argument("--max-drop", type=non_negative_float, default=0.01,
+                   help="max relative accuracy drop")
+    p.add_argument("--out", default="plan_out", help="folder for plan.csv and plan.png")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from mtl_split_core.errors import InputError
+    from mtl_split_core.plan.link import Link
+    from mtl_split_core.plan.planner import accuracy_drops, choose, options, table, write_csv
+    from mtl_split_core.plan.plot import plot_plan
+    from mtl_split_core.plan.profile import load_profile, profile_model, save_profile
+
+    link = Link.parse(args.link)
+    drops = None
+    if args.accuracy:
+        try:
+            drops = accuracy_drops(json.loads(Path(args.accuracy).read_text()))
+        except (OSError, json.JSONDecodeError, TypeError, KeyError) as err:
+            raise InputError(f"accuracy {args.accuracy}: not `mtl-split eval --out` results: "
+                             f"{err}") from None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    profiles = {}
+    for side, given, device in (("edge", args.edge_profile, args.edge_device),
+                                ("server", args.server_profile, args.server_device)):
+        if given:
+            profiles[side] = load_profile(given)
+        else:
+            profiles[side] = profile_model(args.model, device, QUICK_FRAMES, QUICK_REPEATS)
+            save_profile(profiles[side], out / f"{side}_profile.json")
+    opts = options(profiles["edge"], profiles["server"], link, drops)
+    chosen = choose(opts, args.max_drop, allow_unknown=drops is None)
+    print(f"link: {link}; edge: {profiles['edge']['device']}; server: "
+          f"{profiles['server']['device']}")
+    if drops is None:
+        print("no --accuracy given: split options are not filtered by accuracy")
+    print(table(opts, chosen))
+    print(f"\nchosen: {chosen.name} ({chosen.latency_ms:.1f} ms, {chosen.fps:.1f} fps)")
+    write_csv(opts, out / "plan.csv", link)
+    plot_plan(profiles["edge"], profiles["server"], out / "plan.png", drops)
+    print(f"wrote {out / 'plan.csv'} and {out / 'plan.png'}")
+    return 0

@@ -1,0 +1,73 @@
+"""Commands end to end through the dispatcher: gen-data (+pack) then eval, and plan."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mtl_split_core.cli.main import main
+from mtl_split_core.plan.profile import PROFILE_VERSION
+
+CODECS = ("f16-zstd/1", "q8-zstd/1", "q4-zstd/1")
+
+
+def _module_run(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "mtl_split_core.cli", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _profile(scale):
+    split = lambda edge, server, nbytes: {  # noqa: E731
+        "edge_ms": edge * scale, "server_ms": server * scale, "shape": [1, 1, 1],
+        "codecs": {c: {"bytes": nbytes / (i + 1), "encode_ms": 1.0, "decode_ms": 0.5}
+                   for i, c in enumerate(CODECS)}}
+    return {"version": PROFILE_VERSION, "device": f"synthetic x{scale}", "model": "m",
+            "whole_ms": 40.0 * scale, "jpeg": {"bytes": 50_000, "encode_ms": 2.0,
+                                               "decode_ms": 1.0},
+            "splits": {"s8": split(10.0, 30.0, 20_000), "s16": split(25.0, 15.0, 2_000)}}
+
+
+def test_plan_from_given_profiles_writes_csv_and_plot(tmp_path, capsys):
+    edge, server = tmp_path / "edge.json", tmp_path / "server.json"
+    edge.write_text(json.dumps(_profile(4.0)))
+    server.write_text(json.dumps(_profile(0.25)))
+    out = tmp_path / "plan"
+    assert main(["plan", "--edge-profile", str(edge), "--server-profile", str(server),
+                 "--link", "2mbit,1ms", "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    # s8 q4: edge 40 + 1, 6,667 B at 2 Mbit/s = 26.7 + 0.5 ms, server 0.5 + 7.5 -> 76 ms;
+    # s16 q4: 101 + 3.2 + 4.3 = 108 ms; local 160; JPEG upload 2 + 200.5 + 11 = 213 ms.
+    assert "chosen: s8 q4-zstd/1 (76.2 ms" in stdout
+    rows = (out / "plan.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * len(CODECS) + 2
+    assert (out / "plan.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plan_with_a_bad_profile_is_one_line_and_exit_2(tmp_path, capsys):
+    bad = tmp_path / "edge.json"
+    bad.write_text(json.dumps({"version": 99}))
+    assert main(["plan", "--edge-profile", str(bad), "--server-profile", str(bad),
+                 "--out", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "version 99" in err
+
+
+def test_eval_of_a_missing_dataset_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["eval", "--data", str(tmp_path / "none"), "--codec", "float",
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "dataset" in err and str(tmp_path / "none") in err
+
+
+@pytest.mark.slow
+def test_gen_data_then_eval_default_model(tmp_path):
+    r = _module_run("gen-data", "--frames", "6", "--size", "320x240", "--out",
+                    str(tmp_path / "ds"), "--frames-per-scene", "2", "--workers", "1",
+                    "--pack", str(tmp_path / "sh"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "ds" / "index.json").exists() and list((tmp_path / "sh").glob("*.npz"))
+    r = _module_run("eval", "--data", str(tmp_path / "ds"), "--split-set", "train", "--codec",
+                    "q4-zstd/1", "--device", "cpu", "--out", str(tmp_path / "r.json"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "q4-zstd/1" in r.stdout and (tmp_path / "r.json").exists()

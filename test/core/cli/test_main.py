@@ -1,0 +1,92 @@
+"""The core's dispatcher: the command table, help, one-line errors with exit status 2."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mtl_split_core
+from mtl_split_core.cli.main import COMMANDS, main
+
+CORE = Path(mtl_split_core.__file__).parent
+
+
+def _module_run(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "mtl_split_core.cli", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_help_lists_every_core_command_and_no_ros_tool():
+    r = _module_run("--help")
+    assert r.returncode == 0, r.stderr
+    for name in COMMANDS:
+        assert f"    {name} " in r.stdout, name
+    assert "replay" not in r.stdout and "record" not in r.stdout
+
+
+@pytest.mark.parametrize("argv", [[], ["fly"], ["--frobnicate"], ["replay", "x.bag"]])
+def test_missing_or_unknown_command_is_one_line_and_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("mtl-split: error:"), err
+
+
+@pytest.mark.parametrize("argv", [
+    ["gen-data", "--out", "x", "--size", "320by240"],
+    ["gen-data", "--out", "x", "--frames", "0"],
+    ["gen-data"],                                   # --out missing
+    ["plan", "--max-drop", "-1"],
+    ["eval", "--data", "x", "--codec", "q3-zstd/1"],
+    ["train", "--data", "x", "--out", "y", "--size", "0x240"],
+])
+def test_bad_arguments_are_one_line_and_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"mtl-split {argv[0]}: error:"), err
+
+
+def test_unusable_input_is_one_line_without_traceback_and_exit_2(tmp_path):
+    # Reaches the library (the link parser), which raises the one InputError class.
+    r = _module_run("plan", "--link", "fast", "--out", str(tmp_path))
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "mtl-split plan: error: link bandwidth 'fast': expected e.g. 20mbit, 500kbit"]
+    r = _module_run("eval", "--model", str(tmp_path / "missing"), "--data", str(tmp_path))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "parameter 'model'" in r.stderr
+
+
+def test_command_help_exits_0_with_the_commands_options():
+    r = _module_run("gen-data", "--help")
+    assert r.returncode == 0 and "--workers" in r.stdout and "--frames-per-scene" in r.stdout
+
+
+def test_every_core_command_module_provides_the_protocol():
+    import importlib
+    for name, command in COMMANDS.items():
+        assert command.module.startswith("mtl_split_core.cli."), name
+        module = importlib.import_module(command.module)
+        assert callable(module.add_arguments) and callable(module.run), name
+
+
+def test_core_names_no_ros_tool_module_in_code():
+    """The ROS-free core must not reach mtl_split_tools through import strings (docstrings
+    may say where the tools are registered)."""
+    offenders = []
+    for path in CORE.rglob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef))
+                      and node.body and isinstance(node.body[0], ast.Expr)
+                      and isinstance(node.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                    and "mtl_split_tools" in node.value and id(node) not in docstrings:
+                offenders.append(f"{path.relative_to(CORE.parent)}:{node.lineno}")
+    assert not offenders, offenders
