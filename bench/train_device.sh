@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Training runs on the lent GPU box (device tool): the default model plus the ablations of
 # docs/RESULTS.md, concurrently (the models are small; one H100 runs them side by side).
-# Expects .carry/shards (mtl-split pack), .carry/efficientnet-lite0-fp16.pth and .whl/.
+# Expects .carry/shards (mtl-split gen-data --pack), .carry/efficientnet-lite0-fp16.pth and .whl/.
 # Usage there: bash bench/train_device.sh SECONDS_PER_RUN
 set -uo pipefail
 budget=${1:-400}
