@@ -6,7 +6,8 @@ import time
 import numpy as np
 import pytest
 import rclpy
-from bag_factory import T, header, image, write_bag
+from bag_factory import T, header, write_bag
+from bag_factory import image as bag_image
 from support.procs import python_process, stop
 
 from mtl_split_core.bags import open_bag, typestore
@@ -15,10 +16,10 @@ from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_core.runtime.server import ServerRunner
 from mtl_split_core.viz import class_palette
 from mtl_split_ros.features_msg import packet_to_msg
-from mtl_split_ros.image_msg import image_to_rgb
+from mtl_split_ros.image_msg import ImageDecodeError, image_to_array, image_to_rgb
 from mtl_split_ros.msg_factory import BagMessages, RclpyMessages
-from mtl_split_ros.outputs import (OUTPUT_TYPES, OutputStyle, assemble, features_topic,
-                                   output_prefix)
+from mtl_split_ros.outputs import (OUTPUT_TYPES, OutputStyle, assemble, detection_array,
+                                   detection_arrays, features_topic, image, output_prefix)
 from mtl_split_ros.qos import qos_from_name
 from mtl_split_tools.process import process_bag
 
@@ -77,7 +78,7 @@ def _assert_equal(live, bag, path):
 
 @pytest.mark.ros
 def test_live_server_and_process_publish_equal_messages(tmp_path, model_dir):
-    frame = image(0)
+    frame = bag_image(0)
     info = T["sensor_msgs/msg/CameraInfo"](
         header=header(0), binning_x=0, binning_y=0,
         roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
@@ -142,7 +143,7 @@ def test_live_server_and_process_publish_equal_messages(tmp_path, model_dir):
 def _result(model_dir):
     edge = EdgeRunner.from_path(model_dir, device="cpu")
     server = ServerRunner(edge.model, edge.card, device="cpu", score_threshold=0.0)
-    packet = edge(image_to_rgb(image(1)))
+    packet = edge(image_to_rgb(bag_image(1)))
     return packet, server(packet), edge.card
 
 
@@ -187,3 +188,24 @@ def test_topic_rule_for_image_topics_and_feature_topics():
     assert output_prefix("mtl_split/features") == "mtl_split/"
     with pytest.raises(ValueError):
         output_prefix("/cam/image")
+
+
+@pytest.mark.parametrize("factory", [RclpyMessages(), BagMessages(STORE)],
+                         ids=["rclpy", "rosbags"])
+def test_converters_round_trip_with_either_factory(factory):
+    hdr = factory.make("std_msgs/msg/Header", frame_id="cam")
+    depth = np.random.default_rng(0).uniform(0.5, 9.0, (5, 7)).astype(np.float32)
+    seg = np.arange(35, dtype=np.uint8).reshape(5, 7)
+    np.testing.assert_array_equal(image_to_array(image(factory, hdr, depth, "32FC1")), depth)
+    np.testing.assert_array_equal(image_to_array(image(factory, hdr, seg, "mono8")), seg)
+    rgb = np.random.default_rng(1).integers(0, 256, (5, 7, 3), np.uint8)
+    np.testing.assert_array_equal(image_to_rgb(image(factory, hdr, rgb, "rgb8")), rgb)
+    with pytest.raises(ImageDecodeError):
+        image_to_array(image(factory, hdr, rgb, "rgb8"))
+    boxes = np.array([[1.5, 2.0, 11.5, 22.0], [0, 0, 80, 60]], np.float32)
+    msg = detection_array(factory, hdr, boxes, [2, 0], [0.9, 0.5], ["a", "b", "c"], [3.0, 0.0])
+    d = msg.detections[0]
+    assert (d.class_name, d.center_x, d.size_y, d.depth) == ("c", 6.5, 20.0, 3.0)
+    back, ids, scores = detection_arrays(msg)
+    np.testing.assert_array_equal(back, boxes)
+    assert ids.tolist() == [2, 0] and scores.tolist() == pytest.approx([0.9, 0.5])
