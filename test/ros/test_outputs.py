@@ -136,6 +136,9 @@ def test_live_server_and_process_publish_equal_messages(tmp_path, model_dir):
     # Not trivially equal: the frame has content and depth follows the camera_info.
     dets = got["detections"].detections
     assert all(d.depth > 0 for d in dets)
+    # Every detection with a depth gets a cube and a label (cubes were once never published).
+    namespaces = [m.ns for m in got["detections/markers"].markers[1:]]
+    assert namespaces == ["detections", "labels"] * len(dets)
     assert got["camera_info"].k[4] == pytest.approx(FY * 48 / 60)
     assert len(got["points"].data) > 0
 
