@@ -65,8 +65,6 @@ class CameraInfos:
         self.by_frame: dict[str, deque] = {}
 
     def add(self, info) -> None:
-        if focal_y(info.k) is None:
-            return  # unset k: as if absent
         self.by_frame.setdefault(info.header.frame_id,
                                  deque(maxlen=_INFO_HISTORY)).append(info)
 

@@ -185,3 +185,17 @@ def test_output_topics_follow_the_live_namespace_rule(tmp_path, tiny_model):
     bag = write_bag(tmp_path / "in", {"/robot/cam/image/compressed": (CIMG, [compressed(0)])})
     summary = _run(bag, tmp_path, tiny_model)
     assert summary["outputs"] == ["/robot/cam/mtl_split/"]
+
+
+def test_images_whose_camera_info_never_comes_are_still_processed(tmp_path, tiny_model):
+    other = [_camera_info(i, 200.0) for i in range(20)]
+    for info in other:
+        info.header.frame_id = "another_camera"
+    bag = write_bag(tmp_path / "in", {
+        "/cam/image": (IMG, [image(i) for i in range(20)]),
+        "/cam2/camera_info": ("sensor_msgs/msg/CameraInfo", other)})
+    summary = _run(bag, tmp_path, tiny_model)
+    assert summary["frames"] == 20
+    stamps = [m.header.stamp.sec for m in _read(tmp_path / "out" / "outputs",
+                                                 "/cam/mtl_split/depth")]
+    assert stamps == list(range(100, 120))  # held, but in order and none lost
