@@ -157,6 +157,25 @@ def box_to_3d(box, depth_m: float, intrinsics: Intrinsics) -> tuple[np.ndarray, 
     return center, size
 
 
+def box_to_center_size(box) -> tuple[float, float, float, float]:
+    """(x1, y1, x2, y2) edges -> (center_x, center_y, size_x, size_y), as in Detection2D."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
+
+
+def center_size_to_box(center_x: float, center_y: float, size_x: float,
+                       size_y: float) -> tuple[float, float, float, float]:
+    """The inverse of ``box_to_center_size``."""
+    return (center_x - size_x / 2, center_y - size_y / 2, center_x + size_x / 2,
+            center_y + size_y / 2)
+
+
+def scale_boxes(boxes, scale: tuple[float, float]) -> np.ndarray:
+    """``(K, 4) float32`` boxes multiplied by ``(sx, sy)``: e.g. source pixels -> map pixels."""
+    sx, sy = scale
+    return np.asarray(boxes, np.float32).reshape(-1, 4) * np.array([sx, sy, sx, sy], np.float32)
+
+
 def median_depth_in_box(depth: np.ndarray, box, center_fraction: float = 0.5) -> float:
     """Median of the valid depths in the central part of a box; 0.0 if none is valid.
 

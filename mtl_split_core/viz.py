@@ -14,7 +14,6 @@ import cv2
 import numpy as np
 from matplotlib import colormaps
 
-from mtl_split_core.classes import STUFF_CLASSES
 from mtl_split_core.geometry import median_depth_in_box, valid_depth_mask
 
 IGNORE_ID = 255
@@ -79,6 +78,22 @@ def class_palette(n: int) -> np.ndarray:
     if not 0 <= n <= MAX_CLASSES:
         raise ValueError(f"n must be in [0, {MAX_CLASSES}] (mono8 class ids), got {n}")
     return _full_palette()[:n].copy()
+
+
+def detection_palette(detection_classes, segmentation_classes) -> np.ndarray:
+    """``uint8 (len(detection_classes), 3)``: each detection class in the colour its name has
+    in ``class_palette`` over the segmentation classes, so a box matches its object's pixels.
+    Classes segmentation lacks get the colours after the segmentation's, in order."""
+    full = _full_palette()
+    seg_index = {name: i for i, name in enumerate(segmentation_classes)}
+    ids, extra = [], len(segmentation_classes)
+    for name in detection_classes:
+        if name in seg_index:
+            ids.append(seg_index[name])
+        else:
+            ids.append(extra)
+            extra += 1
+    return full[np.asarray(ids, np.intp) % MAX_CLASSES].reshape(-1, 3).copy()
 
 
 def colorize_segmentation(ids: np.ndarray, palette: np.ndarray) -> np.ndarray:
@@ -274,9 +289,9 @@ def annotate(seg_ids: np.ndarray | None, depth: np.ndarray | None, boxes, class_
     each box.
 
     Colours: ``seg_palette`` defaults to ``class_palette(256)``, i.e. the same colours as
-    ``colorize_segmentation(seg, class_palette(n))``. ``det_palette`` defaults to the colours of
-    the same classes in segmentation under the stuff-first convention of ``classes.py``; pass
-    it (e.g. the server's ``det_palette``) for models with other class lists.
+    ``colorize_segmentation(seg, class_palette(n))``. ``det_palette`` defaults to
+    ``class_palette`` by detection id; pass ``detection_palette(card lists)`` so that boxes
+    take the colour of their class in segmentation.
     """
     maps = [m for m in (seg_ids, depth) if m is not None]
     if maps:
@@ -291,7 +306,7 @@ def annotate(seg_ids: np.ndarray | None, depth: np.ndarray | None, boxes, class_
     if seg_palette is None:
         seg_palette = class_palette(MAX_CLASSES)
     if det_palette is None:
-        det_palette = class_palette(MAX_CLASSES)[len(STUFF_CLASSES):]
+        det_palette = class_palette(MAX_CLASSES)
 
     seg_rgb = colorize_segmentation(seg_ids, seg_palette) if seg_ids is not None else None
     if image is not None:

@@ -85,12 +85,36 @@ def to_uint8_array(buffer: bytes | np.ndarray) -> array.array:
     return out
 
 
-def fill_image(msg, pixels: np.ndarray, encoding: str):
-    """Fill a sensor_msgs/Image ``msg`` from an array (H, W[, C]); returns ``msg``."""
+def image_fields(pixels: np.ndarray, encoding: str) -> dict:
+    """The sensor_msgs/Image fields (all but header) for an array (H, W[, C]); ``data`` is a
+    flat uint8 view of the pixels (a message factory turns it into its own field type)."""
     pixels = np.ascontiguousarray(pixels)
-    msg.height, msg.width = int(pixels.shape[0]), int(pixels.shape[1])
-    msg.encoding = encoding
-    msg.is_bigendian = 0
-    msg.step = int(pixels.strides[0])
-    msg.data = to_uint8_array(pixels)
+    return {"height": int(pixels.shape[0]), "width": int(pixels.shape[1]),
+            "encoding": encoding, "is_bigendian": 0, "step": int(pixels.strides[0]),
+            "data": pixels.reshape(-1).view(np.uint8)}
+
+
+def fill_image(msg, pixels: np.ndarray, encoding: str):
+    """Fill a sensor_msgs/Image ``msg`` (rclpy) from an array (H, W[, C]); returns ``msg``."""
+    for name, value in image_fields(pixels, encoding).items():
+        setattr(msg, name, to_uint8_array(value) if name == "data" else value)
     return msg
+
+
+_ARRAY_DTYPES = {"32FC1": np.float32, "mono8": np.uint8, "mono16": np.uint16}
+
+
+def image_to_array(msg) -> np.ndarray:
+    """A single-channel Image (32FC1, mono8 or mono16; e.g. depth or class ids) as (H, W)."""
+    if msg.encoding not in _ARRAY_DTYPES:
+        raise ImageDecodeError(f"image_to_array takes {', '.join(_ARRAY_DTYPES)}; got "
+                               f"{msg.encoding!r}")
+    dtype = np.dtype(_ARRAY_DTYPES[msg.encoding])
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    data = np.frombuffer(bytes(msg.data), np.uint8)
+    if step < w * dtype.itemsize or data.size < step * h:
+        raise ImageDecodeError(f"{msg.encoding} image {w}x{h} needs step >= "
+                               f"{w * dtype.itemsize} and {step * h} bytes; got step {step} "
+                               f"and {data.size} bytes")
+    rows = data[: step * h].reshape(h, step)[:, : w * dtype.itemsize]
+    return np.ascontiguousarray(rows).view(dtype).reshape(h, w)

@@ -14,19 +14,17 @@ import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-from visualization_msgs.msg import MarkerArray
 
-from mtl_split.msg import Detection2DArray, SplitFeatures
+from mtl_split.msg import SplitFeatures
 from mtl_split_core.codec import CodecError
-from mtl_split_core.geometry import focal_y, median_depth_in_box
+from mtl_split_core.geometry import focal_y
 from mtl_split_core.runtime.device import PRECISIONS
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.server import PacketRejected, ServerRunner
 from mtl_split_core.runtime.stats import LatencyStats, RateMeter
-from mtl_split_core.viz import annotate, class_palette, colorize_segmentation
 from mtl_split_ros import outputs
 from mtl_split_ros.features_msg import msg_to_packet
+from mtl_split_ros.msg_factory import RclpyMessages
 from mtl_split_ros.node_support import (LatestSlot, Rejections, diagnostic_array,
                                         diagnostic_status, run_node)
 from mtl_split_ros.params import Param, ParameterError, declare_all, in_range, positive
@@ -54,37 +52,35 @@ PARAMS = [
     Param("output_qos", "reliable", "QoS of the output publishers.", QOS_PROFILES),
     Param("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", check=positive),
 ]
+# Optional outputs and the parameter that switches each on.
+OPTIONAL_OUTPUTS = {"detections/markers": "publish_markers", "points": "publish_points",
+                    "annotated": "publish_annotated",
+                    "segmentation/color": "publish_segmentation_color"}
+MESSAGES = RclpyMessages()
 
 
 class Source:
     """One feature topic with its own outputs, newest-frame slot and statistics."""
 
     def __init__(self, node: Node, topic: str, qos_in, qos_out, enabled: dict):
-        prefix = topic[: -len("features")]
         self.topic = topic
         self.slot = LatestSlot()
         self.rate = RateMeter()
         self.latency = LatencyStats()
-        self.pubs = {"detections": node.create_publisher(Detection2DArray, prefix + "detections",
-                                                         qos_out),
-                     "segmentation": node.create_publisher(Image, prefix + "segmentation",
-                                                           qos_out),
-                     "depth": node.create_publisher(Image, prefix + "depth", qos_out),
-                     "camera_info": node.create_publisher(CameraInfo, prefix + "camera_info",
-                                                          qos_out)}
-        optional = {"markers": (MarkerArray, "detections/markers", "publish_markers"),
-                    "points": (PointCloud2, "points", "publish_points"),
-                    "annotated": (Image, "annotated", "publish_annotated"),
-                    "segmentation_color": (Image, "segmentation/color",
-                                           "publish_segmentation_color")}
-        for key, (mtype, name, flag) in optional.items():
-            if enabled[flag]:
-                self.pubs[key] = node.create_publisher(mtype, prefix + name, qos_out)
+        prefix = outputs.output_prefix(topic)
+        # Optional outputs can be switched off; the others always have a publisher.
+        disabled = {suffix for suffix, flag in OPTIONAL_OUTPUTS.items() if not enabled[flag]}
+        self.pubs = {suffix: node.create_publisher(MESSAGES.message_class(msgtype),
+                                                   prefix + suffix, qos_out)
+                     for suffix, msgtype in outputs.OUTPUT_TYPES.items()
+                     if suffix not in disabled}
         node.create_subscription(SplitFeatures, topic, self.slot.put, qos_in)
 
-    def wanted(self, key: str) -> bool:
-        pub = self.pubs.get(key)
-        return pub is not None and pub.get_subscription_count() > 0
+    def wanted(self) -> set[str]:
+        """The outputs to compute: the always-published ones plus optional ones with a
+        subscriber."""
+        return {suffix for suffix, pub in self.pubs.items()
+                if suffix not in OPTIONAL_OUTPUTS or pub.get_subscription_count() > 0}
 
 
 class ServerNode(Node):
@@ -99,11 +95,7 @@ class ServerNode(Node):
         except ConfigError as err:
             raise ParameterError(str(err)) from err
         card = self.runner.card
-        self.det_names = list(card["detection_classes"])
-        self.seg_names = list(card["segmentation_classes"])
-        self.seg_palette = class_palette(len(self.seg_names))
-        # Detection colours = the colour of the same class in segmentation (things come last).
-        self.det_palette = self.seg_palette[len(self.seg_names) - len(self.det_names):]
+        self.style = outputs.OutputStyle.from_card(card, self.cfg["point_stride"])
         self.rejections = Rejections(self.get_logger())
         # Inputs: newest only (depth 1). Outputs: a short history so a busy subscriber (a
         # recorder, RViz) does not lose results the server spent compute on.
@@ -146,36 +138,10 @@ class ServerNode(Node):
         source.rate.tick()
 
     def _publish(self, source: Source, msg, packet, result) -> None:
-        header = msg.header
-        src_intr = outputs.source_intrinsics(msg.camera_info, packet.source_size)
-        depth, seg = result.depth, result.segmentation
-        box_depths = [median_depth_in_box(depth, _scale_box(b, result.output_scale))
-                      if depth is not None else 0.0 for b in result.boxes]
-        source.pubs["detections"].publish(
-            outputs.detections_msg(header, result, self.det_names, box_depths))
-        if source.wanted("markers"):
-            source.pubs["markers"].publish(outputs.markers_msg(
-                header, result, self.det_names, box_depths, src_intr, self.det_palette))
-        ref = depth if depth is not None else seg
-        if ref is None:
-            return
-        out_intr = src_intr.scaled(ref.shape[1] / src_intr.width, ref.shape[0] / src_intr.height)
-        source.pubs["camera_info"].publish(outputs.camera_info_msg(header, out_intr))
-        if seg is not None:
-            source.pubs["segmentation"].publish(outputs.image_msg(header, seg, "mono8"))
-            if source.wanted("segmentation_color"):
-                source.pubs["segmentation_color"].publish(outputs.image_msg(
-                    header, colorize_segmentation(seg, self.seg_palette), "rgb8"))
-        if depth is not None:
-            source.pubs["depth"].publish(outputs.image_msg(header, depth, "32FC1"))
-            if source.wanted("points"):
-                source.pubs["points"].publish(outputs.point_cloud_msg(
-                    header, depth, seg, out_intr, self.seg_palette, self.cfg["point_stride"]))
-        if source.wanted("annotated"):
-            scaled_boxes = [_scale_box(b, result.output_scale) for b in result.boxes]
-            view = annotate(seg, depth, scaled_boxes, result.class_ids, result.scores,
-                            self.det_names)
-            source.pubs["annotated"].publish(outputs.image_msg(header, view, "rgb8"))
+        out = outputs.assemble(result, packet.source_size, msg.header, msg.camera_info,
+                               self.style, source.wanted(), MESSAGES)
+        for suffix, message in out.items():
+            source.pubs[suffix].publish(message)
 
     def _publish_diagnostics(self) -> None:
         statuses = []
@@ -197,11 +163,6 @@ class ServerNode(Node):
         for s in self.sources:
             s.slot.close()
         self._worker.join(timeout=5)
-
-
-def _scale_box(box, scale):
-    sx, sy = scale
-    return [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy]
 
 
 def main(args=None) -> int:

@@ -5,25 +5,18 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 
-import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
 from mtl_split.msg import Detection2DArray, SplitFeatures
-from mtl_split_ros.image_msg import image_to_rgb
+from mtl_split_ros.image_msg import image_to_array, image_to_rgb
 from mtl_split_ros.qos import qos_from_name
 
 
 def stamp_key(header) -> int:
     return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-
-
-def image_array(msg: Image) -> np.ndarray:
-    dtype = {"32FC1": np.float32, "mono8": np.uint8}[msg.encoding]
-    arr = np.frombuffer(msg.data, dtype=np.uint8).view(dtype)
-    return arr.reshape(msg.height, msg.step // np.dtype(dtype).itemsize)[:, :msg.width].copy()
 
 
 class Collector(Node):
@@ -38,13 +31,14 @@ class Collector(Node):
         sub(Image, "image", lambda m: self._put(m, "image", image_to_rgb(m)), rel)
         sub(CompressedImage, "image/compressed",
             lambda m: self._put(m, "image", image_to_rgb(m)), rel)
-        sub(Image, "gt/depth", lambda m: self._put(m, "gt_depth", image_array(m)), rel)
-        sub(Image, "gt/segmentation", lambda m: self._put(m, "gt_seg", image_array(m)), rel)
+        sub(Image, "gt/depth", lambda m: self._put(m, "gt_depth", image_to_array(m)), rel)
+        sub(Image, "gt/segmentation", lambda m: self._put(m, "gt_seg", image_to_array(m)), rel)
         sub(Detection2DArray, "gt/detections", lambda m: self._put(m, "gt_dets", m), rel)
         sub(SplitFeatures, prefix + "features", self._on_features, rel)
         sub(Detection2DArray, prefix + "detections", lambda m: self._put(m, "dets", m), rel)
-        sub(Image, prefix + "segmentation", lambda m: self._put(m, "seg", image_array(m)), rel)
-        sub(Image, prefix + "depth", lambda m: self._put(m, "depth", image_array(m)), rel)
+        sub(Image, prefix + "segmentation",
+            lambda m: self._put(m, "seg", image_to_array(m)), rel)
+        sub(Image, prefix + "depth", lambda m: self._put(m, "depth", image_to_array(m)), rel)
         sub(DiagnosticArray, "/diagnostics", self._on_diagnostics, qos_profile_sensor_data)
 
     def _put(self, msg, key, value) -> None:

@@ -23,18 +23,13 @@ import rclpy
 from mtl_split_core.classes import DETECTION_CLASSES, SEGMENTATION_CLASSES
 from mtl_split_core.metrics import DepthMetric, DetectionMetric, SegmentationMetric
 from mtl_split_core.viz import (class_palette, colorize_depth, colorize_segmentation,
-                                contact_sheet, draw_detections)
+                                contact_sheet, detection_palette, draw_detections)
+from mtl_split_ros.outputs import detection_arrays
 from mtl_split_tools.collector import Collector
-from mtl_split_tools.processes import node_command, start, stop_all
+from mtl_split_tools.node_processes import node_command, start, stop_all
 
 
-def _boxes(dets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    d = dets.detections
-    boxes = np.array([[x.center_x - x.size_x / 2, x.center_y - x.size_y / 2,
-                       x.center_x + x.size_x / 2, x.center_y + x.size_y / 2] for x in d],
-                     np.float32).reshape(-1, 4)
-    return (boxes, np.array([x.class_id for x in d], np.int64),
-            np.array([x.score for x in d], np.float32))
+_boxes = detection_arrays  # Detection2DArray -> (boxes, class ids, scores)
 
 
 def _spin_until(node, condition, timeout: float) -> bool:
@@ -103,11 +98,12 @@ def _num(v):
 
 def write_sheet(frames: list[dict], path: Path, count: int = 6) -> None:
     palette = class_palette(len(SEGMENTATION_CLASSES))
-    det_palette = palette[len(SEGMENTATION_CLASSES) - len(DETECTION_CLASSES):]
-    picks = [frames[i] for i in np.linspace(0, len(frames) - 1, min(count, len(frames))).astype(int)]
+    det_palette = detection_palette(DETECTION_CLASSES, SEGMENTATION_CLASSES)
+    picks = [frames[i] for i in
+             np.linspace(0, len(frames) - 1, min(count, len(frames))).astype(int)]
     rows = []
     for f in picks:
-        boxes, labels, scores = _boxes(f["dets"])
+        boxes, labels, scores = detection_arrays(f["dets"])
         rows.append([f["image"],
                      draw_detections(f["image"], boxes, labels, scores, DETECTION_CLASSES,
                                      det_palette),

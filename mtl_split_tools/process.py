@@ -1,13 +1,26 @@
 """`mtl-split process BAG --out DIR`: edge and server in one process over every image topic of
-a bag, without DDS. Writes ``DIR/outputs.mcap`` (a rosbag2 folder with detections,
-segmentation, depth and annotated images, stamped like their inputs), ``DIR/annotated/<topic>/
-NNNNNN.png`` and ``DIR/summary.json``. Needs no rclpy (rosbags reads and writes the bags).
+a bag, without DDS; needs no rclpy (rosbags reads and writes the bags).
+
+Writes:
+- ``DIR/outputs/``: one rosbag2 folder (``metadata.yaml`` + ``outputs.mcap``) with every
+  output topic of the live server (``mtl_split_ros.outputs``), the same messages it would
+  publish, stamped like their inputs. Topic names follow the live rule: ``/cam/image_raw``
+  or ``/cam/image_raw/compressed`` -> ``/cam/mtl_split/detections`` ... (see
+  ``outputs.features_topic``); a second image topic of the same namespace gets
+  ``<image topic>/mtl_split/...`` so two cameras never share an output topic.
+- ``DIR/annotated/<image topic, '/' -> '_'>/NNNNNN.png``: numbered per topic from 000000.
+- ``DIR/summary.json``.
+
+Each image gets the camera_info of its frame_id with the newest stamp not after the image's.
+A camera_info recorded just after its image (same stamp) is waited for: images are held
+until one arrives, for at most ``MAX_HELD`` images or ``MAX_HOLD_NS`` of bag time.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from pathlib import Path
 
 import cv2
@@ -18,18 +31,58 @@ from mtl_split_core.bags import IMAGE_TYPES, BagError, BagWriter, messages, open
 from mtl_split_core.geometry import focal_y
 from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_core.runtime.server import PacketRejected, ServerRunner
-from mtl_split_core.viz import annotate
+from mtl_split_ros import outputs
 from mtl_split_ros.image_msg import ImageDecodeError, image_to_rgb
+from mtl_split_ros.msg_factory import BagMessages
+
+OUTPUT_BAG = "outputs"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+MAX_HELD = 16                   # images waiting for their camera_info
+MAX_HOLD_NS = 1_000_000_000     # ... and for at most this much bag time
+_INFO_HISTORY = 64              # camera_infos kept per frame_id
 
 
-def output_prefix(image_topic: str, taken: set) -> str:
-    """Outputs go next to the camera: /cam/image -> /cam/mtl_split/ (full topic on a clash)."""
-    parent = image_topic.rsplit("/", 1)[0]
-    prefix = f"{parent}/mtl_split/"
-    if prefix in taken:
-        prefix = f"{image_topic}/mtl_split/"
-    taken.add(prefix)
-    return prefix
+def output_prefixes(image_topics) -> dict[str, str]:
+    """Image topic -> output prefix (module docstring); sorted, so the rule is stable."""
+    prefixes: dict[str, str] = {}
+    for topic in sorted(image_topics):
+        prefix = outputs.output_prefix(outputs.features_topic(topic))
+        if prefix in prefixes.values():
+            prefix = f"{topic.rstrip('/')}/mtl_split/"
+        prefixes[topic] = prefix
+    return prefixes
+
+
+def _stamp_ns(header) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+class CameraInfos:
+    """camera_info messages of a bag by frame_id, to match each image with its own."""
+
+    def __init__(self, present: bool):
+        self.present = present  # the bag has a camera_info topic
+        self.by_frame: dict[str, deque] = {}
+
+    def add(self, info) -> None:
+        self.by_frame.setdefault(info.header.frame_id,
+                                 deque(maxlen=_INFO_HISTORY)).append(info)
+
+    def ready(self, image) -> bool:
+        """Whether the camera_info for ``image`` is known (or none will come)."""
+        if not self.present:
+            return True
+        infos = self.by_frame.get(image.header.frame_id)
+        return bool(infos) and _stamp_ns(infos[0].header) <= _stamp_ns(image.header)
+
+    def for_image(self, image):
+        """The newest camera_info of the image's frame not after it, else the oldest known."""
+        infos = self.by_frame.get(image.header.frame_id)
+        if not infos:
+            return None
+        stamp = _stamp_ns(image.header)
+        earlier = [i for i in infos if _stamp_ns(i.header) <= stamp]
+        return earlier[-1] if earlier else infos[0]
 
 
 def process_bag(bag, out_dir, model: str = "", device: str = "auto", precision: str = "fp32",
@@ -40,91 +93,81 @@ def process_bag(bag, out_dir, model: str = "", device: str = "auto", precision: 
     edge = EdgeRunner.from_path(model, device=device, precision=precision, codec=codec)
     server = ServerRunner(edge.model, edge.card, device=device, precision=precision,
                           score_threshold=score_threshold)
-    card = edge.card
-    det_names = list(card["detection_classes"])
     stats = {"frames": 0, "skipped": 0, "feature_bytes": [], "jpeg_bytes": [], "errors": {}}
     t0 = time.perf_counter()
     try:
-        return _process(bag, out_dir, edge, server, stats, t0, det_names, card, progress)
+        return _process(bag, out_dir, edge, server, stats, t0, progress)
     except BagError as err:
-        partial = out_dir / "outputs.mcap"
+        partial = out_dir / OUTPUT_BAG
         note = f" (partial output left in {partial}: {stats['frames']} frames)" \
             if partial.exists() else ""
         raise BagError(f"{err}{note}") from err
 
 
-def _process(bag, out_dir, edge, server, stats, t0, det_names, card, progress):
+def _process(bag, out_dir, edge, server, stats, t0, progress):
+    card = edge.card
+    style = outputs.OutputStyle.from_card(card)
     with open_bag(bag) as reader:
         image_conns = [c for c in reader.connections if c.msgtype in IMAGE_TYPES]
         if not image_conns:
             raise BagError(f"{bag}: no sensor_msgs/Image or CompressedImage topic "
                            f"(topics: {sorted({c.topic for c in reader.connections})})")
-        taken: set = set()
-        prefixes = {c.topic: output_prefix(c.topic, taken) for c in image_conns}
+        prefixes = output_prefixes({c.topic for c in image_conns})
+        info_topics = {c.topic for c in reader.connections if c.msgtype == CAMERA_INFO}
+        infos = CameraInfos(bool(info_topics))
+        png_counts = {topic: 0 for topic in prefixes}
         total = sum(c.msgcount for c in image_conns)
-        with BagWriter(out_dir / "outputs.mcap") as writer:
-            store = writer.store
-            Det, DetArray = (store.types[f"mtl_split/msg/{n}"]
-                             for n in ("Detection2D", "Detection2DArray"))
-            Image = store.types["sensor_msgs/msg/Image"]
+        with BagWriter(out_dir / OUTPUT_BAG) as writer:
+            factory = BagMessages(writer.store)
             bar = tqdm(total=total, desc="processing", unit="frame", disable=not progress)
-            info_topics = {c.topic for c in reader.connections
-                           if c.msgtype == "sensor_msgs/msg/CameraInfo"}
-            focal_by_frame: dict[str, float] = {}  # newest camera_info fy per frame_id
-            topics = {c.topic for c in image_conns} | info_topics
-            for conn, stamp_ns, raw in messages(reader, bag, topics):
-                msg = reader.deserialize(raw, conn.msgtype)
-                if conn.topic in info_topics:
-                    if (fy := focal_y(msg.k)) is not None:
-                        focal_by_frame[msg.header.frame_id] = fy
-                    continue
+
+            def process_one(topic, stamp_ns, msg):
                 bar.update()
                 try:
                     rgb = image_to_rgb(msg)
                 except ImageDecodeError as err:
                     stats["skipped"] += 1
                     stats["errors"][str(err)] = stats["errors"].get(str(err), 0) + 1
-                    continue
+                    return
+                info = infos.for_image(msg)
                 packet = edge(rgb)
                 try:
-                    result = server(packet, focal_px=focal_by_frame.get(msg.header.frame_id))
+                    result = server(packet, focal_px=focal_y(info.k) if info else None)
                 except PacketRejected as err:  # cannot happen with one model; be explicit
                     raise BagError(f"{bag}: internal mismatch: {err}") from err
-                prefix, header = prefixes[conn.topic], msg.header
-                dets = []
-                for (x1, y1, x2, y2), c, s in zip(result.boxes.tolist(),
-                                                  result.class_ids.tolist(),
-                                                  result.scores.tolist()):
-                    dets.append(Det(class_id=c, class_name=det_names[c], score=s,
-                                    center_x=(x1 + x2) / 2, center_y=(y1 + y2) / 2,
-                                    size_x=x2 - x1, size_y=y2 - y1, depth=0.0))
-                writer.write(prefix + "detections", "mtl_split/msg/Detection2DArray",
-                             stamp_ns, DetArray(header=header, detections=dets))
-                sx, sy = result.output_scale
-                boxes = result.boxes * np.array([sx, sy, sx, sy], np.float32)
-                view = annotate(result.segmentation, result.depth, boxes, result.class_ids,
-                                result.scores, det_names)
-                for name, pixels, enc in (("segmentation", result.segmentation, "mono8"),
-                                          ("depth", result.depth, "32FC1"),
-                                          ("annotated", view, "rgb8")):
-                    if pixels is None:
-                        continue
-                    pixels = np.ascontiguousarray(pixels)
-                    writer.write(prefix + name, "sensor_msgs/msg/Image", stamp_ns, Image(
-                        header=header, height=pixels.shape[0], width=pixels.shape[1],
-                        encoding=enc, is_bigendian=0, step=pixels.strides[0],
-                        data=pixels.view(np.uint8).ravel()))
-                png_dir = out_dir / "annotated" / conn.topic.strip("/").replace("/", "_")
-                png_dir.mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(png_dir / f"{stats['frames']:06d}.png"), view[..., ::-1])
+                out = outputs.assemble(result, packet.source_size, msg.header, info, style,
+                                       outputs.OUTPUT_TYPES, factory)
+                for suffix, message in out.items():
+                    writer.write(prefixes[topic] + suffix, outputs.OUTPUT_TYPES[suffix],
+                                 stamp_ns, message)
+                if "annotated" in out:
+                    png_dir = out_dir / "annotated" / topic.strip("/").replace("/", "_")
+                    png_dir.mkdir(parents=True, exist_ok=True)
+                    cv2.imwrite(str(png_dir / f"{png_counts[topic]:06d}.png"),
+                                image_to_rgb(out["annotated"])[..., ::-1])
+                    png_counts[topic] += 1
                 stats["frames"] += 1
                 stats["feature_bytes"].append(packet.nbytes)
                 stats["jpeg_bytes"].append(len(cv2.imencode(
                     ".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1]))
+
+            held: deque = deque()  # (topic, bag time, image) in bag order
+            for conn, stamp_ns, raw in messages(reader, bag, set(prefixes) | info_topics):
+                msg = reader.deserialize(raw, conn.msgtype)
+                if conn.topic in info_topics:
+                    infos.add(msg)
+                else:
+                    held.append((conn.topic, stamp_ns, msg))
+                while held and (infos.ready(held[0][2]) or len(held) > MAX_HELD
+                                or stamp_ns - held[0][1] > MAX_HOLD_NS):
+                    process_one(*held.popleft())
+            while held:
+                process_one(*held.popleft())
             bar.close()
     wall = time.perf_counter() - t0
     summary = {
-        "bag": str(bag), "image_topics": sorted(prefixes), "outputs": sorted(prefixes.values()),
+        "bag": str(bag), "image_topics": sorted(prefixes),
+        "outputs": sorted(set(prefixes.values())), "output_bag": str(out_dir / OUTPUT_BAG),
         "frames": stats["frames"], "skipped": stats["skipped"], "skip_reasons": stats["errors"],
         "seconds": round(wall, 2), "fps": stats["frames"] / wall if wall else None,
         "feature_bytes_mean": float(np.mean(stats["feature_bytes"])) if stats["frames"] else None,
@@ -137,7 +180,9 @@ def _process(bag, out_dir, edge, server, stats, t0, det_names, card, progress):
 
 def add_arguments(p) -> None:
     p.add_argument("bag", help="rosbag2 folder or .mcap/.db3 file")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True,
+                   help="output folder (gets outputs/ (a rosbag2 folder), annotated/ and "
+                        "summary.json)")
     p.add_argument("--model", default="")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="fp32")

@@ -2,21 +2,24 @@
 
 Publishes ``image`` (rgb8), ``camera_info`` and, with ``publish_ground_truth``,
 ``gt/depth`` (32FC1 metres), ``gt/segmentation`` (mono8 class ids) and ``gt/detections``
-(visible-extent boxes) — all with one header per frame. Stamps come from the node clock, so ``use_sim_time`` makes it follow /clock.
+(visible-extent boxes) — all with one header per frame. Stamps come from the node clock, so
+``use_sim_time`` makes it follow /clock. The camera moves along ``sim.trajectory.Trajectory``.
 """
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
-from mtl_split.msg import Detection2D, Detection2DArray
+from mtl_split.msg import Detection2DArray
 from mtl_split_core.classes import DETECTION_CLASSES
+from mtl_split_core.geometry import Intrinsics
 from mtl_split_core.sim.camera import SimCamera
 from mtl_split_core.sim.scene import SimScene
-from mtl_split_ros.image_msg import fill_image
+from mtl_split_core.sim.trajectory import Trajectory
+from mtl_split_ros import outputs
+from mtl_split_ros.msg_factory import RclpyMessages
 from mtl_split_ros.node_support import run_node
 from mtl_split_ros.params import Param, declare_all, in_range, positive
 from mtl_split_ros.qos import QOS_PROFILES, qos_from_name
@@ -36,37 +39,6 @@ PARAMS = [
           check=in_range(0, 1000)),
     Param("vfov_deg", 60.0, "Vertical field of view (deg).", check=in_range(10.0, 150.0)),
 ]
-FRAMES_PER_LEG = 8  # frames between two trajectory waypoints
-
-
-class Trajectory:
-    """Smooth camera path: linear moves between random waypoints (each facing an object)."""
-
-    def __init__(self, scene: SimScene):
-        self.scene = scene
-        self.a, self.b = scene.random_pose(), scene.random_pose()
-        self.i = 0
-
-    def next(self):
-        t = self.i / FRAMES_PER_LEG
-        a, b = self.a, self.b
-        dyaw = (b[3] - a[3] + math.pi) % (2 * math.pi) - math.pi  # shortest turn
-        pose = (a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, a[2] + (b[2] - a[2]) * t,
-                a[3] + dyaw * t, a[4] + (b[4] - a[4]) * t)
-        self.i += 1
-        if self.i > FRAMES_PER_LEG:
-            self.a, self.b, self.i = self.b, self.scene.random_pose(), 1
-        return pose
-
-
-def camera_info(camera: SimCamera, header) -> CameraInfo:
-    info = CameraInfo(header=header, width=camera.width, height=camera.height,
-                      distortion_model="plumb_bob")
-    info.d = [0.0] * 5
-    info.k = camera.k
-    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    info.p = [camera.fx, 0.0, camera.cx, 0.0, 0.0, camera.fy, camera.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-    return info
 
 
 class SimCameraNode(Node):
@@ -76,6 +48,9 @@ class SimCameraNode(Node):
         self.scene = SimScene(self.cfg["seed"], self.cfg["width"], self.cfg["height"])
         self.camera = SimCamera(self.cfg["width"], self.cfg["height"], self.cfg["vfov_deg"])
         self.trajectory = Trajectory(self.scene)
+        c = self.camera
+        self.intrinsics = Intrinsics(c.fx, c.fy, c.cx, c.cy, c.width, c.height)
+        self.messages = RclpyMessages()
         # A history of 10: ground-truth consumers (evaluation) must not lose frames.
         qos = qos_from_name(self.cfg["output_qos"], depth=10)
         self.pub_image = self.create_publisher(Image, "image", qos)
@@ -102,18 +77,15 @@ class SimCameraNode(Node):
         header = Image().header
         header.stamp = self.get_clock().now().to_msg()
         header.frame_id = self.cfg["frame_id"]
-        self.pub_info.publish(camera_info(self.camera, header))
+        f = self.messages
+        self.pub_info.publish(outputs.camera_info_msg(f, header, self.intrinsics))
         if self.pub_depth is not None:
-            self.pub_depth.publish(fill_image(Image(header=header), frame.depth, "32FC1"))
-            self.pub_seg.publish(fill_image(Image(header=header), frame.seg, "mono8"))
-            dets = Detection2DArray(header=header)
-            for (x1, y1, x2, y2), c in zip(frame.boxes.tolist(), frame.labels.tolist()):
-                dets.detections.append(Detection2D(
-                    class_id=c, class_name=DETECTION_CLASSES[c], score=1.0,
-                    center_x=(x1 + x2) / 2, center_y=(y1 + y2) / 2, size_x=x2 - x1,
-                    size_y=y2 - y1))
-            self.pub_dets.publish(dets)
-        self.pub_image.publish(fill_image(Image(header=header), frame.rgb, "rgb8"))
+            self.pub_depth.publish(outputs.image(f, header, frame.depth, "32FC1"))
+            self.pub_seg.publish(outputs.image(f, header, frame.seg, "mono8"))
+            self.pub_dets.publish(outputs.detection_array(
+                f, header, frame.boxes, frame.labels, np.ones(len(frame.labels)),
+                DETECTION_CLASSES))
+        self.pub_image.publish(outputs.image(f, header, frame.rgb, "rgb8"))
         self.count += 1
 
     def close(self) -> None:

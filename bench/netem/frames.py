@@ -26,7 +26,7 @@ def render_frames(path: Path, count: int, width: int, height: int, seed: int = 7
     """
     from mtl_split_core.sim.camera import SimCamera
     from mtl_split_core.sim.scene import SimScene
-    from mtl_split_tools.sim_camera_node import Trajectory
+    from mtl_split_core.sim.trajectory import Trajectory
 
     rng = np.random.default_rng(seed)
     camera = SimCamera(width, height, vfov_deg)

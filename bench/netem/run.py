@@ -41,7 +41,7 @@ sys.path.insert(0, str(HERE))
 from frames import BenchFrames, pipeline_accuracy, render_frames  # noqa: E402
 from link import EmulatedLink, LinkError, LinkShape  # noqa: E402
 
-from mtl_split_tools.processes import node_command, start, stop_all  # noqa: E402
+from mtl_split_tools.node_processes import node_command, start, stop_all  # noqa: E402
 
 PIPELINES = ("split", "jpeg")
 JPEG_PIPELINE_CODEC = "f16-zstd/1"  # colocated edge + server: near-lossless, ~the float model

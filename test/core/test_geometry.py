@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from mtl_split_core.geometry import (XYZRGB_FIELDS, Intrinsics, backproject, box_to_3d,
-                                     median_depth_in_box, pack_xyzrgb)
+                                     box_to_center_size, center_size_to_box,
+                                     median_depth_in_box, pack_xyzrgb, scale_boxes)
 
 K = Intrinsics(fx=200.0, fy=220.0, cx=79.5, cy=59.5, width=160, height=120)
 
@@ -136,3 +137,13 @@ def test_focal_y_reads_fy_and_treats_an_unset_matrix_as_none():
     assert focal_y([100.0, 0, 40, 0, 120.0, 30, 0, 0, 1]) == 120.0
     assert focal_y([0.0] * 9) is None
     assert focal_y([]) is None
+
+
+def test_box_center_size_round_trip_and_scaling():
+    assert box_to_center_size([10, 20, 50, 80]) == (30.0, 50.0, 40.0, 60.0)
+    assert center_size_to_box(30.0, 50.0, 40.0, 60.0) == (10.0, 20.0, 50.0, 80.0)
+    boxes = np.array([[10, 20, 50, 80], [0, 0, 4, 2]], np.float32)
+    scaled = scale_boxes(boxes, (0.5, 2.0))
+    assert scaled.dtype == np.float32
+    np.testing.assert_array_equal(scaled, [[5, 40, 25, 160], [0, 0, 2, 4]])
+    assert scale_boxes(np.zeros((0, 4)), (2.0, 2.0)).shape == (0, 4)

@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 
 from mtl_split_core.viz import (TURBO_LUT, annotate, class_palette, colorize_depth,
-                                colorize_segmentation, contact_sheet, draw_detections)
+                                colorize_segmentation, contact_sheet, detection_palette,
+                                draw_detections)
 
 NAMES = ["duck", "teddy", "r2d2"]
+SEG_NAMES = ["background", "ground", "wall", "clutter", "duck", "teddy", "r2d2"]
 
 
 def _scene(h=120, w=160):
@@ -104,14 +106,15 @@ def test_draw_detections_keeps_labels_of_neighbouring_boxes_apart():
 def test_annotate_without_image_shades_segmentation_by_depth():
     seg, depth, boxes = _scene()
     palette = class_palette(256)
-    out = annotate(seg, depth, boxes, [1], [0.9], NAMES, seg_palette=palette)
+    out = annotate(seg, depth, boxes, [1], [0.9], NAMES, seg_palette=palette,
+                   det_palette=detection_palette(NAMES, SEG_NAMES))
     assert out.shape == (120, 160, 3) and out.dtype == np.uint8
     # Near ground is brighter than far ground, in the ground's colour.
     near, far = out[118, 5].astype(int), out[62, 5].astype(int)
     assert near.sum() > far.sum()
     np.testing.assert_allclose(near, palette[1], atol=3)
     np.testing.assert_array_equal(out[1, 1], 0)               # ignore id stays black
-    # The box is drawn on top, in the detection's colour (stuff-first: duck..=4.., teddy=5).
+    # The box is drawn on top, in its class's segmentation colour (teddy = 5).
     assert tuple(out[70, 50]) == tuple(palette[5])
     # Only one map, or neither with an image, still gives a picture.
     assert annotate(None, depth, boxes, [1], [0.9], NAMES).shape == (120, 160, 3)
@@ -153,3 +156,20 @@ def test_contact_sheet_writes_a_png_with_the_expected_grid(tmp_path):
     assert sheet2.shape[0] == 2 * 120 + 3 * 4 and sheet2.shape[1] > 4 * 160 + 5 * 4
     with pytest.raises(ValueError):
         contact_sheet([], None)
+
+
+def test_detection_palette_follows_the_class_names_of_the_card():
+    seg = class_palette(len(SEG_NAMES))
+    # Things listed after the stuff: each box colour is its class's segmentation colour.
+    np.testing.assert_array_equal(detection_palette(NAMES, SEG_NAMES), seg[4:7])
+    # Another card: things first, in another order, and one class segmentation lacks.
+    other = detection_palette(["r2d2", "kite", "duck"], ["duck", "r2d2", "ground"])
+    full = class_palette(8)
+    np.testing.assert_array_equal(other, full[[1, 3, 0]])
+    assert detection_palette([], SEG_NAMES).shape == (0, 3)
+
+
+def test_annotate_default_detection_colours_are_by_detection_id():
+    seg, depth, boxes = _scene()
+    out = annotate(seg, depth, boxes, [1], [0.9], NAMES)
+    assert tuple(out[70, 50]) == tuple(class_palette(2)[1])

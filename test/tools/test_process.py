@@ -8,8 +8,11 @@ import pytest
 from bag_factory import T, compressed, header, image, write_bag
 
 from mtl_split_core.bags import BagError, open_bag
+from mtl_split_core.geometry import median_depth_in_box, scale_boxes
 from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, save_model
-from mtl_split_tools.process import process_bag
+from mtl_split_ros.image_msg import image_to_array
+from mtl_split_ros.outputs import OUTPUT_TYPES, detection_arrays
+from mtl_split_tools.process import output_prefixes, process_bag
 
 IMG, CIMG = "sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"
 
@@ -39,7 +42,7 @@ def test_every_encoding_and_unrelated_topics(tmp_path, tiny_model, storage):
     assert summary["frames"] == 12 and summary["skipped"] == 0
     assert len(summary["outputs"]) == 6 and "/chatter" not in summary["image_topics"]
     # The output bag is a real rosbag2 that rosbags reads back, stamps equal to the inputs.
-    with open_bag(tmp_path / "out" / "outputs.mcap") as reader:
+    with open_bag(tmp_path / "out" / "outputs") as reader:
         topics_out = {c.topic: c for c in reader.connections}
         assert "/cam_rgb8/mtl_split/detections" in topics_out
         assert topics_out["/cam_rgb8/mtl_split/depth"].msgtype == IMG
@@ -52,6 +55,9 @@ def test_every_encoding_and_unrelated_topics(tmp_path, tiny_model, storage):
     assert stamps == [100, 101]
     pngs = list((tmp_path / "out" / "annotated").rglob("*.png"))
     assert len(pngs) == 12
+    # Numbered per topic, from 000000.
+    for folder in (tmp_path / "out" / "annotated").iterdir():
+        assert sorted(p.name for p in folder.iterdir()) == ["000000.png", "000001.png"]
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["frames"] == 12
 
 
@@ -103,30 +109,93 @@ def _camera_info(i, fy):
         roi=roi)
 
 
-def _last_depth(path, topic):
+def _read(path, topic):
     with open_bag(path) as reader:
         conn = next(c for c in reader.connections if c.topic == topic)
-        msgs = [reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages([conn])]
-    m = msgs[-1]
-    return np.frombuffer(m.data.tobytes(), np.float32).reshape(m.height, m.width)
+        return [reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages([conn])]
 
 
-def test_depth_follows_the_bags_camera_info_focal_length(tmp_path):
-    model = tmp_path / "focal"
+@pytest.fixture(scope="module")
+def focal_model(tmp_path_factory):
+    model = tmp_path_factory.mktemp("m") / "focal"
     save_model(model, MultiTaskSplitNet(ModelConfig(
         backbone="mobilenetv3_small", input_size=(64, 48), bottlenecks={"s16": 4},
         codec="f16-zstd/1", depth_reference_focal=100.0)).eval())
+    return str(model)
+
+
+def test_depth_follows_the_bags_camera_info_focal_length(tmp_path, focal_model):
     frames = [image(i) for i in range(3)]
+    # The camera_info of each frame is recorded just after its image, with the same stamp:
+    # the first image must still get it (it is held until the camera_info arrives).
     with_info = write_bag(tmp_path / "with", {
+        "/cam/image": (IMG, frames),
         "/cam/camera_info": ("sensor_msgs/msg/CameraInfo",
-                             [_camera_info(i, 200.0) for i in range(3)]),
-        "/cam/image": (IMG, frames)})
+                             [_camera_info(i, 200.0) for i in range(3)])})
     without = write_bag(tmp_path / "without", {"/cam/image": (IMG, frames)})
-    process_bag(with_info, tmp_path / "out_with", model=str(model), device="cpu",
-                progress=False)
-    process_bag(without, tmp_path / "out_without", model=str(model), device="cpu",
-                progress=False)
-    a = _last_depth(tmp_path / "out_with" / "outputs.mcap", "/cam/mtl_split/depth")
-    b = _last_depth(tmp_path / "out_without" / "outputs.mcap", "/cam/mtl_split/depth")
+    for bag, out in ((with_info, "out_with"), (without, "out_without")):
+        process_bag(bag, tmp_path / out, model=focal_model, device="cpu", progress=False)
+    a = _read(tmp_path / "out_with" / "outputs", "/cam/mtl_split/depth")
+    b = _read(tmp_path / "out_without" / "outputs", "/cam/mtl_split/depth")
+    assert len(a) == len(b) == 3
     # fy 200 px at 80x60 is 160 px in the 64x48 network input: 1.6x the reference focal.
-    np.testing.assert_allclose(a, b * 1.6, rtol=1e-4)
+    for da, db in zip(a, b):
+        np.testing.assert_allclose(image_to_array(da), image_to_array(db) * 1.6, rtol=1e-4)
+    info = _read(tmp_path / "out_with" / "outputs", "/cam/mtl_split/camera_info")[0]
+    assert info.k[4] == pytest.approx(200.0 * 48 / 60)
+
+
+def test_detection_depth_is_the_median_predicted_depth_in_the_box(tmp_path, focal_model):
+    bag = write_bag(tmp_path / "in", {"/cam/image": (IMG, [image(i) for i in range(2)])})
+    process_bag(bag, tmp_path / "out", model=focal_model, device="cpu", progress=False,
+                score_threshold=0.0)
+    dets = _read(tmp_path / "out" / "outputs", "/cam/mtl_split/detections")
+    depths = _read(tmp_path / "out" / "outputs", "/cam/mtl_split/depth")
+    checked = 0
+    for det, dmsg in zip(dets, depths):
+        depth = image_to_array(dmsg)
+        boxes, _, _ = detection_arrays(det)
+        scale = (depth.shape[1] / 80, depth.shape[0] / 60)  # source 80x60 -> depth map
+        for box, d in zip(scale_boxes(boxes, scale), det.detections):
+            assert d.depth == pytest.approx(median_depth_in_box(depth, box), rel=1e-5)
+            assert d.depth > 0
+            checked += 1
+    assert checked > 0
+
+
+def test_output_layout_is_one_rosbag2_folder_with_every_output_topic(tmp_path, tiny_model):
+    bag = write_bag(tmp_path / "in", {"/cam/image_raw": (IMG, [image(0)])})
+    summary = _run(bag, tmp_path, tiny_model)
+    out = tmp_path / "out" / "outputs"
+    assert summary["output_bag"] == str(out)
+    assert sorted(p.name for p in out.iterdir()) == ["metadata.yaml", "outputs.mcap"]
+    assert not list(tmp_path.rglob("*.mcap.mcap"))
+    with open_bag(out) as reader:
+        topics = {c.topic: c.msgtype for c in reader.connections}
+    assert topics == {f"/cam/mtl_split/{s}": t for s, t in OUTPUT_TYPES.items()}
+
+
+def test_output_topics_follow_the_live_namespace_rule(tmp_path, tiny_model):
+    assert output_prefixes(["/cam/image_raw/compressed"]) == {
+        "/cam/image_raw/compressed": "/cam/mtl_split/"}
+    assert output_prefixes(["/image"]) == {"/image": "/mtl_split/"}
+    # Two cameras in one namespace never share outputs.
+    assert output_prefixes(["/cam/left", "/cam/right"]) == {
+        "/cam/left": "/cam/mtl_split/", "/cam/right": "/cam/right/mtl_split/"}
+    bag = write_bag(tmp_path / "in", {"/robot/cam/image/compressed": (CIMG, [compressed(0)])})
+    summary = _run(bag, tmp_path, tiny_model)
+    assert summary["outputs"] == ["/robot/cam/mtl_split/"]
+
+
+def test_images_whose_camera_info_never_comes_are_still_processed(tmp_path, tiny_model):
+    other = [_camera_info(i, 200.0) for i in range(20)]
+    for info in other:
+        info.header.frame_id = "another_camera"
+    bag = write_bag(tmp_path / "in", {
+        "/cam/image": (IMG, [image(i) for i in range(20)]),
+        "/cam2/camera_info": ("sensor_msgs/msg/CameraInfo", other)})
+    summary = _run(bag, tmp_path, tiny_model)
+    assert summary["frames"] == 20
+    stamps = [m.header.stamp.sec for m in _read(tmp_path / "out" / "outputs",
+                                                 "/cam/mtl_split/depth")]
+    assert stamps == list(range(100, 120))  # held, but in order and none lost

@@ -3,7 +3,7 @@
 import sys
 import time
 
-from mtl_split_tools.processes import node_command, node_executable, start, stop_all
+from mtl_split_tools.node_processes import node_command, node_executable, start, stop_all
 
 
 def test_node_command_takes_parameters_as_a_dict_or_raw_ros_args():

@@ -1,0 +1,83 @@
+"""Message factories: build a ROS message by type name, for rclpy or for rosbags.
+
+Code that makes messages (``outputs.py``) calls ``factory.make("sensor_msgs/msg/Image",
+header=..., data=np_uint8_array, ...)`` and never imports a message package, so the same code
+feeds a live publisher (``RclpyMessages``) and a bag writer without rclpy (``BagMessages``
+over ``mtl_split_core.bags.typestore()``). Fields not given keep their message defaults.
+Numeric arrays are passed as numpy arrays; each factory turns them into its own field type.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Protocol
+
+import numpy as np
+
+from mtl_split_ros.image_msg import to_uint8_array
+
+
+class MessageFactory(Protocol):
+    def make(self, msgtype: str, **fields: Any) -> Any:
+        """A message of ``msgtype`` ("pkg/msg/Name") with ``fields`` set, the rest default."""
+
+
+class RclpyMessages:
+    """rclpy message classes (rosidl); for nodes."""
+
+    def __init__(self) -> None:
+        from rosidl_runtime_py.utilities import get_message  # only where rclpy is present
+        self.message_class = lru_cache(maxsize=None)(get_message)
+
+    def make(self, msgtype: str, **fields: Any) -> Any:
+        msg = self.message_class(msgtype)()
+        for name, value in fields.items():
+            if isinstance(value, np.ndarray):
+                # uint8[] as array.array: rclpy checks a list element by element (slow).
+                value = to_uint8_array(value) if value.dtype == np.uint8 else value.tolist()
+            setattr(msg, name, value)
+        return msg
+
+
+class BagMessages:
+    """Dataclasses of a rosbags type store (``mtl_split_core.bags.typestore()``); for bags.
+
+    rosbags classes have no defaults, so every field not given is filled from the store's
+    field definitions: 0, "", False, zero-filled fixed arrays, empty sequences.
+    """
+
+    def __init__(self, store) -> None:
+        from rosbags.interfaces import Nodetype
+        self.store = store
+        self._nodetype = Nodetype
+
+    def make(self, msgtype: str, **fields: Any) -> Any:
+        _, defs = self.store.fielddefs[msgtype]
+        values = {name: fields[name] if name in fields else self._default(node)
+                  for name, node in defs}
+        unknown = set(fields) - set(values)
+        if unknown:
+            raise AttributeError(f"{msgtype} has no field(s) {sorted(unknown)}")
+        return self.store.types[msgtype](**values)
+
+    def _default(self, node) -> Any:
+        kind, detail = node
+        nt = self._nodetype
+        if kind == nt.BASE:
+            base = detail[0]
+            if base in ("string", "wstring"):
+                return ""
+            if base == "bool":
+                return False
+            return 0.0 if base.startswith("float") else 0
+        if kind == nt.NAME:
+            return self.make(detail)
+        sub, count = detail
+        length = count if kind == nt.ARRAY else 0
+        if sub[0] == nt.BASE and sub[1][0] not in ("string", "wstring"):
+            return np.zeros(length, _numpy_dtype(sub[1][0]))
+        return [self._default(sub) for _ in range(length)]
+
+
+def _numpy_dtype(base: str) -> np.dtype:
+    return np.dtype({"byte": "uint8", "char": "uint8", "octet": "uint8"}.get(base, base))
