@@ -173,7 +173,7 @@ def main(argv=None) -> int:
             args.frames = source["frames"]
             print(f"nodes ready after {time.time() - t0:.1f}s; replaying {args.bag} "
                   f"({args.frames} frames)", flush=True)
-            procs.append(start([sys.executable, "-m", "mtl_split_core.cli", "replay", args.bag,
+            procs.append(start([sys.executable, "-m", "mtl_split_tools.cli", "replay", args.bag,
                                 "--wait-subscribers", "2", "--topics", *source["topics"]],
                                out / "replay.log"))
             budget = source["seconds"] + 60
