@@ -63,7 +63,7 @@ class Param:
                 value = float(value)
         if self.choices is not None and value not in self.choices:
             raise ParameterError(f"parameter '{self.name}' = {value!r} is not accepted; "
-                                 f"expected one of: {', '.join(map(str, self.choices))}")
+                                 f"expected one of: {_choices(self.choices)}")
         if self.check is not None:
             problem = self.check(value)
             if problem:
@@ -73,7 +73,7 @@ class Param:
     def descriptor(self) -> ParameterDescriptor:
         desc = self.description
         if self.choices:
-            desc += f" One of: {', '.join(map(str, self.choices))}."
+            desc += f" One of: {_choices(self.choices)}."
         desc += " Changeable at run time." if self.dynamic else " Read-only: set at start."
         return ParameterDescriptor(description=desc, read_only=not self.dynamic,
                                    dynamic_typing=self.accepted_types() is not None)
@@ -127,6 +127,10 @@ def declare_all(node, params: Sequence[Param], apply: ApplyHook | None = None
 
     node.add_on_set_parameters_callback(on_set)
     return values
+
+
+def _choices(choices: Sequence[Any]) -> str:
+    return ", ".join("''" if c == "" else str(c) for c in choices)
 
 
 def _describe_type(default: Any) -> str:
