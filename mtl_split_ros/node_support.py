@@ -154,7 +154,7 @@ def run_node(make_node: Callable[[], object], args=None) -> int:
             node = make_node()
             executor = SingleThreadedExecutor()
             executor.add_node(node)
-            while not stop.is_set():
+            while not stop.is_set() and executor.context.ok():  # a node may end it itself
                 executor.spin_once(timeout_sec=0.1)
         except ParameterError as err:
             print(f"[FATAL] {err}", file=sys.stderr, flush=True)
