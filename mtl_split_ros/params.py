@@ -99,8 +99,9 @@ def declare_all(node, params: Sequence[Param], apply: ApplyHook | None = None
         try:
             value = node.declare_parameter(p.name, p.default, p.descriptor()).value
         except InvalidParameterTypeException as err:
+            given = str(err).removesuffix(f": {p.name}")  # rclpy names the value given
             raise ParameterError(f"parameter '{p.name}': wrong type, expected "
-                                 f"{_describe_type(p.default)} ({err})") from None
+                                 f"{_describe_type(p.default)} ({given})") from None
         values[p.name] = p.validate(value)
     by_name = {p.name: p for p in params}
 

@@ -171,3 +171,27 @@ def test_signal_stops_cleanly(ros, model_dir, sig):
             pub.publish(_image(400 + i, size=(640, 480)))
         code, log = signal_and_wait(edge, sig)
     assert_clean_exit(code, log, sig)
+
+
+def test_default_input_qos_gets_every_frame_of_a_reliable_camera(ros, model_dir):
+    """A typical driver (reliable, depth 10, 640x480 bgr8 at 10 Hz) into the edge's default
+    input QoS: every frame becomes features when the edge keeps up (sensor_data lost ~90%)."""
+    feats = Features(ros)
+    pub = ros.create_publisher(Image, "image", REL)
+    frames = [fill_image(Image(), np.random.default_rng(i).integers(0, 256, (480, 640, 3),
+                                                                     np.uint8), "bgr8")
+              for i in range(3)]
+    with python_process(node_args("mtl_split_edge", model=model_dir, device="cpu",
+                                  diagnostics_period=0.3)) as edge:
+        assert wait_for(ros, lambda: pub.get_subscription_count() > 0, 90, (edge,))
+        _send_until(ros, pub, feats, 499, (edge,))  # matched both ways
+        start = time.monotonic()
+        for i in range(40):
+            msg = frames[i % 3]
+            msg.header.stamp.sec = 500 + i
+            pub.publish(msg)
+            wait_for(ros, lambda: False, max(0.0, start + (i + 1) * 0.1 - time.monotonic()))
+        wait_for(ros, lambda: all(500 + i in feats.got for i in range(40)), 10, (edge,))
+        received = sum(500 + i in feats.got for i in range(40))
+        assert received >= 38, f"{received}/40 frames became features; {feats.edge_diag()}"
+        assert wait_for(ros, lambda: feats.edge_diag().get("lost_in_dds") == "0", 5, (edge,))
