@@ -3,7 +3,11 @@
 Subscribes ``image`` (sensor_msgs/Image) or ``image/compressed`` and ``camera_info``; publishes
 ``mtl_split/features`` (mtl_split/SplitFeatures) with the image's header and camera_info, and
 ``/diagnostics``. A worker thread runs the network; while it is busy only the newest frame is
-kept (older ones are counted as drops), so latency never builds up behind a queue.
+kept (older ones are counted as drops), so latency never builds up behind a queue. Frames the
+middleware reports lost before they reach the node are counted apart (``lost_in_dds``).
+
+Run-time parameters (``ros2 param set``): split, codec, zstd_level, diagnostics_period; the
+others are read-only.
 """
 
 from __future__ import annotations
@@ -16,39 +20,45 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from mtl_split.msg import SplitFeatures
-from mtl_split_core.codec import CODECS
+from mtl_split_core.codec import CODECS, ZSTD_LEVELS
 from mtl_split_core.runtime.device import PRECISIONS
 from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_core.runtime.errors import ConfigError
-from mtl_split_core.runtime.stats import LatencyStats, RateMeter
+from mtl_split_core.runtime.stats import RollingStats, RateMeter
 from mtl_split_ros.features_msg import packet_to_msg
 from mtl_split_ros.image_msg import ImageDecodeError, image_to_rgb
-from mtl_split_ros.node_support import (LatestSlot, Rejections, diagnostic_array,
-                                        diagnostic_status, run_node)
+from mtl_split_ros.node_support import (LatestSlot, OutputGate, Rejections, diagnostic_array,
+                                        diagnostic_status, handle_isolated, run_node)
 from mtl_split_ros.params import Param, ParameterError, declare_all, in_range, positive
 from mtl_split_ros.qos import QOS_PROFILES, qos_from_name
+from mtl_split_ros.qos_events import SubscriptionHealth
 
 PARAMS = [
     Param("model", "", "Model folder or card; '' = the packaged default model."),
-    Param("split", "", "Split point name (s4, s8, s16, s32) or index; '' = the model's default."),
+    Param("split", "", "Split point name (s4, s8, s16, s32) or index (0, 1, ...); '' = the "
+          "model's default.", dynamic=True, types=(str, int)),
     Param("device", "auto", "auto (CUDA if present, else CPU), cpu, cuda or cuda:N."),
     Param("precision", "fp32", "Network precision (fp16 only on CUDA).", PRECISIONS),
-    Param("codec", "", "Feature codec; '' = the model's default.", ("",) + CODECS),
-    Param("zstd_level", 3, "zstd compression level.", check=in_range(1, 22)),
+    Param("codec", "", "Feature codec; '' = the model's default.", ("",) + CODECS,
+          dynamic=True),
+    Param("zstd_level", 3, "zstd compression level.", check=in_range(*ZSTD_LEVELS), dynamic=True),
     Param("cuda_graphs", True, "On CUDA, replay the edge network as one CUDA graph (4-8x "
           "faster for this launch-bound prefix; ignored on CPU)."),
     Param("input_transport", "raw", "raw: sensor_msgs/Image on 'image'; compressed: "
           "sensor_msgs/CompressedImage on 'image/compressed'.", ("raw", "compressed")),
-    Param("input_qos", "sensor_data", "QoS of the image subscription.", QOS_PROFILES),
+    Param("input_qos", "reliable", "QoS of the image subscription (history depth 1). reliable "
+          "gets every frame of a reliable camera driver (the usual default); sensor_data / "
+          "best_effort match best-effort drivers.", QOS_PROFILES),
     Param("output_qos", "reliable", "QoS of the features publisher.", QOS_PROFILES),
-    Param("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", check=positive),
+    Param("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", check=positive,
+          dynamic=True),
 ]
 
 
 class EdgeNode(Node):
     def __init__(self):
         super().__init__("mtl_split_edge")
-        self.cfg = declare_all(self, PARAMS)
+        self.cfg = declare_all(self, PARAMS, apply=self._apply)
         try:
             self.runner = EdgeRunner.from_path(
                 self.cfg["model"], split=self.cfg["split"], device=self.cfg["device"],
@@ -58,22 +68,29 @@ class EdgeNode(Node):
             raise ParameterError(str(err)) from err
 
         self.rejections = Rejections(self.get_logger())
-        self.latency = LatencyStats()
+        self.latency = RollingStats()
         self.rate = RateMeter()
-        self.bytes_per_frame = LatencyStats()
+        self.bytes_per_frame = RollingStats()
         self.camera_info = None
         self.slot = LatestSlot()
+        self.gate = OutputGate()
+        self.health = SubscriptionHealth(self)
 
         self.pub = self.create_publisher(SplitFeatures, "mtl_split/features",
                                          qos_from_name(self.cfg["output_qos"]))
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        # Depth 1 + the newest-frame slot: never a backlog. With reliable QoS a large image is
+        # still delivered whole (best effort loses fragments of big samples under load).
         in_qos = qos_from_name(self.cfg["input_qos"])
-        if self.cfg["input_transport"] == "compressed":
-            self.create_subscription(CompressedImage, "image/compressed", self.slot.put, in_qos)
-        else:
-            self.create_subscription(Image, "image", self.slot.put, in_qos)
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, in_qos)
-        self.create_timer(self.cfg["diagnostics_period"], self._publish_diagnostics)
+        image_type, self.image_topic = ((CompressedImage, "image/compressed")
+                                        if self.cfg["input_transport"] == "compressed"
+                                        else (Image, "image"))
+        self.create_subscription(image_type, self.image_topic, self.slot.put, in_qos,
+                                 event_callbacks=self.health.callbacks(self.image_topic, in_qos))
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, in_qos,
+                                 event_callbacks=self.health.callbacks("camera_info", in_qos))
+        self.diag_timer = self.create_timer(self.cfg["diagnostics_period"],
+                                            self._publish_diagnostics)
 
         self._worker = threading.Thread(target=self._work, name="edge-worker", daemon=True)
         self._worker.start()
@@ -84,11 +101,23 @@ class EdgeNode(Node):
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self.camera_info = msg
 
+    def _apply(self, changes: dict) -> None:
+        """Run-time parameter changes (validated by params.py; see PARAMS)."""
+        try:  # absent: unchanged; '' = the model's default, as at start-up
+            self.runner.configure(split=changes.get("split"), codec=changes.get("codec"),
+                                  zstd_level=changes.get("zstd_level"))
+        except ConfigError as err:
+            raise ParameterError(str(err)) from err
+        if "diagnostics_period" in changes:
+            self.destroy_timer(self.diag_timer)
+            self.diag_timer = self.create_timer(changes["diagnostics_period"],
+                                                self._publish_diagnostics)
+
     def _work(self) -> None:
         while not self.slot.closed:
             msg = self.slot.take()
             if msg is not None:
-                self._process(msg)
+                handle_isolated(self._process, msg, self.rejections)
 
     def _process(self, msg) -> None:
         start = time.perf_counter()
@@ -100,7 +129,8 @@ class EdgeNode(Node):
         packet = self.runner(rgb)
         out = packet_to_msg(packet, msg.header, self.camera_info)
         out.edge_ms = (time.perf_counter() - start) * 1e3  # include image conversion
-        self.pub.publish(out)
+        if not self.gate.run(self.pub.publish, out):
+            return
         self.latency.add(out.edge_ms)
         self.bytes_per_frame.add(packet.nbytes)
         self.rate.tick()
@@ -110,6 +140,7 @@ class EdgeNode(Node):
             "fps": self.rate.fps(), "edge_ms_p50": self.latency.p50,
             "edge_ms_p95": self.latency.p95, "bytes_per_frame_p50": self.bytes_per_frame.p50,
             "frames": self.latency.count, "drops": self.slot.dropped,
+            "lost_in_dds": self.health.lost(self.image_topic),
             "rejected": self.rejections.total, **{f"rejected_{k}": v for k, v in
                                                   self.rejections.counts.items()},
             "split": self.runner.split, "codec": self.runner.codec,
@@ -119,8 +150,10 @@ class EdgeNode(Node):
             f"{self.get_name()}: edge", self.get_fully_qualified_name(), values, warn)]))
 
     def close(self) -> None:
+        """Stop the worker (before the node and context go): nothing is published after."""
         self.slot.close()
-        self._worker.join(timeout=5)
+        self._worker.join(timeout=10)
+        self.gate.close()
 
 
 def main(args=None) -> int:

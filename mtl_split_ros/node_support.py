@@ -1,4 +1,5 @@
-"""Pieces both nodes share: newest-frame slot, rejection counting, diagnostics, main()."""
+"""Pieces both nodes share: newest-frame slot, rejection counting, output gate, diagnostics,
+main()."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import threading
 import time
 from typing import Callable
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
 from mtl_split_ros.params import ParameterError
+from mtl_split_ros.shutdown import StopSignals, init_without_signal_handlers, shutdown_quietly
 
 
 class LatestSlot:
@@ -55,19 +56,69 @@ class Rejections:
         self._logger = logger
         self._period = period_s
         self._last: dict[str, float] = {}
-        self.counts: dict[str, int] = {}
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()  # the worker counts while the diagnostics timer reads
 
     def __call__(self, reason: str, detail: str) -> None:
-        self.counts[reason] = self.counts.get(reason, 0) + 1
         now = time.monotonic()
-        if now - self._last.get(reason, -1e9) >= self._period:
+        with self._lock:
+            count = self._counts[reason] = self._counts.get(reason, 0) + 1
+            if now - self._last.get(reason, -1e9) < self._period:
+                return
             self._last[reason] = now
-            self._logger.warning(f"dropped input ({reason}, {self.counts[reason]} so far): "
-                                 f"{detail}")
+        self._logger.warning(f"dropped input ({reason}, {count} so far): {detail}")
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """A copy of the counts by reason."""
+        with self._lock:
+            return dict(self._counts)
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+
+def describe_header(header) -> str:
+    """A message's stamp and frame for log lines (the frame id cut short: it is input)."""
+    frame = header.frame_id if len(header.frame_id) <= 64 else header.frame_id[:64] + "..."
+    return f"stamp {header.stamp.sec}.{header.stamp.nanosec:09d}, frame {frame!r}"
+
+
+def handle_isolated(handle: Callable[[object], None], msg, rejections: Rejections) -> None:
+    """Run ``handle(msg)``; an unexpected exception costs that message only.
+
+    It is counted (reason ``internal``) and logged rate-limited with the message's stamp, so a
+    worker thread survives whatever one message does to it.
+    """
+    try:
+        handle(msg)
+    except Exception as err:  # noqa: BLE001 - the isolation boundary of one message
+        rejections("internal", f"{type(err).__name__}: {err} ({describe_header(msg.header)})")
+
+
+class OutputGate:
+    """Publishing happens only while the node is open.
+
+    The worker publishes through ``run``; ``close`` waits for a publish in progress and after it
+    nothing is published, so no worker publishes into a destroyed node or shut-down context.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open = True
+
+    def run(self, publish: Callable[..., None], *args) -> bool:
+        """``publish(*args)`` unless closed; whether it ran."""
+        with self._lock:
+            if not self._open:
+                return False
+            publish(*args)
+            return True
+
+    def close(self) -> None:
+        with self._lock:
+            self._open = False
 
 
 def diagnostic_status(name: str, hardware_id: str, values: dict, warn: str | None = None
@@ -91,23 +142,33 @@ def _fmt(v) -> str:
 
 
 def run_node(make_node: Callable[[], object], args=None) -> int:
-    """Create and spin a node; bad parameters end it with one clear line and exit code 2."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = make_node()
-        rclpy.spin(node)
-    except ParameterError as err:
-        print(f"[FATAL] {err}", file=sys.stderr, flush=True)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            close = getattr(node, "close", None)
-            if close:
-                close()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    """Create and spin a node until SIGINT/SIGTERM; exit code 0, or 2 for bad parameters.
+
+    Shutdown order: stop spinning, ``node.close()`` (stops and joins the node's workers), destroy
+    the node, shut the context down — so no thread ever touches a dead node or context.
+    """
+    with StopSignals() as stop:
+        init_without_signal_handlers(args)
+        node = executor = None
+        try:
+            node = make_node()
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            while not stop.is_set() and executor.context.ok():  # a node may end it itself
+                executor.spin_once(timeout_sec=0.1)
+        except ParameterError as err:
+            print(f"[FATAL] {err}", file=sys.stderr, flush=True)
+            return 2
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            if node is not None:
+                close = getattr(node, "close", None)
+                if close:
+                    close()
+            if executor is not None:
+                executor.shutdown()
+            if node is not None:
+                node.destroy_node()
+            shutdown_quietly()
     return 0

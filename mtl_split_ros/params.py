@@ -1,21 +1,29 @@
 """Declared, described and validated node parameters.
 
 Each node lists its parameters as ``Param`` entries (configuration as data). ``declare_all``
-declares them with descriptions (visible in ``ros2 param describe``) and validates the values,
-raising ``ParameterError`` that names the parameter and the accepted values; the node's ``main``
-turns that into one clear fatal log line and a non-zero exit.
+declares them with descriptions (visible in ``ros2 param describe``), validates the start-up
+values and registers an on-set callback that runs the same checks at run time:
+
+- ``dynamic=True``: ``ros2 param set`` works; a bad value is refused with the reason and the
+  node keeps the old one; a good one is handed to the node's ``apply`` hook (which may refuse
+  it too) and stored in the node's config dict, so the next frame uses it.
+- otherwise the parameter is declared read-only: ``ros2 param set`` fails ("read-only").
+
+A bad start-up value raises ``ParameterError`` naming the parameter and what is accepted; the
+node's ``main`` turns that into one clear fatal line and exit code 2.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import InvalidParameterTypeException
 
 
 class ParameterError(ValueError):
-    """A parameter value the node cannot start with."""
+    """A parameter value the node cannot start with (or, at run time, refuses)."""
 
 
 @dataclass(frozen=True)
@@ -26,26 +34,111 @@ class Param:
     choices: Sequence[Any] | None = None
     # Returns an error message (str) for a bad value, or None when the value is fine.
     check: Callable[[Any], str | None] | None = field(default=None, compare=False)
+    # True: may change at run time (same checks as at start-up); False: declared read-only.
+    dynamic: bool = False
+    # Accepted value types when the default's type is too narrow (e.g. split: name or index).
+    # Float parameters accept integers too (``-p rate:=10``).
+    types: tuple[type, ...] | None = None
 
+    def accepted_types(self) -> tuple[type, ...] | None:
+        """Types checked here instead of by rclpy's static typing; None: rclpy checks."""
+        if self.types is not None:
+            return self.types
+        if isinstance(self.default, float):
+            return (float, int)
+        return None
 
-def declare_all(node, params: Sequence[Param]) -> dict[str, Any]:
-    """Declare ``params`` on ``node`` and return their validated values by name."""
-    values = {}
-    for p in params:
-        desc = p.description
-        if p.choices:
-            desc += f" One of: {', '.join(map(str, p.choices))}."
-        value = node.declare_parameter(p.name, p.default,
-                                       ParameterDescriptor(description=desc)).value
-        if p.choices is not None and value not in p.choices:
-            raise ParameterError(f"parameter '{p.name}' = {value!r} is not accepted; expected "
-                                 f"one of: {', '.join(map(str, p.choices))}")
-        if p.check is not None:
-            problem = p.check(value)
+    def validate(self, value: Any) -> Any:
+        """``value`` as the node uses it (ints for float parameters become floats).
+
+        Raises ParameterError naming the parameter and what it accepts.
+        """
+        types = self.accepted_types()
+        if types is not None:
+            if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+                raise ParameterError(
+                    f"parameter '{self.name}' = {value!r}: expected "
+                    f"{' or '.join(_TYPE_NAMES.get(t, t.__name__) for t in types)}")
+            if float in types and int in types and isinstance(value, int):
+                value = float(value)
+        if self.choices is not None and value not in self.choices:
+            raise ParameterError(f"parameter '{self.name}' = {value!r} is not accepted; "
+                                 f"expected one of: {_choices(self.choices)}")
+        if self.check is not None:
+            problem = self.check(value)
             if problem:
-                raise ParameterError(f"parameter '{p.name}' = {value!r}: {problem}")
-        values[p.name] = value
+                raise ParameterError(f"parameter '{self.name}' = {value!r}: {problem}")
+        return value
+
+    def descriptor(self) -> ParameterDescriptor:
+        desc = self.description
+        if self.choices:
+            desc += f" One of: {_choices(self.choices)}."
+        desc += " Changeable at run time." if self.dynamic else " Read-only: set at start."
+        return ParameterDescriptor(description=desc, read_only=not self.dynamic,
+                                   dynamic_typing=self.accepted_types() is not None)
+
+
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+               list: "a list"}
+
+# The node's hook for run-time changes: gets {name: validated value} of the dynamic
+# parameters being set (one ``ros2 param set`` call), applies them or raises ParameterError.
+ApplyHook = Callable[[Mapping[str, Any]], None]
+
+
+def declare_all(node, params: Sequence[Param], apply: ApplyHook | None = None
+                ) -> dict[str, Any]:
+    """Declare ``params`` on ``node``; return their validated values by name.
+
+    The returned dict is the node's live configuration: accepted run-time changes of dynamic
+    parameters are written into it after ``apply`` succeeded.
+    """
+    values: dict[str, Any] = {}
+    for p in params:
+        try:
+            value = node.declare_parameter(p.name, p.default, p.descriptor()).value
+        except InvalidParameterTypeException as err:
+            given = str(err).removesuffix(f": {p.name}")  # rclpy names the value given
+            raise ParameterError(f"parameter '{p.name}': wrong type, expected "
+                                 f"{_describe_type(p.default)} ({given})") from None
+        values[p.name] = p.validate(value)
+    by_name = {p.name: p for p in params}
+
+    def on_set(changes) -> SetParametersResult:
+        accepted = {}
+        try:
+            for change in changes:
+                p = by_name.get(change.name)
+                if p is None:  # not ours (e.g. use_sim_time)
+                    continue
+                if not p.dynamic:  # rclpy refuses read-only ones first; keep the rule here too
+                    raise ParameterError(f"parameter '{p.name}' is read-only")
+                accepted[p.name] = p.validate(change.value)
+            if accepted and apply is not None:
+                apply(accepted)
+        except ParameterError as err:
+            node.get_logger().warning(f"refused parameter change: {err}")
+            return SetParametersResult(successful=False, reason=str(err))
+        values.update(accepted)
+        if accepted:
+            node.get_logger().info("parameters changed: " + ", ".join(
+                f"{k}={v!r}" for k, v in accepted.items()))
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(on_set)
     return values
+
+
+def _choices(choices: Sequence[Any]) -> str:
+    return ", ".join("''" if c == "" else str(c) for c in choices)
+
+
+def _describe_type(default: Any) -> str:
+    if isinstance(default, list):
+        inner = _TYPE_NAMES.get(type(default[0]), "values") if default else "values"
+        return f"a list of {inner.split(' ', 1)[-1]}s"
+    return _TYPE_NAMES.get(type(default), type(default).__name__)
 
 
 def positive(value) -> str | None:

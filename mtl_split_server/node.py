@@ -5,10 +5,14 @@ For every feature topic (one per robot) it publishes next to it, with the input'
 (mono8 class ids), ``segmentation/color`` (rgb8), ``depth`` (32FC1 metres, REP 118),
 ``camera_info`` (intrinsics of the output images), ``points`` (PointCloud2 XYZRGB) and
 ``annotated`` (rgb8). Outputs nobody subscribes to are not computed.
+
+Run-time parameters (``ros2 param set``): score_threshold, max_detections, point_stride,
+diagnostics_period; the others are read-only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -21,14 +25,15 @@ from mtl_split_core.geometry import focal_y
 from mtl_split_core.runtime.device import PRECISIONS
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.server import PacketRejected, ServerRunner
-from mtl_split_core.runtime.stats import LatencyStats, RateMeter
+from mtl_split_core.runtime.stats import RateMeter, RollingStats
 from mtl_split_ros import outputs
 from mtl_split_ros.features_msg import msg_to_packet
 from mtl_split_ros.msg_factory import RclpyMessages
-from mtl_split_ros.node_support import (LatestSlot, Rejections, diagnostic_array,
-                                        diagnostic_status, run_node)
+from mtl_split_ros.node_support import (LatestSlot, OutputGate, Rejections, diagnostic_array,
+                                        diagnostic_status, handle_isolated, run_node)
 from mtl_split_ros.params import Param, ParameterError, declare_all, in_range, positive
 from mtl_split_ros.qos import QOS_PROFILES, qos_from_name
+from mtl_split_ros.qos_events import SubscriptionHealth
 
 PARAMS = [
     Param("model", "", "Model folder or card; must be the edge's model. '' = packaged default."),
@@ -39,10 +44,12 @@ PARAMS = [
           check=lambda v: None if v and all(t.endswith("features") for t in v)
           else "must be a non-empty list of topics ending in 'features'"),
     Param("tasks", ["detection", "segmentation", "depth"], "Heads to run."),
-    Param("score_threshold", 0.3, "Minimum detection score.", check=in_range(0.0, 1.0)),
-    Param("max_detections", 50, "Maximum detections per image.", check=in_range(1, 1000)),
+    Param("score_threshold", 0.3, "Minimum detection score.", check=in_range(0.0, 1.0),
+          dynamic=True),
+    Param("max_detections", 50, "Maximum detections per image.", check=in_range(1, 1000),
+          dynamic=True),
     Param("point_stride", 4, "Publish every Nth pixel (both directions) as a point.",
-          check=in_range(1, 64)),
+          check=in_range(1, 64), dynamic=True),
     Param("publish_markers", True, "Publish detections/markers."),
     Param("publish_points", True, "Publish points."),
     Param("publish_annotated", True, "Publish annotated."),
@@ -50,7 +57,8 @@ PARAMS = [
     Param("input_qos", "reliable", "QoS of the feature subscriptions (match the edge).",
           QOS_PROFILES),
     Param("output_qos", "reliable", "QoS of the output publishers.", QOS_PROFILES),
-    Param("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", check=positive),
+    Param("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", check=positive,
+          dynamic=True),
 ]
 # Optional outputs and the parameter that switches each on.
 OPTIONAL_OUTPUTS = {"detections/markers": "publish_markers", "points": "publish_points",
@@ -66,7 +74,7 @@ class Source:
         self.topic = topic
         self.slot = LatestSlot()
         self.rate = RateMeter()
-        self.latency = LatencyStats()
+        self.latency = RollingStats()
         prefix = outputs.output_prefix(topic)
         # Optional outputs can be switched off; the others always have a publisher.
         disabled = {suffix for suffix, flag in OPTIONAL_OUTPUTS.items() if not enabled[flag]}
@@ -74,7 +82,8 @@ class Source:
                                                    prefix + suffix, qos_out)
                      for suffix, msgtype in outputs.OUTPUT_TYPES.items()
                      if suffix not in disabled}
-        node.create_subscription(SplitFeatures, topic, self.slot.put, qos_in)
+        node.create_subscription(SplitFeatures, topic, self.slot.put, qos_in,
+                                 event_callbacks=node.health.callbacks(topic, qos_in))
 
     def wanted(self) -> set[str]:
         """The outputs to compute: the always-published ones plus optional ones with a
@@ -86,7 +95,7 @@ class Source:
 class ServerNode(Node):
     def __init__(self):
         super().__init__("mtl_split_server")
-        self.cfg = declare_all(self, PARAMS)
+        self.cfg = declare_all(self, PARAMS, apply=self._apply)
         try:
             self.runner = ServerRunner.from_path(
                 self.cfg["model"], device=self.cfg["device"], precision=self.cfg["precision"],
@@ -97,13 +106,16 @@ class ServerNode(Node):
         card = self.runner.card
         self.style = outputs.OutputStyle.from_card(card, self.cfg["point_stride"])
         self.rejections = Rejections(self.get_logger())
+        self.health = SubscriptionHealth(self)
+        self.gate = OutputGate()
         # Inputs: newest only (depth 1). Outputs: a short history so a busy subscriber (a
         # recorder, RViz) does not lose results the server spent compute on.
         qin = qos_from_name(self.cfg["input_qos"])
         qout = qos_from_name(self.cfg["output_qos"], depth=5)
         self.sources = [Source(self, t, qin, qout, self.cfg) for t in self.cfg["feature_topics"]]
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(self.cfg["diagnostics_period"], self._publish_diagnostics)
+        self.diag_timer = self.create_timer(self.cfg["diagnostics_period"],
+                                            self._publish_diagnostics)
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="server-worker", daemon=True)
         self._worker.start()
@@ -112,6 +124,21 @@ class ServerNode(Node):
             f"{', '.join(self.runner.tasks)}, device {self.runner.device}, inputs "
             f"{', '.join(s.topic for s in self.sources)}")
 
+    def _apply(self, changes: dict) -> None:
+        """Run-time parameter changes (validated by params.py; see PARAMS). The runner's
+        thresholds and ``self.style`` are plain attributes the worker reads once per frame."""
+        if "score_threshold" in changes:
+            self.runner.score_threshold = float(changes["score_threshold"])
+        if "max_detections" in changes:
+            self.runner.max_detections = int(changes["max_detections"])
+        if "point_stride" in changes:  # the worker takes self.style once per frame
+            self.style = dataclasses.replace(self.style,
+                                             point_stride=int(changes["point_stride"]))
+        if "diagnostics_period" in changes:
+            self.destroy_timer(self.diag_timer)
+            self.diag_timer = self.create_timer(changes["diagnostics_period"],
+                                                self._publish_diagnostics)
+
     def _work(self) -> None:
         while not self._stop.is_set():
             busy = False
@@ -119,7 +146,8 @@ class ServerNode(Node):
                 msg = source.slot.take(timeout=0.0 if busy else 0.05)
                 if msg is not None:
                     busy = True
-                    self._process(source, msg)
+                    handle_isolated(lambda m, s=source: self._process(s, m), msg,
+                                    self.rejections)
 
     def _process(self, source: Source, msg: SplitFeatures) -> None:
         start = time.perf_counter()
@@ -133,7 +161,8 @@ class ServerNode(Node):
         except CodecError as err:
             self.rejections("payload", f"{source.topic}: {err}")
             return
-        self._publish(source, msg, packet, result)
+        if not self.gate.run(self._publish, source, msg, packet, result):
+            return
         source.latency.add((time.perf_counter() - start) * 1e3)
         source.rate.tick()
 
@@ -148,7 +177,7 @@ class ServerNode(Node):
         for s in self.sources:
             values = {"fps": s.rate.fps(), "server_ms_p50": s.latency.p50,
                       "server_ms_p95": s.latency.p95, "frames": s.latency.count,
-                      "drops": s.slot.dropped}
+                      "drops": s.slot.dropped, "lost_in_dds": self.health.lost(s.topic)}
             statuses.append(diagnostic_status(f"{self.get_name()}: {s.topic}",
                                               self.get_fully_qualified_name(), values))
         totals = {"rejected": self.rejections.total,
@@ -159,10 +188,12 @@ class ServerNode(Node):
         self.diag_pub.publish(diagnostic_array(self, statuses))
 
     def close(self) -> None:
+        """Stop the worker (before the node and context go): nothing is published after."""
         self._stop.set()
         for s in self.sources:
             s.slot.close()
-        self._worker.join(timeout=5)
+        self._worker.join(timeout=10)
+        self.gate.close()
 
 
 def main(args=None) -> int:

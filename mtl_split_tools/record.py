@@ -2,70 +2,73 @@
 
 Messages are stored as the serialized bytes received (no decode); every connection carries its
 message definition — ours (mtl_split/msg/*) included — so ``ros2 bag info`` and rosbags-based
-tools can decode the bag. Stops on Ctrl-C, after --duration seconds or --max-messages.
+tools can decode the bag. Stops on SIGINT (Ctrl-C) or SIGTERM, after --duration seconds or
+--max-messages; every way closes the bag completely and prints the summary line.
 """
 
 from __future__ import annotations
 
-import signal
 import time
 
 import rclpy
 
 from mtl_split_core.bags import BagError, BagWriter
-from mtl_split_tools.replay import message_class
 from mtl_split_ros.qos import QOS_PROFILES, qos_from_name
+from mtl_split_ros.shutdown import StopSignals, init_without_signal_handlers, shutdown_quietly
+from mtl_split_tools.replay import message_class
 
 
 def record(out_bag, topics, duration: float | None = None, max_messages: int | None = None,
            qos: str = "reliable", discovery_timeout: float = 10.0) -> dict[str, int]:
     """Record ``topics`` into ``out_bag``; returns messages written per topic."""
-    rclpy.init()
-    node = rclpy.create_node("mtl_split_record")
     counts = {t: 0 for t in topics}
-    stop = {"now": False}
-    signal.signal(signal.SIGINT, lambda *_: stop.update(now=True))
-    try:
-        types = _discover(node, topics, discovery_timeout)
-        with BagWriter(out_bag) as writer:
-            def callback(topic, msgtype):
-                def store(data: bytes):
-                    writer.write_raw(topic, msgtype, node.get_clock().now().nanoseconds, data)
-                    counts[topic] += 1
-                return store
-            for topic, msgtype in types.items():
-                if msgtype not in writer.store.types:
-                    node.get_logger().warning(f"skipping {topic}: no definition for {msgtype}")
-                    continue
-                node.create_subscription(message_class(msgtype), topic,
-                                         callback(topic, msgtype), qos_from_name(qos, depth=50),
-                                         raw=True)
-            start = time.monotonic()
-            while not stop["now"]:
-                rclpy.spin_once(node, timeout_sec=0.05)
-                if duration and time.monotonic() - start >= duration:
-                    break
-                if max_messages and sum(counts.values()) >= max_messages:
-                    break
-    finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    with StopSignals() as stop:
+        init_without_signal_handlers()
+        node = rclpy.create_node("mtl_split_record")
+        try:
+            types = _discover(node, topics, discovery_timeout, stop)
+            if stop.is_set():
+                return counts  # stopped before anything was recorded: no bag at all
+            with BagWriter(out_bag) as writer:
+                def callback(topic, msgtype):
+                    def store(data: bytes):
+                        writer.write_raw(topic, msgtype, node.get_clock().now().nanoseconds,
+                                         data)
+                        counts[topic] += 1
+                    return store
+                for topic, msgtype in types.items():
+                    if msgtype not in writer.store.types:
+                        node.get_logger().warning(f"skipping {topic}: no definition for "
+                                                  f"{msgtype}")
+                        continue
+                    node.create_subscription(message_class(msgtype), topic,
+                                             callback(topic, msgtype),
+                                             qos_from_name(qos, depth=50), raw=True)
+                start = time.monotonic()
+                while not stop.is_set():
+                    rclpy.spin_once(node, timeout_sec=0.05)
+                    if duration and time.monotonic() - start >= duration:
+                        break
+                    if max_messages and sum(counts.values()) >= max_messages:
+                        break
+        finally:
+            node.destroy_node()
+            shutdown_quietly()
     return counts
 
 
-def _discover(node, topics, timeout) -> dict[str, str]:
+def _discover(node, topics, timeout, stop: StopSignals) -> dict[str, str]:
     """Wait until every topic has a publisher; their types as 'pkg/msg/Name'."""
     deadline = time.monotonic() + timeout
     found: dict[str, str] = {}
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stop.is_set():
         found = {name: kinds[0] for name, kinds in node.get_topic_names_and_types()
                  if name in topics}
         if len(found) == len(topics):
             break
         rclpy.spin_once(node, timeout_sec=0.1)
     missing = set(topics) - set(found)
-    if missing:
+    if missing and not stop.is_set():
         raise BagError(f"no publisher for {sorted(missing)} within {timeout:.0f} s "
                        f"(topic names are absolute, e.g. /mtl_split/detections)")
     return found

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
 import torch
 
-from mtl_split_core.codec import CODECS, encode
+from mtl_split_core.codec import CODECS, ZSTD_LEVELS, encode
 from mtl_split_core.preprocess import letterbox_tensor
 from mtl_split_core.runtime.device import resolve_device, resolve_dtype
 from mtl_split_core.runtime.errors import ConfigError
@@ -25,25 +26,50 @@ class EdgeRunner:
         self.dtype = resolve_dtype(precision, self.device)
         self.card = card
         self.split_names = list(model.split_names)
-        self.split_index = split_index(split if split not in (None, "") else
-                                       card["default_split"], self.split_names)
-        self.split = self.split_names[self.split_index]
-        self.codec = codec or card.get("codec", "q8-zstd/1")
-        if self.codec not in CODECS:
-            raise ConfigError("codec", f"unknown codec {self.codec!r}; expected one of {', '.join(CODECS)}")
-        if not 1 <= int(zstd_level) <= 22:
-            raise ConfigError("zstd_level", f"zstd level {zstd_level} must be in [1, 22]")
-        self.zstd_level = int(zstd_level)
         self.model = model.to(self.device, self.dtype).eval()
         self.input_size = tuple(card["input_size"])  # (W, H)
-        # The letterbox makes every frame the same size, so one CUDA graph serves any camera:
-        # it removes the kernel-launch overhead that dominates the prefix on a GPU.
-        self._graph = None
-        if cuda_graphs and self.device.type == "cuda":
-            from mtl_split_core.runtime.cuda_graph import CudaGraphEdge
+        self._use_graph = cuda_graphs and self.device.type == "cuda"
+        if self._use_graph:
             self.model = self.model.to(memory_format=torch.channels_last)
-            w, h = self.input_size
-            self._graph = CudaGraphEdge(self.model, self.split, (h, w), self.dtype)
+        # configure() may run on another thread than __call__ (a node's parameter change while
+        # its worker encodes): the lock makes each frame use one consistent configuration.
+        self._lock = threading.Lock()
+        self._graph = None
+        self.split_index, self.split, self.codec, self.zstd_level = -1, "", "", 0
+        self.configure(split="" if split is None else split, codec=codec or "",
+                       zstd_level=zstd_level)
+
+    def configure(self, split: str | int | None = None, codec: str | None = None,
+                  zstd_level: int | None = None) -> None:
+        """Change the split, codec and/or zstd level; the next frame uses them.
+
+        None keeps the current value; '' means the model's default (its card). Raises
+        ConfigError for a bad value and then changes nothing.
+        """
+        if split == "":
+            split = self.card["default_split"]
+        if codec == "":
+            codec = self.card.get("codec", "q8-zstd/1")
+        index = self.split_index if split is None else split_index(split, self.split_names)
+        codec = self.codec if codec is None else codec
+        if codec not in CODECS:
+            raise ConfigError("codec", f"unknown codec {codec!r}; expected one of "
+                              f"{', '.join(CODECS)}")
+        level = self.zstd_level if zstd_level is None else zstd_level
+        lo, hi = ZSTD_LEVELS
+        if not lo <= int(level) <= hi:
+            raise ConfigError("zstd_level", f"zstd level {level} must be in [{lo}, {hi}]")
+        with self._lock:
+            if index != self.split_index and self._use_graph:
+                # The letterbox makes every frame the same size, so one CUDA graph per split
+                # serves any camera: it removes the kernel-launch overhead that dominates the
+                # prefix on a GPU.
+                from mtl_split_core.runtime.cuda_graph import CudaGraphEdge
+                w, h = self.input_size
+                self._graph = CudaGraphEdge(self.model, self.split_names[index], (h, w),
+                                            self.dtype)
+            self.split_index, self.split = index, self.split_names[index]
+            self.codec, self.zstd_level = codec, int(level)
 
     @classmethod
     def from_path(cls, model: str | None, **kwargs) -> "EdgeRunner":
@@ -56,11 +82,13 @@ class EdgeRunner:
         image = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device, non_blocking=True)
         x, transform = letterbox_tensor(image, self.input_size)
         x = x.to(self.dtype).unsqueeze(0)
-        z = (self._graph(x) if self._graph is not None else self.model.edge(x, self.split))[0]
-        tensor = encode(z.float(), self.codec, level=self.zstd_level)
+        with self._lock:
+            z = (self._graph(x) if self._graph is not None else self.model.edge(x, self.split))[0]
+            tensor = encode(z.float(), self.codec, level=self.zstd_level)
+            index = self.split_index
         return FeaturePacket(
             tensor=tensor, model_id=self.card.get("name", ""),
-            model_fingerprint=self.card["fingerprint"], split_index=self.split_index,
+            model_fingerprint=self.card["fingerprint"], split_index=index,
             source_size=(int(rgb.shape[1]), int(rgb.shape[0])),
             transform=tuple(float(v) for v in transform),
             edge_ms=(time.perf_counter() - start) * 1e3)

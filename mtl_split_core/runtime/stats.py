@@ -15,8 +15,8 @@ from typing import Callable
 import numpy as np
 
 
-class LatencyStats:
-    """Rolling window of the last ``window`` values (ms, or any scalar such as bytes/frame).
+class RollingStats:
+    """Rolling window of the last ``window`` values of any scalar (latency ms, bytes per frame).
 
     Percentiles use numpy's default (linear) interpolation over the window. With no values yet
     they are NaN (an honest "unknown"; ``as_dict`` turns them into None for JSON).

@@ -1,11 +1,15 @@
 """`mtl-split record`: our messages land in an MCAP bag that rosbags decodes."""
 
+import re
+import signal
 import time
 
 import pytest
 import rclpy
 from sensor_msgs.msg import Image
+from std_msgs.msg import String
 from support.procs import python_process, stop
+from support.ros_nodes import assert_clean_exit, signal_and_wait
 
 from mtl_split.msg import Detection2D, Detection2DArray
 from mtl_split_core.bags import open_bag
@@ -13,7 +17,7 @@ from mtl_split_ros.image_msg import fill_image
 from mtl_split_ros.qos import qos_from_name
 
 pytestmark = pytest.mark.ros
-CLI = "from mtl_split_core.cli import main; import sys; sys.exit(main())"
+CLI = "from mtl_split_tools.cli import main; import sys; sys.exit(main())"
 
 
 def test_record_our_outputs(tmp_path):
@@ -51,3 +55,36 @@ def test_record_our_outputs(tmp_path):
         got = [reader.deserialize(raw, c.msgtype) for c, _, raw in
                reader.messages([conns["/mtl_split/detections"]])]
     assert got and got[0].detections[0].class_name == "r2d2"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_record_stops_cleanly_on_signal(tmp_path, sig):
+    """Stopped by a signal: exit 0, the summary line, and a complete bag to read."""
+    rclpy.init()
+    node = rclpy.create_node("record_signal_test")
+    pub = node.create_publisher(String, "/chatter", qos_from_name("reliable", depth=10))
+    out = tmp_path / "rec"
+    args = ["-c", CLI, "record", str(out), "--topics", "/chatter"]
+    try:
+        with python_process(args) as proc:
+            # Recording: the recorder subscribed and (after a few messages) the bag exists.
+            for i in range(300):
+                pub.publish(String(data=f"m{i}"))
+                rclpy.spin_once(node, timeout_sec=0.05)
+                if pub.get_subscription_count() > 0 and i >= 20:
+                    break
+                assert proc.poll() is None, stop(proc)
+            for i in range(10):
+                pub.publish(String(data=f"n{i}"))
+                rclpy.spin_once(node, timeout_sec=0.05)
+            code, log = signal_and_wait(proc, sig)
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+    assert_clean_exit(code, log, sig)
+    recorded = int(re.search(r"recorded /chatter: (\d+)", log).group(1))
+    assert recorded > 0
+    with open_bag(out) as reader:
+        conn = next(c for c in reader.connections if c.topic == "/chatter")
+        got = [reader.deserialize(raw, c.msgtype).data for c, _, raw in reader.messages([conn])]
+    assert len(got) == recorded and got[-1].startswith("n")

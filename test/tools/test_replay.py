@@ -1,5 +1,8 @@
 """`mtl-split replay`: bag messages arrive on their topics, relative timing kept at rate 1, 2."""
 
+import re
+import signal
+
 import numpy as np
 import pytest
 import rclpy
@@ -7,11 +10,12 @@ from bag_factory import T, image, write_bag
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from support.procs import python_process, stop
+from support.ros_nodes import assert_clean_exit, signal_and_wait
 
 from mtl_split_ros.qos import qos_from_name
 
 pytestmark = pytest.mark.ros
-REPLAY = "from mtl_split_core.cli import main; import sys; sys.exit(main())"
+REPLAY = "from mtl_split_tools.cli import main; import sys; sys.exit(main())"
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +67,26 @@ def test_replay_of_a_missing_bag_fails_clearly(tmp_path):
         code = proc.wait(timeout=60)
         out = stop(proc)
     assert code == 1 and "no such bag" in out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_replay_stops_cleanly_on_signal(node, tmp_path, sig):
+    """Stopped mid-bag: exit 0, the count so far reported, no traceback."""
+    msgs = [T["std_msgs/msg/String"](data=f"s{i}") for i in range(100)]
+    bag = write_bag(tmp_path / "b", {"/long": ("std_msgs/msg/String", msgs)},
+                    period_ns=100_000_000)
+    got = []
+    sub = node.create_subscription(String, "/long", got.append,
+                                   qos_from_name("reliable", depth=10))
+    args = ["-c", REPLAY, "replay", str(bag), "--wait-subscribers", "1"]
+    with python_process(args) as proc:
+        for _ in range(200):  # replaying: messages arrive
+            rclpy.spin_once(node, timeout_sec=0.1)
+            if len(got) >= 3:
+                break
+        assert len(got) >= 3
+        code, out = signal_and_wait(proc, sig)
+    node.destroy_subscription(sub)
+    assert_clean_exit(code, out, sig)
+    replayed = int(re.search(r"replayed (\d+) messages", out).group(1))
+    assert 3 <= replayed < 100

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from mtl_split_core.runtime.stats import Counters, LatencyStats, RateMeter
+from mtl_split_core.runtime.stats import Counters, RateMeter, RollingStats
 
 
 class FakeClock:
@@ -18,10 +18,10 @@ class FakeClock:
         return self.t
 
 
-def test_latency_percentiles_match_numpy_over_the_window():
+def test_rolling_percentiles_match_numpy_over_the_window():
     rng = np.random.default_rng(0)
     values = rng.gamma(2.0, 10.0, size=500)
-    stats = LatencyStats(window=300)
+    stats = RollingStats(window=300)
     for v in values:
         stats.add(v)
     window = values[-300:]
@@ -33,8 +33,8 @@ def test_latency_percentiles_match_numpy_over_the_window():
     assert stats.count == 500 and len(stats) == 300  # count = frames ever, not the window
 
 
-def test_latency_empty_and_non_finite():
-    stats = LatencyStats()
+def test_rolling_empty_and_non_finite():
+    stats = RollingStats()
     assert math.isnan(stats.p50) and math.isnan(stats.mean) and stats.count == 0
     assert json.loads(json.dumps(stats.as_dict("edge_ms_")))["edge_ms_p95"] is None
     stats.add(float("nan"))
@@ -43,7 +43,7 @@ def test_latency_empty_and_non_finite():
     assert stats.count == 1 and stats.p95 == 4.0
     assert stats.as_dict()["p50"] == 4.0
     with pytest.raises(ValueError):
-        LatencyStats(window=0)
+        RollingStats(window=0)
 
 
 def test_rate_meter_steady_stream_then_stall():
@@ -99,7 +99,7 @@ def test_counters():
 
 def test_stats_tolerate_a_reader_thread():
     # Nodes add from the worker thread while the diagnostics timer reads.
-    stats, counts = LatencyStats(window=50), Counters()
+    stats, counts = RollingStats(window=50), Counters()
     stop = threading.Event()
 
     def writer():

@@ -1,0 +1,197 @@
+"""The edge node as a process over real DDS: run-time parameters, input QoS, clean shutdown."""
+
+import signal
+import time
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from support.procs import python_process, stop
+from support.ros_nodes import (assert_clean_exit, get_param, node_args, set_params,
+                               signal_and_wait, tiny_model, wait_for)
+
+from mtl_split.msg import SplitFeatures
+from mtl_split_ros.image_msg import fill_image
+from mtl_split_ros.qos import qos_from_name
+
+pytestmark = pytest.mark.ros
+REL = qos_from_name("reliable", depth=10)
+EDGE = "/mtl_split_edge"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return tiny_model(tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def ros(ros_node):
+    return ros_node
+
+
+def _image(sec, size=(160, 120)):
+    rgb = np.random.default_rng(sec).integers(0, 256, (size[1], size[0], 3), np.uint8)
+    msg = fill_image(Image(), rgb, "rgb8")
+    msg.header.stamp.sec = sec
+    return msg
+
+
+class Features:
+    def __init__(self, node):
+        self.got = {}
+        self.diag = {}
+        node.create_subscription(SplitFeatures, "mtl_split/features",
+                                 lambda m: self.got.setdefault(m.header.stamp.sec, m), REL)
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+
+    def _on_diag(self, msg):
+        for s in msg.status:
+            self.diag[s.name] = {kv.key: kv.value for kv in s.values}
+
+    def edge_diag(self):
+        return next((v for k, v in self.diag.items() if k.endswith(": edge")), {})
+
+
+def _send_until(ros, pub, feats, sec, procs, tries=20):
+    """Publish frame ``sec`` until its features arrive (a frame sent before matching is lost)."""
+    for _ in range(tries):
+        pub.publish(_image(sec))
+        if wait_for(ros, lambda: sec in feats.got, 3, procs):
+            return feats.got[sec]
+    raise AssertionError(f"no features for frame {sec}")
+
+
+def test_run_time_parameters(ros, model_dir):
+    feats = Features(ros)
+    pub = ros.create_publisher(Image, "image", REL)
+    # split given as an integer index (arrives as an INTEGER parameter): 1 = s8.
+    with python_process(node_args("mtl_split_edge", model=model_dir, device="cpu",
+                                  split=1)) as edge:
+        assert wait_for(ros, lambda: pub.get_subscription_count() > 0, 90, (edge,))
+        first = _send_until(ros, pub, feats, 1, (edge,))
+        assert first.split_index == 1 and first.codec == "q8-zstd/1"
+
+        # Valid changes take effect on the next frame.
+        results = set_params(ros, EDGE, {"codec": "f16-zstd/1", "split": "s16"})
+        assert all(r.successful for r in results), results
+        second = _send_until(ros, pub, feats, 2, (edge,))
+        assert second.codec == "f16-zstd/1" and second.split_index == 2
+
+        # A rejected value answers with the reason; the node keeps the old one.
+        for name, bad, reason in [("zstd_level", 99, "must be in [1, 22]"),
+                                  ("codec", "gzip", "not accepted"),
+                                  ("split", 7, "unknown split"),
+                                  ("diagnostics_period", -1.0, "must be > 0")]:
+            (result,) = set_params(ros, EDGE, {name: bad})
+            assert not result.successful and reason in result.reason, (name, result.reason)
+        assert get_param(ros, EDGE, "codec") == "f16-zstd/1"
+        third = _send_until(ros, pub, feats, 3, (edge,))
+        assert third.codec == "f16-zstd/1" and third.split_index == 2
+
+        # Read-only parameters refuse with a clear reason.
+        (result,) = set_params(ros, EDGE, {"input_qos": "best_effort"})
+        assert not result.successful and "read-only" in result.reason
+
+        # diagnostics_period re-creates the timer; the lost-frame counter is reported.
+        (result,) = set_params(ros, EDGE, {"diagnostics_period": 0.2})
+        assert result.successful
+        feats.diag.clear()
+        start = time.time()
+        assert wait_for(ros, lambda: "lost_in_dds" in feats.edge_diag(), 10, (edge,))
+        assert time.time() - start < 2.0
+        log = stop(edge)
+    assert "parameters changed: codec='f16-zstd/1'" in log and "refused parameter change: " \
+        "parameter 'zstd_level' = 99: must be in [1, 22]" in log, log
+
+
+@pytest.mark.parametrize("params, expected", [
+    ({"zstd_level": "abc"}, "parameter 'zstd_level': wrong type, expected an integer"),
+    ({"split": 9}, "parameter 'split': unknown split 9"),
+    ({"split": 1.5}, "parameter 'split' = 1.5: expected a string or an integer"),
+])
+def test_bad_start_values_exit_2_with_one_line(model_dir, params, expected):
+    with python_process(node_args("mtl_split_edge", model=model_dir, device="cpu",
+                                  **params)) as proc:
+        code = proc.wait(timeout=120)
+        log = stop(proc)
+    assert code == 2, log
+    assert expected in log and "Traceback" not in log, log
+    assert len([line for line in log.splitlines() if "[FATAL]" in line]) == 1
+
+
+def test_frames_lost_in_dds_are_counted(ros, model_dir):
+    """Large best-effort images (sensor_data input) lose fragments; the loss is in /diagnostics
+    as lost_in_dds, apart from the newest-frame slot's drops."""
+    feats = Features(ros)
+    pub = ros.create_publisher(Image, "image", REL)
+    args = node_args("mtl_split_edge", model=model_dir, device="cpu", input_qos="sensor_data",
+                     diagnostics_period=0.3)
+    big = fill_image(Image(), np.zeros((480, 640, 3), np.uint8), "bgr8")
+    with python_process(args) as edge:
+        assert wait_for(ros, lambda: pub.get_subscription_count() > 0, 90, (edge,))
+        lost = 0
+        for i in range(60):  # a burst at 10 Hz: several frames go missing in DDS
+            big.header.stamp.sec = 100 + i
+            pub.publish(big)
+            wait_for(ros, lambda: False, 0.1, (edge,))
+            lost = int(feats.edge_diag().get("lost_in_dds", 0))
+            if lost > 0:
+                break
+        assert wait_for(ros, lambda: int(feats.edge_diag().get("lost_in_dds", 0)) > 0, 10,
+                        (edge,)), feats.edge_diag()
+        assert "drops" in feats.edge_diag()
+
+
+def test_incompatible_qos_is_named_once(ros, model_dir):
+    best_effort = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+    pub = ros.create_publisher(Image, "image", best_effort)
+    with python_process(node_args("mtl_split_edge", model=model_dir, device="cpu")) as edge:
+        assert wait_for(ros, lambda: ros.count_subscribers("image") > 0, 90, (edge,))
+        for i in range(5):
+            pub.publish(_image(200 + i))
+            wait_for(ros, lambda: False, 0.3, (edge,))
+        log = stop(edge)
+    ros.destroy_publisher(pub)
+    lines = [line for line in log.splitlines() if "incompatible QoS on '/image'" in line]
+    assert len(lines) == 1, log
+    assert "offers reliability BEST_EFFORT" in lines[0], lines[0]
+    assert "requests reliability RELIABLE" in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_cleanly(ros, model_dir, sig):
+    feats = Features(ros)
+    pub = ros.create_publisher(Image, "image", REL)
+    with python_process(node_args("mtl_split_edge", model=model_dir, device="cpu")) as edge:
+        assert wait_for(ros, lambda: pub.get_subscription_count() > 0, 90, (edge,))
+        _send_until(ros, pub, feats, 300 + sig, (edge,))
+        for i in range(5):  # keep the worker busy while the signal arrives
+            pub.publish(_image(400 + i, size=(640, 480)))
+        code, log = signal_and_wait(edge, sig)
+    assert_clean_exit(code, log, sig)
+
+
+def test_default_input_qos_gets_every_frame_of_a_reliable_camera(ros, model_dir):
+    """A typical driver (reliable, depth 10, 640x480 bgr8 at 10 Hz) into the edge's default
+    input QoS: every frame becomes features when the edge keeps up (sensor_data lost ~90%)."""
+    feats = Features(ros)
+    pub = ros.create_publisher(Image, "image", REL)
+    frames = [fill_image(Image(), np.random.default_rng(i).integers(0, 256, (480, 640, 3),
+                                                                     np.uint8), "bgr8")
+              for i in range(3)]
+    with python_process(node_args("mtl_split_edge", model=model_dir, device="cpu",
+                                  diagnostics_period=0.3)) as edge:
+        assert wait_for(ros, lambda: pub.get_subscription_count() > 0, 90, (edge,))
+        _send_until(ros, pub, feats, 499, (edge,))  # matched both ways
+        start = time.monotonic()
+        for i in range(40):
+            msg = frames[i % 3]
+            msg.header.stamp.sec = 500 + i
+            pub.publish(msg)
+            wait_for(ros, lambda: False, max(0.0, start + (i + 1) * 0.1 - time.monotonic()))
+        wait_for(ros, lambda: all(500 + i in feats.got for i in range(40)), 10, (edge,))
+        received = sum(500 + i in feats.got for i in range(40))
+        assert received >= 38, f"{received}/40 frames became features; {feats.edge_diag()}"
+        assert wait_for(ros, lambda: feats.edge_diag().get("lost_in_dds") == "0", 5, (edge,))

@@ -1,0 +1,115 @@
+"""node_support: per-message isolation, the output gate, thread-safe rejection counts, and
+run_node's clean stop on SIGINT/SIGTERM (with the sim camera, a third node using it)."""
+
+import logging
+import signal
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+import rclpy
+from sensor_msgs.msg import Image
+from support.procs import python_process
+from support.ros_nodes import assert_clean_exit, signal_and_wait, wait_for
+
+from mtl_split_ros.node_support import OutputGate, Rejections, describe_header, handle_isolated
+from mtl_split_ros.qos import qos_from_name
+
+CAMERA = "from mtl_split_tools.sim_camera_node import main; import sys; sys.exit(main())"
+
+
+class ListLogger:
+    def __init__(self):
+        self.lines = []
+
+    def warning(self, text):
+        self.lines.append(text)
+
+
+def _msg(sec, frame="cam"):
+    return SimpleNamespace(header=SimpleNamespace(stamp=SimpleNamespace(sec=sec, nanosec=5),
+                                                  frame_id=frame))
+
+
+def test_handle_isolated_counts_and_logs_with_the_stamp():
+    log = ListLogger()
+    rejections = Rejections(log, period_s=60.0)
+    handled = []
+
+    def handle(msg):
+        if msg.header.stamp.sec == 1:
+            raise ZeroDivisionError("boom")
+        handled.append(msg.header.stamp.sec)
+
+    for sec in (1, 2, 1, 3):
+        handle_isolated(handle, _msg(sec), rejections)
+    assert handled == [2, 3]
+    assert rejections.counts == {"internal": 2}
+    assert log.lines == ["dropped input (internal, 1 so far): ZeroDivisionError: boom "
+                         "(stamp 1.000000005, frame 'cam')"]  # rate-limited: one line
+
+
+def test_describe_header_cuts_a_long_frame_id():
+    text = describe_header(_msg(7, "x" * 10_000).header)
+    assert len(text) < 120 and text.startswith("stamp 7.000000005")
+
+
+def test_output_gate_blocks_publishing_after_close():
+    gate, published = OutputGate(), []
+    assert gate.run(published.append, 1)
+    started, release = threading.Event(), threading.Event()
+
+    def slow_publish(x):
+        started.set()
+        release.wait(5)
+        published.append(x)
+
+    worker = threading.Thread(target=gate.run, args=(slow_publish, 2))
+    worker.start()
+    started.wait(5)
+    closer = threading.Thread(target=gate.close)
+    closer.start()
+    time.sleep(0.1)
+    assert closer.is_alive(), "close() must wait for the publish in progress"
+    release.set()
+    closer.join(5)
+    worker.join(5)
+    assert not gate.run(published.append, 3)
+    assert published == [1, 2]
+
+
+def test_rejection_counts_are_safe_to_read_while_counting():
+    rejections = Rejections(logging.getLogger("test"), period_s=1e9)
+    stop = threading.Event()
+
+    def count():
+        i = 0
+        while not stop.is_set():
+            rejections(f"reason{i % 50}", "x")
+            i += 1
+    worker = threading.Thread(target=count)
+    worker.start()
+    try:
+        for _ in range(2000):
+            dict(rejections.counts.items())  # iterating a live dict here would raise
+    finally:
+        stop.set()
+        worker.join()
+    assert rejections.total == sum(rejections.counts.values()) > 0
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_sim_camera_stops_cleanly(ros_node, sig):
+    got = []
+    sub = ros_node.create_subscription(Image, "image", got.append,
+                                       qos_from_name("reliable", depth=10))
+    args = ["-c", CAMERA, "--ros-args", "-p", "width:=160", "-p", "height:=120",
+            "-p", "rate:=10.0"]
+    with python_process(args) as cam:
+        assert wait_for(ros_node, lambda: len(got) >= 2, 120, (cam,))
+        code, log = signal_and_wait(cam, sig)
+    ros_node.destroy_subscription(sub)
+    assert_clean_exit(code, log, sig)
+    assert rclpy.ok()
