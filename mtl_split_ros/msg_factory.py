@@ -9,6 +9,7 @@ Numeric arrays are passed as numpy arrays; each factory turns them into its own 
 
 from __future__ import annotations
 
+import importlib
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -26,8 +27,7 @@ class RclpyMessages:
     """rclpy message classes (rosidl); for nodes."""
 
     def __init__(self) -> None:
-        from rosidl_runtime_py.utilities import get_message  # only where rclpy is present
-        self.message_class = lru_cache(maxsize=None)(get_message)
+        self.message_class = lru_cache(maxsize=None)(_rclpy_message_class)
 
     def make(self, msgtype: str, **fields: Any) -> Any:
         msg = self.message_class(msgtype)()
@@ -37,6 +37,13 @@ class RclpyMessages:
                 value = to_uint8_array(value) if value.dtype == np.uint8 else value.tolist()
             setattr(msg, name, value)
         return msg
+
+
+def _rclpy_message_class(msgtype: str) -> type:
+    """The generated Python class of "pkg/msg/Name" (what rosidl_runtime_py's get_message
+    does; that package is not among the PyPI wheels)."""
+    package, kind, name = msgtype.split("/")
+    return getattr(importlib.import_module(f"{package}.{kind}"), name)
 
 
 class BagMessages:
