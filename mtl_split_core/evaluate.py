@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from mtl_split_core.codec import decode, encode
 from mtl_split_core.model.config import ModelConfig
+from mtl_split_core.model.network import MultiTaskSplitNet
 from mtl_split_core.tasks import PostprocessContext, get_task, get_tasks, task_names
 
 
@@ -41,7 +42,7 @@ def frame_truth(data: Mapping[str, Any], index: int) -> dict[str, Any]:
 
 
 @torch.inference_mode()
-def evaluate(model: torch.nn.Module, data: dict, split: str | None = None,
+def evaluate(model: MultiTaskSplitNet, data: dict, split: str | None = None,
              codec: str | None = None, device: str | torch.device = "cpu",
              batch_size: int = 16, score_threshold: float = 0.05,
              progress: bool = False) -> dict:
@@ -59,7 +60,7 @@ def evaluate(model: torch.nn.Module, data: dict, split: str | None = None,
     return result
 
 
-def _predictions(model, data: dict, split, codec, device, batch_size: int,
+def _predictions(model: MultiTaskSplitNet, data: dict, split, codec, device, batch_size: int,
                  score_threshold: float, progress: bool, nbytes: list[int]
                  ) -> Iterator[tuple[dict, dict]]:
     """(prediction, truth) per frame: edge -> [codec] -> server -> each task's post-processing."""
@@ -79,7 +80,7 @@ def _predictions(model, data: dict, split, codec, device, batch_size: int,
             nbytes += [e.nbytes for e in encoded]
             z = torch.stack([torch.from_numpy(decode(e)) for e in encoded]).to(device)
         focal = None if focals is None else focals[start:start + batch_size]
-        out = model.server(z, split, out_hw=tuple(x.shape[-2:]), focal=focal)
+        out = model.server(z, split, out_hw=(x.shape[-2], x.shape[-1]), focal=focal)
         predictions: list[dict] = [{} for _ in range(len(x))]
         for task in tasks:
             for prediction, fields in zip(predictions, task.postprocess(out, context)):

@@ -13,8 +13,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mtl_split_core.metrics import DepthMetric, DetectionMetric, SegmentationMetric
-
 
 def render_frames(path: Path, count: int, width: int, height: int, seed: int = 7,
                   quality: int = 90, noise: float = 0.0, vfov_deg: float = 60.0) -> Path:

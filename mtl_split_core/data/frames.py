@@ -7,7 +7,7 @@ list of (K,) int64 and ``k`` (N, 9) intrinsics; ``train`` and ``evaluate`` take 
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -30,7 +30,7 @@ class DatasetBuilder:
         return len(self._fields["images"])
 
     def build(self) -> dict:
-        out = dict(self._fields)
+        out: dict[str, Any] = dict(self._fields)
         for key in STACKED:
             out[key] = np.stack(out[key]) if out[key] else np.zeros((0,))
         return out

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from mtl_split_core.codec import CodecError, decode
+from mtl_split_core.model.network import MultiTaskSplitNet
 from mtl_split_core.runtime.device import resolve_device, resolve_dtype
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.models import load_model_param
@@ -50,7 +51,7 @@ class ServerResult:
 
 
 # Fields every ServerResult has, with their value when the task is not run.
-_BUILTIN_FIELDS = {
+_BUILTIN_FIELDS: dict[str, Callable[[], Any]] = {
     "boxes": lambda: np.zeros((0, 4), np.float32),
     "class_ids": lambda: np.zeros((0,), np.int64),
     "scores": lambda: np.zeros((0,), np.float32),
@@ -60,7 +61,7 @@ _BUILTIN_FIELDS = {
 
 
 class ServerRunner:
-    def __init__(self, model: torch.nn.Module, card: dict, device: str = "auto",
+    def __init__(self, model: MultiTaskSplitNet, card: dict, device: str = "auto",
                  precision: str = "fp32", tasks: Sequence[str] | None = None,
                  score_threshold: float = 0.3, max_detections: int = 50):
         """``tasks``: the heads to run (None = every task of the model)."""

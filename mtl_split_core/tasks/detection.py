@@ -35,7 +35,9 @@ class DetectionHead(nn.Module):
         self.heatmap = conv_head(cin, num_classes)
         self.size = conv_head(cin, 2)
         self.offset = conv_head(cin, 2)
-        nn.init.constant_(self.heatmap[-1].bias, -math.log((1 - HEATMAP_PRIOR) / HEATMAP_PRIOR))
+        bias = self.heatmap[-1].bias
+        assert isinstance(bias, torch.Tensor)
+        nn.init.constant_(bias, -math.log((1 - HEATMAP_PRIOR) / HEATMAP_PRIOR))
 
     def forward(self, x: torch.Tensor, out_hw: tuple[int, int] | None = None,
                 focal: Any = None) -> dict[str, torch.Tensor]:
