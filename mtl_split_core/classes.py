@@ -1,4 +1,5 @@
-"""Class lists (and the ignore label) shared by the simulator, the default model card and the visualisation.
+"""Class lists and the ignore label, shared by the simulator, the default model card and the
+visualisation.
 
 The simulator is the source of truth for what exists in its world; a trained model carries its
 own lists in its card, so other models may use other classes.

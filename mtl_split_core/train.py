@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,12 +36,13 @@ def train(config: ModelConfig, train_data: dict, val_data: dict | None, out_dir:
     split = split or config.default_split
     model = MultiTaskSplitNet(config, pretrained_backbone=pretrained).to(dev)
     if dev.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     tasks = get_tasks(config.tasks)
     criterion = MultiTaskLoss(config.tasks, weighting=weighting).to(dev)
-    params = [{"params": model.backbone.parameters(), "lr": lr * 0.5},
-              {"params": [p for n, p in model.named_parameters() if not n.startswith("backbone")]},
-              {"params": criterion.parameters(), "weight_decay": 0.0}]
+    params: list[dict[str, Any]] = [
+        {"params": model.backbone.parameters(), "lr": lr * 0.5},
+        {"params": [p for n, p in model.named_parameters() if not n.startswith("backbone")]},
+        {"params": criterion.parameters(), "weight_decay": 0.0}]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     images = torch.from_numpy(train_data["images"]).to(dev)      # uint8 (N, H, W, 3)
     seg = torch.from_numpy(train_data["seg"]).to(dev)
@@ -78,7 +80,8 @@ def train(config: ModelConfig, train_data: dict, val_data: dict | None, out_dir:
         perm = torch.randperm(n, device=dev, generator=gen)
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}",
                    disable=None if progress else True, leave=False)
-        sums, b = {}, 0
+        sums: dict[str, float] = {}
+        b = 0
         for b in bar:
             if step >= total_steps or (time_budget_s and time.time() - t0 > time_budget_s):
                 break

@@ -45,9 +45,9 @@ def has_pretrained(name: str) -> bool:
 def build_backbone(name: str, pretrained: bool = False) -> Backbone:
     spec = backbone_spec(name)
     if pretrained and not spec.pretrained:
+        with_weights = ", ".join(n for n, s in BACKBONE_SPECS.items() if s.pretrained)
         raise FileNotFoundError(f"no offline ImageNet weights for {name}; use pretrained=False "
-                                f"(random init) or one of "
-                                f"{', '.join(n for n, s in BACKBONE_SPECS.items() if s.pretrained)}")
+                                f"(random init) or one of {with_weights}")
     return spec.factory(pretrained=pretrained)
 
 

@@ -19,7 +19,7 @@ SPLIT_NAMES = ("s4", "s8", "s16", "s32")
 
 class Backbone(nn.Module):
     name: str = ""
-    channels: tuple[int, int, int, int] = ()
+    channels: tuple[int, ...] = ()  # per stage; set by each backbone
     strides = STRIDES
     split_names = SPLIT_NAMES
 

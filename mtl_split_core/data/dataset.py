@@ -12,7 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mtl_split_core.data.frames import DatasetBuilder, indexed_frames, xyxy_boxes
+from mtl_split_core.data.frames import (DatasetBuilder, indexed_frames, read_image,
+                                       xyxy_boxes)
 from mtl_split_core.data.shards import load_shards
 
 
@@ -28,8 +29,8 @@ def load_dataset(root: str | Path, splits: tuple[str, ...] = ("train",)) -> dict
     out = DatasetBuilder()
     for img, anns in indexed_frames(index, splits):
         name = img["file_name"]
-        mm = cv2.imread(str(root / "depth" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
-        out.add(cv2.imread(str(root / "rgb" / f"{name}.jpg"))[..., ::-1],
-                cv2.imread(str(root / "seg" / f"{name}.png"), cv2.IMREAD_UNCHANGED),
+        mm = read_image(root / "depth" / f"{name}.png", cv2.IMREAD_UNCHANGED)
+        out.add(read_image(root / "rgb" / f"{name}.jpg")[..., ::-1],
+                read_image(root / "seg" / f"{name}.png", cv2.IMREAD_UNCHANGED),
                 mm.astype(np.float32) / 1000.0, *xyxy_boxes(anns), img["k"])
     return out.build()

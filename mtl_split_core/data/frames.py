@@ -7,8 +7,10 @@ list of (K,) int64 and ``k`` (N, 9) intrinsics; ``train`` and ``evaluate`` take 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import cv2
 import numpy as np
 
 FIELDS = ("images", "seg", "depth", "boxes", "labels", "k")
@@ -34,6 +36,22 @@ class DatasetBuilder:
         for key in STACKED:
             out[key] = np.stack(out[key]) if out[key] else np.zeros((0,))
         return out
+
+
+def read_image(path: Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    """``cv2.imread`` that names the file instead of returning None."""
+    image = cv2.imread(str(path), flags)
+    if image is None:
+        raise FileNotFoundError(f"cannot read image {path}")
+    return image
+
+
+def decode_image(data: np.ndarray, flags: int, what: str) -> np.ndarray:
+    """``cv2.imdecode`` that says what failed instead of returning None."""
+    image = cv2.imdecode(data, flags)
+    if image is None:
+        raise ValueError(f"cannot decode {what}")
+    return image
 
 
 def indexed_frames(index: dict, splits: Sequence[str]) -> Iterator[tuple[dict, list[dict]]]:

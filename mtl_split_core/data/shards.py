@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from mtl_split_core.data.frames import DatasetBuilder, indexed_frames, xyxy_boxes
+from mtl_split_core.data.frames import (DatasetBuilder, decode_image, indexed_frames,
+                                       read_image, xyxy_boxes)
 
 DEPTH_MIN, DEPTH_MAX = 0.1, 80.0
 _LOG_MIN, _LOG_SPAN = math.log(DEPTH_MIN), math.log(DEPTH_MAX) - math.log(DEPTH_MIN)
@@ -42,12 +43,13 @@ def pack_shards(dataset_dir, out_dir, max_mb: float = 60.0, jpeg_quality: int = 
     src, out = Path(dataset_dir), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     index = json.loads((src / "index.json").read_text())
-    shards, current, size = [], _empty(), 0
+    shards: list[Path] = []
+    current, size = _empty(), 0
     frames = list(indexed_frames(index, splits))
     for img, anns in tqdm(frames, desc="packing", unit="frame"):
         name = img["file_name"]
-        rgb = cv2.imread(str(src / "rgb" / f"{name}.jpg"), cv2.IMREAD_COLOR)
-        depth = cv2.imread(str(src / "depth" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
+        rgb = read_image(src / "rgb" / f"{name}.jpg", cv2.IMREAD_COLOR)
+        depth = read_image(src / "depth" / f"{name}.png", cv2.IMREAD_UNCHANGED)
         parts = [cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])[1],
                  cv2.imencode(".png", depth_to_code(depth.astype(np.float32) / 1000.0))[1],
                  np.fromfile(src / "seg" / f"{name}.png", np.uint8)]
@@ -104,9 +106,10 @@ def load_shards(paths, splits=("train",)) -> dict:
             return z[key][o[i]:o[i + 1]]
         box_off = z["box_offsets"]
         for i in np.nonzero(np.isin(split, list(want)))[0]:
-            out.add(cv2.imdecode(part("rgb", i), cv2.IMREAD_COLOR)[..., ::-1],
-                    cv2.imdecode(part("seg", i), cv2.IMREAD_UNCHANGED),
-                    code_to_depth(cv2.imdecode(part("depth", i), cv2.IMREAD_UNCHANGED)),
+            what = f"frame {i} of {path}"
+            out.add(decode_image(part("rgb", i), cv2.IMREAD_COLOR, what)[..., ::-1],
+                    decode_image(part("seg", i), cv2.IMREAD_UNCHANGED, what),
+                    code_to_depth(decode_image(part("depth", i), cv2.IMREAD_UNCHANGED, what)),
                     z["boxes"][box_off[i]:box_off[i + 1]],
                     z["labels"][box_off[i]:box_off[i + 1]], z["k"][i])
     return out.build()

@@ -31,7 +31,7 @@ class MultiTaskLoss(nn.Module):
                 ) -> tuple[torch.Tensor, dict[str, float]]:
         """``targets``: task name -> that task's targets (``Task.targets``)."""
         losses = {task.name: task.loss(out, targets[task.name]) for task in self._task_specs}
-        total = 0.0
+        total: Any = 0.0
         for i, task in enumerate(self.tasks):
             if self.weighting == "uncertainty":
                 total = total + torch.exp(-self.log_vars[i]) * losses[task] + self.log_vars[i]

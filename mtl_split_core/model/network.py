@@ -10,6 +10,7 @@ Input images are RGB in [0, 1]; normalisation happens inside.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -22,6 +23,9 @@ from mtl_split_core.tasks import get_task
 
 
 class MultiTaskSplitNet(nn.Module):
+    mean: torch.Tensor  # buffers (normalisation), registered in __init__
+    std: torch.Tensor
+
     def __init__(self, config: ModelConfig, pretrained_backbone: bool = False):
         super().__init__()
         self.config = config
@@ -44,6 +48,9 @@ class MultiTaskSplitNet(nn.Module):
             raise ValueError(f"unknown split {split!r}; expected one of {self.split_names}")
         return split, self.split_names.index(split)
 
+    def _bottleneck(self, split: str) -> Bottleneck:
+        return cast(Bottleneck, self.bottlenecks[split])
+
     def split_shape(self, split: str, input_size: tuple[int, int] | None = None
                     ) -> tuple[int, int, int]:
         """(C, H, W) of the tensor ``edge`` sends at ``split`` for an input of (W, H)."""
@@ -58,7 +65,7 @@ class MultiTaskSplitNet(nn.Module):
         split, i = self._index(split)
         z = self.backbone.run((x - self.mean) / self.std, 0, i + 1)[-1]
         if split in self.bottlenecks:
-            z = self.bottlenecks[split].encode(z)
+            z = self._bottleneck(split).encode(z)
         if self.training and self.config.train_quant_bits:
             from mtl_split_core.codec import fake_quantize
             z = fake_quantize(z, self.config.train_quant_bits)
@@ -75,7 +82,7 @@ class MultiTaskSplitNet(nn.Module):
         """
         split, i = self._index(split)
         if split in self.bottlenecks:
-            z = self.bottlenecks[split].decode(z)
+            z = self._bottleneck(split).decode(z)
         feats = {i: z}
         for j, f in enumerate(self.backbone.run(z, i + 1, 4), start=i + 1):
             feats[j] = f
@@ -90,4 +97,5 @@ class MultiTaskSplitNet(nn.Module):
 
     def forward(self, x: torch.Tensor, split: str | None = None,
                 focal: torch.Tensor | float | None = None) -> dict[str, torch.Tensor]:
-        return self.server(self.edge(x, split), split, out_hw=tuple(x.shape[-2:]), focal=focal)
+        return self.server(self.edge(x, split), split, out_hw=(x.shape[-2], x.shape[-1]),
+                           focal=focal)

@@ -119,11 +119,11 @@ class ServerRunner:
                                  f"match split {split} of the model: expected {expected}")
         t0 = time.perf_counter()
         try:
-            z = decode(packet.tensor, max_elements=int(np.prod(expected)))
+            codes = decode(packet.tensor, max_elements=int(np.prod(expected)))
         except CodecError as err:
             raise PacketRejected("payload", str(err)) from err
         t1 = time.perf_counter()
-        z = torch.from_numpy(z).to(self.device, self.dtype).unsqueeze(0)
+        z = torch.from_numpy(codes).to(self.device, self.dtype).unsqueeze(0)
         focal = None if focal_px is None else float(focal_px) * packet.transform[1]
         out = self.model.server(z, split, focal=focal)
         t2 = time.perf_counter()
