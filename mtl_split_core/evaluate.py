@@ -1,36 +1,76 @@
-"""Evaluate a model on sim frames for one split point and codec (None = unsplit float).
+"""The one evaluation loop: per-frame predictions against ground truth, one metric per task.
 
-The codec path is the deployment path: edge -> encode -> decode -> server, so the cost of the
-bottleneck and of quantization is measured, not assumed.
+``score(pairs, config)`` is the loop every evaluation uses: ``mtl-split eval`` (through
+``evaluate``: model outputs on dataset frames), the demo (messages a live pipeline published)
+and the link benchmark (``ServerRunner`` results). A prediction is a dict of result fields
+(as ``ServerResult.as_dict()``), a truth a frame's ground truth (``boxes``, ``labels``, ``seg``,
+``depth``, ...); each registered task's metric takes what it needs.
+
+``evaluate``'s codec path is the deployment path: edge -> encode -> decode -> server, so the
+cost of the bottleneck and of quantization is measured, not assumed.
 """
 
 from __future__ import annotations
+
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from mtl_split_core.codec import decode, encode
-from mtl_split_core.metrics import DepthMetric, DetectionMetric, SegmentationMetric
-from mtl_split_core.model.heads import decode_detections
+from mtl_split_core.model.config import ModelConfig
+from mtl_split_core.model.network import MultiTaskSplitNet
+from mtl_split_core.tasks import PostprocessContext, get_task, get_tasks, task_names
+
+
+def score(pairs: Iterable[tuple[Mapping[str, Any], Mapping[str, Any]]], config: ModelConfig,
+          tasks: Sequence[str] | None = None) -> dict[str, dict]:
+    """Metrics of ``tasks`` (default: the config's) over (prediction, truth) frame pairs:
+    task name -> that task's metric result."""
+    metrics = {task.name: task.metric(config)
+               for task in get_tasks(config.tasks if tasks is None else tasks)}
+    for prediction, truth in pairs:
+        for metric in metrics.values():
+            metric.update(prediction, truth)
+    return {name: metric.compute() for name, metric in metrics.items()}
+
+
+def frame_truth(data: Mapping[str, Any], index: int) -> dict[str, Any]:
+    """Ground truth of frame ``index`` of a dataset dict (every per-frame field)."""
+    return {key: values[index] for key, values in data.items() if len(values) > index}
 
 
 @torch.inference_mode()
-def evaluate(model, data: dict, split: str | None = None, codec: str | None = None,
-             device="cpu", batch_size: int = 16, score_threshold: float = 0.05,
+def evaluate(model: MultiTaskSplitNet, data: dict, split: str | None = None,
+             codec: str | None = None, device: str | torch.device = "cpu",
+             batch_size: int = 16, score_threshold: float = 0.05,
              progress: bool = False) -> dict:
-    """Metrics over ``data`` (as from load_shards; frames at the model's input size)."""
+    """Metrics over ``data`` (as from load_dataset; frames at the model's input size)."""
     model = model.to(device).eval()
     cfg = model.config
-    det = DetectionMetric(len(cfg.detection_classes))
-    seg_m = SegmentationMetric(len(cfg.segmentation_classes))
-    dep = DepthMetric()
+    nbytes: list[int] = []
+    pairs = _predictions(model, data, split, codec, device, batch_size, score_threshold,
+                         progress, nbytes)
+    metrics = score(pairs, cfg)
+    result = {"frames": len(data["images"]), "split": split or cfg.default_split,
+              "codec": codec or "float", **metrics}
+    if nbytes:
+        result["bytes_per_frame"] = float(np.mean(nbytes))
+    return result
+
+
+def _predictions(model: MultiTaskSplitNet, data: dict, split, codec, device, batch_size: int,
+                 score_threshold: float, progress: bool, nbytes: list[int]
+                 ) -> Iterator[tuple[dict, dict]]:
+    """(prediction, truth) per frame: edge -> [codec] -> server -> each task's post-processing."""
+    tasks = get_tasks(model.config.tasks)
+    context = PostprocessContext(score_threshold=score_threshold, max_detections=100)
     n = len(data["images"])
     # fy of each frame (frames are at the network's input size); None if the data has none.
     k = data.get("k")
     focals = (torch.from_numpy(np.asarray(k, np.float32)[:, 4]).to(device)
               if k is not None and len(k) else None)
-    nbytes = []
     for start in tqdm(range(0, n, batch_size), disable=not progress, desc="eval"):
         imgs = torch.from_numpy(data["images"][start:start + batch_size]).to(device)
         x = imgs.permute(0, 3, 1, 2).float() / 255.0
@@ -40,37 +80,20 @@ def evaluate(model, data: dict, split: str | None = None, codec: str | None = No
             nbytes += [e.nbytes for e in encoded]
             z = torch.stack([torch.from_numpy(decode(e)) for e in encoded]).to(device)
         focal = None if focals is None else focals[start:start + batch_size]
-        out = model.server(z, split, out_hw=tuple(x.shape[-2:]), focal=focal)
-        if "detection" in out or "heatmap" in out:
-            for i, d in enumerate(decode_detections(out, score_threshold=score_threshold,
-                                                    max_detections=100)):
-                j = start + i
-                det.update(d["boxes"].cpu().numpy(), d["scores"].cpu().numpy(),
-                           d["class_ids"].cpu().numpy(), data["boxes"][j], data["labels"][j])
-        if "segmentation" in out:
-            pred = out["segmentation"].argmax(1).cpu().numpy()
-            for i, p in enumerate(pred):
-                seg_m.update(p, data["seg"][start + i])
-        if "depth" in out:
-            pred = out["depth"][:, 0].float().cpu().numpy()
-            for i, p in enumerate(pred):
-                dep.update(p, data["depth"][start + i])
-    result = {"frames": n, "split": split or cfg.default_split, "codec": codec or "float"}
-    if "detection" in cfg.tasks:
-        result["detection"] = det.compute()
-    if "segmentation" in cfg.tasks:
-        result["segmentation"] = seg_m.compute()
-    if "depth" in cfg.tasks:
-        result["depth"] = dep.compute()
-    if nbytes:
-        result["bytes_per_frame"] = float(np.mean(nbytes))
-    return result
+        out = model.server(z, split, out_hw=(x.shape[-2], x.shape[-1]), focal=focal)
+        predictions: list[dict] = [{} for _ in range(len(x))]
+        for task in tasks:
+            for prediction, fields in zip(predictions, task.postprocess(out, context)):
+                prediction.update(fields)
+        for i, prediction in enumerate(predictions):
+            yield prediction, frame_truth(data, start + i)
 
 
 def headline(result: dict) -> dict:
-    """The three numbers people compare: mAP@0.5, mIoU, delta<1.25."""
-    return {"mAP50": result.get("detection", {}).get("mAP50"),
-            "mAP50_95": result.get("detection", {}).get("mAP50_95"),
-            "mIoU": result.get("segmentation", {}).get("mIoU"),
-            "delta1": result.get("depth", {}).get("delta1"),
-            "abs_rel": result.get("depth", {}).get("abs_rel")}
+    """The numbers people compare (mAP@0.5, mIoU, delta<1.25, ...): every registered task's
+    headline numbers, None where the result has no such task."""
+    out: dict[str, float | None] = {}
+    for name in task_names():
+        for key, metric_key in get_task(name).headline.items():
+            out[key] = result.get(name, {}).get(metric_key)
+    return out

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mtl_split_core.classes import IGNORE_ID
+
 IOU_THRESHOLDS = np.round(np.linspace(0.5, 0.95, 10), 2)  # 0.50, 0.55, ..., 0.95
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)  # COCO's recall thresholds, same floats
 
@@ -148,7 +150,7 @@ class DetectionMetric:
 class SegmentationMetric:
     """Confusion-matrix mIoU, per-class IoU and pixel accuracy over frames."""
 
-    def __init__(self, num_classes: int, ignore_index: int = 255):
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_ID):
         if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
         if 0 <= ignore_index < num_classes:

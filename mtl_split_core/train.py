@@ -8,9 +8,9 @@ continues from ``out_dir/last.pt``.
 from __future__ import annotations
 
 import csv
-import math
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,18 +19,11 @@ from tqdm import tqdm
 from mtl_split_core.data.augment import augment_batch
 from mtl_split_core.evaluate import evaluate, headline
 from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, save_model
-from mtl_split_core.model.decoder import Neck
-from mtl_split_core.model.losses import MultiTaskLoss, detection_targets
+from mtl_split_core.model.losses import MultiTaskLoss
+from mtl_split_core.tasks import get_tasks
 
 
-def _det_targets(boxes, labels, hw, num_classes, device):
-    h, w = math.ceil(hw[0] / Neck.OUT_STRIDE), math.ceil(hw[1] / Neck.OUT_STRIDE)
-    ts = [detection_targets(b.cpu().numpy(), lab.cpu().numpy(), (h, w), num_classes)
-          for b, lab in zip(boxes, labels)]
-    return {k: torch.from_numpy(np.stack([t[k] for t in ts])).to(device) for k in ts[0]}
-
-
-def train(config: ModelConfig, train_data: dict, val_data: dict | None, out_dir,
+def train(config: ModelConfig, train_data: dict, val_data: dict | None, out_dir: str | Path,
           split: str | None = None, epochs: int = 30, batch_size: int = 32, lr: float = 2e-3,
           weighting: str = "uncertainty", device: str = "cpu", pretrained: bool = True,
           resume: bool = False, seed: int = 0, progress: bool = True,
@@ -43,11 +36,13 @@ def train(config: ModelConfig, train_data: dict, val_data: dict | None, out_dir,
     split = split or config.default_split
     model = MultiTaskSplitNet(config, pretrained_backbone=pretrained).to(dev)
     if dev.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    tasks = get_tasks(config.tasks)
     criterion = MultiTaskLoss(config.tasks, weighting=weighting).to(dev)
-    params = [{"params": model.backbone.parameters(), "lr": lr * 0.5},
-              {"params": [p for n, p in model.named_parameters() if not n.startswith("backbone")]},
-              {"params": criterion.parameters(), "weight_decay": 0.0}]
+    params: list[dict[str, Any]] = [
+        {"params": model.backbone.parameters(), "lr": lr * 0.5},
+        {"params": [p for n, p in model.named_parameters() if not n.startswith("backbone")]},
+        {"params": criterion.parameters(), "weight_decay": 0.0}]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     images = torch.from_numpy(train_data["images"]).to(dev)      # uint8 (N, H, W, 3)
     seg = torch.from_numpy(train_data["seg"]).to(dev)
@@ -85,7 +80,8 @@ def train(config: ModelConfig, train_data: dict, val_data: dict | None, out_dir,
         perm = torch.randperm(n, device=dev, generator=gen)
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}",
                    disable=None if progress else True, leave=False)
-        sums, b = {}, 0
+        sums: dict[str, float] = {}
+        b = 0
         for b in bar:
             if step >= total_steps or (time_budget_s and time.time() - t0 > time_budget_s):
                 break
@@ -95,15 +91,13 @@ def train(config: ModelConfig, train_data: dict, val_data: dict | None, out_dir,
             ll = [labels[i] for i in idx.tolist()]
             x, s, d, bl, ll, zoom = augment_batch(x, seg[idx], depth[idx], bl, ll,
                                                   generator=gen)
-            batch = {"seg": s.long(), "depth": d}
-            if "detection" in config.tasks:
-                batch["det_targets"] = _det_targets(bl, ll, x.shape[-2:],
-                                                    len(config.detection_classes), dev)
+            batch = {"image": x, "seg": s, "depth": d, "boxes": bl, "labels": ll}
+            targets = {task.name: task.targets(batch, config) for task in tasks}
             if dev.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
                 out = model(x, split, focal=None if focal is None else focal[idx] * zoom)
-            loss, parts = criterion(out, batch)
+            loss, parts = criterion(out, targets)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

@@ -42,18 +42,21 @@ def _spin_until(node, condition, timeout: float) -> bool:
 
 
 def evaluate_frames(frames: list[dict]) -> dict:
-    det = DetectionMetric(len(DETECTION_CLASSES))
-    seg = SegmentationMetric(len(SEGMENTATION_CLASSES))
-    dep = DepthMetric()
-    for f in frames:
-        boxes, labels, scores = _boxes(f["dets"])
-        gt_boxes, gt_labels, _ = _boxes(f["gt_dets"])
-        det.update(boxes, scores, labels, gt_boxes, gt_labels)
-        h, w = f["seg"].shape
-        seg.update(f["seg"], cv2.resize(f["gt_seg"], (w, h), interpolation=cv2.INTER_NEAREST))
-        dep.update(f["depth"], cv2.resize(f["gt_depth"], (w, h),
-                                          interpolation=cv2.INTER_NEAREST))
-    return {"detection": det.compute(), "segmentation": seg.compute(), "depth": dep.compute()}
+    # The one evaluation loop (mtl_split_core.evaluate.score) over the collected messages; the
+    # sim's classes are the default config's.
+    from mtl_split_core.evaluate import score
+    from mtl_split_core.model.config import ModelConfig
+
+    def pairs():
+        for f in frames:
+            boxes, labels, scores = _boxes(f["dets"])
+            gt_boxes, gt_labels, _ = _boxes(f["gt_dets"])
+            yield ({"boxes": boxes, "class_ids": labels, "scores": scores,
+                    "segmentation": f["seg"], "depth": f["depth"]},
+                   {"boxes": gt_boxes, "labels": gt_labels, "seg": f["gt_seg"],
+                    "depth": f["gt_depth"]})
+    return score(pairs(), ModelConfig(detection_classes=DETECTION_CLASSES,
+                                      segmentation_classes=SEGMENTATION_CLASSES))
 
 
 def summarize(frames: list[dict], published: int, wall_s: float, diagnostics: dict,

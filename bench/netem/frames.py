@@ -13,8 +13,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mtl_split_core.metrics import DepthMetric, DetectionMetric, SegmentationMetric
-
 
 def render_frames(path: Path, count: int, width: int, height: int, seed: int = 7,
                   quality: int = 90, noise: float = 0.0, vfov_deg: float = 60.0) -> Path:
@@ -89,27 +87,22 @@ class BenchFrames:
 def pipeline_accuracy(frames: BenchFrames, model: str | None, codec: str,
                       split: str | None = None) -> dict:
     """mAP@0.5 / mIoU / depth delta<1.25 of edge -> ``codec`` -> server on the JPEG frames."""
+    from mtl_split_core.evaluate import score
     from mtl_split_core.runtime.edge import EdgeRunner
     from mtl_split_core.runtime.server import ServerRunner
 
     edge = EdgeRunner.from_path(model, split=split, device="cpu", codec=codec)
     server = ServerRunner.from_path(model, device="cpu", score_threshold=0.05)
-    n_det = len(edge.card["detection_classes"])
-    det = DetectionMetric(n_det)
-    seg = SegmentationMetric(len(edge.card["segmentation_classes"]))
-    dep = DepthMetric()
     nbytes = []
-    for i in range(frames.count):
-        packet = edge(frames.rgb(i))
-        nbytes.append(packet.nbytes)
-        out = server(packet, focal_px=frames.k[4])  # as the server node: camera_info's fy
-        gt = frames.truth(i)
-        det.update(out.boxes, out.scores, out.class_ids, gt["boxes"], gt["labels"])
-        h, w = out.segmentation.shape
-        seg.update(out.segmentation, cv2.resize(gt["seg"], (w, h),
-                                                interpolation=cv2.INTER_NEAREST))
-        dep.update(out.depth, cv2.resize(gt["depth"], (w, h), interpolation=cv2.INTER_NEAREST))
+
+    def pairs():
+        for i in range(frames.count):
+            packet = edge(frames.rgb(i))
+            nbytes.append(packet.nbytes)
+            out = server(packet, focal_px=frames.k[4])  # as the server node: camera_info's fy
+            yield out.as_dict(), frames.truth(i)
+    metrics = score(pairs(), server.model.config, server.tasks)
     return {"codec": codec, "split": edge.split, "frames": frames.count,
             "feature_bytes_mean": float(np.mean(nbytes)),
-            "mAP50": det.compute()["mAP50"], "mIoU": seg.compute()["mIoU"],
-            "delta1": dep.compute()["delta1"]}
+            "mAP50": metrics["detection"]["mAP50"], "mIoU": metrics["segmentation"]["mIoU"],
+            "delta1": metrics["depth"]["delta1"]}

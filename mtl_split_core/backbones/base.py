@@ -7,6 +7,9 @@ the edge runs ``run(image, 0, i + 1)`` and the server ``run(z, i + 1, 4)``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -16,7 +19,7 @@ SPLIT_NAMES = ("s4", "s8", "s16", "s32")
 
 class Backbone(nn.Module):
     name: str = ""
-    channels: tuple[int, int, int, int] = ()
+    channels: tuple[int, ...] = ()  # per stage; set by each backbone
     strides = STRIDES
     split_names = SPLIT_NAMES
 
@@ -32,3 +35,13 @@ class Backbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.run(x, 0, 4)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A registered backbone: ``factory(pretrained=...)`` builds it; ``pretrained`` says
+    whether ImageNet weights are available offline (``pretrained=True`` works)."""
+
+    name: str
+    factory: Callable[..., Backbone]
+    pretrained: bool = False

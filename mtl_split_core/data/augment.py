@@ -37,7 +37,7 @@ def zoom_crop(images, seg, depth, boxes, zoom: torch.Tensor, centre: torch.Tenso
     theta[:, 1, 1] = 1 / zoom
     theta[:, 0, 2] = (x0y0[:, 0] + size[:, 0] / 2) / w * 2 - 1
     theta[:, 1, 2] = (x0y0[:, 1] + size[:, 1] / 2) / h * 2 - 1
-    grid = F.affine_grid(theta, (n, 1, h, w), align_corners=False)
+    grid = F.affine_grid(theta, [n, 1, h, w], align_corners=False)
     images = F.grid_sample(images, grid, mode="bilinear", align_corners=False)
     seg = F.grid_sample(seg[:, None].float(), grid, mode="nearest",
                         align_corners=False)[:, 0].to(seg.dtype)
@@ -56,8 +56,11 @@ def zoom_crop(images, seg, depth, boxes, zoom: torch.Tensor, centre: torch.Tenso
 def colour_jitter(images, strength: float = 0.3, generator=None):
     """Per-sample brightness, contrast and saturation in [1 - s, 1 + s]."""
     n = images.shape[0]
-    r = lambda: 1 + (torch.rand(n, 1, 1, 1, device=images.device, generator=generator) * 2 - 1
-                     ) * strength  # noqa: E731
+
+    def r() -> torch.Tensor:
+        return 1 + (torch.rand(n, 1, 1, 1, device=images.device, generator=generator) * 2 - 1
+                    ) * strength
+
     grey = images.mean(1, keepdim=True)
     images = grey + (images - grey) * r()
     mean = images.mean((1, 2, 3), keepdim=True)

@@ -16,6 +16,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from mtl_split_core.data.frames import (DatasetBuilder, decode_image, indexed_frames,
+                                       read_image, xyxy_boxes)
+
 DEPTH_MIN, DEPTH_MAX = 0.1, 80.0
 _LOG_MIN, _LOG_SPAN = math.log(DEPTH_MIN), math.log(DEPTH_MAX) - math.log(DEPTH_MIN)
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
@@ -40,15 +43,13 @@ def pack_shards(dataset_dir, out_dir, max_mb: float = 60.0, jpeg_quality: int = 
     src, out = Path(dataset_dir), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     index = json.loads((src / "index.json").read_text())
-    anns: dict[int, list] = {}
-    for a in index["annotations"]:
-        anns.setdefault(a["image_id"], []).append(a)
-    shards, current, size = [], _empty(), 0
-    images = [img for img in index["images"] if img["split"] in splits]
-    for img in tqdm(images, desc="packing", unit="frame"):
+    shards: list[Path] = []
+    current, size = _empty(), 0
+    frames = list(indexed_frames(index, splits))
+    for img, anns in tqdm(frames, desc="packing", unit="frame"):
         name = img["file_name"]
-        rgb = cv2.imread(str(src / "rgb" / f"{name}.jpg"), cv2.IMREAD_COLOR)
-        depth = cv2.imread(str(src / "depth" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
+        rgb = read_image(src / "rgb" / f"{name}.jpg", cv2.IMREAD_COLOR)
+        depth = read_image(src / "depth" / f"{name}.png", cv2.IMREAD_UNCHANGED)
         parts = [cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])[1],
                  cv2.imencode(".png", depth_to_code(depth.astype(np.float32) / 1000.0))[1],
                  np.fromfile(src / "seg" / f"{name}.png", np.uint8)]
@@ -58,10 +59,9 @@ def pack_shards(dataset_dir, out_dir, max_mb: float = 60.0, jpeg_quality: int = 
             current, size = _empty(), 0
         for key, p in zip(("rgb", "depth", "seg"), parts):
             current[key].append(p.ravel())
-        boxes = [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns.get(img["id"], []))]
-        current["boxes"].append(np.asarray(boxes, np.float32).reshape(-1, 4))
-        current["labels"].append(np.asarray([a["category_id"] for a in anns.get(img["id"], [])],
-                                            np.int64))
+        boxes, labels = xyxy_boxes(anns)
+        current["boxes"].append(boxes)
+        current["labels"].append(labels)
         current["split"].append(SPLIT_CODES[img["split"]])
         current["k"].append(img["k"])
         size += frame_bytes
@@ -97,7 +97,7 @@ def load_shards(paths, splits=("train",)) -> dict:
     """Decode shards into arrays for the given splits: images (N, H, W, 3) RGB uint8,
     seg (N, H, W) uint8, depth (N, H, W) float32, boxes/labels lists, k (N, 9)."""
     want = {SPLIT_CODES[s] for s in splits}
-    out = {"images": [], "seg": [], "depth": [], "boxes": [], "labels": [], "k": []}
+    out = DatasetBuilder()
     for path in sorted(Path(p) for p in paths):
         z = np.load(path)
         split = z["split"]
@@ -106,13 +106,10 @@ def load_shards(paths, splits=("train",)) -> dict:
             return z[key][o[i]:o[i + 1]]
         box_off = z["box_offsets"]
         for i in np.nonzero(np.isin(split, list(want)))[0]:
-            out["images"].append(cv2.imdecode(part("rgb", i), cv2.IMREAD_COLOR)[..., ::-1])
-            out["depth"].append(code_to_depth(cv2.imdecode(part("depth", i),
-                                                           cv2.IMREAD_UNCHANGED)))
-            out["seg"].append(cv2.imdecode(part("seg", i), cv2.IMREAD_UNCHANGED))
-            out["boxes"].append(z["boxes"][box_off[i]:box_off[i + 1]])
-            out["labels"].append(z["labels"][box_off[i]:box_off[i + 1]])
-            out["k"].append(z["k"][i])
-    for key in ("images", "seg", "depth", "k"):
-        out[key] = np.stack(out[key]) if out[key] else np.zeros((0,))
-    return out
+            what = f"frame {i} of {path}"
+            out.add(decode_image(part("rgb", i), cv2.IMREAD_COLOR, what)[..., ::-1],
+                    decode_image(part("seg", i), cv2.IMREAD_UNCHANGED, what),
+                    code_to_depth(decode_image(part("depth", i), cv2.IMREAD_UNCHANGED, what)),
+                    z["boxes"][box_off[i]:box_off[i + 1]],
+                    z["labels"][box_off[i]:box_off[i + 1]], z["k"][i])
+    return out.build()

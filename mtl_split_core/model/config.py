@@ -7,9 +7,10 @@ from dataclasses import asdict, dataclass, field
 from mtl_split_core.backbones import BACKBONES, SPLIT_NAMES
 from mtl_split_core.classes import DETECTION_CLASSES, SEGMENTATION_CLASSES
 from mtl_split_core.codec import CODECS
+from mtl_split_core.tasks.registry import DEFAULT_TASKS, task_names
 
 CARD_VERSION = 1
-TASKS = ("detection", "segmentation", "depth")
+TASKS = DEFAULT_TASKS  # kept for importers; the definition lives in the task registry
 
 
 class ModelConfigError(ValueError):
@@ -25,7 +26,7 @@ class ModelConfig:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     detection_classes: tuple[str, ...] = DETECTION_CLASSES
     segmentation_classes: tuple[str, ...] = SEGMENTATION_CLASSES
-    tasks: tuple[str, ...] = TASKS
+    tasks: tuple[str, ...] = DEFAULT_TASKS
     # Bottleneck channels per split point (None = send the stage output as it is).
     bottlenecks: dict[str, int | None] = field(
         default_factory=lambda: {name: None for name in SPLIT_NAMES})
@@ -58,8 +59,10 @@ class ModelConfig:
         if len(self.input_size) != 2 or min(self.input_size) < 32 or \
                 any(v % 8 for v in self.input_size):
             bad("input_size", f"{self.input_size} must be (W, H), multiples of 8")
-        if not self.tasks or set(self.tasks) - set(TASKS):
-            bad("tasks", f"{self.tasks} must be a non-empty subset of {TASKS}")
+        if not self.tasks or set(self.tasks) - set(task_names()) or \
+                len(set(self.tasks)) != len(self.tasks):
+            bad("tasks", f"{self.tasks} must be distinct registered tasks "
+                f"({', '.join(task_names())})")
         if self.default_split not in SPLIT_NAMES:
             bad("default_split", f"{self.default_split!r} not in {SPLIT_NAMES}")
         if self.codec not in CODECS:

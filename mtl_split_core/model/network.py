@@ -1,4 +1,4 @@
-"""MultiTaskSplitNet: one backbone, split at a stage boundary, three task heads.
+"""MultiTaskSplitNet: one backbone, split at a stage boundary, one head per task.
 
 ``edge(x, split)`` is what the robot runs, ``server(z, split)`` what the server runs, and
 ``forward(x, split)`` the whole network for that split configuration. Because the heads only
@@ -10,6 +10,7 @@ Input images are RGB in [0, 1]; normalisation happens inside.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -17,11 +18,14 @@ from torch import nn
 from mtl_split_core.backbones import build_backbone
 from mtl_split_core.model.bottleneck import Bottleneck
 from mtl_split_core.model.config import ModelConfig
-from mtl_split_core.model.decoder import Neck
-from mtl_split_core.model.heads import DepthHead, DetectionHead, SegmentationHead
+from mtl_split_core.model.neck import Neck
+from mtl_split_core.tasks import get_task
 
 
 class MultiTaskSplitNet(nn.Module):
+    mean: torch.Tensor  # buffers (normalisation), registered in __init__
+    std: torch.Tensor
+
     def __init__(self, config: ModelConfig, pretrained_backbone: bool = False):
         super().__init__()
         self.config = config
@@ -34,20 +38,18 @@ class MultiTaskSplitNet(nn.Module):
             zip(config.bottlenecks.items(), self.backbone.channels) if k is not None})
         width = config.neck_channels
         self.neck = Neck(self.backbone.channels, width)
-        self.heads = nn.ModuleDict()
-        if "detection" in config.tasks:
-            self.heads["detection"] = DetectionHead(width, len(config.detection_classes))
-        if "segmentation" in config.tasks:
-            self.heads["segmentation"] = SegmentationHead(width,
-                                                          len(config.segmentation_classes))
-        if "depth" in config.tasks:
-            self.heads["depth"] = DepthHead(width, config.min_depth, config.max_depth)
+        # One head per task, built by the task registry (state_dict keys: heads.<task>.*).
+        self.heads = nn.ModuleDict({name: get_task(name).build_head(width, config)
+                                    for name in config.tasks})
 
     def _index(self, split: str | None) -> tuple[str, int]:
         split = split or self.config.default_split
         if split not in self.split_names:
             raise ValueError(f"unknown split {split!r}; expected one of {self.split_names}")
         return split, self.split_names.index(split)
+
+    def _bottleneck(self, split: str) -> Bottleneck:
+        return cast(Bottleneck, self.bottlenecks[split])
 
     def split_shape(self, split: str, input_size: tuple[int, int] | None = None
                     ) -> tuple[int, int, int]:
@@ -63,7 +65,7 @@ class MultiTaskSplitNet(nn.Module):
         split, i = self._index(split)
         z = self.backbone.run((x - self.mean) / self.std, 0, i + 1)[-1]
         if split in self.bottlenecks:
-            z = self.bottlenecks[split].encode(z)
+            z = self._bottleneck(split).encode(z)
         if self.training and self.config.train_quant_bits:
             from mtl_split_core.codec import fake_quantize
             z = fake_quantize(z, self.config.train_quant_bits)
@@ -75,12 +77,12 @@ class MultiTaskSplitNet(nn.Module):
         """Server side: bottleneck decoder, stages i+1..3, neck, heads.
 
         ``focal``: the camera's vertical focal length in model-input pixels, per sample (N,)
-        or one number; with a card's ``depth_reference_focal`` depth is rescaled by
-        focal / reference. None = the reference camera.
+        or one number, passed to every head (with a card's ``depth_reference_focal`` depth is
+        rescaled by focal / reference). None = the reference camera.
         """
         split, i = self._index(split)
         if split in self.bottlenecks:
-            z = self.bottlenecks[split].decode(z)
+            z = self._bottleneck(split).decode(z)
         feats = {i: z}
         for j, f in enumerate(self.backbone.run(z, i + 1, 4), start=i + 1):
             feats[j] = f
@@ -88,20 +90,12 @@ class MultiTaskSplitNet(nn.Module):
             out_hw = (self.config.input_size[1], self.config.input_size[0])
         y = self.neck(feats, (math.ceil(out_hw[0] / Neck.OUT_STRIDE),
                               math.ceil(out_hw[1] / Neck.OUT_STRIDE)))
-        out = {}
-        if "detection" in self.heads:
-            out.update(self.heads["detection"](y))
-        if "segmentation" in self.heads:
-            out["segmentation"] = self.heads["segmentation"](y, out_hw)
-        if "depth" in self.heads:
-            out["depth"] = self.heads["depth"](y, out_hw)
-            ref = self.config.depth_reference_focal
-            if ref is not None and focal is not None:
-                scale = torch.as_tensor(focal, dtype=out["depth"].dtype,
-                                        device=out["depth"].device) / ref
-                out["depth"] = out["depth"] * scale.reshape(-1, 1, 1, 1)
+        out: dict[str, torch.Tensor] = {}
+        for head in self.heads.values():
+            out.update(head(y, out_hw, focal))
         return out
 
     def forward(self, x: torch.Tensor, split: str | None = None,
                 focal: torch.Tensor | float | None = None) -> dict[str, torch.Tensor]:
-        return self.server(self.edge(x, split), split, out_hw=tuple(x.shape[-2:]), focal=focal)
+        return self.server(self.edge(x, split), split, out_hw=(x.shape[-2], x.shape[-1]),
+                           focal=focal)

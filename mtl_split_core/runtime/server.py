@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from mtl_split_core.codec import CodecError, decode
-from mtl_split_core.model.heads import decode_detections
+from mtl_split_core.model.network import MultiTaskSplitNet
 from mtl_split_core.runtime.device import resolve_device, resolve_dtype
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.model_files import load_model_param
 from mtl_split_core.runtime.packet import FeaturePacket
-
-TASKS = ("detection", "segmentation", "depth")
+from mtl_split_core.tasks import PostprocessContext, get_tasks, task_names
 
 
 class PacketRejected(ValueError):
@@ -41,17 +41,37 @@ class ServerResult:
     depth: np.ndarray | None          # (h, w) float32 metres at output resolution
     output_scale: tuple[float, float]  # output_px = source_px * scale
     timings_ms: dict = field(default_factory=dict)
+    # Result fields of tasks beyond the built-in three (Task.result_fields -> value).
+    extra_fields: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every task result field by name (the form ``evaluate.score`` takes)."""
+        return {"boxes": self.boxes, "class_ids": self.class_ids, "scores": self.scores,
+                "segmentation": self.segmentation, "depth": self.depth, **self.extra_fields}
+
+
+# Fields every ServerResult has, with their value when the task is not run.
+_BUILTIN_FIELDS: dict[str, Callable[[], Any]] = {
+    "boxes": lambda: np.zeros((0, 4), np.float32),
+    "class_ids": lambda: np.zeros((0,), np.int64),
+    "scores": lambda: np.zeros((0,), np.float32),
+    "segmentation": lambda: None,
+    "depth": lambda: None,
+}
 
 
 class ServerRunner:
-    def __init__(self, model, card: dict, device: str = "auto", precision: str = "fp32",
-                 tasks=TASKS, score_threshold: float = 0.3, max_detections: int = 50):
+    def __init__(self, model: MultiTaskSplitNet, card: dict, device: str = "auto",
+                 precision: str = "fp32", tasks: Sequence[str] | None = None,
+                 score_threshold: float = 0.3, max_detections: int = 50):
+        """``tasks``: the heads to run (None = every task of the model)."""
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(precision, self.device)
-        unknown = set(tasks) - set(TASKS)
+        tasks = tuple(card["tasks"] if tasks is None else tasks)
+        unknown = set(tasks) - set(task_names())
         if unknown or not tasks:
             raise ConfigError("tasks", f"{sorted(unknown) or 'empty'}: expected a non-empty "
-                              f"subset of {', '.join(TASKS)}")
+                              f"subset of {', '.join(task_names())}")
         missing = set(tasks) - set(card["tasks"])
         if missing:
             raise ConfigError("tasks", f"the model has no {', '.join(sorted(missing))} head "
@@ -61,6 +81,7 @@ class ServerRunner:
         if max_detections < 1:
             raise ConfigError("max_detections", f"{max_detections} must be >= 1")
         self.tasks = tuple(tasks)
+        self._tasks = get_tasks(self.tasks)
         self.card = card
         self.split_names = list(model.split_names)
         self.score_threshold = float(score_threshold)
@@ -98,11 +119,11 @@ class ServerRunner:
                                  f"match split {split} of the model: expected {expected}")
         t0 = time.perf_counter()
         try:
-            z = decode(packet.tensor, max_elements=int(np.prod(expected)))
+            codes = decode(packet.tensor, max_elements=int(np.prod(expected)))
         except CodecError as err:
             raise PacketRejected("payload", str(err)) from err
         t1 = time.perf_counter()
-        z = torch.from_numpy(z).to(self.device, self.dtype).unsqueeze(0)
+        z = torch.from_numpy(codes).to(self.device, self.dtype).unsqueeze(0)
         focal = None if focal_px is None else float(focal_px) * packet.transform[1]
         out = self.model.server(z, split, focal=focal)
         t2 = time.perf_counter()
@@ -119,19 +140,14 @@ class ServerRunner:
         x0, y0 = int(round(ox)), int(round(oy))
         x1 = min(self.input_size[0], x0 + max(1, int(round(src_w * sx))))
         y1 = min(self.input_size[1], y0 + max(1, int(round(src_h * sy))))
-        seg = depth = None
-        if "segmentation" in self.tasks and "segmentation" in out:
-            seg = out["segmentation"][0, :, y0:y1, x0:x1].argmax(0).to(torch.uint8).cpu().numpy()
-        if "depth" in self.tasks and "depth" in out:
-            depth = out["depth"][0, 0, y0:y1, x0:x1].float().cpu().numpy()
-        boxes = np.zeros((0, 4), np.float32)
-        class_ids = np.zeros((0,), np.int64)
-        scores = np.zeros((0,), np.float32)
-        if "detection" in self.tasks:
-            dets = decode_detections(out, packet.transform, self.score_threshold,
-                                     self.max_detections, packet.source_size)[0]
-            boxes, class_ids, scores = (dets["boxes"].cpu().numpy(),
-                                        dets["class_ids"].cpu().numpy(),
-                                        dets["scores"].cpu().numpy())
-        return ServerResult(boxes=boxes, class_ids=class_ids, scores=scores, segmentation=seg,
-                            depth=depth, output_scale=(float(sx), float(sy)))
+        context = PostprocessContext(crop=(x0, y0, x1, y1), transform=packet.transform,
+                                     source_size=packet.source_size,
+                                     score_threshold=self.score_threshold,
+                                     max_detections=self.max_detections)
+        fields: dict[str, Any] = {}
+        for task in self._tasks:
+            fields.update(task.postprocess(out, context)[0])
+        builtin = {name: fields.pop(name) if name in fields else empty()
+                   for name, empty in _BUILTIN_FIELDS.items()}
+        return ServerResult(**builtin, output_scale=(float(sx), float(sy)),
+                            extra_fields=fields)

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from mtl_split_core.backbones import BACKBONES, SPLIT_NAMES, STRIDES, build_backbone
+from mtl_split_core.backbones import (BACKBONE_SPECS, BACKBONES, SPLIT_NAMES, STRIDES,
+                                      build_backbone, has_pretrained, register_backbone)
 
 torch.set_num_threads(2)
 
@@ -69,3 +70,25 @@ def test_unknown_backbone_lists_valid_names():
 def test_no_offline_weights_for_random_init_backbones(name):
     with pytest.raises(FileNotFoundError, match="offline"):
         build_backbone(name, pretrained=True)
+
+
+def test_registry_says_which_backbones_have_offline_weights():
+    assert has_pretrained("efficientnet_lite0")
+    assert not has_pretrained("resnet18") and not has_pretrained("mobilenetv3_small")
+    assert set(BACKBONE_SPECS) == set(BACKBONES)
+    assert all(BACKBONES[n] is s.factory for n, s in BACKBONE_SPECS.items())
+    with pytest.raises(KeyError, match="efficientnet_lite0"):
+        has_pretrained("vgg16")
+
+
+def test_a_registered_backbone_builds_by_name():
+    register_backbone("tiny_resnet_alias", BACKBONES["resnet18"])
+    try:
+        assert not has_pretrained("tiny_resnet_alias")
+        assert build_backbone("tiny_resnet_alias").channels == build_backbone("resnet18").channels
+        with pytest.raises(ValueError, match="already registered"):
+            register_backbone("tiny_resnet_alias", BACKBONES["resnet18"])
+        with pytest.raises(FileNotFoundError, match="offline.*efficientnet_lite0"):
+            build_backbone("tiny_resnet_alias", pretrained=True)
+    finally:
+        del BACKBONE_SPECS["tiny_resnet_alias"], BACKBONES["tiny_resnet_alias"]

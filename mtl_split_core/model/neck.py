@@ -33,10 +33,12 @@ class Neck(nn.Module):
         """``feats`` maps stage index -> output for the stages the server has (>= 1 used);
         ``out_hw`` is the stride-8 size (ceil(H / 8), ceil(W / 8)) of the network input."""
         levels = sorted(i for i in feats if i >= 1)
-        y = None
+        y: torch.Tensor | None = None
         for i in reversed(levels):
             lat = self.laterals[i - 1](feats[i])
             y = lat if y is None else lat + F.interpolate(y, size=lat.shape[-2:], mode="nearest")
+        if y is None:
+            raise ValueError("the neck needs a stage output of index >= 1")
         # Deep splits: bring the map up to stride 8.
         if tuple(y.shape[-2:]) != tuple(out_hw):
             y = F.interpolate(y, size=out_hw, mode="bilinear", align_corners=False)

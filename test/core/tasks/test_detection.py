@@ -1,14 +1,10 @@
-"""Detection targets decode back to their boxes; losses behave; uncertainty weighting learns."""
-
-import math
+"""Detection targets decode back to their boxes; the focal loss prefers correct heatmaps."""
 
 import numpy as np
-import pytest
 import torch
 
-from mtl_split_core.model.heads import decode_detections
-from mtl_split_core.model.losses import (MultiTaskLoss, depth_loss, detection_targets,
-                                         focal_loss, gaussian_radius)
+from mtl_split_core.tasks.detection import (decode_detections, detection_targets, focal_loss,
+                                            gaussian_radius)
 
 BOXES = np.array([[16.0, 8.0, 64.0, 40.0], [70.0, 30.0, 90.0, 62.0]], np.float32)
 LABELS = np.array([2, 0])
@@ -59,25 +55,3 @@ def test_focal_loss_prefers_correct_heatmaps():
     t = torch.from_numpy(detection_targets(BOXES, LABELS, (8, 12), 3)["heatmap"])[None]
     good = torch.where(t == 1, torch.tensor(5.0), torch.tensor(-5.0))
     assert focal_loss(good, t) < focal_loss(torch.zeros_like(t), t) < focal_loss(-good, t)
-
-
-def test_depth_loss_is_scale_aware_and_ignores_invalid():
-    gt = torch.full((1, 4, 4), 2.0)
-    gt[0, 0, 0] = 0.0
-    assert depth_loss(torch.full((1, 1, 4, 4), 2.0), gt) == 0
-    assert math.isclose(float(depth_loss(torch.full((1, 1, 4, 4), 4.0), gt)), math.log(2),
-                        rel_tol=1e-6)
-
-
-def test_uncertainty_weighting_trains_log_vars():
-    loss = MultiTaskLoss(("segmentation", "depth"), weighting="uncertainty")
-    out = {"segmentation": torch.randn(1, 3, 4, 4, requires_grad=True),
-           "depth": torch.full((1, 1, 4, 4), 3.0, requires_grad=True)}
-    batch = {"seg": torch.zeros(1, 4, 4, dtype=torch.long), "depth": torch.full((1, 4, 4), 1.0)}
-    total, parts = loss(out, batch)
-    total.backward()
-    assert set(parts) == {"segmentation", "depth"} and loss.log_vars.grad.abs().sum() > 0
-    fixed = MultiTaskLoss(("depth",), weighting="fixed", fixed_weights={"depth": 2.0})
-    assert math.isclose(float(fixed(out, batch)[0]), 2 * parts["depth"], rel_tol=1e-5)
-    with pytest.raises(ValueError, match="weighting"):
-        MultiTaskLoss(("depth",), weighting="magic")

@@ -1,0 +1,44 @@
+"""The task registry: built-ins registered in head order, clear errors, every task complete."""
+
+import pytest
+import torch
+
+from mtl_split_core.model import ModelConfig
+from mtl_split_core.tasks import (DEFAULT_TASKS, PostprocessContext, Task, get_task,
+                                  register_task, task_names, unregister_task)
+
+
+def test_builtin_tasks_are_registered_in_head_order():
+    assert task_names()[:3] == DEFAULT_TASKS == ("detection", "segmentation", "depth")
+    assert ModelConfig().tasks == DEFAULT_TASKS
+    fields = [f for name in DEFAULT_TASKS for f in get_task(name).result_fields]
+    assert fields == ["boxes", "class_ids", "scores", "segmentation", "depth"]
+    suffixes = [o.suffix for name in DEFAULT_TASKS for o in get_task(name).outputs]
+    assert len(suffixes) == len(set(suffixes))  # no two tasks claim one topic
+
+
+def test_unknown_duplicate_and_bad_names_are_refused():
+    with pytest.raises(KeyError, match="detection, segmentation, depth"):
+        get_task("normals")
+    with pytest.raises(ValueError, match="already registered"):
+        register_task(get_task("depth"))
+    with pytest.raises(KeyError, match="not registered"):
+        unregister_task("normals")
+    bad = Task()
+    bad.name = "not a name"
+    with pytest.raises(ValueError, match="identifier"):
+        register_task(bad)
+
+
+@pytest.mark.parametrize("name", DEFAULT_TASKS)
+def test_each_builtin_task_builds_a_head_whose_outputs_postprocess(name):
+    config = ModelConfig(backbone="mobilenetv3_small", input_size=(64, 48))
+    task = get_task(name)
+    head = task.build_head(8, config).eval()
+    with torch.no_grad():
+        out = head(torch.randn(2, 8, 6, 8), (48, 64), None)
+    results = task.postprocess(out, PostprocessContext(crop=(0, 4, 64, 44)))
+    assert len(results) == 2 and all(set(r) == set(task.result_fields) for r in results)
+    if name != "detection":  # dense maps come back cropped to the content window
+        assert results[0][name].shape == (40, 64)
+    assert set(task.headline) and task.metric(config).compute() is not None

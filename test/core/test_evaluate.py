@@ -1,0 +1,52 @@
+"""The one evaluation loop: the same frames scored from dataset-sized and from output-sized
+predictions give the numbers of the metrics themselves."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mtl_split_core.evaluate import frame_truth, headline, score
+from mtl_split_core.metrics import DepthMetric, DetectionMetric, SegmentationMetric
+from mtl_split_core.model import ModelConfig
+
+
+def _frames(n=3):
+    rng = np.random.default_rng(0)
+    for _ in range(n):
+        seg_gt = rng.integers(0, 11, (24, 32)).astype(np.uint8)
+        depth_gt = rng.uniform(0.5, 9.0, (24, 32)).astype(np.float32)
+        gt_boxes = np.array([[2, 3, 12, 15], [10, 4, 30, 20]], np.float32)
+        pred = {"boxes": gt_boxes + rng.normal(0, 1.5, gt_boxes.shape).astype(np.float32),
+                "class_ids": np.array([1, 3]), "scores": np.array([0.9, 0.4], np.float32),
+                "segmentation": np.where(rng.random((12, 16)) < 0.7, seg_gt[::2, ::2], 0),
+                "depth": depth_gt[::2, ::2] * rng.uniform(0.8, 1.2, (12, 16))}
+        yield pred, {"boxes": gt_boxes, "labels": np.array([1, 2]), "seg": seg_gt,
+                     "depth": depth_gt}
+
+
+def test_score_equals_the_metrics_with_truth_resized_nearest():
+    import cv2
+    got = score(_frames(), ModelConfig())
+    det, seg, dep = DetectionMetric(7), SegmentationMetric(11), DepthMetric()
+    for p, t in _frames():
+        det.update(p["boxes"], p["scores"], p["class_ids"], t["boxes"], t["labels"])
+        seg.update(p["segmentation"], cv2.resize(t["seg"], (16, 12),
+                                                 interpolation=cv2.INTER_NEAREST))
+        dep.update(p["depth"], cv2.resize(t["depth"], (16, 12),
+                                          interpolation=cv2.INTER_NEAREST))
+    expected = {"detection": det.compute(), "segmentation": seg.compute(),
+                "depth": dep.compute()}
+    assert json.dumps(got) == json.dumps(expected)  # exact, NaN for classes without truth
+    assert headline(got)["mIoU"] == seg.compute()["mIoU"]
+
+
+def test_score_only_the_tasks_asked_and_truth_per_frame():
+    got = score(_frames(), ModelConfig(), tasks=("depth",))
+    assert set(got) == {"depth"} and got["depth"]["frames"] == 3
+    h = headline(got)
+    assert h["delta1"] == got["depth"]["delta1"] and h["mAP50"] is None
+    data = {"images": np.zeros((2, 4, 4, 3)), "boxes": [np.zeros((0, 4))] * 2, "k": []}
+    assert set(frame_truth(data, 1)) == {"images", "boxes"}
+    with pytest.raises(KeyError, match="registered"):
+        score(_frames(), ModelConfig(), tasks=("normals",))
