@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 from matplotlib import colormaps
 
+from mtl_split_core.classes import IGNORE_ID
 from mtl_split_core.geometry import median_depth_in_box, valid_depth_mask
 
-IGNORE_ID = 255
 BACKGROUND_RGB = (64, 64, 64)
 MAX_CLASSES = 256  # segmentation travels as mono8
 # Sampled once: colorize_depth is then a table lookup.

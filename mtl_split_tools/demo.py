@@ -21,7 +21,6 @@ import numpy as np
 import rclpy
 
 from mtl_split_core.classes import DETECTION_CLASSES, SEGMENTATION_CLASSES
-from mtl_split_core.metrics import DepthMetric, DetectionMetric, SegmentationMetric
 from mtl_split_core.viz import (class_palette, colorize_depth, colorize_segmentation,
                                 contact_sheet, detection_palette, draw_detections)
 from mtl_split_ros.outputs import detection_arrays

@@ -9,7 +9,8 @@ from pathlib import Path
 from mtl_split_core.cli.arguments import image_size, non_negative_float, positive_int
 from mtl_split_core.codec import CODECS
 from mtl_split_core.errors import InputError
-from mtl_split_core.model.config import TASKS
+from mtl_split_core.backbones import has_pretrained
+from mtl_split_core.tasks import DEFAULT_TASKS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="s16", help="split point to train at (s4, s8, s16, s32)")
     p.add_argument("--bottleneck", type=int, default=16,
                    help="bottleneck channels at the split; 0 = none")
-    p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset (STL: one)")
+    p.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="comma-separated subset (STL: one)")
     p.add_argument("--quant-bits", type=int, default=8, choices=(0, 4, 8),
                    help="fake quantization bits at the split while training (0 = off)")
     p.add_argument("--codec", default="q8-zstd/1", choices=CODECS)
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     result = train(config, train_data, val_data, args.out, split=args.split, epochs=args.epochs,
                    batch_size=args.batch_size, lr=args.lr, weighting=args.weighting,
                    device=device,
-                   pretrained=not args.no_pretrained and args.backbone == "efficientnet_lite0",
+                   pretrained=not args.no_pretrained and has_pretrained(args.backbone),
                    resume=args.resume, max_steps=args.max_steps,
                    time_budget_s=args.time_budget)
     print("VAL " + json.dumps(result))

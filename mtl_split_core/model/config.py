@@ -10,7 +10,6 @@ from mtl_split_core.codec import CODECS
 from mtl_split_core.tasks.registry import DEFAULT_TASKS, task_names
 
 CARD_VERSION = 1
-TASKS = DEFAULT_TASKS  # kept for importers; the definition lives in the task registry
 
 
 class ModelConfigError(ValueError):
