@@ -3,6 +3,8 @@
     python bench/edge_graph_bench.py     # on the GPU box (device tool)
 """
 
+import functools
+
 import torch
 
 from mtl_split_core.model import load_model
@@ -39,7 +41,7 @@ def main():
             x = torch.rand(1, 3, *hw, device="cuda", dtype=dtype).contiguous(
                 memory_format=torch.channels_last)
             with torch.inference_mode():
-                eager_fn = lambda t: net.edge(t, split)  # noqa: E731
+                eager_fn = functools.partial(net.edge, split=split)
                 graph = CudaGraphEdge(net, split, hw, dtype)
                 ref = eager_fn(x).float()
                 got = graph(x).float()

@@ -250,7 +250,7 @@ def draw_detections(rgb: np.ndarray, boxes, class_ids, scores, class_names, pale
     # the best spot; each goes above its box, else below it (not over a small object), else
     # inside its top or bottom, whichever first misses the labels already placed.
     placed: list[tuple[int, int, int, int]] = []
-    for _, text, color, (x1, y1, x2, y2) in sorted(labels, key=lambda item: -item[0]):
+    for _, text, color, (x1, y1, _x2, y2) in sorted(labels, key=lambda item: -item[0]):
         (tw, th), base = cv2.getTextSize(text, _FONT, scale, 1)
         lw, lh = tw + 4, th + base + 2
         lx = min(x1, max(0, w - lw))

@@ -24,11 +24,18 @@ from mtl_split_core.codec import CODECS, ZSTD_LEVELS
 from mtl_split_core.runtime.device import PRECISIONS
 from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_core.runtime.errors import ConfigError
-from mtl_split_core.runtime.stats import RollingStats, RateMeter
+from mtl_split_core.runtime.stats import RateMeter, RollingStats
 from mtl_split_ros.features_msg import packet_to_msg
 from mtl_split_ros.image_msg import ImageDecodeError, image_to_rgb
-from mtl_split_ros.node_support import (LatestSlot, OutputGate, Rejections, diagnostic_array,
-                                        diagnostic_status, handle_isolated, run_node)
+from mtl_split_ros.node_support import (
+    LatestSlot,
+    OutputGate,
+    Rejections,
+    diagnostic_array,
+    diagnostic_status,
+    handle_isolated,
+    run_node,
+)
 from mtl_split_ros.params import Param, ParameterError, declare_all, in_range, positive
 from mtl_split_ros.qos import QOS_PROFILES, qos_from_name
 from mtl_split_ros.qos_events import SubscriptionHealth

@@ -19,16 +19,25 @@ and ``/cam/image_raw/compressed`` both give ``/cam/mtl_split/...`` (``features_t
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any, Collection
+from typing import Any
 
 import numpy as np
 
-from mtl_split_core.geometry import (XYZRGB_FIELDS, XYZRGB_POINT_STEP, Intrinsics, backproject,
-                                     box_to_3d, box_to_center_size, center_size_to_box,
-                                     median_depth_in_box, pack_xyzrgb, scale_boxes)
-from mtl_split_core.viz import (annotate, class_palette, colorize_segmentation,
-                                detection_palette)
+from mtl_split_core.geometry import (
+    XYZRGB_FIELDS,
+    XYZRGB_POINT_STEP,
+    Intrinsics,
+    backproject,
+    box_to_3d,
+    box_to_center_size,
+    center_size_to_box,
+    median_depth_in_box,
+    pack_xyzrgb,
+    scale_boxes,
+)
+from mtl_split_core.viz import annotate, class_palette, colorize_segmentation, detection_palette
 from mtl_split_ros.image_msg import image_fields
 from mtl_split_ros.msg_factory import MessageFactory
 

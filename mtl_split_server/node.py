@@ -29,8 +29,15 @@ from mtl_split_core.runtime.stats import RateMeter, RollingStats
 from mtl_split_ros import outputs
 from mtl_split_ros.features_msg import msg_to_packet
 from mtl_split_ros.msg_factory import RclpyMessages
-from mtl_split_ros.node_support import (LatestSlot, OutputGate, Rejections, diagnostic_array,
-                                        diagnostic_status, handle_isolated, run_node)
+from mtl_split_ros.node_support import (
+    LatestSlot,
+    OutputGate,
+    Rejections,
+    diagnostic_array,
+    diagnostic_status,
+    handle_isolated,
+    run_node,
+)
 from mtl_split_ros.params import Param, ParameterError, declare_all, in_range, positive
 from mtl_split_ros.qos import QOS_PROFILES, qos_from_name
 from mtl_split_ros.qos_events import SubscriptionHealth

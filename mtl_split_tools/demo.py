@@ -21,12 +21,17 @@ import numpy as np
 import rclpy
 
 from mtl_split_core.classes import DETECTION_CLASSES, SEGMENTATION_CLASSES
-from mtl_split_core.viz import (class_palette, colorize_depth, colorize_segmentation,
-                                contact_sheet, detection_palette, draw_detections)
+from mtl_split_core.viz import (
+    class_palette,
+    colorize_depth,
+    colorize_segmentation,
+    contact_sheet,
+    detection_palette,
+    draw_detections,
+)
 from mtl_split_ros.outputs import detection_arrays
 from mtl_split_tools.collector import Collector
 from mtl_split_tools.node_processes import node_command, start, stop_all
-
 
 _boxes = detection_arrays  # Detection2DArray -> (boxes, class ids, scores)
 

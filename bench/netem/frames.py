@@ -81,7 +81,8 @@ class BenchFrames:
     def truth(self, i: int) -> dict:
         o = self._z["box_offsets"]
         return {"depth": self._z["depth"][i].astype(np.float32), "seg": self._z["seg"][i],
-                "boxes": self._z["boxes"][o[i]:o[i + 1]], "labels": self._z["labels"][o[i]:o[i + 1]]}
+                "boxes": self._z["boxes"][o[i]:o[i + 1]],
+                "labels": self._z["labels"][o[i]:o[i + 1]]}
 
 
 def pipeline_accuracy(frames: BenchFrames, model: str | None, codec: str,

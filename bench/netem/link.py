@@ -101,7 +101,7 @@ class EmulatedLink:
         self._created: list[str] = []
 
     # -- lifecycle ------------------------------------------------------------------------
-    def __enter__(self) -> "EmulatedLink":
+    def __enter__(self) -> EmulatedLink:
         check_requirements()
         remove_stale_namespaces()
         try:

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from mtl_split_core.backbones.base import SPLIT_NAMES, STRIDES, Backbone, BackboneSpec
 from mtl_split_core.backbones.efficientnet_lite import efficientnet_lite0

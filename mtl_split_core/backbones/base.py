@@ -7,8 +7,8 @@ the edge runs ``run(image, 0, i + 1)`` and the server ``run(z, i + 1, 4)``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn

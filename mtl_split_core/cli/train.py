@@ -6,10 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
+from mtl_split_core.backbones import has_pretrained
 from mtl_split_core.cli.arguments import image_size, non_negative_float, positive_int
 from mtl_split_core.codec import CODECS
 from mtl_split_core.errors import InputError
-from mtl_split_core.backbones import has_pretrained
 from mtl_split_core.tasks import DEFAULT_TASKS
 
 
@@ -21,7 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="s16", help="split point to train at (s4, s8, s16, s32)")
     p.add_argument("--bottleneck", type=int, default=16,
                    help="bottleneck channels at the split; 0 = none")
-    p.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="comma-separated subset (STL: one)")
+    p.add_argument("--tasks", default=",".join(DEFAULT_TASKS),
+                   help="comma-separated subset (STL: one)")
     p.add_argument("--quant-bits", type=int, default=8, choices=(0, 4, 8),
                    help="fake quantization bits at the split while training (0 = off)")
     p.add_argument("--codec", default="q8-zstd/1", choices=CODECS)

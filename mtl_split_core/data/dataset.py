@@ -12,8 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mtl_split_core.data.frames import (DatasetBuilder, indexed_frames, read_image,
-                                       xyxy_boxes)
+from mtl_split_core.data.frames import DatasetBuilder, indexed_frames, read_image, xyxy_boxes
 from mtl_split_core.data.shards import load_shards
 
 

@@ -7,8 +7,9 @@ list of (K,) int64 and ``k`` (N, 9) intrinsics; ``train`` and ``evaluate`` take 
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import cv2
 import numpy as np

@@ -16,8 +16,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from mtl_split_core.data.frames import (DatasetBuilder, decode_image, indexed_frames,
-                                       read_image, xyxy_boxes)
+from mtl_split_core.data.frames import (
+    DatasetBuilder,
+    decode_image,
+    indexed_frames,
+    read_image,
+    xyxy_boxes,
+)
 
 DEPTH_MIN, DEPTH_MAX = 0.1, 80.0
 _LOG_MIN, _LOG_SPAN = math.log(DEPTH_MIN), math.log(DEPTH_MAX) - math.log(DEPTH_MIN)
@@ -101,7 +106,7 @@ def load_shards(paths, splits=("train",)) -> dict:
     for path in sorted(Path(p) for p in paths):
         z = np.load(path)
         split = z["split"]
-        def part(key, i):
+        def part(key, i, z=z):
             o = z[key + "_offsets"]
             return z[key][o[i]:o[i + 1]]
         box_off = z["box_offsets"]

@@ -4,7 +4,8 @@ learned uncertainty weighting (Kendall et al. 2018: sum exp(-s_i) L_i + s_i) or 
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import nn

@@ -72,7 +72,7 @@ class EdgeRunner:
             self.codec, self.zstd_level = codec, int(level)
 
     @classmethod
-    def from_path(cls, model: str | None, **kwargs) -> "EdgeRunner":
+    def from_path(cls, model: str | None, **kwargs) -> EdgeRunner:
         return cls(*load_model_param(model), **kwargs)
 
     @torch.inference_mode()

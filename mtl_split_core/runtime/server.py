@@ -9,8 +9,9 @@ layer how to scale the source intrinsics to the output images.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -90,7 +91,7 @@ class ServerRunner:
         self.input_size = tuple(card["input_size"])
 
     @classmethod
-    def from_path(cls, model: str | None, **kwargs) -> "ServerRunner":
+    def from_path(cls, model: str | None, **kwargs) -> ServerRunner:
         return cls(*load_model_param(model), **kwargs)
 
     def check(self, packet: FeaturePacket) -> None:

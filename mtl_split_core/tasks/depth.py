@@ -8,7 +8,8 @@ focal length and rescales by the real camera's (``focal``, model-input pixels) /
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F

@@ -10,7 +10,8 @@ Result fields: ``boxes`` (K, 4) x1y1x2y2 source pixels, ``class_ids`` (K,), ``sc
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch

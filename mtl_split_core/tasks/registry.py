@@ -7,7 +7,7 @@ module that defines a ``Task`` subclass and calls ``register_task`` (plus its im
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from mtl_split_core.tasks.base import Task
 

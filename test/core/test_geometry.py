@@ -5,9 +5,17 @@ import math
 import numpy as np
 import pytest
 
-from mtl_split_core.geometry import (XYZRGB_FIELDS, Intrinsics, backproject, box_to_3d,
-                                     box_to_center_size, center_size_to_box,
-                                     median_depth_in_box, pack_xyzrgb, scale_boxes)
+from mtl_split_core.geometry import (
+    XYZRGB_FIELDS,
+    Intrinsics,
+    backproject,
+    box_to_3d,
+    box_to_center_size,
+    center_size_to_box,
+    median_depth_in_box,
+    pack_xyzrgb,
+    scale_boxes,
+)
 
 K = Intrinsics(fx=200.0, fy=220.0, cx=79.5, cy=59.5, width=160, height=120)
 

@@ -7,9 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from mtl_split_core.metrics import (IOU_THRESHOLDS, RECALL_POINTS, DepthMetric,
-                                    DetectionMetric, SegmentationMetric, average_precision,
-                                    box_iou)
+from mtl_split_core.metrics import (
+    IOU_THRESHOLDS,
+    RECALL_POINTS,
+    DepthMetric,
+    DetectionMetric,
+    SegmentationMetric,
+    average_precision,
+    box_iou,
+)
 
 # ---------------------------------------------------------------- boxes
 

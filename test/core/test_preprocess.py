@@ -14,7 +14,8 @@ def test_identity_when_size_matches():
     assert np.allclose(x, img.transpose(2, 0, 1) / 255.0)
 
 
-@pytest.mark.parametrize("src, pad_axis", [((640, 360), "y"), ((300, 400), "x"), ((641, 479), None)])
+@pytest.mark.parametrize("src, pad_axis",
+                         [((640, 360), "y"), ((300, 400), "x"), ((641, 479), None)])
 def test_aspect_ratio_and_padding(src, pad_axis):
     img = np.full((src[1], src[0], 3), 255, np.uint8)
     x, (sx, sy, ox, oy) = letterbox(img, (320, 240))

@@ -4,9 +4,16 @@ import cv2
 import numpy as np
 import pytest
 
-from mtl_split_core.viz import (TURBO_LUT, annotate, class_palette, colorize_depth,
-                                colorize_segmentation, contact_sheet, detection_palette,
-                                draw_detections)
+from mtl_split_core.viz import (
+    TURBO_LUT,
+    annotate,
+    class_palette,
+    colorize_depth,
+    colorize_segmentation,
+    contact_sheet,
+    detection_palette,
+    draw_detections,
+)
 
 NAMES = ["duck", "teddy", "r2d2"]
 SEG_NAMES = ["background", "ground", "wall", "clutter", "duck", "teddy", "r2d2"]

@@ -4,6 +4,7 @@ import hashlib
 import json
 
 import pytest
+
 from support.procs import python_process, stop
 
 pytestmark = pytest.mark.ros

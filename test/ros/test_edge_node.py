@@ -8,13 +8,20 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
-from support.procs import python_process, stop
-from support.ros_nodes import (assert_clean_exit, get_param, node_args, set_params,
-                               signal_and_wait, tiny_model, wait_for)
 
 from mtl_split.msg import SplitFeatures
 from mtl_split_ros.image_msg import fill_image
 from mtl_split_ros.qos import qos_from_name
+from support.procs import python_process, stop
+from support.ros_nodes import (
+    assert_clean_exit,
+    get_param,
+    node_args,
+    set_params,
+    signal_and_wait,
+    tiny_model,
+    wait_for,
+)
 
 pytestmark = pytest.mark.ros
 REL = qos_from_name("reliable", depth=10)

@@ -40,7 +40,8 @@ def test_mono_encodings_become_grey_rgb():
     assert np.array_equal(out16[..., 2], grey)
 
 
-@pytest.mark.parametrize("fmt, ext", [("jpeg", ".jpg"), ("png", ".png"), ("rgb8; png compressed bgr8", ".png")])
+@pytest.mark.parametrize("fmt, ext", [("jpeg", ".jpg"), ("png", ".png"),
+                                      ("rgb8; png compressed bgr8", ".png")])
 def test_compressed(fmt, ext):
     ok, buf = cv2.imencode(ext, RGB[..., ::-1])
     msg = CompressedImage(format=fmt, data=buf.tobytes())

@@ -10,11 +10,11 @@ from types import SimpleNamespace
 import pytest
 import rclpy
 from sensor_msgs.msg import Image
-from support.procs import python_process
-from support.ros_nodes import assert_clean_exit, signal_and_wait, wait_for
 
 from mtl_split_ros.node_support import OutputGate, Rejections, describe_header, handle_isolated
 from mtl_split_ros.qos import qos_from_name
+from support.procs import python_process
+from support.ros_nodes import assert_clean_exit, signal_and_wait, wait_for
 
 CAMERA = "from mtl_split_tools.sim_camera_node import main; import sys; sys.exit(main())"
 

@@ -6,10 +6,9 @@ import time
 import numpy as np
 import pytest
 import rclpy
+
 from bag_factory import T, header, write_bag
 from bag_factory import image as bag_image
-from support.procs import python_process, stop
-
 from mtl_split_core.bags import open_bag, typestore
 from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, save_model
 from mtl_split_core.runtime.edge import EdgeRunner
@@ -18,10 +17,19 @@ from mtl_split_core.viz import class_palette
 from mtl_split_ros.features_msg import packet_to_msg
 from mtl_split_ros.image_msg import ImageDecodeError, image_to_array, image_to_rgb
 from mtl_split_ros.msg_factory import BagMessages, RclpyMessages
-from mtl_split_ros.outputs import (OUTPUT_TYPES, OutputStyle, assemble, detection_array,
-                                   detection_arrays, features_topic, image, output_prefix)
+from mtl_split_ros.outputs import (
+    OUTPUT_TYPES,
+    OutputStyle,
+    assemble,
+    detection_array,
+    detection_arrays,
+    features_topic,
+    image,
+    output_prefix,
+)
 from mtl_split_ros.qos import qos_from_name
 from mtl_split_tools.process import process_bag
+from support.procs import python_process, stop
 
 SERVER = "from mtl_split_server.node import main; import sys; sys.exit(main())"
 FY = 200.0

@@ -10,7 +10,6 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
-from support.procs import python_process, stop
 from visualization_msgs.msg import MarkerArray
 
 from mtl_split.msg import Detection2DArray, SplitFeatures
@@ -20,6 +19,7 @@ from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_ros.features_msg import packet_to_msg
 from mtl_split_ros.image_msg import fill_image
 from mtl_split_ros.qos import qos_from_name
+from support.procs import python_process, stop
 
 pytestmark = pytest.mark.ros
 NODE = "from {module}.node import main; import sys; sys.exit(main())"
@@ -154,7 +154,7 @@ def test_pipeline_outputs_and_bad_input(ros, model_dir):
             good = _image(10 + i, encoding=("bgr8", "mono8")[i])
             time.sleep(0.3)
             pub.publish(good)
-            assert wait_for(ros, lambda: out.with_stamp("detections", 10 + i), 60,
+            assert wait_for(ros, lambda i=i: out.with_stamp("detections", 10 + i), 60,
                             (edge, server)), f"good frame after bad frame {i} not processed"
         assert not out.with_stamp("detections", 2) and not out.with_stamp("detections", 3)
         assert wait_for(ros, lambda: any(int(v.get("rejected_bad_image", 0)) >= 2
@@ -183,7 +183,7 @@ def test_pipeline_outputs_and_bad_input(ros, model_dir):
             time.sleep(0.3)
             good.header.stamp.sec = 30 + i
             fpub.publish(good)
-            assert wait_for(ros, lambda: out.with_stamp("detections", 30 + i), 60,
+            assert wait_for(ros, lambda i=i: out.with_stamp("detections", 30 + i), 60,
                             (edge, server)), f"good features after bad {reason} not processed"
             assert not out.with_stamp("detections", 20 + i)
         # 4. Metric depth follows the focal length in the features' camera_info: the same

@@ -8,14 +8,21 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from support.procs import python_process, stop
-from support.ros_nodes import (assert_clean_exit, get_param, node_args, set_params,
-                               signal_and_wait, tiny_model, wait_for)
 
 from mtl_split.msg import Detection2DArray, SplitFeatures
 from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_ros.features_msg import packet_to_msg
 from mtl_split_ros.qos import qos_from_name
+from support.procs import python_process, stop
+from support.ros_nodes import (
+    assert_clean_exit,
+    get_param,
+    node_args,
+    set_params,
+    signal_and_wait,
+    tiny_model,
+    wait_for,
+)
 
 pytestmark = pytest.mark.ros
 REL = qos_from_name("reliable", depth=10)
@@ -118,7 +125,7 @@ def test_one_hostile_message_costs_only_itself(ros, model_dir, features):
         for i in range(3):
             hostile.header.stamp.sec = 20 + i
             pub.publish(hostile)  # counted before the next good one replaces it in the slot
-            assert wait_for(ros, lambda: (dets.value("rejected_internal") or 0) >= i + 1, 10,
+            assert wait_for(ros, lambda i=i: (dets.value("rejected_internal") or 0) >= i + 1, 10,
                             (server,)), dets.diag
             assert len(_send_until(ros, pub, features, dets, 30 + i, (server,)).detections) == 5
         log = stop(server)

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import rclpy
 from sensor_msgs.msg import CameraInfo, Image
-from support.procs import python_process, stop
 
 from mtl_split.msg import Detection2DArray
 from mtl_split_ros.qos import qos_from_name
+from support.procs import python_process, stop
 
 pytestmark = pytest.mark.ros
 CAMERA = ("from mtl_split_tools.sim_camera_node import main; import sys; sys.exit(main())")

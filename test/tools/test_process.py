@@ -5,8 +5,8 @@ import shutil
 
 import numpy as np
 import pytest
-from bag_factory import T, compressed, header, image, write_bag
 
+from bag_factory import T, compressed, header, image, write_bag
 from mtl_split_core.bags import BagError, open_bag
 from mtl_split_core.geometry import median_depth_in_box, scale_boxes
 from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, save_model
@@ -47,7 +47,7 @@ def test_every_encoding_and_unrelated_topics(tmp_path, tiny_model, storage):
         assert "/cam_rgb8/mtl_split/detections" in topics_out
         assert topics_out["/cam_rgb8/mtl_split/depth"].msgtype == IMG
         stamps = []
-        for conn, t, raw in reader.messages([topics_out["/cam_rgb8/mtl_split/depth"]]):
+        for conn, _, raw in reader.messages([topics_out["/cam_rgb8/mtl_split/depth"]]):
             msg = reader.deserialize(raw, conn.msgtype)
             stamps.append(msg.header.stamp.sec)
             assert msg.encoding == "32FC1" and (msg.width, msg.height) == (64, 48)

@@ -8,13 +8,13 @@ import pytest
 import rclpy
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
-from support.procs import python_process, stop
-from support.ros_nodes import assert_clean_exit, signal_and_wait
 
 from mtl_split.msg import Detection2D, Detection2DArray
 from mtl_split_core.bags import open_bag
 from mtl_split_ros.image_msg import fill_image
 from mtl_split_ros.qos import qos_from_name
+from support.procs import python_process, stop
+from support.ros_nodes import assert_clean_exit, signal_and_wait
 
 pytestmark = pytest.mark.ros
 CLI = "from mtl_split_tools.cli import main; import sys; sys.exit(main())"

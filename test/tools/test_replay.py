@@ -6,13 +6,13 @@ import signal
 import numpy as np
 import pytest
 import rclpy
-from bag_factory import T, image, write_bag
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
+
+from bag_factory import T, image, write_bag
+from mtl_split_ros.qos import qos_from_name
 from support.procs import python_process, stop
 from support.ros_nodes import assert_clean_exit, signal_and_wait
-
-from mtl_split_ros.qos import qos_from_name
 
 pytestmark = pytest.mark.ros
 REPLAY = "from mtl_split_tools.cli import main; import sys; sys.exit(main())"

@@ -7,9 +7,7 @@ import sys
 import textwrap
 
 import pytest
-
-from link import (EmulatedLink, LinkShape, PREFIX, namespaces, remove_stale_namespaces,
-                  tbf_args)
+from link import PREFIX, EmulatedLink, LinkShape, namespaces, remove_stale_namespaces, tbf_args
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("tc"),

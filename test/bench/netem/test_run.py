@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from link import PREFIX, namespaces
 from run import PIPELINES, pipeline_processes
 

@@ -3,8 +3,15 @@
 import pytest
 import torch
 
-from mtl_split_core.backbones import (BACKBONE_SPECS, BACKBONES, SPLIT_NAMES, STRIDES,
-                                      build_backbone, has_pretrained, register_backbone)
+from mtl_split_core.backbones import (
+    BACKBONE_SPECS,
+    BACKBONES,
+    SPLIT_NAMES,
+    STRIDES,
+    build_backbone,
+    has_pretrained,
+    register_backbone,
+)
 
 torch.set_num_threads(2)
 

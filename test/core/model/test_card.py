@@ -5,8 +5,13 @@ import json
 import pytest
 import torch
 
-from mtl_split_core.model import (ModelConfig, ModelLoadError, MultiTaskSplitNet, load_model,
-                                  save_model)
+from mtl_split_core.model import (
+    ModelConfig,
+    ModelLoadError,
+    MultiTaskSplitNet,
+    load_model,
+    save_model,
+)
 
 
 @pytest.fixture()

@@ -7,7 +7,12 @@ import pytest
 
 from mtl_split_core.sim.camera import SimCamera
 from mtl_split_core.sim.generate import generate_dataset, scene_split
-from mtl_split_core.sim.scene import MIN_BOX_SIDE, MIN_VISIBLE_PIXELS, SimScene, boxes_from_instances
+from mtl_split_core.sim.scene import (
+    MIN_BOX_SIDE,
+    MIN_VISIBLE_PIXELS,
+    SimScene,
+    boxes_from_instances,
+)
 
 
 def test_same_seed_same_bytes():

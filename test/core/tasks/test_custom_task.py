@@ -3,7 +3,8 @@ in the evaluation and comes out of the server runner: adding a task needs no oth
 
 import csv
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,8 +17,14 @@ from mtl_split_core.model import ModelConfig, ModelConfigError, load_model
 from mtl_split_core.model.heads import conv_head
 from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_core.runtime.server import ServerRunner
-from mtl_split_core.tasks import (OutputSpec, PostprocessContext, Task, register_task,
-                                  task_names, unregister_task)
+from mtl_split_core.tasks import (
+    OutputSpec,
+    PostprocessContext,
+    Task,
+    register_task,
+    task_names,
+    unregister_task,
+)
 from mtl_split_core.tasks.base import truth_like
 from mtl_split_core.train import train
 

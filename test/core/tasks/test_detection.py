@@ -3,8 +3,12 @@
 import numpy as np
 import torch
 
-from mtl_split_core.tasks.detection import (decode_detections, detection_targets, focal_loss,
-                                            gaussian_radius)
+from mtl_split_core.tasks.detection import (
+    decode_detections,
+    detection_targets,
+    focal_loss,
+    gaussian_radius,
+)
 
 BOXES = np.array([[16.0, 8.0, 64.0, 40.0], [70.0, 30.0, 90.0, 62.0]], np.float32)
 LABELS = np.array([2, 0])

@@ -4,8 +4,15 @@ import pytest
 import torch
 
 from mtl_split_core.model import ModelConfig
-from mtl_split_core.tasks import (DEFAULT_TASKS, PostprocessContext, Task, get_task,
-                                  register_task, task_names, unregister_task)
+from mtl_split_core.tasks import (
+    DEFAULT_TASKS,
+    PostprocessContext,
+    Task,
+    get_task,
+    register_task,
+    task_names,
+    unregister_task,
+)
 
 
 def test_builtin_tasks_are_registered_in_head_order():
