@@ -19,7 +19,7 @@ and ``/cam/image_raw/compressed`` both give ``/cam/mtl_split/...`` (``features_t
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,7 @@ from mtl_split_core.geometry import (
     pack_xyzrgb,
     scale_boxes,
 )
+from mtl_split_core.tasks import get_tasks
 from mtl_split_core.viz import annotate, class_palette, colorize_segmentation, detection_palette
 from mtl_split_ros.image_msg import image_fields
 from mtl_split_ros.msg_factory import MessageFactory
@@ -55,6 +56,9 @@ OUTPUT_TYPES: dict[str, str] = {
     "points": "sensor_msgs/msg/PointCloud2",
     "annotated": IMAGE,
 }
+# Per-pixel maps any task may declare (tasks.OutputSpec kinds) -> Image encoding.
+MAP_ENCODINGS: dict[str, str] = {"class_image": "mono8", "mask_image": "mono8",
+                                 "float_image": "32FC1", "rgb_image": "rgb8"}
 # visualization_msgs/Marker constants (the factories' classes differ; the numbers do not).
 _MARKER_CUBE, _MARKER_TEXT, _MARKER_ADD, _MARKER_DELETEALL = 1, 9, 0, 3
 
@@ -87,13 +91,37 @@ class OutputStyle:
     det_palette: np.ndarray
     point_stride: int = 4
     marker_lifetime_s: float = 1.0
+    # Maps declared by tasks beyond the built-in outputs: (suffix, result field, encoding).
+    task_maps: tuple[tuple[str, str, str], ...] = ()
 
     @classmethod
     def from_card(cls, card: dict, point_stride: int = 4) -> OutputStyle:
         det = tuple(card["detection_classes"])
         seg = tuple(card["segmentation_classes"])
         return cls(det, seg, class_palette(len(seg)), detection_palette(det, seg),
-                   int(point_stride))
+                   int(point_stride), task_maps=task_maps(card["tasks"]))
+
+
+def task_maps(tasks: Sequence[str]) -> tuple[tuple[str, str, str], ...]:
+    """(suffix, result field, encoding) of the map outputs ``tasks`` declare beyond the
+    built-in ``OUTPUT_TYPES``; a kind this adapter cannot publish is a ValueError."""
+    maps = []
+    for task in get_tasks(tasks):
+        for spec in task.outputs:
+            if spec.suffix in OUTPUT_TYPES:
+                continue
+            if spec.kind not in MAP_ENCODINGS:
+                raise ValueError(f"task {task.name!r} output {spec.suffix!r}: kind "
+                                 f"{spec.kind!r} has no message; map kinds: "
+                                 f"{', '.join(MAP_ENCODINGS)}")
+            field = spec.field or task.result_fields[0]
+            maps.append((spec.suffix, field, MAP_ENCODINGS[spec.kind]))
+    return tuple(maps)
+
+
+def output_types(style: OutputStyle) -> dict[str, str]:
+    """Every output suffix -> message type: the built-in ones, then the tasks' maps."""
+    return {**OUTPUT_TYPES, **{suffix: IMAGE for suffix, _, _ in style.task_maps}}
 
 
 # ------------------------------------------------------------------------------- assemble
@@ -120,6 +148,10 @@ def assemble(result: Any, source_size: tuple[int, int], header: Any, camera_info
     if "detections/markers" in wanted:
         out["detections/markers"] = markers(factory, header, result, style, box_depths,
                                             src_intr)
+    for suffix, field, encoding in style.task_maps:
+        value = result.extra_fields.get(field)
+        if suffix in wanted and value is not None:
+            out[suffix] = image(factory, header, value, encoding)
     ref = depth if depth is not None else seg
     if ref is None:
         return out

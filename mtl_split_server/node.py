@@ -77,7 +77,8 @@ MESSAGES = RclpyMessages()
 class Source:
     """One feature topic with its own outputs, newest-frame slot and statistics."""
 
-    def __init__(self, node: Node, topic: str, qos_in, qos_out, enabled: dict):
+    def __init__(self, node: Node, topic: str, qos_in, qos_out, enabled: dict,
+                 types: dict[str, str]):
         self.topic = topic
         self.slot = LatestSlot()
         self.rate = RateMeter()
@@ -87,7 +88,7 @@ class Source:
         disabled = {suffix for suffix, flag in OPTIONAL_OUTPUTS.items() if not enabled[flag]}
         self.pubs = {suffix: node.create_publisher(MESSAGES.message_class(msgtype),
                                                    prefix + suffix, qos_out)
-                     for suffix, msgtype in outputs.OUTPUT_TYPES.items()
+                     for suffix, msgtype in types.items()
                      if suffix not in disabled}
         node.create_subscription(SplitFeatures, topic, self.slot.put, qos_in,
                                  event_callbacks=node.health.callbacks(topic, qos_in))
@@ -119,7 +120,9 @@ class ServerNode(Node):
         # recorder, RViz) does not lose results the server spent compute on.
         qin = qos_from_name(self.cfg["input_qos"])
         qout = qos_from_name(self.cfg["output_qos"], depth=5)
-        self.sources = [Source(self, t, qin, qout, self.cfg) for t in self.cfg["feature_topics"]]
+        types = outputs.output_types(self.style)
+        self.sources = [Source(self, t, qin, qout, self.cfg, types)
+                        for t in self.cfg["feature_topics"]]
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.diag_timer = self.create_timer(self.cfg["diagnostics_period"],
                                             self._publish_diagnostics)

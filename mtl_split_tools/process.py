@@ -107,6 +107,7 @@ def process_bag(bag, out_dir, model: str = "", device: str = "auto", precision: 
 def _process(bag, out_dir, edge, server, stats, t0, progress):
     card = edge.card
     style = outputs.OutputStyle.from_card(card)
+    types = outputs.output_types(style)
     with open_bag(bag) as reader:
         image_conns = [c for c in reader.connections if c.msgtype in IMAGE_TYPES]
         if not image_conns:
@@ -136,9 +137,9 @@ def _process(bag, out_dir, edge, server, stats, t0, progress):
                 except PacketRejected as err:  # cannot happen with one model; be explicit
                     raise BagError(f"{bag}: internal mismatch: {err}") from err
                 out = outputs.assemble(result, packet.source_size, msg.header, info, style,
-                                       outputs.OUTPUT_TYPES, factory)
+                                       types, factory)
                 for suffix, message in out.items():
-                    writer.write(prefixes[topic] + suffix, outputs.OUTPUT_TYPES[suffix],
+                    writer.write(prefixes[topic] + suffix, types[suffix],
                                  stamp_ns, message)
                 if "annotated" in out:
                     png_dir = out_dir / "annotated" / topic.strip("/").replace("/", "_")

@@ -28,10 +28,18 @@ if TYPE_CHECKING:  # the model package imports the registry; avoid the cycle at 
 @dataclass(frozen=True)
 class OutputSpec:
     """One output a task produces: ``suffix`` under the node's ``mtl_split/`` namespace and the
-    ``kind`` of data (the ROS adapter picks the message type by kind)."""
+    ``kind`` of data (the ROS adapter picks the message type by kind).
+
+    Any task can publish a per-pixel map at the output resolution with a map kind:
+    ``class_image`` / ``mask_image`` (uint8 -> mono8), ``float_image`` (float32 -> 32FC1),
+    ``rgb_image`` (uint8 (h, w, 3) -> rgb8); ``field`` names the result field that holds it
+    ('' = the task's first result field). The built-in tasks' other kinds (detections,
+    markers, colour views, point cloud) are built by the ROS adapter from several fields.
+    """
 
     suffix: str
     kind: str
+    field: str = ""
 
 
 @dataclass(frozen=True)

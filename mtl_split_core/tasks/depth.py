@@ -18,7 +18,6 @@ from torch import nn
 from mtl_split_core.metrics import DepthMetric
 from mtl_split_core.model.heads import conv_head
 from mtl_split_core.tasks.base import OutputSpec, PostprocessContext, Task, truth_like
-from mtl_split_core.tasks.registry import register_task
 
 if TYPE_CHECKING:
     from mtl_split_core.model.config import ModelConfig
@@ -89,6 +88,3 @@ class DepthTask(Task):
 
     def metric(self, config: ModelConfig) -> _DepthScore:
         return _DepthScore()
-
-
-register_task(DepthTask())

@@ -22,7 +22,6 @@ from mtl_split_core.metrics import DetectionMetric
 from mtl_split_core.model.heads import conv_head
 from mtl_split_core.model.neck import Neck
 from mtl_split_core.tasks.base import OutputSpec, PostprocessContext, Task
-from mtl_split_core.tasks.registry import register_task
 
 if TYPE_CHECKING:
     from mtl_split_core.model.config import ModelConfig
@@ -186,6 +185,3 @@ class DetectionTask(Task):
 
     def metric(self, config: ModelConfig) -> _DetectionScore:
         return _DetectionScore(len(config.detection_classes))
-
-
-register_task(DetectionTask())

@@ -14,7 +14,6 @@ from mtl_split_core.classes import IGNORE_ID
 from mtl_split_core.metrics import SegmentationMetric
 from mtl_split_core.model.heads import conv_head
 from mtl_split_core.tasks.base import OutputSpec, PostprocessContext, Task, truth_like
-from mtl_split_core.tasks.registry import register_task
 
 if TYPE_CHECKING:
     from mtl_split_core.model.config import ModelConfig
@@ -71,6 +70,3 @@ class SegmentationTask(Task):
 
     def metric(self, config: ModelConfig) -> _SegmentationScore:
         return _SegmentationScore(len(config.segmentation_classes))
-
-
-register_task(SegmentationTask())

@@ -13,6 +13,7 @@ from mtl_split_core.bags import open_bag, typestore
 from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, save_model
 from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_core.runtime.server import ServerRunner
+from mtl_split_core.tasks import OutputSpec, Task, register_task, unregister_task
 from mtl_split_core.viz import class_palette
 from mtl_split_ros.features_msg import packet_to_msg
 from mtl_split_ros.image_msg import ImageDecodeError, image_to_array, image_to_rgb
@@ -26,6 +27,7 @@ from mtl_split_ros.outputs import (
     features_topic,
     image,
     output_prefix,
+    output_types,
 )
 from mtl_split_ros.qos import qos_from_name
 from mtl_split_tools.process import process_bag
@@ -189,6 +191,55 @@ def test_only_wanted_outputs_are_built(model_dir):
                     factory)
     assert list(both) == ["depth", "annotated"]
     assert both["depth"].encoding == "32FC1" and both["annotated"].encoding == "rgb8"
+
+
+class _HorizonTask(Task):
+    """A test-only task: only what the ROS adapter reads (name, result field, outputs)."""
+
+    name = "horizon"
+    result_fields = ("horizon",)
+    outputs = (OutputSpec("horizon", "mask_image"),
+               OutputSpec("horizon/score", "float_image", field="horizon_score"))
+
+
+class _BadKindTask(Task):
+    name = "bad_kind"
+    result_fields = ("x",)
+    outputs = (OutputSpec("x", "hologram"),)
+
+
+def test_a_registered_tasks_maps_are_published_without_touching_the_adapter(model_dir):
+    packet, result, card = _result(model_dir)
+    register_task(_HorizonTask())
+    try:
+        style = OutputStyle.from_card({**card, "tasks": [*card["tasks"], "horizon"]})
+        types = output_types(style)
+        assert types["horizon"] == types["horizon/score"] == "sensor_msgs/msg/Image"
+        assert set(OUTPUT_TYPES) < set(types)
+        mask = (np.arange(48 * 64).reshape(48, 64) % 2).astype(np.uint8)
+        score = np.linspace(0, 1, 48 * 64, dtype=np.float32).reshape(48, 64)
+        result.extra_fields.update(horizon=mask, horizon_score=score)
+        hdr = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=1, nanosec=0),
+                                       frame_id="cam")
+        out = assemble(result, packet.source_size, hdr, None, style, types,
+                       BagMessages(STORE))
+        assert out["horizon"].encoding == "mono8"
+        np.testing.assert_array_equal(image_to_array(out["horizon"]), mask)
+        assert out["horizon/score"].encoding == "32FC1"
+        np.testing.assert_array_equal(image_to_array(out["horizon/score"]), score)
+        assert out["horizon"].header.frame_id == "cam"
+    finally:
+        unregister_task("horizon")
+
+
+def test_a_task_output_kind_without_a_message_is_refused_at_start(model_dir):
+    _, _, card = _result(model_dir)
+    register_task(_BadKindTask())
+    try:
+        with pytest.raises(ValueError, match="hologram"):
+            OutputStyle.from_card({**card, "tasks": [*card["tasks"], "bad_kind"]})
+    finally:
+        unregister_task("bad_kind")
 
 
 def test_topic_rule_for_image_topics_and_feature_topics():
