@@ -43,7 +43,7 @@ class ModelConfig:
     depth_reference_focal: float | None = None
 
     def __post_init__(self) -> None:
-        # A card's JSON gives lists of any length: validate() checks input_size's length.
+        # A card's JSON gives lists: tuples of the length given (validate() checks input_size).
         self.input_size = cast("tuple[int, int]", tuple(int(v) for v in self.input_size))
         self.mean = cast("tuple[float, float, float]", tuple(self.mean))
         self.std = cast("tuple[float, float, float]", tuple(self.std))

@@ -36,7 +36,8 @@ class EdgeRunner:
         self._use_graph = cuda_graphs and self.device.type == "cuda"
         if self._use_graph:
             # Module.to accepts memory_format (documented); torch's overloads omit it.
-            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            fmt = torch.channels_last
+            self.model = self.model.to(memory_format=fmt)  # type: ignore[call-overload]
         # configure() may run on another thread than __call__ (a node's parameter change while
         # its worker encodes): the lock makes each frame use one consistent configuration.
         self._lock = threading.Lock()
