@@ -61,9 +61,9 @@ def evaluate(model: MultiTaskSplitNet, data: dict, split: str | None = None,
     return result
 
 
-def _predictions(model: MultiTaskSplitNet, data: dict, split, codec, device, batch_size: int,
-                 score_threshold: float, progress: bool, nbytes: list[int]
-                 ) -> Iterator[tuple[dict, dict]]:
+def _predictions(model: MultiTaskSplitNet, data: dict, split: str | None, codec: str | None,
+                 device: str | torch.device, batch_size: int, score_threshold: float,
+                 progress: bool, nbytes: list[int]) -> Iterator[tuple[dict, dict]]:
     """(prediction, truth) per frame: edge -> [codec] -> server -> each task's post-processing."""
     tasks = get_tasks(model.config.tasks)
     context = PostprocessContext(score_threshold=score_threshold, max_detections=100)

@@ -12,9 +12,11 @@ are x1, y1, x2, y2 on pixel *edges* with x2/y2 exclusive (``sim/scene.py``), so 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 # sensor_msgs/PointField.FLOAT32
 POINTFIELD_FLOAT32 = 7
@@ -51,7 +53,7 @@ class Intrinsics:
             raise ValueError(f"image size must be positive, got {self.width}x{self.height}")
 
     @classmethod
-    def from_camera_info_k(cls, k, width: int, height: int) -> Intrinsics:
+    def from_camera_info_k(cls, k: ArrayLike, width: int, height: int) -> Intrinsics:
         """From the row-major 3x3 ``CameraInfo.k`` (9 values); skew is ignored."""
         k = np.asarray(k, dtype=np.float64).reshape(-1)
         if k.size != 9:
@@ -95,7 +97,7 @@ class Intrinsics:
                 "width": self.width, "height": self.height}
 
 
-def focal_y(k) -> float | None:
+def focal_y(k: ArrayLike) -> float | None:
     """fy of a row-major ``CameraInfo.k`` (9 values), or None when it is unset (zeros)."""
     k = np.asarray(k, dtype=np.float64).reshape(-1)
     return float(k[4]) if k.size == 9 and k[4] > 0 else None
@@ -135,7 +137,8 @@ def backproject(depth: np.ndarray, intrinsics: Intrinsics, stride: int = 1
     return points, (rows, cols)
 
 
-def box_to_3d(box, depth_m: float, intrinsics: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
+def box_to_3d(box: Iterable[float], depth_m: float, intrinsics: Intrinsics
+              ) -> tuple[np.ndarray, np.ndarray]:
     """Lift a 2D box (x1, y1, x2, y2 edges, pixels) to an axis-aligned 3D box at ``depth_m``.
 
     Returns ``(center, size)``, each ``(3,) float64`` xyz in metres in the optical frame. The
@@ -157,7 +160,7 @@ def box_to_3d(box, depth_m: float, intrinsics: Intrinsics) -> tuple[np.ndarray, 
     return center, size
 
 
-def box_to_center_size(box) -> tuple[float, float, float, float]:
+def box_to_center_size(box: Iterable[float]) -> tuple[float, float, float, float]:
     """(x1, y1, x2, y2) edges -> (center_x, center_y, size_x, size_y), as in Detection2D."""
     x1, y1, x2, y2 = (float(v) for v in box)
     return (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
@@ -170,13 +173,14 @@ def center_size_to_box(center_x: float, center_y: float, size_x: float,
             center_y + size_y / 2)
 
 
-def scale_boxes(boxes, scale: tuple[float, float]) -> np.ndarray:
+def scale_boxes(boxes: ArrayLike, scale: tuple[float, float]) -> np.ndarray:
     """``(K, 4) float32`` boxes multiplied by ``(sx, sy)``: e.g. source pixels -> map pixels."""
     sx, sy = scale
     return np.asarray(boxes, np.float32).reshape(-1, 4) * np.array([sx, sy, sx, sy], np.float32)
 
 
-def median_depth_in_box(depth: np.ndarray, box, center_fraction: float = 0.5) -> float:
+def median_depth_in_box(depth: np.ndarray, box: Iterable[float],
+                        center_fraction: float = 0.5) -> float:
     """Median of the valid depths in the central part of a box; 0.0 if none is valid.
 
     Only the central ``center_fraction`` of the box's width and height is used (0.5 = the

@@ -22,6 +22,7 @@ shapes, out-of-range labels, non-finite values) raises ValueError rather than sk
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from mtl_split_core.classes import IGNORE_ID
 
@@ -107,7 +108,8 @@ class DetectionMetric:
         self._scores: list[list[np.ndarray]] = [[] for _ in range(self.num_classes)]
         self._matched: list[list[np.ndarray]] = [[] for _ in range(self.num_classes)]
 
-    def update(self, boxes, scores, labels, gt_boxes, gt_labels) -> None:
+    def update(self, boxes: ArrayLike, scores: ArrayLike, labels: ArrayLike,
+               gt_boxes: ArrayLike, gt_labels: ArrayLike) -> None:
         """Add one frame: predictions (K, 4) boxes, (K,) scores, (K,) labels; ground truth
         (M, 4) boxes, (M,) labels. Boxes x1y1x2y2 in the same pixel frame."""
         boxes = _boxes(boxes, "boxes")
@@ -165,7 +167,7 @@ class SegmentationMetric:
         self.num_frames = 0
         self.confusion = np.zeros((self.num_classes, self.num_classes), np.int64)
 
-    def update(self, pred, target) -> None:
+    def update(self, pred: ArrayLike, target: ArrayLike) -> None:
         """Add one frame: integer class maps of equal shape (``target`` may hold
         ``ignore_index``); predictions must be valid class ids everywhere."""
         pred, target = np.asarray(pred), np.asarray(target)
@@ -217,7 +219,7 @@ class DepthMetric:
         self._sq_err = 0.0
         self._delta = np.zeros(3, np.int64)
 
-    def update(self, pred, target) -> None:
+    def update(self, pred: ArrayLike, target: ArrayLike) -> None:
         """Add one frame: predicted and ground-truth depth in metres, equal shapes.
 
         Pixels count where the ground truth is finite and > 0. Predictions there must be
@@ -255,7 +257,7 @@ class DepthMetric:
 
 # ---------------------------------------------------------------- input checks
 
-def _boxes(value, name: str) -> np.ndarray:
+def _boxes(value: ArrayLike, name: str) -> np.ndarray:
     arr = np.asarray(value, np.float64)
     if arr.size == 0:
         return arr.reshape(0, 4)
@@ -266,7 +268,7 @@ def _boxes(value, name: str) -> np.ndarray:
     return arr
 
 
-def _vector(value, name: str, length: int) -> np.ndarray:
+def _vector(value: ArrayLike, name: str, length: int) -> np.ndarray:
     arr = np.asarray(value, np.float64).reshape(-1) if np.size(value) else np.zeros(0)
     if len(arr) != length:
         raise ValueError(f"{name} has {len(arr)} entries, expected {length} (one per box)")
@@ -275,7 +277,7 @@ def _vector(value, name: str, length: int) -> np.ndarray:
     return arr
 
 
-def _labels(value, name: str, length: int, num_classes: int) -> np.ndarray:
+def _labels(value: ArrayLike, name: str, length: int, num_classes: int) -> np.ndarray:
     arr = np.asarray(value).reshape(-1) if np.size(value) else np.zeros(0, np.int64)
     if arr.size and arr.dtype.kind not in "iu":
         raise ValueError(f"{name} must be integer class ids, got dtype {arr.dtype}")

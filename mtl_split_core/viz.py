@@ -7,12 +7,14 @@ robot CPU); only the few detections are drawn in a Python loop.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 from matplotlib import colormaps
+from numpy.typing import ArrayLike
 
 from mtl_split_core.classes import IGNORE_ID
 from mtl_split_core.geometry import median_depth_in_box, valid_depth_mask
@@ -55,7 +57,7 @@ def _full_palette() -> np.ndarray:
     is asked for. Candidates are a 16-level RGB grid without very dark / very light colours,
     so nothing looks like "invalid" black or vanishes under white label text.
     """
-    colors = [BACKGROUND_RGB, *_BASE_COLORS]
+    colors: list[tuple[int, ...]] = [BACKGROUND_RGB, *_BASE_COLORS]
     levels = np.arange(0, 256, 17)
     grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3)
     lab = _srgb_to_lab(grid)
@@ -80,7 +82,8 @@ def class_palette(n: int) -> np.ndarray:
     return _full_palette()[:n].copy()
 
 
-def detection_palette(detection_classes, segmentation_classes) -> np.ndarray:
+def detection_palette(detection_classes: Sequence[str], segmentation_classes: Sequence[str]
+                      ) -> np.ndarray:
     """``uint8 (len(detection_classes), 3)``: each detection class in the colour its name has
     in ``class_palette`` over the segmentation classes, so a box matches its object's pixels.
     Classes segmentation lacks get the colours after the segmentation's, in order."""
@@ -198,19 +201,21 @@ def _label_text(name: str, score: float | None, depth: float | None) -> str:
     return " ".join(parts)
 
 
-def _text_color(bg) -> tuple[int, int, int]:
+def _text_color(bg: Iterable[int]) -> tuple[int, int, int]:
     """Black on light colours, white on dark ones (Rec. 601 luma)."""
     r, g, b = (int(v) for v in bg)
     return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 140 else (255, 255, 255)
 
 
-def _overlaps(a, b) -> bool:
+def _overlaps(a: Sequence[float], b: Sequence[float]) -> bool:
     """Whether two (x1, y1, x2, y2) rectangles share any area."""
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def draw_detections(rgb: np.ndarray, boxes, class_ids, scores, class_names, palette,
-                    depths=None) -> np.ndarray:
+def draw_detections(rgb: np.ndarray, boxes: ArrayLike, class_ids: Sequence[int] | np.ndarray,
+                    scores: Sequence[float] | np.ndarray | None, class_names: Sequence[str],
+                    palette: ArrayLike, depths: Sequence[float] | np.ndarray | None = None
+                    ) -> np.ndarray:
     """A copy of ``rgb`` with one rectangle and a "name 0.87 3.2m" label per detection.
 
     ``boxes`` are ``(K, 4)`` x1, y1, x2, y2 pixel edges (x2/y2 exclusive) in this image;
@@ -275,10 +280,12 @@ def _depth_shading(depth: np.ndarray) -> np.ndarray:
     return shade
 
 
-def annotate(seg_ids: np.ndarray | None, depth: np.ndarray | None, boxes, class_ids, scores,
-             class_names, image: np.ndarray | None = None, *,
+def annotate(seg_ids: np.ndarray | None, depth: np.ndarray | None, boxes: ArrayLike,
+             class_ids: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray | None,
+             class_names: Sequence[str], image: np.ndarray | None = None, *,
              seg_palette: np.ndarray | None = None, det_palette: np.ndarray | None = None,
-             box_depths=None, alpha: float = 0.45) -> np.ndarray:
+             box_depths: Sequence[float] | np.ndarray | None = None, alpha: float = 0.45
+             ) -> np.ndarray:
     """The server's annotated view, ``uint8 (H, W, 3)`` RGB at the maps' resolution.
 
     Without ``image`` (the server only has features) the background is the segmentation
@@ -297,7 +304,8 @@ def annotate(seg_ids: np.ndarray | None, depth: np.ndarray | None, boxes, class_
     if maps:
         h, w = np.asarray(maps[0]).shape[:2]
         if any(np.asarray(m).shape[:2] != (h, w) for m in maps):
-            raise ValueError(f"segmentation {np.shape(seg_ids)} and depth {np.shape(depth)} "
+            # Only reached with both maps: maps == [seg_ids, depth].
+            raise ValueError(f"segmentation {np.shape(maps[0])} and depth {np.shape(maps[1])} "
                              f"sizes differ")
     elif image is not None:
         h, w = np.asarray(image).shape[:2]
@@ -310,7 +318,7 @@ def annotate(seg_ids: np.ndarray | None, depth: np.ndarray | None, boxes, class_
 
     seg_rgb = colorize_segmentation(seg_ids, seg_palette) if seg_ids is not None else None
     if image is not None:
-        base = np.asarray(image, np.uint8)
+        base: np.ndarray = np.asarray(image, np.uint8)
         if base.ndim == 2:
             base = np.repeat(base[:, :, None], 3, axis=2)
         if base.shape[:2] != (h, w):
@@ -326,6 +334,7 @@ def annotate(seg_ids: np.ndarray | None, depth: np.ndarray | None, boxes, class_
     elif seg_rgb is not None:
         view = seg_rgb
     else:
+        assert depth is not None  # checked above: without seg_ids and image, depth is set
         view = colorize_depth(depth)
 
     if box_depths is None and depth is not None:
@@ -347,7 +356,7 @@ def _as_rgb_u8(img: np.ndarray) -> np.ndarray:
 
 
 def _put_centered(img: np.ndarray, text: str, x0: int, width: int, y0: int, height: int,
-                  scale: float, color=(20, 20, 20)) -> None:
+                  scale: float, color: tuple[int, int, int] = (20, 20, 20)) -> None:
     """Text centred in a box; shrunk until it fits, then cut with '…'-like '..'."""
     while scale > 0.3 and cv2.getTextSize(text, _FONT, scale, 1)[0][0] > width - 6:
         scale -= 0.05

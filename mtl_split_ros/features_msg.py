@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import array
+from typing import Any
 
 import numpy as np
+from sensor_msgs.msg import CameraInfo
+from std_msgs.msg import Header
 
 from mtl_split.msg import SplitFeatures
 from mtl_split_core.codec import CodecError, EncodedTensor
 from mtl_split_core.runtime.packet import FeaturePacket
 
 
-def packet_to_msg(packet: FeaturePacket, header=None, camera_info=None) -> SplitFeatures:
+def packet_to_msg(packet: FeaturePacket, header: Header | None = None,
+                  camera_info: CameraInfo | None = None) -> SplitFeatures:
     """A SplitFeatures message for ``packet`` with the source image's header/camera_info."""
     msg = SplitFeatures()
     if header is not None:
@@ -35,7 +39,7 @@ def packet_to_msg(packet: FeaturePacket, header=None, camera_info=None) -> Split
     return msg
 
 
-def msg_to_packet(msg) -> FeaturePacket:
+def msg_to_packet(msg: Any) -> FeaturePacket:
     """The packet carried by a SplitFeatures message (rclpy or rosbags-deserialized).
 
     Field sanity is checked here only as far as the message layer goes; the codec validates the

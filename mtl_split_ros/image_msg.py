@@ -8,6 +8,7 @@ numpy -> ROS is plain numpy (ROS 2's cv_bridge is not installable everywhere).
 from __future__ import annotations
 
 import array
+from typing import Any, TypeVar
 
 import numpy as np
 from rosbags.image import ImageError, compressed_image_to_cvimage, image_to_cvimage
@@ -18,12 +19,14 @@ SUPPORTED_FORMATS = ("jpeg", "jpg", "png")
 _BYTES_PER_PIXEL = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "mono16": 2}
 MAX_PIXELS = 8192 * 8192
 
+Msg = TypeVar("Msg")  # any message type (rclpy or rosbags): ROS messages carry no types
+
 
 class ImageDecodeError(ValueError):
     """An image message that cannot be turned into an RGB array; the message says why."""
 
 
-def image_to_rgb(msg) -> np.ndarray:
+def image_to_rgb(msg: Any) -> np.ndarray:
     """Return an RGB uint8 (H, W, 3) array for an Image or CompressedImage message."""
     if hasattr(msg, "format"):
         return _compressed_to_rgb(msg)
@@ -45,12 +48,13 @@ def image_to_rgb(msg) -> np.ndarray:
             np.lib.stride_tricks.as_strided(data, (h, row), (step, 1)))
     packed = _PackedImage(enc, h, w, row, bool(msg.is_bigendian), data[: h * row])
     try:
-        return np.ascontiguousarray(image_to_cvimage(packed, "rgb8"))
+        # Annotated for rosbags' own Image class; it reads only the fields _PackedImage has.
+        return np.ascontiguousarray(image_to_cvimage(packed, "rgb8"))  # type: ignore[arg-type]
     except (ImageError, ValueError, TypeError) as err:
         raise ImageDecodeError(f"cannot convert {enc} image: {err}") from err
 
 
-def _compressed_to_rgb(msg) -> np.ndarray:
+def _compressed_to_rgb(msg: Any) -> np.ndarray:
     # Plain "jpeg"/"png", or image_transport's "rgb8; jpeg compressed bgr8".
     tokens = msg.format.lower().replace(";", " ").split()
     fmt = next((t for t in tokens if t in SUPPORTED_FORMATS), None)
@@ -73,7 +77,8 @@ def _compressed_to_rgb(msg) -> np.ndarray:
 class _PackedImage:
     """The fields rosbags-image reads, for a repacked buffer."""
 
-    def __init__(self, encoding, height, width, step, is_bigendian, data):
+    def __init__(self, encoding: str, height: int, width: int, step: int, is_bigendian: bool,
+                 data: np.ndarray) -> None:
         self.encoding, self.height, self.width = encoding, height, width
         self.step, self.is_bigendian, self.data = step, is_bigendian, data
 
@@ -94,7 +99,7 @@ def image_fields(pixels: np.ndarray, encoding: str) -> dict:
             "data": pixels.reshape(-1).view(np.uint8)}
 
 
-def fill_image(msg, pixels: np.ndarray, encoding: str):
+def fill_image(msg: Msg, pixels: np.ndarray, encoding: str) -> Msg:
     """Fill a sensor_msgs/Image ``msg`` (rclpy) from an array (H, W[, C]); returns ``msg``."""
     for name, value in image_fields(pixels, encoding).items():
         setattr(msg, name, to_uint8_array(value) if name == "data" else value)
@@ -104,7 +109,7 @@ def fill_image(msg, pixels: np.ndarray, encoding: str):
 _ARRAY_DTYPES = {"32FC1": np.float32, "mono8": np.uint8, "mono16": np.uint16}
 
 
-def image_to_array(msg) -> np.ndarray:
+def image_to_array(msg: Any) -> np.ndarray:
     """A single-channel Image (32FC1, mono8 or mono16; e.g. depth or class ids) as (H, W)."""
     if msg.encoding not in _ARRAY_DTYPES:
         raise ImageDecodeError(f"image_to_array takes {', '.join(_ARRAY_DTYPES)}; got "

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import importlib
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from mtl_split_ros.image_msg import to_uint8_array
+
+if TYPE_CHECKING:  # rosbags is imported only when a bag is written
+    from rosbags.interfaces import Nodetype
+    from rosbags.typesys.store import Typestore
 
 
 class MessageFactory(Protocol):
@@ -53,7 +57,7 @@ class BagMessages:
     field definitions: 0, "", False, zero-filled fixed arrays, empty sequences.
     """
 
-    def __init__(self, store) -> None:
+    def __init__(self, store: Typestore) -> None:
         from rosbags.interfaces import Nodetype
         self.store = store
         self._nodetype = Nodetype
@@ -67,7 +71,9 @@ class BagMessages:
             raise AttributeError(f"{msgtype} has no field(s) {sorted(unknown)}")
         return self.store.types[msgtype](**values)
 
-    def _default(self, node) -> Any:
+    def _default(self, node: tuple[Nodetype, Any]) -> Any:
+        # A rosbags field description (kind, detail): the detail's type depends on the kind,
+        # which mypy cannot narrow from ``kind == ...``, hence Any.
         kind, detail = node
         nt = self._nodetype
         if kind == nt.BASE:

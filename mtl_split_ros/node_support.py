@@ -6,36 +6,42 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Generic, TypeVar
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.impl.rcutils_logger import RcutilsLogger
+from rclpy.node import Node
+from std_msgs.msg import Header
 
 from mtl_split_ros.params import ParameterError
 from mtl_split_ros.shutdown import StopSignals, init_without_signal_handlers, shutdown_quietly
 
+T = TypeVar("T")
 
-class LatestSlot:
+
+class LatestSlot(Generic[T]):
     """Holds at most one pending item: a new one replaces (drops) an unprocessed one.
 
     The subscription callback puts, a worker thread takes. This is how the nodes keep only the
     newest frame while busy instead of queueing without bound.
     """
 
-    def __init__(self):
-        self._item = None
+    def __init__(self) -> None:
+        self._item: T | None = None
         self._cv = threading.Condition()
         self.dropped = 0
         self.closed = False
 
-    def put(self, item) -> None:
+    def put(self, item: T) -> None:
         with self._cv:
             if self._item is not None:
                 self.dropped += 1
             self._item = item
             self._cv.notify()
 
-    def take(self, timeout: float = 0.2):
+    def take(self, timeout: float = 0.2) -> T | None:
         """The pending item, or None after ``timeout`` seconds / when closed."""
         with self._cv:
             if self._item is None and not self.closed:
@@ -52,7 +58,7 @@ class LatestSlot:
 class Rejections:
     """Counts rejected inputs by reason and logs one clear, rate-limited line per reason."""
 
-    def __init__(self, logger, period_s: float = 5.0):
+    def __init__(self, logger: RcutilsLogger, period_s: float = 5.0) -> None:
         self._logger = logger
         self._period = period_s
         self._last: dict[str, float] = {}
@@ -79,13 +85,13 @@ class Rejections:
         return sum(self.counts.values())
 
 
-def describe_header(header) -> str:
+def describe_header(header: Header) -> str:
     """A message's stamp and frame for log lines (the frame id cut short: it is input)."""
     frame = header.frame_id if len(header.frame_id) <= 64 else header.frame_id[:64] + "..."
     return f"stamp {header.stamp.sec}.{header.stamp.nanosec:09d}, frame {frame!r}"
 
 
-def handle_isolated(handle: Callable[[object], None], msg, rejections: Rejections) -> None:
+def handle_isolated(handle: Callable[[Any], None], msg: Any, rejections: Rejections) -> None:
     """Run ``handle(msg)``; an unexpected exception costs that message only.
 
     It is counted (reason ``internal``) and logged rate-limited with the message's stamp, so a
@@ -108,7 +114,7 @@ class OutputGate:
         self._lock = threading.Lock()
         self._open = True
 
-    def run(self, publish: Callable[..., None], *args) -> bool:
+    def run(self, publish: Callable[..., None], *args: Any) -> bool:
         """``publish(*args)`` unless closed; whether it ran."""
         with self._lock:
             if not self._open:
@@ -121,8 +127,8 @@ class OutputGate:
             self._open = False
 
 
-def diagnostic_status(name: str, hardware_id: str, values: dict, warn: str | None = None
-                      ) -> DiagnosticStatus:
+def diagnostic_status(name: str, hardware_id: str, values: Mapping[str, object],
+                      warn: str | None = None) -> DiagnosticStatus:
     status = DiagnosticStatus(name=name, hardware_id=hardware_id)
     status.level = DiagnosticStatus.WARN if warn else DiagnosticStatus.OK
     status.message = warn or "ok"
@@ -130,18 +136,18 @@ def diagnostic_status(name: str, hardware_id: str, values: dict, warn: str | Non
     return status
 
 
-def diagnostic_array(node, statuses) -> DiagnosticArray:
+def diagnostic_array(node: Node, statuses: Iterable[DiagnosticStatus]) -> DiagnosticArray:
     arr = DiagnosticArray()
     arr.header.stamp = node.get_clock().now().to_msg()
     arr.status = list(statuses)
     return arr
 
 
-def _fmt(v) -> str:
+def _fmt(v: object) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
-def run_node(make_node: Callable[[], object], args=None) -> int:
+def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
     """Create and spin a node until SIGINT/SIGTERM; exit code 0, or 2 for bad parameters.
 
     Shutdown order: stop spinning, ``node.close()`` (stops and joins the node's workers), destroy
@@ -149,7 +155,8 @@ def run_node(make_node: Callable[[], object], args=None) -> int:
     """
     with StopSignals() as stop:
         init_without_signal_handlers(args)
-        node = executor = None
+        node: Node | None = None
+        executor: SingleThreadedExecutor | None = None
         try:
             node = make_node()
             executor = SingleThreadedExecutor()

@@ -21,6 +21,8 @@ from typing import Any
 
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
 
 
 class ParameterError(ValueError):
@@ -88,7 +90,7 @@ _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a 
 ApplyHook = Callable[[Mapping[str, Any]], None]
 
 
-def declare_all(node, params: Sequence[Param], apply: ApplyHook | None = None
+def declare_all(node: Node, params: Sequence[Param], apply: ApplyHook | None = None
                 ) -> dict[str, Any]:
     """Declare ``params`` on ``node``; return their validated values by name.
 
@@ -106,8 +108,8 @@ def declare_all(node, params: Sequence[Param], apply: ApplyHook | None = None
         values[p.name] = p.validate(value)
     by_name = {p.name: p for p in params}
 
-    def on_set(changes) -> SetParametersResult:
-        accepted = {}
+    def on_set(changes: list[Parameter]) -> SetParametersResult:
+        accepted: dict[str, Any] = {}
         try:
             for change in changes:
                 p = by_name.get(change.name)
@@ -142,11 +144,11 @@ def _describe_type(default: Any) -> str:
     return _TYPE_NAMES.get(type(default), type(default).__name__)
 
 
-def positive(value) -> str | None:
+def positive(value: float) -> str | None:
     return None if value > 0 else "must be > 0"
 
 
-def in_range(lo, hi) -> Callable[[Any], str | None]:
-    def check(value):
+def in_range(lo: float, hi: float) -> Callable[[float], str | None]:
+    def check(value: float) -> str | None:
         return None if lo <= value <= hi else f"must be in [{lo}, {hi}]"
     return check

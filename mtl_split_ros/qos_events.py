@@ -12,11 +12,12 @@ from __future__ import annotations
 import threading
 
 from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 
 class SubscriptionHealth:
-    def __init__(self, node) -> None:
+    def __init__(self, node: Node) -> None:
         self._node = node
         self._lock = threading.Lock()
         self._lost: dict[str, int] = {}
@@ -71,5 +72,5 @@ def compatible(offered: QoSProfile, requested: QoSProfile) -> bool:
                 offered.durability == DurabilityPolicy.VOLATILE)
 
 
-def _name(policy) -> str:
+def _name(policy: object) -> str:
     return getattr(policy, "name", str(policy))

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import signal
 import time
-from types import TracebackType
+from collections.abc import Callable
+from types import FrameType, TracebackType
+from typing import Any
 
 import rclpy
 from rclpy.signals import SignalHandlerOptions
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# What signal.signal takes and returns: a function, SIG_DFL / SIG_IGN, or None (not set from
+# Python).
+SignalHandler = Callable[[int, FrameType | None], Any] | int | None
 
 
 class StopSignals:
@@ -28,9 +33,9 @@ class StopSignals:
 
     def __init__(self) -> None:
         self.received: int | None = None
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, SignalHandler] = {}
 
-    def _handle(self, signum, _frame) -> None:
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
         self.received = signum
 
     def __enter__(self) -> StopSignals:
@@ -57,7 +62,7 @@ class StopSignals:
         return True
 
 
-def init_without_signal_handlers(args=None) -> None:
+def init_without_signal_handlers(args: list[str] | None = None) -> None:
     """``rclpy.init`` leaving SIGINT/SIGTERM to ``StopSignals``."""
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
 

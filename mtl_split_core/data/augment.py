@@ -7,11 +7,19 @@ sensor noise touch the image only. Boxes are clipped to the image and dropped wh
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
+# Per-sample boxes: one (K, 4) float tensor per image, K varying.
+Boxes = list[torch.Tensor]
+# (images, seg, depth, boxes) after a geometric transform.
+Geometric = tuple[torch.Tensor, torch.Tensor, torch.Tensor, Boxes]
 
-def hflip(images, seg, depth, boxes, flip: torch.Tensor):
+
+def hflip(images: torch.Tensor, seg: torch.Tensor, depth: torch.Tensor,
+          boxes: Sequence[torch.Tensor], flip: torch.Tensor) -> Geometric:
     """Flip the samples where ``flip`` (N,) is True. Boxes: list of (K, 4) tensors."""
     w = images.shape[-1]
     f4 = flip.view(-1, 1, 1, 1)
@@ -24,7 +32,9 @@ def hflip(images, seg, depth, boxes, flip: torch.Tensor):
     return images, seg, depth, out
 
 
-def zoom_crop(images, seg, depth, boxes, zoom: torch.Tensor, centre: torch.Tensor):
+def zoom_crop(images: torch.Tensor, seg: torch.Tensor, depth: torch.Tensor,
+              boxes: Sequence[torch.Tensor], zoom: torch.Tensor, centre: torch.Tensor
+              ) -> Geometric:
     """Zoom in by ``zoom`` (N,) >= 1 around ``centre`` (N, 2) in [0, 1] (crop + resize)."""
     n, _, h, w = images.shape
     size = torch.stack([w / zoom, h / zoom], 1)                    # crop size (px)
@@ -53,7 +63,8 @@ def zoom_crop(images, seg, depth, boxes, zoom: torch.Tensor, centre: torch.Tenso
     return images, seg, depth, out
 
 
-def colour_jitter(images, strength: float = 0.3, generator=None):
+def colour_jitter(images: torch.Tensor, strength: float = 0.3,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
     """Per-sample brightness, contrast and saturation in [1 - s, 1 + s]."""
     n = images.shape[0]
 
@@ -68,7 +79,8 @@ def colour_jitter(images, strength: float = 0.3, generator=None):
     return (images * r()).clamp(0, 1)
 
 
-def sensor_noise(images, max_sigma: float = 4.0 / 255, p: float = 0.5, generator=None):
+def sensor_noise(images: torch.Tensor, max_sigma: float = 4.0 / 255, p: float = 0.5,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
     """Gaussian pixel noise, std uniform in [0, max_sigma], on a share ``p`` of the samples.
 
     Renders are noise-free; real sensors are not. Without it a network learns cues (perfectly
@@ -82,7 +94,8 @@ def sensor_noise(images, max_sigma: float = 4.0 / 255, p: float = 0.5, generator
     return (images + noise * sigma).clamp(0, 1)
 
 
-def keep_valid(boxes, labels, min_side: float = 2.0):
+def keep_valid(boxes: Sequence[torch.Tensor], labels: Sequence[torch.Tensor],
+               min_side: float = 2.0) -> tuple[Boxes, list[torch.Tensor]]:
     """Drop boxes narrower or shorter than ``min_side`` after the geometric transforms."""
     out_b, out_l = [], []
     for b, lab in zip(boxes, labels):
@@ -92,7 +105,11 @@ def keep_valid(boxes, labels, min_side: float = 2.0):
     return out_b, out_l
 
 
-def augment_batch(images, seg, depth, boxes, labels, generator=None, max_zoom: float = 1.5):
+def augment_batch(images: torch.Tensor, seg: torch.Tensor, depth: torch.Tensor,
+                  boxes: Sequence[torch.Tensor], labels: Sequence[torch.Tensor],
+                  generator: torch.Generator | None = None, max_zoom: float = 1.5
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Boxes,
+                             list[torch.Tensor], torch.Tensor]:
     """Random flip + zoom-crop + colour jitter for a batch (images float (N, 3, H, W) in [0, 1]).
 
     Returns images, seg, depth, boxes, labels and the zoom (N,): zooming by z multiplies the

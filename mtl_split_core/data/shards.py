@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
+from numpy.typing import DTypeLike
 from tqdm import tqdm
 
 from mtl_split_core.data.frames import (
@@ -42,8 +44,9 @@ def code_to_depth(code: np.ndarray) -> np.ndarray:
     return np.where(code > 0, depth, 0.0).astype(np.float32)
 
 
-def pack_shards(dataset_dir, out_dir, max_mb: float = 60.0, jpeg_quality: int = 90,
-                splits=("train", "val", "test")) -> list[Path]:
+def pack_shards(dataset_dir: str | Path, out_dir: str | Path, max_mb: float = 60.0,
+                jpeg_quality: int = 90, splits: Sequence[str] = ("train", "val", "test")
+                ) -> list[Path]:
     """Pack a generated dataset (index.json + rgb/ depth/ seg/) into shards of <= max_mb."""
     src, out = Path(dataset_dir), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -75,11 +78,11 @@ def pack_shards(dataset_dir, out_dir, max_mb: float = 60.0, jpeg_quality: int = 
     return shards
 
 
-def _empty() -> dict:
+def _empty() -> dict[str, list]:
     return {k: [] for k in ("rgb", "depth", "seg", "boxes", "labels", "split", "k")}
 
 
-def _concat(chunks, dtype):
+def _concat(chunks: Sequence[np.ndarray], dtype: DTypeLike) -> tuple[np.ndarray, np.ndarray]:
     offsets = np.cumsum([0] + [len(c) for c in chunks]).astype(np.int64)
     data = np.concatenate(chunks).astype(dtype) if chunks else np.zeros(0, dtype)
     return data, offsets
@@ -94,11 +97,12 @@ def _write(cur: dict, path: Path) -> Path:
     arrays["labels"], _ = _concat(cur["labels"], np.int64)
     arrays["split"] = np.asarray(cur["split"], np.uint8)
     arrays["k"] = np.asarray(cur["k"], np.float32)
-    np.savez(path, **arrays)
+    # numpy's stub lets **kwargs fill the bool allow_pickle too, so any dict of arrays fails.
+    np.savez(path, **arrays)  # type: ignore[arg-type]
     return path
 
 
-def load_shards(paths, splits=("train",)) -> dict:
+def load_shards(paths: Iterable[str | Path], splits: Sequence[str] = ("train",)) -> dict:
     """Decode shards into arrays for the given splits: images (N, H, W, 3) RGB uint8,
     seg (N, H, W) uint8, depth (N, H, W) float32, boxes/labels lists, k (N, 9)."""
     want = {SPLIT_CODES[s] for s in splits}
@@ -106,7 +110,7 @@ def load_shards(paths, splits=("train",)) -> dict:
     for path in sorted(Path(p) for p in paths):
         z = np.load(path)
         split = z["split"]
-        def part(key, i, z=z):
+        def part(key: str, i: int | np.integer, z: Mapping[str, np.ndarray] = z) -> np.ndarray:
             o = z[key + "_offsets"]
             return z[key][o[i]:o[i + 1]]
         box_off = z["box_offsets"]

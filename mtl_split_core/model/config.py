@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import NoReturn, cast
 
 from mtl_split_core.backbones import BACKBONES, SPLIT_NAMES
 from mtl_split_core.classes import DETECTION_CLASSES, SEGMENTATION_CLASSES
@@ -41,9 +42,11 @@ class ModelConfig:
     # of view and zoom augmentation stays consistent. None: depth is taken as is.
     depth_reference_focal: float | None = None
 
-    def __post_init__(self):
-        self.input_size = tuple(int(v) for v in self.input_size)
-        self.mean, self.std = tuple(self.mean), tuple(self.std)
+    def __post_init__(self) -> None:
+        # A card's JSON gives lists: tuples of the length given (validate() checks input_size).
+        self.input_size = cast("tuple[int, int]", tuple(int(v) for v in self.input_size))
+        self.mean = cast("tuple[float, float, float]", tuple(self.mean))
+        self.std = cast("tuple[float, float, float]", tuple(self.std))
         self.detection_classes = tuple(self.detection_classes)
         self.segmentation_classes = tuple(self.segmentation_classes)
         self.tasks = tuple(self.tasks)
@@ -51,7 +54,7 @@ class ModelConfig:
         self.validate()
 
     def validate(self) -> None:
-        def bad(field_name, message):
+        def bad(field_name: str, message: str) -> NoReturn:
             raise ModelConfigError(f"model config field '{field_name}': {message}")
         if self.backbone not in BACKBONES:
             bad("backbone", f"{self.backbone!r} unknown; expected one of {', '.join(BACKBONES)}")

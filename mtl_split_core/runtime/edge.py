@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -15,13 +16,17 @@ from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.model_files import load_model_param
 from mtl_split_core.runtime.packet import FeaturePacket
 
+if TYPE_CHECKING:  # CudaGraphEdge is imported where used: only a CUDA device needs it
+    from mtl_split_core.model.network import MultiTaskSplitNet
+    from mtl_split_core.runtime.cuda_graph import CudaGraphEdge
+
 
 class EdgeRunner:
     """Turns RGB frames into FeaturePackets. One instance per model, split and codec."""
 
-    def __init__(self, model, card: dict, split: str | int | None = None,
+    def __init__(self, model: MultiTaskSplitNet, card: dict, split: str | int | None = None,
                  device: str = "auto", precision: str = "fp32", codec: str | None = None,
-                 zstd_level: int = 3, cuda_graphs: bool = True):
+                 zstd_level: int = 3, cuda_graphs: bool = True) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(precision, self.device)
         self.card = card
@@ -30,11 +35,13 @@ class EdgeRunner:
         self.input_size = tuple(card["input_size"])  # (W, H)
         self._use_graph = cuda_graphs and self.device.type == "cuda"
         if self._use_graph:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            # Module.to accepts memory_format (documented); torch's overloads omit it.
+            fmt = torch.channels_last
+            self.model = self.model.to(memory_format=fmt)  # type: ignore[call-overload]
         # configure() may run on another thread than __call__ (a node's parameter change while
         # its worker encodes): the lock makes each frame use one consistent configuration.
         self._lock = threading.Lock()
-        self._graph = None
+        self._graph: CudaGraphEdge | None = None
         self.split_index, self.split, self.codec, self.zstd_level = -1, "", "", 0
         self.configure(split="" if split is None else split, codec=codec or "",
                        zstd_level=zstd_level)
@@ -72,7 +79,7 @@ class EdgeRunner:
             self.codec, self.zstd_level = codec, int(level)
 
     @classmethod
-    def from_path(cls, model: str | None, **kwargs) -> EdgeRunner:
+    def from_path(cls, model: str | None, **kwargs: Any) -> EdgeRunner:
         return cls(*load_model_param(model), **kwargs)
 
     @torch.inference_mode()
@@ -80,7 +87,7 @@ class EdgeRunner:
         """Encode one RGB uint8 (H, W, 3) frame."""
         start = time.perf_counter()
         image = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device, non_blocking=True)
-        x, transform = letterbox_tensor(image, self.input_size)
+        x, (sx, sy, ox, oy) = letterbox_tensor(image, self.input_size)
         x = x.to(self.dtype).unsqueeze(0)
         with self._lock:
             z = (self._graph(x) if self._graph is not None else self.model.edge(x, self.split))[0]
@@ -90,7 +97,7 @@ class EdgeRunner:
             tensor=tensor, model_id=self.card.get("name", ""),
             model_fingerprint=self.card["fingerprint"], split_index=index,
             source_size=(int(rgb.shape[1]), int(rgb.shape[0])),
-            transform=tuple(float(v) for v in transform),
+            transform=(float(sx), float(sy), float(ox), float(oy)),
             edge_ms=(time.perf_counter() - start) * 1e3)
 
 

@@ -91,7 +91,7 @@ class ServerRunner:
         self.input_size = tuple(card["input_size"])
 
     @classmethod
-    def from_path(cls, model: str | None, **kwargs) -> ServerRunner:
+    def from_path(cls, model: str | None, **kwargs: Any) -> ServerRunner:
         return cls(*load_model_param(model), **kwargs)
 
     def check(self, packet: FeaturePacket) -> None:

@@ -136,7 +136,7 @@ class RateMeter:
 class Counters:
     """Named event counters (drops, rejections, ...): ``counts.inc('drops')``."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -21,14 +22,18 @@ SPLITS = ("train", "val", "test")
 MAX_DEPTH_MM = 65535
 
 
-def scene_split(scene: int, fractions=(0.8, 0.1, 0.1)) -> str:
+def scene_split(scene: int, fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> str:
     """Deterministic split of a scene index (scenes never straddle splits)."""
     u = ((scene * 2654435761) % 2 ** 32) / 2 ** 32  # Knuth hash: spread, reproducible
     return SPLITS[0] if u < fractions[0] else SPLITS[1] if u < fractions[0] + fractions[1] \
         else SPLITS[2]
 
 
-def _render_scene(job) -> list[dict]:
+# One scene's work: out_dir, seed, scene index, frames, (width, height), split fractions.
+RenderJob = tuple[Path, int, int, int, tuple[int, int], tuple[float, ...]]
+
+
+def _render_scene(job: RenderJob) -> list[dict]:
     out_dir, seed, scene, frames, size, fractions = job
     records = []
     with SimScene(seed * 100_003 + scene, *size) as sim:
@@ -47,8 +52,9 @@ def _render_scene(job) -> list[dict]:
     return records
 
 
-def generate_dataset(out_dir, frames: int, size=(320, 240), seed: int = 0, workers: int = 2,
-                     frames_per_scene: int = 10, split_fractions=(0.8, 0.1, 0.1),
+def generate_dataset(out_dir: str | Path, frames: int, size: tuple[int, int] = (320, 240),
+                     seed: int = 0, workers: int = 2, frames_per_scene: int = 10,
+                     split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
                      progress: bool = True) -> dict:
     """Render ``frames`` frames into ``out_dir``; returns the index written to index.json."""
     out_dir = Path(out_dir)
@@ -56,7 +62,7 @@ def generate_dataset(out_dir, frames: int, size=(320, 240), seed: int = 0, worke
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     n_scenes = -(-frames // frames_per_scene)
     jobs = [(out_dir, seed, s, min(frames_per_scene, frames - s * frames_per_scene),
-             tuple(size), tuple(split_fractions)) for s in range(n_scenes)]
+             size, tuple(split_fractions)) for s in range(n_scenes)]
     records = []
     bar = tqdm(total=frames, desc="rendering", unit="frame", disable=not progress)
     if workers > 1:
@@ -75,8 +81,9 @@ def generate_dataset(out_dir, frames: int, size=(320, 240), seed: int = 0, worke
     return index
 
 
-def _coco_index(records, size) -> dict:
-    images, annotations = [], []
+def _coco_index(records: Sequence[dict], size: Sequence[int]) -> dict:
+    images: list[dict] = []
+    annotations: list[dict] = []
     for image_id, r in enumerate(records):
         images.append({"id": image_id, "file_name": r["file"], "width": size[0],
                        "height": size[1], "split": r["split"], "scene": r["scene"],

@@ -14,6 +14,7 @@ Boxes are x1, y1, x2, y2 with x2/y2 exclusive (pixel edges).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,7 +58,7 @@ class SimScene:
     """One random scene in its own PyBullet client (DIRECT: no display needed)."""
 
     def __init__(self, seed: int, width: int = 640, height: int = 480,
-                 vfov_range=(45.0, 70.0)):
+                 vfov_range: tuple[float, float] = (45.0, 70.0)) -> None:
         self.rng = np.random.default_rng(seed)
         self.width, self.height = width, height
         self.vfov_range = vfov_range
@@ -74,14 +75,14 @@ class SimScene:
             self.client.disconnect()
             self.client = None
 
-    def __enter__(self):
+    def __enter__(self) -> SimScene:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # --- building -------------------------------------------------------------------------
-    def _colour(self, lo=0.15, hi=0.95):
+    def _colour(self, lo: float = 0.15, hi: float = 0.95) -> list[float]:
         return [*self.rng.uniform(lo, hi, 3).tolist(), 1.0]
 
     def _build(self) -> None:
@@ -117,7 +118,8 @@ class SimScene:
                 body = c.createMultiBody(0, -1, vis, [*pos, z])
                 self.semantic[body] = CLUTTER
 
-    def _box(self, half, pos, yaw, colour, semantic) -> None:
+    def _box(self, half: Sequence[float], pos: Sequence[float], yaw: float,
+             colour: Sequence[float], semantic: int) -> None:
         c = self.client
         vis = c.createVisualShape(pybullet.GEOM_BOX, halfExtents=half, rgbaColor=colour)
         body = c.createMultiBody(0, -1, vis, pos, c.getQuaternionFromEuler([0, 0, yaw]))
@@ -167,7 +169,8 @@ class SimScene:
     def camera(self) -> SimCamera:
         return SimCamera(self.width, self.height, float(self.rng.uniform(*self.vfov_range)))
 
-    def render(self, pose=None, camera: SimCamera | None = None) -> Frame:
+    def render(self, pose: tuple[float, float, float, float, float] | None = None,
+               camera: SimCamera | None = None) -> Frame:
         pose = pose or self.random_pose()
         camera = camera or self.camera()
         x, y, z, yaw, pitch = pose
