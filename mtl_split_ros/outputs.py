@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from mtl_split_core.geometry import (
     XYZRGB_FIELDS,
@@ -189,13 +190,16 @@ def source_intrinsics(camera_info: Any, source_size: tuple[int, int]) -> Intrins
     return Intrinsics.default_for(w, h)
 
 
-def detection_array(factory: MessageFactory, header: Any, boxes, class_ids, scores,
-                    class_names, depths=None) -> Any:
+def detection_array(factory: MessageFactory, header: Any, boxes: ArrayLike,
+                    class_ids: ArrayLike, scores: ArrayLike, class_names: Sequence[str],
+                    depths: ArrayLike | None = None) -> Any:
     """Detection2DArray from x1, y1, x2, y2 boxes; ``depths`` None = 0.0 (unknown)."""
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    depths = np.zeros(len(boxes)) if depths is None else depths
+    xyxy = np.asarray(boxes, np.float64).reshape(-1, 4)
+    ids = np.asarray(class_ids, np.int64).reshape(-1)
+    confidences = np.asarray(scores, np.float64).reshape(-1)
+    box_depths = np.zeros(len(xyxy)) if depths is None else np.asarray(depths, np.float64)
     dets = []
-    for box, cid, score, depth in zip(boxes, class_ids, scores, depths):
+    for box, cid, score, depth in zip(xyxy, ids, confidences, box_depths):
         cx, cy, sx, sy = box_to_center_size(box)
         dets.append(factory.make("mtl_split/msg/Detection2D", class_id=int(cid),
                                  class_name=_name(class_names, cid), score=float(score),
@@ -214,7 +218,7 @@ def detection_arrays(msg: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def markers(factory: MessageFactory, header: Any, result: Any, style: OutputStyle,
-            box_depths, intrinsics: Intrinsics) -> Any:
+            box_depths: Sequence[float], intrinsics: Intrinsics) -> Any:
     """A cube and a label per detection, placed at its predicted depth (camera optical frame).
 
     The first marker is DELETEALL so boxes of the previous frame never linger.
@@ -271,8 +275,9 @@ def camera_info_msg(factory: MessageFactory, header: Any, intrinsics: Intrinsics
         p=np.array([fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0], np.float64))
 
 
-def point_cloud(factory: MessageFactory, header: Any, depth: np.ndarray, seg_ids, intrinsics:
-                Intrinsics, palette: np.ndarray, stride: int) -> Any:
+def point_cloud(factory: MessageFactory, header: Any, depth: np.ndarray,
+                seg_ids: np.ndarray | None, intrinsics: Intrinsics, palette: np.ndarray,
+                stride: int) -> Any:
     """XYZRGB points from the depth map, coloured by predicted class."""
     points, (rows, cols) = backproject(depth, intrinsics, stride=stride)
     if seg_ids is not None:
@@ -288,6 +293,6 @@ def point_cloud(factory: MessageFactory, header: Any, depth: np.ndarray, seg_ids
                         data=data, is_dense=True)
 
 
-def _name(class_names, cid) -> str:
+def _name(class_names: Sequence[str], cid: int | np.integer) -> str:
     cid = int(cid)
     return class_names[cid] if 0 <= cid < len(class_names) else str(cid)
