@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mtl_split_core.tasks import get_task
+from mtl_split_core.tasks.registry import get_task
 
 
 class MultiTaskLoss(nn.Module):

@@ -19,7 +19,7 @@ from mtl_split_core.backbones import build_backbone
 from mtl_split_core.model.bottleneck import Bottleneck
 from mtl_split_core.model.config import ModelConfig
 from mtl_split_core.model.neck import Neck
-from mtl_split_core.tasks import get_task
+from mtl_split_core.tasks.registry import get_task
 
 
 class MultiTaskSplitNet(nn.Module):

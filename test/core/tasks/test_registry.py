@@ -1,5 +1,8 @@
 """The task registry: built-ins registered in head order, clear errors, every task complete."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -49,3 +52,16 @@ def test_each_builtin_task_builds_a_head_whose_outputs_postprocess(name):
     if name != "detection":  # dense maps come back cropped to the content window
         assert results[0][name].shape == (40, 64)
     assert set(task.headline) and task.metric(config).compute() is not None
+
+
+@pytest.mark.parametrize("first", ["mtl_split_core.tasks", "mtl_split_core.model",
+                                   "mtl_split_core.runtime.server", "mtl_split_ros.outputs"])
+def test_any_module_can_be_imported_first(first):
+    """The task modules and the network import each other's packages: no import cycle,
+    whichever comes first in a fresh interpreter (a node imports the outputs first)."""
+    code = (f"import {first}; from mtl_split_core.tasks import task_names; "
+            "print(','.join(task_names()))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "detection,segmentation,depth"
