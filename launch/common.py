@@ -45,17 +45,18 @@ def declare(names: Iterable[str], **defaults: str) -> list[DeclareLaunchArgument
                                   description=DESCRIPTIONS[n]) for n in names]
 
 
-def given(context: LaunchContext, names: Iterable[str]) -> dict[str, str]:
+def given(context: LaunchContext, names: Iterable[str]) -> dict[str, LaunchConfiguration]:
     """The arguments among ``names`` the user set (non-empty), as parameter overrides.
 
-    launch_ros reads each value as YAML, so split:=2 is an integer and use_sim_time:=true a bool.
+    Passed as substitutions, which launch_ros reads as YAML (a plain str it would pass as a
+    string): score_threshold:=0.5 is a double, split:=2 an integer, use_sim_time:=true a bool.
     """
-    values = {n: LaunchConfiguration(n).perform(context) for n in names}
-    return {n: v for n, v in values.items() if v != ""}
+    return {n: LaunchConfiguration(n) for n in names
+            if LaunchConfiguration(n).perform(context) != ""}
 
 
 def params_files(context: LaunchContext, argument: str, shipped: str,
-                 overrides: dict[str, str]) -> list:
+                 overrides: dict[str, LaunchConfiguration]) -> list:
     """Node ``parameters``: the user's params file (else the shipped one), then overrides."""
     params_file = LaunchConfiguration(argument).perform(context) or shipped
     return [params_file] + ([overrides] if overrides else [])

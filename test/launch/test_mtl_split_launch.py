@@ -3,6 +3,7 @@
 One launch per fixture, shared by the tests that read it; each ends with a SIGINT check.
 """
 
+import re
 import subprocess
 import sys
 import time
@@ -10,7 +11,7 @@ import time
 import pytest
 from support.procs import stop
 from support.ros2cli import (ROOT, echo_once, node_names, param_get, param_set, params_file,
-                             ros2_launch, shutdown_problems, topic_names, wait_until)
+                             ros2, ros2_launch, shutdown_problems, topic_names, wait_until)
 
 pytestmark = pytest.mark.ros
 EDGE, SERVER, CAMERA = "/mtl_split_edge", "/mtl_split_server", "/mtl_split_sim_camera"
@@ -18,8 +19,7 @@ START_S = 120  # model loading of two nodes on a loaded 2-core machine
 
 
 def _started(launch, nodes):
-    wait_until(lambda: nodes <= node_names(), START_S, f"nodes {sorted(nodes)}",
-               alive=launch.proc)
+    launch.wait_until(lambda: nodes <= node_names(), START_S, f"nodes {sorted(nodes)}")
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +42,8 @@ def test_nodes_and_topics_appear_and_detections_come_out(sim):
     expected = {"/image", "/camera_info", "/mtl_split/features", "/mtl_split/detections",
                 "/mtl_split/depth", "/mtl_split/segmentation", "/diagnostics"}
     wait_until(lambda: expected <= topic_names(), 30, f"topics {sorted(expected)}")
-    out = wait_until(lambda: echo_once("/mtl_split/detections", "--no-arr"), 60,
-                     "a detections message", alive=sim.proc)
+    out = sim.wait_until(lambda: echo_once("/mtl_split/detections", "--no-arr"), 60,
+                         "a detections message")
     assert "frame_id: camera_optical_frame" in out
 
 
@@ -57,8 +57,8 @@ def test_params_file_sets_split_when_no_argument_is_given(sim):
 
 def test_score_threshold_changes_at_run_time_and_bad_values_are_refused(sim):
     # Before: the sim scene has objects above the shipped threshold (0.3).
-    wait_until(lambda: (d := _detections()) and d.split()[0] != "[]", 60,
-               "a detections message with detections", alive=sim.proc)
+    sim.wait_until(lambda: (d := _detections()) and d.split()[0] != "[]", 60,
+                   "a detections message with detections")
 
     result = param_set(SERVER, "score_threshold", "0.99")
     assert "successful" in result, result
@@ -122,3 +122,20 @@ def test_compressed_bag_replay_and_launch_argument_overrides(tmp_path):
         out = launch.output()
         assert rc == 0, out[-3000:]
         assert shutdown_problems(out) == [], out[-3000:]
+
+
+@pytest.mark.parametrize("launch_file", ["edge.launch.py", "server.launch.py",
+                                         "mtl_split.launch.py"])
+def test_every_argument_is_described_and_defaults_stay_in_the_yaml(launch_file):
+    out = ros2("launch", "mtl_split", launch_file, "--show-args").stdout
+    arguments = dict(re.findall(r"'(\w+)':\n\s+.*\n\s+\(default: '(.*)'\)", out))
+    assert "model" in arguments and "use_sim_time" in arguments, out
+    assert "no description given" not in out, out
+    # Parameter arguments default to '' (= the params file's value), never to a value of their own.
+    for name in ("model", "device", "split", "codec", "input_transport", "input_qos",
+                 "score_threshold", "use_sim_time"):
+        assert arguments.get(name, "") == "", f"{launch_file}: {name} has a default of its own"
+    if launch_file == "mtl_split.launch.py":
+        # Only its own files: the included edge's / server's params_file does not leak.
+        assert "params_file" not in arguments, out
+        assert {"edge_params_file", "server_params_file", "sim", "rviz"} <= set(arguments)

@@ -102,6 +102,13 @@ class Launch:
                                      stdout=self._log_file, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
 
+    def wait_until(self, probe: Callable[[], T | None], deadline_s: float, what: str) -> T:
+        """:func:`wait_until` while the launch runs; its output in the failure message."""
+        try:
+            return wait_until(probe, deadline_s, what, alive=self.proc)
+        except AssertionError as err:
+            raise AssertionError(f"{err}\n--- ros2 launch output ---\n{self.output()[-3000:]}")
+
     def output(self) -> str:
         self._log_file.flush()
         return self.log.read_text(errors="replace")
