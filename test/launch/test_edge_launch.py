@@ -62,8 +62,8 @@ def edge(tmp_path_factory):
 def test_edge_starts_with_the_shipped_parameters(edge):
     wait_until(lambda: {"/image", "/camera_info", "/mtl_split/features"} <= topic_names(), 30,
                "the edge's topics")
-    assert param_get(EDGE, "split") == ""  # the model's default: nothing overrode the yaml
     assert param_get(EDGE, "input_transport") == "raw"
+    assert param_get(EDGE, "diagnostics_period") == "1.0"
 
 
 def test_reliable_camera_frames_all_become_features(edge, ros_node):
