@@ -96,10 +96,11 @@ def test_required_node_death_ends_the_launch_non_zero(tmp_path):
 
 def test_compressed_bag_replay_and_launch_argument_overrides(tmp_path):
     edge_yaml = params_file(tmp_path / "edge.yaml", "edge.yaml", split="s8", codec="q4-zstd/1")
-    with ros2_launch("mtl_split.launch.py", "input_transport:=compressed", "split:=s4",
+    # split:=0 is the index form of s4 (launch passes it to the node as an integer).
+    with ros2_launch("mtl_split.launch.py", "input_transport:=compressed", "split:=0",
                      f"edge_params_file:={edge_yaml}", log=tmp_path / "launch.log") as launch:
         _started(launch, {EDGE, SERVER})
-        assert param_get(EDGE, "split") == "s4"  # the argument given wins over the file
+        assert param_get(EDGE, "split") == "0"  # the argument given wins over the file
         assert param_get(EDGE, "codec") == "q4-zstd/1"  # an omitted argument leaves the file's
         assert param_get(EDGE, "input_transport") == "compressed"
         assert CAMERA not in node_names()  # sim defaults to false (both nodes seen: complete)
@@ -114,6 +115,8 @@ def test_compressed_bag_replay_and_launch_argument_overrides(tmp_path):
             out = wait_until(lambda: echo_once("/mtl_split/detections", "--no-arr"), 90,
                              "detections from the replayed compressed bag", alive=player)
             assert "header" in out
+            index = echo_once("/mtl_split/features", "--field", "split_index")
+            assert index is not None and index.split()[0] == "0", index
         finally:
             stop(player)
 
