@@ -82,8 +82,11 @@ def required(node_name: str) -> Callable[[ProcessExited, LaunchContext], list]:
     exception in launch ...: <message>"), shuts everything down and returns 1.
     """
     def on_exit(event: ProcessExited, context: LaunchContext) -> list:
+        # A failure counts during a shutdown too (e.g. a node that had to be killed).
         if event.returncode != 0:
             raise RuntimeError(f"required node {node_name} exited with code {event.returncode}; "
                                "shutting the launch down")
+        if context.is_shutdown:  # Ctrl-C or another node's exit: ending is what was asked
+            return []
         return [Shutdown(reason=f"required node {node_name} exited")]
     return on_exit

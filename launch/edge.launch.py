@@ -5,6 +5,8 @@
 Every parameter default is in config/edge.yaml; an argument overrides it only when given.
 """
 
+from __future__ import annotations
+
 import os
 
 from launch import LaunchContext, LaunchDescription

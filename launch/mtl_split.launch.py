@@ -6,6 +6,8 @@ Edge and server are built by edge.launch.py / server.launch.py (loaded as module
 so only this file's arguments show in --show-args). Every parameter default is in config/*.yaml.
 """
 
+from __future__ import annotations
+
 import os
 from functools import partial
 
