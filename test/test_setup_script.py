@@ -41,9 +41,9 @@ needs_setup_done = pytest.mark.skipif(not (ROOT / ".venv" / "bin" / "python").ex
                                       reason="make setup has not run in this checkout")
 
 
-# What sourcing setup.bash files adds: setup.sh must work from a fresh shell.
-SOURCED = {"VENV", "PYTHONPATH", "AMENT_PREFIX_PATH", "COLCON_PREFIX_PATH", "CMAKE_PREFIX_PATH",
-           "LD_LIBRARY_PATH"}
+# What sourcing setup.bash files adds: setup.sh must work from a fresh shell. (LD_LIBRARY_PATH
+# stays: the ROS wheels set it at interpreter start and mark it done in the environment.)
+SOURCED = {"VENV", "PYTHONPATH", "AMENT_PREFIX_PATH", "COLCON_PREFIX_PATH", "CMAKE_PREFIX_PATH"}
 
 
 def _setup_here(**env):
