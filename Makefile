@@ -1,7 +1,10 @@
 # Two commands on a fresh machine: `make demo` (the main job on the embedded default model)
 # and `make test`. `make setup` is what both run first; it is idempotent and quick when done.
 SHELL := /bin/bash
-ENV := source .venv/bin/activate && source install/setup.bash
+# The ros2 CLI kit's prefix (when `make setup` installed it) comes before the package's own.
+CLI_SETUP := build/ros2_cli_kit/install/setup.bash
+ENV := source .venv/bin/activate && { [ ! -f $(CLI_SETUP) ] || source $(CLI_SETUP); } \
+	&& source install/setup.bash
 PYTEST_ARGS ?=
 
 .PHONY: setup test demo netem clean

@@ -1,36 +1,45 @@
-"""Edge node: camera topics in, split features out (runs on the robot)."""
+"""Edge node: camera topics in, split features out (runs on the robot).
+
+    ros2 launch mtl_split edge.launch.py image:=/camera/image_raw input_qos:=reliable
+
+Every parameter default is in config/edge.yaml; an argument overrides it only when given.
+"""
+
+from __future__ import annotations
 
 import os
 
-from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.launch_description_sources import load_python_launch_file_as_module
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+common = load_python_launch_file_as_module(os.path.join(os.path.dirname(__file__), "common.py"))
 
-def generate_launch_description():
-    share = get_package_share_directory("mtl_split")
-    args = [
-        DeclareLaunchArgument("namespace", default_value="", description="robot namespace"),
-        DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "edge.yaml")),
-        DeclareLaunchArgument("model", default_value="", description="'' = packaged default"),
-        DeclareLaunchArgument("device", default_value="auto"),
-        DeclareLaunchArgument("split", default_value="", description="'' = model default"),
-        DeclareLaunchArgument("use_sim_time", default_value="false"),
-        DeclareLaunchArgument("image", default_value="image", description="input image topic"),
-        DeclareLaunchArgument("camera_info", default_value="camera_info"),
-    ]
-    edge = Node(
+SHIPPED_PARAMS = os.path.join(common.CONFIG, "edge.yaml")
+# Launch arguments that become edge parameters of the same name.
+PARAMETERS = ("model", "device", "split", "codec", "input_transport", "input_qos",
+              "use_sim_time")
+# All the edge's arguments but params_file, which the top launch file names edge_params_file.
+ARGUMENTS = ("namespace", *PARAMETERS, "image", "camera_info")
+
+
+def edge_node(context: LaunchContext, params_file_argument: str = "params_file") -> list:
+    return [Node(
         package="mtl_split", executable="edge_node", name="mtl_split_edge",
         namespace=LaunchConfiguration("namespace"), output="screen",
-        parameters=[LaunchConfiguration("params_file"), {
-            "model": LaunchConfiguration("model"),
-            "device": LaunchConfiguration("device"),
-            "split": LaunchConfiguration("split"),
-            "use_sim_time": LaunchConfiguration("use_sim_time"),
-        }],
-        remappings=[("image", LaunchConfiguration("image")),
-                    ("camera_info", LaunchConfiguration("camera_info"))],
-    )
-    return LaunchDescription(args + [edge])
+        parameters=common.params_files(context, params_file_argument, SHIPPED_PARAMS,
+                                       common.given(context, PARAMETERS)),
+        remappings=common.topic_remaps(context),
+        on_exit=common.required("mtl_split_edge"),
+    )]
+
+
+def generate_launch_description():
+    return LaunchDescription([
+        DeclareLaunchArgument("params_file", default_value=SHIPPED_PARAMS,
+                              description="Edge parameters file; replaces the shipped one."),
+        *common.declare(ARGUMENTS),
+        OpaqueFunction(function=edge_node),
+    ])

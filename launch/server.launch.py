@@ -1,30 +1,43 @@
-"""Server node: split features in; detections, segmentation, depth and RViz views out."""
+"""Server node: split features in; detections, segmentation, depth and RViz views out.
+
+    ros2 launch mtl_split server.launch.py namespace:=robot1
+
+Every parameter default is in config/server.yaml; an argument overrides it only when given.
+"""
+
+from __future__ import annotations
 
 import os
 
-from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.launch_description_sources import load_python_launch_file_as_module
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+common = load_python_launch_file_as_module(os.path.join(os.path.dirname(__file__), "common.py"))
 
-def generate_launch_description():
-    share = get_package_share_directory("mtl_split")
-    args = [
-        DeclareLaunchArgument("namespace", default_value=""),
-        DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "server.yaml")),
-        DeclareLaunchArgument("model", default_value="", description="'' = packaged default"),
-        DeclareLaunchArgument("device", default_value="auto"),
-        DeclareLaunchArgument("use_sim_time", default_value="false"),
-    ]
-    server = Node(
+SHIPPED_PARAMS = os.path.join(common.CONFIG, "server.yaml")
+# Launch arguments that become server parameters of the same name.
+PARAMETERS = ("model", "device", "score_threshold", "use_sim_time")
+# All the server's arguments but params_file, which the top launch file names server_params_file.
+ARGUMENTS = ("namespace", *PARAMETERS)
+
+
+def server_node(context: LaunchContext, params_file_argument: str = "params_file") -> list:
+    return [Node(
         package="mtl_split", executable="server_node", name="mtl_split_server",
         namespace=LaunchConfiguration("namespace"), output="screen",
-        parameters=[LaunchConfiguration("params_file"), {
-            "model": LaunchConfiguration("model"),
-            "device": LaunchConfiguration("device"),
-            "use_sim_time": LaunchConfiguration("use_sim_time"),
-        }],
-    )
-    return LaunchDescription(args + [server])
+        parameters=common.params_files(context, params_file_argument, SHIPPED_PARAMS,
+                                       common.given(context, PARAMETERS)),
+        on_exit=common.required("mtl_split_server"),
+    )]
+
+
+def generate_launch_description():
+    return LaunchDescription([
+        DeclareLaunchArgument("params_file", default_value=SHIPPED_PARAMS,
+                              description="Server parameters file; replaces the shipped one."),
+        *common.declare(ARGUMENTS),
+        OpaqueFunction(function=server_node),
+    ])

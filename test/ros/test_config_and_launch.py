@@ -61,3 +61,15 @@ def test_launch_files_name_installed_things(launch_file):
         hits = list(share.rglob(name))
         assert hits, f"{launch_file}: {name} not installed under {share}"
     assert (share / "launch" / launch_file).exists()
+
+
+@pytest.mark.parametrize("launch_file,module", [("edge.launch.py", "mtl_split_edge.node"),
+                                                ("server.launch.py", "mtl_split_server.node")])
+def test_launch_parameter_arguments_are_declared_parameters(launch_file, module):
+    """Each launch argument that overrides a parameter names one the node declares."""
+    tree = ast.parse((ROOT / "launch" / launch_file).read_text())
+    parameters = next(ast.literal_eval(node.value) for node in tree.body
+                      if isinstance(node, ast.Assign) and
+                      [getattr(t, "id", None) for t in node.targets] == ["PARAMETERS"])
+    declared = {p.name for p in importlib.import_module(module).PARAMS} | {"use_sim_time"}
+    assert set(parameters) <= declared, set(parameters) - declared

@@ -1,0 +1,21 @@
+"""launch/server.launch.py for real: in a robot's namespace, with one argument given."""
+
+import pytest
+from support.ros2cli import node_names, param_get, ros2_launch, shutdown_problems, topic_names, \
+    wait_until
+
+pytestmark = pytest.mark.ros
+SERVER = "/robot1/mtl_split_server"
+
+
+def test_server_in_a_namespace_with_an_argument_override(tmp_path):
+    with ros2_launch("server.launch.py", "namespace:=robot1", "score_threshold:=0.5",
+                     log=tmp_path / "launch.log") as launch:
+        launch.wait_until(lambda: SERVER in node_names(), 120, "the server node")
+        expected = {"/robot1/mtl_split/features", "/robot1/mtl_split/detections",
+                    "/robot1/mtl_split/depth"}
+        wait_until(lambda: expected <= topic_names(), 30, f"topics {sorted(expected)}")
+        assert param_get(SERVER, "score_threshold") == "0.5"  # given: overrides the yaml
+        assert param_get(SERVER, "max_detections") == "50"  # not given: config/server.yaml's
+        rc = launch.interrupt(group=True)
+        assert rc == 0 and shutdown_problems(launch.output()) == [], launch.output()[-3000:]
