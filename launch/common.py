@@ -8,13 +8,14 @@ exits, the whole launch ends, and with a non-zero exit code when the node failed
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchContext
 from launch.actions import DeclareLaunchArgument, Shutdown
 from launch.events.process import ProcessExited
 from launch.substitutions import LaunchConfiguration
+
+from launch import LaunchContext
 
 SHARE = get_package_share_directory("mtl_split")
 CONFIG = os.path.join(SHARE, "config")

@@ -5,6 +5,7 @@ it) and skip, saying so, where it is absent.
 """
 
 import pytest
+
 from support.ros2cli import missing_cli
 
 

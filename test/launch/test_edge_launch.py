@@ -7,10 +7,10 @@ import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from support.procs import python_process, stop
-from support.ros2cli import node_names, param_get, ros2_launch, topic_names, wait_until
 
 from mtl_split.msg import SplitFeatures
+from support.procs import python_process, stop
+from support.ros2cli import node_names, param_get, ros2_launch, topic_names, wait_until
 
 pytestmark = pytest.mark.ros
 EDGE = "/mtl_split_edge"

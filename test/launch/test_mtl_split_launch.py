@@ -9,9 +9,21 @@ import sys
 import time
 
 import pytest
+
 from support.procs import stop
-from support.ros2cli import (ROOT, echo_once, node_names, param_get, param_set, params_file,
-                             ros2, ros2_launch, shutdown_problems, topic_names, wait_until)
+from support.ros2cli import (
+    ROOT,
+    echo_once,
+    node_names,
+    param_get,
+    param_set,
+    params_file,
+    ros2,
+    ros2_launch,
+    shutdown_problems,
+    topic_names,
+    wait_until,
+)
 
 pytestmark = pytest.mark.ros
 EDGE, SERVER, CAMERA = "/mtl_split_edge", "/mtl_split_server", "/mtl_split_sim_camera"

@@ -1,8 +1,15 @@
 """launch/server.launch.py for real: in a robot's namespace, with one argument given."""
 
 import pytest
-from support.ros2cli import node_names, param_get, ros2_launch, shutdown_problems, topic_names, \
-    wait_until
+
+from support.ros2cli import (
+    node_names,
+    param_get,
+    ros2_launch,
+    shutdown_problems,
+    topic_names,
+    wait_until,
+)
 
 pytestmark = pytest.mark.ros
 SERVER = "/robot1/mtl_split_server"

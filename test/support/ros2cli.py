@@ -11,10 +11,12 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import TypeVar
 
 import yaml
+
 from support.procs import stop
 
 T = TypeVar("T")
@@ -107,7 +109,8 @@ class Launch:
         try:
             return wait_until(probe, deadline_s, what, alive=self.proc)
         except AssertionError as err:
-            raise AssertionError(f"{err}\n--- ros2 launch output ---\n{self.output()[-3000:]}")
+            raise AssertionError(f"{err}\n--- ros2 launch output ---\n{self.output()[-3000:]}"
+                                 ) from None
 
     def output(self) -> str:
         self._log_file.flush()
@@ -126,7 +129,7 @@ class Launch:
         except subprocess.TimeoutExpired:
             self.close()
             raise AssertionError(f"ros2 launch still running {timeout:.0f} s after SIGINT:\n"
-                                 f"{self.output()[-3000:]}")
+                                 f"{self.output()[-3000:]}") from None
 
     def group_alive(self) -> bool:
         """Whether any process of the launch's group (launch or a node) still runs."""
