@@ -120,7 +120,7 @@ def test_compressed_bag_replay_and_launch_argument_overrides(tmp_path):
         # `mtl-split replay` of the shipped bag (image/compressed + camera_info only), looped;
         # its progress bar goes nowhere so that no pipe fills up.
         player = subprocess.Popen(
-            [sys.executable, "-m", "mtl_split_core.cli", "replay",
+            [sys.executable, "-m", "mtl_split_tools.cli", "replay",
              str(ROOT / "samples" / "sim_camera"), "--loop"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
