@@ -6,7 +6,6 @@ import time
 import cv2
 import numpy as np
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
@@ -20,6 +19,7 @@ from mtl_split_ros.features_msg import packet_to_msg
 from mtl_split_ros.image_msg import fill_image
 from mtl_split_ros.qos import qos_from_name
 from support.procs import python_process, stop
+from support.ros_nodes import wait_for
 
 pytestmark = pytest.mark.ros
 NODE = "from {module}.node import main; import sys; sys.exit(main())"
@@ -46,17 +46,6 @@ def _args(module, **params):
     for k, v in params.items():
         out += ["-p", f"{k}:={v}"]
     return out
-
-
-def wait_for(node, predicate, timeout=60.0, procs=()):
-    end = time.time() + timeout
-    while time.time() < end:
-        rclpy.spin_once(node, timeout_sec=0.1)
-        if predicate():
-            return True
-        for p in procs:
-            assert p.poll() is None, f"node died:\n{stop(p)}"
-    return False
 
 
 class Outputs:
