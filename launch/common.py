@@ -11,11 +11,10 @@ import os
 from collections.abc import Callable, Iterable
 
 from ament_index_python.packages import get_package_share_directory
+from launch import LaunchContext
 from launch.actions import DeclareLaunchArgument, Shutdown
 from launch.events.process import ProcessExited
 from launch.substitutions import LaunchConfiguration
-
-from launch import LaunchContext
 
 SHARE = get_package_share_directory("mtl_split")
 CONFIG = os.path.join(SHARE, "config")

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 
+from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.launch_description_sources import load_python_launch_file_as_module
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
-
-from launch import LaunchContext, LaunchDescription
 
 common = load_python_launch_file_as_module(os.path.join(os.path.dirname(__file__), "common.py"))
 

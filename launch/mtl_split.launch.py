@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 from functools import partial
 
+from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.launch_description_sources import load_python_launch_file_as_module
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
-
-from launch import LaunchContext, LaunchDescription
 
 HERE = os.path.dirname(__file__)
 common = load_python_launch_file_as_module(os.path.join(HERE, "common.py"))
