@@ -63,7 +63,7 @@ class FeaturePacket:
 def check_text(reason: str, field: str, value: object) -> None:
     """``value`` is a string of at most MAX_TEXT_BYTES UTF-8 bytes."""
     if not isinstance(value, str):
-        raise PacketRejected(reason, f"{field} must be a string, got {type(value).__name__}")
+        raise PacketRejected(reason, f"{field} is a {type(value).__name__}; expected a string")
     size = len(value.encode("utf-8", "surrogatepass"))
     if size > MAX_TEXT_BYTES:
         raise PacketRejected(reason, f"{field} has {size} bytes; expected at most "
