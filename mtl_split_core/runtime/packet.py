@@ -9,6 +9,7 @@ against the model by ``ServerRunner.check``; this module holds everything else.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -72,7 +73,8 @@ def check_text(reason: str, field: str, value: object) -> None:
 
 def check_int(reason: str, field: str, value: object, lo: int, hi: int) -> None:
     """``value`` is an integer in ``lo..hi``."""
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
+            or not lo <= int(value) <= hi:
         raise PacketRejected(reason, f"{field} = {short_repr(value)}; expected an integer in "
                              f"{lo}..{hi}")
 
@@ -152,7 +154,7 @@ def check_camera_info(k: Sequence[float], width: int, height: int, d: Sequence[f
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def short_repr(value: object, limit: int = 80) -> str:

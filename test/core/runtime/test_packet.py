@@ -181,3 +181,11 @@ def test_camera_info_inside():
 ])
 def test_camera_info_outside(k, size, extra):
     _rejected("camera_info", check_camera_info, k, *size, **extra)
+
+
+def test_numpy_numbers_count_as_numbers():
+    check_packet(_packet(source_size=(np.uint32(640), np.int64(480)),
+                         transform=tuple(np.float32(v) for v in (0.2, 0.2, 0.0, 0.0)),
+                         edge_ms=np.float32(3.0)))
+    _rejected("source_size", check_packet, _packet(source_size=(np.uint32(0), 480)))
+    _rejected("source_size", check_packet, _packet(source_size=(640.0, 480)))
