@@ -10,8 +10,18 @@ from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
 from mtl_split.msg import SplitFeatures
-from mtl_split_core.codec import CodecError, EncodedTensor
-from mtl_split_core.runtime.packet import FeaturePacket
+from mtl_split_core.codec import EncodedTensor
+from mtl_split_core.runtime.packet import (
+    MAX_IMAGE_SIDE,
+    MAX_SHAPE_DIMS,
+    FeaturePacket,
+    PacketRejected,
+    check_camera_info,
+    check_int,
+    check_packet,
+    check_stamp,
+    check_text,
+)
 
 
 def packet_to_msg(packet: FeaturePacket, header: Header | None = None,
@@ -42,24 +52,43 @@ def packet_to_msg(packet: FeaturePacket, header: Header | None = None,
 def msg_to_packet(msg: Any) -> FeaturePacket:
     """The packet carried by a SplitFeatures message (rclpy or rosbags-deserialized).
 
-    Field sanity is checked here only as far as the message layer goes; the codec validates the
-    tensor itself when it is decoded. Raises CodecError for malformed fields.
+    Every field is checked against the input bounds (runtime/packet.py) before it is used:
+    here the message-only fields (header, camera_info) and the packet's own fields; the model
+    match and the tensor when the server runs it. Raises PacketRejected.
     """
-    transform = tuple(float(v) for v in np.asarray(msg.transform, np.float32).ravel())
-    if len(transform) != 4 or not all(np.isfinite(transform)) or transform[0] <= 0 \
-            or transform[1] <= 0:
-        raise CodecError(f"transform {transform} must be 4 finite values with positive scales")
-    if msg.source_width == 0 or msg.source_height == 0:
-        raise CodecError(f"source size {msg.source_width}x{msg.source_height} is empty")
-    tensor = EncodedTensor(
-        codec=str(msg.codec),
-        shape=tuple(int(v) for v in np.asarray(msg.shape).ravel()),
-        scale=np.frombuffer(np.asarray(msg.scale, np.float32).tobytes(), np.float32),
-        offset=np.frombuffer(np.asarray(msg.offset, np.float32).tobytes(), np.float32),
-        data=np.asarray(msg.data, dtype=np.uint8).tobytes(),
-    )
-    return FeaturePacket(tensor=tensor, model_id=str(msg.model_id),
-                         model_fingerprint=str(msg.model_fingerprint),
-                         split_index=int(msg.split_index),
-                         source_size=(int(msg.source_width), int(msg.source_height)),
-                         transform=transform, edge_ms=float(msg.edge_ms))
+    check_text("frame_id", "header.frame_id", msg.header.frame_id)
+    check_stamp(msg.header.stamp.sec, msg.header.stamp.nanosec)
+    info = msg.camera_info
+    check_text("camera_info", "camera_info.header.frame_id", info.header.frame_id)
+    check_text("camera_info", "camera_info.distortion_model", info.distortion_model)
+    for name in ("binning_x", "binning_y"):
+        check_int("camera_info", f"camera_info.{name}", int(getattr(info, name)), 0,
+                  MAX_IMAGE_SIDE)
+    for name in ("x_offset", "y_offset", "width", "height"):
+        check_int("camera_info", f"camera_info.roi.{name}", int(getattr(info.roi, name)), 0,
+                  MAX_IMAGE_SIDE)
+    check_camera_info(_floats(info.k), int(info.width), int(info.height), d=_floats(info.d),
+                      r=_floats(info.r), p=_floats(info.p))
+    shape = np.asarray(msg.shape).ravel()
+    if shape.size > MAX_SHAPE_DIMS:  # any length != 3 is rejected later; do not copy a huge one
+        raise PacketRejected("shape", f"shape has {shape.size} dimensions; expected 3 "
+                             f"(C, H, W)")
+    packet = FeaturePacket(
+        tensor=EncodedTensor(
+            codec=str(msg.codec),
+            shape=tuple(int(v) for v in shape),
+            scale=np.frombuffer(np.asarray(msg.scale, np.float32).tobytes(), np.float32),
+            offset=np.frombuffer(np.asarray(msg.offset, np.float32).tobytes(), np.float32),
+            data=np.asarray(msg.data, dtype=np.uint8).tobytes()),
+        model_id=str(msg.model_id), model_fingerprint=str(msg.model_fingerprint),
+        split_index=int(msg.split_index),
+        source_size=(int(msg.source_width), int(msg.source_height)),
+        transform=tuple(_floats(msg.transform)),  # type: ignore[arg-type]  # length: checked
+        edge_ms=float(msg.edge_ms))
+    check_packet(packet)
+    return packet
+
+
+def _floats(values: Any) -> list[float]:
+    """A message's float array as Python floats (float32 fields widen exactly)."""
+    return [float(v) for v in np.asarray(values, np.float64).ravel()]

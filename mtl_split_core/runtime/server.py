@@ -21,16 +21,16 @@ from mtl_split_core.model.network import MultiTaskSplitNet
 from mtl_split_core.runtime.device import resolve_device, resolve_dtype
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.model_files import load_model_param
-from mtl_split_core.runtime.packet import FeaturePacket
+from mtl_split_core.runtime.packet import (
+    FeaturePacket,
+    PacketRejected,
+    check_packet,
+    content_box,
+    short_repr,
+)
 from mtl_split_core.tasks import PostprocessContext, get_tasks, task_names
 
-
-class PacketRejected(ValueError):
-    """A packet this server cannot serve; ``reason`` is a short key for counting."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
+__all__ = ["PacketRejected", "ServerResult", "ServerRunner"]
 
 
 @dataclass
@@ -94,8 +94,10 @@ class ServerRunner:
     def from_path(cls, model: str | None, **kwargs: Any) -> ServerRunner:
         return cls(*load_model_param(model), **kwargs)
 
-    def check(self, packet: FeaturePacket) -> None:
-        """Raise PacketRejected unless this server's model produced ``packet``."""
+    def check(self, packet: FeaturePacket) -> tuple[int, int, int, int]:
+        """Raise PacketRejected unless ``packet`` is within the input bounds (runtime/packet.py)
+        and this server's model produced it; return its content box in the network input."""
+        check_packet(packet)
         if packet.model_fingerprint != self.card["fingerprint"]:
             raise PacketRejected(
                 "fingerprint", f"model fingerprint {packet.model_fingerprint!r} "
@@ -104,23 +106,26 @@ class ServerRunner:
         if not 0 <= packet.split_index < len(self.split_names):
             raise PacketRejected("split", f"split index {packet.split_index} not in "
                                  f"0..{len(self.split_names) - 1}")
+        split = self.split_names[packet.split_index]
+        expected = tuple(self.model.split_shape(split, self.input_size))
+        # Check the declared shape before decoding: a hostile packet cannot make us allocate
+        # more than the model's own split tensor.
+        if tuple(packet.tensor.shape) != expected:
+            shape = short_repr(tuple(packet.tensor.shape))
+            raise PacketRejected("shape", f"tensor shape {shape} does not match split {split} "
+                                 f"of the model: expected {expected}")
+        return content_box(packet, self.input_size)
 
     @torch.inference_mode()
     def __call__(self, packet: FeaturePacket, focal_px: float | None = None) -> ServerResult:
         """Run the server part on ``packet``. ``focal_px``: the camera's vertical focal length
         in source pixels (camera_info K[4]); models with a depth reference focal scale depth
         by it (None = the camera the model was calibrated to)."""
-        self.check(packet)
+        crop = self.check(packet)
         split = self.split_names[packet.split_index]
-        expected = tuple(self.model.split_shape(split, self.input_size))
-        # Check the declared shape before decoding: a hostile packet cannot make us allocate
-        # more than the model's own split tensor.
-        if tuple(packet.tensor.shape) != expected:
-            raise PacketRejected("shape", f"tensor shape {tuple(packet.tensor.shape)} does not "
-                                 f"match split {split} of the model: expected {expected}")
         t0 = time.perf_counter()
-        try:
-            codes = decode(packet.tensor, max_elements=int(np.prod(expected)))
+        try:  # check() pinned the shape to the model's: decode allocates no more than that
+            codes = decode(packet.tensor, max_elements=int(np.prod(packet.tensor.shape)))
         except CodecError as err:
             raise PacketRejected("payload", str(err)) from err
         t1 = time.perf_counter()
@@ -128,20 +133,20 @@ class ServerRunner:
         focal = None if focal_px is None else float(focal_px) * packet.transform[1]
         out = self.model.server(z, split, focal=focal)
         t2 = time.perf_counter()
-        result = self._postprocess(out, packet)
+        result = self._postprocess(out, packet, crop)
         t3 = time.perf_counter()
         result.timings_ms = {"decode": (t1 - t0) * 1e3, "network": (t2 - t1) * 1e3,
                              "postprocess": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
         return result
 
-    def _postprocess(self, out: dict, packet: FeaturePacket) -> ServerResult:
-        sx, sy, ox, oy = packet.transform
-        src_w, src_h = packet.source_size
-        # The letterboxed content inside the network input, in model pixels.
-        x0, y0 = int(round(ox)), int(round(oy))
-        x1 = min(self.input_size[0], x0 + max(1, int(round(src_w * sx))))
-        y1 = min(self.input_size[1], y0 + max(1, int(round(src_h * sy))))
-        context = PostprocessContext(crop=(x0, y0, x1, y1), transform=packet.transform,
+    def _postprocess(self, out: dict, packet: FeaturePacket,
+                     crop: tuple[int, int, int, int] | None = None) -> ServerResult:
+        """``crop``: the letterboxed content inside the network input (``check`` returns it;
+        None = compute it here)."""
+        if crop is None:
+            crop = content_box(packet, self.input_size)
+        sx, sy = packet.transform[:2]
+        context = PostprocessContext(crop=crop, transform=packet.transform,
                                      source_size=packet.source_size,
                                      score_threshold=self.score_threshold,
                                      max_detections=self.max_detections)
@@ -152,3 +157,4 @@ class ServerRunner:
                    for name, empty in _BUILTIN_FIELDS.items()}
         return ServerResult(**builtin, output_scale=(float(sx), float(sy)),
                             extra_fields=fields)
+

@@ -1,4 +1,5 @@
-"""Our interface definitions round-trip through rclpy's CDR serialization."""
+"""Our interface definitions round-trip through rclpy's CDR serialization; msg_to_packet
+checks every field against the input bounds."""
 
 import array
 
@@ -7,6 +8,15 @@ import pytest
 from rclpy.serialization import deserialize_message, serialize_message
 
 from mtl_split.msg import Detection2D, Detection2DArray, SplitFeatures
+from mtl_split_core.runtime.packet import (
+    MAX_DISTORTION_COEFFS,
+    MAX_IMAGE_SIDE,
+    MAX_SHAPE_DIMS,
+    MAX_TEXT_BYTES,
+    NANOSEC_PER_SEC,
+    PacketRejected,
+)
+from mtl_split_ros.features_msg import msg_to_packet, packet_to_msg
 
 pytestmark = pytest.mark.ros
 
@@ -57,3 +67,50 @@ def test_detection_array_round_trip():
 def test_transform_is_fixed_size_float32():
     msg = SplitFeatures()
     assert msg.transform.dtype == np.float32 and msg.transform.shape == (4,)
+
+
+def test_msg_to_packet_keeps_every_field():
+    msg = _split_features()
+    packet = msg_to_packet(msg)
+    assert packet.transform == (0.5, 0.5, 0.0, 0.0) and packet.source_size == (640, 480)
+    assert packet.tensor.shape == (16, 15, 20) and packet.edge_ms == 12.5
+    assert packet_to_msg(packet, msg.header, msg.camera_info) == msg
+
+
+def _with(path: str, value):
+    msg = _split_features()
+    *parents, name = path.split(".")
+    target = msg
+    for p in parents:
+        target = getattr(target, p)
+    setattr(target, name, value)
+    return msg
+
+
+@pytest.mark.parametrize("path, inside, outside, reason", [
+    ("header.frame_id", "c" * MAX_TEXT_BYTES, "c" * (MAX_TEXT_BYTES + 1), "frame_id"),
+    ("header.stamp.nanosec", NANOSEC_PER_SEC - 1, NANOSEC_PER_SEC, "stamp"),
+    ("camera_info.header.frame_id", "c" * MAX_TEXT_BYTES, "c" * (MAX_TEXT_BYTES + 1),
+     "camera_info"),
+    ("camera_info.distortion_model", "plumb_bob", "d" * (MAX_TEXT_BYTES + 1), "camera_info"),
+    ("camera_info.width", MAX_IMAGE_SIDE, MAX_IMAGE_SIDE + 1, "camera_info"),
+    ("camera_info.binning_x", MAX_IMAGE_SIDE, MAX_IMAGE_SIDE + 1, "camera_info"),
+    ("camera_info.roi.height", MAX_IMAGE_SIDE, MAX_IMAGE_SIDE + 1, "camera_info"),
+    ("camera_info.d", [0.0] * MAX_DISTORTION_COEFFS, [0.0] * (MAX_DISTORTION_COEFFS + 1),
+     "camera_info"),
+    ("camera_info.k", [0.0] * 9, [500.0, 0, 320, 0, float("nan"), 240, 0, 0, 1],
+     "camera_info"),
+    ("camera_info.p", [0.0] * 12, [float("inf")] + [0.0] * 11, "camera_info"),
+    ("model_id", "m" * MAX_TEXT_BYTES, "m" * (MAX_TEXT_BYTES + 1), "model_id"),
+    ("source_width", MAX_IMAGE_SIDE, MAX_IMAGE_SIDE + 1, "source_size"),
+    ("source_height", 1, 0, "source_size"),
+    ("transform", [0.5, 0.5, 1e30, 0.0], [0.5, 0.5, float("inf"), 0.0], "transform"),
+    ("edge_ms", 0.0, -1.0, "edge_ms"),
+    ("shape", array.array("I", [1] * MAX_SHAPE_DIMS), array.array("I", [1] * (MAX_SHAPE_DIMS + 1)),
+     "shape"),
+])
+def test_msg_to_packet_checks_every_bound(path, inside, outside, reason):
+    msg_to_packet(_with(path, inside))
+    with pytest.raises(PacketRejected) as info:
+        msg_to_packet(_with(path, outside))
+    assert info.value.reason == reason and "expected" in str(info.value), str(info.value)
