@@ -33,6 +33,7 @@ from mtl_split_ros.node_support import (
     LatestSlot,
     OutputGate,
     Rejections,
+    describe_header,
     diagnostic_array,
     diagnostic_status,
     handle_isolated,
@@ -166,10 +167,10 @@ class ServerNode(Node):
             # No camera_info (k unset): depth assumes the model's reference camera.
             result = self.runner(packet, focal_px=focal_y(msg.camera_info.k))
         except PacketRejected as err:
-            self.rejections(err.reason, f"{source.topic}: {err}")
+            self.rejections(err.reason, f"{source.topic} ({describe_header(msg.header)}): {err}")
             return
         except CodecError as err:
-            self.rejections("payload", f"{source.topic}: {err}")
+            self.rejections("payload", f"{source.topic} ({describe_header(msg.header)}): {err}")
             return
         if not self.gate.run(self._publish, source, msg, packet, result):
             return

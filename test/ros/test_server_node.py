@@ -113,8 +113,9 @@ def test_run_time_parameters(ros, model_dir, features):
 
 
 def test_one_hostile_message_costs_only_itself(ros, model_dir, features):
-    """Offsets that put the image outside the network input (issue 17): the worker survives,
-    counts it as `internal`, and the next valid message still gives detections."""
+    """Offsets that put the image outside the network input (issue 17; they used to kill the
+    worker): rejected as `transform` with the message's stamp in the log line, and the next valid
+    message still gives detections."""
     dets = Detections(ros)
     pub = ros.create_publisher(SplitFeatures, "mtl_split/features", REL)
     with _server(model_dir, diagnostics_period=0.3) as server:
@@ -125,11 +126,12 @@ def test_one_hostile_message_costs_only_itself(ros, model_dir, features):
         for i in range(3):
             hostile.header.stamp.sec = 20 + i
             pub.publish(hostile)  # counted before the next good one replaces it in the slot
-            assert wait_for(ros, lambda i=i: (dets.value("rejected_internal") or 0) >= i + 1, 10,
+            assert wait_for(ros, lambda i=i: (dets.value("rejected_transform") or 0) >= i + 1, 10,
                             (server,)), dets.diag
             assert len(_send_until(ros, pub, features, dets, 30 + i, (server,)).detections) == 5
         log = stop(server)
-    assert "dropped input (internal" in log and "stamp 20.000000000" in log, log
+    assert "dropped input (transform" in log and "stamp 20.000000000" in log, log
+    assert "outside the" in log and "network input" in log, log
 
 
 def test_incompatible_qos_is_named_once(ros, model_dir):
