@@ -26,7 +26,8 @@ from mtl_split_ros.params import ParameterError
 DOMAIN = "mtl_split/SplitFeatures/auth/1"
 
 _HEADER = (("stamp.sec", "i32"), ("stamp.nanosec", "u32"), ("frame_id", "str"))
-_CAMERA_INFO = (*((f"header.{path}", kind) for path, kind in _HEADER), ("height", "u32"), ("width", "u32"), ("distortion_model", "str"),
+_CAMERA_INFO = (*((f"header.{path}", kind) for path, kind in _HEADER),
+                ("height", "u32"), ("width", "u32"), ("distortion_model", "str"),
                 ("d", "f64[]"), ("k", "f64[]"), ("r", "f64[]"), ("p", "f64[]"),
                 ("binning_x", "u32"), ("binning_y", "u32"), ("roi.x_offset", "u32"),
                 ("roi.y_offset", "u32"), ("roi.height", "u32"), ("roi.width", "u32"),
