@@ -200,16 +200,22 @@ class Verifier:
         self._last: OrderedDict[tuple[str, ...], int] = OrderedDict()
         self._lock = threading.Lock()
 
-    def verify(self, stream: tuple[str, ...], key_id: str, sequence: int, stamp_ns: int,
-               now_ns: int, data: bytes, tag: bytes) -> None:
-        """Accept (and remember ``sequence`` for ``stream`` + ``key_id``) or raise
-        AuthRejected with reason auth_missing, auth_unknown_key, auth_forged, auth_stale or
-        auth_replay. ``data`` must cover key id, sequence and stamp."""
+    def secret(self, key_id: str, tag: bytes) -> bytes:
+        """The secret of ``key_id``; AuthRejected auth_missing (no key id, no tag) or
+        auth_unknown_key. Cheap: callers check this before building the signed bytes."""
         if not tag and not key_id:
             raise AuthRejected("auth_missing", "unsigned message (no auth_tag)")
         secret = self.keys.get(key_id)
         if secret is None:
             raise AuthRejected("auth_unknown_key", f"unknown key id {key_id[:64]!r}")
+        return secret
+
+    def verify(self, stream: tuple[str, ...], key_id: str, sequence: int, stamp_ns: int,
+               now_ns: int, data: bytes, tag: bytes) -> None:
+        """Accept (and remember ``sequence`` for ``stream`` + ``key_id``) or raise
+        AuthRejected with reason auth_missing, auth_unknown_key, auth_forged, auth_stale or
+        auth_replay. ``data`` must cover key id, sequence and stamp."""
+        secret = self.secret(key_id, tag)
         if not hmac.compare_digest(compute_tag(secret, data), bytes(tag)):
             raise AuthRejected("auth_forged", f"tag does not match (key {key_id})")
         # Only a message with a valid tag gets this far: stamp and sequence are the signer's.
