@@ -170,6 +170,22 @@ def _send_signed_until_processed(ros, pub, msg, signer, seen, procs, tries=20):
     raise AssertionError("signed message not processed")
 
 
+def _through_edge_and_server(ros, image_pub, image, seen, procs, tries=20):
+    """Publish ``image`` (fresh stamp) until the server's detections for it arrive and we
+    also captured the edge's features for it; return those features."""
+    for _ in range(tries):
+        stamp = _stamp(ros, image.header)
+        image_pub.publish(image)
+
+        def done(s=stamp):
+            return s in seen.detections and any(
+                (m.header.stamp.sec, m.header.stamp.nanosec) == s for m in seen.features)
+        if wait_for(ros, done, 4, procs):
+            return next(m for m in seen.features
+                        if (m.header.stamp.sec, m.header.stamp.nanosec) == stamp)
+    raise AssertionError("no outputs from the signed edge")
+
+
 @pytest.mark.ros
 def test_signed_edge_and_server_reject_hostile_features(ros_node, model_dir, features,
                                                         tmp_path):
@@ -185,7 +201,7 @@ def test_signed_edge_and_server_reject_hostile_features(ros_node, model_dir, fea
     edge_args = node_args("mtl_split_edge", model=model_dir, device="cpu", auth_key_file=keys,
                           auth_key_id="k2")
     with python_process(server_args) as server, python_process(edge_args) as edge:
-        procs = (server, edge)
+        procs: tuple = (server, edge)
         assert wait_for(ros, lambda: image_pub.get_subscription_count() > 0 and
                         feat_pub.get_subscription_count() > 0 and
                         ros.count_publishers("mtl_split/detections") > 0, 90, procs)
@@ -193,15 +209,8 @@ def test_signed_edge_and_server_reject_hostile_features(ros_node, model_dir, fea
         rgb = np.random.default_rng(1).integers(0, 256, (96, 128, 3), np.uint8)
         image = fill_image(Image(), rgb, "rgb8")
         image.header.frame_id = "cam"
-        for _ in range(20):
-            info_pub.publish(CameraInfo(width=128, height=96))
-            stamp = _stamp(ros, image.header)
-            image_pub.publish(image)
-            if wait_for(ros, lambda s=stamp: s in seen.detections, 4, procs):
-                break
-        assert stamp in seen.detections, "no outputs from the signed edge"
-        captured = next(m for m in seen.features
-                        if (m.header.stamp.sec, m.header.stamp.nanosec) == stamp)
+        info_pub.publish(CameraInfo(width=128, height=96))
+        captured = _through_edge_and_server(ros, image_pub, image, seen, procs)
         assert captured.auth_key_id == "k2" and len(captured.auth_tag) == 32
         assert captured.auth_sequence > 1_600_000_000 * 10**9  # started from the wall clock
 
@@ -233,6 +242,17 @@ def test_signed_edge_and_server_reject_hostile_features(ros_node, model_dir, fea
         for _, msg in hostile[1:]:
             assert (msg.header.stamp.sec, msg.header.stamp.nanosec) not in seen.detections
         assert seen.count("rejected") >= len(hostile)
+
+        # 4. An edge with the other key (its file's first and only key) is accepted too.
+        stop(edge)
+        k1_only = _key_file(tmp_path / "k1_only", k1=K1)
+        edge_k1 = node_args("mtl_split_edge", model=model_dir, device="cpu",
+                            auth_key_file=k1_only)
+        with python_process(edge_k1) as edge2:
+            procs = (server, edge2)
+            assert wait_for(ros, lambda: image_pub.get_subscription_count() > 0, 90, procs)
+            assert _through_edge_and_server(ros, image_pub, image, seen, procs).auth_key_id \
+                == "k1"
         log = stop(server)
     assert "dropped input (auth_forged" in log and "accepting keys k1, k2" in log, log
 
