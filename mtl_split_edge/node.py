@@ -115,6 +115,8 @@ class EdgeNode(Node):
     def _signer(self) -> Signer | None:
         ring = load_keys(self.cfg["auth_key_file"], self.get_logger())
         if ring is None:
+            if self.cfg["auth_key_id"]:
+                raise ParameterError("parameter 'auth_key_id' needs 'auth_key_file'")
             return None
         try:
             return Signer(ring, self.cfg["auth_key_id"])

@@ -285,6 +285,7 @@ def test_server_without_key_ignores_signatures(ros_node, model_dir, features):
     ("mtl_split_server", {"auth_key_file": "WORLD"}, "readable by every user"),
     ("mtl_split_edge", {"auth_key_file": "OK", "auth_key_id": "k7"}, "'k7' is not in the key"),
     ("mtl_split_edge", {"auth_key_file": "SHORT"}, "at least 32"),
+    ("mtl_split_edge", {"auth_key_id": "k1"}, "'auth_key_id' needs 'auth_key_file'"),
 ])
 def test_bad_key_file_one_line_exit_2(model_dir, tmp_path, node, params, message):
     files = {"WORLD": (K1.hex(), 0o644), "OK": (K1.hex(), 0o600),
