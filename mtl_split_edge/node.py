@@ -20,11 +20,13 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from mtl_split.msg import SplitFeatures
+from mtl_split_core.auth import KeyFileError, Signer
 from mtl_split_core.codec import CODECS, ZSTD_LEVELS
 from mtl_split_core.runtime.device import PRECISIONS
 from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.stats import RateMeter, RollingStats
+from mtl_split_ros.features_auth import load_keys, sign
 from mtl_split_ros.features_msg import packet_to_msg
 from mtl_split_ros.image_msg import ImageDecodeError, image_to_rgb
 from mtl_split_ros.node_support import (
@@ -59,6 +61,9 @@ PARAMS = [
     Param("output_qos", "reliable", "QoS of the features publisher.", QOS_PROFILES),
     Param("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", check=positive,
           dynamic=True),
+    Param("auth_key_file", "", "Key file: sign every feature message with HMAC-SHA256 "
+          "(docs/SECURITY.md); '' = unsigned."),
+    Param("auth_key_id", "", "Key of auth_key_file that signs; '' = its first key."),
 ]
 
 
@@ -66,6 +71,7 @@ class EdgeNode(Node):
     def __init__(self):
         super().__init__("mtl_split_edge")
         self.cfg = declare_all(self, PARAMS, apply=self._apply)
+        self.signer = self._signer()  # before the model: a bad key file fails fast
         try:
             self.runner = EdgeRunner.from_path(
                 self.cfg["model"], split=self.cfg["split"], device=self.cfg["device"],
@@ -103,7 +109,19 @@ class EdgeNode(Node):
         self._worker.start()
         self.get_logger().info(
             f"edge ready: model {self.runner.card.get('name')} ({self.runner.card['fingerprint']}),"
-            f" split {self.runner.split}, codec {self.runner.codec}, device {self.runner.device}")
+            f" split {self.runner.split}, codec {self.runner.codec}, device {self.runner.device}"
+            + ("" if self.signer is None else f", signing with key {self.signer.key_id}"))
+
+    def _signer(self) -> Signer | None:
+        ring = load_keys(self.cfg["auth_key_file"], self.get_logger())
+        if ring is None:
+            if self.cfg["auth_key_id"]:
+                raise ParameterError("parameter 'auth_key_id' needs 'auth_key_file'")
+            return None
+        try:
+            return Signer(ring, self.cfg["auth_key_id"])
+        except KeyFileError as err:
+            raise ParameterError(f"parameter 'auth_key_id': {err}") from None
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self.camera_info = msg
@@ -136,6 +154,8 @@ class EdgeNode(Node):
         packet = self.runner(rgb)
         out = packet_to_msg(packet, msg.header, self.camera_info)
         out.edge_ms = (time.perf_counter() - start) * 1e3  # include image conversion
+        if self.signer is not None:  # last: the tag covers every other field
+            sign(out, self.signer)
         if not self.gate.run(self.pub.publish, out):
             return
         self.latency.add(out.edge_ms)

@@ -20,13 +20,14 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 
 from mtl_split.msg import SplitFeatures
+from mtl_split_core.auth import AuthRejected, Verifier
 from mtl_split_core.codec import CodecError
 from mtl_split_core.geometry import focal_y
 from mtl_split_core.runtime.device import PRECISIONS
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.server import PacketRejected, ServerRunner
 from mtl_split_core.runtime.stats import RateMeter, RollingStats
-from mtl_split_ros import outputs
+from mtl_split_ros import features_auth, outputs
 from mtl_split_ros.features_msg import msg_to_packet
 from mtl_split_ros.msg_factory import RclpyMessages
 from mtl_split_ros.node_support import (
@@ -67,6 +68,11 @@ PARAMS = [
     Param("output_qos", "reliable", "QoS of the output publishers.", QOS_PROFILES),
     Param("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", check=positive,
           dynamic=True),
+    Param("auth_key_file", "", "Key file: accept only feature messages signed with one of its "
+          "keys (docs/SECURITY.md); '' = no check (signatures ignored)."),
+    Param("auth_max_age_s", 5.0, "Signed messages whose header stamp is further than this from "
+          "the server's clock are rejected; 0 = no stamp window (sequence check only).",
+          check=in_range(0.0, 3600.0)),
 ]
 # Optional outputs and the parameter that switches each on.
 OPTIONAL_OUTPUTS = {"detections/markers": "publish_markers", "points": "publish_points",
@@ -105,6 +111,8 @@ class ServerNode(Node):
     def __init__(self):
         super().__init__("mtl_split_server")
         self.cfg = declare_all(self, PARAMS, apply=self._apply)
+        ring = features_auth.load_keys(self.cfg["auth_key_file"], self.get_logger())
+        self.verifier = None if ring is None else Verifier(ring, self.cfg["auth_max_age_s"])
         try:
             self.runner = ServerRunner.from_path(
                 self.cfg["model"], device=self.cfg["device"], precision=self.cfg["precision"],
@@ -133,7 +141,8 @@ class ServerNode(Node):
         self.get_logger().info(
             f"server ready: model {card.get('name')} ({card['fingerprint']}), tasks "
             f"{', '.join(self.runner.tasks)}, device {self.runner.device}, inputs "
-            f"{', '.join(s.topic for s in self.sources)}")
+            f"{', '.join(s.topic for s in self.sources)}"
+            + ("" if ring is None else f", accepting keys {', '.join(ring.keys)}"))
 
     def _apply(self, changes: dict) -> None:
         """Run-time parameter changes (validated by params.py; see PARAMS). The runner's
@@ -162,6 +171,13 @@ class ServerNode(Node):
 
     def _process(self, source: Source, msg: SplitFeatures) -> None:
         start = time.perf_counter()
+        if self.verifier is not None:  # before any other use of the message
+            try:
+                features_auth.verify(msg, self.verifier, source.topic,
+                                     self.get_clock().now().nanoseconds)
+            except AuthRejected as err:
+                self.rejections(err.reason, f"{source.topic}: {err}")
+                return
         try:
             packet = msg_to_packet(msg)
             # No camera_info (k unset): depth assumes the model's reference camera.
