@@ -182,6 +182,11 @@ MUTATORS = {
     "shape": _mutate_shape,
     "payload": _mutate_payload,  # data, scale, offset
     "edge_ms": _set("edge_ms", _f32),
+    # The HMAC fields (this server has no key: they must be ignored, never echoed or fatal).
+    "auth_key_id": _set("auth_key_id", _text),
+    "auth_sequence": _set("auth_sequence", lambda r: (0, 2**64 - 1)[int(r.integers(2))]),
+    "auth_tag": _set("auth_tag", lambda r: array.array(
+        "B", r.bytes(int(r.choice([0, 31, 32, 1000]))))),
 }
 
 
