@@ -34,3 +34,14 @@ def non_negative_float(text: str) -> float:
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"{text}: expected a number >= 0")
     return value
+
+
+def unit_interval(text: str) -> float:
+    """A number in [0, 1] (a probability or score threshold)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number in [0, 1]") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text}: expected a number in [0, 1]")
+    return value
