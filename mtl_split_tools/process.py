@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import tempfile
 import time
 from collections import deque
 from pathlib import Path
@@ -34,7 +33,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from mtl_split_core.bags import IMAGE_TYPES, BagError, BagWriter, messages, open_bag
+from mtl_split_core.bags import (
+    IMAGE_TYPES,
+    BagError,
+    BagWriter,
+    check_can_create,
+    messages,
+    open_bag,
+)
 from mtl_split_core.cli.arguments import unit_interval
 from mtl_split_core.geometry import focal_y
 from mtl_split_core.runtime.edge import EdgeRunner
@@ -103,15 +109,8 @@ def check_output_dir(out_dir: Path) -> None:
     if taken:
         raise BagError(f"{out_dir}: already holds {', '.join(taken)}; choose a new output "
                        f"folder")
-    existing = out_dir
-    while not existing.exists():
-        existing = existing.parent
-    try:  # a real write: os.access says yes to root even on a read-only file system
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as err:
-        raise BagError(f"{out_dir}: cannot write there ({existing}: "
-                       f"{err.strerror or err})") from None
+    if not out_dir.exists():
+        check_can_create(out_dir)
 
 
 class CreatedOutputs:
