@@ -5,7 +5,6 @@ embedded so other tools can decode them. ROS-free: no rclpy.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,21 +73,6 @@ def messages(reader: AnyReader, path: str | Path, topics: Collection[str] | None
     except Exception as err:  # noqa: BLE001
         raise BagError(f"{path}: reading messages failed (truncated or corrupt bag?): "
                        f"{type(err).__name__}: {err}") from err
-
-
-def check_can_create(path: str | Path) -> None:
-    """Raise BagError unless a new file or folder can be made at ``path`` (checked before a
-    command starts work, so a bad output path fails at once and leaves nothing behind)."""
-    path = Path(path)
-    existing = path.parent
-    while not existing.exists():
-        existing = existing.parent
-    try:  # a real write: os.access says yes to root even on a read-only file system
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as err:
-        raise BagError(f"{path}: cannot write there ({existing}: "
-                       f"{err.strerror or err})") from None
 
 
 class BagWriter:

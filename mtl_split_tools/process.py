@@ -37,11 +37,10 @@ from mtl_split_core.bags import (
     IMAGE_TYPES,
     BagError,
     BagWriter,
-    check_can_create,
     messages,
     open_bag,
 )
-from mtl_split_core.cli.arguments import unit_interval
+from mtl_split_core.cli.arguments import check_can_create, unit_interval
 from mtl_split_core.geometry import focal_y
 from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_core.runtime.server import PacketRejected, ServerRunner

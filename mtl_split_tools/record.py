@@ -14,8 +14,13 @@ from pathlib import Path
 
 import rclpy
 
-from mtl_split_core.bags import BagError, BagWriter, check_can_create
-from mtl_split_core.cli.arguments import non_negative_float, positive_float, positive_int
+from mtl_split_core.bags import BagError, BagWriter
+from mtl_split_core.cli.arguments import (
+    check_can_create,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
 from mtl_split_core.errors import InputError
 from mtl_split_ros.qos import QOS_PROFILES, qos_from_name
 from mtl_split_ros.shutdown import StopSignals, init_without_signal_handlers, shutdown_quietly
