@@ -108,8 +108,7 @@ def check_output_dir(out_dir: Path) -> None:
     if taken:
         raise BagError(f"{out_dir}: already holds {', '.join(taken)}; choose a new output "
                        f"folder")
-    if not out_dir.exists():
-        check_can_create(out_dir)
+    check_can_create(out_dir)
 
 
 class CreatedOutputs:

@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import random
+import shlex
 import sys
 import time
 from datetime import UTC, datetime
@@ -255,7 +256,7 @@ def _results(args, mon: Monitor, rss, alive, startup_s, soak_s, t0_wall, first_f
                        "latency_ms_p99": _pct(lat, 99)})
     valid = mon.valid
     return {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
         "date_utc": datetime.fromtimestamp(t0_wall, UTC).isoformat(timespec="seconds"),
         "machine": _machine(), "device": "cpu",
         "model": {"id": valid.model_id if valid else None,
