@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from mtl_split_core.cli.arguments import output_file
 from mtl_split_core.codec import CODECS
 from mtl_split_core.errors import InputError
 
@@ -19,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codec", default="all", choices=("all", "float", *CODECS),
                    help="float, a codec id, or 'all' for float + every codec")
     p.add_argument("--device", default="auto")
-    p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.add_argument("--out", type=output_file, default=None, help="write the results as JSON here")
 
 
 def _cell(value: float | None) -> str:

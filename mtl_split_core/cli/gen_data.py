@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from mtl_split_core.cli.arguments import image_size, positive_int
+from mtl_split_core.cli.arguments import image_size, output_folder, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=positive_int, default=200)
     p.add_argument("--size", type=image_size, default=(320, 240), help="WxH, e.g. 320x240")
-    p.add_argument("--out", required=True, help="dataset folder to write")
+    p.add_argument("--out", type=output_folder, required=True, help="dataset folder to write")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=positive_int, default=2, help="rendering processes")
     p.add_argument("--frames-per-scene", type=positive_int, default=10)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mtl_split_core.cli.arguments import non_negative_float
+from mtl_split_core.cli.arguments import non_negative_float, output_folder
 
 # Measuring a missing profile here: fewer frames and repeats than `mtl-split profile`.
 QUICK_FRAMES = 4
@@ -24,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--accuracy", default=None, help="JSON from `mtl-split eval --out`")
     p.add_argument("--max-drop", type=non_negative_float, default=0.01,
                    help="max relative accuracy drop")
-    p.add_argument("--out", default="plan_out", help="folder for plan.csv and plan.png")
+    p.add_argument("--out", type=output_folder, default="plan_out",
+                   help="folder for plan.csv and plan.png")
 
 
 def run(args: argparse.Namespace) -> int:

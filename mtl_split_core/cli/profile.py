@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mtl_split_core.cli.arguments import positive_int
+from mtl_split_core.cli.arguments import output_file, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", default=None,
                    help="npz of JPEG frames to use instead of rendering (bench/frames.npz)")
     p.add_argument("--repeats", type=positive_int, default=10)
-    p.add_argument("--out", required=True, help="profile JSON to write")
+    p.add_argument("--out", type=output_file, required=True, help="profile JSON to write")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from mtl_split_core.backbones import has_pretrained
-from mtl_split_core.cli.arguments import image_size, non_negative_float, positive_int
+from mtl_split_core.cli.arguments import image_size, non_negative_float, output_folder, positive_int
 from mtl_split_core.codec import CODECS
 from mtl_split_core.errors import InputError
 from mtl_split_core.tasks import DEFAULT_TASKS
@@ -16,7 +16,8 @@ from mtl_split_core.tasks import DEFAULT_TASKS
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", "--shards", dest="shards", required=True,
                    help="dataset folder (gen-data output) or folder of shard_*.npz")
-    p.add_argument("--out", required=True, help="output folder (model/, train_log.csv)")
+    p.add_argument("--out", type=output_folder, required=True,
+                   help="output folder (model/, train_log.csv)")
     p.add_argument("--backbone", default="efficientnet_lite0")
     p.add_argument("--split", default="s16", help="split point to train at (s4, s8, s16, s32)")
     p.add_argument("--bottleneck", type=int, default=16,

@@ -199,3 +199,99 @@ def test_images_whose_camera_info_never_comes_are_still_processed(tmp_path, tiny
     stamps = [m.header.stamp.sec for m in _read(tmp_path / "out" / "outputs",
                                                  "/cam/mtl_split/depth")]
     assert stamps == list(range(100, 120))  # held, but in order and none lost
+
+
+CLI = "from mtl_split_tools.cli import main; import sys; sys.exit(main())"
+
+
+def _cli(*args, timeout=180):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-c", CLI, "process", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("bad", [
+    ["--device", "cuda"],            # this machine has no CUDA (skipped where it has)
+    ["--codec", "foo"],
+    ["--precision", "fp8"],
+    ["--model", "/no/such/model"],
+    ["--score-threshold", "2"],
+])
+def test_bad_arguments_are_one_line_exit_2_and_leave_no_output_folder(tmp_path, tiny_model,
+                                                                      bad):
+    if bad[:2] == ["--device", "cuda"]:
+        import torch
+        if torch.cuda.is_available():
+            pytest.skip("CUDA is available here")
+    bag = write_bag(tmp_path / "in", {"/cam/image": (IMG, [image(0)])})
+    out = tmp_path / "new" / "out"
+    model = [] if "--model" in bad else ["--model", tiny_model]
+    r = _cli(bag, "--out", out, *model, *bad)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("mtl-split process: error:")
+    assert not (tmp_path / "new").exists()
+
+
+def test_unusable_bag_or_out_folder_is_one_line_exit_2(tmp_path, tiny_model):
+    bag = write_bag(tmp_path / "in", {"/cam/image": (IMG, [image(0)])})
+    (tmp_path / "file").write_text("x")
+    taken = tmp_path / "taken"
+    (taken / "annotated").mkdir(parents=True)
+    cases = [(tmp_path / "missing", tmp_path / "o1", "no such bag"),
+             (bag, tmp_path / "file" / "sub", "cannot write there"),
+             (bag, tmp_path / "file", "not a folder"),
+             (bag, taken, "already holds annotated")]
+    for in_bag, out, reason in cases:
+        r = _cli(in_bag, "--out", out, "--model", tiny_model, "--device", "cpu")
+        assert r.returncode == 2 and reason in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert not (tmp_path / "o1").exists()
+    assert [p.name for p in taken.iterdir()] == ["annotated"]  # what existed stays
+
+
+def test_a_run_that_fails_midway_removes_what_it_created_and_nothing_else(tmp_path,
+                                                                         tiny_model):
+    bag = write_bag(tmp_path / "in", {"/cam/image": (IMG, [image(i) for i in range(40)])})
+    mcap = next(bag.glob("*.mcap"))
+    data = bytearray(mcap.read_bytes())  # the index stays intact: opening works, reading fails
+    data[len(data) // 4: len(data) * 3 // 4] = b"\xff" * (len(data) * 3 // 4 - len(data) // 4)
+    mcap.write_bytes(bytes(data))
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("mine")
+    for out, left in ((tmp_path / "a" / "b", None), (existing, ["notes.txt"])):
+        with pytest.raises(BagError, match="reading messages failed"):
+            process_bag(bag, out, model=tiny_model, device="cpu", progress=False)
+        if left is None:
+            assert not (tmp_path / "a").exists()
+        else:
+            assert sorted(p.name for p in out.iterdir()) == left
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_signal_stops_with_a_complete_bag_and_a_summary(tmp_path, tiny_model, sig):
+    """Stopped midway: exit 0, the summary, and a closed bag with every processed frame."""
+    import signal
+    import time
+
+    from support.procs import python_process
+    from support.ros_nodes import assert_clean_exit, signal_and_wait
+    bag = write_bag(tmp_path / "in", {"/cam/image": (IMG, [image(i) for i in range(2000)])})
+    out = tmp_path / "out"
+    args = ["-c", CLI, "process", str(bag), "--out", str(out), "--model", tiny_model,
+            "--device", "cpu"]
+    with python_process(args) as proc:
+        deadline = time.monotonic() + 120
+        while len(list(out.glob("annotated/*/*.png"))) < 5:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        code, log = signal_and_wait(proc, getattr(signal, sig))
+    assert_clean_exit(code, log, getattr(signal, sig))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] and 5 <= summary["frames"] < 2000, summary
+    assert f"interrupted after {summary['frames']} frames" in log
+    stamps = [m.header.stamp.sec for m in _read(out / "outputs", "/cam/mtl_split/detections")]
+    assert stamps == list(range(100, 100 + summary["frames"]))
+    assert len(list(out.glob("annotated/*/*.png"))) == summary["frames"]

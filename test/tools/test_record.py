@@ -88,3 +88,37 @@ def test_record_stops_cleanly_on_signal(tmp_path, sig):
         conn = next(c for c in reader.connections if c.topic == "/chatter")
         got = [reader.deserialize(raw, c.msgtype).data for c, _, raw in reader.messages([conn])]
     assert len(got) == recorded and got[-1].startswith("n")
+
+
+@pytest.mark.parametrize("argv, reason", [
+    (["--topics", "chatter"], "expected an absolute name"),
+    (["--topics", "/chatter", "--duration", "0"], "--duration"),
+    (["--topics", "/chatter", "--max-messages", "-3"], "--max-messages"),
+    (["--topics", "/chatter", "--qos", "fast"], "--qos"),
+    (["--topics", "/nobody_publishes_this", "--discovery-timeout", "1"], "no publisher"),
+])
+def test_bad_arguments_are_one_line_exit_2_and_leave_no_bag(tmp_path, argv, reason):
+    import subprocess
+    import sys
+    out = tmp_path / "new" / "rec"
+    r = subprocess.run([sys.executable, "-c", CLI, "record", str(out), *argv],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and reason in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert not out.exists()
+
+
+def test_existing_or_unwritable_output_is_refused_at_once(tmp_path):
+    import subprocess
+    import sys
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "taken").mkdir()
+    for out, reason in ((tmp_path / "taken", "already exists"),
+                        (tmp_path / "file" / "rec", "cannot write there")):
+        start = time.monotonic()
+        r = subprocess.run([sys.executable, "-c", CLI, "record", str(out), "--topics", "/x"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and reason in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+        assert time.monotonic() - start < 9  # not after the 10 s discovery wait
+    assert list((tmp_path / "taken").iterdir()) == []

@@ -90,3 +90,20 @@ def test_core_names_no_ros_tool_module_in_code():
                     and "mtl_split_tools" in node.value and id(node) not in docstrings:
                 offenders.append(f"{path.relative_to(CORE.parent)}:{node.lineno}")
     assert not offenders, offenders
+
+
+@pytest.mark.parametrize("argv", [
+    ["gen-data", "--frames", "2"], ["train", "--data", "x"], ["plan"],
+    ["profile"], ["eval", "--data", "x"],
+])
+def test_an_unwritable_out_is_one_line_exit_2_before_any_work(tmp_path, capsys, argv):
+    (tmp_path / "file").write_text("x")
+    for out, reason in ((tmp_path / "file" / "sub", "cannot write there"),
+                        (tmp_path / "file" if argv[0] in ("gen-data", "train", "plan")
+                         else tmp_path, "folder")):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*argv, "--out", str(out)])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"argument --out: {out}" in err and reason in err, err
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
