@@ -181,7 +181,8 @@ def main(argv=None) -> int:
             print(f"nodes ready after {time.time() - t0:.1f}s; replaying {args.bag} "
                   f"({args.frames} frames)", flush=True)
             procs.append(start([sys.executable, "-m", "mtl_split_tools.cli", "replay", args.bag,
-                                "--wait-subscribers", "2", "--topics", *source["topics"]],
+                                # every replayed topic has the edge; camera_info only it
+                                "--wait-subscribers", "1", "--topics", *source["topics"]],
                                out / "replay.log"))
             budget = source["seconds"] + 60
         else:
