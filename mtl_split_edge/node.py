@@ -12,7 +12,6 @@ others are read-only.
 
 from __future__ import annotations
 
-import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -35,10 +34,12 @@ from mtl_split_ros.node_support import (
     diagnostic_status,
     handle_isolated,
     run_node,
+    watchdog_period,
 )
 from mtl_split_ros.params import Param, ParameterError, declare_all, in_range, positive
 from mtl_split_ros.qos import QOS_PROFILES, qos_from_name
 from mtl_split_ros.qos_events import SubscriptionHealth
+from mtl_split_ros.watchdog import SupervisedWorker
 
 PARAMS = [
     Param("model", "", "Model folder or card; '' = the packaged default model."),
@@ -59,6 +60,11 @@ PARAMS = [
     Param("output_qos", "reliable", "QoS of the features publisher.", QOS_PROFILES),
     Param("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", check=positive,
           dynamic=True),
+    Param("stall_timeout", 10.0, "Seconds input may wait untaken before the watchdog reports "
+          "the worker stalled (ERROR on /diagnostics) and starts a new one.", check=positive),
+    Param("diagnostics_window", 10.0, "Seconds of history behind the /diagnostics level: WARN "
+          "while inputs were rejected, ERROR while the worker was restarted, within it.",
+          check=positive),
 ]
 
 
@@ -74,12 +80,13 @@ class EdgeNode(Node):
         except ConfigError as err:
             raise ParameterError(str(err)) from err
 
-        self.rejections = Rejections(self.get_logger())
+        window = self.cfg["diagnostics_window"]
+        self.rejections = Rejections(self.get_logger(), window_s=window)
         self.latency = RollingStats()
         self.rate = RateMeter()
         self.bytes_per_frame = RollingStats()
         self.camera_info = None
-        self.slot = LatestSlot()
+        self.slot = LatestSlot(window_s=window)
         self.gate = OutputGate()
         self.health = SubscriptionHealth(self)
 
@@ -99,8 +106,11 @@ class EdgeNode(Node):
         self.diag_timer = self.create_timer(self.cfg["diagnostics_period"],
                                             self._publish_diagnostics)
 
-        self._worker = threading.Thread(target=self._work, name="edge-worker", daemon=True)
-        self._worker.start()
+        self.worker = SupervisedWorker("edge-worker", self._work, self.slot.waiting_s, self.gate,
+                                       self.get_logger(), self.cfg["stall_timeout"], window)
+        self.worker.start()
+        self.watchdog_timer = self.create_timer(watchdog_period(self.cfg["stall_timeout"]),
+                                                self.worker.check)
         self.get_logger().info(
             f"edge ready: model {self.runner.card.get('name')} ({self.runner.card['fingerprint']}),"
             f" split {self.runner.split}, codec {self.runner.codec}, device {self.runner.device}")
@@ -121,10 +131,10 @@ class EdgeNode(Node):
                                                 self._publish_diagnostics)
 
     def _work(self) -> None:
-        while not self.slot.closed:
-            msg = self.slot.take()
-            if msg is not None:
-                handle_isolated(self._process, msg, self.rejections)
+        """One worker step (SupervisedWorker loops it): the newest frame, if any."""
+        msg = self.slot.take()
+        if msg is not None:
+            handle_isolated(self._process, msg, self.rejections)
 
     def _process(self, msg) -> None:
         start = time.perf_counter()
@@ -147,19 +157,19 @@ class EdgeNode(Node):
             "fps": self.rate.fps(), "edge_ms_p50": self.latency.p50,
             "edge_ms_p95": self.latency.p95, "bytes_per_frame_p50": self.bytes_per_frame.p50,
             "frames": self.latency.count, "drops": self.slot.dropped,
+            "drops_recent": self.slot.drops.recent().get("drops", 0),
             "lost_in_dds": self.health.lost(self.image_topic),
-            "rejected": self.rejections.total, **{f"rejected_{k}": v for k, v in
-                                                  self.rejections.counts.items()},
+            **self.rejections.values(), **self.worker.values(),
             "split": self.runner.split, "codec": self.runner.codec,
         }
-        warn = "rejecting input" if self.rejections.total else None
         self.diag_pub.publish(diagnostic_array(self, [diagnostic_status(
-            f"{self.get_name()}: edge", self.get_fully_qualified_name(), values, warn)]))
+            f"{self.get_name()}: edge", self.get_fully_qualified_name(), values,
+            warn=self.rejections.problem(), error=self.worker.problem())]))
 
     def close(self) -> None:
         """Stop the worker (before the node and context go): nothing is published after."""
         self.slot.close()
-        self._worker.join(timeout=10)
+        self.worker.stop(timeout=10)
         self.gate.close()
 
 

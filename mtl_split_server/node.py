@@ -13,7 +13,6 @@ diagnostics_period; the others are read-only.
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -37,10 +36,12 @@ from mtl_split_ros.node_support import (
     diagnostic_status,
     handle_isolated,
     run_node,
+    watchdog_period,
 )
 from mtl_split_ros.params import Param, ParameterError, declare_all, in_range, positive
 from mtl_split_ros.qos import QOS_PROFILES, qos_from_name
 from mtl_split_ros.qos_events import SubscriptionHealth
+from mtl_split_ros.watchdog import SupervisedWorker
 
 PARAMS = [
     Param("model", "", "Model folder or card; must be the edge's model. '' = packaged default."),
@@ -66,6 +67,11 @@ PARAMS = [
     Param("output_qos", "reliable", "QoS of the output publishers.", QOS_PROFILES),
     Param("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", check=positive,
           dynamic=True),
+    Param("stall_timeout", 10.0, "Seconds input may wait untaken before the watchdog reports "
+          "the worker stalled (ERROR on /diagnostics) and starts a new one.", check=positive),
+    Param("diagnostics_window", 10.0, "Seconds of history behind the /diagnostics level: WARN "
+          "while inputs were rejected, ERROR while the worker was restarted, within it.",
+          check=positive),
 ]
 # Optional outputs and the parameter that switches each on.
 OPTIONAL_OUTPUTS = {"detections/markers": "publish_markers", "points": "publish_points",
@@ -80,7 +86,7 @@ class Source:
     def __init__(self, node: Node, topic: str, qos_in, qos_out, enabled: dict,
                  types: dict[str, str]):
         self.topic = topic
-        self.slot = LatestSlot()
+        self.slot = LatestSlot(window_s=enabled["diagnostics_window"])
         self.rate = RateMeter()
         self.latency = RollingStats()
         prefix = outputs.output_prefix(topic)
@@ -113,7 +119,8 @@ class ServerNode(Node):
             raise ParameterError(str(err)) from err
         card = self.runner.card
         self.style = outputs.OutputStyle.from_card(card, self.cfg["point_stride"])
-        self.rejections = Rejections(self.get_logger())
+        window = self.cfg["diagnostics_window"]
+        self.rejections = Rejections(self.get_logger(), window_s=window)
         self.health = SubscriptionHealth(self)
         self.gate = OutputGate()
         # Inputs: newest only (depth 1). Outputs: a short history so a busy subscriber (a
@@ -126,9 +133,12 @@ class ServerNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.diag_timer = self.create_timer(self.cfg["diagnostics_period"],
                                             self._publish_diagnostics)
-        self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._work, name="server-worker", daemon=True)
-        self._worker.start()
+        self.worker = SupervisedWorker(
+            "server-worker", self._work, lambda: max(s.slot.waiting_s() for s in self.sources),
+            self.gate, self.get_logger(), self.cfg["stall_timeout"], window)
+        self.worker.start()
+        self.watchdog_timer = self.create_timer(watchdog_period(self.cfg["stall_timeout"]),
+                                                self.worker.check)
         self.get_logger().info(
             f"server ready: model {card.get('name')} ({card['fingerprint']}), tasks "
             f"{', '.join(self.runner.tasks)}, device {self.runner.device}, inputs "
@@ -150,14 +160,13 @@ class ServerNode(Node):
                                                 self._publish_diagnostics)
 
     def _work(self) -> None:
-        while not self._stop.is_set():
-            busy = False
-            for source in self.sources:
-                msg = source.slot.take(timeout=0.0 if busy else 0.05)
-                if msg is not None:
-                    busy = True
-                    handle_isolated(lambda m, s=source: self._process(s, m), msg,
-                                    self.rejections)
+        """One worker step (SupervisedWorker loops it): the newest message of each source."""
+        busy = False
+        for source in self.sources:
+            msg = source.slot.take(timeout=0.0 if busy else 0.05)
+            if msg is not None:
+                busy = True
+                handle_isolated(lambda m, s=source: self._process(s, m), msg, self.rejections)
 
     def _process(self, source: Source, msg: SplitFeatures) -> None:
         start = time.perf_counter()
@@ -187,22 +196,22 @@ class ServerNode(Node):
         for s in self.sources:
             values = {"fps": s.rate.fps(), "server_ms_p50": s.latency.p50,
                       "server_ms_p95": s.latency.p95, "frames": s.latency.count,
-                      "drops": s.slot.dropped, "lost_in_dds": self.health.lost(s.topic)}
+                      "drops": s.slot.dropped,
+                      "drops_recent": s.slot.drops.recent().get("drops", 0),
+                      "lost_in_dds": self.health.lost(s.topic)}
             statuses.append(diagnostic_status(f"{self.get_name()}: {s.topic}",
                                               self.get_fully_qualified_name(), values))
-        totals = {"rejected": self.rejections.total,
-                  **{f"rejected_{k}": v for k, v in self.rejections.counts.items()}}
+        totals = {**self.rejections.values(), **self.worker.values()}
         statuses.append(diagnostic_status(
             f"{self.get_name()}: server", self.get_fully_qualified_name(), totals,
-            "rejecting input" if self.rejections.total else None))
+            warn=self.rejections.problem(), error=self.worker.problem()))
         self.diag_pub.publish(diagnostic_array(self, statuses))
 
     def close(self) -> None:
         """Stop the worker (before the node and context go): nothing is published after."""
-        self._stop.set()
         for s in self.sources:
             s.slot.close()
-        self._worker.join(timeout=10)
+        self.worker.stop(timeout=10)
         self.gate.close()
 
 
