@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -72,14 +73,6 @@ class EdgeNode(Node):
     def __init__(self):
         super().__init__("mtl_split_edge")
         self.cfg = declare_all(self, PARAMS, apply=self._apply)
-        try:
-            self.runner = EdgeRunner.from_path(
-                self.cfg["model"], split=self.cfg["split"], device=self.cfg["device"],
-                precision=self.cfg["precision"], codec=self.cfg["codec"] or None,
-                zstd_level=self.cfg["zstd_level"], cuda_graphs=self.cfg["cuda_graphs"])
-        except ConfigError as err:
-            raise ParameterError(str(err)) from err
-
         window = self.cfg["diagnostics_window"]
         self.rejections = Rejections(self.get_logger(), window_s=window)
         self.latency = RollingStats()
@@ -105,6 +98,19 @@ class EdgeNode(Node):
                                  event_callbacks=self.health.callbacks("camera_info", in_qos))
         self.diag_timer = self.create_timer(self.cfg["diagnostics_period"],
                                             self._publish_diagnostics)
+
+        # The model loads after publishers and subscriptions exist: DDS discovery (matching
+        # the camera and the server) goes on meanwhile, which shortens a restart.
+        try:
+            self.runner = EdgeRunner.from_path(
+                self.cfg["model"], split=self.cfg["split"], device=self.cfg["device"],
+                precision=self.cfg["precision"], codec=self.cfg["codec"] or None,
+                zstd_level=self.cfg["zstd_level"], cuda_graphs=self.cfg["cuda_graphs"])
+        except ConfigError as err:
+            raise ParameterError(str(err)) from err
+        # One frame through the network now, so the first camera frame is not the slow one.
+        width, height = self.runner.input_size
+        self.runner(np.zeros((height, width, 3), np.uint8))
 
         self.worker = SupervisedWorker("edge-worker", self._work, self.slot.waiting_s, self.gate,
                                        self.get_logger(), self.cfg["stall_timeout"], window)
