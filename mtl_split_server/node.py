@@ -23,6 +23,7 @@ from mtl_split_core.codec import CodecError
 from mtl_split_core.geometry import focal_y
 from mtl_split_core.runtime.device import PRECISIONS
 from mtl_split_core.runtime.errors import ConfigError
+from mtl_split_core.runtime.model_files import read_model_card_param
 from mtl_split_core.runtime.server import PacketRejected, ServerRunner
 from mtl_split_core.runtime.stats import RateMeter, RollingStats
 from mtl_split_ros import outputs
@@ -110,14 +111,13 @@ class ServerNode(Node):
     def __init__(self):
         super().__init__("mtl_split_server")
         self.cfg = declare_all(self, PARAMS, apply=self._apply)
+        # Topics first, from the card alone; the model loads after: DDS discovery (matching
+        # the edges and the subscribers of the outputs) goes on meanwhile, which shortens a
+        # restart.
         try:
-            self.runner = ServerRunner.from_path(
-                self.cfg["model"], device=self.cfg["device"], precision=self.cfg["precision"],
-                tasks=tuple(self.cfg["tasks"]), score_threshold=self.cfg["score_threshold"],
-                max_detections=self.cfg["max_detections"])
+            card = read_model_card_param(self.cfg["model"])
         except ConfigError as err:
             raise ParameterError(str(err)) from err
-        card = self.runner.card
         self.style = outputs.OutputStyle.from_card(card, self.cfg["point_stride"])
         window = self.cfg["diagnostics_window"]
         self.rejections = Rejections(self.get_logger(), window_s=window)
@@ -133,6 +133,13 @@ class ServerNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.diag_timer = self.create_timer(self.cfg["diagnostics_period"],
                                             self._publish_diagnostics)
+        try:
+            self.runner = ServerRunner.from_path(
+                self.cfg["model"], device=self.cfg["device"], precision=self.cfg["precision"],
+                tasks=tuple(self.cfg["tasks"]), score_threshold=self.cfg["score_threshold"],
+                max_detections=self.cfg["max_detections"])
+        except ConfigError as err:
+            raise ParameterError(str(err)) from err
         self.worker = SupervisedWorker(
             "server-worker", self._work, lambda: max(s.slot.waiting_s() for s in self.sources),
             self.gate, self.get_logger(), self.cfg["stall_timeout"], window)
@@ -140,7 +147,8 @@ class ServerNode(Node):
         self.watchdog_timer = self.create_timer(watchdog_period(self.cfg["stall_timeout"]),
                                                 self.worker.check)
         self.get_logger().info(
-            f"server ready: model {card.get('name')} ({card['fingerprint']}), tasks "
+            f"server ready: model {self.runner.card.get('name')} "
+            f"({self.runner.card['fingerprint']}), tasks "
             f"{', '.join(self.runner.tasks)}, device {self.runner.device}, inputs "
             f"{', '.join(s.topic for s in self.sources)}")
 
