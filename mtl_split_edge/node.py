@@ -108,9 +108,12 @@ class EdgeNode(Node):
                 zstd_level=self.cfg["zstd_level"], cuda_graphs=self.cfg["cuda_graphs"])
         except ConfigError as err:
             raise ParameterError(str(err)) from err
-        # One frame through the network now, so the first camera frame is not the slow one.
-        width, height = self.runner.input_size
-        self.runner(np.zeros((height, width, 3), np.uint8))
+        if self.runner.device.type == "cuda":
+            # One frame through the network now (CUDA's lazy start-up), so the first camera
+            # frame is not the slow one. Not on CPU: there the first frame costs little more
+            # than any other, and a warm-up frame only delays the first output of a restart.
+            width, height = self.runner.input_size
+            self.runner(np.zeros((height, width, 3), np.uint8))
 
         self.worker = SupervisedWorker("edge-worker", self._work, self.slot.waiting_s, self.gate,
                                        self.get_logger(), self.cfg["stall_timeout"], window)
