@@ -4,7 +4,9 @@ Subscribes ``image`` (sensor_msgs/Image) or ``image/compressed`` and ``camera_in
 ``mtl_split/features`` (mtl_split/SplitFeatures) with the image's header and camera_info, and
 ``/diagnostics``. A worker thread runs the network; while it is busy only the newest frame is
 kept (older ones are counted as drops), so latency never builds up behind a queue. Frames the
-middleware reports lost before they reach the node are counted apart (``lost_in_dds``).
+middleware reports lost before they reach the node are counted apart (``lost_in_dds``). A
+watchdog replaces the worker when it stalls or dies (``stall_timeout``; mtl_split_ros.watchdog);
+the /diagnostics level reflects the last ``diagnostics_window`` seconds.
 
 Run-time parameters (``ros2 param set``): split, codec, zstd_level, diagnostics_period; the
 others are read-only.
@@ -166,7 +168,7 @@ class EdgeNode(Node):
             "fps": self.rate.fps(), "edge_ms_p50": self.latency.p50,
             "edge_ms_p95": self.latency.p95, "bytes_per_frame_p50": self.bytes_per_frame.p50,
             "frames": self.latency.count, "drops": self.slot.dropped,
-            "drops_recent": self.slot.drops.recent().get("drops", 0),
+            "drops_recent": self.slot.recent_drops(),
             "lost_in_dds": self.health.lost(self.image_topic),
             **self.rejections.values(), **self.worker.values(),
             "split": self.runner.split, "codec": self.runner.codec,

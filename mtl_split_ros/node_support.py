@@ -71,6 +71,10 @@ class LatestSlot(Generic[T]):
         """Items replaced before they were taken, since start."""
         return self.drops.total()
 
+    def recent_drops(self) -> int:
+        """Items replaced before they were taken, within the window."""
+        return sum(self.drops.recent().values())
+
     def close(self) -> None:
         with self._cv:
             self.closed = True

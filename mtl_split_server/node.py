@@ -4,7 +4,9 @@ For every feature topic (one per robot) it publishes next to it, with the input'
 ``detections`` (Detection2DArray), ``detections/markers`` (MarkerArray), ``segmentation``
 (mono8 class ids), ``segmentation/color`` (rgb8), ``depth`` (32FC1 metres, REP 118),
 ``camera_info`` (intrinsics of the output images), ``points`` (PointCloud2 XYZRGB) and
-``annotated`` (rgb8). Outputs nobody subscribes to are not computed.
+``annotated`` (rgb8). Outputs nobody subscribes to are not computed. A watchdog replaces the
+worker when it stalls or dies (``stall_timeout``; mtl_split_ros.watchdog); the /diagnostics
+level reflects the last ``diagnostics_window`` seconds.
 
 Run-time parameters (``ros2 param set``): score_threshold, max_detections, point_stride,
 diagnostics_period; the others are read-only.
@@ -205,7 +207,7 @@ class ServerNode(Node):
             values = {"fps": s.rate.fps(), "server_ms_p50": s.latency.p50,
                       "server_ms_p95": s.latency.p95, "frames": s.latency.count,
                       "drops": s.slot.dropped,
-                      "drops_recent": s.slot.drops.recent().get("drops", 0),
+                      "drops_recent": s.slot.recent_drops(),
                       "lost_in_dds": self.health.lost(s.topic)}
             statuses.append(diagnostic_status(f"{self.get_name()}: {s.topic}",
                                               self.get_fully_qualified_name(), values))

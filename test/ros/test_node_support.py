@@ -110,11 +110,11 @@ def test_slot_waiting_time_and_recent_drops():
     slot.put(2)  # replaces 1: input has still been waiting since the first put
     clock.t += 1.0
     assert slot.waiting_s() == 3.0
-    assert slot.dropped == 1 and slot.drops.recent() == {"drops": 1}
+    assert slot.dropped == 1 and slot.recent_drops() == 1
     assert slot.take(timeout=0) == 2
     assert slot.waiting_s() == 0.0
     clock.t += 11.0
-    assert slot.drops.recent() == {} and slot.dropped == 1
+    assert slot.recent_drops() == 0 and slot.dropped == 1
 
 
 def test_describe_header_cuts_a_long_frame_id():
@@ -180,3 +180,48 @@ def test_sim_camera_stops_cleanly(ros_node, sig):
     ros_node.destroy_subscription(sub)
     assert_clean_exit(code, log, sig)
     assert rclpy.ok()
+
+
+@pytest.mark.ros
+def test_a_burst_of_bad_input_warns_then_clears_in_a_real_node(ros_node, tmp_path):
+    """WARN while bad input arrives, OK again once the window has passed with good input only;
+    the lifetime count stays."""
+    import numpy as np
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    from mtl_split.msg import SplitFeatures
+    from mtl_split_ros.image_msg import fill_image
+    from support.ros_nodes import node_args, tiny_model
+
+    rel = qos_from_name("reliable", depth=10)
+    statuses, got = [], []
+    ros_node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: statuses.extend(
+        (s.level, s.message, {kv.key: kv.value for kv in s.values}) for s in m.status
+        if s.name.endswith(": edge")), 10)
+    ros_node.create_subscription(SplitFeatures, "mtl_split/features", got.append, rel)
+    pub = ros_node.create_publisher(Image, "image", rel)
+    good = fill_image(Image(), np.zeros((96, 128, 3), np.uint8), "rgb8")
+    bad = Image(width=128, height=96, encoding="no-such-encoding", step=384,
+                data=bytes(96 * 384))
+    args = node_args("mtl_split_edge", model=tiny_model(tmp_path / "tiny"), device="cpu",
+                     diagnostics_period=0.2, diagnostics_window=2.0)
+
+    def send_until(msg, predicate, timeout):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            pub.publish(msg)
+            if wait_for(ros_node, predicate, 0.2, (edge,)):
+                return True
+        return False
+
+    with python_process(args) as edge:
+        assert wait_for(ros_node, lambda: pub.get_subscription_count() > 0, 90, (edge,))
+        assert send_until(good, lambda: bool(got), 60)
+        assert send_until(bad, lambda: bool(statuses) and statuses[-1][1]
+                          == "rejecting input: bad_image", 30), statuses[-3:]
+        statuses.clear()
+        assert send_until(good, lambda: bool(statuses) and statuses[-1][1] == "ok", 30)
+        level, _, values = statuses[-1]
+        assert level == b"\x00" and values["rejected_recent"] == "0"
+        assert int(values["rejected_bad_image"]) >= 1
+    ros_node.destroy_publisher(pub)
