@@ -1,6 +1,6 @@
 """The watchdog: a worker that stalls while input waits, or dies, is reported (ERROR on
 /diagnostics) and replaced; outputs flow again. Unit tests drive SupervisedWorker directly;
-the ROS tests make a real edge node process hang or die on one chosen frame through a patch
+the ROS tests make a real edge (or server) process hang or die on one chosen frame through a patch
 applied only inside the test-launched process (production code has no such hook)."""
 
 import threading
@@ -203,3 +203,46 @@ def test_edge_worker_hang_or_death_is_reported_and_recovered(ros_node, model_dir
 
 def _wait_level(ros, watch, level, procs, timeout=30):
     return wait_for(ros, lambda: watch.last_level() == level, timeout, procs)
+
+
+PATCHED_SERVER = """
+import sys, threading
+from mtl_split_server import node
+original = node.ServerNode._process
+fired = []
+def process(self, source, msg):
+    if msg.header.stamp.sec >= {poison} and not fired:
+        fired.append(msg.header.stamp.sec)
+        threading.Event().wait()
+    original(self, source, msg)
+node.ServerNode._process = process
+sys.exit(node.main())
+"""
+
+
+@pytest.mark.ros
+def test_server_worker_hang_is_reported_and_recovered(ros_node, model_dir):
+    from mtl_split.msg import Detection2DArray
+    ros = ros_node
+    dets, levels = set(), []
+    ros.create_subscription(Detection2DArray, "mtl_split/detections",
+                            lambda m: dets.add(m.header.stamp.sec), REL)
+    ros.create_subscription(DiagnosticArray, "/diagnostics", lambda m: levels.extend(
+        (s.level, s.message) for s in m.status if s.name.endswith(": server")), 10)
+    pub = ros.create_publisher(Image, "image", REL)
+    server_args = node_args("mtl_split_server", code=PATCHED_SERVER.format(poison=POISON),
+                            model=model_dir, device="cpu", stall_timeout=1.0,
+                            diagnostics_period=0.2, diagnostics_window=3.0)
+    try:
+        with python_process(node_args("mtl_split_edge", model=model_dir, device="cpu")) as edge, \
+                python_process(server_args) as server:
+            procs = (edge, server)
+            _stream_until(ros, pub, 1, lambda: bool(dets), procs, 90)
+            _stream_until(ros, pub, POISON,
+                          lambda: (DiagnosticStatus.ERROR, "worker stalled, restarted") in levels,
+                          procs, 30)
+            _stream_until(ros, pub, 2000, lambda: any(s >= 2000 for s in dets), procs, 30)
+            log = stop(server)
+    finally:
+        ros.destroy_publisher(pub)
+    assert "worker stalled (1 so far)" in log, log
