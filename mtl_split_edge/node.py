@@ -4,7 +4,9 @@ Subscribes ``image`` (sensor_msgs/Image) or ``image/compressed`` and ``camera_in
 ``mtl_split/features`` (mtl_split/SplitFeatures) with the image's header and camera_info, and
 ``/diagnostics``. A worker thread runs the network; while it is busy only the newest frame is
 kept (older ones are counted as drops), so latency never builds up behind a queue. Frames the
-middleware reports lost before they reach the node are counted apart (``lost_in_dds``).
+middleware reports lost before they reach the node are counted apart (``lost_in_dds``). A
+watchdog replaces the worker when it stalls or dies (``stall_timeout``; mtl_split_ros.watchdog);
+the /diagnostics level reflects the last ``diagnostics_window`` seconds.
 
 Run-time parameters (``ros2 param set``): split, codec, zstd_level, diagnostics_period; the
 others are read-only.
@@ -12,9 +14,9 @@ others are read-only.
 
 from __future__ import annotations
 
-import threading
 import time
 
+import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -37,10 +39,12 @@ from mtl_split_ros.node_support import (
     diagnostic_status,
     handle_isolated,
     run_node,
+    watchdog_period,
 )
 from mtl_split_ros.params import Param, ParameterError, declare_all, in_range, positive
 from mtl_split_ros.qos import QOS_PROFILES, qos_from_name
 from mtl_split_ros.qos_events import SubscriptionHealth
+from mtl_split_ros.watchdog import SupervisedWorker
 
 PARAMS = [
     Param("model", "", "Model folder or card; '' = the packaged default model."),
@@ -64,6 +68,11 @@ PARAMS = [
     Param("auth_key_file", "", "Key file: sign every feature message with HMAC-SHA256 "
           "(docs/SECURITY.md); '' = unsigned."),
     Param("auth_key_id", "", "Key of auth_key_file that signs; '' = its first key."),
+    Param("stall_timeout", 10.0, "Seconds input may wait untaken before the watchdog reports "
+          "the worker stalled (ERROR on /diagnostics) and starts a new one.", check=positive),
+    Param("diagnostics_window", 10.0, "Seconds of history behind the /diagnostics level: WARN "
+          "while inputs were rejected, ERROR while the worker was restarted, within it.",
+          check=positive),
 ]
 
 
@@ -72,20 +81,13 @@ class EdgeNode(Node):
         super().__init__("mtl_split_edge")
         self.cfg = declare_all(self, PARAMS, apply=self._apply)
         self.signer = self._signer()  # before the model: a bad key file fails fast
-        try:
-            self.runner = EdgeRunner.from_path(
-                self.cfg["model"], split=self.cfg["split"], device=self.cfg["device"],
-                precision=self.cfg["precision"], codec=self.cfg["codec"] or None,
-                zstd_level=self.cfg["zstd_level"], cuda_graphs=self.cfg["cuda_graphs"])
-        except ConfigError as err:
-            raise ParameterError(str(err)) from err
-
-        self.rejections = Rejections(self.get_logger())
+        window = self.cfg["diagnostics_window"]
+        self.rejections = Rejections(self.get_logger(), window_s=window)
         self.latency = RollingStats()
         self.rate = RateMeter()
         self.bytes_per_frame = RollingStats()
         self.camera_info = None
-        self.slot = LatestSlot()
+        self.slot = LatestSlot(window_s=window)
         self.gate = OutputGate()
         self.health = SubscriptionHealth(self)
 
@@ -105,8 +107,27 @@ class EdgeNode(Node):
         self.diag_timer = self.create_timer(self.cfg["diagnostics_period"],
                                             self._publish_diagnostics)
 
-        self._worker = threading.Thread(target=self._work, name="edge-worker", daemon=True)
-        self._worker.start()
+        # The model loads after publishers and subscriptions exist: DDS discovery (matching
+        # the camera and the server) goes on meanwhile, which shortens a restart.
+        try:
+            self.runner = EdgeRunner.from_path(
+                self.cfg["model"], split=self.cfg["split"], device=self.cfg["device"],
+                precision=self.cfg["precision"], codec=self.cfg["codec"] or None,
+                zstd_level=self.cfg["zstd_level"], cuda_graphs=self.cfg["cuda_graphs"])
+        except ConfigError as err:
+            raise ParameterError(str(err)) from err
+        if self.runner.device.type == "cuda":
+            # One frame through the network now (CUDA's lazy start-up), so the first camera
+            # frame is not the slow one. Not on CPU: there the first frame costs little more
+            # than any other, and a warm-up frame only delays the first output of a restart.
+            width, height = self.runner.input_size
+            self.runner(np.zeros((height, width, 3), np.uint8))
+
+        self.worker = SupervisedWorker("edge-worker", self._work, self.slot.waiting_s, self.gate,
+                                       self.get_logger(), self.cfg["stall_timeout"], window)
+        self.worker.start()
+        self.watchdog_timer = self.create_timer(watchdog_period(self.cfg["stall_timeout"]),
+                                                self.worker.check)
         self.get_logger().info(
             f"edge ready: model {self.runner.card.get('name')} ({self.runner.card['fingerprint']}),"
             f" split {self.runner.split}, codec {self.runner.codec}, device {self.runner.device}"
@@ -139,10 +160,10 @@ class EdgeNode(Node):
                                                 self._publish_diagnostics)
 
     def _work(self) -> None:
-        while not self.slot.closed:
-            msg = self.slot.take()
-            if msg is not None:
-                handle_isolated(self._process, msg, self.rejections)
+        """One worker step (SupervisedWorker loops it): the newest frame, if any."""
+        msg = self.slot.take()
+        if msg is not None:
+            handle_isolated(self._process, msg, self.rejections)
 
     def _process(self, msg) -> None:
         start = time.perf_counter()
@@ -167,19 +188,19 @@ class EdgeNode(Node):
             "fps": self.rate.fps(), "edge_ms_p50": self.latency.p50,
             "edge_ms_p95": self.latency.p95, "bytes_per_frame_p50": self.bytes_per_frame.p50,
             "frames": self.latency.count, "drops": self.slot.dropped,
+            "drops_recent": self.slot.recent_drops(),
             "lost_in_dds": self.health.lost(self.image_topic),
-            "rejected": self.rejections.total, **{f"rejected_{k}": v for k, v in
-                                                  self.rejections.counts.items()},
+            **self.rejections.values(), **self.worker.values(),
             "split": self.runner.split, "codec": self.runner.codec,
         }
-        warn = "rejecting input" if self.rejections.total else None
         self.diag_pub.publish(diagnostic_array(self, [diagnostic_status(
-            f"{self.get_name()}: edge", self.get_fully_qualified_name(), values, warn)]))
+            f"{self.get_name()}: edge", self.get_fully_qualified_name(), values,
+            warn=self.rejections.problem(), error=self.worker.problem())]))
 
     def close(self) -> None:
         """Stop the worker (before the node and context go): nothing is published after."""
         self.slot.close()
-        self._worker.join(timeout=10)
+        self.worker.stop(timeout=10)
         self.gate.close()
 
 

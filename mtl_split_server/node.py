@@ -4,7 +4,9 @@ For every feature topic (one per robot) it publishes next to it, with the input'
 ``detections`` (Detection2DArray), ``detections/markers`` (MarkerArray), ``segmentation``
 (mono8 class ids), ``segmentation/color`` (rgb8), ``depth`` (32FC1 metres, REP 118),
 ``camera_info`` (intrinsics of the output images), ``points`` (PointCloud2 XYZRGB) and
-``annotated`` (rgb8). Outputs nobody subscribes to are not computed.
+``annotated`` (rgb8). Outputs nobody subscribes to are not computed. A watchdog replaces the
+worker when it stalls or dies (``stall_timeout``; mtl_split_ros.watchdog); the /diagnostics
+level reflects the last ``diagnostics_window`` seconds.
 
 Run-time parameters (``ros2 param set``): score_threshold, max_detections, point_stride,
 diagnostics_period; the others are read-only.
@@ -13,11 +15,12 @@ diagnostics_period; the others are read-only.
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
+from typing import NamedTuple
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
+from std_msgs.msg import Header
 
 from mtl_split.msg import SplitFeatures
 from mtl_split_core.auth import AuthRejected, Verifier
@@ -25,6 +28,8 @@ from mtl_split_core.codec import CodecError
 from mtl_split_core.geometry import focal_y
 from mtl_split_core.runtime.device import PRECISIONS
 from mtl_split_core.runtime.errors import ConfigError
+from mtl_split_core.runtime.model_files import read_model_card_param
+from mtl_split_core.runtime.packet import FeaturePacket
 from mtl_split_core.runtime.server import PacketRejected, ServerRunner
 from mtl_split_core.runtime.stats import RateMeter, RollingStats
 from mtl_split_ros import features_auth, outputs
@@ -39,10 +44,12 @@ from mtl_split_ros.node_support import (
     diagnostic_status,
     handle_isolated,
     run_node,
+    watchdog_period,
 )
 from mtl_split_ros.params import Param, ParameterError, declare_all, in_range, positive
 from mtl_split_ros.qos import QOS_PROFILES, qos_from_name
 from mtl_split_ros.qos_events import SubscriptionHealth
+from mtl_split_ros.watchdog import SupervisedWorker
 
 PARAMS = [
     Param("model", "", "Model folder or card; must be the edge's model. '' = packaged default."),
@@ -73,6 +80,11 @@ PARAMS = [
     Param("auth_max_age_s", 5.0, "Signed messages whose header stamp is further than this from "
           "the server's clock are rejected; 0 = no stamp window (sequence check only).",
           check=in_range(0.0, 3600.0)),
+    Param("stall_timeout", 10.0, "Seconds input may wait untaken before the watchdog reports "
+          "the worker stalled (ERROR on /diagnostics) and starts a new one.", check=positive),
+    Param("diagnostics_window", 10.0, "Seconds of history behind the /diagnostics level: WARN "
+          "while inputs were rejected, ERROR while the worker was restarted, within it.",
+          check=positive),
 ]
 # Optional outputs and the parameter that switches each on.
 OPTIONAL_OUTPUTS = {"detections/markers": "publish_markers", "points": "publish_points",
@@ -81,13 +93,24 @@ OPTIONAL_OUTPUTS = {"detections/markers": "publish_markers", "points": "publish_
 MESSAGES = RclpyMessages()
 
 
+class Admitted(NamedTuple):
+    """A message that passed the admission checks, with its packet (what the slot holds)."""
+
+    msg: SplitFeatures
+    packet: FeaturePacket
+
+    @property
+    def header(self) -> Header:  # for handle_isolated's log line
+        return self.msg.header
+
+
 class Source:
     """One feature topic with its own outputs, newest-frame slot and statistics."""
 
     def __init__(self, node: Node, topic: str, qos_in, qos_out, enabled: dict,
                  types: dict[str, str]):
         self.topic = topic
-        self.slot = LatestSlot()
+        self.slot = LatestSlot(window_s=enabled["diagnostics_window"])
         self.rate = RateMeter()
         self.latency = RollingStats()
         prefix = outputs.output_prefix(topic)
@@ -97,8 +120,10 @@ class Source:
                                                    prefix + suffix, qos_out)
                      for suffix, msgtype in types.items()
                      if suffix not in disabled}
-        node.create_subscription(SplitFeatures, topic, self.slot.put, qos_in,
-                                 event_callbacks=node.health.callbacks(topic, qos_in))
+        node.create_subscription(SplitFeatures, topic,
+                                 lambda msg: handle_isolated(
+                                     lambda m: node.admit(self, m), msg, node.rejections),
+                                 qos_in, event_callbacks=node.health.callbacks(topic, qos_in))
 
     def wanted(self) -> set[str]:
         """The outputs to compute: the always-published ones plus optional ones with a
@@ -113,21 +138,24 @@ class ServerNode(Node):
         self.cfg = declare_all(self, PARAMS, apply=self._apply)
         ring = features_auth.load_keys(self.cfg["auth_key_file"], self.get_logger())
         self.verifier = None if ring is None else Verifier(ring, self.cfg["auth_max_age_s"])
+        # Topics first, from the card alone; the model loads after: DDS discovery (matching
+        # the edges and the subscribers of the outputs) goes on meanwhile, which shortens a
+        # restart.
         try:
-            self.runner = ServerRunner.from_path(
-                self.cfg["model"], device=self.cfg["device"], precision=self.cfg["precision"],
-                tasks=tuple(self.cfg["tasks"]), score_threshold=self.cfg["score_threshold"],
-                max_detections=self.cfg["max_detections"])
+            card = read_model_card_param(self.cfg["model"])
         except ConfigError as err:
             raise ParameterError(str(err)) from err
-        card = self.runner.card
         self.style = outputs.OutputStyle.from_card(card, self.cfg["point_stride"])
-        self.rejections = Rejections(self.get_logger())
+        window = self.cfg["diagnostics_window"]
+        self.rejections = Rejections(self.get_logger(), window_s=window)
         self.health = SubscriptionHealth(self)
         self.gate = OutputGate()
-        # Inputs: newest only (depth 1). Outputs: a short history so a busy subscriber (a
-        # recorder, RViz) does not lose results the server spent compute on.
-        qin = qos_from_name(self.cfg["input_qos"])
+        self.runner: ServerRunner | None = None  # loaded after the topics exist (below)
+        # Inputs: a short reader history, drained at once by the admission checks (feature
+        # messages are small), so a flood of bad messages cannot overwrite a valid one before
+        # it is checked; only the newest admitted one per source waits for the worker. Outputs:
+        # a short history so a busy subscriber (a recorder, RViz) does not lose results.
+        qin = qos_from_name(self.cfg["input_qos"], depth=10)
         qout = qos_from_name(self.cfg["output_qos"], depth=5)
         types = outputs.output_types(self.style)
         self.sources = [Source(self, t, qin, qout, self.cfg, types)
@@ -135,11 +163,22 @@ class ServerNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.diag_timer = self.create_timer(self.cfg["diagnostics_period"],
                                             self._publish_diagnostics)
-        self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._work, name="server-worker", daemon=True)
-        self._worker.start()
+        try:
+            self.runner = ServerRunner.from_path(
+                self.cfg["model"], device=self.cfg["device"], precision=self.cfg["precision"],
+                tasks=tuple(self.cfg["tasks"]), score_threshold=self.cfg["score_threshold"],
+                max_detections=self.cfg["max_detections"])
+        except ConfigError as err:
+            raise ParameterError(str(err)) from err
+        self.worker = SupervisedWorker(
+            "server-worker", self._work, lambda: max(s.slot.waiting_s() for s in self.sources),
+            self.gate, self.get_logger(), self.cfg["stall_timeout"], window)
+        self.worker.start()
+        self.watchdog_timer = self.create_timer(watchdog_period(self.cfg["stall_timeout"]),
+                                                self.worker.check)
         self.get_logger().info(
-            f"server ready: model {card.get('name')} ({card['fingerprint']}), tasks "
+            f"server ready: model {self.runner.card.get('name')} "
+            f"({self.runner.card['fingerprint']}), tasks "
             f"{', '.join(self.runner.tasks)}, device {self.runner.device}, inputs "
             f"{', '.join(s.topic for s in self.sources)}"
             + ("" if ring is None else f", accepting keys {', '.join(ring.keys)}"))
@@ -160,17 +199,18 @@ class ServerNode(Node):
                                                 self._publish_diagnostics)
 
     def _work(self) -> None:
-        while not self._stop.is_set():
-            busy = False
-            for source in self.sources:
-                msg = source.slot.take(timeout=0.0 if busy else 0.05)
-                if msg is not None:
-                    busy = True
-                    handle_isolated(lambda m, s=source: self._process(s, m), msg,
-                                    self.rejections)
+        """One worker step (SupervisedWorker loops it): the newest message of each source."""
+        busy = False
+        for source in self.sources:
+            item = source.slot.take(timeout=0.0 if busy else 0.05)
+            if item is not None:
+                busy = True
+                handle_isolated(lambda m, s=source: self._process(s, m), item, self.rejections)
 
-    def _process(self, source: Source, msg: SplitFeatures) -> None:
-        start = time.perf_counter()
+    def admit(self, source: Source, msg: SplitFeatures) -> None:
+        """Subscription callback: the cheap checks (signature, every field's bounds, the model
+        match) run here, before the newest-frame slot, so rejected input never pushes a valid
+        frame out of it. Decoding and the network run in the worker."""
         if self.verifier is not None:  # before any other use of the message
             try:
                 features_auth.verify(msg, self.verifier, source.topic,
@@ -180,6 +220,17 @@ class ServerNode(Node):
                 return
         try:
             packet = msg_to_packet(msg)
+            if self.runner is not None:  # during start-up the worker checks it instead
+                self.runner.check(packet)
+        except PacketRejected as err:
+            self.rejections(err.reason, f"{source.topic} ({describe_header(msg.header)}): {err}")
+            return
+        source.slot.put(Admitted(msg, packet))
+
+    def _process(self, source: Source, item: Admitted) -> None:
+        start = time.perf_counter()
+        msg, packet = item
+        try:
             # No camera_info (k unset): depth assumes the model's reference camera.
             result = self.runner(packet, focal_px=focal_y(msg.camera_info.k))
         except PacketRejected as err:
@@ -204,22 +255,22 @@ class ServerNode(Node):
         for s in self.sources:
             values = {"fps": s.rate.fps(), "server_ms_p50": s.latency.p50,
                       "server_ms_p95": s.latency.p95, "frames": s.latency.count,
-                      "drops": s.slot.dropped, "lost_in_dds": self.health.lost(s.topic)}
+                      "drops": s.slot.dropped,
+                      "drops_recent": s.slot.recent_drops(),
+                      "lost_in_dds": self.health.lost(s.topic)}
             statuses.append(diagnostic_status(f"{self.get_name()}: {s.topic}",
                                               self.get_fully_qualified_name(), values))
-        totals = {"rejected": self.rejections.total,
-                  **{f"rejected_{k}": v for k, v in self.rejections.counts.items()}}
+        totals = {**self.rejections.values(), **self.worker.values()}
         statuses.append(diagnostic_status(
             f"{self.get_name()}: server", self.get_fully_qualified_name(), totals,
-            "rejecting input" if self.rejections.total else None))
+            warn=self.rejections.problem(), error=self.worker.problem()))
         self.diag_pub.publish(diagnostic_array(self, statuses))
 
     def close(self) -> None:
         """Stop the worker (before the node and context go): nothing is published after."""
-        self._stop.set()
         for s in self.sources:
             s.slot.close()
-        self._worker.join(timeout=10)
+        self.worker.stop(timeout=10)
         self.gate.close()
 
 

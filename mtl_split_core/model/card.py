@@ -118,6 +118,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"
         raise ModelLoadError(f"weights do not fit a {config.backbone} model as the card "
                              f"describes: missing {missing[:5]}, unexpected {unexpected[:5]}, "
                              f"shape mismatch {shapes[:5]}")
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                           for k, v in state.items()}, strict=True)
+    # load_state_dict copies into the fp32 parameters, converting fp16 on the way: no
+    # intermediate fp32 copy of every tensor (a tenth of a second of a restart on this CPU).
+    model.load_state_dict(state, strict=True)
     return model.to(device).eval(), card

@@ -35,6 +35,17 @@ def resolve_model_path(name_or_path: str | None) -> Path:
     raise FileNotFoundError(f"model {target!r} not found (as a path, or by name in: {searched})")
 
 
+def read_model_card_param(name_or_path: str | None) -> dict[str, Any]:
+    """The model card alone (no weights, no torch work) for a ``model`` setting: what a node
+    needs to declare its topics before the slower load; errors name the setting."""
+    from mtl_split_core.model.card import ModelLoadError, read_card
+    from mtl_split_core.runtime.errors import ConfigError
+    try:
+        return read_card(resolve_model_path(name_or_path))
+    except (FileNotFoundError, ModelLoadError) as err:
+        raise ConfigError("model", str(err)) from err
+
+
 def load_model_param(name_or_path: str | None) -> tuple[MultiTaskSplitNet, dict[str, Any]]:
     """(model, card) for a node's or tool's ``model`` setting; errors name the setting."""
     from mtl_split_core.model import ModelLoadError, load_model

@@ -1,6 +1,6 @@
 """Small run-time statistics for /diagnostics and the demo's metrics.json.
 
-All three classes are thread-safe: nodes record from their worker thread while a timer thread
+All classes are thread-safe: nodes record from their worker thread while a timer thread
 reads for diagnostics (iterating a deque that another thread appends to raises).
 """
 
@@ -161,3 +161,53 @@ class Counters:
         """A sorted copy, safe to serialise while counting goes on."""
         with self._lock:
             return dict(sorted(self._counts.items()))
+
+
+class RecentEvents:
+    """Named events: lifetime counts plus the counts of the last ``window_s`` seconds.
+
+    Diagnostic levels come from ``recent()`` (what happens now: a past burst of bad input no
+    longer warns once the window has passed it) while ``totals()`` keeps the history.
+    ``clock`` defaults to ``time.monotonic`` and is injectable for tests.
+    """
+
+    def __init__(self, window_s: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        if not window_s > 0:
+            raise ValueError(f"window_s must be > 0, got {window_s}")
+        self.window_s = float(window_s)
+        self._clock = clock
+        self._events: deque[tuple[float, str]] = deque()
+        self._totals: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def add(self, name: str) -> int:
+        """Record one ``name`` event now; its lifetime count."""
+        now = self._clock()
+        with self._lock:
+            self._events.append((now, name))
+            self._expire(now)
+            count = self._totals[name] = self._totals.get(name, 0) + 1
+            return count
+
+    def _expire(self, now: float) -> None:
+        while self._events and self._events[0][0] < now - self.window_s:
+            self._events.popleft()
+
+    def recent(self) -> dict[str, int]:
+        """Counts by name within the window (names without recent events are absent)."""
+        with self._lock:
+            self._expire(self._clock())
+            counts: dict[str, int] = {}
+            for _, name in self._events:
+                counts[name] = counts.get(name, 0) + 1
+            return counts
+
+    def totals(self) -> dict[str, int]:
+        """Lifetime counts by name (a copy)."""
+        with self._lock:
+            return dict(self._totals)
+
+    def total(self, name: str | None = None) -> int:
+        """The lifetime count of ``name``, or of all events."""
+        with self._lock:
+            return self._totals.get(name, 0) if name else sum(self._totals.values())

@@ -266,8 +266,9 @@ class Outputs:
         return max((int(v[key]) for v in self.diag.values() if key in v), default=0)
 
     def rejected(self) -> dict[str, int]:
+        """Lifetime rejections by reason (not the windowed ``rejected_recent``)."""
         return {k[len("rejected_"):]: int(v) for status in self.diag.values()
-                for k, v in status.items() if k.startswith("rejected_")}
+                for k, v in status.items() if k.startswith("rejected_") and k != "rejected_recent"}
 
 
 @pytest.fixture(scope="module")
@@ -332,12 +333,15 @@ def test_hostile_features_never_stop_the_server(ros_node, model_dir, valid):
           f"({reasons}), {outs.hostile_accepted} within bounds and served, {drops} replaced in "
           f"its newest-only slot; {outs.count} output messages checked")
     assert not outs.problems, outs.problems[:20]
-    assert "internal" not in reasons, f"unexpected exceptions: {reasons}\n{log[-3000:]}"
+    internal = {k: v for k, v in reasons.items() if k.startswith("internal") and v}
+    assert not internal, f"unexpected exceptions: {reasons}\n{log[-3000:]}"
     assert "Traceback" not in log, log[-3000:]
-    # Most hostile messages reach the worker (~93% on an idle 2-core machine; the rest are
-    # replaced by a newer one while it serves one within bounds); every field's reason shows up.
-    assert seen + outs.hostile_accepted >= 0.6 * FUZZ_CASES, (seen, outs.hostile_accepted,
-                                                              drops)
+    # The server checks every message before its newest-only slot: each hostile one is rejected
+    # or, when within bounds, served (or replaced in the slot by a newer one while the worker
+    # is busy): all 3000 are accounted for on an idle machine, the margin is for counters read
+    # a moment early. Every field's reason shows up.
+    assert seen + outs.hostile_accepted + drops >= 0.98 * FUZZ_CASES, (
+        seen, outs.hostile_accepted, drops)
     expected = {"frame_id", "stamp", "camera_info", "model_id", "fingerprint", "split",
                 "source_size", "transform", "codec", "shape", "payload", "edge_ms"}
     assert expected <= set(reasons), (expected - set(reasons), reasons)

@@ -1,4 +1,5 @@
-"""Run-time statistics: rolling percentiles, frame rate with a fake clock, named counters."""
+"""Run-time statistics: rolling percentiles, frame rate with a fake clock, named counters,
+recent events."""
 
 import json
 import math
@@ -7,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from mtl_split_core.runtime.stats import Counters, RateMeter, RollingStats
+from mtl_split_core.runtime.stats import Counters, RateMeter, RecentEvents, RollingStats
 
 
 class FakeClock:
@@ -119,3 +120,25 @@ def test_stats_tolerate_a_reader_thread():
         stop.set()
         thread.join()
     assert counts["frames"] == stats.count
+
+
+def test_recent_events_forget_the_past_but_keep_the_totals():
+    clock = FakeClock()
+    events = RecentEvents(window_s=10.0, clock=clock)
+    for _ in range(3):
+        events.add("bad_image")
+    assert events.add("internal_ValueError") == 1
+    assert events.recent() == {"bad_image": 3, "internal_ValueError": 1}
+    clock.t += 6.0
+    events.add("bad_image")
+    clock.t += 5.0  # the first four are now 11 s old
+    assert events.recent() == {"bad_image": 1}
+    clock.t += 5.1
+    assert events.recent() == {}
+    assert events.totals() == {"bad_image": 4, "internal_ValueError": 1}
+    assert events.total() == 5 and events.total("bad_image") == 4 and events.total("x") == 0
+
+
+def test_recent_events_need_a_positive_window():
+    with pytest.raises(ValueError, match="window_s"):
+        RecentEvents(window_s=0)
