@@ -44,10 +44,10 @@ from mtl_split_core.cli.arguments import check_can_create, unit_interval
 from mtl_split_core.geometry import focal_y
 from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_core.runtime.server import PacketRejected, ServerRunner
+from mtl_split_core.signals import StopSignals
 from mtl_split_ros import outputs
 from mtl_split_ros.image_msg import ImageDecodeError, image_to_rgb
 from mtl_split_ros.msg_factory import BagMessages
-from mtl_split_ros.shutdown import StopSignals
 
 OUTPUT_BAG = "outputs"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"

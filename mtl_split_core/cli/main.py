@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import FrameType
 from typing import NoReturn
 
 from mtl_split_core.errors import InputError
@@ -71,6 +73,8 @@ def main(argv: Sequence[str] | None = None,
     parser = Parser(prog=f"{PROG} {name}", description=command.help)
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
+    # SIGTERM (a supervisor, `timeout`, `kill`) ends a command like Ctrl-C: one line, exit 0.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return int(module.run(args) or 0)
     except InputError as err:
@@ -79,3 +83,9 @@ def main(argv: Sequence[str] | None = None,
     except KeyboardInterrupt:
         print(f"{PROG} {name}: interrupted", file=sys.stderr)
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt

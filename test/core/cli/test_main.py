@@ -1,8 +1,11 @@
 """The core's dispatcher: the command table, help, one-line errors with exit status 2."""
 
 import ast
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -107,3 +110,28 @@ def test_an_unwritable_out_is_one_line_exit_2_before_any_work(tmp_path, capsys, 
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and f"argument --out: {out}" in err and reason in err, err
     assert [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_ends_a_running_command_with_one_line_and_exit_0(tmp_path, sig):
+    proc = subprocess.Popen([sys.executable, "-m", "mtl_split_core.cli", "gen-data",
+                             "--frames", "400", "--workers", "1", "--size", "160x120",
+                             "--out", str(tmp_path / "data")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        # Rendering has started once the progress bar shows a frame.
+        deadline = time.monotonic() + 120
+        seen = ""
+        while "frame" not in seen and time.monotonic() < deadline and proc.poll() is None:
+            seen += proc.stderr.read(1)
+        assert proc.poll() is None, seen
+        os.killpg(proc.pid, sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err, err
+    assert "mtl-split gen-data: interrupted" in err, err
