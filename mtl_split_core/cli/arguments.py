@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from mtl_split_core.errors import InputError
+
+Number = TypeVar("Number", int, float)
 
 
 def image_size(text: str) -> tuple[int, int]:
@@ -18,59 +23,29 @@ def image_size(text: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 1") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value}: expected an integer >= 1")
-    return value
+def _number(parse: Callable[[str], Number], ok: Callable[[Number], bool], expected: str,
+            name: str) -> Callable[[str], Number]:
+    """An argparse ``type``: ``parse`` the text, then require ``ok(value)``; the message says
+    what was ``expected``."""
+    def convert(text: str) -> Number:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{text}: expected {expected}")
+        return value
+    convert.__name__ = name
+    return convert
 
 
-def non_negative_float(text: str) -> float:
-    """A finite float >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a number >= 0") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text}: expected a number >= 0")
-    return value
-
-
-def unit_interval(text: str) -> float:
-    """A number in [0, 1] (a probability or score threshold)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a number in [0, 1]") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text}: expected a number in [0, 1]")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """An integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 0") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value}: expected an integer >= 0")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """A finite float > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a number > 0") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text}: expected a number > 0")
-    return value
+positive_int = _number(int, lambda v: v >= 1, "an integer >= 1", "positive_int")
+non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0", "non_negative_int")
+positive_float = _number(float, lambda v: 0 < v < math.inf, "a number > 0", "positive_float")
+non_negative_float = _number(float, lambda v: 0 <= v < math.inf, "a number >= 0",
+                             "non_negative_float")
+# A probability or score threshold.
+unit_interval = _number(float, lambda v: 0 <= v <= 1, "a number in [0, 1]", "unit_interval")
 
 
 def check_can_create(path: str | Path) -> None:
