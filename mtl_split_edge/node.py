@@ -24,7 +24,6 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from mtl_split.msg import SplitFeatures
 from mtl_split_core.auth import KeyFileError, Signer
 from mtl_split_core.codec import CODECS, ZSTD_LEVELS
-from mtl_split_core.runtime.device import PRECISIONS
 from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.stats import RateMeter, RollingStats
@@ -32,6 +31,8 @@ from mtl_split_ros.features_auth import load_keys, sign
 from mtl_split_ros.features_msg import packet_to_msg
 from mtl_split_ros.image_msg import ImageDecodeError, image_to_rgb
 from mtl_split_ros.node_support import (
+    RUNTIME_PARAMS,
+    SUPERVISION_PARAMS,
     LatestSlot,
     OutputGate,
     Rejections,
@@ -41,7 +42,7 @@ from mtl_split_ros.node_support import (
     run_node,
     watchdog_period,
 )
-from mtl_split_ros.params import Param, ParameterError, declare_all, in_range, positive
+from mtl_split_ros.params import Param, ParameterError, declare_all, in_range
 from mtl_split_ros.qos import QOS_PROFILES, qos_from_name
 from mtl_split_ros.qos_events import SubscriptionHealth
 from mtl_split_ros.watchdog import SupervisedWorker
@@ -50,8 +51,7 @@ PARAMS = [
     Param("model", "", "Model folder or card; '' = the packaged default model."),
     Param("split", "", "Split point name (s4, s8, s16, s32) or index (0, 1, ...); '' = the "
           "model's default.", dynamic=True, types=(str, int)),
-    Param("device", "auto", "auto (CUDA if present, else CPU), cpu, cuda or cuda:N."),
-    Param("precision", "fp32", "Network precision (fp16 only on CUDA).", PRECISIONS),
+    *RUNTIME_PARAMS,
     Param("codec", "", "Feature codec; '' = the model's default.", ("",) + CODECS,
           dynamic=True),
     Param("zstd_level", 3, "zstd compression level.", check=in_range(*ZSTD_LEVELS), dynamic=True),
@@ -63,16 +63,10 @@ PARAMS = [
           "gets every frame of a reliable camera driver (the usual default); sensor_data / "
           "best_effort match best-effort drivers.", QOS_PROFILES),
     Param("output_qos", "reliable", "QoS of the features publisher.", QOS_PROFILES),
-    Param("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", check=positive,
-          dynamic=True),
     Param("auth_key_file", "", "Key file: sign every feature message with HMAC-SHA256 "
           "(docs/SECURITY.md); '' = unsigned."),
     Param("auth_key_id", "", "Key of auth_key_file that signs; '' = its first key."),
-    Param("stall_timeout", 10.0, "Seconds input may wait untaken before the watchdog reports "
-          "the worker stalled (ERROR on /diagnostics) and starts a new one.", check=positive),
-    Param("diagnostics_window", 10.0, "Seconds of history behind the /diagnostics level: WARN "
-          "while inputs were rejected, ERROR while the worker was restarted, within it.",
-          check=positive),
+    *SUPERVISION_PARAMS,
 ]
 
 

@@ -15,9 +15,26 @@ from rclpy.impl.rcutils_logger import RcutilsLogger
 from rclpy.node import Node
 from std_msgs.msg import Header
 
+from mtl_split_core.runtime.device import PRECISIONS
 from mtl_split_core.runtime.stats import RecentEvents
-from mtl_split_ros.params import ParameterError
+from mtl_split_ros.params import Param, ParameterError, positive
 from mtl_split_ros.shutdown import StopSignals, init_without_signal_handlers, shutdown_quietly
+
+# Parameters every node that runs the network has (one definition for edge and server).
+RUNTIME_PARAMS = [
+    Param("device", "auto", "auto (CUDA if present, else CPU), cpu, cuda or cuda:N."),
+    Param("precision", "fp32", "Network precision (fp16 only on CUDA).", PRECISIONS),
+]
+# Diagnostics and the watchdog of a node's worker.
+SUPERVISION_PARAMS = [
+    Param("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", check=positive,
+          dynamic=True),
+    Param("stall_timeout", 10.0, "Seconds input may wait untaken before the watchdog reports "
+          "the worker stalled (ERROR on /diagnostics) and starts a new one.", check=positive),
+    Param("diagnostics_window", 10.0, "Seconds of history behind the /diagnostics level: WARN "
+          "while inputs were rejected, ERROR while the worker was restarted, within it.",
+          check=positive),
+]
 
 T = TypeVar("T")
 # Seconds of history behind diagnostic levels (rejections, internal errors, worker restarts).

@@ -26,7 +26,6 @@ from mtl_split.msg import SplitFeatures
 from mtl_split_core.auth import AuthRejected, Verifier
 from mtl_split_core.codec import CodecError
 from mtl_split_core.geometry import focal_y
-from mtl_split_core.runtime.device import PRECISIONS
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.model_files import read_model_card_param
 from mtl_split_core.runtime.packet import FeaturePacket
@@ -36,6 +35,8 @@ from mtl_split_ros import features_auth, outputs
 from mtl_split_ros.features_msg import msg_to_packet
 from mtl_split_ros.msg_factory import RclpyMessages
 from mtl_split_ros.node_support import (
+    RUNTIME_PARAMS,
+    SUPERVISION_PARAMS,
     LatestSlot,
     OutputGate,
     Rejections,
@@ -46,15 +47,14 @@ from mtl_split_ros.node_support import (
     run_node,
     watchdog_period,
 )
-from mtl_split_ros.params import Param, ParameterError, declare_all, in_range, positive
+from mtl_split_ros.params import Param, ParameterError, declare_all, in_range
 from mtl_split_ros.qos import QOS_PROFILES, qos_from_name
 from mtl_split_ros.qos_events import SubscriptionHealth
 from mtl_split_ros.watchdog import SupervisedWorker
 
 PARAMS = [
     Param("model", "", "Model folder or card; must be the edge's model. '' = packaged default."),
-    Param("device", "auto", "auto (CUDA if present, else CPU), cpu, cuda or cuda:N."),
-    Param("precision", "fp32", "Network precision (fp16 only on CUDA).", PRECISIONS),
+    *RUNTIME_PARAMS,
     Param("feature_topics", ["mtl_split/features"], "Feature topics, one per robot; outputs "
           "are published next to each (…/features -> …/detections).",
           check=lambda v: None if v and all(t.endswith("features") for t in v)
@@ -73,18 +73,12 @@ PARAMS = [
     Param("input_qos", "reliable", "QoS of the feature subscriptions (match the edge).",
           QOS_PROFILES),
     Param("output_qos", "reliable", "QoS of the output publishers.", QOS_PROFILES),
-    Param("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", check=positive,
-          dynamic=True),
     Param("auth_key_file", "", "Key file: accept only feature messages signed with one of its "
           "keys (docs/SECURITY.md); '' = no check (signatures ignored)."),
     Param("auth_max_age_s", 5.0, "Signed messages whose header stamp is further than this from "
           "the server's clock are rejected; 0 = no stamp window (sequence check only).",
           check=in_range(0.0, 3600.0)),
-    Param("stall_timeout", 10.0, "Seconds input may wait untaken before the watchdog reports "
-          "the worker stalled (ERROR on /diagnostics) and starts a new one.", check=positive),
-    Param("diagnostics_window", 10.0, "Seconds of history behind the /diagnostics level: WARN "
-          "while inputs were rejected, ERROR while the worker was restarted, within it.",
-          check=positive),
+    *SUPERVISION_PARAMS,
 ]
 # Optional outputs and the parameter that switches each on.
 OPTIONAL_OUTPUTS = {"detections/markers": "publish_markers", "points": "publish_points",
