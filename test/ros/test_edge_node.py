@@ -19,18 +19,12 @@ from support.ros_nodes import (
     node_args,
     set_params,
     signal_and_wait,
-    tiny_model,
     wait_for,
 )
 
 pytestmark = pytest.mark.ros
 REL = qos_from_name("reliable", depth=10)
 EDGE = "/mtl_split_edge"
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
 @pytest.fixture(scope="module")

@@ -19,16 +19,11 @@ from mtl_split_ros.features_msg import msg_to_packet, packet_to_msg
 from mtl_split_ros.image_msg import fill_image
 from mtl_split_ros.qos import qos_from_name
 from support.procs import python_process, stop
-from support.ros_nodes import node_args, tiny_model, wait_for
+from support.ros_nodes import node_args, wait_for
 
 REL = qos_from_name("reliable", depth=10)
 K1, K2, K3 = (bytes([i]) * 32 for i in (1, 2, 3))
 TOPIC = "/mtl_split/features"
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from mtl_split_ros.features_msg import packet_to_msg
 from mtl_split_ros.msg_factory import RclpyMessages
 from mtl_split_ros.qos import qos_from_name
 from support.procs import python_process, stop
-from support.ros_nodes import node_args, tiny_model, wait_for
+from support.ros_nodes import node_args, wait_for
 
 pytestmark = pytest.mark.ros
 REL = qos_from_name("reliable", depth=10)
@@ -269,11 +269,6 @@ class Outputs:
         """Lifetime rejections by reason (not the windowed ``rejected_recent``)."""
         return {k[len("rejected_"):]: int(v) for status in self.diag.values()
                 for k, v in status.items() if k.startswith("rejected_") and k != "rejected_recent"}
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
 @pytest.fixture(scope="module")

@@ -15,16 +15,11 @@ from mtl_split.msg import Detection2DArray
 from mtl_split_ros.image_msg import fill_image
 from mtl_split_ros.qos import qos_from_name
 from support.procs import python_process
-from support.ros_nodes import node_args, tiny_model, wait_for
+from support.ros_nodes import node_args, wait_for
 
 pytestmark = pytest.mark.ros
 REL = qos_from_name("reliable", depth=10)
 RESUME_BOUND_S = 15.0  # start command -> first detections, on a loaded shared machine
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
 def _image(sec):

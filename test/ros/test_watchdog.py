@@ -17,7 +17,7 @@ from mtl_split_ros.node_support import LatestSlot, OutputGate
 from mtl_split_ros.qos import qos_from_name
 from mtl_split_ros.watchdog import SupervisedWorker
 from support.procs import python_process, stop
-from support.ros_nodes import node_args, tiny_model, wait_for
+from support.ros_nodes import node_args, wait_for
 
 REL = qos_from_name("reliable", depth=10)
 POISON = 1000  # the patched node hangs or dies on the first frame it takes from here on
@@ -127,11 +127,6 @@ def test_a_stopped_worker_is_not_restarted():
     worker.stop(5)
     worker.check()
     assert worker.problem() is None and log.errors == []
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
 class EdgeWatch:
