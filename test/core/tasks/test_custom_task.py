@@ -27,6 +27,7 @@ from mtl_split_core.tasks import (
 )
 from mtl_split_core.tasks.base import truth_like
 from mtl_split_core.train import train
+from support.tiny_data import tiny_dataset
 
 torch.set_num_threads(2)
 
@@ -101,28 +102,14 @@ def edges_task():
         unregister_task("edges")
 
 
-def _data(n, seed=0):
-    rng = np.random.default_rng(seed)
-    images = np.zeros((n, 64, 96, 3), np.uint8)
-    seg = np.zeros((n, 64, 96), np.uint8)
-    depth = np.full((n, 64, 96), 8.0, np.float32)
-    boxes, labels = [], []
-    for i in range(n):
-        x, y = rng.integers(5, 60), rng.integers(5, 30)
-        images[i, y:y + 20, x:x + 25] = (200, 40, 40)
-        seg[i, y:y + 20, x:x + 25] = 4
-        depth[i, y:y + 20, x:x + 25] = 2.0
-        boxes.append(np.array([[x, y, x + 25, y + 20]], np.float32))
-        labels.append(np.array([0]))
-    return {"images": images, "seg": seg, "depth": depth, "boxes": boxes, "labels": labels}
 
 
 def test_a_test_only_task_trains_evaluates_and_serves(edges_task, tmp_path):
     config = ModelConfig(backbone="mobilenetv3_small", input_size=(96, 64),
                          bottlenecks={"s16": 8}, codec="q8-zstd/1",
                          tasks=("detection", "segmentation", "depth", "edges"))
-    result = train(config, _data(8), _data(4, seed=1), tmp_path, epochs=1, batch_size=4,
-                   max_steps=1, device="cpu", pretrained=False, progress=False)
+    result = train(config, tiny_dataset(8), tiny_dataset(4, seed=1), tmp_path, epochs=1,
+                   batch_size=4, max_steps=1, device="cpu", pretrained=False, progress=False)
     # Training: one step, the task's loss logged beside the others.
     rows = list(csv.DictReader(open(tmp_path / "train_log.csv")))
     assert rows[-1]["step"] == "1" and math.isfinite(float(rows[-1]["edges"]))
@@ -138,7 +125,7 @@ def test_a_test_only_task_trains_evaluates_and_serves(edges_task, tmp_path):
     assert any(k.startswith("heads.edges.") for k in model.state_dict())
 
     # Evaluation: its metric appears in the result, over every frame.
-    ev = evaluate(model, _data(4, seed=2), codec="q4-zstd/1")
+    ev = evaluate(model, tiny_dataset(4, seed=2), codec="q4-zstd/1")
     assert ev["edges"]["frames"] == 4 and 0.0 <= ev["edges"]["iou"] <= 1.0
     assert ev["segmentation"]["frames"] == 4 and headline(ev)["edge_iou"] == ev["edges"]["iou"]
 
