@@ -22,13 +22,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mtl_split_core.data.shards import pack_shards
+    from mtl_split_core.output_folder import atomic_folder
     from mtl_split_core.sim.generate import generate_dataset
 
-    index = generate_dataset(args.out, args.frames, size=args.size, seed=args.seed,
-                             workers=args.workers, frames_per_scene=args.frames_per_scene,
-                             style=args.style)
+    with atomic_folder(args.out) as out:
+        index = generate_dataset(out, args.frames, size=args.size, seed=args.seed,
+                                 workers=args.workers, frames_per_scene=args.frames_per_scene,
+                                 style=args.style)
     print(f"{len(index['images'])} frames, {len(index['annotations'])} boxes -> {args.out}")
     if args.pack:
-        shards = pack_shards(args.out, args.pack)
+        with atomic_folder(args.pack) as pack:
+            shards = pack_shards(args.out, pack)
         print(f"{len(shards)} shard(s) -> {args.pack}")
     return 0
