@@ -46,6 +46,8 @@ COMMANDS: dict[str, Command] = {
     "profile": Command("mtl_split_core.cli.profile",
                        "measure per-split timings and bytes on a device"),
     "plan": Command("mtl_split_core.cli.plan", "choose the split point for a link"),
+    "keygen": Command("mtl_split_core.cli.keygen",
+                      "make a key file (or add a key) for authenticated features"),
 }
 
 
