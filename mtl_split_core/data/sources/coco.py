@@ -20,6 +20,7 @@ file (its name's split applies; ``&split=all`` uses all of it for the requested 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -227,7 +228,9 @@ def _mask(segmentation: Any, h: int, w: int, where: str) -> np.ndarray | None:
     else:
         raise SourceError(f"{where}: segmentation must be polygons or RLE")
     try:
-        mask = coco_mask.decode(rle)
+        with warnings.catch_warnings():  # pycocotools' numpy 2 copy-keyword deprecation
+            warnings.simplefilter("ignore", DeprecationWarning)
+            mask = coco_mask.decode(rle)
     except (ValueError, TypeError) as err:
         raise SourceError(f"{where}: unreadable RLE ({err})") from None
     if mask.shape != (h, w) or mask.max(initial=0) > 1:
