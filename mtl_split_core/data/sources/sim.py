@@ -7,7 +7,6 @@ its intrinsics; the split is the one the generator assigned (by scene).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 from mtl_split_core.classes import DETECTION_CLASSES, SEGMENTATION_CLASSES
 from mtl_split_core.data.shards import SPLIT_CODES
 from mtl_split_core.data.sources.base import DataSource, Sample, SourceError, register_source
+from mtl_split_core.data.sources.files import read_json
 
 
 @register_source("sim")
@@ -34,15 +34,18 @@ class SimSource(DataSource):
         if not index_path.is_file():
             raise SourceError(f"sim:{root}: expected index.json with rgb/ depth/ seg/ "
                               "(mtl-split gen-data) or shard_*.npz")
+        index = read_json(index_path, "sim")
+        if isinstance(index, dict) and index.get("format") == "mtl-split-folder":
+            raise SourceError(f"sim:{root}: this is a folder data set (index.json says "
+                              f"\"mtl-split-folder\"), name it folder:{root}")
         try:
-            index = json.loads(index_path.read_text())
             self._names = [img["file_name"] for img in index["images"] if img["split"] == split]
             if "categories" in index:
                 self.detection_classes = tuple(c["name"] for c in index["categories"])
             if "segmentation_classes" in index:
                 self.segmentation_classes = tuple(index["segmentation_classes"])
-        except (ValueError, KeyError, TypeError) as err:
-            raise SourceError(f"sim:{index_path}: not a gen-data index ({err!r})") from None
+        except (KeyError, TypeError) as err:
+            raise SourceError(f"sim:{index_path}: not a gen-data index (no {err})") from None
 
     def _shard_names(self) -> list[str]:
         names = []
