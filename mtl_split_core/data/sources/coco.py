@@ -119,10 +119,10 @@ class CocoSource(DataSource):
         try:
             categories = sorted(index["categories"], key=lambda c: c["id"])
             names = [c["name"] for c in categories]
-            self._category_index = {c["id"]: i for i, c in enumerate(categories)}
-            self._images = [{"id": img["id"], "file_name": str(img["file_name"]),
+            self._images = [{"id": int(img["id"]), "file_name": str(img["file_name"]),
                              "width": int(img["width"]), "height": int(img["height"])}
                             for img in index["images"]]
+            self._category_index = {int(c["id"]): i for i, c in enumerate(categories)}
         except (KeyError, TypeError, ValueError) as err:
             raise SourceError(f"{where}: categories need \"id\" and \"name\", images \"id\", "
                               f"\"file_name\", \"width\" and \"height\" ({err!r})") from None
@@ -130,7 +130,8 @@ class CocoSource(DataSource):
         ids = {img["id"] for img in self._images}
         self._annotations: dict[Any, list[dict]] = {}
         for i, ann in enumerate(index["annotations"]):
-            if not isinstance(ann, dict) or ann.get("image_id") not in ids:
+            if not isinstance(ann, dict) or not isinstance(ann.get("image_id"), int) or \
+                    ann["image_id"] not in ids:
                 raise SourceError(f"{where}: annotations[{i}]: image_id names no image")
             self._annotations.setdefault(ann["image_id"], []).append(ann)
         # Box-only exports (e.g. CVAT's) carry empty "segmentation" lists: no semantic labels.
@@ -160,9 +161,10 @@ class CocoSource(DataSource):
         for ann in sorted(anns, key=lambda a: (not a.get("iscrowd"), -_area(a))):
             where = f"coco:{self.ann_path}: annotation {ann.get('id')}"
             box = xywh_box(ann.get("bbox"), where)
-            cls = self._category_index.get(ann.get("category_id"))
+            category = ann.get("category_id")
+            cls = self._category_index.get(category) if isinstance(category, int) else None
             if cls is None:
-                raise SourceError(f"{where}: category_id {ann.get('category_id')!r} is not "
+                raise SourceError(f"{where}: category_id {category!r} is not "
                                   "in \"categories\"")
             crowd = bool(ann.get("iscrowd", 0))
             if crowd:

@@ -61,7 +61,8 @@ class FolderSource(DataSource):
         if len(ids) != len(self._images):
             raise SourceError(f"{where}: image ids repeat")
         for i, ann in enumerate(annotations):
-            if not isinstance(ann, dict) or ann.get("image_id") not in ids:
+            if not isinstance(ann, dict) or not isinstance(ann.get("image_id"), int) or \
+                    ann["image_id"] not in ids:
                 raise SourceError(f"{where}: annotations[{i}]: image_id names no image")
             self._annotations.setdefault(ann["image_id"], []).append(ann)
         for img in self._images:

@@ -8,7 +8,7 @@ import pytest
 
 from mtl_split_core.classes import DETECTION_CLASSES, IGNORE_ID, STUFF_CLASSES
 from mtl_split_core.data.dataset import load_dataset
-from mtl_split_core.data.sources import DataSpec, SourceError
+from mtl_split_core.data.sources import DataSource, DataSpec, Sample, SourceError, base
 from mtl_split_core.data.sources.loading import ClassLists, load_sources, union_classes
 from mtl_split_core.geometry import Intrinsics
 from support.data_layouts import write_coco, write_folder, write_png
@@ -160,3 +160,48 @@ def test_empty_and_out_of_range_data_are_named(tmp_path, frames):
         _load([f"folder:{people}"])
     with pytest.raises(SourceError, match="no data source"):
         load_sources([], "train", (64, 48))
+
+
+class _OneSample(DataSource):
+    """A source yielding one hand-made sample (to feed ``load_sources`` what no file format
+    here would produce)."""
+
+    detection_classes = ("a", "b")
+    segmentation_classes = ("bg", "a", "b")
+    sample = None
+
+    def __len__(self):
+        return 1
+
+    def __iter__(self):
+        yield self.sample
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"classes": np.array([1, 9])}, "detection class 9 out of range: expected 0..1"),
+    ({"classes": np.array([1])}, "boxes must be \\(K, 4\\) finite with K classes"),
+    ({"boxes": np.array([[0, 0, np.nan, 4], [1, 1, 2, 2]])}, "boxes must be"),
+    ({"image": np.zeros((6, 8, 3), np.float32)}, "image must be \\(H, W, 3\\) uint8"),
+    ({"semantic": np.zeros((5, 8), np.uint8)}, "semantic must be uint8 of the image's size"),
+    ({"depth": np.zeros((6, 7), np.float32)}, "depth must have the image's size"),
+    ({"k": np.eye(2)}, "k must be a finite 3x3 matrix"),
+])
+def test_every_sample_is_checked(tmp_path, monkeypatch, change, expected):
+    sample = Sample("s1", np.zeros((6, 8, 3), np.uint8), boxes=np.array([[0, 0, 2, 2],
+                    [1, 1, 3, 3]], np.float32), classes=np.array([0, 1]))
+    for key, value in change.items():
+        setattr(sample, key, value)
+    monkeypatch.setitem(base._SOURCES, "one", _OneSample)
+    monkeypatch.setattr(_OneSample, "sample", sample)
+    with pytest.raises(SourceError, match=f"one:{tmp_path}: s1: {expected}"):
+        _load([f"one:{tmp_path}"])
+
+
+def test_depth_not_finite_or_negative_is_invalid(tmp_path, monkeypatch):
+    depth = np.array([[1.5, np.nan, -2.0, np.inf]], np.float32).repeat(3, 0)
+    sample = Sample("d", np.zeros((3, 4, 3), np.uint8), depth=depth)
+    monkeypatch.setitem(base._SOURCES, "one", _OneSample)
+    monkeypatch.setattr(_OneSample, "sample", sample)
+    d = _load([f"one:{tmp_path}"], size=(4, 3)).data
+    np.testing.assert_array_equal(d["depth"][0], [[1.5, 0, 0, 0]] * 3)
+    assert d["has_depth"].tolist() == [True] and d["has_detection"].tolist() == [False]
