@@ -64,15 +64,21 @@ class SimSource(DataSource):
 
     def __iter__(self) -> Iterator[Sample]:
         from mtl_split_core.data.dataset import load_dataset
+        from mtl_split_core.data.shards import load_shards
 
         if not self._names:
             return
-        try:
-            data = load_dataset(self.root, (self.split,))
-        except (FileNotFoundError, ValueError) as err:
-            raise SourceError(f"sim:{self.root}: {err}") from None
-        for i, name in enumerate(self._names):
-            yield Sample(name=name, image=data["images"][i], boxes=data["boxes"][i],
-                         classes=data["labels"][i], semantic=data["seg"][i],
-                         depth=data["depth"][i],
-                         k=np.asarray(data["k"][i], np.float64).reshape(3, 3))
+        names = iter(self._names)
+        # One shard at a time keeps memory to a shard's frames, not the whole data set's.
+        parts = ([path] for path in self._shards) if self._shards else [None]
+        for part in parts:
+            try:
+                data = load_dataset(self.root, (self.split,)) if part is None else \
+                    load_shards(part, (self.split,))
+            except (FileNotFoundError, ValueError) as err:
+                raise SourceError(f"sim:{part or self.root}: {err}") from None
+            for i in range(len(data["images"])):
+                yield Sample(name=next(names), image=data["images"][i], boxes=data["boxes"][i],
+                             classes=data["labels"][i], semantic=data["seg"][i],
+                             depth=data["depth"][i],
+                             k=np.asarray(data["k"][i], np.float64).reshape(3, 3))
