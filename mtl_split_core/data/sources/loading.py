@@ -120,6 +120,10 @@ class _Remap:
         return self.seg[semantic]
 
 
+def _box_array(boxes: np.ndarray) -> bool:
+    return boxes.ndim == 2 and boxes.shape[1] == 4 and bool(np.isfinite(boxes).all())
+
+
 def _check(sample: Sample, src: DataSource, where: str) -> None:
     """Shapes and label ranges: the one place every source's output is checked."""
     image = sample.image
@@ -129,12 +133,14 @@ def _check(sample: Sample, src: DataSource, where: str) -> None:
     hw = image.shape[:2]
     if sample.boxes is not None:
         classes = sample.classes
-        if sample.boxes.ndim != 2 or sample.boxes.shape[1] != 4 or classes is None or \
-                classes.shape != (len(sample.boxes),) or not np.isfinite(sample.boxes).all():
-            raise SourceError(f"{where}: boxes must be (K, 4) finite with K classes")
+        if not _box_array(sample.boxes) or classes is None or classes.shape != (
+                len(sample.boxes),) or not np.issubdtype(classes.dtype, np.integer):
+            raise SourceError(f"{where}: boxes must be (K, 4) finite with K integer classes")
         if len(classes) and (classes.min() < 0 or classes.max() >= len(src.detection_classes)):
             raise SourceError(f"{where}: detection class {int(classes.max())} out of range: "
                               f"expected 0..{len(src.detection_classes) - 1}")
+    if sample.ignore_boxes is not None and not _box_array(sample.ignore_boxes):
+        raise SourceError(f"{where}: ignore boxes must be (M, 4) finite")
     if sample.semantic is not None:
         sem = sample.semantic
         if sem.dtype != np.uint8 or sem.shape != hw:

@@ -179,7 +179,9 @@ class _OneSample(DataSource):
 
 @pytest.mark.parametrize("change, expected", [
     ({"classes": np.array([1, 9])}, "detection class 9 out of range: expected 0..1"),
-    ({"classes": np.array([1])}, "boxes must be \\(K, 4\\) finite with K classes"),
+    ({"classes": np.array([1])}, "boxes must be \\(K, 4\\) finite with K integer classes"),
+    ({"classes": np.array([1.0, 0.0])}, "boxes must be .* integer classes"),
+    ({"ignore_boxes": np.zeros((2, 3))}, "ignore boxes must be \\(M, 4\\) finite"),
     ({"boxes": np.array([[0, 0, np.nan, 4], [1, 1, 2, 2]])}, "boxes must be"),
     ({"image": np.zeros((6, 8, 3), np.float32)}, "image must be \\(H, W, 3\\) uint8"),
     ({"semantic": np.zeros((5, 8), np.uint8)}, "semantic must be uint8 of the image's size"),
