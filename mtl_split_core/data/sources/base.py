@@ -9,6 +9,7 @@ name; ``DataSpec.parse("coco:/d/coco@0.3")`` names one on the command line.
 from __future__ import annotations
 
 import math
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,12 @@ import numpy as np
 from mtl_split_core.errors import InputError
 
 SPLITS = ("train", "val", "test")
+
+
+def split_of(name: str) -> str:
+    """Stable split of a sample name for formats with no split of their own (80/10/10)."""
+    u = zlib.crc32(name.encode()) / 2 ** 32
+    return "train" if u < 0.8 else "val" if u < 0.9 else "test"
 
 
 class SourceError(InputError):
