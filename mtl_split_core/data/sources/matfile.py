@@ -83,8 +83,8 @@ def _matrix(body: bytes, endian: str) -> tuple[str, np.ndarray] | None:
     if (flags & 0xFF) not in NUMERIC_CLASSES or flags & COMPLEX_FLAG:
         return None
     (dims_type, dims), (_, name), (real_type, real) = parts[1], parts[2], parts[3]
-    if dims_type != MI_INT32 or real_type not in NUMERIC:
+    if dims_type not in (MI_INT32, MI_UINT32) or real_type not in NUMERIC:  # some writers: u4
         return None
-    shape = np.frombuffer(dims, endian + "i4")
+    shape = np.frombuffer(dims, endian + NUMERIC[dims_type])
     values = np.frombuffer(real, endian + NUMERIC[real_type]).astype(np.float64)
     return name.decode("ascii"), values.reshape(tuple(shape.tolist()), order="F")
