@@ -11,8 +11,9 @@ Layout under ROOT (the official download, unpacked side by side)::
 Segmentation: the 19 train classes (label id -> train id, others 255). Detection: the 8 thing
 classes; one box per instance (id >= 1000), crowd regions (a thing's label id < 1000) and
 instances of classes ignored in evaluation (caravan, trailer) become ignore boxes. Depth:
-baseline * fx / d (metres). ``gtFine`` or ``disparity``/``camera`` may be absent for a split
-(that label is then missing); the one present must cover every image.
+baseline * fx / d (metres); K from the camera JSON. ``gtFine``, ``disparity`` or ``camera``
+may be absent for a split (that label is then missing; disparity needs the camera files); a
+folder that is present must cover every image.
 
 The official test labels are withheld (placeholders only): option ``?test=val`` serves
 Cityscapes' ``val`` folder as the ``test`` split.
@@ -85,9 +86,9 @@ class CityscapesSource(DataSource):
                                                          "_gtFine_instanceIds.png"))
         self.disparity = self._label_dir("disparity", folder, ("_disparity.png",))
         self.camera = self._label_dir("camera", folder, ("_camera.json",))
-        if (self.disparity is None) != (self.camera is None):
-            raise SourceError(f"cityscapes:{root}: disparity/{folder} and camera/{folder} come "
-                              "together, expected both or neither")
+        if self.disparity is not None and self.camera is None:
+            raise SourceError(f"cityscapes:{root}: disparity/{folder} without camera/{folder}, "
+                              "expected the camera JSONs (baseline, fx) to turn it into depth")
         if self.labels is None and self.disparity is None:
             raise SourceError(f"cityscapes:{root}: expected gtFine/{folder} or "
                               f"disparity/{folder} + camera/{folder} (no labels for {split!r})")
@@ -113,9 +114,13 @@ class CityscapesSource(DataSource):
             sample = Sample(name=stem.rsplit("/", 1)[-1], image=image)
             if self.labels is not None:
                 self._add_labels(sample, self.labels / stem)
-            if self.disparity is not None and self.camera is not None:
-                self._add_depth(sample, self.disparity / f"{stem}_disparity.png",
-                                self.camera / f"{stem}_camera.json")
+            if self.camera is not None:
+                baseline, fx, fy, u0, v0 = read_camera(self.camera / f"{stem}_camera.json")
+                sample.k = np.array([[fx, 0.0, u0], [0.0, fy, v0], [0.0, 0.0, 1.0]])
+                if self.disparity is not None:
+                    sample.depth = depth_from_disparity(
+                        self.disparity / f"{stem}_disparity.png", baseline * fx,
+                        sample.image.shape[:2])
             yield sample
 
     @staticmethod
@@ -156,18 +161,15 @@ class CityscapesSource(DataSource):
         ignore.append(instance_boxes(instances, dict.fromkeys(ignored, 0))[0])
         sample.ignore_boxes = np.concatenate(ignore).astype(np.float32).reshape(-1, 4)
 
-    @staticmethod
-    def _add_depth(sample: Sample, disparity_path: Path, camera_path: Path) -> None:
-        baseline, fx, fy, u0, v0 = read_camera(camera_path)
-        raw = read_gray(disparity_path, "Cityscapes disparity (uint16, d = (p - 1) / 256)",
-                        (np.uint16,))
-        check_size(raw, sample.image.shape[:2], disparity_path, "the disparity image")
-        disparity = (raw.astype(np.float64) - 1.0) / 256.0
-        valid = disparity > 0  # p = 0 is invalid; p = 1 (d = 0) is at infinity: no depth either
-        depth = np.zeros(raw.shape, np.float32)
-        depth[valid] = baseline * fx / disparity[valid]
-        sample.depth = depth
-        sample.k = np.array([[fx, 0.0, u0], [0.0, fy, v0], [0.0, 0.0, 1.0]])
+def depth_from_disparity(path: Path, baseline_fx: float, size: tuple[int, int]) -> np.ndarray:
+    """Metric depth (0 = invalid) of a Cityscapes disparity PNG: baseline * fx / d."""
+    raw = read_gray(path, "Cityscapes disparity (uint16, d = (p - 1) / 256)", (np.uint16,))
+    check_size(raw, size, path, "the disparity image")
+    disparity = (raw.astype(np.float64) - 1.0) / 256.0
+    valid = disparity > 0  # p = 0 is invalid; p = 1 (d = 0) is at infinity: no depth either
+    depth = np.zeros(raw.shape, np.float32)
+    depth[valid] = baseline_fx / disparity[valid]
+    return depth
 
 
 def read_camera(path: Path) -> tuple[float, float, float, float, float]:

@@ -102,7 +102,7 @@ def read_labels(path: Path, width: int, height: int
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Boxes (K, 4), classes (K,) and DontCare ignore boxes (M, 4) of one ``label_2`` file."""
     boxes, classes, ignore = [], [], []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(read_text(path, "a KITTI label file").splitlines(), 1):
         fields = line.split()
         if not fields:
             continue
@@ -137,7 +137,7 @@ def read_labels(path: Path, width: int, height: int
 
 def read_calib(path: Path) -> np.ndarray:
     """K (3x3) of the left colour camera: the left 3x3 of ``P2`` in a KITTI calib file."""
-    for line in path.read_text().splitlines():
+    for line in read_text(path, "a KITTI calib file").splitlines():
         key, _, values = line.partition(":")
         if key.strip() == "P2":
             try:
@@ -149,3 +149,10 @@ def read_calib(path: Path) -> np.ndarray:
                                   "(3x4 row-major, fx and fy > 0)")
             return p2.reshape(3, 4)[:, :3].copy()
     raise SourceError(f"{path}: no 'P2:' line, expected a KITTI calib file")
+
+
+def read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceError(f"{path}: cannot read ({exc}), expected {what}") from None

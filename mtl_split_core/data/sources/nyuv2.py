@@ -144,21 +144,27 @@ class Nyuv2Source(DataSource):
         return len(self.indices)
 
     def __iter__(self) -> Iterator[Sample]:
-        with h5py.File(self.path, "r") as f:
-            for i in self.indices:
-                image = np.ascontiguousarray(np.asarray(f["images"][i]).transpose(2, 1, 0))
-                depth = np.asarray(f["depths"][i], np.float32).T
-                depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0).astype(np.float32)
-                sample = Sample(name=frame_name(i), image=image, depth=depth, k=NYU_K.copy())
-                if self.classes is not None:
-                    labels = np.asarray(f["labels"][i]).T.astype(np.int64)
-                    if labels.min() < 0 or labels.max() > self.n_raw:
-                        raise SourceError(f"nyuv2:{self.path}: labels of frame {i + 1} hold "
-                                          f"{labels.min()}..{labels.max()}, expected "
-                                          f"0..{self.n_raw}")
-                    instances = np.asarray(f["instances"][i]).T.astype(np.int64)
-                    self._add_labels(sample, self.classes, labels, instances)
-                yield sample
+        try:
+            with h5py.File(self.path, "r") as f:
+                for i in self.indices:
+                    yield self._sample(f, i)
+        except OSError as exc:  # the file changed or broke since it was opened
+            raise SourceError(f"nyuv2:{self.path}: cannot read ({exc}), expected the labelled "
+                              "NYU Depth V2 .mat") from None
+
+    def _sample(self, f: h5py.File, i: int) -> Sample:
+        image = np.ascontiguousarray(np.asarray(f["images"][i]).transpose(2, 1, 0))
+        depth = np.asarray(f["depths"][i], np.float32).T
+        depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0).astype(np.float32)
+        sample = Sample(name=frame_name(i), image=image, depth=depth, k=NYU_K.copy())
+        if self.classes is not None:
+            labels = np.asarray(f["labels"][i]).T.astype(np.int64)
+            if labels.min() < 0 or labels.max() > self.n_raw:
+                raise SourceError(f"nyuv2:{self.path}: labels of frame {i + 1} hold "
+                                  f"{labels.min()}..{labels.max()}, expected 0..{self.n_raw}")
+            instances = np.asarray(f["instances"][i]).T.astype(np.int64)
+            self._add_labels(sample, self.classes, labels, instances)
+        return sample
 
     @staticmethod
     def _add_labels(sample: Sample, classes: ClassMap, labels: np.ndarray,

@@ -2,6 +2,7 @@
 (image, metric depth) with painted instances whose boxes are known."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +143,16 @@ def test_labels_or_depth_alone_are_partial_labels(tmp_path):
     assert depth_only.labelled == {"depth"} and depth_only.k is not None
     (labels_only,) = load(f"cityscapes:{write_cityscapes(tmp_path / 'b', depth=False)}")
     assert labels_only.labelled == {"detection", "segmentation"} and labels_only.k is None
+    root = write_cityscapes(tmp_path / "c")
+    shutil.rmtree(root / "disparity")  # camera files alone: K known, no depth
+    (with_k,) = load(f"cityscapes:{root}")
+    assert with_k.labelled == {"detection", "segmentation"} and with_k.k[0, 0] > 0
+
+
+def test_disparity_needs_the_camera_files(tmp_path):
+    root = write_cityscapes(tmp_path / "cs")
+    shutil.rmtree(root / "camera")
+    one_line_error(f"cityscapes:{root}", "disparity/train without camera/train", "expected")
 
 
 def test_test_split_can_be_served_from_val(tmp_path):
