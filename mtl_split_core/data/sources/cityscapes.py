@@ -61,6 +61,7 @@ FIRST_THING = TRAIN_CLASSES.index(THING_CLASSES[0])  # train ids: 11 stuff, then
 # Label id -> train id (IGNORE_ID for void / ignored-in-eval classes), as a lookup table.
 TRAIN_ID = np.array([IGNORE_ID if tid is None else tid for _, tid, _ in LABELS], np.uint8)
 INSTANCE_DIVISOR = 1000  # instance image value = label id * 1000 + instance number
+INSTANCE_LABEL_IDS = [i for i, (_, _, has_instances) in enumerate(LABELS) if has_instances]
 
 
 @register_source("cityscapes")
@@ -156,10 +157,11 @@ class CityscapesSource(DataSource):
                 things[value] = train_id - FIRST_THING
         sample.boxes, sample.classes = instance_boxes(instances, things)
         # Crowd: thing-class pixels without an instance number (e.g. a group of cars).
-        crowd = np.isin(instances, [i for i, (_, _, inst) in enumerate(LABELS) if inst])
+        crowd = np.isin(instances, INSTANCE_LABEL_IDS)
         ignore = [region_boxes(crowd & (instances == c)) for c in np.unique(instances[crowd])]
         ignore.append(instance_boxes(instances, dict.fromkeys(ignored, 0))[0])
         sample.ignore_boxes = np.concatenate(ignore).astype(np.float32).reshape(-1, 4)
+
 
 def depth_from_disparity(path: Path, baseline_fx: float, size: tuple[int, int]) -> np.ndarray:
     """Metric depth (0 = invalid) of a Cityscapes disparity PNG: baseline * fx / d."""

@@ -72,7 +72,7 @@ class Nyuv2Source(DataSource):
         self.path = self.root / FILE_NAME if self.root.is_dir() else self.root
         try:
             with h5py.File(self.path, "r") as f:
-                count, self.width, self.height = self._check_layout(f)
+                count = self._check_layout(f)
                 raw_names = read_names(f)
                 n_raw = len(raw_names) if raw_names else max_label(f["labels"])
         except OSError as exc:
@@ -87,8 +87,8 @@ class Nyuv2Source(DataSource):
         if not self.indices:
             raise SourceError(f"nyuv2:{self.path}: no frames in split {split!r}")
 
-    def _check_layout(self, f: h5py.File) -> tuple[int, int, int]:
-        """(N, W, H) after checking every array h5py shows in MATLAB's reversed order."""
+    def _check_layout(self, f: h5py.File) -> int:
+        """Frame count, after checking every array h5py shows in MATLAB's reversed order."""
         missing = [k for k in ("images", "depths", "labels", "instances") if k not in f]
         if missing:
             raise SourceError(f"nyuv2:{self.path}: no {', '.join(missing)}, expected images, "
@@ -101,7 +101,7 @@ class Nyuv2Source(DataSource):
             if f[key].shape != (shape[0], shape[2], shape[3]) or f[key].dtype.kind not in "iuf":
                 raise SourceError(f"nyuv2:{self.path}: {key} {f[key].dtype} {f[key].shape}, "
                                   f"expected numbers shaped {(shape[0], shape[2], shape[3])}")
-        return shape[0], shape[2], shape[3]
+        return int(shape[0])
 
     def _class_map(self, raw_names: list[str], n_raw: int) -> ClassMap | None:
         choice = self.options.get("classes")
@@ -191,11 +191,12 @@ def read_names(f: h5py.File) -> list[str]:
     """Class names from the ``names`` cell array (references to uint16 char arrays), or []."""
     if "names" not in f:
         return []
-    names = []
-    for ref in np.asarray(f["names"]).ravel():
-        chars = np.asarray(f[ref]).ravel()
-        names.append("".join(chr(int(c)) for c in chars))
-    return names
+    try:
+        return ["".join(chr(int(c)) for c in np.asarray(f[ref]).ravel())
+                for ref in np.asarray(f["names"]).ravel()]
+    except (KeyError, ValueError, TypeError) as exc:
+        raise SourceError(f"nyuv2:{f.filename}: names ({exc}), expected a cell array of class "
+                          "names (references to char arrays)") from None
 
 
 def max_label(labels: h5py.Dataset, chunk: int = 64) -> int:

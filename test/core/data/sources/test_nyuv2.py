@@ -208,7 +208,11 @@ def test_wrong_layout(tmp_path):
         for key in ("depths", "labels", "instances"):
             f[key] = np.zeros((N, HEIGHT, WIDTH))
     one_line_error(f"nyuv2:{path}", "b.mat", "(N, 3, W, H)")
-    one_line_error(f"nyuv2:{write_mat(tmp_path / 'c.mat')}?class=x", "unknown option")
+    path = write_mat(tmp_path / "c.mat", names=None)
+    with h5py.File(path, "r+") as f:
+        f["names"] = np.zeros((1, 3))  # numbers, not references to char arrays
+    one_line_error(f"nyuv2:{path}", "c.mat", "cell array of class names")
+    one_line_error(f"nyuv2:{write_mat(tmp_path / 'd.mat')}?class=x", "unknown option")
 
 
 def test_labels_out_of_range(tmp_path):
