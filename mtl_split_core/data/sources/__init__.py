@@ -4,7 +4,14 @@ Importing this package registers every built-in format (explicitly, so import so
 drop one).
 """
 
-from mtl_split_core.data.sources import coco, folder, sim  # noqa: F401  (register formats)
+from mtl_split_core.data.sources import (  # noqa: F401  (register formats)
+    cityscapes,
+    coco,
+    folder,
+    kitti,
+    nyuv2,
+    sim,
+)
 from mtl_split_core.data.sources.base import (
     DataSource,
     DataSpec,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -31,12 +30,6 @@ def split_of(name: str) -> str:
     u = int.from_bytes(hashlib.sha1(name.encode("utf-8")).digest()[:8], "big") / 2 ** 64
     train, val, _ = SPLIT_FRACTIONS
     return SPLITS[0] if u < train else SPLITS[1] if u < train + val else SPLITS[2]
-
-
-def split_of(name: str) -> str:
-    """Stable split of a sample name for formats with no split of their own (80/10/10)."""
-    u = zlib.crc32(name.encode()) / 2 ** 32
-    return "train" if u < 0.8 else "val" if u < 0.9 else "test"
 
 
 class SourceError(InputError):

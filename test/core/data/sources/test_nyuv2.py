@@ -4,12 +4,12 @@ official splits.mat as MATLAB v5 (plain and compressed) and v7.3."""
 
 import json
 import struct
-import zlib
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+import scipy.io
 
 from mtl_split_core.data.sources import nyuv2  # noqa: F401  (registers the format)
 from mtl_split_core.data.sources.base import SPLITS, DataSpec, SourceError, split_of
@@ -71,30 +71,11 @@ def write_mat(path: Path, names: list[str] | None = NAMES, labels: np.ndarray | 
     return path
 
 
-# --- MATLAB v5 (splits.mat), written by hand from the MAT-file format description -----------
-def element(kind: int, payload: bytes) -> bytes:
-    if len(payload) <= 4 and kind != 14:  # small element: the data lives in the tag
-        return struct.pack("<I", (len(payload) << 16) | kind) + payload.ljust(4, b"\0")
-    return struct.pack("<II", kind, len(payload)) + payload + bytes(-len(payload) % 8)
-
-
-def matrix(name: str, values: np.ndarray, kind: int, dtype: str) -> bytes:
-    column = np.asarray(values).reshape(-1, 1)
-    body = (element(6, struct.pack("<II", 6, 0))  # array flags: mxDOUBLE_CLASS
-            + element(5, np.array(column.shape, "<i4").tobytes())
-            + element(1, name.encode())
-            + element(kind, column.astype(dtype).tobytes(order="F")))
-    return element(14, body)
-
-
+# --- MATLAB v5 (splits.mat) as MATLAB saves it (column vectors of doubles) ----------------------
 def write_splits_v5(path: Path, train: list[int], test: list[int], compress: bool) -> Path:
-    header = b"MATLAB 5.0 MAT-file, written by the NYUv2 test".ljust(116) + bytes(8)
-    header += struct.pack("<H", 0x0100) + b"IM"
-    parts = [matrix("trainNdxs", np.array(train), 4, "<u2"),  # doubles saved as uint16 (small)
-             matrix("testNdxs", np.array(test), 9, "<f8"), matrix("n", np.array([N]), 9, "<f8")]
-    if compress:  # MATLAB's default: each variable a zlib stream, not padded
-        parts = [struct.pack("<II", 15, len(z)) + z for z in map(zlib.compress, parts)]
-    path.write_bytes(header + b"".join(parts))
+    scipy.io.savemat(path, {"trainNdxs": np.array(train, float).reshape(-1, 1),
+                            "testNdxs": np.array(test, float).reshape(-1, 1),
+                            "n": np.array([[N]], float)}, do_compression=compress)
     return path
 
 
