@@ -160,13 +160,14 @@ def bag_to_folder(bag: str | Path, out: str | Path, image_topic: str,
         frames = _select_frames(bag, image_topic, depth_topic, stamps, tolerance, every,
                                 report)
         tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
+        made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
+        shutil.rmtree(tmp, ignore_errors=True)  # left by a killed run with our process id
         try:
             records = _write_frames(reader, bag, tmp, image_topic, depth_topic,
                                     camera_info_topic, frames, infos, should_stop, progress,
                                     report)
             if report.interrupted:
-                shutil.rmtree(tmp, ignore_errors=True)
+                _remove(tmp, made)
                 return report
             if not records:
                 raise BagError(f"{bag}: no frame of {image_topic} could be decoded "
@@ -182,10 +183,23 @@ def bag_to_folder(bag: str | Path, out: str | Path, image_topic: str,
             if out.exists():
                 out.rmdir()  # checked empty above; rename needs the name free
             os.replace(tmp, out)
+        except OSError as err:  # disk full, permissions changed while running
+            _remove(tmp, made)
+            raise InputError(f"{out}: cannot write the data set: {err}") from None
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            _remove(tmp, made)
             raise
     return report
+
+
+def _remove(tmp: Path, made: list[Path]) -> None:
+    """Remove the partial output and the folders made for it (``made``: deepest first)."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 def _topic_types(connections: Sequence[Any]) -> dict[str, set[str]]:
@@ -235,7 +249,10 @@ def _scan(reader: Any, bag: Path, image_topic: str, depth_topic: str | None,
         if should_stop():
             break
         if conn.topic == info_topic:
-            msg = reader.deserialize(raw, conn.msgtype)
+            try:
+                msg = reader.deserialize(raw, conn.msgtype)
+            except Exception:  # noqa: BLE001 - a corrupt camera_info: the others serve
+                continue
             stamp = msg.header.stamp.sec * NS + msg.header.stamp.nanosec
             k = tuple(float(v) for v in np.asarray(msg.k, np.float64).reshape(-1))
             infos.append(_CameraInfo(stamp, k, int(msg.width), int(msg.height)))
