@@ -11,7 +11,8 @@ Rules (docs/TRAIN_YOUR_DATA.md says the same for users):
   beyond 65.535 m cannot be stored and become invalid. The depth map must be registered to the
   image (same camera, e.g. RealSense ``aligned_depth_to_color``); a depth map of another size
   but the same aspect ratio is resized to the image with nearest-neighbour (no blending across
-  edges, invalid stays invalid); another aspect ratio is rejected.
+  edges, invalid stays invalid); another aspect ratio is rejected. A depth map or camera_info
+  whose header names another frame than the image's is kept but counted in a warning.
 - Intrinsics: ``k`` of the camera_info nearest in stamp to each image; an all-zero ``k``
   (uncalibrated) is left out; a camera_info of another size than the image is rejected (it
   belongs to another camera or resolution).
@@ -83,6 +84,8 @@ class FromBagReport:
     bad_frames: int = 0            # frames skipped: a message could not be decoded
     first_bad: str = ""
     depth_resized: int = 0
+    other_frame_id: int = 0        # frames whose depth / camera_info names another frame_id
+    first_other_frame_id: str = ""
     with_k: int = 0
     splits: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
@@ -98,6 +101,10 @@ class FromBagReport:
                          "depth maps")
         if self.depth_resized:
             parts.append(f"{self.depth_resized} depth maps resized (nearest)")
+        if self.other_frame_id:
+            parts.append(f"WARNING {self.other_frame_id} frames with depth or camera_info in "
+                         f"another frame than the image ({self.first_other_frame_id}): check "
+                         "they are registered to the image's camera")
         if self.duplicate_stamps:
             parts.append(f"{self.duplicate_stamps} duplicate stamps dropped")
         if self.skipped_by_every:
@@ -114,6 +121,7 @@ class FromBagReport:
 @dataclass(frozen=True)
 class _CameraInfo:
     stamp: int
+    frame_id: str
     k: tuple[float, ...]
     width: int
     height: int
@@ -135,6 +143,9 @@ def bag_to_folder(bag: str | Path, out: str | Path, image_topic: str,
         raise InputError(f"--every {every}: expected an integer >= 1")
     if not tolerance >= 0:
         raise InputError(f"--tolerance {tolerance}: expected a number of seconds >= 0")
+    if depth_topic is not None and depth_topic == image_topic:
+        raise InputError(f"--depth {depth_topic}: the same topic as --image; give the depth "
+                         "camera's topic")
     if split_by not in SPLIT_BY:
         raise InputError(f"--split-by {split_by!r}: expected one of {', '.join(SPLIT_BY)}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -255,7 +266,8 @@ def _scan(reader: Any, bag: Path, image_topic: str, depth_topic: str | None,
                 continue
             stamp = msg.header.stamp.sec * NS + msg.header.stamp.nanosec
             k = tuple(float(v) for v in np.asarray(msg.k, np.float64).reshape(-1))
-            infos.append(_CameraInfo(stamp, k, int(msg.width), int(msg.height)))
+            infos.append(_CameraInfo(stamp, str(msg.header.frame_id), k, int(msg.width),
+                                     int(msg.height)))
             continue
         try:
             stamp = _header_stamp(raw)
@@ -386,7 +398,9 @@ def _write_frame(reader: Any, bag: Path, tmp: Path, image_topic: str, depth_topi
                  info_stamps: np.ndarray, report: FromBagReport) -> dict:
     name = frame_name(stamp)
     msgtype, raw = half["image"]
-    rgb = decode_rgb(bag, image_topic, _deserialize(reader, msgtype, raw, image_topic))
+    image = _deserialize(reader, msgtype, raw, image_topic)
+    rgb = decode_rgb(bag, image_topic, image)
+    frame_ids: dict[str, str] = {}
     h, w = rgb.shape[:2]
     record: dict[str, Any] = {"id": -1, "file_name": f"images/{name}.png", "width": w,
                               "height": h, "stamp": {"sec": stamp // NS,
@@ -394,7 +408,9 @@ def _write_frame(reader: Any, bag: Path, tmp: Path, image_topic: str, depth_topi
                               "labelled": []}
     if depth_topic:
         msgtype, raw = half["depth"]
-        mm = decode_depth_mm(bag, depth_topic, _deserialize(reader, msgtype, raw, depth_topic))
+        depth_msg = _deserialize(reader, msgtype, raw, depth_topic)
+        frame_ids[depth_topic] = depth_msg.header.frame_id
+        mm = decode_depth_mm(bag, depth_topic, depth_msg)
         if mm.shape != (h, w):
             mm = _fit_depth(bag, image_topic, depth_topic, mm, (h, w))
             report.depth_resized += 1
@@ -403,11 +419,18 @@ def _write_frame(reader: Any, bag: Path, tmp: Path, image_topic: str, depth_topi
         record["labelled"] = ["depth"]
     if info_topic:
         info = infos[int(_nearest(info_stamps, np.array([stamp], np.int64))[0])]
+        frame_ids[info_topic] = info.frame_id
         k = _intrinsics(bag, info_topic, image_topic, info, (w, h))
         if k is not None:
             record["k"] = k
             report.with_k += 1
     _imwrite(tmp / "images" / f"{name}.png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    other = {t: f for t, f in frame_ids.items() if f != image.header.frame_id}
+    if other:
+        report.other_frame_id += 1
+        report.first_other_frame_id = report.first_other_frame_id or ", ".join(
+            f"{t} in {f!r}" for t, f in other.items()) + \
+            f" but {image_topic} in {image.header.frame_id!r}"
     return record
 
 

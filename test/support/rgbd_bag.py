@@ -47,7 +47,7 @@ def header(ns: int, frame_id: str = "camera_optical_frame"):
 
 
 def image_msg(ns: int, pixels: np.ndarray, encoding: str, step_padding: int = 0,
-              bigendian: bool = False):
+              bigendian: bool = False, frame_id: str = "camera_optical_frame"):
     """sensor_msgs/Image of ``pixels`` (H, W[, C]); ``step_padding`` bytes at each row end."""
     pixels = np.ascontiguousarray(pixels)
     if bigendian:
@@ -56,7 +56,8 @@ def image_msg(ns: int, pixels: np.ndarray, encoding: str, step_padding: int = 0,
     if step_padding:
         rows = np.hstack([rows, np.full((rows.shape[0], step_padding), 7, np.uint8)])
     return T["sensor_msgs/msg/Image"](
-        header=header(ns), height=pixels.shape[0], width=pixels.shape[1], encoding=encoding,
+        header=header(ns, frame_id), height=pixels.shape[0], width=pixels.shape[1],
+        encoding=encoding,
         is_bigendian=int(bigendian), step=rows.shape[1], data=np.ascontiguousarray(rows).ravel())
 
 

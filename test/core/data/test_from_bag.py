@@ -241,3 +241,17 @@ def test_errors_name_the_bag_and_topic(tmp_path, frames):
         bag_to_folder(tmp_path / "missing", tmp_path / "o", IMAGE)
     assert not (tmp_path / "o").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_depth_in_another_frame_is_written_with_a_warning(tmp_path, frames):
+    f = frames[0]
+    msgs = [(IMAGE, "sensor_msgs/msg/Image", T0, image_msg(T0, f.rgb, "rgb8")),
+            (DEPTH, "sensor_msgs/msg/Image", T0, image_msg(T0, depth_16uc1(f.depth), "16UC1",
+                                                           frame_id="depth_optical_frame"))]
+    report = bag_to_folder(write_bag(tmp_path / "bag", msgs), tmp_path / "out", IMAGE, DEPTH)
+    assert report.frames == 1 and report.other_frame_id == 1
+    assert "WARNING 1 frames with depth or camera_info in another frame than the image " \
+        "(/camera/depth/image_raw in 'depth_optical_frame' but /camera/image_raw in " \
+        "'camera_optical_frame')" in report.summary()
+    with pytest.raises(InputError, match="--depth /camera/image_raw: the same topic as --image"):
+        bag_to_folder(tmp_path / "bag", tmp_path / "out2", IMAGE, IMAGE)
