@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="depth Image topic registered to the image (32FC1 m or 16UC1 mm)")
     b.add_argument("--camera-info", default=None, metavar="TOPIC",
                    help="sensor_msgs/CameraInfo of the image's camera (intrinsics)")
-    b.add_argument("--every", type=positive_int, default=1,
+    b.add_argument("--every", type=positive_int, default=1, metavar="N",
                    help="keep every N-th synchronised frame (default 1)")
     b.add_argument("--tolerance", type=non_negative_float, default=0.02, metavar="SECONDS",
                    help="largest image/depth header stamp difference to pair (default 0.02)")

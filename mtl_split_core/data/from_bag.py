@@ -94,8 +94,8 @@ class FromBagReport:
         if self.interrupted:
             return (f"from-bag: interrupted after {self.frames} of {self.planned} frames; "
                     f"nothing written to {self.out}")
-        parts = [f"{self.frames} frames -> {self.out}",
-                 f"{self.images} images, {self.depths} depth maps in the bag"]
+        in_bag = f"{self.images} images" + (f", {self.depths} depth maps" if self.depths else "")
+        parts = [f"{self.frames} frames -> {self.out}", f"{in_bag} in the bag"]
         if self.depths:
             parts.append(f"unpaired: {self.unpaired_images} images, {self.unpaired_depths} "
                          "depth maps")
