@@ -12,8 +12,11 @@ Rules (docs/TRAIN_YOUR_DATA.md says the same for users):
 - Masks (polygons, or RLE in either COCO form) become ``semantic/NAME.png``: each pixel the
   class of the smallest mask covering it (small objects in front), other pixels
   ``background`` when given, else 255 (ignore). An image is ``segmentation``-labelled only when
-  every one of its annotations has a mask (a box without a mask would leave its object
-  unlabelled) and it has a mask or a background class. ``segmentation_classes`` gets the
+  every one of its annotations has a usable mask (a box without a mask would leave its object
+  unlabelled) and it has a mask or a background class. Malformed masks (RLE counts that do not
+  cover the image, bad polygons) are counted; their image keeps its boxes only. RLE is decoded
+  here after checking it (pycocotools writes past its buffer for counts that overrun the
+  image); pycocotools rasterises polygons. ``segmentation_classes`` gets the
   background (if any) and then the detection classes, appended by name.
 - Unmatched COCO images, annotations of unknown images or categories and empty boxes are
   skipped and counted; no match at all is an error.
@@ -53,6 +56,8 @@ class LabelReport:
     ignore_regions: int = 0
     segmented: int = 0
     skipped_annotations: int = 0
+    bad_masks: int = 0             # malformed masks: their images get no semantic label
+    first_bad_mask: str = ""
     new_classes: list[str] = field(default_factory=list)
     interrupted: bool = False
 
@@ -68,6 +73,9 @@ class LabelReport:
         if self.skipped_annotations:
             line += (f"; {self.skipped_annotations} annotations skipped (unknown image or "
                      "category, or an empty box)")
+        if self.bad_masks:
+            line += (f"; {self.bad_masks} malformed masks ({self.first_bad_mask}): their "
+                     "images keep boxes only")
         if unmatched:
             shown = ", ".join(self.unmatched_names[:5]) + (", ..." if unmatched > 5 else "")
             line += f"; {unmatched} COCO images not in the folder: {shown}"
@@ -110,9 +118,10 @@ def read_coco(path: Path) -> dict:
                          "\"annotations\" and \"categories\" lists)")
     for what, key in (("images", "file_name"), ("categories", "name")):
         for item in coco[what]:
-            if not isinstance(item, dict) or "id" not in item or key not in item:
-                raise InputError(f"{path}: every entry of {what} needs \"id\" and \"{key}\"; "
-                                 f"got {str(item)[:80]}")
+            if not isinstance(item, dict) or not isinstance(item.get("id"), (int, str)) \
+                    or not isinstance(item.get(key), str):
+                raise InputError(f"{path}: every entry of {what} needs \"id\" (a number) and "
+                                 f"\"{key}\" (text); got {str(item)[:80]}")
     return coco
 
 
@@ -154,9 +163,9 @@ def add_coco_labels(folder: str | Path, coco_file: str | Path, background: str |
     records = list({id(m): m for m in matches.values()}.values())  # one per folder image
     per_image: dict[int, list[dict]] = {id(m): [] for m in records}
     for ann in coco["annotations"]:
-        mine = matches.get(ann.get("image_id")) if isinstance(ann, dict) else None
+        mine = matches.get(_key(ann, "image_id"))
         box = _box(ann, mine) if mine is not None else None
-        if mine is None or box is None or ann.get("category_id") not in class_of:
+        if mine is None or box is None or _key(ann, "category_id") not in class_of:
             report.skipped_annotations += 1
             continue
         per_image[id(mine)].append({**ann, "bbox": box,
@@ -166,7 +175,7 @@ def add_coco_labels(folder: str | Path, coco_file: str | Path, background: str |
     semantic: dict[str, np.ndarray] = {}  # our image name -> mask
     for mine in records:
         anns = per_image[id(mine)]
-        mask = _semantic(anns, mine, background is not None, coco_file)
+        mask = _semantic(anns, mine, background is not None, coco_file, report)
         if mask is not None:
             semantic[_stem(mine["file_name"])] = mask
     if semantic:
@@ -188,6 +197,12 @@ def add_coco_labels(folder: str | Path, coco_file: str | Path, background: str |
     return report
 
 
+def _key(ann: Any, name: str) -> int | str | None:
+    """An id field of an annotation, None unless it can be an id (a number or text)."""
+    value = ann.get(name) if isinstance(ann, dict) else None
+    return value if isinstance(value, (int, str)) else None
+
+
 def _box(ann: Mapping[str, Any], image: Mapping[str, Any]) -> list[float] | None:
     """The COCO [x, y, w, h] box clipped to the image; None when malformed or empty."""
     bbox = ann.get("bbox")
@@ -202,42 +217,95 @@ def _box(ann: Mapping[str, Any], image: Mapping[str, Any]) -> list[float] | None
     return [x1, y1, x2 - x1, y2 - y1]
 
 
+class _BadMask(ValueError):
+    """A ``segmentation`` that cannot be a mask of its image (its annotation keeps its box)."""
+
+
 def _mask(segmentation: Any, height: int, width: int, coco_file: Path) -> np.ndarray | None:
     """A COCO ``segmentation`` (polygons, RLE with list or string counts) as a bool mask;
-    None when there is none."""
+    None when there is none, ``_BadMask`` when it is malformed."""
     if not segmentation:
         return None
-    try:
-        from pycocotools import mask as coco_mask
-    except ImportError:
-        raise InputError(f"{coco_file}: has masks; reading them needs pycocotools (pip "
-                         "install pycocotools)") from None
     if isinstance(segmentation, list):
-        polygons = [p for p in segmentation if isinstance(p, list) and len(p) >= 6
-                    and len(p) % 2 == 0]
-        if not polygons:
-            return None
-        rle = coco_mask.merge(coco_mask.frPyObjects(polygons, height, width))
-    elif isinstance(segmentation, dict) and "counts" in segmentation:
+        return _polygon_mask(segmentation, height, width, coco_file)
+    if isinstance(segmentation, dict) and "counts" in segmentation:
         if list(segmentation.get("size", [])) != [height, width]:
             raise InputError(f"{coco_file}: an RLE mask of size {segmentation.get('size')} on "
                              f"an image of {width}x{height} (size must be [height, width])")
         counts = segmentation["counts"]
-        rle = coco_mask.frPyObjects(segmentation, height, width) if isinstance(counts, list) \
-            else {"size": [height, width], "counts": counts.encode() if isinstance(counts, str)
-                  else counts}
-    else:
-        return None
+        return rle_mask(rle_counts(counts) if isinstance(counts, str) else counts, height,
+                        width)
+    raise _BadMask(f"a segmentation of type {type(segmentation).__name__}")
+
+
+def rle_counts(text: str) -> list[int]:
+    """The run lengths of a compressed COCO RLE string: each count is written 5 bits per
+    character (offset 48, bit 0x20 = more follows, 0x10 of the last = negative); from the
+    third count on, each is stored as the difference to the count two before."""
+    counts: list[int] = []
+    p = 0
+    while p < len(text):
+        value, shift, more = 0, 0, True
+        while more:
+            if p >= len(text):
+                raise _BadMask("a truncated compressed RLE string")
+            c = ord(text[p]) - 48
+            if not 0 <= c < 64:
+                raise _BadMask(f"character {text[p]!r} in a compressed RLE string")
+            value |= (c & 0x1F) << shift
+            more = bool(c & 0x20)
+            p, shift = p + 1, shift + 5
+            if not more and c & 0x10:
+                value |= -1 << shift
+        if len(counts) > 2:
+            value += counts[-2]
+        counts.append(value)
+    return counts
+
+
+def rle_mask(counts: Any, height: int, width: int) -> np.ndarray:
+    """(H, W) bool mask of RLE run lengths over the column-major pixels, zeros first. Checked
+    before use: counts that do not cover the image exactly are a ``_BadMask``."""
+    if not isinstance(counts, list) or not all(isinstance(c, int) and c >= 0 for c in counts) \
+            or sum(counts) != height * width:
+        raise _BadMask(f"RLE counts that do not add up to {height}x{width} pixels")
+    values = (np.arange(len(counts)) % 2).astype(bool)
+    return np.repeat(values, counts).reshape(width, height).T
+
+
+def _polygon_mask(polygons: list, height: int, width: int, coco_file: Path) -> np.ndarray:
+    """Polygons [x1, y1, x2, y2, ...] in pixel-edge coordinates, rasterised by pycocotools
+    (as COCO's own tools do). Coordinates far outside the image are refused: rasterising them
+    would take time and memory in proportion to their size."""
+    for poly in polygons:
+        if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2 or not all(
+                isinstance(v, (int, float)) and math.isfinite(v) for v in poly):
+            raise _BadMask("a polygon that is not 3 or more finite x, y pairs")
+        xs, ys = np.asarray(poly[0::2], float), np.asarray(poly[1::2], float)
+        if xs.min() < -width or xs.max() > 2 * width or ys.min() < -height or \
+                ys.max() > 2 * height:
+            raise _BadMask(f"a polygon far outside the {width}x{height} image")
+    try:
+        from pycocotools import mask as coco_mask
+    except ImportError:
+        raise InputError(f"{coco_file}: has polygon masks; reading them needs pycocotools "
+                         "(pip install pycocotools)") from None
+    rle = coco_mask.merge(coco_mask.frPyObjects(polygons, height, width))
     return np.asarray(coco_mask.decode(rle), bool).reshape(height, width)
 
 
 def _semantic(anns: list[dict], image: Mapping[str, Any], has_background: bool,
-              coco_file: Path) -> np.ndarray | None:
+              coco_file: Path, report: LabelReport) -> np.ndarray | None:
     """(H, W) int32 detection class ids (-1 = no mask) when the image is fully segmented."""
     h, w = int(image["height"]), int(image["width"])
     masks = []
     for ann in anns:
-        mask = _mask(ann.get("segmentation"), h, w, coco_file)
+        try:
+            mask = _mask(ann.get("segmentation"), h, w, coco_file)
+        except _BadMask as err:
+            report.bad_masks += 1
+            report.first_bad_mask = report.first_bad_mask or f"annotation {ann.get('id')}: {err}"
+            mask = None
         if mask is None:
             return None  # a box without a mask: its object's pixels would be mislabelled
         masks.append((int(mask.sum()), ann["category_id"], mask))
@@ -261,8 +329,9 @@ def _write(folder: Path, index: dict, records: list[dict],
            detection: list[str], segmentation: list[str], should_stop: Callable[[], bool],
            report: LabelReport) -> None:
     matched_ids = {m["id"] for m in records}
-    annotations = [a for a in index.get("annotations", []) if a["image_id"] not in matched_ids]
-    next_id = max((a["id"] for a in annotations), default=-1) + 1
+    annotations = [a for a in index.get("annotations", [])
+                   if isinstance(a, dict) and a.get("image_id") not in matched_ids]
+    next_id = max((a["id"] for a in annotations if isinstance(a.get("id"), int)), default=-1) + 1
     for mine in records:
         for ann in per_image[id(mine)]:
             x, y, w, h = ann["bbox"]

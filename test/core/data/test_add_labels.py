@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as coco_mask
 
-from mtl_split_core.data.add_labels import add_coco_labels
+from mtl_split_core.data.add_labels import add_coco_labels, rle_counts, rle_mask
 from mtl_split_core.data.from_bag import bag_to_folder
 from mtl_split_core.errors import InputError
 from support.rgbd_bag import rgbd_messages, sim_frames, write_bag
@@ -184,3 +184,77 @@ def test_errors_name_the_file_and_what_was_expected(folder, tmp_path):
         add_coco_labels(folder, coco)
     with pytest.raises(InputError, match="index.json: no such file; expected a folder"):
         add_coco_labels(tmp_path, coco)
+
+
+def test_odd_values_in_an_export_are_skipped_or_one_error(folder, tmp_path):
+    names = _names(folder)
+    coco = tmp_path / "coco.json"
+    data = {"categories": [{"id": 1, "name": "box"}],
+            "images": [{"id": 1, "file_name": f"{names[0]}.png"},
+                       {"id": 2, "file_name": f"{names[1]}.png"}],
+            "annotations": [
+                "not an object",
+                {"id": 1, "image_id": [1], "category_id": 1, "bbox": [1, 1, 5, 5]},
+                {"id": 2, "image_id": 1, "category_id": None, "bbox": [1, 1, 5, 5]},
+                {"id": 3, "image_id": 1, "category_id": 1, "bbox": ["1", 1, 5, 5]},
+                {"id": 4, "image_id": 1, "category_id": 1, "bbox": [1, 1, float("nan"), 5]},
+                {"id": 5, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5],
+                 "segmentation": "garbage"},
+                {"id": 6, "image_id": 2, "category_id": 1, "bbox": [1, 1, 5, 5],
+                 "segmentation": [[1, 2, 3]]},                       # too short a polygon
+                {"id": 7, "image_id": 2, "category_id": 1, "bbox": [1, 1, 5, 5],
+                 "segmentation": {"size": [H, W]}}]}                 # RLE without counts
+    coco.write_text(json.dumps(data))
+    report = add_coco_labels(folder, coco)
+    assert report.skipped_annotations == 5 and report.boxes == 3 and report.segmented == 0
+    assert report.bad_masks == 2 and "annotation 5: a segmentation of type str" in \
+        report.summary()
+    index = json.loads((folder / "index.json").read_text())
+    assert [r["labelled"] for r in index["images"][:2]] == [["detection", "depth"]] * 2
+    for bad in ({"id": [1], "file_name": "x.png"}, {"id": 1, "file_name": 5}):
+        data["images"] = [bad]
+        coco.write_text(json.dumps(data))
+        with pytest.raises(InputError, match="every entry of images needs \"id\""):
+            add_coco_labels(folder, coco)
+    data["images"] = [{"id": 1, "file_name": f"{names[0]}.png"}]
+    data["annotations"] = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5],
+                            "segmentation": {"size": [10, 10], "counts": [100]}}]
+    coco.write_text(json.dumps(data))
+    with pytest.raises(InputError, match=r"an RLE mask of size \[10, 10\] on an image of 64x48"):
+        add_coco_labels(folder, coco)
+
+
+def test_rle_decoding_matches_pycocotools_and_refuses_what_does_not_fit():
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        h, w = rng.integers(1, 40, 2)
+        mask = rng.random((h, w)) < rng.random()
+        if trial % 3 == 0:
+            mask = np.zeros((h, w), bool)
+            mask[h // 3:, w // 4:w // 2 + 1] = True   # long runs: multi-character counts
+        rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+        counts = rle_counts(rle["counts"].decode())
+        assert sum(counts) == h * w
+        assert np.array_equal(rle_mask(counts, int(h), int(w)), mask)
+    for counts in ([100], [10, 5000], [-1, 3073], [1.5, 3070.5], "abc"):
+        with pytest.raises(ValueError, match="do not add up to 48x64"):
+            rle_mask(counts, H, W)
+    with pytest.raises(ValueError, match="truncated"):
+        rle_counts("0" + chr(48 + 0x20))
+
+
+def test_malformed_masks_keep_the_boxes_and_are_counted(folder, tmp_path):
+    names = _names(folder)
+    coco = tmp_path / "coco.json"
+    anns = [{"size": [H, W], "counts": [5, 10]},             # does not cover the image
+            {"size": [H, W], "counts": "\x7f\x7f"},           # not RLE characters
+            [[0, 0, 1e12, 0, 1e12, 1e12]]]                  # far outside the image
+    data = {"categories": [{"id": 1, "name": "box"}],
+            "images": [{"id": i, "file_name": f"{names[i]}.png"} for i in range(3)],
+            "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [1, 1, 5, 5],
+                             "segmentation": seg} for i, seg in enumerate(anns)]}
+    coco.write_text(json.dumps(data))
+    report = add_coco_labels(folder, coco, background="floor")
+    assert report.bad_masks == 3 and report.segmented == 0 and report.boxes == 3
+    index = json.loads((folder / "index.json").read_text())
+    assert [r["labelled"] for r in index["images"][:3]] == [["detection", "depth"]] * 3
