@@ -101,6 +101,16 @@ def read_folder_index(folder: Path) -> dict:
                                                                          list):
         raise InputError(f"{path}: expected format {FOLDER_FORMAT!r} version {FOLDER_VERSION} "
                          "with an images list")
+    for key in ("detection_classes", "segmentation_classes"):
+        names = index.get(key, [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise InputError(f"{path}: {key} must be a list of class names")
+    for img in index["images"]:
+        if not isinstance(img, dict) or not isinstance(img.get("id"), int) or \
+                not isinstance(img.get("file_name"), str) or \
+                not all(isinstance(img.get(k), int) and img[k] > 0 for k in ("width", "height")):
+            raise InputError(f"{path}: every image needs \"id\", \"file_name\", \"width\" "
+                             f"and \"height\"; got {str(img)[:80]}")
     return index
 
 

@@ -184,6 +184,13 @@ def test_errors_name_the_file_and_what_was_expected(folder, tmp_path):
         add_coco_labels(folder, coco)
     with pytest.raises(InputError, match="index.json: no such file; expected a folder"):
         add_coco_labels(tmp_path, coco)
+    index = json.loads((folder / "index.json").read_text())
+    for bad, message in (({"format": "coco"}, "expected format 'mtl-split-folder' version 1"),
+                         ({"detection_classes": [1]}, "detection_classes must be a list of"),
+                         ({"images": [{"id": 0}]}, "every image needs \"id\", \"file_name\"")):
+        (folder / "index.json").write_text(json.dumps({**index, **bad}))
+        with pytest.raises(InputError, match=message):
+            add_coco_labels(folder, coco)
 
 
 def test_odd_values_in_an_export_are_skipped_or_one_error(folder, tmp_path):
