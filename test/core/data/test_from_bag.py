@@ -255,3 +255,20 @@ def test_depth_in_another_frame_is_written_with_a_warning(tmp_path, frames):
         "'camera_optical_frame')" in report.summary()
     with pytest.raises(InputError, match="--depth /camera/image_raw: the same topic as --image"):
         bag_to_folder(tmp_path / "bag", tmp_path / "out2", IMAGE, IMAGE)
+
+
+def test_what_from_bag_writes_the_folder_source_reads(tmp_path, frames):
+    """The writer (this module) and the reader (data/sources/folder.py) agree on the format:
+    depth-only labels, K and the time split survive the round trip."""
+    from mtl_split_core.data.sources import DataSpec
+
+    bag = write_bag(tmp_path / "bag", rgbd_messages(frames))
+    bag_to_folder(bag, tmp_path / "out", IMAGE, DEPTH, INFO)
+    source = DataSpec.parse(f"folder:{tmp_path / 'out'}").open("train")
+    samples = list(source)
+    assert len(samples) == len(source) == 8
+    for sample, f in zip(samples, frames):
+        assert sample.labelled == frozenset({"depth"})
+        assert np.array_equal(sample.image, f.rgb)
+        np.testing.assert_allclose(sample.depth, np.round(f.depth * 1000) / 1000, atol=1e-3)
+        np.testing.assert_allclose(sample.k, np.asarray(f.k).reshape(3, 3))
