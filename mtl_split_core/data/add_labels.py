@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from mtl_split_core.classes import IGNORE_ID
-from mtl_split_core.data.from_bag import FOLDER_FORMAT, FOLDER_VERSION
+from mtl_split_core.data.sources.folder import FORMAT_NAME, FORMAT_VERSION
 from mtl_split_core.errors import InputError
 
 MAX_SEGMENTATION_CLASSES = IGNORE_ID  # ids 0..254; 255 = ignore
@@ -96,10 +96,10 @@ def read_folder_index(folder: Path) -> dict:
                          "`mtl-split dataset from-bag`)") from None
     except (OSError, ValueError) as err:
         raise InputError(f"{path}: not readable JSON ({err})") from None
-    if not isinstance(index, dict) or index.get("format") != FOLDER_FORMAT \
-            or index.get("version") != FOLDER_VERSION or not isinstance(index.get("images"),
+    if not isinstance(index, dict) or index.get("format") != FORMAT_NAME \
+            or index.get("version") != FORMAT_VERSION or not isinstance(index.get("images"),
                                                                          list):
-        raise InputError(f"{path}: expected format {FOLDER_FORMAT!r} version {FOLDER_VERSION} "
+        raise InputError(f"{path}: expected format {FORMAT_NAME!r} version {FORMAT_VERSION} "
                          "with an images list")
     for key in ("detection_classes", "segmentation_classes"):
         names = index.get(key, [])

@@ -28,8 +28,6 @@ Rules (docs/TRAIN_YOUR_DATA.md says the same for users):
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,11 +40,11 @@ from rosbags.image import ImageError, image_to_cvimage
 
 from mtl_split_core.bags import IMAGE_TYPES, BagError, messages, open_bag
 from mtl_split_core.cli.arguments import check_can_create
+from mtl_split_core.data.sources.folder import FORMAT_NAME, FORMAT_VERSION
 from mtl_split_core.errors import InputError
 from mtl_split_core.geometry import valid_depth_mask
+from mtl_split_core.output_folder import atomic_folder
 
-FOLDER_FORMAT = "mtl-split-folder"
-FOLDER_VERSION = 1
 IMAGE_MSG = "sensor_msgs/msg/Image"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 # Encodings of sensor_msgs/Image that become RGB (rosbags-image converts them) and their
@@ -149,8 +147,7 @@ def bag_to_folder(bag: str | Path, out: str | Path, image_topic: str,
     if split_by not in SPLIT_BY:
         raise InputError(f"--split-by {split_by!r}: expected one of {', '.join(SPLIT_BY)}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(f"{out}: already exists and is not an empty folder; choose a new "
-                         "output folder")
+        raise InputError(f"{out}: exists and is not an empty folder; choose a new one")
     check_can_create(out)
     report = FromBagReport(out)
     with open_bag(bag) as reader:
@@ -170,47 +167,34 @@ def bag_to_folder(bag: str | Path, out: str | Path, image_topic: str,
             return report
         frames = _select_frames(bag, image_topic, depth_topic, stamps, tolerance, every,
                                 report)
-        tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-        made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
-        shutil.rmtree(tmp, ignore_errors=True)  # left by a killed run with our process id
         try:
-            records = _write_frames(reader, bag, tmp, image_topic, depth_topic,
-                                    camera_info_topic, frames, infos, should_stop, progress,
-                                    report)
-            if report.interrupted:
-                _remove(tmp, made)
-                return report
-            if not records:
-                raise BagError(f"{bag}: no frame of {image_topic} could be decoded "
-                               f"({report.first_bad})")
-            _assign_splits(records, split_by, report)
-            index = {"format": FOLDER_FORMAT, "version": FOLDER_VERSION,
-                     "detection_classes": [], "segmentation_classes": [],
-                     "source": {"bag": str(bag), "image": image_topic, "depth": depth_topic,
-                                "camera_info": camera_info_topic, "every": every,
-                                "tolerance": tolerance, "split_by": split_by},
-                     "images": records, "annotations": []}
-            (tmp / "index.json").write_text(json.dumps(index, indent=1))
-            if out.exists():
-                out.rmdir()  # checked empty above; rename needs the name free
-            os.replace(tmp, out)
+            with atomic_folder(out) as tmp:
+                records = _write_frames(reader, bag, tmp, image_topic, depth_topic,
+                                        camera_info_topic, frames, infos, should_stop,
+                                        progress, report)
+                if report.interrupted:
+                    raise _Stopped
+                if not records:
+                    raise BagError(f"{bag}: no frame of {image_topic} could be decoded "
+                                   f"({report.first_bad})")
+                _assign_splits(records, split_by, report)
+                index = {"format": FORMAT_NAME, "version": FORMAT_VERSION,
+                         "detection_classes": [], "segmentation_classes": [],
+                         "source": {"bag": str(bag), "image": image_topic,
+                                    "depth": depth_topic, "camera_info": camera_info_topic,
+                                    "every": every, "tolerance": tolerance,
+                                    "split_by": split_by},
+                         "images": records, "annotations": []}
+                (tmp / "index.json").write_text(json.dumps(index, indent=1))
+        except _Stopped:
+            return report
         except OSError as err:  # disk full, permissions changed while running
-            _remove(tmp, made)
             raise InputError(f"{out}: cannot write the data set: {err}") from None
-        except BaseException:
-            _remove(tmp, made)
-            raise
     return report
 
 
-def _remove(tmp: Path, made: list[Path]) -> None:
-    """Remove the partial output and the folders made for it (``made``: deepest first)."""
-    shutil.rmtree(tmp, ignore_errors=True)
-    for folder in made:
-        try:
-            folder.rmdir()
-        except OSError:
-            break
+class _Stopped(Exception):
+    """A stop request while writing: the partial output is removed, the report says so."""
 
 
 def _topic_types(connections: Sequence[Any]) -> dict[str, set[str]]:

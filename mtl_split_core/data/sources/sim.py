@@ -16,6 +16,7 @@ from mtl_split_core.classes import DETECTION_CLASSES, SEGMENTATION_CLASSES
 from mtl_split_core.data.shards import SPLIT_CODES
 from mtl_split_core.data.sources.base import DataSource, Sample, SourceError, register_source
 from mtl_split_core.data.sources.files import read_json
+from mtl_split_core.data.sources.folder import FORMAT_NAME
 
 
 @register_source("sim")
@@ -35,7 +36,7 @@ class SimSource(DataSource):
             raise SourceError(f"sim:{root}: expected index.json with rgb/ depth/ seg/ "
                               "(mtl-split gen-data) or shard_*.npz")
         index = read_json(index_path, "sim")
-        if isinstance(index, dict) and index.get("format") == "mtl-split-folder":
+        if isinstance(index, dict) and index.get("format") == FORMAT_NAME:
             raise SourceError(f"sim:{root}: this is a folder data set (index.json says "
                               f"\"mtl-split-folder\"), name it folder:{root}")
         try:

@@ -235,7 +235,7 @@ def test_errors_name_the_bag_and_topic(tmp_path, frames):
                       camera_info_topic=INFO)
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
-    with pytest.raises(InputError, match="full: already exists and is not an empty folder"):
+    with pytest.raises(InputError, match="full: exists and is not an empty folder"):
         bag_to_folder(bag, tmp_path / "full", IMAGE)
     with pytest.raises(BagError, match="no such bag"):
         bag_to_folder(tmp_path / "missing", tmp_path / "o", IMAGE)
