@@ -11,6 +11,7 @@ import pytest
 from mtl_split_core.data.sources import cityscapes  # noqa: F401  (registers the format)
 from mtl_split_core.data.sources.base import DataSpec, SourceError
 from support.sim_frame import sim_frame, write_png
+from support.source_checks import load, one_line_error
 
 CITY, STEM = "aachen", "aachen_000000_000019"
 # Sim semantic id -> Cityscapes label id: background -> sky, ground -> road, building,
@@ -84,9 +85,6 @@ def write_cityscapes(root: Path, folder: str = "train", labels: bool = True, dep
         path.write_text(json.dumps(camera(frame.camera.k)))
     return root
 
-
-def load(spec: str, split: str = "train") -> list:
-    return list(DataSpec.parse(spec).open(split))
 
 
 def sorted_rows(boxes: np.ndarray) -> list:
@@ -162,15 +160,6 @@ def test_test_split_can_be_served_from_val(tmp_path):
     with pytest.raises(SourceError, match="leftImg8bit/test"):
         load(f"cityscapes:{root}", "test")
 
-
-def one_line_error(spec: str, *names: str, split: str = "train") -> str:
-    with pytest.raises(SourceError) as err:
-        load(spec, split)
-    message = str(err.value)
-    assert "\n" not in message
-    for name in names:
-        assert name in message, (name, message)
-    return message
 
 
 def test_wrong_layout_missing_files_and_empty_split(tmp_path):

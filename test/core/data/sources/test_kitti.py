@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from mtl_split_core.data.sources import kitti  # noqa: F401  (registers the format)
-from mtl_split_core.data.sources.base import SPLITS, DataSpec, SourceError, split_of
+from mtl_split_core.data.sources.base import SPLITS, DataSpec, split_of
 from support.sim_frame import HEIGHT, WIDTH, sim_frame, write_png
+from support.source_checks import load, one_line_error
 
 # Two frames per split, chosen by the hash split itself.
 NAMES = {s: [n for n in (f"{i:06d}" for i in range(200)) if split_of(n) == s][:2] for s in SPLITS}
@@ -50,9 +51,6 @@ def write_kitti(root: Path, names: list[str] | None = None, depth_for: tuple[str
 def depth_png(depth: np.ndarray) -> np.ndarray:
     return np.clip(np.round(depth * 256), 0, 65535).astype(np.uint16)
 
-
-def load(spec: str, split: str = "train") -> list:
-    return list(DataSpec.parse(spec).open(split))
 
 
 def test_images_boxes_dont_care_and_intrinsics(tmp_path):
@@ -99,14 +97,6 @@ def test_without_calib_k_is_unknown(tmp_path):
     (root / "training" / "calib").rmdir()
     assert all(s.k is None for s in load(f"kitti:{root}"))
 
-
-def one_line_error(spec: str, *names: str, split: str = "train") -> None:
-    with pytest.raises(SourceError) as err:
-        load(spec, split)
-    message = str(err.value)
-    assert "\n" not in message
-    for name in names:
-        assert name in message, (name, message)
 
 
 @pytest.mark.parametrize("line, expected", [

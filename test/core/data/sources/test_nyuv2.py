@@ -14,6 +14,7 @@ import scipy.io
 from mtl_split_core.data.sources import nyuv2  # noqa: F401  (registers the format)
 from mtl_split_core.data.sources.base import SPLITS, DataSpec, SourceError, split_of
 from support.sim_frame import HEIGHT, WIDTH, sim_frame
+from support.source_checks import load, one_line_error
 
 N = 6
 NAMES = ["wall", "floor", "ceiling", "bed", "chair", "sofa", "table", "door", "window",
@@ -78,9 +79,6 @@ def write_splits_v5(path: Path, train: list[int], test: list[int], compress: boo
                             "n": np.array([[N]], float)}, do_compression=compress)
     return path
 
-
-def load(spec: str, split: str = "train") -> list:
-    return list(DataSpec.parse(spec).open(split))
 
 
 def load_or_empty(spec: str, split: str) -> list:
@@ -167,14 +165,6 @@ def test_splits_mat_v73(tmp_path):
     spec = f"nyuv2:{path}?splits={tmp_path / 'splits.mat'}"
     assert [s.name for s in load(spec, "test")] == ["nyuv2_0005", "nyuv2_0006"]
 
-
-def one_line_error(spec: str, *names: str, split: str = "train") -> None:
-    with pytest.raises(SourceError) as err:
-        load(spec, split)
-    message = str(err.value)
-    assert "\n" not in message
-    for name in names:
-        assert name in message, (name, message)
 
 
 def test_wrong_layout(tmp_path):
