@@ -8,7 +8,7 @@ class names (a cell array of references to char arrays).
 
 Classes: ``?classes=MAP.json`` maps raw ids to a smaller list (e.g. the 40- or 13-class sets)
 and says which classes are things (get boxes, one per (label, instance) pair; thing pixels with
-instance 0 become ignore boxes); format in docs/DATA_FORMAT_REAL.md. Without it the raw ids are
+instance 0 become ignore boxes); format in docs/DATA_FORMAT.md. Without it the raw ids are
 the classes, named from ``names``; they must fit a uint8 mask (the full 894 do not: pass a map,
 or ``?classes=none`` for images + depth only). Splits: ``?splits=splits.mat`` (the official
 ``trainNdxs``/``testNdxs``, 1-based; val = a stable hash tenth of trainNdxs), else a stable hash
@@ -112,7 +112,7 @@ class Nyuv2Source(DataSource):
         if n_raw > MAX_CLASSES:
             raise SourceError(f"nyuv2:{self.path}: {n_raw} raw classes do not fit a uint8 mask "
                               f"(at most {MAX_CLASSES}), expected ?classes=MAP.json (a class "
-                              "map, docs/DATA_FORMAT_REAL.md) or ?classes=none (depth only)")
+                              "map, docs/DATA_FORMAT.md) or ?classes=none (depth only)")
         names = raw_names or [f"class_{i}" for i in range(1, n_raw + 1)]
         return ClassMap(names, [], dict(enumerate(names, 1)), n_raw)
 
