@@ -14,9 +14,8 @@ Rules (docs/TRAIN_YOUR_DATA.md says the same for users):
   ``background`` when given, else 255 (ignore). An image is ``segmentation``-labelled only when
   every one of its annotations has a usable mask (a box without a mask would leave its object
   unlabelled) and it has a mask or a background class. Malformed masks (RLE counts that do not
-  cover the image, bad polygons) are counted; their image keeps its boxes only. RLE is decoded
-  here after checking it (pycocotools writes past its buffer for counts that overrun the
-  image); pycocotools rasterises polygons. ``segmentation_classes`` gets the
+  cover the image, bad polygons) are counted; their image keeps its boxes only
+  (``data/coco_masks.py`` checks and decodes them). ``segmentation_classes`` gets the
   background (if any) and then the detection classes, appended by name.
 - Unmatched COCO images, annotations of unknown images or categories and empty boxes are
   skipped and counted; no match at all is an error.
@@ -38,6 +37,7 @@ import cv2
 import numpy as np
 
 from mtl_split_core.classes import IGNORE_ID
+from mtl_split_core.data.coco_masks import MaskError, coco_mask
 from mtl_split_core.data.sources.folder import FORMAT_NAME, FORMAT_VERSION
 from mtl_split_core.errors import InputError
 
@@ -227,81 +227,15 @@ def _box(ann: Mapping[str, Any], image: Mapping[str, Any]) -> list[float] | None
     return [x1, y1, x2 - x1, y2 - y1]
 
 
-class _BadMask(ValueError):
-    """A ``segmentation`` that cannot be a mask of its image (its annotation keeps its box)."""
-
-
 def _mask(segmentation: Any, height: int, width: int, coco_file: Path) -> np.ndarray | None:
-    """A COCO ``segmentation`` (polygons, RLE with list or string counts) as a bool mask;
-    None when there is none, ``_BadMask`` when it is malformed."""
-    if not segmentation:
-        return None
-    if isinstance(segmentation, list):
-        return _polygon_mask(segmentation, height, width, coco_file)
-    if isinstance(segmentation, dict) and "counts" in segmentation:
-        if list(segmentation.get("size", [])) != [height, width]:
-            raise InputError(f"{coco_file}: an RLE mask of size {segmentation.get('size')} on "
-                             f"an image of {width}x{height} (size must be [height, width])")
-        counts = segmentation["counts"]
-        return rle_mask(rle_counts(counts) if isinstance(counts, str) else counts, height,
-                        width)
-    raise _BadMask(f"a segmentation of type {type(segmentation).__name__}")
-
-
-def rle_counts(text: str) -> list[int]:
-    """The run lengths of a compressed COCO RLE string: each count is written 5 bits per
-    character (offset 48, bit 0x20 = more follows, 0x10 of the last = negative); from the
-    third count on, each is stored as the difference to the count two before."""
-    counts: list[int] = []
-    p = 0
-    while p < len(text):
-        value, shift, more = 0, 0, True
-        while more:
-            if p >= len(text):
-                raise _BadMask("a truncated compressed RLE string")
-            c = ord(text[p]) - 48
-            if not 0 <= c < 64:
-                raise _BadMask(f"character {text[p]!r} in a compressed RLE string")
-            value |= (c & 0x1F) << shift
-            more = bool(c & 0x20)
-            p, shift = p + 1, shift + 5
-            if not more and c & 0x10:
-                value |= -1 << shift
-        if len(counts) > 2:
-            value += counts[-2]
-        counts.append(value)
-    return counts
-
-
-def rle_mask(counts: Any, height: int, width: int) -> np.ndarray:
-    """(H, W) bool mask of RLE run lengths over the column-major pixels, zeros first. Checked
-    before use: counts that do not cover the image exactly are a ``_BadMask``."""
-    if not isinstance(counts, list) or not all(isinstance(c, int) and c >= 0 for c in counts) \
-            or sum(counts) != height * width:
-        raise _BadMask(f"RLE counts that do not add up to {height}x{width} pixels")
-    values = (np.arange(len(counts)) % 2).astype(bool)
-    return np.repeat(values, counts).reshape(width, height).T
-
-
-def _polygon_mask(polygons: list, height: int, width: int, coco_file: Path) -> np.ndarray:
-    """Polygons [x1, y1, x2, y2, ...] in pixel-edge coordinates, rasterised by pycocotools
-    (as COCO's own tools do). Coordinates far outside the image are refused: rasterising them
-    would take time and memory in proportion to their size."""
-    for poly in polygons:
-        if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2 or not all(
-                isinstance(v, (int, float)) and math.isfinite(v) for v in poly):
-            raise _BadMask("a polygon that is not 3 or more finite x, y pairs")
-        xs, ys = np.asarray(poly[0::2], float), np.asarray(poly[1::2], float)
-        if xs.min() < -width or xs.max() > 2 * width or ys.min() < -height or \
-                ys.max() > 2 * height:
-            raise _BadMask(f"a polygon far outside the {width}x{height} image")
-    try:
-        from pycocotools import mask as coco_mask
-    except ImportError:
-        raise InputError(f"{coco_file}: has polygon masks; reading them needs pycocotools "
-                         "(pip install pycocotools)") from None
-    rle = coco_mask.merge(coco_mask.frPyObjects(polygons, height, width))
-    return np.asarray(coco_mask.decode(rle), bool).reshape(height, width)
+    """A COCO ``segmentation`` as a bool mask (None when there is none); ``MaskError`` when it
+    is malformed. An RLE mask of another size than its image stops the command: the export
+    does not belong to these images."""
+    if isinstance(segmentation, dict) and "counts" in segmentation and \
+            list(segmentation.get("size", [])) != [height, width]:
+        raise InputError(f"{coco_file}: an RLE mask of size {segmentation.get('size')} on "
+                         f"an image of {width}x{height} (size must be [height, width])")
+    return coco_mask(segmentation, height, width)
 
 
 def _semantic(anns: list[dict], image: Mapping[str, Any], has_background: bool,
@@ -312,7 +246,7 @@ def _semantic(anns: list[dict], image: Mapping[str, Any], has_background: bool,
     for ann in anns:
         try:
             mask = _mask(ann.get("segmentation"), h, w, coco_file)
-        except _BadMask as err:
+        except MaskError as err:
             report.bad_masks += 1
             report.first_bad_mask = report.first_bad_mask or f"annotation {ann.get('id')}: {err}"
             mask = None

@@ -20,7 +20,6 @@ file (its name's split applies; ``&split=all`` uses all of it for the requested 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from mtl_split_core.classes import IGNORE_ID
+from mtl_split_core.data.coco_masks import MaskError, coco_mask
 from mtl_split_core.data.sources.base import (
     SPLITS,
     DataSource,
@@ -197,44 +197,9 @@ def _area(ann: dict) -> float:
 
 
 def _mask(segmentation: Any, h: int, w: int, where: str) -> np.ndarray | None:
-    """(H, W) bool of a COCO ``segmentation`` (polygons, RLE or compressed RLE); None if
-    empty."""
-    from pycocotools import mask as coco_mask
-
-    if not segmentation:
-        return None
-    if isinstance(segmentation, list):
-        polygons = []
-        for poly in segmentation:
-            if not isinstance(poly, list) or len(poly) % 2 or not all(
-                    isinstance(v, int | float) and math.isfinite(v) for v in poly):
-                raise SourceError(f"{where}: a polygon must be a list of x, y numbers")
-            if len(poly) >= 6:  # fewer than 3 points enclose nothing
-                polygons.append([float(v) for v in poly])
-        if not polygons:
-            return None
-        rle = coco_mask.merge(coco_mask.frPyObjects(polygons, h, w))
-    elif isinstance(segmentation, dict) and "counts" in segmentation:
-        if list(segmentation.get("size", [])) != [h, w]:
-            raise SourceError(f"{where}: RLE size {segmentation.get('size')} is not the "
-                              f"image's [{h}, {w}]")
-        counts = segmentation["counts"]
-        if isinstance(counts, list):
-            if not all(isinstance(c, int) and c >= 0 for c in counts) or sum(counts) != h * w:
-                raise SourceError(f"{where}: RLE counts must be non-negative and sum to {h * w}")
-            rle = coco_mask.frPyObjects(segmentation, h, w)
-        elif isinstance(counts, str):
-            rle = {"size": [h, w], "counts": counts.encode("ascii", "replace")}
-        else:
-            raise SourceError(f"{where}: RLE counts must be a list or a string")
-    else:
-        raise SourceError(f"{where}: segmentation must be polygons or RLE")
+    """(H, W) bool of a COCO ``segmentation`` (polygons, RLE or compressed RLE, checked before
+    decoding: ``data/coco_masks.py``); None if empty."""
     try:
-        with warnings.catch_warnings():  # pycocotools' numpy 2 copy-keyword deprecation
-            warnings.simplefilter("ignore", DeprecationWarning)
-            mask = coco_mask.decode(rle)
-    except (ValueError, TypeError) as err:
-        raise SourceError(f"{where}: unreadable RLE ({err})") from None
-    if mask.shape != (h, w) or mask.max(initial=0) > 1:
-        raise SourceError(f"{where}: RLE does not decode to a {w}x{h} mask")
-    return mask.astype(bool)
+        return coco_mask(segmentation, h, w)
+    except MaskError as err:
+        raise SourceError(f"{where}: {err}") from None

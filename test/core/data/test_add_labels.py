@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from pycocotools import mask as coco_mask
 
-from mtl_split_core.data.add_labels import add_coco_labels, rle_counts, rle_mask
+from mtl_split_core.data.add_labels import add_coco_labels
+from mtl_split_core.data.coco_masks import rle_counts, rle_mask
 from mtl_split_core.data.from_bag import bag_to_folder
 from mtl_split_core.errors import InputError
 from support.rgbd_bag import rgbd_messages, sim_frames, write_bag
@@ -214,7 +215,7 @@ def test_odd_values_in_an_export_are_skipped_or_one_error(folder, tmp_path):
     coco.write_text(json.dumps(data))
     report = add_coco_labels(folder, coco)
     assert report.skipped_annotations == 5 and report.boxes == 3 and report.segmented == 0
-    assert report.bad_masks == 2 and "annotation 5: a segmentation of type str" in \
+    assert report.bad_masks == 2 and "annotation 5: segmentation of type str" in \
         report.summary()
     index = json.loads((folder / "index.json").read_text())
     assert [r["labelled"] for r in index["images"][:2]] == [["detection", "depth"]] * 2
@@ -244,7 +245,7 @@ def test_rle_decoding_matches_pycocotools_and_refuses_what_does_not_fit():
         assert sum(counts) == h * w
         assert np.array_equal(rle_mask(counts, int(h), int(w)), mask)
     for counts in ([100], [10, 5000], [-1, 3073], [1.5, 3070.5], "abc"):
-        with pytest.raises(ValueError, match="do not add up to 48x64"):
+        with pytest.raises(ValueError, match="adding up to 48x64 pixels"):
             rle_mask(counts, H, W)
     with pytest.raises(ValueError, match="truncated"):
         rle_counts("0" + chr(48 + 0x20))
