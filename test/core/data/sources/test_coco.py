@@ -129,6 +129,9 @@ def _edit(root, change, name="instances_train2017.json"):
     (lambda ix: ix["annotations"][0]["segmentation"].update(size=[5, 5]), "RLE size"),
     (lambda ix: ix["annotations"][1]["segmentation"].update(counts=[1, 2]),
      "RLE counts must be non-negative integers adding up to"),
+    # A compressed string whose runs overrun the image never reaches pycocotools' decoder.
+    (lambda ix: ix["annotations"][1]["segmentation"].update(counts="?" * 40),
+     "RLE counts must be non-negative integers adding up to"),
     (lambda ix: ix["images"][0].update(height=71), "size 96x72, instances_train2017.json says"),
 ])
 def test_bad_annotations_are_named(tmp_path, frames, change, expected):
