@@ -11,10 +11,14 @@ i.e. the features' way out (serialization of ``nbytes`` + propagation + retransm
 the small feedback's way back. From the frames answered within the last ``window_s`` seconds:
 
 - ``goodput_bps``: bits of features the link delivered per second (SERVED and DROPPED: both
-  crossed the link). It equals the link's capacity only while the link is the bottleneck.
-- ``effective_bps``: the median over frames of ``nbytes * 8 / network RTT``: what one frame's
-  transfer achieved, whatever the sending rate (a probe per second measures it as well as a
-  full stream). It underestimates the capacity when propagation dominates (small frames).
+  crossed the link). It measures the sending rate as much as the link: it equals the link's
+  capacity only while the link is the bottleneck (diagnostics).
+- ``effective_bps``: the median over the newest ``recent`` answered frames of
+  ``nbytes * 8 / network RTT``: what one frame's transfer achieved, whatever the sending rate
+  (a probe every half second measures it as well as a full stream), and it follows a change
+  within a few frames. A lower bound of the capacity: propagation is in the RTT (it weighs on
+  small frames) and so is waiting behind the previous frame on a full link. This is the
+  bandwidth estimate (``bandwidth_bps``) the controller uses.
 - ``rtt_ms_p50``, ``nbytes_p50`` (of answered frames), ``server_ms_p50`` (of served ones: a
   drop's server time is only how long it waited).
 - ``loss``: frames sent that got no feedback within ``timeout_s``, over all frames resolved in
@@ -69,11 +73,9 @@ class LinkStats:
         return not math.isnan(self.rtt_ms_p50)
 
     def bandwidth_bps(self) -> float:
-        """The link capacity estimate: at least what it delivered per second and what single
-        frames achieved (NaN when nothing was answered in the window)."""
-        if not self.answered:
-            return math.nan
-        return max(self.goodput_bps, self.effective_bps)
+        """The link capacity estimate (``effective_bps``, module docstring); NaN when nothing
+        was answered in the window."""
+        return self.effective_bps
 
 
 @dataclass(frozen=True)
@@ -89,12 +91,14 @@ class LinkMonitor:
     """Edge-side link measurement from server feedback (module docstring)."""
 
     def __init__(self, window_s: float = 2.0, timeout_s: float = 2.0, max_pending: int = 1024,
-                 max_events: int = 4096) -> None:
-        if not (window_s > 0 and timeout_s > 0 and max_pending >= 1 and max_events >= 1):
+                 max_events: int = 4096, recent: int = 8) -> None:
+        if not (window_s > 0 and timeout_s > 0 and max_pending >= 1 and max_events >= 1
+                and recent >= 1):
             raise ValueError(f"need window_s > 0, timeout_s > 0, max_pending >= 1, "
-                             f"max_events >= 1; got {window_s}, {timeout_s}, {max_pending}, "
-                             f"{max_events}")
+                             f"max_events >= 1, recent >= 1; got {window_s}, {timeout_s}, "
+                             f"{max_pending}, {max_events}, {recent}")
         self.window_s, self.timeout_s = float(window_s), float(timeout_s)
+        self.recent = int(recent)
         self.max_pending = int(max_pending)
         self._lock = threading.Lock()
         # stamp -> (send time, nbytes), in send order: the oldest expire first.
@@ -220,7 +224,8 @@ class LinkMonitor:
             return LinkStats(
                 window_s=self.window_s,
                 goodput_bps=sum(a.nbytes for a in answers) * 8 / span,
-                effective_bps=_median([a.nbytes * 8e3 / a.rtt_ms for a in answers]),
+                effective_bps=_median([a.nbytes * 8e3 / a.rtt_ms
+                                       for a in answers[-self.recent:]]),
                 rtt_ms_p50=_median([a.rtt_ms for a in answers]),
                 server_ms_p50=_median([a.server_ms for a in served]),
                 nbytes_p50=_median([a.nbytes for a in answers]),
@@ -229,6 +234,14 @@ class LinkMonitor:
                 fps_sent=len(self._sent) / span, fps_served=len(served) / span,
                 silent_s=silent, unanswered_s=max(unanswered, 0.0),
                 pending=len(self._pending), counts=dict(sorted(self._counts.items())))
+
+    def forget(self) -> None:
+        """Drop the window's measurements (an outage made them stale); counts, frames waiting
+        for an answer and the silence clock stay."""
+        with self._lock:
+            self._sent.clear()
+            self._answers.clear()
+            self._lost.clear()
 
     def memory(self) -> int:
         """Entries held (pending + remembered + window events): bounded, see the docstring."""

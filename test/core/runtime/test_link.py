@@ -52,13 +52,32 @@ def test_steady_trace_goodput_rtt_and_rates():
     assert s.counts == {"sent": 150, "served": 150}
 
 
-def test_rtt_follows_the_window_when_the_link_slows():
-    monitor = LinkMonitor(window_s=1.0)
+def test_the_estimate_follows_a_slower_link_within_a_few_frames():
+    monitor = LinkMonitor(window_s=2.0, recent=8)
     t = steady(monitor, 3.0, fps=20, nbytes=1000, net_ms=5.0, server_ms=2.0)
-    t = steady(monitor, 3.0, fps=20, nbytes=1000, net_ms=50.0, server_ms=2.0, t0=t)
+    fast = monitor.stats(t)
+    assert fast.effective_bps == pytest.approx(1000 * 8 / 0.005)
+    # Ten frames (0.5 s) at 50 ms: the newest eight say so; the 2 s RTT median does not yet.
+    t = steady(monitor, 0.5, fps=20, nbytes=1000, net_ms=50.0, server_ms=2.0, t0=t)
     s = monitor.stats(t)
-    assert s.rtt_ms_p50 == pytest.approx(50.0)
     assert s.effective_bps == pytest.approx(1000 * 8 / 0.050)
+    assert s.rtt_ms_p50 == pytest.approx(5.0)
+    assert s.goodput_bps == pytest.approx(fast.goodput_bps, rel=0.1)  # the rate did not change
+    t = steady(monitor, 3.0, fps=20, nbytes=1000, net_ms=50.0, server_ms=2.0, t0=t)
+    assert monitor.stats(t).rtt_ms_p50 == pytest.approx(50.0)
+
+
+def test_forget_drops_the_measurements_not_the_waiting_frames():
+    monitor = LinkMonitor()
+    t = steady(monitor, 1.0, fps=10, nbytes=1000, net_ms=5.0, server_ms=1.0)
+    monitor.sent(stamp(t), 1000, t)
+    monitor.forget()
+    s = monitor.stats(t + 0.1)
+    assert not s.answered and s.goodput_bps == 0.0 and s.fps_sent == 0.0
+    assert s.pending == 1 and s.unanswered_s == pytest.approx(0.1)
+    assert s.counts["served"] == 10
+    assert monitor.feedback(stamp(t), SERVED, 1.0, t + 0.2) == "served"
+    assert monitor.stats(t + 0.2).answered
 
 
 def test_loss_counts_unanswered_frames_and_server_drops_apart():
