@@ -26,6 +26,7 @@ from mtl_split_core.runtime.link import LinkMonitor, LinkStats
 ADAPTIVE_MODES = ("off", "codec", "split_codec")
 REMOTE, LOCAL = "remote", "local"
 ACCURACY_EPS = 1e-3  # accuracy drops closer than this are equally faithful
+_FRAME_FATES = ("sent", "served", "dropped", "lost", "stamp_reused")  # LinkMonitor counts
 
 
 @dataclass(frozen=True)
@@ -97,9 +98,9 @@ class Controller:
                               f"{', '.join(ADAPTIVE_MODES[1:])} ('off' runs no controller)")
         if not (math.isfinite(latency_budget_ms) and latency_budget_ms > 0):
             raise ConfigError("latency_budget_ms", f"{latency_budget_ms} must be > 0 ms")
-        if not (0 <= margin < 10 and 0 <= min_hold_s < 3600 and 0 <= fps_tolerance < 1):
-            raise ConfigError("adaptive", f"margin {margin} (0..10), min_hold_s {min_hold_s} "
-                              f"(0..3600 s) or fps_tolerance {fps_tolerance} (0..1) out of range")
+        if not (0 <= margin < 1 and 0 <= min_hold_s < 3600 and 0 <= fps_tolerance < 1):
+            raise ConfigError("adaptive", f"margin {margin} [0, 1), min_hold_s {min_hold_s} "
+                              f"[0, 3600) s or fps_tolerance {fps_tolerance} [0, 1) out of range")
         self.edge_profile, self.server_profile = dict(edge_profile), dict(server_profile)
         self.accuracy = dict(accuracy or {})
         try:  # the planner checks that both profiles describe the same splits and codecs
@@ -183,7 +184,7 @@ class Controller:
     def _safe(self, stats: LinkStats, source_fps: float | None) -> Rated | None:
         """The target if the link had ``margin`` less bandwidth: what a move up (more
         fidelity, or back from LOCAL) must still be good at, so it is not undone by noise."""
-        return self.best(self.rate(self.bandwidth_bps / (1 + self.margin), stats, source_fps))
+        return self.best(self.rate(self.bandwidth_bps * (1 - self.margin), stats, source_fps))
 
     def forget(self, now: float) -> None:
         """Drop the bandwidth history (an outage made it stale) and hold the current choice
@@ -466,5 +467,7 @@ class LinkAdaptation:
                 "recoveries": self.switch.counts["recover"], "switches": self.switches,
                 "last_event": "" if self.last_event is None else str(self.last_event),
             }
-            values.update({f"feedback_{k}": v for k, v in s.counts.items()})
+            # Lifetime counts: frames by fate, and feedback ignored by reason.
+            values.update({(f"frames_{k}" if k in _FRAME_FATES else f"feedback_{k}"): v
+                           for k, v in s.counts.items()})
             return values

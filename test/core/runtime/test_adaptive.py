@@ -333,7 +333,8 @@ def test_feedback_from_garbage_is_ignored_and_counted():
     assert adapt.feedback(5, DROPPED, 1.0, 0.01) == "dropped"
     values = adapt.values(0.02)
     assert values["feedback_unknown"] == 1 and values["feedback_bad_status"] == 1
-    assert values["feedback_bad_server_ms"] == 1 and values["feedback_dropped"] == 1
+    assert values["feedback_bad_server_ms"] == 1 and values["frames_dropped"] == 1
+    assert values["frames_sent"] == 1 and "frames_lost" not in values
     assert values["server_drop_rate"] == 1.0
 
 
