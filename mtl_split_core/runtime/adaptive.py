@@ -461,7 +461,7 @@ class LinkAdaptation:
                 "goodput_mbps": s.goodput_bps / 1e6, "effective_mbps": s.effective_bps / 1e6,
                 "rtt_ms_p50": s.rtt_ms_p50, "feedback_server_ms_p50": s.server_ms_p50,
                 "link_loss": s.loss, "server_drop_rate": s.server_drop_rate,
-                "fps_sent": s.fps_sent, "fps_served": s.fps_served,
+                "fps_sent": s.fps_sent, "fps_acked": s.fps_acked, "fps_served": s.fps_served,
                 "feedback_silent_s": s.silent_s, "feedback_pending": s.pending,
                 "fallbacks": self.switch.counts["fallback"],
                 "recoveries": self.switch.counts["recover"], "switches": self.switches,

@@ -23,9 +23,9 @@ the small feedback's way back. From the frames answered within the last ``window
   drop's server time is only how long it waited).
 - ``loss``: frames sent that got no feedback within ``timeout_s``, over all frames resolved in
   the window; server drops are counted apart (``server_drop_rate``): they crossed the link.
-- ``fps_sent``, ``fps_served``: frame rates; ``silent_s``: since the last feedback;
-  ``unanswered_s``: since the first frame sent after the last feedback (0 when every frame
-  sent since then was answered): the fallback's clock.
+- ``fps_sent``, ``fps_acked`` (answered), ``fps_served``: frame rates; ``silent_s``: since
+  the last feedback; ``unanswered_s``: since the first frame sent after the last feedback (0
+  when every frame sent since then was answered): the fallback's clock.
 
 Memory is bounded whatever the caller does: a frame never answered is forgotten after
 ``timeout_s`` (counted as lost), at most ``max_pending`` frames wait for an answer and every
@@ -61,6 +61,7 @@ class LinkStats:
     loss: float
     server_drop_rate: float
     fps_sent: float
+    fps_acked: float      # frames answered (served or dropped) per second
     fps_served: float
     silent_s: float       # since the last feedback; inf before the first one
     unanswered_s: float   # since the first frame sent after the last feedback; 0 if none
@@ -231,7 +232,8 @@ class LinkMonitor:
                 nbytes_p50=_median([a.nbytes for a in answers]),
                 loss=len(self._lost) / resolved if resolved else 0.0,
                 server_drop_rate=(len(answers) - len(served)) / len(answers) if answers else 0.0,
-                fps_sent=len(self._sent) / span, fps_served=len(served) / span,
+                fps_sent=len(self._sent) / span, fps_acked=len(answers) / span,
+                fps_served=len(served) / span,
                 silent_s=silent, unanswered_s=max(unanswered, 0.0),
                 pending=len(self._pending), counts=dict(sorted(self._counts.items())))
 

@@ -52,7 +52,8 @@ def stats(bandwidth_bps: float, server_ms: float = 3.0, unanswered_s: float = 0.
     """Link statistics as a LinkMonitor would report them for a link of ``bandwidth_bps``."""
     return LinkStats(window_s=2.0, goodput_bps=bandwidth_bps / 4, effective_bps=bandwidth_bps,
                      rtt_ms_p50=5.0, server_ms_p50=server_ms, nbytes_p50=2000.0, loss=0.0,
-                     server_drop_rate=0.0, fps_sent=30.0, fps_served=30.0, silent_s=0.01,
+                     server_drop_rate=0.0, fps_sent=30.0, fps_acked=30.0, fps_served=30.0,
+                     silent_s=0.01,
                      unanswered_s=unanswered_s, pending=0)
 
 

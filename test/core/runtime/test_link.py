@@ -95,8 +95,10 @@ def test_loss_counts_unanswered_frames_and_server_drops_apart():
     assert s.loss == pytest.approx(0.25, abs=0.03)
     assert s.server_drop_rate == pytest.approx(
         counts["dropped"] / (counts["dropped"] + counts["served"]), abs=0.05)
-    # Dropped frames crossed the link: they count for goodput, not for served fps.
-    assert s.fps_served < s.goodput_bps / (500 * 8)
+    # Dropped frames crossed the link: they count for goodput and acknowledged fps, not for
+    # served fps.
+    assert s.fps_acked == pytest.approx(s.goodput_bps / (500 * 8))
+    assert s.fps_served == pytest.approx(s.fps_acked * (1 - s.server_drop_rate))
 
 
 def test_ignored_feedback_is_counted_and_changes_nothing():
