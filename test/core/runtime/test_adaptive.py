@@ -5,6 +5,7 @@ inference and a probe's answer brings split computing back."""
 import heapq
 import math
 import random
+import threading
 from pathlib import Path
 
 import pytest
@@ -380,3 +381,45 @@ def test_the_issue_trace_closed_loop_with_the_committed_profiles():
     assert [e.kind for e in events if e.kind != "switch"] == ["fallback", "recover"]
     # Wide link: a faithful codec; narrow one: the lightest codec.
     assert chosen[0].endswith(F16) and chosen[3].endswith(Q4)
+
+
+def test_feedback_diagnostics_and_frames_from_three_threads():
+    """The node's threads: the worker (frame + sent), the feedback callback, the diagnostics
+    timer. Nothing raises and every frame sent is accounted for."""
+    adapt = LinkAdaptation("s16", Q4, controller())
+    errors, n = [], 3000
+
+    def guarded(fn):
+        def body():
+            try:
+                fn()
+            except Exception as err:  # noqa: BLE001 - the test reports any failure
+                errors.append(err)
+        return threading.Thread(target=body)
+
+    def worker():
+        for i in range(n):
+            adapt.frame(i / 1000, 30.0)
+            adapt.sent(i, 2000, i / 1000)
+
+    def feedback():
+        for i in range(n):
+            adapt.feedback(i, SERVED, 1.0, i / 1000 + 0.004)
+
+    def diagnostics():
+        for i in range(n // 10):
+            adapt.values(i / 100)
+
+    threads = [guarded(f) for f in (worker, feedback, diagnostics)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    counts = adapt.monitor.stats(n / 1000 + 5).counts
+    assert counts["sent"] == n
+    # Every frame sent met one fate, every feedback got one verdict (whatever the interleaving:
+    # an answer can overtake its frame's ``sent`` and is then unknown).
+    fates = counts.get("served", 0) + counts.get("lost", 0)
+    verdicts = sum(counts.get(k, 0) for k in ("served", "unknown", "late", "duplicate"))
+    assert fates == n and verdicts == n
