@@ -1,0 +1,473 @@
+"""Link adaptation on the edge: the split and codec follow the measured link (``Controller``),
+and the whole network runs on the robot when the server is out of reach (``FallbackSwitch``).
+``LinkAdaptation`` ties both to a ``LinkMonitor`` for the edge node (docs/ADAPTIVE.md).
+
+Inputs are plain numbers and the profiles as ``plan.profile.load_profile`` returns them; time
+is passed in (seconds, monotonic), so every decision is deterministic and testable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mtl_split_core.codec import CODECS, codec_bits
+from mtl_split_core.errors import InputError
+from mtl_split_core.plan.link import Link
+from mtl_split_core.plan.planner import Option, options
+from mtl_split_core.runtime.errors import ConfigError
+from mtl_split_core.runtime.link import LinkMonitor, LinkStats
+
+ADAPTIVE_MODES = ("off", "codec", "split_codec")
+REMOTE, LOCAL = "remote", "local"
+ACCURACY_EPS = 1e-3  # accuracy drops closer than this are equally faithful
+_FRAME_FATES = ("sent", "served", "dropped", "lost", "stamp_reused")  # LinkMonitor counts
+
+
+@dataclass(frozen=True)
+class Event:
+    """One transition, for one log line and /diagnostics. ``kind``: 'switch' (split/codec),
+    'fallback' (REMOTE -> LOCAL) or 'recover' (LOCAL -> REMOTE)."""
+
+    t: float
+    kind: str
+    before: str
+    after: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.before} -> {self.after} ({self.reason})"
+
+
+# ------------------------------------------------------------------------------ the controller
+@dataclass(frozen=True)
+class Rated:
+    """A remote option evaluated for the measured link: delivered fps and budget fit."""
+
+    option: Option
+    fps: float    # min(the planner's pipelined fps, the camera's rate)
+    fits: bool    # end-to-end latency within the budget
+
+    @property
+    def choice(self) -> tuple[str, str]:
+        return str(self.option.split), str(self.option.codec)
+
+
+class Controller:
+    """Picks (split, codec) from the measured link with the planner's cost model.
+
+    Each ``update`` turns the link statistics into a ``plan.link.Link`` and rates every remote
+    option of ``planner.options`` the mode allows ('codec': the current split's codecs;
+    'split_codec': every split of ``splits`` x every codec of ``codecs``) by delivered fps
+    (capped at the camera's rate) and latency. The target is the option with the highest
+    delivered fps whose latency fits ``latency_budget_ms``; among options within
+    ``fps_tolerance`` of that fps, the most faithful one (lowest accuracy drop when
+    ``accuracy`` knows both, else more codec bits), then the fastest.
+
+    The link estimate: ``LinkStats.bandwidth_bps`` (at least the goodput and at least what
+    single frames achieved), as a pure bandwidth (``rtt_ms`` 0: propagation is inside the
+    per-frame estimate) and no loss (reliable QoS turns packet loss into retransmission delay,
+    already in the measured RTT). Server times get the measured overhead on top of the profile
+    (outputs assembly and publishing, queueing behind other robots): the server's reported
+    ``server_ms`` minus the profile's time for the current option.
+
+    No flapping: decisions use the *lowest* bandwidth estimate of the last ``min_hold_s``
+    seconds (a drop acts at once, a rise only once it has lasted ``min_hold_s``), and a switch
+    needs, after the current choice was held ``min_hold_s``, either ``margin`` (20%) more
+    delivered fps, or more fidelity at as much fps (within ``fps_tolerance``) *even with
+    ``margin`` less bandwidth* — a move up must survive the noise that would undo it. The one
+    exception to the hold: a current choice over the budget is left at once.
+
+    When no option fits the budget, ``remote_fits`` goes False (the FallbackSwitch runs the
+    network locally; probes keep measuring the link) until, after ``min_hold_s``, one fits with
+    ``margin`` less bandwidth. Not thread-safe: ``LinkAdaptation`` serialises the calls.
+    """
+
+    def __init__(self, edge_profile: Mapping[str, Any], server_profile: Mapping[str, Any],
+                 splits: Sequence[str], split: str, codec: str, mode: str = "split_codec",
+                 latency_budget_ms: float = 150.0, codecs: Sequence[str] = CODECS,
+                 accuracy: Mapping[str, float] | None = None, margin: float = 0.2,
+                 min_hold_s: float = 2.0, fps_tolerance: float = 0.05) -> None:
+        if mode not in ADAPTIVE_MODES[1:]:
+            raise ConfigError("adaptive", f"controller mode {mode!r}: expected one of "
+                              f"{', '.join(ADAPTIVE_MODES[1:])} ('off' runs no controller)")
+        if not (math.isfinite(latency_budget_ms) and latency_budget_ms > 0):
+            raise ConfigError("latency_budget_ms", f"{latency_budget_ms} must be > 0 ms")
+        if not (0 <= margin < 1 and 0 <= min_hold_s < 3600 and 0 <= fps_tolerance < 1):
+            raise ConfigError("adaptive", f"margin {margin} [0, 1), min_hold_s {min_hold_s} "
+                              f"[0, 3600) s or fps_tolerance {fps_tolerance} [0, 1) out of range")
+        self.edge_profile, self.server_profile = dict(edge_profile), dict(server_profile)
+        self.accuracy = dict(accuracy or {})
+        try:  # the planner checks that both profiles describe the same splits and codecs
+            every = options(self.edge_profile, self.server_profile, Link(1e6), self.accuracy)
+        except (InputError, KeyError, TypeError) as err:
+            raise ConfigError("profiles", f"unusable robot/server profiles: {err}") from None
+        measured = {(o.split, o.codec) for o in every if o.split is not None}
+        self.choices = [(s, c) for s in splits for c in codecs if (s, c) in measured]
+        if (split, codec) not in self.choices:
+            raise ConfigError("split", f"{split} {codec} is not among the profiled options of "
+                              f"the model: {', '.join(map(_name, self.choices)) or 'none'}")
+        self.mode, self.budget_ms = mode, float(latency_budget_ms)
+        self.margin, self.min_hold_s = float(margin), float(min_hold_s)
+        self.fps_tolerance = float(fps_tolerance)
+        self.current: tuple[str, str] = (split, codec)
+        self.remote_fits = True
+        self.verdict = "not measured yet"
+        self._since: float | None = None  # when the current choice / verdict began
+        self._bandwidth: deque[tuple[float, float]] = deque(maxlen=4096)
+        self.bandwidth_bps = math.nan  # the estimate the last decision used
+
+    # -------------------------------------------------------------------------- decisions
+    def pin(self, split: str, codec: str, now: float) -> None:
+        """The user set split/codec (``ros2 param set``): adopt them and hold them."""
+        if (split, codec) not in self.choices:
+            raise ConfigError("split", f"{split} {codec} is not among the profiled options: "
+                              f"{', '.join(map(_name, self.choices))}")
+        self.current, self._since = (split, codec), float(now)
+
+    def update(self, now: float, stats: LinkStats, source_fps: float | None = None
+               ) -> list[Event]:
+        """Re-decide from ``stats``; the switches made (none while nothing was measured)."""
+        now = float(now)
+        if self._since is None:
+            self._since = now
+        bandwidth = stats.bandwidth_bps()
+        if not (math.isfinite(bandwidth) and bandwidth > 0):
+            return []  # nothing answered in the window: the FallbackSwitch handles silence
+        self._bandwidth.append((now, bandwidth))
+        while self._bandwidth and self._bandwidth[0][0] < now - self.min_hold_s:
+            self._bandwidth.popleft()
+        self.bandwidth_bps = min(b for _, b in self._bandwidth)
+        rated = self.rate(self.bandwidth_bps, stats, source_fps)
+        target = self.best(rated)
+        current = rated[self.current]
+        held = now - self._since >= self.min_hold_s
+        if target is None:
+            fastest = min(rated.values(), key=lambda r: r.option.latency_ms)
+            self.verdict = (f"no option within {self.budget_ms:g} ms at "
+                            f"{_mbit(self.bandwidth_bps)}: the fastest, {fastest.option.name}, "
+                            f"needs {fastest.option.latency_ms:.0f} ms")
+            if self.remote_fits:
+                self.remote_fits, self._since = False, now
+            return []
+        if not self.remote_fits:
+            safe = self._safe(stats, source_fps)
+            if not held or safe is None:
+                return []
+            self.remote_fits = True
+            self.verdict = (f"{safe.option.name} fits the budget again at "
+                            f"{_mbit(self.bandwidth_bps)}")
+            return self._switch(now, safe, self.verdict)
+        self.verdict = (f"{_name(self.current)}: {current.fps:.1f} fps, "
+                        f"{current.option.latency_ms:.0f} ms at {_mbit(self.bandwidth_bps)}")
+        if not current.fits:
+            return self._switch(now, target, f"{_name(self.current)} needs "
+                                f"{current.option.latency_ms:.0f} ms > budget "
+                                f"{self.budget_ms:g} ms at {_mbit(self.bandwidth_bps)}")
+        if not held or target.choice == self.current:
+            return []
+        if target.fps >= current.fps * (1 + self.margin):
+            return self._switch(now, target, f"{target.fps:.1f} fps instead of "
+                                f"{current.fps:.1f} at {_mbit(self.bandwidth_bps)}")
+        safe = self._safe(stats, source_fps)
+        if (safe is not None and safe.fps >= current.fps * (1 - self.fps_tolerance)
+                and self._more_faithful(safe.option, current.option)):
+            return self._switch(now, safe, f"more faithful at {safe.fps:.1f} fps even with "
+                                f"{self.margin:.0%} less than {_mbit(self.bandwidth_bps)}")
+        return []
+
+    def _safe(self, stats: LinkStats, source_fps: float | None) -> Rated | None:
+        """The target if the link had ``margin`` less bandwidth: what a move up (more
+        fidelity, or back from LOCAL) must still be good at, so it is not undone by noise."""
+        return self.best(self.rate(self.bandwidth_bps * (1 - self.margin), stats, source_fps))
+
+    def forget(self, now: float) -> None:
+        """Drop the bandwidth history (an outage made it stale) and hold the current choice
+        from ``now``: a move up needs ``min_hold_s`` of new measurements."""
+        self._bandwidth.clear()
+        self._since = float(now)
+
+    def _switch(self, now: float, target: Rated, reason: str) -> list[Event]:
+        before, self.current, self._since = self.current, target.choice, now
+        if before == self.current:
+            return []
+        return [Event(now, "switch", _name(before), _name(self.current), reason)]
+
+    # -------------------------------------------------------------------------- the model
+    def rate(self, bandwidth_bps: float, stats: LinkStats | None = None,
+             source_fps: float | None = None) -> dict[tuple[str, str], Rated]:
+        """Every allowed remote option at ``bandwidth_bps``, by (split, codec)."""
+        link = Link(bandwidth_bps)
+        every = {(o.split, o.codec): o for o in
+                 options(self.edge_profile, self.server_profile, link, self.accuracy)}
+        overhead = 0.0
+        if stats is not None and math.isfinite(stats.server_ms_p50):
+            overhead = max(0.0, stats.server_ms_p50 - every[self.current].server_ms)
+        cap = source_fps if source_fps is not None and source_fps > 0 else math.inf
+        rated = {}
+        for choice in self.choices:
+            if self.mode == "codec" and choice[0] != self.current[0]:
+                continue
+            option = every[choice]
+            option = dataclasses.replace(option, server_ms=option.server_ms + overhead)
+            rated[choice] = Rated(option, min(option.fps, cap),
+                                  option.latency_ms <= self.budget_ms)
+        return rated
+
+    def best(self, rated: Mapping[tuple[str, str], Rated]) -> Rated | None:
+        """The target among ``rated`` (class docstring), None when none fits the budget."""
+        fits = [r for r in rated.values() if r.fits]
+        if not fits:
+            return None
+        top = max(r.fps for r in fits)
+        tier = [r for r in fits if r.fps >= top * (1 - self.fps_tolerance)]
+        by_drop = all(r.option.accuracy_drop is not None for r in tier)
+
+        def fidelity(r: Rated) -> float:
+            if by_drop:  # rounded: drops within ACCURACY_EPS are equally faithful
+                return -round(float(r.option.accuracy_drop or 0.0) / ACCURACY_EPS)
+            return float(_bits(str(r.option.codec)))
+
+        return max(tier, key=lambda r: (fidelity(r), -r.option.latency_ms))
+
+    @staticmethod
+    def _more_faithful(a: Option, b: Option) -> bool:
+        if a.accuracy_drop is not None and b.accuracy_drop is not None:
+            return a.accuracy_drop < b.accuracy_drop - ACCURACY_EPS
+        return _bits(str(a.codec)) > _bits(str(b.codec))
+
+
+def _bits(codec: str) -> int:
+    bits = codec_bits(codec)
+    return 16 if bits is None else bits
+
+
+def _name(choice: tuple[str, str]) -> str:
+    return f"{choice[0]} {choice[1]}"
+
+
+def _mbit(bps: float) -> str:
+    return f"{bps / 1e6:.2f} Mbit/s"
+
+
+# ------------------------------------------------------------------------------ the fallback
+class FallbackSwitch:
+    """REMOTE (split computing) or LOCAL (the whole network on the robot).
+
+    REMOTE -> LOCAL when a frame sent has had no feedback of any kind for ``fallback_after``
+    seconds (0 = never on silence), or when the controller finds no option within the latency
+    budget. In LOCAL the edge publishes one probe frame (its ordinary features) every
+    ``probe_period`` seconds; after a silence the first feedback for a probe returns it to
+    REMOTE, after a budget verdict the controller's next verdict does (measured on the probes).
+
+    A returning server never gets a burst of stale frames: the features writer is reliable with
+    KEEP_LAST 1 history (volatile durability), so while the server is unreachable DDS keeps at
+    most the newest sample for it and delivers at most that one on reconnection — a probe at
+    most ``probe_period`` old — and a restarted server (a new reader) gets none. Until a probe
+    is answered the edge publishes nothing but probes, at most 1 / ``probe_period`` per second,
+    so full rate resumes only once the server has shown that it serves again.
+    """
+
+    def __init__(self, fallback_after: float = 0.5, probe_period: float = 0.5,
+                 max_probes: int = 64) -> None:
+        if not (math.isfinite(fallback_after) and 0 <= fallback_after <= 3600):
+            raise ConfigError("fallback_after", f"{fallback_after} must be in [0, 3600] s "
+                              "(0 = no fallback on silence)")
+        if not (math.isfinite(probe_period) and 0.01 <= probe_period <= 3600):
+            raise ConfigError("probe_period", f"{probe_period} must be in [0.01, 3600] s")
+        self.fallback_after, self.probe_period = float(fallback_after), float(probe_period)
+        self.mode, self.reason = REMOTE, "start"
+        self.cause: str | None = None           # 'silence' or 'budget' while LOCAL
+        self._probes: deque[int] = deque(maxlen=max_probes)
+        self._last_probe = -math.inf
+        self._since = -math.inf  # the last transition
+        self.counts = {"fallback": 0, "recover": 0}
+
+    def update(self, now: float, stats: LinkStats, remote_fits: bool = True,
+               verdict: str = "") -> list[Event]:
+        """Transitions due at ``now``."""
+        if self.mode == REMOTE:
+            # Frames sent before a recovery do not count: after one the server gets a whole
+            # fallback_after to answer the first full-rate frames.
+            silent = min(stats.unanswered_s, now - self._since)
+            if self.fallback_after > 0 and silent >= self.fallback_after:
+                return self._go(now, LOCAL, "silence", f"no feedback for {silent:.2f} s "
+                                f"(fallback_after {self.fallback_after:g} s)")
+            if not remote_fits:
+                return self._go(now, LOCAL, "budget", verdict or "no option within the budget")
+        elif self.cause == "budget" and remote_fits:
+            return self._go(now, REMOTE, None, verdict or "an option fits the budget again")
+        return []
+
+    def probe_due(self, now: float) -> bool:
+        """In LOCAL: whether this frame should go out as a probe."""
+        return self.mode == LOCAL and now - self._last_probe >= self.probe_period
+
+    def sent(self, stamp_ns: int, now: float) -> None:
+        """A features message left; in LOCAL it is a probe."""
+        if self.mode == LOCAL:
+            self._probes.append(int(stamp_ns))
+            self._last_probe = float(now)
+
+    def answered(self, stamp_ns: int, now: float, remote_fits: bool = True,
+                 verdict: str = "") -> list[Event]:
+        """Valid feedback for ``stamp_ns`` arrived: a probe's ends a silence — back to REMOTE,
+        or, when the controller (having seen the probe) finds no option within the budget,
+        LOCAL for that reason from now on."""
+        if self.mode == LOCAL and self.cause == "silence" and int(stamp_ns) in self._probes:
+            if remote_fits:
+                return self._go(now, REMOTE, None, "the server answered a probe")
+            self.cause, self.reason = "budget", verdict or "no option within the budget"
+        return []
+
+    def _go(self, now: float, mode: str, cause: str | None, reason: str) -> list[Event]:
+        before, self.mode, self.cause, self.reason = self.mode, mode, cause, reason
+        self._since = float(now)
+        self._probes.clear()
+        self._last_probe = -math.inf  # the first LOCAL frame probes at once
+        kind = "fallback" if mode == LOCAL else "recover"
+        self.counts[kind] += 1
+        return [Event(now, kind, before.upper(), mode.upper(), reason)]
+
+
+# ------------------------------------------------------------------------------ the edge's view
+@dataclass(frozen=True)
+class FramePlan:
+    """What the edge does with one camera frame."""
+
+    send: bool     # encode with (split, codec) and publish the features
+    local: bool    # run the server part on the robot and publish the outputs itself
+    split: str
+    codec: str
+    events: tuple[Event, ...]  # transitions since the last frame: log one line each
+
+
+class LinkAdaptation:
+    """The edge node's one object for link feedback, adaptation and fallback (thread-safe).
+
+    Per camera frame ``frame(now)`` says what to do; after publishing features ``sent(...)``;
+    per LinkFeedback message ``feedback(...)``; the diagnostics timer reads ``values(now)``
+    and ``problem()``. ``controller`` None = ``adaptive: off`` (split/codec stay as
+    configured; the fallback still works).
+    """
+
+    def __init__(self, split: str, codec: str, controller: Controller | None = None,
+                 fallback_after: float = 0.5, probe_period: float = 0.5,
+                 monitor: LinkMonitor | None = None) -> None:
+        self.monitor = monitor or LinkMonitor()
+        self.controller = controller
+        self.switch = FallbackSwitch(fallback_after, probe_period)
+        self._fixed = (split, codec)
+        self._lock = threading.Lock()
+        self._events: list[Event] = []        # from feedback, handed out by the next frame()
+        self._source_fps: float | None = None  # the camera's rate frame() was last given
+        self.last_event: Event | None = None
+        self.switches = 0
+
+    @property
+    def choice(self) -> tuple[str, str]:
+        return self.controller.current if self.controller is not None else self._fixed
+
+    @property
+    def mode(self) -> str:
+        return self.switch.mode
+
+    def configure(self, split: str, codec: str, now: float) -> None:
+        """The user changed split/codec at run time (already validated by the runner)."""
+        with self._lock:
+            if self.controller is not None:
+                self.controller.pin(split, codec, now)
+            self._fixed = (split, codec)
+
+    def frame(self, now: float, source_fps: float | None = None) -> FramePlan:
+        """Decide for one camera frame; ``source_fps``: the camera's rate (None = no cap)."""
+        with self._lock:
+            self._source_fps = source_fps
+            stats = self.monitor.stats(now)
+            events, self._events = self._events, []
+            fits, verdict = True, ""
+            if self.controller is not None:
+                events += self.controller.update(now, stats, source_fps)
+                fits, verdict = self.controller.remote_fits, self.controller.verdict
+            events += self._forget_if_silent(self.switch.update(now, stats, fits, verdict))
+            self._note(events)
+            local = self.switch.mode == LOCAL
+            split, codec = self.choice
+            return FramePlan(not local or self.switch.probe_due(now), local, split, codec,
+                             tuple(events))
+
+    def sent(self, stamp_ns: int, nbytes: int, now: float) -> None:
+        """The features of the frame stamped ``stamp_ns`` were published."""
+        with self._lock:
+            self.monitor.sent(stamp_ns, nbytes, now)
+            self.switch.sent(stamp_ns, now)
+
+    def feedback(self, stamp_ns: int, status: int, server_ms: float, now: float) -> str:
+        """One LinkFeedback; returns ``LinkMonitor.feedback``'s verdict (count the ignored)."""
+        with self._lock:
+            verdict = self.monitor.feedback(stamp_ns, status, server_ms, now)
+            if verdict in ("served", "dropped") and self.switch.mode == LOCAL:
+                # Let the controller see the probe before the switch acts on it: a link that
+                # answers but is too slow for the budget must not bring REMOTE back for a frame.
+                events: list[Event] = []
+                fits, why = True, ""
+                if self.controller is not None:
+                    events += self.controller.update(now, self.monitor.stats(now),
+                                                     self._source_fps)
+                    fits, why = self.controller.remote_fits, self.controller.verdict
+                events += self.switch.answered(stamp_ns, now, fits, why)
+                if self.switch.cause == "budget":
+                    events += self.switch.update(now, self.monitor.stats(now), fits, why)
+                self._note(events)
+                self._events += events
+            return verdict
+
+    def _forget_if_silent(self, events: list[Event]) -> list[Event]:
+        """After a silence fallback the link is unknown: measurements from before it would
+        bring REMOTE back on stale numbers, so the probes start afresh."""
+        fallback = [e for e in events if e.kind == "fallback"]
+        if self.switch.cause == "silence" and fallback:
+            self.monitor.forget()
+            if self.controller is not None:
+                self.controller.forget(fallback[0].t)
+        return events
+
+    def _note(self, events: list[Event]) -> None:
+        for event in events:
+            self.last_event = event
+            self.switches += event.kind == "switch"
+
+    def problem(self) -> str | None:
+        """The /diagnostics WARN message while running locally, else None."""
+        return f"running locally: {self.switch.reason}" if self.switch.mode == LOCAL else None
+
+    def values(self, now: float) -> dict[str, object]:
+        """The /diagnostics key/values (docs/ADAPTIVE.md lists them)."""
+        with self._lock:
+            s = self.monitor.stats(now)
+            split, codec = self.choice
+            ctrl = self.controller
+            values: dict[str, object] = {
+                "link_mode": self.switch.mode, "link_mode_reason": self.switch.reason,
+                "adaptive": "off" if ctrl is None else ctrl.mode,
+                "adaptive_choice": f"{split} {codec}",
+                "adaptive_verdict": "" if ctrl is None else ctrl.verdict,
+                "bandwidth_estimate_mbps": math.nan if ctrl is None else ctrl.bandwidth_bps / 1e6,
+                "goodput_mbps": s.goodput_bps / 1e6, "effective_mbps": s.effective_bps / 1e6,
+                "rtt_ms_p50": s.rtt_ms_p50, "feedback_server_ms_p50": s.server_ms_p50,
+                "link_loss": s.loss, "server_drop_rate": s.server_drop_rate,
+                "fps_sent": s.fps_sent, "fps_acked": s.fps_acked, "fps_served": s.fps_served,
+                "feedback_silent_s": s.silent_s, "feedback_pending": s.pending,
+                "fallbacks": self.switch.counts["fallback"],
+                "recoveries": self.switch.counts["recover"], "switches": self.switches,
+                "last_event": "" if self.last_event is None else str(self.last_event),
+            }
+            # Lifetime counts: frames by fate, and feedback ignored by reason.
+            values.update({(f"frames_{k}" if k in _FRAME_FATES else f"feedback_{k}"): v
+                           for k, v in s.counts.items()})
+            return values

@@ -1,0 +1,174 @@
+"""LinkMonitor: goodput, RTT, loss, silence and bounded memory on synthetic feedback traces
+(time passed in, no sleeps)."""
+
+import math
+
+import pytest
+
+from mtl_split_core.runtime.link import DROPPED, SERVED, LinkMonitor
+
+NS = 1_000_000_000
+
+
+def stamp(t: float) -> int:
+    return int(round(t * NS))
+
+
+def steady(monitor: LinkMonitor, seconds: float, fps: float, nbytes: int, net_ms: float,
+           server_ms: float, t0: float = 0.0, answer=lambda i: SERVED) -> float:
+    """Send ``fps`` frames per second for ``seconds``; each one answered ``net_ms +
+    server_ms`` later with status ``answer(i)`` (None: never answered). Returns the end time."""
+    events = []  # (time, kind, stamp, status)
+    n = int(round(seconds * fps))
+    for i in range(n):
+        t = t0 + i / fps
+        events.append((t, 0, stamp(t), None))
+        status = answer(i)
+        if status is not None:
+            events.append((t + (net_ms + server_ms) / 1e3, 1, stamp(t), status))
+    for t, kind, s, status in sorted(events):
+        if kind == 0:
+            monitor.sent(s, nbytes, t)
+        else:
+            assert monitor.feedback(s, status, server_ms, t) in ("served", "dropped")
+    return t0 + n / fps
+
+
+def test_steady_trace_goodput_rtt_and_rates():
+    monitor = LinkMonitor(window_s=2.0, timeout_s=2.0)
+    end = steady(monitor, 5.0, fps=30, nbytes=2000, net_ms=10.0, server_ms=5.0)
+    s = monitor.stats(end)
+    # 30 frames/s of 2000 bytes acknowledged: 480 kbit/s (the window holds 2 s of answers).
+    assert s.goodput_bps == pytest.approx(30 * 2000 * 8, rel=0.03)
+    assert s.rtt_ms_p50 == pytest.approx(10.0, abs=1e-6)       # minus the server's 5 ms
+    assert s.server_ms_p50 == pytest.approx(5.0)
+    assert s.effective_bps == pytest.approx(2000 * 8 / 0.010, rel=1e-6)  # one frame per RTT
+    assert s.bandwidth_bps() == pytest.approx(s.effective_bps)
+    assert s.nbytes_p50 == 2000
+    assert s.fps_sent == pytest.approx(30, rel=0.03) and s.fps_served == pytest.approx(30, rel=0.03)
+    assert s.loss == 0.0 and s.server_drop_rate == 0.0
+    assert s.silent_s == pytest.approx(1 / 30 - 0.015, abs=1e-6)  # last answer 15 ms after send
+    assert s.unanswered_s == 0.0 and s.pending == 0 and s.answered
+    assert s.counts == {"sent": 150, "served": 150}
+
+
+def test_the_estimate_follows_a_slower_link_within_a_few_frames():
+    monitor = LinkMonitor(window_s=2.0, recent=8)
+    t = steady(monitor, 3.0, fps=20, nbytes=1000, net_ms=5.0, server_ms=2.0)
+    fast = monitor.stats(t)
+    assert fast.effective_bps == pytest.approx(1000 * 8 / 0.005)
+    # Ten frames (0.5 s) at 50 ms: the newest eight say so; the 2 s RTT median does not yet.
+    t = steady(monitor, 0.5, fps=20, nbytes=1000, net_ms=50.0, server_ms=2.0, t0=t)
+    s = monitor.stats(t)
+    assert s.effective_bps == pytest.approx(1000 * 8 / 0.050)
+    assert s.rtt_ms_p50 == pytest.approx(5.0)
+    assert s.goodput_bps == pytest.approx(fast.goodput_bps, rel=0.1)  # the rate did not change
+    t = steady(monitor, 3.0, fps=20, nbytes=1000, net_ms=50.0, server_ms=2.0, t0=t)
+    assert monitor.stats(t).rtt_ms_p50 == pytest.approx(50.0)
+
+
+def test_forget_drops_the_measurements_not_the_waiting_frames():
+    monitor = LinkMonitor()
+    t = steady(monitor, 1.0, fps=10, nbytes=1000, net_ms=5.0, server_ms=1.0)
+    monitor.sent(stamp(t), 1000, t)
+    monitor.forget()
+    s = monitor.stats(t + 0.1)
+    assert not s.answered and s.goodput_bps == 0.0 and s.fps_sent == 0.0
+    assert s.pending == 1 and s.unanswered_s == pytest.approx(0.1)
+    assert s.counts["served"] == 10
+    assert monitor.feedback(stamp(t), SERVED, 1.0, t + 0.2) == "served"
+    assert monitor.stats(t + 0.2).answered
+
+
+def test_loss_counts_unanswered_frames_and_server_drops_apart():
+    monitor = LinkMonitor(window_s=4.0, timeout_s=0.5)
+    # Every 4th frame is never answered (lost on the way), every 5th one dropped by the server.
+    pattern = {0: None}
+    end = steady(monitor, 10.0, fps=20, nbytes=500, net_ms=20, server_ms=1,
+                 answer=lambda i: pattern.get(i % 4, DROPPED if i % 5 == 0 else SERVED))
+    s = monitor.stats(end + 1.0)  # every unanswered frame has timed out
+    lost = sum(1 for i in range(200) if i % 4 == 0)
+    assert s.counts["lost"] == lost and s.pending == 0
+    counts = s.counts  # lifetime
+    assert counts["dropped"] == sum(1 for i in range(200) if i % 4 and i % 5 == 0)
+    # Over the window (the last 4 s of resolutions): a quarter lost; drops are not losses.
+    assert s.loss == pytest.approx(0.25, abs=0.03)
+    assert s.server_drop_rate == pytest.approx(
+        counts["dropped"] / (counts["dropped"] + counts["served"]), abs=0.05)
+    # Dropped frames crossed the link: they count for goodput and acknowledged fps, not for
+    # served fps.
+    assert s.fps_acked == pytest.approx(s.goodput_bps / (500 * 8))
+    assert s.fps_served == pytest.approx(s.fps_acked * (1 - s.server_drop_rate))
+
+
+def test_ignored_feedback_is_counted_and_changes_nothing():
+    monitor = LinkMonitor(window_s=2.0, timeout_s=1.0)
+    monitor.sent(stamp(0.0), 1000, 0.0)
+    monitor.sent(stamp(0.1), 1000, 0.1)
+    assert monitor.feedback(stamp(0.0), SERVED, 2.0, 0.012) == "served"
+    before = monitor.stats(0.2)
+    assert monitor.feedback(stamp(0.0), SERVED, 2.0, 0.02) == "duplicate"
+    assert monitor.feedback(stamp(7.0), SERVED, 2.0, 0.02) == "unknown"
+    assert monitor.feedback(stamp(0.1), 7, 2.0, 0.12) == "bad_status"
+    for bad in (math.nan, -1.0, math.inf, 1e9):
+        assert monitor.feedback(stamp(0.1), SERVED, bad, 0.12) == "bad_server_ms"
+    after = monitor.stats(0.2)
+    assert after.rtt_ms_p50 == before.rtt_ms_p50 and after.goodput_bps == before.goodput_bps
+    assert after.pending == 1  # the frame with bad feedback still waits for a real answer
+    assert monitor.feedback(stamp(0.1), SERVED, 2.0, 0.13) == "served"
+    # After the timeout the frame is given up; its answer then is "late", not a success.
+    monitor.sent(stamp(0.5), 1000, 0.5)
+    assert monitor.stats(1.6).counts["lost"] == 1
+    assert monitor.feedback(stamp(0.5), SERVED, 2.0, 1.7) == "late"
+    counts = monitor.stats(1.7).counts
+    assert counts == {"sent": 3, "served": 2, "lost": 1, "duplicate": 1, "unknown": 1,
+                      "bad_status": 1, "bad_server_ms": 4, "late": 1}
+
+
+def test_silence_clocks():
+    monitor = LinkMonitor()
+    assert monitor.stats(0.0).silent_s == math.inf and monitor.stats(0.0).unanswered_s == 0.0
+    monitor.sent(stamp(1.0), 100, 1.0)
+    assert monitor.stats(1.3).unanswered_s == pytest.approx(0.3)
+    monitor.sent(stamp(1.1), 100, 1.1)
+    monitor.sent(stamp(1.2), 100, 1.2)
+    # The answer for the frame of 1.1 s: the silence clock restarts at the next one still
+    # waiting (1.2 s); the one of 1.0 s is older than an answered frame.
+    monitor.feedback(stamp(1.1), SERVED, 1.0, 1.25)
+    s = monitor.stats(1.4)
+    assert s.silent_s == pytest.approx(0.15) and s.unanswered_s == pytest.approx(0.2)
+    monitor.feedback(stamp(1.2), SERVED, 1.0, 1.45)
+    assert monitor.stats(1.5).unanswered_s == 0.0
+
+
+def test_a_reused_stamp_counts_the_newest_send():
+    monitor = LinkMonitor()
+    monitor.sent(123, 1000, 0.0)
+    monitor.sent(123, 1000, 0.5)
+    assert monitor.feedback(123, SERVED, 0.0, 0.52) == "served"
+    s = monitor.stats(0.6)
+    assert s.rtt_ms_p50 == pytest.approx(20.0) and s.counts["stamp_reused"] == 1
+
+
+@pytest.mark.parametrize("fps", [30.0, 1e6])  # a camera rate, and all at (nearly) one instant
+def test_memory_is_bounded_under_100k_frames_without_feedback(fps):
+    monitor = LinkMonitor(window_s=2.0, timeout_s=2.0, max_pending=1024, max_events=4096)
+    peak = 0
+    for i in range(100_000):
+        t = i / fps
+        monitor.sent(i, 1000, t)
+        if i % 997 == 0:
+            peak = max(peak, monitor.memory())
+    s = monitor.stats(100_000 / fps)
+    assert peak <= 1024 + 3 * 4096
+    assert s.pending <= 1024 and s.counts["lost"] + s.pending == 100_000
+    assert s.loss == 1.0 and not s.answered and math.isnan(s.bandwidth_bps())
+    if fps == 30.0:  # at a camera's rate only the last timeout's frames wait
+        assert s.pending == pytest.approx(2.0 * fps, abs=2)
+
+
+def test_constructor_rejects_bad_settings():
+    with pytest.raises(ValueError, match="window_s"):
+        LinkMonitor(window_s=0)
+    with pytest.raises(ValueError):
+        LinkMonitor(timeout_s=-1)
