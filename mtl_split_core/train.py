@@ -73,6 +73,15 @@ def _sampling_weights(data: dict, device: torch.device) -> torch.Tensor | None:
     return torch.from_numpy(w).to(device)
 
 
+def epoch_order(n: int, draws: int, weights: torch.Tensor | None,
+                generator: torch.Generator) -> torch.Tensor:
+    """The frame indices of one epoch: a permutation of the ``n`` frames without ``weights``,
+    else ``draws`` indices drawn with replacement in proportion to them."""
+    if weights is None:
+        return torch.randperm(n, device=generator.device, generator=generator)
+    return torch.multinomial(weights, draws, replacement=True, generator=generator)
+
+
 def train(config: ModelConfig, train_data: dict, val_data: dict | None, out_dir: str | Path,
           split: str | None = None, epochs: int = 30, batch_size: int = 32, lr: float = 2e-3,
           weighting: str = "uncertainty", device: str = "cpu", pretrained: bool = True,
@@ -163,11 +172,7 @@ def train(config: ModelConfig, train_data: dict, val_data: dict | None, out_dir:
         model.train()
         for module in frozen:  # batch-norm statistics of a frozen edge stay as deployed
             module.eval()
-        if weights is None:
-            perm = torch.randperm(n, device=dev, generator=gen)
-        else:
-            perm = torch.multinomial(weights, steps_per_epoch * batch_size, replacement=True,
-                                     generator=gen)
+        perm = epoch_order(n, steps_per_epoch * batch_size, weights, gen)
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}",
                    disable=None if progress else True, leave=False)
         sums: dict[str, float] = {}
