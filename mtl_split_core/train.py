@@ -210,7 +210,7 @@ def train(config: ModelConfig, train_data: dict, val_data: dict | None, out_dir:
             for k, v in {"loss": float(loss.detach()), **parts}.items():
                 sums[k] = sums.get(k, 0.0) + v
                 counts[k] = counts.get(k, 0) + 1
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
         mean = {k: sums[k] / counts[k] for k in sums}  # per task: over batches that had it
         writer.writerow([epoch, step, f"{mean.get('loss', 0):.4f}",
                          *[f"{mean[t]:.4f}" if t in mean else "" for t in config.tasks],
