@@ -83,6 +83,8 @@ class ModelConfig:
                 f"as mono8 with {IGNORE_ID} = ignore, so at most {IGNORE_ID}")
         if len(set(self.segmentation_classes)) != len(self.segmentation_classes):
             bad("segmentation_classes", "class names must be distinct")
+        if "detection" in self.tasks and not self.detection_classes:
+            bad("detection_classes", "a detection head needs at least one class")
         n_stuff = len(self.segmentation_classes) - len(self.detection_classes)
         if n_stuff < 1 or self.segmentation_classes[n_stuff:] != self.detection_classes:
             bad("segmentation_classes", "must list stuff classes first, then the detection "
