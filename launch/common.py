@@ -35,6 +35,8 @@ DESCRIPTIONS = {
              "with compressed transport the node reads <image>/compressed).",
     "camera_info": "CameraInfo topic ('' = `camera_info` in the namespace).",
     "score_threshold": "Minimum detection score, 0..1 ('' = params file).",
+    "auth_key_file": "HMAC key file (mtl-split keygen; docs/SECURITY.md): the edge signs its "
+                     "features, the server accepts only signed ones ('' = params file, off).",
     "use_sim_time": "true: follow /clock (bag replay with --clock, simulators) ('' = false).",
 }
 

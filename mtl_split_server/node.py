@@ -24,12 +24,16 @@ from std_msgs.msg import Header
 
 from mtl_split.msg import SplitFeatures
 from mtl_split_core.auth import AuthRejected, Verifier
-from mtl_split_core.codec import CodecError
 from mtl_split_core.geometry import focal_y
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.model_files import read_model_card_param
 from mtl_split_core.runtime.packet import FeaturePacket
-from mtl_split_core.runtime.server import PacketRejected, ServerRunner
+from mtl_split_core.runtime.server import (
+    DecodedPacket,
+    PacketRejected,
+    ServerResult,
+    ServerRunner,
+)
 from mtl_split_core.runtime.stats import RateMeter, RollingStats
 from mtl_split_ros import features_auth, outputs
 from mtl_split_ros.features_msg import msg_to_packet
@@ -88,10 +92,11 @@ MESSAGES = RclpyMessages()
 
 
 class Admitted(NamedTuple):
-    """A message that passed the admission checks, with its packet (what the slot holds)."""
+    """A message that passed the admission checks, with its decoded packet (what the slot
+    holds; a plain packet while the model is still loading: the worker checks it then)."""
 
     msg: SplitFeatures
-    packet: FeaturePacket
+    packet: FeaturePacket | DecodedPacket
 
     @property
     def header(self) -> Header:  # for handle_isolated's log line
@@ -202,9 +207,9 @@ class ServerNode(Node):
                 handle_isolated(lambda m, s=source: self._process(s, m), item, self.rejections)
 
     def admit(self, source: Source, msg: SplitFeatures) -> None:
-        """Subscription callback: the cheap checks (signature, every field's bounds, the model
-        match) run here, before the newest-frame slot, so rejected input never pushes a valid
-        frame out of it. Decoding and the network run in the worker."""
+        """Subscription callback: every check (signature, each field's bounds, the model match)
+        and the decoding run here, before the newest-frame slot, so a message that will not
+        produce outputs never pushes a valid frame out of it. The network runs in the worker."""
         if self.verifier is not None:  # before any other use of the message
             try:
                 features_auth.verify(msg, self.verifier, source.topic,
@@ -213,9 +218,9 @@ class ServerNode(Node):
                 self.rejections(err.reason, f"{source.topic}: {err}")
                 return
         try:
-            packet = msg_to_packet(msg)
+            packet: FeaturePacket | DecodedPacket = msg_to_packet(msg)
             if self.runner is not None:  # during start-up the worker checks it instead
-                self.runner.check(packet)
+                packet = self.runner.admit(packet)
         except PacketRejected as err:
             self.rejections(err.reason, f"{source.topic} ({describe_header(msg.header)}): {err}")
             return
@@ -223,24 +228,21 @@ class ServerNode(Node):
 
     def _process(self, source: Source, item: Admitted) -> None:
         start = time.perf_counter()
-        msg, packet = item
+        msg = item.msg
         try:
             # No camera_info (k unset): depth assumes the model's reference camera.
-            result = self.runner(packet, focal_px=focal_y(msg.camera_info.k))
-        except PacketRejected as err:
+            result = self.runner(item.packet, focal_px=focal_y(msg.camera_info.k))
+        except PacketRejected as err:  # only a packet admitted while the model was loading
             self.rejections(err.reason, f"{source.topic} ({describe_header(msg.header)}): {err}")
             return
-        except CodecError as err:
-            self.rejections("payload", f"{source.topic} ({describe_header(msg.header)}): {err}")
-            return
-        if not self.gate.run(self._publish, source, msg, packet, result):
+        if not self.gate.run(self._publish, source, msg, result):
             return
         source.latency.add((time.perf_counter() - start) * 1e3)
         source.rate.tick()
 
-    def _publish(self, source: Source, msg, packet, result) -> None:
-        out = outputs.assemble(result, packet.source_size, msg.header, msg.camera_info,
-                               self.style, source.wanted(), MESSAGES)
+    def _publish(self, source: Source, msg: SplitFeatures, result: ServerResult) -> None:
+        out = outputs.assemble(result, (msg.source_width, msg.source_height), msg.header,
+                               msg.camera_info, self.style, source.wanted(), MESSAGES)
         for suffix, message in out.items():
             source.pubs[suffix].publish(message)
 

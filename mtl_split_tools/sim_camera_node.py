@@ -17,6 +17,7 @@ from mtl_split_core.classes import DETECTION_CLASSES
 from mtl_split_core.geometry import Intrinsics
 from mtl_split_core.sim.camera import SimCamera
 from mtl_split_core.sim.scene import SimScene
+from mtl_split_core.sim.styles import STYLES
 from mtl_split_core.sim.trajectory import Trajectory
 from mtl_split_ros import outputs
 from mtl_split_ros.msg_factory import RclpyMessages
@@ -38,6 +39,8 @@ PARAMS = [
           "subscribers (so a run of N frames is not lost to DDS discovery).",
           check=in_range(0, 1000)),
     Param("vfov_deg", 60.0, "Vertical field of view (deg).", check=in_range(10.0, 150.0)),
+    Param("style", "default", "Scene style: default (what the shipped model saw) or novel "
+          "(checker ground, dusk light, camera 1.6-2.4 m high).", tuple(STYLES)),
 ]
 
 
@@ -45,7 +48,8 @@ class SimCameraNode(Node):
     def __init__(self):
         super().__init__("mtl_split_sim_camera")
         self.cfg = declare_all(self, PARAMS)
-        self.scene = SimScene(self.cfg["seed"], self.cfg["width"], self.cfg["height"])
+        self.scene = SimScene(self.cfg["seed"], self.cfg["width"], self.cfg["height"],
+                              style=self.cfg["style"])
         self.camera = SimCamera(self.cfg["width"], self.cfg["height"], self.cfg["vfov_deg"])
         self.trajectory = Trajectory(self.scene)
         c = self.camera

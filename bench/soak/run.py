@@ -94,8 +94,8 @@ class Monitor(Node):
     def __init__(self, hostile_rate: float, seed: int = 0) -> None:
         super().__init__("mtl_split_soak_monitor")
         rel = qos_from_name("reliable", depth=50)
-        self.sent: set[int] = set()            # camera_info stamps
-        self.features: set[int] = set()        # valid features (from the edge)
+        self.sent: dict[int, float] = {}       # camera_info stamp -> arrival (wall clock, s)
+        self.features: dict[int, float] = {}   # valid features (from the edge), likewise
         self.detections: dict[int, float] = {}  # stamp -> arrival (wall clock, s)
         self.hostile_outputs = 0
         self.hostile_sent: dict[str, int] = {}
@@ -106,7 +106,8 @@ class Monitor(Node):
         self.hostile_count = 0
         self.hostile_on = False
         self.create_subscription(CameraInfo, "camera_info",
-                                 lambda m: self.sent.add(_ns(m.header)), rel)
+                                 lambda m: self.sent.setdefault(_ns(m.header), time.time()),
+                                 rel)
         self.create_subscription(SplitFeatures, "mtl_split/features", self._on_features, rel)
         self.create_subscription(Detection2DArray, "mtl_split/detections",
                                  self._on_detections, rel)
@@ -118,7 +119,7 @@ class Monitor(Node):
     def _on_features(self, msg: SplitFeatures) -> None:
         if msg.header.stamp.sec < HOSTILE_MAX_SEC:
             return  # our own hostile message
-        self.features.add(_ns(msg.header))
+        self.features.setdefault(_ns(msg.header), time.time())
         if self.valid is None:
             self.valid = copy.deepcopy(msg)
             self.variants = hostile_variants(self.valid, self.rng)
@@ -193,6 +194,7 @@ def run(args: argparse.Namespace) -> dict:
         init_without_signal_handlers()
         mon = Monitor(args.hostile_rate)
         rss: dict[str, list[tuple[float, int]]] = {"edge": [], "server": []}
+        load: list[tuple[float, float]] = []  # (soak s, 1-minute load average): the shared host
         try:
             edge = start(node_command("edge_node", {**cpu, **model}), logs / "edge.log")
             server = start(node_command("server_node", {**cpu, **model}), logs / "server.log")
@@ -220,6 +222,7 @@ def run(args: argparse.Namespace) -> dict:
                         if proc.poll() is None:
                             rss[name].append((time.time() - t0_wall,
                                               psutil.Process(proc.pid).memory_info().rss))
+                    load.append((time.time() - t0_wall, os.getloadavg()[0]))
                     next_rss = time.monotonic() + RSS_PERIOD_S
                 _spin(mon, 0.5, stop)
                 if any(p.poll() is not None for p in procs):
@@ -235,25 +238,34 @@ def run(args: argparse.Namespace) -> dict:
             mon.destroy_node()
             shutdown_quietly()
         interrupted = stop.is_set()
-    return _results(args, mon, rss, alive, startup_s, soak_s, t0_wall, first_frame,
+    return _results(args, mon, rss, load, alive, startup_s, soak_s, t0_wall, first_frame,
                     interrupted)
 
 
-def _results(args, mon: Monitor, rss, alive, startup_s, soak_s, t0_wall, first_frame,
+def _results(args, mon: Monitor, rss, load, alive, startup_s, soak_s, t0_wall, first_frame,
              interrupted) -> dict:
     sent = {s for s in mon.sent if s > first_frame}
     features = {s for s in mon.features if s > first_frame}
+
+    def in_slice(t: float, i: int) -> bool:
+        return i * slice_s <= t - t0_wall < (i + 1) * slice_s
+
     detected = {s: t for s, t in mon.detections.items() if s > first_frame}
     lost = sorted(features - set(detected))
     slice_s = args.slice_minutes * 60
     slices = []
     for i in range(max(1, int(np.ceil(soak_s / slice_s)))):
-        lat = [1e3 * (t - s / 1e9) for s, t in detected.items()
-               if i * slice_s <= t - t0_wall < (i + 1) * slice_s]
+        lat = [1e3 * (t - s / 1e9) for s, t in detected.items() if in_slice(t, i)]
+        loads = [v for t, v in load if i * slice_s <= t < (i + 1) * slice_s]
         slices.append({"from_min": round(i * slice_s / 60, 2),
                        "to_min": round(min((i + 1) * slice_s, soak_s) / 60, 2),
+                       "camera_frames": sum(in_slice(t, i) for s, t in mon.sent.items()
+                                            if s > first_frame),
+                       "edge_frames": sum(in_slice(t, i) for s, t in mon.features.items()
+                                          if s > first_frame),
                        "frames": len(lat), "latency_ms_p50": _pct(lat, 50),
-                       "latency_ms_p99": _pct(lat, 99)})
+                       "latency_ms_p99": _pct(lat, 99),
+                       "load_1min": round(float(np.mean(loads)), 2) if loads else None})
     valid = mon.valid
     return {
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
@@ -298,10 +310,12 @@ def _markdown(r: dict) -> str:
         f"| {f['sent']} | {f['processed_by_edge']} | {f['with_detections']} | "
         f"{f['valid_lost']} | {h['sent']} | {h['outputs_published_for_hostile']} |",
         "",
-        "| slice (min) | frames | latency p50 ms | latency p99 ms |",
-        "|---|---|---|---|",
-        *[f"| {s['from_min']}-{s['to_min']} | {s['frames']} | {s['latency_ms_p50']} | "
-          f"{s['latency_ms_p99']} |" for s in r["latency_slices"]],
+        "| slice (min) | camera frames | edge frames | outputs | latency p50 ms | "
+        "latency p99 ms | host load (1 min) |",
+        "|---|---|---|---|---|---|---|",
+        *[f"| {s['from_min']}-{s['to_min']} | {s.get('camera_frames')} | "
+          f"{s.get('edge_frames')} | {s['frames']} | {s['latency_ms_p50']} | "
+          f"{s['latency_ms_p99']} | {s.get('load_1min')} |" for s in r["latency_slices"]],
         "",
         "| node | RSS first MB | last MB | max MB | growth % |",
         "|---|---|---|---|---|",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mtl_split_core.cli.arguments import image_size, output_folder, positive_int
+from mtl_split_core.sim.styles import STYLES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,16 +16,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=positive_int, default=2, help="rendering processes")
     p.add_argument("--frames-per-scene", type=positive_int, default=10)
     p.add_argument("--pack", default=None, help="also pack into shards in this folder")
+    p.add_argument("--style", default="default", choices=tuple(STYLES),
+                   help="scene style (novel: a look the shipped model never saw)")
 
 
 def run(args: argparse.Namespace) -> int:
     from mtl_split_core.data.shards import pack_shards
+    from mtl_split_core.output_folder import atomic_folder
     from mtl_split_core.sim.generate import generate_dataset
 
-    index = generate_dataset(args.out, args.frames, size=args.size, seed=args.seed,
-                             workers=args.workers, frames_per_scene=args.frames_per_scene)
+    with atomic_folder(args.out) as out:
+        index = generate_dataset(out, args.frames, size=args.size, seed=args.seed,
+                                 workers=args.workers, frames_per_scene=args.frames_per_scene,
+                                 style=args.style)
     print(f"{len(index['images'])} frames, {len(index['annotations'])} boxes -> {args.out}")
     if args.pack:
-        shards = pack_shards(args.out, args.pack)
+        with atomic_folder(args.pack) as pack:
+            shards = pack_shards(args.out, pack)
         print(f"{len(shards)} shard(s) -> {args.pack}")
     return 0

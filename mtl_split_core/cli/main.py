@@ -46,6 +46,10 @@ COMMANDS: dict[str, Command] = {
     "profile": Command("mtl_split_core.cli.profile",
                        "measure per-split timings and bytes on a device"),
     "plan": Command("mtl_split_core.cli.plan", "choose the split point for a link"),
+    "dataset": Command("mtl_split_core.cli.dataset", "make a data set from a robot's bag "
+                       "(from-bag) and attach COCO labels (add-labels)"),
+    "keygen": Command("mtl_split_core.cli.keygen",
+                      "make a key file (or add a key) for authenticated features"),
 }
 
 

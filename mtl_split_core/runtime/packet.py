@@ -2,8 +2,8 @@
 
 The bounds (docs/CONTRACTS.md, "Input bounds") are checked before a field is used, each
 violation a ``PacketRejected(reason, message)``. The tensor fields (codec, shape, scale, offset,
-data) are checked by the codec when the server decodes them (``codec.decode``) and the shape
-against the model by ``ServerRunner.check``; this module holds everything else.
+data) are checked by the codec when the server decodes them (``ServerRunner.admit``) and the
+shape against the model by ``ServerRunner.check``; this module holds everything else.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mtl_split_core.codec import CodecError, decode
+from mtl_split_core.codec import CodecError, decode, parse_codec
 from mtl_split_core.model.network import MultiTaskSplitNet
 from mtl_split_core.runtime.device import resolve_device, resolve_dtype
 from mtl_split_core.runtime.errors import ConfigError
@@ -30,7 +30,18 @@ from mtl_split_core.runtime.packet import (
 )
 from mtl_split_core.tasks import PostprocessContext, get_tasks, task_names
 
-__all__ = ["PacketRejected", "ServerResult", "ServerRunner"]
+__all__ = ["DecodedPacket", "PacketRejected", "ServerResult", "ServerRunner"]
+
+
+@dataclass(frozen=True)
+class DecodedPacket:
+    """A packet that passed every check, its split tensor decoded: all a hostile packet can
+    get wrong has been found by the time one exists (``ServerRunner.admit``)."""
+
+    packet: FeaturePacket
+    codes: np.ndarray                  # the decoded split tensor (C, H, W)
+    crop: tuple[int, int, int, int]    # the source's content box in the network input
+    decode_ms: float
 
 
 @dataclass
@@ -118,27 +129,42 @@ class ServerRunner:
                                  f"of the model: expected {expected}")
         return content_box(packet, self.input_size)
 
-    @torch.inference_mode()
-    def __call__(self, packet: FeaturePacket, focal_px: float | None = None) -> ServerResult:
-        """Run the server part on ``packet``. ``focal_px``: the camera's vertical focal length
-        in source pixels (camera_info K[4]); models with a depth reference focal scale depth
-        by it (None = the camera the model was calibrated to)."""
+    def admit(self, packet: FeaturePacket) -> DecodedPacket:
+        """``check`` the packet and decode its tensor: raise PacketRejected for anything this
+        server cannot run (including a garbage payload or an unknown codec), so only packets
+        that will produce outputs are queued."""
         crop = self.check(packet)
-        split = self.split_names[packet.split_index]
+        try:
+            parse_codec(packet.tensor.codec)
+        except CodecError as err:
+            raise PacketRejected("codec", str(err)) from err
         t0 = time.perf_counter()
         try:  # check() pinned the shape to the model's: decode allocates no more than that
             codes = decode(packet.tensor, max_elements=int(np.prod(packet.tensor.shape)))
         except CodecError as err:
             raise PacketRejected("payload", str(err)) from err
+        return DecodedPacket(packet, codes, crop, (time.perf_counter() - t0) * 1e3)
+
+    @torch.inference_mode()
+    def __call__(self, packet: FeaturePacket | DecodedPacket, focal_px: float | None = None
+                 ) -> ServerResult:
+        """Run the server part on ``packet`` (``admit``ted here unless it already was).
+        ``focal_px``: the camera's vertical focal length in source pixels (camera_info K[4]);
+        models with a depth reference focal scale depth by it (None = the camera the model was
+        calibrated to)."""
+        decoded = packet if isinstance(packet, DecodedPacket) else self.admit(packet)
+        packet, crop = decoded.packet, decoded.crop
+        split = self.split_names[packet.split_index]
         t1 = time.perf_counter()
-        z = torch.from_numpy(codes).to(self.device, self.dtype).unsqueeze(0)
+        z = torch.from_numpy(decoded.codes).to(self.device, self.dtype).unsqueeze(0)
         focal = None if focal_px is None else float(focal_px) * packet.transform[1]
         out = self.model.server(z, split, focal=focal)
         t2 = time.perf_counter()
         result = self._postprocess(out, packet, crop)
         t3 = time.perf_counter()
-        result.timings_ms = {"decode": (t1 - t0) * 1e3, "network": (t2 - t1) * 1e3,
-                             "postprocess": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
+        result.timings_ms = {"decode": decoded.decode_ms, "network": (t2 - t1) * 1e3,
+                             "postprocess": (t3 - t2) * 1e3,
+                             "total": decoded.decode_ms + (t3 - t1) * 1e3}
         return result
 
     def _postprocess(self, out: dict, packet: FeaturePacket,

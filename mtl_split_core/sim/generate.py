@@ -29,14 +29,14 @@ def scene_split(scene: int, fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> str
         else SPLITS[2]
 
 
-# One scene's work: out_dir, seed, scene index, frames, (width, height), split fractions.
-RenderJob = tuple[Path, int, int, int, tuple[int, int], tuple[float, ...]]
+# One scene's work: out_dir, seed, scene index, frames, (width, height), split fractions, style.
+RenderJob = tuple[Path, int, int, int, tuple[int, int], tuple[float, ...], str]
 
 
 def _render_scene(job: RenderJob) -> list[dict]:
-    out_dir, seed, scene, frames, size, fractions = job
+    out_dir, seed, scene, frames, size, fractions, style = job
     records = []
-    with SimScene(seed * 100_003 + scene, *size) as sim:
+    with SimScene(seed * 100_003 + scene, *size, style=style) as sim:
         for i in range(frames):
             f = sim.render()
             name = f"s{scene:05d}_{i:03d}"
@@ -55,14 +55,14 @@ def _render_scene(job: RenderJob) -> list[dict]:
 def generate_dataset(out_dir: str | Path, frames: int, size: tuple[int, int] = (320, 240),
                      seed: int = 0, workers: int = 2, frames_per_scene: int = 10,
                      split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
-                     progress: bool = True) -> dict:
+                     progress: bool = True, style: str = "default") -> dict:
     """Render ``frames`` frames into ``out_dir``; returns the index written to index.json."""
     out_dir = Path(out_dir)
     for sub in ("rgb", "depth", "seg"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     n_scenes = -(-frames // frames_per_scene)
     jobs = [(out_dir, seed, s, min(frames_per_scene, frames - s * frames_per_scene),
-             size, tuple(split_fractions)) for s in range(n_scenes)]
+             size, tuple(split_fractions), style) for s in range(n_scenes)]
     records = []
     bar = tqdm(total=frames, desc="rendering", unit="frame", disable=not progress)
     if workers > 1:

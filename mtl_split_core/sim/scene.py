@@ -9,14 +9,21 @@ Ground truth per frame: RGB, metric depth (m), semantic ids (``SEGMENTATION_CLAS
 from instance masks: the visible extent of each object; objects with fewer than
 ``MIN_VISIBLE_PIXELS`` visible pixels or a box side under ``MIN_BOX_SIDE`` px are dropped.
 Boxes are x1, y1, x2, y2 with x2/y2 exclusive (pixel edges).
+
+A scene style (``mtl_split_core.sim.styles``) sets how the world looks and where the camera
+rides.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pybullet
 import pybullet_data
@@ -24,6 +31,7 @@ from pybullet_utils import bullet_client
 
 from mtl_split_core.classes import DETECTION_CLASSES, STUFF_CLASSES, segmentation_id
 from mtl_split_core.sim.camera import SimCamera, look_at
+from mtl_split_core.sim.styles import STYLES
 
 # class -> (URDF in pybullet_data, global scale range). Scales bring objects to 0.3–1.2 m.
 OBJECTS = {
@@ -58,12 +66,19 @@ class SimScene:
     """One random scene in its own PyBullet client (DIRECT: no display needed)."""
 
     def __init__(self, seed: int, width: int = 640, height: int = 480,
-                 vfov_range: tuple[float, float] = (45.0, 70.0)) -> None:
+                 vfov_range: tuple[float, float] = (45.0, 70.0), style: str = "default") -> None:
+        if style not in STYLES:
+            raise ValueError(f"unknown scene style {style!r}; expected one of "
+                             f"{', '.join(STYLES)}")
         self.rng = np.random.default_rng(seed)
         self.width, self.height = width, height
         self.vfov_range = vfov_range
+        self.style = STYLES[style]
         self.client = bullet_client.BulletClient(connection_mode=pybullet.DIRECT)
         self.client.setAdditionalSearchPath(pybullet_data.getDataPath())
+        # Textures are loaded from image files: a private folder, removed by close().
+        self._texture_dir = Path(tempfile.mkdtemp(prefix="mtl_split_sim_")) \
+            if self.style.textured else None
         self.semantic: dict[int, int] = {}   # body id -> semantic id
         self.detection: dict[int, int] = {}  # body id -> detection class id
         self.objects: list[np.ndarray] = []  # object positions (camera aims at them)
@@ -74,6 +89,9 @@ class SimScene:
         if self.client is not None:
             self.client.disconnect()
             self.client = None
+        if self._texture_dir is not None:
+            shutil.rmtree(self._texture_dir, ignore_errors=True)
+            self._texture_dir = None
 
     def __enter__(self) -> SimScene:
         return self
@@ -89,6 +107,9 @@ class SimScene:
         c, rng = self.client, self.rng
         plane = c.loadURDF("plane.urdf", useFixedBase=True)
         c.changeVisualShape(plane, -1, rgbaColor=self._colour(0.25, 0.7), textureUniqueId=-1)
+        if self.style.textured:
+            c.changeVisualShape(plane, -1, rgbaColor=[1, 1, 1, 1],
+                                textureUniqueId=self._checker_texture())
         self.semantic[plane] = GROUND
         for _ in range(int(rng.integers(6, 12))):  # buildings around the yard
             side = rng.integers(4)
@@ -125,6 +146,18 @@ class SimScene:
         body = c.createMultiBody(0, -1, vis, pos, c.getQuaternionFromEuler([0, 0, yaw]))
         self.semantic[body] = semantic
 
+    def _checker_texture(self) -> int:
+        """A random two-colour checker texture, loaded into the client from a file in the
+        scene's texture folder."""
+        assert self._texture_dir is not None
+        a, b = (np.asarray(self._colour(0.1, 0.9)[:3]) * 255 for _ in range(2))
+        cells = int(self.rng.integers(4, 12))
+        ij = np.indices((256, 256)) * cells // 256
+        image = np.where(((ij[0] + ij[1]) % 2)[..., None] == 1, a, b).astype(np.uint8)
+        path = self._texture_dir / "ground.png"
+        cv2.imwrite(str(path), image[..., ::-1])
+        return int(self.client.loadTexture(str(path)))
+
     def _object(self, name: str) -> None:
         c, rng = self.client, self.rng
         urdf, (lo, hi) = OBJECTS[name]
@@ -144,11 +177,12 @@ class SimScene:
         self.objects.append(np.array(pos[:2]))
 
     def _random_light(self) -> dict:
-        rng = self.rng
-        return dict(lightDirection=[*rng.uniform(-1, 1, 2).tolist(), float(rng.uniform(0.5, 1.5))],
-                    lightColor=rng.uniform(0.8, 1.0, 3).tolist(),
-                    lightAmbientCoeff=float(rng.uniform(0.4, 0.7)),
-                    lightDiffuseCoeff=float(rng.uniform(0.3, 0.6)),
+        rng, style = self.rng, self.style
+        return dict(lightDirection=[*rng.uniform(-1, 1, 2).tolist(),
+                                    float(rng.uniform(*style.light_elevation))],
+                    lightColor=rng.uniform(*style.light_colour, 3).tolist(),
+                    lightAmbientCoeff=float(rng.uniform(*style.ambient)),
+                    lightDiffuseCoeff=float(rng.uniform(*style.diffuse)),
                     lightSpecularCoeff=float(rng.uniform(0.0, 0.2)))
 
     # --- cameras and frames ---------------------------------------------------------------
@@ -162,8 +196,8 @@ class SimScene:
             if 1.2 < dist < 8.0:
                 break
         yaw = math.atan2(target[1] - xy[1], target[0] - xy[0]) + math.radians(rng.uniform(-25, 25))
-        height = float(rng.uniform(0.3, 1.5))
-        pitch = -math.radians(rng.uniform(0, 15)) * (0.5 + height)
+        height = float(rng.uniform(*self.style.camera_height))
+        pitch = -math.radians(rng.uniform(*self.style.pitch_deg)) * (0.5 + height)
         return float(xy[0]), float(xy[1]), height, yaw, pitch
 
     def camera(self) -> SimCamera:
@@ -179,7 +213,7 @@ class SimScene:
         view = c.computeViewMatrix(eye.tolist(), target.tolist(), up.tolist())
         _, _, rgba, depth_buf, seg_buf = c.getCameraImage(
             camera.width, camera.height, view, camera.projection_matrix(c),
-            renderer=pybullet.ER_TINY_RENDERER, shadow=0, **self.light)
+            renderer=pybullet.ER_TINY_RENDERER, shadow=int(self.style.shadows), **self.light)
         rgba = np.reshape(np.asarray(rgba, np.uint8), (camera.height, camera.width, 4))
         depth = camera.depth_from_buffer(np.reshape(depth_buf, (camera.height, camera.width)))
         body_ids = np.reshape(np.asarray(seg_buf, np.int64), (camera.height, camera.width))

@@ -148,7 +148,7 @@ def test_every_argument_is_described_and_defaults_stay_in_the_yaml(launch_file):
     assert "no description given" not in out, out
     # Parameter arguments default to '' (= the params file's value), never to a value of their own.
     for name in ("model", "device", "split", "codec", "input_transport", "input_qos",
-                 "score_threshold", "use_sim_time"):
+                 "score_threshold", "auth_key_file", "use_sim_time"):
         assert arguments.get(name, "") == "", f"{launch_file}: {name} has a default of its own"
     if launch_file == "mtl_split.launch.py":
         # Only its own files: the included edge's / server's params_file does not leak.

@@ -128,6 +128,32 @@ def test_one_hostile_message_costs_only_itself(ros, model_dir, features):
     assert "outside the" in log and "network input" in log, log
 
 
+def test_undecodable_messages_never_displace_a_valid_one(ros, model_dir, features):
+    """Issue 17's soak: a garbage payload or an unknown codec used to pass the checks before the
+    newest-frame slot and push the valid frame waiting there out. Now the server decodes on
+    arrival: a valid message followed at once by a burst of such messages is answered with no
+    resend, and nothing is dropped from the slot."""
+    dets = Detections(ros)
+    pub = ros.create_publisher(SplitFeatures, "mtl_split/features", REL)
+    with _server(model_dir, diagnostics_period=0.3) as server:
+        assert wait_for(ros, lambda: pub.get_subscription_count() > 0, 90, (server,))
+        _send_until(ros, pub, features, dets, 40, (server,))
+        garbage, unknown = copy.deepcopy(features), copy.deepcopy(features)
+        garbage.data = bytes(len(features.data))
+        unknown.codec = "q9-magic/1"
+        for i in range(5):
+            features.header.stamp.sec = 50 + i
+            pub.publish(features)
+            for hostile in (garbage, unknown) * 5:
+                hostile.header.stamp.sec = 60 + i
+                pub.publish(hostile)
+            assert wait_for(ros, lambda i=i: 50 + i in dets.got, 20, (server,)), (i, dets.diag)
+        assert wait_for(ros, lambda: (dets.value("rejected_payload") or 0) >= 25
+                        and (dets.value("rejected_codec") or 0) >= 25, 10, (server,)), dets.diag
+        assert dets.value("drops") == 0, dets.diag
+        stop(server)
+
+
 def test_incompatible_qos_is_named_once(ros, model_dir):
     pub = ros.create_publisher(SplitFeatures, "mtl_split/features",
                                QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT))

@@ -4,6 +4,14 @@ Importing this package registers every built-in format (explicitly, so import so
 drop one).
 """
 
+from mtl_split_core.data.sources import (  # noqa: F401  (register formats)
+    cityscapes,
+    coco,
+    folder,
+    kitti,
+    nyuv2,
+    sim,
+)
 from mtl_split_core.data.sources.base import (
     DataSource,
     DataSpec,
@@ -11,7 +19,8 @@ from mtl_split_core.data.sources.base import (
     SourceError,
     register_source,
     source_formats,
+    split_of,
 )
 
 __all__ = ["DataSource", "DataSpec", "Sample", "SourceError", "register_source",
-           "source_formats"]
+           "source_formats", "split_of"]

@@ -8,6 +8,7 @@ name; ``DataSpec.parse("coco:/d/coco@0.3")`` names one on the command line.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
@@ -20,6 +21,15 @@ import numpy as np
 from mtl_split_core.errors import InputError
 
 SPLITS = ("train", "val", "test")
+SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+
+
+def split_of(name: str) -> str:
+    """The split of a sample for formats without splits of their own: a stable hash of its name
+    (the same on every machine and Python run, unlike ``hash``), 80/10/10 like the simulator."""
+    u = int.from_bytes(hashlib.sha1(name.encode("utf-8")).digest()[:8], "big") / 2 ** 64
+    train, val, _ = SPLIT_FRACTIONS
+    return SPLITS[0] if u < train else SPLITS[1] if u < train + val else SPLITS[2]
 
 
 class SourceError(InputError):

@@ -135,3 +135,4 @@ def test_a_signal_ends_a_running_command_with_one_line_and_exit_0(tmp_path, sig)
     assert proc.returncode == 0, err
     assert "Traceback" not in err, err
     assert "mtl-split gen-data: interrupted" in err, err
+    assert list(tmp_path.iterdir()) == [], "an interrupted command leaves nothing half-written"

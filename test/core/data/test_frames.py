@@ -59,3 +59,24 @@ def test_a_missing_image_is_named(tmp_path):
     (root / "seg" / "b.png").unlink()
     with pytest.raises(FileNotFoundError, match="b.png"):
         load_dataset(root, ("val",))
+
+
+def test_partial_label_fields_appear_only_when_given():
+    def frame(b, **kw):
+        b.add(np.zeros((8, 12, 3), np.uint8), np.zeros((8, 12), np.uint8),
+              np.ones((8, 12), np.float32), np.zeros((0, 4), np.float32),
+              np.zeros(0, np.int64), list(range(9)), **kw)
+
+    plain = DatasetBuilder()
+    frame(plain)
+    assert set(plain.build()) == {"images", "seg", "depth", "boxes", "labels", "k"}
+    b = DatasetBuilder()
+    frame(b)
+    frame(b, labelled={"depth"}, ignore_boxes=np.array([[1, 2, 3, 4]], np.float32),
+          weight=0.25)
+    d = b.build()
+    assert d["has_detection"].tolist() == [True, False]
+    assert d["has_segmentation"].tolist() == [True, False]
+    assert d["has_depth"].tolist() == [True, True] and d["has_depth"].dtype == bool
+    assert d["ignore_boxes"][0].shape == (0, 4) and d["ignore_boxes"][1].tolist() == [[1, 2, 3, 4]]
+    assert d["sample_weight"].dtype == np.float32 and d["sample_weight"].tolist() == [1.0, 0.25]

@@ -73,6 +73,23 @@ def test_every_bound_is_checked_by_the_runner(runners, change, reason):
     assert info.value.reason == reason
 
 
+@pytest.mark.parametrize("tensor_change, reason", [
+    ({"data": b"\x00" * 64}, "payload"),
+    ({"codec": "q9-magic/1"}, "codec"),
+])
+def test_admit_decodes_so_an_undecodable_packet_is_rejected_on_arrival(runners, tensor_change,
+                                                                       reason):
+    """The server node queues only what ``admit`` returns (issue 17's soak)."""
+    packet, server = runners
+    decoded = server.admit(packet)
+    assert decoded.codes.shape == tuple(packet.tensor.shape)
+    np.testing.assert_array_equal(server(decoded).depth, server(packet).depth)
+    with pytest.raises(PacketRejected) as info:
+        server.admit(dataclasses.replace(packet, tensor=dataclasses.replace(packet.tensor,
+                                                                            **tensor_change)))
+    assert info.value.reason == reason
+
+
 def test_a_source_partly_inside_gives_finite_outputs_of_the_overlap(runners):
     packet, server = runners
     sx, sy = packet.transform[:2]

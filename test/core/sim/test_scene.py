@@ -66,3 +66,22 @@ def test_dataset_split_by_scene_and_format(tmp_path):
             assert (tmp_path / sub / f"{img['file_name']}.{ext}").exists()
     assert all(len(s) == 1 for s in by_scene.values())
     assert {scene_split(s) for s in range(200)} == {"train", "val", "test"}
+
+
+def test_the_novel_style_is_a_different_world_with_the_same_ground_truth_rules(tmp_path):
+    """The novel style (for fine-tuning demos) changes the look and the camera mount, keeps the
+    labels exact, and cleans up its texture files."""
+    with SimScene(4, 96, 72) as plain, SimScene(4, 96, 72, style="novel") as novel:
+        heights = [novel.random_pose()[2] for _ in range(20)]
+        texture_dir = novel._texture_dir
+        a, b = plain.render(), novel.render()
+        again = novel.render((9.8, 9.8, 1.2, math.radians(45), math.radians(-35)),
+                             SimCamera(65, 49, 50.0))
+    assert all(1.6 <= h <= 2.4 for h in heights), heights
+    assert not np.array_equal(a.rgb, b.rgb)
+    # The ground is checkered: two clearly different colours on an empty patch of ground.
+    ground = again.rgb[again.seg == 1].astype(int)
+    assert len(ground) > 200 and np.ptp(ground, axis=0).max() > 30
+    assert texture_dir is not None and not texture_dir.exists()
+    with pytest.raises(ValueError, match="unknown scene style 'noir'"):
+        SimScene(0, 32, 24, style="noir")
