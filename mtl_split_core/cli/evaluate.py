@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 from mtl_split_core.cli.arguments import output_file
-from mtl_split_core.cli.train import DATA_HELP, load_data
+from mtl_split_core.cli.datasets import DATA_HELP
+from mtl_split_core.cli.train import load_data
 from mtl_split_core.codec import CODECS
 from mtl_split_core.errors import InputError
 

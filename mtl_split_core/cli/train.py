@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from mtl_split_core.backbones import has_pretrained
 from mtl_split_core.cli.arguments import image_size, non_negative_float, output_folder, positive_int
+from mtl_split_core.cli.datasets import DATA_HELP
 from mtl_split_core.codec import CODECS
 from mtl_split_core.errors import InputError
 from mtl_split_core.tasks import DEFAULT_TASKS
 
 if TYPE_CHECKING:
+    from mtl_split_core.data.sources.loading import LoadedData
     from mtl_split_core.model.config import ModelConfig
 
 # Defaults of a model trained from scratch; with --init these come from the model instead.
@@ -22,8 +24,6 @@ CONTRACT_DEFAULTS: dict[str, Any] = {
     "backbone": "efficientnet_lite0", "bottleneck": 16, "quant_bits": 8, "codec": "q8-zstd/1",
     "size": (320, 240), "split": "s16"}
 ClassNames = tuple[tuple[str, ...], tuple[str, ...]]  # (detection, segmentation) classes
-DATA_HELP = ("data set, repeatable: FORMAT:PATH[@WEIGHT][?key=value&...] (docs/DATA_FORMAT.md); "
-             "a bare PATH is a sim folder (gen-data output) or a folder of shard_*.npz")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -103,44 +103,19 @@ def _labels_any(data: dict, task: str) -> bool:
 
 
 def load_data(values: list[str], split: str, input_size: tuple[int, int],
-              class_map_path: str | None = None,
-              classes: ClassNames | None = None) -> Any:
-    """``--data`` (repeatable) + ``--class-map`` as a ``LoadedData`` (``data``,
-    ``detection_classes``, ``segmentation_classes``) through sources-core's ``load_data_args``;
-    ``classes`` = (detection, segmentation) lists to map onto (an existing model's)."""
-    import importlib
+              class_map_path: str | None = None, classes: ClassNames | None = None
+              ) -> LoadedData:
+    """``--data`` (repeatable) + ``--class-map`` for ``split`` at ``input_size``; ``classes``
+    = (detection, segmentation) lists to map onto (an existing model's), else the sources'."""
+    from mtl_split_core.cli.datasets import load_data_args
+    from mtl_split_core.data.sources.loading import ClassLists
 
-    datasets = importlib.import_module("mtl_split_core.cli.datasets")
-    load_data_args = getattr(datasets, "load_data_args", None)
-    if load_data_args is None:
-        # Until sources-core's load_data_args is merged (#13): a bare sim path, as before.
-        # The lead removes this branch at the merge (then import load_data_args directly).
-        return _bare_sim_path(values, split, class_map_path)
-    lists = None
-    if classes is not None:
-        loading = importlib.import_module("mtl_split_core.data.sources.loading")
-        lists = loading.ClassLists(*classes)
-    return load_data_args(values, split, input_size, class_map_path, classes=lists)
+    return load_data_args(values, split, input_size, class_map_path,
+                          classes=None if classes is None else ClassLists(*classes))
 
 
-def _bare_sim_path(values: list[str], split: str, class_map_path: str | None) -> Any:
-    from types import SimpleNamespace
-
-    from mtl_split_core.classes import DETECTION_CLASSES, SEGMENTATION_CLASSES
-    from mtl_split_core.cli.datasets import load_dataset_arg
-    from mtl_split_core.data.sources.base import SourceError
-
-    if len(values) != 1 or class_map_path is not None:
-        raise InputError("--data: this build reads one sim folder (no FORMAT:, --class-map)")
-    data = load_dataset_arg(values[0], (split,))
-    if not len(data["images"]):
-        raise SourceError(f"data {values[0]}: no {split} frames")
-    return SimpleNamespace(data=data, detection_classes=DETECTION_CLASSES,
-                           segmentation_classes=SEGMENTATION_CLASSES)
-
-
-def _class_lists(args: argparse.Namespace, loaded: Any, base: ModelConfig | None,
-                 size: tuple[int, int]) -> tuple[Any, ClassNames]:
+def _class_lists(args: argparse.Namespace, loaded: LoadedData, base: ModelConfig | None,
+                 size: tuple[int, int]) -> tuple[LoadedData, ClassNames]:
     """The model's class lists (and the training data, mapped onto them): the data's; when
     fine-tuning, the --init model's wherever the data allows (its heads keep their weights)."""
     lists = (tuple(loaded.detection_classes), tuple(loaded.segmentation_classes))
