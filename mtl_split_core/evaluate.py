@@ -4,7 +4,9 @@
 ``evaluate``: model outputs on dataset frames), the demo (messages a live pipeline published)
 and the link benchmark (``ServerRunner`` results). A prediction is a dict of result fields
 (as ``ServerResult.as_dict()``), a truth a frame's ground truth (``boxes``, ``labels``, ``seg``,
-``depth``, ...); each registered task's metric takes what it needs.
+``depth``, ...); each registered task's metric takes what it needs. Partial labels: a frame
+whose truth says it lacks a task's label (``has_<task>`` False) is left out of that task's
+metric only.
 
 ``evaluate``'s codec path is the deployment path: edge -> encode -> decode -> server, so the
 cost of the bottleneck and of quantization is measured, not assumed.
@@ -22,7 +24,8 @@ from tqdm import tqdm
 from mtl_split_core.codec import decode, encode
 from mtl_split_core.model.config import ModelConfig
 from mtl_split_core.model.network import MultiTaskSplitNet
-from mtl_split_core.tasks import PostprocessContext, get_task, get_tasks, task_names
+from mtl_split_core.tasks import PostprocessContext, get_task, get_tasks, is_labelled, task_names
+from mtl_split_core.tasks.depth import frame_focals
 
 
 def score(pairs: Iterable[tuple[Mapping[str, Any], Mapping[str, Any]]], config: ModelConfig,
@@ -32,8 +35,9 @@ def score(pairs: Iterable[tuple[Mapping[str, Any], Mapping[str, Any]]], config: 
     metrics = {task.name: task.metric(config)
                for task in get_tasks(config.tasks if tasks is None else tasks)}
     for prediction, truth in pairs:
-        for metric in metrics.values():
-            metric.update(prediction, truth)
+        for name, metric in metrics.items():
+            if is_labelled(truth, name):
+                metric.update(prediction, truth)
     return {name: metric.compute() for name, metric in metrics.items()}
 
 
@@ -68,10 +72,8 @@ def _predictions(model: MultiTaskSplitNet, data: dict, split: str | None, codec:
     tasks = get_tasks(model.config.tasks)
     context = PostprocessContext(score_threshold=score_threshold, max_detections=100)
     n = len(data["images"])
-    # fy of each frame (frames are at the network's input size); None if the data has none.
-    k = data.get("k")
-    focals = (torch.from_numpy(np.asarray(k, np.float32)[:, 4]).to(device)
-              if k is not None and len(k) else None)
+    # fy of each frame (frames are at the network's input size; unknown: the reference's).
+    focals = frame_focals(data.get("k"), model.config.depth_reference_focal, device)
     for start in tqdm(range(0, n, batch_size), disable=not progress, desc="eval"):
         imgs = torch.from_numpy(data["images"][start:start + batch_size]).to(device)
         x = imgs.permute(0, 3, 1, 2).float() / 255.0

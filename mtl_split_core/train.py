@@ -3,6 +3,14 @@
 Data comes from shards loaded into memory (on the GPU when there is one), augmented per batch
 on the device. Checkpoints (model card format) and a CSV log go to ``out_dir``; ``resume``
 continues from ``out_dir/last.pt``.
+
+Mixed and partially labelled data (docs/DATA_FORMAT.md): each task learns only from the frames
+that carry its label (``has_<task>``); frames with no label for any of the model's tasks are
+left out. With ``sample_weight`` batches are drawn with replacement in proportion to it (each
+source's share as asked), else each epoch is a permutation. Unknown intrinsics (a NaN ``k``
+row) mean the reference camera of the depth head. ``init_model`` fine-tunes an existing model
+(``model/finetune.py``); ``freeze_edge`` then keeps its edge part bit for bit, and the card's
+``accepts_edge_fingerprint`` names the deployed edges the new server model serves.
 """
 
 from __future__ import annotations
@@ -18,30 +26,110 @@ from tqdm import tqdm
 
 from mtl_split_core.data.augment import augment_batch
 from mtl_split_core.evaluate import evaluate, headline
-from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, save_model
+from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, finetune, load_model, save_model
 from mtl_split_core.model.losses import MultiTaskLoss
-from mtl_split_core.tasks import get_tasks
+from mtl_split_core.tasks import get_tasks, labelled_field
+from mtl_split_core.tasks.depth import frame_focals
+
+IGNORE_LABEL = -1  # ignore boxes ride through the augmentation with the boxes, marked by this
+
+
+def labelled_frames(data: dict, tasks: tuple[str, ...]) -> np.ndarray:
+    """(N,) bool: the frames carrying a label for at least one of ``tasks``."""
+    n = len(data["images"])
+    flags = [np.asarray(data[labelled_field(t)], bool).reshape(n) for t in tasks
+             if labelled_field(t) in data]
+    if len(flags) < len(tasks):  # a task without flags: every frame has its label
+        return np.ones(n, bool)
+    return np.logical_or.reduce(flags) if flags else np.ones(n, bool)
+
+
+def select_data(data: dict, keep: np.ndarray) -> dict:
+    """The frames ``keep`` marks of a dataset dict (every per-frame field)."""
+    index = np.flatnonzero(keep)
+    n = len(data["images"])
+    out: dict[str, Any] = {}
+    for key, values in data.items():
+        if isinstance(values, np.ndarray) and len(values) == n:
+            out[key] = values[index]
+        elif isinstance(values, list) and len(values) == n:
+            out[key] = [values[i] for i in index]
+        else:
+            out[key] = values
+    return out
+
+
+def _sampling_weights(data: dict, device: torch.device) -> torch.Tensor | None:
+    """The frames' drawing weights, None when the data has none or they are all equal."""
+    weights = data.get("sample_weight")
+    if weights is None:
+        return None
+    w = np.asarray(weights, np.float64).reshape(-1)
+    if len(w) != len(data["images"]) or not np.isfinite(w).all() or (w < 0).any() or \
+            not w.sum() > 0:
+        raise ValueError("sample_weight must hold one finite weight >= 0 per frame, not all 0")
+    if (w == w[0]).all():
+        return None  # uniform: an epoch is a permutation, as without weights
+    return torch.from_numpy(w).to(device)
+
+
+def epoch_order(n: int, draws: int, weights: torch.Tensor | None,
+                generator: torch.Generator) -> torch.Tensor:
+    """The frame indices of one epoch: a permutation of the ``n`` frames without ``weights``,
+    else ``draws`` indices drawn with replacement in proportion to them."""
+    if weights is None:
+        return torch.randperm(n, device=generator.device, generator=generator)
+    return torch.multinomial(weights, draws, replacement=True, generator=generator)
 
 
 def train(config: ModelConfig, train_data: dict, val_data: dict | None, out_dir: str | Path,
           split: str | None = None, epochs: int = 30, batch_size: int = 32, lr: float = 2e-3,
           weighting: str = "uncertainty", device: str = "cpu", pretrained: bool = True,
           resume: bool = False, seed: int = 0, progress: bool = True,
-          max_steps: int | None = None, time_budget_s: float | None = None) -> dict:
-    """Train and return the final validation metrics (unsplit float and with the codec)."""
+          max_steps: int | None = None, time_budget_s: float | None = None,
+          init_model: str | Path | None = None, freeze_edge: bool = False) -> dict:
+    """Train and return the final validation metrics (unsplit float and with the codec).
+
+    ``init_model``: a model folder to fine-tune: its split contract and weights are kept and
+    ``config`` contributes the name, class lists and tasks (``finetune.fine_tune_config``);
+    heads whose classes changed start afresh. ``freeze_edge`` (needs ``init_model``):
+    the edge part gets no gradient and keeps its batch-norm statistics.
+    """
+    if freeze_edge and init_model is None:
+        raise ValueError("freezing the edge part needs a model to fine-tune (init_model)")
+    base: MultiTaskSplitNet | None = None
+    init_card: dict | None = None
+    if init_model is not None:
+        base, init_card = load_model(init_model)
+        config = finetune.fine_tune_config(base.config, config)
+    keep = labelled_frames(train_data, config.tasks)
+    if not keep.any():
+        raise ValueError(f"no training frame carries a label for any of {config.tasks}")
+    if not keep.all():
+        train_data = select_data(train_data, keep)
     torch.manual_seed(seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device)
     split = split or config.default_split
-    model = MultiTaskSplitNet(config, pretrained_backbone=pretrained).to(dev)
+    model = MultiTaskSplitNet(config, pretrained_backbone=pretrained and base is None)
+    fresh_heads: list[str] = []
+    frozen: list[torch.nn.Module] = []
+    if base is not None:
+        fresh_heads = finetune.transfer_weights(model, base)
+        if freeze_edge:
+            finetune.freeze_edge(model)
+            frozen = model.edge_modules()
+    model = model.to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     tasks = get_tasks(config.tasks)
     criterion = MultiTaskLoss(config.tasks, weighting=weighting).to(dev)
     params: list[dict[str, Any]] = [
-        {"params": model.backbone.parameters(), "lr": lr * 0.5},
-        {"params": [p for n, p in model.named_parameters() if not n.startswith("backbone")]},
+        {"params": [p for p in model.backbone.parameters() if p.requires_grad],
+         "lr": lr * 0.5},
+        {"params": [p for n, p in model.named_parameters()
+                    if not n.startswith("backbone") and p.requires_grad]},
         {"params": criterion.parameters(), "weight_decay": 0.0}]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     images = torch.from_numpy(train_data["images"]).to(dev)      # uint8 (N, H, W, 3)
@@ -49,10 +137,15 @@ def train(config: ModelConfig, train_data: dict, val_data: dict | None, out_dir:
     depth = torch.from_numpy(train_data["depth"]).to(dev)
     boxes = [torch.from_numpy(b).to(dev) for b in train_data["boxes"]]
     labels = [torch.from_numpy(lab).to(dev) for lab in train_data["labels"]]
+    ignore_boxes = train_data.get("ignore_boxes")
+    ignores = ([torch.from_numpy(np.asarray(b, np.float32).reshape(-1, 4)).to(dev)
+                for b in ignore_boxes]
+               if ignore_boxes is not None and any(len(b) for b in ignore_boxes) else None)
+    labelled = {t: torch.from_numpy(np.asarray(train_data[labelled_field(t)], bool)).to(dev)
+                for t in config.tasks if labelled_field(t) in train_data}
+    weights = _sampling_weights(train_data, dev)
     # fy of each frame (frames are at the network's input size); None if the data has none.
-    k = train_data.get("k")
-    focal = (torch.from_numpy(np.asarray(k, np.float32)[:, 4]).to(dev) if k is not None and
-             len(k) else None)
+    focal = frame_focals(train_data.get("k"), config.depth_reference_focal, dev)
     n = len(images)
     steps_per_epoch = max(1, n // batch_size)
     total_steps = min(epochs * steps_per_epoch, max_steps or 10 ** 9)
@@ -77,11 +170,13 @@ def train(config: ModelConfig, train_data: dict, val_data: dict | None, out_dir:
     t0 = time.time()
     for epoch in range(start_epoch, epochs):
         model.train()
-        perm = torch.randperm(n, device=dev, generator=gen)
+        for module in frozen:  # batch-norm statistics of a frozen edge stay as deployed
+            module.eval()
+        perm = epoch_order(n, steps_per_epoch * batch_size, weights, gen)
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}",
                    disable=None if progress else True, leave=False)
         sums: dict[str, float] = {}
-        b = 0
+        counts: dict[str, int] = {}
         for b in bar:
             if step >= total_steps or (time_budget_s and time.time() - t0 > time_budget_s):
                 break
@@ -89,15 +184,23 @@ def train(config: ModelConfig, train_data: dict, val_data: dict | None, out_dir:
             x = images[idx].permute(0, 3, 1, 2).float().div_(255.0)
             bl = [boxes[i] for i in idx.tolist()]
             ll = [labels[i] for i in idx.tolist()]
+            if ignores is not None:  # same geometry as the boxes, split off again below
+                bl = [torch.cat([b_, ignores[i]]) for b_, i in zip(bl, idx.tolist())]
+                ll = [torch.cat([lab, lab.new_full((len(ignores[i]),), IGNORE_LABEL)])
+                      for lab, i in zip(ll, idx.tolist())]
             x, s, d, bl, ll, zoom = augment_batch(x, seg[idx], depth[idx], bl, ll,
                                                   generator=gen)
             batch = {"image": x, "seg": s, "depth": d, "boxes": bl, "labels": ll}
+            if ignores is not None:
+                batch["ignore_boxes"] = [b_[lab == IGNORE_LABEL] for b_, lab in zip(bl, ll)]
+                batch["boxes"] = [b_[lab != IGNORE_LABEL] for b_, lab in zip(bl, ll)]
+                batch["labels"] = [lab[lab != IGNORE_LABEL] for lab in ll]
             targets = {task.name: task.targets(batch, config) for task in tasks}
             if dev.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
                 out = model(x, split, focal=None if focal is None else focal[idx] * zoom)
-            loss, parts = criterion(out, targets)
+            loss, parts = criterion(out, targets, {t: m[idx] for t, m in labelled.items()})
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -106,26 +209,39 @@ def train(config: ModelConfig, train_data: dict, val_data: dict | None, out_dir:
             step += 1
             for k, v in {"loss": float(loss.detach()), **parts}.items():
                 sums[k] = sums.get(k, 0.0) + v
-            bar.set_postfix(loss=f"{float(loss):.3f}")
-        count = max(1, b + 1)
-        writer.writerow([epoch, step, f"{sums.get('loss', 0) / count:.4f}",
-                         *[f"{sums.get(t, 0) / count:.4f}" for t in config.tasks],
+                counts[k] = counts.get(k, 0) + 1
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+        mean = {k: sums[k] / counts[k] for k in sums}  # per task: over batches that had it
+        writer.writerow([epoch, step, f"{mean.get('loss', 0):.4f}",
+                         *[f"{mean[t]:.4f}" if t in mean else "" for t in config.tasks],
                          f"{sched.get_last_lr()[1]:.2e}", f"{time.time() - t0:.1f}"])
         log.flush()
         torch.save({"model": model.state_dict(), "criterion": criterion.state_dict(),
                     "opt": opt.state_dict(), "sched": sched.state_dict(), "epoch": epoch,
                     "step": step}, last)
         if progress:
-            print(f"epoch {epoch + 1}: loss {sums.get('loss', 0) / count:.3f} "
-                  + " ".join(f"{t} {sums.get(t, 0) / count:.3f}" for t in config.tasks)
+            print(f"epoch {epoch + 1}: loss {mean.get('loss', 0):.3f} "
+                  + " ".join(f"{t} {mean[t]:.3f}" for t in config.tasks if t in mean)
                   + f" ({time.time() - t0:.0f}s)", flush=True)
         if step >= total_steps or (time_budget_s and time.time() - t0 > time_budget_s):
             break
     log.close()
     model.eval()
-    save_model(out_dir / "model", model, fp16=True,
-               extra={"trained": {"epochs": epochs, "frames": n, "split": split,
-                                  "weighting": weighting, "steps": step}})
+    extra: dict[str, Any] = {"trained": {"epochs": epochs, "frames": n, "split": split,
+                                         "weighting": weighting, "steps": step}}
+    fp16 = True
+    if init_card is not None:
+        # The base's storage precision: a frozen edge then stays bit for bit what robots run.
+        fp16 = init_card.get("weights_dtype", "float16") == "float16"
+        extra["fine_tuned_from"] = {"name": init_card.get("name"),
+                                    "fingerprint": init_card["fingerprint"],
+                                    "fresh_heads": fresh_heads, "edge_frozen": bool(frozen)}
+        if frozen:
+            # Robots keep running the edge they were deployed with: the base's, or the one
+            # the base itself accepted when it was a frozen-edge fine-tune too.
+            extra["accepts_edge_fingerprint"] = (init_card.get("accepts_edge_fingerprint")
+                                                 or init_card["fingerprint"])
+    save_model(out_dir / "model", model, fp16=fp16, extra=extra)
     result = {}
     if val_data is not None and len(val_data["images"]):
         result["float"] = headline(evaluate(model, val_data, split, None, dev))

@@ -7,14 +7,19 @@ import json
 from pathlib import Path
 
 from mtl_split_core.cli.arguments import output_file
+from mtl_split_core.cli.datasets import DATA_HELP
+from mtl_split_core.cli.train import load_data
 from mtl_split_core.codec import CODECS
 from mtl_split_core.errors import InputError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="", help="model folder or name; '' = the packaged default")
-    p.add_argument("--data", "--shards", dest="shards", required=True,
-                   help="dataset folder (gen-data output) or folder of shard_*.npz")
+    p.add_argument("--data", "--shards", dest="data", action="append", required=True,
+                   metavar="[FORMAT:]PATH[@WEIGHT]", help=DATA_HELP)
+    p.add_argument("--class-map", default=None, metavar="FILE",
+                   help='JSON {"source class": "model class" | null}: source classes onto the '
+                   "model's (classes the model lacks are ignored)")
     p.add_argument("--split-set", default="test", choices=("train", "val", "test"))
     p.add_argument("--split", default=None, help="split point; default: the model's")
     p.add_argument("--codec", default="all", choices=("all", "float", *CODECS),
@@ -28,7 +33,6 @@ def _cell(value: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mtl_split_core.cli.datasets import load_dataset_arg
     from mtl_split_core.evaluate import evaluate, headline
     from mtl_split_core.runtime.device import resolve_device
     from mtl_split_core.runtime.model_files import load_model_param
@@ -37,7 +41,10 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if args.split is not None and args.split not in model.split_names:
         raise InputError(f"split {args.split!r}: this model splits at {list(model.split_names)}")
-    data = load_dataset_arg(args.shards, (args.split_set,))
+    cfg = model.config
+    # The model's class lists: every source's classes are mapped onto them by name.
+    data = load_data(args.data, args.split_set, cfg.input_size, args.class_map,
+                     (cfg.detection_classes, cfg.segmentation_classes)).data
     codecs = [None, *CODECS] if args.codec == "all" else \
         [None if args.codec == "float" else args.codec]
     results = []

@@ -1,37 +1,64 @@
-"""`mtl-split train`: multi-task (or single-task) training from a dataset."""
+"""`mtl-split train`: multi-task (or single-task) training from one or more data sets, from
+scratch or fine-tuning an existing model (``--init``, optionally ``--freeze-edge``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from mtl_split_core.backbones import has_pretrained
 from mtl_split_core.cli.arguments import image_size, non_negative_float, output_folder, positive_int
+from mtl_split_core.cli.datasets import DATA_HELP
 from mtl_split_core.codec import CODECS
 from mtl_split_core.errors import InputError
 from mtl_split_core.tasks import DEFAULT_TASKS
 
+if TYPE_CHECKING:
+    from mtl_split_core.data.sources.loading import LoadedData
+    from mtl_split_core.model.config import ModelConfig
+
+# Defaults of a model trained from scratch; with --init these come from the model instead.
+CONTRACT_DEFAULTS: dict[str, Any] = {
+    "backbone": "efficientnet_lite0", "bottleneck": 16, "quant_bits": 8, "codec": "q8-zstd/1",
+    "size": (320, 240), "split": "s16"}
+ClassNames = tuple[tuple[str, ...], tuple[str, ...]]  # (detection, segmentation) classes
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", "--shards", dest="shards", required=True,
-                   help="dataset folder (gen-data output) or folder of shard_*.npz")
+    p.add_argument("--data", "--shards", dest="data", action="append", required=True,
+                   metavar="[FORMAT:]PATH[@WEIGHT]", help=DATA_HELP)
+    p.add_argument("--class-map", default=None, metavar="FILE",
+                   help='JSON {"source class": "model class" | null} applied to every source')
     p.add_argument("--out", type=output_folder, required=True,
                    help="output folder (model/, train_log.csv)")
-    p.add_argument("--backbone", default="efficientnet_lite0")
-    p.add_argument("--split", default="s16", help="split point to train at (s4, s8, s16, s32)")
-    p.add_argument("--bottleneck", type=int, default=16,
-                   help="bottleneck channels at the split; 0 = none")
-    p.add_argument("--tasks", default=",".join(DEFAULT_TASKS),
-                   help="comma-separated subset (STL: one)")
-    p.add_argument("--quant-bits", type=int, default=8, choices=(0, 4, 8),
-                   help="fake quantization bits at the split while training (0 = off)")
-    p.add_argument("--codec", default="q8-zstd/1", choices=CODECS)
+    p.add_argument("--init", default=None, metavar="MODEL",
+                   help="fine-tune this model (folder or name): keeps its backbone, "
+                   "bottlenecks and split contract; heads whose classes changed start afresh")
+    p.add_argument("--freeze-edge", action="store_true",
+                   help="with --init: the edge part keeps its weights bit for bit, so robots "
+                   "running the old model's edge are served by the new model")
+    p.add_argument("--backbone", default=None,
+                   help=f"default {CONTRACT_DEFAULTS['backbone']} (with --init: the model's)")
+    p.add_argument("--split", default=None,
+                   help="split point to train at (s4, s8, s16, s32); default s16 or the "
+                   "--init model's")
+    p.add_argument("--bottleneck", type=int, default=None,
+                   help="bottleneck channels at the split; 0 = none; default 16")
+    p.add_argument("--tasks", default=None,
+                   help=f"comma-separated subset (STL: one); default {','.join(DEFAULT_TASKS)} "
+                   "or the --init model's")
+    p.add_argument("--quant-bits", type=int, default=None, choices=(0, 4, 8),
+                   help="fake quantization bits at the split while training (0 = off; "
+                   "default 8)")
+    p.add_argument("--codec", default=None, choices=CODECS, help="default q8-zstd/1")
     p.add_argument("--weighting", default="uncertainty", choices=("uncertainty", "fixed"))
     p.add_argument("--epochs", type=positive_int, default=30)
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--size", type=image_size, default=(320, 240), help="network input WxH")
+    p.add_argument("--size", type=image_size, default=None,
+                   help="network input WxH (default 320x240)")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-pretrained", action="store_true", help="random backbone init")
     p.add_argument("--resume", action="store_true")
@@ -44,37 +71,134 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "median of the training frames; 0: depth ignores the camera's focal length")
 
 
+def _init_config(model: str) -> tuple[Path, ModelConfig]:
+    """The --init model's folder and configuration (card only: train() loads the weights)."""
+    from mtl_split_core.model.card import ModelLoadError, config_from_card, read_card
+    from mtl_split_core.runtime.model_files import resolve_model_path
+
+    try:
+        path = resolve_model_path(model)
+        return path, config_from_card(read_card(path))
+    except (FileNotFoundError, ModelLoadError) as err:
+        raise InputError(f"--init {model}: {err}") from None
+
+
+def _check_contract_options(args: argparse.Namespace) -> None:
+    """With --init the split contract is the model's: options that would change it are errors
+    rather than silently ignored."""
+    given = [name for name in ("backbone", "bottleneck", "quant_bits", "codec", "size",
+                               "depth_reference_focal") if getattr(args, name) is not None]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise InputError(f"{flags}: fine-tuning keeps the --init model's split contract; "
+                         "leave these out")
+
+
+def _labels_any(data: dict, task: str) -> bool:
+    """Whether some frame of a dataset dict carries ``task``'s label."""
+    from mtl_split_core.tasks import labelled_field
+
+    flags = data.get(labelled_field(task))
+    return flags is None or bool(len(flags) and any(flags))
+
+
+def load_data(values: list[str], split: str, input_size: tuple[int, int],
+              class_map_path: str | None = None, classes: ClassNames | None = None
+              ) -> LoadedData:
+    """``--data`` (repeatable) + ``--class-map`` for ``split`` at ``input_size``; ``classes``
+    = (detection, segmentation) lists to map onto (an existing model's), else the sources'."""
+    from mtl_split_core.cli.datasets import load_data_args
+    from mtl_split_core.data.sources.loading import ClassLists
+
+    return load_data_args(values, split, input_size, class_map_path,
+                          classes=None if classes is None else ClassLists(*classes))
+
+
+def _class_lists(args: argparse.Namespace, loaded: LoadedData, base: ModelConfig | None,
+                 size: tuple[int, int]) -> tuple[LoadedData, ClassNames]:
+    """The model's class lists (and the training data, mapped onto them): the data's; when
+    fine-tuning, the --init model's wherever the data allows (its heads keep their weights)."""
+    lists = (tuple(loaded.detection_classes), tuple(loaded.segmentation_classes))
+    if base is None:
+        return loaded, lists
+    base_lists = (base.detection_classes, base.segmentation_classes)
+    if lists == base_lists:
+        return loaded, lists
+    if not any(_labels_any(loaded.data, t) for t in ("detection", "segmentation")):
+        return loaded, base_lists  # no class labels in the data: its lists mean nothing
+    if set(lists[0]) <= set(base_lists[0]) and set(lists[1]) <= set(base_lists[1]):
+        # Classes the model knows, in another order: map the data onto the model's lists.
+        return load_data(args.data, "train", size, args.class_map, base_lists), base_lists
+    return loaded, lists  # new classes: the heads they change start afresh
+
+
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
     import numpy as np
 
-    from mtl_split_core.cli.datasets import load_dataset_arg
+    from mtl_split_core.data.sources.base import SourceError
+    from mtl_split_core.model import ModelLoadError
     from mtl_split_core.model.config import ModelConfig, ModelConfigError
     from mtl_split_core.runtime.device import resolve_device
-    from mtl_split_core.train import train
+    from mtl_split_core.train import labelled_frames, train
 
-    tasks = tuple(t for t in args.tasks.split(",") if t)
+    init_path, base = (None, None) if args.init is None else _init_config(args.init)
+    if args.freeze_edge and base is None:
+        raise InputError("--freeze-edge: needs --init MODEL (the model whose edge is deployed)")
+    if base is not None:
+        _check_contract_options(args)
+    opt = {key: CONTRACT_DEFAULTS[key] if getattr(args, key) is None else getattr(args, key)
+           for key in CONTRACT_DEFAULTS}
+    split = args.split or (base.default_split if base else opt["split"])
+    size = base.input_size if base else opt["size"]
+    tasks = tuple(t for t in args.tasks.split(",") if t) if args.tasks else \
+        (base.tasks if base else DEFAULT_TASKS)
+    loaded, lists = _class_lists(args, load_data(args.data, "train", size, args.class_map),
+                                 base, size)
+    train_data = loaded.data
+    if not labelled_frames(train_data, tasks).any():
+        raise InputError(f"data {', '.join(args.data)}: no training frame has a label for "
+                         f"any of the tasks {', '.join(tasks)}")
     try:
-        config = ModelConfig(
-            name=args.name or f"mtl_split_{args.backbone}_{args.split}",
-            backbone=args.backbone, input_size=args.size, tasks=tasks,
-            bottlenecks={args.split: args.bottleneck or None}, default_split=args.split,
-            codec=args.codec, train_quant_bits=args.quant_bits or None)
+        if base is not None:  # train() keeps the rest of the base's configuration
+            config = dataclasses.replace(base, name=args.name or f"{base.name}_tuned",
+                                         tasks=tasks, detection_classes=lists[0],
+                                         segmentation_classes=lists[1])
+        else:
+            config = ModelConfig(
+                name=args.name or f"mtl_split_{opt['backbone']}_{split}",
+                backbone=opt["backbone"], input_size=size, tasks=tasks,
+                detection_classes=lists[0], segmentation_classes=lists[1],
+                bottlenecks={split: opt["bottleneck"] or None}, default_split=split,
+                codec=opt["codec"], train_quant_bits=opt["quant_bits"] or None)
     except ModelConfigError as err:
         raise InputError(str(err)) from None
+    if base is None:
+        ref = args.depth_reference_focal
+        if ref is None:  # the median over frames whose intrinsics are known
+            fy = np.asarray(train_data.get("k", []), np.float64).reshape(-1, 9)[:, 4]
+            fy = fy[np.isfinite(fy) & (fy > 0)]
+            ref = round(float(np.median(fy)), 2) if len(fy) else 0.0
+        config.depth_reference_focal = ref or None
+    try:
+        val_data: dict | None = load_data(args.data, "val", size, args.class_map, lists).data
+    except SourceError as err:  # the same sources just gave training frames: none for val
+        print(f"no validation: {err}")
+        val_data = None
     device = str(resolve_device(args.device))
-    train_data = load_dataset_arg(args.shards, ("train",))
-    val_data = load_dataset_arg(args.shards, ("val",))
-    ref = args.depth_reference_focal
-    if ref is None:
-        ref = round(float(np.median(np.asarray(train_data["k"])[:, 4])), 2)
-    config.depth_reference_focal = ref or None
-    print(f"train frames {len(train_data['images'])}, val frames {len(val_data['images'])}")
-    result = train(config, train_data, val_data, args.out, split=args.split, epochs=args.epochs,
-                   batch_size=args.batch_size, lr=args.lr, weighting=args.weighting,
-                   device=device,
-                   pretrained=not args.no_pretrained and has_pretrained(args.backbone),
-                   resume=args.resume, max_steps=args.max_steps,
-                   time_budget_s=args.time_budget)
+    print(f"train frames {len(train_data['images'])}, val frames "
+          f"{0 if val_data is None else len(val_data['images'])}")
+    try:
+        result = train(config, train_data, val_data, args.out, split=split, epochs=args.epochs,
+                       batch_size=args.batch_size, lr=args.lr, weighting=args.weighting,
+                       device=device,
+                       pretrained=not args.no_pretrained and has_pretrained(opt["backbone"]),
+                       resume=args.resume, max_steps=args.max_steps,
+                       time_budget_s=args.time_budget, init_model=init_path,
+                       freeze_edge=args.freeze_edge)
+    except ModelLoadError as err:
+        raise InputError(f"--init {args.init}: {err}") from None
     print("VAL " + json.dumps(result))
     (Path(args.out) / "val_metrics.json").write_text(json.dumps(result, indent=2))
     return 0

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import NoReturn, cast
 
 from mtl_split_core.backbones import BACKBONES, SPLIT_NAMES
-from mtl_split_core.classes import DETECTION_CLASSES, SEGMENTATION_CLASSES
+from mtl_split_core.classes import DETECTION_CLASSES, IGNORE_ID, SEGMENTATION_CLASSES
 from mtl_split_core.codec import CODECS
 from mtl_split_core.tasks.registry import DEFAULT_TASKS, task_names
 
@@ -78,6 +78,13 @@ class ModelConfig:
             bad("min_depth", "need 0 < min_depth < max_depth")
         if self.depth_reference_focal is not None and not self.depth_reference_focal > 0:
             bad("depth_reference_focal", f"{self.depth_reference_focal!r} must be > 0 or None")
+        if len(self.segmentation_classes) > IGNORE_ID:
+            bad("segmentation_classes", f"{len(self.segmentation_classes)} classes; ids travel "
+                f"as mono8 with {IGNORE_ID} = ignore, so at most {IGNORE_ID}")
+        if len(set(self.segmentation_classes)) != len(self.segmentation_classes):
+            bad("segmentation_classes", "class names must be distinct")
+        if "detection" in self.tasks and not self.detection_classes:
+            bad("detection_classes", "a detection head needs at least one class")
         n_stuff = len(self.segmentation_classes) - len(self.detection_classes)
         if n_stuff < 1 or self.segmentation_classes[n_stuff:] != self.detection_classes:
             bad("segmentation_classes", "must list stuff classes first, then the detection "

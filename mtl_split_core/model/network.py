@@ -60,6 +60,19 @@ class MultiTaskSplitNet(nn.Module):
         k = self.config.bottlenecks.get(split)
         return (k or self.backbone.channels[i], math.ceil(h / stride), math.ceil(w / stride))
 
+    def edge_modules(self) -> list[nn.Module]:
+        """What the robot runs at one split or another: the backbone (all of it is edge at the
+        deepest split) and every bottleneck encoder. Normalisation is config, not weights."""
+        return [self.backbone, *(cast(Bottleneck, b).encoder for b in self.bottlenecks.values())]
+
+    def edge_state_dict(self) -> dict[str, torch.Tensor]:
+        """A copy of the weights and buffers of ``edge_modules`` under their ``state_dict``
+        keys."""
+        edge_ids = {id(t) for m in self.edge_modules()
+                    for t in (*m.parameters(), *m.buffers())}
+        return {k: v.detach().clone() for k, v in self.state_dict(keep_vars=True).items()
+                if id(v) in edge_ids}
+
     def edge(self, x: torch.Tensor, split: str | None = None) -> torch.Tensor:
         """Robot side: normalise, stages 0..i, bottleneck encoder; fake-quantized in training."""
         split, i = self._index(split)

@@ -109,7 +109,9 @@ class ServerRunner:
         """Raise PacketRejected unless ``packet`` is within the input bounds (runtime/packet.py)
         and this server's model produced it; return its content box in the network input."""
         check_packet(packet)
-        if packet.model_fingerprint != self.card["fingerprint"]:
+        # A frozen-edge fine-tune also serves the edges deployed with the model it came from.
+        if packet.model_fingerprint not in (self.card["fingerprint"],
+                                            self.card.get("accepts_edge_fingerprint")):
             raise PacketRejected(
                 "fingerprint", f"model fingerprint {packet.model_fingerprint!r} "
                 f"({packet.model_id or '?'}) != served {self.card['fingerprint']!r} "

@@ -6,7 +6,14 @@ the built-in tasks (detection, segmentation, depth); a new task registers itself
 (``register_task(MyTask())``).
 """
 
-from mtl_split_core.tasks.base import OutputSpec, PostprocessContext, Task, TaskMetric
+from mtl_split_core.tasks.base import (
+    OutputSpec,
+    PostprocessContext,
+    Task,
+    TaskMetric,
+    is_labelled,
+    labelled_field,
+)
 from mtl_split_core.tasks.depth import DepthTask
 from mtl_split_core.tasks.detection import DetectionTask
 from mtl_split_core.tasks.registry import (
@@ -24,4 +31,5 @@ for _task in (DetectionTask(), SegmentationTask(), DepthTask()):
     register_task(_task)
 
 __all__ = ["DEFAULT_TASKS", "OutputSpec", "PostprocessContext", "Task", "TaskMetric",
-           "get_task", "get_tasks", "register_task", "task_names", "unregister_task"]
+           "get_task", "get_tasks", "is_labelled", "labelled_field", "register_task",
+           "task_names", "unregister_task"]

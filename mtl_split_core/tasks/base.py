@@ -75,6 +75,17 @@ class TaskMetric(Protocol):
         """The metric over every frame so far."""
 
 
+def labelled_field(task_name: str) -> str:
+    """The dataset-dict / ground-truth field saying which frames carry ``task_name``'s label
+    (``has_<task>``, (N,) bool; absent = every frame is labelled)."""
+    return f"has_{task_name}"
+
+
+def is_labelled(truth: Mapping[str, Any], task_name: str) -> bool:
+    """Whether one frame's ground truth carries ``task_name``'s label (absent flag = yes)."""
+    return bool(truth.get(labelled_field(task_name), True))
+
+
 class Task:
     """Base class of a registered task; subclasses set the class attributes and override the
     methods. Heads are ``nn.Module``s called as ``head(features, out_hw, focal)`` returning a
@@ -91,9 +102,19 @@ class Task:
     def build_head(self, width: int, config: ModelConfig) -> nn.Module:
         raise NotImplementedError
 
+    def classes(self, config: ModelConfig) -> tuple[str, ...]:
+        """The class names the head's outputs index (() = none): fine-tuning keeps a head only
+        while these stay the same."""
+        return ()
+
     def targets(self, batch: Mapping[str, Any], config: ModelConfig) -> Any:
         """Training targets from a batch of augmented samples: ``image`` (N, 3, H, W) in [0, 1],
-        ``seg`` (N, H, W), ``depth`` (N, H, W) metres, ``boxes``/``labels`` lists of tensors."""
+        ``seg`` (N, H, W), ``depth`` (N, H, W) metres, ``boxes``/``labels`` lists of tensors,
+        ``ignore_boxes`` list of (M, 4) tensors (regions neither object nor background).
+
+        Targets are a tensor with the batch first, or dicts / lists / tuples of such: the
+        multi-task loss restricts them to the frames that carry this task's label by indexing
+        the first axis."""
         raise NotImplementedError
 
     def loss(self, outputs: Mapping[str, torch.Tensor], targets: Any) -> torch.Tensor:

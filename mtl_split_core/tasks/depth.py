@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -42,6 +43,19 @@ class DepthHead(nn.Module):
                 / self.reference_focal
             depth = depth * scale.reshape(-1, 1, 1, 1)
         return {"depth": depth}
+
+
+def frame_focals(k: Any, reference_focal: float | None,
+                 device: str | torch.device = "cpu") -> torch.Tensor | None:
+    """fy (model-input pixels) per frame from a dataset's ``k`` (N, 9), for the depth head.
+    Frames whose intrinsics are unknown (a NaN row) get ``reference_focal``: depth as the
+    reference camera would see it. None when nothing is known or without a reference (then
+    depth is taken as is and the focal length plays no part)."""
+    if k is None or not len(k) or reference_focal is None:
+        return None
+    fy = torch.from_numpy(np.asarray(k, np.float32).reshape(len(k), 9)[:, 4].copy())
+    fy = torch.where(torch.isfinite(fy) & (fy > 0), fy, torch.tensor(float(reference_focal)))
+    return fy.to(device)
 
 
 def depth_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -31,6 +31,9 @@ class SegmentationHead(nn.Module):
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the pixels not ``IGNORE_ID``; 0 (not NaN) without any."""
+    if not bool((target != IGNORE_ID).any()):
+        return logits.sum() * 0.0
     return F.cross_entropy(logits.float(), target, ignore_index=IGNORE_ID)
 
 
@@ -55,6 +58,9 @@ class SegmentationTask(Task):
 
     def build_head(self, width: int, config: ModelConfig) -> nn.Module:
         return SegmentationHead(width, len(config.segmentation_classes))
+
+    def classes(self, config: ModelConfig) -> tuple[str, ...]:
+        return tuple(config.segmentation_classes)
 
     def targets(self, batch: Mapping[str, Any], config: ModelConfig) -> torch.Tensor:
         return batch["seg"].long()

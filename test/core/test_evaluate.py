@@ -50,3 +50,32 @@ def test_score_only_the_tasks_asked_and_truth_per_frame():
     assert set(frame_truth(data, 1)) == {"images", "boxes"}
     with pytest.raises(KeyError, match="registered"):
         score(_frames(), ModelConfig(), tasks=("normals",))
+
+
+def test_frames_without_a_tasks_label_are_left_out_of_that_metric_only():
+    frames = list(_frames(3))
+    flagged = [(p, {**t, "has_depth": i != 1, "has_detection": True})
+               for i, (p, t) in enumerate(frames)]
+    got = score(flagged, ModelConfig())
+    kept = score([frames[0], frames[2]], ModelConfig(), tasks=("depth",))
+    assert got["depth"] == kept["depth"] and got["depth"]["frames"] == 2
+    assert got["segmentation"] == score(frames, ModelConfig())["segmentation"]
+
+
+def test_unknown_intrinsics_evaluate_as_the_reference_camera():
+    import torch
+
+    from mtl_split_core.evaluate import evaluate
+    from mtl_split_core.model import MultiTaskSplitNet
+    from support.tiny_data import tiny_dataset
+
+    torch.manual_seed(0)
+    model = MultiTaskSplitNet(ModelConfig(backbone="mobilenetv3_small", input_size=(96, 64),
+                                          depth_reference_focal=100.0)).eval()
+    data = tiny_dataset(2)
+    data["k"] = np.tile(np.array([100.0, 0, 48, 0, 100.0, 32, 0, 0, 1]), (2, 1))
+    known = evaluate(model, data, codec=None)["depth"]
+    data["k"] = np.full((2, 9), np.nan)
+    assert evaluate(model, data, codec=None)["depth"] == known
+    data["k"][:, 4] = 200.0  # a longer focal length: twice the depth, other numbers
+    assert evaluate(model, data, codec=None)["depth"] != known

@@ -1,10 +1,24 @@
-"""A tiny CPU training run lowers the loss and writes a loadable model card."""
+"""Training: a tiny CPU run lowers the loss and writes a loadable model card; partial labels,
+weighted mixing and fine-tuning (with a frozen edge the server then serves the old edge)."""
 
 import csv
+import dataclasses
+import json
 
-from mtl_split_core.model import ModelConfig, load_model
-from mtl_split_core.train import train
+import numpy as np
+import pytest
+import torch
+
+from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, load_model, save_model
+from mtl_split_core.runtime.edge import EdgeRunner
+from mtl_split_core.runtime.server import PacketRejected, ServerRunner
+from mtl_split_core.train import epoch_order, labelled_frames, train
 from support.tiny_data import tiny_dataset
+
+torch.set_num_threads(2)
+TINY = ModelConfig(backbone="mobilenetv3_small", input_size=(96, 64), bottlenecks={"s16": 8},
+                   depth_reference_focal=100.0)
+FAST = dict(epochs=1, batch_size=4, lr=3e-3, device="cpu", pretrained=False, progress=False)
 
 
 def test_tiny_training_lowers_the_loss(tmp_path):
@@ -17,3 +31,136 @@ def test_tiny_training_lowers_the_loss(tmp_path):
     assert float(rows[-1]["depth"]) < float(rows[0]["depth"])
     model, card = load_model(tmp_path / "model")
     assert card["trained"]["epochs"] == 12 and "float" in result and "codec" in result
+
+
+def test_an_epoch_is_a_permutation_or_drawn_by_weight_reproducibly():
+    def gen(seed=5):
+        return torch.Generator().manual_seed(seed)
+    assert torch.equal(epoch_order(10, 8, None, gen()), torch.randperm(10, generator=gen()))
+    # Source A: 10 frames with 70% of the mass, source B: 90 frames with 30%.
+    weights = torch.tensor([0.7 / 10] * 10 + [0.3 / 90] * 90, dtype=torch.float64)
+    draws = epoch_order(100, 20000, weights, gen())
+    assert torch.equal(draws, epoch_order(100, 20000, weights, gen()))
+    assert (draws < 10).float().mean() == pytest.approx(0.7, abs=0.02)
+    counts = torch.bincount(draws, minlength=100).float()
+    assert counts[:10].mean() / counts[10:].mean() == pytest.approx(21.0, rel=0.15)
+
+
+def test_flags_saying_everything_is_labelled_train_exactly_as_without(tmp_path):
+    plain = train(TINY, tiny_dataset(), None, tmp_path / "a", max_steps=2, **FAST)
+    data = tiny_dataset()
+    n = len(data["images"])
+    data.update({f"has_{t}": np.ones(n, bool) for t in TINY.tasks})
+    data["sample_weight"] = np.full(n, 0.125, np.float32)      # uniform: a permutation
+    data["ignore_boxes"] = [np.zeros((0, 4), np.float32)] * n
+    flagged = train(TINY, data, None, tmp_path / "b", max_steps=2, **FAST)
+    cards = [json.loads((tmp_path / d / "model" / "card.json").read_text()) for d in "ab"]
+    assert plain == flagged == {} and cards[0]["fingerprint"] == cards[1]["fingerprint"]
+
+
+def test_frames_labelled_for_none_of_the_tasks_are_left_out():
+    data = tiny_dataset(4)
+    data["has_depth"] = np.array([True, False, True, False])
+    data["has_segmentation"] = np.array([False, False, True, False])
+    assert labelled_frames(data, ("depth", "segmentation")).tolist() == [1, 0, 1, 0]
+    assert labelled_frames(data, ("depth", "detection")).all()  # no flags: all labelled
+    data["has_depth"][:] = False
+    data["has_segmentation"][:] = False
+    with pytest.raises(ValueError, match="no training frame"):
+        train(dataclasses.replace(TINY, tasks=("depth", "segmentation")), data, None, "/none",
+              **FAST)
+
+
+def _depth_only(n=8):
+    """Frames labelled for depth only (placeholders elsewhere), with ignore regions, unknown
+    intrinsics on half of them and uneven sampling weights."""
+    data = tiny_dataset(n, seed=3)
+    data["has_detection"] = np.zeros(n, bool)
+    data["has_segmentation"] = np.zeros(n, bool)
+    data["has_depth"] = np.ones(n, bool)
+    data["boxes"] = [np.zeros((0, 4), np.float32)] * n
+    data["labels"] = [np.zeros(0, np.int64)] * n
+    data["seg"][:] = 255
+    data["ignore_boxes"] = [np.array([[0, 0, 30, 20]], np.float32)] * n
+    data["k"] = np.tile(np.array([100.0, 0, 48, 0, 100.0, 32, 0, 0, 1]), (n, 1))
+    data["k"][::2] = np.nan
+    data["sample_weight"] = np.linspace(1, 3, n).astype(np.float32)
+    return data
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("base") / "model"
+    save_model(path, MultiTaskSplitNet(TINY).eval())
+    return path
+
+
+def _params(model, prefix):
+    return {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith(prefix)}
+
+
+def _equal(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_frozen_edge_stays_bit_identical_and_the_server_accepts_the_old_edge(base_dir,
+                                                                              tmp_path):
+    train(dataclasses.replace(TINY, name="tuned"), _depth_only(), None, tmp_path,
+          max_steps=3, init_model=base_dir, freeze_edge=True, **FAST)
+    base, base_card = load_model(base_dir)
+    tuned, card = load_model(tmp_path / "model")
+    assert base.edge_state_dict().keys() == tuned.edge_state_dict().keys()
+    assert _equal(base.edge_state_dict(), tuned.edge_state_dict())  # weights and BN statistics
+    # Unlabelled tasks: their heads got no gradient; the depth head and the neck learned.
+    for prefix in ("heads.detection.", "heads.segmentation."):
+        assert _equal(_params(base, prefix), _params(tuned, prefix)), prefix
+    for prefix in ("heads.depth.", "neck.", "bottlenecks.s16.decoder."):
+        assert not _equal(_params(base, prefix), _params(tuned, prefix)), prefix
+    assert card["accepts_edge_fingerprint"] == base_card["fingerprint"] != card["fingerprint"]
+    assert card["fine_tuned_from"] == {"name": base_card["name"],
+                                       "fingerprint": base_card["fingerprint"],
+                                       "fresh_heads": [], "edge_frozen": True}
+    assert card["name"] == "tuned" and card["input_size"] == [96, 64]
+    # A robot still running the base model's edge is served by the tuned server.
+    rgb = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    old_edge = EdgeRunner.from_path(str(base_dir), device="cpu")(rgb)
+    new_edge = EdgeRunner.from_path(str(tmp_path / "model"), device="cpu")(rgb)
+    server = ServerRunner.from_path(str(tmp_path / "model"), device="cpu")
+    assert old_edge.tensor.data == new_edge.tensor.data
+    np.testing.assert_array_equal(server(old_edge).depth, server(new_edge).depth)
+    # Not any edge, though: the base's server does not take the tuned edge's packets, and
+    # nobody takes another model's.
+    with pytest.raises(PacketRejected, match="fingerprint"):
+        ServerRunner.from_path(str(base_dir), device="cpu")(new_edge)
+    with pytest.raises(PacketRejected, match="fingerprint"):
+        server(dataclasses.replace(old_edge, model_fingerprint="0123456789abcdef"))
+
+
+def test_new_classes_reinitialise_their_heads_and_a_second_frozen_tune_keeps_the_root_edge(
+        base_dir, tmp_path):
+    train(TINY, _depth_only(), None, tmp_path / "a", max_steps=1, init_model=base_dir,
+          freeze_edge=True, **FAST)
+    city = dataclasses.replace(TINY, detection_classes=("car",),
+                               segmentation_classes=("road", "car"))
+    data = tiny_dataset()  # fully labelled; class 0 = car, segmentation 4 -> 1 (car)
+    data["seg"] = np.where(data["seg"] == 4, 1, 0).astype(np.uint8)
+    train(city, data, None, tmp_path / "b", max_steps=1, init_model=tmp_path / "a" / "model",
+          freeze_edge=True, **FAST)
+    _, root = load_model(base_dir)
+    model, card = load_model(tmp_path / "b" / "model")
+    assert card["fine_tuned_from"]["fresh_heads"] == ["detection", "segmentation"]
+    assert card["detection_classes"] == ["car"] and card["segmentation_classes"] == [
+        "road", "car"]
+    assert model.heads["detection"].heatmap[-1].out_channels == 1
+    assert card["accepts_edge_fingerprint"] == root["fingerprint"]
+    # Without --freeze-edge the edge learns and no other edge is accepted.
+    train(TINY, tiny_dataset(), None, tmp_path / "c", max_steps=1, init_model=base_dir, **FAST)
+    free = json.loads((tmp_path / "c" / "model" / "card.json").read_text())
+    assert "accepts_edge_fingerprint" not in free
+    assert free["fine_tuned_from"]["edge_frozen"] is False
+
+
+def test_freezing_the_edge_needs_a_model_to_start_from(tmp_path):
+    with pytest.raises(ValueError, match="init_model"):
+        train(TINY, tiny_dataset(), None, tmp_path, freeze_edge=True, **FAST)

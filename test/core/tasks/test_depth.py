@@ -27,3 +27,16 @@ def test_depth_head_rescales_by_focal_over_reference():
         scaled = head(y, (48, 64), torch.tensor([200.0, 50.0]))["depth"]
     assert ref.shape == (2, 1, 48, 64) and (ref > 0).all()
     torch.testing.assert_close(scaled, ref * torch.tensor([2.0, 0.5]).view(-1, 1, 1, 1))
+
+
+def test_frames_with_unknown_intrinsics_get_the_reference_focal():
+    import numpy as np
+
+    from mtl_split_core.tasks.depth import frame_focals
+
+    k = np.zeros((3, 9))
+    k[:, 4] = (80.0, np.nan, 120.0)
+    k[1] = np.nan  # a NaN row: intrinsics unknown
+    assert frame_focals(k, 100.0).tolist() == [80.0, 100.0, 120.0]
+    assert frame_focals(k, None) is None  # no reference: the head ignores the focal length
+    assert frame_focals(None, 100.0) is None and frame_focals(np.zeros((0, 9)), 100.0) is None

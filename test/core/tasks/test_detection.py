@@ -59,3 +59,68 @@ def test_focal_loss_prefers_correct_heatmaps():
     t = torch.from_numpy(detection_targets(BOXES, LABELS, (8, 12), 3)["heatmap"])[None]
     good = torch.where(t == 1, torch.tensor(5.0), torch.tensor(-5.0))
     assert focal_loss(good, t) < focal_loss(torch.zeros_like(t), t) < focal_loss(-good, t)
+
+
+def test_cells_inside_ignore_regions_add_no_background_loss():
+    from mtl_split_core.tasks.detection import ignore_cells
+
+    cells = ignore_cells(np.array([[0.0, 0.0, 32.0, 16.0]], np.float32), (8, 12))
+    assert cells.sum() == 4 * 2 and cells[:2, :4].all()  # centres at 4, 12, 20, 28 / 4, 12
+    t = detection_targets(BOXES, LABELS, (8, 12), 3,
+                          ignore_boxes=np.array([[0.0, 0.0, 32.0, 16.0]], np.float32))
+    assert (t["ignore"] == cells).all()
+    heat = torch.from_numpy(t["heatmap"])[None]
+    ignore = torch.from_numpy(t["ignore"])[None]
+    fire = torch.where(heat == 1, torch.tensor(5.0), torch.tensor(-5.0))
+    fire_in_region = fire.clone()
+    fire_in_region[:, :, 0, 0] = 5.0  # a confident "object" in the ignore region
+    assert focal_loss(fire_in_region, heat) > focal_loss(fire, heat)
+    assert torch.isclose(focal_loss(fire_in_region, heat, ignore=ignore),
+                         focal_loss(fire, heat, ignore=ignore))
+    # An object centre inside a region still counts as a positive.
+    miss = fire.clone()
+    miss[heat == 1] = -5.0
+    assert focal_loss(miss, heat, ignore=torch.ones_like(ignore)) > focal_loss(
+        fire, heat, ignore=torch.ones_like(ignore))
+
+
+def _score(prediction, truth):
+    from mtl_split_core.model import ModelConfig
+    from mtl_split_core.tasks import get_task
+
+    metric = get_task("detection").metric(ModelConfig())
+    metric.update(prediction, truth)
+    return metric.compute()
+
+
+def test_detections_in_ignore_regions_are_neither_true_nor_false_positives():
+    gt = {"boxes": np.array([[10.0, 10.0, 30.0, 30.0]], np.float32), "labels": np.array([0])}
+    hit = [10.0, 10.0, 30.0, 30.0]
+    in_region = [60.0, 10.0, 70.0, 20.0]   # IoF 1 with the region, IoU 0.25
+    stray = [100.0, 100.0, 110.0, 110.0]
+    # The stray detection scores highest: a false positive ranked first halves the precision.
+    pred = {"boxes": np.array([stray, in_region, hit], np.float32),
+            "scores": np.array([0.9, 0.95, 0.5], np.float32), "class_ids": np.array([0, 0, 0])}
+    region = np.array([[55.0, 5.0, 75.0, 25.0]], np.float32)
+    without = _score({**pred, "boxes": pred["boxes"][[0, 2]], "scores": pred["scores"][[0, 2]],
+                      "class_ids": pred["class_ids"][[0, 2]]}, gt)
+    ignored = _score(pred, {**gt, "ignore_boxes": region})
+    counted = _score(pred, {**gt, "ignore_boxes": np.zeros((0, 4), np.float32)})
+    assert ignored["mAP50"] == without["mAP50"] == 0.5  # the region's detection is gone
+    assert counted["mAP50"] < ignored["mAP50"]          # as a false positive it costs
+    # A detection that matches its ground truth stays a true positive inside a region.
+    everywhere = np.array([[0.0, 0.0, 200.0, 200.0]], np.float32)
+    only_hit = {"boxes": np.array([hit], np.float32), "scores": np.array([0.5], np.float32),
+                "class_ids": np.array([0])}
+    assert _score(only_hit, {**gt, "ignore_boxes": everywhere})["mAP50"] == 1.0
+
+
+def test_ignore_matching_needs_half_the_detection_inside_the_region():
+    from mtl_split_core.tasks.detection import box_iof, in_ignore_regions
+
+    region = np.array([[0.0, 0.0, 10.0, 10.0]])
+    boxes = np.array([[5.0, 0.0, 15.0, 10.0], [6.0, 0.0, 16.0, 10.0]])
+    assert box_iof(boxes, region)[:, 0].tolist() == [0.5, 0.4]
+    got = in_ignore_regions(boxes, np.array([0.9, 0.8]), np.array([1, 1]),
+                            np.zeros((0, 4)), np.zeros(0, np.int64), region)
+    assert got.tolist() == [True, False]

@@ -1,0 +1,60 @@
+"""Fine-tuning an existing model: what it keeps, what starts afresh, what may not change.
+
+A fine-tuned model keeps the split contract of the model it starts from (backbone, input size,
+normalisation, bottlenecks, split, codec, neck, depth range and reference focal) and its
+weights, except the heads whose class lists changed (compared by name, through each task's
+``Task.classes``): those start from a fresh initialisation. Freezing the edge part
+(``MultiTaskSplitNet.edge_modules``) keeps robots already running the old model's edge
+compatible: its bits stay the same, so only the server needs the new model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from mtl_split_core.model.config import ModelConfig
+from mtl_split_core.model.network import MultiTaskSplitNet
+from mtl_split_core.tasks.registry import get_task
+
+#: what a fine-tuned model takes from the configuration asked for; the rest is the base's.
+TUNABLE_FIELDS = ("name", "detection_classes", "segmentation_classes", "tasks")
+
+
+def fine_tune_config(base: ModelConfig, wanted: ModelConfig) -> ModelConfig:
+    """``base`` with the name, class lists and tasks of ``wanted``."""
+    return dataclasses.replace(base, **{f: getattr(wanted, f) for f in TUNABLE_FIELDS})
+
+
+def changed_heads(base: ModelConfig, tuned: ModelConfig) -> list[str]:
+    """The heads of ``tuned`` that cannot take ``base``'s weights: new tasks and tasks whose
+    class lists differ by name."""
+    return [name for name in tuned.tasks if name not in base.tasks
+            or get_task(name).classes(base) != get_task(name).classes(tuned)]
+
+
+def transfer_weights(model: MultiTaskSplitNet, base: MultiTaskSplitNet) -> list[str]:
+    """Copy ``base``'s weights into ``model`` (built from ``fine_tune_config``), all but the
+    heads ``changed_heads`` names, which keep their fresh initialisation; returns those."""
+    fresh = changed_heads(base.config, model.config)
+    skip = tuple(f"heads.{name}." for name in fresh)
+    source = base.state_dict()
+    own = model.state_dict()
+    state = {k: v for k, v in source.items() if k in own and not k.startswith(skip)}
+    missing = [k for k in own if k not in state and not k.startswith(skip)]
+    if missing:
+        raise ValueError(f"the base model lacks {missing[:5]}: not the same architecture")
+    model.load_state_dict(state, strict=False)
+    return fresh
+
+
+def freeze_edge(model: MultiTaskSplitNet) -> list[str]:
+    """Stop gradients into the edge part; returns the frozen parameter names. Its batch-norm
+    statistics stay fixed only while those modules are in eval mode (``train`` keeps them so
+    after every ``model.train()``)."""
+    frozen = []
+    edge_ids = {id(p) for m in model.edge_modules() for p in m.parameters()}
+    for name, p in model.named_parameters():
+        if id(p) in edge_ids:
+            p.requires_grad_(False)
+            frozen.append(name)
+    return frozen

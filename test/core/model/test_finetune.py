@@ -1,0 +1,78 @@
+"""Fine-tuning keeps the base's contract and weights, except heads whose classes changed."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from mtl_split_core.model import ModelConfig, MultiTaskSplitNet
+from mtl_split_core.model.finetune import (
+    changed_heads,
+    fine_tune_config,
+    freeze_edge,
+    transfer_weights,
+)
+
+torch.set_num_threads(2)
+BASE = ModelConfig(backbone="mobilenetv3_small", input_size=(96, 64), bottlenecks={"s16": 8},
+                   depth_reference_focal=90.0)
+CITY = dict(detection_classes=("car", "person"),
+            segmentation_classes=("road", "sky", "car", "person"))
+
+
+def _same(a, b, prefix):
+    keys = [k for k in a if k.startswith(prefix)]
+    assert keys
+    return all(torch.equal(a[k], b[k]) for k in keys)
+
+
+def test_the_contract_is_the_bases_and_names_classes_tasks_are_the_wanted_ones():
+    wanted = ModelConfig(name="tuned", backbone="resnet18", input_size=(320, 240),
+                         tasks=("detection", "depth"), **CITY)
+    tuned = fine_tune_config(BASE, wanted)
+    assert tuned == dataclasses.replace(BASE, name="tuned", tasks=("detection", "depth"), **CITY)
+
+
+def test_heads_whose_classes_changed_start_afresh_the_rest_is_copied():
+    torch.manual_seed(0)
+    base = MultiTaskSplitNet(BASE)
+    tuned_config = fine_tune_config(BASE, dataclasses.replace(
+        BASE, detection_classes=BASE.detection_classes[::-1],   # same names, other order
+        segmentation_classes=BASE.segmentation_classes[:4] + BASE.detection_classes[::-1]))
+    assert changed_heads(BASE, tuned_config) == ["detection", "segmentation"]
+    torch.manual_seed(1)
+    model = MultiTaskSplitNet(tuned_config)
+    fresh = {k: v.clone() for k, v in model.state_dict().items()}
+    assert transfer_weights(model, base) == ["detection", "segmentation"]
+    got, old = model.state_dict(), base.state_dict()
+    for prefix in ("backbone.", "bottlenecks.", "neck.", "heads.depth."):
+        assert _same(got, old, prefix), prefix
+    for prefix in ("heads.detection.", "heads.segmentation."):
+        assert _same(got, fresh, prefix) and not _same(got, old, prefix), prefix
+    # Same class lists: every head is kept.
+    same = MultiTaskSplitNet(fine_tune_config(BASE, dataclasses.replace(BASE, name="x")))
+    assert transfer_weights(same, base) == []
+    assert all(torch.equal(v, old[k]) for k, v in same.state_dict().items())
+
+
+def test_a_new_task_gets_a_fresh_head():
+    base = MultiTaskSplitNet(dataclasses.replace(BASE, tasks=("depth",)))
+    model = MultiTaskSplitNet(BASE)
+    assert transfer_weights(model, base) == ["detection", "segmentation"]
+
+
+def test_another_architecture_is_refused():
+    base = MultiTaskSplitNet(dataclasses.replace(BASE, bottlenecks={"s8": 4}))
+    with pytest.raises(ValueError, match="lacks"):
+        transfer_weights(MultiTaskSplitNet(BASE), base)
+
+
+def test_freezing_stops_gradients_into_backbone_and_every_bottleneck_encoder():
+    model = MultiTaskSplitNet(dataclasses.replace(BASE, bottlenecks={"s8": 4, "s16": 8}))
+    frozen = freeze_edge(model)
+    assert frozen and all(n.startswith(("backbone.", "bottlenecks.")) for n in frozen)
+    assert any(".encoder." in n for n in frozen) and not any(".decoder." in n for n in frozen)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert any(n.startswith("bottlenecks.s8.decoder") for n in trainable)
+    assert set(model.edge_state_dict()) >= set(frozen)  # and the batch-norm buffers
+    assert any(k.endswith("running_mean") for k in model.edge_state_dict())
