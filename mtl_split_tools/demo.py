@@ -21,6 +21,7 @@ import numpy as np
 import rclpy
 
 from mtl_split_core.classes import DETECTION_CLASSES, SEGMENTATION_CLASSES
+from mtl_split_core.runtime.model_files import read_model_card_param
 from mtl_split_core.viz import (
     class_palette,
     colorize_depth,
@@ -45,11 +46,16 @@ def _spin_until(node, condition, timeout: float) -> bool:
     return False
 
 
-def evaluate_frames(frames: list[dict]) -> dict:
-    # The one evaluation loop (mtl_split_core.evaluate.score) over the collected messages; the
-    # sim's classes are the default config's.
+def evaluate_frames(frames: list[dict], card: dict) -> dict:
+    """The one evaluation loop (mtl_split_core.evaluate.score) over the collected messages.
+    The sim's ground truth uses the sim's classes: detection and segmentation are scored only
+    for a model with those same lists, depth always."""
     from mtl_split_core.evaluate import score
     from mtl_split_core.model.config import ModelConfig
+
+    sim_classes = (tuple(card.get("detection_classes", ())) == DETECTION_CLASSES and
+                   tuple(card.get("segmentation_classes", ())) == SEGMENTATION_CLASSES)
+    tasks = [t for t in card.get("tasks", ("depth",)) if sim_classes or t == "depth"]
 
     def pairs():
         for f in frames:
@@ -60,11 +66,11 @@ def evaluate_frames(frames: list[dict]) -> dict:
                    {"boxes": gt_boxes, "labels": gt_labels, "seg": f["gt_seg"],
                     "depth": f["gt_depth"]})
     return score(pairs(), ModelConfig(detection_classes=DETECTION_CLASSES,
-                                      segmentation_classes=SEGMENTATION_CLASSES))
+                                      segmentation_classes=SEGMENTATION_CLASSES), tasks=tasks)
 
 
 def summarize(frames: list[dict], published: int, wall_s: float, diagnostics: dict,
-              ground_truth: bool = True) -> dict:
+              card: dict, ground_truth: bool = True) -> dict:
     def pct(values, q):
         return float(np.percentile(values, q)) if len(values) else None
     # Image received -> detections received, both at the collector: works for live stamps and
@@ -92,7 +98,7 @@ def summarize(frames: list[dict], published: int, wall_s: float, diagnostics: di
                             "shape": frames[0]["features"]["shape"]},
         "drops": {"edge": _num(edge_diag.get("drops")), "server": _num(server.get("drops")),
                   "not_completed": published - len(frames)},
-        "accuracy": evaluate_frames(frames) if ground_truth else None,
+        "accuracy": evaluate_frames(frames, card) if ground_truth else None,
     }
 
 
@@ -103,16 +109,19 @@ def _num(v):
         return None
 
 
-def write_sheet(frames: list[dict], path: Path, count: int = 6) -> None:
-    palette = class_palette(len(SEGMENTATION_CLASSES))
-    det_palette = detection_palette(DETECTION_CLASSES, SEGMENTATION_CLASSES)
+def write_sheet(frames: list[dict], card: dict, path: Path, count: int = 6) -> None:
+    """Input, detections, segmentation and depth of a few frames, in the model's classes."""
+    det_classes = tuple(card["detection_classes"])
+    seg_classes = tuple(card["segmentation_classes"])
+    palette = class_palette(len(seg_classes))
+    det_palette = detection_palette(det_classes, seg_classes)
     picks = [frames[i] for i in
              np.linspace(0, len(frames) - 1, min(count, len(frames))).astype(int)]
     rows = []
     for f in picks:
         boxes, labels, scores = detection_arrays(f["dets"])
         rows.append([f["image"],
-                     draw_detections(f["image"], boxes, labels, scores, DETECTION_CLASSES,
+                     draw_detections(f["image"], boxes, labels, scores, det_classes,
                                      det_palette),
                      colorize_segmentation(f["seg"], palette),
                      colorize_depth(f["depth"], 0.3, 40.0)])
@@ -209,9 +218,11 @@ def main(argv=None) -> int:
         if not frames:
             print("no frame went through the whole pipeline; see the logs", file=sys.stderr)
             return 1
-        metrics = summarize(frames, args.frames, time.time() - t1, collector.diagnostics, gt)
+        card = read_model_card_param(args.model or None)
+        metrics = summarize(frames, args.frames, time.time() - t1, collector.diagnostics, card,
+                            gt)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        write_sheet(frames, out / "contact_sheet.png")
+        write_sheet(frames, card, out / "contact_sheet.png")
         acc = metrics["accuracy"]
         lat, b = metrics["latency_ms"], metrics["bytes_per_frame"]
         print(f"\n{len(frames)}/{args.frames} frames through "
