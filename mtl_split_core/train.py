@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,12 +84,17 @@ def epoch_order(n: int, draws: int, weights: torch.Tensor | None,
 
 
 def train(config: ModelConfig, train_data: dict, val_data: dict | None, out_dir: str | Path,
-          split: str | None = None, epochs: int = 30, batch_size: int = 32, lr: float = 2e-3,
+          split: str | Sequence[str] | None = None, epochs: int = 30, batch_size: int = 32,
+          lr: float = 2e-3,
           weighting: str = "uncertainty", device: str = "cpu", pretrained: bool = True,
           resume: bool = False, seed: int = 0, progress: bool = True,
           max_steps: int | None = None, time_budget_s: float | None = None,
           init_model: str | Path | None = None, freeze_edge: bool = False) -> dict:
     """Train and return the final validation metrics (unsplit float and with the codec).
+
+    ``split``: the split point to train at, or several: each step then runs at one of them
+    drawn at random, so one model (one card, one server) serves every split; the metrics are
+    then per split (``per_split``), the first split's also at the top level.
 
     ``init_model``: a model folder to fine-tune: its split contract and weights are kept and
     ``config`` contributes the name, class lists and tasks (``finetune.fine_tune_config``);
@@ -111,7 +117,11 @@ def train(config: ModelConfig, train_data: dict, val_data: dict | None, out_dir:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device)
-    split = split or config.default_split
+    splits = (split or config.default_split,) if split is None or isinstance(split, str) \
+        else tuple(split)
+    split = splits[0]
+    # Its own generator: single-split training draws exactly what it drew before.
+    split_gen = torch.Generator().manual_seed(seed + 1)
     model = MultiTaskSplitNet(config, pretrained_backbone=pretrained and base is None)
     fresh_heads: list[str] = []
     frozen: list[torch.nn.Module] = []
@@ -198,8 +208,10 @@ def train(config: ModelConfig, train_data: dict, val_data: dict | None, out_dir:
             targets = {task.name: task.targets(batch, config) for task in tasks}
             if dev.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
+            step_split = splits[0] if len(splits) == 1 else \
+                splits[int(torch.randint(len(splits), (1,), generator=split_gen))]
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                out = model(x, split, focal=None if focal is None else focal[idx] * zoom)
+                out = model(x, step_split, focal=None if focal is None else focal[idx] * zoom)
             loss, parts = criterion(out, targets, {t: m[idx] for t, m in labelled.items()})
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -227,7 +239,8 @@ def train(config: ModelConfig, train_data: dict, val_data: dict | None, out_dir:
             break
     log.close()
     model.eval()
-    extra: dict[str, Any] = {"trained": {"epochs": epochs, "frames": n, "split": split,
+    extra: dict[str, Any] = {"trained": {"epochs": epochs, "frames": n,
+                                         "split": split if len(splits) == 1 else list(splits),
                                          "weighting": weighting, "steps": step}}
     fp16 = True
     if init_card is not None:
@@ -246,4 +259,7 @@ def train(config: ModelConfig, train_data: dict, val_data: dict | None, out_dir:
     if val_data is not None and len(val_data["images"]):
         result["float"] = headline(evaluate(model, val_data, split, None, dev))
         result["codec"] = headline(evaluate(model, val_data, split, config.codec, dev))
+        if len(splits) > 1:
+            result["per_split"] = {s: headline(evaluate(model, val_data, s, config.codec, dev))
+                                   for s in splits}
     return result

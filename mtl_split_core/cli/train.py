@@ -26,6 +26,17 @@ CONTRACT_DEFAULTS: dict[str, Any] = {
 ClassNames = tuple[tuple[str, ...], tuple[str, ...]]  # (detection, segmentation) classes
 
 
+def channel_list(text: str) -> list[int]:
+    """--bottleneck: '16' or '8,16,32' (non-negative integers)."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected channels like 16 or 8,16,32")
+    return values
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", "--shards", dest="data", action="append", required=True,
                    metavar="[FORMAT:]PATH[@WEIGHT]", help=DATA_HELP)
@@ -42,10 +53,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default=None,
                    help=f"default {CONTRACT_DEFAULTS['backbone']} (with --init: the model's)")
     p.add_argument("--split", default=None,
-                   help="split point to train at (s4, s8, s16, s32); default s16 or the "
-                   "--init model's")
-    p.add_argument("--bottleneck", type=int, default=None,
-                   help="bottleneck channels at the split; 0 = none; default 16")
+                   help="split point to train at (s4, s8, s16, s32), or a comma list "
+                   "(s16,s8,s32): one model for every split, each step at a random one of "
+                   "them; the first is the default split; default s16 or the --init model's")
+    p.add_argument("--bottleneck", type=channel_list, default=None,
+                   help="bottleneck channels at the split(s): one number for all, or a comma "
+                   "list matching --split; 0 = none; default 16")
     p.add_argument("--tasks", default=None,
                    help=f"comma-separated subset (STL: one); default {','.join(DEFAULT_TASKS)} "
                    "or the --init model's")
@@ -139,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mtl_split_core.data.sources.base import SourceError
     from mtl_split_core.model import ModelLoadError
-    from mtl_split_core.model.config import ModelConfig, ModelConfigError
+    from mtl_split_core.model.config import SPLIT_NAMES, ModelConfig, ModelConfigError
     from mtl_split_core.runtime.device import resolve_device
     from mtl_split_core.train import labelled_frames, train
 
@@ -150,7 +163,19 @@ def run(args: argparse.Namespace) -> int:
         _check_contract_options(args)
     opt = {key: CONTRACT_DEFAULTS[key] if getattr(args, key) is None else getattr(args, key)
            for key in CONTRACT_DEFAULTS}
-    split = args.split or (base.default_split if base else opt["split"])
+    splits = tuple(s for s in (args.split or "").split(",") if s) or \
+        ((base.default_split,) if base else (opt["split"],))
+    unknown = [s for s in splits if s not in SPLIT_NAMES]
+    if unknown or len(set(splits)) != len(splits):
+        raise InputError(f"--split {','.join(splits)}: expected distinct split points of "
+                         f"{', '.join(SPLIT_NAMES)}")
+    split = splits[0]
+    channels = opt["bottleneck"] if isinstance(opt["bottleneck"], list) else [opt["bottleneck"]]
+    if len(channels) == 1:
+        channels = channels * len(splits)
+    if len(channels) != len(splits):
+        raise InputError(f"--bottleneck {','.join(map(str, channels))}: expected one number or "
+                         f"one per split ({len(splits)})")
     size = base.input_size if base else opt["size"]
     tasks = tuple(t for t in args.tasks.split(",") if t) if args.tasks else \
         (base.tasks if base else DEFAULT_TASKS)
@@ -167,10 +192,11 @@ def run(args: argparse.Namespace) -> int:
                                          segmentation_classes=lists[1])
         else:
             config = ModelConfig(
-                name=args.name or f"mtl_split_{opt['backbone']}_{split}",
+                name=args.name or f"mtl_split_{opt['backbone']}_{'_'.join(splits)}",
                 backbone=opt["backbone"], input_size=size, tasks=tasks,
                 detection_classes=lists[0], segmentation_classes=lists[1],
-                bottlenecks={split: opt["bottleneck"] or None}, default_split=split,
+                bottlenecks={s: c or None for s, c in zip(splits, channels)},
+                default_split=split,
                 codec=opt["codec"], train_quant_bits=opt["quant_bits"] or None)
     except ModelConfigError as err:
         raise InputError(str(err)) from None
@@ -190,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"train frames {len(train_data['images'])}, val frames "
           f"{0 if val_data is None else len(val_data['images'])}")
     try:
-        result = train(config, train_data, val_data, args.out, split=split, epochs=args.epochs,
+        result = train(config, train_data, val_data, args.out, split=splits, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, weighting=args.weighting,
                        device=device,
                        pretrained=not args.no_pretrained and has_pretrained(opt["backbone"]),

@@ -64,8 +64,26 @@ def test_train_then_fine_tune_with_a_frozen_edge_then_evaluate(sim, tmp_path, ca
     assert "on 2 val frames" in out and "| float (unsplit) |" in out
 
 
+def test_one_model_for_several_splits(sim, tmp_path):
+    """--split s16,s32 (issue 14): one card with a bottleneck at each split, each step at a
+    random one of them, validation metrics per split; the first split is the default."""
+    out = tmp_path / "multi"
+    assert main(["train", "--data", str(sim), "--out", str(out), "--size", "96x64",
+                 "--backbone", "mobilenetv3_small", "--split", "s16,s32", "--bottleneck", "8,4",
+                 "--no-pretrained", "--epochs", "1", "--batch-size", "2", "--max-steps", "4",
+                 "--device", "cpu"]) == 0
+    card = json.loads((out / "model" / "card.json").read_text())
+    assert card["default_split"] == "s16"
+    assert {k: v for k, v in card["bottlenecks"].items() if v} == {"s16": 8, "s32": 4}
+    assert card["trained"]["split"] == ["s16", "s32"]
+    metrics = json.loads((out / "val_metrics.json").read_text())
+    assert set(metrics["per_split"]) == {"s16", "s32"}
+
+
 @pytest.mark.parametrize("args, message", [
     (["--freeze-edge"], "--freeze-edge: needs --init"),
+    (["--split", "s16,s7"], "--split s16,s7: expected distinct split points of"),
+    (["--split", "s16,s32", "--bottleneck", "8,4,2"], "expected one number or one per split"),
     (["--init", "{scratch}", "--backbone", "resnet18", "--size", "64x64"],
      "--backbone, --size: fine-tuning keeps"),
     (["--init", "{missing}"], "--init {missing}: model"),
