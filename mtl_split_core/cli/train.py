@@ -99,7 +99,7 @@ def _init_config(model: str) -> tuple[Path, ModelConfig]:
 def _check_contract_options(args: argparse.Namespace) -> None:
     """With --init the split contract is the model's: options that would change it are errors
     rather than silently ignored."""
-    given = [name for name in ("backbone", "bottleneck", "quant_bits", "codec", "size",
+    given = [name for name in ("backbone", "quant_bits", "codec", "size",
                                "depth_reference_focal") if getattr(args, name) is not None]
     if given:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from mtl_split_core.data.sources.base import SourceError
-    from mtl_split_core.model import ModelLoadError
+    from mtl_split_core.model import ModelLoadError, finetune
     from mtl_split_core.model.config import SPLIT_NAMES, ModelConfig, ModelConfigError
     from mtl_split_core.runtime.device import resolve_device
     from mtl_split_core.train import labelled_frames, train
@@ -187,9 +187,13 @@ def run(args: argparse.Namespace) -> int:
                          f"any of the tasks {', '.join(tasks)}")
     try:
         if base is not None:  # train() keeps the rest of the base's configuration
-            config = dataclasses.replace(base, name=args.name or f"{base.name}_tuned",
-                                         tasks=tasks, detection_classes=lists[0],
-                                         segmentation_classes=lists[1])
+            # --bottleneck with --init may add bottlenecks at splits the base has none at.
+            added = {s: c or None for s, c in zip(splits, channels)} \
+                if args.bottleneck is not None else {}
+            config = finetune.fine_tune_config(base, dataclasses.replace(
+                base, name=args.name or f"{base.name}_tuned", tasks=tasks,
+                detection_classes=lists[0], segmentation_classes=lists[1],
+                bottlenecks={**base.bottlenecks, **added}))
         else:
             config = ModelConfig(
                 name=args.name or f"mtl_split_{opt['backbone']}_{'_'.join(splits)}",
@@ -198,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
                 bottlenecks={s: c or None for s, c in zip(splits, channels)},
                 default_split=split,
                 codec=opt["codec"], train_quant_bits=opt["quant_bits"] or None)
-    except ModelConfigError as err:
+    except (ModelConfigError, ValueError) as err:
         raise InputError(str(err)) from None
     if base is None:
         ref = args.depth_reference_focal

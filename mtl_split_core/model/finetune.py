@@ -6,6 +6,9 @@ weights, except the heads whose class lists changed (compared by name, through e
 ``Task.classes``): those start from a fresh initialisation. Freezing the edge part
 (``MultiTaskSplitNet.edge_modules``) keeps robots already running the old model's edge
 compatible: its bits stay the same, so only the server needs the new model.
+
+The one extension of the contract allowed: bottlenecks at split points where the base has
+none (e.g. turning a single-split model into one that serves every split); they start fresh.
 """
 
 from __future__ import annotations
@@ -21,8 +24,17 @@ TUNABLE_FIELDS = ("name", "detection_classes", "segmentation_classes", "tasks")
 
 
 def fine_tune_config(base: ModelConfig, wanted: ModelConfig) -> ModelConfig:
-    """``base`` with the name, class lists and tasks of ``wanted``."""
-    return dataclasses.replace(base, **{f: getattr(wanted, f) for f in TUNABLE_FIELDS})
+    """``base`` with the name, class lists and tasks of ``wanted``, plus ``wanted``'s
+    bottlenecks at splits where ``base`` has none. ValueError when ``wanted`` changes one of
+    ``base``'s bottlenecks."""
+    changed = {s: (c, wanted.bottlenecks.get(s)) for s, c in base.bottlenecks.items()
+               if c and wanted.bottlenecks.get(s) not in (None, c)}
+    if changed:
+        raise ValueError(f"bottlenecks {changed} (base, wanted): a fine-tuned model keeps the "
+                         "base's bottlenecks; it may only add them at other splits")
+    bottlenecks = {s: c or wanted.bottlenecks.get(s) for s, c in base.bottlenecks.items()}
+    return dataclasses.replace(base, bottlenecks=bottlenecks,
+                               **{f: getattr(wanted, f) for f in TUNABLE_FIELDS})
 
 
 def changed_heads(base: ModelConfig, tuned: ModelConfig) -> list[str]:
@@ -36,7 +48,14 @@ def transfer_weights(model: MultiTaskSplitNet, base: MultiTaskSplitNet) -> list[
     """Copy ``base``'s weights into ``model`` (built from ``fine_tune_config``), all but the
     heads ``changed_heads`` names, which keep their fresh initialisation; returns those."""
     fresh = changed_heads(base.config, model.config)
-    skip = tuple(f"heads.{name}." for name in fresh)
+    dropped = [s for s, c in base.config.bottlenecks.items()
+               if c and model.config.bottlenecks.get(s) != c]
+    if dropped:
+        raise ValueError(f"the model lacks the base's bottleneck at {dropped}: not the same "
+                         "architecture")
+    added = [s for s, c in model.config.bottlenecks.items()
+             if c and not base.config.bottlenecks.get(s)]
+    skip = tuple(f"heads.{name}." for name in fresh) + tuple(f"bottlenecks.{s}." for s in added)
     source = base.state_dict()
     own = model.state_dict()
     state = {k: v for k, v in source.items() if k in own and not k.startswith(skip)}

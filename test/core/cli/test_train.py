@@ -80,6 +80,31 @@ def test_one_model_for_several_splits(sim, tmp_path):
     assert set(metrics["per_split"]) == {"s16", "s32"}
 
 
+def test_fine_tuning_may_add_bottlenecks_at_other_splits(sim, tmp_path, capsys):
+    """A deployed single-split model becomes one that serves more splits: its own bottleneck
+    and weights are kept, the new split's bottleneck starts fresh; changing an existing
+    bottleneck is refused."""
+    from mtl_split_core.model import load_model
+
+    base_dir, multi = tmp_path / "base", tmp_path / "multi"
+    assert main(["train", "--data", str(sim), "--out", str(base_dir), "--size", "96x64",
+                 "--backbone", "mobilenetv3_small", "--bottleneck", "8", "--no-pretrained",
+                 *TRAIN_OPTIONS]) == 0
+    assert main(["train", "--data", str(sim), "--init", str(base_dir / "model"), "--out",
+                 str(multi), "--split", "s16,s32", "--bottleneck", "8,4", "--lr", "0",
+                 *TRAIN_OPTIONS]) == 0
+    base, _ = load_model(base_dir / "model")
+    tuned, card = load_model(multi / "model")
+    assert {k: v for k, v in card["bottlenecks"].items() if v} == {"s16": 8, "s32": 4}
+    assert card["trained"]["split"] == ["s16", "s32"]
+    for name, value in base.bottlenecks["s16"].state_dict().items():  # lr 0: kept as it was
+        assert torch.equal(tuned.bottlenecks["s16"].state_dict()[name], value), name
+    capsys.readouterr()
+    assert main(["train", "--data", str(sim), "--init", str(base_dir / "model"), "--out",
+                 str(tmp_path / "bad"), "--bottleneck", "4", *TRAIN_OPTIONS]) == 2
+    assert "keeps the base's bottlenecks" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args, message", [
     (["--freeze-edge"], "--freeze-edge: needs --init"),
     (["--split", "s16,s7"], "--split s16,s7: expected distinct split points of"),
