@@ -26,7 +26,7 @@ fi
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee $OUT/gpu.txt
 novel=""
 for s in 1 2 3 4 5; do novel="$novel --data folder:.carry/novel/seed$s@0.14"; done
-mtl train --init models/default --freeze-edge $novel --data .carry/mix_shards@0.3 \
+mtl train --init models/default --freeze-edge $novel --data sim:.carry/mix_shards@0.3 \
   --device cuda --epochs 200 --batch-size 32 --lr 1e-3 --time-budget ${FT_BUDGET:-240} \
   --name mtl_split_default_novel --out $runs/ft >$runs/ft.log 2>&1
 echo "fine-tune exit $?"; tail -n 2 $runs/ft.log
