@@ -18,7 +18,7 @@ if [ "$1" = start ]; then
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
   setsid nohup python3 -m mtl_split_core.cli train --init models/default \
     --data .carry/train_shards --split s16,s8,s32 --bottleneck 16,8,32 --device cuda \
-    --epochs 40 --batch-size 32 --time-budget ${MULTI_BUDGET:-330} --name mtl_split_every_split \
+    --epochs 40 --batch-size 32 --lr 1e-3 --time-budget ${MULTI_BUDGET:-330} --name mtl_split_every_split \
     --out $runs/multi >$runs/multi.log 2>&1 < /dev/null &
   sleep 45; tail -n 3 $runs/multi.log; exit 0
 fi
