@@ -122,14 +122,28 @@ def train(config: ModelConfig, train_data: dict, val_data: dict | None, out_dir:
     split = splits[0]
     # Its own generator: single-split training draws exactly what it drew before.
     split_gen = torch.Generator().manual_seed(seed + 1)
+    if len(splits) > 1 and base is None:
+        raise ValueError("training several splits starts from a trained model (init_model): "
+                         "its batch-norm statistics are the ones every split must share")
     model = MultiTaskSplitNet(config, pretrained_backbone=pretrained and base is None)
     fresh_heads: list[str] = []
     frozen: list[torch.nn.Module] = []
+    fixed_statistics: list[torch.nn.Module] = []  # kept in eval mode (batch-norm statistics)
     if base is not None:
         fresh_heads = finetune.transfer_weights(model, base)
         if freeze_edge:
             finetune.freeze_edge(model)
             frozen = model.edge_modules()
+        if len(splits) > 1:
+            # The layers after a split see a different bottleneck's output at each step, so
+            # running statistics averaged over the splits fit none of them (the model trains
+            # well and evaluates at chance). Keep the base's statistics everywhere but in the
+            # new bottlenecks: those learn to feed the shared layers what they expect.
+            new = tuple(f"bottlenecks.{s}." for s, c in config.bottlenecks.items()
+                        if c and not base.config.bottlenecks.get(s))
+            fixed_statistics = [m for name, m in model.named_modules()
+                                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                                and not name.startswith(new)]
     model = model.to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -180,7 +194,7 @@ def train(config: ModelConfig, train_data: dict, val_data: dict | None, out_dir:
     t0 = time.time()
     for epoch in range(start_epoch, epochs):
         model.train()
-        for module in frozen:  # batch-norm statistics of a frozen edge stay as deployed
+        for module in frozen + fixed_statistics:  # their batch-norm statistics stay
             module.eval()
         perm = epoch_order(n, steps_per_epoch * batch_size, weights, gen)
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}",

@@ -53,9 +53,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default=None,
                    help=f"default {CONTRACT_DEFAULTS['backbone']} (with --init: the model's)")
     p.add_argument("--split", default=None,
-                   help="split point to train at (s4, s8, s16, s32), or a comma list "
-                   "(s16,s8,s32): one model for every split, each step at a random one of "
-                   "them; the first is the default split; default s16 or the --init model's")
+                   help="split point to train at (s4, s8, s16, s32), or with --init a comma "
+                   "list (s16,s8,s32): one model for every split, each step at a random one "
+                   "of them; the first is the default split; default s16 or the --init "
+                   "model's")
     p.add_argument("--bottleneck", type=channel_list, default=None,
                    help="bottleneck channels at the split(s): one number for all, or a comma "
                    "list matching --split; 0 = none; default 16")
@@ -165,6 +166,9 @@ def run(args: argparse.Namespace) -> int:
            for key in CONTRACT_DEFAULTS}
     splits = tuple(s for s in (args.split or "").split(",") if s) or \
         ((base.default_split,) if base else (opt["split"],))
+    if len(splits) > 1 and base is None:
+        raise InputError(f"--split {','.join(splits)}: training several splits needs --init "
+                         "MODEL (a trained model whose statistics every split shares)")
     unknown = [s for s in splits if s not in SPLIT_NAMES]
     if unknown or len(set(splits)) != len(splits):
         raise InputError(f"--split {','.join(splits)}: expected distinct split points of "
