@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # The two training jobs of 2026-11-28 on the lent GPU machine (device tool), in two calls:
+#   bash bench/finetune/gpu_run.sh multi    the every-split run alone (train_shards,
+#       test_shards + .whl), with the fix for batch-norm statistics;
 #   bash bench/finetune/gpu_run.sh start    carries .carry/train_shards + .whl: starts, detached,
 #       the one-model-every-split training (issue 14 item 1) from the default model;
 #   bash bench/finetune/gpu_run.sh finish   carries .carry/{novel,mix_shards,old_shards,
@@ -13,6 +15,21 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 runs=/tmp/runs
 mkdir -p $runs
 mtl() { python3 -m mtl_split_core.cli "$@"; }
+
+if [ "$1" = multi ]; then  # the every-split run alone, in the foreground (second try)
+  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee $OUT/gpu.txt
+  mtl train --init models/default --data .carry/train_shards --split s16,s8,s32 \
+    --bottleneck 16,8,32 --device cuda --epochs 40 --batch-size 32 --lr 1e-3 \
+    --time-budget ${MULTI_BUDGET:-330} --name mtl_split_every_split --out $runs/multi \
+    >$runs/multi.log 2>&1
+  echo "train exit $?"; grep -E "^epoch" $runs/multi.log | tail -n 2
+  for s in s8 s16 s32; do
+    mtl eval --model $runs/multi/model --data .carry/test_shards --split-set test --split $s \
+      --codec all --device cuda --out $OUT/eval_test_${s}_multi.json | tail -n 4
+  done
+  rm -f $runs/multi/last.pt; cp $runs/multi.log $runs/multi/
+  tar -C $runs -czf $OUT/multi.tgz multi; ls -la $OUT; exit 0
+fi
 
 if [ "$1" = start ]; then
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
