@@ -46,6 +46,8 @@ COMMANDS: dict[str, Command] = {
     "profile": Command("mtl_split_core.cli.profile",
                        "measure per-split timings and bytes on a device"),
     "plan": Command("mtl_split_core.cli.plan", "choose the split point for a link"),
+    "export": Command("mtl_split_core.cli.export",
+                      "export a model's edge and server halves to ONNX"),
 }
 
 
