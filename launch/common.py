@@ -35,6 +35,12 @@ DESCRIPTIONS = {
              "with compressed transport the node reads <image>/compressed).",
     "camera_info": "CameraInfo topic ('' = `camera_info` in the namespace).",
     "score_threshold": "Minimum detection score, 0..1 ('' = params file).",
+    "backend": "Inference runtime: torch or onnxruntime (the model's ONNX export; see "
+               "docs/DEPLOY.md) ('' = params file).",
+    "onnx_dir": "ONNX export folder for backend onnxruntime ('' = params file, whose '' is "
+                "the model folder's onnx/).",
+    "engine_cache": "TensorRT engine cache folder for onnxruntime's TensorRT provider "
+                    "('' = params file).",
     "use_sim_time": "true: follow /clock (bag replay with --clock, simulators) ('' = false).",
 }
 
