@@ -35,11 +35,13 @@ EXPORT_CARD = "export.json"
 EXPORT_VERSION = 1
 OPSET = 17
 EXPORT_PRECISIONS = ("fp32", "int8")
-# Allowed max |onnx - torch| at export time. fp32: relative to the largest output magnitude
-# (float reassociation only). int8 edge: relative to the output's value range; the q4 codec's
-# step is 1/15 of each channel's range, so errors well below that are invisible downstream.
+# Export-time checks against PyTorch. fp32: max |onnx - torch| relative to the largest output
+# magnitude (float reassociation only). int8 edge: RMS error relative to the output's standard
+# deviation, a sanity bound that a broken quantisation (~1.0-1.4) fails: the default model's
+# fp32 prefix itself moves by ~12% RMS for half a grey level of input noise (measured), so the
+# real measure of int8 is accuracy through the whole split path (bench/export_bench.py).
 FP32_TOLERANCE = 1e-4
-INT8_TOLERANCE = 0.15
+INT8_TOLERANCE = 0.75
 CHECK_FRAMES = 4
 EDGE_INPUT, EDGE_OUTPUT = "image", "features"
 SERVER_INPUT, FOCAL_INPUT = "features", "focal"
@@ -111,15 +113,6 @@ def _trace(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path,
         torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
                           dynamic_axes=dynamic, opset_version=opset, dynamo=False,
                           do_constant_folding=True)
-
-
-def _max_diff(session: Any, feeds: dict[str, np.ndarray], expected: Sequence[np.ndarray]
-              ) -> tuple[float, float]:
-    """(max |onnx - torch|, scale) over all outputs; scale = largest |torch| (>= 1)."""
-    got = session.run(None, feeds)
-    diff = max(float(np.abs(g - e).max()) for g, e in zip(got, expected))
-    scale = max(1.0, *(float(np.abs(e).max()) for e in expected))
-    return diff, scale
 
 
 def _session(path: Path) -> Any:
@@ -198,25 +191,32 @@ def _export_split(model: MultiTaskSplitNet, split: str, folder: Path, precision:
         _check_model(path)
         session = _session(path)
         if half == "edge":
-            diff, scale = _max_diff(session, {EDGE_INPUT: samples}, [z.numpy()])
-            file_precision = precision
-            if precision == "int8":
-                scale = float(z.max() - z.min()) or 1.0
-                tolerance = INT8_TOLERANCE
-            else:
-                tolerance = FP32_TOLERANCE
+            feeds, expected = {EDGE_INPUT: samples}, [z.numpy()]
         else:
             feeds = {SERVER_INPUT: z.numpy()}
             if focals is not None:
                 feeds[FOCAL_INPUT] = focals.numpy()
-            diff, scale = _max_diff(session, feeds, expected_out)
-            file_precision, tolerance = "fp32", FP32_TOLERANCE
-        if not diff <= tolerance * scale:  # also catches NaN
-            raise ExportError(f"{path.name} does not match PyTorch on {len(samples)} sample "
-                              f"frames: max |diff| {diff:.3g} > {tolerance:g} x {scale:.3g}")
-        entry[half] = {"file": path.name, "sha256": sha256_file(path),
-                       "precision": file_precision, "max_abs_diff": diff,
-                       "tolerance": tolerance * scale}
+            expected = expected_out
+        got = session.run(None, feeds)
+        diff = max(float(np.abs(g - e).max()) for g, e in zip(got, expected))
+        info: dict[str, Any] = {"file": path.name, "sha256": sha256_file(path),
+                                "precision": "fp32", "max_abs_diff": diff}
+        if half == "edge" and precision == "int8":
+            ref = expected[0]
+            rel_rms = float(np.sqrt(np.mean((got[0] - ref) ** 2) / max(float(ref.var()), 1e-12)))
+            info.update(precision="int8", rel_rms_error=rel_rms, tolerance=INT8_TOLERANCE)
+            if not rel_rms <= INT8_TOLERANCE:  # also catches NaN
+                raise ExportError(f"{path.name}: int8 output is off PyTorch's by {rel_rms:.2f} "
+                                  f"of its RMS on {len(samples)} sample frames (> "
+                                  f"{INT8_TOLERANCE}); the quantisation failed")
+        else:
+            scale = max(1.0, *(float(np.abs(e).max()) for e in expected))
+            info["tolerance"] = FP32_TOLERANCE * scale
+            if not diff <= info["tolerance"]:  # also catches NaN
+                raise ExportError(f"{path.name} does not match PyTorch on {len(samples)} "
+                                  f"sample frames: max |diff| {diff:.3g} > "
+                                  f"{info['tolerance']:.3g}")
+        entry[half] = info
     entry["outputs"] = names
     return entry
 

@@ -44,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
     for entry in export["splits"].values():
         for half in ("edge", "server"):
             f = entry[half]
-            print(f"  {f['file']}: max |onnx - torch| {f['max_abs_diff']:.2g} "
-                  f"(tolerance {f['tolerance']:.2g})")
+            check = (f"RMS error {f['rel_rms_error']:.2f} of the output's (bound "
+                     f"{f['tolerance']})" if "rel_rms_error" in f else
+                     f"max |onnx - torch| {f['max_abs_diff']:.2g} (tolerance "
+                     f"{f['tolerance']:.2g})")
+            print(f"  {f['file']} ({f['precision']}): {check}")
     return 0

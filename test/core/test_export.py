@@ -100,6 +100,7 @@ def test_int8_edge_is_quantized_and_close(tiny, tmp_path):
     out = export_model(model, card, tmp_path / "int8", splits=["s16"], precision="int8",
                        frames=frames)
     edge_entry = out["splits"]["s16"]["edge"]
+    assert edge_entry["rel_rms_error"] <= edge_entry["tolerance"] == 0.75
     assert edge_entry["precision"] == "int8" and out["splits"]["s16"]["server"]["precision"] \
         == "fp32"
     graph = onnx.load(str(tmp_path / "int8" / edge_entry["file"])).graph
@@ -177,6 +178,10 @@ def test_a_failed_check_is_an_export_error(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(export_module, "FP32_TOLERANCE", -1.0)  # nothing can pass
     with pytest.raises(ExportError, match="does not match PyTorch"):
         export_model(model, card, tmp_path / "out", splits=["s16"], frames=_frames(2))
+    monkeypatch.setattr(export_module, "INT8_TOLERANCE", -1.0)
+    with pytest.raises(ExportError, match="int8 output is off PyTorch's"):
+        export_model(model, card, tmp_path / "out", splits=["s16"], precision="int8",
+                     frames=_frames(8))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -205,7 +210,7 @@ def test_cli_exports_and_reports(tiny, tmp_path, capsys):
     assert main(["export", "--model", str(tiny), "--split", "s16", "--frames", str(frames),
                  "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "edge_s16.onnx: max |onnx - torch|" in printed and "server_s16.onnx" in printed
+    assert "edge_s16.onnx (fp32): max |onnx - torch|" in printed and "server_s16.onnx" in printed
     assert json.loads((out / EXPORT_CARD).read_text())["check_frames"] == 3
 
 
