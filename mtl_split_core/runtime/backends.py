@@ -68,9 +68,11 @@ def with_model_folder(options: OrtOptions | None, model_dir: str | Path) -> OrtO
     return replace(options, folder=str(Path(model_dir) / ONNX_SUBDIR))
 
 
-def providers(device: torch.device, engine_cache: str = "", fp16: bool = False) -> list[Any]:
+def providers(device: torch.device, engine_cache: str = "", fp16: bool = False,
+              strict: bool = True) -> list[Any]:
     """Execution providers for ``device``: TensorRT and CUDA when listed (not for cpu), then
-    CPU. An explicit CUDA device without a CUDA provider is a ConfigError."""
+    CPU. A CUDA device without a CUDA provider is a ConfigError when ``strict`` (the user
+    asked for cuda), else CPU (device ``auto`` on a machine whose torch has CUDA)."""
     import onnxruntime as ort
     available = ort.get_available_providers()
     chosen: list[Any] = []
@@ -84,7 +86,7 @@ def providers(device: torch.device, engine_cache: str = "", fp16: bool = False) 
             chosen.append(("TensorrtExecutionProvider", trt))
         if "CUDAExecutionProvider" in available:
             chosen.append(("CUDAExecutionProvider", {"device_id": index}))
-        if not chosen:
+        if not chosen and strict:
             raise ConfigError("device", f"backend onnxruntime on {device}: this onnxruntime "
                               f"has only {', '.join(available)}; use device cpu")
     return chosen + ["CPUExecutionProvider"]
@@ -113,14 +115,14 @@ class OnnxExport:
     use and kept (thread-safe)."""
 
     def __init__(self, card: dict[str, Any], options: OrtOptions, device: torch.device,
-                 fp16: bool = False) -> None:
+                 fp16: bool = False, strict_device: bool = True) -> None:
         if not options.folder:
             raise ConfigError("onnx_dir", "backend onnxruntime needs the export folder (the "
                               "model folder's onnx/ when the runner loads a model by path)")
         self.folder = Path(options.folder)
         self.options = options
         self._so = _session_options(options)
-        self._providers = providers(device, options.engine_cache, fp16)
+        self._providers = providers(device, options.engine_cache, fp16, strict_device)
         expected = card["fingerprint"]
         try:
             self.card = read_export_card(self.folder)

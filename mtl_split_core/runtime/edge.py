@@ -49,7 +49,8 @@ class EdgeRunner:
         if backend == "onnxruntime":
             # The network runs in onnxruntime; torch only letterboxes (on the CPU).
             self._onnx = OnnxExport(card, onnx or OrtOptions(), self.device,
-                                    fp16=precision == "fp16")
+                                    fp16=precision == "fp16",
+                                    strict_device=(device or "auto").strip().lower() != "auto")
             self.device, self.dtype = torch.device("cpu"), torch.float32
         self.model = model.to(self.device, self.dtype).eval()
         self.input_size = tuple(card["input_size"])  # (W, H)

@@ -101,7 +101,8 @@ class ServerRunner:
         self._ort: dict[str, OrtServer] = {}
         if backend == "onnxruntime":
             export = OnnxExport(card, onnx or OrtOptions(), self.device,
-                                fp16=precision == "fp16")
+                                fp16=precision == "fp16",
+                                strict_device=(device or "auto").strip().lower() != "auto")
             self._ort = {s: OrtServer(export, s) for s in self.split_names if export.has(s)}
             if not self._ort:
                 raise ConfigError("onnx_dir", f"{export.folder}: exports no split of this model")

@@ -57,6 +57,8 @@ def test_cpu_gets_only_the_cpu_provider():
 def test_cuda_without_a_cuda_provider_is_a_config_error():
     with pytest.raises(ConfigError, match="parameter 'device': .*use device cpu"):
         providers(torch.device("cuda", 0))
+    # device auto resolved to CUDA by torch: onnxruntime falls back to its CPU provider.
+    assert providers(torch.device("cuda", 0), strict=False) == ["CPUExecutionProvider"]
 
 
 def test_default_folder_is_the_model_folders_onnx(tmp_path):
