@@ -5,15 +5,17 @@ one run: latency of the edge and server halves, and accuracy through the whole s
 
 Latency: the network halves alone (torch ``model.edge`` / ``model.server`` vs the onnxruntime
 sessions) and the whole edge runner (letterbox + network + codec), at the model's input size,
-batch 1, with 2 threads each; the variants take turns frame by frame so that load from other
-processes on a shared machine falls on all of them alike. Accuracy: every frame of DATASET
-through EdgeRunner -> codec -> ServerRunner with each backend, scored by evaluate.score.
+batch 1, with 2 threads each; each backend runs in a process of its own, and the backends take
+turns round by round so that load from other processes on a shared machine falls on all alike.
+Accuracy: every frame of DATASET through EdgeRunner -> codec -> ServerRunner with each backend,
+scored by evaluate.score.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import subprocess
@@ -23,11 +25,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import torch
 
 from mtl_split_core.data.dataset import load_dataset
 from mtl_split_core.evaluate import frame_truth, headline, score
-from mtl_split_core.export import export_model, frames_to_batch, sample_frames
+from mtl_split_core.export import OPSET, export_model, frames_to_batch, sample_frames
 from mtl_split_core.runtime.backends import OnnxExport, OrtEdge, OrtOptions, OrtServer
 from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_core.runtime.model_files import load_model_param
@@ -43,18 +46,49 @@ def cpu_model() -> str:
     return platform.processor()
 
 
-def timed(variants: dict, inputs: list, repeats: int, warmup: int = 5) -> dict[str, np.ndarray]:
-    """ms per call of each variant; the variants alternate call by call."""
-    names = list(variants)
-    times: dict[str, list[float]] = {n: [] for n in names}
+def timed(call, inputs: list, repeats: int, warmup: int = 5) -> list[float]:
+    """ms per call of ``call`` over ``inputs`` (cycled), after ``warmup`` calls."""
+    times = []
     for i in range(warmup + repeats):
-        x = inputs[i % len(inputs)]
-        for name in names[i % len(names):] + names[:i % len(names)]:
-            start = time.perf_counter()
-            variants[name](x)
-            if i >= warmup:
-                times[name].append((time.perf_counter() - start) * 1e3)
-    return {n: np.asarray(t) for n, t in times.items()}
+        start = time.perf_counter()
+        call(inputs[i % len(inputs)])
+        if i >= warmup:
+            times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def latency_worker(variant: str, model_name: str, folder: str, frames_path: str,
+                   repeats: int) -> dict:
+    """One backend's latencies (edge network, edge runner, server network), in a process of
+    its own: torch's OpenMP threads and onnxruntime's thread pool in one process slow torch
+    down by an order of magnitude on this loaded 2-core machine (measured), which is not a
+    comparison of the runtimes."""
+    torch.set_num_threads(THREADS)
+    model, card = load_model_param(model_name)
+    split, size = card["default_split"], tuple(card["input_size"])
+    frames = sample_frames(frames_path, 10, size)
+    batches = [frames_to_batch([f], size) for f in frames]
+    with torch.inference_mode():
+        zs = [model.edge(torch.from_numpy(b), split).numpy() for b in batches]
+    if variant == "torch":
+        def edge(x: np.ndarray) -> None:
+            with torch.inference_mode():
+                model.edge(torch.from_numpy(x), split)
+
+        def server(z: np.ndarray) -> None:
+            with torch.inference_mode():
+                model.server(torch.from_numpy(z), split)
+        runner = EdgeRunner(model, card, split=split, device="cpu")
+    else:
+        options = OrtOptions(folder, threads=THREADS)
+        export = OnnxExport(card, options, torch.device("cpu"))
+        edge, server = OrtEdge(export, split), OrtServer(export, split)
+        runner = EdgeRunner(model, card, split=split, device="cpu", backend="onnxruntime",
+                            onnx=options)
+    out = {"edge": timed(edge, batches, repeats), "runner": timed(runner, frames, repeats)}
+    if variant != "int8":  # the int8 export's server half is the fp32 one
+        out["server"] = timed(server, zs, repeats)
+    return out
 
 
 def table(title: str, times: dict[str, np.ndarray], base: str) -> list[str]:
@@ -94,8 +128,14 @@ def main() -> int:
                     help="sim frames rendered for int8 calibration (other scenes than --data)")
     ap.add_argument("--repeats", type=int, default=60)
     ap.add_argument("--out", default="bench/results/export.md")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--export-dir", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(THREADS)
+    if args.worker:
+        print(json.dumps(latency_worker(args.worker, args.model, args.export_dir,
+                                        args.frames, args.repeats)))
+        return 0
 
     model, card = load_model_param(args.model)
     split = card["default_split"]
@@ -110,34 +150,27 @@ def main() -> int:
         exports[precision] = time.perf_counter() - t0
         print(f"exported {precision} in {exports[precision]:.1f} s", flush=True)
 
-    frames = sample_frames(args.frames, 10, size)
-    batches = [frames_to_batch([f], size) for f in frames]
-    sessions = {p: OnnxExport(card, OrtOptions(str(tmp / p), threads=THREADS),
-                              torch.device("cpu")) for p in ("fp32", "int8")}
-    ort_edge = {p: OrtEdge(sessions[p], split) for p in sessions}
-    ort_server = OrtServer(sessions["fp32"], split)
+    # Latency: one process per backend and round; the backends take turns round by round,
+    # so load from other processes on a shared machine falls on all of them alike.
+    variants = {"torch": "torch", "onnxruntime fp32": "fp32", "onnxruntime int8": "int8"}
+    times: dict[str, dict[str, list[float]]] = {n: {} for n in variants}
+    rounds = 3
+    for r in range(rounds):
+        for name, variant in variants.items():
+            worker = subprocess.run(
+                [sys.executable, __file__, "--worker", variant, "--data", args.data,
+                 "--model", args.model,
+                 "--export-dir", str(tmp / variant), "--frames", args.frames,
+                 "--repeats", str(args.repeats // rounds)],
+                capture_output=True, text=True, check=True)
+            result = json.loads(worker.stdout.strip().splitlines()[-1])
+            for kind, values in result.items():
+                times[name].setdefault(kind, []).extend(values)
+        print(f"latency round {r + 1}/{rounds} done", flush=True)
 
-    def torch_edge(x: np.ndarray) -> None:
-        with torch.inference_mode():
-            model.edge(torch.from_numpy(x), split)
-
-    edge_times = timed({"torch": torch_edge, "onnxruntime fp32": ort_edge["fp32"],
-                        "onnxruntime int8": ort_edge["int8"]}, batches, args.repeats)
-    with torch.inference_mode():
-        zs = [model.edge(torch.from_numpy(b), split).numpy() for b in batches]
-
-    def torch_server(z: np.ndarray) -> None:
-        with torch.inference_mode():
-            model.server(torch.from_numpy(z), split)
-
-    server_times = timed({"torch": torch_server, "onnxruntime fp32": ort_server}, zs,
-                         args.repeats)
-    runners = {"torch": EdgeRunner(model, card, split=split, device="cpu")}
-    for p in ("fp32", "int8"):
-        runners[f"onnxruntime {p}"] = EdgeRunner(
-            model, card, split=split, device="cpu", backend="onnxruntime",
-            onnx=OrtOptions(str(tmp / p), threads=THREADS))
-    runner_times = timed(runners, frames, args.repeats)
+    def kind(k: str) -> dict[str, np.ndarray]:
+        return {n: np.asarray(t[k]) for n, t in times.items() if k in t}
+    edge_times, runner_times, server_times = kind("edge"), kind("runner"), kind("server")
     print("latency done", flush=True)
 
     data = load_dataset(args.data, ("train", "val", "test"))
@@ -151,17 +184,19 @@ def main() -> int:
         f"`{' '.join(['python', *sys.argv])}` — {datetime.date.today().isoformat()}, commit "
         f"{commit}", "",
         f"Machine: {cpu_model()}, `nproc` = {os.cpu_count()}, shared with other sessions' "
-        "work while this ran (absolute times are noisy; the variants alternate call by call, "
-        "so the ratios are the comparable numbers).",
+        "work while this ran (absolute times are noisy; each backend runs in its own process and "
+        "the backends take turns in 3 rounds, so the ratios are the comparable numbers).",
         f"Model: {card.get('name')} (fingerprint {card['fingerprint']}), split {split}, "
         f"{size[0]}x{size[1]}, codec {card.get('codec')}. torch {torch.__version__} "
-        f"({THREADS} threads), onnxruntime {sessions['fp32'].card['onnxruntime_version']} "
-        f"(CPU provider, {THREADS} intra-op threads, graph optimisation 'all'), opset "
-        f"{sessions['fp32'].card['opset']}, legacy TorchScript exporter.",
+        f"({THREADS} threads), onnxruntime {onnxruntime.__version__} "
+        f"(CPU provider, {THREADS} intra-op threads without spinning, graph optimisation "
+        f"'all'), opset "
+        f"{OPSET}, legacy TorchScript exporter.",
         f"int8: static QDQ quantisation of the edge (per-channel int8 weights, uint8 "
         f"activations, MinMax) calibrated on {args.calibration} rendered sim frames; the "
         f"server stays fp32. Export times: fp32 {exports['fp32']:.1f} s, int8 "
-        f"{exports['int8']:.1f} s. {args.repeats} timed calls per variant after 5 warm-up.", "",
+        f"{exports['int8']:.1f} s. {rounds} processes x {args.repeats // rounds} timed calls "
+        "per variant, after 5 warm-up calls each.", "",
         *table("Edge network (normalise + prefix + bottleneck encoder), batch 1", edge_times,
                "torch"),
         *table("Edge runner (letterbox + network + codec encode), 640x480 frames", runner_times,

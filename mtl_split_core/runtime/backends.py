@@ -45,12 +45,15 @@ class OnnxFileError(ConfigError):
 class OrtOptions:
     """How the onnxruntime backend runs. ``folder`` '' = MODEL_DIR/onnx (``from_path``);
     ``threads`` 0 = onnxruntime's default; ``engine_cache``: TensorRT engine cache folder
-    ('' = none; unused by the CPU and CUDA providers)."""
+    ('' = none; unused by the CPU and CUDA providers). ``spinning``: let idle intra-op threads
+    busy-wait for the next run (onnxruntime's default; off here: on a small robot CPU the
+    spinning threads take the cores from DDS, the codec and any torch work in the process)."""
 
     folder: str = ""
     engine_cache: str = ""
     threads: int = 0
     optimization: str = "all"
+    spinning: bool = False
 
 
 def check_backend(backend: str) -> str:
@@ -107,6 +110,8 @@ def _session_options(options: OrtOptions) -> Any:
     so.graph_optimization_level = levels[options.optimization]
     so.intra_op_num_threads = options.threads
     so.log_severity_level = 3
+    so.add_session_config_entry("session.intra_op.allow_spinning",
+                                "1" if options.spinning else "0")
     return so
 
 
