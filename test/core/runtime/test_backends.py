@@ -77,6 +77,14 @@ def test_bad_session_options_name_the_option(exported):
         OnnxExport(card, OrtOptions(), torch.device("cpu"))
 
 
+def test_idle_threads_do_not_spin_unless_asked(exported):
+    _, card, folder = exported
+    for spinning, value in ((False, "0"), (True, "1")):
+        export = OnnxExport(card, OrtOptions(str(folder), spinning=spinning),
+                            torch.device("cpu"))
+        assert export._so.get_session_config_entry("session.intra_op.allow_spinning") == value
+
+
 @pytest.mark.parametrize("optimization", ["disable", "all"])
 def test_halves_match_torch_at_any_batch(exported, optimization):
     model, card, folder = exported
