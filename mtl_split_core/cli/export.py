@@ -30,11 +30,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mtl_split_core.export import export_model, sample_frames
+    from mtl_split_core.export import ExportError, export_model, sample_frames
     from mtl_split_core.runtime.model_files import load_model_param
 
     model, card = load_model_param(args.model)
     splits = None if args.split == "all" else [args.split]
+    if splits and args.split not in model.split_names:  # before any frame is rendered
+        raise ExportError(f"split {args.split!r}: this model splits at "
+                          f"{', '.join(model.split_names)} (or all)")
     size = args.input or tuple(card["input_size"])
     frames = sample_frames(args.frames, args.count, size)
     export = export_model(model, card, args.out, splits=splits, precision=args.precision,

@@ -215,7 +215,7 @@ def test_cli_exports_and_reports(tiny, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--split", "s99"], "split ['s99']"),
+    (["--split", "s99"], "split 's99': this model splits at s4, s8, s16, s32 (or all)"),
     (["--precision", "int8", "--count", "2"], "needs >= 8 frames"),
     (["--frames", "/nonexistent/frames"], "expected a dataset folder"),
 ])
