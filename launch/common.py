@@ -37,6 +37,12 @@ DESCRIPTIONS = {
     "score_threshold": "Minimum detection score, 0..1 ('' = params file).",
     "auth_key_file": "HMAC key file (mtl-split keygen; docs/SECURITY.md): the edge signs its "
                      "features, the server accepts only signed ones ('' = params file, off).",
+    "backend": "Inference runtime: torch or onnxruntime (the model's ONNX export; see "
+               "docs/DEPLOY.md) ('' = params file).",
+    "onnx_dir": "ONNX export folder for backend onnxruntime ('' = params file, whose '' is "
+                "the model folder's onnx/).",
+    "engine_cache": "TensorRT engine cache folder for onnxruntime's TensorRT provider "
+                    "('' = params file).",
     "use_sim_time": "true: follow /clock (bag replay with --clock, simulators) ('' = false).",
 }
 

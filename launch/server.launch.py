@@ -19,7 +19,8 @@ common = load_python_launch_file_as_module(os.path.join(os.path.dirname(__file__
 
 SHIPPED_PARAMS = os.path.join(common.CONFIG, "server.yaml")
 # Launch arguments that become server parameters of the same name.
-PARAMETERS = ("model", "device", "score_threshold", "auth_key_file", "use_sim_time")
+PARAMETERS = ("model", "device", "score_threshold", "auth_key_file", "backend", "onnx_dir",
+              "engine_cache", "use_sim_time")
 # All the server's arguments but params_file, which the top launch file names server_params_file.
 ARGUMENTS = ("namespace", *PARAMETERS)
 

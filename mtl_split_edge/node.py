@@ -24,6 +24,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from mtl_split.msg import SplitFeatures
 from mtl_split_core.auth import KeyFileError, Signer
 from mtl_split_core.codec import CODECS, ZSTD_LEVELS
+from mtl_split_core.runtime.backends import BACKENDS, OrtOptions
 from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.stats import RateMeter, RollingStats
@@ -55,6 +56,12 @@ PARAMS = [
     Param("codec", "", "Feature codec; '' = the model's default.", ("",) + CODECS,
           dynamic=True),
     Param("zstd_level", 3, "zstd compression level.", check=in_range(*ZSTD_LEVELS), dynamic=True),
+    Param("backend", "torch", "Inference runtime: torch, or onnxruntime (the files of "
+          "`mtl-split export`; CUDA/TensorRT providers when installed).", BACKENDS),
+    Param("onnx_dir", "", "Folder of the ONNX export for backend onnxruntime; '' = the model "
+          "folder's onnx/."),
+    Param("engine_cache", "", "TensorRT engine cache folder (onnxruntime's TensorRT provider); "
+          "'' = none."),
     Param("cuda_graphs", True, "On CUDA, replay the edge network as one CUDA graph (4-8x "
           "faster for this launch-bound prefix; ignored on CPU)."),
     Param("input_transport", "raw", "raw: sensor_msgs/Image on 'image'; compressed: "
@@ -107,7 +114,9 @@ class EdgeNode(Node):
             self.runner = EdgeRunner.from_path(
                 self.cfg["model"], split=self.cfg["split"], device=self.cfg["device"],
                 precision=self.cfg["precision"], codec=self.cfg["codec"] or None,
-                zstd_level=self.cfg["zstd_level"], cuda_graphs=self.cfg["cuda_graphs"])
+                zstd_level=self.cfg["zstd_level"], cuda_graphs=self.cfg["cuda_graphs"],
+                backend=self.cfg["backend"], onnx=OrtOptions(
+                    folder=self.cfg["onnx_dir"], engine_cache=self.cfg["engine_cache"]))
         except ConfigError as err:
             raise ParameterError(str(err)) from err
         if self.runner.device.type == "cuda":

@@ -25,6 +25,7 @@ from std_msgs.msg import Header
 from mtl_split.msg import SplitFeatures
 from mtl_split_core.auth import AuthRejected, Verifier
 from mtl_split_core.geometry import focal_y
+from mtl_split_core.runtime.backends import BACKENDS, OrtOptions
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.model_files import read_model_card_param
 from mtl_split_core.runtime.packet import FeaturePacket
@@ -59,6 +60,12 @@ from mtl_split_ros.watchdog import SupervisedWorker
 PARAMS = [
     Param("model", "", "Model folder or card; must be the edge's model. '' = packaged default."),
     *RUNTIME_PARAMS,
+    Param("backend", "torch", "Inference runtime: torch, or onnxruntime (the files of "
+          "`mtl-split export`; CUDA/TensorRT providers when installed).", BACKENDS),
+    Param("onnx_dir", "", "Folder of the ONNX export for backend onnxruntime; '' = the model "
+          "folder's onnx/."),
+    Param("engine_cache", "", "TensorRT engine cache folder (onnxruntime's TensorRT provider); "
+          "'' = none."),
     Param("feature_topics", ["mtl_split/features"], "Feature topics, one per robot; outputs "
           "are published next to each (…/features -> …/detections).",
           check=lambda v: None if v and all(t.endswith("features") for t in v)
@@ -166,7 +173,9 @@ class ServerNode(Node):
             self.runner = ServerRunner.from_path(
                 self.cfg["model"], device=self.cfg["device"], precision=self.cfg["precision"],
                 tasks=tuple(self.cfg["tasks"]), score_threshold=self.cfg["score_threshold"],
-                max_detections=self.cfg["max_detections"])
+                max_detections=self.cfg["max_detections"], backend=self.cfg["backend"],
+                onnx=OrtOptions(folder=self.cfg["onnx_dir"],
+                                engine_cache=self.cfg["engine_cache"]))
         except ConfigError as err:
             raise ParameterError(str(err)) from err
         self.worker = SupervisedWorker(

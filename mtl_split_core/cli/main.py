@@ -50,6 +50,8 @@ COMMANDS: dict[str, Command] = {
                        "(from-bag) and attach COCO labels (add-labels)"),
     "keygen": Command("mtl_split_core.cli.keygen",
                       "make a key file (or add a key) for authenticated features"),
+    "export": Command("mtl_split_core.cli.export",
+                      "export a model's edge and server halves to ONNX"),
 }
 
 

@@ -11,9 +11,16 @@ import torch
 
 from mtl_split_core.codec import CODECS, ZSTD_LEVELS, encode
 from mtl_split_core.preprocess import letterbox_tensor
+from mtl_split_core.runtime.backends import (
+    OnnxExport,
+    OrtEdge,
+    OrtOptions,
+    check_backend,
+    with_model_folder,
+)
 from mtl_split_core.runtime.device import resolve_device, resolve_dtype
 from mtl_split_core.runtime.errors import ConfigError
-from mtl_split_core.runtime.model_files import load_model_param
+from mtl_split_core.runtime.model_files import load_model_param, resolve_model_path
 from mtl_split_core.runtime.packet import FeaturePacket
 
 if TYPE_CHECKING:  # CudaGraphEdge is imported where used: only a CUDA device needs it
@@ -22,18 +29,32 @@ if TYPE_CHECKING:  # CudaGraphEdge is imported where used: only a CUDA device ne
 
 
 class EdgeRunner:
-    """Turns RGB frames into FeaturePackets. One instance per model, split and codec."""
+    """Turns RGB frames into FeaturePackets. One instance per model, split and codec.
+
+    ``backend``: ``torch`` runs the model; ``onnxruntime`` runs the exported edge files of
+    ``onnx.folder`` (runtime/backends.py; the letterbox and the codec stay the same).
+    """
 
     def __init__(self, model: MultiTaskSplitNet, card: dict, split: str | int | None = None,
                  device: str = "auto", precision: str = "fp32", codec: str | None = None,
-                 zstd_level: int = 3, cuda_graphs: bool = True) -> None:
+                 zstd_level: int = 3, cuda_graphs: bool = True, backend: str = "torch",
+                 onnx: OrtOptions | None = None) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(precision, self.device)
         self.card = card
         self.split_names = list(model.split_names)
+        self.backend = check_backend(backend)
+        self._onnx: OnnxExport | None = None
+        self._ort: OrtEdge | None = None
+        if backend == "onnxruntime":
+            # The network runs in onnxruntime; torch only letterboxes (on the CPU).
+            self._onnx = OnnxExport(card, onnx or OrtOptions(), self.device,
+                                    fp16=precision == "fp16",
+                                    strict_device=(device or "auto").strip().lower() != "auto")
+            self.device, self.dtype = torch.device("cpu"), torch.float32
         self.model = model.to(self.device, self.dtype).eval()
         self.input_size = tuple(card["input_size"])  # (W, H)
-        self._use_graph = cuda_graphs and self.device.type == "cuda"
+        self._use_graph = cuda_graphs and self.device.type == "cuda" and self._onnx is None
         if self._use_graph:
             # Module.to accepts memory_format (documented); torch's overloads omit it.
             fmt = torch.channels_last
@@ -66,7 +87,11 @@ class EdgeRunner:
         lo, hi = ZSTD_LEVELS
         if not lo <= int(level) <= hi:
             raise ConfigError("zstd_level", f"zstd level {level} must be in [{lo}, {hi}]")
+        ort = self._ort
+        if self._onnx is not None and index != self.split_index:
+            ort = OrtEdge(self._onnx, self.split_names[index])  # before the lock: may raise
         with self._lock:
+            self._ort = ort
             if index != self.split_index and self._use_graph:
                 # The letterbox makes every frame the same size, so one CUDA graph per split
                 # serves any camera: it removes the kernel-launch overhead that dominates the
@@ -80,7 +105,12 @@ class EdgeRunner:
 
     @classmethod
     def from_path(cls, model: str | None, **kwargs: Any) -> EdgeRunner:
-        return cls(*load_model_param(model), **kwargs)
+        """Load the model a setting names; the onnxruntime backend's files default to the
+        model folder's ``onnx/``."""
+        net, card = load_model_param(model)
+        if kwargs.get("backend") == "onnxruntime":
+            kwargs["onnx"] = with_model_folder(kwargs.get("onnx"), resolve_model_path(model))
+        return cls(net, card, **kwargs)
 
     @torch.inference_mode()
     def __call__(self, rgb: np.ndarray) -> FeaturePacket:
@@ -90,7 +120,12 @@ class EdgeRunner:
         x, (sx, sy, ox, oy) = letterbox_tensor(image, self.input_size)
         x = x.to(self.dtype).unsqueeze(0)
         with self._lock:
-            z = (self._graph(x) if self._graph is not None else self.model.edge(x, self.split))[0]
+            if self._ort is not None:
+                z = torch.from_numpy(self._ort(x.numpy()))[0]
+            elif self._graph is not None:
+                z = self._graph(x)[0]
+            else:
+                z = self.model.edge(x, self.split)[0]
             tensor = encode(z.float(), self.codec, level=self.zstd_level)
             index = self.split_index
         return FeaturePacket(

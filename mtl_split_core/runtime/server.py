@@ -18,9 +18,16 @@ import torch
 
 from mtl_split_core.codec import CodecError, decode, parse_codec
 from mtl_split_core.model.network import MultiTaskSplitNet
+from mtl_split_core.runtime.backends import (
+    OnnxExport,
+    OrtOptions,
+    OrtServer,
+    check_backend,
+    with_model_folder,
+)
 from mtl_split_core.runtime.device import resolve_device, resolve_dtype
 from mtl_split_core.runtime.errors import ConfigError
-from mtl_split_core.runtime.model_files import load_model_param
+from mtl_split_core.runtime.model_files import load_model_param, resolve_model_path
 from mtl_split_core.runtime.packet import (
     FeaturePacket,
     PacketRejected,
@@ -75,10 +82,14 @@ _BUILTIN_FIELDS: dict[str, Callable[[], Any]] = {
 class ServerRunner:
     def __init__(self, model: MultiTaskSplitNet, card: dict, device: str = "auto",
                  precision: str = "fp32", tasks: Sequence[str] | None = None,
-                 score_threshold: float = 0.3, max_detections: int = 50):
-        """``tasks``: the heads to run (None = every task of the model)."""
+                 score_threshold: float = 0.3, max_detections: int = 50,
+                 backend: str = "torch", onnx: OrtOptions | None = None):
+        """``tasks``: the heads to run (None = every task of the model). ``backend``:
+        ``torch`` runs the model, ``onnxruntime`` the exported server files of ``onnx.folder``
+        (every exported split is loaded now, so a bad file fails at start-up)."""
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(precision, self.device)
+        self.backend = check_backend(backend)
         tasks = tuple(card["tasks"] if tasks is None else tasks)
         unknown = set(tasks) - set(task_names())
         if unknown or not tasks:
@@ -98,12 +109,26 @@ class ServerRunner:
         self.split_names = list(model.split_names)
         self.score_threshold = float(score_threshold)
         self.max_detections = int(max_detections)
+        self._ort: dict[str, OrtServer] = {}
+        if backend == "onnxruntime":
+            export = OnnxExport(card, onnx or OrtOptions(), self.device,
+                                fp16=precision == "fp16",
+                                strict_device=(device or "auto").strip().lower() != "auto")
+            self._ort = {s: OrtServer(export, s) for s in self.split_names if export.has(s)}
+            if not self._ort:
+                raise ConfigError("onnx_dir", f"{export.folder}: exports no split of this model")
+            self.device, self.dtype = torch.device("cpu"), torch.float32
         self.model = model.to(self.device, self.dtype).eval()
         self.input_size = tuple(card["input_size"])
 
     @classmethod
     def from_path(cls, model: str | None, **kwargs: Any) -> ServerRunner:
-        return cls(*load_model_param(model), **kwargs)
+        """Load the model a setting names; the onnxruntime backend's files default to the
+        model folder's ``onnx/``."""
+        net, card = load_model_param(model)
+        if kwargs.get("backend") == "onnxruntime":
+            kwargs["onnx"] = with_model_folder(kwargs.get("onnx"), resolve_model_path(model))
+        return cls(net, card, **kwargs)
 
     def check(self, packet: FeaturePacket) -> tuple[int, int, int, int]:
         """Raise PacketRejected unless ``packet`` is within the input bounds (runtime/packet.py)
@@ -120,6 +145,9 @@ class ServerRunner:
             raise PacketRejected("split", f"split index {packet.split_index} not in "
                                  f"0..{len(self.split_names) - 1}")
         split = self.split_names[packet.split_index]
+        if self._ort and split not in self._ort:
+            raise PacketRejected("split", f"split {split} is not in this server's ONNX export "
+                                 f"(has {', '.join(self._ort)})")
         expected = tuple(self.model.split_shape(split, self.input_size))
         # Check the declared shape before decoding: a hostile packet cannot make us allocate
         # more than the model's own split tensor.
@@ -156,9 +184,13 @@ class ServerRunner:
         packet, crop = decoded.packet, decoded.crop
         split = self.split_names[packet.split_index]
         t1 = time.perf_counter()
-        z = torch.from_numpy(decoded.codes).to(self.device, self.dtype).unsqueeze(0)
+        codes = decoded.codes
         focal = None if focal_px is None else float(focal_px) * packet.transform[1]
-        out = self.model.server(z, split, focal=focal)
+        if self._ort:
+            out = self._ort[split](codes[None], focal)
+        else:
+            z = torch.from_numpy(codes).to(self.device, self.dtype).unsqueeze(0)
+            out = self.model.server(z, split, focal=focal)
         t2 = time.perf_counter()
         result = self._postprocess(out, packet, crop)
         t3 = time.perf_counter()
