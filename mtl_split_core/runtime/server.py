@@ -18,6 +18,7 @@ import torch
 
 from mtl_split_core.codec import CodecError, decode, parse_codec
 from mtl_split_core.model.network import MultiTaskSplitNet
+from mtl_split_core.runtime.cuda_graph import SERVER_BUCKETS, CudaGraphServer
 from mtl_split_core.runtime.device import resolve_device, resolve_dtype
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.model_files import load_model_param
@@ -75,8 +76,10 @@ _BUILTIN_FIELDS: dict[str, Callable[[], Any]] = {
 class ServerRunner:
     def __init__(self, model: MultiTaskSplitNet, card: dict, device: str = "auto",
                  precision: str = "fp32", tasks: Sequence[str] | None = None,
-                 score_threshold: float = 0.3, max_detections: int = 50):
-        """``tasks``: the heads to run (None = every task of the model)."""
+                 score_threshold: float = 0.3, max_detections: int = 50,
+                 cuda_graphs: bool = True):
+        """``tasks``: the heads to run (None = every task of the model). ``cuda_graphs``: on a
+        CUDA device ``run_batch`` replays CUDA graphs (runtime/cuda_graph.py)."""
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(precision, self.device)
         tasks = tuple(card["tasks"] if tasks is None else tasks)
@@ -100,6 +103,9 @@ class ServerRunner:
         self.max_detections = int(max_detections)
         self.model = model.to(self.device, self.dtype).eval()
         self.input_size = tuple(card["input_size"])
+        self._graphs: CudaGraphServer | None = None
+        if cuda_graphs and self.device.type == "cuda":
+            self._graphs = CudaGraphServer(self.model, self.input_size, self.dtype)
 
     @classmethod
     def from_path(cls, model: str | None, **kwargs: Any) -> ServerRunner:
@@ -164,6 +170,57 @@ class ServerRunner:
                              "postprocess": (t3 - t2) * 1e3,
                              "total": decoded.decode_ms + (t3 - t1) * 1e3}
         return result
+
+    # ---------------------------------------------------------------------- batched path
+    @torch.inference_mode()
+    def run_batch(self, items: Sequence[DecodedPacket], focals: Sequence[float | None]
+                  ) -> list[ServerResult]:
+        """Results of ``self(item, focal_px=focal)`` for every item, in order, with one network
+        call per group of items that share a split (and whether a focal length is given: a
+        depth head treats "none" differently from any number). Each item is post-processed with
+        its own crop, transform and source size. Timings per item: its own ``decode`` and
+        ``postprocess``, its group's ``network`` and ``batch`` (the group's size)."""
+        if len(items) != len(focals):
+            raise ValueError(f"{len(items)} items but {len(focals)} focal lengths")
+        groups: dict[tuple[int, bool], list[int]] = {}
+        for i, (item, focal) in enumerate(zip(items, focals)):
+            groups.setdefault((item.packet.split_index, focal is None), []).append(i)
+        results: list[ServerResult | None] = [None] * len(items)
+        chunk = SERVER_BUCKETS[-1] if self._graphs is not None else max(1, len(items))
+        for (index, no_focal), members in groups.items():
+            for start in range(0, len(members), chunk):
+                part = members[start:start + chunk]
+                self._run_group(index, no_focal, [items[i] for i in part],
+                                [focals[i] for i in part], part, results)
+        return [r for r in results if r is not None]
+
+    def _run_group(self, split_index: int, no_focal: bool, items: list[DecodedPacket],
+                   focals: list[float | None], positions: list[int],
+                   results: list[ServerResult | None]) -> None:
+        split = self.split_names[split_index]
+        t1 = time.perf_counter()
+        z = torch.from_numpy(np.stack([item.codes for item in items])).to(self.device,
+                                                                           self.dtype)
+        focal = None if no_focal else torch.tensor(
+            [float(f) * item.packet.transform[1] for f, item in zip(focals, items)
+             if f is not None], dtype=torch.float32, device=self.device)
+        if self._graphs is not None:
+            out = self._graphs(z, split, focal)
+        else:
+            out = self.model.server(z, split, focal=focal)
+        if self.device.type == "cuda":  # the network's time, not the first copy's wait
+            torch.cuda.synchronize(self.device)
+        network_ms = (time.perf_counter() - t1) * 1e3
+        for row, (item, position) in enumerate(zip(items, positions)):
+            t2 = time.perf_counter()
+            result = self._postprocess({k: v[row:row + 1] for k, v in out.items()}, item.packet,
+                                       item.crop)
+            post_ms = (time.perf_counter() - t2) * 1e3
+            result.timings_ms = {"decode": item.decode_ms, "network": network_ms,
+                                 "postprocess": post_ms,
+                                 "total": item.decode_ms + network_ms + post_ms,
+                                 "batch": float(len(items))}
+            results[position] = result
 
     def _postprocess(self, out: dict, packet: FeaturePacket,
                      crop: tuple[int, int, int, int] | None = None) -> ServerResult:
