@@ -24,7 +24,8 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import NamedTuple, TypeVar
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
@@ -104,6 +105,7 @@ OPTIONAL_OUTPUTS = {"detections/markers": "publish_markers", "points": "publish_
                     "annotated": "publish_annotated",
                     "segmentation/color": "publish_segmentation_color"}
 MESSAGES = RclpyMessages()
+T = TypeVar("T")
 
 
 class Admitted(NamedTuple):
@@ -160,6 +162,26 @@ class Source:
         subscriber."""
         return {suffix for suffix, pub in self.pubs.items()
                 if suffix not in OPTIONAL_OUTPUTS or pub.get_subscription_count() > 0}
+
+
+def take_round_robin(slots: Sequence[LatestSlot[T]], first: int, limit: int, skip: set[int]
+                     ) -> tuple[list[tuple[int, T]], int]:
+    """Up to ``limit`` pending items, one per slot, looking at slots ``first``, ``first + 1``,
+    ... (wrapping) and leaving the indices in ``skip``. Returns [(index, item)] and where the
+    next look starts: after the last slot taken (``first`` when none was)."""
+    taken: list[tuple[int, T]] = []
+    following = first
+    for k in range(len(slots)):
+        if len(taken) >= limit:
+            break
+        i = (first + k) % len(slots)
+        if i in skip:
+            continue
+        item = slots[i].take(timeout=0.0)
+        if item is not None:
+            taken.append((i, item))
+            following = (i + 1) % len(slots)
+    return taken, following
 
 
 class ServerNode(Node):
@@ -273,7 +295,7 @@ class ServerNode(Node):
             if left <= 0:
                 break
             self._arrived.clear()
-            more = self._take(limit - len(taken), {id(s) for s, _ in taken})
+            more = self._take(limit - len(taken), {self.sources.index(s) for s, _ in taken})
             if more:
                 taken += more
             else:
@@ -281,22 +303,11 @@ class ServerNode(Node):
         return taken
 
     def _take(self, limit: int, skip: set[int]) -> list[tuple[Source, Admitted]]:
-        """Take up to ``limit`` pending frames, one per source, starting after the source
-        taken last: with more robots than max_batch every robot gets its turn."""
-        taken: list[tuple[Source, Admitted]] = []
-        n = len(self.sources)
-        for k in range(n):
-            if len(taken) >= limit:
-                break
-            i = (self._next_source + k) % n
-            source = self.sources[i]
-            if id(source) in skip:
-                continue
-            item = source.slot.take(timeout=0.0)
-            if item is not None:
-                taken.append((source, item))
-                self._next_source = (i + 1) % n
-        return taken
+        """Up to ``limit`` pending frames, one per source, starting after the source taken
+        last: with more robots than max_batch every robot gets its turn."""
+        taken, self._next_source = take_round_robin([s.slot for s in self.sources],
+                                                    self._next_source, limit, skip)
+        return [(self.sources[i], item) for i, item in taken]
 
     def _run_batch(self, batch: list[tuple[Source, Admitted, DecodedPacket]],
                    started: float) -> None:
