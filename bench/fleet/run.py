@@ -10,7 +10,7 @@
    latency (publish stamp -> detections arrival, one host, one clock), the server's receive ->
    publish p50/p99 (its /diagnostics, last 300 frames per robot), CPU% per process and, on
    CUDA with nvidia-smi, GPU utilisation.
-Writes ``results.json`` and ``results.md`` to ``--out`` (logs under ``--out``/logs/).
+Writes ``results.json``, ``results.md`` and ``results.png`` to ``--out`` (logs: ``--out``/logs/).
 
     python bench/fleet/run.py --robots 1,2,4,8 --extend          # this CPU
     python bench/fleet/run.py --device cuda --precision fp16 --robots 1,4,8,16,32
@@ -264,6 +264,32 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(results: dict, path: Path) -> None:
+    """Delivered fps per robot and p99 latency against the number of robots."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = results["runs"]
+    n = [r["robots"] for r in runs]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot(n, [r["delivered_fps_min"] for r in runs], "o-", label="min over robots")
+    a.plot(n, [r["delivered_fps_mean"] for r in runs], "s--", label="mean")
+    a.axhline(HOLD_FPS, color="grey", lw=0.8, ls=":", label=f"{HOLD_FPS:g} fps")
+    a.set(xlabel="robots", ylabel="delivered fps per robot", xscale="log", xticks=n,
+          xticklabels=[str(v) for v in n], title=f"offered {results['meta']['rate']:g} fps each")
+    a.legend()
+    b.plot(n, [r["e2e_ms_p99"] or float("nan") for r in runs], "o-", label="end to end p99")
+    b.plot(n, [r["server_ms_p99"] or float("nan") for r in runs], "s--",
+           label="server receive->publish p99")
+    b.set(xlabel="robots", ylabel="ms", xscale="log", xticks=n, xticklabels=[str(v) for v in n],
+          title=f"server on {results['meta']['device']}")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def _fmt(v, digits: int = 0) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
@@ -338,6 +364,7 @@ def main(argv=None) -> int:
             counts.append(2 * n)
         i += 1
     (args.out / "results.md").write_text(markdown(results))
+    plot(results, args.out / "results.png")
     print("\n" + markdown(results))
     return 0
 
