@@ -198,6 +198,7 @@ def measure(n: int, streams: Path, args, run_dir: Path, env: dict) -> dict:
         "lost_in_dds": sum(_num(v.get("lost_in_dds")) or 0 for v in per_source),
         "cpu_pct": {k: round(100 * (c1[k] - c0[k]) / seconds, 1) for k in procs},
         "gpu_util_pct": gpu_util,
+        "load_average_1min": round(os.getloadavg()[0], 2),  # the whole host, during the run
         "holds_10fps": started and min(fps.get(r, 0.0) for r in robots) >= HOLD_FPS,
     }
 
@@ -245,8 +246,8 @@ def markdown(results: dict) -> str:
              "",
              "| robots | delivered fps per robot (min / mean) | total fps | e2e p50 / p99 ms | "
              "server p50 / p99 ms | batch | drops | CPU % (server; robots) | GPU % | "
-             f">= {HOLD_FPS:g} fps each |",
-             "|---:|---:|---:|---:|---:|---:|---:|---|---:|:---:|"]
+             f"host load | >= {HOLD_FPS:g} fps each |",
+             "|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|:---:|"]
     for r in results["runs"]:
         cpu = r["cpu_pct"]
         robots_cpu = ", ".join(f"{v:.0f}" for k, v in cpu.items() if k != "server")
@@ -257,7 +258,7 @@ def markdown(results: dict) -> str:
             f"{_fmt(r['e2e_ms_p99'])} | {_fmt(r['server_ms_p50'])} / "
             f"{_fmt(r['server_ms_p99'])} | {_fmt(r['batch_size_mean'], 1)} | "
             f"{r['drops']:.0f} | {cpu['server']:.0f}; {robots_cpu} | {gpu} | "
-            f"{'yes' if r['holds_10fps'] else 'no'} |")
+            f"{r['load_average_1min']:.1f} | {'yes' if r['holds_10fps'] else 'no'} |")
     held = [r["robots"] for r in results["runs"] if r["holds_10fps"]]
     lines += ["", f"Largest N holding {HOLD_FPS:g} fps per robot: "
               f"{max(held) if held else 'none'}."]
@@ -285,6 +286,8 @@ def plot(results: dict, path: Path) -> None:
     b.set(xlabel="robots", ylabel="ms", xscale="log", xticks=n, xticklabels=[str(v) for v in n],
           title=f"server on {results['meta']['device']}")
     b.legend()
+    for ax in (a, b):
+        ax.minorticks_off()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -344,9 +347,10 @@ def main(argv=None) -> int:
         "device": args.device, "precision": args.precision, "max_batch": args.max_batch,
         "batch_wait_ms": args.batch_wait_ms, "rate": args.rate,
         "per_process": args.per_process, "recording": recording,
-        "note": args.note or "e2e = robot publish stamp -> detections arrival (the edge's "
-                             "own time is not included: edge_ms_p50 "
-                             f"{recording['edge_ms_p50']:.1f} ms on {recording['edge_device']})"},
+        "note": " ".join(filter(None, [
+            args.note, "e2e = robot publish stamp -> detections arrival (the edge's own time "
+            f"is not included: edge_ms_p50 {recording['edge_ms_p50']:.1f} ms on "
+            f"{recording['edge_device']})."]))},
         "runs": []}
     counts = list(args.counts)
     i = 0

@@ -2,7 +2,8 @@
 # On the lent GPU machine (Python 3.12 with torch/numpy/OpenCV, no ROS, no network): unpack the
 # bundle that bench/gpu/bundle.sh built (carried as .carry/gpu_bundle), then run the fleet
 # benchmark with the server on CUDA in fp16 (CUDA graphs), N = 1, 4, 8, 16, 32 robots at
-# 30 fps each, and results under $OUT/fleet_gpu (the device tool's output folder).
+# 30 fps each, then one robot end to end (camera -> edge -> server, both on CUDA; SKIP_PIPELINE=1
+# leaves it out); results under $OUT/fleet_gpu (the device tool's output folder).
 #
 #   bash bench/gpu/run_fleet.sh                       # ROBOTS=1,4,8,16,32 by default
 #   ROBOTS=16 SECONDS_PER_RUN=10 bash bench/gpu/run_fleet.sh --max-batch 16
@@ -44,5 +45,10 @@ PY
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 
 mkdir -p "$RESULTS"
-exec "$PY" bench/fleet/run.py --device cuda --precision fp16 --edge-device cuda \
+"$PY" bench/fleet/run.py --device cuda --precision fp16 --edge-device cuda \
   --robots "$ROBOTS" --per-process 4 --seconds "$SECONDS_PER_RUN" --out "$RESULTS" "$@"
+# One robot end to end: camera 640x480 at 30 fps -> edge (CUDA graph) -> server, both on CUDA.
+if [ -z "${SKIP_PIPELINE:-}" ]; then
+  "$PY" bench/fleet/pipeline.py --device cuda --precision fp16 --seconds "$SECONDS_PER_RUN" \
+    --out "$RESULTS/pipeline"
+fi
