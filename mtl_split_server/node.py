@@ -43,7 +43,7 @@ from mtl_split_core.runtime.server import (
     ServerResult,
     ServerRunner,
 )
-from mtl_split_core.runtime.stats import RateMeter, RollingStats
+from mtl_split_core.runtime.stats import Counters, RateMeter, RollingStats
 from mtl_split_ros import features_auth, outputs
 from mtl_split_ros.features_msg import msg_to_packet
 from mtl_split_ros.msg_factory import RclpyMessages
@@ -145,6 +145,7 @@ class Source:
         self.rate = RateMeter()
         self.latency = RollingStats()      # batch start -> published
         self.delay = RollingStats()        # admitted (received) -> published
+        self.rejected = Counters()         # this robot's rejected messages, by reason
         prefix = outputs.output_prefix(topic)
         # Optional outputs can be switched off; the others always have a publisher.
         disabled = {suffix for suffix, flag in OPTIONAL_OUTPUTS.items() if not enabled[flag]}
@@ -341,6 +342,7 @@ class ServerNode(Node):
                 features_auth.verify(msg, self.verifier, source.topic,
                                      self.get_clock().now().nanoseconds)
             except AuthRejected as err:
+                source.rejected.inc(err.reason)
                 self.rejections(err.reason, f"{source.topic}: {err}")
                 return
         try:
@@ -348,6 +350,7 @@ class ServerNode(Node):
             if self.runner is not None:  # during start-up the worker checks it instead
                 packet = self.runner.admit(packet)
         except PacketRejected as err:
+            source.rejected.inc(err.reason)
             self.rejections(err.reason, f"{source.topic} ({describe_header(msg.header)}): {err}")
             return
         source.slot.put(Admitted(msg, packet, time.perf_counter()))
@@ -405,6 +408,7 @@ class ServerNode(Node):
                       "drops": s.slot.dropped,
                       "drops_recent": s.slot.recent_drops(),
                       "publish_drops": s.outbox.dropped,
+                      "rejected": s.rejected.total,
                       "lost_in_dds": self.health.lost(s.topic)}
             statuses.append(diagnostic_status(f"{self.get_name()}: {s.topic}",
                                               self.get_fully_qualified_name(), values))

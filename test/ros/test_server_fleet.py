@@ -1,6 +1,7 @@
 """One server node process, four robots in namespaces over real DDS: every robot gets its own
 outputs (its stamps, its frame ids), a robot flooding at 10x its rate does not slow the others
-(newest frame per robot), and batching does not change the outputs."""
+(newest frame per robot), a robot with another model is rejected on its own count, and
+batching does not change the outputs."""
 
 import copy
 import time
@@ -127,6 +128,17 @@ def test_four_robots_one_server(ros_node, model_dir, features):
                         10, procs)
         server_diag = next(v for k, v in fleet.diag.items() if k.endswith(": server"))
         assert float(server_diag["batch_size_mean"]) > 1.0, server_diag
+
+        # A robot with another model is rejected on its own count; the others' stay at 0.
+        wrong = copy.deepcopy(fleet.msgs["r2"])
+        wrong.model_fingerprint = "0" * 16
+        fleet.pubs["r2"].publish(wrong)
+
+        def rejected(robot):
+            status = fleet.diag.get(f"mtl_split_server: /{robot}/mtl_split/features", {})
+            return int(status.get("rejected", -1))
+        assert wait_for(ros, lambda: rejected("r2") >= 1, 15, procs), fleet.diag
+        assert rejected("r1") == rejected("r3") == rejected("r4") == 0, fleet.diag
 
         # max_batch=1 (one frame at a time, as before batching) gives the same outputs.
         batched = {r: fleet.got[r][-1] for r in ROBOTS}
