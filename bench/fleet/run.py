@@ -3,8 +3,9 @@
 1. Record: the edge (``EdgeRunner``) runs on the bench frames (bench/frames.npz, 640x480 sim
    renders) once; its SplitFeatures messages (with a camera_info) are the robots' streams.
 2. For each N: one server node process (``device``, ``max_batch``, ``batch_wait_ms``) with N
-   feature topics, and the robots in replay processes (``--per-process`` robots each,
-   bench/fleet/replay.py) publishing at ``--rate`` fps each, robot i in namespace ``ri``.
+   feature topics (``--devices cuda:0,cuda:1``: one server per device, robots dealt in turn),
+   and the robots in replay processes (``--per-process`` robots each, bench/fleet/replay.py)
+   publishing at ``--rate`` fps each, robot i in namespace ``ri``.
    After every robot got outputs and ``--warmup`` seconds, measure ``--seconds``: delivered fps
    per robot (detections messages; segmentation and depth are subscribed too), end-to-end
    latency (publish stamp -> detections arrival, one host, one clock), the server's receive ->
@@ -125,9 +126,7 @@ def measure(n: int, streams: Path, args, run_dir: Path, env: dict) -> dict:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     robots = [f"r{i + 1}" for i in range(n)]
-    topics = "[" + ",".join(f"'/{r}/mtl_split/features'" for r in robots) + "]"
-    server_params = {"feature_topics": topics, "device": args.device,
-                     "precision": args.precision, "max_batch": args.max_batch,
+    server_params = {"precision": args.precision, "max_batch": args.max_batch,
                      "batch_wait_ms": args.batch_wait_ms, "diagnostics_period": 1.0,
                      # Only the three maps the robots subscribe: no optional outputs.
                      "publish_markers": False, "publish_points": False,
@@ -139,8 +138,19 @@ def measure(n: int, streams: Path, args, run_dir: Path, env: dict) -> dict:
     outs, readies = [], []
     gpu = GpuSampler(run_dir / "gpu.csv")
     try:
-        procs["server"] = start(node_command("server_node", server_params),
-                                run_dir / "server.log", env)
+        # One server per device, robots dealt to them in turn (as launch/fleet.launch.py).
+        for i, device in enumerate(args.devices):
+            mine = robots[i::len(args.devices)]
+            if not mine:
+                continue
+            topics = "[" + ",".join(f"'/{r}/mtl_split/features'" for r in mine) + "]"
+            params = {**server_params, "feature_topics": topics, "device": device}
+            name = "server" if len(args.devices) == 1 else f"server_{i}"
+            ros_args = [a for k, v in params.items() for a in ("-p", f"{k}:={v}")]
+            if len(args.devices) > 1:
+                ros_args += ["-r", f"__node:=mtl_split_{name}"]
+            procs[name] = start(node_command("server_node", ros_args), run_dir / f"{name}.log",
+                                env)
         for k, group in enumerate(groups):
             out, ready = run_dir / f"robots_{k}.json", run_dir / f"ready_{k}"
             for f in (out, ready):
@@ -180,7 +190,7 @@ def measure(n: int, streams: Path, args, run_dir: Path, env: dict) -> dict:
             latency += [(a - s) / 1e6 for s, a in window]
     diag = data[0]["diagnostics"]
     per_source = [v for k, v in diag.items() if k.endswith("mtl_split/features")]
-    server = next((v for k, v in diag.items() if k.endswith(": server")), {})
+    servers = [v for k, v in diag.items() if k.endswith(": server")]
     lat = np.array(latency)
     return {
         "robots": n, "offered_fps_per_robot": args.rate, "seconds": round(seconds, 2),
@@ -192,7 +202,7 @@ def measure(n: int, streams: Path, args, run_dir: Path, env: dict) -> dict:
         "e2e_ms_p50": _pct(lat, 50), "e2e_ms_p99": _pct(lat, 99),
         "server_ms_p50": _median(per_source, "receive_to_publish_ms_p50"),
         "server_ms_p99": _max(per_source, "receive_to_publish_ms_p99"),
-        "batch_size_mean": _num(server.get("batch_size_mean")),
+        "batch_size_mean": _mean(servers, "batch_size_mean"),
         "drops": sum(_num(v.get("drops")) or 0 for v in per_source),
         "publish_drops": sum(_num(v.get("publish_drops")) or 0 for v in per_source),
         "lost_in_dds": sum(_num(v.get("lost_in_dds")) or 0 for v in per_source),
@@ -219,6 +229,11 @@ def _median(statuses: list[dict], key: str) -> float | None:
     return round(float(np.median(values)), 1) if values else None
 
 
+def _mean(statuses: list[dict], key: str) -> float | None:
+    values = [x for x in (_num(s.get(key)) for s in statuses) if x is not None and x == x]
+    return round(float(np.mean(values)), 2) if values else None
+
+
 def _max(statuses: list[dict], key: str) -> float | None:
     values = [x for x in (_num(s.get(key)) for s in statuses) if x is not None and x == x]
     return round(max(values), 1) if values else None
@@ -236,7 +251,8 @@ def markdown(results: dict) -> str:
     rec = meta["recording"]
     lines = [f"Command: `{meta['command']}`  ",
              f"Machine: {meta['machine']}; date {meta['date']}  ",
-             f"Model: {meta['model']}; server device {meta['device']}, {meta['precision']}, "
+             f"Model: {meta['model']}; server device {','.join(meta['devices'])} (one server "
+             f"process each), {meta['precision']}, "
              f"max_batch {meta['max_batch']}, batch_wait_ms {meta['batch_wait_ms']:g}  ",
              f"Streams: edge output of {rec['frames']} sim frames ({rec['source']}, split "
              f"{rec['split']}, {rec['codec']}, {rec['bytes_mean'] / 1e3:.1f} KB/message), "
@@ -250,14 +266,15 @@ def markdown(results: dict) -> str:
              "|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|:---:|"]
     for r in results["runs"]:
         cpu = r["cpu_pct"]
-        robots_cpu = ", ".join(f"{v:.0f}" for k, v in cpu.items() if k != "server")
+        robots_cpu = ", ".join(f"{v:.0f}" for k, v in cpu.items() if k.startswith("robots"))
+        server_cpu = ", ".join(f"{v:.0f}" for k, v in cpu.items() if k.startswith("server"))
         gpu = ", ".join(f"{v:.0f}" for v in (r["gpu_util_pct"] or {}).values()) or "-"
         lines.append(
             f"| {r['robots']} | {r['delivered_fps_min']:.1f} / {r['delivered_fps_mean']:.1f} | "
             f"{r['delivered_fps_total']:.0f} | {_fmt(r['e2e_ms_p50'])} / "
             f"{_fmt(r['e2e_ms_p99'])} | {_fmt(r['server_ms_p50'])} / "
             f"{_fmt(r['server_ms_p99'])} | {_fmt(r['batch_size_mean'], 1)} | "
-            f"{r['drops']:.0f} | {cpu['server']:.0f}; {robots_cpu} | {gpu} | "
+            f"{r['drops']:.0f} | {server_cpu}; {robots_cpu} | {gpu} | "
             f"{r['load_average_1min']:.1f} | {'yes' if r['holds_10fps'] else 'no'} |")
     held = [r["robots"] for r in results["runs"] if r["holds_10fps"]]
     lines += ["", f"Largest N holding {HOLD_FPS:g} fps per robot: "
@@ -284,7 +301,7 @@ def plot(results: dict, path: Path) -> None:
     b.plot(n, [r["server_ms_p99"] or float("nan") for r in runs], "s--",
            label="server receive->publish p99")
     b.set(xlabel="robots", ylabel="ms", xscale="log", xticks=n, xticklabels=[str(v) for v in n],
-          title=f"server on {results['meta']['device']}")
+          title=f"server on {','.join(results['meta']['devices'])}")
     b.legend()
     for ax in (a, b):
         ax.minorticks_off()
@@ -311,6 +328,9 @@ def parse_args(argv=None):
     ap.add_argument("--start-timeout", type=float, default=120.0)
     ap.add_argument("--model", default="")
     ap.add_argument("--device", default="cpu", help="the server's device")
+    ap.add_argument("--devices", default="",
+                    help="comma-separated devices, one server process each, robots dealt to "
+                         "them in turn (e.g. cuda:0,cuda:1); overrides --device")
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--max-batch", type=int, default=8)
     ap.add_argument("--batch-wait-ms", type=float, default=0.0)
@@ -324,6 +344,7 @@ def parse_args(argv=None):
         args.counts = [int(v) for v in args.robots.split(",") if v]
     except ValueError:
         ap.error(f"--robots {args.robots!r}: expected comma-separated integers")
+    args.devices = [d for d in (args.devices or args.device).split(",") if d]
     if not args.counts or min(args.counts) < 1 or args.per_process < 1 or args.rate <= 0:
         ap.error("--robots, --per-process and --rate must be positive")
     return args
@@ -344,7 +365,7 @@ def main(argv=None) -> int:
         "machine": f"{platform.node()}: {os.cpu_count()} CPUs, {platform.machine()}, "
                    f"kernel {platform.release()}" + _gpu_name(),
         "date": datetime.date.today().isoformat(), "model": model_label(args.model),
-        "device": args.device, "precision": args.precision, "max_batch": args.max_batch,
+        "devices": args.devices, "precision": args.precision, "max_batch": args.max_batch,
         "batch_wait_ms": args.batch_wait_ms, "rate": args.rate,
         "per_process": args.per_process, "recording": recording,
         "note": " ".join(filter(None, [

@@ -7,6 +7,7 @@
 #
 #   bash bench/gpu/run_fleet.sh                       # ROBOTS=1,4,8,16,32 by default
 #   ROBOTS=16 SECONDS_PER_RUN=10 bash bench/gpu/run_fleet.sh --max-batch 16
+#   SKIP_PIPELINE=1 bash bench/gpu/run_fleet.sh --devices cuda:0,cuda:1    # 2 GPUs
 # Extra arguments go to bench/fleet/run.py.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -30,6 +31,9 @@ if [ ! -f "$UNPACKED/.from" ] || [ "$(cat "$UNPACKED/.from")" != "$(sha256sum <"
   sha256sum <"$BUNDLE" >"$UNPACKED/.from"
 fi
 source "$ROOT/bench/gpu/env.sh" "$UNPACKED"
+# This checkout's Python packages before the bundle's copies: the bundle needs rebuilding only
+# when the messages (mtl_split_msgs) change, not for every code change.
+export PYTHONPATH=$ROOT:$PYTHONPATH
 export MTL_SPLIT_MODELS=$ROOT/models          # the packaged model travels with the repo
 export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-76} ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 export PYTHONUNBUFFERED=1
