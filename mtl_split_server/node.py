@@ -94,6 +94,8 @@ PARAMS = [
     Param("batch_wait_ms", 0.0, "Once a frame is there, wait up to this long for other robots' "
           "frames to fill the batch; 0 = take what is there.", check=in_range(0.0, 1000.0),
           dynamic=True),
+    Param("cuda_graphs", True, "On CUDA, run each batch as a CUDA graph captured per split "
+          "and batch size (1, 2, 4, ... 32; padded to the next)."),
     # --- end batching ---
     Param("auth_max_age_s", 5.0, "Signed messages whose header stamp is further than this from "
           "the server's clock are rejected; 0 = no stamp window (sequence check only).",
@@ -226,7 +228,7 @@ class ServerNode(Node):
             self.runner = ServerRunner.from_path(
                 self.cfg["model"], device=self.cfg["device"], precision=self.cfg["precision"],
                 tasks=tuple(self.cfg["tasks"]), score_threshold=self.cfg["score_threshold"],
-                max_detections=self.cfg["max_detections"])
+                max_detections=self.cfg["max_detections"], cuda_graphs=self.cfg["cuda_graphs"])
         except ConfigError as err:
             raise ParameterError(str(err)) from err
         self.worker = SupervisedWorker(
