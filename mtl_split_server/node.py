@@ -231,6 +231,8 @@ class ServerNode(Node):
                 max_detections=self.cfg["max_detections"], cuda_graphs=self.cfg["cuda_graphs"])
         except ConfigError as err:
             raise ParameterError(str(err)) from err
+        # On CUDA: the graphs of the model's default split before the first frame.
+        self.runner.capture_graphs([self.runner.card["default_split"]])
         self.worker = SupervisedWorker(
             "server-worker", self._work, lambda: max(s.slot.waiting_s() for s in self.sources),
             self.handover, self.get_logger(), self.cfg["stall_timeout"], window)

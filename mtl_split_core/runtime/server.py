@@ -172,6 +172,12 @@ class ServerRunner:
         return result
 
     # ---------------------------------------------------------------------- batched path
+    def capture_graphs(self, splits: Sequence[str]) -> None:
+        """On the CUDA-graph path, capture every batch size of ``splits`` now rather than on
+        the first batches (a capture takes milliseconds to a second). No-op otherwise."""
+        if self._graphs is not None:
+            self._graphs.capture(list(splits))
+
     @torch.inference_mode()
     def run_batch(self, items: Sequence[DecodedPacket], focals: Sequence[float | None]
                   ) -> list[ServerResult]:

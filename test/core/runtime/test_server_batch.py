@@ -106,6 +106,8 @@ def test_cuda_graph_batches_equal_eager_one_at_a_time(precision):
     eager = ServerRunner.from_path("", device="cuda", precision=precision, score_threshold=0.0,
                                    cuda_graphs=False)
     assert graph._graphs is not None and eager._graphs is None
+    graph.capture_graphs([graph.card["default_split"]])  # what the server node does at start
+    assert len(graph._graphs._graphs) == 6  # one per batch size bucket
     sizes = [(640, 480), (320, 240), (1280, 720), (480, 640), (640, 480)]
     frames = load_jpeg_frames(FRAMES)
     for first, n in ((0, 3), (3, 5), (8, 1)):
