@@ -8,15 +8,24 @@ For every feature topic (one per robot) it publishes next to it, with the input'
 worker when it stalls or dies (``stall_timeout``; mtl_split_ros.watchdog); the /diagnostics
 level reflects the last ``diagnostics_window`` seconds.
 
+Threads (no head-of-line blocking between robots): the subscription callbacks check and decode
+each message and keep the newest per robot; the inference worker takes the newest frame of up
+to ``max_batch`` robots (waiting ``batch_wait_ms`` for more), runs them as one batch
+(``ServerRunner.run_batch``) and hands each result to the publisher thread, which builds and
+publishes the messages. Between worker and publisher each robot has a slot of depth one
+(newest wins, counted as ``publish_drops``), so a slow publish never stalls inference.
+
 Run-time parameters (``ros2 param set``): score_threshold, max_detections, point_stride,
-diagnostics_period; the others are read-only.
+diagnostics_period, max_batch, batch_wait_ms; the others are read-only.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import NamedTuple, TypeVar
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
@@ -35,7 +44,7 @@ from mtl_split_core.runtime.server import (
     ServerResult,
     ServerRunner,
 )
-from mtl_split_core.runtime.stats import RateMeter, RollingStats
+from mtl_split_core.runtime.stats import Counters, RateMeter, RollingStats
 from mtl_split_ros import features_auth, outputs
 from mtl_split_ros.features_msg import msg_to_packet
 from mtl_split_ros.msg_factory import RclpyMessages
@@ -86,6 +95,15 @@ PARAMS = [
     Param("output_qos", "reliable", "QoS of the output publishers.", QOS_PROFILES),
     Param("auth_key_file", "", "Key file: accept only feature messages signed with one of its "
           "keys (docs/SECURITY.md); '' = no check (signatures ignored)."),
+    # --- batching (issue 15) ---
+    Param("max_batch", 8, "Most robots whose newest frames run through the network as one "
+          "batch (1 = one frame at a time).", check=in_range(1, 32), dynamic=True),
+    Param("batch_wait_ms", 0.0, "Once a frame is there, wait up to this long for other robots' "
+          "frames to fill the batch; 0 = take what is there.", check=in_range(0.0, 1000.0),
+          dynamic=True),
+    Param("cuda_graphs", True, "On CUDA, run each batch as a CUDA graph captured per split "
+          "and batch size (1, 2, 4, ... 32; padded to the next)."),
+    # --- end batching ---
     Param("auth_max_age_s", 5.0, "Signed messages whose header stamp is further than this from "
           "the server's clock are rejected; 0 = no stamp window (sequence check only).",
           check=in_range(0.0, 3600.0)),
@@ -96,6 +114,7 @@ OPTIONAL_OUTPUTS = {"detections/markers": "publish_markers", "points": "publish_
                     "annotated": "publish_annotated",
                     "segmentation/color": "publish_segmentation_color"}
 MESSAGES = RclpyMessages()
+T = TypeVar("T")
 
 
 class Admitted(NamedTuple):
@@ -104,10 +123,23 @@ class Admitted(NamedTuple):
 
     msg: SplitFeatures
     packet: FeaturePacket | DecodedPacket
+    received: float = 0.0  # time.perf_counter() at admission
 
     @property
     def header(self) -> Header:  # for handle_isolated's log line
         return self.msg.header
+
+
+class Finished(NamedTuple):
+    """A frame's result waiting for the publisher thread."""
+
+    item: Admitted
+    result: ServerResult
+    started: float  # time.perf_counter() when its batch started
+
+    @property
+    def header(self) -> Header:
+        return self.item.msg.header
 
 
 class Source:
@@ -117,8 +149,12 @@ class Source:
                  types: dict[str, str]):
         self.topic = topic
         self.slot = LatestSlot(window_s=enabled["diagnostics_window"])
+        # Results waiting for the publisher thread: newest wins (a replaced one is a drop).
+        self.outbox: LatestSlot[Finished] = LatestSlot(window_s=enabled["diagnostics_window"])
         self.rate = RateMeter()
-        self.latency = RollingStats()
+        self.latency = RollingStats()      # batch start -> published
+        self.delay = RollingStats()        # admitted (received) -> published
+        self.rejected = Counters()         # this robot's rejected messages, by reason
         prefix = outputs.output_prefix(topic)
         # Optional outputs can be switched off; the others always have a publisher.
         disabled = {suffix for suffix, flag in OPTIONAL_OUTPUTS.items() if not enabled[flag]}
@@ -138,6 +174,26 @@ class Source:
                 if suffix not in OPTIONAL_OUTPUTS or pub.get_subscription_count() > 0}
 
 
+def take_round_robin(slots: Sequence[LatestSlot[T]], first: int, limit: int, skip: set[int]
+                     ) -> tuple[list[tuple[int, T]], int]:
+    """Up to ``limit`` pending items, one per slot, looking at slots ``first``, ``first + 1``,
+    ... (wrapping) and leaving the indices in ``skip``. Returns [(index, item)] and where the
+    next look starts: after the last slot taken (``first`` when none was)."""
+    taken: list[tuple[int, T]] = []
+    following = first
+    for k in range(len(slots)):
+        if len(taken) >= limit:
+            break
+        i = (first + k) % len(slots)
+        if i in skip:
+            continue
+        item = slots[i].take(timeout=0.0)
+        if item is not None:
+            taken.append((i, item))
+            following = (i + 1) % len(slots)
+    return taken, following
+
+
 class ServerNode(Node):
     def __init__(self):
         super().__init__("mtl_split_server")
@@ -155,7 +211,13 @@ class ServerNode(Node):
         window = self.cfg["diagnostics_window"]
         self.rejections = Rejections(self.get_logger(), window_s=window)
         self.health = SubscriptionHealth(self)
-        self.gate = OutputGate()
+        self.gate = OutputGate()       # the publisher thread publishes through it
+        self.handover = OutputGate()   # the inference worker hands results over through it
+        self._arrived = threading.Event()   # set when a frame enters a slot
+        self._finished = threading.Event()  # set when a result enters an outbox
+        self._next_source = 0               # where the next batch starts taking (fairness)
+        self._batch = threading.local()     # the batch a worker thread is building
+        self.batch_sizes = RollingStats()
         self.runner: ServerRunner | None = None  # loaded after the topics exist (below)
         # Inputs: a short reader history, drained at once by the admission checks (feature
         # messages are small), so a flood of bad messages cannot overwrite a valid one before
@@ -175,15 +237,23 @@ class ServerNode(Node):
                 tasks=tuple(self.cfg["tasks"]), score_threshold=self.cfg["score_threshold"],
                 max_detections=self.cfg["max_detections"], backend=self.cfg["backend"],
                 onnx=OrtOptions(folder=self.cfg["onnx_dir"],
-                                engine_cache=self.cfg["engine_cache"]))
+                                engine_cache=self.cfg["engine_cache"]),
+                cuda_graphs=self.cfg["cuda_graphs"])
         except ConfigError as err:
             raise ParameterError(str(err)) from err
+        # On CUDA: the graphs of the model's default split before the first frame.
+        self.runner.capture_graphs([self.runner.card["default_split"]])
         self.worker = SupervisedWorker(
             "server-worker", self._work, lambda: max(s.slot.waiting_s() for s in self.sources),
+            self.handover, self.get_logger(), self.cfg["stall_timeout"], window)
+        self.publisher = SupervisedWorker(
+            "server-publisher", self._publish_step,
+            lambda: max(s.outbox.waiting_s() for s in self.sources),
             self.gate, self.get_logger(), self.cfg["stall_timeout"], window)
         self.worker.start()
+        self.publisher.start()
         self.watchdog_timer = self.create_timer(watchdog_period(self.cfg["stall_timeout"]),
-                                                self.worker.check)
+                                                self._check_workers)
         self.get_logger().info(
             f"server ready: model {self.runner.card.get('name')} "
             f"({self.runner.card['fingerprint']}), tasks "
@@ -206,14 +276,76 @@ class ServerNode(Node):
             self.diag_timer = self.create_timer(changes["diagnostics_period"],
                                                 self._publish_diagnostics)
 
+    def _check_workers(self) -> None:
+        self.worker.check()
+        self.publisher.check()
+
+    # ------------------------------------------------------- inference worker (batched)
     def _work(self) -> None:
-        """One worker step (SupervisedWorker loops it): the newest message of each source."""
-        busy = False
-        for source in self.sources:
-            item = source.slot.take(timeout=0.0 if busy else 0.05)
-            if item is not None:
-                busy = True
-                handle_isolated(lambda m, s=source: self._process(s, m), item, self.rejections)
+        """One worker step (SupervisedWorker loops it): the newest frame of up to max_batch
+        sources as one batch; the results go to the publisher thread."""
+        taken = self._gather()
+        if not taken:
+            return
+        started = time.perf_counter()
+        batch: list[tuple[Source, Admitted, DecodedPacket]] = []
+        self._batch.items = batch  # per thread: an abandoned worker never fills its successor's
+        for source, item in taken:
+            handle_isolated(lambda m, s=source: self._process(s, m), item, self.rejections)
+        if batch:
+            self._run_batch(batch, started)
+
+    def _gather(self) -> list[tuple[Source, Admitted]]:
+        """The newest admitted frame of up to max_batch sources; once one is there, wait up to
+        batch_wait_ms for more (0: take what is there). Empty after 50 ms without input."""
+        limit, wait_s = self.cfg["max_batch"], self.cfg["batch_wait_ms"] / 1e3
+        self._arrived.clear()  # before looking: a frame arriving after the look sets it
+        taken = self._take(limit, set())
+        if not taken:
+            self._arrived.wait(0.05)
+            return []
+        deadline = time.monotonic() + wait_s
+        while len(taken) < min(limit, len(self.sources)):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._arrived.clear()
+            more = self._take(limit - len(taken), {self.sources.index(s) for s, _ in taken})
+            if more:
+                taken += more
+            else:
+                self._arrived.wait(left)
+        return taken
+
+    def _take(self, limit: int, skip: set[int]) -> list[tuple[Source, Admitted]]:
+        """Up to ``limit`` pending frames, one per source, starting after the source taken
+        last: with more robots than max_batch every robot gets its turn."""
+        taken, self._next_source = take_round_robin([s.slot for s in self.sources],
+                                                    self._next_source, limit, skip)
+        return [(self.sources[i], item) for i, item in taken]
+
+    def _run_batch(self, batch: list[tuple[Source, Admitted, DecodedPacket]],
+                   started: float) -> None:
+        # No camera_info (k unset): depth assumes the model's reference camera.
+        focals = [focal_y(item.msg.camera_info.k) for _, item, _ in batch]
+        try:
+            results = self.runner.run_batch([decoded for *_, decoded in batch], focals)
+        except Exception:  # noqa: BLE001 - retried one by one below, each isolated and counted
+            results = None
+        if results is not None:
+            self.batch_sizes.add(len(batch))
+            for (source, item, _), result in zip(batch, results):
+                self._hand_over(source, Finished(item, result, started))
+            return
+        # A batch failed: run its frames one at a time so only the culprit is lost (and named).
+        for (source, item, decoded), focal in zip(batch, focals):
+            handle_isolated(lambda m, s=source, d=decoded, f=focal: self._hand_over(
+                s, Finished(m, self.runner.run_batch([d], [f])[0], started)), item,
+                self.rejections)
+
+    def _hand_over(self, source: Source, done: Finished) -> None:
+        if self.handover.run(source.outbox.put, done):  # not from an abandoned worker
+            self._finished.set()
 
     def admit(self, source: Source, msg: SplitFeatures) -> None:
         """Subscription callback: every check (signature, each field's bounds, the model match)
@@ -224,6 +356,7 @@ class ServerNode(Node):
                 features_auth.verify(msg, self.verifier, source.topic,
                                      self.get_clock().now().nanoseconds)
             except AuthRejected as err:
+                source.rejected.inc(err.reason)
                 self.rejections(err.reason, f"{source.topic}: {err}")
                 return
         try:
@@ -231,22 +364,44 @@ class ServerNode(Node):
             if self.runner is not None:  # during start-up the worker checks it instead
                 packet = self.runner.admit(packet)
         except PacketRejected as err:
+            source.rejected.inc(err.reason)
             self.rejections(err.reason, f"{source.topic} ({describe_header(msg.header)}): {err}")
             return
-        source.slot.put(Admitted(msg, packet))
+        source.slot.put(Admitted(msg, packet, time.perf_counter()))
+        self._arrived.set()
 
     def _process(self, source: Source, item: Admitted) -> None:
-        start = time.perf_counter()
-        msg = item.msg
-        try:
-            # No camera_info (k unset): depth assumes the model's reference camera.
-            result = self.runner(item.packet, focal_px=focal_y(msg.camera_info.k))
-        except PacketRejected as err:  # only a packet admitted while the model was loading
-            self.rejections(err.reason, f"{source.topic} ({describe_header(msg.header)}): {err}")
+        """Add one taken frame to the batch this worker thread is building (a frame admitted
+        while the model was loading is checked and decoded here)."""
+        packet = item.packet
+        if not isinstance(packet, DecodedPacket):
+            try:
+                packet = self.runner.admit(packet)
+            except PacketRejected as err:
+                self.rejections(err.reason,
+                                f"{source.topic} ({describe_header(item.msg.header)}): {err}")
+                return
+        self._batch.items.append((source, item, packet))
+
+    # ------------------------------------------------------------------ publisher thread
+    def _publish_step(self) -> None:
+        """One publisher step (SupervisedWorker loops it): the newest result of each source."""
+        self._finished.clear()  # before looking: a result arriving after the look sets it
+        busy = False
+        for source in self.sources:
+            done = source.outbox.take(timeout=0.0)
+            if done is not None:
+                busy = True
+                handle_isolated(lambda d, s=source: self._deliver(s, d), done, self.rejections)
+        if not busy:
+            self._finished.wait(0.05)
+
+    def _deliver(self, source: Source, done: Finished) -> None:
+        if not self.gate.run(self._publish, source, done.item.msg, done.result):
             return
-        if not self.gate.run(self._publish, source, msg, result):
-            return
-        source.latency.add((time.perf_counter() - start) * 1e3)
+        now = time.perf_counter()
+        source.latency.add((now - done.started) * 1e3)
+        source.delay.add((now - done.item.received) * 1e3)
         source.rate.tick()
 
     def _publish(self, source: Source, msg: SplitFeatures, result: ServerResult) -> None:
@@ -259,23 +414,36 @@ class ServerNode(Node):
         statuses = []
         for s in self.sources:
             values = {"fps": s.rate.fps(), "server_ms_p50": s.latency.p50,
-                      "server_ms_p95": s.latency.p95, "frames": s.latency.count,
+                      "server_ms_p95": s.latency.p95,
+                      "server_ms_p99": s.latency.percentile(99.0),
+                      "receive_to_publish_ms_p50": s.delay.p50,
+                      "receive_to_publish_ms_p99": s.delay.percentile(99.0),
+                      "frames": s.latency.count,
                       "drops": s.slot.dropped,
                       "drops_recent": s.slot.recent_drops(),
+                      "publish_drops": s.outbox.dropped,
+                      "rejected": s.rejected.total,
                       "lost_in_dds": self.health.lost(s.topic)}
             statuses.append(diagnostic_status(f"{self.get_name()}: {s.topic}",
                                               self.get_fully_qualified_name(), values))
-        totals = {**self.rejections.values(), **self.worker.values()}
+        totals = {**self.rejections.values(), **self.worker.values(),
+                  **{f"publisher_{k}": v for k, v in self.publisher.values().items()},
+                  "batch_size_mean": self.batch_sizes.mean, "batches": self.batch_sizes.count,
+                  "max_batch": self.cfg["max_batch"]}
         statuses.append(diagnostic_status(
             f"{self.get_name()}: server", self.get_fully_qualified_name(), totals,
-            warn=self.rejections.problem(), error=self.worker.problem()))
+            warn=self.rejections.problem(),
+            error=self.worker.problem() or self.publisher.problem()))
         self.diag_pub.publish(diagnostic_array(self, statuses))
 
     def close(self) -> None:
         """Stop the worker (before the node and context go): nothing is published after."""
         for s in self.sources:
             s.slot.close()
+            s.outbox.close()
         self.worker.stop(timeout=10)
+        self.handover.close()
+        self.publisher.stop(timeout=10)
         self.gate.close()
 
 

@@ -41,3 +41,80 @@ class CudaGraphEdge:
         self.static_in.copy_(x)
         self.graph.replay()
         return self.static_out
+
+
+# Batch sizes the server captures graphs for; a batch is padded up to the next one.
+SERVER_BUCKETS = (1, 2, 4, 8, 16, 32)
+
+
+def batch_bucket(n: int) -> int:
+    """The smallest captured batch size that holds ``n`` frames (1 <= n <= 32)."""
+    for bucket in SERVER_BUCKETS:
+        if n <= bucket:
+            return bucket
+    raise ValueError(f"batch of {n} exceeds the largest graph bucket {SERVER_BUCKETS[-1]}")
+
+
+class _ServerGraph:
+    """One capture of ``model.server`` for a fixed split, batch size and focal presence."""
+
+    def __init__(self, model: MultiTaskSplitNet, split: str, shape: tuple[int, ...],
+                 with_focal: bool, dtype: torch.dtype, warmup: int) -> None:
+        dev = next(model.parameters()).device
+        self.static_in = torch.zeros(shape, device=dev, dtype=dtype)
+        # Padding rows keep a focal of 1 (finite): their outputs are discarded.
+        self.static_focal = (torch.ones(shape[0], device=dev, dtype=torch.float32)
+                             if with_focal else None)
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.inference_mode(), torch.cuda.stream(stream):
+            for _ in range(warmup):  # cuDNN picks its algorithms outside the capture
+                model.server(self.static_in, split, focal=self.static_focal)
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.inference_mode(), torch.cuda.graph(self.graph):
+            self.static_out = model.server(self.static_in, split, focal=self.static_focal)
+
+
+class CudaGraphServer:
+    """``model.server(z, split, focal=...)`` replayed from CUDA graphs captured per (split,
+    batch-size bucket, focal given or not), padded to the bucket.
+
+    Graphs are captured on first use of a key (``capture`` does it ahead of time). The outputs
+    are views of static buffers: read them before the next call.
+    """
+
+    def __init__(self, model: MultiTaskSplitNet, input_size: tuple[int, int],
+                 dtype: torch.dtype = torch.float16, warmup: int = 3) -> None:
+        if not torch.cuda.is_available():
+            raise RuntimeError("CUDA graphs need a CUDA device")
+        self.model, self.input_size = model, input_size
+        self.dtype, self.warmup = dtype, warmup
+        self._graphs: dict[tuple[str, int, bool], _ServerGraph] = {}
+
+    def _graph(self, split: str, bucket: int, with_focal: bool) -> _ServerGraph:
+        key = (split, bucket, with_focal)
+        graph = self._graphs.get(key)
+        if graph is None:
+            shape = (bucket, *self.model.split_shape(split, self.input_size))
+            graph = self._graphs[key] = _ServerGraph(self.model, split, shape, with_focal,
+                                                     self.dtype, self.warmup)
+        return graph
+
+    def capture(self, splits: list[str], with_focal: bool = True) -> None:
+        """Capture every bucket of ``splits`` now (no capture pause on the first frames)."""
+        for split in splits:
+            for bucket in SERVER_BUCKETS:
+                self._graph(split, bucket, with_focal)
+
+    @torch.inference_mode()
+    def __call__(self, z: torch.Tensor, split: str, focal: torch.Tensor | None = None
+                 ) -> dict[str, torch.Tensor]:
+        """``z`` (N, C, H, W) with N <= 32; ``focal`` (N,) model-input pixels or None."""
+        n = int(z.shape[0])
+        graph = self._graph(split, batch_bucket(n), focal is not None)
+        graph.static_in[:n].copy_(z)
+        if graph.static_focal is not None and focal is not None:
+            graph.static_focal[:n].copy_(focal)
+        graph.graph.replay()
+        return {name: out[:n] for name, out in graph.static_out.items()}

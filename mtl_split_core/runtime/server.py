@@ -25,6 +25,7 @@ from mtl_split_core.runtime.backends import (
     check_backend,
     with_model_folder,
 )
+from mtl_split_core.runtime.cuda_graph import SERVER_BUCKETS, CudaGraphServer
 from mtl_split_core.runtime.device import resolve_device, resolve_dtype
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.model_files import load_model_param, resolve_model_path
@@ -83,10 +84,13 @@ class ServerRunner:
     def __init__(self, model: MultiTaskSplitNet, card: dict, device: str = "auto",
                  precision: str = "fp32", tasks: Sequence[str] | None = None,
                  score_threshold: float = 0.3, max_detections: int = 50,
-                 backend: str = "torch", onnx: OrtOptions | None = None):
+                 backend: str = "torch", onnx: OrtOptions | None = None,
+                 cuda_graphs: bool = True):
         """``tasks``: the heads to run (None = every task of the model). ``backend``:
         ``torch`` runs the model, ``onnxruntime`` the exported server files of ``onnx.folder``
-        (every exported split is loaded now, so a bad file fails at start-up)."""
+        (every exported split is loaded now, so a bad file fails at start-up).
+        ``cuda_graphs``: on a CUDA device with the torch backend ``run_batch`` replays CUDA
+        graphs (runtime/cuda_graph.py)."""
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(precision, self.device)
         self.backend = check_backend(backend)
@@ -120,6 +124,9 @@ class ServerRunner:
             self.device, self.dtype = torch.device("cpu"), torch.float32
         self.model = model.to(self.device, self.dtype).eval()
         self.input_size = tuple(card["input_size"])
+        self._graphs: CudaGraphServer | None = None
+        if cuda_graphs and self.device.type == "cuda" and not self._ort:
+            self._graphs = CudaGraphServer(self.model, self.input_size, self.dtype)
 
     @classmethod
     def from_path(cls, model: str | None, **kwargs: Any) -> ServerRunner:
@@ -198,6 +205,67 @@ class ServerRunner:
                              "postprocess": (t3 - t2) * 1e3,
                              "total": decoded.decode_ms + (t3 - t1) * 1e3}
         return result
+
+    # ---------------------------------------------------------------------- batched path
+    def capture_graphs(self, splits: Sequence[str]) -> None:
+        """On the CUDA-graph path, capture every batch size of ``splits`` now rather than on
+        the first batches (a capture takes milliseconds to a second). No-op otherwise."""
+        if self._graphs is not None:
+            self._graphs.capture(list(splits))
+
+    @torch.inference_mode()
+    def run_batch(self, items: Sequence[DecodedPacket], focals: Sequence[float | None]
+                  ) -> list[ServerResult]:
+        """Results of ``self(item, focal_px=focal)`` for every item, in order, with one network
+        call per group of items that share a split (and whether a focal length is given: a
+        depth head treats "none" differently from any number). Each item is post-processed with
+        its own crop, transform and source size. Timings per item: its own ``decode`` and
+        ``postprocess``, its group's ``network`` and ``batch`` (the group's size)."""
+        if len(items) != len(focals):
+            raise ValueError(f"{len(items)} items but {len(focals)} focal lengths")
+        groups: dict[tuple[int, bool], list[int]] = {}
+        for i, (item, focal) in enumerate(zip(items, focals)):
+            groups.setdefault((item.packet.split_index, focal is None), []).append(i)
+        results: list[ServerResult | None] = [None] * len(items)
+        chunk = SERVER_BUCKETS[-1] if self._graphs is not None else max(1, len(items))
+        for (index, no_focal), members in groups.items():
+            for start in range(0, len(members), chunk):
+                part = members[start:start + chunk]
+                self._run_group(index, no_focal, [items[i] for i in part],
+                                [focals[i] for i in part], part, results)
+        return [r for r in results if r is not None]
+
+    def _run_group(self, split_index: int, no_focal: bool, items: list[DecodedPacket],
+                   focals: list[float | None], positions: list[int],
+                   results: list[ServerResult | None]) -> None:
+        split = self.split_names[split_index]
+        t1 = time.perf_counter()
+        codes = np.stack([item.codes for item in items])
+        focal_px = None if no_focal else np.array(
+            [float(f) * item.packet.transform[1] for f, item in zip(focals, items)
+             if f is not None], np.float32)
+        if self._ort:
+            out = self._ort[split](codes, focal_px)
+        else:
+            z = torch.from_numpy(codes).to(self.device, self.dtype)
+            focal = None if focal_px is None else torch.from_numpy(focal_px).to(self.device)
+            if self._graphs is not None:
+                out = self._graphs(z, split, focal)
+            else:
+                out = self.model.server(z, split, focal=focal)
+        if self.device.type == "cuda":  # the network's time, not the first copy's wait
+            torch.cuda.synchronize(self.device)
+        network_ms = (time.perf_counter() - t1) * 1e3
+        for row, (item, position) in enumerate(zip(items, positions)):
+            t2 = time.perf_counter()
+            result = self._postprocess({k: v[row:row + 1] for k, v in out.items()}, item.packet,
+                                       item.crop)
+            post_ms = (time.perf_counter() - t2) * 1e3
+            result.timings_ms = {"decode": item.decode_ms, "network": network_ms,
+                                 "postprocess": post_ms,
+                                 "total": item.decode_ms + network_ms + post_ms,
+                                 "batch": float(len(items))}
+            results[position] = result
 
     def _postprocess(self, out: dict, packet: FeaturePacket,
                      crop: tuple[int, int, int, int] | None = None) -> ServerResult:

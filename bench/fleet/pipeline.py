@@ -1,0 +1,223 @@
+"""One robot end to end: camera replay -> edge node -> server node -> outputs, real nodes and DDS.
+
+A camera process publishes the bench frames (bench/frames.npz, 640x480) as raw rgb8 ``image``
+and ``camera_info`` at ``--rate`` fps, stamped with the wall clock; the edge node (CUDA graph
+on CUDA) and the server node run on ``--device``; a probe subscribes detections, segmentation
+and depth and records, per detections message, its stamp and arrival. After ``--warmup`` it
+measures ``--seconds``: delivered fps and end-to-end latency (camera stamp -> detections
+arrival, one host, one clock), plus the nodes' own /diagnostics timings. Writes
+``pipeline.json`` and ``pipeline.md`` to ``--out``.
+
+    python bench/fleet/pipeline.py --device cuda --precision fp16 --out $OUT/pipeline
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+NS = "robot"
+
+
+def camera(frames: Path, rate: float) -> int:
+    from rclpy.node import Node
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from mtl_split_core.plan.profile import load_jpeg_frames
+    from mtl_split_ros.image_msg import fill_image
+    from mtl_split_ros.node_support import run_node
+    from mtl_split_ros.qos import qos_from_name
+
+    rgbs = load_jpeg_frames(frames)
+    h, w = rgbs[0].shape[:2]
+    fy = (h / 2) / math.tan(math.radians(60.0) / 2)  # the sim camera: 60 degrees vertical
+    images = [fill_image(Image(), rgb, "rgb8") for rgb in rgbs]
+
+    class Camera(Node):
+        def __init__(self) -> None:
+            super().__init__("bench_camera", namespace=NS)
+            qos = qos_from_name("reliable", depth=1)
+            self.pub = self.create_publisher(Image, "image", qos)
+            self.info_pub = self.create_publisher(CameraInfo, "camera_info", qos)
+            self.count = 0
+            self.create_timer(1.0 / rate, self._tick)
+
+        def _tick(self) -> None:
+            image = images[self.count % len(images)]
+            image.header.stamp = self.get_clock().now().to_msg()
+            image.header.frame_id = "camera_optical_frame"
+            self.info_pub.publish(CameraInfo(
+                header=image.header, width=w, height=h, distortion_model="plumb_bob",
+                k=[fy, 0.0, w / 2, 0.0, fy, h / 2, 0.0, 0.0, 1.0]))
+            self.pub.publish(image)
+            self.count += 1
+
+    return run_node(Camera)
+
+
+def probe(out: Path, ready: Path) -> int:
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.node import Node
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    from mtl_split.msg import Detection2DArray
+    from mtl_split_ros.node_support import run_node
+    from mtl_split_ros.qos import qos_from_name
+
+    class Probe(Node):
+        def __init__(self) -> None:
+            super().__init__("bench_probe", namespace=NS)
+            qos = qos_from_name("reliable", depth=10)
+            self.arrivals: list[tuple[int, int]] = []
+            self.diagnostics: dict[str, dict] = {}
+            self.create_subscription(Detection2DArray, "mtl_split/detections", self._on, qos)
+            for name in ("segmentation", "depth"):
+                self.create_subscription(Image, f"mtl_split/{name}", lambda m: None, qos)
+            self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag,
+                                     qos_profile_sensor_data)
+
+        def _on(self, msg: Detection2DArray) -> None:
+            now = time.time_ns()
+            self.arrivals.append((msg.header.stamp.sec * 1_000_000_000 +
+                                  msg.header.stamp.nanosec, now))
+            if len(self.arrivals) == 1:
+                ready.write_text(str(now))
+
+        def _on_diag(self, msg: DiagnosticArray) -> None:
+            for s in msg.status:
+                self.diagnostics[s.name] = {kv.key: kv.value for kv in s.values}
+
+        def close(self) -> None:
+            out.write_text(json.dumps({"arrivals": self.arrivals,
+                                       "diagnostics": self.diagnostics}))
+
+    return run_node(Probe)
+
+
+def orchestrate(args) -> int:
+    sys.path.insert(0, str(HERE))
+    from run import GpuSampler, cpu_seconds, model_label, start, stop_all
+
+    from mtl_split_tools.node_processes import node_command
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    logs = args.out / "logs"
+    logs.mkdir(exist_ok=True)
+    probe_out, ready = logs / "probe.json", logs / "ready"
+    for f in (probe_out, ready):
+        f.unlink(missing_ok=True)
+    env = {**os.environ, "ROS_DOMAIN_ID": str(args.domain_id), "PYTHONUNBUFFERED": "1",
+           "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    common = {"device": args.device, "precision": args.precision,
+              **({"model": args.model} if args.model else {})}
+    me = [sys.executable, str(Path(__file__).resolve())]
+    procs = {
+        "server": start(node_command("server_node", [
+            "-r", f"__ns:=/{NS}", *_params({**common, "publish_markers": False,
+                                            "publish_points": False,
+                                            "publish_annotated": False,
+                                            "publish_segmentation_color": False})]),
+            logs / "server.log", env),
+        "edge": start(node_command("edge_node", ["-r", f"__ns:=/{NS}", *_params(common)]),
+                      logs / "edge.log", env),
+        "probe": start(me + ["--role", "probe", "--probe-out", str(probe_out), "--ready",
+                             str(ready)], logs / "probe.log", env),
+        "camera": start(me + ["--role", "camera", "--rate", str(args.rate), "--frames",
+                              str(args.frames)], logs / "camera.log", env),
+    }
+    gpu = GpuSampler(logs / "gpu.csv")
+    try:
+        deadline = time.time() + args.start_timeout
+        while not ready.exists() and time.time() < deadline:
+            dead = [k for k, p in procs.items() if p.poll() is not None]
+            if dead:
+                raise RuntimeError(f"{', '.join(dead)} exited; logs in {logs}")
+            time.sleep(0.2)
+        if not ready.exists():
+            raise RuntimeError(f"no outputs within {args.start_timeout:.0f} s; logs in {logs}")
+        time.sleep(args.warmup)
+        gpu.start()
+        t0, c0 = time.time_ns(), {k: cpu_seconds(p.pid) for k, p in procs.items()}
+        time.sleep(args.seconds)
+        t1, c1 = time.time_ns(), {k: cpu_seconds(p.pid) for k, p in procs.items()}
+        gpu_util = gpu.stop()
+    finally:
+        stop_all(list(procs.values()))
+    seconds = (t1 - t0) / 1e9
+    data = json.loads(probe_out.read_text())
+    lat = np.array([(a - s) / 1e6 for s, a in data["arrivals"] if t0 <= a < t1])
+    diag = data["diagnostics"]
+    edge = next((v for k, v in diag.items() if k.endswith(": edge")), {})
+    server = next((v for k, v in diag.items() if k.endswith("mtl_split/features")), {})
+    result = {
+        "meta": {"command": " ".join(["python bench/fleet/pipeline.py", *sys.argv[1:]]),
+                 "machine": f"{platform.node()}: {os.cpu_count()} CPUs",
+                 "date": datetime.date.today().isoformat(), "model": model_label(args.model),
+                 "device": args.device, "precision": args.precision,
+                 "camera": f"640x480 rgb8 raw at {args.rate:g} fps (bench/frames.npz)"},
+        "offered_fps": args.rate, "seconds": round(seconds, 2),
+        "delivered_fps": round(len(lat) / seconds, 2),
+        "e2e_ms_p50": round(float(np.percentile(lat, 50)), 2) if lat.size else None,
+        "e2e_ms_p99": round(float(np.percentile(lat, 99)), 2) if lat.size else None,
+        "edge_diagnostics": edge, "server_diagnostics": server,
+        "cpu_pct": {k: round(100 * (c1[k] - c0[k]) / seconds, 1) for k in procs},
+        "gpu_util_pct": gpu_util}
+    (args.out / "pipeline.json").write_text(json.dumps(result, indent=2))
+    m = result["meta"]
+    md = (f"Command: `{m['command']}`  \nMachine: {m['machine']}; date {m['date']}  \n"
+          f"Model: {m['model']}; edge and server on {m['device']} {m['precision']}; camera "
+          f"{m['camera']}\n\n| delivered fps | e2e p50 / p99 ms | edge ms p50 | server ms p50 | "
+          "CPU % | GPU % |\n|---:|---:|---:|---:|---|---:|\n"
+          f"| {result['delivered_fps']:.1f} | {result['e2e_ms_p50']} / {result['e2e_ms_p99']} | "
+          f"{edge.get('edge_ms_p50', '-')} | {server.get('receive_to_publish_ms_p50', '-')} | "
+          + ", ".join(f"{k} {v:.0f}" for k, v in result["cpu_pct"].items())
+          + f" | {', '.join(f'{v:.0f}' for v in (gpu_util or {}).values()) or '-'} |\n")
+    (args.out / "pipeline.md").write_text(md)
+    print(md)
+    return 0
+
+
+def _params(params: dict) -> list[str]:
+    return [a for k, v in params.items() for a in ("-p", f"{k}:={v}")]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--role", choices=("run", "camera", "probe"), default="run")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fleet" /
+                    "pipeline")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--model", default="")
+    ap.add_argument("--rate", type=float, default=30.0)
+    ap.add_argument("--frames", type=Path, default=ROOT / "bench" / "frames.npz")
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--warmup", type=float, default=5.0)
+    ap.add_argument("--start-timeout", type=float, default=120.0)
+    ap.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", 76)))
+    ap.add_argument("--probe-out", type=Path)
+    ap.add_argument("--ready", type=Path)
+    args = ap.parse_args()
+    if args.role == "camera":
+        return camera(args.frames, args.rate)
+    if args.role == "probe":
+        return probe(args.probe_out, args.ready)
+    return orchestrate(args)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""bench/fleet/run.py and pipeline.py, short: real server (and edge) processes over DDS; the
+result files have their structure and frames came through for every robot."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+BENCH = Path(__file__).resolve().parents[3] / "bench" / "fleet"
+
+
+@pytest.mark.parametrize("devices, servers", [("cpu", {"server"}),
+                                              ("cpu,cpu", {"server_0", "server_1"})])
+def test_two_robots_into_one_server_or_one_each(tmp_path, devices, servers):
+    out = tmp_path / "fleet"
+    r = subprocess.run([sys.executable, str(BENCH / "run.py"), "--robots", "2", "--rate", "5",
+                        "--seconds", "4", "--warmup", "1", "--stream-frames", "3",
+                        "--per-process", "1", "--devices", devices, "--out", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["meta"]["recording"]["frames"] == 3 and results["meta"]["model"]
+    (run,) = results["runs"]
+    assert set(run["delivered_fps"]) == {"r1", "r2"}
+    assert all(fps > 0 for fps in run["delivered_fps"].values()), run
+    assert 0 < run["e2e_ms_p50"] <= run["e2e_ms_p99"]
+    assert run["server_ms_p50"] is not None and run["batch_size_mean"] >= 1
+    assert set(run["cpu_pct"]) == servers | {"robots_0", "robots_1"}
+    assert all(run["cpu_pct"][s] > 0 for s in servers)
+    md = (out / "results.md").read_text()
+    assert results["meta"]["model"] in md and "| 2 |" in md
+    assert (out / "results.png").stat().st_size > 0
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_arguments_exit_2(tmp_path):
+    r = subprocess.run([sys.executable, str(BENCH / "run.py"), "--robots", "two", "--out",
+                        str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "expected comma-separated integers" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_one_robot_end_to_end(tmp_path):
+    out = tmp_path / "pipeline"
+    r = subprocess.run([sys.executable, str(BENCH / "pipeline.py"), "--rate", "5", "--seconds",
+                        "4", "--warmup", "1", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    result = json.loads((out / "pipeline.json").read_text())
+    assert result["delivered_fps"] > 0 and 0 < result["e2e_ms_p50"] <= result["e2e_ms_p99"]
+    assert set(result["cpu_pct"]) == {"server", "edge", "probe", "camera"}
+    assert result["edge_diagnostics"] and result["server_diagnostics"]
