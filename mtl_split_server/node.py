@@ -4,9 +4,12 @@ For every feature topic (one per robot) it publishes next to it, with the input'
 ``detections`` (Detection2DArray), ``detections/markers`` (MarkerArray), ``segmentation``
 (mono8 class ids), ``segmentation/color`` (rgb8), ``depth`` (32FC1 metres, REP 118),
 ``camera_info`` (intrinsics of the output images), ``points`` (PointCloud2 XYZRGB) and
-``annotated`` (rgb8). Outputs nobody subscribes to are not computed. A watchdog replaces the
-worker when it stalls or dies (``stall_timeout``; mtl_split_ros.watchdog); the /diagnostics
-level reflects the last ``diagnostics_window`` seconds.
+``annotated`` (rgb8). Outputs nobody subscribes to are not computed. Every features message
+it served (outputs published) or dropped (replaced in the newest-frame slot) is answered with
+a ``LinkFeedback`` on ``link_feedback`` next to the features: the edge measures its link from
+it (docs/ADAPTIVE.md). A watchdog replaces the worker when it stalls or dies
+(``stall_timeout``; mtl_split_ros.watchdog); the /diagnostics level reflects the last
+``diagnostics_window`` seconds.
 
 Run-time parameters (``ros2 param set``): score_threshold, max_detections, point_stride,
 diagnostics_period; the others are read-only.
@@ -22,7 +25,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from std_msgs.msg import Header
 
-from mtl_split.msg import SplitFeatures
+from mtl_split.msg import LinkFeedback, SplitFeatures
 from mtl_split_core.auth import AuthRejected, Verifier
 from mtl_split_core.geometry import focal_y
 from mtl_split_core.runtime.errors import ConfigError
@@ -97,6 +100,7 @@ class Admitted(NamedTuple):
 
     msg: SplitFeatures
     packet: FeaturePacket | DecodedPacket
+    arrived: float  # time.monotonic() when admission began: the feedback's server time
 
     @property
     def header(self) -> Header:  # for handle_isolated's log line
@@ -119,10 +123,20 @@ class Source:
                                                    prefix + suffix, qos_out)
                      for suffix, msgtype in types.items()
                      if suffix not in disabled}
+        # Per robot: the edge measures its link (and notices the server is gone) from it.
+        self.feedback = node.create_publisher(LinkFeedback, prefix + "link_feedback",
+                                              qos_from_name("reliable", depth=10))
         node.create_subscription(SplitFeatures, topic,
                                  lambda msg: handle_isolated(
                                      lambda m: node.admit(self, m), msg, node.rejections),
                                  qos_in, event_callbacks=node.health.callbacks(topic, qos_in))
+
+    def answer(self, item: Admitted, status: int) -> None:
+        """Tell the edge what became of ``item``: SERVED (outputs published) or DROPPED."""
+        self.feedback.publish(LinkFeedback(
+            header=item.msg.header, status=status, nbytes=len(item.msg.data),
+            server_ms=(time.monotonic() - item.arrived) * 1e3,
+            split_index=item.msg.split_index, codec=item.msg.codec))
 
     def wanted(self) -> set[str]:
         """The outputs to compute: the always-published ones plus optional ones with a
@@ -209,7 +223,9 @@ class ServerNode(Node):
     def admit(self, source: Source, msg: SplitFeatures) -> None:
         """Subscription callback: every check (signature, each field's bounds, the model match)
         and the decoding run here, before the newest-frame slot, so a message that will not
-        produce outputs never pushes a valid frame out of it. The network runs in the worker."""
+        produce outputs never pushes a valid frame out of it. The network runs in the worker.
+        Rejected messages get no feedback: they did not come from a well-behaved edge."""
+        arrived = time.monotonic()
         if self.verifier is not None:  # before any other use of the message
             try:
                 features_auth.verify(msg, self.verifier, source.topic,
@@ -224,7 +240,9 @@ class ServerNode(Node):
         except PacketRejected as err:
             self.rejections(err.reason, f"{source.topic} ({describe_header(msg.header)}): {err}")
             return
-        source.slot.put(Admitted(msg, packet))
+        replaced = source.slot.put(Admitted(msg, packet, arrived))
+        if replaced is not None:
+            source.answer(replaced, LinkFeedback.DROPPED)
 
     def _process(self, source: Source, item: Admitted) -> None:
         start = time.perf_counter()
@@ -237,6 +255,8 @@ class ServerNode(Node):
             return
         if not self.gate.run(self._publish, source, msg, result):
             return
+        # After the outputs: the feedback's server time covers them.
+        self.gate.run(source.answer, item, LinkFeedback.SERVED)
         source.latency.add((time.perf_counter() - start) * 1e3)
         source.rate.tick()
 
