@@ -86,9 +86,12 @@ PARAMS = [
     Param("auth_key_file", "", "Key file: sign every feature message with HMAC-SHA256 "
           "(docs/SECURITY.md); '' = unsigned."),
     Param("auth_key_id", "", "Key of auth_key_file that signs; '' = its first key."),
+    # types: an unquoted `off` (-p adaptive:=off, launch arguments) arrives as YAML false.
     Param("adaptive", "off", "Link adaptation: off (split and codec as set), codec (the codec "
           "follows the measured link), split_codec (split and codec follow it). The local "
-          "fallback works in every mode.", ADAPTIVE_MODES),
+          "fallback works in every mode.", types=(str, bool),
+          check=lambda v: None if v is False or v in ADAPTIVE_MODES
+          else f"expected one of: {', '.join(ADAPTIVE_MODES)}"),
     Param("latency_budget_ms", 100.0, "End-to-end latency the adaptation keeps within; no "
           "option within it = run locally.", check=in_range(1.0, 60000.0)),
     Param("fallback_after", 0.5, "Seconds a features message may go unanswered by the server "
@@ -168,7 +171,7 @@ class EdgeNode(Node):
             f"edge ready: model {self.runner.card.get('name')} ({self.runner.card['fingerprint']}),"
             f" split {self.runner.split}, codec {self.runner.codec}, device {self.runner.device}"
             + ("" if self.signer is None else f", signing with key {self.signer.key_id}")
-            + f", adaptive {self.cfg['adaptive']}, fallback after "
+            + f", adaptive {adaptive_mode(self.cfg['adaptive'])}, fallback after "
             f"{self.cfg['fallback_after']:g} s")
 
     def _start_link_adaptation(self) -> None:
@@ -177,17 +180,17 @@ class EdgeNode(Node):
         (created now, so subscribers are matched before a fallback)."""
         cfg, card = self.cfg, self.runner.card
         controller = None
-        if cfg["adaptive"] != "off":
+        mode = adaptive_mode(cfg["adaptive"])
+        if mode != "off":
+            robot, server = (read_profile(cfg[name], name)
+                             for name in ("robot_profile", "server_profile"))
             try:
                 controller = Controller(
-                    load_profile(find_profile(cfg["robot_profile"], "robot_profile")),
-                    load_profile(find_profile(cfg["server_profile"], "server_profile")),
-                    served_splits(card, self.runner.split_names), self.runner.split,
-                    self.runner.codec, mode=cfg["adaptive"],
+                    robot, server, served_splits(card, self.runner.split_names),
+                    self.runner.split, self.runner.codec, mode=mode,
                     latency_budget_ms=cfg["latency_budget_ms"])
-            except (ConfigError, InputError) as err:
-                raise ParameterError(f"parameter 'adaptive' = {cfg['adaptive']!r}: {err}") \
-                    from None
+            except ConfigError as err:
+                raise ParameterError(f"{err} (adaptive: {mode})") from None
         self.adapt = LinkAdaptation(self.runner.split, self.runner.codec, controller,
                                     cfg["fallback_after"], cfg["probe_period"])
         self.local = ServerRunner(self.runner.model, card, device=cfg["device"],
@@ -321,17 +324,24 @@ class EdgeNode(Node):
         self.gate.close()
 
 
-def find_profile(name_or_path: str, param: str) -> Path:
-    """A profile file from a path or the name of a packaged one (bench/profiles)."""
-    path = Path(name_or_path).expanduser()
-    if path.is_file():
-        return path
+def adaptive_mode(value: str | bool) -> str:
+    """The ``adaptive`` parameter as one of ADAPTIVE_MODES (YAML false is 'off')."""
+    return "off" if value is False else str(value)
+
+
+def read_profile(name_or_path: str, param: str) -> dict:
+    """A profile from a path or the name of a packaged one (bench/profiles)."""
     dirs = data_dirs(*PROFILE_DIRS)
-    for d in dirs:
-        if (d / name_or_path).is_file():
-            return d / name_or_path
-    raise ParameterError(f"parameter '{param}' = {name_or_path!r}: no such file (as a path, or "
-                         f"by name in: {', '.join(str(d) for d in dirs)})")
+    path = Path(name_or_path).expanduser()
+    found = path if path.is_file() else next(
+        (d / name_or_path for d in dirs if (d / name_or_path).is_file()), None)
+    if found is None:
+        raise ParameterError(f"parameter '{param}' = {name_or_path!r}: no such file (as a "
+                             f"path, or by name in: {', '.join(str(d) for d in dirs)})")
+    try:
+        return load_profile(found)
+    except InputError as err:
+        raise ParameterError(f"parameter '{param}': {err}") from None
 
 
 def served_splits(card: dict, split_names: list[str]) -> list[str]:

@@ -128,6 +128,27 @@ def rig(ros):
     r.close()
 
 
+def _forge_feedback(ros, rig, procs):
+    """Feedback for frames the edge never sent, with a bad status, with a bad server time:
+    each is ignored and counted on /diagnostics (resent until counted: no fixed sleep)."""
+    pub = ros.create_publisher(LinkFeedback, "mtl_split/link_feedback", REL)
+    forged = [LinkFeedback(status=LinkFeedback.SERVED, server_ms=1.0),
+              LinkFeedback(status=7, server_ms=1.0),
+              LinkFeedback(status=LinkFeedback.SERVED, server_ms=float("nan"))]
+    for i, m in enumerate(forged):
+        m.header.stamp.sec = 900_000 + i
+    keys = ("feedback_unknown", "feedback_bad_status", "feedback_bad_server_ms")
+    try:
+        for _ in range(20):
+            for m in forged:
+                pub.publish(m)
+            if wait_for(ros, lambda: all(k in rig.edge for k in keys), 1, procs):
+                return
+        raise AssertionError(f"forged feedback not counted: {rig.edge}")
+    finally:
+        ros.destroy_publisher(pub)
+
+
 def _assert_one_output_per_frame(rig):
     stamps = [(sec, ns) for _, sec, ns in rig.detections]
     assert len(stamps) == len(set(stamps)), "a frame got outputs twice (edge and server?)"
@@ -145,6 +166,11 @@ def test_server_killed_edge_serves_locally_then_split_computing_resumes(ros, rig
                             and rig.edge.get("link_mode") == "remote", 50, (edge, server)), \
                 rig.edge
             assert rig.edge["adaptive"] == "split_codec"
+            # The controller's options are the model's served splits: a split it has no
+            # profile for is refused with the reason, a codec of the served split accepted.
+            (result,) = set_params(ros, EDGE, {"split": "s8"})
+            assert not result.successful and "not among the profiled options" in result.reason
+            assert all(r.successful for r in set_params(ros, EDGE, {"codec": "q4-zstd/1"}))
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(10)
         last_remote = max(t for t, _, _ in rig.remote_outputs())
@@ -189,6 +215,7 @@ def test_split_and_codec_changed_while_frames_flow(ros, rig, two_split_model):
         # (Before the server was up the edge may have served frames itself: that is the
         # fallback at work; from here on every frame goes to the server.)
         remote_since = min(t for t, _, _ in rig.remote_outputs())
+        _forge_feedback(ros, rig, procs)
         for values, expected in [({"codec": "f16-zstd/1"}, (2, "f16-zstd/1")),
                                  ({"split": "s8"}, (1, "f16-zstd/1")),
                                  ({"split": "s16", "codec": "q4-zstd/1"}, (2, "q4-zstd/1"))]:
@@ -211,4 +238,23 @@ def test_split_and_codec_changed_while_frames_flow(ros, rig, two_split_model):
     assert {v[1:] for v in rig.sent.values()} >= {(2, "q8-zstd/1"), (2, "f16-zstd/1"),
                                                   (1, "f16-zstd/1"), (2, "q4-zstd/1")}
     assert not rig.local_outputs(remote_since)
+    assert rig.edge["link_mode"] == "remote" and rig.edge["fallbacks"] in ("0", "1"), rig.edge
     _assert_one_output_per_frame(rig)
+
+
+@pytest.mark.parametrize("params, expected", [
+    ({"adaptive": "fast"}, "parameter 'adaptive' = 'fast': expected one of: off, codec, "
+     "split_codec"),
+    ({"adaptive": "codec", "robot_profile": "nope.json"},
+     "parameter 'robot_profile' = 'nope.json': no such file"),
+    ({"adaptive": "split_codec", "split": "s8"}, "parameter 'split': s8 q8-zstd/1 is not "
+     "among the profiled options of the model: s16 f16-zstd/1"),
+    ({"fallback_after": -1.0}, "parameter 'fallback_after' = -1.0: must be in [0.0, 3600.0]"),
+])
+def test_bad_adaptive_start_values_exit_2_with_one_line(model_dir, params, expected):
+    with python_process(node_args("mtl_split_edge", model=model_dir, device="cpu",
+                                  codec="q8-zstd/1", **params)) as proc:
+        code = proc.wait(timeout=60)
+        log = stop(proc)
+    assert code == 2 and expected in log and "Traceback" not in log, log
+    assert len([line for line in log.splitlines() if "[FATAL]" in line]) == 1, log
