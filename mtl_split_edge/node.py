@@ -281,8 +281,9 @@ class EdgeNode(Node):
         self.rate.tick()
 
     def _send(self, out: SplitFeatures, nbytes: int) -> None:
-        self.pub.publish(out)
+        # Recorded first: the answer must never find its frame unknown.
         self.adapt.sent(stamp_ns(out), nbytes, time.monotonic())
+        self.pub.publish(out)
 
     def _serve_locally(self, packet: FeaturePacket, header) -> None:
         """The server's part on the robot, published as the server would (outputs.assemble);
