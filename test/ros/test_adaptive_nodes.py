@@ -14,6 +14,8 @@ from sensor_msgs.msg import Image
 
 from mtl_split.msg import Detection2DArray, LinkFeedback, SplitFeatures
 from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, save_model
+from mtl_split_core.runtime.edge import EdgeRunner
+from mtl_split_ros.features_msg import packet_to_msg
 from mtl_split_ros.image_msg import fill_image
 from mtl_split_ros.qos import qos_from_name
 from support.procs import python_process, stop
@@ -240,6 +242,48 @@ def test_split_and_codec_changed_while_frames_flow(ros, rig, two_split_model):
     assert not rig.local_outputs(remote_since)
     assert rig.edge["link_mode"] == "remote" and rig.edge["fallbacks"] in ("0", "1"), rig.edge
     _assert_one_output_per_frame(rig)
+
+
+def test_server_answers_every_features_message_once(ros, model_dir):
+    """A burst into a busy server: each message is answered once, SERVED (its outputs were
+    published first) or DROPPED (replaced in the newest-frame slot: no outputs); the newest
+    one is served; each answer echoes the message's size, split and codec."""
+    rgb = np.random.default_rng(0).integers(0, 256, (96, 128, 3), np.uint8)
+    features = packet_to_msg(EdgeRunner.from_path(model_dir, device="cpu")(rgb))
+    answers, dets = {}, set()
+    subs = [ros.create_subscription(LinkFeedback, "mtl_split/link_feedback",
+                                    lambda m: answers.setdefault(m.header.stamp.sec, []).append(m),
+                                    REL),
+            ros.create_subscription(Detection2DArray, "mtl_split/detections",
+                                    lambda m: dets.add(m.header.stamp.sec), REL)]
+    pub = ros.create_publisher(SplitFeatures, "mtl_split/features", REL)
+    try:
+        with python_process(node_args("mtl_split_server", model=model_dir,
+                                      device="cpu")) as server:
+            for _ in range(30):  # until matched both ways (a message before that is lost)
+                features.header.stamp.sec = 1
+                pub.publish(features)
+                if wait_for(ros, lambda: 1 in answers, 2, (server,)):
+                    break
+            burst = range(10, 18)
+            for sec in burst:
+                features.header.stamp.sec = sec
+                pub.publish(features)
+            assert wait_for(ros, lambda: all(s in answers for s in burst), 20, (server,)), answers
+            wait_for(ros, lambda: False, 0.5, (server,))  # a second answer would show now
+    finally:
+        ros.destroy_publisher(pub)
+        for sub in subs:
+            ros.destroy_subscription(sub)
+    status = {}
+    for sec in burst:
+        (answer,) = answers[sec]
+        status[sec] = answer.status
+        assert answer.nbytes == len(features.data) and answer.codec == features.codec
+        assert answer.split_index == features.split_index and 0 < answer.server_ms < 20_000
+        assert (sec in dets) == (answer.status == LinkFeedback.SERVED), (sec, status, dets)
+    assert status[burst[-1]] == LinkFeedback.SERVED, status
+    assert LinkFeedback.DROPPED in status.values(), status
 
 
 @pytest.mark.parametrize("params, expected", [
