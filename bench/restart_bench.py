@@ -164,13 +164,14 @@ def main() -> int:
 
     node.create_timer(0.1, tick)
     params = {"device": args.device}
+    edge_params = {**params, "fallback_after": 0.0}  # alone: the edge's own start, no fallback
     results = {}
     try:
         if "edge" in args.nodes:
-            results["edge"] = time_restarts(node, "mtl_split_edge", params, SplitFeatures,
+            results["edge"] = time_restarts(node, "mtl_split_edge", edge_params, SplitFeatures,
                                             "mtl_split/features", args.repeats, args.timeout)
         if "server" in args.nodes:
-            features.append(capture_features(node, params, args.timeout))
+            features.append(capture_features(node, edge_params, args.timeout))
             results["server"] = time_restarts(node, "mtl_split_server", params,
                                               Detection2DArray, "mtl_split/detections",
                                               args.repeats, args.timeout)

@@ -20,7 +20,8 @@ common = load_python_launch_file_as_module(os.path.join(os.path.dirname(__file__
 SHIPPED_PARAMS = os.path.join(common.CONFIG, "edge.yaml")
 # Launch arguments that become edge parameters of the same name.
 PARAMETERS = ("model", "device", "split", "codec", "input_transport", "input_qos",
-              "auth_key_file", "backend", "onnx_dir", "engine_cache", "use_sim_time")
+              "auth_key_file", "backend", "onnx_dir", "engine_cache", "fallback_after",
+              "use_sim_time")
 # All the edge's arguments but params_file, which the top launch file names edge_params_file.
 ARGUMENTS = ("namespace", *PARAMETERS, "image", "camera_info")
 

@@ -59,14 +59,17 @@ class LatestSlot(Generic[T]):
         self.drops = RecentEvents(window_s, clock)
         self.closed = False
 
-    def put(self, item: T) -> None:
+    def put(self, item: T) -> T | None:
+        """Hold ``item``; return the unprocessed item it replaced (dropped), or None."""
         with self._cv:
-            if self._item is not None:
+            replaced = self._item
+            if replaced is not None:
                 self.drops.add("drops")
             else:
                 self._waiting_since = self._clock()
             self._item = item
             self._cv.notify()
+            return replaced
 
     def take(self, timeout: float = 0.2) -> T | None:
         """The pending item, or None after ``timeout`` seconds / when closed."""

@@ -4,9 +4,12 @@ For every feature topic (one per robot) it publishes next to it, with the input'
 ``detections`` (Detection2DArray), ``detections/markers`` (MarkerArray), ``segmentation``
 (mono8 class ids), ``segmentation/color`` (rgb8), ``depth`` (32FC1 metres, REP 118),
 ``camera_info`` (intrinsics of the output images), ``points`` (PointCloud2 XYZRGB) and
-``annotated`` (rgb8). Outputs nobody subscribes to are not computed. A watchdog replaces the
-worker when it stalls or dies (``stall_timeout``; mtl_split_ros.watchdog); the /diagnostics
-level reflects the last ``diagnostics_window`` seconds.
+``annotated`` (rgb8). Outputs nobody subscribes to are not computed. Every features message
+it served (outputs published) or dropped (replaced in the newest-frame slot) is answered with
+a ``LinkFeedback`` on ``link_feedback`` next to the features: the edge measures its link from
+it (docs/ADAPTIVE.md). A watchdog replaces the worker when it stalls or dies
+(``stall_timeout``; mtl_split_ros.watchdog); the /diagnostics level reflects the last
+``diagnostics_window`` seconds.
 
 Threads (no head-of-line blocking between robots): the subscription callbacks check and decode
 each message and keep the newest per robot; the inference worker takes the newest frame of up
@@ -31,7 +34,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from std_msgs.msg import Header
 
-from mtl_split.msg import SplitFeatures
+from mtl_split.msg import LinkFeedback, SplitFeatures
 from mtl_split_core.auth import AuthRejected, Verifier
 from mtl_split_core.geometry import focal_y
 from mtl_split_core.runtime.backends import BACKENDS, OrtOptions
@@ -123,7 +126,9 @@ class Admitted(NamedTuple):
 
     msg: SplitFeatures
     packet: FeaturePacket | DecodedPacket
-    received: float = 0.0  # time.perf_counter() at admission
+    # time.perf_counter() when admission began: the feedback's server time and the
+    # receive -> publish delay start there.
+    received: float = 0.0
 
     @property
     def header(self) -> Header:  # for handle_isolated's log line
@@ -162,10 +167,20 @@ class Source:
                                                    prefix + suffix, qos_out)
                      for suffix, msgtype in types.items()
                      if suffix not in disabled}
+        # Per robot: the edge measures its link (and notices the server is gone) from it.
+        self.feedback = node.create_publisher(LinkFeedback, prefix + "link_feedback",
+                                              qos_from_name("reliable", depth=10))
         node.create_subscription(SplitFeatures, topic,
                                  lambda msg: handle_isolated(
                                      lambda m: node.admit(self, m), msg, node.rejections),
                                  qos_in, event_callbacks=node.health.callbacks(topic, qos_in))
+
+    def answer(self, item: Admitted, status: int) -> None:
+        """Tell the edge what became of ``item``: SERVED (outputs published) or DROPPED."""
+        self.feedback.publish(LinkFeedback(
+            header=item.msg.header, status=status, nbytes=len(item.msg.data),
+            server_ms=(time.perf_counter() - item.received) * 1e3,
+            split_index=item.msg.split_index, codec=item.msg.codec))
 
     def wanted(self) -> set[str]:
         """The outputs to compute: the always-published ones plus optional ones with a
@@ -344,13 +359,18 @@ class ServerNode(Node):
                 self.rejections)
 
     def _hand_over(self, source: Source, done: Finished) -> None:
-        if self.handover.run(source.outbox.put, done):  # not from an abandoned worker
-            self._finished.set()
+        replaced: list[Finished | None] = []
+        if self.handover.run(lambda d: replaced.append(source.outbox.put(d)), done):
+            self._finished.set()  # (not from an abandoned worker)
+            if replaced[0] is not None:  # a result never published: its edge hears so
+                self.gate.run(source.answer, replaced[0].item, LinkFeedback.DROPPED)
 
     def admit(self, source: Source, msg: SplitFeatures) -> None:
         """Subscription callback: every check (signature, each field's bounds, the model match)
         and the decoding run here, before the newest-frame slot, so a message that will not
-        produce outputs never pushes a valid frame out of it. The network runs in the worker."""
+        produce outputs never pushes a valid frame out of it. The network runs in the worker.
+        Rejected messages get no feedback: they did not come from a well-behaved edge."""
+        received = time.perf_counter()
         if self.verifier is not None:  # before any other use of the message
             try:
                 features_auth.verify(msg, self.verifier, source.topic,
@@ -367,8 +387,10 @@ class ServerNode(Node):
             source.rejected.inc(err.reason)
             self.rejections(err.reason, f"{source.topic} ({describe_header(msg.header)}): {err}")
             return
-        source.slot.put(Admitted(msg, packet, time.perf_counter()))
+        replaced = source.slot.put(Admitted(msg, packet, received))
         self._arrived.set()
+        if replaced is not None:
+            source.answer(replaced, LinkFeedback.DROPPED)
 
     def _process(self, source: Source, item: Admitted) -> None:
         """Add one taken frame to the batch this worker thread is building (a frame admitted
@@ -399,6 +421,8 @@ class ServerNode(Node):
     def _deliver(self, source: Source, done: Finished) -> None:
         if not self.gate.run(self._publish, source, done.item.msg, done.result):
             return
+        # After the outputs: the feedback's server time covers them.
+        self.gate.run(source.answer, done.item, LinkFeedback.SERVED)
         now = time.perf_counter()
         source.latency.add((now - done.started) * 1e3)
         source.delay.add((now - done.item.received) * 1e3)

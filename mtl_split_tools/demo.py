@@ -180,7 +180,7 @@ def main(argv=None) -> int:
         in_topic = "image/compressed" if source and source["compressed"] else "image"
         ready = _spin_until(collector, lambda: any(p.poll() is not None for p in procs) or (
             collector.count_subscribers(in_topic) > 0 and
-            collector.count_publishers("mtl_split/detections") > 0), 120)
+            collector.count_publishers("mtl_split/link_feedback") > 0), 120)
         if not ready or any(p.poll() is not None for p in procs):
             print("edge/server did not come up; see the logs", file=sys.stderr)
             return 1

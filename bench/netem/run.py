@@ -59,7 +59,8 @@ def pipeline_processes(pipeline: str, frames: Path, rate: float, link_qos: str,
             "robot": [("camera", camera + ["--qos", "reliable"]),
                       ("edge", node_command("edge_node", {
                           **model_p, "input_transport": "compressed", "input_qos": "reliable",
-                          "output_qos": link_qos}))],
+                          # fixed strategy: the split path alone, never the local fallback
+                          "output_qos": link_qos, "fallback_after": 0.0}))],
             "server": [("server", node_command("server_node", {**model_p,
                                                                "input_qos": link_qos})),
                        probe]}
@@ -68,7 +69,8 @@ def pipeline_processes(pipeline: str, frames: Path, rate: float, link_qos: str,
             "robot": [("camera", camera + ["--qos", link_qos])],
             "server": [("edge", node_command("edge_node", {
                            **model_p, "input_transport": "compressed", "input_qos": link_qos,
-                           "output_qos": "reliable", "codec": JPEG_PIPELINE_CODEC})),
+                           "output_qos": "reliable", "codec": JPEG_PIPELINE_CODEC,
+                           "fallback_after": 0.0})),
                        ("server", node_command("server_node", {**model_p,
                                                                "input_qos": "reliable"})),
                        probe]}

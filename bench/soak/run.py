@@ -196,7 +196,9 @@ def run(args: argparse.Namespace) -> dict:
         rss: dict[str, list[tuple[float, int]]] = {"edge": [], "server": []}
         load: list[tuple[float, float]] = []  # (soak s, 1-minute load average): the shared host
         try:
-            edge = start(node_command("edge_node", {**cpu, **model}), logs / "edge.log")
+            # The split pipeline is what is soaked: no local fallback when the server is late.
+            edge = start(node_command("edge_node", {**cpu, **model, "fallback_after": 0.0}),
+                         logs / "edge.log")
             server = start(node_command("server_node", {**cpu, **model}), logs / "server.log")
             procs += [edge, server]
             camera = start(node_command("sim_camera_node", {

@@ -52,9 +52,11 @@ rclpy.shutdown()
 
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory):
-    """edge.launch.py with no arguments: everything from the shipped config/edge.yaml."""
+    """edge.launch.py with one argument (fallback_after:=0.0); the rest from the shipped
+    config/edge.yaml."""
     log = tmp_path_factory.mktemp("edge_launch") / "launch.log"
-    with ros2_launch("edge.launch.py", log=log) as launch:
+    # Edge alone: no server will answer, so no local fallback (it would compete for the CPU).
+    with ros2_launch("edge.launch.py", "fallback_after:=0.0", log=log) as launch:
         launch.wait_until(lambda: EDGE in node_names(), 120, "the edge node")
         yield launch
 

@@ -183,7 +183,7 @@ def test_default_input_qos_gets_every_frame_of_a_reliable_camera(ros, model_dir)
                                                                      np.uint8), "bgr8")
               for i in range(3)]
     with python_process(node_args("mtl_split_edge", model=model_dir, device="cpu",
-                                  diagnostics_period=0.3)) as edge:
+                                  diagnostics_period=0.3, fallback_after=0.0)) as edge:
         assert wait_for(ros, lambda: pub.get_subscription_count() > 0, 90, (edge,))
         _send_until(ros, pub, feats, 499, (edge,))  # matched both ways
         start = time.monotonic()

@@ -204,7 +204,7 @@ def test_a_burst_of_bad_input_warns_then_clears_in_a_real_node(ros_node, tmp_pat
     bad = Image(width=128, height=96, encoding="no-such-encoding", step=384,
                 data=bytes(96 * 384))
     args = node_args("mtl_split_edge", model=tiny_model(tmp_path / "tiny"), device="cpu",
-                     diagnostics_period=0.2, diagnostics_window=2.0)
+                     diagnostics_period=0.2, diagnostics_window=2.0, fallback_after=0.0)
 
     def send_until(msg, predicate, timeout):
         end = time.monotonic() + timeout

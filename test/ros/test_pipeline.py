@@ -95,7 +95,7 @@ def test_pipeline_outputs_and_bad_input(ros, model_dir):
                         max_detections=5, diagnostics_period=0.5)
     with python_process(edge_args) as edge, python_process(server_args) as server:
         assert wait_for(ros, lambda: ros.count_subscribers("image") > 0 and
-                        ros.count_publishers("mtl_split/detections") > 0, 90, (edge, server))
+                        ros.count_publishers("mtl_split/link_feedback") > 0, 90, (edge, server))
         # Outputs with no subscriber are skipped; wait until the server sees ours.
         assert wait_for(ros, lambda: all(ros.count_subscribers(f"mtl_split/{p}") > 0 for p in (
             "annotated", "points", "detections/markers", "segmentation/color")) and
@@ -246,7 +246,7 @@ def test_one_server_for_two_robots(ros, model_dir):
             python_process(server) as srv:
         procs = (e1, e2, srv)
         assert wait_for(ros, lambda: all(ros.count_subscribers(f"/{r}/image") > 0 and
-                                         ros.count_publishers(f"/{r}/mtl_split/detections") > 0
+                                         ros.count_publishers(f"/{r}/mtl_split/link_feedback") > 0
                                          for r in outs), 90, procs)
         ok = False
         for _ in range(20):  # resend: a frame sent before the edge matched us is lost

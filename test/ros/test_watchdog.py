@@ -176,7 +176,8 @@ def test_edge_worker_hang_or_death_is_reported_and_recovered(ros_node, model_dir
     pub = ros.create_publisher(Image, "image", REL)
     code = PATCHED_EDGE.format(poison=POISON, action=action)
     args = node_args("mtl_split_edge", code=code, model=model_dir, device="cpu",
-                     stall_timeout=1.0, diagnostics_period=0.2, diagnostics_window=3.0)
+                     stall_timeout=1.0, diagnostics_period=0.2, diagnostics_window=3.0,
+                     fallback_after=0.0)
     try:
         with python_process(args) as edge:
             assert wait_for(ros, lambda: pub.get_subscription_count() > 0, 90, (edge,))
