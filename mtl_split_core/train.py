@@ -253,8 +253,8 @@ def train(config: ModelConfig, train_data: dict, val_data: dict | None, out_dir:
             break
     log.close()
     model.eval()
-    extra: dict[str, Any] = {"trained": {"epochs": epochs, "frames": n,
-                                         "split": split if len(splits) == 1 else list(splits),
+    extra: dict[str, Any] = {"trained": {"epochs": epochs, "frames": n, "split": split,
+                                         **({"splits": list(splits)} if len(splits) > 1 else {}),
                                          "weighting": weighting, "steps": step}}
     fp16 = True
     if init_card is not None:

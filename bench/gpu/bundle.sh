@@ -3,7 +3,8 @@
 # OpenCV installed, no ROS and no network. Produces .carry/gpu_bundle/bundle.tar.gz (must stay
 # under ~50 MiB: a device run carries at most 64 MiB) holding
 #   site-packages/  the ROS 2 Kilted runtime wheels for cp312 (rclpy, rmw_fastrtps_cpp, the
-#                   message packages and what they need at run time), zstandard, PyYAML
+#                   message packages and what they need at run time), zstandard, PyYAML,
+#                   rosbags + rosbags-image (image decoding in the nodes)
 #   lib/, share/    the wheels' shared libraries and ament index
 #   install/        this package colcon-built with Python 3.12 (interfaces compiled for 3.12)
 # It is built in .carry/gpu_build/ (a cp312 venv with the build tools; not carried). Both
@@ -36,7 +37,7 @@ fi
 want=$(sha256sum requirements.txt | cut -d' ' -f1)
 if [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
   step "installing the ROS wheels for cp312 into $VENV"
-  grep -E '^(ros-|catkin-pkg|colcon-|numpy|zstandard|pyyaml)' requirements.txt >"$WORK/req.txt"
+  grep -E '^(ros-|catkin-pkg|colcon-|numpy|zstandard|pyyaml|rosbags)' requirements.txt >"$WORK/req.txt"
   "$VENV/bin/pip" install --disable-pip-version-check -q -r "$WORK/req.txt" \
     "empy==4.2.1" "lark==1.3.1" 2>&1 | { grep -v "^WARNING: Location '.*' is ignored" || true; }
   [ "${PIPESTATUS[0]}" -eq 0 ] || die "pip install failed (see above)"
@@ -74,7 +75,7 @@ mkdir -p "$STAGE"
 "$VENV/bin/python" "$ROOT/bench/gpu/stage.py" "$STAGE" \
   ros-rclpy ros-rmw-fastrtps-cpp ros-std-msgs ros-sensor-msgs ros-geometry-msgs \
   ros-visualization-msgs ros-diagnostic-msgs ros-builtin-interfaces ros-rosidl-default-runtime \
-  zstandard pyyaml
+  zstandard pyyaml rosbags rosbags-image  # rosbags: the nodes decode images with rosbags-image
 cp -a "$WORK/install" "$STAGE/install"
 rm -rf "$STAGE/install/mtl_split/share/mtl_split/models"  # the repo's models/ travels anyway
 find "$STAGE" -name __pycache__ -prune -exec rm -rf {} +

@@ -42,6 +42,7 @@ export PYTHONUNBUFFERED=1
 import sys, torch, rclpy
 from mtl_split.msg import SplitFeatures  # noqa: F401
 from mtl_split_core.runtime.server import ServerRunner  # noqa: F401
+import mtl_split_ros.outputs  # noqa: F401  (what the nodes import: rosbags-image, cv2)
 print(f"python {sys.version.split()[0]}, torch {torch.__version__}, "
       f"cuda {torch.cuda.is_available()} ({torch.cuda.device_count()} GPUs), rclpy ok", flush=True)
 sys.exit(0 if torch.cuda.is_available() else 3)

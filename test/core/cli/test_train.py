@@ -82,7 +82,7 @@ def test_fine_tuning_may_add_bottlenecks_at_other_splits(sim, tmp_path, capsys):
     base, _ = load_model(base_dir / "model")
     tuned, card = load_model(multi / "model")
     assert {k: v for k, v in card["bottlenecks"].items() if v} == {"s16": 8, "s32": 4}
-    assert card["trained"]["split"] == ["s16", "s32"] and card["default_split"] == "s16"
+    assert card["trained"]["splits"] == ["s16", "s32"] and card["default_split"] == "s16"
     tuned_state = tuned.state_dict()
     for name, value in base.state_dict().items():  # lr 0 and fixed statistics: all kept
         assert torch.equal(tuned_state[name], value), name
