@@ -34,10 +34,11 @@ if [ ! -x "$VENV/bin/python" ]; then
   step "creating $VENV"
   "$PY312" -m venv "$VENV"
 fi
-want=$(sha256sum requirements.txt | cut -d' ' -f1)
+mkdir -p "$WORK"
+grep -E '^(ros-|catkin-pkg|colcon-|numpy|zstandard|pyyaml|rosbags)' requirements.txt >"$WORK/req.txt"
+want=$(sha256sum "$WORK/req.txt" | cut -d' ' -f1)  # the lines taken, not the whole file
 if [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
   step "installing the ROS wheels for cp312 into $VENV"
-  grep -E '^(ros-|catkin-pkg|colcon-|numpy|zstandard|pyyaml|rosbags)' requirements.txt >"$WORK/req.txt"
   "$VENV/bin/pip" install --disable-pip-version-check -q -r "$WORK/req.txt" \
     "empy==4.2.1" "lark==1.3.1" 2>&1 | { grep -v "^WARNING: Location '.*' is ignored" || true; }
   [ "${PIPESTATUS[0]}" -eq 0 ] || die "pip install failed (see above)"
