@@ -40,7 +40,7 @@ from mtl_split_core.geometry import focal_y
 from mtl_split_core.locations import data_dirs
 from mtl_split_core.plan.profile import load_profile
 from mtl_split_core.runtime.adaptive import ADAPTIVE_MODES, Controller, LinkAdaptation
-from mtl_split_core.runtime.backends import BACKENDS, OrtOptions
+from mtl_split_core.runtime.backends import OrtOptions
 from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.packet import FeaturePacket
@@ -76,12 +76,6 @@ PARAMS = [
     Param("codec", "", "Feature codec; '' = the model's default.", ("",) + CODECS,
           dynamic=True),
     Param("zstd_level", 3, "zstd compression level.", check=in_range(*ZSTD_LEVELS), dynamic=True),
-    Param("backend", "torch", "Inference runtime: torch, or onnxruntime (the files of "
-          "`mtl-split export`; CUDA/TensorRT providers when installed).", BACKENDS),
-    Param("onnx_dir", "", "Folder of the ONNX export for backend onnxruntime; '' = the model "
-          "folder's onnx/."),
-    Param("engine_cache", "", "TensorRT engine cache folder (onnxruntime's TensorRT provider); "
-          "'' = none."),
     Param("cuda_graphs", True, "On CUDA, replay the edge network as one CUDA graph (4-8x "
           "faster for this launch-bound prefix; ignored on CPU)."),
     Param("input_transport", "raw", "raw: sensor_msgs/Image on 'image'; compressed: "

@@ -15,6 +15,7 @@ from rclpy.impl.rcutils_logger import RcutilsLogger
 from rclpy.node import Node
 from std_msgs.msg import Header
 
+from mtl_split_core.runtime.backends import BACKENDS
 from mtl_split_core.runtime.device import PRECISIONS
 from mtl_split_core.runtime.stats import RecentEvents
 from mtl_split_ros.params import Param, ParameterError, positive
@@ -24,6 +25,12 @@ from mtl_split_ros.shutdown import StopSignals, init_without_signal_handlers, sh
 RUNTIME_PARAMS = [
     Param("device", "auto", "auto (CUDA if present, else CPU), cpu, cuda or cuda:N."),
     Param("precision", "fp32", "Network precision (fp16 only on CUDA).", PRECISIONS),
+    Param("backend", "torch", "Inference runtime: torch, or onnxruntime (the files of "
+          "`mtl-split export`; CUDA/TensorRT providers when installed).", BACKENDS),
+    Param("onnx_dir", "", "Folder of the ONNX export for backend onnxruntime; '' = the model "
+          "folder's onnx/."),
+    Param("engine_cache", "", "TensorRT engine cache folder (onnxruntime's TensorRT provider); "
+          "'' = none."),
 ]
 # Diagnostics and the watchdog of a node's worker.
 SUPERVISION_PARAMS = [

@@ -37,7 +37,7 @@ from std_msgs.msg import Header
 from mtl_split.msg import LinkFeedback, SplitFeatures
 from mtl_split_core.auth import AuthRejected, Verifier
 from mtl_split_core.geometry import focal_y
-from mtl_split_core.runtime.backends import BACKENDS, OrtOptions
+from mtl_split_core.runtime.backends import OrtOptions
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.model_files import read_model_card_param
 from mtl_split_core.runtime.packet import FeaturePacket
@@ -72,12 +72,6 @@ from mtl_split_ros.watchdog import SupervisedWorker
 PARAMS = [
     Param("model", "", "Model folder or card; must be the edge's model. '' = packaged default."),
     *RUNTIME_PARAMS,
-    Param("backend", "torch", "Inference runtime: torch, or onnxruntime (the files of "
-          "`mtl-split export`; CUDA/TensorRT providers when installed).", BACKENDS),
-    Param("onnx_dir", "", "Folder of the ONNX export for backend onnxruntime; '' = the model "
-          "folder's onnx/."),
-    Param("engine_cache", "", "TensorRT engine cache folder (onnxruntime's TensorRT provider); "
-          "'' = none."),
     Param("feature_topics", ["mtl_split/features"], "Feature topics, one per robot; outputs "
           "are published next to each (…/features -> …/detections).",
           check=lambda v: None if v and all(t.endswith("features") for t in v)

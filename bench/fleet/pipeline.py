@@ -109,9 +109,9 @@ def probe(out: Path, ready: Path) -> int:
 
 def orchestrate(args) -> int:
     sys.path.insert(0, str(HERE))
-    from run import GpuSampler, cpu_seconds, model_label, start, stop_all
+    from run import GpuSampler, cpu_seconds, model_label
 
-    from mtl_split_tools.node_processes import node_command
+    from mtl_split_tools.node_processes import node_command, start, stop_all
 
     args.out.mkdir(parents=True, exist_ok=True)
     logs = args.out / "logs"
@@ -156,7 +156,7 @@ def orchestrate(args) -> int:
         t1, c1 = time.time_ns(), {k: cpu_seconds(p.pid) for k, p in procs.items()}
         gpu_util = gpu.stop()
     finally:
-        stop_all(list(procs.values()))
+        stop_all(list(procs.values()), timeout=20.0)
     seconds = (t1 - t0) / 1e9
     data = json.loads(probe_out.read_text())
     lat = np.array([(a - s) / 1e6 for s, a in data["arrivals"] if t0 <= a < t1])

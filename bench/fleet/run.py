@@ -102,27 +102,8 @@ class GpuSampler:
         return {gpu: round(float(np.mean(v)), 1) for gpu, v in per_gpu.items() if v}
 
 
-def start(argv: list[str], log: Path, env: dict) -> subprocess.Popen:
-    return subprocess.Popen(argv, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
-
-
-def stop_all(procs: list[subprocess.Popen], timeout: float = 20.0) -> None:
-    """SIGINT (the replay processes write their JSON), SIGKILL what is left after timeout."""
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGINT)
-    deadline = time.time() + timeout
-    for p in procs:
-        try:
-            p.wait(max(0.1, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-
-
 def measure(n: int, streams: Path, args, run_dir: Path, env: dict) -> dict:
-    from mtl_split_tools.node_processes import node_command
+    from mtl_split_tools.node_processes import node_command, start, stop_all
 
     run_dir.mkdir(parents=True, exist_ok=True)
     robots = [f"r{i + 1}" for i in range(n)]
@@ -179,7 +160,7 @@ def measure(n: int, streams: Path, args, run_dir: Path, env: dict) -> dict:
         t1, c1 = time.time_ns(), {k: cpu_seconds(p.pid) for k, p in procs.items()}
         gpu_util = gpu.stop()
     finally:
-        stop_all(list(procs.values()))
+        stop_all(list(procs.values()), timeout=20.0)  # the replay processes write their JSON
     seconds = (t1 - t0) / 1e9
     data = [json.loads(o.read_text()) for o in outs]
     fps, latency = {}, []
