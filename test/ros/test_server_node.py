@@ -132,9 +132,12 @@ def test_undecodable_messages_never_displace_a_valid_one(ros, model_dir, feature
     """Issue 17's soak: a garbage payload or an unknown codec used to pass the checks before the
     newest-frame slot and push the valid frame waiting there out. Now the server decodes on
     arrival: a valid message followed at once by a burst of such messages is answered with no
-    resend, and nothing is dropped from the slot."""
+    resend, and nothing is dropped from the slot. (The burst stays shorter than the DDS
+    histories, 10 on the server's reader: a longer one could drop the valid message in DDS,
+    before the server sees it, which is not what this test is about.)"""
     dets = Detections(ros)
-    pub = ros.create_publisher(SplitFeatures, "mtl_split/features", REL)
+    pub = ros.create_publisher(SplitFeatures, "mtl_split/features",
+                               qos_from_name("reliable", depth=100))
     with _server(model_dir, diagnostics_period=0.3) as server:
         assert wait_for(ros, lambda: pub.get_subscription_count() > 0, 90, (server,))
         _send_until(ros, pub, features, dets, 40, (server,))
@@ -144,12 +147,12 @@ def test_undecodable_messages_never_displace_a_valid_one(ros, model_dir, feature
         for i in range(5):
             features.header.stamp.sec = 50 + i
             pub.publish(features)
-            for hostile in (garbage, unknown) * 5:
+            for hostile in (garbage, unknown) * 3:
                 hostile.header.stamp.sec = 60 + i
                 pub.publish(hostile)
             assert wait_for(ros, lambda i=i: 50 + i in dets.got, 20, (server,)), (i, dets.diag)
-        assert wait_for(ros, lambda: (dets.value("rejected_payload") or 0) >= 25
-                        and (dets.value("rejected_codec") or 0) >= 25, 10, (server,)), dets.diag
+        assert wait_for(ros, lambda: (dets.value("rejected_payload") or 0) >= 15
+                        and (dets.value("rejected_codec") or 0) >= 15, 10, (server,)), dets.diag
         assert dets.value("drops") == 0, dets.diag
         stop(server)
 
