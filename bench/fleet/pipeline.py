@@ -109,7 +109,7 @@ def probe(out: Path, ready: Path) -> int:
 
 def orchestrate(args) -> int:
     sys.path.insert(0, str(HERE))
-    from run import GpuSampler, cpu_seconds, model_label
+    from run import GpuSampler, measure_window, model_label
 
     from mtl_split_tools.node_processes import node_command, start, stop_all
 
@@ -149,12 +149,7 @@ def orchestrate(args) -> int:
             time.sleep(0.2)
         if not ready.exists():
             raise RuntimeError(f"no outputs within {args.start_timeout:.0f} s; logs in {logs}")
-        time.sleep(args.warmup)
-        gpu.start()
-        t0, c0 = time.time_ns(), {k: cpu_seconds(p.pid) for k, p in procs.items()}
-        time.sleep(args.seconds)
-        t1, c1 = time.time_ns(), {k: cpu_seconds(p.pid) for k, p in procs.items()}
-        gpu_util = gpu.stop()
+        t0, t1, cpu_pct, gpu_util = measure_window(procs, gpu, args.warmup, args.seconds)
     finally:
         stop_all(list(procs.values()), timeout=20.0)
     seconds = (t1 - t0) / 1e9
@@ -174,7 +169,7 @@ def orchestrate(args) -> int:
         "e2e_ms_p50": round(float(np.percentile(lat, 50)), 2) if lat.size else None,
         "e2e_ms_p99": round(float(np.percentile(lat, 99)), 2) if lat.size else None,
         "edge_diagnostics": edge, "server_diagnostics": server,
-        "cpu_pct": {k: round(100 * (c1[k] - c0[k]) / seconds, 1) for k in procs},
+        "cpu_pct": cpu_pct,
         "gpu_util_pct": gpu_util}
     (args.out / "pipeline.json").write_text(json.dumps(result, indent=2))
     m = result["meta"]

@@ -75,6 +75,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def measure_window(procs: dict, gpu: GpuSampler, warmup: float, seconds: float
+                   ) -> tuple[int, int, dict[str, float], dict | None]:
+    """After ``warmup`` s, a window of ``seconds`` s: (start ns, end ns, CPU % per process,
+    GPU utilisation per GPU or None)."""
+    time.sleep(warmup)
+    gpu.start()
+    t0, c0 = time.time_ns(), {k: cpu_seconds(p.pid) for k, p in procs.items()}
+    time.sleep(seconds)
+    t1, c1 = time.time_ns(), {k: cpu_seconds(p.pid) for k, p in procs.items()}
+    span = (t1 - t0) / 1e9
+    return t0, t1, {k: round(100 * (c1[k] - c0[k]) / span, 1) for k in procs}, gpu.stop()
+
+
 class GpuSampler:
     """nvidia-smi utilisation samples every 200 ms while running (None without nvidia-smi)."""
 
@@ -153,12 +166,7 @@ def measure(n: int, streams: Path, args, run_dir: Path, env: dict) -> dict:
         if not started:  # too loaded for every robot to be served: a result, not an error
             print(f"  not every robot got outputs within {args.start_timeout:.0f} s",
                   flush=True)
-        time.sleep(args.warmup)
-        gpu.start()
-        t0, c0 = time.time_ns(), {k: cpu_seconds(p.pid) for k, p in procs.items()}
-        time.sleep(args.seconds)
-        t1, c1 = time.time_ns(), {k: cpu_seconds(p.pid) for k, p in procs.items()}
-        gpu_util = gpu.stop()
+        t0, t1, cpu_pct, gpu_util = measure_window(procs, gpu, args.warmup, args.seconds)
     finally:
         stop_all(list(procs.values()), timeout=20.0)  # the replay processes write their JSON
     seconds = (t1 - t0) / 1e9
@@ -187,7 +195,7 @@ def measure(n: int, streams: Path, args, run_dir: Path, env: dict) -> dict:
         "drops": sum(_num(v.get("drops")) or 0 for v in per_source),
         "publish_drops": sum(_num(v.get("publish_drops")) or 0 for v in per_source),
         "lost_in_dds": sum(_num(v.get("lost_in_dds")) or 0 for v in per_source),
-        "cpu_pct": {k: round(100 * (c1[k] - c0[k]) / seconds, 1) for k in procs},
+        "cpu_pct": cpu_pct,
         "gpu_util_pct": gpu_util,
         "load_average_1min": round(os.getloadavg()[0], 2),  # the whole host, during the run
         "holds_10fps": started and min(fps.get(r, 0.0) for r in robots) >= HOLD_FPS,

@@ -6,23 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, save_model
 from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_core.runtime.packet import MAX_IMAGE_SIDE, MAX_TEXT_BYTES
 from mtl_split_core.runtime.server import PacketRejected, ServerRunner
 
 torch.set_num_threads(2)
 
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    config = ModelConfig(backbone="mobilenetv3_small", input_size=(64, 48),
-                         bottlenecks={"s16": 8}, codec="f16-zstd/1",
-                         depth_reference_focal=100.0)
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    save_model(path, MultiTaskSplitNet(config).eval())
-    return path
 
 
 def test_depth_scales_with_the_source_focal_times_the_letterbox_scale(model_dir):

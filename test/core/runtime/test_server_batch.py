@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, save_model
 from mtl_split_core.plan.profile import load_jpeg_frames
 from mtl_split_core.runtime.cuda_graph import SERVER_BUCKETS, batch_bucket
 from mtl_split_core.runtime.edge import EdgeRunner
@@ -16,17 +15,6 @@ from mtl_split_core.runtime.server import ServerRunner
 torch.set_num_threads(2)
 FRAMES = Path(__file__).resolve().parents[3] / "bench" / "frames.npz"
 
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    config = ModelConfig(backbone="mobilenetv3_small", input_size=(64, 48),
-                         bottlenecks={"s16": 8}, codec="f16-zstd/1",
-                         depth_reference_focal=100.0)
-    net = MultiTaskSplitNet(config)
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    save_model(path, net.eval())
-    return str(path)
 
 
 def _frames(sizes, seed=0):
