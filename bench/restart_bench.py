@@ -5,7 +5,7 @@
 The bench process plays the rest of a running pipeline: it publishes a camera frame (the first
 of bench/frames.npz, 640x480) with camera_info at 10 Hz for the edge, and for the server a
 SplitFeatures message captured once from a real edge, re-stamped, at 10 Hz. Each round starts
-the node as its executable would be started (``python -c 'from ...node import main; main()'``),
+the node as its executable does (DDS participant first, then the node's imports: node_main),
 times the "ready" log line and the first output received by the bench (features / detections),
 then ends it with SIGKILL (kill -9), as a crash would, before the next start.
 """
@@ -33,7 +33,10 @@ from mtl_split.msg import Detection2DArray, SplitFeatures
 from mtl_split_ros.image_msg import fill_image
 from mtl_split_ros.qos import qos_from_name
 
-NODE = "import sys; from {module}.node import main; sys.exit(main())"
+# As the installed executables start a node (nodes/edge_node, nodes/server_node).
+NODE = ("import sys; from mtl_split_ros.node_main import run_node_lazily; "
+        "sys.exit(run_node_lazily('{module}.node:{node_class}'))")
+NODE_CLASSES = {"mtl_split_edge": "EdgeNode", "mtl_split_server": "ServerNode"}
 REL = qos_from_name("reliable", depth=10)
 
 
@@ -46,14 +49,14 @@ def first_frame(path: str) -> np.ndarray:
 class Started:
     """A node process in its own group; records when its "ready" line appears."""
 
-    def __init__(self, module: str, params: dict[str, str]):
-        args = ["-c", NODE.format(module=module), "--ros-args"]
+    def __init__(self, module: str, params: dict[str, str], env: dict[str, str] | None = None):
+        args = ["-c", NODE.format(module=module, node_class=NODE_CLASSES[module]), "--ros-args"]
         for k, v in params.items():
             args += ["-p", f"{k}:={v}"]
-        self.t0 = time.monotonic()
+        self.t0, self.wall_ns = time.monotonic(), time.time_ns()
         self.proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True,
-                                     start_new_session=True)
+                                     start_new_session=True, env={**os.environ, **(env or {})})
         self.ready_s: float | None = None
         self.log: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -83,25 +86,30 @@ def spin_until(node, predicate, timeout: float, started: Started | None = None) 
 
 
 def time_restarts(node, module: str, params: dict[str, str], out_type, out_topic: str,
-                  repeats: int, timeout: float) -> list[dict]:
+                  repeats: int, timeout: float, env: dict[str, str]) -> list[dict]:
     """Start / first output / kill -9, ``repeats`` times."""
-    arrivals: list[float] = []
-    sub = node.create_subscription(out_type, out_topic,
-                                   lambda _m: arrivals.append(time.monotonic()), REL)
+    # (arrival, image stamp): an output counts for a round only when made from a frame sent
+    # after that round's start command; a killed node's last outputs can still be queued here.
+    arrivals: list[tuple[float, int]] = []
+    sub = node.create_subscription(
+        out_type, out_topic,
+        lambda m: arrivals.append((time.monotonic(),
+                                   m.header.stamp.sec * 10**9 + m.header.stamp.nanosec)), REL)
     rounds = []
     try:
         for _ in range(repeats):
-            started = Started(module, params)
+            started = Started(module, params, env)
             try:
-                got = spin_until(node, lambda s=started: any(t > s.t0 for t in arrivals),
-                                 timeout, started)
+                got = spin_until(node, lambda s=started: any(
+                    stamp >= s.wall_ns for _, stamp in arrivals), timeout, started)
                 if not got:
                     raise RuntimeError(f"no {out_topic} within {timeout} s:\n"
                                        + "".join(started.log[-20:]))
-                first = min(t for t in arrivals if t > started.t0) - started.t0
+                fresh = [t for t, stamp in arrivals if stamp >= started.wall_ns]
+                first = min(fresh) - started.t0
                 rounds.append({"ready_s": started.ready_s, "first_output_s": first})
-                print(f"{module}: ready {started.ready_s:.2f} s, first output {first:.2f} s",
-                      flush=True)
+                print(f"{module}: ready {started.ready_s or float('nan'):.2f} s, first output "
+                      f"{first:.2f} s", flush=True)
             finally:
                 started.kill9()
             arrivals.clear()
@@ -110,10 +118,11 @@ def time_restarts(node, module: str, params: dict[str, str], out_type, out_topic
     return rounds
 
 
-def capture_features(node, params: dict[str, str], timeout: float) -> SplitFeatures:
+def capture_features(node, params: dict[str, str], timeout: float,
+                     env: dict[str, str]) -> SplitFeatures:
     got: list[SplitFeatures] = []
     sub = node.create_subscription(SplitFeatures, "mtl_split/features", got.append, REL)
-    started = Started("mtl_split_edge", params)
+    started = Started("mtl_split_edge", params, env)
     try:
         if not spin_until(node, lambda: bool(got), timeout, started):
             raise RuntimeError("no features to capture")
@@ -133,13 +142,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", default="", help="model folder ('' = the default model)")
     parser.add_argument("--nodes", nargs="+", default=["edge", "server"],
                         choices=["edge", "server"])
     parser.add_argument("--frames", default=os.path.join(os.path.dirname(__file__),
                                                          "frames.npz"))
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--json", help="write the rounds here")
+    parser.add_argument("--node-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="environment of the started nodes only (repeatable), e.g. "
+                             "FASTDDS_BUILTIN_TRANSPORTS=UDPv4")
     args = parser.parse_args()
+    if any("=" not in kv for kv in args.node_env):
+        parser.error("--node-env takes KEY=VALUE")
+    node_env = dict(kv.split("=", 1) for kv in args.node_env)
 
     rclpy.init()
     node = rclpy.create_node("restart_bench")
@@ -163,18 +179,19 @@ def main() -> int:
             image_pub.publish(image)
 
     node.create_timer(0.1, tick)
-    params = {"device": args.device}
+    params = {"device": args.device, **({"model": args.model} if args.model else {})}
     edge_params = {**params, "fallback_after": 0.0}  # alone: the edge's own start, no fallback
     results = {}
     try:
         if "edge" in args.nodes:
             results["edge"] = time_restarts(node, "mtl_split_edge", edge_params, SplitFeatures,
-                                            "mtl_split/features", args.repeats, args.timeout)
+                                            "mtl_split/features", args.repeats, args.timeout,
+                                            node_env)
         if "server" in args.nodes:
-            features.append(capture_features(node, edge_params, args.timeout))
+            features.append(capture_features(node, edge_params, args.timeout, node_env))
             results["server"] = time_restarts(node, "mtl_split_server", params,
                                               Detection2DArray, "mtl_split/detections",
-                                              args.repeats, args.timeout)
+                                              args.repeats, args.timeout, node_env)
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

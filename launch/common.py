@@ -2,7 +2,9 @@
 
 Every parameter default lives once, in config/*.yaml: launch arguments default to '' and become
 parameter overrides only when the user gives them. Edge and server are required nodes: when one
-exits, the whole launch ends, and with a non-zero exit code when the node failed.
+exits, the whole launch ends, and with a non-zero exit code when the node failed. Every launch
+file starts with ``dds_profile()``: the processes it starts use config/fastdds.xml unless the
+user chose a transport set-up.
 """
 
 from __future__ import annotations
@@ -12,12 +14,21 @@ from collections.abc import Callable, Iterable
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchContext
-from launch.actions import DeclareLaunchArgument, Shutdown
+from launch.actions import (
+    DeclareLaunchArgument,
+    OpaqueFunction,
+    SetEnvironmentVariable,
+    Shutdown,
+)
 from launch.events.process import ProcessExited
 from launch.substitutions import LaunchConfiguration
 
 SHARE = get_package_share_directory("mtl_split")
 CONFIG = os.path.join(SHARE, "config")
+DDS_PROFILE = os.path.join(CONFIG, "fastdds.xml")
+# Set by a user who chose the Fast DDS set-up already: then the launch leaves it alone.
+DDS_USER_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE",
+                      "FASTDDS_BUILTIN_TRANSPORTS")
 
 # One description per argument, used by every launch file that declares it.
 DESCRIPTIONS = {
@@ -46,6 +57,11 @@ DESCRIPTIONS = {
     "engine_cache": "TensorRT engine cache folder for onnxruntime's TensorRT provider "
                     "('' = params file).",
     "use_sim_time": "true: follow /clock (bag replay with --clock, simulators) ('' = false).",
+    "dds_profile": "Fast DDS XML profile of the started processes: a path, 'none' (the "
+                   "environment's set-up, else Fast DDS's defaults) or '' = the shipped "
+                   "config/fastdds.xml (UDP with 4 MB buffers: fast restart, fast large images; "
+                   "docs/DEPLOY.md) unless the environment sets FASTDDS_DEFAULT_PROFILES_FILE "
+                   "or FASTDDS_BUILTIN_TRANSPORTS.",
 }
 
 
@@ -53,6 +69,26 @@ def declare(names: Iterable[str], **defaults: str) -> list[DeclareLaunchArgument
     """DeclareLaunchArgument for each name, default '' unless given in ``defaults``."""
     return [DeclareLaunchArgument(n, default_value=defaults.get(n, ""),
                                   description=DESCRIPTIONS[n]) for n in names]
+
+
+def dds_profile() -> list:
+    """The ``dds_profile`` argument and the environment it gives every process started after it
+    (first in each launch file's description, so the nodes see it)."""
+    return [*declare(["dds_profile"]), OpaqueFunction(function=_dds_environment)]
+
+
+def _dds_environment(context: LaunchContext) -> list:
+    choice = LaunchConfiguration("dds_profile").perform(context)
+    if choice == "":
+        if any(os.environ.get(v) for v in DDS_USER_VARIABLES):
+            return []  # the user's own set-up
+        choice = DDS_PROFILE
+    if choice == "none":
+        return []  # the environment's set-up, else Fast DDS's defaults
+    if not os.path.isfile(choice):
+        raise RuntimeError(f"dds_profile:={choice}: no such file (a Fast DDS XML profile, "
+                           "'none' or '')")
+    return [SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", choice)]
 
 
 def given(context: LaunchContext, names: Iterable[str]) -> dict[str, LaunchConfiguration]:

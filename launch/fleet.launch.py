@@ -85,6 +85,7 @@ def fleet_servers(context: LaunchContext) -> list:
 def generate_launch_description():
     declared = [n for n in PARAMETERS if n in common.DESCRIPTIONS]
     return LaunchDescription([
+        *common.dds_profile(),
         DeclareLaunchArgument("params_file", default_value=server.SHIPPED_PARAMS,
                               description="Server parameters file; replaces the shipped one."),
         *common.declare(declared),

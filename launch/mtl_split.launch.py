@@ -47,6 +47,7 @@ def rviz_node(context: LaunchContext) -> list:
 def generate_launch_description():
     arguments = list(dict.fromkeys(edge.ARGUMENTS + server.ARGUMENTS))  # union, in order
     return LaunchDescription([
+        *common.dds_profile(),
         *common.declare(arguments),
         DeclareLaunchArgument("edge_params_file", default_value=edge.SHIPPED_PARAMS,
                               description="Edge parameters file; replaces the shipped one."),

@@ -37,6 +37,7 @@ def server_node(context: LaunchContext, params_file_argument: str = "params_file
 
 def generate_launch_description():
     return LaunchDescription([
+        *common.dds_profile(),
         DeclareLaunchArgument("params_file", default_value=SHIPPED_PARAMS,
                               description="Server parameters file; replaces the shipped one."),
         *common.declare(ARGUMENTS),

@@ -51,6 +51,7 @@ from mtl_split_ros.features_auth import load_keys, sign, stamp_ns
 from mtl_split_ros.features_msg import packet_to_msg
 from mtl_split_ros.image_msg import ImageDecodeError, image_to_rgb
 from mtl_split_ros.msg_factory import RclpyMessages
+from mtl_split_ros.node_main import run_node
 from mtl_split_ros.node_support import (
     RUNTIME_PARAMS,
     SUPERVISION_PARAMS,
@@ -60,7 +61,6 @@ from mtl_split_ros.node_support import (
     diagnostic_array,
     diagnostic_status,
     handle_isolated,
-    run_node,
     watchdog_period,
 )
 from mtl_split_ros.params import Param, ParameterError, declare_all, in_range

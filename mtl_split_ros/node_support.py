@@ -1,16 +1,14 @@
 """Pieces both nodes share: newest-frame slot, rejection counting (lifetime and recent),
-per-message isolation, output gate, diagnostics, main()."""
+per-message isolation, output gate, diagnostics."""
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.impl.rcutils_logger import RcutilsLogger
 from rclpy.node import Node
 from std_msgs.msg import Header
@@ -18,8 +16,7 @@ from std_msgs.msg import Header
 from mtl_split_core.runtime.backends import BACKENDS
 from mtl_split_core.runtime.device import PRECISIONS
 from mtl_split_core.runtime.stats import RecentEvents
-from mtl_split_ros.params import Param, ParameterError, positive
-from mtl_split_ros.shutdown import StopSignals, init_without_signal_handlers, shutdown_quietly
+from mtl_split_ros.params import Param, positive
 
 # Parameters every node that runs the network has (one definition for edge and server).
 RUNTIME_PARAMS = [
@@ -248,37 +245,3 @@ def diagnostic_array(node: Node, statuses: Iterable[DiagnosticStatus]) -> Diagno
 
 def _fmt(v: object) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
-
-
-def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
-    """Create and spin a node until SIGINT/SIGTERM; exit code 0, or 2 for bad parameters.
-
-    Shutdown order: stop spinning, ``node.close()`` (stops and joins the node's workers), destroy
-    the node, shut the context down — so no thread ever touches a dead node or context.
-    """
-    with StopSignals() as stop:
-        init_without_signal_handlers(args)
-        node: Node | None = None
-        executor: SingleThreadedExecutor | None = None
-        try:
-            node = make_node()
-            executor = SingleThreadedExecutor()
-            executor.add_node(node)
-            while not stop.is_set() and executor.context.ok():  # a node may end it itself
-                executor.spin_once(timeout_sec=0.1)
-        except ParameterError as err:
-            print(f"[FATAL] {err}", file=sys.stderr, flush=True)
-            return 2
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        finally:
-            if node is not None:
-                close = getattr(node, "close", None)
-                if close:
-                    close()
-            if executor is not None:
-                executor.shutdown()
-            if node is not None:
-                node.destroy_node()
-            shutdown_quietly()
-    return 0

@@ -51,6 +51,7 @@ from mtl_split_core.runtime.stats import Counters, RateMeter, RollingStats
 from mtl_split_ros import features_auth, outputs
 from mtl_split_ros.features_msg import msg_to_packet
 from mtl_split_ros.msg_factory import RclpyMessages
+from mtl_split_ros.node_main import run_node
 from mtl_split_ros.node_support import (
     RUNTIME_PARAMS,
     SUPERVISION_PARAMS,
@@ -61,7 +62,6 @@ from mtl_split_ros.node_support import (
     diagnostic_array,
     diagnostic_status,
     handle_isolated,
-    run_node,
     watchdog_period,
 )
 from mtl_split_ros.params import Param, ParameterError, declare_all, in_range

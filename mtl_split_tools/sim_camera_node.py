@@ -21,7 +21,7 @@ from mtl_split_core.sim.styles import STYLES
 from mtl_split_core.sim.trajectory import Trajectory
 from mtl_split_ros import outputs
 from mtl_split_ros.msg_factory import RclpyMessages
-from mtl_split_ros.node_support import run_node
+from mtl_split_ros.node_main import run_node
 from mtl_split_ros.params import Param, declare_all, in_range, positive
 from mtl_split_ros.qos import QOS_PROFILES, qos_from_name
 

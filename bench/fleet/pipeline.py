@@ -37,7 +37,7 @@ def camera(frames: Path, rate: float) -> int:
 
     from mtl_split_core.plan.profile import load_jpeg_frames
     from mtl_split_ros.image_msg import fill_image
-    from mtl_split_ros.node_support import run_node
+    from mtl_split_ros.node_main import run_node
     from mtl_split_ros.qos import qos_from_name
 
     rgbs = load_jpeg_frames(frames)
@@ -74,7 +74,7 @@ def probe(out: Path, ready: Path) -> int:
     from sensor_msgs.msg import Image
 
     from mtl_split.msg import Detection2DArray
-    from mtl_split_ros.node_support import run_node
+    from mtl_split_ros.node_main import run_node
     from mtl_split_ros.qos import qos_from_name
 
     class Probe(Node):

@@ -27,7 +27,7 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image
 
 from mtl_split.msg import Detection2DArray, SplitFeatures
-from mtl_split_ros.node_support import run_node
+from mtl_split_ros.node_main import run_node
 from mtl_split_ros.qos import qos_from_name
 
 

@@ -20,7 +20,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from frames import BenchFrames  # noqa: E402
 
-from mtl_split_ros.node_support import run_node  # noqa: E402
+from mtl_split_ros.node_main import run_node  # noqa: E402
 from mtl_split_ros.qos import QOS_PROFILES, qos_from_name  # noqa: E402
 
 

@@ -22,7 +22,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from mtl_split.msg import Detection2DArray
-from mtl_split_ros.node_support import run_node
+from mtl_split_ros.node_main import run_node
 from mtl_split_ros.qos import qos_from_name
 
 

@@ -1,5 +1,6 @@
 """launch/edge.launch.py for real: a camera driver's stream in, split features out."""
 
+import os
 import statistics
 import time
 
@@ -66,6 +67,23 @@ def test_edge_starts_with_the_shipped_parameters(edge):
                "the edge's topics")
     assert param_get(EDGE, "input_transport") == "raw"
     assert param_get(EDGE, "diagnostics_period") == "1.0"
+
+
+def test_the_nodes_get_the_shipped_dds_profile(edge):
+    """With no Fast DDS set-up in the environment, the launch gives its processes
+    config/fastdds.xml (the installed copy)."""
+    assert not any(os.environ.get(v) for v in ("FASTDDS_DEFAULT_PROFILES_FILE",
+                                               "FASTDDS_BUILTIN_TRANSPORTS"))
+    profile = edge.process_environment("edge_node").get("FASTDDS_DEFAULT_PROFILES_FILE", "")
+    assert profile.endswith("share/mtl_split/config/fastdds.xml") and os.path.isfile(profile)
+
+
+def test_a_missing_dds_profile_is_one_clear_line(tmp_path):
+    with ros2_launch("edge.launch.py", f"dds_profile:={tmp_path}/none.xml",
+                     log=tmp_path / "launch.log") as launch:
+        rc = launch.proc.wait(60)
+        out = launch.output()
+    assert rc != 0 and "none.xml: no such file" in out and "Traceback" not in out, out
 
 
 def test_reliable_camera_frames_all_become_features(edge, ros_node):

@@ -1,15 +1,12 @@
 """node_support: per-message isolation (exceptions counted by type), the output gate, rejection
-counts (thread-safe; recent ones set the diagnostics level), the slot's waiting time, and
-run_node's clean stop on SIGINT/SIGTERM (with the sim camera, a third node using it)."""
+counts (thread-safe; recent ones set the diagnostics level), the slot's waiting time."""
 
 import logging
-import signal
 import threading
 import time
 from types import SimpleNamespace
 
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus
 from sensor_msgs.msg import Image
 
@@ -23,9 +20,7 @@ from mtl_split_ros.node_support import (
 )
 from mtl_split_ros.qos import qos_from_name
 from support.procs import python_process
-from support.ros_nodes import assert_clean_exit, signal_and_wait, wait_for
-
-CAMERA = "from mtl_split_tools.sim_camera_node import main; import sys; sys.exit(main())"
+from support.ros_nodes import wait_for
 
 
 class ListLogger:
@@ -164,22 +159,6 @@ def test_rejection_counts_are_safe_to_read_while_counting():
         stop.set()
         worker.join()
     assert rejections.total == sum(rejections.counts.values()) > 0
-
-
-@pytest.mark.ros
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_sim_camera_stops_cleanly(ros_node, sig):
-    got = []
-    sub = ros_node.create_subscription(Image, "image", got.append,
-                                       qos_from_name("reliable", depth=10))
-    args = ["-c", CAMERA, "--ros-args", "-p", "width:=160", "-p", "height:=120",
-            "-p", "rate:=10.0"]
-    with python_process(args) as cam:
-        assert wait_for(ros_node, lambda: len(got) >= 2, 120, (cam,))
-        code, log = signal_and_wait(cam, sig)
-    ros_node.destroy_subscription(sub)
-    assert_clean_exit(code, log, sig)
-    assert rclpy.ok()
 
 
 @pytest.mark.ros

@@ -19,6 +19,9 @@ from support.ros_nodes import node_args, wait_for
 
 pytestmark = pytest.mark.ros
 REL = qos_from_name("reliable", depth=10)
+# As the installed executable starts it (participant first, then the imports).
+LAZY_ENTRY = ("from mtl_split_ros.node_main import run_node_lazily; import sys; "
+              "sys.exit(run_node_lazily('{module}.node:ServerNode'))")
 RESUME_BOUND_S = 15.0  # start command -> first detections, on a loaded shared machine
 
 
@@ -43,7 +46,7 @@ def test_server_killed_and_restarted_resumes_detections(ros_node, model_dir):
         pub.publish(_image(sec[0]))
 
     timer = ros.create_timer(0.2, camera)
-    server_args = node_args("mtl_split_server", model=model_dir, device="cpu")
+    server_args = node_args("mtl_split_server", code=LAZY_ENTRY, model=model_dir, device="cpu")
     try:
         with python_process(node_args("mtl_split_edge", model=model_dir, device="cpu")) as edge:
             with python_process(server_args) as server:
@@ -64,3 +67,5 @@ def test_server_killed_and_restarted_resumes_detections(ros_node, model_dir):
     finally:
         ros.destroy_timer(timer)
         ros.destroy_publisher(pub)
+
+

@@ -131,6 +131,19 @@ class Launch:
             raise AssertionError(f"ros2 launch still running {timeout:.0f} s after SIGINT:\n"
                                  f"{self.output()[-3000:]}") from None
 
+    def process_environment(self, executable: str) -> dict[str, str]:
+        """The environment of the launch's process whose command line names ``executable``."""
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError):
+                if int(stat.read_text().rsplit(")", 1)[1].split()[2]) != self.proc.pid:
+                    continue  # another process group
+                argv = (stat.parent / "cmdline").read_bytes().split(b"\0")
+                if any(a.decode(errors="replace").endswith(executable) for a in argv):
+                    environ = (stat.parent / "environ").read_bytes().split(b"\0")
+                    return dict(e.decode(errors="replace").split("=", 1)
+                                for e in environ if b"=" in e)
+        raise AssertionError(f"no process {executable!r} in the launch's group")
+
     def group_alive(self) -> bool:
         """Whether any process of the launch's group (launch or a node) still runs."""
         try:

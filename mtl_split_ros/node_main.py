@@ -1,0 +1,77 @@
+"""A node process's main loop, and the executables' entry that starts DDS discovery first.
+
+A restarted node is useful only once its peers have matched it. Participant discovery takes
+0.1-3 s (Fast DDS announces a participant a few times at start, then every 3 s); importing the
+network stack (torch) takes ~1.2 s on a small CPU. ``run_node_lazily`` creates the DDS participant
+(a hidden boot node) before importing the node's module, so the two overlap.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+
+from mtl_split_ros.params import ParameterError
+from mtl_split_ros.shutdown import StopSignals, init_without_signal_handlers, shutdown_quietly
+
+# Hidden (leading underscore: not in `ros2 node list`); one per process, gone once the node is up.
+BOOT_NODE = "_mtl_split_boot"
+
+
+def run_node(make_node: Callable[[], Node], args: list[str] | None = None, *,
+             discover_first: bool = False) -> int:
+    """Create and spin a node until SIGINT/SIGTERM; exit code 0, or 2 for bad parameters.
+
+    ``discover_first``: create the context's DDS participant (a hidden boot node) before
+    ``make_node`` runs, so discovery overlaps whatever ``make_node`` imports and loads.
+    Shutdown order: stop spinning, ``node.close()`` (stops and joins the node's workers), destroy
+    the node, shut the context down — so no thread ever touches a dead node or context.
+    """
+    with StopSignals() as stop:
+        init_without_signal_handlers(args)
+        node: Node | None = None
+        executor: SingleThreadedExecutor | None = None
+        boot = rclpy.create_node(BOOT_NODE, start_parameter_services=False,
+                                 enable_rosout=False) if discover_first else None
+        try:
+            node = make_node()
+            if boot is not None:
+                boot.destroy_node()
+                boot = None
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            while not stop.is_set() and executor.context.ok():  # a node may end it itself
+                executor.spin_once(timeout_sec=0.1)
+        except ParameterError as err:
+            print(f"[FATAL] {err}", file=sys.stderr, flush=True)
+            return 2
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            if node is not None:
+                close = getattr(node, "close", None)
+                if close:
+                    close()
+            if executor is not None:
+                executor.shutdown()
+            for n in (node, boot):
+                if n is not None:
+                    n.destroy_node()
+            shutdown_quietly()
+    return 0
+
+
+def run_node_lazily(entry: str, args: list[str] | None = None) -> int:
+    """``run_node`` for the node class ``entry`` ("package.module:Class"), imported only after
+    the DDS participant exists (the executables' entry)."""
+    module, _, attribute = entry.partition(":")
+
+    def make_node() -> Node:
+        return getattr(importlib.import_module(module), attribute)()
+
+    return run_node(make_node, args, discover_first=True)
