@@ -30,6 +30,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -75,17 +76,37 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure_window(procs: dict, gpu: GpuSampler, warmup: float, seconds: float
+def measure_window(procs: dict, gpu: GpuSampler, warmup: float, seconds: float,
+                   profile: Callable[[float], list[subprocess.Popen]] | None = None
                    ) -> tuple[int, int, dict[str, float], dict | None]:
     """After ``warmup`` s, a window of ``seconds`` s: (start ns, end ns, CPU % per process,
-    GPU utilisation per GPU or None)."""
+    GPU utilisation per GPU or None). ``profile(seconds)`` starts profilers for the window."""
     time.sleep(warmup)
     gpu.start()
+    profilers = profile(seconds) if profile else []
     t0, c0 = time.time_ns(), {k: cpu_seconds(p.pid) for k, p in procs.items()}
     time.sleep(seconds)
     t1, c1 = time.time_ns(), {k: cpu_seconds(p.pid) for k, p in procs.items()}
+    for profiler in profilers:
+        profiler.wait(timeout=60)
     span = (t1 - t0) / 1e9
     return t0, t1, {k: round(100 * (c1[k] - c0[k]) / span, 1) for k in procs}, gpu.stop()
+
+
+def py_spy_profilers(py_spy: str, servers: dict[str, subprocess.Popen], run_dir: Path
+                     ) -> Callable[[float], list[subprocess.Popen]]:
+    """py-spy on every server process over the window, without pausing it: all threads'
+    stacks, and the stacks of the thread holding the GIL (raw collapsed stacks, for
+    flame graphs or grep), to ``run_dir``/pyspy_<server>_{threads,gil}.txt."""
+    def start(seconds: float) -> list[subprocess.Popen]:
+        return [subprocess.Popen(
+            [py_spy, "record", "--pid", str(proc.pid), "--duration", str(max(1, int(seconds))),
+             "--rate", "200", "--nonblocking", "--format", "raw", *extra,
+             "--output", str(run_dir / f"pyspy_{name}_{kind}.txt")],
+            stdout=subprocess.DEVNULL, stderr=open(run_dir / f"pyspy_{name}_{kind}.log", "w"))
+            for name, proc in servers.items()
+            for kind, extra in (("threads", ["--threads"]), ("gil", ["--gil"]))]
+    return start
 
 
 class GpuSampler:
@@ -166,7 +187,10 @@ def measure(n: int, streams: Path, args, run_dir: Path, env: dict) -> dict:
         if not started:  # too loaded for every robot to be served: a result, not an error
             print(f"  not every robot got outputs within {args.start_timeout:.0f} s",
                   flush=True)
-        t0, t1, cpu_pct, gpu_util = measure_window(procs, gpu, args.warmup, args.seconds)
+        servers = {k: p for k, p in procs.items() if k.startswith("server")}
+        profile = py_spy_profilers(args.py_spy, servers, run_dir) if args.py_spy else None
+        t0, t1, cpu_pct, gpu_util = measure_window(procs, gpu, args.warmup, args.seconds,
+                                                   profile)
     finally:
         stop_all(list(procs.values()), timeout=20.0)  # the replay processes write their JSON
     seconds = (t1 - t0) / 1e9
@@ -327,6 +351,8 @@ def parse_args(argv=None):
     ap.add_argument("--frames", type=Path, default=ROOT / "bench" / "frames.npz")
     ap.add_argument("--stream-frames", type=int, default=10)
     ap.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", 76)))
+    ap.add_argument("--py-spy", default="", metavar="PATH",
+                    help="py-spy executable: profile the server(s) over each window")
     ap.add_argument("--note", default="", help="a line for the results (e.g. machine load)")
     args = ap.parse_args(argv)
     try:
