@@ -151,7 +151,7 @@ def run_strategy(link: EmulatedLink, strategy: str, frames: Path, trace: list[fl
             "stamps": json.loads(stamps.read_text()) if stamps.exists() else []}
 
 
-def summarize(strategy: str, raw: dict, frames: BenchFrames, classes: list[str],
+def summarize(strategy: str, raw: dict, frames: BenchFrames, config,
               bin_s: float = 1.0) -> dict:
     """Per-phase metrics of one strategy's run, its fps per ``bin_s`` and the edge's link
     state over time (seconds from the trace's start)."""
@@ -166,13 +166,13 @@ def summarize(strategy: str, raw: dict, frames: BenchFrames, classes: list[str],
         row = phase_metrics(arrivals, phase)
         delivered = [(s, d) for (s, a), d in zip(arrivals, detections)
                      if phase.start_ns <= a < phase.end_ns]
-        row["accuracy"] = detection_map50(delivered, frame_of, frames.truth, classes)
+        row["accuracy"] = detection_map50(delivered, frame_of, frames.truth, config)
         row["edge"] = phase_modes(timeline, phase)
         rows.append(row)
     whole = [(s, d) for (s, a), d in zip(arrivals, detections) if t0 <= a < raw["end_ns"]]
     return {
         "strategy": strategy, "phases": rows,
-        "accuracy": detection_map50(whole, frame_of, frames.truth, classes),
+        "accuracy": detection_map50(whole, frame_of, frames.truth, config),
         "delivered": sum(1 for _, a in arrivals if t0 <= a < raw["end_ns"]),
         "fps_bins": fps_bins((a for _, a in arrivals), t0, raw["end_ns"], bin_s),
         "phase_starts_s": [round((p.start_ns - t0) / NS, 3) for p in phases],
@@ -271,17 +271,26 @@ def _write(path: Path, text: str) -> None:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    try:
+        return run_trace(parse_args(argv), argv)
+    except LinkError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except Interrupted:
+        print("interrupted: link and processes removed, no results written", file=sys.stderr)
+        return 0
+
+
+def run_trace(args: argparse.Namespace, argv) -> int:
     from trace_report import markdown, plot
 
-    from mtl_split_core.model.card import read_card
+    from mtl_split_core.model.card import config_from_card, read_card
     from mtl_split_core.runtime.model_files import resolve_model_path
 
-    classes = list(read_card(resolve_model_path(args.model))["detection_classes"])
+    config = config_from_card(read_card(resolve_model_path(args.model)))
     args.out.mkdir(parents=True, exist_ok=True)
     frames_path = cached_frames(args.out, args.frames, args.width, args.height, args.noise)
     frames = BenchFrames(frames_path)
-    load_before = os.getloadavg()
     results = {"meta": {
         "command": " ".join(["python bench/netem/trace.py", *(argv or sys.argv[1:])]),
         "machine": machine(), "date": today(), "model": args.model_label,
@@ -292,26 +301,19 @@ def main(argv=None) -> int:
         "queue_ms": args.queue_ms, "link_qos": args.link_qos, "pinned": args.pin,
         "fallback_after": args.fallback_after, "latency_budget_ms": args.latency_budget_ms,
         "diagnostics_period": args.diagnostics_period,
-        "loadavg_before": [round(v, 2) for v in load_before]}, "runs": {}}
-    try:
-        with EmulatedLink() as link:
-            for strategy in args.strategy_list:
-                print(f"{strategy}: trace {args.trace} Mbit/s, {args.phase_seconds:g} s each",
-                      flush=True)
-                raw = run_strategy(link, strategy, frames_path, args.trace_mbit, args,
-                                   args.out / "logs" / strategy)
-                run = summarize(strategy, raw, frames, classes)
-                run["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
-                results["runs"][strategy] = run
-                print("  " + ", ".join(f"{p['bandwidth_mbit']:g}: {p['delivered_fps']:.1f} fps"
-                                       f" blind {p['blind_s']:.1f} s" for p in run["phases"]),
-                      flush=True)
-    except LinkError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except Interrupted:
-        print("interrupted: link and processes removed, no results written", file=sys.stderr)
-        return 0
+        "loadavg_before": [round(v, 2) for v in os.getloadavg()]}, "runs": {}}
+    with EmulatedLink() as link:
+        for strategy in args.strategy_list:
+            print(f"{strategy}: trace {args.trace} Mbit/s, {args.phase_seconds:g} s each",
+                  flush=True)
+            raw = run_strategy(link, strategy, frames_path, args.trace_mbit, args,
+                               args.out / "logs" / strategy)
+            run = summarize(strategy, raw, frames, config)
+            run["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
+            results["runs"][strategy] = run
+            print("  " + ", ".join(f"{p['bandwidth_mbit']:g}: {p['delivered_fps']:.1f} fps"
+                                   f" blind {p['blind_s']:.1f} s" for p in run["phases"]),
+                  flush=True)
     results["goals"] = goals(results["runs"], args.trace_mbit)
     results["meta"]["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
     _write(args.out / "results.json", json.dumps(results, indent=1))

@@ -154,15 +154,15 @@ def outage_goal(blind: dict[str, float], seconds: float, remote_fixed: Sequence[
 
 
 def detection_map50(delivered: Sequence[tuple[int, dict]], frame_of_stamp: dict[int, int],
-                    truth, detection_classes: Sequence[str]) -> dict:
+                    truth, config) -> dict:
     """mAP@0.5 of the delivered detections against their frames' ground truth.
 
     ``delivered``: (header stamp, {"boxes", "class_ids", "scores"}) per detections message;
     ``frame_of_stamp``: the camera's stamp -> frame index; ``truth(i)``: frame i's ground
-    truth (``boxes``, ``labels``). A message whose stamp the camera never sent is counted in
-    ``unmatched`` and left out; NaN without a scored frame."""
+    truth (``boxes``, ``labels``); ``config``: the model's ModelConfig (its detection classes;
+    scored by mtl_split_core.evaluate.score, as every evaluation). A message whose stamp the
+    camera never sent is counted in ``unmatched`` and left out; NaN without a scored frame."""
     from mtl_split_core.evaluate import score
-    from mtl_split_core.model.config import ModelConfig
 
     pairs, unmatched = [], 0
     for stamp, det in delivered:
@@ -175,6 +175,5 @@ def detection_map50(delivered: Sequence[tuple[int, dict]], frame_of_stamp: dict[
                        "scores": np.asarray(det["scores"], np.float32)}, truth(index)))
     if not pairs:
         return {"mAP50": float("nan"), "frames": 0, "unmatched": unmatched}
-    config = ModelConfig(detection_classes=tuple(detection_classes))
     result = score(pairs, config, tasks=["detection"])["detection"]
     return {"mAP50": float(result["mAP50"]), "frames": len(pairs), "unmatched": unmatched}
