@@ -177,7 +177,8 @@ def summarize(strategy: str, raw: dict, frames: BenchFrames, config,
         "fps_bins": fps_bins((a for _, a in arrivals), t0, raw["end_ns"], bin_s),
         "phase_starts_s": [round((p.start_ns - t0) / NS, 3) for p in phases],
         "edge_timeline": [{"t_s": round((e["t_ns"] - t0) / NS, 3), "link_mode": e["link_mode"],
-                           "split": e["split"], "codec": e["codec"]}
+                           "split": e["split"], "codec": e["codec"],
+                           "estimate_mbps": e["estimate_mbps"]}
                           for e in timeline if t0 <= e["t_ns"] < raw["end_ns"]],
     }
 

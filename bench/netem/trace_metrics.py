@@ -73,16 +73,22 @@ def blind_time_s(arrival_ns: Iterable[int], start_ns: int, end_ns: int) -> float
 
 def fps_bins(arrival_ns: Iterable[int], start_ns: int, end_ns: int,
              bin_s: float = 1.0) -> list[float]:
-    """Arrivals per second in consecutive ``bin_s`` bins from start (a last partial bin is
-    scaled by its length)."""
+    """Arrivals per second in consecutive ``bin_s`` bins from start. A remainder of at least
+    half a bin is a bin of its own, a shorter one joins the last bin (each bin's rate is over
+    its own length), so a few ms past the end never show as a bin of 0 fps."""
     width = int(bin_s * NS)
-    count = max(1, -(-(end_ns - start_ns) // width))
-    counts = [0] * count
+    full, rest = divmod(end_ns - start_ns, width)
+    edges = [start_ns + i * width for i in range(full + 1)]
+    if rest >= width / 2 or full == 0:
+        edges.append(end_ns)
+    else:
+        edges[-1] = end_ns
+    counts = [0] * (len(edges) - 1)
     for a in arrival_ns:
         if start_ns <= a < end_ns:
-            counts[(a - start_ns) // width] += 1
-    lengths = [min(width, end_ns - start_ns - i * width) / NS for i in range(count)]
-    return [c / length if length > 0 else 0.0 for c, length in zip(counts, lengths)]
+            counts[min((a - start_ns) // width, len(counts) - 1)] += 1
+    return [c / ((b - a) / NS) if b > a else 0.0
+            for c, a, b in zip(counts, edges, edges[1:])]
 
 
 def latency_ms(pairs: Sequence[tuple[int, int]]) -> dict:
@@ -106,24 +112,40 @@ def phase_metrics(arrivals: Sequence[tuple[int, int]], phase: Phase) -> dict:
 
 def edge_timeline(diagnostics_log: Iterable[tuple[int, str, dict]]) -> list[dict]:
     """The edge's link state over time from the probe's /diagnostics log: arrival time,
-    link mode (remote/local) and the split/codec in use."""
+    link mode (remote/local) and why, the split/codec in use and the bandwidth estimate its
+    controller used (Mbit/s; None when it has none)."""
     return [{"t_ns": t, "link_mode": v.get("link_mode", "?"),
-             "split": v.get("split", "?"), "codec": v.get("codec", "?")}
+             "reason": v.get("link_mode_reason", ""),
+             "split": v.get("split", "?"), "codec": v.get("codec", "?"),
+             "estimate_mbps": _finite(v.get("bandwidth_estimate_mbps"))}
             for t, name, v in diagnostics_log if name.endswith(": edge")]
+
+
+def _finite(value) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) else None
 
 
 def phase_modes(timeline: Sequence[dict], phase: Phase) -> dict:
     """Share of the edge's /diagnostics reports within ``phase`` per link mode and per
-    (split codec) choice; empty when none arrived."""
+    (split codec) choice, the median bandwidth estimate and the most frequent reasons for
+    running locally; empty when no report arrived."""
     inside = [e for e in timeline if phase.start_ns <= e["t_ns"] < phase.end_ns]
     if not inside:
         return {"reports": 0, "link_mode": {}, "choice": {}}
     modes = Counter(e["link_mode"] for e in inside)
     choices = Counter(f"{e['split']} {e['codec']}" for e in inside)
+    estimates = [e["estimate_mbps"] for e in inside if e.get("estimate_mbps") is not None]
+    local = Counter(e.get("reason", "") for e in inside if e["link_mode"] == "local")
     n = len(inside)
     return {"reports": n,
             "link_mode": {k: round(v / n, 3) for k, v in modes.most_common()},
-            "choice": {k: round(v / n, 3) for k, v in choices.most_common()}}
+            "choice": {k: round(v / n, 3) for k, v in choices.most_common()},
+            "estimate_mbps_p50": float(np.median(estimates)) if estimates else None,
+            "local_reasons": [r for r, _ in local.most_common(3)]}
 
 
 def fps_goal(fps: dict[str, float], adaptive: str = "adaptive",

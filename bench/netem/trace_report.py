@@ -19,7 +19,9 @@ def _edge(phase: dict) -> str:
     edge = phase.get("edge") or {}
     if not edge.get("reports"):
         return "-"
-    return f"{_shares(edge['link_mode'])}; {_shares(edge['choice'])}"
+    estimate = edge.get("estimate_mbps_p50")
+    return (f"{_shares(edge['link_mode'])}; {_shares(edge['choice'])}"
+            + (f"; estimate {estimate:.2g} Mbit/s" if estimate is not None else ""))
 
 
 def _label(bandwidth: float) -> str:
@@ -53,7 +55,10 @@ def markdown(results: dict) -> str:
                 f"{_fmt(p['latency_ms_p50'])} / {_fmt(p['latency_ms_p99'])} | "
                 f"{p['blind_s']:.2f} | {_fmt(acc['mAP50'], '.3f')} ({acc['frames']}) | "
                 f"{_edge(p) if name != 'jpeg' else '-'} |")
-    lines += ["", "Whole trace: " + "; ".join(
+    lines += ["", "Host load (1 min) after each strategy: " + ", ".join(
+        f"{name} {run['loadavg_after'][0]:.2f}" for name, run in runs.items()
+        if run.get("loadavg_after")) + "  "]
+    lines += ["Whole trace: " + "; ".join(
         f"{name} {run['delivered']} outputs, mAP@0.5 {_fmt(run['accuracy']['mAP50'], '.3f')}"
         for name, run in runs.items())]
     if "adaptive" in runs and len(runs) > 1:
@@ -77,6 +82,21 @@ def markdown(results: dict) -> str:
                          f"{best or '-'} ({_fmt(best_fps, '.1f')}) | {_fmt(fps['ratio'], '.2f')}"
                          f" | {met} | {outage} |")
     return "\n".join(lines) + "\n"
+
+
+def _local_spans(timeline: list[dict], period: float) -> list[tuple[float, float]]:
+    """Time spans (s) in which the edge reported link mode local, each report standing for
+    the ``period`` around it; touching spans merged."""
+    spans: list[list[float]] = []
+    for e in timeline:
+        if e["link_mode"] != "local":
+            continue
+        start, stop = e["t_s"] - period / 2, e["t_s"] + period / 2
+        if spans and start <= spans[-1][1] + 1e-6:
+            spans[-1][1] = stop
+        else:
+            spans.append([start, stop])
+    return [(a, b) for a, b in spans]
 
 
 def plot(results: dict, path: Path) -> None:
@@ -105,8 +125,8 @@ def plot(results: dict, path: Path) -> None:
                  ha="center", va="bottom", fontsize=9)
     top.set_ylabel("delivered fps (1 s bins)")
     top.set_xlim(0, end)
-    top.set_ylim(bottom=0)
-    top.legend(loc="upper right", fontsize=8)
+    top.set_ylim(0, max([max(r["fps_bins"] or [0]) for r in runs.values()] + [1]) * 1.25)
+    top.legend(loc="upper left", fontsize=8, ncol=len(runs))
     top.grid(alpha=0.3)
 
     timeline = runs.get("adaptive", {}).get("edge_timeline", [])
@@ -117,16 +137,23 @@ def plot(results: dict, path: Path) -> None:
         pts = [(e["t_s"], splits.index(e["split"])) for e in timeline if e["codec"] == codec]
         bottom.scatter([t for t, _ in pts], [y for _, y in pts], s=10, color=colours[codec],
                        label=codec)
-    local = [e["t_s"] for e in timeline if e["link_mode"] == "local"]
     period = meta.get("diagnostics_period", 0.25)
-    for t in local:
-        bottom.axvspan(t - period / 2, t + period / 2, color="red", alpha=0.25, linewidth=0)
+    for start, stop in _local_spans(timeline, period):
+        bottom.axvspan(start, stop, color="red", alpha=0.2, linewidth=0)
+    estimates = [(e["t_s"], e["estimate_mbps"]) for e in timeline
+                 if e.get("estimate_mbps") is not None]
+    if estimates:
+        twin = bottom.twinx()
+        twin.plot([t for t, _ in estimates], [v for _, v in estimates], color="black",
+                  linewidth=0.8, alpha=0.6)
+        twin.set_yscale("log")
+        twin.set_ylabel("bandwidth estimate\n(Mbit/s, black)", fontsize=8)
     bottom.set_yticks(range(len(splits)), splits)
     bottom.set_ylim(-0.5, max(len(splits) - 0.5, 0.5))
     bottom.set_ylabel("adaptive split")
     bottom.set_xlabel("seconds since the trace started (red band: the edge runs locally)")
     if codecs:
-        bottom.legend(loc="upper right", fontsize=8, ncol=len(codecs))
+        bottom.legend(loc="lower right", fontsize=8, ncol=len(codecs))
     bottom.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

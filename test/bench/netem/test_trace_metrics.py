@@ -75,6 +75,10 @@ def test_fps_bins_are_per_second_and_scale_a_partial_last_bin():
     arrivals = [s(0.05 * i) for i in range(20)] + [s(1.5), s(2.1), s(2.2)]  # 20, 1, 2 (0.5 s)
     assert fps_bins(arrivals, s(0), s(2.5)) == pytest.approx([20.0, 1.0, 4.0])
     assert fps_bins([s(-0.1), s(3)], s(0), s(2)) == [0.0, 0.0]
+    # A few ms past the last full second join it (no bin of 0 fps at the end).
+    tail = [s(0.1 * i) for i in range(20)] + [s(1.999), s(2.01)]
+    assert fps_bins(tail, s(0), s(2.02)) == pytest.approx([10.0, 12 / 1.02])
+    assert fps_bins([s(0.1)], s(0), s(0.2)) == pytest.approx([5.0])  # shorter than a bin
 
 
 def test_phase_metrics_fps_latency_and_blind_time():
@@ -94,21 +98,28 @@ def test_phase_metrics_fps_latency_and_blind_time():
 
 def test_edge_link_state_per_phase_from_diagnostics():
     log = [(s(0.5), "mtl_split_edge: edge", {"link_mode": "remote", "split": "s16",
-                                            "codec": "q4-zstd/1"}),
+                                            "codec": "q4-zstd/1",
+                                            "bandwidth_estimate_mbps": "nan"}),
            (s(0.6), "mtl_split_server: /robot1/mtl_split/features", {"fps": "10"}),
            (s(1.5), "mtl_split_edge: edge", {"link_mode": "local", "split": "s16",
-                                            "codec": "q4-zstd/1"}),
+                                            "codec": "q4-zstd/1", "link_mode_reason": "silent",
+                                            "bandwidth_estimate_mbps": "2.0"}),
            (s(2.5), "mtl_split_edge: edge", {"link_mode": "local", "split": "s32",
-                                            "codec": "q8-zstd/1"}),
+                                            "codec": "q8-zstd/1", "link_mode_reason": "budget",
+                                            "bandwidth_estimate_mbps": "0.5"}),
            (s(3.5), "mtl_split_edge: edge", {"link_mode": "local", "split": "s32",
-                                            "codec": "q8-zstd/1"})]
+                                            "codec": "q8-zstd/1", "link_mode_reason": "budget",
+                                            "bandwidth_estimate_mbps": "garbage"})]
     timeline = edge_timeline(log)
     assert [e["link_mode"] for e in timeline] == ["remote", "local", "local", "local"]
+    assert [e["estimate_mbps"] for e in timeline] == [None, 2.0, 0.5, None]
     modes = phase_modes(timeline, Phase(0, 0, s(1), s(4)))
     assert modes["reports"] == 3
     assert modes["link_mode"] == {"local": 1.0}
     assert modes["choice"] == {"s32 q8-zstd/1": pytest.approx(0.667, abs=1e-3),
                                "s16 q4-zstd/1": pytest.approx(0.333, abs=1e-3)}
+    assert modes["estimate_mbps_p50"] == pytest.approx(1.25)
+    assert modes["local_reasons"] == ["budget", "silent"]
     assert phase_modes(timeline, Phase(1, 5, s(10), s(20))) == {"reports": 0, "link_mode": {},
                                                                "choice": {}}
 
