@@ -18,7 +18,7 @@ the delivered detections against their frames' ground truth, and for the edge it
 split/codec from /diagnostics. Writes results.json, results.md and results.png to ``--out``.
 Needs root, iproute2 and nftables.
 
-    python bench/netem/trace.py                       # the default trace, ~6 min
+    python bench/netem/trace.py                       # the default trace, ~8 min
     python bench/netem/trace.py --trace 50,0,50 --phase-seconds 5 --strategies adaptive
 """
 

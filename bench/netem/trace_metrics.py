@@ -32,7 +32,12 @@ class Phase:
         return (self.end_ns - self.start_ns) / NS
 
     def label(self) -> str:
-        return "down (0)" if self.bandwidth_mbit == 0 else f"{self.bandwidth_mbit:g} Mbit/s"
+        return bandwidth_label(self.bandwidth_mbit)
+
+
+def bandwidth_label(bandwidth_mbit: float) -> str:
+    """'20 Mbit/s', or 'down (0)' for a link that is down."""
+    return "down (0)" if bandwidth_mbit == 0 else f"{bandwidth_mbit:g} Mbit/s"
 
 
 def parse_trace(text: str) -> list[float]:

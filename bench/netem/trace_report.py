@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from trace_metrics import bandwidth_label
+
 
 def _fmt(v, spec: str = ".0f") -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
@@ -24,10 +26,6 @@ def _edge(phase: dict) -> str:
             + (f"; estimate {estimate:.2g} Mbit/s" if estimate is not None else ""))
 
 
-def _label(bandwidth: float) -> str:
-    return "down (0)" if bandwidth == 0 else f"{bandwidth:g} Mbit/s"
-
-
 def markdown(results: dict) -> str:
     meta, runs = results["meta"], results["runs"]
     budget = meta["latency_budget_ms"]
@@ -38,7 +36,7 @@ def markdown(results: dict) -> str:
              f"Model: {meta['model']}  ",
              f"Camera: {meta['camera']}; link QoS {meta['link_qos']}; "
              f"{'robot on CPU 0, server on CPU 1' if meta['pinned'] else 'unpinned'}  ",
-             f"Trace: {', '.join(_label(b) for b in meta['trace_mbit'])}, "
+             f"Trace: {', '.join(bandwidth_label(b) for b in meta['trace_mbit'])}, "
              f"{meta['phase_seconds']:g} s each; tbf queue {meta['queue_ms']:g} ms; adaptive "
              f"fallback_after {meta['fallback_after']:g} s, latency budget "
              f"{f'{budget:g} ms' if budget else 'edge default (100 ms)'}",
@@ -51,7 +49,7 @@ def markdown(results: dict) -> str:
             p = run["phases"][i]
             acc = p["accuracy"]
             lines.append(
-                f"| {i + 1}: {_label(bandwidth)} | {name} | {p['delivered_fps']:.1f} | "
+                f"| {i + 1}: {bandwidth_label(bandwidth)} | {name} | {p['delivered_fps']:.1f} | "
                 f"{_fmt(p['latency_ms_p50'])} / {_fmt(p['latency_ms_p99'])} | "
                 f"{p['blind_s']:.2f} | {_fmt(acc['mAP50'], '.3f')} ({acc['frames']}) | "
                 f"{_edge(p) if name != 'jpeg' else '-'} |")
@@ -78,7 +76,7 @@ def markdown(results: dict) -> str:
                           f"(<= 1 s {'yes' if o['adaptive_met'] else 'no'}); fixed remote "
                           f"blind throughout: {fixed or '-'}")
             met = {True: "met", False: "missed", None: "-"}[fps["met"]]
-            lines.append(f"| {g['phase'] + 1}: {_label(g['bandwidth_mbit'])} | "
+            lines.append(f"| {g['phase'] + 1}: {bandwidth_label(g['bandwidth_mbit'])} | "
                          f"{best or '-'} ({_fmt(best_fps, '.1f')}) | {_fmt(fps['ratio'], '.2f')}"
                          f" | {met} | {outage} |")
     return "\n".join(lines) + "\n"
@@ -121,8 +119,8 @@ def plot(results: dict, path: Path) -> None:
     for i, bandwidth in enumerate(trace):
         if bandwidth == 0:
             top.axvspan(i * phase_s, (i + 1) * phase_s, color="red", alpha=0.08)
-        top.text((i + 0.5) * phase_s, 1.01, _label(bandwidth), transform=top.get_xaxis_transform(),
-                 ha="center", va="bottom", fontsize=9)
+        top.text((i + 0.5) * phase_s, 1.01, bandwidth_label(bandwidth),
+                 transform=top.get_xaxis_transform(), ha="center", va="bottom", fontsize=9)
     top.set_ylabel("delivered fps (1 s bins)")
     top.set_xlim(0, end)
     top.set_ylim(0, max([max(r["fps_bins"] or [0]) for r in runs.values()] + [1]) * 1.25)
