@@ -1,10 +1,11 @@
 """An emulated robot-to-server radio link: two network namespaces joined by a veth pair.
 
 Bandwidth is shaped with a ``tbf`` qdisc on both ends (iproute2) and random packet loss is
-added with an nftables ``numgen random`` drop rule (Debian's ``nftables``). One-way delay is
-not emulated: it needs the ``netem`` qdisc, which this project's machines' kernel lacks
-("Specified qdisc kind is unknown"); for a best-effort stream it adds to latency and does
-not change throughput. Needs root. Everything is removed on exit, also on an exception,
+added with an nftables ``numgen random`` drop rule (Debian's ``nftables``); a link that is
+``down`` (the server out of reach) drops every packet arriving at either end (nftables).
+One-way delay is not emulated: it needs the ``netem`` qdisc, which this project's machines'
+kernel lacks ("Specified qdisc kind is unknown"); for a best-effort stream it adds to latency
+and does not change throughput. Needs root. Everything is removed on exit, also on an exception,
 and namespaces that a killed earlier run left behind are removed on the next start.
 """
 
@@ -33,6 +34,7 @@ class LinkShape:
     bandwidth_mbit: float | None = None   # None = unshaped (veth line rate)
     loss_pct: float = 0.0                 # random drop probability per packet, percent
     queue_ms: float = 100.0               # tbf queue: packets waiting longer are dropped
+    down: bool = False                    # every packet dropped, both directions (tbf cannot 0)
 
     def __post_init__(self):
         if self.bandwidth_mbit is not None and not self.bandwidth_mbit > 0:
@@ -43,6 +45,8 @@ class LinkShape:
             raise ValueError(f"queue must be > 0 ms, got {self.queue_ms}")
 
     def describe(self) -> str:
+        if self.down:
+            return "down"
         rate = f"{self.bandwidth_mbit:g} Mbit/s" if self.bandwidth_mbit else "unshaped"
         return rate + (f", {self.loss_pct:g}% loss" if self.loss_pct else "")
 
@@ -148,16 +152,23 @@ class EmulatedLink:
                      *tbf_args(shape))
             subprocess.run(["ip", "netns", "exec", ns, "nft", "delete", "table", "inet",
                             PREFIX], capture_output=True)
-            if shape.loss_pct:
+            if shape.loss_pct or shape.down:
                 if not shutil.which("nft"):
                     raise LinkError("packet loss needs nftables: apt-get install nftables")
-                per_10k = int(round(shape.loss_pct * 100))
                 nft = ["ip", "netns", "exec", ns, "nft"]
                 _run(*nft, "add", "table", "inet", PREFIX)
+            if shape.loss_pct:
+                per_10k = int(round(shape.loss_pct * 100))
                 _run(*nft, "add", "chain", "inet", PREFIX, "out",
                      "{ type filter hook output priority 0; }")
                 _run(*nft, "add", "rule", "inet", PREFIX, "out", "oifname", dev,
                      "numgen", "random", "mod", "10000", "<", str(per_10k), "drop")
+            if shape.down:
+                # Dropped on arrival, as a radio out of range: the sender's socket sees no
+                # error (an output-hook drop would fail its sendto with EPERM).
+                _run(*nft, "add", "chain", "inet", PREFIX, "in",
+                     "{ type filter hook input priority 0; }")
+                _run(*nft, "add", "rule", "inet", PREFIX, "in", "iifname", dev, "drop")
         self.shape = shape
 
     # -- use ------------------------------------------------------------------------------

@@ -25,10 +25,7 @@ at the server, one clock) over ``--seconds``, with the bytes the robot put on th
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import signal
 import sys
 import time
@@ -38,10 +35,22 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from frames import BenchFrames, pipeline_accuracy, render_frames  # noqa: E402
+from frames import BenchFrames, pipeline_accuracy  # noqa: E402
+from harness import (  # noqa: E402
+    cached_frames,
+    camera_command,
+    child_env,
+    machine,
+    model_label,
+    num,
+    probe_command,
+    start_sides,
+    today,
+    wait_ready,
+)
 from link import EmulatedLink, LinkError, LinkShape  # noqa: E402
 
-from mtl_split_tools.node_processes import node_command, start, stop_all  # noqa: E402
+from mtl_split_tools.node_processes import node_command, stop_all  # noqa: E402
 
 PIPELINES = ("split", "jpeg")
 JPEG_PIPELINE_CODEC = "f16-zstd/1"  # colocated edge + server: near-lossless, ~the float model
@@ -51,12 +60,10 @@ def pipeline_processes(pipeline: str, frames: Path, rate: float, link_qos: str,
                        model: str, probe_out: Path, ready: Path) -> dict[str, list]:
     """(name, argv) of the processes on each side of the link for ``pipeline``."""
     model_p = {"model": model} if model else {}
-    camera = [sys.executable, str(HERE / "camera.py"), str(frames), "--rate", str(rate)]
-    probe = ("probe", [sys.executable, str(HERE / "probe.py"), "--out", str(probe_out),
-                       "--ready", str(ready)])
+    probe = ("probe", probe_command(probe_out, ready))
     if pipeline == "split":
         return {
-            "robot": [("camera", camera + ["--qos", "reliable"]),
+            "robot": [("camera", camera_command(frames, rate, "reliable")),
                       ("edge", node_command("edge_node", {
                           **model_p, "input_transport": "compressed", "input_qos": "reliable",
                           # fixed strategy: the split path alone, never the local fallback
@@ -66,7 +73,7 @@ def pipeline_processes(pipeline: str, frames: Path, rate: float, link_qos: str,
                        probe]}
     if pipeline == "jpeg":
         return {
-            "robot": [("camera", camera + ["--qos", link_qos])],
+            "robot": [("camera", camera_command(frames, rate, link_qos))],
             "server": [("edge", node_command("edge_node", {
                            **model_p, "input_transport": "compressed", "input_qos": link_qos,
                            "output_qos": "reliable", "codec": JPEG_PIPELINE_CODEC,
@@ -77,19 +84,6 @@ def pipeline_processes(pipeline: str, frames: Path, rate: float, link_qos: str,
     raise ValueError(f"unknown pipeline {pipeline!r}; expected one of {PIPELINES}")
 
 
-def child_env(domain_id: int) -> dict:
-    env = dict(os.environ)
-    env.update({
-        "FASTDDS_BUILTIN_TRANSPORTS": "UDPv4",     # shared memory would bypass the link
-        "ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET",  # discover across the veth
-        "ROS_DOMAIN_ID": str(domain_id),
-        "OMP_NUM_THREADS": "1",                     # one core per side
-        "PYTHONUNBUFFERED": "1",
-    })
-    env.pop("ROS_STATIC_PEERS", None)
-    return env
-
-
 def measure(link: EmulatedLink, pipeline: str, frames: Path, args, run_dir: Path) -> dict:
     """Run ``pipeline`` over the link's current shape; returns delivered fps, latency, bytes."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -98,20 +92,10 @@ def measure(link: EmulatedLink, pipeline: str, frames: Path, args, run_dir: Path
     probe_out.unlink(missing_ok=True)
     sides = pipeline_processes(pipeline, frames, args.rate, args.link_qos, args.model,
                                probe_out, ready)
-    env = child_env(args.domain_id)
-    cpus = {"robot": "0", "server": "1"} if args.pin else {"robot": None, "server": None}
-    procs = []
+    procs: list = []
     try:
-        for side in ("server", "robot"):
-            for name, argv in sides[side]:
-                procs.append(start(link.command(side, argv, cpus[side]),
-                                   run_dir / f"{side}_{name}.log", env))
-        deadline = time.time() + args.start_timeout
-        while not ready.exists() and time.time() < deadline:
-            if any(p.poll() is not None for p in procs):
-                raise RuntimeError(f"{pipeline}: a process exited; logs in {run_dir}")
-            time.sleep(0.2)
-        if not ready.exists():
+        start_sides(link, sides, child_env(args.domain_id), run_dir, args.pin, procs)
+        if not wait_ready(ready, procs, args.start_timeout, pipeline, run_dir):
             # A link so overloaded that no frame gets through is a result, not an error.
             print(f"  no output within {args.start_timeout:.0f} s; measuring anyway",
                   flush=True)
@@ -141,25 +125,10 @@ def measure(link: EmulatedLink, pipeline: str, frames: Path, args, run_dir: Path
         "uplink_bytes_per_delivered_frame": ((c1["tx_bytes"] - c0["tx_bytes"]) / len(window)
                                              if window else None),
         "qdisc_drops": q1["drops"] - q0["drops"],
-        "edge_ms_p50": _num(edge.get("edge_ms_p50")),
-        "server_ms_p50": _num(server.get("server_ms_p50")),
-        "edge_drops": _num(edge.get("drops")),
+        "edge_ms_p50": num(edge.get("edge_ms_p50")),
+        "server_ms_p50": num(server.get("server_ms_p50")),
+        "edge_drops": num(edge.get("drops")),
     }
-
-
-def _num(v):
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
-
-
-def model_label(model: str) -> str:
-    """'name (fingerprint)' of the model the nodes will load, for the results' header."""
-    from mtl_split_core.model.card import read_card
-    from mtl_split_core.runtime.model_files import resolve_model_path
-    card = read_card(resolve_model_path(model or None))
-    return f"{card.get('name', '?')} ({card['fingerprint']})"
 
 
 def markdown(results: dict) -> str:
@@ -236,18 +205,11 @@ def main(argv=None) -> int:
     shapes = [LinkShape(float(b) or None, args.loss, args.queue_ms)
               for b in args.bandwidths.split(",") if b]
     args.out.mkdir(parents=True, exist_ok=True)
-    frames_path = args.out / (f"frames_{args.width}x{args.height}_n{args.noise:g}_"
-                              f"{args.frames}.npz")
-    if not frames_path.exists():
-        print(f"rendering {args.frames} frames at {args.width}x{args.height} -> {frames_path}",
-              flush=True)
-        render_frames(frames_path, args.frames, args.width, args.height, noise=args.noise)
+    frames_path = cached_frames(args.out, args.frames, args.width, args.height, args.noise)
     frames = BenchFrames(frames_path)
     results = {"meta": {
         "command": " ".join(["python bench/netem/run.py", *(argv or sys.argv[1:])]),
-        "machine": f"{platform.node()}: {os.cpu_count()} CPUs, {platform.machine()}, "
-                   f"kernel {platform.release()}",
-        "date": datetime.date.today().isoformat(),
+        "machine": machine(), "date": today(),
         "camera": f"{frames.width}x{frames.height} JPEG q90 at {args.rate:g} fps, "
                   f"{frames.jpeg_bytes_mean() / 1e3:.1f} KB/frame (sensor noise "
                   f"{frames.noise:g})",

@@ -134,3 +134,48 @@ def test_random_loss_drops_about_that_share_of_packets():
         n_clean, _, _ = _send(link, count=500, gap=0.0005)
     assert 0.74 < n / 2000 < 0.86, n
     assert n_clean == 500
+
+
+COUNTER = textwrap.dedent("""
+    import socket, sys, time
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((sys.argv[1], 9998)); s.settimeout(0.2)
+    print("ready", flush=True)
+    n, end = 0, time.monotonic() + float(sys.argv[2])
+    while time.monotonic() < end:
+        try:
+            s.recv(65535); n += 1
+        except socket.timeout:
+            pass
+    print(n)
+""")
+
+
+def _received(link: EmulatedLink, sender: str, receiver: str, count: int) -> int:
+    """Datagrams of ``count`` sent ``sender`` -> ``receiver`` that arrived (within 3 s)."""
+    rx = subprocess.Popen(link.command(receiver, [sys.executable, "-c", COUNTER,
+                                                  link.address[receiver], "3"]),
+                          stdout=subprocess.PIPE, text=True)
+    try:
+        assert rx.stdout.readline().strip() == "ready"
+        send = SENDER.replace("9999", "9998")
+        subprocess.run(link.command(sender, [sys.executable, "-c", send,
+                                             link.address[receiver], str(count), "0.001"]),
+                       check=True, timeout=60)
+        out, _ = rx.communicate(timeout=30)
+    finally:
+        rx.kill()
+    return int(out.strip())
+
+
+@needs_root
+@pytest.mark.skipif(not shutil.which("nft"), reason="a link that is down needs nftables")
+def test_a_link_that_is_down_drops_everything_both_ways_and_comes_back():
+    assert LinkShape(down=True).describe() == "down"
+    with EmulatedLink() as link:
+        link.set_shape(LinkShape(down=True))
+        down = [_received(link, "robot", "server", 200), _received(link, "server", "robot", 200)]
+        link.set_shape(LinkShape(bandwidth_mbit=20))  # back up, shaped
+        up = [_received(link, "robot", "server", 200), _received(link, "server", "robot", 200)]
+    assert down == [0, 0]
+    assert up == [200, 200]
