@@ -28,10 +28,13 @@ class SubscriptionHealth:
         name = self._node.resolve_topic_name(topic)
         with self._lock:
             self._lost.setdefault(name, 0)
+        # Only these two handlers: rclpy's default ones (incompatible type) would cost every
+        # executor wait a walk over them too (see the server's NO_PUBLISHER_EVENTS).
         return SubscriptionEventCallbacks(
             message_lost=lambda info: self._on_lost(name, info.total_count_change),
             incompatible_qos=lambda info: self._on_incompatible(
-                name, requested, info.last_policy_kind.name))
+                name, requested, info.last_policy_kind.name),
+            use_default_callbacks=False)
 
     def lost(self, topic: str | None = None) -> int:
         """Messages lost before the node on ``topic`` (resolved or relative), or on all."""

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from typing import NamedTuple, TypeVar
 
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.node import Node
 from std_msgs.msg import Header
 
@@ -141,6 +142,14 @@ class Finished(NamedTuple):
         return self.item.msg.header
 
 
+# rclpy gives every publisher two QoS event handlers by default (incompatible QoS / type
+# warnings), and its executor walks every handler on every wait: with 16 robots the ~200
+# handlers of the output publishers held the GIL most of the time and starved the worker
+# (py-spy on the H200, docs/BENCHMARKS.md). A subscriber with an incompatible QoS still warns
+# on its own side (rclpy, RViz).
+NO_PUBLISHER_EVENTS = PublisherEventCallbacks(use_default_callbacks=False)
+
+
 class Source:
     """One feature topic with its own outputs, newest-frame slot and statistics."""
 
@@ -158,12 +167,14 @@ class Source:
         # Optional outputs can be switched off; the others always have a publisher.
         disabled = {suffix for suffix, flag in OPTIONAL_OUTPUTS.items() if not enabled[flag]}
         self.pubs = {suffix: node.create_publisher(MESSAGES.message_class(msgtype),
-                                                   prefix + suffix, qos_out)
+                                                   prefix + suffix, qos_out,
+                                                   event_callbacks=NO_PUBLISHER_EVENTS)
                      for suffix, msgtype in types.items()
                      if suffix not in disabled}
         # Per robot: the edge measures its link (and notices the server is gone) from it.
         self.feedback = node.create_publisher(LinkFeedback, prefix + "link_feedback",
-                                              qos_from_name("reliable", depth=10))
+                                              qos_from_name("reliable", depth=10),
+                                              event_callbacks=NO_PUBLISHER_EVENTS)
         node.create_subscription(SplitFeatures, topic,
                                  lambda msg: handle_isolated(
                                      lambda m: node.admit(self, m), msg, node.rejections),

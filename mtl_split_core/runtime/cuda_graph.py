@@ -7,12 +7,33 @@ buffer and the output is read from a static buffer — clone it before the next 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
 if TYPE_CHECKING:
     from mtl_split_core.model.network import MultiTaskSplitNet
+
+T = TypeVar("T")
+
+
+def capture(device: torch.device, run: Callable[[], T], warmup: int
+            ) -> tuple[torch.cuda.CUDAGraph, T]:
+    """``run`` warmed up on a side stream (cuDNN picks its algorithms outside the capture),
+    then captured as a graph; its output lives in the graph's static memory. Everything on
+    ``device``'s streams: the current device may be another GPU (a server on cuda:1)."""
+    with torch.cuda.device(device), torch.inference_mode():
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(warmup):
+                run()
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = run()
+    return graph, out
 
 
 class CudaGraphEdge:
@@ -23,23 +44,17 @@ class CudaGraphEdge:
         if not torch.cuda.is_available():
             raise RuntimeError("CUDA graphs need a CUDA device")
         self.model, self.split = model, split
-        dev = next(model.parameters()).device
-        self.static_in = torch.zeros(1, 3, *input_hw, device=dev, dtype=dtype).contiguous(
-            memory_format=torch.channels_last)
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.inference_mode(), torch.cuda.stream(stream):
-            for _ in range(warmup):  # cuDNN picks its algorithms outside the capture
-                model.edge(self.static_in, split)
-        torch.cuda.current_stream().wait_stream(stream)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.inference_mode(), torch.cuda.graph(self.graph):
-            self.static_out = model.edge(self.static_in, split)
+        self.device = next(model.parameters()).device
+        self.static_in = torch.zeros(1, 3, *input_hw, device=self.device, dtype=dtype
+                                     ).contiguous(memory_format=torch.channels_last)
+        self.graph, self.static_out = capture(
+            self.device, lambda: model.edge(self.static_in, split), warmup)
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        self.static_in.copy_(x)
-        self.graph.replay()
+        with torch.cuda.device(self.device):
+            self.static_in.copy_(x)
+            self.graph.replay()
         return self.static_out
 
 
@@ -60,20 +75,14 @@ class _ServerGraph:
 
     def __init__(self, model: MultiTaskSplitNet, split: str, shape: tuple[int, ...],
                  with_focal: bool, dtype: torch.dtype, warmup: int) -> None:
-        dev = next(model.parameters()).device
-        self.static_in = torch.zeros(shape, device=dev, dtype=dtype)
+        self.device = next(model.parameters()).device
+        self.static_in = torch.zeros(shape, device=self.device, dtype=dtype)
         # Padding rows keep a focal of 1 (finite): their outputs are discarded.
-        self.static_focal = (torch.ones(shape[0], device=dev, dtype=torch.float32)
+        self.static_focal = (torch.ones(shape[0], device=self.device, dtype=torch.float32)
                              if with_focal else None)
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.inference_mode(), torch.cuda.stream(stream):
-            for _ in range(warmup):  # cuDNN picks its algorithms outside the capture
-                model.server(self.static_in, split, focal=self.static_focal)
-        torch.cuda.current_stream().wait_stream(stream)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.inference_mode(), torch.cuda.graph(self.graph):
-            self.static_out = model.server(self.static_in, split, focal=self.static_focal)
+        self.graph, self.static_out = capture(
+            self.device, lambda: model.server(self.static_in, split, focal=self.static_focal),
+            warmup)
 
 
 class CudaGraphServer:
@@ -113,8 +122,9 @@ class CudaGraphServer:
         """``z`` (N, C, H, W) with N <= 32; ``focal`` (N,) model-input pixels or None."""
         n = int(z.shape[0])
         graph = self._graph(split, batch_bucket(n), focal is not None)
-        graph.static_in[:n].copy_(z)
-        if graph.static_focal is not None and focal is not None:
-            graph.static_focal[:n].copy_(focal)
-        graph.graph.replay()
+        with torch.cuda.device(graph.device):
+            graph.static_in[:n].copy_(z)
+            if graph.static_focal is not None and focal is not None:
+                graph.static_focal[:n].copy_(focal)
+            graph.graph.replay()
         return {name: out[:n] for name, out in graph.static_out.items()}

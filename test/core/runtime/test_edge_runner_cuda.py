@@ -10,12 +10,15 @@ from mtl_split_core.runtime.edge import EdgeRunner
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-@pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_graph_equals_eager(precision):
+@pytest.mark.parametrize("device, precision", [
+    ("cuda", "fp32"), ("cuda", "fp16"),
+    pytest.param("cuda:1", "fp16", marks=pytest.mark.skipif(
+        torch.cuda.device_count() < 2, reason="needs two CUDA devices"))])
+def test_graph_equals_eager(device, precision):
     frames = [np.random.default_rng(i).integers(0, 256, (480, 640, 3), np.uint8)
               for i in range(3)]
-    graph = EdgeRunner.from_path("", device="cuda", precision=precision, cuda_graphs=True)
-    eager = EdgeRunner.from_path("", device="cuda", precision=precision, cuda_graphs=False)
+    graph = EdgeRunner.from_path("", device=device, precision=precision, cuda_graphs=True)
+    eager = EdgeRunner.from_path("", device=device, precision=precision, cuda_graphs=False)
     assert graph._graph is not None and eager._graph is None
     outs = []
     for f in frames:  # several frames: the static buffers must be refilled every call

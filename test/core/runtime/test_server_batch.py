@@ -84,14 +84,24 @@ def test_buckets():
         batch_bucket(33)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_cuda_graph_batches_equal_eager_one_at_a_time(precision):
+CUDA_CASES = [
+    pytest.param("cuda", "fp32", marks=pytest.mark.skipif(
+        not torch.cuda.is_available(), reason="needs a CUDA device")),
+    pytest.param("cuda", "fp16", marks=pytest.mark.skipif(
+        not torch.cuda.is_available(), reason="needs a CUDA device")),
+    # A server on the second GPU (one server per GPU): captured on that GPU's streams.
+    pytest.param("cuda:1", "fp16", marks=pytest.mark.skipif(
+        torch.cuda.device_count() < 2, reason="needs two CUDA devices")),
+]
+
+
+@pytest.mark.parametrize("device, precision", CUDA_CASES)
+def test_cuda_graph_batches_equal_eager_one_at_a_time(device, precision):
     """The default model on CUDA: graphs per (split, bucket), padded batches (3 -> 4, 5 -> 8),
     refilled every call (a stale static buffer would repeat the first batch)."""
-    edge = EdgeRunner.from_path("", device="cuda", precision=precision)
-    graph = ServerRunner.from_path("", device="cuda", precision=precision, score_threshold=0.0)
-    eager = ServerRunner.from_path("", device="cuda", precision=precision, score_threshold=0.0,
+    edge = EdgeRunner.from_path("", device=device, precision=precision)
+    graph = ServerRunner.from_path("", device=device, precision=precision, score_threshold=0.0)
+    eager = ServerRunner.from_path("", device=device, precision=precision, score_threshold=0.0,
                                    cuda_graphs=False)
     assert graph._graphs is not None and eager._graphs is None
     graph.capture_graphs([graph.card["default_split"]])  # what the server node does at start
