@@ -33,7 +33,9 @@ PARAMETERS = ("model", "device", "precision", "score_threshold", "max_batch", "b
 DESCRIPTIONS = {
     "robots": "Comma-separated robot namespaces, e.g. r1,r2,r3 (required).",
     "devices": "Comma-separated devices, one server process each (e.g. cuda:0,cuda:1); robots "
-               "are dealt to them in turn ('' = one server on `device`).",
+               "are dealt to them in turn. A device may repeat: cuda:0,cuda:0 runs two server "
+               "processes on one GPU (one Python process saturates a core near 340 frames/s) "
+               "('' = one server on `device`).",
     "precision": "fp32 or fp16 (fp16 only on CUDA) ('' = params file).",
     "max_batch": "Most robots' frames run as one batch, 1..32 ('' = params file).",
     "batch_wait_ms": "Wait for more robots' frames once one is there, ms ('' = params file).",

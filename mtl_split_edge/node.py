@@ -60,6 +60,7 @@ from mtl_split_ros.node_support import (
     Rejections,
     diagnostic_array,
     diagnostic_status,
+    executor_param,
     handle_isolated,
     watchdog_period,
 )
@@ -73,6 +74,7 @@ PARAMS = [
     Param("split", "", "Split point name (s4, s8, s16, s32) or index (0, 1, ...); '' = the "
           "model's default.", dynamic=True, types=(str, int)),
     *RUNTIME_PARAMS,
+    executor_param("single"),
     Param("codec", "", "Feature codec; '' = the model's default.", ("",) + CODECS,
           dynamic=True),
     Param("zstd_level", 3, "zstd compression level.", check=in_range(*ZSTD_LEVELS), dynamic=True),
@@ -114,6 +116,7 @@ class EdgeNode(Node):
     def __init__(self):
         super().__init__("mtl_split_edge")
         self.cfg = declare_all(self, PARAMS, apply=self._apply)
+        self.executor_kind = self.cfg["executor"]  # for run_node
         self.signer = self._signer()  # before the model: a bad key file fails fast
         window = self.cfg["diagnostics_window"]
         self.rejections = Rejections(self.get_logger(), window_s=window)

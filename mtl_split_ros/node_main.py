@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 from mtl_split_ros.params import ParameterError
@@ -21,6 +21,24 @@ from mtl_split_ros.shutdown import StopSignals, init_without_signal_handlers, sh
 
 # Hidden (leading underscore: not in `ros2 node list`); one per process, gone once the node is up.
 BOOT_NODE = "_mtl_split_boot"
+# A node's ``executor_kind`` attribute picks one (the nodes' ``executor`` parameter).
+EXECUTORS = ("single", "events")
+
+
+def make_executor(kind: str, node: Node) -> Executor:
+    """rclpy's SingleThreadedExecutor, or its EventsExecutor (C++; Kilted and newer): that one
+    does not rebuild a wait set in Python on every wait, which held a fleet server's GIL most
+    of the time (docs/BENCHMARKS.md, "One server, many robots"). Without it: the single one,
+    with a warning."""
+    if kind == "events":
+        try:
+            from rclpy.experimental import EventsExecutor
+        except ImportError:
+            node.get_logger().warning("executor: events needs rclpy's EventsExecutor (ROS 2 "
+                                      "Kilted or newer); running the single-threaded one")
+        else:
+            return EventsExecutor()
+    return SingleThreadedExecutor()
 
 
 def run_node(make_node: Callable[[], Node], args: list[str] | None = None, *,
@@ -35,7 +53,7 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None, *,
     with StopSignals() as stop:
         init_without_signal_handlers(args)
         node: Node | None = None
-        executor: SingleThreadedExecutor | None = None
+        executor: Executor | None = None
         boot = rclpy.create_node(BOOT_NODE, start_parameter_services=False,
                                  enable_rosout=False) if discover_first else None
         try:
@@ -43,7 +61,7 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None, *,
             if boot is not None:
                 boot.destroy_node()
                 boot = None
-            executor = SingleThreadedExecutor()
+            executor = make_executor(getattr(node, "executor_kind", "single"), node)
             executor.add_node(node)
             while not stop.is_set() and executor.context.ok():  # a node may end it itself
                 executor.spin_once(timeout_sec=0.1)

@@ -16,6 +16,7 @@ from std_msgs.msg import Header
 from mtl_split_core.runtime.backends import BACKENDS
 from mtl_split_core.runtime.device import PRECISIONS
 from mtl_split_core.runtime.stats import RecentEvents
+from mtl_split_ros.node_main import EXECUTORS
 from mtl_split_ros.params import Param, positive
 
 # Parameters every node that runs the network has (one definition for edge and server).
@@ -29,6 +30,14 @@ RUNTIME_PARAMS = [
     Param("engine_cache", "", "TensorRT engine cache folder (onnxruntime's TensorRT provider); "
           "'' = none."),
 ]
+
+
+def executor_param(default: str) -> Param:
+    """The ``executor`` parameter (node_main.make_executor) with a node's own default."""
+    return Param("executor", default, "ROS executor: single (rclpy's SingleThreadedExecutor) or "
+                 "events (rclpy's EventsExecutor, C++, Kilted and newer: far less Python per "
+                 "message; falls back to single, with a warning, where rclpy lacks it).",
+                 EXECUTORS)
 # Diagnostics and the watchdog of a node's worker.
 SUPERVISION_PARAMS = [
     Param("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", check=positive,

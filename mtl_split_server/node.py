@@ -62,6 +62,7 @@ from mtl_split_ros.node_support import (
     describe_header,
     diagnostic_array,
     diagnostic_status,
+    executor_param,
     handle_isolated,
     watchdog_period,
 )
@@ -73,6 +74,7 @@ from mtl_split_ros.watchdog import SupervisedWorker
 PARAMS = [
     Param("model", "", "Model folder or card; must be the edge's model. '' = packaged default."),
     *RUNTIME_PARAMS,
+    executor_param("events"),
     Param("feature_topics", ["mtl_split/features"], "Feature topics, one per robot; outputs "
           "are published next to each (…/features -> …/detections).",
           check=lambda v: None if v and all(t.endswith("features") for t in v)
@@ -218,6 +220,7 @@ class ServerNode(Node):
     def __init__(self):
         super().__init__("mtl_split_server")
         self.cfg = declare_all(self, PARAMS, apply=self._apply)
+        self.executor_kind = self.cfg["executor"]  # for run_node
         ring = features_auth.load_keys(self.cfg["auth_key_file"], self.get_logger())
         self.verifier = None if ring is None else Verifier(ring, self.cfg["auth_max_age_s"])
         # Topics first, from the card alone; the model loads after: DDS discovery (matching

@@ -121,8 +121,12 @@ def orchestrate(args) -> int:
         f.unlink(missing_ok=True)
     env = {**os.environ, "ROS_DOMAIN_ID": str(args.domain_id), "PYTHONUNBUFFERED": "1",
            "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    if args.dds_profile:  # as the launch files run the nodes (LOCALHOST would add SHM back)
+        env.update(FASTDDS_DEFAULT_PROFILES_FILE=str(args.dds_profile.resolve()),
+                   ROS_AUTOMATIC_DISCOVERY_RANGE="SUBNET")
     common = {"device": args.device, "precision": args.precision,
-              **({"model": args.model} if args.model else {})}
+              **({"model": args.model} if args.model else {}),
+              **({"executor": args.executor} if args.executor else {})}
     me = [sys.executable, str(Path(__file__).resolve())]
     procs = {
         "server": start(node_command("server_node", [
@@ -204,6 +208,10 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=5.0)
     ap.add_argument("--start-timeout", type=float, default=120.0)
     ap.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", 76)))
+    ap.add_argument("--executor", default="", choices=("", "single", "events"),
+                    help="the edge's and server's executor parameter ('' = their defaults)")
+    ap.add_argument("--dds-profile", type=Path,
+                    help="Fast DDS profile for every process (e.g. config/fastdds.xml)")
     ap.add_argument("--probe-out", type=Path)
     ap.add_argument("--ready", type=Path)
     args = ap.parse_args()

@@ -8,6 +8,7 @@
 #   bash bench/gpu/run_fleet.sh                       # ROBOTS=1,4,8,16,32 by default
 #   ROBOTS=16 SECONDS_PER_RUN=10 bash bench/gpu/run_fleet.sh --max-batch 16
 #   SKIP_PIPELINE=1 bash bench/gpu/run_fleet.sh --devices cuda:0,cuda:1    # 2 GPUs
+#   ROBOTS=1 PIPELINE_ARGS="--executor events --dds-profile config/fastdds.xml" bash ...
 # Extra arguments go to bench/fleet/run.py.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -55,5 +56,5 @@ mkdir -p "$RESULTS"
 # One robot end to end: camera 640x480 at 30 fps -> edge (CUDA graph) -> server, both on CUDA.
 if [ -z "${SKIP_PIPELINE:-}" ]; then
   "$PY" bench/fleet/pipeline.py --device cuda --precision fp16 --seconds "$SECONDS_PER_RUN" \
-    --out "$RESULTS/pipeline"
+    --out "$RESULTS/pipeline" ${PIPELINE_ARGS:-}
 fi
