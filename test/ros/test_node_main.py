@@ -3,7 +3,6 @@ the executables' lazy entry: DDS participant first, no boot node left once the n
 
 import os
 import signal
-import time
 
 import pytest
 import rclpy
@@ -39,20 +38,48 @@ def _names(node):
     return {name for name, _ in node.get_node_names_and_namespaces()}
 
 
-def test_the_edge_executable_discovers_first_and_leaves_no_boot_node(ros_node, model_dir):
-    """The installed edge_node (run_node_lazily): its hidden boot node is seen by a peer before
-    the edge itself (the participant exists while torch is imported), and is gone once the edge
-    is up; SIGINT still ends it cleanly."""
-    seen_boot = []
+# A stand-in for a node module: at import time (when torch would load) it looks for the boot
+# node in its own process's graph; its node then ends the process as Ctrl-C would.
+FAKE_NODE_MODULE = """
+import rclpy
+from rclpy.node import Node
+from mtl_split_ros.node_main import BOOT_NODE
+_probe = rclpy.create_node("import_time_probe")
+print("boot node at import:", BOOT_NODE in _probe.get_node_names(), flush=True)
+_probe.destroy_node()
+
+class FakeNode(Node):
+    def __init__(self):
+        super().__init__("fake_node")
+        self.create_timer(0.2, self._end)
+
+    def _end(self):
+        print("nodes when spinning:", sorted(self.get_node_names()), flush=True)
+        raise KeyboardInterrupt
+"""
+
+
+def test_the_lazy_entry_creates_the_participant_before_importing_the_node(tmp_path):
+    (tmp_path / "fake_node_module.py").write_text(FAKE_NODE_MODULE)
+    code = ("import sys; from mtl_split_ros.node_main import run_node_lazily; "
+            "sys.exit(run_node_lazily('fake_node_module:FakeNode'))")
+    with python_process(code, env={"PYTHONPATH": f"{tmp_path}:{os.environ['PYTHONPATH']}"}
+                        ) as proc:
+        code = proc.wait(60)
+        log = proc.stdout.read()
+    assert code == 0 and "Traceback" not in log, log
+    assert "boot node at import: True" in log, log
+    # Once the node is up the boot node is gone.
+    spinning = next(line for line in log.splitlines() if line.startswith("nodes when spinning"))
+    assert "fake_node" in spinning and BOOT_NODE not in spinning, log
+
+
+def test_the_edge_executable_starts_and_stops_cleanly(ros_node, model_dir):
+    """The installed edge_node (run_node_lazily): up, no boot node left, SIGINT ends it
+    cleanly."""
     with python_process([EDGE_EXECUTABLE, "--ros-args", "-p", f"model:={model_dir}",
                          "-p", "device:=cpu", "-p", "fallback_after:=0.0"]) as edge:
-        def edge_up():
-            names = _names(ros_node)
-            if BOOT_NODE in names and "mtl_split_edge" not in names:
-                seen_boot.append(time.monotonic())
-            return "mtl_split_edge" in names
-        assert wait_for(ros_node, edge_up, 120, (edge,))
-        assert seen_boot, "the edge appeared without its participant being up before"
+        assert wait_for(ros_node, lambda: "mtl_split_edge" in _names(ros_node), 120, (edge,))
         assert wait_for(ros_node, lambda: BOOT_NODE not in _names(ros_node), 30, (edge,))
         code, log = signal_and_wait(edge, signal.SIGINT)
     assert_clean_exit(code, log, signal.SIGINT)
