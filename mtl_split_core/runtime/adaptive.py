@@ -401,10 +401,14 @@ class FramePlan:
     """What the edge does with one camera frame."""
 
     send: bool     # encode with (split, codec) and publish the features
-    local: bool    # run the server part on the robot and publish the outputs itself
+    local: bool    # LOCAL mode: the robot serves this frame itself unless it is a probe
     split: str
     codec: str
     events: tuple[Event, ...]  # transitions since the last frame: log one line each
+    # A probe (sent while LOCAL). Its outputs are the server's, so the robot has none for it,
+    # unless the probe goes where the server's outputs for it reach no output topic (the edge
+    # node's probe topic, docs/ADAPTIVE.md §4): then the robot serves it too.
+    probe: bool = False
 
 
 class LinkAdaptation:
@@ -464,8 +468,8 @@ class LinkAdaptation:
             self._new_epoch_if_changed(now)
             local = self.switch.mode == LOCAL
             split, codec = self.choice
-            return FramePlan(not local or self.switch.probe_due(now), local, split, codec,
-                             tuple(events))
+            probe = local and self.switch.probe_due(now)
+            return FramePlan(not local or probe, local, split, codec, tuple(events), probe)
 
     def sent(self, stamp_ns: int, nbytes: int, now: float) -> None:
         """The features of the frame stamped ``stamp_ns`` were published."""
