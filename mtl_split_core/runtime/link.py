@@ -21,12 +21,13 @@ the small feedback's way back. From the frames answered within the last ``window
   bandwidth estimate (``bandwidth_bps``) the controller uses.
 - ``late_fraction``: of the frames sent since the last ``new_epoch`` (the edge starts one at
   every change of split, codec or mode) and within the window whose fate is known, the share
-  that did *not* come back within ``late_ms`` of network round trip (answered late, lost, or
-  still waiting that long after the server's usual time); NaN while fewer than ``min_decided``
-  are known. A link that cannot carry the offered stream shows it here first: its queue
-  delays or drops the frames, while the few that find the token bucket full cross at line
-  rate and make ``effective_bps`` read high (the bench's 0.5 Mbit/s tbf link: 1.7-29 Mbit/s
-  for 9 KB frames).
+  that did *not* come back within ``late_ms`` of network round trip: answered late, or lost (a
+  frame sent after it was answered). Frames after the newest answered one are not judged: they
+  may still come, or the server is out of reach — silence, which is the fallback's business,
+  not a narrow link. NaN while fewer than ``min_decided`` are known. A link that cannot carry
+  the offered stream shows it here first: its queue delays or drops the frames, while the few
+  that find the token bucket full cross at line rate and make ``effective_bps`` read high (the
+  bench's 0.5 Mbit/s tbf link: 1.7-29 Mbit/s for 9 KB frames).
 - ``offered_bps``: bits of features sent per second since the epoch (within the window): what
   the current configuration asks of the link.
 - ``rtt_ms_p50``, ``nbytes_p50`` (of answered frames), ``server_ms_p50`` (of served ones: a
@@ -242,8 +243,7 @@ class LinkMonitor:
             resolved = len(answers) + len(self._lost)
             silent = math.inf if self._last_feedback_t is None else now - self._last_feedback_t
             unanswered = 0.0 if self._unanswered_since is None else now - self._unanswered_since
-            late_fraction, offered_bps = self._since_epoch(
-                now, _median([a.server_ms for a in served]))
+            late_fraction, offered_bps = self._since_epoch(now)
             return LinkStats(
                 window_s=self.window_s,
                 goodput_bps=sum(a.nbytes for a in answers) * 8 / span,
@@ -260,24 +260,24 @@ class LinkMonitor:
                 pending=len(self._pending), counts=dict(sorted(self._counts.items())),
                 late_fraction=late_fraction, offered_bps=offered_bps)
 
-    def _since_epoch(self, now: float, server_ms_p50: float) -> tuple[float, float]:
+    def _since_epoch(self, now: float) -> tuple[float, float]:
         """(late_fraction, offered_bps) over the frames sent since the epoch, in the window."""
         start = max(self._epoch, now - self.window_s,
                     now if self._first_t is None else self._first_t)
         sends = [s for s in self._sent if s[0] >= start]
         offered = sum(nbytes for _, _, nbytes in sends) * 8 / max(now - start, 1e-3)
-        # A frame still waiting this long has missed late_ms whatever the server takes.
-        overdue_s = (self.late_ms + (0.0 if math.isnan(server_ms_p50) else server_ms_p50)) / 1e3
-        late = decided = 0
+        rtts = []  # (send time, network RTT in ms: inf = not answered (yet))
         for sent_t, stamp, _ in sends:
             fate = self._resolved.get(stamp)
-            if fate is not None and fate[0] >= sent_t:  # (not an older send of a reused stamp)
-                decided += 1
-                late += fate[1] > self.late_ms
-            elif stamp in self._pending and now - sent_t > overdue_s:
-                decided += 1
-                late += 1
-        fraction = late / decided if decided >= self.min_decided else math.nan
+            answered = fate is not None and fate[0] >= sent_t and math.isfinite(fate[1])
+            rtts.append((sent_t, fate[1] if answered and fate is not None else math.inf))
+        # A frame not answered counts once a frame sent after it was (answers keep the order
+        # of the features): then it is lost. The frames after the newest answered one may
+        # still come, or the server is out of reach: that is silence, the fallback's business.
+        newest = max((t for t, rtt in rtts if math.isfinite(rtt)), default=-math.inf)
+        decided = [rtt for t, rtt in rtts if t <= newest]
+        late = sum(rtt > self.late_ms for rtt in decided)
+        fraction = late / len(decided) if len(decided) >= self.min_decided else math.nan
         return fraction, offered
 
     def new_epoch(self, now: float) -> None:

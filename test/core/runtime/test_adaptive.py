@@ -512,6 +512,8 @@ def test_the_stale_probe_after_an_outage_does_not_keep_the_edge_local():
     assert all(mode == REMOTE for t, mode in modes if t > recovered)
     assert adapt.controller is not None and adapt.controller.remote_fits
     assert adapt.controller.bandwidth_bps > 5e6  # measured on the fresh probe and frames
+    # The outage was silence, not a narrow link: no ceiling from the frames it swallowed.
+    assert math.isnan(adapt.controller.ceiling_bps(recovered))
 
 
 def test_a_link_that_answers_too_slowly_after_an_outage_still_runs_locally():
