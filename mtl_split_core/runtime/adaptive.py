@@ -227,13 +227,20 @@ class Controller:
         fidelity, or back from LOCAL) must still be good at, so it is not undone by noise."""
         return self.best(self.rate(self.bandwidth_bps * (1 - self.margin), stats, source_fps))
 
-    def forget(self, now: float) -> None:
-        """Drop the bandwidth history and the budget verdict (an outage made them stale) and
-        hold the current choice from ``now``: a move up needs ``min_hold_s`` of new
-        measurements. A ceiling stays until it expires: an outage does not widen a link."""
+    def forget(self, now: float) -> list[Event]:
+        """After a silence: drop the bandwidth history and the budget verdict (stale now) and
+        take the lightest option (fewest bytes; the current split in 'codec' mode), held from
+        ``now``. A silence is an outage or a link that stopped carrying the stream (the bench's
+        0.5 Mbit/s phase: f16's queue silenced the feedback before its late answers could
+        show), and the link is unknown: resume light, move up once measured (``min_hold_s``,
+        ``margin``). A ceiling stays until it expires: an outage does not widen a link."""
         self._bandwidth.clear()
-        self._since = float(now)
         self.remote_fits, self.verdict = True, "not measured yet"
+        light = min(self.rate(1e6).values(), key=lambda r: r.option.bytes)
+        events = self._switch(now, light, "after a silence: the lightest option until the "
+                              "link is measured again")
+        self._since = float(now)
+        return events
 
     def _switch(self, now: float, target: Rated, reason: str) -> list[Event]:
         before, self.current, self._since = self.current, target.choice, now
@@ -494,8 +501,11 @@ class LinkAdaptation:
                     # send the next frame as a probe: its answer measures the link as it is.
                     self._reachable = True
                     self.monitor.forget(stale_before=now)
-                    self.controller.forget(now)
+                    events += self.controller.forget(now)
                     self.switch.probe_again()
+                    self._note(events)
+                    self._new_epoch_if_changed(now)
+                    self._events += events
                     return verdict
                 if self.controller is not None:
                     events += self.controller.update(now, self.monitor.stats(now),
@@ -525,7 +535,7 @@ class LinkAdaptation:
         if self.switch.cause == "silence" and fallback:
             self.monitor.forget()
             if self.controller is not None:
-                self.controller.forget(fallback[0].t)
+                events = events + self.controller.forget(fallback[0].t)
         return events
 
     def _note(self, events: list[Event]) -> None:

@@ -548,3 +548,27 @@ def test_the_frame_at_a_silence_fallback_is_served_locally_not_probed():
     probes = [t for t, p in local if p.send]
     assert probes and probes[0] - local[0][0] == pytest.approx(0.5, abs=1 / 30 + 1e-9)
     assert all(b - a >= 0.5 - 1e-9 for a, b in zip(probes, probes[1:]))
+
+
+def test_after_a_silence_the_edge_resumes_with_the_lightest_option():
+    """The bench's 0.5 Mbit/s phase (second run): f16's queue silenced the feedback for 0.5 s
+    before its late answers could show, and the edge came back with f16 after each probe —
+    twice, then a budget verdict kept it local. A silence leaves the link unknown: resume with
+    the lightest option and move up only once measured."""
+    link = SimLink(lambda t: 20e6)
+    adapt = LinkAdaptation("s16", Q4, controller(), fallback_after=0.5, probe_period=0.5)
+    run(adapt, link, 0.0, 5.0)
+    assert adapt.choice == ("s16", F16)
+    plan = None
+    for i in range(20):  # 0.67 s with no answer at all
+        now = 5.0 + i / 30
+        plan = adapt.frame(now, 30.0)
+        if plan.send:
+            adapt.sent(int(now * 1e9), BYTES[plan.split][plan.codec], now)
+    assert adapt.mode == LOCAL and adapt.choice == ("s16", Q4)
+    assert plan is not None and (plan.split, plan.codec) == ("s16", Q4)
+    assert "lightest option" in str(adapt.last_event) or any(
+        "lightest option" in str(e) for e in plan.events)
+    # Back on the 20 Mbit/s link: REMOTE with q4, then the most faithful codec once measured.
+    _, events = run(adapt, link, 6.0, 12.0)
+    assert adapt.mode == REMOTE and adapt.choice == ("s16", F16), [str(e) for e in events]
