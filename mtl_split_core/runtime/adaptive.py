@@ -211,10 +211,14 @@ class Controller:
         late = stats.late_fraction
         if not (math.isfinite(late) and late > self.max_late and stats.offered_bps > 0):
             return False
-        cap = stats.offered_bps * (1 - self.margin)
+        self._lower_ceiling(now, stats.offered_bps)
+        return True
+
+    def _lower_ceiling(self, now: float, offered_bps: float) -> None:
+        cap = offered_bps * (1 - self.margin)
         held = self.ceiling_bps(now)
         self._ceiling = (now, cap if math.isnan(held) else min(held, cap))
-        return True
+
 
     def ceiling_bps(self, now: float) -> float:
         """The bandwidth ceiling in force at ``now`` (NaN: none)."""
@@ -227,13 +231,19 @@ class Controller:
         fidelity, or back from LOCAL) must still be good at, so it is not undone by noise."""
         return self.best(self.rate(self.bandwidth_bps * (1 - self.margin), stats, source_fps))
 
-    def forget(self, now: float) -> list[Event]:
+    def forget(self, now: float, stats: LinkStats | None = None) -> list[Event]:
         """After a silence: drop the bandwidth history and the budget verdict (stale now) and
         take the lightest option (fewest bytes; the current split in 'codec' mode), held from
         ``now``. A silence is an outage or a link that stopped carrying the stream (the bench's
         0.5 Mbit/s phase: f16's queue silenced the feedback before its late answers could
         show), and the link is unknown: resume light, move up once measured (``min_hold_s``,
-        ``margin``). A ceiling stays until it expires: an outage does not widen a link."""
+        ``margin``). ``stats`` from just before the silence: when its newest answer was
+        already late (a queue, not an outage, whose last answers are on time) the silence
+        counts as a saturated reading and sets the ceiling, so the stream that silenced the
+        link is not tried again every ``min_hold_s``. A ceiling stays until it expires: an
+        outage does not widen a link."""
+        if stats is not None and stats.last_rtt_ms > self.budget_ms and stats.offered_bps > 0:
+            self._lower_ceiling(now, stats.offered_bps)
         self._bandwidth.clear()
         self.remote_fits, self.verdict = True, "not measured yet"
         light = min(self.rate(1e6).values(), key=lambda r: r.option.bytes)
@@ -470,7 +480,8 @@ class LinkAdaptation:
             if self.controller is not None:
                 events += self.controller.update(now, stats, source_fps)
                 fits, verdict = self.controller.remote_fits, self.controller.verdict
-            events += self._forget_if_silent(self.switch.update(now, stats, fits, verdict))
+            events += self._forget_if_silent(self.switch.update(now, stats, fits, verdict),
+                                             stats)
             self._note(events)
             self._new_epoch_if_changed(now)
             local = self.switch.mode == LOCAL
@@ -528,14 +539,15 @@ class LinkAdaptation:
             self._sending = sending
             self.monitor.new_epoch(now)
 
-    def _forget_if_silent(self, events: list[Event]) -> list[Event]:
+    def _forget_if_silent(self, events: list[Event], stats: LinkStats) -> list[Event]:
         """After a silence fallback the link is unknown: measurements from before it would
-        bring REMOTE back on stale numbers, so the probes start afresh."""
+        bring REMOTE back on stale numbers, so the probes start afresh (``stats``: the last
+        before the silence, for the controller to tell a queue from an outage)."""
         fallback = [e for e in events if e.kind == "fallback"]
         if self.switch.cause == "silence" and fallback:
             self.monitor.forget()
             if self.controller is not None:
-                events = events + self.controller.forget(fallback[0].t)
+                events = events + self.controller.forget(fallback[0].t, stats)
         return events
 
     def _note(self, events: list[Event]) -> None:

@@ -80,6 +80,7 @@ class LinkStats:
     counts: dict[str, int] = field(default_factory=dict)  # lifetime counts by event
     late_fraction: float = math.nan  # since the epoch: share not answered within late_ms
     offered_bps: float = math.nan    # since the epoch: bits sent per second
+    last_rtt_ms: float = math.nan    # network RTT of the newest answer in the window
 
     @property
     def answered(self) -> bool:
@@ -258,7 +259,8 @@ class LinkMonitor:
                 fps_served=len(served) / span,
                 silent_s=silent, unanswered_s=max(unanswered, 0.0),
                 pending=len(self._pending), counts=dict(sorted(self._counts.items())),
-                late_fraction=late_fraction, offered_bps=offered_bps)
+                late_fraction=late_fraction, offered_bps=offered_bps,
+                last_rtt_ms=answers[-1].rtt_ms if answers else math.nan)
 
     def _since_epoch(self, now: float) -> tuple[float, float]:
         """(late_fraction, offered_bps) over the frames sent since the epoch, in the window."""

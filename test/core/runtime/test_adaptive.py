@@ -572,3 +572,36 @@ def test_after_a_silence_the_edge_resumes_with_the_lightest_option():
     # Back on the 20 Mbit/s link: REMOTE with q4, then the most faithful codec once measured.
     _, events = run(adapt, link, 6.0, 12.0)
     assert adapt.mode == REMOTE and adapt.choice == ("s16", F16), [str(e) for e in events]
+
+
+def test_a_stream_that_silences_the_link_is_not_retried_every_hold():
+    """The bench's 0.5 Mbit/s phase (fourth run): the per-frame estimate of q4 frames that
+    cross at line rate let the controller move up to f16 after each hold; f16's queue made a
+    few late answers and then silence, the edge fell back, resumed with q4 and moved up again:
+    a fallback every ~2.5 s (7 in 25 s here). The late answers before the silence mark it a
+    queue, not an outage: a ceiling holds the lighter codecs for ceiling_s — one try per
+    heavier codec (f16, then q8, which this link cannot carry either) per 10 s."""
+    adapt = LinkAdaptation("s16", Q4, controller(mode="codec"), fallback_after=0.5,
+                           probe_period=0.5)
+    fps, pending, heavy_frames, fallbacks = 15.0, [], 0, []
+    for i in range(int(25.0 * fps)):
+        now = i / fps
+        for t_answer, stamp in sorted(pending):
+            if t_answer <= now:
+                pending.remove((t_answer, stamp))
+                adapt.feedback(stamp, SERVED, 3.0, t_answer)
+        plan = adapt.frame(now, fps)
+        fallbacks += [e for e in plan.events if e.kind == "fallback"]
+        if not plan.send:
+            continue
+        stamp = int(now * 1e9)
+        adapt.sent(stamp, BYTES[plan.split][plan.codec], now)
+        if plan.codec == Q4:  # fits: back at line rate
+            pending.append((now + 0.005, stamp))
+            heavy_frames = 0
+        else:  # queues: three late answers, then nothing (drops, repairs)
+            heavy_frames += 1
+            if heavy_frames <= 3:
+                pending.append((now + 0.15 * heavy_frames, stamp))
+    assert 1 <= len(fallbacks) <= 4, [str(e) for e in fallbacks]
+    assert adapt.mode == REMOTE
