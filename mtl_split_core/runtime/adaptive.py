@@ -83,6 +83,15 @@ class Controller:
     ``margin`` less bandwidth* — a move up must survive the noise that would undo it. The one
     exception to the hold: a current choice over the budget is left at once.
 
+    A link that cannot carry the current stream (``LinkStats.late_fraction`` above
+    ``max_late``: frames answered late or not at all) makes the current option unfit at once,
+    whatever the model says, and sets a *ceiling*: ``margin`` less than the bit rate offered
+    (the stream it could not carry), lowered by every further such reading and held
+    ``ceiling_s`` after the last one. The per-frame estimate alone misses this on a
+    bursty link (frames that find the token bucket full cross at line rate); the ceiling also
+    keeps a move back up from being retried before ``ceiling_s`` has passed, so a link that
+    only carries the light option does not make the choice flap.
+
     When no option fits the budget, ``remote_fits`` goes False (the FallbackSwitch runs the
     network locally; probes keep measuring the link) until, after ``min_hold_s``, one fits with
     ``margin`` less bandwidth. Not thread-safe: ``LinkAdaptation`` serialises the calls.
@@ -92,15 +101,19 @@ class Controller:
                  splits: Sequence[str], split: str, codec: str, mode: str = "split_codec",
                  latency_budget_ms: float = 150.0, codecs: Sequence[str] = CODECS,
                  accuracy: Mapping[str, float] | None = None, margin: float = 0.2,
-                 min_hold_s: float = 2.0, fps_tolerance: float = 0.05) -> None:
+                 min_hold_s: float = 2.0, fps_tolerance: float = 0.05, max_late: float = 0.25,
+                 ceiling_s: float = 10.0) -> None:
         if mode not in ADAPTIVE_MODES[1:]:
             raise ConfigError("adaptive", f"controller mode {mode!r}: expected one of "
                               f"{', '.join(ADAPTIVE_MODES[1:])} ('off' runs no controller)")
         if not (math.isfinite(latency_budget_ms) and latency_budget_ms > 0):
             raise ConfigError("latency_budget_ms", f"{latency_budget_ms} must be > 0 ms")
-        if not (0 <= margin < 1 and 0 <= min_hold_s < 3600 and 0 <= fps_tolerance < 1):
+        if not (0 <= margin < 1 and 0 <= min_hold_s < 3600 and 0 <= fps_tolerance < 1
+                and 0 <= max_late < 1 and 0 <= ceiling_s < 3600):
             raise ConfigError("adaptive", f"margin {margin} [0, 1), min_hold_s {min_hold_s} "
-                              f"[0, 3600) s or fps_tolerance {fps_tolerance} [0, 1) out of range")
+                              f"[0, 3600) s, fps_tolerance {fps_tolerance} [0, 1), max_late "
+                              f"{max_late} [0, 1) or ceiling_s {ceiling_s} [0, 3600) s out of "
+                              "range")
         self.edge_profile, self.server_profile = dict(edge_profile), dict(server_profile)
         self.accuracy = dict(accuracy or {})
         try:  # the planner checks that both profiles describe the same splits and codecs
@@ -115,12 +128,14 @@ class Controller:
         self.mode, self.budget_ms = mode, float(latency_budget_ms)
         self.margin, self.min_hold_s = float(margin), float(min_hold_s)
         self.fps_tolerance = float(fps_tolerance)
+        self.max_late, self.ceiling_s = float(max_late), float(ceiling_s)
         self.current: tuple[str, str] = (split, codec)
         self.remote_fits = True
         self.verdict = "not measured yet"
         self._since: float | None = None  # when the current choice / verdict began
         self._bandwidth: deque[tuple[float, float]] = deque(maxlen=4096)
         self.bandwidth_bps = math.nan  # the estimate the last decision used
+        self._ceiling: tuple[float, float] | None = None  # (last saturated reading, bit/s)
 
     # -------------------------------------------------------------------------- decisions
     def pin(self, split: str, codec: str, now: float) -> None:
@@ -136,14 +151,21 @@ class Controller:
         now = float(now)
         if self._since is None:
             self._since = now
+        saturated = self._saturation(now, stats)
+        ceiling = self.ceiling_bps(now)
         bandwidth = stats.bandwidth_bps()
-        if not (math.isfinite(bandwidth) and bandwidth > 0):
+        fresh = math.isfinite(bandwidth) and bandwidth > 0
+        if not fresh and math.isnan(ceiling):
             return []  # nothing answered in the window: the FallbackSwitch handles silence
-        self._bandwidth.append((now, bandwidth))
+        if fresh:
+            self._bandwidth.append((now, bandwidth))
         while self._bandwidth and self._bandwidth[0][0] < now - self.min_hold_s:
             self._bandwidth.popleft()
-        self.bandwidth_bps = min(b for _, b in self._bandwidth)
+        self.bandwidth_bps = min([b for _, b in self._bandwidth]
+                                 + ([] if math.isnan(ceiling) else [ceiling]))
         rated = self.rate(self.bandwidth_bps, stats, source_fps)
+        if saturated:  # whatever the model says at this bandwidth, the link did not carry it
+            rated[self.current] = dataclasses.replace(rated[self.current], fits=False)
         target = self.best(rated)
         current = rated[self.current]
         held = now - self._since >= self.min_hold_s
@@ -166,9 +188,11 @@ class Controller:
         self.verdict = (f"{_name(self.current)}: {current.fps:.1f} fps, "
                         f"{current.option.latency_ms:.0f} ms at {_mbit(self.bandwidth_bps)}")
         if not current.fits:
-            return self._switch(now, target, f"{_name(self.current)} needs "
-                                f"{current.option.latency_ms:.0f} ms > budget "
-                                f"{self.budget_ms:g} ms at {_mbit(self.bandwidth_bps)}")
+            why = (f"{stats.late_fraction:.0%} of its frames late or lost at "
+                   f"{_mbit(stats.offered_bps)} offered" if saturated else
+                   f"needs {current.option.latency_ms:.0f} ms > budget {self.budget_ms:g} ms")
+            return self._switch(now, target, f"{_name(self.current)} {why} at "
+                                f"{_mbit(self.bandwidth_bps)}")
         if not held or target.choice == self.current:
             return []
         if target.fps >= current.fps * (1 + self.margin):
@@ -181,16 +205,52 @@ class Controller:
                                 f"{self.margin:.0%} less than {_mbit(self.bandwidth_bps)}")
         return []
 
+    def _saturation(self, now: float, stats: LinkStats) -> bool:
+        """Whether the link is not carrying the current stream; if so, lower the ceiling
+        (class docstring)."""
+        late = stats.late_fraction
+        if not (math.isfinite(late) and late > self.max_late and stats.offered_bps > 0):
+            return False
+        self._lower_ceiling(now, stats.offered_bps)
+        return True
+
+    def _lower_ceiling(self, now: float, offered_bps: float) -> None:
+        cap = offered_bps * (1 - self.margin)
+        held = self.ceiling_bps(now)
+        self._ceiling = (now, cap if math.isnan(held) else min(held, cap))
+
+
+    def ceiling_bps(self, now: float) -> float:
+        """The bandwidth ceiling in force at ``now`` (NaN: none)."""
+        if self._ceiling is None or now - self._ceiling[0] > self.ceiling_s:
+            return math.nan
+        return self._ceiling[1]
+
     def _safe(self, stats: LinkStats, source_fps: float | None) -> Rated | None:
         """The target if the link had ``margin`` less bandwidth: what a move up (more
         fidelity, or back from LOCAL) must still be good at, so it is not undone by noise."""
         return self.best(self.rate(self.bandwidth_bps * (1 - self.margin), stats, source_fps))
 
-    def forget(self, now: float) -> None:
-        """Drop the bandwidth history (an outage made it stale) and hold the current choice
-        from ``now``: a move up needs ``min_hold_s`` of new measurements."""
+    def forget(self, now: float, stats: LinkStats | None = None) -> list[Event]:
+        """After a silence: drop the bandwidth history and the budget verdict (stale now) and
+        take the lightest option (fewest bytes; the current split in 'codec' mode), held from
+        ``now``. A silence is an outage or a link that stopped carrying the stream (the bench's
+        0.5 Mbit/s phase: f16's queue silenced the feedback before its late answers could
+        show), and the link is unknown: resume light, move up once measured (``min_hold_s``,
+        ``margin``). ``stats`` from just before the silence: when its newest answer was
+        already late (a queue, not an outage, whose last answers are on time) the silence
+        counts as a saturated reading and sets the ceiling, so the stream that silenced the
+        link is not tried again every ``min_hold_s``. A ceiling stays until it expires: an
+        outage does not widen a link."""
+        if stats is not None and stats.last_rtt_ms > self.budget_ms and stats.offered_bps > 0:
+            self._lower_ceiling(now, stats.offered_bps)
         self._bandwidth.clear()
+        self.remote_fits, self.verdict = True, "not measured yet"
+        light = min(self.rate(1e6).values(), key=lambda r: r.option.bytes)
+        events = self._switch(now, light, "after a silence: the lightest option until the "
+                              "link is measured again")
         self._since = float(now)
+        return events
 
     def _switch(self, now: float, target: Rated, reason: str) -> list[Event]:
         before, self.current, self._since = self.current, target.choice, now
@@ -264,6 +324,11 @@ class FallbackSwitch:
     budget. In LOCAL the edge publishes one probe frame (its ordinary features) every
     ``probe_period`` seconds; after a silence the first feedback for a probe returns it to
     REMOTE, after a budget verdict the controller's next verdict does (measured on the probes).
+    A probe frame has no local outputs (the server's, if it answers: never two sets for one
+    frame), so each costs the robot one output while the server is out of reach. The first
+    probe after a silence therefore waits one ``probe_period``: the silence has just shown that
+    the server does not answer, and the newest unanswered frame is still waiting in the
+    writer; after a budget verdict the first one goes at once (it measures the link).
 
     A returning server never gets a burst of stale frames: the features writer is reliable with
     KEEP_LAST 1 history (volatile durability), so while the server is unreachable DDS keeps at
@@ -308,6 +373,16 @@ class FallbackSwitch:
         """In LOCAL: whether this frame should go out as a probe."""
         return self.mode == LOCAL and now - self._last_probe >= self.probe_period
 
+    def probe_again(self) -> None:
+        """Forget the probes sent so far (their answers no longer count) and probe with the
+        next frame."""
+        self._probes.clear()
+        self._last_probe = -math.inf
+
+    def is_probe(self, stamp_ns: int) -> bool:
+        """Whether ``stamp_ns`` is a probe sent in the current LOCAL period."""
+        return self.mode == LOCAL and int(stamp_ns) in self._probes
+
     def sent(self, stamp_ns: int, now: float) -> None:
         """A features message left; in LOCAL it is a probe."""
         if self.mode == LOCAL:
@@ -319,7 +394,7 @@ class FallbackSwitch:
         """Valid feedback for ``stamp_ns`` arrived: a probe's ends a silence — back to REMOTE,
         or, when the controller (having seen the probe) finds no option within the budget,
         LOCAL for that reason from now on."""
-        if self.mode == LOCAL and self.cause == "silence" and int(stamp_ns) in self._probes:
+        if self.cause == "silence" and self.is_probe(stamp_ns):
             if remote_fits:
                 return self._go(now, REMOTE, None, "the server answered a probe")
             self.cause, self.reason = "budget", verdict or "no option within the budget"
@@ -329,7 +404,9 @@ class FallbackSwitch:
         before, self.mode, self.cause, self.reason = self.mode, mode, cause, reason
         self._since = float(now)
         self._probes.clear()
-        self._last_probe = -math.inf  # the first LOCAL frame probes at once
+        # After a budget verdict the first LOCAL frame probes at once; after a silence one
+        # probe_period later (class docstring).
+        self._last_probe = float(now) if cause == "silence" else -math.inf
         kind = "fallback" if mode == LOCAL else "recover"
         self.counts[kind] += 1
         return [Event(now, kind, before.upper(), mode.upper(), reason)]
@@ -341,10 +418,14 @@ class FramePlan:
     """What the edge does with one camera frame."""
 
     send: bool     # encode with (split, codec) and publish the features
-    local: bool    # run the server part on the robot and publish the outputs itself
+    local: bool    # LOCAL mode: the robot serves this frame itself unless it is a probe
     split: str
     codec: str
     events: tuple[Event, ...]  # transitions since the last frame: log one line each
+    # A probe (sent while LOCAL). Its outputs are the server's, so the robot has none for it,
+    # unless the probe goes where the server's outputs for it reach no output topic (the edge
+    # node's probe topic, docs/ADAPTIVE.md §4): then the robot serves it too.
+    probe: bool = False
 
 
 class LinkAdaptation:
@@ -359,7 +440,9 @@ class LinkAdaptation:
     def __init__(self, split: str, codec: str, controller: Controller | None = None,
                  fallback_after: float = 0.5, probe_period: float = 0.5,
                  monitor: LinkMonitor | None = None) -> None:
-        self.monitor = monitor or LinkMonitor()
+        # A frame whose network round trip alone breaks the budget was not carried in time.
+        late_ms = 100.0 if controller is None else controller.budget_ms
+        self.monitor = monitor or LinkMonitor(late_ms=min(late_ms, LinkMonitor().timeout_s * 1e3))
         self.controller = controller
         self.switch = FallbackSwitch(fallback_after, probe_period)
         self._fixed = (split, codec)
@@ -368,6 +451,8 @@ class LinkAdaptation:
         self._source_fps: float | None = None  # the camera's rate frame() was last given
         self.last_event: Event | None = None
         self.switches = 0
+        self._sending = (split, codec, REMOTE)  # what the monitor's epoch began with
+        self._reachable = False  # in LOCAL after a silence: a probe was answered
 
     @property
     def choice(self) -> tuple[str, str]:
@@ -383,6 +468,7 @@ class LinkAdaptation:
             if self.controller is not None:
                 self.controller.pin(split, codec, now)
             self._fixed = (split, codec)
+            self._new_epoch_if_changed(now)
 
     def frame(self, now: float, source_fps: float | None = None) -> FramePlan:
         """Decide for one camera frame; ``source_fps``: the camera's rate (None = no cap)."""
@@ -394,12 +480,14 @@ class LinkAdaptation:
             if self.controller is not None:
                 events += self.controller.update(now, stats, source_fps)
                 fits, verdict = self.controller.remote_fits, self.controller.verdict
-            events += self._forget_if_silent(self.switch.update(now, stats, fits, verdict))
+            events += self._forget_if_silent(self.switch.update(now, stats, fits, verdict),
+                                             stats)
             self._note(events)
+            self._new_epoch_if_changed(now)
             local = self.switch.mode == LOCAL
             split, codec = self.choice
-            return FramePlan(not local or self.switch.probe_due(now), local, split, codec,
-                             tuple(events))
+            probe = local and self.switch.probe_due(now)
+            return FramePlan(not local or probe, local, split, codec, tuple(events), probe)
 
     def sent(self, stamp_ns: int, nbytes: int, now: float) -> None:
         """The features of the frame stamped ``stamp_ns`` were published."""
@@ -416,6 +504,20 @@ class LinkAdaptation:
                 # answers but is too slow for the budget must not bring REMOTE back for a frame.
                 events: list[Event] = []
                 fits, why = True, ""
+                if (self.controller is not None and self.switch.cause == "silence"
+                        and self.switch.is_probe(stamp_ns) and not self._reachable):
+                    # The server is back, but this probe may have waited out the outage in the
+                    # writer: its round trip measures the outage, not the link (the bench:
+                    # 0.07 Mbit/s on a 20 Mbit/s link, then 5 s more of LOCAL). Forget it and
+                    # send the next frame as a probe: its answer measures the link as it is.
+                    self._reachable = True
+                    self.monitor.forget(stale_before=now)
+                    events += self.controller.forget(now)
+                    self.switch.probe_again()
+                    self._note(events)
+                    self._new_epoch_if_changed(now)
+                    self._events += events
+                    return verdict
                 if self.controller is not None:
                     events += self.controller.update(now, self.monitor.stats(now),
                                                      self._source_fps)
@@ -424,17 +526,28 @@ class LinkAdaptation:
                 if self.switch.cause == "budget":
                     events += self.switch.update(now, self.monitor.stats(now), fits, why)
                 self._note(events)
+                self._new_epoch_if_changed(now)
                 self._events += events
             return verdict
 
-    def _forget_if_silent(self, events: list[Event]) -> list[Event]:
+    def _new_epoch_if_changed(self, now: float) -> None:
+        """A new split, codec or mode: the monitor judges the new stream on its own frames."""
+        sending = (*self.choice, self.switch.mode)
+        if sending != self._sending:
+            if sending[2] != self._sending[2]:
+                self._reachable = False
+            self._sending = sending
+            self.monitor.new_epoch(now)
+
+    def _forget_if_silent(self, events: list[Event], stats: LinkStats) -> list[Event]:
         """After a silence fallback the link is unknown: measurements from before it would
-        bring REMOTE back on stale numbers, so the probes start afresh."""
+        bring REMOTE back on stale numbers, so the probes start afresh (``stats``: the last
+        before the silence, for the controller to tell a queue from an outage)."""
         fallback = [e for e in events if e.kind == "fallback"]
         if self.switch.cause == "silence" and fallback:
             self.monitor.forget()
             if self.controller is not None:
-                self.controller.forget(fallback[0].t)
+                events = events + self.controller.forget(fallback[0].t, stats)
         return events
 
     def _note(self, events: list[Event]) -> None:
@@ -458,6 +571,8 @@ class LinkAdaptation:
                 "adaptive_choice": f"{split} {codec}",
                 "adaptive_verdict": "" if ctrl is None else ctrl.verdict,
                 "bandwidth_estimate_mbps": math.nan if ctrl is None else ctrl.bandwidth_bps / 1e6,
+                "bandwidth_ceiling_mbps": math.nan if ctrl is None else ctrl.ceiling_bps(now) / 1e6,
+                "late_fraction": s.late_fraction, "offered_mbps": s.offered_bps / 1e6,
                 "goodput_mbps": s.goodput_bps / 1e6, "effective_mbps": s.effective_bps / 1e6,
                 "rtt_ms_p50": s.rtt_ms_p50, "feedback_server_ms_p50": s.server_ms_p50,
                 "link_loss": s.loss, "server_drop_rate": s.server_drop_rate,

@@ -207,6 +207,50 @@ def test_server_killed_edge_serves_locally_then_split_computing_resumes(ros, rig
     assert "link: recover: LOCAL -> REMOTE (the server answered a probe)" in log, log[-3000:]
 
 
+def test_probes_on_the_probe_topic_cost_no_outputs(ros, rig, model_dir):
+    """A server that also serves mtl_split/probe/features (feature_topics): while the edge runs
+    locally its probes go there, so the server's outputs for them land on mtl_split/probe/...
+    and the edge serves each probe frame itself as well: every frame it processes has outputs,
+    still one set per frame; a probe's answer on the probe topic brings split computing back."""
+    probes = {}  # stamp sec -> arrival (monotonic)
+    sub = ros.create_subscription(SplitFeatures, "mtl_split/probe/features",
+                                  lambda m: probes.setdefault(m.header.stamp.sec,
+                                                              time.monotonic()), REL)
+    edge_args = node_args("mtl_split_edge", model=model_dir, device="cpu",
+                          diagnostics_period=0.2, adaptive="split_codec",
+                          latency_budget_ms=60000.0)
+    server_args = node_args("mtl_split_server", model=model_dir, device="cpu",
+                            feature_topics='["mtl_split/features", "mtl_split/probe/features"]')
+    try:
+        with python_process(edge_args) as edge:
+            with python_process(server_args) as server:
+                assert wait_for(ros, lambda: len(rig.remote_outputs()) >= 3
+                                and rig.edge.get("link_mode") == "remote", 50,
+                                (edge, server)), rig.edge
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait(10)
+            killed = time.monotonic()
+            # The dead server's endpoints stay known for the DDS lease (20 s): the probes go
+            # to the probe topic meanwhile.
+            assert wait_for(ros, lambda: rig.edge.get("link_mode") == "local"
+                            and len([t for t in probes.values() if t > killed]) >= 3, 15,
+                            (edge,)), (rig.edge, probes)
+            sent_on_features = {sec for sec, v in rig.sent.items() if v[0] > killed + 1.0}
+            assert not sent_on_features, sent_on_features  # no probe there: no lost frame
+            new = [sec for sec, t in probes.items() if t > killed]
+            assert wait_for(ros, lambda: all(any(d[1] == sec for d in rig.detections)
+                                             for sec in new), 10, (edge,)), new
+            restart = time.monotonic()
+            with python_process(server_args) as server:
+                assert wait_for(ros, lambda: rig.edge.get("link_mode") == "remote" and any(
+                    d[0] > restart for d in rig.remote_outputs()), 40, (edge, server)), rig.edge
+                log = stop(edge)
+    finally:
+        ros.destroy_subscription(sub)
+    _assert_one_output_per_frame(rig)
+    assert "link: recover: LOCAL -> REMOTE (the server answered a probe)" in log, log[-3000:]
+
+
 def test_split_and_codec_changed_while_frames_flow(ros, rig, two_split_model):
     edge_args = node_args("mtl_split_edge", model=two_split_model, device="cpu", split="s16",
                           codec="q8-zstd/1", fallback_after=3.0, diagnostics_period=0.2)

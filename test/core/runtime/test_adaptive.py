@@ -197,14 +197,17 @@ def test_fallback_after_silence_and_probes_until_answered():
     events = switch.update(1.01, stats(5e6, unanswered_s=0.5))
     assert switch.mode == LOCAL and events[0].kind == "fallback"
     assert "no feedback for 0.50 s" in events[0].reason
-    assert switch.probe_due(1.01)
-    switch.sent(111, 1.01)
-    assert not switch.probe_due(1.3) and switch.probe_due(1.51)
-    assert switch.answered(999, 1.6) == []  # not a probe (an old frame's late answer)
+    # The silence just showed the server does not answer: the first probe (a frame without
+    # local outputs) waits one probe_period.
+    assert not switch.probe_due(1.01) and not switch.probe_due(1.5)
+    assert switch.probe_due(1.51)
+    switch.sent(111, 1.51)
+    assert not switch.probe_due(1.8) and switch.probe_due(2.02)
+    assert switch.answered(999, 2.1) == []  # not a probe (an old frame's late answer)
     assert switch.mode == LOCAL
-    events = switch.answered(111, 1.7)
+    events = switch.answered(111, 2.2)
     assert switch.mode == REMOTE and events[0].kind == "recover"
-    assert not switch.probe_due(1.8)
+    assert not switch.probe_due(2.3)
 
 
 def test_fallback_after_zero_never_falls_back_on_silence():
@@ -287,9 +290,10 @@ def test_outage_falls_back_within_fallback_after_and_recovers_on_a_probe():
     assert "answered a probe" in recover[0].reason and adapt.mode == REMOTE
     assert all(t < recover[0].t + 0.04 for t in local)
     # The server never got a burst: between the first delivery after the outage and full rate
-    # there is exactly the one waiting probe.
+    # there are exactly the one waiting probe and the probe sent on its answer (which measures
+    # the link: the waiting one measured the outage).
     after = [t for t, _ in link.delivered if t >= 20.0]
-    assert after and after[0] < 20.01 and len([t for t in after if t < recover[0].t]) == 1
+    assert after and after[0] < 20.01 and len([t for t in after if t < recover[0].t]) == 2
     assert sent_in_outage > 0
     assert adapt.switch.counts == {"fallback": 1, "recover": 1}
 
@@ -423,3 +427,181 @@ def test_feedback_diagnostics_and_frames_from_three_threads():
     fates = counts.get("served", 0) + counts.get("lost", 0)
     verdicts = sum(counts.get(k, 0) for k in ("served", "unknown", "late", "duplicate"))
     assert fates == n and verdicts == n
+
+
+# ------------------------------------------------------------------ the trace benchmark's findings
+class BurstLink(SimLink):
+    """A token bucket of ``bucket`` bytes refilled at ``bandwidth(t)`` bit/s and almost no
+    queue (the bench's tbf at 0.5 Mbit/s, seen by DDS with KEEP_LAST 1): a frame that finds
+    enough tokens crosses at line rate (1 ms), one that does not is lost."""
+
+    def __init__(self, bandwidth, bucket=16000, server_ms=20.0):
+        super().__init__(bandwidth, server_ms)
+        self.bucket, self.tokens, self.t = bucket, float(bucket), 0.0
+
+    def send(self, t, stamp, nbytes):
+        self.tokens = min(self.bucket, self.tokens + (t - self.t) * self.bandwidth(t) / 8)
+        self.t = t
+        if self.tokens >= nbytes:
+            self.tokens -= nbytes
+            self.delivered.append((t + 0.001, stamp))
+            heapq.heappush(self.answers, (t + 0.002 + self.server_ms / 1e3, stamp))
+
+    def _pump(self, now):
+        pass
+
+
+def test_a_bursty_narrow_link_moves_to_the_light_codec_and_stays_there():
+    """Finding 1 of bench/netem/TRACE.md: at 0.5 Mbit/s the frames that cross do so at line
+    rate, so the per-frame estimate read 1.7-29 Mbit/s and the edge kept f16 (8 KB here, 1 Mbit/s
+    at 15 fps), which the link cannot carry. The late/lost frames must move it to a codec the
+    link carries (q8: 0.48 Mbit/s at 15 fps), and the ceiling must keep it from trying f16 again
+    every min_hold_s."""
+    link = BurstLink(lambda t: 50e6 if t < 5.0 else 0.5e6)
+    adapt = LinkAdaptation("s16", F16, controller(mode="codec"), fallback_after=0.5)
+    run(adapt, link, 0.0, 5.0, fps=15.0)
+    assert adapt.choice == ("s16", F16) and adapt.mode == REMOTE
+    _, events = run(adapt, link, 5.0, 25.0, fps=15.0)
+    switches = [e for e in events if e.kind == "switch"]
+    assert switches and switches[0].after in (f"s16 {Q8}", f"s16 {Q4}") and switches[0].t < 6.5, \
+        [str(e) for e in events]
+    assert "late or lost" in switches[0].reason
+    # At most one retry of f16 per ceiling_s (10 s), each undone at once.
+    assert len(switches) <= 3, [str(e) for e in switches]
+    assert not [e for e in events if e.kind == "fallback"], [str(e) for e in events]
+    assert adapt.mode == REMOTE
+    # What the robot got: nearly every frame from 6.5 s on came back from the server.
+    sent = [t for t, _ in link.delivered if t >= 6.5]
+    assert len(sent) >= 0.85 * 15 * (25.0 - 6.5), len(sent)
+
+
+def test_the_stale_probe_after_an_outage_does_not_keep_the_edge_local():
+    """Finding 3: the first probe answered after the outage had waited ~1 s in the writer;
+    its round trip (0.06 Mbit/s for 8 KB) made the controller find no option within the
+    budget, and the edge stayed local ~5 s on a 20 Mbit/s link. Now its answer only says the
+    server is back: the next frame probes the link as it is, and REMOTE follows at once."""
+    adapt = LinkAdaptation("s16", F16, controller(), fallback_after=0.5, probe_period=0.5)
+    fps, up = 30.0, lambda t: t < 5.0 or t >= 15.0
+    pending, probes, recovered, modes = [], [], None, []
+    stale_answer = 0.0  # frames sent after the link came back arrive behind the stale probe
+    for i in range(int(25.0 * fps)):
+        now = i / fps
+        for t_answer, stamp in list(pending):
+            if t_answer <= now:
+                pending.remove((t_answer, stamp))
+                adapt.feedback(stamp, SERVED, 3.0, t_answer)
+        plan = adapt.frame(now, fps)
+        for event in plan.events:
+            if event.kind == "recover":
+                recovered = event.t
+            assert not (event.kind == "fallback" and now > 15.0), str(event)
+        modes.append((now, adapt.mode))
+        if plan.send:
+            stamp = int(now * 1e9)
+            adapt.sent(stamp, BYTES[plan.split][plan.codec], now)
+            if up(now) and not (now >= 15.0 and probes):
+                pending.append((max(now, stale_answer) + 0.006, stamp))
+            elif plan.local:
+                probes.append((now, stamp))
+        if now >= 15.0 and probes:  # the link is back: the newest probe arrives 1 s old
+            sent_t, stamp = probes.pop()
+            probes.clear()
+            stale_answer = sent_t + 1.0
+            pending.append((stale_answer, stamp))
+    assert recovered is not None and recovered < 15.0 + 1.0 + 0.2, recovered
+    assert all(mode == REMOTE for t, mode in modes if t > recovered)
+    assert adapt.controller is not None and adapt.controller.remote_fits
+    assert adapt.controller.bandwidth_bps > 5e6  # measured on the fresh probe and frames
+    # The outage was silence, not a narrow link: no ceiling from the frames it swallowed.
+    assert math.isnan(adapt.controller.ceiling_bps(recovered))
+
+
+def test_a_link_that_answers_too_slowly_after_an_outage_still_runs_locally():
+    """The other side of the stale-probe rule: when the fresh probe is slow too, the link is
+    narrow, not just back from an outage: LOCAL continues for the budget, no REMOTE flapping."""
+    bandwidth = {"bps": 5e6}
+    link = SimLink(lambda t: bandwidth["bps"])
+    adapt = LinkAdaptation("s16", F16, controller(), fallback_after=0.5, probe_period=0.5)
+    run(adapt, link, 0.0, 5.0)
+    bandwidth["bps"] = 0.05e6  # 8 KB f16 frames take 1.3 s: silence, then slow probes
+    _, events = run(adapt, link, 5.0, 20.0)
+    assert adapt.mode == LOCAL and adapt.switch.cause == "budget", [str(e) for e in events]
+    assert len([e for e in events if e.kind == "recover"]) <= 1, [str(e) for e in events]
+
+
+def test_the_frame_at_a_silence_fallback_is_served_locally_not_probed():
+    """Finding 2: each probe is a frame without outputs while the server is out of reach. The
+    silence has just shown that the server does not answer, so the first LOCAL frame is served
+    locally and the first probe follows one probe_period later."""
+    link = SimLink(lambda t: 0.0 if t >= 3.0 else 20e6)
+    adapt = LinkAdaptation("s16", Q4, controller(), fallback_after=0.5, probe_period=0.5)
+    run(adapt, link, 0.0, 3.0)
+    plans = []
+    for i in range(int(2.0 * 30)):
+        now = 3.0 + i / 30
+        plan = adapt.frame(now, 30.0)
+        plans.append((now, plan))
+        if plan.send:
+            adapt.sent(int(now * 1e9), 2000, now)
+    local = [(t, p) for t, p in plans if p.local]
+    assert local and not local[0][1].send  # the fallback frame: outputs at once
+    probes = [t for t, p in local if p.send]
+    assert probes and probes[0] - local[0][0] == pytest.approx(0.5, abs=1 / 30 + 1e-9)
+    assert all(b - a >= 0.5 - 1e-9 for a, b in zip(probes, probes[1:]))
+
+
+def test_after_a_silence_the_edge_resumes_with_the_lightest_option():
+    """The bench's 0.5 Mbit/s phase (second run): f16's queue silenced the feedback for 0.5 s
+    before its late answers could show, and the edge came back with f16 after each probe —
+    twice, then a budget verdict kept it local. A silence leaves the link unknown: resume with
+    the lightest option and move up only once measured."""
+    link = SimLink(lambda t: 20e6)
+    adapt = LinkAdaptation("s16", Q4, controller(), fallback_after=0.5, probe_period=0.5)
+    run(adapt, link, 0.0, 5.0)
+    assert adapt.choice == ("s16", F16)
+    plan = None
+    for i in range(20):  # 0.67 s with no answer at all
+        now = 5.0 + i / 30
+        plan = adapt.frame(now, 30.0)
+        if plan.send:
+            adapt.sent(int(now * 1e9), BYTES[plan.split][plan.codec], now)
+    assert adapt.mode == LOCAL and adapt.choice == ("s16", Q4)
+    assert plan is not None and (plan.split, plan.codec) == ("s16", Q4)
+    assert "lightest option" in str(adapt.last_event) or any(
+        "lightest option" in str(e) for e in plan.events)
+    # Back on the 20 Mbit/s link: REMOTE with q4, then the most faithful codec once measured.
+    _, events = run(adapt, link, 6.0, 12.0)
+    assert adapt.mode == REMOTE and adapt.choice == ("s16", F16), [str(e) for e in events]
+
+
+def test_a_stream_that_silences_the_link_is_not_retried_every_hold():
+    """The bench's 0.5 Mbit/s phase (fourth run): the per-frame estimate of q4 frames that
+    cross at line rate let the controller move up to f16 after each hold; f16's queue made a
+    few late answers and then silence, the edge fell back, resumed with q4 and moved up again:
+    a fallback every ~2.5 s (7 in 25 s here). The late answers before the silence mark it a
+    queue, not an outage: a ceiling holds the lighter codecs for ceiling_s — one try per
+    heavier codec (f16, then q8, which this link cannot carry either) per 10 s."""
+    adapt = LinkAdaptation("s16", Q4, controller(mode="codec"), fallback_after=0.5,
+                           probe_period=0.5)
+    fps, pending, heavy_frames, fallbacks = 15.0, [], 0, []
+    for i in range(int(25.0 * fps)):
+        now = i / fps
+        for t_answer, stamp in sorted(pending):
+            if t_answer <= now:
+                pending.remove((t_answer, stamp))
+                adapt.feedback(stamp, SERVED, 3.0, t_answer)
+        plan = adapt.frame(now, fps)
+        fallbacks += [e for e in plan.events if e.kind == "fallback"]
+        if not plan.send:
+            continue
+        stamp = int(now * 1e9)
+        adapt.sent(stamp, BYTES[plan.split][plan.codec], now)
+        if plan.codec == Q4:  # fits: back at line rate
+            pending.append((now + 0.005, stamp))
+            heavy_frames = 0
+        else:  # queues: three late answers, then nothing (drops, repairs)
+            heavy_frames += 1
+            if heavy_frames <= 3:
+                pending.append((now + 0.15 * heavy_frames, stamp))
+    assert 1 <= len(fallbacks) <= 4, [str(e) for e in fallbacks]
+    assert adapt.mode == REMOTE

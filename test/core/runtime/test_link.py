@@ -172,3 +172,87 @@ def test_constructor_rejects_bad_settings():
         LinkMonitor(window_s=0)
     with pytest.raises(ValueError):
         LinkMonitor(timeout_s=-1)
+
+
+def test_late_fraction_sees_a_stream_the_link_does_not_carry():
+    """The bench's 0.5 Mbit/s tbf link with 9 KB frames at 15 fps: the frames that find the
+    token bucket full cross at line rate (a few ms: the per-frame estimate reads tens of
+    Mbit/s), the others are lost. late_fraction says so; offered_bps is the stream's rate."""
+    monitor = LinkMonitor(window_s=2.0, late_ms=100.0, min_decided=8)
+    for i in range(45):  # 3 s
+        t = i / 15
+        monitor.sent(stamp(t), 9000, t)
+        if i % 3 == 0:  # one frame in three gets through, at line rate
+            assert monitor.feedback(stamp(t), SERVED, 20.0, t + 0.022) == "served"
+    s = monitor.stats(3.0)
+    assert s.effective_bps > 20e6  # what the per-frame estimate alone believes
+    assert s.late_fraction == pytest.approx(2 / 3, abs=0.05)
+    assert s.offered_bps == pytest.approx(9000 * 8 * 15, rel=0.05)
+    # Answers that come back later than late_ms count as late too (a queue building up).
+    slow = LinkMonitor(late_ms=100.0)
+    for i in range(30):
+        t = i / 15
+        slow.sent(stamp(t), 9000, t)
+        slow.feedback(stamp(t), SERVED, 20.0, t + 0.020 + (0.25 if i >= 10 else 0.005))
+    # In the window (sent from 0.5 s on): frames 8-29, of which 10-29 late.
+    assert slow.stats(2.5).late_fraction == pytest.approx(20 / 22)
+    # A healthy link: nothing late.
+    healthy = LinkMonitor()
+    end = steady(healthy, 3.0, fps=15, nbytes=9000, net_ms=8.0, server_ms=20.0)
+    assert healthy.stats(end).late_fraction == 0.0
+
+
+def test_late_fraction_judges_the_stream_since_the_epoch_and_needs_enough_frames():
+    monitor = LinkMonitor(late_ms=100.0, min_decided=8)
+    for i in range(30):  # 2 s of frames: one in three lost
+        monitor.sent(stamp(i / 15), 9000, i / 15)
+        if i % 3:
+            monitor.feedback(stamp(i / 15), SERVED, 20.0, i / 15 + 0.03)
+    assert monitor.stats(2.0).late_fraction == pytest.approx(1 / 3, abs=0.05)
+    monitor.new_epoch(2.0)  # e.g. a lighter codec from here on
+    assert math.isnan(monitor.stats(2.0).late_fraction)  # nothing sent since: unknown
+    for i in range(5):  # five frames: too few to judge
+        t = 2.0 + i / 15
+        monitor.sent(stamp(t), 2000, t)
+        monitor.feedback(stamp(t), SERVED, 20.0, t + 0.025)
+    assert math.isnan(monitor.stats(2.4).late_fraction)
+    for i in range(5, 15):
+        t = 2.0 + i / 15
+        monitor.sent(stamp(t), 2000, t)
+        monitor.feedback(stamp(t), SERVED, 20.0, t + 0.025)
+    s = monitor.stats(3.0)
+    assert s.late_fraction == 0.0
+    assert s.offered_bps == pytest.approx(15 * 2000 * 8, rel=0.1)
+    # A frame not answered is lost once a later one was answered (answers keep the order).
+    monitor.sent(stamp(3.0), 2000, 3.0)
+    assert monitor.stats(3.5).late_fraction == 0.0  # not judged yet: it may still come
+    monitor.sent(stamp(3.5), 2000, 3.5)
+    monitor.feedback(stamp(3.5), SERVED, 20.0, 3.525)
+    assert monitor.stats(3.6).late_fraction == pytest.approx(1 / 17)
+
+
+def test_silence_is_not_a_narrow_link():
+    """An outage: the frames after the last answered one are not judged (the fallback handles
+    silence). Counted as late they made a ceiling of a quarter of the stream, which after the
+    outage kept the edge local for the budget until it expired (bench trace, 2.2 s)."""
+    monitor = LinkMonitor(late_ms=100.0)
+    end = steady(monitor, 2.0, fps=17, nbytes=2300, net_ms=5.0, server_ms=25.0)
+    monitor.new_epoch(end)
+    end = steady(monitor, 1.0, fps=17, nbytes=2300, net_ms=5.0, server_ms=25.0, t0=end)
+    for i in range(12):  # the link goes down: 0.7 s of frames without an answer
+        t = end + i / 17
+        monitor.sent(stamp(t), 2300, t)
+    s = monitor.stats(end + 0.75)
+    assert s.late_fraction == 0.0 and s.unanswered_s == pytest.approx(0.75)
+
+
+def test_forget_with_stale_before_ignores_answers_that_waited_out_an_outage():
+    monitor = LinkMonitor()
+    monitor.sent(stamp(1.0), 9000, 1.0)   # a probe that waits in the writer through an outage
+    monitor.forget(stale_before=1.9)
+    # Answered 1 s after it was sent: 0.07 Mbit/s, a measurement of the outage.
+    assert monitor.feedback(stamp(1.0), SERVED, 2.0, 2.0) == "served"
+    assert not monitor.stats(2.0).answered
+    monitor.sent(stamp(2.0), 9000, 2.0)  # sent after the link came back
+    assert monitor.feedback(stamp(2.0), SERVED, 2.0, 2.006) == "served"
+    assert monitor.stats(2.01).effective_bps == pytest.approx(9000 * 8 / 0.004)
