@@ -452,11 +452,11 @@ class BurstLink(SimLink):
 
 
 def test_a_bursty_narrow_link_moves_to_the_light_codec_and_stays_there():
-    """Finding 1 of bench/netem/TRACE.md: at 0.5 Mbit/s the frames that cross do so at line
-    rate, so the per-frame estimate read 1.7-29 Mbit/s and the edge kept f16 (8 KB here, 1 Mbit/s
-    at 15 fps), which the link cannot carry. The late/lost frames must move it to a codec the
-    link carries (q8: 0.48 Mbit/s at 15 fps), and the ceiling must keep it from trying f16 again
-    every min_hold_s."""
+    """Finding 1 of the bandwidth-trace benchmark (docs/BENCHMARKS.md): at 0.5 Mbit/s the frames
+    that cross do so at line rate, so the per-frame estimate read 1.7-29 Mbit/s and the edge
+    kept f16 (8 KB here, 1 Mbit/s at 15 fps), which the link cannot carry. The late/lost frames
+    must move it to a codec the link carries (q8: 0.48 Mbit/s at 15 fps), and the ceiling must
+    keep it from trying f16 again every min_hold_s."""
     link = BurstLink(lambda t: 50e6 if t < 5.0 else 0.5e6)
     adapt = LinkAdaptation("s16", F16, controller(mode="codec"), fallback_after=0.5)
     run(adapt, link, 0.0, 5.0, fps=15.0)
