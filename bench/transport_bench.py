@@ -22,6 +22,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
+from mtl_split_tools.node_processes import cpu_seconds
+
 PROFILE = Path(__file__).resolve().parents[1] / "config" / "fastdds.xml"
 CASES = {  # name -> the subscriber's environment (the publisher keeps the defaults)
     "shared memory (default)": {},
@@ -74,15 +78,7 @@ json.dump({"arrivals": [a for a in arrivals if a[1] >= t_start * 1e9], "seconds"
 """
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a live process (from /proc)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def run_case(env_extra: dict, w: int, h: int, rate: float, seconds: float, out: str) -> dict:
-    import numpy as np
     env = dict(os.environ)
     pub = subprocess.Popen([sys.executable, "-c", PUBLISHER, str(w), str(h), str(rate)],
                            env=env, start_new_session=True)

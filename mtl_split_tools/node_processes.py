@@ -31,6 +31,12 @@ def start(argv: list[str], log: Path, env: dict | None = None) -> subprocess.Pop
                             start_new_session=True)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop_all(procs: list[subprocess.Popen], timeout: float = 10.0) -> None:
     """SIGINT every process group (nodes shut down cleanly), SIGKILL what is left after
     ``timeout`` seconds."""

@@ -70,17 +70,12 @@ def record_streams(path: Path, frames: Path, model: str, device: str, count: int
             "edge_device": str(edge.device), "edge_ms_p50": float(np.median(edge_ms))}
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (its threads included)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def measure_window(procs: dict, gpu: GpuSampler, warmup: float, seconds: float,
                    profile: Callable[[float], list[subprocess.Popen]] | None = None
                    ) -> tuple[int, int, dict[str, float], dict | None]:
     """After ``warmup`` s, a window of ``seconds`` s: (start ns, end ns, CPU % per process,
     GPU utilisation per GPU or None). ``profile(seconds)`` starts profilers for the window."""
+    from mtl_split_tools.node_processes import cpu_seconds
     time.sleep(warmup)
     gpu.start()
     profilers = profile(seconds) if profile else []

@@ -3,7 +3,13 @@
 import sys
 import time
 
-from mtl_split_tools.node_processes import node_command, node_executable, start, stop_all
+from mtl_split_tools.node_processes import (
+    cpu_seconds,
+    node_command,
+    node_executable,
+    start,
+    stop_all,
+)
 
 
 def test_node_command_takes_parameters_as_a_dict_or_raw_ros_args():
@@ -26,3 +32,13 @@ def test_stop_all_interrupts_then_kills_what_ignores_sigint(tmp_path):
     stop_all([polite, stubborn], timeout=1.0)
     assert polite.returncode != 0 and stubborn.returncode == -9  # SIGKILL
     assert time.time() - t0 < 5
+
+
+def test_cpu_seconds_counts_a_busy_process(tmp_path):
+    busy = start([sys.executable, "-c", "while True: pass"], tmp_path / "busy.log")
+    try:
+        first = cpu_seconds(busy.pid)
+        time.sleep(1.0)
+        assert cpu_seconds(busy.pid) - first > 0.2  # it spins (on a shared 2-core machine)
+    finally:
+        stop_all([busy], timeout=5.0)
