@@ -13,11 +13,9 @@ Link adaptation (docs/ADAPTIVE.md): the server answers every features message on
 (``adaptive``: codec / split_codec) and, when the server stops answering for ``fallback_after``
 seconds, runs the rest of the network itself and publishes the server's outputs on the same
 topics (``link_mode: local`` on /diagnostics), probing the server until it answers again. One
-set of outputs per frame: a frame sent on ``mtl_split/features`` gets the server's outputs, the
-others the robot's own. A probe goes to ``mtl_split/probe/features`` when a server listens
-there (its ``feature_topics`` lists it): the server's outputs for it then land on
-``mtl_split/probe/...``, so the robot serves that frame itself as well and probing costs no
-outputs; otherwise it goes on ``mtl_split/features`` and has the server's outputs only.
+set of outputs per frame: a frame sent as features gets the server's outputs, the others the
+robot's own. A probe is a features message marked ``probe``: the server answers it and
+publishes nothing, and the robot serves that frame itself, so probing costs no outputs.
 
 Run-time parameters (``ros2 param set``): split, codec, zstd_level, diagnostics_period; the
 others are read-only. With ``adaptive`` on, a split/codec set by hand is held for a while, then
@@ -113,7 +111,6 @@ PARAMS = [
     *SUPERVISION_PARAMS,
 ]
 PROFILE_DIRS = ("bench/profiles", "profiles")  # source-tree and share/mtl_split subfolders
-PROBE_TOPIC = "mtl_split/probe/features"  # a server's second feature topic for this robot
 MESSAGES = RclpyMessages()
 
 
@@ -212,17 +209,9 @@ class EdgeNode(Node):
                                           outputs.output_prefix("mtl_split/features") + suffix,
                                           qos_from_name("reliable", depth=5))
             for suffix, msgtype in outputs.output_types(self.style).items()}
-        # Probes where the server's outputs reach no output topic, when a server listens there
-        # (module docstring); the same writer QoS as the features (no stale burst).
-        self.probe_pub = self.create_publisher(SplitFeatures, PROBE_TOPIC,
-                                               qos_from_name(cfg["output_qos"]))
-        self._feedback_subscription("mtl_split/link_feedback")
-        self.probe_feedback = self._feedback_subscription(
-            outputs.output_prefix(PROBE_TOPIC) + "link_feedback")
-
-    def _feedback_subscription(self, topic: str):
-        return self.create_subscription(
-            LinkFeedback, topic, lambda m: handle_isolated(self._on_feedback, m, self.rejections),
+        self.create_subscription(
+            LinkFeedback, "mtl_split/link_feedback",
+            lambda m: handle_isolated(self._on_feedback, m, self.rejections),
             qos_from_name("reliable", depth=10))
 
     def _signer(self) -> Signer | None:
@@ -285,37 +274,26 @@ class EdgeNode(Node):
             if (plan.split, plan.codec) != (self.runner.split, self.runner.codec):
                 self.runner.configure(split=plan.split, codec=plan.codec)
         packet = self.runner(rgb)
-        if not plan.send:  # LOCAL and no probe due: the robot serves this frame itself
+        if plan.send:  # REMOTE: the server's outputs; a probe: the server answers only
+            self._send_features(packet, msg.header, start, probe=plan.probe)
+        if plan.local:  # LOCAL (probe or not): the robot serves this frame itself
             self._serve_locally(packet, msg.header)
-        elif plan.probe and self._server_takes_probes():
-            # The server's outputs for this probe go to mtl_split/probe/...: serve it too.
-            self._send_features(packet, msg.header, start, self.probe_pub)
-            self._serve_locally(packet, msg.header)
-        else:  # REMOTE, or a probe on the features topic: the server's outputs only
-            self._send_features(packet, msg.header, start, self.pub)
 
-    def _server_takes_probes(self) -> bool:
-        """Whether a server serves the probe topic: it reads the probes and publishes their
-        feedback (a recorder or `ros2 topic echo` only reads: probes sent to it would never be
-        answered and the edge would stay local)."""
-        return (self.probe_pub.get_subscription_count() > 0
-                and self.probe_feedback.get_publisher_count() > 0)
-
-    def _send_features(self, packet: FeaturePacket, header, start: float, pub) -> None:
-        out = packet_to_msg(packet, header, self.camera_info)
+    def _send_features(self, packet: FeaturePacket, header, start: float, probe: bool) -> None:
+        out = packet_to_msg(packet, header, self.camera_info, probe=probe)
         out.edge_ms = (time.perf_counter() - start) * 1e3  # include image conversion
         if self.signer is not None:  # last: the tag covers every other field
             sign(out, self.signer)
-        if not self.gate.run(self._send, out, packet.nbytes, pub):
+        if not self.gate.run(self._send, out, packet.nbytes):
             return
         self.latency.add(out.edge_ms)
         self.bytes_per_frame.add(packet.nbytes)
         self.rate.tick()
 
-    def _send(self, out: SplitFeatures, nbytes: int, pub) -> None:
+    def _send(self, out: SplitFeatures, nbytes: int) -> None:
         # Recorded first: the answer must never find its frame unknown.
         self.adapt.sent(stamp_ns(out), nbytes, time.monotonic())
-        pub.publish(out)
+        self.pub.publish(out)
 
     def _serve_locally(self, packet: FeaturePacket, header) -> None:
         """The server's part on the robot, published as the server would (outputs.assemble);

@@ -25,8 +25,9 @@ from mtl_split_core.runtime.packet import (
 
 
 def packet_to_msg(packet: FeaturePacket, header: Header | None = None,
-                  camera_info: CameraInfo | None = None) -> SplitFeatures:
-    """A SplitFeatures message for ``packet`` with the source image's header/camera_info."""
+                  camera_info: CameraInfo | None = None, probe: bool = False) -> SplitFeatures:
+    """A SplitFeatures message for ``packet`` with the source image's header/camera_info;
+    ``probe``: a link probe (the server answers it and publishes no outputs)."""
     msg = SplitFeatures()
     if header is not None:
         msg.header = header
@@ -46,6 +47,7 @@ def packet_to_msg(packet: FeaturePacket, header: Header | None = None,
     data.frombytes(t.data)  # array.array, not bytes: rclpy checks bytes per element
     msg.data = data
     msg.edge_ms = float(packet.edge_ms)
+    msg.probe = bool(probe)
     return msg
 
 

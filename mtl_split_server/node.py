@@ -7,7 +7,8 @@ For every feature topic (one per robot) it publishes next to it, with the input'
 ``annotated`` (rgb8). Outputs nobody subscribes to are not computed. Every features message
 it served (outputs published) or dropped (replaced in the newest-frame slot) is answered with
 a ``LinkFeedback`` on ``link_feedback`` next to the features: the edge measures its link from
-it (docs/ADAPTIVE.md). A watchdog replaces the worker when it stalls or dies
+it (docs/ADAPTIVE.md). A probe (``SplitFeatures.probe``: the edge is serving itself and
+measures the link) is checked, run and answered like any frame, but gets no outputs. A watchdog replaces the worker when it stalls or dies
 (``stall_timeout``; mtl_split_ros.watchdog); the /diagnostics level reflects the last
 ``diagnostics_window`` seconds.
 
@@ -165,6 +166,7 @@ class Source:
         self.latency = RollingStats()      # batch start -> published
         self.delay = RollingStats()        # admitted (received) -> published
         self.rejected = Counters()         # this robot's rejected messages, by reason
+        self.probes = 0                    # probes answered (no outputs: the robot has its own)
         prefix = outputs.output_prefix(topic)
         # Optional outputs can be switched off; the others always have a publisher.
         disabled = {suffix for suffix, flag in OPTIONAL_OUTPUTS.items() if not enabled[flag]}
@@ -427,6 +429,10 @@ class ServerNode(Node):
             self._finished.wait(0.05)
 
     def _deliver(self, source: Source, done: Finished) -> None:
+        if done.item.msg.probe:  # its outputs are the robot's own: answer only
+            if self.gate.run(source.answer, done.item, LinkFeedback.SERVED):
+                source.probes += 1
+            return
         if not self.gate.run(self._publish, source, done.item.msg, done.result):
             return
         # After the outputs: the feedback's server time covers them.
@@ -455,6 +461,7 @@ class ServerNode(Node):
                       "drops_recent": s.slot.recent_drops(),
                       "publish_drops": s.outbox.dropped,
                       "rejected": s.rejected.total,
+                      "probes": s.probes,
                       "lost_in_dds": self.health.lost(s.topic)}
             statuses.append(diagnostic_status(f"{self.get_name()}: {s.topic}",
                                               self.get_fully_qualified_name(), values))

@@ -321,14 +321,14 @@ class FallbackSwitch:
 
     REMOTE -> LOCAL when a frame sent has had no feedback of any kind for ``fallback_after``
     seconds (0 = never on silence), or when the controller finds no option within the latency
-    budget. In LOCAL the edge publishes one probe frame (its ordinary features) every
-    ``probe_period`` seconds; after a silence the first feedback for a probe returns it to
-    REMOTE, after a budget verdict the controller's next verdict does (measured on the probes).
-    A probe frame has no local outputs (the server's, if it answers: never two sets for one
-    frame), so each costs the robot one output while the server is out of reach. The first
-    probe after a silence therefore waits one ``probe_period``: the silence has just shown that
-    the server does not answer, and the newest unanswered frame is still waiting in the
-    writer; after a budget verdict the first one goes at once (it measures the link).
+    budget. In LOCAL the edge publishes one probe frame (its ordinary features, marked as a
+    probe: the server answers it and publishes no outputs, the robot serves the frame itself)
+    every ``probe_period`` seconds; after a silence the first feedback for a probe returns it
+    to REMOTE, after a budget verdict the controller's next verdict does (measured on the
+    probes). The first probe after a silence waits one ``probe_period``: the silence has just
+    shown that the server does not answer, and the newest unanswered frame is still waiting in
+    the writer (a probe now would only replace it); after a budget verdict the first one goes
+    at once (it measures the link).
 
     A returning server never gets a burst of stale frames: the features writer is reliable with
     KEEP_LAST 1 history (volatile durability), so while the server is unreachable DDS keeps at
@@ -418,13 +418,12 @@ class FramePlan:
     """What the edge does with one camera frame."""
 
     send: bool     # encode with (split, codec) and publish the features
-    local: bool    # LOCAL mode: the robot serves this frame itself unless it is a probe
+    local: bool    # LOCAL mode: the robot serves this frame itself (a probe too)
     split: str
     codec: str
     events: tuple[Event, ...]  # transitions since the last frame: log one line each
-    # A probe (sent while LOCAL). Its outputs are the server's, so the robot has none for it,
-    # unless the probe goes where the server's outputs for it reach no output topic (the edge
-    # node's probe topic, docs/ADAPTIVE.md §4): then the robot serves it too.
+    # A probe (sent while LOCAL, marked SplitFeatures.probe): the server answers it and
+    # publishes no outputs for it, so the robot's are the frame's only ones.
     probe: bool = False
 
 

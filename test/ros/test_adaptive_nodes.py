@@ -1,7 +1,8 @@
 """Link feedback, local fallback and run-time switching with edge and server as processes over
 real DDS (issue 14, docs/ADAPTIVE.md): kill the server -> the edge publishes the outputs itself
 within 1 s; restart it -> split computing resumes with no burst of stale frames; split and
-codec changed with a parameter while frames flow -> the server follows each message."""
+codec changed with a parameter while frames flow -> the server follows each message. While
+local, probes cost no outputs: the server answers them and the edge serves them itself."""
 
 import os
 import signal
@@ -26,6 +27,7 @@ REL = qos_from_name("reliable", depth=10)
 EDGE = "/mtl_split_edge"
 CAMERA_PERIOD_S = 0.1   # a 10 Hz camera
 LOCAL_WITHIN_S = 1.0    # last server output -> first local output (issue 14)
+PROBE_SEC = 40          # stamp of the probe sent to the server alone
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +53,12 @@ class Rig:
     def __init__(self, node):
         self.node = node
         self.sent = {}        # stamp sec -> (monotonic time, split_index, codec)
+        self.probes = set()   # stamp secs of the features sent as probes
         self.feedback = {}    # stamp sec -> [(monotonic time, status, split_index, codec)]
         self.detections = []  # (monotonic time, stamp sec, nanosec)
         self.published = set()
         self.edge = {}        # the newest edge diagnostics values
+        self.server = {}      # the newest server diagnostics values of mtl_split/features
         self.edge_level = None
         self.subs = [
             node.create_subscription(SplitFeatures, "mtl_split/features", self._on_features,
@@ -78,6 +82,8 @@ class Rig:
 
     def _on_features(self, m):
         self.sent[m.header.stamp.sec] = (time.monotonic(), m.split_index, m.codec)
+        if m.probe:
+            self.probes.add(m.header.stamp.sec)
 
     def _on_feedback(self, m):
         self.feedback.setdefault(m.header.stamp.sec, []).append(
@@ -91,10 +97,13 @@ class Rig:
             if s.name.endswith(": edge"):
                 self.edge = {kv.key: kv.value for kv in s.values}
                 self.edge_level = s.level
+            elif s.name.endswith(": mtl_split/features"):
+                self.server = {kv.key: kv.value for kv in s.values}
 
     def served(self, sec):
-        return any(status == LinkFeedback.SERVED for _, status, _, _ in
-                   self.feedback.get(sec, []))
+        """Whether the server served frame ``sec`` with its outputs (a probe: none)."""
+        return sec not in self.probes and any(
+            status == LinkFeedback.SERVED for _, status, _, _ in self.feedback.get(sec, []))
 
     def remote_outputs(self):
         """Detections of frames the server answered SERVED (it publishes outputs, then the
@@ -102,10 +111,10 @@ class Rig:
         return [d for d in self.detections if self.served(d[1])]
 
     def local_outputs(self, after=-1.0):
-        """Detections (arrived after ``after``) of frames never sent as features and never
-        served: the edge's own."""
-        return [d for d in self.detections if d[0] > after and d[1] not in self.sent
-                and d[1] not in self.feedback]
+        """Detections (arrived after ``after``) of frames never sent as features, or sent as
+        probes: the edge's own."""
+        return [d for d in self.detections if d[0] > after
+                and (d[1] not in self.sent or d[1] in self.probes)]
 
     def stop_camera(self):
         self.timer.cancel()
@@ -161,7 +170,8 @@ def test_server_killed_edge_serves_locally_then_split_computing_resumes(ros, rig
     edge_args = node_args("mtl_split_edge", model=model_dir, device="cpu",
                           diagnostics_period=0.2, adaptive="split_codec",
                           latency_budget_ms=60000.0)  # silence, not the budget, decides here
-    server_args = node_args("mtl_split_server", model=model_dir, device="cpu")
+    server_args = node_args("mtl_split_server", model=model_dir, device="cpu",
+                            diagnostics_period=0.2)
     with python_process(edge_args) as edge:
         with python_process(server_args) as server:
             assert wait_for(ros, lambda: len(rig.remote_outputs()) >= 3
@@ -180,12 +190,16 @@ def test_server_killed_edge_serves_locally_then_split_computing_resumes(ros, rig
             "link_mode") == "local", 10, (edge,)), rig.edge
         assert rig.edge_level == DiagnosticStatus.WARN, rig.edge
         assert "no feedback" in rig.edge["link_mode_reason"], rig.edge
-        # Local outputs keep coming, and the features topic carries only probes (<= 2 Hz).
+        # Local outputs keep coming, and the features topic carries only probes (<= 2 Hz),
+        # each of which has the edge's own outputs: probing costs none.
         local_since = time.monotonic()
-        sent_before = len(rig.sent)
+        sent_before = set(rig.sent)
         assert wait_for(ros, lambda: len(rig.local_outputs(last_remote)) >= 10, 15, (edge,))
-        probes = len(rig.sent) - sent_before
-        assert probes <= (time.monotonic() - local_since) / 0.5 + 2, probes
+        probes = set(rig.sent) - sent_before
+        assert probes and probes <= rig.probes, (probes, rig.probes)
+        assert len(probes) <= (time.monotonic() - local_since) / 0.5 + 2, probes
+        assert wait_for(ros, lambda: probes <= {sec for _, sec, _ in rig.detections}, 10,
+                        (edge,)), (probes, rig.detections[-5:])
         # Measured now that every message of those frames is in (arrival order across
         # topics is not guaranteed).
         first_local = min(t for t, _, _ in rig.local_outputs(last_remote))
@@ -201,53 +215,13 @@ def test_server_killed_edge_serves_locally_then_split_computing_resumes(ros, rig
             new = {sec: rig.sent[sec][0] for sec in set(rig.feedback) - old if sec in rig.sent}
             assert new and min(new.values()) > restart, new
             assert int(rig.edge["recoveries"]) >= 1 and int(rig.edge["fallbacks"]) >= 1
+            # The restarted server answered the probes that brought split computing back
+            # (published no outputs for them: test_server_answers_every_features_message_once).
+            assert wait_for(ros, lambda: int(rig.server.get("probes", 0)) >= 1, 10,
+                            (edge, server)), rig.server
             log = stop(edge)
     _assert_one_output_per_frame(rig)
     assert "link: fallback: REMOTE -> LOCAL (no feedback for" in log, log[-3000:]
-    assert "link: recover: LOCAL -> REMOTE (the server answered a probe)" in log, log[-3000:]
-
-
-def test_probes_on_the_probe_topic_cost_no_outputs(ros, rig, model_dir):
-    """A server that also serves mtl_split/probe/features (feature_topics): while the edge runs
-    locally its probes go there, so the server's outputs for them land on mtl_split/probe/...
-    and the edge serves each probe frame itself as well: every frame it processes has outputs,
-    still one set per frame; a probe's answer on the probe topic brings split computing back."""
-    probes = {}  # stamp sec -> arrival (monotonic)
-    sub = ros.create_subscription(SplitFeatures, "mtl_split/probe/features",
-                                  lambda m: probes.setdefault(m.header.stamp.sec,
-                                                              time.monotonic()), REL)
-    edge_args = node_args("mtl_split_edge", model=model_dir, device="cpu",
-                          diagnostics_period=0.2, adaptive="split_codec",
-                          latency_budget_ms=60000.0)
-    server_args = node_args("mtl_split_server", model=model_dir, device="cpu",
-                            feature_topics='["mtl_split/features", "mtl_split/probe/features"]')
-    try:
-        with python_process(edge_args) as edge:
-            with python_process(server_args) as server:
-                assert wait_for(ros, lambda: len(rig.remote_outputs()) >= 3
-                                and rig.edge.get("link_mode") == "remote", 50,
-                                (edge, server)), rig.edge
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait(10)
-            killed = time.monotonic()
-            # The dead server's endpoints stay known for the DDS lease (20 s): the probes go
-            # to the probe topic meanwhile.
-            assert wait_for(ros, lambda: rig.edge.get("link_mode") == "local"
-                            and len([t for t in probes.values() if t > killed]) >= 3, 15,
-                            (edge,)), (rig.edge, probes)
-            sent_on_features = {sec for sec, v in rig.sent.items() if v[0] > killed + 1.0}
-            assert not sent_on_features, sent_on_features  # no probe there: no lost frame
-            new = [sec for sec, t in probes.items() if t > killed]
-            assert wait_for(ros, lambda: all(any(d[1] == sec for d in rig.detections)
-                                             for sec in new), 10, (edge,)), new
-            restart = time.monotonic()
-            with python_process(server_args) as server:
-                assert wait_for(ros, lambda: rig.edge.get("link_mode") == "remote" and any(
-                    d[0] > restart for d in rig.remote_outputs()), 40, (edge, server)), rig.edge
-                log = stop(edge)
-    finally:
-        ros.destroy_subscription(sub)
-    _assert_one_output_per_frame(rig)
     assert "link: recover: LOCAL -> REMOTE (the server answered a probe)" in log, log[-3000:]
 
 
@@ -291,7 +265,8 @@ def test_split_and_codec_changed_while_frames_flow(ros, rig, two_split_model):
 def test_server_answers_every_features_message_once(ros, model_dir):
     """A burst into a busy server: each message is answered once, SERVED (its outputs were
     published first) or DROPPED (replaced in the newest-frame slot: no outputs); the newest
-    one is served; each answer echoes the message's size, split and codec."""
+    one is served; each answer echoes the message's size, split and codec. A probe is served
+    without outputs."""
     rgb = np.random.default_rng(0).integers(0, 256, (96, 128, 3), np.uint8)
     features = packet_to_msg(EdgeRunner.from_path(model_dir, device="cpu")(rgb))
     answers, dets = {}, set()
@@ -314,6 +289,9 @@ def test_server_answers_every_features_message_once(ros, model_dir):
                 features.header.stamp.sec = sec
                 pub.publish(features)
             assert wait_for(ros, lambda: all(s in answers for s in burst), 20, (server,)), answers
+            features.header.stamp.sec, features.probe = PROBE_SEC, True
+            pub.publish(features)
+            assert wait_for(ros, lambda: PROBE_SEC in answers, 20, (server,)), answers
             wait_for(ros, lambda: False, 0.5, (server,))  # a second answer would show now
     finally:
         ros.destroy_publisher(pub)
@@ -328,6 +306,9 @@ def test_server_answers_every_features_message_once(ros, model_dir):
         assert (sec in dets) == (answer.status == LinkFeedback.SERVED), (sec, status, dets)
     assert status[burst[-1]] == LinkFeedback.SERVED, status
     assert LinkFeedback.DROPPED in status.values(), status
+    # A probe is run and answered, but has no outputs (the robot publishes its own).
+    (answer,) = answers[PROBE_SEC]
+    assert answer.status == LinkFeedback.SERVED and PROBE_SEC not in dets, (answer, dets)
 
 
 @pytest.mark.parametrize("params, expected", [
