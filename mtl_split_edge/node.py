@@ -267,13 +267,17 @@ class EdgeNode(Node):
         except ImageDecodeError as err:
             self.rejections("bad_image", f"{err} (frame {msg.header.frame_id or '?'})")
             return
+        converted = time.perf_counter()
         with self._config_lock:
             plan = self.adapt.frame(time.monotonic(), self.camera_rate.fps())
             for event in plan.events:  # each decision / transition once
                 self.get_logger().info(f"link: {event}")
             if (plan.split, plan.codec) != (self.runner.split, self.runner.codec):
                 self.runner.configure(split=plan.split, codec=plan.codec)
+        began = time.perf_counter()
         packet = self.runner(rgb)
+        # Measured, not taken from the profile: the controller rates the options with it.
+        self.adapt.edge_time((converted - start) * 1e3, (time.perf_counter() - began) * 1e3)
         if plan.send:  # REMOTE: the server's outputs; a probe: the server answers only
             self._send_features(packet, msg.header, start, probe=plan.probe)
         if plan.local:  # LOCAL (probe or not): the robot serves this frame itself

@@ -8,9 +8,10 @@ For every feature topic (one per robot) it publishes next to it, with the input'
 it served (outputs published) or dropped (replaced in the newest-frame slot) is answered with
 a ``LinkFeedback`` on ``link_feedback`` next to the features: the edge measures its link from
 it (docs/ADAPTIVE.md). A probe (``SplitFeatures.probe``: the edge is serving itself and
-measures the link) is checked, run and answered like any frame, but gets no outputs. A watchdog replaces the worker when it stalls or dies
-(``stall_timeout``; mtl_split_ros.watchdog); the /diagnostics level reflects the last
-``diagnostics_window`` seconds.
+measures the link) is checked, run and answered like any frame, but gets no outputs. A
+watchdog replaces the worker when it stalls or dies (``stall_timeout``;
+mtl_split_ros.watchdog); the /diagnostics level reflects the last ``diagnostics_window``
+seconds.
 
 Threads (no head-of-line blocking between robots): the subscription callbacks check and decode
 each message and keep the newest per robot; the inference worker takes the newest frame of up

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -26,6 +27,10 @@ from mtl_split_core.runtime.link import LinkMonitor, LinkStats
 ADAPTIVE_MODES = ("off", "codec", "split_codec")
 REMOTE, LOCAL = "remote", "local"
 ACCURACY_EPS = 1e-3  # accuracy drops closer than this are equally faithful
+# Measured / profiled edge time is trusted within these bounds (a robot 4x faster or 20x
+# slower than its profile is a wrong profile, or a measurement gone wrong).
+EDGE_SCALE = (0.25, 20.0)
+MAX_EDGE_MS = 60_000.0  # a frame's edge time beyond this is a stalled worker, not a measurement
 _FRAME_FATES = ("sent", "served", "dropped", "lost", "stamp_reused")  # LinkMonitor counts
 
 
@@ -45,6 +50,38 @@ class Event:
 
 
 # ------------------------------------------------------------------------------ the controller
+@dataclass(frozen=True)
+class EdgeTimes:
+    """The edge's measured per-frame times for one option (medians, ms): ``input_ms`` turns
+    the camera message into an image, ``network_ms`` runs the edge network and encodes."""
+
+    input_ms: float
+    network_ms: float
+
+
+class EdgeClock:
+    """The newest ``size`` per-frame edge times of the current option (``LinkAdaptation``
+    clears it when split or codec change). Values outside [0, ``MAX_EDGE_MS``] are ignored."""
+
+    def __init__(self, size: int = 16, min_count: int = 4) -> None:
+        self._times: deque[tuple[float, float]] = deque(maxlen=size)
+        self.min_count = min_count
+
+    def add(self, input_ms: float, network_ms: float) -> None:
+        if all(math.isfinite(v) and 0 <= v <= MAX_EDGE_MS for v in (input_ms, network_ms)):
+            self._times.append((float(input_ms), float(network_ms)))
+
+    def clear(self) -> None:
+        self._times.clear()
+
+    def median(self) -> EdgeTimes | None:
+        """The medians, None until ``min_count`` frames were timed."""
+        if len(self._times) < self.min_count:
+            return None
+        return EdgeTimes(statistics.median(t[0] for t in self._times),
+                         statistics.median(t[1] for t in self._times))
+
+
 @dataclass(frozen=True)
 class Rated:
     """A remote option evaluated for the measured link: delivered fps and budget fit."""
@@ -74,7 +111,11 @@ class Controller:
     per-frame estimate) and no loss (reliable QoS turns packet loss into retransmission delay,
     already in the measured RTT). Server times get the measured overhead on top of the profile
     (outputs assembly and publishing, queueing behind other robots): the server's reported
-    ``server_ms`` minus the profile's time for the current option.
+    ``server_ms`` minus the profile's time for the current option. Edge times are measured
+    too (``update``'s ``edge``: the edge's median times for the current option): the profile's
+    times scaled by measured / profiled network time (within ``EDGE_SCALE``: a loaded or
+    slower robot slows every split alike), plus the measured time to turn the camera message
+    into an image (the same for every option; the profile has none).
 
     No flapping: decisions use the *lowest* bandwidth estimate of the last ``min_hold_s``
     seconds (a drop acts at once, a rise only once it has lasted ``min_hold_s``), and a switch
@@ -93,8 +134,12 @@ class Controller:
     only carries the light option does not make the choice flap.
 
     When no option fits the budget, ``remote_fits`` goes False (the FallbackSwitch runs the
-    network locally; probes keep measuring the link) until, after ``min_hold_s``, one fits with
-    ``margin`` less bandwidth. Not thread-safe: ``LinkAdaptation`` serialises the calls.
+    network locally; probes keep measuring the link) until, after a hold, one fits with
+    ``margin`` less bandwidth. The hold is ``min_hold_s``, doubled (up to ``max_hold_s``)
+    each time the budget is broken again within ``ceiling_s`` of a return: on a machine whose
+    measured times sit at the budget's edge (light probes measure a faster server than the full
+    stream finds) the verdict would otherwise flip every few seconds. Not thread-safe:
+    ``LinkAdaptation`` serialises the calls.
     """
 
     def __init__(self, edge_profile: Mapping[str, Any], server_profile: Mapping[str, Any],
@@ -102,25 +147,28 @@ class Controller:
                  latency_budget_ms: float = 150.0, codecs: Sequence[str] = CODECS,
                  accuracy: Mapping[str, float] | None = None, margin: float = 0.2,
                  min_hold_s: float = 2.0, fps_tolerance: float = 0.05, max_late: float = 0.25,
-                 ceiling_s: float = 10.0) -> None:
+                 ceiling_s: float = 10.0, max_hold_s: float = 32.0) -> None:
         if mode not in ADAPTIVE_MODES[1:]:
             raise ConfigError("adaptive", f"controller mode {mode!r}: expected one of "
                               f"{', '.join(ADAPTIVE_MODES[1:])} ('off' runs no controller)")
         if not (math.isfinite(latency_budget_ms) and latency_budget_ms > 0):
             raise ConfigError("latency_budget_ms", f"{latency_budget_ms} must be > 0 ms")
-        if not (0 <= margin < 1 and 0 <= min_hold_s < 3600 and 0 <= fps_tolerance < 1
-                and 0 <= max_late < 1 and 0 <= ceiling_s < 3600):
+        if not (0 <= margin < 1 and 0 <= min_hold_s <= max_hold_s < 3600
+                and 0 <= fps_tolerance < 1 and 0 <= max_late < 1 and 0 <= ceiling_s < 3600):
             raise ConfigError("adaptive", f"margin {margin} [0, 1), min_hold_s {min_hold_s} "
-                              f"[0, 3600) s, fps_tolerance {fps_tolerance} [0, 1), max_late "
-                              f"{max_late} [0, 1) or ceiling_s {ceiling_s} [0, 3600) s out of "
-                              "range")
+                              f"[0, max_hold_s {max_hold_s} < 3600) s, fps_tolerance "
+                              f"{fps_tolerance} [0, 1), max_late {max_late} [0, 1) or "
+                              f"ceiling_s {ceiling_s} [0, 3600) s out of range")
         self.edge_profile, self.server_profile = dict(edge_profile), dict(server_profile)
         self.accuracy = dict(accuracy or {})
         try:  # the planner checks that both profiles describe the same splits and codecs
             every = options(self.edge_profile, self.server_profile, Link(1e6), self.accuracy)
         except (InputError, KeyError, TypeError) as err:
             raise ConfigError("profiles", f"unusable robot/server profiles: {err}") from None
-        measured = {(o.split, o.codec) for o in every if o.split is not None}
+        # The profile's edge time per option: what a measured one is compared with.
+        self._profiled_edge_ms = {(o.split, o.codec): o.edge_ms for o in every
+                                  if o.split is not None}
+        measured = set(self._profiled_edge_ms)
         self.choices = [(s, c) for s in splits for c in codecs if (s, c) in measured]
         if (split, codec) not in self.choices:
             raise ConfigError("split", f"{split} {codec} is not among the profiled options of "
@@ -129,6 +177,10 @@ class Controller:
         self.margin, self.min_hold_s = float(margin), float(min_hold_s)
         self.fps_tolerance = float(fps_tolerance)
         self.max_late, self.ceiling_s = float(max_late), float(ceiling_s)
+        self.max_hold_s = float(max_hold_s)
+        self.return_hold_s = self.min_hold_s  # LOCAL for the budget: the hold before a return
+        self._returned = -math.inf            # the last return from a budget verdict
+        self.edge_scale, self.input_ms = 1.0, 0.0  # measured edge times (class docstring)
         self.current: tuple[str, str] = (split, codec)
         self.remote_fits = True
         self.verdict = "not measured yet"
@@ -145,12 +197,15 @@ class Controller:
                               f"{', '.join(map(_name, self.choices))}")
         self.current, self._since = (split, codec), float(now)
 
-    def update(self, now: float, stats: LinkStats, source_fps: float | None = None
-               ) -> list[Event]:
-        """Re-decide from ``stats``; the switches made (none while nothing was measured)."""
+    def update(self, now: float, stats: LinkStats, source_fps: float | None = None,
+               edge: EdgeTimes | None = None) -> list[Event]:
+        """Re-decide from ``stats`` and ``edge``, the edge's measured times for the current
+        option (None: not measured, the profile's); the switches made (none while nothing was
+        measured)."""
         now = float(now)
         if self._since is None:
             self._since = now
+        self._measured_edge(edge)
         saturated = self._saturation(now, stats)
         ceiling = self.ceiling_bps(now)
         bandwidth = stats.bandwidth_bps()
@@ -175,13 +230,17 @@ class Controller:
                             f"{_mbit(self.bandwidth_bps)}: the fastest, {fastest.option.name}, "
                             f"needs {fastest.option.latency_ms:.0f} ms")
             if self.remote_fits:
+                # Broken again soon after a return: wait twice as long before the next one.
+                self.return_hold_s = (min(2 * self.return_hold_s, self.max_hold_s)
+                                      if now - self._returned < self.ceiling_s
+                                      else self.min_hold_s)
                 self.remote_fits, self._since = False, now
             return []
         if not self.remote_fits:
             safe = self._safe(stats, source_fps)
-            if not held or safe is None:
+            if now - self._since < self.return_hold_s or safe is None:
                 return []
-            self.remote_fits = True
+            self.remote_fits, self._returned = True, now
             self.verdict = (f"{safe.option.name} fits the budget again at "
                             f"{_mbit(self.bandwidth_bps)}")
             return self._switch(now, safe, self.verdict)
@@ -204,6 +263,14 @@ class Controller:
             return self._switch(now, safe, f"more faithful at {safe.fps:.1f} fps even with "
                                 f"{self.margin:.0%} less than {_mbit(self.bandwidth_bps)}")
         return []
+
+    def _measured_edge(self, edge: EdgeTimes | None) -> None:
+        if edge is None:
+            self.edge_scale, self.input_ms = 1.0, 0.0
+            return
+        profiled = max(self._profiled_edge_ms[self.current], 1e-3)
+        self.edge_scale = min(max(edge.network_ms / profiled, EDGE_SCALE[0]), EDGE_SCALE[1])
+        self.input_ms = edge.input_ms
 
     def _saturation(self, now: float, stats: LinkStats) -> bool:
         """Whether the link is not carrying the current stream; if so, lower the ceiling
@@ -274,7 +341,9 @@ class Controller:
             if self.mode == "codec" and choice[0] != self.current[0]:
                 continue
             option = every[choice]
-            option = dataclasses.replace(option, server_ms=option.server_ms + overhead)
+            option = dataclasses.replace(
+                option, server_ms=option.server_ms + overhead,
+                edge_ms=option.edge_ms * self.edge_scale + self.input_ms)
             rated[choice] = Rated(option, min(option.fps, cap),
                                   option.latency_ms <= self.budget_ms)
         return rated
@@ -452,6 +521,7 @@ class LinkAdaptation:
         self.switches = 0
         self._sending = (split, codec, REMOTE)  # what the monitor's epoch began with
         self._reachable = False  # in LOCAL after a silence: a probe was answered
+        self.edge_clock = EdgeClock()  # the current option's edge times
 
     @property
     def choice(self) -> tuple[str, str]:
@@ -477,7 +547,8 @@ class LinkAdaptation:
             events, self._events = self._events, []
             fits, verdict = True, ""
             if self.controller is not None:
-                events += self.controller.update(now, stats, source_fps)
+                events += self.controller.update(now, stats, source_fps,
+                                                 self.edge_clock.median())
                 fits, verdict = self.controller.remote_fits, self.controller.verdict
             events += self._forget_if_silent(self.switch.update(now, stats, fits, verdict),
                                              stats)
@@ -487,6 +558,11 @@ class LinkAdaptation:
             split, codec = self.choice
             probe = local and self.switch.probe_due(now)
             return FramePlan(not local or probe, local, split, codec, tuple(events), probe)
+
+    def edge_time(self, input_ms: float, network_ms: float) -> None:
+        """One frame's edge times with the current split and codec (``EdgeTimes``)."""
+        with self._lock:
+            self.edge_clock.add(input_ms, network_ms)
 
     def sent(self, stamp_ns: int, nbytes: int, now: float) -> None:
         """The features of the frame stamped ``stamp_ns`` were published."""
@@ -519,7 +595,7 @@ class LinkAdaptation:
                     return verdict
                 if self.controller is not None:
                     events += self.controller.update(now, self.monitor.stats(now),
-                                                     self._source_fps)
+                                                     self._source_fps, self.edge_clock.median())
                     fits, why = self.controller.remote_fits, self.controller.verdict
                 events += self.switch.answered(stamp_ns, now, fits, why)
                 if self.switch.cause == "budget":
@@ -535,6 +611,8 @@ class LinkAdaptation:
         if sending != self._sending:
             if sending[2] != self._sending[2]:
                 self._reachable = False
+            if sending[:2] != self._sending[:2]:  # other split/codec: other edge times
+                self.edge_clock.clear()
             self._sending = sending
             self.monitor.new_epoch(now)
 
@@ -571,6 +649,9 @@ class LinkAdaptation:
                 "adaptive_verdict": "" if ctrl is None else ctrl.verdict,
                 "bandwidth_estimate_mbps": math.nan if ctrl is None else ctrl.bandwidth_bps / 1e6,
                 "bandwidth_ceiling_mbps": math.nan if ctrl is None else ctrl.ceiling_bps(now) / 1e6,
+                "edge_time_scale": math.nan if ctrl is None else ctrl.edge_scale,
+                "edge_input_ms": math.nan if ctrl is None else ctrl.input_ms,
+                "return_hold_s": math.nan if ctrl is None else ctrl.return_hold_s,
                 "late_fraction": s.late_fraction, "offered_mbps": s.offered_bps / 1e6,
                 "goodput_mbps": s.goodput_bps / 1e6, "effective_mbps": s.effective_bps / 1e6,
                 "rtt_ms_p50": s.rtt_ms_p50, "feedback_server_ms_p50": s.server_ms_p50,

@@ -12,9 +12,11 @@ import pytest
 
 from mtl_split_core.plan.profile import load_profile
 from mtl_split_core.runtime.adaptive import (
+    EDGE_SCALE,
     LOCAL,
     REMOTE,
     Controller,
+    EdgeTimes,
     FallbackSwitch,
     LinkAdaptation,
 )
@@ -156,6 +158,61 @@ def test_the_server_overhead_is_measured_not_assumed():
     ctrl = controller()
     ctrl.update(0.0, stats(50e6, server_ms=90.0), source_fps=30.0)
     assert not ctrl.remote_fits
+
+
+def test_the_edge_time_is_measured_not_assumed():
+    """A robot three times slower than its profile (measured: 61.5 ms for s16 q4, profiled
+    20.5): s16 breaks a 60 ms budget that the profile alone would meet, s8 (31.5 ms) fits."""
+    ctrl = controller(budget=60.0)
+    ctrl.update(0.0, stats(50e6), source_fps=30.0)
+    assert ctrl.current == ("s16", Q4) and ctrl.remote_fits and ctrl.edge_scale == 1.0
+    (event,) = ctrl.update(0.1, stats(50e6), 30.0, EdgeTimes(input_ms=0.0, network_ms=61.5))
+    assert ctrl.edge_scale == pytest.approx(3.0) and ctrl.current[0] == "s8", event
+    assert "needs" in event.reason and ctrl.remote_fits
+    # Turning each camera message into an image takes 50 ms on this robot: every option.
+    ctrl.update(0.2, stats(50e6), 30.0, EdgeTimes(input_ms=50.0, network_ms=10.5))
+    assert not ctrl.remote_fits and "no option within 60 ms" in ctrl.verdict
+    # A measurement gone wrong is bounded: at most EDGE_SCALE times the profile.
+    ctrl.update(0.3, stats(50e6), 30.0, EdgeTimes(input_ms=0.0, network_ms=1e9))
+    assert ctrl.edge_scale == EDGE_SCALE[1]
+
+
+def test_edge_times_follow_the_current_option_and_ignore_garbage():
+    adapt = LinkAdaptation("s16", Q4, controller(), fallback_after=0.0)
+    for _ in range(3):
+        adapt.edge_time(1.0, 30.0)
+    assert adapt.edge_clock.median() is None  # fewer than min_count frames: the profile's
+    for bad in (math.nan, -1.0, math.inf, 1e9):
+        adapt.edge_time(bad, 30.0)
+        adapt.edge_time(1.0, bad)
+    adapt.edge_time(1.0, 40.0)
+    assert adapt.edge_clock.median() == EdgeTimes(1.0, 30.0)
+    adapt.configure("s8", Q4, 1.0)  # another option: its own times
+    assert adapt.edge_clock.median() is None
+    assert adapt.values(1.0)["edge_time_scale"] == 1.0
+
+
+def test_a_budget_verdict_that_breaks_again_after_each_return_waits_longer_each_time():
+    """A server on a loaded machine: the light probes measure 3 ms, the full stream 120 ms.
+    Without the growing hold the edge went local and back every ~2 s (the trace, run 2)."""
+    ctrl = controller(min_hold_s=2.0, ceiling_s=10.0, max_hold_s=16.0)
+    returns = []
+    for i in range(1200):  # 120 s at 10 Hz
+        t = i / 10
+        was = ctrl.remote_fits
+        ctrl.update(t, stats(50e6, server_ms=120.0 if ctrl.remote_fits else 3.0), 30.0)
+        if ctrl.remote_fits and not was:
+            returns.append(t)
+    gaps = [b - a for a, b in zip(returns, returns[1:])]
+    # Each return breaks the budget 0.1 s later; the hold before the next one doubles.
+    assert gaps == pytest.approx([4.1, 8.1] + [16.1] * (len(gaps) - 2), abs=0.15), gaps
+    assert len(gaps) == 8, gaps
+    # A return that lasts longer than ceiling_s resets the hold.
+    start = returns[-1] + 20.0
+    ctrl.update(start, stats(50e6), 30.0)
+    assert ctrl.remote_fits
+    ctrl.update(start + 11.0, stats(50e6, server_ms=120.0), 30.0)
+    assert not ctrl.remote_fits and ctrl.return_hold_s == 2.0
 
 
 def test_bad_settings_are_rejected_with_the_reason():
