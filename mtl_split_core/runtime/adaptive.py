@@ -237,8 +237,11 @@ class Controller:
                 self.remote_fits, self._since = False, now
             return []
         if not self.remote_fits:
+            # Back only on a measurement: a ceiling alone bounds the link, it does not show
+            # that the link carries anything (the trace: "fits again" in the middle of an
+            # outage, on the ceiling of the phase before).
             safe = self._safe(stats, source_fps)
-            if now - self._since < self.return_hold_s or safe is None:
+            if now - self._since < self.return_hold_s or safe is None or not fresh:
                 return []
             self.remote_fits, self._returned = True, now
             self.verdict = (f"{safe.option.name} fits the budget again at "

@@ -2,6 +2,7 @@
 sleeps): the choice follows the bandwidth, nothing flaps on noise, silence falls back to local
 inference and a probe's answer brings split computing back."""
 
+import dataclasses
 import heapq
 import math
 import random
@@ -213,6 +214,21 @@ def test_a_budget_verdict_that_breaks_again_after_each_return_waits_longer_each_
     assert ctrl.remote_fits
     ctrl.update(start + 11.0, stats(50e6, server_ms=120.0), 30.0)
     assert not ctrl.remote_fits and ctrl.return_hold_s == 2.0
+
+
+def test_no_return_from_a_budget_verdict_without_a_measurement():
+    """LOCAL for the budget with a ceiling in force, then nothing answered (an outage): the
+    ceiling alone must not bring REMOTE back (it did in a trace run, into a dead link)."""
+    ctrl = controller(min_hold_s=2.0, ceiling_s=10.0)
+    saturated = dataclasses.replace(stats(0.05e6), late_fraction=0.9, offered_bps=20e6)
+    ctrl.update(0.0, saturated, 30.0)  # ceiling 16 Mbit/s; 0.05 Mbit/s: nothing fits
+    assert not ctrl.remote_fits and ctrl.ceiling_bps(0.0) == pytest.approx(16e6)
+    silent = dataclasses.replace(stats(math.nan), effective_bps=math.nan)
+    for i in range(1, 80):  # 8 s without an answer, the ceiling still in force
+        ctrl.update(i / 10, silent, 30.0)
+        assert not ctrl.remote_fits, (i, ctrl.verdict)
+    ctrl.update(8.0, stats(20e6), 30.0)  # a measurement: back
+    assert ctrl.remote_fits
 
 
 def test_bad_settings_are_rejected_with_the_reason():
