@@ -25,6 +25,7 @@ one in use.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -40,6 +41,7 @@ from mtl_split_core.codec import CODECS, ZSTD_LEVELS
 from mtl_split_core.errors import InputError
 from mtl_split_core.geometry import focal_y
 from mtl_split_core.locations import data_dirs
+from mtl_split_core.plan.planner import accuracy_drops
 from mtl_split_core.plan.profile import load_profile
 from mtl_split_core.runtime.adaptive import ADAPTIVE_MODES, Controller, LinkAdaptation
 from mtl_split_core.runtime.backends import OrtOptions
@@ -108,6 +110,13 @@ PARAMS = [
           "JSON): a path, or the name of a packaged profile (bench/profiles). Read when "
           "adaptive is on."),
     Param("server_profile", "h100_server.json", "Profile of the server, as robot_profile."),
+    Param("accuracy_file", "", "Accuracy of the model's options (`mtl-split eval --out` "
+          "JSON, one run or several in one list), as robot_profile: the controller prefers "
+          "the more accurate of options with as many fps; '' = more codec bits count as more "
+          "accurate."),
+    Param("max_accuracy_drop", 1.0, "Never choose an option that loses more than this "
+          "fraction of the model's best accuracy (worst of mAP@0.5, mIoU, delta<1.25 in "
+          "accuracy_file); 1 = no floor.", check=in_range(0.0, 1.0)),
     *SUPERVISION_PARAMS,
 ]
 PROFILE_DIRS = ("bench/profiles", "profiles")  # source-tree and share/mtl_split subfolders
@@ -196,7 +205,9 @@ class EdgeNode(Node):
                 controller = Controller(
                     robot, server, served_splits(card, self.runner.split_names),
                     self.runner.split, self.runner.codec, mode=mode,
-                    latency_budget_ms=cfg["latency_budget_ms"])
+                    latency_budget_ms=cfg["latency_budget_ms"],
+                    accuracy=read_accuracy(cfg["accuracy_file"]),
+                    max_accuracy_drop=cfg["max_accuracy_drop"])
             except ConfigError as err:
                 raise ParameterError(f"{err} (adaptive: {mode})") from None
         self.adapt = LinkAdaptation(self.runner.split, self.runner.codec, controller,
@@ -344,8 +355,8 @@ def adaptive_mode(value: str | bool) -> str:
     return "off" if value is False else str(value)
 
 
-def read_profile(name_or_path: str, param: str) -> dict:
-    """A profile from a path or the name of a packaged one (bench/profiles)."""
+def find_data_file(name_or_path: str, param: str) -> Path:
+    """A path, or the name of a packaged file (bench/profiles)."""
     dirs = data_dirs(*PROFILE_DIRS)
     path = Path(name_or_path).expanduser()
     found = path if path.is_file() else next(
@@ -353,10 +364,30 @@ def read_profile(name_or_path: str, param: str) -> dict:
     if found is None:
         raise ParameterError(f"parameter '{param}' = {name_or_path!r}: no such file (as a "
                              f"path, or by name in: {', '.join(str(d) for d in dirs)})")
+    return found
+
+
+def read_profile(name_or_path: str, param: str) -> dict:
+    """A profile from a path or the name of a packaged one (bench/profiles)."""
     try:
-        return load_profile(found)
+        return load_profile(find_data_file(name_or_path, param))
     except InputError as err:
         raise ParameterError(f"parameter '{param}': {err}") from None
+
+
+def read_accuracy(name_or_path: str) -> dict[str, float] | None:
+    """'split codec' -> accuracy drop from parameter ``accuracy_file`` (None when '')."""
+    if not name_or_path:
+        return None
+    path = find_data_file(name_or_path, "accuracy_file")
+    try:
+        results = json.loads(path.read_text())
+        if not isinstance(results, list):
+            raise InputError("expected a list of `mtl-split eval --out` results")
+        return accuracy_drops(results)
+    except (OSError, ValueError, InputError, KeyError, TypeError) as err:
+        raise ParameterError(f"parameter 'accuracy_file' = {name_or_path!r}: not usable "
+                             f"`mtl-split eval --out` results: {err}") from None
 
 
 def served_splits(card: dict, split_names: list[str]) -> list[str]:

@@ -110,9 +110,11 @@ def strategy_processes(strategy: str, frames: Path, args, probe_out: Path, ready
     if strategy == "adaptive":
         budget = ({"latency_budget_ms": args.latency_budget_ms}
                   if args.latency_budget_ms is not None else {})
+        floor = ({"accuracy_file": args.accuracy_file,
+                  "max_accuracy_drop": args.max_accuracy_drop} if args.accuracy_file else {})
         return {"robot": [camera("reliable"),
                           robot_edge(adaptive="split_codec", fallback_after=args.fallback_after,
-                                     **budget), probe],
+                                     **budget, **floor), probe],
                 "server": [server]}
     raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
 
@@ -229,6 +231,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="adaptive: seconds without feedback before running locally")
     ap.add_argument("--latency-budget-ms", type=float, default=None,
                     help="adaptive: the edge's latency budget (default: the edge's own)")
+    ap.add_argument("--accuracy-file", default="",
+                    help="adaptive: the edge's accuracy_file (e.g. every_split_test_eval.json)")
+    ap.add_argument("--max-accuracy-drop", type=float, default=1.0,
+                    help="adaptive: the edge's accuracy floor (with --accuracy-file)")
     ap.add_argument("--diagnostics-period", type=float, default=0.25,
                     help="seconds between the edge's /diagnostics (the link-mode timeline)")
     ap.add_argument("--no-pin", dest="pin", action="store_false")
@@ -256,6 +262,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error(f"--fallback-after: must be in [0, 3600] s, got {args.fallback_after:g}")
     if args.latency_budget_ms is not None and not 1 <= args.latency_budget_ms <= 60000:
         ap.error(f"--latency-budget-ms: must be in [1, 60000], got {args.latency_budget_ms:g}")
+    if not 0 <= args.max_accuracy_drop <= 1:
+        ap.error(f"--max-accuracy-drop: must be in [0, 1], got {args.max_accuracy_drop:g}")
     if not 0 <= args.domain_id <= 232:
         ap.error(f"--domain-id: must be in [0, 232], got {args.domain_id}")
     try:
@@ -301,6 +309,7 @@ def run_trace(args: argparse.Namespace, argv) -> int:
         "trace_mbit": args.trace_mbit, "phase_seconds": args.phase_seconds,
         "queue_ms": args.queue_ms, "link_qos": args.link_qos, "pinned": args.pin,
         "fallback_after": args.fallback_after, "latency_budget_ms": args.latency_budget_ms,
+        "accuracy_file": args.accuracy_file, "max_accuracy_drop": args.max_accuracy_drop,
         "diagnostics_period": args.diagnostics_period,
         "loadavg_before": [round(v, 2) for v in os.getloadavg()]}, "runs": {}}
     with EmulatedLink() as link:

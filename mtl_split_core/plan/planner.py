@@ -72,19 +72,23 @@ def choose(opts: list[Option], max_drop: float = 0.01, allow_unknown: bool = Fal
 
 def accuracy_drops(eval_results: list[dict[str, Any]]) -> dict[str, float]:
     """'split codec' -> worst relative drop over mAP@0.5, mIoU and delta<1.25 against the
-    float row, from ``mtl-split eval --out`` results."""
+    float results, from ``mtl-split eval --out`` results (one run, or several concatenated).
+    With float rows of several splits (a model trained for several) the reference per metric
+    is the best of them: a split is as far from the model's best as its drop says."""
     keys = (("detection", "mAP50"), ("segmentation", "mIoU"), ("depth", "delta1"))
-    ref = next((r for r in eval_results if r.get("codec") == "float"), None)
-    if ref is None:
+    floats = [r for r in eval_results if r.get("codec") == "float"]
+    if not floats:
         raise InputError("accuracy results have no 'float' row (run `mtl-split eval --codec all`)")
+    ref = {(task, metric): max(r[task][metric] for r in floats if task in r)
+           for task, metric in keys if any(task in r for r in floats)}
     drops = {}
     for r in eval_results:
         if r["codec"] == "float":
             continue
         worst = 0.0
-        for task, metric in keys:
-            if task in r and task in ref and ref[task][metric]:
-                worst = max(worst, (ref[task][metric] - r[task][metric]) / ref[task][metric])
+        for (task, metric), best in ref.items():
+            if task in r and best:
+                worst = max(worst, (best - r[task][metric]) / best)
         drops[f"{r['split']} {r['codec']}"] = worst
     return drops
 

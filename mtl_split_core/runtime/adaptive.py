@@ -104,7 +104,9 @@ class Controller:
     (capped at the camera's rate) and latency. The target is the option with the highest
     delivered fps whose latency fits ``latency_budget_ms``; among options within
     ``fps_tolerance`` of that fps, the most faithful one (lowest accuracy drop when
-    ``accuracy`` knows both, else more codec bits), then the fastest.
+    ``accuracy`` knows both, else more codec bits), then the fastest. ``accuracy`` ('split
+    codec' -> relative drop, ``planner.accuracy_drops``) with ``max_accuracy_drop`` below 1
+    also sets a floor: options losing more than that are never chosen.
 
     The link estimate: ``LinkStats.bandwidth_bps`` (at least the goodput and at least what
     single frames achieved), as a pure bandwidth (``rtt_ms`` 0: propagation is inside the
@@ -147,7 +149,8 @@ class Controller:
                  latency_budget_ms: float = 150.0, codecs: Sequence[str] = CODECS,
                  accuracy: Mapping[str, float] | None = None, margin: float = 0.2,
                  min_hold_s: float = 2.0, fps_tolerance: float = 0.05, max_late: float = 0.25,
-                 ceiling_s: float = 10.0, max_hold_s: float = 32.0) -> None:
+                 ceiling_s: float = 10.0, max_hold_s: float = 32.0,
+                 max_accuracy_drop: float = 1.0) -> None:
         if mode not in ADAPTIVE_MODES[1:]:
             raise ConfigError("adaptive", f"controller mode {mode!r}: expected one of "
                               f"{', '.join(ADAPTIVE_MODES[1:])} ('off' runs no controller)")
@@ -173,6 +176,11 @@ class Controller:
         if (split, codec) not in self.choices:
             raise ConfigError("split", f"{split} {codec} is not among the profiled options of "
                               f"the model: {', '.join(map(_name, self.choices)) or 'none'}")
+        self.choices = self._accurate_enough(self.choices, max_accuracy_drop)
+        if (split, codec) not in self.choices:
+            raise ConfigError("max_accuracy_drop", f"{split} {codec} loses more than "
+                              f"{max_accuracy_drop:g} of the model's best accuracy (allowed: "
+                              f"{', '.join(map(_name, self.choices)) or 'none'})")
         self.mode, self.budget_ms = mode, float(latency_budget_ms)
         self.margin, self.min_hold_s = float(margin), float(min_hold_s)
         self.fps_tolerance = float(fps_tolerance)
@@ -188,6 +196,20 @@ class Controller:
         self._bandwidth: deque[tuple[float, float]] = deque(maxlen=4096)
         self.bandwidth_bps = math.nan  # the estimate the last decision used
         self._ceiling: tuple[float, float] | None = None  # (last saturated reading, bit/s)
+
+    def _accurate_enough(self, choices: list[tuple[str, str]], max_drop: float
+                         ) -> list[tuple[str, str]]:
+        """The choices whose measured accuracy drop is at most ``max_drop`` (1 = all of them;
+        below 1 an option with no measured drop is left out, as ``planner.choose`` does)."""
+        if not (math.isfinite(max_drop) and 0 <= max_drop <= 1):
+            raise ConfigError("max_accuracy_drop", f"{max_drop} must be in [0, 1]")
+        if max_drop >= 1:
+            return choices
+        if not self.accuracy:
+            raise ConfigError("max_accuracy_drop", "needs the accuracy of the options "
+                              "(`mtl-split eval --out` results)")
+        return [c for c in choices
+                if self.accuracy.get(_name(c), math.inf) <= max_drop + ACCURACY_EPS]
 
     # -------------------------------------------------------------------------- decisions
     def pin(self, split: str, codec: str, now: float) -> None:

@@ -319,6 +319,12 @@ def test_server_answers_every_features_message_once(ros, model_dir):
     ({"adaptive": "split_codec", "split": "s8"}, "parameter 'split': s8 q8-zstd/1 is not "
      "among the profiled options of the model: s16 f16-zstd/1"),
     ({"fallback_after": -1.0}, "parameter 'fallback_after' = -1.0: must be in [0.0, 3600.0]"),
+    ({"adaptive": "codec", "accuracy_file": "nope.json"},
+     "parameter 'accuracy_file' = 'nope.json': no such file"),
+    ({"adaptive": "codec", "max_accuracy_drop": 0.05}, "parameter 'max_accuracy_drop': needs "
+     "the accuracy of the options"),
+    ({"adaptive": "codec", "accuracy_file": "cpu2_robot.json"}, "parameter 'accuracy_file' = "
+     "'cpu2_robot.json': not usable `mtl-split eval --out` results"),
 ])
 def test_bad_adaptive_start_values_exit_2_with_one_line(model_dir, params, expected):
     with python_process(node_args("mtl_split_edge", model=model_dir, device="cpu",

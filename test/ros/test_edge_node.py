@@ -196,3 +196,18 @@ def test_default_input_qos_gets_every_frame_of_a_reliable_camera(ros, model_dir)
         received = sum(500 + i in feats.got for i in range(40))
         assert received >= 38, f"{received}/40 frames became features; {feats.edge_diag()}"
         assert wait_for(ros, lambda: feats.edge_diag().get("lost_in_dds") == "0", 5, (edge,))
+
+
+def test_the_packaged_accuracy_of_every_split_floors_out_s8_and_s32():
+    """bench/profiles/every_split_test_eval.json with a 5% floor: s8 (~7% below s16) and s32
+    (~22%) are never chosen, s16 with any codec is (docs/ADAPTIVE.md rule 3)."""
+    from mtl_split_core.runtime.adaptive import Controller
+    from mtl_split_edge.node import read_accuracy, read_profile
+
+    drops = read_accuracy("every_split_test_eval.json")
+    assert drops["s16 q4-zstd/1"] < 0.01 and 0.05 < drops["s8 q4-zstd/1"] < 0.1
+    assert drops["s32 q4-zstd/1"] > 0.15
+    profiles = [read_profile(name, name) for name in ("cpu2_robot.json", "h100_server.json")]
+    ctrl = Controller(*profiles, ["s16", "s8", "s32"], "s16", "q4-zstd/1", accuracy=drops,
+                      max_accuracy_drop=0.05)
+    assert {split for split, _ in ctrl.choices} == {"s16"} and len(ctrl.choices) == 3

@@ -72,6 +72,16 @@ def test_accuracy_budget_filters_options():
     assert not choose(opts, max_drop=0.01).name.startswith("s")  # 5% drop is too much
 
 
+def test_accuracy_drops_of_several_splits_are_against_the_best_float():
+    def row(split, codec, m):
+        return {"split": split, "codec": codec, "detection": {"mAP50": m},
+                "segmentation": {"mIoU": 0.8}, "depth": {"delta1": 0.9}}
+
+    drops = accuracy_drops([row("s16", "float", 0.8), row("s16", "q4-zstd/1", 0.8),
+                            row("s8", "float", 0.72), row("s8", "q4-zstd/1", 0.72)])
+    assert drops == {"s16 q4-zstd/1": 0.0, "s8 q4-zstd/1": pytest.approx(0.1)}
+
+
 def test_profile_file_round_trip(tmp_path):
     save_profile(_profile(), tmp_path / "p.json")
     assert load_profile(tmp_path / "p.json") == _profile()

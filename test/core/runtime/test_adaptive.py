@@ -178,6 +178,34 @@ def test_the_edge_time_is_measured_not_assumed():
     assert ctrl.edge_scale == EDGE_SCALE[1]
 
 
+def test_an_accuracy_floor_keeps_the_less_accurate_split_out():
+    """The slow robot of the test above picks s8 for its fps; with s8 10% less accurate than
+    the model's best and a 5% floor it keeps s16, and never falls back to s8 either."""
+    drops = {f"s8 {c}": 0.10 for c in (F16, Q8, Q4)} | {f"s16 {c}": 0.0 for c in (F16, Q8)}
+    drops[f"s16 {Q4}"] = 0.01
+    slow = EdgeTimes(input_ms=0.0, network_ms=61.5)
+    free, floored = controller(accuracy=drops), controller(accuracy=drops,
+                                                           max_accuracy_drop=0.05)
+    for ctrl in (free, floored):
+        for i in range(30):
+            ctrl.update(i / 10, stats(50e6), 30.0, slow)
+    assert free.current[0] == "s8"
+    assert floored.current[0] == "s16" and floored.remote_fits
+    assert {s for s, _ in floored.choices} == {"s16"}
+    floored.forget(5.0)  # the lightest option after a silence: of the allowed ones
+    assert floored.current == ("s16", Q4)
+    with pytest.raises(ConfigError, match="s16 q4-zstd/1 loses more than 0.005"):
+        controller(accuracy=drops, max_accuracy_drop=0.005)
+    with pytest.raises(ConfigError, match="needs the accuracy"):
+        controller(max_accuracy_drop=0.05)
+    with pytest.raises(ConfigError, match=r"must be in \[0, 1\]"):
+        controller(accuracy=drops, max_accuracy_drop=math.nan)
+    # An option with no measured drop is left out under a floor.
+    del drops[f"s16 {Q4}"]
+    assert ("s16", Q4) not in controller(split="s16", codec=Q8, accuracy=drops,
+                                         max_accuracy_drop=0.05).choices
+
+
 def test_edge_times_follow_the_current_option_and_ignore_garbage():
     adapt = LinkAdaptation("s16", Q4, controller(), fallback_after=0.0)
     for _ in range(3):
