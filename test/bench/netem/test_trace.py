@@ -38,7 +38,8 @@ OUTAGE_BLIND_LIMIT_S = 2.5
 
 def _args(**kw) -> Namespace:
     base = dict(model="every_split", diagnostics_period=0.25, link_qos="reliable", rate=30.0,
-                fallback_after=0.5, latency_budget_ms=None)
+                fallback_after=0.5, latency_budget_ms=None, accuracy_file="",
+                max_accuracy_drop=1.0)
     return Namespace(**{**base, **kw})
 
 
@@ -73,6 +74,13 @@ def test_the_probe_is_on_the_robot_and_each_strategy_runs_where_it_says(tmp_path
     assert _param(edge["adaptive"], "adaptive") == "split_codec"
     assert _param(edge["adaptive"], "fallback_after") == "0.5"
     assert _param(edge["split"], "adaptive") is None              # the edge default: off
+    assert _param(edge["adaptive"], "accuracy_file") is None      # no floor unless asked
+    floored = strategy_processes("adaptive", tmp_path, _args(
+        accuracy_file="every_split_test_eval.json", max_accuracy_drop=0.05), tmp_path,
+        tmp_path, tmp_path)
+    edge_argv = dict(floored["robot"])["edge"]
+    assert _param(edge_argv, "accuracy_file") == "every_split_test_eval.json"
+    assert _param(edge_argv, "max_accuracy_drop") == "0.05"
     with pytest.raises(ValueError, match="unknown strategy"):
         strategy_processes("h264", tmp_path, _args(), tmp_path, tmp_path, tmp_path)
 
