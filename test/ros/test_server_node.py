@@ -132,9 +132,10 @@ def test_undecodable_messages_never_displace_a_valid_one(ros, model_dir, feature
     """Issue 17's soak: a garbage payload or an unknown codec used to pass the checks before the
     newest-frame slot and push the valid frame waiting there out. Now the server decodes on
     arrival: a valid message followed at once by a burst of such messages is answered with no
-    resend, and nothing is dropped from the slot. (The burst stays shorter than the DDS
-    histories, 10 on the server's reader: a longer one could drop the valid message in DDS,
-    before the server sees it, which is not what this test is about.)"""
+    resend, and nothing is dropped from the slot. (Each burst stays shorter than the DDS
+    histories, 10 on the server's reader, and is counted before the next: more at once could
+    drop messages in DDS, before the server sees them, which is not what this test is
+    about.)"""
     dets = Detections(ros)
     pub = ros.create_publisher(SplitFeatures, "mtl_split/features",
                                qos_from_name("reliable", depth=100))
@@ -151,8 +152,11 @@ def test_undecodable_messages_never_displace_a_valid_one(ros, model_dir, feature
                 hostile.header.stamp.sec = 60 + i
                 pub.publish(hostile)
             assert wait_for(ros, lambda i=i: 50 + i in dets.got, 20, (server,)), (i, dets.diag)
-        assert wait_for(ros, lambda: (dets.value("rejected_payload") or 0) >= 15
-                        and (dets.value("rejected_codec") or 0) >= 15, 10, (server,)), dets.diag
+            # The whole burst is checked before the next one: two bursts at once could
+            # overflow the reader's history on a loaded machine (CI lost 2 of 30 that way).
+            assert wait_for(ros, lambda n=3 * (i + 1): (dets.value("rejected_payload") or 0)
+                            >= n and (dets.value("rejected_codec") or 0) >= n, 10,
+                            (server,)), (i, dets.diag)
         assert dets.value("drops") == 0, dets.diag
         stop(server)
 
