@@ -113,7 +113,7 @@ PARAMS = [
     Param("accuracy_file", "", "Accuracy of the model's options (`mtl-split eval --out` "
           "JSON, one run or several in one list), as robot_profile: the controller prefers "
           "the more accurate of options with as many fps; '' = more codec bits count as more "
-          "accurate."),
+          "accurate. Read when adaptive is on."),
     Param("max_accuracy_drop", 1.0, "Never choose an option that loses more than this "
           "fraction of the model's best accuracy (worst of mAP@0.5, mIoU, delta<1.25 in "
           "accuracy_file); 1 = no floor.", check=in_range(0.0, 1.0)),
