@@ -25,7 +25,6 @@ one in use.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
@@ -41,7 +40,7 @@ from mtl_split_core.codec import CODECS, ZSTD_LEVELS
 from mtl_split_core.errors import InputError
 from mtl_split_core.geometry import focal_y
 from mtl_split_core.locations import data_dirs
-from mtl_split_core.plan.planner import accuracy_drops
+from mtl_split_core.plan.planner import load_accuracy_drops
 from mtl_split_core.plan.profile import load_profile
 from mtl_split_core.runtime.adaptive import ADAPTIVE_MODES, Controller, LinkAdaptation
 from mtl_split_core.runtime.backends import OrtOptions
@@ -379,15 +378,10 @@ def read_accuracy(name_or_path: str) -> dict[str, float] | None:
     """'split codec' -> accuracy drop from parameter ``accuracy_file`` (None when '')."""
     if not name_or_path:
         return None
-    path = find_data_file(name_or_path, "accuracy_file")
     try:
-        results = json.loads(path.read_text())
-        if not isinstance(results, list):
-            raise InputError("expected a list of `mtl-split eval --out` results")
-        return accuracy_drops(results)
-    except (OSError, ValueError, InputError, KeyError, TypeError) as err:
-        raise ParameterError(f"parameter 'accuracy_file' = {name_or_path!r}: not usable "
-                             f"`mtl-split eval --out` results: {err}") from None
+        return load_accuracy_drops(find_data_file(name_or_path, "accuracy_file"))
+    except InputError as err:
+        raise ParameterError(f"parameter 'accuracy_file' = {name_or_path!r}: {err}") from None
 
 
 def served_splits(card: dict, split_names: list[str]) -> list[str]:

@@ -29,11 +29,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
     from mtl_split_core.errors import InputError
     from mtl_split_core.plan.link import Link
-    from mtl_split_core.plan.planner import accuracy_drops, choose, options, table, write_csv
+    from mtl_split_core.plan.planner import (
+        choose,
+        load_accuracy_drops,
+        options,
+        table,
+        write_csv,
+    )
     from mtl_split_core.plan.plot import plot_plan
     from mtl_split_core.plan.profile import load_profile, profile_model, save_profile
 
@@ -41,10 +45,9 @@ def run(args: argparse.Namespace) -> int:
     drops = None
     if args.accuracy:
         try:
-            drops = accuracy_drops(json.loads(Path(args.accuracy).read_text()))
-        except (OSError, json.JSONDecodeError, TypeError, KeyError) as err:
-            raise InputError(f"accuracy {args.accuracy}: not `mtl-split eval --out` results: "
-                             f"{err}") from None
+            drops = load_accuracy_drops(args.accuracy)
+        except InputError as err:
+            raise InputError(f"accuracy {args.accuracy}: {err}") from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     profiles = {}

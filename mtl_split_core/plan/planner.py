@@ -8,6 +8,7 @@ fps (pipelined: edge, link and server work on different frames) = 1000 / slowest
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,18 @@ def accuracy_drops(eval_results: list[dict[str, Any]]) -> dict[str, float]:
                 worst = max(worst, (best - r[task][metric]) / best)
         drops[f"{r['split']} {r['codec']}"] = worst
     return drops
+
+
+def load_accuracy_drops(path: str | Path) -> dict[str, float]:
+    """``accuracy_drops`` of a ``mtl-split eval --out`` JSON file (a list of results);
+    InputError, without the path (the caller names its option), when it is not one."""
+    try:
+        results = json.loads(Path(path).read_text())
+        if not isinstance(results, list):
+            raise InputError("expected a list of results")
+        return accuracy_drops(results)
+    except (InputError, OSError, ValueError, TypeError, KeyError, AttributeError) as err:
+        raise InputError(f"not usable `mtl-split eval --out` results: {err}") from None
 
 
 def write_csv(opts: list[Option], path: str | Path, link: Link) -> None:

@@ -603,7 +603,6 @@ class LinkAdaptation:
                 # Let the controller see the probe before the switch acts on it: a link that
                 # answers but is too slow for the budget must not bring REMOTE back for a frame.
                 events: list[Event] = []
-                fits, why = True, ""
                 if (self.controller is not None and self.switch.cause == "silence"
                         and self.switch.is_probe(stamp_ns) and not self._reachable):
                     # The server is back, but this probe may have waited out the outage in the
@@ -614,17 +613,15 @@ class LinkAdaptation:
                     self.monitor.forget(stale_before=now)
                     events += self.controller.forget(now)
                     self.switch.probe_again()
-                    self._note(events)
-                    self._new_epoch_if_changed(now)
-                    self._events += events
-                    return verdict
-                if self.controller is not None:
-                    events += self.controller.update(now, self.monitor.stats(now),
-                                                     self._source_fps, self.edge_clock.median())
-                    fits, why = self.controller.remote_fits, self.controller.verdict
-                events += self.switch.answered(stamp_ns, now, fits, why)
-                if self.switch.cause == "budget":
-                    events += self.switch.update(now, self.monitor.stats(now), fits, why)
+                else:
+                    stats, fits, why = self.monitor.stats(now), True, ""
+                    if self.controller is not None:
+                        events += self.controller.update(now, stats, self._source_fps,
+                                                         self.edge_clock.median())
+                        fits, why = self.controller.remote_fits, self.controller.verdict
+                    events += self.switch.answered(stamp_ns, now, fits, why)
+                    if self.switch.cause == "budget":
+                        events += self.switch.update(now, stats, fits, why)
                 self._note(events)
                 self._new_epoch_if_changed(now)
                 self._events += events

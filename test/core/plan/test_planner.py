@@ -6,7 +6,7 @@ import math
 import pytest
 
 from mtl_split_core.plan.link import MTU_PAYLOAD, Link
-from mtl_split_core.plan.planner import accuracy_drops, choose, options
+from mtl_split_core.plan.planner import accuracy_drops, choose, load_accuracy_drops, options
 from mtl_split_core.plan.profile import PROFILE_VERSION, load_profile, save_profile
 
 
@@ -80,6 +80,23 @@ def test_accuracy_drops_of_several_splits_are_against_the_best_float():
     drops = accuracy_drops([row("s16", "float", 0.8), row("s16", "q4-zstd/1", 0.8),
                             row("s8", "float", 0.72), row("s8", "q4-zstd/1", 0.72)])
     assert drops == {"s16 q4-zstd/1": 0.0, "s8 q4-zstd/1": pytest.approx(0.1)}
+
+
+def test_accuracy_files_load_or_fail_with_one_input_error(tmp_path):
+    from mtl_split_core.errors import InputError
+
+    good = tmp_path / "eval.json"
+    good.write_text(json.dumps([
+        {"split": "s16", "codec": c, "detection": {"mAP50": m}} for c, m in
+        (("float", 0.8), ("q4-zstd/1", 0.72))]))
+    assert load_accuracy_drops(good) == {"s16 q4-zstd/1": pytest.approx(0.1)}
+    for name, text in (("dict.json", "{}"), ("bad.json", "{not json"),
+                       ("nofloat.json", json.dumps([{"split": "s16", "codec": "q4-zstd/1"}]))):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(InputError, match="not usable `mtl-split eval --out` results"):
+            load_accuracy_drops(tmp_path / name)
+    with pytest.raises(InputError, match="not usable"):
+        load_accuracy_drops(tmp_path / "missing.json")
 
 
 def test_profile_file_round_trip(tmp_path):

@@ -70,6 +70,15 @@ def drive(ctrl: Controller, bandwidth, t0: float, t1: float, hz: float = 10.0):
     return events
 
 
+def answer_due(adapt: LinkAdaptation, pending: list[tuple[float, int]], now: float) -> None:
+    """The server's answers (SERVED, 3 ms) due by ``now``, in time order; ``pending`` holds
+    (answer time, stamp) and loses the ones given."""
+    for t_answer, stamp in sorted(pending):
+        if t_answer <= now:
+            pending.remove((t_answer, stamp))
+            adapt.feedback(stamp, SERVED, 3.0, t_answer)
+
+
 # ------------------------------------------------------------------------------ Controller
 def test_ample_bandwidth_brings_the_most_faithful_codec_after_the_hold():
     ctrl = controller(mode="codec", min_hold_s=2.0)
@@ -587,10 +596,7 @@ def test_the_stale_probe_after_an_outage_does_not_keep_the_edge_local():
     stale_answer = 0.0  # frames sent after the link came back arrive behind the stale probe
     for i in range(int(25.0 * fps)):
         now = i / fps
-        for t_answer, stamp in list(pending):
-            if t_answer <= now:
-                pending.remove((t_answer, stamp))
-                adapt.feedback(stamp, SERVED, 3.0, t_answer)
+        answer_due(adapt, pending, now)
         plan = adapt.frame(now, fps)
         for event in plan.events:
             if event.kind == "recover":
@@ -687,10 +693,7 @@ def test_a_stream_that_silences_the_link_is_not_retried_every_hold():
     fps, pending, heavy_frames, fallbacks = 15.0, [], 0, []
     for i in range(int(25.0 * fps)):
         now = i / fps
-        for t_answer, stamp in sorted(pending):
-            if t_answer <= now:
-                pending.remove((t_answer, stamp))
-                adapt.feedback(stamp, SERVED, 3.0, t_answer)
+        answer_due(adapt, pending, now)
         plan = adapt.frame(now, fps)
         fallbacks += [e for e in plan.events if e.kind == "fallback"]
         if not plan.send:
