@@ -185,7 +185,8 @@ def test_robots_that_lose_their_server_together_spread_by_free_capacity():
 def test_garbage_announcements_are_counted_and_attract_nobody():
     v = view()
     bad = {"bad_capacity": ann("x", cap=1e12), "bad_load": ann("x", load=math.nan),
-           "bad_server_id": replace(ann("x"), server_id="1x"), "bad_latency": ann("x", latency_ms_p99=-1.0),
+           "bad_server_id": replace(ann("x"), server_id="1x"),
+           "bad_latency": ann("x", latency_ms_p99=-1.0),
            "bad_fingerprints": ann("x", fp="f" * 300),
            "bad_robots": ann("x", robots=("../etc",)),
            "bad_input_topic": replace(ann("x"), input_topic="/mtl_split/features")}
