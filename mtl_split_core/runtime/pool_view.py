@@ -42,26 +42,12 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from mtl_split_core.runtime.adaptive import Event
 from mtl_split_core.runtime.pool_announcement import (
     Announcement,
     AnnouncementRejected,
     check_announcement,
 )
-
-
-@dataclass(frozen=True)
-class PoolEvent:
-    """One change of server, for one log line and /diagnostics. ``kind``: 'join' (a server
-    after none), 'move' (to another server), 'local' (no server has room)."""
-
-    t: float
-    kind: str
-    before: str
-    after: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"pool {self.kind}: {self.before or '-'} -> {self.after or 'local'} ({self.reason})"
 
 
 @dataclass(frozen=True)
@@ -72,7 +58,10 @@ class PoolChoice:
     input_topic: str | None    # the topic to publish on (None with server None)
     standby: str | None        # the next choice: keep a publisher to it matched
     standby_topic: str | None
-    events: tuple[PoolEvent, ...]
+    # Changes of server since the last frame: the edge's ``Event`` with kind 'join' (a server
+    # after none), 'move' (another server) or 'local' (no server has room); before/after are
+    # server ids or 'local'.
+    events: tuple[Event, ...]
 
 
 class _Server:
@@ -120,8 +109,7 @@ class PoolView:
         self.current: str | None = None
         self._since = -math.inf            # when the current choice was made
         self._better_since: float | None = None
-        self._events: list[PoolEvent] = []  # from callbacks, handed out by the next choose()
-        self.last_event: PoolEvent | None = None
+        self.last_event: Event | None = None
         self.counts: dict[str, int] = {}
         # This robot's own share of every rebalance hold, in [0, spread_s).
         self._jitter = _unit(f"{robot}|rebalance") * self.spread_s
@@ -223,7 +211,7 @@ class PoolView:
         now = float(now)
         with self._lock:
             self._forget(now)
-            events, self._events = self._events, []
+            events: list[Event] = []
             before = self.current
             reason = self._lost(before, now) if before is not None else None
             if before is None or reason is not None:
@@ -297,7 +285,7 @@ class PoolView:
             scored.append((self._free(server.ann) / -math.log(u), sid))
         return [sid for _, sid in sorted(scored, reverse=True)]
 
-    def _rebalance(self, now: float) -> list[PoolEvent]:
+    def _rebalance(self, now: float) -> list[Event]:
         """Leave a healthy server only for a clearly less loaded one (module docstring)."""
         current = self._servers[self.current or ""].ann
         if current.capacity_fps <= 0:
@@ -325,7 +313,7 @@ class PoolView:
         return self._go(now, best[1], f"load {here:.0%} here, {best[0]:.0%} there with this "
                         f"robot")
 
-    def _go(self, now: float, after: str | None, reason: str) -> list[PoolEvent]:
+    def _go(self, now: float, after: str | None, reason: str) -> list[Event]:
         before, self.current = self.current, after
         self._since, self._better_since = now, None
         if after is not None:
@@ -335,7 +323,7 @@ class PoolView:
         if before is None and after is None:
             return []
         self._count(kind)
-        event = PoolEvent(now, kind, before or "", after or "", reason)
+        event = Event(now, kind, before or "local", after or "local", reason)
         self.last_event = event
         return [event]
 

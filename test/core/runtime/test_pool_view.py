@@ -251,7 +251,7 @@ def test_diagnostics_values():
     v.choose(t)
     values = v.values(t)
     assert values["pool_server"] == "a" and values["pool_candidates"] == 1
-    assert values["pool_join"] == 1 and "pool join: - -> a" in values["pool_last_event"]
+    assert values["pool_join"] == 1 and "join: local -> a" in values["pool_last_event"]
 
 
 def test_bad_parameters_are_refused():
