@@ -20,6 +20,8 @@ TOOL_COMMANDS: dict[str, Command] = {
     "record": Command("mtl_split_tools.record", "record topics into an MCAP rosbag2"),
     "process": Command("mtl_split_tools.process",
                        "run edge + server over the image topics of a bag"),
+    "fleet": Command("mtl_split_tools.fleet_status",
+                     "fleet status: live table of the pool's servers and the robots"),
 }
 COMMANDS: dict[str, Command] = {**CORE_COMMANDS, **TOOL_COMMANDS}
 

@@ -43,7 +43,7 @@ def _run(*args, timeout=120):
 def test_installed_help_lists_every_command_with_the_ros_tools():
     r = _run("--help")
     assert r.returncode == 0, r.stderr
-    assert set(TOOL_COMMANDS) == {"replay", "record", "process"}
+    assert set(TOOL_COMMANDS) == {"replay", "record", "process", "fleet"}
     for name in COMMANDS:
         assert f"    {name} " in r.stdout, name
 

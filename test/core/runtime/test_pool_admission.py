@@ -1,0 +1,124 @@
+"""ServerAdmission on synthetic time: capacity from configuration, batch timings and
+saturation; robots taken while they fit, refused (with a reason the edge reads) beyond, the
+newest shed on overload; the announcement it builds passes the edge's checks."""
+
+import math
+
+import pytest
+
+from mtl_split_core.runtime.pool_admission import ServerAdmission
+from mtl_split_core.runtime.pool_announcement import check_announcement, default_input_topic
+from mtl_split_core.runtime.pool_view import PoolView
+
+
+def admission(**kw):
+    return ServerAdmission("gpu0_0", default_input_topic("gpu0_0"), ("fp",), **kw)
+
+
+def stream(adm, robots, t0, t1, fps=30.0):
+    """Each robot sends ``fps`` frames per second from t0 to t1; returns the refusals."""
+    refused = {}
+    steps = int(round((t1 - t0) * fps))
+    for i in range(steps):
+        t = t0 + i / fps
+        for r in robots:
+            verdict = adm.admit(r, t)
+            if not verdict.accepted:
+                refused[r] = verdict.reason
+    return refused
+
+
+def test_takes_robots_while_they_fit_the_configured_capacity_and_names_the_refusal():
+    adm = admission(capacity_fps=100.0, headroom=0.8, new_robot_fps=30.0)
+    refused = stream(adm, ["r1", "r2", "r3", "r4"], 0.0, 3.0)
+    ann = check_announcement(adm.announcement(3.0))
+    assert set(ann.robots) == {"r1", "r2"}  # 60 + 30 > 80 for a third
+    assert set(refused) == {"r3", "r4"} and "full: load" in refused["r3"]
+    assert dict(ann.refused)["r3"].startswith("full")
+    assert ann.load_fps == pytest.approx(60.0, rel=0.05) and ann.capacity_fps == 100.0
+    assert not ann.accepting and ann.refusal.startswith("full")
+
+
+def test_capacity_is_measured_from_batch_timings_until_saturation_lowers_it():
+    adm = admission(min_batches=4)
+    assert math.isnan(adm.capacity(0.0))
+    for _ in range(8):
+        adm.batch_done(4, 0.01, 0.0)  # 4 frames in 10 ms: 400 frames/s of compute
+    assert adm.capacity(0.0) == pytest.approx(400.0)
+    # Robots' frames get dropped unrun (the process, not the network, is the limit): the
+    # capacity becomes what was served then.
+    for i in range(60):
+        t = i / 30
+        for r in ("r1", "r2", "r3", "r4"):
+            adm.admit(r, t)
+            if r in ("r3", "r4"):
+                adm.dropped(r, t)
+    ann = adm.announcement(2.0)
+    assert ann.capacity_fps == pytest.approx(60.0, rel=0.1)
+    assert adm.capacity(2.0 + 11.0) == pytest.approx(400.0)  # saturation_s later: forgotten
+
+
+def test_overload_sheds_the_newest_robots_after_overload_s_never_the_last():
+    adm = admission(capacity_fps=100.0, headroom=0.9, new_robot_fps=0.0, overload_s=1.0)
+    stream(adm, ["r1", "r2", "r3", "r4", "r5"], 0.0, 2.0)  # 150 frames/s, taken (no estimate)
+    assert len(adm.announcement(1.9).robots) == 5  # over capacity since 1.9 s only
+    stream(adm, ["r1", "r2", "r3", "r4", "r5"], 2.0, 3.0)
+    ann = adm.announcement(3.0)
+    assert ann.robots == ("r1", "r2", "r3") and {r for r, _ in ann.refused} == {"r4", "r5"}
+    assert dict(ann.refused)["r5"].startswith("overloaded: load 150 > capacity 100")
+    assert not adm.admit("r5", 3.01).accepted  # refused for refuse_s
+    one = admission(capacity_fps=10.0, overload_s=0.0, new_robot_fps=0.0)
+    stream(one, ["solo"], 0.0, 2.0)
+    assert one.announcement(2.0).robots == ("solo",)  # alone over capacity: kept
+
+
+def test_a_silent_robot_frees_its_place_and_a_refusal_expires():
+    adm = admission(capacity_fps=60.0, headroom=1.0, idle_s=2.0, refuse_s=5.0)
+    stream(adm, ["r1", "r2"], 0.0, 2.0)
+    assert not adm.admit("r3", 2.0).accepted
+    assert adm.announcement(4.5).robots == ()       # both silent for 2 s
+    assert adm.admit("r3", 6.0).accepted is False    # still refused (until 7.0)
+    assert adm.admit("r3", 7.1).accepted
+
+
+def test_the_edge_hears_the_refusal_and_moves():
+    adm = admission(capacity_fps=60.0, headroom=1.0, new_robot_fps=30.0)
+    stream(adm, ["r1", "r2"], 0.0, 1.0)
+    view = PoolView("r3", "fp")
+    for k in range(2):
+        view.announce(adm.announcement(1.0 + 0.25 * k), 1.0 + 0.25 * k)
+    assert view.choose(1.3).server is None  # no room for r3: local
+    adm.admit("r3", 1.31)                    # a robot that sends anyway is refused by name
+    view.announce(adm.announcement(1.5), 1.5)
+    assert view.choose(1.51).server is None
+    assert dict(adm.announcement(1.75).refused)["r3"].startswith("full")
+
+
+def test_latency_and_queue_statistics_and_bounds_of_inputs():
+    adm = admission()
+    for i in range(100):
+        adm.served("r1", 2.0, 10.0 + i, i / 30)
+    adm.served("r1", math.nan, -5.0, 4.0)  # ignored
+    adm.batch_done(0, 1.0, 4.0)            # ignored
+    adm.batch_done(3, math.inf, 4.0)       # ignored
+    ann = adm.announcement(4.0)
+    assert ann.queue_ms == 2.0 and ann.latency_ms_p99 == pytest.approx(108.01)
+    assert adm.values(4.0)["pool_server_id"] == "gpu0_0"
+    a2 = adm.announcement(4.1)
+    assert a2.sequence == ann.sequence + 1
+
+
+def test_memory_is_bounded_with_many_robots_and_rates():
+    adm = admission(max_robots=8)
+    for i in range(2000):
+        adm.admit(f"r{i}", i * 1e-3)
+    ann = adm.announcement(1.5)
+    assert len(ann.robots) == 8 and len(ann.refused) <= 256
+    check_announcement(ann)
+
+
+def test_bad_parameters_are_refused():
+    with pytest.raises(ValueError):
+        admission(headroom=0.0)
+    with pytest.raises(ValueError):
+        ServerAdmission("gpu 0", "/x", ("fp",))
