@@ -179,8 +179,9 @@ def compare_views(frames: list[dict], seeds: list[int], card: dict) -> tuple[dic
         network_height)
     views, vfov = demo_views.random_views(seeds, max(1, min(30, len(frames) // len(seeds))))
     random = demo_views.view_statistics(views, network_height)
-    demo_vfov = next(p.default for p in SIM_CAMERA_PARAMS if p.name == "vfov_deg")
-    lines = demo_views.comparison_lines(demo, random, demo_vfov, vfov, network_height)
+    camera = {p.name: p.default for p in SIM_CAMERA_PARAMS}  # the demo sets none of these
+    lines = demo_views.comparison_lines(demo, random, camera["vfov_deg"], vfov, network_height,
+                                        (camera["width"], camera["height"]))
     return {"demo": demo, "random_views": random}, lines
 
 

@@ -64,7 +64,8 @@ def random_views(seeds: Iterable[int], per_seed: int) -> tuple[list[View], tuple
 
 
 def comparison_lines(demo: dict, random: dict, demo_vfov: float,
-                     random_vfov: tuple[float, float], network_height: int) -> list[str]:
+                     random_vfov: tuple[float, float], network_height: int,
+                     demo_size: tuple[int, int]) -> list[str]:
     """A Markdown table of ``view_statistics`` for the demo and for random views."""
     def pct(v):
         return "–" if v is None else f"{100 * v:.0f}%"
@@ -82,7 +83,8 @@ def comparison_lines(demo: dict, random: dict, demo_vfov: float,
             ("object distance, median", num(demo["distance_median_m"], " m"),
              num(random["distance_median_m"], " m")),
             ("vertical field of view", f"{demo_vfov:g}°",
-             f"{random_vfov[0]:g}–{random_vfov[1]:g}°")]
+             f"{random_vfov[0]:g}–{random_vfov[1]:g}°"),
+            ("rendered at", "{}x{}".format(*demo_size), "{}x{}".format(*RANDOM_VIEW_SIZE))]
     return ["| | demo camera path | random views (as the test split) |", "|---|---|---|",
             *(f"| {name} | {a} | {b} |" for name, a, b in rows)]
 

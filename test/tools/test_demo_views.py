@@ -33,9 +33,10 @@ def test_random_views_are_the_scenes_gen_data_views(capfd):
     # Random views face an object: most of them show one, 1.2-8 m away.
     assert stats["with_objects"] > 0.5 and 0.5 < stats["distance_median_m"] < 12
     assert "b3Warning" not in capfd.readouterr().out  # PyBullet's noise kept out of the demo
-    lines = demo_views.comparison_lines(stats, stats, 60.0, vfov, 240)
+    lines = demo_views.comparison_lines(stats, stats, 60.0, vfov, 240, (640, 480))
     assert lines[0].startswith("| |") and any("60°" in line and "45–70°" in line
                                                for line in lines)
+    assert "| rendered at | 640x480 | 320x240 |" in lines
 
 
 def test_seed_list():
