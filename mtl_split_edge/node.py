@@ -61,6 +61,7 @@ from mtl_split_ros.node_support import (
     LatestSlot,
     OutputGate,
     Rejections,
+    describe_header,
     diagnostic_array,
     diagnostic_status,
     executor_param,
@@ -275,7 +276,7 @@ class EdgeNode(Node):
         try:
             rgb = image_to_rgb(msg)
         except ImageDecodeError as err:
-            self.rejections("bad_image", f"{err} (frame {msg.header.frame_id or '?'})")
+            self.rejections(err.reason, f"{err} ({describe_header(msg.header)})")
             return
         converted = time.perf_counter()
         with self._config_lock:

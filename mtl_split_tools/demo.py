@@ -1,9 +1,11 @@
 """`make demo`: sim camera -> edge -> server as separate processes over DDS, plus a collector.
 
-Runs a fixed number of frames (or replays a bag: ``--bag PATH``, ``make demo
+Runs a fixed number of frames per sim camera seed (``--seeds 0,1,2``: one scene and camera
+path each, one after another), or replays a bag (``--bag PATH``, ``make demo
 DEMO_ARGS="--bag samples/sim_camera"``), then writes ``demo_out/``: ``contact_sheet.png`` (input |
 detections | segmentation | depth), ``metrics.json`` (latency, bytes vs JPEG, fps, drops,
-accuracy against the simulator's ground truth) and prints a summary. Every started process
+accuracy against the simulator's ground truth per seed and over all, and how the frames differ
+from the test split's random views: ``demo_views``) and prints a summary. Every started process
 is ended on exit, also on Ctrl-C.
 """
 
@@ -31,8 +33,10 @@ from mtl_split_core.viz import (
     draw_detections,
 )
 from mtl_split_ros.outputs import detection_arrays
+from mtl_split_tools import demo_views
 from mtl_split_tools.collector import Collector
 from mtl_split_tools.node_processes import node_command, start, stop_all
+from mtl_split_tools.sim_camera_node import PARAMS as SIM_CAMERA_PARAMS
 
 _boxes = detection_arrays  # Detection2DArray -> (boxes, class ids, scores)
 
@@ -149,15 +153,74 @@ def _bag_source(bag) -> dict:
                 "seconds": (reader.end_time - reader.start_time) / 1e9}
 
 
+def seed_list(text: str) -> list[int]:
+    """``--seeds``: one seed or several, comma-separated ("0,1,2"), each a distinct scene."""
+    try:
+        seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected integers such as 0 or 0,1,2"
+                                         ) from None
+    if len(set(seeds)) != len(seeds) or any(not 0 <= x < 2 ** 31 for x in seeds):
+        raise argparse.ArgumentTypeError(f"{text!r}: distinct seeds in 0..2147483647")
+    return seeds
+
+
+def _accuracy_line(what: str, acc: dict) -> str:
+    return (f"accuracy vs sim ground truth, {what}: mAP@0.5 {acc['detection']['mAP50']:.3f}, "
+            f"mIoU {acc['segmentation']['mIoU']:.3f}, depth delta<1.25 "
+            f"{acc['depth']['delta1']:.3f}")
+
+
+def compare_views(frames: list[dict], seeds: list[int], card: dict) -> tuple[dict, list[str]]:
+    """The demo frames' ground truth against random views of the same scenes (demo_views)."""
+    network_height = int(card["input_size"][1])
+    demo = demo_views.view_statistics(
+        ((_boxes(f["gt_dets"])[0], f["gt_depth"], f["gt_depth"].shape[0]) for f in frames),
+        network_height)
+    views, vfov = demo_views.random_views(seeds, max(1, min(30, len(frames) // len(seeds))))
+    random = demo_views.view_statistics(views, network_height)
+    camera = {p.name: p.default for p in SIM_CAMERA_PARAMS}  # the demo sets none of these
+    lines = demo_views.comparison_lines(demo, random, camera["vfov_deg"], vfov, network_height,
+                                        (camera["width"], camera["height"]))
+    return {"demo": demo, "random_views": random}, lines
+
+
+def _run_frames(collector: Collector, gt: bool, expected: int, budget: float,
+                seen: set[float]) -> list[dict]:
+    """Spin until ``expected`` new complete frames (not in ``seen``) arrived, or nothing new
+    came for 8 s after the first (a lost frame must not hold the demo for the whole budget)."""
+    progress = {"n": 0, "at": time.time()}
+
+    def new() -> list[dict]:
+        return [f for f in collector.complete(gt) if f["stamp_s"] not in seen]
+
+    def finished() -> bool:
+        n = len(new())
+        if n != progress["n"]:
+            progress.update(n=n, at=time.time())
+        return n >= expected or (n > 0 and time.time() - progress["at"] > 8.0)
+    _spin_until(collector, finished, budget)
+    frames = new()
+    seen.update(f["stamp_s"] for f in frames)
+    return frames
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", type=int, default=30)
+    ap.add_argument("--frames", type=int, default=30, help="frames per seed (sim camera)")
     ap.add_argument("--rate", type=float, default=2.0)
+    ap.add_argument("--seeds", "--seed", dest="seeds", type=seed_list, default=None,
+                    metavar="N[,N...]",
+                    help="sim camera seeds, one scene and camera path each, run one after "
+                    "another (default 0); accuracy per seed and over all")
     ap.add_argument("--out", default="demo_out")
     ap.add_argument("--model", default="")
-    ap.add_argument("--timeout", type=float, default=240.0)
+    ap.add_argument("--timeout", type=float, default=240.0, help="seconds per seed at most")
     ap.add_argument("--bag", default=None, help="replay this rosbag2 instead of the sim camera")
     args = ap.parse_args(argv)
+    if args.bag and args.seeds:
+        ap.error("--seeds is for the sim camera; a --bag replays its own frames")
+    seeds = args.seeds or [0]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -185,58 +248,74 @@ def main(argv=None) -> int:
             print("edge/server did not come up; see the logs", file=sys.stderr)
             return 1
         gt = source is None or source["ground_truth"]
+        t1 = time.time()
+        seen: set[float] = set()
+        by_seed: dict[int, list[dict]] = {}
         if source:
-            args.frames = source["frames"]
-            print(f"nodes ready after {time.time() - t0:.1f}s; replaying {args.bag} "
-                  f"({args.frames} frames)", flush=True)
+            published = source["frames"]
+            print(f"nodes ready after {t1 - t0:.1f}s; replaying {args.bag} "
+                  f"({published} frames)", flush=True)
             procs.append(start([sys.executable, "-m", "mtl_split_tools.cli", "replay", args.bag,
                                 # every replayed topic has the edge; camera_info only it
                                 "--wait-subscribers", "1", "--topics", *source["topics"]],
                                out / "replay.log"))
-            budget = source["seconds"] + 60
+            frames = _run_frames(collector, gt, published,
+                                 min(args.timeout, source["seconds"] + 60), seen)
         else:
-            print(f"nodes ready after {time.time() - t0:.1f}s; sim camera: {args.frames} "
-                  f"frames at {args.rate} Hz", flush=True)
-            # Two subscribers to wait for before the first frame: the edge and the collector.
-            procs.append(start(node_command("sim_camera_node", {
-                "frames": args.frames, "rate": args.rate, "min_subscribers": 2}),
-                out / "sim_camera.log"))
-            budget = args.frames / args.rate + 60
-        t1 = time.time()
-        progress = {"n": 0, "at": time.time()}
-
-        def finished() -> bool:
-            # Done when every frame made it, or when nothing new arrived for 8 s after the
-            # source went quiet (a lost frame must not hold the demo for the full timeout).
-            n = len(collector.complete(gt))
-            if n != progress["n"]:
-                progress.update(n=n, at=time.time())
-            return n >= args.frames or (n > 0 and time.time() - progress["at"] > 8.0)
-        _spin_until(collector, finished, min(args.timeout, budget))
+            published = args.frames * len(seeds)
+            print(f"nodes ready after {t1 - t0:.1f}s; sim camera: {args.frames} frames at "
+                  f"{args.rate} Hz for seed{'s' if len(seeds) > 1 else ''} "
+                  f"{', '.join(map(str, seeds))}", flush=True)
+            for seed in seeds:
+                # Two subscribers to wait for before the first frame: the edge and the
+                # collector.
+                camera = start(node_command("sim_camera_node", {
+                    "frames": args.frames, "rate": args.rate, "seed": seed,
+                    "min_subscribers": 2}), out / f"sim_camera_seed{seed}.log")
+                procs.append(camera)
+                by_seed[seed] = _run_frames(collector, gt, args.frames,
+                                            min(args.timeout, args.frames / args.rate + 60),
+                                            seen)
+                stop_all([camera])
+                print(f"seed {seed}: {len(by_seed[seed])}/{args.frames} frames", flush=True)
+            frames = [f for seed in seeds for f in by_seed[seed]]
         _spin_until(collector, lambda: False, 1.5)  # let the last diagnostics arrive
-        frames = collector.complete(gt)
         if not frames:
             print("no frame went through the whole pipeline; see the logs", file=sys.stderr)
             return 1
         card = read_model_card_param(args.model or None)
-        metrics = summarize(frames, args.frames, time.time() - t1, collector.diagnostics, card,
+        metrics = summarize(frames, published, time.time() - t1, collector.diagnostics, card,
                             gt)
+        lines = []
+        if by_seed:
+            metrics["seeds"] = seeds
+            if gt and len(seeds) > 1:
+                metrics["accuracy_per_seed"] = {
+                    str(seed): evaluate_frames(f, card) if f else None
+                    for seed, f in by_seed.items()}
+            metrics["frames_vs_test_split"], lines = compare_views(frames, seeds, card)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         write_sheet(frames, card, out / "contact_sheet.png")
         acc = metrics["accuracy"]
         lat, b = metrics["latency_ms"], metrics["bytes_per_frame"]
-        print(f"\n{len(frames)}/{args.frames} frames through "
+        print(f"\n{len(frames)}/{published} frames through "
               f"{'the bag' if source else 'sim camera'} -> edge -> server "
               f"({metrics['fps'] or 0:.2f} fps)")
         print(f"latency ms: edge p50 {lat['edge_p50']:.0f}, server p50 {lat['server_p50'] or 0:.0f}"
               f", end-to-end p50 {lat['end_to_end_p50']:.0f} / p95 {lat['end_to_end_p95']:.0f}")
         print(f"bytes/frame: features {b['features_mean']:.0f} vs JPEG q90 "
               f"{b['jpeg_q90_mean']:.0f} ({b['ratio']:.3f}x)")
+        for seed, seed_acc in metrics.get("accuracy_per_seed", {}).items():
+            if seed_acc:
+                print(_accuracy_line(f"seed {seed}", seed_acc))
         if acc:
-            print(f"accuracy vs sim ground truth: mAP@0.5 {acc['detection']['mAP50']:.3f}, "
-                  f"mIoU {acc['segmentation']['mIoU']:.3f}, depth delta<1.25 "
-                  f"{acc['depth']['delta1']:.3f}")
-        print(f"wrote {out}/contact_sheet.png and {out}/metrics.json")
+            print(_accuracy_line(f"all {len(frames)} frames", acc))
+        if lines:
+            print("\nThese frames are not the test split's: the sim camera drives a path with a "
+                  "fixed field of view, the test split (`mtl-split eval`) has random views "
+                  "facing an object. Ground truth of both, same scenes:")
+            print("\n".join(lines))
+        print(f"\nwrote {out}/contact_sheet.png and {out}/metrics.json")
         return 0
     except KeyboardInterrupt:
         print("interrupted; stopping nodes", file=sys.stderr)

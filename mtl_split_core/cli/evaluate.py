@@ -7,10 +7,14 @@ import json
 from pathlib import Path
 
 from mtl_split_core.cli.arguments import output_file
-from mtl_split_core.cli.datasets import DATA_HELP
+from mtl_split_core.cli.datasets import DATA_HELP, data_spec
 from mtl_split_core.cli.train import load_data
 from mtl_split_core.codec import CODECS
+from mtl_split_core.data.sources.base import SPLITS
 from mtl_split_core.errors import InputError
+
+# The default split to score, in order of preference: held-out data first.
+DEFAULT_SPLIT_ORDER = ("test", "val")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,12 +24,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--class-map", default=None, metavar="FILE",
                    help='JSON {"source class": "model class" | null}: source classes onto the '
                    "model's (classes the model lacks are ignored)")
-    p.add_argument("--split-set", default="test", choices=("train", "val", "test"))
+    p.add_argument("--split-set", default=None, choices=SPLITS,
+                   help="which split of the --data to score; default: one every data set has "
+                   "labels for, test where they all do (Cityscapes labels only train and val: "
+                   "val, or test with cityscapes:PATH?test=val)")
     p.add_argument("--split", default=None, help="split point; default: the model's")
     p.add_argument("--codec", default="all", choices=("all", "float", *CODECS),
                    help="float, a codec id, or 'all' for float + every codec")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=output_file, default=None, help="write the results as JSON here")
+
+
+def split_to_score(data: list[str], requested: str | None) -> str:
+    """``--split-set``, checked against the splits each ``--data`` labels; without it the
+    first of ``DEFAULT_SPLIT_ORDER`` that all of them label."""
+    specs = [data_spec(v) for v in data]
+    labelled = {f"{s.format}:{s.path}": s.labelled_splits() for s in specs}
+
+    def listing() -> str:
+        return "; ".join(f"{name} labels {', '.join(splits)}"
+                         for name, splits in labelled.items())
+    if requested is not None:
+        missing = [name for name, splits in labelled.items() if requested not in splits]
+        if missing:
+            raise InputError(f"--split-set {requested}: {listing()}")
+        return requested
+    common = next((s for s in DEFAULT_SPLIT_ORDER
+                   if all(s in splits for splits in labelled.values())), None)
+    if common is None:
+        raise InputError(f"--split-set: no split is labelled in every --data ({listing()}); "
+                         "choose one")
+    return common
 
 
 def _cell(value: float | None) -> str:
@@ -37,18 +66,19 @@ def run(args: argparse.Namespace) -> int:
     from mtl_split_core.runtime.device import resolve_device
     from mtl_split_core.runtime.model_files import load_model_param
 
+    split_set = split_to_score(args.data, args.split_set)  # before the slow model load
     model, card = load_model_param(args.model)
     device = resolve_device(args.device)
     if args.split is not None and args.split not in model.split_names:
         raise InputError(f"split {args.split!r}: this model splits at {list(model.split_names)}")
     cfg = model.config
     # The model's class lists: every source's classes are mapped onto them by name.
-    data = load_data(args.data, args.split_set, cfg.input_size, args.class_map,
+    data = load_data(args.data, split_set, cfg.input_size, args.class_map,
                      (cfg.detection_classes, cfg.segmentation_classes)).data
     codecs = [None, *CODECS] if args.codec == "all" else \
         [None if args.codec == "float" else args.codec]
     results = []
-    print(f"{card['name']} on {len(data['images'])} {args.split_set} frames")
+    print(f"{card['name']} on {len(data['images'])} {split_set} frames")
     print("| codec | bytes/frame | mAP@0.5 | mAP@0.5:0.95 | mIoU | delta<1.25 | AbsRel |")
     print("|---|---|---|---|---|---|---|")
     for codec in codecs:

@@ -197,10 +197,10 @@ def test_a_burst_of_bad_input_warns_then_clears_in_a_real_node(ros_node, tmp_pat
         assert wait_for(ros_node, lambda: pub.get_subscription_count() > 0, 90, (edge,))
         assert send_until(good, lambda: bool(got), 60)
         assert send_until(bad, lambda: bool(statuses) and statuses[-1][1]
-                          == "rejecting input: bad_image", 30), statuses[-3:]
+                          == "rejecting input: image_unknown_encoding", 30), statuses[-3:]
         statuses.clear()
         assert send_until(good, lambda: bool(statuses) and statuses[-1][1] == "ok", 30)
         level, _, values = statuses[-1]
         assert level == b"\x00" and values["rejected_recent"] == "0"
-        assert int(values["rejected_bad_image"]) >= 1
+        assert int(values["rejected_image_unknown_encoding"]) >= 1
     ros_node.destroy_publisher(pub)

@@ -146,7 +146,8 @@ def test_pipeline_outputs_and_bad_input(ros, model_dir):
             assert wait_for(ros, lambda i=i: out.with_stamp("detections", 10 + i), 60,
                             (edge, server)), f"good frame after bad frame {i} not processed"
         assert not out.with_stamp("detections", 2) and not out.with_stamp("detections", 3)
-        assert wait_for(ros, lambda: any(int(v.get("rejected_bad_image", 0)) >= 2
+        assert wait_for(ros, lambda: any(int(v.get("rejected_image_not_colour", 0)) >= 1
+                                         and int(v.get("rejected_image_size", 0)) >= 1
                                          for v in out.diag.values()), 15)
 
         # 3. Bad features straight to the server, each followed by a good packet.

@@ -14,8 +14,9 @@ pytestmark = pytest.mark.ros
 
 def test_the_demo_runs_every_frame_through_the_pipeline_and_scores_it(tmp_path):
     out = tmp_path / "demo"
-    proc = subprocess.Popen([sys.executable, "-m", "mtl_split_tools.demo", "--frames", "6",
-                             "--rate", "3", "--out", str(out)],
+    # Two seeds (two scenes, one after the other), 3 frames each.
+    proc = subprocess.Popen([sys.executable, "-m", "mtl_split_tools.demo", "--frames", "3",
+                             "--seeds", "0,1", "--rate", "3", "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:
@@ -34,3 +35,19 @@ def test_the_demo_runs_every_frame_through_the_pipeline_and_scores_it(tmp_path):
     assert accuracy["depth"]["delta1"] > 0.5
     assert (out / "contact_sheet.png").stat().st_size > 10_000
     assert "Traceback" not in log
+    # Each seed scored on its own, and how the frames differ from the test split printed.
+    assert metrics["seeds"] == [0, 1] and set(metrics["accuracy_per_seed"]) == {"0", "1"}
+    assert "accuracy vs sim ground truth, seed 1:" in log and "all 6 frames" in log
+    views = metrics["frames_vs_test_split"]
+    assert views["demo"]["frames"] == 6 and views["random_views"]["frames"] == 6
+    assert "| object distance, median |" in log and "b3Warning" not in log
+
+
+def test_demo_rejects_bad_seeds_in_one_line(tmp_path):
+    for bad in (["--seeds", "1,x"], ["--seeds", "0", "--bag", str(tmp_path)]):
+        proc = subprocess.run([sys.executable, "-m", "mtl_split_tools.demo", *bad,
+                               "--out", str(tmp_path / "o")], capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        last = proc.stderr.strip().splitlines()[-1]
+        assert "error:" in last and "--seeds" in last, proc.stderr

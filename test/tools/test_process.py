@@ -67,7 +67,7 @@ def test_bad_frames_are_skipped_and_counted(tmp_path, tiny_model):
     bag = write_bag(tmp_path / "in", {"/cam/image": (IMG, [bad, image(1)])})
     summary = _run(bag, tmp_path, tiny_model)
     assert summary["frames"] == 1 and summary["skipped"] == 1
-    assert any("unsupported encoding" in k for k in summary["skip_reasons"])
+    assert any("32FC1' carries no colour" in k for k in summary["skip_reasons"])
 
 
 def test_bag_without_images_or_empty(tmp_path, tiny_model):

@@ -82,6 +82,12 @@ class DataSource(ABC):
             raise SourceError(f"{self.format}:{root}: split {split!r}, expected one of {SPLITS}")
         self.root, self.split, self.options = Path(root), split, dict(options)
 
+    @classmethod
+    def labelled_splits(cls, options: Mapping[str, str]) -> tuple[str, ...]:
+        """The splits this data set has labels for (what `mtl-split eval` can score), given the
+        spec's ``options``; a data set whose test labels are withheld overrides it."""
+        return SPLITS
+
     @abstractmethod
     def __len__(self) -> int:
         """Number of samples in this split (known without decoding images)."""
@@ -146,6 +152,10 @@ class DataSpec:
         if not path:
             raise SourceError(f"data {text!r}: empty path")
         return cls(fmt, Path(path), weight, options)
+
+    def labelled_splits(self) -> tuple[str, ...]:
+        """The splits of this data set that have labels (``DataSource.labelled_splits``)."""
+        return _SOURCES[self.format].labelled_splits(self.options)
 
     def open(self, split: str) -> DataSource:
         """The named source's ``split``; a missing path is a ``SourceError``."""

@@ -94,6 +94,11 @@ class CityscapesSource(DataSource):
             raise SourceError(f"cityscapes:{root}: expected gtFine/{folder} or "
                               f"disparity/{folder} + camera/{folder} (no labels for {split!r})")
 
+    @classmethod
+    def labelled_splits(cls, options: Mapping[str, str]) -> tuple[str, ...]:
+        # The official test folder holds placeholder labels only; ?test=val makes it labelled.
+        return ("train", "val", "test") if "test" in options else ("train", "val")
+
     def _label_dir(self, name: str, folder: str, suffixes: tuple[str, ...]) -> Path | None:
         """The label folder for this split, or None if absent; every image must have its files."""
         path = self.root / name / folder
