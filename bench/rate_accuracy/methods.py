@@ -2,7 +2,7 @@
 
 A method yields one result row: what crossed the link (bytes per frame) and the headline
 metrics of ``evaluate`` on what the server received. Our methods are every split point the
-model's card lists times every codec the runtime knows (``codec.CODECS``: codecs added there
+model's card serves times every codec the runtime knows (``codec.CODECS``: codecs added there
 show up here without a change); image upload codes the model-input image; video codes the
 30 fps sequences as one low-latency stream. The network itself is always the same.
 """
@@ -21,6 +21,17 @@ from mtl_split_core.evaluate import evaluate, headline
 
 # Task -> the headline metric its curves and BD-rates use (all three: higher is better).
 CURVE_METRICS = {"detection": "mAP50", "segmentation": "mIoU", "depth": "delta1"}
+
+
+def served_splits(card: dict, split_names: list[str]) -> list[str]:
+    """The splits the model was trained to serve: the card's ``trained.splits``, else its one
+    trained split, else its default split. (The same rule as the edge node's
+    ``mtl_split_edge.node.served_splits``, which this ROS-free benchmark cannot import.) A
+    single-split model evaluated at another split point runs later stages on features they never
+    saw: near-zero accuracy, not an operating point."""
+    trained = card.get("trained") or {}
+    splits = trained.get("splits") or [trained.get("split") or card["default_split"]]
+    return [s for s in split_names if s in splits] or [card["default_split"]]
 
 
 def curve_metrics(tasks: list[str]) -> dict[str, str]:

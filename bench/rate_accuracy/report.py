@@ -121,34 +121,40 @@ def _photos_md(ph: dict, stills: dict | None) -> list[str]:
 def markdown(results: dict[str, Any]) -> str:
     meta = results["meta"]
     m = meta["model"]
-    lines = ["# Rate–accuracy: split features vs image upload and video", "",
-             f"Command: `{meta['command']}`  ",
-             f"Machine: {meta['machine']}  ",
-             f"Date: {meta['date']}, {meta['elapsed_s']:.0f} s  ",
-             f"Model: {m['name']} (fingerprint `{m['fingerprint']}`), input "
-             f"{meta['input_size'][0]}x{meta['input_size'][1]}, default {m['default_split']} "
-             f"{m['default_codec']}  ",
-             f"Frames: {meta['camera_size'][0]}x{meta['camera_size'][1]} sim camera, scene "
-             f"seed {meta['seed']} (scene seeds {meta['scene_seeds']}; training used seed 1), "
-             f"sensor noise {meta['noise']:g}, letterboxed to the model input  ",
-             "Image codecs (Pillow defaults unless listed): " + ", ".join(
-                 f"{n} {c['options'] or ''}".strip() for n, c in meta["image_codecs"].items()) +
-             "  "]
+    runs = meta.get("runs") or [meta]
+    lines = ["# Rate–accuracy: split features vs image upload and video", ""]
+    for run in runs:
+        what = f" ({', '.join(run.get('parts') or [])})" if len(runs) > 1 else ""
+        lines += [f"Command{what}: `{run['command']}`  ",
+                  f"Machine: {run['machine']}  ",
+                  f"Date: {run['date']}, {run['elapsed_s']:.0f} s  "]
+    if "merged_by" in meta:
+        lines.append(f"Merged into one report with: `{meta['merged_by']}`  ")
+    lines += [f"Model: {m['name']} (fingerprint `{m['fingerprint']}`), input "
+              f"{meta['input_size'][0]}x{meta['input_size'][1]}, default {m['default_split']} "
+              f"{m['default_codec']}  ",
+              f"Frames: {meta['camera_size'][0]}x{meta['camera_size'][1]} sim camera, scene "
+              f"seed {meta['seed']} (scene seeds {meta['scene_seeds']}; training used seed 1), "
+              f"sensor noise {meta['noise']:g}, letterboxed to the model input  ",
+              "Image codecs (Pillow defaults unless listed): " + ", ".join(
+                  f"{n} {c['options'] or ''}".strip() for n, c in meta["image_codecs"].items())
+              + "  "]
     if meta["video"]:
         lines.append("Video: " + "; ".join(meta["video"].values()) + "  ")
     if meta["unavailable"]:
         lines.append(f"Not available in this build: {', '.join(meta['unavailable'])}  ")
     lines.append("")
-    st = results["stills"]
-    lines += _frame_set_md(f"Stills: {st['frames']} frames of {st['scenes']} unseen scenes",
-                           st, meta, "image codec")
+    if "stills" in results:
+        st = results["stills"]
+        lines += _frame_set_md(f"Stills: {st['frames']} frames of {st['scenes']} unseen scenes",
+                               st, meta, "image codec")
     if "sequences" in results:
         sq = results["sequences"]
         lines += _frame_set_md(
             f"30 fps sequences: {sq['sequences']} x {sq['frames'] // max(1, sq['sequences'])} "
             f"frames, keyframe every {sq['keyint']}", sq, meta, "video codec")
     if "photos" in results:
-        lines += _photos_md(results["photos"], results["stills"])
+        lines += _photos_md(results["photos"], results.get("stills"))
     return "\n".join(lines) + "\n"
 
 
@@ -190,7 +196,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
             ax.set_ylabel(METRIC_NAMES.get(metric, metric))
             ax.set_title(f"{name}: {METRIC_NAMES.get(metric, metric)}")
             lo = min((r[metric] for r in rows if r["family"] != "reference"), default=0)
-            ax.set_ylim(max(lo, (ref or {}).get(metric, 1) - 0.15), None)
+            ax.set_ylim(max(lo - 0.01, (ref or {}).get(metric, 1) - 0.12), None)
             ax.grid(True, which="both", alpha=0.3)
             if col == 0:
                 ax.legend(fontsize=7)

@@ -39,14 +39,22 @@ def test_a_used_output_folder_is_refused_before_any_work(tmp_path):
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["keep.txt"]
 
 
-def test_tiny_run_scores_every_method_family(tmp_path):
-    out = tmp_path / "ra"
-    r = _run("--out", out, "--cache", tmp_path / "cache", "--frames", "4",
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """One tiny run of every part: 4 stills, one 4-frame sequence, 2 qualities, 2 CRFs."""
+    tmp = tmp_path_factory.mktemp("rate_accuracy")
+    out = tmp / "ra"
+    r = _run("--out", out, "--cache", tmp / "cache", "--frames", "4",
              "--views-per-scene", "2", "--sequences", "1", "--sequence-frames", "4",
              "--keyint", "2", "--camera", "320x240", "--qualities", "30,80",
              "--crfs", "25,40", "--image-codecs", "jpeg,webp", "--video-codecs", "h264",
-             "--splits", "s16", "--photos", "astronaut", "--no-progress")
+             "--photos", "astronaut", "--no-progress")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    return out
+
+
+def test_tiny_run_scores_every_method_family(tiny):
+    out = tiny
     assert sorted(p.name for p in out.iterdir()) == ["rate_accuracy.png", "results.json",
                                                      "results.md"]
     res = json.loads((out / "results.json").read_text())
@@ -62,7 +70,8 @@ def test_tiny_run_scores_every_method_family(tmp_path):
     for row in st["rows"]:
         families.setdefault(row["family"], []).append(row)
         assert "skipped" in row or all(0 <= row[m] <= 1 for m in metrics.values())
-    # Ours: every codec of the runtime at the chosen split; image: 2 codecs x 2 qualities.
+    # Ours: every codec of the runtime at the split the card serves; image: 2 codecs x 2
+    # qualities.
     from mtl_split_core.codec import CODECS
     assert {r["codec"] for r in families["ours"]} == set(CODECS)
     assert {(r["codec"], r["setting"]) for r in families["image"]} == {
@@ -102,3 +111,28 @@ def test_tiny_run_scores_every_method_family(tmp_path):
                     "## Real photographs"):
         assert heading in md
     assert (out / "rate_accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_runs_of_separate_parts_merge_into_one_report(tiny, tmp_path):
+    full = json.loads((tiny / "results.json").read_text())
+    parts = {"stills": ["stills", "photos"], "sequences": ["sequences"]}
+    paths = []
+    for name, keys in parts.items():
+        part = {"meta": {**full["meta"], "parts": keys}, **{k: full[k] for k in keys}}
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(part))
+    r = _run("--out", tmp_path / "merged", "--merge", *paths, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    merged = json.loads((tmp_path / "merged" / "results.json").read_text())
+    for key in ("stills", "sequences", "photos"):
+        assert merged[key] == full[key]
+    assert merged["meta"]["parts"] == ["stills", "photos", "sequences"]
+    assert len(merged["meta"]["runs"]) == 2 and "--merge" in merged["meta"]["merged_by"]
+    # A part measured twice, or runs of different models, are refused.
+    r = _run("--out", tmp_path / "twice", "--merge", paths[0], paths[0], timeout=60)
+    assert r.returncode == 2 and "is in two of the results" in r.stderr
+    other = json.loads(paths[1].read_text())
+    other["meta"]["seed"] = 99
+    paths[1].write_text(json.dumps(other))
+    r = _run("--out", tmp_path / "other", "--merge", paths[0], paths[1], timeout=60)
+    assert r.returncode == 2 and "differs" in r.stderr and "seed" in r.stderr
