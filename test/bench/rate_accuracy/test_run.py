@@ -53,6 +53,7 @@ def tiny(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # ~100 s on the shared 2-core VM: the model on 4 frames x 15 methods
 def test_tiny_run_scores_every_method_family(tiny):
     out = tiny
     assert sorted(p.name for p in out.iterdir()) == ["rate_accuracy.png", "results.json",
@@ -113,6 +114,7 @@ def test_tiny_run_scores_every_method_family(tiny):
     assert (out / "rate_accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow  # shares the tiny run
 def test_runs_of_separate_parts_merge_into_one_report(tiny, tmp_path):
     full = json.loads((tiny / "results.json").read_text())
     parts = {"stills": ["stills", "photos"], "sequences": ["sequences"]}
