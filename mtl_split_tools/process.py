@@ -40,8 +40,8 @@ from mtl_split_core.bags import (
     messages,
     open_bag,
 )
-from mtl_split_core.cli.arguments import check_can_create, unit_interval
 from mtl_split_core.geometry import focal_y
+from mtl_split_core.output_folder import check_can_create
 from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_core.runtime.server import PacketRejected, ServerRunner
 from mtl_split_core.signals import StopSignals
@@ -246,7 +246,8 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="fp32")
     p.add_argument("--codec", default=None)
-    p.add_argument("--score-threshold", type=unit_interval, default=0.3)
+    # Checked with the model's other settings (ServerRunner) before anything is written.
+    p.add_argument("--score-threshold", type=float, default=0.3)
 
 
 def run(args) -> int:
