@@ -1,7 +1,7 @@
 # Two commands on a fresh machine: `make demo` (the main job on the embedded default model)
 # and `make test`. `make setup` is what both run first; it is idempotent and quick when done.
-# `make test-fast`: the tests that start no DDS process or launch (the loop for a change to the
-# core); `make lint`: ruff and mypy (CI runs it before `make test`).
+# `make test-fast`: the tests that start no DDS process or launch and are not slow (the loop
+# for a change to the core); `make lint`: ruff and mypy (CI runs it before `make test`).
 SHELL := /bin/bash
 # The ros2 CLI kit's prefix (when `make setup` installed it) comes before the package's own.
 CLI_SETUP := build/ros2_cli_kit/install/setup.bash
@@ -21,9 +21,10 @@ setup:
 test: setup
 	@$(ENV) && python -m pytest $(PYTEST_ARGS)
 
-# Tests marked `ros` (they start rclpy nodes, node processes or `ros2 launch`) are left out.
+# Left out: tests marked `ros` (they start rclpy nodes, node processes or `ros2 launch`) and
+# `slow` (over ~20 s each on a 2-core machine).
 test-fast: setup
-	@$(ENV) && python -m pytest -m "not ros" $(PYTEST_ARGS)
+	@$(ENV) && python -m pytest -m "not ros and not slow" $(PYTEST_ARGS)
 
 lint: setup
 	@$(ENV) && python -m ruff check --no-fix --output-format concise $(LINTED) && python -m mypy
