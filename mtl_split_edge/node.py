@@ -52,7 +52,6 @@ from mtl_split_core.runtime.rejections import Rejections
 from mtl_split_core.runtime.server import ServerRunner
 from mtl_split_core.runtime.stats import RateMeter, RollingStats
 from mtl_split_ros import outputs
-from mtl_split_ros.camera import camera_intrinsics
 from mtl_split_ros.diagnostics import diagnostic_array, diagnostic_status
 from mtl_split_ros.features_auth import load_keys, sign, stamp_ns
 from mtl_split_ros.features_msg import packet_to_msg
@@ -309,8 +308,8 @@ class EdgeNode(Node):
         only outputs someone subscribes to are computed: the robot is the slow side."""
         wanted = {suffix for suffix, pub in self.local_pubs.items()
                   if pub.get_subscription_count() > 0}
-        camera = camera_intrinsics(self.camera_info, packet.source_size)
-        result = self.local(self.local.admit(packet, camera))
+        info = self.camera_info
+        result = self.local(self.local.admit(packet, None if info is None else info.k))
         messages = outputs.assemble(result, header, self.style, wanted, MESSAGES)
         if self.gate.run(self._publish_local, messages):
             self.local_rate.tick()

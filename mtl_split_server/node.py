@@ -44,7 +44,6 @@ from mtl_split_core.runtime.scheduler import BatchScheduler, Finished, Frame, St
 from mtl_split_core.runtime.server import ServerRunner
 from mtl_split_core.tasks import task_names
 from mtl_split_ros import features_auth, outputs
-from mtl_split_ros.camera import camera_intrinsics
 from mtl_split_ros.diagnostics import diagnostic_array, diagnostic_status, status_name
 from mtl_split_ros.features_msg import msg_to_packet
 from mtl_split_ros.isolation import describe_header, handle_isolated
@@ -251,7 +250,7 @@ class ServerNode(Node):
                                   f"{robot.name} ({describe_header(msg.header)}): {err}")
             return
         self.scheduler.admit(robot, packet, Arrival(msg.header, len(msg.data), bool(msg.probe)),
-                             received, camera_intrinsics(msg.camera_info, packet.source_size))
+                             received, msg.camera_info.k)
 
     def _deliver(self, robot: Stream, done: Finished) -> None:
         """Publisher thread: one frame's outputs, then its feedback (which covers them)."""

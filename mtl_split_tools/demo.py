@@ -34,7 +34,7 @@ from mtl_split_ros.outputs import detection_arrays
 from mtl_split_tools.collector import Collector
 from mtl_split_tools.node_processes import node_command, start, stop_all
 
-_boxes = detection_arrays  # Detection2DArray -> (boxes, class ids, scores)
+_boxes = detection_arrays  # vision_msgs Detection2DArray -> (boxes, class ids, scores)
 
 
 def _spin_until(node, condition, timeout: float) -> bool:

@@ -45,7 +45,6 @@ from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_core.runtime.server import PacketRejected, ServerRunner
 from mtl_split_core.signals import StopSignals
 from mtl_split_ros import outputs
-from mtl_split_ros.camera import camera_intrinsics
 from mtl_split_ros.image_msg import ImageDecodeError, image_to_rgb
 from mtl_split_ros.msg_factory import BagMessages
 
@@ -189,8 +188,7 @@ def _process(bag, reader, image_conns, out_dir, edge, server, progress, stop):
             info = infos.for_image(msg)
             packet = edge(rgb)
             try:
-                result = server(server.admit(packet, camera_intrinsics(info,
-                                                                       packet.source_size)))
+                result = server(server.admit(packet, info.k if info else None))
             except PacketRejected as err:  # cannot happen with one model; be explicit
                 raise BagError(f"{bag}: internal mismatch: {err}") from err
             if topic not in latched_done:  # once per output prefix, as the server does

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-from mtl_split_core.geometry import Intrinsics
+from numpy.typing import ArrayLike
+
 from mtl_split_core.runtime.latest_slot import LatestSlot
 from mtl_split_core.runtime.output_gate import OutputGate
 from mtl_split_core.runtime.packet import FeaturePacket, PacketRejected
@@ -141,12 +142,13 @@ class BatchScheduler:
 
     # ------------------------------------------------------------------------- admission
     def admit(self, stream: Stream, packet: FeaturePacket, tag: Any, received: float,
-              camera: Intrinsics | None = None) -> Frame | None:
+              camera_k: ArrayLike | None = None) -> Frame | None:
         """Check and decode ``packet`` (every check of the packet and its model match, once)
-        and keep it as ``stream``'s newest frame; a rejected packet is counted and logged and
-        gets no feedback (it did not come from a well-behaved edge). The frame, or None."""
+        and keep it as ``stream``'s newest frame (with its camera's K, ``ServerRunner.admit``);
+        a rejected packet is counted and logged and gets no feedback (it did not come from a
+        well-behaved edge). The frame, or None."""
         try:
-            decoded = self.runner.admit(packet, camera)
+            decoded = self.runner.admit(packet, camera_k)
         except PacketRejected as err:
             self.reject(stream, err.reason, f"{stream.name} ({self.describe(tag)}): {err}")
             return None

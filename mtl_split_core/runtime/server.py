@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from mtl_split_core.codec import CodecError, decode, parse_codec
 from mtl_split_core.geometry import Intrinsics
@@ -94,6 +95,17 @@ _BUILTIN_FIELDS: dict[str, Callable[[], Any]] = {
     "segmentation": lambda: None,
     "depth": lambda: None,
 }
+
+
+def source_camera(k: ArrayLike | None, source_size: tuple[int, int]) -> Intrinsics | None:
+    """The camera of a ``source_size`` (W, H) image from its K, or None when K is not given or
+    unset (fx or fy not positive: an unknown camera)."""
+    if k is None:
+        return None
+    k = np.asarray(k, dtype=np.float64).reshape(-1)
+    if k.size == 9 and k[0] > 0 and k[4] > 0:
+        return Intrinsics.from_camera_info_k(k, *source_size)
+    return None
 
 
 class ServerRunner:
@@ -180,12 +192,15 @@ class ServerRunner:
                                  f"of the model: expected {expected}")
         return content_box(packet, self.input_size)
 
-    def admit(self, packet: FeaturePacket, camera: Intrinsics | None = None) -> DecodedPacket:
+    def admit(self, packet: FeaturePacket, camera_k: ArrayLike | None = None
+              ) -> DecodedPacket:
         """``check`` the packet and decode its tensor: raise PacketRejected for anything this
         server cannot run (including a garbage payload or an unknown codec), so only packets
-        that will produce outputs are queued. ``camera``: the source camera (from its
-        camera_info; None = unknown), kept with the packet for depth and the 3D outputs."""
+        that will produce outputs are queued. ``camera_k``: the source camera's row-major K
+        (camera_info.k, checked against the input bounds; None or all zero = unknown), kept
+        with the packet (``DecodedPacket.camera``) for depth and the 3D outputs."""
         crop = self.check(packet)
+        camera = source_camera(camera_k, packet.source_size)
         try:
             parse_codec(packet.tensor.codec)
         except CodecError as err:

@@ -81,10 +81,11 @@ def test_round_robin_takes_one_frame_per_stream_and_rotates():
 
 def test_admitted_frames_of_several_streams_run_as_one_batch(runners, packets):
     s, log, dropped = _scheduler(runners)
-    camera = Intrinsics(90.0, 90.0, 32.0, 24.0, 64, 48)
+    k = [90.0, 0.0, 32.0, 0.0, 90.0, 24.0, 0.0, 0.0, 1.0]
+    camera = Intrinsics(90.0, 90.0, 32.0, 24.0, *packets[0].source_size)
     for i, stream in enumerate(s.streams):
         assert s.admit(stream, packets[i], tag=i, received=time.perf_counter(),
-                       camera=camera if i == 0 else None) is not None
+                       camera_k=k if i == 0 else None) is not None
     s.work()
     assert s.batch_sizes.count == 1 and s.batch_sizes.mean == 3
     got = _delivered(s)
@@ -93,7 +94,7 @@ def test_admitted_frames_of_several_streams_run_as_one_batch(runners, packets):
     assert got[0][2].camera == camera and got[1][2].camera is None
     assert got[1][2].source_size == packets[1].source_size
     # The same as the runner gives one frame at a time (the camera's focal scales depth).
-    alone = runners[1](runners[1].admit(packets[0], camera))
+    alone = runners[1](runners[1].admit(packets[0], k))
     np.testing.assert_allclose(got[0][2].depth, alone.depth, rtol=1e-4, atol=1e-5)
     assert not dropped and not log.lines
 
@@ -133,10 +134,14 @@ def test_a_rejected_packet_is_counted_once_and_never_enters_the_slot(runners, pa
     s, log, dropped = _scheduler(runners, streams=1)
     stream = s.streams[0]
     s.admit(stream, packets[0], tag="good", received=0.0)
+    # A packet whose source size is out of bounds is rejected before its camera is built.
+    bad_size = dataclasses.replace(packets[1], source_size=(0, 1))
+    assert s.admit(stream, bad_size, tag="empty", received=0.0, camera_k=[9.0] * 9) is None
     wrong = dataclasses.replace(packets[1], model_fingerprint="someone else's")
     assert s.admit(stream, wrong, tag="bad", received=0.0) is None
-    assert stream.rejected.as_dict() == {"fingerprint": 1}
-    assert s.rejections.counts == {"fingerprint": 1} and "tag bad" in log.lines[0]
+    assert stream.rejected.as_dict() == {"fingerprint": 1, "source_size": 1}
+    assert s.rejections.counts == {"fingerprint": 1, "source_size": 1}
+    assert "tag empty" in log.lines[0] and "tag bad" in log.lines[1]
     s.work()
     assert [tag for _, tag, _ in _delivered(s)] == ["good"] and not dropped
 
