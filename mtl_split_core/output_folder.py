@@ -1,4 +1,5 @@
-"""Write a folder all at once: work in a hidden sibling, rename it into place when done.
+"""Write a folder (or a file) all at once: work in a hidden sibling, rename it into place when
+done.
 
 A command that fails or is interrupted (Ctrl-C, SIGTERM) leaves nothing behind, and readers
 never see a half-written data set or export.
@@ -6,6 +7,7 @@ never see a half-written data set or export.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -39,3 +41,20 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
             except OSError:
                 break
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """``path`` replaced whole: a kill leaves the old file or the new one, never a part."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())

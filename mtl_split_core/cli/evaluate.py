@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     codecs = [None, *CODECS] if args.codec == "all" else \
         [None if args.codec == "float" else args.codec]
     results = []
-    print(f"{card['name']} on {len(data['images'])} {args.split_set} frames")
+    print(f"{card['name']} on {len(data)} {args.split_set} frames")
     print("| codec | bytes/frame | mAP@0.5 | mAP@0.5:0.95 | mIoU | delta<1.25 | AbsRel |")
     print("|---|---|---|---|---|---|---|")
     for codec in codecs:
