@@ -81,8 +81,10 @@ class AllReduceBatchNorm(nn.BatchNorm2d):
         n = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
         # Differentiable (its backward all-reduces the gradients): torch's recommended
         # successor of torch.distributed.nn.functional.all_reduce.
+        group = dist.group.WORLD
+        assert group is not None  # initialised: checked above
         stats = collectives.all_reduce(torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), n]),
-                                       "sum", dist.group.WORLD)
+                                       "sum", group)
         stats = collectives.wait_tensor(stats)
         c = x.shape[1]
         count = stats[-1]
