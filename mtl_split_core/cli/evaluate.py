@@ -26,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="float, a codec id, or 'all' for float + every codec")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=output_file, default=None, help="write the results as JSON here")
+    p.add_argument("--into-card", action="store_true",
+                   help="also write the results into the model's card (metrics: accuracy per "
+                   "split and codec; the edge's accuracy floor reads them)")
 
 
 def _cell(value: float | None) -> str:
@@ -60,4 +63,14 @@ def run(args: argparse.Namespace) -> int:
               f"{_cell(h['delta1'])} | {_cell(h['abs_rel'])} |", flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))
+    if args.into_card:
+        from mtl_split_core.model.card import write_card_metrics
+        from mtl_split_core.runtime.model_files import resolve_model_path
+
+        folder = resolve_model_path(args.model)
+        try:
+            write_card_metrics(folder, results, ", ".join(args.data), args.split_set)
+        except OSError as err:
+            raise InputError(f"--into-card: cannot write {folder}: {err}") from None
+        print(f"metrics written into {folder / 'card.json'}")
     return 0
