@@ -100,6 +100,8 @@ class EpochBatches:
                  seed: int, epoch: int, world: World, first: int = 0) -> None:
         gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         self.order = epoch_order(n, steps * batch_size, weights, gen)
+        while len(self.order) < steps * batch_size:  # fewer frames than one batch: again
+            self.order = torch.cat([self.order, epoch_order(n, 0, weights, gen)])
         self.batch_size, self.steps, self.world, self.first = batch_size, steps, world, first
         self.local = batch_size // world.size
 
@@ -138,16 +140,24 @@ class _TrainStep(nn.Module):
     """Model and loss in one module, so data parallelism averages the gradients of both
     (the loss has learned task weights)."""
 
-    def __init__(self, model: MultiTaskSplitNet, criterion: MultiTaskLoss, amp: bool) -> None:
+    def __init__(self, model: MultiTaskSplitNet, criterion: MultiTaskLoss, amp: bool,
+                 every_output: bool = False) -> None:
         super().__init__()
         self.model, self.criterion, self.amp = model, criterion, amp
+        self.every_output = every_output
 
     def forward(self, x: torch.Tensor, split: str, focal: torch.Tensor | None,
                 targets: dict[str, Any], labelled: dict[str, torch.Tensor]
                 ) -> tuple[torch.Tensor, dict[str, float]]:
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.model(x, split, focal=focal)
-        return self.criterion(out, targets, labelled)
+        loss, parts = self.criterion(out, targets, labelled)
+        if self.every_output:
+            # Every head in the graph, also one whose task this process's part of the batch
+            # lacks: the backward then passes each synchronised batch norm (a collective) in
+            # every process, as the other processes do. Its gradient is zero.
+            loss = loss + sum(o.float().sum() for o in out.values()) * 0.0
+        return loss, parts
 
 
 def _write_log(path: Path, header: list[str], rows: list[list[str]]) -> None:
@@ -264,7 +274,8 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     tasks = get_tasks(config.tasks)
     criterion = MultiTaskLoss(config.tasks, weighting=weighting).to(dev)
-    step_module = _TrainStep(model, criterion, amp=dev.type == "cuda" and precision == "bf16")
+    step_module = _TrainStep(model, criterion, amp=dev.type == "cuda" and precision == "bf16",
+                             every_output=world.size > 1)
     params: list[dict[str, Any]] = [
         {"params": [p for p in model.backbone.parameters() if p.requires_grad],
          "lr": lr * 0.5},

@@ -225,9 +225,9 @@ class SourceFrames(Frames):
         self.weights = self.frame_weights
         start = 0
         for (_, src, _, weight), end in zip(self.parts, self.ends):
-            for i in range(len(src)):
-                tasks = src.may_label(i)
-                self.may_label[start + i] = [t in tasks for t in LABEL_TASKS]
+            for j, task in enumerate(LABEL_TASKS):
+                self.may_label[start:end, j] = [task in src.may_label(i)
+                                                for i in range(len(src))]
             self.frame_weights[start:end] = weight / max(1, len(src))
             start = int(end)
 

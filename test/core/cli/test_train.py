@@ -238,3 +238,22 @@ def test_a_data_set_over_the_memory_budget_is_one_line_and_exit_2(sim, tmp_path,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "over --memory-budget 1 MB" in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_two_processes_train_when_one_part_of_a_batch_lacks_a_task(tmp_path):
+    """Depth-only frames beside fully labelled ones, one frame per process: a process whose
+    frame has no boxes still runs every head's backward (its synchronised batch norms are
+    collectives both processes must reach), so training neither hangs nor aborts."""
+    from support.data_layouts import render, write_folder
+
+    frames = render(5, 96, 64, 4)
+    write_folder(tmp_path / "f", frames, labelled={0: ["depth"], 2: ["depth"]})
+    run = subprocess.run(_cli(["train", "--data", f"folder:{tmp_path / 'f'}", "--size", "96x64",
+                               "--backbone", "mobilenetv3_small", "--no-pretrained",
+                               "--device", "cpu", "--epochs", "2", "--batch-size", "2",
+                               "--workers", "0", "--out", tmp_path / "o"], torchrun=2),
+                         env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = _log(tmp_path / "o")
+    assert len(rows) == 2 and all(r["detection"] and r["depth"] for r in rows)
