@@ -43,6 +43,27 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def replacing_folder(out: Path) -> Iterator[Path]:
+    """A temporary folder beside ``out`` that becomes ``out`` on success (an old ``out``
+    replaced) and is removed on any failure or interrupt."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """``path`` replaced whole: a kill leaves the old file or the new one, never a part."""
     path = Path(path)

@@ -24,9 +24,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -51,7 +48,7 @@ from mtl_split_core.distributed import World, mean_over_world, sync_batch_norm
 from mtl_split_core.evaluate import evaluate, headline
 from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, finetune, load_model, save_model
 from mtl_split_core.model.losses import MultiTaskLoss
-from mtl_split_core.output_folder import atomic_write_bytes
+from mtl_split_core.output_folder import atomic_write_bytes, replacing_folder
 from mtl_split_core.tasks import get_tasks, labelled_field
 from mtl_split_core.tasks.depth import frame_focals
 
@@ -166,24 +163,6 @@ def _write_log(path: Path, header: list[str], rows: list[list[str]]) -> None:
     writer.writerow(header)
     writer.writerows(rows)
     atomic_write_bytes(path, text.getvalue().encode())
-
-
-def _save_model_atomically(path: Path, model: MultiTaskSplitNet, fp16: bool,
-                           extra: dict[str, Any]) -> None:
-    """``save_model`` into a hidden sibling, then swapped into place (an old one removed)."""
-    work = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
-    try:
-        save_model(work, model, fp16=fp16, extra=extra)
-        if path.exists():
-            old = path.parent / f".{path.name}.old-{os.getpid()}"
-            path.rename(old)
-            work.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            work.rename(path)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
 
 
 def _to_device(batch: dict[str, Any], dev: torch.device) -> dict[str, Any]:
@@ -393,7 +372,8 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
             # the base itself accepted when it was a frozen-edge fine-tune too.
             extra["accepts_edge_fingerprint"] = (init_card.get("accepts_edge_fingerprint")
                                                  or init_card["fingerprint"])
-    _save_model_atomically(out_dir / "model", model, fp16, extra)
+    with replacing_folder(out_dir / "model") as folder:
+        save_model(folder, model, fp16=fp16, extra=extra)
     result = {}
     if val_data is not None and len(as_frames(val_data)):
         val = as_frames(val_data)
