@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from mtl_split_core.codec import decode, encode
+from mtl_split_core.data.frames import Frames, as_frames, frame_batches, frame_truth
 from mtl_split_core.model.config import ModelConfig
 from mtl_split_core.model.network import MultiTaskSplitNet
 from mtl_split_core.tasks import PostprocessContext, get_task, get_tasks, is_labelled, task_names
@@ -41,55 +42,58 @@ def score(pairs: Iterable[tuple[Mapping[str, Any], Mapping[str, Any]]], config: 
     return {name: metric.compute() for name, metric in metrics.items()}
 
 
-def frame_truth(data: Mapping[str, Any], index: int) -> dict[str, Any]:
-    """Ground truth of frame ``index`` of a dataset dict (every per-frame field)."""
-    return {key: values[index] for key, values in data.items() if len(values) > index}
-
-
 @torch.inference_mode()
-def evaluate(model: MultiTaskSplitNet, data: dict, split: str | None = None,
+def evaluate(model: MultiTaskSplitNet, data: dict | Frames, split: str | None = None,
              codec: str | None = None, device: str | torch.device = "cpu",
              batch_size: int = 16, score_threshold: float = 0.05,
-             progress: bool = False) -> dict:
-    """Metrics over ``data`` (as from load_dataset; frames at the model's input size)."""
+             progress: bool = False, workers: int = 0) -> dict:
+    """Metrics over ``data`` (a dataset dict or ``Frames`` decoded on demand by ``workers``
+    processes; frames at the model's input size)."""
     model = model.to(device).eval()
     cfg = model.config
+    frames = as_frames(data)
     nbytes: list[int] = []
-    pairs = _predictions(model, data, split, codec, device, batch_size, score_threshold,
-                         progress, nbytes)
+    pairs = _predictions(model, frames, split, codec, device, batch_size, score_threshold,
+                         progress, nbytes, workers)
     metrics = score(pairs, cfg)
-    result = {"frames": len(data["images"]), "split": split or cfg.default_split,
+    result = {"frames": len(frames), "split": split or cfg.default_split,
               "codec": codec or "float", **metrics}
     if nbytes:
         result["bytes_per_frame"] = float(np.mean(nbytes))
     return result
 
 
-def _predictions(model: MultiTaskSplitNet, data: dict, split: str | None, codec: str | None,
-                 device: str | torch.device, batch_size: int, score_threshold: float,
-                 progress: bool, nbytes: list[int]) -> Iterator[tuple[dict, dict]]:
+def _predictions(model: MultiTaskSplitNet, frames: Frames, split: str | None,
+                 codec: str | None, device: str | torch.device, batch_size: int,
+                 score_threshold: float, progress: bool, nbytes: list[int], workers: int
+                 ) -> Iterator[tuple[dict, dict]]:
     """(prediction, truth) per frame: edge -> [codec] -> server -> each task's post-processing."""
     tasks = get_tasks(model.config.tasks)
     context = PostprocessContext(score_threshold=score_threshold, max_detections=100)
-    n = len(data["images"])
-    # fy of each frame (frames are at the network's input size; unknown: the reference's).
-    focals = frame_focals(data.get("k"), model.config.depth_reference_focal, device)
-    for start in tqdm(range(0, n, batch_size), disable=not progress, desc="eval"):
-        imgs = torch.from_numpy(data["images"][start:start + batch_size]).to(device)
+    n = len(frames)
+    batches = [list(range(start, min(n, start + batch_size)))
+               for start in range(0, n, batch_size)]
+    for truths in tqdm(frame_batches(frames, batches, list, workers), total=len(batches),
+                       disable=not progress, desc="eval"):
+        imgs = torch.from_numpy(np.stack([t["images"] for t in truths])).to(device)
         x = imgs.permute(0, 3, 1, 2).float() / 255.0
         z = model.edge(x, split)
         if codec is not None:
             encoded = [encode(zi, codec) for zi in z]
             nbytes += [e.nbytes for e in encoded]
             z = torch.stack([torch.from_numpy(decode(e)) for e in encoded]).to(device)
-        focal = None if focals is None else focals[start:start + batch_size]
+        # fy of each frame (frames are at the network's input size; unknown: the reference's).
+        focal = frame_focals(np.stack([t["k"] for t in truths]) if "k" in truths[0] else None,
+                             model.config.depth_reference_focal, device)
         out = model.server(z, split, out_hw=(x.shape[-2], x.shape[-1]), focal=focal)
         predictions: list[dict] = [{} for _ in range(len(x))]
         for task in tasks:
             for prediction, fields in zip(predictions, task.postprocess(out, context)):
                 prediction.update(fields)
-        for i, prediction in enumerate(predictions):
-            yield prediction, frame_truth(data, start + i)
+        yield from zip(predictions, truths)
+
+
+__all__ = ["evaluate", "frame_truth", "headline", "score"]
 
 
 def headline(result: dict) -> dict:

@@ -16,10 +16,8 @@ import datetime
 import hashlib
 import io
 import json
-import os
-import shutil
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ from torch import nn
 
 from mtl_split_core.errors import InputError
 from mtl_split_core.model.network import MultiTaskSplitNet
+from mtl_split_core.output_folder import replacing_folder
 from mtl_split_core.preprocess import letterbox_tensor
 
 EXPORT_CARD = "export.json"
@@ -253,7 +252,7 @@ def export_model(model: MultiTaskSplitNet, card: dict[str, Any], out: str | Path
     samples = batch[:CHECK_FRAMES]
     focal = model.config.depth_reference_focal if "depth" in model.config.tasks else None
     model = model.cpu().eval()
-    with _staging(out) as folder:
+    with replacing_folder(out) as folder:
         entries = {}
         for split in splits:
             progress(f"exporting split {split} ({precision})")
@@ -284,27 +283,6 @@ def _check_target(out: Path) -> None:
     if out.is_dir() and any(out.iterdir()) and not (out / EXPORT_CARD).exists():
         raise ExportError(f"{out}: a non-empty folder that is not an ONNX export; "
                           f"choose a new or empty folder")
-
-
-@contextlib.contextmanager
-def _staging(out: Path) -> Iterator[Path]:
-    """A temporary folder beside ``out`` that becomes ``out`` on success and is removed on
-    any failure or interrupt."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def read_export_card(folder: str | Path) -> dict[str, Any]:

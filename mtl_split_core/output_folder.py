@@ -1,4 +1,5 @@
-"""Write a folder all at once: work in a hidden sibling, rename it into place when done.
+"""Write a folder (or a file) all at once: work in a hidden sibling, rename it into place when
+done.
 
 A command that fails or is interrupted (Ctrl-C, SIGTERM) leaves nothing behind, and readers
 never see a half-written data set or export. ``check_can_create`` tells before any work whether
@@ -7,6 +8,7 @@ an output can be made at all.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -55,3 +57,41 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
             except OSError:
                 break
         raise
+
+
+@contextmanager
+def replacing_folder(out: Path) -> Iterator[Path]:
+    """A temporary folder beside ``out`` that becomes ``out`` on success (an old ``out``
+    replaced) and is removed on any failure or interrupt."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """``path`` replaced whole: a kill leaves the old file or the new one, never a part."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())

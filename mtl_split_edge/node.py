@@ -39,7 +39,7 @@ from mtl_split_core.auth import KeyFileError, Signer
 from mtl_split_core.codec import CODECS, ZSTD_LEVELS
 from mtl_split_core.errors import InputError
 from mtl_split_core.locations import data_dirs
-from mtl_split_core.plan.planner import load_accuracy_drops
+from mtl_split_core.plan.planner import card_accuracy_drops, load_accuracy_drops
 from mtl_split_core.plan.profile import load_profile
 from mtl_split_core.runtime.adaptive import ADAPTIVE_MODES, Controller, LinkAdaptation
 from mtl_split_core.runtime.backends import OrtOptions
@@ -103,9 +103,10 @@ PARAMS = [
           "adaptive is on."),
     Param("server_profile", "h100_server.json", "Profile of the server, as robot_profile."),
     Param("accuracy_file", "", "Accuracy of the model's options (`mtl-split eval --out` "
-          "JSON, one run or several in one list), as robot_profile: the controller prefers "
-          "the more accurate of options with as many fps; '' = more codec bits count as more "
-          "accurate. Read when adaptive is on."),
+          "JSON, one run or several in one list, or a model card), as robot_profile: the "
+          "controller prefers the more accurate of options with as many fps; '' = the model "
+          "card's metrics (`mtl-split eval --into-card`), or without them more codec bits "
+          "count as more accurate. Read when adaptive is on."),
     Param("max_accuracy_drop", 1.0, "Never choose an option that loses more than this "
           "fraction of the model's best accuracy (worst of mAP@0.5, mIoU, delta<1.25 in "
           "accuracy_file); 1 = no floor.", check=in_range(0.0, 1.0)),
@@ -198,7 +199,7 @@ class EdgeNode(Node):
                     robot, server, served_splits(card, self.runner.split_names),
                     self.runner.split, self.runner.codec, mode=mode,
                     latency_budget_ms=cfg["latency_budget_ms"],
-                    accuracy=read_accuracy(cfg["accuracy_file"]),
+                    accuracy=read_accuracy(cfg["accuracy_file"], card),
                     max_accuracy_drop=cfg["max_accuracy_drop"])
             except ConfigError as err:
                 raise ParameterError(f"{err} (adaptive: {mode})") from None
@@ -367,10 +368,11 @@ def read_profile(name_or_path: str, param: str) -> dict:
         raise ParameterError(f"parameter '{param}': {err}") from None
 
 
-def read_accuracy(name_or_path: str) -> dict[str, float] | None:
-    """'split codec' -> accuracy drop from parameter ``accuracy_file`` (None when '')."""
+def read_accuracy(name_or_path: str, card: dict) -> dict[str, float] | None:
+    """'split codec' -> accuracy drop from parameter ``accuracy_file``; '' = the model
+    card's own metrics (`mtl-split eval --into-card`), None when it has none."""
     if not name_or_path:
-        return None
+        return card_accuracy_drops(card)
     try:
         return load_accuracy_drops(find_data_file(name_or_path, "accuracy_file"))
     except InputError as err:

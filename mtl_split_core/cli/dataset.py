@@ -20,12 +20,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "from-bag", help="a rosbag2 (mcap or sqlite3) with RGB (+ depth, camera_info) -> a "
         "folder data set", description="Turn a robot's RGB-D recording into a folder data set "
         "(docs/TRAIN_YOUR_DATA.md): images PNG, depth uint16 mm PNG (REP 118 input: 32FC1 m or "
-        "16UC1 mm), intrinsics from camera_info.")
+        "16UC1 mm, raw or image_transport compressedDepth png/rvl), intrinsics from "
+        "camera_info.")
     b.add_argument("bag", help="rosbag2 folder or .mcap / .db3 file")
     b.add_argument("--image", required=True, metavar="TOPIC",
                    help="sensor_msgs/Image or CompressedImage topic")
     b.add_argument("--depth", default=None, metavar="TOPIC",
-                   help="depth Image topic registered to the image (32FC1 m or 16UC1 mm)")
+                   help="depth topic registered to the image: an Image (32FC1 m or 16UC1 mm) "
+                   "or its compressedDepth transport (e.g. .../image_raw/compressedDepth)")
     b.add_argument("--camera-info", default=None, metavar="TOPIC",
                    help="sensor_msgs/CameraInfo of the image's camera (intrinsics)")
     b.add_argument("--every", type=positive_int, default=1, metavar="N",

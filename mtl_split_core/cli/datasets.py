@@ -58,15 +58,14 @@ def read_class_map(path: str | Path) -> dict[str, str | None]:
 
 def load_data_args(values: Sequence[str], split: str, input_size: tuple[int, int],
                    class_map_path: str | Path | None = None,
-                   classes: ClassLists | None = None, progress: bool = True) -> LoadedData:
+                   classes: ClassLists | None = None) -> LoadedData:
     """The repeatable ``--data`` option as one ``LoadedData`` for ``split`` at ``input_size``;
     prints what was loaded (frames per source, classes without a model class)."""
     from mtl_split_core.data.sources.loading import load_sources
 
     specs = [data_spec(v) for v in values]
     class_map = read_class_map(class_map_path) if class_map_path else None
-    loaded = load_sources(specs, split, input_size, class_map=class_map, classes=classes,
-                          progress=progress)
+    loaded = load_sources(specs, split, input_size, class_map=class_map, classes=classes)
     for line in loaded.summary():
         print(f"{split}: {line}")
     return loaded

@@ -33,6 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="float, a codec id, or 'all' for float + every codec")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=output_file, default=None, help="write the results as JSON here")
+    p.add_argument("--into-card", action="store_true",
+                   help="also write the results into the model's card (metrics: accuracy per "
+                   "split and codec; the edge's accuracy floor reads them)")
 
 
 def split_to_score(data: list[str], requested: str | None) -> str:
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     codecs = [None, *CODECS] if args.codec == "all" else \
         [None if args.codec == "float" else args.codec]
     results = []
-    print(f"{card['name']} on {len(data['images'])} {split_set} frames")
+    print(f"{card['name']} on {len(data)} {split_set} frames")
     print("| codec | bytes/frame | mAP@0.5 | mAP@0.5:0.95 | mIoU | delta<1.25 | AbsRel |")
     print("|---|---|---|---|---|---|---|")
     for codec in codecs:
@@ -90,4 +93,14 @@ def run(args: argparse.Namespace) -> int:
               f"{_cell(h['delta1'])} | {_cell(h['abs_rel'])} |", flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))
+    if args.into_card:
+        from mtl_split_core.model.card import write_card_metrics
+        from mtl_split_core.runtime.model_files import resolve_model_path
+
+        folder = resolve_model_path(args.model)
+        try:
+            write_card_metrics(folder, results, ", ".join(args.data), split_set)
+        except OSError as err:
+            raise InputError(f"--into-card: cannot write {folder}: {err}") from None
+        print(f"metrics written into {folder / 'card.json'}")
     return 0

@@ -5,18 +5,32 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import torch
+
 from mtl_split_core.backbones import has_pretrained
-from mtl_split_core.cli.arguments import image_size, non_negative_float, output_folder, positive_int
+from mtl_split_core.cli.arguments import (
+    image_size,
+    non_negative_float,
+    non_negative_int,
+    output_folder,
+    positive_int,
+)
 from mtl_split_core.cli.datasets import DATA_HELP
 from mtl_split_core.codec import CODECS
 from mtl_split_core.errors import InputError
 from mtl_split_core.tasks import DEFAULT_TASKS
+from mtl_split_core.train import PRECISIONS
 
 if TYPE_CHECKING:
+    from mtl_split_core.data.frames import Frames
     from mtl_split_core.data.sources.loading import LoadedData
+    from mtl_split_core.distributed import World
     from mtl_split_core.model.config import ModelConfig
 
 # Defaults of a model trained from scratch; with --init these come from the model instead.
@@ -73,9 +87,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--size", type=image_size, default=None,
                    help="network input WxH (default 320x240)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto",
+                   help="auto, cpu, cuda; under torchrun each process takes cuda:LOCAL_RANK")
+    p.add_argument("--workers", type=non_negative_int, default=4,
+                   help="DataLoader processes decoding frames, per training process "
+                   "(0 = in the training process; default 4)")
+    p.add_argument("--precision", default="bf16", choices=PRECISIONS,
+                   help="bf16 = bfloat16 autocast on CUDA (default); fp32 = none. The CPU "
+                   "always trains in fp32")
+    p.add_argument("--checkpoint-every", type=non_negative_int, default=0, metavar="STEPS",
+                   help="also checkpoint (out/last.pt) every N steps within an epoch, so "
+                   "--resume after a kill loses at most N steps (default 0: epoch ends only)")
+    p.add_argument("--memory-budget", type=non_negative_float, default=None, metavar="MB",
+                   help="refuse (exit 2) a data set whose loader would need more host memory "
+                   "than this: the frame index plus the batches in flight (docs/TRAINING.md)")
     p.add_argument("--no-pretrained", action="store_true", help="random backbone init")
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from out/last.pt where it stopped (mid-epoch included)")
     p.add_argument("--max-steps", type=positive_int, default=None)
     p.add_argument("--time-budget", type=non_negative_float, default=None,
                    help="stop training after this many seconds (then save and evaluate)")
@@ -108,12 +136,23 @@ def _check_contract_options(args: argparse.Namespace) -> None:
                          "leave these out")
 
 
-def _labels_any(data: dict, task: str) -> bool:
-    """Whether some frame of a dataset dict carries ``task``'s label."""
-    from mtl_split_core.tasks import labelled_field
+def _labels_any(data: Frames, task: str) -> bool:
+    """Whether some frame may carry ``task``'s label."""
+    from mtl_split_core.train import labelled_frames
 
-    flags = data.get(labelled_field(task))
-    return flags is None or bool(len(flags) and any(flags))
+    return bool(labelled_frames(data, (task,)).any())
+
+
+def _median_focal(frames: Frames, most: int = 256) -> float:
+    """The median fy over up to ``most`` evenly spaced frames whose intrinsics are known
+    (decoding every frame of a large data set to find it would take an epoch); 0 = none."""
+    from mtl_split_core.data.frames import checked
+
+    picks = np.unique(np.linspace(0, len(frames) - 1, min(most, len(frames))).astype(int))
+    fy = np.array([float(np.asarray(checked(frames[int(i)]).get("k", [np.nan] * 9),
+                                    np.float64).reshape(9)[4]) for i in picks])
+    fy = fy[np.isfinite(fy) & (fy > 0)]
+    return round(float(np.median(fy)), 2) if len(fy) else 0.0
 
 
 def load_data(values: list[str], split: str, input_size: tuple[int, int],
@@ -147,14 +186,29 @@ def _class_lists(args: argparse.Namespace, loaded: LoadedData, base: ModelConfig
 
 
 def run(args: argparse.Namespace) -> int:
+    from mtl_split_core.distributed import close_world, init_world
+    from mtl_split_core.runtime.device import resolve_device
+
+    device = resolve_device(args.device)
+    world = init_world(device.type)
+    try:
+        if not world.main:  # one process speaks; errors still reach stderr from every one
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the process's life
+        if world.size > 1 and device.type == "cuda":
+            device = torch.device("cuda", world.local_rank)
+        return _run(args, str(device), world)
+    finally:
+        close_world(world)
+
+
+def _run(args: argparse.Namespace, device: str, world: World) -> int:
     import dataclasses
 
-    import numpy as np
-
+    from mtl_split_core.data.frames import loader_memory
     from mtl_split_core.data.sources.base import SourceError
     from mtl_split_core.model import ModelLoadError, finetune
     from mtl_split_core.model.config import SPLIT_NAMES, ModelConfig, ModelConfigError
-    from mtl_split_core.runtime.device import resolve_device
+    from mtl_split_core.output_folder import atomic_write_text
     from mtl_split_core.train import labelled_frames, train
 
     init_path, base = (None, None) if args.init is None else _init_config(args.init)
@@ -211,18 +265,25 @@ def run(args: argparse.Namespace) -> int:
     if base is None:
         ref = args.depth_reference_focal
         if ref is None:  # the median over frames whose intrinsics are known
-            fy = np.asarray(train_data.get("k", []), np.float64).reshape(-1, 9)[:, 4]
-            fy = fy[np.isfinite(fy) & (fy > 0)]
-            ref = round(float(np.median(fy)), 2) if len(fy) else 0.0
+            ref = _median_focal(train_data)
         config.depth_reference_focal = ref or None
     try:
-        val_data: dict | None = load_data(args.data, "val", size, args.class_map, lists).data
+        val_data: Frames | None = load_data(args.data, "val", size, args.class_map, lists).data
     except SourceError as err:  # the same sources just gave training frames: none for val
         print(f"no validation: {err}")
         val_data = None
-    device = str(resolve_device(args.device))
-    print(f"train frames {len(train_data['images'])}, val frames "
-          f"{0 if val_data is None else len(val_data['images'])}")
+    if args.batch_size % world.size:
+        raise InputError(f"--batch-size {args.batch_size}: the global batch must divide into "
+                         f"the {world.size} processes")
+    if args.memory_budget is not None:
+        need = loader_memory(train_data, size, args.batch_size // world.size, args.workers)
+        if need > args.memory_budget * 1e6:
+            raise InputError(f"data {', '.join(args.data)}: {len(train_data)} frames need "
+                             f"~{need / 1e6:.0f} MB of loader memory per process, over "
+                             f"--memory-budget {args.memory_budget:g} MB (fewer --workers, a "
+                             "smaller --batch-size or a larger budget)")
+    print(f"train frames {len(train_data)}, val frames "
+          f"{0 if val_data is None else len(val_data)}")
     try:
         result = train(config, train_data, val_data, args.out, split=splits, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, weighting=args.weighting,
@@ -230,9 +291,14 @@ def run(args: argparse.Namespace) -> int:
                        pretrained=not args.no_pretrained and has_pretrained(opt["backbone"]),
                        resume=args.resume, max_steps=args.max_steps,
                        time_budget_s=args.time_budget, init_model=init_path,
-                       freeze_edge=args.freeze_edge)
+                       freeze_edge=args.freeze_edge, workers=args.workers,
+                       precision=args.precision, checkpoint_every=args.checkpoint_every,
+                       world=world)
     except ModelLoadError as err:
         raise InputError(f"--init {args.init}: {err}") from None
-    print("VAL " + json.dumps(result))
-    (Path(args.out) / "val_metrics.json").write_text(json.dumps(result, indent=2))
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    if world.main:
+        print("VAL " + json.dumps(result))
+        atomic_write_text(Path(args.out) / "val_metrics.json", json.dumps(result, indent=2))
     return 0

@@ -63,14 +63,32 @@ def zoom_crop(images: torch.Tensor, seg: torch.Tensor, depth: torch.Tensor,
     return images, seg, depth, out
 
 
+class Draws:
+    """Random numbers for a part of a batch: drawn for the whole batch, then sliced, so that
+    a batch split over processes is augmented exactly as in one process."""
+
+    def __init__(self, generator: torch.Generator | None, device: torch.device,
+                 total: int, start: int = 0) -> None:
+        self.generator, self.device, self.total, self.start = generator, device, total, start
+
+    def rand(self, n: int, *shape: int) -> torch.Tensor:
+        return torch.rand(self.total, *shape, device=self.device,
+                          generator=self.generator)[self.start:self.start + n]
+
+    def randn(self, n: int, *shape: int) -> torch.Tensor:
+        return torch.randn(self.total, *shape, device=self.device,
+                           generator=self.generator)[self.start:self.start + n]
+
+
 def colour_jitter(images: torch.Tensor, strength: float = 0.3,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+                  generator: torch.Generator | None = None,
+                  draws: Draws | None = None) -> torch.Tensor:
     """Per-sample brightness, contrast and saturation in [1 - s, 1 + s]."""
     n = images.shape[0]
+    draws = draws or Draws(generator, images.device, n)
 
     def r() -> torch.Tensor:
-        return 1 + (torch.rand(n, 1, 1, 1, device=images.device, generator=generator) * 2 - 1
-                    ) * strength
+        return 1 + (draws.rand(n, 1, 1, 1) * 2 - 1) * strength
 
     grey = images.mean(1, keepdim=True)
     images = grey + (images - grey) * r()
@@ -80,7 +98,8 @@ def colour_jitter(images: torch.Tensor, strength: float = 0.3,
 
 
 def sensor_noise(images: torch.Tensor, max_sigma: float = 4.0 / 255, p: float = 0.5,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None,
+                 draws: Draws | None = None) -> torch.Tensor:
     """Gaussian pixel noise, std uniform in [0, max_sigma], on a share ``p`` of the samples.
 
     Renders are noise-free; real sensors are not. Without it a network learns cues (perfectly
@@ -88,9 +107,10 @@ def sensor_noise(images: torch.Tensor, max_sigma: float = 4.0 / 255, p: float = 
     with noise of 2 levels on 1280x960 frames.
     """
     n = images.shape[0]
-    sigma = torch.rand(n, 1, 1, 1, device=images.device, generator=generator) * max_sigma
-    sigma = sigma * (torch.rand(n, 1, 1, 1, device=images.device, generator=generator) < p)
-    noise = torch.randn(images.shape, device=images.device, generator=generator)
+    draws = draws or Draws(generator, images.device, n)
+    sigma = draws.rand(n, 1, 1, 1) * max_sigma
+    sigma = sigma * (draws.rand(n, 1, 1, 1) < p)
+    noise = draws.randn(n, *images.shape[1:])
     return (images + noise * sigma).clamp(0, 1)
 
 
@@ -107,22 +127,26 @@ def keep_valid(boxes: Sequence[torch.Tensor], labels: Sequence[torch.Tensor],
 
 def augment_batch(images: torch.Tensor, seg: torch.Tensor, depth: torch.Tensor,
                   boxes: Sequence[torch.Tensor], labels: Sequence[torch.Tensor],
-                  generator: torch.Generator | None = None, max_zoom: float = 1.5
+                  generator: torch.Generator | None = None, max_zoom: float = 1.5,
+                  part: tuple[int, int] | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Boxes,
                              list[torch.Tensor], torch.Tensor]:
     """Random flip + zoom-crop + colour jitter for a batch (images float (N, 3, H, W) in [0, 1]).
+
+    ``part`` = (whole batch size, first index): these N samples are that slice of a batch
+    split over processes; each draws the whole batch's random numbers and takes its slice.
 
     Returns images, seg, depth, boxes, labels and the zoom (N,): zooming by z multiplies the
     camera's focal length by z, which a focal-aware depth head must be told.
     """
     n, dev = images.shape[0], images.device
-    flip = torch.rand(n, device=dev, generator=generator) < 0.5
+    draws = Draws(generator, dev, *(part or (n, 0)))
+    flip = draws.rand(n) < 0.5
     images, seg, depth, boxes = hflip(images, seg, depth, boxes, flip)
-    zoom = 1 + torch.rand(n, device=dev, generator=generator) * (max_zoom - 1)
-    zoom = torch.where(torch.rand(n, device=dev, generator=generator) < 0.5,
-                       torch.ones_like(zoom), zoom)
-    centre = torch.rand(n, 2, device=dev, generator=generator)
+    zoom = 1 + draws.rand(n) * (max_zoom - 1)
+    zoom = torch.where(draws.rand(n) < 0.5, torch.ones_like(zoom), zoom)
+    centre = draws.rand(n, 2)
     images, seg, depth, boxes = zoom_crop(images, seg, depth, boxes, zoom, centre)
     boxes, labels = keep_valid(boxes, labels)
-    images = sensor_noise(colour_jitter(images, generator=generator), generator=generator)
+    images = sensor_noise(colour_jitter(images, draws=draws), draws=draws)
     return images, seg, depth, boxes, labels, zoom

@@ -7,7 +7,10 @@ Rules (docs/TRAIN_YOUR_DATA.md says the same for users):
   never labels two images). Unpaired messages are dropped and counted. ``every`` keeps every
   N-th pair. A second message with the same stamp on one topic is dropped (counted).
 - Depth follows REP 118: ``32FC1`` metres (NaN, +-inf and <= 0 are invalid) or ``16UC1`` /
-  ``mono16`` millimetres (0 invalid). It is stored as uint16 millimetres (0 = invalid); metres
+  ``mono16`` millimetres (0 invalid), as a ``sensor_msgs/Image`` or as image_transport's
+  ``compressedDepth`` (a CompressedImage, PNG or RVL: ``compressed_depth.py``; a format string
+  or ConfigHeader it cannot read is an error, corrupt pixels skip their frame).
+  It is stored as uint16 millimetres (0 = invalid); metres
   beyond 65.535 m cannot be stored and become invalid. The depth map must be registered to the
   image (same camera, e.g. RealSense ``aligned_depth_to_color``); a depth map of another size
   but the same aspect ratio is resized to the image with nearest-neighbour (no blending across
@@ -30,6 +33,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,13 +43,13 @@ import numpy as np
 from rosbags.image import ImageError, image_to_cvimage
 
 from mtl_split_core.bags import IMAGE_TYPES, BagError, messages, open_bag
-from mtl_split_core.cli.arguments import check_can_create
+from mtl_split_core.data import compressed_depth
 from mtl_split_core.data.sources.folder import FORMAT_NAME, FORMAT_VERSION
 from mtl_split_core.errors import InputError
 from mtl_split_core.geometry import valid_depth_mask
 from mtl_split_core.output_folder import atomic_folder
 
-IMAGE_MSG = "sensor_msgs/msg/Image"
+IMAGE_MSG, COMPRESSED_MSG = IMAGE_TYPES
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 # Encodings of sensor_msgs/Image that become RGB (rosbags-image converts them) and their
 # bytes per pixel.
@@ -146,51 +150,58 @@ def bag_to_folder(bag: str | Path, out: str | Path, image_topic: str,
                          "camera's topic")
     if split_by not in SPLIT_BY:
         raise InputError(f"--split-by {split_by!r}: expected one of {', '.join(SPLIT_BY)}")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(f"{out}: exists and is not an empty folder; choose a new one")
-    check_can_create(out)
     report = FromBagReport(out)
-    with open_bag(bag) as reader:
-        if not reader.is2:
-            raise BagError(f"{bag}: a ROS 1 bag; expected rosbag2 (convert it with "
-                           "rosbags-convert)")
-        types = _topic_types(reader.connections)
-        _check_topic(bag, types, image_topic, IMAGE_TYPES, "--image")
-        if depth_topic:
-            _check_topic(bag, types, depth_topic, (IMAGE_MSG,), "--depth")
-        if camera_info_topic:
-            _check_topic(bag, types, camera_info_topic, (CAMERA_INFO,), "--camera-info")
-        stamps, infos = _scan(reader, bag, image_topic, depth_topic, camera_info_topic,
-                              should_stop)
-        if should_stop():
-            report.interrupted = True
-            return report
-        frames = _select_frames(bag, image_topic, depth_topic, stamps, tolerance, every,
-                                report)
-        try:
-            with atomic_folder(out) as tmp:
-                records = _write_frames(reader, bag, tmp, image_topic, depth_topic,
-                                        camera_info_topic, frames, infos, should_stop,
-                                        progress, report)
-                if report.interrupted:
-                    raise _Stopped
-                if not records:
-                    raise BagError(f"{bag}: no frame of {image_topic} could be decoded "
-                                   f"({report.first_bad})")
-                _assign_splits(records, split_by, report)
-                index = {"format": FORMAT_NAME, "version": FORMAT_VERSION,
-                         "detection_classes": [], "segmentation_classes": [],
-                         "source": {"bag": str(bag), "image": image_topic,
-                                    "depth": depth_topic, "camera_info": camera_info_topic,
-                                    "every": every, "tolerance": tolerance,
-                                    "split_by": split_by},
-                         "images": records, "annotations": []}
-                (tmp / "index.json").write_text(json.dumps(index, indent=1))
-        except _Stopped:
-            return report
-        except OSError as err:  # disk full, permissions changed while running
-            raise InputError(f"{out}: cannot write the data set: {err}") from None
+    try:
+        with ExitStack() as stack:
+            try:  # made now: an unwritable place fails before the bag is read
+                tmp = stack.enter_context(atomic_folder(out))
+            except OSError as err:
+                raise InputError(f"{out}: cannot write there ({err})") from None
+            reader = stack.enter_context(open_bag(bag))
+            _convert(reader, bag, tmp, image_topic, depth_topic, camera_info_topic, every,
+                     tolerance, split_by, should_stop, progress, report)
+    except _Stopped:
+        report.interrupted = True
     return report
+
+
+def _convert(reader: Any, bag: Path, tmp: Path, image_topic: str, depth_topic: str | None,
+             camera_info_topic: str | None, every: int, tolerance: float, split_by: str,
+             should_stop: Callable[[], bool], progress: Callable[[int, int], None] | None,
+             report: FromBagReport) -> None:
+    """Both passes over the bag into the folder ``tmp``; raises ``_Stopped`` on a stop."""
+    if not reader.is2:
+        raise BagError(f"{bag}: a ROS 1 bag; expected rosbag2 (convert it with "
+                       "rosbags-convert)")
+    types = _topic_types(reader.connections)
+    _check_topic(bag, types, image_topic, IMAGE_TYPES, "--image")
+    if depth_topic:
+        _check_topic(bag, types, depth_topic, IMAGE_TYPES, "--depth")
+    if camera_info_topic:
+        _check_topic(bag, types, camera_info_topic, (CAMERA_INFO,), "--camera-info")
+    stamps, infos = _scan(reader, bag, image_topic, depth_topic, camera_info_topic,
+                          should_stop)
+    if should_stop():
+        raise _Stopped
+    frames = _select_frames(bag, image_topic, depth_topic, stamps, tolerance, every, report)
+    try:
+        records = _write_frames(reader, bag, tmp, image_topic, depth_topic, camera_info_topic,
+                                frames, infos, should_stop, progress, report)
+        if report.interrupted:
+            raise _Stopped
+        if not records:
+            raise BagError(f"{bag}: no frame of {image_topic} could be decoded "
+                           f"({report.first_bad})")
+        _assign_splits(records, split_by, report)
+        index = {"format": FORMAT_NAME, "version": FORMAT_VERSION,
+                 "detection_classes": [], "segmentation_classes": [],
+                 "source": {"bag": str(bag), "image": image_topic, "depth": depth_topic,
+                            "camera_info": camera_info_topic, "every": every,
+                            "tolerance": tolerance, "split_by": split_by},
+                 "images": records, "annotations": []}
+        (tmp / "index.json").write_text(json.dumps(index, indent=1))
+    except OSError as err:  # disk full, permissions changed while running
+        raise InputError(f"{report.out}: cannot write the data set: {err}") from None
 
 
 class _Stopped(Exception):
@@ -481,7 +492,19 @@ def decode_rgb(bag: Path, topic: str, msg: Any) -> np.ndarray:
 
 
 def decode_depth_mm(bag: Path, topic: str, msg: Any) -> np.ndarray:
-    """(H, W) uint16 millimetres, 0 = invalid, from a REP 118 depth Image."""
+    """(H, W) uint16 millimetres, 0 = invalid, from a REP 118 depth Image or a
+    compressedDepth CompressedImage."""
+    if hasattr(msg, "format"):
+        if not compressed_depth.is_compressed_depth(msg.format):
+            raise BagError(f"{bag}: {topic}: a CompressedImage of format {msg.format!r}; "
+                           "depth must be an Image or image_transport's compressedDepth")
+        try:
+            pixels = compressed_depth.decode(msg.format, bytes(msg.data))
+        except compressed_depth.HeaderError as err:
+            raise BagError(f"{bag}: {topic}: compressedDepth {err}") from None
+        except compressed_depth.PayloadError as err:
+            raise FrameError(f"{topic}: {err}") from None
+        return pixels if pixels.dtype == np.uint16 else _metres_to_mm(pixels)
     if msg.encoding not in DEPTH_ENCODINGS:
         raise BagError(f"{bag}: {topic}: unsupported depth encoding {msg.encoding!r}; expected "
                        "32FC1 (metres) or 16UC1 (millimetres), REP 118")
@@ -489,6 +512,10 @@ def decode_depth_mm(bag: Path, topic: str, msg: Any) -> np.ndarray:
     pixels = image_to_cvimage(packed)  # type: ignore[arg-type]
     if msg.encoding in DEPTH_MILLIMETRES:
         return pixels.astype(np.uint16)
+    return _metres_to_mm(pixels)
+
+
+def _metres_to_mm(pixels: np.ndarray) -> np.ndarray:
     metres = pixels.astype(np.float64)
     valid = valid_depth_mask(metres)
     mm = np.zeros(metres.shape, np.float64)

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import struct
+import zipfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import BinaryIO, NamedTuple
 
 import cv2
 import numpy as np
@@ -102,23 +105,84 @@ def _write(cur: dict, path: Path) -> Path:
     return path
 
 
+class SimFrame(NamedTuple):
+    """One simulated frame: what ``DatasetBuilder.add`` takes."""
+
+    image: np.ndarray       # (H, W, 3) uint8 RGB
+    seg: np.ndarray         # (H, W) uint8
+    depth: np.ndarray       # (H, W) float32 metres
+    boxes: np.ndarray       # (K, 4) float32 x1y1x2y2
+    labels: np.ndarray      # (K,) int64
+    k: np.ndarray           # (9,) intrinsics
+
+
+class ShardReader:
+    """The frames of some splits of one shard, by position, each read from disk on demand:
+    only its own bytes (``np.savez`` stores members uncompressed, so a member's data lies at
+    a fixed place in the file). The small arrays (offsets, boxes, splits) are read at once."""
+
+    def __init__(self, path: str | Path, splits: Sequence[str] = ("train",)) -> None:
+        self.path = Path(path)
+        with np.load(self.path) as z:
+            self.small = {key: z[key] for key in z.files if key not in BLOBS}
+        want = [SPLIT_CODES[s] for s in splits]
+        self.rows = np.flatnonzero(np.isin(self.small["split"], want))
+        self.blob_at = _member_offsets(self.path, BLOBS)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _bytes(self, f: BinaryIO, key: str, i: int) -> np.ndarray:
+        o = self.small[key + "_offsets"]
+        f.seek(self.blob_at[key] + int(o[i]))
+        return np.frombuffer(f.read(int(o[i + 1] - o[i])), np.uint8)
+
+    def frame(self, position: int) -> SimFrame:
+        i = int(self.rows[position])
+        what = f"frame {i} of {self.path}"
+        with open(self.path, "rb") as f:
+            rgb, depth, seg = (self._bytes(f, key, i) for key in BLOBS)
+        b = self.small["box_offsets"]
+        return SimFrame(np.ascontiguousarray(decode_image(rgb, cv2.IMREAD_COLOR, what)[..., ::-1]),
+                        decode_image(seg, cv2.IMREAD_UNCHANGED, what),
+                        code_to_depth(decode_image(depth, cv2.IMREAD_UNCHANGED, what)),
+                        self.small["boxes"][b[i]:b[i + 1]], self.small["labels"][b[i]:b[i + 1]],
+                        self.small["k"][i])
+
+
+BLOBS = ("rgb", "depth", "seg")
+
+
+def _member_offsets(path: Path, keys: Sequence[str]) -> dict[str, int]:
+    """Where each ``KEY.npy`` member's array data starts in an (uncompressed) .npz file."""
+    out = {}
+    with zipfile.ZipFile(path) as z, open(path, "rb") as f:
+        for key in keys:
+            info = z.getinfo(key + ".npy")
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise ValueError(f"{path}: {key} is compressed; shards are written uncompressed")
+            f.seek(info.header_offset)
+            local = f.read(30)  # the local file header: name and extra field lengths at 26
+            name_len, extra_len = struct.unpack("<HH", local[26:30])
+            f.seek(info.header_offset + 30 + name_len + extra_len)
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"{path}: {key}: .npy format {version} is not 1.0 or 2.0")
+            out[key] = f.tell()
+    return out
+
+
 def load_shards(paths: Iterable[str | Path], splits: Sequence[str] = ("train",)) -> dict:
     """Decode shards into arrays for the given splits: images (N, H, W, 3) RGB uint8,
     seg (N, H, W) uint8, depth (N, H, W) float32, boxes/labels lists, k (N, 9)."""
-    want = {SPLIT_CODES[s] for s in splits}
     out = DatasetBuilder()
     for path in sorted(Path(p) for p in paths):
-        z = np.load(path)
-        split = z["split"]
-        def part(key: str, i: int | np.integer, z: Mapping[str, np.ndarray] = z) -> np.ndarray:
-            o = z[key + "_offsets"]
-            return z[key][o[i]:o[i + 1]]
-        box_off = z["box_offsets"]
-        for i in np.nonzero(np.isin(split, list(want)))[0]:
-            what = f"frame {i} of {path}"
-            out.add(decode_image(part("rgb", i), cv2.IMREAD_COLOR, what)[..., ::-1],
-                    decode_image(part("seg", i), cv2.IMREAD_UNCHANGED, what),
-                    code_to_depth(decode_image(part("depth", i), cv2.IMREAD_UNCHANGED, what)),
-                    z["boxes"][box_off[i]:box_off[i + 1]],
-                    z["labels"][box_off[i]:box_off[i + 1]], z["k"][i])
+        reader = ShardReader(path, splits)
+        for i in range(len(reader)):
+            f = reader.frame(i)
+            out.add(f.image, f.seg, f.depth, f.boxes, f.labels, f.k.tolist())
     return out.build()

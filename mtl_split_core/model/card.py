@@ -122,3 +122,40 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"
     # intermediate fp32 copy of every tensor (a tenth of a second of a restart on this CPU).
     model.load_state_dict(state, strict=True)
     return model.to(device).eval(), card
+
+
+# --- Evaluation results in the card (`mtl-split eval --into-card`) -------------------------
+# ``card["metrics"]`` = {"data": what was evaluated, "split_set": train|val|test, "results":
+# [`mtl-split eval --out` rows: split, codec, frames, bytes_per_frame, one dict per task]}.
+# Not part of the fingerprint (it says how the weights score, not what they are); cards
+# without it (older ones) load as before. The edge's accuracy floor reads it
+# (plan/planner.card_accuracy_drops).
+METRICS = "metrics"
+
+
+def card_metrics(card: dict) -> list[dict]:
+    """The card's evaluation rows; [] when it has none."""
+    metrics = card.get(METRICS)
+    results = metrics.get("results") if isinstance(metrics, dict) else None
+    return [r for r in results if isinstance(r, dict)] if isinstance(results, list) else []
+
+
+def write_card_metrics(path: str | Path, results: list[dict], data: str, split_set: str
+                       ) -> dict:
+    """Merge evaluation ``results`` into the card in the model folder ``path``: a row of the
+    same split and codec is replaced; rows measured on other data or another split set are
+    dropped (one evaluation set per card, so drops compare like with like). The card file
+    is replaced atomically; returns the new card."""
+    from mtl_split_core.output_folder import atomic_write_text
+
+    card_path = Path(path) / CARD_FILE if Path(path).is_dir() else Path(path)
+    card = read_card(card_path)
+    old = card.get(METRICS)
+    old = old if isinstance(old, dict) else {}
+    same_set = old.get("data") == data and old.get("split_set") == split_set
+    new_keys = {(r.get("split"), r.get("codec")) for r in results}
+    kept = [r for r in card_metrics(card) if same_set and
+            (r.get("split"), r.get("codec")) not in new_keys]
+    card[METRICS] = {"data": data, "split_set": split_set, "results": kept + list(results)}
+    atomic_write_text(card_path, json.dumps(card, indent=2) + "\n")
+    return card

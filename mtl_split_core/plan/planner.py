@@ -95,15 +95,33 @@ def accuracy_drops(eval_results: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def load_accuracy_drops(path: str | Path) -> dict[str, float]:
-    """``accuracy_drops`` of a ``mtl-split eval --out`` JSON file (a list of results);
-    InputError, without the path (the caller names its option), when it is not one."""
+    """``accuracy_drops`` of a ``mtl-split eval --out`` JSON file (a list of results), or of
+    a model card's ``metrics`` (a model folder or its card.json, `mtl-split eval
+    --into-card`); InputError, without the path (the caller names its option), when it is
+    neither."""
     try:
-        results = json.loads(Path(path).read_text())
+        path = Path(path)
+        results = json.loads((path / "card.json" if path.is_dir() else path).read_text())
+        if isinstance(results, dict) and "card_version" in results:
+            drops = card_accuracy_drops(results)
+            if drops is None:
+                raise InputError("a model card without metrics (`mtl-split eval "
+                                 "--into-card` writes them)")
+            return drops
         if not isinstance(results, list):
-            raise InputError("expected a list of results")
+            raise InputError("expected a list of results or a model card")
         return accuracy_drops(results)
     except (InputError, OSError, ValueError, TypeError, KeyError, AttributeError) as err:
         raise InputError(f"not usable `mtl-split eval --out` results: {err}") from None
+
+
+def card_accuracy_drops(card: dict[str, Any]) -> dict[str, float] | None:
+    """``accuracy_drops`` of a card's own evaluation rows (``metrics``), None without any
+    (older cards): the edge's accuracy floor by default."""
+    from mtl_split_core.model.card import card_metrics
+
+    results = card_metrics(card)
+    return accuracy_drops(results) if results else None
 
 
 def write_csv(opts: list[Option], path: str | Path, link: Link) -> None:

@@ -204,7 +204,7 @@ def test_the_packaged_accuracy_of_every_split_floors_out_s8_and_s32():
     from mtl_split_core.runtime.adaptive import Controller
     from mtl_split_edge.node import read_accuracy, read_profile
 
-    drops = read_accuracy("every_split_test_eval.json")
+    drops = read_accuracy("every_split_test_eval.json", {})
     assert drops["s16 q4-zstd/1"] < 0.01 and 0.05 < drops["s8 q4-zstd/1"] < 0.1
     assert drops["s32 q4-zstd/1"] > 0.15
     profiles = [read_profile(name, name) for name in ("cpu2_robot.json", "h100_server.json")]

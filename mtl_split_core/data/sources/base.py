@@ -18,9 +18,12 @@ from typing import ClassVar, TypeVar
 
 import numpy as np
 
+from mtl_split_core.data.frames import LABEL_TASKS
 from mtl_split_core.errors import InputError
 
 SPLITS = ("train", "val", "test")
+ALL_TASKS = frozenset(LABEL_TASKS)
+INDEX_BYTES_PER_SAMPLE = 256  # a small dict or a path string with its list slot
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 
 
@@ -93,8 +96,24 @@ class DataSource(ABC):
         """Number of samples in this split (known without decoding images)."""
 
     @abstractmethod
+    def sample(self, index: int) -> Sample:
+        """Sample ``index`` (0 <= index < len), read from disk now: the one place a source
+        decodes, called in DataLoader workers (a source must pickle: open files lazily)."""
+
+    def may_label(self, index: int) -> frozenset[str]:
+        """The tasks sample ``index`` may carry a label for, known without decoding it (a
+        superset is fine: the decoded sample decides). Default: every task."""
+        return ALL_TASKS
+
+    def index_bytes(self) -> int:
+        """Host memory this source holds for its samples (names, paths, annotations): by
+        default an estimate for a Python list of one small record per sample."""
+        return INDEX_BYTES_PER_SAMPLE * len(self)
+
     def __iter__(self) -> Iterator[Sample]:
-        """The samples, read lazily one at a time."""
+        """The samples in order, decoded one at a time."""
+        for index in range(len(self)):
+            yield self.sample(index)
 
 
 S = TypeVar("S", bound=type[DataSource])

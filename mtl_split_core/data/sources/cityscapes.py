@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -114,20 +114,24 @@ class CityscapesSource(DataSource):
     def __len__(self) -> int:
         return len(self.stems)
 
-    def __iter__(self) -> Iterator[Sample]:
-        for stem in self.stems:
-            image = read_rgb(self.images / f"{stem}_leftImg8bit.png")
-            sample = Sample(name=stem.rsplit("/", 1)[-1], image=image)
-            if self.labels is not None:
-                self._add_labels(sample, self.labels / stem)
-            if self.camera is not None:
-                baseline, fx, fy, u0, v0 = read_camera(self.camera / f"{stem}_camera.json")
-                sample.k = np.array([[fx, 0.0, u0], [0.0, fy, v0], [0.0, 0.0, 1.0]])
-                if self.disparity is not None:
-                    sample.depth = depth_from_disparity(
-                        self.disparity / f"{stem}_disparity.png", baseline * fx,
-                        sample.image.shape[:2])
-            yield sample
+    def may_label(self, index: int) -> frozenset[str]:
+        return frozenset((("detection", "segmentation") if self.labels is not None else ())
+                         + (("depth",) if self.disparity is not None else ()))
+
+    def sample(self, index: int) -> Sample:
+        stem = self.stems[index]
+        image = read_rgb(self.images / f"{stem}_leftImg8bit.png")
+        sample = Sample(name=stem.rsplit("/", 1)[-1], image=image)
+        if self.labels is not None:
+            self._add_labels(sample, self.labels / stem)
+        if self.camera is not None:
+            baseline, fx, fy, u0, v0 = read_camera(self.camera / f"{stem}_camera.json")
+            sample.k = np.array([[fx, 0.0, u0], [0.0, fy, v0], [0.0, 0.0, 1.0]])
+            if self.disparity is not None:
+                sample.depth = depth_from_disparity(
+                    self.disparity / f"{stem}_disparity.png", baseline * fx,
+                    sample.image.shape[:2])
+        return sample
 
     @staticmethod
     def _add_labels(sample: Sample, stem: Path) -> None:

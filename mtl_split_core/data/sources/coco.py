@@ -19,14 +19,18 @@ file (its name's split applies; ``&split=all`` uses all of it for the requested 
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterator, Mapping
+import os
+from array import array
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from mtl_split_core.classes import IGNORE_ID
+from mtl_split_core.data import json_stream
 from mtl_split_core.data.coco_masks import MaskError, coco_mask
 from mtl_split_core.data.sources.base import (
     SPLITS,
@@ -36,7 +40,7 @@ from mtl_split_core.data.sources.base import (
     register_source,
     split_of,
 )
-from mtl_split_core.data.sources.files import class_names, read_json, read_rgb, xywh_box
+from mtl_split_core.data.sources.files import class_names, read_rgb, xywh_box
 
 OPTIONS = ("ann", "images", "split", "background")
 SPLIT_MODES = ("name", "all", "hash")
@@ -67,15 +71,19 @@ class CocoSource(DataSource):
         if mode == "name" and file_split is not None and file_split != split:
             raise SourceError(f"coco:{self.ann_path}: holds the {file_split} split, not "
                               f"{split}; add &split=all to use it as {split}")
-        self._images: list[dict] = []
-        self._read_index(read_json(self.ann_path, "coco"))
+        self._file: BinaryIO | None = None
+        self._pid = 0
+        self._read_index()
         self.images_dir = self._images_dir()
         self._background = background == "label"
         self.segmentation_classes = ((BACKGROUND,) if self._background else ()) + tuple(
             n for n in self.detection_classes if n != BACKGROUND)
         hashed = mode == "hash" or (mode == "name" and file_split is None)
-        self._images = [img for img in self._images
-                        if not hashed or split_of(img["file_name"]) == split]
+        self._labels = frozenset(("detection",) + (("segmentation",) if self._has_masks
+                                                   else ()))
+        self._selected = np.flatnonzero(
+            [split_of(self._image(i)["file_name"]) == split for i in range(len(self._ids))]
+        ) if hashed else np.arange(len(self._ids))
 
     def _annotation_file(self) -> Path:
         if "ann" in self.options:
@@ -109,42 +117,110 @@ class CocoSource(DataSource):
         raise SourceError(f"coco:{self.root}: expected an images folder {stem}/, images/{stem}/ "
                           "or images/ (or ?images=DIR)")
 
-    def _read_index(self, index: Any) -> None:
+    def _read_index(self) -> None:
+        """Stream the annotation file once: per image its id, size and name, per annotation
+        only its image and byte range (read back when its image is decoded), so memory grows
+        by ~40 bytes per image and ~16 per annotation, not by the file's size."""
         where = f"coco:{self.ann_path}"
-        if not isinstance(index, dict) or not all(
-                isinstance(index.get(key), list) for key in ("images", "annotations",
-                                                             "categories")):
+        seen: set[str] = set()
+        categories: list[dict] = []
+        # C arrays, not Python lists: 8 bytes an entry while 100k+ records stream by.
+        ids, sizes, name_ends = array("q"), array("q"), array("q")
+        names = bytearray()
+        ann_image, ann_range = array("q"), array("q")
+        self._has_masks = False
+        try:
+            for key, value, start, end in json_stream.members(self.ann_path):
+                if value is json_stream.LIST:
+                    seen.add(key)
+                elif key == "images":
+                    img = json.loads(self._raw(start, end))
+                    ids.append(int(img["id"]))
+                    sizes.extend((int(img["width"]), int(img["height"])))
+                    names += str(img["file_name"]).encode()
+                    name_ends.append(len(names))
+                elif key == "annotations":
+                    if not isinstance(value, dict) or not isinstance(value.get("image_id"), int):
+                        raise SourceError(f"{where}: annotations[{len(ann_image)}]: image_id "
+                                          "names no image")
+                    ann_image.append(value["image_id"])
+                    ann_range.extend((start, end))
+                    # Box-only exports (e.g. CVAT's) carry empty "segmentation" lists.
+                    self._has_masks = self._has_masks or bool(value.get("segmentation"))
+                elif key == "categories":
+                    categories.append(json.loads(self._raw(start, end)))
+        except (OSError, json_stream.JsonStreamError, ValueError) as err:
+            raise SourceError(f"{where}: not valid JSON ({err})") from None
+        except (KeyError, TypeError) as err:
+            raise SourceError(f"{where}: categories need \"id\" and \"name\", images \"id\", "
+                              f"\"file_name\", \"width\" and \"height\" ({err!r})") from None
+        if not {"images", "annotations", "categories"} <= seen:
             raise SourceError(f"{where}: expected lists \"images\", \"annotations\" and "
                               "\"categories\"")
         try:
-            categories = sorted(index["categories"], key=lambda c: c["id"])
-            names = [c["name"] for c in categories]
-            self._images = [{"id": int(img["id"]), "file_name": str(img["file_name"]),
-                             "width": int(img["width"]), "height": int(img["height"])}
-                            for img in index["images"]]
+            categories = sorted(categories, key=lambda c: c["id"])
             self._category_index = {int(c["id"]): i for i, c in enumerate(categories)}
+            cat_names = [c["name"] for c in categories]
         except (KeyError, TypeError, ValueError) as err:
-            raise SourceError(f"{where}: categories need \"id\" and \"name\", images \"id\", "
-                              f"\"file_name\", \"width\" and \"height\" ({err!r})") from None
-        self.detection_classes = class_names(names, f"{where}: categories")
-        ids = {img["id"] for img in self._images}
-        self._annotations: dict[Any, list[dict]] = {}
-        for i, ann in enumerate(index["annotations"]):
-            if not isinstance(ann, dict) or not isinstance(ann.get("image_id"), int) or \
-                    ann["image_id"] not in ids:
-                raise SourceError(f"{where}: annotations[{i}]: image_id names no image")
-            self._annotations.setdefault(ann["image_id"], []).append(ann)
-        # Box-only exports (e.g. CVAT's) carry empty "segmentation" lists: no semantic labels.
-        self._has_masks = any(ann.get("segmentation") for ann in index["annotations"])
+            raise SourceError(f"{where}: categories need \"id\" and \"name\" ({err!r})") from None
+        self.detection_classes = class_names(cat_names, f"{where}: categories")
+        self._ids = np.frombuffer(ids, np.int64).copy()
+        self._sizes = np.frombuffer(sizes, np.int64).astype(np.int32).reshape(-1, 2)
+        self._names = bytes(names)
+        self._name_ends = np.frombuffer(name_ends, np.int64).copy()
+        # Annotations grouped by image (stable: file order within an image).
+        order = np.argsort(self._ids, kind="stable")
+        ann_ids = np.frombuffer(ann_image, np.int64)
+        ann_of = np.zeros(0, np.int64)
+        if ann_ids.size:
+            sorted_ids = self._ids[order]
+            pos = np.clip(np.searchsorted(sorted_ids, ann_ids), 0, max(0, len(order) - 1))
+            wrong = ann_ids != (sorted_ids[pos] if len(order) else ann_ids + 1)
+            if wrong.any():
+                raise SourceError(f"{where}: annotations[{int(np.flatnonzero(wrong)[0])}]: "
+                                  "image_id names no image")
+            ann_of = order[pos]
+        by_image = np.argsort(ann_of, kind="stable")
+        self._ann_ranges = np.frombuffer(ann_range, np.int64).reshape(-1, 2)[by_image]
+        self._ann_starts = np.searchsorted(ann_of[by_image], np.arange(len(ids) + 1))
+
+    def _raw(self, start: int, end: int) -> bytes:
+        if self._file is None or self._pid != os.getpid():
+            self._file, self._pid = open(self.ann_path, "rb"), os.getpid()
+        return json_stream.element_bytes(self._file, start, end)
+
+    def index_bytes(self) -> int:
+        return len(self._names) + sum(a.nbytes for a in (
+            self._ids, self._sizes, self._name_ends, self._ann_ranges, self._ann_starts,
+            self._selected))
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_file": None}  # each process opens the file itself
+
+    def _image(self, i: int) -> dict:
+        """Image record ``i`` (position in the file) as the annotation file has it."""
+        name = self._names[(self._name_ends[i - 1] if i else 0):self._name_ends[i]]
+        return {"id": int(self._ids[i]), "file_name": name.decode(),
+                "width": int(self._sizes[i, 0]), "height": int(self._sizes[i, 1]), "index": i}
+
+    def _image_annotations(self, i: int) -> list[dict]:
+        where = f"coco:{self.ann_path}"
+        out = []
+        for start, end in self._ann_ranges[self._ann_starts[i]:self._ann_starts[i + 1]]:
+            try:
+                out.append(json.loads(self._raw(int(start), int(end))))
+            except (OSError, ValueError) as err:  # the file changed since it was indexed
+                raise SourceError(f"{where}: cannot read an annotation back ({err})") from None
+        return out
 
     def __len__(self) -> int:
-        return len(self._images)
+        return len(self._selected)
 
-    def __iter__(self) -> Iterator[Sample]:
-        for img in self._images:
-            yield self._sample(img)
+    def may_label(self, index: int) -> frozenset[str]:
+        return self._labels
 
-    def _sample(self, img: dict) -> Sample:
+    def sample(self, index: int) -> Sample:
+        img = self._image(int(self._selected[index]))
         path = self.images_dir / img["file_name"]
         image = read_rgb(path, "coco")
         h, w = image.shape[:2]
@@ -155,7 +231,7 @@ class CocoSource(DataSource):
         semantic = np.full((h, w), 0 if self._background else IGNORE_ID, np.uint8) \
             if self._has_masks else None
         unmasked = []
-        anns = self._annotations.get(img["id"], [])
+        anns = self._image_annotations(img["index"])
         # Crowd regions first, then larger instances before smaller ones, so what lies in
         # front stays visible.
         for ann in sorted(anns, key=lambda a: (not a.get("iscrowd"), -_area(a))):

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,11 +97,11 @@ class FolderSource(DataSource):
     def __len__(self) -> int:
         return len(self._images)
 
-    def __iter__(self) -> Iterator[Sample]:
-        for img in self._images:
-            yield self._sample(img)
+    def may_label(self, index: int) -> frozenset[str]:
+        return self._images[index]["labelled"]
 
-    def _sample(self, img: dict) -> Sample:
+    def sample(self, index: int) -> Sample:
+        img = self._images[index]
         image = read_rgb(self.root / img["file_name"], "folder")
         size = (img["width"], img["height"])
         if (image.shape[1], image.shape[0]) != size:

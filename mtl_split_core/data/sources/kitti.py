@@ -17,7 +17,7 @@ a depth file has no depth label (depth maps usually cover a subset).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -81,21 +81,25 @@ class KittiSource(DataSource):
     def __len__(self) -> int:
         return len(self.names)
 
-    def __iter__(self) -> Iterator[Sample]:
-        for name in self.names:
-            sample = Sample(name=name, image=read_rgb(self.images / f"{name}.png"))
-            height, width = sample.image.shape[:2]
-            if self.labels is not None:
-                sample.boxes, sample.classes, sample.ignore_boxes = read_labels(
-                    self.labels / f"{name}.txt", width, height)
-            if self.calib is not None:
-                sample.k = read_calib(self.calib / f"{name}.txt")
-            if self.depth is not None and (self.depth / f"{name}.png").is_file():
-                path = self.depth / f"{name}.png"
-                raw = read_gray(path, "a KITTI depth map (uint16, metres * 256)", (np.uint16,))
-                check_size(raw, (height, width), path, "the depth map")
-                sample.depth = raw.astype(np.float32) / DEPTH_SCALE
-            yield sample
+    def may_label(self, index: int) -> frozenset[str]:
+        return frozenset((("detection",) if self.labels is not None else ())
+                         + (("depth",) if self.depth is not None else ()))
+
+    def sample(self, index: int) -> Sample:
+        name = self.names[index]
+        sample = Sample(name=name, image=read_rgb(self.images / f"{name}.png"))
+        height, width = sample.image.shape[:2]
+        if self.labels is not None:
+            sample.boxes, sample.classes, sample.ignore_boxes = read_labels(
+                self.labels / f"{name}.txt", width, height)
+        if self.calib is not None:
+            sample.k = read_calib(self.calib / f"{name}.txt")
+        if self.depth is not None and (self.depth / f"{name}.png").is_file():
+            path = self.depth / f"{name}.png"
+            raw = read_gray(path, "a KITTI depth map (uint16, metres * 256)", (np.uint16,))
+            check_size(raw, (height, width), path, "the depth map")
+            sample.depth = raw.astype(np.float32) / DEPTH_SCALE
+        return sample
 
 
 def read_labels(path: Path, width: int, height: int

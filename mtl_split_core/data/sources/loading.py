@@ -1,25 +1,24 @@
-"""From data sources to the dataset dict ``train`` / ``evaluate`` take.
+"""From data sources to the frames ``train`` / ``evaluate`` take, decoded on demand.
 
-Every sample is checked (shapes, labels in range), its class ids are mapped onto the model's
-class lists (the union of the sources' lists by name, a mapping file, or fixed lists), and it
-is letterboxed into the network input with the geometry the edge uses at run time
-(``preprocess.letterbox_params``): image bilinear, semantic and depth nearest (padding 255 and
-0), boxes and K through the same transform. Frames without a label keep placeholders and a
-``has_<task>`` flag of False; each source's frames share its ``@WEIGHT`` as sampling mass.
+When its frame is read, every sample is checked (shapes, labels in range), its class ids are
+mapped onto the model's class lists (the union of the sources' lists by name, a mapping file,
+or fixed lists), and it is letterboxed into the network input with the geometry the edge uses
+at run time (``preprocess.letterbox_params``): image bilinear, semantic and depth nearest
+(padding 255 and 0), boxes and K through the same transform. Frames without a label keep
+placeholders and a ``has_<task>`` flag of False; each source's frames share its ``@WEIGHT``
+as sampling mass.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from mtl_split_core.classes import IGNORE_ID
-from mtl_split_core.data.frames import DatasetBuilder
+from mtl_split_core.data.frames import ERROR, HAS_FIELDS, LABEL_TASKS, Frame, Frames
 from mtl_split_core.data.sources.base import DataSource, DataSpec, Sample, SourceError
 from mtl_split_core.preprocess import Transform, letterbox, letterbox_params, to_model
 
@@ -38,13 +37,13 @@ class ClassLists:
 
 @dataclass
 class LoadedData:
-    data: dict                              # the dataset dict (mtl_split_core.data.frames)
+    data: SourceFrames                      # the frames, decoded on demand
     detection_classes: tuple[str, ...]
     segmentation_classes: tuple[str, ...]   # stuff first, then detection classes in order
-    frames: dict[str, int] = field(default_factory=dict)      # per source: frames loaded
+    frames: dict[str, int] = field(default_factory=dict)      # per source: its frames
     # Source class names with no model class ("name -> null" in the map, or not in fixed
-    # lists): their boxes became ignore regions, their pixels 255. Counted per name.
-    unmapped: dict[str, int] = field(default_factory=dict)
+    # lists): their boxes become ignore regions, their pixels 255.
+    unmapped: tuple[str, ...] = ()
 
     @property
     def classes(self) -> ClassLists:
@@ -54,8 +53,8 @@ class LoadedData:
         """What was loaded, one line per fact, for the command's output."""
         lines = [f"data {name}: {n} frames" for name, n in self.frames.items()]
         if self.unmapped:
-            lines.append("classes without a model class (ignored): " + ", ".join(
-                f"{name} ({n})" for name, n in sorted(self.unmapped.items())))
+            lines.append("classes without a model class (ignored): "
+                         + ", ".join(sorted(self.unmapped)))
         return lines
 
 
@@ -89,18 +88,17 @@ class _Remap:
     """One source's class ids -> the model's (-1 / 255 where the model has no such class)."""
 
     def __init__(self, src: DataSource, lists: ClassLists,
-                 class_map: Mapping[str, str | None], unmapped: Counter) -> None:
-        self.src, self.unmapped = src, unmapped
+                 class_map: Mapping[str, str | None]) -> None:
         model_det = {n: i for i, n in enumerate(lists.detection_classes)}
         model_seg = {n: i for i, n in enumerate(lists.segmentation_classes)}
         self.det = np.array([model_det.get(_target(n, class_map) or "", -1)
                              for n in src.detection_classes], np.int64)
         self.seg = np.full(256, IGNORE_ID, np.uint8)
-        self.seg_lost: list[int] = []
+        self.unmapped = {n for n, i in zip(src.detection_classes, self.det) if i < 0}
         for i, name in enumerate(src.segmentation_classes[:IGNORE_ID]):
             j = model_seg.get(_target(name, class_map) or "")
             if j is None:
-                self.seg_lost.append(i)
+                self.unmapped.add(name)
             else:
                 self.seg[i] = j
 
@@ -108,15 +106,9 @@ class _Remap:
         """(model labels of the kept boxes, mask of the boxes whose class the model lacks)."""
         mapped = self.det[classes]
         lost = mapped < 0
-        for c in classes[lost]:
-            self.unmapped[self.src.detection_classes[c]] += 1
         return mapped[~lost], lost
 
     def semantic(self, semantic: np.ndarray) -> np.ndarray:
-        if self.seg_lost:
-            present = np.isin(self.seg_lost, np.unique(semantic))
-            for i in np.asarray(self.seg_lost)[present]:
-                self.unmapped[self.src.segmentation_classes[i]] += 1
         return self.seg[semantic]
 
 
@@ -218,14 +210,59 @@ def _letterboxed(sample: Sample, remap: _Remap, out_wh: tuple[int, int]) -> dict
             "ignore_boxes": to_model(ignore_boxes[keep], transform).astype(np.float32)}
 
 
+class SourceFrames(Frames):
+    """The frames of several sources' split at the network input, each decoded, checked,
+    mapped onto the model's classes and letterboxed when asked for (in a DataLoader worker).
+    Holds only the sources' indexes; ``len`` and ``may_label`` need no decoding."""
+
+    def __init__(self, parts: Sequence[tuple[str, DataSource, _Remap, float]],
+                 input_size: tuple[int, int]) -> None:
+        self.parts, self.input_size = list(parts), input_size
+        self.ends = np.cumsum([len(src) for _, src, _, _ in self.parts])
+        n = int(self.ends[-1]) if len(self.ends) else 0
+        self.may_label = np.zeros((n, len(LABEL_TASKS)), bool)
+        self.frame_weights = np.zeros(n, np.float64)
+        self.weights = self.frame_weights
+        start = 0
+        for (_, src, _, weight), end in zip(self.parts, self.ends):
+            for j, task in enumerate(LABEL_TASKS):
+                self.may_label[start:end, j] = [task in src.may_label(i)
+                                                for i in range(len(src))]
+            self.frame_weights[start:end] = weight / max(1, len(src))
+            start = int(end)
+
+    def __len__(self) -> int:
+        return len(self.may_label)
+
+    def index_bytes(self) -> int:
+        return super().index_bytes() + sum(src.index_bytes() for _, src, _, _ in self.parts)
+
+    def __getitem__(self, index: int) -> Frame:
+        part = int(np.searchsorted(self.ends, index, side="right"))
+        name, src, remap, _ = self.parts[part]
+        i = int(index) - (int(self.ends[part - 1]) if part else 0)
+        try:
+            sample = src.sample(i)
+            _check(sample, src, f"{name}: {sample.name}")
+        except SourceError as err:
+            return {ERROR: str(err)}
+        f = _letterboxed(sample, remap, self.input_size)
+        labelled = sample.labelled
+        return {"images": f["image"], "seg": f["seg"], "depth": f["depth"],
+                "boxes": f["boxes"], "labels": f["labels"], "k": f["k"],
+                **{key: task in labelled for task, key in zip(LABEL_TASKS, HAS_FIELDS)},
+                "ignore_boxes": f["ignore_boxes"],
+                "sample_weight": np.float32(self.frame_weights[index])}
+
+
 def load_sources(specs: Sequence[DataSpec], split: str, input_size: tuple[int, int],
                  class_map: Mapping[str, str | None] | None = None,
-                 classes: ClassLists | None = None, progress: bool = True) -> LoadedData:
-    """Every source's ``split`` as one dataset dict at ``input_size`` (W, H).
+                 classes: ClassLists | None = None) -> LoadedData:
+    """Every source's ``split`` as frames at ``input_size`` (W, H), decoded on demand.
 
     ``classes`` given (an existing model's lists) = map onto those; otherwise the union of the
     sources' lists after ``class_map``. A training source with no frames, or no frames at all,
-    is a ``SourceError``.
+    is a ``SourceError``. Opening reads each source's index (annotation files), no image.
     """
     if not specs:
         raise SourceError("data: no data source given")
@@ -238,23 +275,9 @@ def load_sources(specs: Sequence[DataSpec], split: str, input_size: tuple[int, i
     if sum(len(src) for _, src, _ in opened) == 0:
         raise SourceError(f"data {names}: no {split} frames")
     lists = classes or union_classes((src for _, src, _ in opened), class_map)
-    builder = DatasetBuilder()
-    unmapped: Counter = Counter()
-    frames: dict[str, int] = {}
-    for spec, src, name in opened:
-        remap = _Remap(src, lists, class_map, unmapped)
-        weight = spec.weight / max(1, len(src))
-        count = 0
-        for sample in tqdm(src, total=len(src), desc=f"{name} ({split})", unit="frame",
-                           disable=not progress or not len(src), leave=False):
-            _check(sample, src, f"{name}: {sample.name}")
-            f = _letterboxed(sample, remap, input_size)
-            builder.add(f["image"], f["seg"], f["depth"], f["boxes"], f["labels"], f["k"],
-                        labelled=sample.labelled, ignore_boxes=f["ignore_boxes"],
-                        weight=weight)
-            count += 1
-        frames[name] = count
-    if not len(builder):
-        raise SourceError(f"data {names}: no {split} frames")
-    return LoadedData(builder.build(), lists.detection_classes, lists.segmentation_classes,
-                      frames, dict(unmapped))
+    parts = [(name, src, _Remap(src, lists, class_map), spec.weight)
+             for spec, src, name in opened]
+    unmapped = sorted(set().union(*(remap.unmapped for _, _, remap, _ in parts)))
+    return LoadedData(SourceFrames(parts, input_size), lists.detection_classes,
+                      lists.segmentation_classes, {name: len(src) for _, src, name in opened},
+                      tuple(unmapped))

@@ -18,7 +18,8 @@ of the frame name (``nyuv2_0001`` = MATLAB index 1).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import h5py
@@ -83,6 +84,8 @@ class Nyuv2Source(DataSource):
             self.segmentation_classes = self.classes.segmentation_classes
             self.detection_classes = self.classes.detection_classes
         self.n_raw = n_raw
+        self._file: h5py.File | None = None
+        self._pid = 0
         self.indices = self._split_indices(count)
         if not self.indices:
             raise SourceError(f"nyuv2:{self.path}: no frames in split {split!r}")
@@ -143,14 +146,27 @@ class Nyuv2Source(DataSource):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __iter__(self) -> Iterator[Sample]:
+    def may_label(self, index: int) -> frozenset[str]:
+        if self.classes is None:
+            return frozenset(("depth",))
+        return frozenset(("depth", "segmentation") + (
+            ("detection",) if self.classes.detection_classes else ()))
+
+    def sample(self, index: int) -> Sample:
         try:
-            with h5py.File(self.path, "r") as f:
-                for i in self.indices:
-                    yield self._sample(f, i)
+            return self._sample(self._open(), self.indices[index])
         except OSError as exc:  # the file changed or broke since it was opened
             raise SourceError(f"nyuv2:{self.path}: cannot read ({exc}), expected the labelled "
                               "NYU Depth V2 .mat") from None
+
+    def _open(self) -> h5py.File:
+        """The .mat file, opened once per process (DataLoader workers each open their own)."""
+        if self._file is None or self._pid != os.getpid():
+            self._file, self._pid = h5py.File(self.path, "r"), os.getpid()
+        return self._file
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_file": None}  # an open HDF5 file does not pickle
 
     def _sample(self, f: h5py.File, i: int) -> Sample:
         image = np.ascontiguousarray(np.asarray(f["images"][i]).transpose(2, 1, 0))

@@ -45,11 +45,12 @@ def test_several_sources_with_a_class_map(tmp_path, capsys):
     (tmp_path / "map.json").write_text(json.dumps({"duck": None}))
     # A bare path is sim data: a folder in our own format needs its prefix.
     with pytest.raises(SourceError, match="this is a folder data set.*name it folder:"):
-        load_data_args([str(tmp_path / "f")], "train", (48, 36), progress=False)
+        load_data_args([str(tmp_path / "f")], "train", (48, 36))
     loaded = load_data_args([f"folder:{tmp_path / 'f'}", f"coco:{tmp_path / 'c'}@2"], "train",
-                            (48, 36), class_map_path=tmp_path / "map.json", progress=False)
+                            (48, 36), class_map_path=tmp_path / "map.json")
     assert "duck" not in loaded.detection_classes
-    assert loaded.data["images"].shape == (3, 36, 48, 3)
-    np.testing.assert_allclose(loaded.data["sample_weight"], [0.5, 0.5, 2.0])
+    data = loaded.data.to_dict()
+    assert data["images"].shape == (3, 36, 48, 3)
+    np.testing.assert_allclose(data["sample_weight"], [0.5, 0.5, 2.0])
     out = capsys.readouterr().out
     assert f"train: data folder:{tmp_path / 'f'}: 2 frames" in out

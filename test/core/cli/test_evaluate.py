@@ -1,11 +1,58 @@
-"""`mtl-split eval --split-set`: a labelled split by default, a one-line error naming the
-labelled splits otherwise (Cityscapes labels train and val; its test labels are withheld)."""
+"""`mtl-split eval`: `--split-set` picks a labelled split by default and names the labelled
+splits otherwise (Cityscapes labels train and val; its test labels are withheld);
+`--into-card` writes the results into the model card's metrics (atomically, merged per split
+and codec), the accuracy floor reads them from there, old cards still load."""
+
+import json
 
 import pytest
+import torch
 
 from mtl_split_core.cli.evaluate import split_to_score
 from mtl_split_core.cli.main import main
 from mtl_split_core.errors import InputError
+from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, load_model, save_model
+from mtl_split_core.model.card import card_metrics
+from mtl_split_core.plan.planner import accuracy_drops, card_accuracy_drops, load_accuracy_drops
+
+from .test_train import write_sim_folder
+
+torch.set_num_threads(2)
+
+def test_eval_into_card_writes_metrics_the_floor_reads(tmp_path, capsys):
+    data = write_sim_folder(tmp_path / "ds", ("test",) * 3)
+    model = tmp_path / "model"
+    torch.manual_seed(0)
+    save_model(model, MultiTaskSplitNet(ModelConfig(
+        backbone="mobilenetv3_small", input_size=(96, 64), bottlenecks={"s16": 8})).eval())
+    before = json.loads((model / "card.json").read_text())
+    assert card_accuracy_drops(before) is None and card_metrics(before) == []  # old card
+    with pytest.raises(InputError, match="a model card without metrics"):
+        load_accuracy_drops(model)
+    run = ["eval", "--model", str(model), "--data", str(data), "--device", "cpu",
+           "--into-card"]
+    assert main([*run, "--codec", "float", "--out", str(tmp_path / "float.json")]) == 0
+    assert main([*run, "--codec", "q4-zstd/1", "--out", str(tmp_path / "q4.json")]) == 0
+    assert "metrics written into" in capsys.readouterr().out
+    card = json.loads((model / "card.json").read_text())
+    rows = json.loads((tmp_path / "float.json").read_text()) + \
+        json.loads((tmp_path / "q4.json").read_text())
+    assert card["metrics"] == {"data": str(data), "split_set": "test", "results": rows}
+    assert {(r["split"], r["codec"]) for r in card_metrics(card)} == {
+        ("s16", "float"), ("s16", "q4-zstd/1")}
+    assert load_accuracy_drops(model) == load_accuracy_drops(model / "card.json") == \
+        card_accuracy_drops(card) == accuracy_drops(rows)
+    _, loaded = load_model(model)  # the weights' fingerprint does not cover the metrics
+    assert loaded["fingerprint"] == before["fingerprint"]
+    # The same split and codec again replaces its row; another data set starts afresh.
+    assert main([*run, "--codec", "q4-zstd/1"]) == 0
+    assert len(card_metrics(json.loads((model / "card.json").read_text()))) == 2
+    other = write_sim_folder(tmp_path / "other", ("test",) * 2)
+    assert main(["eval", "--model", str(model), "--data", str(other), "--device", "cpu",
+                 "--into-card", "--codec", "float"]) == 0
+    card = json.loads((model / "card.json").read_text())
+    assert card["metrics"]["data"] == str(other) and len(card_metrics(card)) == 1
+    assert not [p for p in model.iterdir() if p.name.startswith(".")]
 
 
 @pytest.mark.parametrize("data, expected", [

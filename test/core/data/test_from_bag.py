@@ -272,3 +272,98 @@ def test_what_from_bag_writes_the_folder_source_reads(tmp_path, frames):
         assert np.array_equal(sample.image, f.rgb)
         np.testing.assert_allclose(sample.depth, np.round(f.depth * 1000) / 1000, atol=1e-3)
         np.testing.assert_allclose(sample.k, np.asarray(f.k).reshape(3, 3))
+
+
+# realsense2_camera's topic layout (namespace /camera, camera name camera) with the
+# image_transport variants a recorder stores beside the raw topics.
+RS = "/camera/camera"
+RS_COLOR, RS_DEPTH = f"{RS}/color/image_raw", f"{RS}/aligned_depth_to_color/image_raw"
+RS_INFO = f"{RS}/color/camera_info"
+IMG, CIMG = "sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"
+
+
+def _compressed_depth_msg(ns, depth, codec, data=None):
+    from support.depth_transport import compressed_depth_data
+    from support.rgbd_bag import T, header
+
+    fmt, payload = compressed_depth_data(depth, codec)
+    return T["sensor_msgs/msg/CompressedImage"](
+        header=header(ns), format=fmt, data=np.frombuffer(data or payload, np.uint8))
+
+
+def _realsense_bag(path, frames, depth_codec="png", metres=False, bad_header=False):
+    """Every topic of a realsense2_camera recording with compressed transports: colour raw
+    and /compressed (png), aligned depth raw and /compressedDepth (``depth_codec``)."""
+    msgs = []
+    for i, f in enumerate(frames):
+        t = T0 + i * PERIOD
+        h, w = f.depth.shape
+        depth = depth_32fc1(f.depth) if metres else depth_16uc1(f.depth)
+        msgs += [(RS_COLOR, IMG, t, image_msg(t, f.rgb, "rgb8")),
+                 (f"{RS_COLOR}/compressed", CIMG, t + 10, compressed_msg(t, f.rgb, "png")),
+                 (RS_DEPTH, IMG, t + 1000, image_msg(t, depth, "32FC1" if metres else "16UC1")),
+                 (f"{RS_DEPTH}/compressedDepth", CIMG, t + 1010,
+                  _compressed_depth_msg(t, depth, depth_codec)),
+                 (RS_INFO, "sensor_msgs/msg/CameraInfo", t + 2000, camera_info_msg(t, f.k, w,
+                                                                                  h))]
+        if bad_header:
+            import struct
+            msg = msgs[-2][3]
+            msg.data = np.frombuffer(struct.pack("<iff", 3, 0, 0) + bytes(msg.data[12:]),
+                                     np.uint8)
+    return write_bag(path, msgs)
+
+
+@pytest.mark.parametrize("codec", ["png", "rvl"])
+def test_realsense_compressed_transports_give_the_raw_topics_values(tmp_path, frames, codec):
+    """Colour as CompressedImage and 16UC1 depth as compressedDepth (PNG or RVL, with the
+    transport's ConfigHeader): the folder written is identical to the raw topics' one."""
+    bag = _realsense_bag(tmp_path / "bag", frames[:4], codec)
+    raw = bag_to_folder(bag, tmp_path / "raw", RS_COLOR, RS_DEPTH, RS_INFO)
+    packed = bag_to_folder(bag, tmp_path / "packed", f"{RS_COLOR}/compressed",
+                           f"{RS_DEPTH}/compressedDepth", RS_INFO)
+    assert raw.frames == packed.frames == 4 and packed.bad_frames == 0
+    index_raw, images_raw, depths_raw = _read(tmp_path / "raw")
+    index, images, depths = _read(tmp_path / "packed")
+    for a, b in zip(depths_raw, depths):
+        assert a.dtype == np.uint16
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(images_raw, images):
+        np.testing.assert_array_equal(a, b)
+    assert [r["k"] for r in index["images"]] == [r["k"] for r in index_raw["images"]]
+    for f, written in zip(frames, depths):
+        _assert_depth_mm(written, f.depth)
+
+
+def test_realsense_32fc1_compressed_depth_is_within_its_quantisation(tmp_path, frames):
+    bag = _realsense_bag(tmp_path / "bag", frames[:2], "rvl", metres=True)
+    bag_to_folder(bag, tmp_path / "raw", RS_COLOR, RS_DEPTH)
+    bag_to_folder(bag, tmp_path / "packed", RS_COLOR, f"{RS_DEPTH}/compressedDepth")
+    for a, b in zip(_read(tmp_path / "raw")[2], _read(tmp_path / "packed")[2]):
+        near = (a > 0) & (a < 10000)  # the transport's default maximum: 10 m
+        np.testing.assert_array_equal(b > 0, near)
+        # Inverse depth in steps of z^2 / A (A = 10100 at the transport's defaults).
+        z = a[near] / 1000.0
+        assert near.any() and (np.abs(a[near].astype(int) - b[near])
+                               <= 1 + 1000 * z * z / 10100).all()
+
+
+def test_bags_that_never_pair_or_carry_a_bad_header_are_one_line_and_exit_2(tmp_path, frames,
+                                                                         capsys):
+    from mtl_split_core.cli.main import main
+
+    far = [m for m in rgbd_messages(frames[:3], depth_offset_ns=PERIOD // 2)]
+    cases = [
+        (write_bag(tmp_path / "apart", far), IMAGE, DEPTH,
+         "no image on /camera/image_raw has a depth map on /camera/depth/image_raw within"),
+        (_realsense_bag(tmp_path / "bad", frames[:2], bad_header=True), RS_COLOR,
+         f"{RS_DEPTH}/compressedDepth", "compressedDepth ConfigHeader format 3: expected 0"),
+    ]
+    for bag, image, depth, message in cases:
+        out = tmp_path / f"out_{bag.name}"
+        assert main(["dataset", "from-bag", str(bag), "--image", image, "--depth", depth,
+                     "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+        assert not out.exists()
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

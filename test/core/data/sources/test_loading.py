@@ -8,6 +8,7 @@ import pytest
 
 from mtl_split_core.classes import DETECTION_CLASSES, IGNORE_ID, STUFF_CLASSES
 from mtl_split_core.data.dataset import load_dataset
+from mtl_split_core.data.frames import FrameError
 from mtl_split_core.data.sources import DataSource, DataSpec, Sample, SourceError, base
 from mtl_split_core.data.sources.loading import ClassLists, load_sources, union_classes
 from mtl_split_core.geometry import Intrinsics
@@ -15,7 +16,10 @@ from support.data_layouts import write_coco, write_folder, write_png
 
 
 def _load(texts, split="train", size=(64, 48), **kw):
-    return load_sources([DataSpec.parse(t) for t in texts], split, size, progress=False, **kw)
+    """``load_sources`` with every frame decoded into a dataset dict (``.data``)."""
+    loaded = load_sources([DataSpec.parse(t) for t in texts], split, size, **kw)
+    loaded.data = loaded.data.to_dict()
+    return loaded
 
 
 def test_letterbox_moves_every_label_with_the_image(tmp_path, wide_frames):
@@ -119,7 +123,7 @@ def test_a_class_map_renames_and_drops(tmp_path, frames):
     seg = d["seg"][1]
     assert seg[0, 0] == 0 and seg[10, 10] == IGNORE_ID
     assert seg[22, 32] == len(STUFF_CLASSES)                                  # duck -> toy
-    assert loaded.unmapped == {"person": 2}  # its box and its pixels
+    assert loaded.unmapped == ("person",)  # its boxes are ignored, its pixels 255
 
 
 def test_fixed_class_lists_ignore_what_they_lack(tmp_path):
@@ -131,8 +135,8 @@ def test_fixed_class_lists_ignore_what_they_lack(tmp_path):
     assert d["labels"][0].shape == (0,) and d["ignore_boxes"][0].shape == (1, 4)
     seg = d["seg"][0]
     assert seg[0, 0] == IGNORE_ID and seg[10, 10] == IGNORE_ID and seg[22, 32] == 1
-    assert loaded.unmapped == {"person": 2, "sky": 1}
-    assert any("person (2)" in line for line in loaded.summary())
+    assert loaded.unmapped == ("person", "sky")
+    assert any("ignored): person, sky" in line for line in loaded.summary())
 
 
 def test_partial_labels_keep_placeholders_and_flags(tmp_path, frames):
@@ -156,7 +160,7 @@ def test_empty_and_out_of_range_data_are_named(tmp_path, frames):
         _load([f"folder:{tmp_path / 'val_only'}"], split="test")
     assert len(_load([f"folder:{tmp_path / 'val_only'}"], split="val").data["images"]) == 1
     people = _people_folder(tmp_path / "people", semantic_ids=(0, 1, 7))
-    with pytest.raises(SourceError, match="p: segmentation id 7 out of range: expected 0..2"):
+    with pytest.raises(FrameError, match="p: segmentation id 7 out of range: expected 0..2"):
         _load([f"folder:{people}"])
     with pytest.raises(SourceError, match="no data source"):
         load_sources([], "train", (64, 48))
@@ -168,13 +172,13 @@ class _OneSample(DataSource):
 
     detection_classes = ("a", "b")
     segmentation_classes = ("bg", "a", "b")
-    sample = None
+    made = None
 
     def __len__(self):
         return 1
 
-    def __iter__(self):
-        yield self.sample
+    def sample(self, index):
+        return self.made
 
 
 @pytest.mark.parametrize("change, expected", [
@@ -194,8 +198,8 @@ def test_every_sample_is_checked(tmp_path, monkeypatch, change, expected):
     for key, value in change.items():
         setattr(sample, key, value)
     monkeypatch.setitem(base._SOURCES, "one", _OneSample)
-    monkeypatch.setattr(_OneSample, "sample", sample)
-    with pytest.raises(SourceError, match=f"one:{tmp_path}: s1: {expected}"):
+    monkeypatch.setattr(_OneSample, "made", sample)
+    with pytest.raises(FrameError, match=f"one:{tmp_path}: s1: {expected}"):
         _load([f"one:{tmp_path}"])
 
 
@@ -203,7 +207,7 @@ def test_depth_not_finite_or_negative_is_invalid(tmp_path, monkeypatch):
     depth = np.array([[1.5, np.nan, -2.0, np.inf]], np.float32).repeat(3, 0)
     sample = Sample("d", np.zeros((3, 4, 3), np.uint8), depth=depth)
     monkeypatch.setitem(base._SOURCES, "one", _OneSample)
-    monkeypatch.setattr(_OneSample, "sample", sample)
+    monkeypatch.setattr(_OneSample, "made", sample)
     d = _load([f"one:{tmp_path}"], size=(4, 3)).data
     np.testing.assert_array_equal(d["depth"][0], [[1.5, 0, 0, 0]] * 3)
     assert d["has_depth"].tolist() == [True] and d["has_detection"].tolist() == [False]
