@@ -40,24 +40,31 @@ from typing import Any
 
 import cv2
 import numpy as np
-from rosbags.image import ImageError, image_to_cvimage
+from rosbags.image import image_to_cvimage
 
 from mtl_split_core.bags import IMAGE_TYPES, BagError, messages, open_bag
 from mtl_split_core.data import compressed_depth
 from mtl_split_core.data.sources.folder import FORMAT_NAME, FORMAT_VERSION
 from mtl_split_core.errors import InputError
 from mtl_split_core.geometry import valid_depth_mask
+from mtl_split_core.image_decode import (
+    COMPRESSED_DEPTH,
+    COMPRESSED_FORMAT,
+    NOT_COLOUR,
+    UNCONVERTED_ENCODING,
+    UNKNOWN_ENCODING,
+    ImageDecodeError,
+    compressed_to_rgb,
+    raw_to_rgb,
+)
 from mtl_split_core.output_folder import atomic_folder
 
 IMAGE_MSG, COMPRESSED_MSG = IMAGE_TYPES
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
-# Encodings of sensor_msgs/Image that become RGB (rosbags-image converts them) and their
-# bytes per pixel.
-COLOR_ENCODINGS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "mono16": 2,
-                   "rgb16": 6, "bgr16": 6, "rgba16": 8, "bgra16": 8, "bayer_rggb8": 1,
-                   "bayer_bggr8": 1, "bayer_gbrg8": 1, "bayer_grbg8": 1, "uyvy": 2,
-                   "yuv422": 2, "yuyv": 2, "yuv422_yuy2": 2}
-COMPRESSED_FORMATS = ("jpeg", "jpg", "png")
+# Colour decoding problems every message of a topic shares (its encoding or format): the
+# topic cannot give images, so the command stops (one line, exit 2) instead of skipping all.
+TOPIC_WIDE = {UNKNOWN_ENCODING, NOT_COLOUR, UNCONVERTED_ENCODING, COMPRESSED_FORMAT,
+              COMPRESSED_DEPTH}
 DEPTH_METRES, DEPTH_MILLIMETRES = ("32FC1",), ("16UC1", "mono16")
 DEPTH_ENCODINGS = {"32FC1": 4, "16UC1": 2, "mono16": 2}
 MAX_DEPTH_MM = 65535
@@ -468,27 +475,18 @@ def _packed(msg: Any, topic: str, bytes_per_pixel: int) -> _PackedImage:
 
 
 def decode_rgb(bag: Path, topic: str, msg: Any) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of an Image or CompressedImage; an encoding we cannot convert is a
-    BagError (every frame would fail), a corrupt message a FrameError."""
-    if hasattr(msg, "format"):
-        tokens = msg.format.lower().replace(";", " ").split()
-        if not any(t in COMPRESSED_FORMATS for t in tokens):
-            raise BagError(f"{bag}: {topic}: unsupported CompressedImage format "
-                           f"{msg.format!r}; expected jpeg or png")
-        bgr = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise FrameError(f"{topic}: cannot decode {msg.format} data ({len(msg.data)} "
-                             "bytes)")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    if msg.encoding not in COLOR_ENCODINGS:
-        raise BagError(f"{bag}: {topic}: unsupported image encoding {msg.encoding!r}; "
-                       f"expected one of {', '.join(COLOR_ENCODINGS)}")
-    packed = _packed(msg, topic, COLOR_ENCODINGS[msg.encoding])
+    """(H, W, 3) uint8 RGB of an Image or CompressedImage, decoded as the edge decodes camera
+    frames (``image_decode``: every encoding cv_bridge converts, compressed images by content).
+    A problem of the topic (``TOPIC_WIDE``) is a BagError, a corrupt message a FrameError."""
     try:
-        rgb = image_to_cvimage(packed, "rgb8")  # type: ignore[arg-type]
-    except (ImageError, cv2.error) as err:
-        raise FrameError(f"{topic}: cannot convert {msg.encoding}: {err}") from err
-    return np.ascontiguousarray(rgb, np.uint8)
+        if hasattr(msg, "format"):
+            return compressed_to_rgb(msg.format, msg.data)
+        return raw_to_rgb(msg.encoding, int(msg.height), int(msg.width), int(msg.step),
+                          bool(msg.is_bigendian), msg.data)
+    except ImageDecodeError as err:
+        if err.reason in TOPIC_WIDE:
+            raise BagError(f"{bag}: {topic}: unsupported image: {err}") from None
+        raise FrameError(f"{topic}: {err}") from None
 
 
 def decode_depth_mm(bag: Path, topic: str, msg: Any) -> np.ndarray:

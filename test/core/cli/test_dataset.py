@@ -85,8 +85,8 @@ def test_from_bag_then_add_labels(bags, tmp_path, capsys):
      "sensor_msgs/msg/CompressedImage"),
     ("good", ["--image", IMAGE, "--depth", INFO], "{bag}: topic /camera/camera_info (--depth) "
      "has type sensor_msgs/msg/CameraInfo; expected sensor_msgs/msg/Image"),
-    ("encoding", ["--image", "/camera/ir"], "{bag}: /camera/ir: unsupported image encoding "
-     "'32FC1'; expected one of rgb8"),
+    ("encoding", ["--image", "/camera/ir"], "{bag}: /camera/ir: unsupported image: encoding "
+     "'32FC1' carries no colour"),
     ("offset", ["--image", IMAGE, "--depth", DEPTH], "{bag}: no image on /camera/image_raw has a "
      "depth map on /camera/depth/image_raw within 0.02 s (nearest offset 0.050000 s; raise "
      "--tolerance or check the header stamps)"),
