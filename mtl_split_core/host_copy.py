@@ -26,9 +26,12 @@ def _aligned(nbytes: int) -> int:
 class HostCopy:
     """Tensors gathered on one device, fetched to the host together (module docstring)."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device | str, pack: bool | None = None) -> None:
+        """``pack`` (default: off the CPU) packs and copies as on a GPU, wherever the tensors
+        are (a test of the packing on a machine without one)."""
         self.device = torch.device(device)
-        self._on_host = self.device.type == "cpu"
+        self._cuda = self.device.type == "cuda"
+        self._on_host = not (self._cuda if pack is None else pack)
         self._tensors: list[torch.Tensor] = []           # CPU: the tensors themselves
         self._buffers: list[torch.Tensor] = []           # CUDA: one packed byte buffer per add
         self._layout: list[tuple[int, int, torch.dtype, tuple[int, ...]]] = []  # buffer, offset
@@ -63,9 +66,10 @@ class HostCopy:
         device_buffer = (self._buffers[0] if len(self._buffers) == 1
                          else torch.cat(self._buffers))
         starts = np.cumsum([0] + [b.numel() for b in self._buffers])
-        host = torch.empty(device_buffer.numel(), dtype=torch.uint8, pin_memory=True)
-        host.copy_(device_buffer, non_blocking=True)
-        torch.cuda.current_stream(self.device).synchronize()
+        host = torch.empty(device_buffer.numel(), dtype=torch.uint8, pin_memory=self._cuda)
+        host.copy_(device_buffer, non_blocking=self._cuda)
+        if self._cuda:
+            torch.cuda.current_stream(self.device).synchronize()
         raw = host.numpy()
         out = []
         for index, offset, dtype, shape in self._layout:

@@ -95,3 +95,15 @@ def valid_points(grid: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         keep = np.isfinite(z) & (z > 0)
     return grid[keep]
+
+
+def frame_point_cloud(depth: np.ndarray, ids: np.ndarray | None, camera: Intrinsics,
+                      palette: np.ndarray, stride: int) -> np.ndarray:
+    """One frame's (M, 4) point cloud on the host, by ``point_grid`` (what a result made
+    without the view gets: the same bytes)."""
+    cam = camera_rows([camera])
+    grid = point_grid(torch.from_numpy(np.asarray(depth))[None],
+                      None if ids is None else torch.from_numpy(np.asarray(ids))[None],
+                      torch.from_numpy(cam), torch.from_numpy(np.asarray(palette, np.uint8)),
+                      stride)
+    return valid_points(grid[0].numpy())
