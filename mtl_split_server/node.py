@@ -121,7 +121,7 @@ class Robot(Stream):
         self.probes = 0  # probes answered (no outputs: the robot has its own)
         prefix = outputs.output_prefix(topic)
         style, latched = node.style, outputs.latched(node.style)
-        self.style = style
+        self.node = node
         off = {spec.suffix for spec in style.outputs
                if spec.optional and not node.cfg[outputs.publish_param(spec.suffix)]}
         self.pubs = {suffix: node.create_publisher(
@@ -146,7 +146,7 @@ class Robot(Stream):
 
     def views(self) -> ViewRequest:
         """The colour images and point cloud are made with the batch only while wanted."""
-        return outputs.view_request(self.style, self.wanted())
+        return outputs.view_request(self.node.style, self.wanted())
 
     def answer(self, frame: Frame, status: int) -> None:
         """Tell the edge what became of ``frame``: SERVED (outputs published) or DROPPED."""

@@ -71,7 +71,9 @@ class SegmentationTask(Task):
     def postprocess_device(self, outputs: Mapping[str, torch.Tensor],
                            context: PostprocessContext) -> dict[str, torch.Tensor]:
         rows, cols = context.window()
-        return {"segmentation": outputs["segmentation"][:, :, rows, cols].argmax(1)
+        # max(1).indices is argmax (the first of equal maxima), ~6x faster on the CPU, where
+        # argmax over a strided axis was most of a frame's post-processing.
+        return {"segmentation": outputs["segmentation"][:, :, rows, cols].max(1).indices
                 .to(torch.uint8)}
 
     def metric(self, config: ModelConfig) -> _SegmentationScore:
