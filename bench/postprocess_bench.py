@@ -9,12 +9,13 @@ in one session on one machine:
 
 The network is run once per batch size and its outputs replayed, so ``post_ms`` is the
 post-processing alone (``ServerRunner.run_batch`` with the network call replaced), not a
-difference of two large noisy numbers. ``build_ms`` is ``outputs.assemble`` over every
+difference of two large noisy numbers (on a GPU: until the results are on the host, as the
+server's worker waits for them). ``build_ms`` is ``outputs.assemble`` over every
 per-frame output (what a server with a subscriber on each topic builds) with rclpy's message
 classes; ``outputs_ms`` each output alone, and ``cloud`` the point cloud per ``point_stride``
 (its cost and size: the decimation switch). Works with either ``assemble`` signature (before
 and after #25); medians over ``--repeats`` batches of real 640x480 sim frames
-(bench/frames.npz), default model, CPU.
+(bench/frames.npz), default model, ``--device`` (cpu) and ``--precision`` (fp32).
 """
 
 from __future__ import annotations
@@ -54,15 +55,27 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--json", default="")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="fp32")
     args = ap.parse_args()
     torch.set_num_threads(2)
     # Newer assemble: (result, header, style, wanted, factory); before #25 it also took the
     # source size and camera_info, and admit took no camera.
     new_api = "source_size" not in inspect.signature(outputs.assemble).parameters
-    edge = EdgeRunner.from_path("", device="cpu")
-    server = ServerRunner.from_path("", device="cpu")
+    if new_api:  # (the views exist since #25)
+        from mtl_split_core.runtime.frame_views import (
+            color_table,
+            colorize,
+            frame_point_cloud,
+            map_camera,
+        )
+    # Eager (no CUDA graphs): the network's outputs are replayed below.
+    edge = EdgeRunner.from_path("", device=args.device, precision=args.precision)
+    server = ServerRunner.from_path("", device=args.device, precision=args.precision,
+                                    cuda_graphs=False)
     card = server.card
-    frames = [cv2.resize(f, (640, 480)) for f in load_jpeg_frames(FRAMES)[:args.batch]]
+    stills = load_jpeg_frames(FRAMES)
+    frames = [cv2.resize(stills[i % len(stills)], (640, 480)) for i in range(args.batch)]
     packets = [edge(rgb) for rgb in frames]
     items = [server.admit(p, K) if new_api else server.admit(p) for p in packets]
     focals = [K[4]] * len(items)
@@ -70,7 +83,8 @@ def main() -> None:
     real = server.model.server
     z = torch.from_numpy(np.stack([i.codes for i in items])).to(server.device, server.dtype)
     split = server.split_names[items[0].packet.split_index]
-    focal_in = torch.tensor([K[4] * p.transform[1] for p in packets], dtype=torch.float32)
+    focal_in = torch.tensor([K[4] * p.transform[1] for p in packets], dtype=torch.float32,
+                            device=server.device)
     with torch.inference_mode():
         cached = real(z, split, focal=focal_in)
     server.model.server = lambda *a, **k: cached  # type: ignore[method-assign]
@@ -100,6 +114,9 @@ def main() -> None:
                  "fingerprint": card["fingerprint"], "input_size": card["input_size"],
                  "machine": f"{platform.node()} {platform.processor() or platform.machine()}"
                             f", torch {torch.__version__}, {torch.get_num_threads()} threads",
+                 "device": (torch.cuda.get_device_name(server.device)
+                            if server.device.type == "cuda" else "cpu"),
+                 "precision": args.precision,
                  "date": time.strftime("%Y-%m-%d")}
     run(True)
     out["post_ms"] = _median_ms(lambda: run(True), args.repeats) / args.batch
@@ -117,20 +134,22 @@ def main() -> None:
     cloud = {}
     for stride in (1, 2, 4, 8):
         st = type(style)(**{**style.__dict__, "point_stride": stride})
-        if new_api:
-            views = [outputs.view_request(st, {"points"})]
-            stride_results = server.run_batch(items[:1], focals[:1], views=views)
-            post = _median_ms(lambda v=views: server.run_batch(items[:1], focals[:1], views=v),
-                              args.repeats)
-            base = _median_ms(lambda: server.run_batch(items[:1], focals[:1]), args.repeats)
-        else:
-            stride_results, post, base = server.run_batch(items[:1], focals[:1]), 0.0, 0.0
-        msg = build(stride_results[0], {"points"}, st)["points"]
+        views = [outputs.view_request(st, {"points"})] if new_api else None
+        made = server.run_batch(items[:1], focals[:1], *([views] if views else []))[0]
+        msg = build(made, {"points"}, st)["points"]
         cloud[stride] = {"points": int(msg.width), "bytes": len(msg.data),
-                         "post_ms": max(0.0, post - base),
-                         "build_ms": _median_ms(lambda r=stride_results[0], t=st: build(
-                             r, {"points"}, t), args.repeats)}
+                         "build_ms": _median_ms(lambda r=made, t=st: build(r, {"points"}, t),
+                                                args.repeats)}
+        if new_api:  # the view itself, one frame (what the batch adds per frame wanting it)
+            camera = map_camera(made.camera, made.source_size, made.depth.shape)
+            cloud[stride]["view_ms"] = _median_ms(lambda r=made, c=camera, n=stride: (
+                frame_point_cloud(r.depth, r.segmentation, c, style.seg_palette, n)),
+                args.repeats)
     out["cloud"] = cloud
+    if new_api:
+        table = torch.from_numpy(color_table(style.seg_palette))
+        ids = torch.from_numpy(result.segmentation)[None]
+        out["color_view_ms"] = _median_ms(lambda: colorize(ids, table), args.repeats)
     print(json.dumps(out, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")

@@ -338,8 +338,11 @@ def detection_array(factory: MessageFactory, header: Any, boxes: ArrayLike,
     ids = np.asarray(class_ids, np.int64).reshape(-1).tolist()
     confidences = np.asarray(scores, np.float64).reshape(-1).tolist()
     f = factory
+    # A 2D detection has no pose: one zero pose shared by every detection of the array (the
+    # messages are only read), not five messages more per detection.
+    unplaced = f.make("geometry_msgs/msg/PoseWithCovariance", pose=_pose(f, 0.0, 0.0, 0.0))
     dets = [f.make("vision_msgs/msg/Detection2D", header=header,
-                   results=[_hypothesis(f, cid, score, _pose(f, 0.0, 0.0, 0.0))],
+                   results=[_hypothesis(f, cid, score, unplaced)],
                    bbox=f.make("vision_msgs/msg/BoundingBox2D", center=f.make(
                        "vision_msgs/msg/Pose2D", position=f.make(
                            "vision_msgs/msg/Point2D", x=cx, y=cy)), size_x=sx, size_y=sy))
@@ -364,7 +367,8 @@ def detection_3d_array(factory: MessageFactory, header: Any, boxes: ArrayLike,
         center, size = box_to_3d(box, depth, camera)
         pose = _pose(f, *center)
         dets.append(f.make("vision_msgs/msg/Detection3D", header=header,
-                           results=[_hypothesis(f, cid, score, pose)],
+                           results=[_hypothesis(f, cid, score, f.make(
+                               "geometry_msgs/msg/PoseWithCovariance", pose=pose))],
                            bbox=f.make("vision_msgs/msg/BoundingBox3D", center=pose,
                                        size=_vector(f, size))))
     return f.make(DETECTIONS_3D, header=header, detections=dets)
@@ -389,10 +393,11 @@ def detection_arrays(msg: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _hypothesis(f: MessageFactory, class_id: int, score: float, pose: Any) -> Any:
+    """``pose``: a geometry_msgs/PoseWithCovariance."""
     return f.make("vision_msgs/msg/ObjectHypothesisWithPose",
                   hypothesis=f.make("vision_msgs/msg/ObjectHypothesis",
                                     class_id=str(int(class_id)), score=float(score)),
-                  pose=f.make("geometry_msgs/msg/PoseWithCovariance", pose=pose))
+                  pose=pose)
 
 
 def markers(factory: MessageFactory, header: Any, result: Any, style: OutputStyle,

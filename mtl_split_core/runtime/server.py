@@ -361,13 +361,14 @@ class _Clock:
     batch's one wait), else the host clock."""
 
     def __init__(self, device: torch.device) -> None:
+        self.device = device
         self.cuda = device.type == "cuda"
 
     def mark(self) -> Any:
         if not self.cuda:
             return time.perf_counter()
         event = torch.cuda.Event(enable_timing=True)
-        event.record()
+        event.record(torch.cuda.current_stream(self.device))  # the model's GPU, not GPU 0
         return event
 
     def ms(self, start: Any, end: Any) -> float:
@@ -395,9 +396,8 @@ class _Batch:
         for row, i in enumerate(part):
             by_context.setdefault(self.runner.context(self.items[i]), []).append(row)
         for context, rows in by_context.items():
-            sub = out if len(rows) == len(part) else {
-                k: v[torch.tensor(rows, device=v.device)] for k, v in out.items()}
-            self._stage(sub, context, [part[r] for r in rows])
+            self._stage({k: _rows(v, rows) for k, v in out.items()}, context,
+                        [part[r] for r in rows])
 
     def _stage(self, out: dict[str, torch.Tensor], context: PostprocessContext,
                members: list[int]) -> None:
