@@ -22,8 +22,8 @@ from mtl_split_core.codec import decode, encode
 from mtl_split_core.model import load_model
 from mtl_split_core.preprocess import letterbox_tensor
 from mtl_split_core.runtime.model_files import resolve_model_path
-from mtl_split_core.runtime.packet import FeaturePacket
 from mtl_split_core.runtime.server import ServerRunner
+from mtl_split_core.tasks import PostprocessContext, get_tasks
 
 
 def load_frames(path, count):
@@ -77,8 +77,11 @@ def main():
         out = model.server(zz, split)
         sync()
         t5 = time.perf_counter()
-        packet = FeaturePacket(enc, card["name"], card["fingerprint"], 2, (640, 480), tr)
-        server._postprocess(out, packet)
+        # Every task's post-processing of this frame, brought to the host (ServerRunner's
+        # batch path does the same for a whole batch in one copy).
+        context = PostprocessContext(transform=tuple(tr), source_size=(640, 480))
+        for task in get_tasks(server.tasks):
+            task.postprocess(out, context)
         sync()
         t6 = time.perf_counter()
         if i >= 5:

@@ -49,7 +49,9 @@ def _buffer(data: Any) -> np.ndarray:
 def to_uint8_array(buffer: bytes | np.ndarray) -> array.array:
     """A uint8[] field value: array.array avoids rclpy's slow per-element checks."""
     out = array.array("B")
-    out.frombytes(buffer if isinstance(buffer, bytes) else np.ascontiguousarray(buffer).tobytes())
+    # One copy: straight from the array's memory (``tobytes`` would make a second).
+    out.frombytes(buffer if isinstance(buffer, bytes)
+                  else np.ascontiguousarray(buffer).reshape(-1).view(np.uint8).data)
     return out
 
 

@@ -37,13 +37,12 @@ from mtl_split_core.geometry import (
     XYZRGB_FIELDS,
     XYZRGB_POINT_STEP,
     Intrinsics,
-    backproject,
     box_to_3d,
     center_size_to_box,
     median_depth_in_box,
-    pack_xyzrgb,
     scale_boxes,
 )
+from mtl_split_core.runtime.frame_views import ViewRequest, frame_point_cloud, map_camera
 from mtl_split_core.tasks import DEFAULT_TASKS, OutputSpec, get_tasks
 from mtl_split_core.viz import annotate, class_palette, colorize_segmentation, detection_palette
 from mtl_split_ros.image_msg import image_fields
@@ -139,6 +138,16 @@ def latched(style: OutputStyle) -> set[str]:
     return {spec.suffix for spec in style.outputs if KINDS[spec.kind].latched}
 
 
+def view_request(style: OutputStyle, wanted: Collection[str]) -> ViewRequest:
+    """What the server makes with the batch for a frame whose ``wanted`` outputs these are
+    (runtime/frame_views.py): the coloured class maps and the point grid, only if wanted."""
+    specs = [spec for spec in style.outputs if spec.suffix in wanted]
+    return ViewRequest(
+        colorize=frozenset(s.field for s in specs if s.kind == "class_color_image"),
+        cloud_stride=style.point_stride if any(s.kind == "point_cloud" and s.field == "depth"
+                                               for s in specs) else 0)
+
+
 # ------------------------------------------------------------------------------- assemble
 class FrameOutputs:
     """One frame's result with what several converters derive from it, each computed once
@@ -175,9 +184,9 @@ class FrameOutputs:
     @cached_property
     def map_camera(self) -> Intrinsics | None:
         """The camera of the output maps (the source camera scaled to them)."""
-        ref, cam = self.reference_map, self.camera
-        return None if ref is None else cam.scaled(ref.shape[1] / cam.width,
-                                                   ref.shape[0] / cam.height)
+        ref = self.reference_map
+        return None if ref is None else map_camera(self.result.camera, self.result.source_size,
+                                                   ref.shape[:2])
 
 
 def assemble(result: Any, header: Any, style: OutputStyle, wanted: Collection[str],
@@ -241,18 +250,26 @@ def _map(encoding: str) -> Callable[[FrameOutputs, OutputSpec], Any]:
 
 
 def _class_colors(f: FrameOutputs, spec: OutputSpec) -> Any:
-    ids = f.fields.get(spec.field)
-    if ids is None:
-        return None
-    return image(f.factory, f.header, colorize_segmentation(ids, f.style.seg_palette), "rgb8")
+    # Coloured with the batch on the server's device when requested (``view_request``);
+    # the same table lookup here otherwise (a bag, a result made without the view).
+    colors = f.result.colors.get(spec.field)
+    if colors is None:
+        ids = f.fields.get(spec.field)
+        if ids is None:
+            return None
+        colors = colorize_segmentation(ids, f.style.seg_palette)
+    return image(f.factory, f.header, colors, "rgb8")
 
 
 def _points(f: FrameOutputs, spec: OutputSpec) -> Any:
     depth = f.fields.get(spec.field)
     if depth is None or f.map_camera is None:
         return None
-    return point_cloud(f.factory, f.header, depth, f.result.segmentation, f.map_camera,
-                       f.style.seg_palette, f.style.point_stride)
+    cloud = f.result.cloud
+    if spec.field != "depth" or cloud is None or f.result.cloud_stride != f.style.point_stride:
+        cloud = frame_point_cloud(depth, f.result.segmentation, f.map_camera,
+                                  f.style.seg_palette, f.style.point_stride)
+    return point_cloud(f.factory, f.header, cloud)
 
 
 def _map_camera_info(f: FrameOutputs, spec: OutputSpec) -> Any:
@@ -321,8 +338,11 @@ def detection_array(factory: MessageFactory, header: Any, boxes: ArrayLike,
     ids = np.asarray(class_ids, np.int64).reshape(-1).tolist()
     confidences = np.asarray(scores, np.float64).reshape(-1).tolist()
     f = factory
+    # A 2D detection has no pose: one zero pose shared by every detection of the array (the
+    # messages are only read), not five messages more per detection.
+    unplaced = f.make("geometry_msgs/msg/PoseWithCovariance", pose=_pose(f, 0.0, 0.0, 0.0))
     dets = [f.make("vision_msgs/msg/Detection2D", header=header,
-                   results=[_hypothesis(f, cid, score, _pose(f, 0.0, 0.0, 0.0))],
+                   results=[_hypothesis(f, cid, score, unplaced)],
                    bbox=f.make("vision_msgs/msg/BoundingBox2D", center=f.make(
                        "vision_msgs/msg/Pose2D", position=f.make(
                            "vision_msgs/msg/Point2D", x=cx, y=cy)), size_x=sx, size_y=sy))
@@ -347,7 +367,8 @@ def detection_3d_array(factory: MessageFactory, header: Any, boxes: ArrayLike,
         center, size = box_to_3d(box, depth, camera)
         pose = _pose(f, *center)
         dets.append(f.make("vision_msgs/msg/Detection3D", header=header,
-                           results=[_hypothesis(f, cid, score, pose)],
+                           results=[_hypothesis(f, cid, score, f.make(
+                               "geometry_msgs/msg/PoseWithCovariance", pose=pose))],
                            bbox=f.make("vision_msgs/msg/BoundingBox3D", center=pose,
                                        size=_vector(f, size))))
     return f.make(DETECTIONS_3D, header=header, detections=dets)
@@ -372,10 +393,11 @@ def detection_arrays(msg: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _hypothesis(f: MessageFactory, class_id: int, score: float, pose: Any) -> Any:
+    """``pose``: a geometry_msgs/PoseWithCovariance."""
     return f.make("vision_msgs/msg/ObjectHypothesisWithPose",
                   hypothesis=f.make("vision_msgs/msg/ObjectHypothesis",
                                     class_id=str(int(class_id)), score=float(score)),
-                  pose=f.make("geometry_msgs/msg/PoseWithCovariance", pose=pose))
+                  pose=pose)
 
 
 def markers(factory: MessageFactory, header: Any, result: Any, style: OutputStyle,
@@ -442,22 +464,16 @@ def camera_info_msg(factory: MessageFactory, header: Any, intrinsics: Intrinsics
         p=np.array([fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0], np.float64))
 
 
-def point_cloud(factory: MessageFactory, header: Any, depth: np.ndarray,
-                seg_ids: np.ndarray | None, intrinsics: Intrinsics, palette: np.ndarray,
-                stride: int) -> Any:
-    """XYZRGB points from the depth map, coloured by predicted class."""
-    points, (rows, cols) = backproject(depth, intrinsics, stride=stride)
-    if seg_ids is not None:
-        colors = palette[np.clip(seg_ids[rows, cols], 0, len(palette) - 1)]
-    else:
-        colors = np.full((len(points), 3), 200, np.uint8)
-    data = np.frombuffer(pack_xyzrgb(points, colors), np.uint8)
+def point_cloud(factory: MessageFactory, header: Any, cloud: np.ndarray) -> Any:
+    """sensor_msgs/PointCloud2 (XYZRGB) from one (M, 4) float32 buffer of x, y, z and colour
+    bits (``frame_views.valid_points``): its bytes are the message's data."""
+    points = np.ascontiguousarray(cloud, np.float32).reshape(-1, 4)
     fields = [factory.make("sensor_msgs/msg/PointField", name=n, offset=o, datatype=d, count=c)
               for n, o, d, c in XYZRGB_FIELDS]
     return factory.make("sensor_msgs/msg/PointCloud2", header=header, height=1,
                         width=len(points), fields=fields, is_bigendian=False,
                         point_step=XYZRGB_POINT_STEP, row_step=XYZRGB_POINT_STEP * len(points),
-                        data=data, is_dense=True)
+                        data=points.view(np.uint8).reshape(-1), is_dense=True)
 
 
 def _name(class_names: Sequence[str], cid: int | np.integer) -> str:

@@ -37,6 +37,7 @@ from mtl_split.msg import LinkFeedback, SplitFeatures
 from mtl_split_core.auth import AuthRejected, Verifier
 from mtl_split_core.runtime.backends import OrtOptions
 from mtl_split_core.runtime.errors import ConfigError
+from mtl_split_core.runtime.frame_views import ViewRequest
 from mtl_split_core.runtime.model_files import read_model_card_param
 from mtl_split_core.runtime.packet import PacketRejected
 from mtl_split_core.runtime.rejections import Rejections
@@ -120,6 +121,7 @@ class Robot(Stream):
         self.probes = 0  # probes answered (no outputs: the robot has its own)
         prefix = outputs.output_prefix(topic)
         style, latched = node.style, outputs.latched(node.style)
+        self.node = node
         off = {spec.suffix for spec in style.outputs
                if spec.optional and not node.cfg[outputs.publish_param(spec.suffix)]}
         self.pubs = {suffix: node.create_publisher(
@@ -141,6 +143,10 @@ class Robot(Stream):
     def wanted(self) -> set[str]:
         """The outputs somebody subscribes to: only those are built."""
         return {suffix for suffix, pub in self.pubs.items() if pub.get_subscription_count()}
+
+    def views(self) -> ViewRequest:
+        """The colour images and point cloud are made with the batch only while wanted."""
+        return outputs.view_request(self.node.style, self.wanted())
 
     def answer(self, frame: Frame, status: int) -> None:
         """Tell the edge what became of ``frame``: SERVED (outputs published) or DROPPED."""

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from numpy.typing import ArrayLike
 
+from mtl_split_core.runtime.frame_views import NO_VIEWS, ViewRequest
 from mtl_split_core.runtime.latest_slot import LatestSlot
 from mtl_split_core.runtime.output_gate import OutputGate
 from mtl_split_core.runtime.packet import FeaturePacket, PacketRejected
@@ -73,6 +74,11 @@ class Stream:
         self.latency = RollingStats()      # batch start -> delivered
         self.delay = RollingStats()        # admitted (received) -> delivered
         self.rejected = Counters()         # this stream's rejected messages, by reason
+
+    def views(self) -> ViewRequest:
+        """What this stream's next results should carry beyond the result fields (made with
+        the batch on the device, runtime/frame_views.py); a node asks its subscribers."""
+        return NO_VIEWS
 
     def delivered(self, done: Finished) -> None:
         """Record ``done`` as delivered now."""
@@ -205,7 +211,8 @@ class BatchScheduler:
         """Run ``taken`` as one batch and hand each result over; when the batch raises, run
         its frames one at a time, each isolated, so only the culprit is lost (and named)."""
         try:
-            results = self.runner.run_batch([frame.decoded for _, frame in taken])
+            results = self.runner.run_batch([frame.decoded for _, frame in taken],
+                                            views=[stream.views() for stream, _ in taken])
         except Exception:  # noqa: BLE001 - retried one by one below, each isolated and counted
             results = None
         if results is not None:
@@ -219,8 +226,8 @@ class BatchScheduler:
 
     def _run_one(self, stream: Stream, started: float) -> Callable[[Frame], None]:
         def run(frame: Frame) -> None:
-            self._hand_over(stream, Finished(frame, self.runner.run_batch([frame.decoded])[0],
-                                             started))
+            result = self.runner.run_batch([frame.decoded], views=[stream.views()])[0]
+            self._hand_over(stream, Finished(frame, result, started))
         return run
 
     def _hand_over(self, stream: Stream, done: Finished) -> None:

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from mtl_split_core.host_copy import HostCopy
+
 if TYPE_CHECKING:  # the model package imports the registry; avoid the cycle at run time
     from mtl_split_core.model.config import ModelConfig
 
@@ -124,10 +126,36 @@ class Task:
     def loss(self, outputs: Mapping[str, torch.Tensor], targets: Any) -> torch.Tensor:
         raise NotImplementedError
 
+    def postprocess_device(self, outputs: Mapping[str, torch.Tensor],
+                           context: PostprocessContext) -> dict[str, torch.Tensor] | None:
+        """Network outputs of a batch -> batched tensors (frame first), computed on the
+        outputs' device and left there: the server copies a whole batch's to the host at once
+        (mtl_split_core/host_copy.py), then ``finish`` makes each frame's result fields of its row.
+        Shapes must not depend on the data (no boolean indexing: that waits for the device);
+        e.g. detection keeps its top-k and a count. None (the default): this task
+        post-processes on the host only (``postprocess``)."""
+        return None
+
+    def finish(self, row: dict[str, np.ndarray]) -> dict[str, Any]:
+        """One frame's row of ``postprocess_device``'s tensors, on the host -> its result
+        fields (default: as they are)."""
+        return row
+
     def postprocess(self, outputs: Mapping[str, torch.Tensor], context: PostprocessContext
                     ) -> list[dict[str, Any]]:
-        """Network outputs of a batch -> one dict of ``result_fields`` (numpy) per sample."""
-        raise NotImplementedError
+        """Network outputs of a batch -> one dict of ``result_fields`` (numpy) per sample.
+        Default: ``postprocess_device``, copied to the host, then ``finish``; a task without a
+        device path overrides this instead."""
+        batched = self.postprocess_device(outputs, context)
+        if batched is None:
+            raise NotImplementedError(f"{self!r} implements neither postprocess_device nor "
+                                      f"postprocess")
+        names = list(batched)
+        copy = HostCopy(next(iter(batched.values())).device)
+        copy.add([batched[name] for name in names])
+        arrays = copy.fetch()
+        n = len(arrays[0]) if arrays else 0
+        return [self.finish({name: a[i] for name, a in zip(names, arrays)}) for i in range(n)]
 
     def metric(self, config: ModelConfig) -> TaskMetric:
         raise NotImplementedError

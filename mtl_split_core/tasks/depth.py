@@ -95,11 +95,11 @@ class DepthTask(Task):
     def loss(self, outputs: Mapping[str, torch.Tensor], targets: Any) -> torch.Tensor:
         return depth_loss(outputs["depth"], targets)
 
-    def postprocess(self, outputs: Mapping[str, torch.Tensor], context: PostprocessContext
-                    ) -> list[dict[str, Any]]:
+    def postprocess_device(self, outputs: Mapping[str, torch.Tensor],
+                           context: PostprocessContext) -> dict[str, torch.Tensor]:
+        # Already metric and focal-rescaled by the head: crop and make float32 (32FC1).
         rows, cols = context.window()
-        maps = outputs["depth"][:, 0, rows, cols].float().cpu().numpy()
-        return [{"depth": m} for m in maps]
+        return {"depth": outputs["depth"][:, 0, rows, cols].float()}
 
     def metric(self, config: ModelConfig) -> _DepthScore:
         return _DepthScore()

@@ -134,16 +134,16 @@ def detection_loss(out: Mapping[str, torch.Tensor], targets: Mapping[str, torch.
         + 0.1 * size_l1 + off_l1
 
 
-def decode_detections(outputs: Mapping[str, torch.Tensor],
-                      transform: tuple[float, ...] = (1.0, 1.0, 0.0, 0.0),
-                      score_threshold: float = 0.3, max_detections: int = 50,
-                      source_size: tuple[int, int] | None = None,
-                      stride: int = Neck.OUT_STRIDE) -> list[dict[str, torch.Tensor]]:
-    """Boxes per image from CenterNet outputs, without NMS (3x3 peak extraction + top-k).
+def decode_top_k(outputs: Mapping[str, torch.Tensor],
+                 transform: tuple[float, ...] = (1.0, 1.0, 0.0, 0.0), max_detections: int = 50,
+                 source_size: tuple[int, int] | None = None, stride: int = Neck.OUT_STRIDE
+                 ) -> dict[str, torch.Tensor]:
+    """The ``max_detections`` best 3x3 peaks per image from CenterNet outputs, highest score
+    first, without NMS and without a threshold (shapes fixed: nothing waits for the device).
 
     ``transform`` = (scale_x, scale_y, offset_x, offset_y) with model_px = source_px * scale +
     offset; boxes come back in source pixels, clipped to ``source_size`` (W, H) if given.
-    Returns one dict per image: ``boxes`` (K, 4) x1y1x2y2, ``class_ids`` (K,), ``scores`` (K,).
+    Returns ``boxes`` (N, K, 4) x1y1x2y2, ``class_ids`` (N, K), ``scores`` (N, K).
     """
     heat = torch.sigmoid(outputs["heatmap"].float())
     n, k, h, w = heat.shape
@@ -165,12 +165,19 @@ def decode_detections(outputs: Mapping[str, torch.Tensor],
     if source_size is not None:
         boxes[..., 0::2] = boxes[..., 0::2].clamp(0, source_size[0])
         boxes[..., 1::2] = boxes[..., 1::2].clamp(0, source_size[1])
-    results = []
-    for b in range(n):
-        keep = scores[b] >= score_threshold
-        results.append({"boxes": boxes[b][keep], "class_ids": cls[b][keep],
-                        "scores": scores[b][keep]})
-    return results
+    return {"boxes": boxes, "class_ids": cls, "scores": scores}
+
+
+def decode_detections(outputs: Mapping[str, torch.Tensor],
+                      transform: tuple[float, ...] = (1.0, 1.0, 0.0, 0.0),
+                      score_threshold: float = 0.3, max_detections: int = 50,
+                      source_size: tuple[int, int] | None = None,
+                      stride: int = Neck.OUT_STRIDE) -> list[dict[str, torch.Tensor]]:
+    """``decode_top_k`` per image, the detections scoring at least ``score_threshold``:
+    ``boxes`` (K, 4) x1y1x2y2 source pixels, ``class_ids`` (K,), ``scores`` (K,)."""
+    top = decode_top_k(outputs, transform, max_detections, source_size, stride)
+    keep = top["scores"] >= score_threshold
+    return [{name: t[b][keep[b]] for name, t in top.items()} for b in range(len(keep))]
 
 
 def box_iof(boxes: np.ndarray, regions: np.ndarray) -> np.ndarray:
@@ -260,11 +267,17 @@ class DetectionTask(Task):
     def loss(self, outputs: Mapping[str, torch.Tensor], targets: Any) -> torch.Tensor:
         return detection_loss(outputs, targets)
 
-    def postprocess(self, outputs: Mapping[str, torch.Tensor], context: PostprocessContext
-                    ) -> list[dict[str, Any]]:
-        dets = decode_detections(outputs, context.transform, context.score_threshold,
-                                 context.max_detections, context.source_size)
-        return [{k: v.cpu().numpy() for k, v in d.items()} for d in dets]
+    def postprocess_device(self, outputs: Mapping[str, torch.Tensor],
+                           context: PostprocessContext) -> dict[str, torch.Tensor]:
+        # Scores come highest first: those above the threshold are a prefix of the top k, so
+        # a count per frame stands in for a boolean index (which would wait for the device).
+        top = decode_top_k(outputs, context.transform, context.max_detections,
+                           context.source_size)
+        return {**top, "count": (top["scores"] >= context.score_threshold).sum(1)}
+
+    def finish(self, row: dict[str, np.ndarray]) -> dict[str, Any]:
+        n = int(row["count"])
+        return {name: row[name][:n] for name in self.result_fields}
 
     def metric(self, config: ModelConfig) -> _DetectionScore:
         return _DetectionScore(len(config.detection_classes))

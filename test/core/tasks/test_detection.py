@@ -3,7 +3,9 @@
 import numpy as np
 import torch
 
+from mtl_split_core.tasks import PostprocessContext
 from mtl_split_core.tasks.detection import (
+    DetectionTask,
     decode_detections,
     detection_targets,
     focal_loss,
@@ -124,3 +126,23 @@ def test_ignore_matching_needs_half_the_detection_inside_the_region():
     got = in_ignore_regions(boxes, np.array([0.9, 0.8]), np.array([1, 1]),
                             np.zeros((0, 4)), np.zeros(0, np.int64), region)
     assert got.tolist() == [True, False]
+
+
+def test_the_device_path_keeps_what_the_threshold_keeps():
+    """postprocess_device leaves the top k and a count on the device; finish cuts each frame's
+    rows to its count: the same detections as the boolean mask, frame by frame."""
+    g = torch.Generator().manual_seed(3)
+    out = {"heatmap": torch.randn((3, 3, 8, 12), generator=g) * 3,
+           "size": torch.randn((3, 2, 8, 12), generator=g),
+           "offset": torch.rand((3, 2, 8, 12), generator=g)}
+    out["heatmap"][1] = -20.0  # a frame without a detection
+    context = PostprocessContext(transform=(0.5, 0.5, 1.0, 2.0), source_size=(190, 90),
+                                 score_threshold=0.6, max_detections=20)
+    task = DetectionTask()
+    results = task.postprocess(out, context)
+    expected = decode_detections(out, context.transform, 0.6, 20, context.source_size)
+    assert len(results[1]["boxes"]) == 0 and len(results[0]["boxes"]) > 0
+    for got, want in zip(results, expected):
+        assert set(got) == {"boxes", "class_ids", "scores"}
+        for name in got:
+            np.testing.assert_array_equal(got[name], want[name].numpy())
