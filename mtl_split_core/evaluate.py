@@ -9,7 +9,8 @@ whose truth says it lacks a task's label (``has_<task>`` False) is left out of t
 metric only.
 
 ``evaluate``'s codec path is the deployment path: edge -> encode -> decode -> server, so the
-cost of the bottleneck and of quantization is measured, not assumed.
+cost of the bottleneck and of quantization is measured, not assumed. At split ``input`` (image
+upload) the codec is an image codec: the frames go through it, then the whole network.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from mtl_split_core.codec import decode, encode
+from mtl_split_core.image_codec import INPUT_SPLIT, round_trip
 from mtl_split_core.model.config import ModelConfig
 from mtl_split_core.model.network import MultiTaskSplitNet
 from mtl_split_core.tasks import PostprocessContext, get_task, get_tasks, is_labelled, task_names
@@ -74,16 +76,22 @@ def _predictions(model: MultiTaskSplitNet, data: dict, split: str | None, codec:
     n = len(data["images"])
     # fy of each frame (frames are at the network's input size; unknown: the reference's).
     focals = frame_focals(data.get("k"), model.config.depth_reference_focal, device)
+    upload = split == INPUT_SPLIT  # image upload: frames through the image codec, whole network
+    net_split = None if upload else split
     for start in tqdm(range(0, n, batch_size), disable=not progress, desc="eval"):
-        imgs = torch.from_numpy(data["images"][start:start + batch_size]).to(device)
+        frames = data["images"][start:start + batch_size]
+        if upload and codec is not None:
+            frames, sizes = round_trip(frames, codec)
+            nbytes += sizes
+        imgs = torch.from_numpy(frames).to(device)
         x = imgs.permute(0, 3, 1, 2).float() / 255.0
-        z = model.edge(x, split)
-        if codec is not None:
+        z = model.edge(x, net_split)
+        if codec is not None and not upload:
             encoded = [encode(zi, codec) for zi in z]
             nbytes += [e.nbytes for e in encoded]
             z = torch.stack([torch.from_numpy(decode(e)) for e in encoded]).to(device)
         focal = None if focals is None else focals[start:start + batch_size]
-        out = model.server(z, split, out_hw=(x.shape[-2], x.shape[-1]), focal=focal)
+        out = model.server(z, net_split, out_hw=(x.shape[-2], x.shape[-1]), focal=focal)
         predictions: list[dict] = [{} for _ in range(len(x))]
         for task in tasks:
             for prediction, fields in zip(predictions, task.postprocess(out, context)):

@@ -293,7 +293,7 @@ def decode_image(data: bytes, codec: str, size: tuple[int, int]) -> np.ndarray:
                                       f"{img.mode}, {getattr(img, 'n_frames', 1)} frame(s); "
                                       f"expected one {size[0]}x{size[1]} RGB image")
             img.load()
-            out = np.asarray(img)
+            out = np.array(img)  # writable: callers may hand it to torch
     except ImageCodecError:
         raise
     except Exception as err:  # noqa: BLE001 - the contract: only ImageCodecError escapes
@@ -303,3 +303,11 @@ def decode_image(data: bytes, codec: str, size: tuple[int, int]) -> np.ndarray:
         raise ImageCodecError(LAYOUT, f"{name} decoded to {out.dtype} {out.shape}; expected "
                               f"uint8 {(size[1], size[0], 3)}")
     return out
+
+
+def round_trip(images: np.ndarray, codec: str) -> tuple[np.ndarray, list[int]]:
+    """Model-input images (N, H, W, 3) uint8 through ``codec``: what the server decodes from
+    each upload, and the bytes each took (the evaluation of split ``input``)."""
+    size = (int(images.shape[2]), int(images.shape[1]))
+    files = [encode_image(np.ascontiguousarray(image), codec) for image in images]
+    return np.stack([decode_image(f, codec, size) for f in files]), [len(f) for f in files]

@@ -19,6 +19,7 @@ from typing import Any
 
 from mtl_split_core.codec import CODECS, codec_bits
 from mtl_split_core.errors import InputError
+from mtl_split_core.image_codec import INPUT_SPLIT, fidelity_bits, is_image_codec
 from mtl_split_core.plan.link import Link
 from mtl_split_core.plan.planner import Option, options
 from mtl_split_core.runtime.errors import ConfigError
@@ -100,7 +101,9 @@ class Controller:
 
     Each ``update`` turns the link statistics into a ``plan.link.Link`` and rates every remote
     option of ``planner.options`` the mode allows ('codec': the current split's codecs;
-    'split_codec': every split of ``splits`` x every codec of ``codecs``) by delivered fps
+    'split_codec': every split of ``splits`` x every codec of ``codecs``, and with
+    ``image_upload`` split ``input`` with every image codec both profiles measured — the
+    robot uploads the model-input image when that is better) by delivered fps
     (capped at the camera's rate) and latency. The target is the option with the highest
     delivered fps whose latency fits ``latency_budget_ms``; among options within
     ``fps_tolerance`` of that fps, the most faithful one (lowest accuracy drop when
@@ -150,7 +153,7 @@ class Controller:
                  accuracy: Mapping[str, float] | None = None, margin: float = 0.2,
                  min_hold_s: float = 2.0, fps_tolerance: float = 0.05, max_late: float = 0.25,
                  ceiling_s: float = 10.0, max_hold_s: float = 32.0,
-                 max_accuracy_drop: float = 1.0) -> None:
+                 max_accuracy_drop: float = 1.0, image_upload: bool = True) -> None:
         if mode not in ADAPTIVE_MODES[1:]:
             raise ConfigError("adaptive", f"controller mode {mode!r}: expected one of "
                               f"{', '.join(ADAPTIVE_MODES[1:])} ('off' runs no controller)")
@@ -173,6 +176,8 @@ class Controller:
                                   if o.split is not None}
         measured = set(self._profiled_edge_ms)
         self.choices = [(s, c) for s in splits for c in codecs if (s, c) in measured]
+        if image_upload:  # every image codec profiled (planner.options: both profiles)
+            self.choices += [(s, str(c)) for s, c in self._profiled_edge_ms if s == INPUT_SPLIT]
         if (split, codec) not in self.choices:
             raise ConfigError("split", f"{split} {codec} is not among the profiled options of "
                               f"the model: {', '.join(map(_name, self.choices)) or 'none'}")
@@ -396,7 +401,11 @@ class Controller:
         return _bits(str(a.codec)) > _bits(str(b.codec))
 
 
-def _bits(codec: str) -> int:
+def _bits(codec: str) -> float:
+    """Fidelity without measured accuracy: codec bits (f16: 16), an image codec's rank among
+    them (``image_codec.fidelity_bits``)."""
+    if is_image_codec(codec):
+        return fidelity_bits(codec)
     bits = codec_bits(codec)
     return 16 if bits is None else bits
 

@@ -9,6 +9,7 @@ import random
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mtl_split_core.plan.profile import load_profile
@@ -23,6 +24,7 @@ from mtl_split_core.runtime.adaptive import (
 )
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.link import DROPPED, SERVED, LinkStats
+from mtl_split_core.runtime.packet import INPUT_SPLIT_INDEX
 
 PROFILES = Path(__file__).resolve().parents[3] / "bench" / "profiles"
 F16, Q8, Q4 = "f16-zstd/1", "q8-zstd/1", "q4-zstd/1"
@@ -709,3 +711,81 @@ def test_a_stream_that_silences_the_link_is_not_retried_every_hold():
                 pending.append((now + 0.15 * heavy_frames, stamp))
     assert 1 <= len(fallbacks) <= 4, [str(e) for e in fallbacks]
     assert adapt.mode == REMOTE
+
+
+# ------------------------------------------------------------------ image upload (split input)
+WEBP = "webp-q80/1"
+
+
+def upload_profiles(nbytes: float = 6000.0):
+    """``profiles()`` with split input measured: the robot letterboxes and encodes in 2.2 ms,
+    the server decodes and runs the whole network in 6 ms; ``nbytes`` per image."""
+    edge, server = profiles()
+    edge["input"] = {"edge_ms": 0.2, "server_ms": 40.0, "shape": [3, 240, 320], "codecs": {
+        WEBP: {"bytes": nbytes, "encode_ms": 2.0, "decode_ms": 2.0}}}
+    server["input"] = {"edge_ms": 0.1, "server_ms": 5.0, "shape": [3, 240, 320], "codecs": {
+        WEBP: {"bytes": nbytes, "encode_ms": 1.0, "decode_ms": 1.0}}}
+    return edge, server
+
+
+def drive_fast_camera(ctrl: Controller, bandwidth_bps: float, t0: float, t1: float):
+    """A 200 fps camera (delivered fps decides) on a steady link; the switch events."""
+    events = []
+    for i in range(int(round((t1 - t0) * 10))):
+        events += ctrl.update(t0 + i / 10, stats(bandwidth_bps), source_fps=200.0)
+    return events
+
+
+@pytest.fixture(scope="module")
+def tiny_edge():
+    from mtl_split_core.model import ModelConfig, MultiTaskSplitNet
+    from mtl_split_core.runtime.edge import EdgeRunner
+    net = MultiTaskSplitNet(ModelConfig(name="tiny", backbone="mobilenetv3_small",
+                                        input_size=(64, 48), bottlenecks={"s16": 8}))
+    card = {"name": "tiny", "fingerprint": "f" * 16, "default_split": "s16",
+            "codec": Q4, "input_size": [64, 48]}
+    return EdgeRunner(net.eval(), card, split="s16", device="cpu")
+
+
+def test_the_controller_uploads_images_when_that_is_better_and_the_runner_follows(tiny_edge):
+    """A slow robot on a fast link: the image (2.2 ms on the robot) beats every split (the
+    prefix costs 10-20 ms); on a thin link the 6 KB image loses to s16's 2 KB features. The
+    EdgeRunner takes every choice as the edge node applies it (``configure``)."""
+    edge, server = upload_profiles()
+    ctrl = Controller(edge, server, ["s8", "s16"], "s16", Q4, latency_budget_ms=100.0)
+    assert ("input", WEBP) in ctrl.choices
+    frame = np.zeros((48, 64, 3), np.uint8)
+    seen = []
+    for bandwidth in (100e6, 0.5e6, 100e6):
+        start = len(seen) * 20.0
+        for event in drive_fast_camera(ctrl, bandwidth, start, start + 20.0):
+            split, codec = event.after.split(" ")
+            tiny_edge.configure(split=split, codec=codec)
+            packet = tiny_edge(frame)
+            assert (packet.tensor.codec, packet.split_index == INPUT_SPLIT_INDEX) == \
+                (codec, split == "input")
+        seen.append(ctrl.current)
+    assert seen[0] == ("input", WEBP) and seen[2] == ("input", WEBP)
+    assert seen[1][0] != "input"
+
+
+def test_image_upload_is_offered_only_where_both_profiles_measured_it():
+    edge, server = upload_profiles()
+    assert ("input", WEBP) not in Controller(edge, server, ["s16"], "s16", Q4,
+                                             image_upload=False).choices
+    _, old_server = profiles()  # a profile from before split input
+    assert [c for c in Controller(edge, old_server, ["s16"], "s16", Q4).choices
+            if c[0] == "input"] == []
+    ctrl = Controller(edge, server, ["s16"], "input", WEBP, mode="codec")
+    assert ctrl.current == ("input", WEBP) and set(ctrl.rate(1e6)) == {("input", WEBP)}
+
+
+def test_without_measured_accuracy_webp_q80_ranks_with_q4():
+    """Equal fps: fidelity decides; q80 ranks as 4 bits (issue #23's table), so q8 beats it and
+    the faster of q4 and q80 wins between them."""
+    edge, server = upload_profiles(nbytes=1000.0)
+    ctrl = Controller(edge, server, ["s16"], "s16", Q4)
+    rated = ctrl.rate(100e6, source_fps=10.0)
+    best = ctrl.best({k: v for k, v in rated.items() if k[1] != Q8 and k[1] != F16})
+    assert best is not None and best.choice == ("input", WEBP)
+    assert ctrl.best(rated).choice == ("s16", F16)
