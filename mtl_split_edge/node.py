@@ -44,7 +44,7 @@ from mtl_split_core.plan.planner import load_accuracy_drops
 from mtl_split_core.plan.profile import load_profile
 from mtl_split_core.runtime.adaptive import ADAPTIVE_MODES, Controller, LinkAdaptation
 from mtl_split_core.runtime.backends import OrtOptions
-from mtl_split_core.runtime.edge import EdgeRunner
+from mtl_split_core.runtime.edge import EdgeRunner, known_codec
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.packet import FeaturePacket
 from mtl_split_core.runtime.server import ServerRunner
@@ -75,12 +75,15 @@ from mtl_split_ros.watchdog import SupervisedWorker
 
 PARAMS = [
     Param("model", "", "Model folder or card; '' = the packaged default model."),
-    Param("split", "", "Split point name (s4, s8, s16, s32) or index (0, 1, ...); '' = the "
-          "model's default.", dynamic=True, types=(str, int)),
+    Param("split", "", "Split point name (s4, s8, s16, s32) or index (0, 1, ...), or input "
+          "(upload the model-input image, no network on the robot); '' = the model's default.",
+          dynamic=True, types=(str, int)),
     *RUNTIME_PARAMS,
     executor_param("single"),
-    Param("codec", "", "Feature codec; '' = the model's default.", ("",) + CODECS,
-          dynamic=True),
+    Param("codec", "", f"Feature codec ({', '.join(CODECS)}), or at split input an image "
+          f"codec like webp-q80/1; '' = the model's default.", dynamic=True,
+          check=lambda v: None if v == "" or known_codec(v) else
+          f"expected '', one of {', '.join(CODECS)} or an image codec like webp-q80/1"),
     Param("zstd_level", 3, "zstd compression level.", check=in_range(*ZSTD_LEVELS), dynamic=True),
     Param("cuda_graphs", True, "On CUDA, replay the edge network as one CUDA graph (4-8x "
           "faster for this launch-bound prefix; ignored on CPU)."),
