@@ -83,7 +83,8 @@ PARAMS = [
     Param("codec", "", f"Feature codec ({', '.join(CODECS)}), or at split input an image "
           f"codec like webp-q80/1; '' = the model's default.", dynamic=True,
           check=lambda v: None if v == "" or known_codec(v) else
-          f"expected '', one of {', '.join(CODECS)} or an image codec like webp-q80/1"),
+          f"not accepted; expected '', one of {', '.join(CODECS)} or an image codec like "
+          f"webp-q80/1"),
     Param("zstd_level", 3, "zstd compression level.", check=in_range(*ZSTD_LEVELS), dynamic=True),
     Param("cuda_graphs", True, "On CUDA, replay the edge network as one CUDA graph (4-8x "
           "faster for this launch-bound prefix; ignored on CPU)."),
