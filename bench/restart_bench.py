@@ -28,8 +28,9 @@ import cv2
 import numpy as np
 import rclpy
 from sensor_msgs.msg import CameraInfo, Image
+from vision_msgs.msg import Detection2DArray
 
-from mtl_split.msg import Detection2DArray, SplitFeatures
+from mtl_split.msg import SplitFeatures
 from mtl_split_ros.image_msg import fill_image
 from mtl_split_ros.qos import qos_from_name
 

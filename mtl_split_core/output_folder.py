@@ -1,7 +1,8 @@
 """Write a folder all at once: work in a hidden sibling, rename it into place when done.
 
 A command that fails or is interrupted (Ctrl-C, SIGTERM) leaves nothing behind, and readers
-never see a half-written data set or export.
+never see a half-written data set or export. ``check_can_create`` tells before any work whether
+an output can be made at all.
 """
 
 from __future__ import annotations
@@ -13,6 +14,21 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mtl_split_core.errors import InputError
+
+
+def check_can_create(path: str | Path) -> None:
+    """Raise InputError unless a file or folder can be made at ``path`` (checked before a
+    command starts work, so a bad output path fails at once and leaves nothing behind)."""
+    path = Path(path)
+    existing = path if path.is_dir() else path.parent
+    while not existing.exists():
+        existing = existing.parent
+    try:  # a real write: os.access says yes to root even on a read-only file system
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise InputError(f"{path}: cannot write there ({existing}: "
+                         f"{err.strerror or err})") from None
 
 
 @contextmanager

@@ -38,7 +38,6 @@ from mtl_split.msg import LinkFeedback, SplitFeatures
 from mtl_split_core.auth import KeyFileError, Signer
 from mtl_split_core.codec import CODECS, ZSTD_LEVELS
 from mtl_split_core.errors import InputError
-from mtl_split_core.geometry import focal_y
 from mtl_split_core.locations import data_dirs
 from mtl_split_core.plan.planner import load_accuracy_drops
 from mtl_split_core.plan.profile import load_profile
@@ -46,32 +45,25 @@ from mtl_split_core.runtime.adaptive import ADAPTIVE_MODES, Controller, LinkAdap
 from mtl_split_core.runtime.backends import OrtOptions
 from mtl_split_core.runtime.edge import EdgeRunner, known_codec
 from mtl_split_core.runtime.errors import ConfigError
+from mtl_split_core.runtime.latest_slot import LatestSlot
+from mtl_split_core.runtime.output_gate import OutputGate
 from mtl_split_core.runtime.packet import FeaturePacket
+from mtl_split_core.runtime.rejections import Rejections
 from mtl_split_core.runtime.server import ServerRunner
 from mtl_split_core.runtime.stats import RateMeter, RollingStats
 from mtl_split_ros import outputs
+from mtl_split_ros.diagnostics import diagnostic_array, diagnostic_status
 from mtl_split_ros.features_auth import load_keys, sign, stamp_ns
 from mtl_split_ros.features_msg import packet_to_msg
 from mtl_split_ros.image_msg import ImageDecodeError, image_to_rgb
+from mtl_split_ros.isolation import describe_header, handle_isolated
 from mtl_split_ros.msg_factory import RclpyMessages
 from mtl_split_ros.node_main import run_node
-from mtl_split_ros.node_support import (
-    RUNTIME_PARAMS,
-    SUPERVISION_PARAMS,
-    LatestSlot,
-    OutputGate,
-    Rejections,
-    describe_header,
-    diagnostic_array,
-    diagnostic_status,
-    executor_param,
-    handle_isolated,
-    watchdog_period,
-)
+from mtl_split_ros.node_params import RUNTIME_PARAMS, SUPERVISION_PARAMS, executor_param
 from mtl_split_ros.params import Param, ParameterError, declare_all, in_range
 from mtl_split_ros.qos import QOS_PROFILES, qos_from_name
 from mtl_split_ros.qos_events import SubscriptionHealth
-from mtl_split_ros.watchdog import SupervisedWorker
+from mtl_split_ros.watchdog import SupervisedWorker, watchdog_period
 
 PARAMS = [
     Param("model", "", "Model folder or card; '' = the packaged default model."),
@@ -223,7 +215,8 @@ class EdgeNode(Node):
             suffix: self.create_publisher(MESSAGES.message_class(msgtype),
                                           outputs.output_prefix("mtl_split/features") + suffix,
                                           qos_from_name("reliable", depth=5))
-            for suffix, msgtype in outputs.output_types(self.style).items()}
+            for suffix, msgtype in outputs.output_types(self.style).items()
+            if suffix not in outputs.latched(self.style)}  # (the server's, once per robot)
         self.create_subscription(
             LinkFeedback, "mtl_split/link_feedback",
             lambda m: handle_isolated(self._on_feedback, m, self.rejections),
@@ -319,10 +312,9 @@ class EdgeNode(Node):
         only outputs someone subscribes to are computed: the robot is the slow side."""
         wanted = {suffix for suffix, pub in self.local_pubs.items()
                   if pub.get_subscription_count() > 0}
-        info = self.camera_info or CameraInfo()
-        result = self.local(packet, focal_px=focal_y(info.k))
-        messages = outputs.assemble(result, packet.source_size, header, info, self.style,
-                                    wanted, MESSAGES)
+        info = self.camera_info
+        result = self.local(self.local.admit(packet, None if info is None else info.k))
+        messages = outputs.assemble(result, header, self.style, wanted, MESSAGES)
         if self.gate.run(self._publish_local, messages):
             self.local_rate.tick()
 

@@ -18,7 +18,6 @@ from mtl_split_core.runtime.packet import (
     PacketRejected,
     check_camera_info,
     check_int,
-    check_packet,
     check_stamp,
     check_text,
 )
@@ -54,9 +53,10 @@ def packet_to_msg(packet: FeaturePacket, header: Header | None = None,
 def msg_to_packet(msg: Any) -> FeaturePacket:
     """The packet carried by a SplitFeatures message (rclpy or rosbags-deserialized).
 
-    Every field is checked against the input bounds (runtime/packet.py) before it is used:
-    here the message-only fields (header, camera_info) and the packet's own fields; the model
-    match and the tensor when the server runs it. Raises PacketRejected.
+    The message-only fields (header, camera_info, the shape's length) are checked against the
+    input bounds (runtime/packet.py) here, before they are used; the packet's own fields, the
+    model match and the tensor once, by ``ServerRunner.admit`` (``check_packet`` for callers
+    without a server). Raises PacketRejected.
     """
     check_text("frame_id", "header.frame_id", msg.header.frame_id)
     check_stamp(msg.header.stamp.sec, msg.header.stamp.nanosec)
@@ -87,7 +87,6 @@ def msg_to_packet(msg: Any) -> FeaturePacket:
         source_size=(int(msg.source_width), int(msg.source_height)),
         transform=tuple(_floats(msg.transform)),  # type: ignore[arg-type]  # length: checked
         edge_ms=float(msg.edge_ms))
-    check_packet(packet)
     return packet
 
 

@@ -10,7 +10,9 @@ Numeric arrays are passed as numpy arrays; each factory turns them into its own 
 from __future__ import annotations
 
 import importlib
+import os
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -50,17 +52,26 @@ def _rclpy_message_class(msgtype: str) -> type:
     return getattr(importlib.import_module(f"{package}.{kind}"), name)
 
 
+# Interface packages the outputs use that rosbags' built-in Kilted store lacks: their .msg
+# files are read from the installed package (an ament prefix: a system ROS 2, or the ros2 CLI
+# kit `make setup` builds).
+EXTRA_INTERFACES = ("vision_msgs",)
+
+
 class BagMessages:
     """Dataclasses of a rosbags type store (``mtl_split_core.bags.typestore()``); for bags.
 
     rosbags classes have no defaults, so every field not given is filled from the store's
-    field definitions: 0, "", False, zero-filled fixed arrays, empty sequences.
+    field definitions: 0, "", False, zero-filled fixed arrays, empty sequences. The store gets
+    ``EXTRA_INTERFACES`` registered (so a bag writer on it can serialize them too).
     """
 
     def __init__(self, store: Typestore) -> None:
         from rosbags.interfaces import Nodetype
         self.store = store
         self._nodetype = Nodetype
+        for package in EXTRA_INTERFACES:
+            register_interfaces(store, package)
 
     def make(self, msgtype: str, **fields: Any) -> Any:
         _, defs = self.store.fielddefs[msgtype]
@@ -94,3 +105,28 @@ class BagMessages:
 
 def _numpy_dtype(base: str) -> np.dtype:
     return np.dtype({"byte": "uint8", "char": "uint8", "octet": "uint8"}.get(base, base))
+
+
+def register_interfaces(store: Typestore, package: str) -> None:
+    """Register ``package``'s messages (``<ament prefix>/share/<package>/msg/*.msg``) with a
+    rosbags type store, unless it has them; BagError (one line) when none is installed."""
+    from rosbags.typesys import get_types_from_msg
+
+    from mtl_split_core.bags import BagError
+
+    if any(name.startswith(f"{package}/msg/") for name in store.fielddefs):
+        return
+    prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    for prefix in prefixes:
+        folder = Path(prefix) / "share" / package / "msg"
+        files = sorted(folder.glob("*.msg"))
+        if files:
+            types: dict = {}
+            for f in files:
+                types.update(get_types_from_msg(f.read_text(), f"{package}/msg/{f.stem}"))
+            store.register(types)
+            return
+    raise BagError(f"the {package} message definitions are not installed (looked in "
+                   f"share/{package}/msg of AMENT_PREFIX_PATH: {prefixes or 'empty'}); source "
+                   f"a ROS 2 with ros-$ROS_DISTRO-{package.replace('_', '-')}, or `make setup`'s "
+                   f"build/ros2_cli_kit/install/setup.bash")

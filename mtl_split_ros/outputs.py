@@ -1,14 +1,19 @@
 """Server results -> ROS messages: the one outputs path for the live server and for bags.
 
-``assemble(result, source_size, header, camera_info, style, wanted, factory)`` returns
-``{topic_suffix: message}`` for the wanted outputs of one frame. The server node publishes
-each message; ``mtl-split process`` writes the same messages to a bag. Messages come from a
-``msg_factory`` (rclpy types or rosbags types), so this module imports no message package.
+What is published comes from the tasks: each declares its outputs (``Task.outputs``:
+``OutputSpec(suffix, kind, field, optional)``), and this module has one converter per kind
+(``KINDS``). ``OutputStyle.from_card`` gathers the declarations of the tasks that run (plus
+``FRAME_OUTPUTS``, the views of the frame as a whole); ``output_types``, ``publish_params``
+(one ``publish_<suffix>`` switch per optional output) and ``assemble`` are generated from them.
+So a new output topic is a change to its task, and a new kind of output one converter here.
 
-Output topics (``OUTPUT_TYPES``), all with the input's header, next to the features topic:
-``detections``, ``detections/markers``, ``segmentation`` (mono8 class ids),
-``segmentation/color`` (rgb8), ``depth`` (32FC1 metres, REP 118), ``camera_info`` (of the
-output maps), ``points`` (PointCloud2 XYZRGB) and ``annotated`` (rgb8).
+``assemble(result, header, style, wanted, factory)`` returns ``{topic_suffix: message}`` for
+the wanted outputs of one frame (``result``: a ``ServerResult``, which carries the source size
+and camera). The server node publishes each message; ``mtl-split process`` writes the same
+messages to a bag. Messages come from a ``msg_factory`` (rclpy types or rosbags types), so this
+module imports no message package. A converter that raises costs its own output of that frame
+only (``on_error``). ``latched_messages`` gives the outputs published once per topic (transient
+local), e.g. ``label_info``.
 
 Topic naming, one rule for live and bag: an edge in namespace ``NS`` reads ``NS/image`` or
 ``NS/image/compressed`` and publishes ``NS/mtl_split/features``; the server publishes the
@@ -19,8 +24,10 @@ and ``/cam/image_raw/compressed`` both give ``/cam/mtl_split/...`` (``features_t
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import dataclasses
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -32,13 +39,12 @@ from mtl_split_core.geometry import (
     Intrinsics,
     backproject,
     box_to_3d,
-    box_to_center_size,
     center_size_to_box,
     median_depth_in_box,
     pack_xyzrgb,
     scale_boxes,
 )
-from mtl_split_core.tasks import get_tasks
+from mtl_split_core.tasks import DEFAULT_TASKS, OutputSpec, get_tasks
 from mtl_split_core.viz import annotate, class_palette, colorize_segmentation, detection_palette
 from mtl_split_ros.image_msg import image_fields
 from mtl_split_ros.msg_factory import MessageFactory
@@ -46,20 +52,12 @@ from mtl_split_ros.msg_factory import MessageFactory
 FEATURES_NAME = "mtl_split/features"
 IMAGE = "sensor_msgs/msg/Image"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
-DETECTIONS = "mtl_split/msg/Detection2DArray"
-OUTPUT_TYPES: dict[str, str] = {
-    "detections": DETECTIONS,
-    "detections/markers": "visualization_msgs/msg/MarkerArray",
-    "camera_info": CAMERA_INFO,
-    "segmentation": IMAGE,
-    "segmentation/color": IMAGE,
-    "depth": IMAGE,
-    "points": "sensor_msgs/msg/PointCloud2",
-    "annotated": IMAGE,
-}
-# Per-pixel maps any task may declare (tasks.OutputSpec kinds) -> Image encoding.
-MAP_ENCODINGS: dict[str, str] = {"class_image": "mono8", "mask_image": "mono8",
-                                 "float_image": "32FC1", "rgb_image": "rgb8"}
+DETECTIONS_2D = "vision_msgs/msg/Detection2DArray"
+DETECTIONS_3D = "vision_msgs/msg/Detection3DArray"
+LABEL_INFO = "vision_msgs/msg/LabelInfo"
+# Outputs of the frame as a whole (views over every task's result), after the tasks' own.
+FRAME_OUTPUTS = (OutputSpec("camera_info", "map_camera_info"),
+                 OutputSpec("annotated", "annotated_image", optional=True))
 # visualization_msgs/Marker constants (the factories' classes differ; the numbers do not).
 _MARKER_CUBE, _MARKER_TEXT, _MARKER_ADD, _MARKER_DELETEALL = 1, 9, 0, 3
 
@@ -81,10 +79,36 @@ def output_prefix(features: str) -> str:
     return features[: -len("features")]
 
 
+# ---------------------------------------------------------------------------- declarations
+def declared_outputs(tasks: Iterable[str]) -> tuple[OutputSpec, ...]:
+    """The outputs ``tasks`` declare, then ``FRAME_OUTPUTS``, each once (a suffix two tasks
+    declare alike is one output), with ``field`` filled in (the task's first result field).
+    A kind without a converter, or one suffix declared as two things, is a ValueError."""
+    specs: dict[str, OutputSpec] = {}
+    declared = [(task.name, dataclasses.replace(spec, field=spec.field
+                                                or (task.result_fields or ("",))[0]))
+                for task in get_tasks(tasks) for spec in task.outputs]
+    for owner, spec in [*declared, *(("the frame", s) for s in FRAME_OUTPUTS)]:
+        if spec.kind not in KINDS:
+            raise ValueError(f"{owner} output {spec.suffix!r}: kind {spec.kind!r} has no "
+                             f"converter; kinds: {', '.join(KINDS)}")
+        if spec.suffix in specs and specs[spec.suffix].kind != spec.kind:
+            raise ValueError(f"{owner} output {spec.suffix!r} ({spec.kind}) is already "
+                             f"declared as {specs[spec.suffix].kind}")
+        specs.setdefault(spec.suffix, spec)
+    return tuple(specs.values())
+
+
+def publish_param(suffix: str) -> str:
+    """The switch of an optional output (``a/b`` -> ``publish_a_b``)."""
+    return "publish_" + suffix.replace("/", "_")
+
+
 # ---------------------------------------------------------------------------------- style
 @dataclass(frozen=True)
 class OutputStyle:
-    """What a model card fixes about the outputs: class names and their colours."""
+    """What a model card and the running tasks fix about the outputs: which there are, class
+    names and their colours."""
 
     detection_classes: tuple[str, ...]
     segmentation_classes: tuple[str, ...]
@@ -92,133 +116,270 @@ class OutputStyle:
     det_palette: np.ndarray
     point_stride: int = 4
     marker_lifetime_s: float = 1.0
-    # Maps declared by tasks beyond the built-in outputs: (suffix, result field, encoding).
-    task_maps: tuple[tuple[str, str, str], ...] = ()
+    outputs: tuple[OutputSpec, ...] = ()
 
     @classmethod
-    def from_card(cls, card: dict, point_stride: int = 4) -> OutputStyle:
+    def from_card(cls, card: dict, point_stride: int = 4,
+                  tasks: Sequence[str] | None = None) -> OutputStyle:
+        """``tasks``: those that run (None = every task of the card)."""
         det = tuple(card["detection_classes"])
         seg = tuple(card["segmentation_classes"])
         return cls(det, seg, class_palette(len(seg)), detection_palette(det, seg),
-                   int(point_stride), task_maps=task_maps(card["tasks"]))
-
-
-def task_maps(tasks: Sequence[str]) -> tuple[tuple[str, str, str], ...]:
-    """(suffix, result field, encoding) of the map outputs ``tasks`` declare beyond the
-    built-in ``OUTPUT_TYPES``; a kind this adapter cannot publish is a ValueError."""
-    maps = []
-    for task in get_tasks(tasks):
-        for spec in task.outputs:
-            if spec.suffix in OUTPUT_TYPES:
-                continue
-            if spec.kind not in MAP_ENCODINGS:
-                raise ValueError(f"task {task.name!r} output {spec.suffix!r}: kind "
-                                 f"{spec.kind!r} has no message; map kinds: "
-                                 f"{', '.join(MAP_ENCODINGS)}")
-            field = spec.field or task.result_fields[0]
-            maps.append((spec.suffix, field, MAP_ENCODINGS[spec.kind]))
-    return tuple(maps)
+                   int(point_stride),
+                   outputs=declared_outputs(card["tasks"] if tasks is None else tasks))
 
 
 def output_types(style: OutputStyle) -> dict[str, str]:
-    """Every output suffix -> message type: the built-in ones, then the tasks' maps."""
-    return {**OUTPUT_TYPES, **{suffix: IMAGE for suffix, _, _ in style.task_maps}}
+    """Every output suffix -> message type, in publishing order."""
+    return {spec.suffix: KINDS[spec.kind].msgtype for spec in style.outputs}
+
+
+def latched(style: OutputStyle) -> set[str]:
+    """The suffixes published once per topic with transient local durability."""
+    return {spec.suffix for spec in style.outputs if KINDS[spec.kind].latched}
 
 
 # ------------------------------------------------------------------------------- assemble
-def assemble(result: Any, source_size: tuple[int, int], header: Any, camera_info: Any,
-             style: OutputStyle, wanted: Collection[str],
-             factory: MessageFactory) -> dict[str, Any]:
-    """``{suffix: message}`` for the ``wanted`` suffixes of ``OUTPUT_TYPES`` that ``result``
-    (a ``ServerResult``) can fill, in publishing order.
+class FrameOutputs:
+    """One frame's result with what several converters derive from it, each computed once
+    and only when a wanted output needs it."""
 
-    ``source_size`` is the input image's (W, H) (``FeaturePacket.source_size``);
-    ``camera_info`` the input's CameraInfo or None (then a 60° guess). Boxes in messages are in
-    source pixels; each detection's depth is the median predicted depth in its box.
-    """
+    def __init__(self, result: Any, header: Any, style: OutputStyle, factory: MessageFactory):
+        self.result, self.header, self.style, self.factory = result, header, style, factory
+        self.fields: dict[str, Any] = result.as_dict()
+
+    @cached_property
+    def map_boxes(self) -> np.ndarray:
+        """The boxes in output-map pixels."""
+        return scale_boxes(self.result.boxes, self.result.output_scale)
+
+    @cached_property
+    def box_depths(self) -> np.ndarray:
+        """Each detection's depth: the median predicted depth in its box (0 = unknown)."""
+        depth = self.result.depth
+        return np.array([median_depth_in_box(depth, b) if depth is not None else 0.0
+                         for b in self.map_boxes], np.float64)
+
+    @cached_property
+    def camera(self) -> Intrinsics:
+        """The source camera; without a camera_info, a 60 degree guess."""
+        if self.result.camera is not None:
+            return self.result.camera
+        return Intrinsics.default_for(*self.result.source_size)
+
+    @cached_property
+    def reference_map(self) -> np.ndarray | None:
+        """A map at output resolution (depth, else segmentation), None without one."""
+        return self.result.depth if self.result.depth is not None else self.result.segmentation
+
+    @cached_property
+    def map_camera(self) -> Intrinsics | None:
+        """The camera of the output maps (the source camera scaled to them)."""
+        ref, cam = self.reference_map, self.camera
+        return None if ref is None else cam.scaled(ref.shape[1] / cam.width,
+                                                   ref.shape[0] / cam.height)
+
+
+def assemble(result: Any, header: Any, style: OutputStyle, wanted: Collection[str],
+             factory: MessageFactory,
+             on_error: Callable[[str, Exception], None] | None = None) -> dict[str, Any]:
+    """``{suffix: message}`` for the ``wanted`` per-frame outputs of ``style`` that ``result``
+    (a ``ServerResult``) can fill, in declaration order. Boxes in messages are in source
+    pixels; each detection's depth is the median predicted depth in its box.
+
+    ``on_error(suffix, exception)``: a converter raised; that output is left out of this frame
+    (None: the exception propagates)."""
+    frame = FrameOutputs(result, header, style, factory)
     out: dict[str, Any] = {}
-    depth, seg = result.depth, result.segmentation
-    map_boxes = scale_boxes(result.boxes, result.output_scale)
-    box_depths = [median_depth_in_box(depth, b) if depth is not None else 0.0
-                  for b in map_boxes]
-    src_intr = source_intrinsics(camera_info, source_size)
-    if "detections" in wanted:
-        out["detections"] = detection_array(factory, header, result.boxes, result.class_ids,
-                                            result.scores, style.detection_classes,
-                                            box_depths)
-    if "detections/markers" in wanted:
-        out["detections/markers"] = markers(factory, header, result, style, box_depths,
-                                            src_intr)
-    for suffix, field, encoding in style.task_maps:
-        value = result.extra_fields.get(field)
-        if suffix in wanted and value is not None:
-            out[suffix] = image(factory, header, value, encoding)
-    ref = depth if depth is not None else seg
-    if ref is None:
-        return out
-    out_intr = src_intr.scaled(ref.shape[1] / src_intr.width, ref.shape[0] / src_intr.height)
-    if "camera_info" in wanted:
-        out["camera_info"] = camera_info_msg(factory, header, out_intr)
-    if seg is not None:
-        if "segmentation" in wanted:
-            out["segmentation"] = image(factory, header, seg, "mono8")
-        if "segmentation/color" in wanted:
-            out["segmentation/color"] = image(
-                factory, header, colorize_segmentation(seg, style.seg_palette), "rgb8")
-    if depth is not None:
-        if "depth" in wanted:
-            out["depth"] = image(factory, header, depth, "32FC1")
-        if "points" in wanted:
-            out["points"] = point_cloud(factory, header, depth, seg, out_intr,
-                                        style.seg_palette, style.point_stride)
-    if "annotated" in wanted:
-        view = annotate(seg, depth, map_boxes, result.class_ids, result.scores,
-                        style.detection_classes, seg_palette=style.seg_palette,
-                        det_palette=style.det_palette,
-                        box_depths=box_depths if depth is not None else None)
-        out["annotated"] = image(factory, header, view, "rgb8")
+    for spec in style.outputs:
+        kind = KINDS[spec.kind]
+        if spec.suffix not in wanted or kind.latched:
+            continue
+        try:
+            message = kind.build(frame, spec)
+        except Exception as err:
+            if on_error is None:
+                raise
+            on_error(spec.suffix, err)
+            continue
+        if message is not None:
+            out[spec.suffix] = message
     return out
 
 
+def latched_messages(style: OutputStyle, header: Any, factory: MessageFactory
+                     ) -> dict[str, Any]:
+    """``{suffix: message}`` of the outputs published once per topic (``latched``)."""
+    return {spec.suffix: KINDS[spec.kind].build(_Static(header, style, factory), spec)
+            for spec in style.outputs if KINDS[spec.kind].latched}
+
+
+@dataclass(frozen=True)
+class _Static:
+    """What a latched output is built from: no frame, the style alone."""
+
+    header: Any
+    style: OutputStyle
+    factory: MessageFactory
+
+
 # ----------------------------------------------------------------------------- converters
-def source_intrinsics(camera_info: Any, source_size: tuple[int, int]) -> Intrinsics:
-    """The camera's intrinsics from its camera_info, or a 60° guess without one."""
-    w, h = source_size
-    k = np.asarray(camera_info.k, dtype=np.float64) if camera_info is not None else np.zeros(9)
-    if k.size == 9 and k[0] > 0 and k[4] > 0:
-        return Intrinsics.from_camera_info_k(k, w, h)
-    return Intrinsics.default_for(w, h)
+@dataclass(frozen=True)
+class Kind:
+    """A kind of output: its message type and its converter (None = nothing this frame)."""
+
+    msgtype: str
+    build: Callable[[Any, OutputSpec], Any]
+    latched: bool = False  # published once per topic (transient local), not per frame
+
+
+def _map(encoding: str) -> Callable[[FrameOutputs, OutputSpec], Any]:
+    def build(f: FrameOutputs, spec: OutputSpec) -> Any:
+        value = f.fields.get(spec.field)
+        return None if value is None else image(f.factory, f.header, value, encoding)
+    return build
+
+
+def _class_colors(f: FrameOutputs, spec: OutputSpec) -> Any:
+    ids = f.fields.get(spec.field)
+    if ids is None:
+        return None
+    return image(f.factory, f.header, colorize_segmentation(ids, f.style.seg_palette), "rgb8")
+
+
+def _points(f: FrameOutputs, spec: OutputSpec) -> Any:
+    depth = f.fields.get(spec.field)
+    if depth is None or f.map_camera is None:
+        return None
+    return point_cloud(f.factory, f.header, depth, f.result.segmentation, f.map_camera,
+                       f.style.seg_palette, f.style.point_stride)
+
+
+def _map_camera_info(f: FrameOutputs, spec: OutputSpec) -> Any:
+    return None if f.map_camera is None else camera_info_msg(f.factory, f.header, f.map_camera)
+
+
+def _annotated(f: FrameOutputs, spec: OutputSpec) -> Any:
+    result = f.result
+    if f.reference_map is None:
+        return None
+    view = annotate(result.segmentation, result.depth, f.map_boxes, result.class_ids,
+                    result.scores, f.style.detection_classes, seg_palette=f.style.seg_palette,
+                    det_palette=f.style.det_palette,
+                    box_depths=f.box_depths if result.depth is not None else None)
+    return image(f.factory, f.header, view, "rgb8")
+
+
+def _detections_2d(f: FrameOutputs, spec: OutputSpec) -> Any:
+    r = f.result
+    return detection_array(f.factory, f.header, r.boxes, r.class_ids, r.scores)
+
+
+def _detections_3d(f: FrameOutputs, spec: OutputSpec) -> Any:
+    r = f.result
+    return detection_3d_array(f.factory, f.header, r.boxes, r.class_ids, r.scores,
+                              f.box_depths, f.camera)
+
+
+def _markers(f: FrameOutputs, spec: OutputSpec) -> Any:
+    return markers(f.factory, f.header, f.result, f.style, f.box_depths, f.camera)
+
+
+def _label_info(f: _Static, spec: OutputSpec) -> Any:
+    return label_info(f.factory, f.header, f.style.detection_classes)
+
+
+KINDS: dict[str, Kind] = {
+    # Per-pixel maps any task may declare (a result field at output resolution).
+    "class_image": Kind(IMAGE, _map("mono8")),
+    "mask_image": Kind(IMAGE, _map("mono8")),
+    "float_image": Kind(IMAGE, _map("32FC1")),
+    "rgb_image": Kind(IMAGE, _map("rgb8")),
+    # Views built from several fields.
+    "class_color_image": Kind(IMAGE, _class_colors),
+    "point_cloud": Kind("sensor_msgs/msg/PointCloud2", _points),
+    "detections_2d": Kind(DETECTIONS_2D, _detections_2d),
+    "detections_3d": Kind(DETECTIONS_3D, _detections_3d),
+    "box_markers_3d": Kind("visualization_msgs/msg/MarkerArray", _markers),
+    "label_info": Kind(LABEL_INFO, _label_info, latched=True),
+    "map_camera_info": Kind(CAMERA_INFO, _map_camera_info),
+    "annotated_image": Kind(IMAGE, _annotated),
+}
+
+
+# The outputs of the default tasks (what a server with the default model publishes).
+DEFAULT_OUTPUT_TYPES: dict[str, str] = {spec.suffix: KINDS[spec.kind].msgtype
+                                        for spec in declared_outputs(DEFAULT_TASKS)}
 
 
 def detection_array(factory: MessageFactory, header: Any, boxes: ArrayLike,
-                    class_ids: ArrayLike, scores: ArrayLike, class_names: Sequence[str],
-                    depths: ArrayLike | None = None) -> Any:
-    """Detection2DArray from x1, y1, x2, y2 boxes; ``depths`` None = 0.0 (unknown)."""
+                    class_ids: ArrayLike, scores: ArrayLike) -> Any:
+    """vision_msgs/Detection2DArray from x1, y1, x2, y2 boxes in source pixels: one
+    hypothesis per detection (class id as text: the index into label_info's class map)."""
     xyxy = np.asarray(boxes, np.float64).reshape(-1, 4)
-    ids = np.asarray(class_ids, np.int64).reshape(-1)
-    confidences = np.asarray(scores, np.float64).reshape(-1)
-    box_depths = np.zeros(len(xyxy)) if depths is None else np.asarray(depths, np.float64)
+    centres, sizes = (xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]
+    ids = np.asarray(class_ids, np.int64).reshape(-1).tolist()
+    confidences = np.asarray(scores, np.float64).reshape(-1).tolist()
+    f = factory
+    dets = [f.make("vision_msgs/msg/Detection2D", header=header,
+                   results=[_hypothesis(f, cid, score, _pose(f, 0.0, 0.0, 0.0))],
+                   bbox=f.make("vision_msgs/msg/BoundingBox2D", center=f.make(
+                       "vision_msgs/msg/Pose2D", position=f.make(
+                           "vision_msgs/msg/Point2D", x=cx, y=cy)), size_x=sx, size_y=sy))
+            for (cx, cy), (sx, sy), cid, score in zip(centres.tolist(), sizes.tolist(), ids,
+                                                      confidences)]
+    return f.make(DETECTIONS_2D, header=header, detections=dets)
+
+
+def detection_3d_array(factory: MessageFactory, header: Any, boxes: ArrayLike,
+                       class_ids: ArrayLike, scores: ArrayLike, depths: ArrayLike,
+                       camera: Intrinsics) -> Any:
+    """vision_msgs/Detection3DArray in the camera's optical frame: each box with a depth
+    lifted to 3D (``geometry.box_to_3d``: centre at that depth, size from the 2D box)."""
+    f = factory
     dets = []
-    for box, cid, score, depth in zip(xyxy, ids, confidences, box_depths):
-        cx, cy, sx, sy = box_to_center_size(box)
-        dets.append(factory.make("mtl_split/msg/Detection2D", class_id=int(cid),
-                                 class_name=_name(class_names, cid), score=float(score),
-                                 center_x=cx, center_y=cy, size_x=sx, size_y=sy,
-                                 depth=float(depth)))
-    return factory.make(DETECTIONS, header=header, detections=dets)
+    for box, cid, score, depth in zip(np.asarray(boxes, np.float64).reshape(-1, 4),
+                                      np.asarray(class_ids).reshape(-1).tolist(),
+                                      np.asarray(scores, np.float64).reshape(-1).tolist(),
+                                      np.asarray(depths, np.float64).reshape(-1).tolist()):
+        if depth <= 0:
+            continue
+        center, size = box_to_3d(box, depth, camera)
+        pose = _pose(f, *center)
+        dets.append(f.make("vision_msgs/msg/Detection3D", header=header,
+                           results=[_hypothesis(f, cid, score, pose)],
+                           bbox=f.make("vision_msgs/msg/BoundingBox3D", center=pose,
+                                       size=_vector(f, size))))
+    return f.make(DETECTIONS_3D, header=header, detections=dets)
+
+
+def label_info(factory: MessageFactory, header: Any, class_names: Sequence[str]) -> Any:
+    """vision_msgs/LabelInfo: the class ids of the detections and their names."""
+    return factory.make(LABEL_INFO, header=header, class_map=[
+        factory.make("vision_msgs/msg/VisionClass", class_id=i, class_name=name)
+        for i, name in enumerate(class_names)])
 
 
 def detection_arrays(msg: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A Detection2DArray as (boxes (K, 4) float32 x1 y1 x2 y2, class ids, scores)."""
+    """A vision_msgs/Detection2DArray as (boxes (K, 4) float32 x1 y1 x2 y2, class ids,
+    scores): the first hypothesis of each detection."""
     d = msg.detections
-    boxes = np.array([center_size_to_box(x.center_x, x.center_y, x.size_x, x.size_y)
-                      for x in d], np.float32).reshape(-1, 4)
-    return (boxes, np.array([x.class_id for x in d], np.int64),
-            np.array([x.score for x in d], np.float32))
+    boxes = np.array([center_size_to_box(x.bbox.center.position.x, x.bbox.center.position.y,
+                                         x.bbox.size_x, x.bbox.size_y) for x in d],
+                     np.float32).reshape(-1, 4)
+    return (boxes, np.array([int(x.results[0].hypothesis.class_id) for x in d], np.int64),
+            np.array([x.results[0].hypothesis.score for x in d], np.float32))
+
+
+def _hypothesis(f: MessageFactory, class_id: int, score: float, pose: Any) -> Any:
+    return f.make("vision_msgs/msg/ObjectHypothesisWithPose",
+                  hypothesis=f.make("vision_msgs/msg/ObjectHypothesis",
+                                    class_id=str(int(class_id)), score=float(score)),
+                  pose=f.make("geometry_msgs/msg/PoseWithCovariance", pose=pose))
 
 
 def markers(factory: MessageFactory, header: Any, result: Any, style: OutputStyle,
-            box_depths: Sequence[float], intrinsics: Intrinsics) -> Any:
+            box_depths: ArrayLike, intrinsics: Intrinsics) -> Any:
     """A cube and a label per detection, placed at its predicted depth (camera optical frame).
 
     The first marker is DELETEALL so boxes of the previous frame never linger.
@@ -231,7 +392,8 @@ def markers(factory: MessageFactory, header: Any, result: Any, style: OutputStyl
                   pose=_pose(f, 0.0, 0.0, 0.0))]
     palette = style.det_palette
     for i, (box, cid, score, depth) in enumerate(zip(result.boxes, result.class_ids,
-                                                    result.scores, box_depths)):
+                                                    result.scores,
+                                                    np.asarray(box_depths).reshape(-1))):
         if depth <= 0:
             continue
         center, size = box_to_3d(box, float(depth), intrinsics)
@@ -239,9 +401,8 @@ def markers(factory: MessageFactory, header: Any, result: Any, style: OutputStyl
         out.append(f.make(
             "visualization_msgs/msg/Marker", header=header, ns="detections", id=2 * i,
             type=_MARKER_CUBE, action=_MARKER_ADD, pose=_pose(f, *center),
-            scale=f.make("geometry_msgs/msg/Vector3",
-                         **dict(zip("xyz", (float(max(v, 1e-3)) for v in size)))),
-            color=f.make("std_msgs/msg/ColorRGBA", r=r, g=g, b=b, a=0.5), lifetime=lifetime))
+            scale=_vector(f, size), color=f.make("std_msgs/msg/ColorRGBA", r=r, g=g, b=b,
+                                                 a=0.5), lifetime=lifetime))
         out.append(f.make(
             "visualization_msgs/msg/Marker", header=header, ns="labels", id=2 * i + 1,
             type=_MARKER_TEXT, action=_MARKER_ADD,
@@ -258,6 +419,12 @@ def _pose(f: MessageFactory, x: float, y: float, z: float) -> Any:
     return f.make("geometry_msgs/msg/Pose",
                   position=f.make("geometry_msgs/msg/Point", x=float(x), y=float(y), z=float(z)),
                   orientation=f.make("geometry_msgs/msg/Quaternion", w=1.0))
+
+
+def _vector(f: MessageFactory, size: Iterable[float]) -> Any:
+    """A box size (metres; at least 1 mm per side, what RViz can draw)."""
+    return f.make("geometry_msgs/msg/Vector3",
+                  **dict(zip("xyz", (float(max(v, 1e-3)) for v in size))))
 
 
 def image(factory: MessageFactory, header: Any, pixels: np.ndarray, encoding: str) -> Any:

@@ -1,7 +1,7 @@
 """A worker thread under a watchdog: restarted when it stalls or dies.
 
 A node's worker takes input from newest-frame slots and runs the network. Per-message isolation
-(``node_support.handle_isolated``) keeps one bad message from ending it, but a hang (a deadlock,
+(``isolation.handle_isolated``) keeps one bad message from ending it, but a hang (a deadlock,
 a driver call that never returns) or a ``BaseException`` still would, silently: the node keeps
 spinning and answers nothing. ``SupervisedWorker.check`` (called from a timer of the node's
 executor) notices both, logs an error, reports it on /diagnostics (``problem``) and starts a
@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 from rclpy.impl.rcutils_logger import RcutilsLogger
 
-from mtl_split_core.runtime.stats import RecentEvents
-from mtl_split_ros.node_support import RECENT_S, OutputGate
+from mtl_split_core.runtime.output_gate import OutputGate
+from mtl_split_core.runtime.stats import RECENT_S, RecentEvents
 
 STALLED = "stalled"
 DIED = "died"
@@ -95,3 +95,8 @@ class SupervisedWorker:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+
+
+def watchdog_period(stall_timeout: float) -> float:
+    """Seconds between watchdog checks: a stall is seen within a quarter of its timeout."""
+    return min(0.5, stall_timeout / 4)

@@ -38,7 +38,7 @@ from mtl_split_tools.collector import Collector
 from mtl_split_tools.node_processes import node_command, start, stop_all
 from mtl_split_tools.sim_camera_node import PARAMS as SIM_CAMERA_PARAMS
 
-_boxes = detection_arrays  # Detection2DArray -> (boxes, class ids, scores)
+_boxes = detection_arrays  # vision_msgs Detection2DArray -> (boxes, class ids, scores)
 
 
 def _spin_until(node, condition, timeout: float) -> bool:

@@ -40,8 +40,7 @@ from mtl_split_core.bags import (
     messages,
     open_bag,
 )
-from mtl_split_core.cli.arguments import check_can_create, unit_interval
-from mtl_split_core.geometry import focal_y
+from mtl_split_core.output_folder import check_can_create
 from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_core.runtime.server import PacketRejected, ServerRunner
 from mtl_split_core.signals import StopSignals
@@ -171,6 +170,7 @@ def _process(bag, reader, image_conns, out_dir, edge, server, progress, stop):
     info_topics = {c.topic for c in reader.connections if c.msgtype == CAMERA_INFO}
     infos = CameraInfos(bool(info_topics))
     png_counts = {topic: 0 for topic in prefixes}
+    latched_done: set[str] = set()  # image topics whose latched outputs (label_info) are written
     total = sum(c.msgcount for c in image_conns)
     out_dir.mkdir(parents=True, exist_ok=True)
     with BagWriter(out_dir / OUTPUT_BAG) as writer:
@@ -188,11 +188,16 @@ def _process(bag, reader, image_conns, out_dir, edge, server, progress, stop):
             info = infos.for_image(msg)
             packet = edge(rgb)
             try:
-                result = server(packet, focal_px=focal_y(info.k) if info else None)
+                result = server(server.admit(packet, info.k if info else None))
             except PacketRejected as err:  # cannot happen with one model; be explicit
                 raise BagError(f"{bag}: internal mismatch: {err}") from err
-            out = outputs.assemble(result, packet.source_size, msg.header, info, style,
-                                   types, factory)
+            if topic not in latched_done:  # once per output prefix, as the server does
+                latched_done.add(topic)
+                header = factory.make("std_msgs/msg/Header", stamp=msg.header.stamp)
+                for suffix, message in outputs.latched_messages(style, header,
+                                                                factory).items():
+                    writer.write(prefixes[topic] + suffix, types[suffix], stamp_ns, message)
+            out = outputs.assemble(result, msg.header, style, types, factory)
             for suffix, message in out.items():
                 writer.write(prefixes[topic] + suffix, types[suffix], stamp_ns, message)
             if "annotated" in out:
@@ -246,7 +251,8 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="fp32")
     p.add_argument("--codec", default=None)
-    p.add_argument("--score-threshold", type=unit_interval, default=0.3)
+    # Checked with the model's other settings (ServerRunner) before anything is written.
+    p.add_argument("--score-threshold", type=float, default=0.3)
 
 
 def run(args) -> int:

@@ -11,9 +11,8 @@ from __future__ import annotations
 import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
+from vision_msgs.msg import Detection2DArray
 
-from mtl_split.msg import Detection2DArray
-from mtl_split_core.classes import DETECTION_CLASSES
 from mtl_split_core.geometry import Intrinsics
 from mtl_split_core.sim.camera import SimCamera
 from mtl_split_core.sim.scene import SimScene
@@ -87,8 +86,7 @@ class SimCameraNode(Node):
             self.pub_depth.publish(outputs.image(f, header, frame.depth, "32FC1"))
             self.pub_seg.publish(outputs.image(f, header, frame.seg, "mono8"))
             self.pub_dets.publish(outputs.detection_array(
-                f, header, frame.boxes, frame.labels, np.ones(len(frame.labels)),
-                DETECTION_CLASSES))
+                f, header, frame.boxes, frame.labels, np.ones(len(frame.labels))))
         self.pub_image.publish(outputs.image(f, header, frame.rgb, "rgb8"))
         self.count += 1
 

@@ -18,6 +18,7 @@ PROVIDERS = {
     "geometry_msgs": "geometry_msgs", "visualization_msgs": "visualization_msgs",
     "diagnostic_msgs": "diagnostic_msgs", "builtin_interfaces": "builtin_interfaces",
     "rosgraph_msgs": "rosgraph_msgs", "rcl_interfaces": "rclpy", "lifecycle_msgs": "rclpy",
+    "vision_msgs": "vision_msgs",
     "launch": "launch", "launch_ros": "launch_ros", "ament_index_python": "rclpy",
     "torch": "python3-torch", "numpy": "python3-numpy", "cv2": "python3-opencv",
     "zstandard": "python3-zstandard", "yaml": "python3-yaml", "tqdm": "python3-tqdm",

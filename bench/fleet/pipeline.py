@@ -72,8 +72,8 @@ def probe(out: Path, ready: Path) -> int:
     from rclpy.node import Node
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
+    from vision_msgs.msg import Detection2DArray
 
-    from mtl_split.msg import Detection2DArray
     from mtl_split_ros.node_main import run_node
     from mtl_split_ros.qos import qos_from_name
 
@@ -130,7 +130,7 @@ def orchestrate(args) -> int:
     me = [sys.executable, str(Path(__file__).resolve())]
     procs = {
         "server": start(node_command("server_node", [
-            "-r", f"__ns:=/{NS}", *_params({**common, "publish_markers": False,
+            "-r", f"__ns:=/{NS}", *_params({**common, "publish_detections_markers": False,
                                             "publish_points": False,
                                             "publish_annotated": False,
                                             "publish_segmentation_color": False})]),

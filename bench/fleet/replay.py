@@ -25,8 +25,9 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray
 
-from mtl_split.msg import Detection2DArray, SplitFeatures
+from mtl_split.msg import SplitFeatures
 from mtl_split_ros.node_main import run_node
 from mtl_split_ros.qos import qos_from_name
 

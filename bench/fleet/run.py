@@ -139,7 +139,7 @@ def measure(n: int, streams: Path, args, run_dir: Path, env: dict) -> dict:
     server_params = {"precision": args.precision, "max_batch": args.max_batch,
                      "batch_wait_ms": args.batch_wait_ms, "diagnostics_period": 1.0,
                      # Only the three maps the robots subscribe: no optional outputs.
-                     "publish_markers": False, "publish_points": False,
+                     "publish_detections_markers": False, "publish_points": False,
                      "publish_annotated": False, "publish_segmentation_color": False}
     if args.model:
         server_params["model"] = args.model

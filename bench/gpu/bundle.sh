@@ -55,12 +55,15 @@ if [ -n "$baked" ]; then
     -e "s#/opt/python/cp312-cp312/include/python3.12#$py_inc#g"
 fi
 
-# 3. This package built with 3.12, copied (not symlinked) into the install folder.
+# 3. This package built with 3.12, copied (not symlinked) into the install folder, with
+#    vision_msgs (the detections' messages; on no registry) from the ros2 CLI kit's sources.
+KIT=${ROS2_CLI_KIT:-$ROOT/../shared/ros2-cli-kit}
+[ -d "$KIT/src/vision_msgs" ] || die "no $KIT/src/vision_msgs (set ROS2_CLI_KIT)"
 step "colcon build (Python 3.12)"
 log=$WORK/colcon.log
 rm -rf "$WORK/install"
 if ! ( export AMENT_PREFIX_PATH=$VENV CMAKE_PREFIX_PATH=$VENV PATH=$VENV/bin:$PATH
-       "$VENV/bin/colcon" --log-base "$WORK/log" build --base-paths "$ROOT" \
+       "$VENV/bin/colcon" --log-base "$WORK/log" build --base-paths "$ROOT" "$KIT/src/vision_msgs" \
          --build-base "$WORK/build" --install-base "$WORK/install" \
          --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF ) \
        >"$log" 2>&1; then

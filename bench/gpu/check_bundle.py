@@ -15,9 +15,10 @@ import zstandard  # noqa: F401 - the codec needs it
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: F401
 from rclpy.utilities import get_rmw_implementation_identifier
 from sensor_msgs.msg import CameraInfo, Image  # noqa: F401
+from vision_msgs.msg import Detection2DArray  # noqa: F401
 from visualization_msgs.msg import MarkerArray  # noqa: F401
 
-from mtl_split.msg import Detection2DArray, SplitFeatures  # noqa: F401
+from mtl_split.msg import SplitFeatures  # noqa: F401
 from mtl_split_ros.qos import qos_from_name  # this package's Python (the torch-free part)
 
 

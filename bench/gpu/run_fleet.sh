@@ -33,7 +33,7 @@ if [ ! -f "$UNPACKED/.from" ] || [ "$(cat "$UNPACKED/.from")" != "$(sha256sum <"
 fi
 source "$ROOT/bench/gpu/env.sh" "$UNPACKED"
 # This checkout's Python packages before the bundle's copies: the bundle needs rebuilding only
-# when the messages (mtl_split_msgs) change, not for every code change.
+# when the messages (mtl_split_msgs, vision_msgs) change, not for every code change.
 export PYTHONPATH=$ROOT:$PYTHONPATH
 export MTL_SPLIT_MODELS=$ROOT/models          # the packaged model travels with the repo
 export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-76} ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
@@ -42,6 +42,7 @@ export PYTHONUNBUFFERED=1
 "$PY" - <<'PY'
 import sys, torch, rclpy
 from mtl_split.msg import SplitFeatures  # noqa: F401
+from vision_msgs.msg import Detection2DArray  # noqa: F401  (the detections; bundle.sh builds it)
 from mtl_split_core.runtime.server import ServerRunner  # noqa: F401
 import mtl_split_ros.outputs  # noqa: F401  (what the nodes import: rosbags-image, cv2)
 print(f"python {sys.version.split()[0]}, torch {torch.__version__}, "

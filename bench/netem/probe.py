@@ -23,8 +23,8 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray
 
-from mtl_split.msg import Detection2DArray
 from mtl_split_ros.node_main import run_node
 from mtl_split_ros.outputs import detection_arrays
 from mtl_split_ros.qos import qos_from_name

@@ -46,8 +46,9 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo
+from vision_msgs.msg import Detection2DArray
 
-from mtl_split.msg import Detection2DArray, SplitFeatures
+from mtl_split.msg import SplitFeatures
 from mtl_split_ros.qos import qos_from_name
 from mtl_split_ros.shutdown import StopSignals, init_without_signal_handlers, shutdown_quietly
 from mtl_split_tools.node_processes import node_command, start, stop_all

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import math
 import re
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 from mtl_split_core.errors import InputError
+from mtl_split_core.output_folder import check_can_create
 
 Number = TypeVar("Number", int, float)
 
@@ -46,21 +46,6 @@ non_negative_float = _number(float, lambda v: 0 <= v < math.inf, "a number >= 0"
                              "non_negative_float")
 # A probability or score threshold.
 unit_interval = _number(float, lambda v: 0 <= v <= 1, "a number in [0, 1]", "unit_interval")
-
-
-def check_can_create(path: str | Path) -> None:
-    """Raise InputError unless a file or folder can be made at ``path`` (checked before a
-    command starts work, so a bad output path fails at once and leaves nothing behind)."""
-    path = Path(path)
-    existing = path if path.is_dir() else path.parent
-    while not existing.exists():
-        existing = existing.parent
-    try:  # a real write: os.access says yes to root even on a read-only file system
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as err:
-        raise InputError(f"{path}: cannot write there ({existing}: "
-                         f"{err.strerror or err})") from None
 
 
 def output_file(text: str) -> str:

@@ -29,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mtl_split_core.cli.profile import profile_model
     from mtl_split_core.errors import InputError
     from mtl_split_core.plan.link import Link
     from mtl_split_core.plan.planner import (
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         write_csv,
     )
     from mtl_split_core.plan.plot import plot_plan
-    from mtl_split_core.plan.profile import load_profile, profile_model, save_profile
+    from mtl_split_core.plan.profile import load_profile, save_profile
 
     link = Link.parse(args.link)
     drops = None

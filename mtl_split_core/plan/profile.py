@@ -30,8 +30,6 @@ from mtl_split_core.image_codec import (
     to_uint8,
 )
 from mtl_split_core.preprocess import letterbox_tensor
-from mtl_split_core.runtime.device import resolve_device
-from mtl_split_core.runtime.model_files import load_model_param
 
 if TYPE_CHECKING:
     from mtl_split_core.model.network import MultiTaskSplitNet
@@ -131,22 +129,6 @@ def _measure_input(xs: list[torch.Tensor], codecs: list[str], whole_ms: float,
             "encode_ms": _timed(partial(encode_image, image, codec), _no_sync, repeats),
             "decode_ms": _timed(partial(to_network, files[0], codec), sync, repeats)}
     return entry
-
-
-def profile_model(model: str, device: str = "cpu", frames: int = 6, repeats: int = 10,
-                  images: str | Path | None = None) -> dict[str, Any]:
-    """Load ``model`` (a path, a shipped name, '' for the default) and measure its profile
-    on ``frames`` frames: from ``images`` (an npz of JPEGs) or rendered by the simulator."""
-    if frames < 1 or repeats < 1:
-        raise InputError(f"frames ({frames}) and repeats ({repeats}) must be >= 1")
-    net, card = load_model_param(model)
-    if images:
-        rgb = load_jpeg_frames(images)[:frames]
-    else:
-        from mtl_split_core.sim.scene import SimScene
-        with SimScene(SIM_SEED, *SIM_FRAME_SIZE) as scene:
-            rgb = [scene.render().rgb for _ in range(frames)]
-    return measure_profile(net, card, rgb, str(resolve_device(device)), repeats)
 
 
 def save_profile(profile: dict[str, Any], path: str | Path) -> None:

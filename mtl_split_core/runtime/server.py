@@ -19,8 +19,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from mtl_split_core.codec import CodecError, decode, parse_codec
+from mtl_split_core.geometry import Intrinsics
 from mtl_split_core.image_codec import (
     INPUT_SPLIT,
     ImageCodecError,
@@ -63,6 +65,18 @@ class DecodedPacket:
     #                                    the model-input image, float32 (3, H, W) in [0, 1]
     crop: tuple[int, int, int, int]    # the source's content box in the network input
     decode_ms: float
+    # The source camera (its camera_info, in source pixels); None = unknown: depth assumes the
+    # model's reference camera.
+    camera: Intrinsics | None = None
+
+    @property
+    def focal_px(self) -> float | None:
+        """The camera's vertical focal length in source pixels (None = unknown)."""
+        return None if self.camera is None else self.camera.fy
+
+    @property
+    def source_size(self) -> tuple[int, int]:
+        return self.packet.source_size
 
 
 @dataclass
@@ -76,6 +90,9 @@ class ServerResult:
     timings_ms: dict = field(default_factory=dict)
     # Result fields of tasks beyond the built-in three (Task.result_fields -> value).
     extra_fields: dict[str, Any] = field(default_factory=dict)
+    # Where the frame came from: the source image's (W, H) and camera (None = unknown).
+    source_size: tuple[int, int] = (0, 0)
+    camera: Intrinsics | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Every task result field by name (the form ``evaluate.score`` takes)."""
@@ -91,6 +108,17 @@ _BUILTIN_FIELDS: dict[str, Callable[[], Any]] = {
     "segmentation": lambda: None,
     "depth": lambda: None,
 }
+
+
+def source_camera(k: ArrayLike | None, source_size: tuple[int, int]) -> Intrinsics | None:
+    """The camera of a ``source_size`` (W, H) image from its K, or None when K is not given or
+    unset (fx or fy not positive: an unknown camera)."""
+    if k is None:
+        return None
+    k = np.asarray(k, dtype=np.float64).reshape(-1)
+    if k.size == 9 and k[0] > 0 and k[4] > 0:
+        return Intrinsics.from_camera_info_k(k, *source_size)
+    return None
 
 
 class ServerRunner:
@@ -189,13 +217,17 @@ class ServerRunner:
                                  f"of the model: expected {expected}")
         return content_box(packet, self.input_size)
 
-    def admit(self, packet: FeaturePacket) -> DecodedPacket:
+    def admit(self, packet: FeaturePacket, camera_k: ArrayLike | None = None
+              ) -> DecodedPacket:
         """``check`` the packet and decode its tensor: raise PacketRejected for anything this
         server cannot run (including a garbage payload or an unknown codec), so only packets
-        that will produce outputs are queued."""
+        that will produce outputs are queued. ``camera_k``: the source camera's row-major K
+        (camera_info.k, checked against the input bounds; None or all zero = unknown), kept
+        with the packet (``DecodedPacket.camera``) for depth and the 3D outputs."""
         crop = self.check(packet)
+        camera = source_camera(camera_k, packet.source_size)
         if packet.split_index == INPUT_SPLIT_INDEX:
-            return self._admit_image(packet, crop)
+            return self._admit_image(packet, crop, camera)
         try:
             parse_codec(packet.tensor.codec)
         except CodecError as err:
@@ -205,10 +237,10 @@ class ServerRunner:
             codes = decode(packet.tensor, max_elements=int(np.prod(packet.tensor.shape)))
         except CodecError as err:
             raise PacketRejected("payload", str(err)) from err
-        return DecodedPacket(packet, codes, crop, (time.perf_counter() - t0) * 1e3)
+        return DecodedPacket(packet, codes, crop, (time.perf_counter() - t0) * 1e3, camera)
 
-    def _admit_image(self, packet: FeaturePacket, crop: tuple[int, int, int, int]
-                     ) -> DecodedPacket:
+    def _admit_image(self, packet: FeaturePacket, crop: tuple[int, int, int, int],
+                     camera: Intrinsics | None) -> DecodedPacket:
         """Split ``input``: the image codec's checks (id, bytes, magic, header size) before
         its decoding, then the image as the network takes it."""
         tensor = packet.tensor
@@ -225,7 +257,7 @@ class ServerRunner:
         except ImageCodecError as err:
             raise PacketRejected(err.reason, str(err)) from err
         codes = np.ascontiguousarray(image.transpose(2, 0, 1), np.float32) / np.float32(255)
-        return DecodedPacket(packet, codes, crop, (time.perf_counter() - t0) * 1e3)
+        return DecodedPacket(packet, codes, crop, (time.perf_counter() - t0) * 1e3, camera)
 
     def split_name(self, index: int) -> str:
         """The split a (checked) packet's ``split_index`` names."""
@@ -255,10 +287,12 @@ class ServerRunner:
                  ) -> ServerResult:
         """Run the server part on ``packet`` (``admit``ted here unless it already was).
         ``focal_px``: the camera's vertical focal length in source pixels (camera_info K[4]);
-        models with a depth reference focal scale depth by it (None = the camera the model was
-        calibrated to)."""
+        models with a depth reference focal scale depth by it (None = the admitted packet's
+        camera, else the camera the model was calibrated to)."""
         decoded = packet if isinstance(packet, DecodedPacket) else self.admit(packet)
-        packet, crop = decoded.packet, decoded.crop
+        if focal_px is None:
+            focal_px = decoded.focal_px
+        packet = decoded.packet
         split = self.split_name(packet.split_index)
         t1 = time.perf_counter()
         codes = decoded.codes
@@ -269,7 +303,7 @@ class ServerRunner:
             z = torch.from_numpy(codes).to(self.device, self.dtype).unsqueeze(0)
             out = self._network(split, z, focal, graphs=False)
         t2 = time.perf_counter()
-        result = self._postprocess(out, packet, crop)
+        result = self._postprocess(out, decoded)
         t3 = time.perf_counter()
         result.timings_ms = {"decode": decoded.decode_ms, "network": (t2 - t1) * 1e3,
                              "postprocess": (t3 - t2) * 1e3,
@@ -285,13 +319,16 @@ class ServerRunner:
                 self.card["default_split"] if s == INPUT_SPLIT else s for s in splits)))
 
     @torch.inference_mode()
-    def run_batch(self, items: Sequence[DecodedPacket], focals: Sequence[float | None]
-                  ) -> list[ServerResult]:
-        """Results of ``self(item, focal_px=focal)`` for every item, in order, with one network
+    def run_batch(self, items: Sequence[DecodedPacket],
+                  focals: Sequence[float | None] | None = None) -> list[ServerResult]:
+        """Results of ``self(item, focal_px=focal)`` for every item, in order (``focals``
+        None: each item's own camera), with one network
         call per group of items that share a split (and whether a focal length is given: a
         depth head treats "none" differently from any number). Each item is post-processed with
         its own crop, transform and source size. Timings per item: its own ``decode`` and
         ``postprocess``, its group's ``network`` and ``batch`` (the group's size)."""
+        if focals is None:
+            focals = [item.focal_px for item in items]
         if len(items) != len(focals):
             raise ValueError(f"{len(items)} items but {len(focals)} focal lengths")
         groups: dict[tuple[int, bool], list[int]] = {}
@@ -326,8 +363,7 @@ class ServerRunner:
         network_ms = (time.perf_counter() - t1) * 1e3
         for row, (item, position) in enumerate(zip(items, positions)):
             t2 = time.perf_counter()
-            result = self._postprocess({k: v[row:row + 1] for k, v in out.items()}, item.packet,
-                                       item.crop)
+            result = self._postprocess({k: v[row:row + 1] for k, v in out.items()}, item)
             post_ms = (time.perf_counter() - t2) * 1e3
             result.timings_ms = {"decode": item.decode_ms, "network": network_ms,
                                  "postprocess": post_ms,
@@ -335,12 +371,8 @@ class ServerRunner:
                                  "batch": float(len(items))}
             results[position] = result
 
-    def _postprocess(self, out: dict, packet: FeaturePacket,
-                     crop: tuple[int, int, int, int] | None = None) -> ServerResult:
-        """``crop``: the letterboxed content inside the network input (``check`` returns it;
-        None = compute it here)."""
-        if crop is None:
-            crop = content_box(packet, self.input_size)
+    def _postprocess(self, out: dict, decoded: DecodedPacket) -> ServerResult:
+        packet, crop = decoded.packet, decoded.crop
         sx, sy = packet.transform[:2]
         context = PostprocessContext(crop=crop, transform=packet.transform,
                                      source_size=packet.source_size,
@@ -352,5 +384,6 @@ class ServerRunner:
         builtin = {name: fields.pop(name) if name in fields else empty()
                    for name, empty in _BUILTIN_FIELDS.items()}
         return ServerResult(**builtin, output_scale=(float(sx), float(sy)),
-                            extra_fields=fields)
+                            extra_fields=fields, source_size=packet.source_size,
+                            camera=decoded.camera)
 

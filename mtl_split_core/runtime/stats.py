@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+# Seconds of history behind diagnostic levels (rejections, drops, internal errors, restarts).
+RECENT_S = 10.0
 
 class RollingStats:
     """Rolling window of the last ``window`` values of any scalar (latency ms, bytes per frame).

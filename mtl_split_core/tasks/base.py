@@ -27,19 +27,23 @@ if TYPE_CHECKING:  # the model package imports the registry; avoid the cycle at 
 
 @dataclass(frozen=True)
 class OutputSpec:
-    """One output a task produces: ``suffix`` under the node's ``mtl_split/`` namespace and the
-    ``kind`` of data (the ROS adapter picks the message type by kind).
+    """One output a task produces: ``suffix`` under the node's ``mtl_split/`` namespace, the
+    ``kind`` of data (the ROS adapter has one converter per kind: mtl_split_ros/outputs.py
+    ``KINDS``) and ``field``, the result field it is made from ('' = the task's first).
+    ``optional``: the server has a ``publish_<suffix>`` switch for it (default on).
 
     Any task can publish a per-pixel map at the output resolution with a map kind:
     ``class_image`` / ``mask_image`` (uint8 -> mono8), ``float_image`` (float32 -> 32FC1),
-    ``rgb_image`` (uint8 (h, w, 3) -> rgb8); ``field`` names the result field that holds it
-    ('' = the task's first result field). The built-in tasks' other kinds (detections,
-    markers, colour views, point cloud) are built by the ROS adapter from several fields.
+    ``rgb_image`` (uint8 (h, w, 3) -> rgb8). Other kinds: ``class_color_image`` (class ids
+    coloured), ``point_cloud`` (a depth map, coloured by segmentation), ``detections_2d`` /
+    ``detections_3d`` (vision_msgs), ``box_markers_3d`` (RViz), ``label_info`` (class names,
+    published once).
     """
 
     suffix: str
     kind: str
     field: str = ""
+    optional: bool = False
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,8 @@ class _DepthScore:
 class DepthTask(Task):
     name = "depth"
     result_fields = ("depth",)
-    outputs = (OutputSpec("depth", "depth_image"), OutputSpec("points", "point_cloud"))
+    outputs = (OutputSpec("depth", "float_image"),
+               OutputSpec("points", "point_cloud", optional=True))
     headline = {"delta1": "delta1", "abs_rel": "abs_rel"}
 
     def build_head(self, width: int, config: ModelConfig) -> nn.Module:

@@ -235,7 +235,9 @@ class DetectionTask(Task):
     name = "detection"
     result_fields = ("boxes", "class_ids", "scores")
     outputs = (OutputSpec("detections", "detections_2d"),
-               OutputSpec("detections/markers", "box_markers_3d"))
+               OutputSpec("detections_3d", "detections_3d"),
+               OutputSpec("label_info", "label_info"),
+               OutputSpec("detections/markers", "box_markers_3d", optional=True))
     headline = {"mAP50": "mAP50", "mAP50_95": "mAP50_95"}
 
     def build_head(self, width: int, config: ModelConfig) -> nn.Module:

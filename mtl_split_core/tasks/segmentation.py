@@ -53,7 +53,7 @@ class SegmentationTask(Task):
     name = "segmentation"
     result_fields = ("segmentation",)
     outputs = (OutputSpec("segmentation", "class_image"),
-               OutputSpec("segmentation/color", "class_color_image"))
+               OutputSpec("segmentation/color", "class_color_image", optional=True))
     headline = {"mIoU": "mIoU"}
 
     def build_head(self, width: int, config: ModelConfig) -> nn.Module:

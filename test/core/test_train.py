@@ -21,6 +21,7 @@ TINY = ModelConfig(backbone="mobilenetv3_small", input_size=(96, 64), bottleneck
 FAST = dict(epochs=1, batch_size=4, lr=3e-3, device="cpu", pretrained=False, progress=False)
 
 
+@pytest.mark.slow
 def test_tiny_training_lowers_the_loss(tmp_path):
     config = ModelConfig(backbone="mobilenetv3_small", input_size=(96, 64),
                          bottlenecks={"s16": 8})

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray
 
-from mtl_split.msg import Detection2DArray, LinkFeedback, SplitFeatures
+from mtl_split.msg import LinkFeedback, SplitFeatures
 from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, save_model
 from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_ros.features_msg import packet_to_msg

@@ -10,8 +10,9 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CameraInfo, Image
+from vision_msgs.msg import Detection2DArray
 
-from mtl_split.msg import Detection2DArray, SplitFeatures
+from mtl_split.msg import SplitFeatures
 from mtl_split_core.auth import AuthRejected, KeyRing, Signer, Verifier
 from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_ros.features_auth import SIGNED_FIELDS, sign, signed_bytes, verify

@@ -246,7 +246,7 @@ class Outputs:
         self.count = 0
         self.diag: dict[str, dict[str, str]] = {}
         factory = RclpyMessages()
-        for suffix, msgtype in outputs.OUTPUT_TYPES.items():
+        for suffix, msgtype in outputs.DEFAULT_OUTPUT_TYPES.items():
             node.create_subscription(factory.message_class(msgtype), f"mtl_split/{suffix}",
                                      lambda m, s=suffix: self._on_output(s, m), REL)
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)

@@ -15,6 +15,7 @@ from mtl_split_core.runtime.packet import (
     MAX_TEXT_BYTES,
     NANOSEC_PER_SEC,
     PacketRejected,
+    check_packet,
 )
 from mtl_split_ros.features_msg import msg_to_packet, packet_to_msg
 
@@ -109,8 +110,10 @@ def _with(path: str, value):
     ("shape", array.array("I", [1] * MAX_SHAPE_DIMS), array.array("I", [1] * (MAX_SHAPE_DIMS + 1)),
      "shape"),
 ])
-def test_msg_to_packet_checks_every_bound(path, inside, outside, reason):
-    msg_to_packet(_with(path, inside))
+def test_msg_to_packet_and_the_packet_check_cover_every_bound(path, inside, outside, reason):
+    """msg_to_packet checks the message-only fields, check_packet (ServerRunner.admit's first
+    step) the packet's own: together every field of the message."""
+    check_packet(msg_to_packet(_with(path, inside)))
     with pytest.raises(PacketRejected) as info:
-        msg_to_packet(_with(path, outside))
+        check_packet(msg_to_packet(_with(path, outside)))
     assert info.value.reason == reason and "expected" in str(info.value), str(info.value)

@@ -8,8 +8,9 @@ import time
 import numpy as np
 import pytest
 from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray
 
-from mtl_split.msg import Detection2DArray, SplitFeatures
+from mtl_split.msg import SplitFeatures
 from mtl_split_core.codec import decode
 from mtl_split_core.export import EXPORT_CARD, export_model
 from mtl_split_core.model import load_model
@@ -97,7 +98,7 @@ def test_onnxruntime_nodes_match_torch_nodes(ros_node, exported_model):
         assert np.mean(seg[0] != seg[1]) < 0.01
         dets = [o["detections"][sec].detections for o in (torch_out, ort_out)]
         assert len(dets[0]) == len(dets[1]) == 5
-        scores = [sorted(d.score for d in ds) for ds in dets]
+        scores = [sorted(d.results[0].hypothesis.score for d in ds) for ds in dets]
         np.testing.assert_allclose(scores[1], scores[0], atol=0.02)
 
 

@@ -1,11 +1,13 @@
 """The one outputs path: the live server node (a process, over DDS) and `mtl-split process`
 (rosbags, no rclpy) give field-for-field equal messages for one frame; card-driven colours."""
 
+import dataclasses
 import time
 
 import numpy as np
 import pytest
 import rclpy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from bag_factory import T, header, write_bag
 from bag_factory import image as bag_image
@@ -19,13 +21,14 @@ from mtl_split_ros.features_msg import packet_to_msg
 from mtl_split_ros.image_msg import ImageDecodeError, image_to_array, image_to_rgb
 from mtl_split_ros.msg_factory import BagMessages, RclpyMessages
 from mtl_split_ros.outputs import (
-    OUTPUT_TYPES,
+    DEFAULT_OUTPUT_TYPES,
     OutputStyle,
     assemble,
     detection_array,
     detection_arrays,
     features_topic,
     image,
+    latched,
     output_prefix,
     output_types,
 )
@@ -34,6 +37,8 @@ from mtl_split_tools.process import process_bag
 from support.procs import python_process, stop
 
 SERVER = "from mtl_split_server.node import main; import sys; sys.exit(main())"
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 FY = 200.0
 STORE = typestore()
 
@@ -103,7 +108,7 @@ def test_live_server_and_process_publish_equal_messages(tmp_path, model_dir):
                     for c, _, raw in reader.messages()}
     prefix = output_prefix(features_topic("/cam/image_raw"))
     assert prefix == "/cam/mtl_split/"
-    assert set(from_bag) == {prefix + s for s in OUTPUT_TYPES}
+    assert set(from_bag) == {prefix + s for s in DEFAULT_OUTPUT_TYPES}
     assert len(from_bag[prefix + "detections"].detections) > 0
 
     # The same packet, sent to a live server node as the edge would send it.
@@ -117,9 +122,11 @@ def test_live_server_and_process_publish_equal_messages(tmp_path, model_dir):
     node = rclpy.create_node("outputs_test")
     qos = qos_from_name("reliable", depth=10)
     got = {}
-    for suffix, msgtype in OUTPUT_TYPES.items():
+    once = latched(OutputStyle.from_card(EdgeRunner.from_path(model_dir, device="cpu").card))
+    for suffix, msgtype in DEFAULT_OUTPUT_TYPES.items():
         node.create_subscription(f.message_class(msgtype), prefix + suffix,
-                                 lambda m, s=suffix: got.setdefault(s, m), qos)
+                                 lambda m, s=suffix: got.setdefault(s, m),
+                                 LATCHED if suffix in once else qos)
     pub = node.create_publisher(f.message_class("mtl_split/msg/SplitFeatures"),
                                 prefix + "features", qos)
     args = ["-c", SERVER, "--ros-args", "-p", f"model:={model_dir}", "-p", "device:=cpu",
@@ -127,10 +134,10 @@ def test_live_server_and_process_publish_equal_messages(tmp_path, model_dir):
     try:
         with python_process(args) as server:
             deadline, last_sent = time.time() + 120, 0.0
-            while len(got) < len(OUTPUT_TYPES) and time.time() < deadline:
+            while len(got) < len(DEFAULT_OUTPUT_TYPES) and time.time() < deadline:
                 assert server.poll() is None, stop(server)
                 matched = pub.get_subscription_count() > 0 and all(
-                    node.count_publishers(prefix + s) > 0 for s in OUTPUT_TYPES)
+                    node.count_publishers(prefix + s) > 0 for s in DEFAULT_OUTPUT_TYPES)
                 # Resend until every output came: the server publishes optional outputs
                 # only once it has seen our subscriptions.
                 if matched and time.time() - last_sent > 2.0:
@@ -140,12 +147,18 @@ def test_live_server_and_process_publish_equal_messages(tmp_path, model_dir):
     finally:
         node.destroy_node()
         rclpy.shutdown()
-    assert set(got) == set(OUTPUT_TYPES), f"missing {set(OUTPUT_TYPES) - set(got)}"
-    for suffix in OUTPUT_TYPES:
-        _assert_equal(_plain(got[suffix]), _plain(from_bag[prefix + suffix]), suffix)
+    assert set(got) == set(DEFAULT_OUTPUT_TYPES), f"missing {set(DEFAULT_OUTPUT_TYPES) - set(got)}"
+    for suffix in DEFAULT_OUTPUT_TYPES:
+        live, bag = _plain(got[suffix]), _plain(from_bag[prefix + suffix])
+        if suffix in once:  # published at start-up (live) / with the first frame (bag)
+            live.pop("header"), bag.pop("header")
+        _assert_equal(live, bag, suffix)
     # Not trivially equal: the frame has content and depth follows the camera_info.
     dets = got["detections"].detections
-    assert all(d.depth > 0 for d in dets)
+    assert dets and len(got["detections_3d"].detections) == len(dets)
+    assert all(d.bbox.center.position.z > 0 for d in got["detections_3d"].detections)
+    assert [c.class_name for c in got["label_info"].class_map] == list(
+        EdgeRunner.from_path(model_dir, device="cpu").card["detection_classes"])
     # Every detection with a depth gets a cube and a label (cubes were once never published).
     namespaces = [m.ns for m in got["detections/markers"].markers[1:]]
     assert namespaces == ["detections", "labels"] * len(dets)
@@ -167,8 +180,8 @@ def test_detection_colours_come_from_the_cards_class_lists(model_dir):
     seg = [*reversed(det), "ground", "sky"]
     style = OutputStyle.from_card({**card, "segmentation_classes": seg})
     factory = BagMessages(STORE)
-    out = assemble(result, packet.source_size, T["std_msgs/msg/Header"](
-        stamp=T["builtin_interfaces/msg/Time"](sec=1, nanosec=0), frame_id="cam"), None,
+    out = assemble(result, T["std_msgs/msg/Header"](
+        stamp=T["builtin_interfaces/msg/Time"](sec=1, nanosec=0), frame_id="cam"),
         style, {"detections/markers"}, factory)
     assert set(out) == {"detections/markers"}
     cubes = [m for m in out["detections/markers"].markers if m.ns == "detections"]
@@ -186,9 +199,8 @@ def test_only_wanted_outputs_are_built(model_dir):
     factory = BagMessages(STORE)
     hdr = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=1, nanosec=0),
                                    frame_id="cam")
-    assert assemble(result, packet.source_size, hdr, None, style, set(), factory) == {}
-    both = assemble(result, packet.source_size, hdr, None, style, {"depth", "annotated"},
-                    factory)
+    assert assemble(result, hdr, style, set(), factory) == {}
+    both = assemble(result, hdr, style, {"depth", "annotated"}, factory)
     assert list(both) == ["depth", "annotated"]
     assert both["depth"].encoding == "32FC1" and both["annotated"].encoding == "rgb8"
 
@@ -215,14 +227,13 @@ def test_a_registered_tasks_maps_are_published_without_touching_the_adapter(mode
         style = OutputStyle.from_card({**card, "tasks": [*card["tasks"], "horizon"]})
         types = output_types(style)
         assert types["horizon"] == types["horizon/score"] == "sensor_msgs/msg/Image"
-        assert set(OUTPUT_TYPES) < set(types)
+        assert set(DEFAULT_OUTPUT_TYPES) < set(types)
         mask = (np.arange(48 * 64).reshape(48, 64) % 2).astype(np.uint8)
         score = np.linspace(0, 1, 48 * 64, dtype=np.float32).reshape(48, 64)
         result.extra_fields.update(horizon=mask, horizon_score=score)
         hdr = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=1, nanosec=0),
                                        frame_id="cam")
-        out = assemble(result, packet.source_size, hdr, None, style, types,
-                       BagMessages(STORE))
+        out = assemble(result, hdr, style, types, BagMessages(STORE))
         assert out["horizon"].encoding == "mono8"
         np.testing.assert_array_equal(image_to_array(out["horizon"]), mask)
         assert out["horizon/score"].encoding == "32FC1"
@@ -265,9 +276,85 @@ def test_converters_round_trip_with_either_factory(factory):
     with pytest.raises(ImageDecodeError):
         image_to_array(image(factory, hdr, rgb, "rgb8"))
     boxes = np.array([[1.5, 2.0, 11.5, 22.0], [0, 0, 80, 60]], np.float32)
-    msg = detection_array(factory, hdr, boxes, [2, 0], [0.9, 0.5], ["a", "b", "c"], [3.0, 0.0])
+    msg = detection_array(factory, hdr, boxes, [2, 0], [0.9, 0.5])
     d = msg.detections[0]
-    assert (d.class_name, d.center_x, d.size_y, d.depth) == ("c", 6.5, 20.0, 3.0)
+    assert (d.results[0].hypothesis.class_id, d.bbox.center.position.x, d.bbox.size_y) == (
+        "2", 6.5, 20.0)
+    assert d.header.frame_id == msg.header.frame_id == "cam"
     back, ids, scores = detection_arrays(msg)
     np.testing.assert_array_equal(back, boxes)
     assert ids.tolist() == [2, 0] and scores.tolist() == pytest.approx([0.9, 0.5])
+
+
+def test_switches_config_and_readme_follow_the_task_declarations():
+    """publish_<suffix> parameters, config/server.yaml and the README's topic table are the
+    declarations' (one place per fact: the tasks)."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from mtl_split_server.node import PARAMS
+    from mtl_split_tools.cli import COMMANDS  # noqa: F401 - the tools import cleanly too
+
+    root = Path(__file__).resolve().parents[2]
+    style = OutputStyle.from_card({"tasks": ["detection", "segmentation", "depth"],
+                                   "detection_classes": ["a"], "segmentation_classes": ["a"]})
+    switches = {f"publish_{s.suffix.replace('/', '_')}" for s in style.outputs if s.optional}
+    assert switches == {"publish_detections_markers", "publish_segmentation_color",
+                        "publish_points", "publish_annotated"}
+    assert switches == {p.name for p in PARAMS if p.name.startswith("publish_")}
+    shipped = yaml.safe_load((root / "config" / "server.yaml").read_text())
+    assert switches <= set(shipped["/**"]["ros__parameters"])
+    row = next(line for line in (root / "README.md").read_text().splitlines()
+               if line.startswith("| `server_node`"))
+    listed = set(re.findall(r"`mtl_split/([a-z0-9_/]+)`", row.split("|")[3]))
+    assert listed == {*DEFAULT_OUTPUT_TYPES, "link_feedback"}
+
+
+def test_a_converter_that_raises_costs_its_own_output_only(model_dir, monkeypatch):
+    from mtl_split_ros import outputs
+
+    packet, result, card = _result(model_dir)
+    style = OutputStyle.from_card(card)
+
+    def broken(frame, spec):
+        raise FloatingPointError("bad frame")
+
+    monkeypatch.setitem(outputs.KINDS, "point_cloud",
+                        dataclasses.replace(outputs.KINDS["point_cloud"], build=broken))
+    failed = []
+    hdr = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=1, nanosec=0),
+                                   frame_id="cam")
+    out = assemble(result, hdr, style, set(DEFAULT_OUTPUT_TYPES), BagMessages(STORE),
+                   on_error=lambda suffix, err: failed.append((suffix, type(err).__name__)))
+    assert failed == [("points", "FloatingPointError")]
+    assert {"detections", "depth", "segmentation", "annotated"} <= set(out)
+    assert "points" not in out and "label_info" not in out  # (latched: published once)
+    with pytest.raises(FloatingPointError):
+        assemble(result, hdr, style, {"points"}, BagMessages(STORE))
+
+
+def test_vision_messages_carry_source_pixels_the_header_and_the_camera_frame(model_dir):
+    from mtl_split_core.geometry import Intrinsics, box_to_3d
+    from mtl_split_ros.outputs import detection_3d_array, label_info
+
+    f = BagMessages(STORE)
+    hdr = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=3, nanosec=4),
+                                   frame_id="cam_optical")
+    boxes = np.array([[10, 20, 30, 60], [0, 0, 5, 5]], np.float32)
+    camera = Intrinsics(100.0, 100.0, 40.0, 30.0, 80, 60)
+    msg = detection_3d_array(f, hdr, boxes, [1, 0], [0.8, 0.4], [2.5, 0.0], camera)
+    assert len(msg.detections) == 1  # the box without a depth has no place in 3D
+    d = msg.detections[0]
+    center, size = box_to_3d(boxes[0], 2.5, camera)
+    assert [d.bbox.center.position.x, d.bbox.center.position.y,
+            d.bbox.center.position.z] == pytest.approx(list(center))
+    assert d.bbox.size.x == pytest.approx(size[0]) and d.header.frame_id == "cam_optical"
+    assert (d.results[0].hypothesis.class_id, d.results[0].hypothesis.score) == ("1", 0.8)
+    assert d.results[0].pose.pose.position.z == pytest.approx(2.5)
+    info = label_info(f, hdr, ["person", "car"])
+    assert [(c.class_id, c.class_name) for c in info.class_map] == [(0, "person"), (1, "car")]
+    for m, t in ((msg, "vision_msgs/msg/Detection3DArray"),
+                 (info, "vision_msgs/msg/LabelInfo")):
+        assert STORE.deserialize_cdr(STORE.serialize_cdr(m, t), t) == m

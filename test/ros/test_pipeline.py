@@ -9,9 +9,10 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from vision_msgs.msg import Detection2DArray
 from visualization_msgs.msg import MarkerArray
 
-from mtl_split.msg import Detection2DArray, SplitFeatures
+from mtl_split.msg import SplitFeatures
 from mtl_split_core.codec import encode
 from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, save_model
 from mtl_split_core.runtime.edge import EdgeRunner

@@ -10,8 +10,8 @@ import time
 import numpy as np
 import pytest
 from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray
 
-from mtl_split.msg import Detection2DArray
 from mtl_split_ros.image_msg import fill_image
 from mtl_split_ros.qos import qos_from_name
 from support.procs import python_process

@@ -11,8 +11,9 @@ import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import qos_profile_sensor_data
+from vision_msgs.msg import Detection2DArray
 
-from mtl_split.msg import Detection2DArray, SplitFeatures
+from mtl_split.msg import SplitFeatures
 from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_ros.features_msg import packet_to_msg
 from mtl_split_ros.qos import qos_from_name
@@ -160,26 +161,4 @@ def _scores(msg):
     """The top-k scores (well defined under ties; which of two equal peaks of the untrained
     tiny model's heatmap is kept is not: test_server_batch.py compares boxes on a trained
     model)."""
-    return sorted(d.score for d in msg.detections)
-
-
-def test_round_robin_takes_one_frame_per_robot_and_rotates():
-    """The worker's gathering: the newest frame of each robot, at most max_batch, and with more
-    robots waiting than max_batch the next batch starts where this one stopped."""
-    from mtl_split_ros.node_support import LatestSlot
-    from mtl_split_server.node import take_round_robin
-
-    slots = [LatestSlot() for _ in range(5)]
-    for i, slot in enumerate(slots):
-        slot.put(f"old{i}")
-        slot.put(f"new{i}")  # newest wins
-    taken, following = take_round_robin(slots, 0, 3, set())
-    assert taken == [(0, "new0"), (1, "new1"), (2, "new2")] and following == 3
-    slots[0].put("next0")
-    taken, following = take_round_robin(slots, following, 3, set())
-    assert taken == [(3, "new3"), (4, "new4"), (0, "next0")] and following == 1
-    assert take_round_robin(slots, following, 3, set()) == ([], 1)  # all empty: unchanged
-    for i in (1, 2, 4):
-        slots[i].put(f"x{i}")
-    assert take_round_robin(slots, 3, 8, {4}) == ([(1, "x1"), (2, "x2")], 3)
-    assert [s.dropped for s in slots] == [1] * 5
+    return sorted(d.results[0].hypothesis.score for d in msg.detections)

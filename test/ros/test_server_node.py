@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from vision_msgs.msg import Detection2DArray
 
-from mtl_split.msg import Detection2DArray, SplitFeatures
+from mtl_split.msg import SplitFeatures
 from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_ros.features_msg import packet_to_msg
 from mtl_split_ros.qos import qos_from_name

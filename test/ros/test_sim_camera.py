@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import rclpy
 from sensor_msgs.msg import CameraInfo, Image
+from vision_msgs.msg import Detection2DArray
 
-from mtl_split.msg import Detection2DArray
 from mtl_split_ros.qos import qos_from_name
 from support.procs import python_process, stop
 

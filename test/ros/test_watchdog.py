@@ -12,8 +12,9 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from sensor_msgs.msg import Image
 
 from mtl_split.msg import SplitFeatures
+from mtl_split_core.runtime.latest_slot import LatestSlot
+from mtl_split_core.runtime.output_gate import OutputGate
 from mtl_split_ros.image_msg import fill_image
-from mtl_split_ros.node_support import LatestSlot, OutputGate
 from mtl_split_ros.qos import qos_from_name
 from mtl_split_ros.watchdog import SupervisedWorker
 from support.procs import python_process, stop
@@ -203,22 +204,24 @@ def _wait_level(ros, watch, level, procs, timeout=30):
 
 PATCHED_SERVER = """
 import sys, threading
+from mtl_split_core.runtime import scheduler
 from mtl_split_server import node
-original = node.ServerNode._process
+original = scheduler.BatchScheduler.run
 fired = []
-def process(self, source, msg):
-    if msg.header.stamp.sec >= {poison} and not fired:
-        fired.append(msg.header.stamp.sec)
+def run(self, taken, started):
+    stamps = [frame.tag.header.stamp.sec for _, frame in taken]
+    if max(stamps) >= {poison} and not fired:
+        fired.append(max(stamps))
         threading.Event().wait()
-    original(self, source, msg)
-node.ServerNode._process = process
+    original(self, taken, started)
+scheduler.BatchScheduler.run = run
 sys.exit(node.main())
 """
 
 
 @pytest.mark.ros
 def test_server_worker_hang_is_reported_and_recovered(ros_node, model_dir):
-    from mtl_split.msg import Detection2DArray
+    from vision_msgs.msg import Detection2DArray
     ros = ros_node
     dets, levels = set(), []
     ros.create_subscription(Detection2DArray, "mtl_split/detections",

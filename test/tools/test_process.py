@@ -11,7 +11,7 @@ from mtl_split_core.bags import BagError, open_bag
 from mtl_split_core.geometry import median_depth_in_box, scale_boxes
 from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, save_model
 from mtl_split_ros.image_msg import image_to_array
-from mtl_split_ros.outputs import OUTPUT_TYPES, detection_arrays
+from mtl_split_ros.outputs import DEFAULT_OUTPUT_TYPES, detection_arrays
 from mtl_split_tools.process import output_prefixes, process_bag
 
 IMG, CIMG = "sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"
@@ -91,6 +91,7 @@ def test_corrupt_and_missing_bags_name_the_file(tmp_path, tiny_model):
     shutil.rmtree(tmp_path / "out", ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_shipped_sample_bag_with_the_default_model(tmp_path):
     from pathlib import Path
     sample = Path(__file__).resolve().parents[2] / "samples" / "sim_camera"
@@ -150,15 +151,18 @@ def test_detection_depth_is_the_median_predicted_depth_in_the_box(tmp_path, foca
     process_bag(bag, tmp_path / "out", model=focal_model, device="cpu", progress=False,
                 score_threshold=0.0)
     dets = _read(tmp_path / "out" / "outputs", "/cam/mtl_split/detections")
+    dets_3d = _read(tmp_path / "out" / "outputs", "/cam/mtl_split/detections_3d")
     depths = _read(tmp_path / "out" / "outputs", "/cam/mtl_split/depth")
     checked = 0
-    for det, dmsg in zip(dets, depths):
+    for det, det_3d, dmsg in zip(dets, dets_3d, depths):
         depth = image_to_array(dmsg)
         boxes, _, _ = detection_arrays(det)
         scale = (depth.shape[1] / 80, depth.shape[0] / 60)  # source 80x60 -> depth map
-        for box, d in zip(scale_boxes(boxes, scale), det.detections):
-            assert d.depth == pytest.approx(median_depth_in_box(depth, box), rel=1e-5)
-            assert d.depth > 0
+        # Every box has a depth here, so each has its 3D box, centred at that depth.
+        assert len(det_3d.detections) == len(boxes)
+        for box, d in zip(scale_boxes(boxes, scale), det_3d.detections):
+            z = d.bbox.center.position.z
+            assert z == pytest.approx(median_depth_in_box(depth, box), rel=1e-5) and z > 0
             checked += 1
     assert checked > 0
 
@@ -172,7 +176,7 @@ def test_output_layout_is_one_rosbag2_folder_with_every_output_topic(tmp_path, t
     assert not list(tmp_path.rglob("*.mcap.mcap"))
     with open_bag(out) as reader:
         topics = {c.topic: c.msgtype for c in reader.connections}
-    assert topics == {f"/cam/mtl_split/{s}": t for s, t in OUTPUT_TYPES.items()}
+    assert topics == {f"/cam/mtl_split/{s}": t for s, t in DEFAULT_OUTPUT_TYPES.items()}
 
 
 def test_output_topics_follow_the_live_namespace_rule(tmp_path, tiny_model):
@@ -234,6 +238,7 @@ def test_bad_arguments_are_one_line_exit_2_and_leave_no_output_folder(tmp_path, 
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.slow
 def test_unusable_bag_or_out_folder_is_one_line_exit_2(tmp_path, tiny_model):
     bag = write_bag(tmp_path / "in", {"/cam/image": (IMG, [image(0)])})
     (tmp_path / "file").write_text("x")
@@ -270,6 +275,7 @@ def test_a_run_that_fails_midway_removes_what_it_created_and_nothing_else(tmp_pa
             assert sorted(p.name for p in out.iterdir()) == left
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_signal_stops_with_a_complete_bag_and_a_summary(tmp_path, tiny_model, sig):
     """Stopped midway: exit 0, the summary, and a closed bag with every processed frame."""

@@ -1,8 +1,6 @@
-"""node_support: per-message isolation (exceptions counted by type), the output gate, rejection
-counts (thread-safe; recent ones set the diagnostics level), the slot's waiting time."""
+"""The ROS side of isolation and diagnostics: a message's stamp in the log line, status levels,
+and a real node whose /diagnostics warn on a burst of bad input and clear after the window."""
 
-import logging
-import threading
 import time
 from types import SimpleNamespace
 
@@ -10,14 +8,9 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
 from sensor_msgs.msg import Image
 
-from mtl_split_ros.node_support import (
-    LatestSlot,
-    OutputGate,
-    Rejections,
-    describe_header,
-    diagnostic_status,
-    handle_isolated,
-)
+from mtl_split_core.runtime.rejections import Rejections
+from mtl_split_ros.diagnostics import diagnostic_status
+from mtl_split_ros.isolation import describe_header, handle_isolated
 from mtl_split_ros.qos import qos_from_name
 from support.procs import python_process
 from support.ros_nodes import wait_for
@@ -29,14 +22,6 @@ class ListLogger:
 
     def warning(self, text):
         self.lines.append(text)
-
-
-class FakeClock:
-    def __init__(self, t=100.0):
-        self.t = t
-
-    def __call__(self):
-        return self.t
 
 
 def _msg(sec, frame="cam"):
@@ -71,22 +56,6 @@ def test_handle_isolated_counts_and_logs_with_the_stamp():
     assert rejections.problem() == "internal errors: KeyError, ZeroDivisionError"
 
 
-def test_recent_rejections_warn_then_clear_after_the_window():
-    clock = FakeClock()
-    rejections = Rejections(ListLogger(), window_s=10.0, clock=clock)
-    assert rejections.problem() is None
-    for _ in range(5):  # a burst of bad input
-        rejections("bad_image", "x")
-    rejections("shape", "y")
-    assert rejections.problem() == "rejecting input: bad_image, shape"
-    assert rejections.values()["rejected_recent"] == 6
-    clock.t += 10.5  # then only good input for longer than the window
-    assert rejections.problem() is None
-    values = rejections.values()
-    assert values["rejected_recent"] == 0
-    assert values["rejected"] == 6 and values["rejected_bad_image"] == 5  # lifetime kept
-
-
 def test_diagnostic_status_levels():
     assert diagnostic_status("n", "h", {}).level == DiagnosticStatus.OK
     warn = diagnostic_status("n", "h", {"a": 1.5}, warn="rejecting input: x")
@@ -96,69 +65,9 @@ def test_diagnostic_status_levels():
     assert (err.level, err.message) == (DiagnosticStatus.ERROR, "worker stalled, restarted")
 
 
-def test_slot_waiting_time_and_recent_drops():
-    clock = FakeClock()
-    slot = LatestSlot(window_s=10.0, clock=clock)
-    assert slot.waiting_s() == 0.0
-    slot.put(1)
-    clock.t += 2.0
-    slot.put(2)  # replaces 1: input has still been waiting since the first put
-    clock.t += 1.0
-    assert slot.waiting_s() == 3.0
-    assert slot.dropped == 1 and slot.recent_drops() == 1
-    assert slot.take(timeout=0) == 2
-    assert slot.waiting_s() == 0.0
-    clock.t += 11.0
-    assert slot.recent_drops() == 0 and slot.dropped == 1
-
-
 def test_describe_header_cuts_a_long_frame_id():
     text = describe_header(_msg(7, "x" * 10_000).header)
     assert len(text) < 120 and text.startswith("stamp 7.000000005")
-
-
-def test_output_gate_blocks_publishing_after_close():
-    gate, published = OutputGate(), []
-    assert gate.run(published.append, 1)
-    started, release = threading.Event(), threading.Event()
-
-    def slow_publish(x):
-        started.set()
-        release.wait(5)
-        published.append(x)
-
-    worker = threading.Thread(target=gate.run, args=(slow_publish, 2))
-    worker.start()
-    started.wait(5)
-    closer = threading.Thread(target=gate.close)
-    closer.start()
-    time.sleep(0.1)
-    assert closer.is_alive(), "close() must wait for the publish in progress"
-    release.set()
-    closer.join(5)
-    worker.join(5)
-    assert not gate.run(published.append, 3)
-    assert published == [1, 2]
-
-
-def test_rejection_counts_are_safe_to_read_while_counting():
-    rejections = Rejections(logging.getLogger("test"), period_s=1e9)
-    stop = threading.Event()
-
-    def count():
-        i = 0
-        while not stop.is_set():
-            rejections(f"reason{i % 50}", "x")
-            i += 1
-    worker = threading.Thread(target=count)
-    worker.start()
-    try:
-        for _ in range(2000):
-            dict(rejections.counts.items())  # iterating a live dict here would raise
-    finally:
-        stop.set()
-        worker.join()
-    assert rejections.total == sum(rejections.counts.values()) > 0
 
 
 @pytest.mark.ros

@@ -1,0 +1,69 @@
+"""The newest-frame slot: at most one pending item, a new one replaces (drops) the old one.
+
+How the nodes keep only the newest frame while busy instead of queueing without bound: the
+subscription callback (or the inference worker) puts, a worker thread takes. ``waiting_s`` (how
+long input has waited untaken) is what the watchdog looks at.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from mtl_split_core.runtime.stats import RECENT_S, RecentEvents
+
+T = TypeVar("T")
+
+
+class LatestSlot(Generic[T]):
+    def __init__(self, window_s: float = RECENT_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._item: T | None = None
+        self._cv = threading.Condition()
+        self._clock = clock
+        self._waiting_since: float | None = None  # when the slot last went from empty to full
+        self.drops = RecentEvents(window_s, clock)
+        self.closed = False
+
+    def put(self, item: T) -> T | None:
+        """Hold ``item``; return the unprocessed item it replaced (dropped), or None."""
+        with self._cv:
+            replaced = self._item
+            if replaced is not None:
+                self.drops.add("drops")
+            else:
+                self._waiting_since = self._clock()
+            self._item = item
+            self._cv.notify()
+            return replaced
+
+    def take(self, timeout: float = 0.2) -> T | None:
+        """The pending item, or None after ``timeout`` seconds / when closed."""
+        with self._cv:
+            if self._item is None and not self.closed and timeout > 0:
+                self._cv.wait(timeout)
+            item, self._item = self._item, None
+            self._waiting_since = None
+            return item
+
+    def waiting_s(self) -> float:
+        """Seconds input has been waiting untaken (replacements included); 0 when empty."""
+        with self._cv:
+            since = self._waiting_since
+        return 0.0 if since is None else self._clock() - since
+
+    @property
+    def dropped(self) -> int:
+        """Items replaced before they were taken, since start."""
+        return self.drops.total()
+
+    def recent_drops(self) -> int:
+        """Items replaced before they were taken, within the window."""
+        return sum(self.drops.recent().values())
+
+    def close(self) -> None:
+        with self._cv:
+            self.closed = True
+            self._cv.notify_all()

@@ -1,0 +1,279 @@
+"""The server's batch scheduler: many input streams (one per robot), one network, fair batches.
+
+Three threads meet here, and nothing else decides what runs when:
+- **admission** (a node's subscription callbacks): ``admit`` checks and decodes a packet
+  (``ServerRunner.admit``, the one place a packet is checked) and puts it into its stream's
+  newest-frame slot, so only a frame that will produce outputs can push a valid one out;
+- **the inference worker** (``work``): takes the newest frame of up to ``max_batch`` streams,
+  round robin from after the stream taken last (with more robots than ``max_batch`` every robot
+  gets its turn), waits up to ``batch_wait_ms`` for more once one is there, runs them as one
+  batch (``ServerRunner.run_batch``) and hands each result over to its stream's outbox; a batch
+  that raises is run again one frame at a time, so only the culprit is lost (and counted);
+- **the publisher** (``publish``): takes the newest result of each stream and hands it to the
+  node's ``deliver``. Between worker and publisher each stream has a slot of depth one (newest
+  wins, counted as the stream's ``publish_drops``), so a slow publish never stalls inference.
+
+Every frame replaced before it was run, and every result replaced before it was delivered, is
+reported through ``on_dropped`` (the server answers it with a DROPPED link feedback). Two output
+gates (runtime/output_gate.py) keep an abandoned worker's late results out and close the node's
+outputs at shutdown. ROS-free: a frame carries the node's own record of its message as ``tag``
+(``describe(tag)`` names it in log lines).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeVar
+
+from numpy.typing import ArrayLike
+
+from mtl_split_core.runtime.latest_slot import LatestSlot
+from mtl_split_core.runtime.output_gate import OutputGate
+from mtl_split_core.runtime.packet import FeaturePacket, PacketRejected
+from mtl_split_core.runtime.rejections import Rejections, run_isolated
+from mtl_split_core.runtime.server import DecodedPacket, ServerResult, ServerRunner
+from mtl_split_core.runtime.stats import RECENT_S, Counters, RateMeter, RollingStats
+
+T = TypeVar("T")
+IDLE_WAIT_S = 0.05  # how long a worker step waits for input before returning (watchdog checks)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """An admitted frame: its decoded packet, the node's record of the message it came in
+    (``tag``), and ``time.perf_counter()`` when its admission began (where the feedback's
+    server time and the receive -> publish delay start)."""
+
+    decoded: DecodedPacket
+    tag: Any
+    received: float
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A frame's result waiting for the publisher."""
+
+    frame: Frame
+    result: ServerResult
+    started: float  # time.perf_counter() when its batch started
+
+
+class Stream:
+    """One input stream (a robot's feature topic): newest-frame slot, outbox and statistics."""
+
+    def __init__(self, name: str, window_s: float = RECENT_S) -> None:
+        self.name = name
+        self.slot: LatestSlot[Frame] = LatestSlot(window_s=window_s)
+        self.outbox: LatestSlot[Finished] = LatestSlot(window_s=window_s)
+        self.rate = RateMeter()
+        self.latency = RollingStats()      # batch start -> delivered
+        self.delay = RollingStats()        # admitted (received) -> delivered
+        self.rejected = Counters()         # this stream's rejected messages, by reason
+
+    def delivered(self, done: Finished) -> None:
+        """Record ``done`` as delivered now."""
+        now = time.perf_counter()
+        self.latency.add((now - done.started) * 1e3)
+        self.delay.add((now - done.frame.received) * 1e3)
+        self.rate.tick()
+
+    def values(self) -> dict[str, float | int]:
+        """Diagnostics values of this stream."""
+        return {"fps": self.rate.fps(), "server_ms_p50": self.latency.p50,
+                "server_ms_p95": self.latency.p95,
+                "server_ms_p99": self.latency.percentile(99.0),
+                "receive_to_publish_ms_p50": self.delay.p50,
+                "receive_to_publish_ms_p99": self.delay.percentile(99.0),
+                "frames": self.latency.count, "drops": self.slot.dropped,
+                "drops_recent": self.slot.recent_drops(), "publish_drops": self.outbox.dropped,
+                "rejected": self.rejected.total}
+
+
+def take_round_robin(slots: Sequence[LatestSlot[T]], first: int, limit: int, skip: set[int]
+                     ) -> tuple[list[tuple[int, T]], int]:
+    """Up to ``limit`` pending items, one per slot, looking at slots ``first``, ``first + 1``,
+    ... (wrapping) and leaving the indices in ``skip``. Returns [(index, item)] and where the
+    next look starts: after the last slot taken (``first`` when none was)."""
+    taken: list[tuple[int, T]] = []
+    following = first
+    for k in range(len(slots)):
+        if len(taken) >= limit:
+            break
+        i = (first + k) % len(slots)
+        if i in skip:
+            continue
+        item = slots[i].take(timeout=0.0)
+        if item is not None:
+            taken.append((i, item))
+            following = (i + 1) % len(slots)
+    return taken, following
+
+
+class BatchScheduler:
+    """Admission, batching and hand-over between a node's threads (module docstring).
+
+    ``max_batch`` and ``batch_wait_ms`` are plain attributes (a node may change them at run
+    time: each worker step reads them once)."""
+
+    def __init__(self, runner: ServerRunner, streams: Sequence[Stream], rejections: Rejections,
+                 describe: Callable[[Any], str], *, max_batch: int = 8,
+                 batch_wait_ms: float = 0.0,
+                 on_dropped: Callable[[Stream, Frame], None] | None = None) -> None:
+        if not streams:
+            raise ValueError("a scheduler needs at least one stream")
+        self.runner = runner
+        self.streams = list(streams)
+        self.rejections = rejections
+        self.describe = describe
+        self.max_batch = int(max_batch)
+        self.batch_wait_ms = float(batch_wait_ms)
+        self.on_dropped = on_dropped or (lambda stream, frame: None)
+        self.handover = OutputGate()   # the inference worker hands results over through it
+        self.gate = OutputGate()       # the publisher delivers through it
+        self.batch_sizes = RollingStats()
+        self._arrived = threading.Event()   # set when a frame enters a slot
+        self._finished = threading.Event()  # set when a result enters an outbox
+        self._next = 0                      # where the next batch starts taking (fairness)
+        self._index = {id(s): i for i, s in enumerate(self.streams)}
+
+    # ------------------------------------------------------------------------- admission
+    def admit(self, stream: Stream, packet: FeaturePacket, tag: Any, received: float,
+              camera_k: ArrayLike | None = None) -> Frame | None:
+        """Check and decode ``packet`` (every check of the packet and its model match, once)
+        and keep it as ``stream``'s newest frame (with its camera's K, ``ServerRunner.admit``);
+        a rejected packet is counted and logged and gets no feedback (it did not come from a
+        well-behaved edge). The frame, or None."""
+        try:
+            decoded = self.runner.admit(packet, camera_k)
+        except PacketRejected as err:
+            self.reject(stream, err.reason, f"{stream.name} ({self.describe(tag)}): {err}")
+            return None
+        frame = Frame(decoded, tag, received)
+        replaced = stream.slot.put(frame)
+        self._arrived.set()
+        if replaced is not None:
+            self.on_dropped(stream, replaced)
+        return frame
+
+    def reject(self, stream: Stream, reason: str, detail: str) -> None:
+        """Count a message of ``stream`` that cannot be served (also for checks a node runs
+        before the packet exists, e.g. its signature)."""
+        stream.rejected.inc(reason)
+        self.rejections(reason, detail)
+
+    # --------------------------------------------------------------- the inference worker
+    def work(self) -> None:
+        """One worker step: the newest frame of up to ``max_batch`` streams as one batch, the
+        results handed over to the publisher. Returns after ``IDLE_WAIT_S`` without input."""
+        taken = self.gather()
+        if taken:
+            self.run(taken, time.perf_counter())
+
+    def gather(self) -> list[tuple[Stream, Frame]]:
+        """The newest frame of up to ``max_batch`` streams; once one is there, wait up to
+        ``batch_wait_ms`` for more (0: take what is there). Empty after ``IDLE_WAIT_S``
+        without input."""
+        limit, wait_s = self.max_batch, self.batch_wait_ms / 1e3
+        self._arrived.clear()  # before looking: a frame arriving after the look sets it
+        taken = self._take(limit, set())
+        if not taken:
+            self._arrived.wait(IDLE_WAIT_S)
+            return []
+        deadline = time.monotonic() + wait_s
+        while len(taken) < min(limit, len(self.streams)):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._arrived.clear()
+            more = self._take(limit - len(taken), {self._index[id(s)] for s, _ in taken})
+            if more:
+                taken += more
+            else:
+                self._arrived.wait(left)
+        return taken
+
+    def _take(self, limit: int, skip: set[int]) -> list[tuple[Stream, Frame]]:
+        taken, self._next = take_round_robin([s.slot for s in self.streams], self._next, limit,
+                                             skip)
+        return [(self.streams[i], frame) for i, frame in taken]
+
+    def run(self, taken: Sequence[tuple[Stream, Frame]], started: float) -> None:
+        """Run ``taken`` as one batch and hand each result over; when the batch raises, run
+        its frames one at a time, each isolated, so only the culprit is lost (and named)."""
+        try:
+            results = self.runner.run_batch([frame.decoded for _, frame in taken])
+        except Exception:  # noqa: BLE001 - retried one by one below, each isolated and counted
+            results = None
+        if results is not None:
+            self.batch_sizes.add(len(taken))
+            for (stream, frame), result in zip(taken, results):
+                self._hand_over(stream, Finished(frame, result, started))
+            return
+        for stream, frame in taken:
+            run_isolated(self._run_one(stream, started), frame, self.rejections,
+                         self._describe_frame)
+
+    def _run_one(self, stream: Stream, started: float) -> Callable[[Frame], None]:
+        def run(frame: Frame) -> None:
+            self._hand_over(stream, Finished(frame, self.runner.run_batch([frame.decoded])[0],
+                                             started))
+        return run
+
+    def _hand_over(self, stream: Stream, done: Finished) -> None:
+        replaced: list[Finished | None] = []
+        if self.handover.run(lambda d: replaced.append(stream.outbox.put(d)), done):
+            self._finished.set()  # (not from an abandoned worker)
+            if replaced[0] is not None:  # a result never delivered: its sender hears so
+                self.gate.run(self.on_dropped, stream, replaced[0].frame)
+
+    # ----------------------------------------------------------------------- the publisher
+    def publish(self, deliver: Callable[[Stream, Finished], None]) -> None:
+        """One publisher step: ``deliver(stream, finished)`` for the newest result of each
+        stream, each isolated. Returns after ``IDLE_WAIT_S`` without results."""
+        self._finished.clear()  # before looking: a result arriving after the look sets it
+        busy = False
+        for stream in self.streams:
+            done = stream.outbox.take(timeout=0.0)
+            if done is not None:
+                busy = True
+                run_isolated(partial(deliver, stream), done, self.rejections,
+                             self._describe_finished)
+        if not busy:
+            self._finished.wait(IDLE_WAIT_S)
+
+    # ---------------------------------------------------------------- watchdog, shutdown
+    def input_waiting_s(self) -> float:
+        """Seconds the oldest untaken frame has waited (the worker's watchdog)."""
+        return max(s.slot.waiting_s() for s in self.streams)
+
+    def output_waiting_s(self) -> float:
+        """Seconds the oldest undelivered result has waited (the publisher's watchdog)."""
+        return max(s.outbox.waiting_s() for s in self.streams)
+
+    def values(self) -> dict[str, float | int]:
+        """Diagnostics values of the batching."""
+        return {"batch_size_mean": self.batch_sizes.mean, "batches": self.batch_sizes.count,
+                "max_batch": self.max_batch}
+
+    def close_inputs(self) -> None:
+        """No more frames: wakes the worker (then stop it, then ``close_handover``)."""
+        for s in self.streams:
+            s.slot.close()
+            s.outbox.close()
+
+    def close_handover(self) -> None:
+        self.handover.close()
+
+    def close_outputs(self) -> None:
+        self.gate.close()
+
+    def _describe_frame(self, frame: Frame) -> str:
+        return self.describe(frame.tag)
+
+    def _describe_finished(self, done: Finished) -> str:
+        return self.describe(done.frame.tag)
+
