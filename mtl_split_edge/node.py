@@ -170,6 +170,8 @@ class EdgeNode(Node):
                     folder=self.cfg["onnx_dir"], engine_cache=self.cfg["engine_cache"]))
         except ConfigError as err:
             raise ParameterError(str(err)) from err
+        # '' = the model's default: `ros2 param get` shows the one that runs (s16, q4-zstd/1).
+        self.cfg.show_effective({"split": self.runner.split, "codec": self.runner.codec})
         self._start_link_adaptation()
         if self.runner.device.type == "cuda":
             # One frame through the network now (CUDA's lazy start-up), so the first camera

@@ -15,6 +15,7 @@ from support.procs import python_process, stop
 from support.ros2cli import (
     node_info,
     node_names,
+    param_describe,
     param_get,
     ros2_launch,
     topic_endpoints,
@@ -79,6 +80,13 @@ def test_edge_starts_with_the_shipped_parameters(edge):
                "the edge's topics")
     assert param_get(EDGE, "input_transport") == "raw"
     assert param_get(EDGE, "diagnostics_period") == "1.0"
+    # '' in the yaml (the model's default): the value that runs is what `param get` reports.
+    assert param_get(EDGE, "split") == "s16" and param_get(EDGE, "codec") == "q4-zstd/1"
+    # Checked ranges are ROS ranges: bounds in `param describe` (sliders in rqt_reconfigure).
+    described = param_describe(EDGE, "zstd_level")
+    assert "Min value: 1" in described and "Max value: 22" in described, described
+    described = param_describe(EDGE, "fallback_after")
+    assert "Min value: 0.0" in described and "Max value: 3600.0" in described, described
 
 
 def test_ros_tools_see_the_edges_graph(edge):

@@ -84,6 +84,11 @@ def param_get(node: str, name: str) -> str | None:
     return match.group(1).strip() if match else None
 
 
+def param_describe(node: str, name: str) -> str:
+    """What `ros2 param describe NODE NAME` prints (type, description, constraints)."""
+    return ros2("param", "describe", *GRAPH, "--timeout", "10", node, name).stdout
+
+
 def node_info(node: str) -> dict[str, set[str]]:
     """`ros2 node info NODE` as {section ("Subscribers", "Publishers", "Service Servers", ...):
     names}; {} when the node is unknown."""
