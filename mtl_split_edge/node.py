@@ -65,6 +65,7 @@ from mtl_split_ros.node_support import (
     diagnostic_status,
     executor_param,
     handle_isolated,
+    status_name,
     watchdog_period,
 )
 from mtl_split_ros.params import Param, ParameterError, declare_all, in_range
@@ -341,7 +342,7 @@ class EdgeNode(Node):
         # WARN while running locally: the outputs are the robot's own (link_mode: local).
         warn = "; ".join(p for p in (self.adapt.problem(), self.rejections.problem()) if p)
         self.diag_pub.publish(diagnostic_array(self, [diagnostic_status(
-            f"{self.get_name()}: edge", self.get_fully_qualified_name(), values,
+            status_name(self, "edge"), self.get_fully_qualified_name(), values,
             warn=warn or None, error=self.worker.problem())]))
 
     def close(self) -> None:

@@ -231,6 +231,14 @@ class OutputGate:
             self._open = False
 
 
+def status_name(node: Node, part: str) -> str:
+    """A /diagnostics status name: the node's fully qualified name, then what it is about
+    (``/robot1/mtl_split_edge: edge``, ``/mtl_split_server: /robot1/mtl_split/features``).
+    Unique per robot, so two robots' statuses never replace each other in rqt_robot_monitor
+    or diagnostic_aggregator."""
+    return f"{node.get_fully_qualified_name()}: {part}"
+
+
 def diagnostic_status(name: str, hardware_id: str, values: Mapping[str, object],
                       warn: str | None = None, error: str | None = None) -> DiagnosticStatus:
     """ERROR with ``error`` if given, else WARN with ``warn`` if given, else OK."""

@@ -66,6 +66,7 @@ from mtl_split_ros.node_support import (
     diagnostic_status,
     executor_param,
     handle_isolated,
+    status_name,
     watchdog_period,
 )
 from mtl_split_ros.params import Param, ParameterError, declare_all, in_range
@@ -464,14 +465,14 @@ class ServerNode(Node):
                       "rejected": s.rejected.total,
                       "probes": s.probes,
                       "lost_in_dds": self.health.lost(s.topic)}
-            statuses.append(diagnostic_status(f"{self.get_name()}: {s.topic}",
+            statuses.append(diagnostic_status(status_name(self, s.topic),
                                               self.get_fully_qualified_name(), values))
         totals = {**self.rejections.values(), **self.worker.values(),
                   **{f"publisher_{k}": v for k, v in self.publisher.values().items()},
                   "batch_size_mean": self.batch_sizes.mean, "batches": self.batch_sizes.count,
                   "max_batch": self.cfg["max_batch"]}
         statuses.append(diagnostic_status(
-            f"{self.get_name()}: server", self.get_fully_qualified_name(), totals,
+            status_name(self, "server"), self.get_fully_qualified_name(), totals,
             warn=self.rejections.problem(),
             error=self.worker.problem() or self.publisher.problem()))
         self.diag_pub.publish(diagnostic_array(self, statuses))

@@ -1,5 +1,6 @@
 """The edge node as a process over real DDS: run-time parameters, input QoS, clean shutdown."""
 
+import contextlib
 import signal
 import time
 
@@ -211,3 +212,17 @@ def test_the_packaged_accuracy_of_every_split_floors_out_s8_and_s32():
     ctrl = Controller(*profiles, ["s16", "s8", "s32"], "s16", "q4-zstd/1", accuracy=drops,
                       max_accuracy_drop=0.05)
     assert {split for split, _ in ctrl.choices} == {"s16"} and len(ctrl.choices) == 3
+
+
+def test_two_robots_diagnostics_are_named_per_robot(ros, model_dir):
+    """Two edges in namespaces: each status carries its node's fully qualified name, so the
+    robots' statuses stay apart in rqt_robot_monitor and diagnostic_aggregator (#24)."""
+    feats = Features(ros)
+    robots = ("robot1", "robot2")
+    with contextlib.ExitStack() as running:
+        procs = [running.enter_context(python_process(
+            node_args("mtl_split_edge", model=model_dir, device="cpu", diagnostics_period=0.3,
+                      fallback_after=0.0) + ["-r", f"__ns:=/{robot}"])) for robot in robots]
+        names = {f"/{robot}/mtl_split_edge: edge" for robot in robots}
+        assert wait_for(ros, lambda: names <= set(feats.diag), 90, procs), sorted(feats.diag)
+        assert not any(name == "mtl_split_edge: edge" for name in feats.diag)
