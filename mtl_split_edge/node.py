@@ -10,8 +10,9 @@ the /diagnostics level reflects the last ``diagnostics_window`` seconds.
 
 Link adaptation (docs/ADAPTIVE.md): the server answers every features message on
 ``mtl_split/link_feedback``; from it the edge measures its link, picks split and codec
-(``adaptive``: codec / split_codec) and, when the server stops answering for ``fallback_after``
-seconds, runs the rest of the network itself and publishes the server's outputs on the same
+(``adaptive``: codec / split_codec) and, until a server has answered and whenever the server
+stops answering for ``fallback_after`` seconds (or 3x the answers' recent p99 delay, when
+longer), runs the rest of the network itself and publishes the server's outputs on the same
 topics (``link_mode: local`` on /diagnostics), probing the server until it answers again. One
 set of outputs per frame: a frame sent as features gets the server's outputs, the others the
 robot's own. A probe is a features message marked ``probe``: the server answers it and
@@ -102,7 +103,9 @@ PARAMS = [
     Param("latency_budget_ms", 100.0, "End-to-end latency the adaptation keeps within; no "
           "option within it = run locally.", check=in_range(1.0, 60000.0)),
     Param("fallback_after", 0.5, "Seconds a features message may go unanswered by the server "
-          "before the edge runs the whole network itself; 0 = never.",
+          "before the edge runs the whole network itself (at least 3x the recent p99 of the "
+          "answers' delay); until a server has answered the edge serves locally too. 0 = "
+          "never (and no local outputs at start).",
           check=in_range(0.0, 3600.0)),
     Param("probe_period", 0.5, "While running locally: seconds between probe frames sent to "
           "the server (its answer brings split computing back).", check=in_range(0.01, 3600.0)),
