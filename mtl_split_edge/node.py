@@ -4,7 +4,9 @@ Subscribes ``image`` (sensor_msgs/Image) or ``image/compressed`` and ``camera_in
 ``mtl_split/features`` (mtl_split/SplitFeatures) with the image's header and camera_info, and
 ``/diagnostics``. A worker thread runs the network; while it is busy only the newest frame is
 kept (older ones are counted as drops), so latency never builds up behind a queue. Frames the
-middleware reports lost before they reach the node are counted apart (``lost_in_dds``). A
+middleware reports lost before they reach the node are counted apart (``lost_in_dds``), and so
+are frames the camera sent that never arrived, from the gaps in their header stamps
+(``camera_missed``; mtl_split_core.runtime.camera_gaps). A
 watchdog replaces the worker when it stalls or dies (``stall_timeout``; mtl_split_ros.watchdog);
 the /diagnostics level reflects the last ``diagnostics_window`` seconds.
 
@@ -45,6 +47,7 @@ from mtl_split_core.plan.planner import load_accuracy_drops
 from mtl_split_core.plan.profile import load_profile
 from mtl_split_core.runtime.adaptive import ADAPTIVE_MODES, Controller, LinkAdaptation
 from mtl_split_core.runtime.backends import OrtOptions
+from mtl_split_core.runtime.camera_gaps import CameraGaps
 from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.packet import FeaturePacket
@@ -142,6 +145,7 @@ class EdgeNode(Node):
         self.gate = OutputGate()
         self.health = SubscriptionHealth(self)
         self.camera_rate = RateMeter()  # frames arriving: caps the fps the controller plans for
+        self.camera_gaps = CameraGaps()  # frames the camera sent that never arrived (stamps)
         self.local_rate = RateMeter()   # frames whose outputs the edge published itself
         # Serialises a run-time split/codec change with the worker's per-frame choice, so a
         # frame planned before the change cannot configure the runner back.
@@ -246,7 +250,11 @@ class EdgeNode(Node):
 
     def _on_image(self, msg) -> None:
         self.camera_rate.tick()
+        handle_isolated(self._count_camera_gaps, msg, self.rejections)
         self.slot.put(msg)
+
+    def _count_camera_gaps(self, msg) -> None:
+        self.camera_gaps.add(msg.header.frame_id, stamp_ns(msg), time.monotonic())
 
     def _on_feedback(self, msg: LinkFeedback) -> None:
         # Unknown stamps (another robot's, forged), duplicates and bad fields are counted
@@ -338,6 +346,7 @@ class EdgeNode(Node):
             "frames": self.latency.count, "drops": self.slot.dropped,
             "drops_recent": self.slot.recent_drops(),
             "lost_in_dds": self.health.lost(self.image_topic),
+            **self.camera_gaps.values(time.monotonic()),
             **self.rejections.values(), **self.worker.values(),
             "split": self.runner.split, "codec": self.runner.codec,
             **self.adapt.values(time.monotonic()), "local_fps": self.local_rate.fps(),

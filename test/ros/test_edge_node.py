@@ -226,3 +226,29 @@ def test_two_robots_diagnostics_are_named_per_robot(ros, model_dir):
         names = {f"/{robot}/mtl_split_edge: edge" for robot in robots}
         assert wait_for(ros, lambda: names <= set(feats.diag), 90, procs), sorted(feats.diag)
         assert not any(name == "mtl_split_edge: edge" for name in feats.diag)
+
+
+def test_frames_the_camera_sent_but_the_edge_never_saw_are_counted(ros, model_dir):
+    """A 10 Hz camera (by its stamps) of which every 4th frame never reaches the edge: the
+    edge infers the period from the stamps and counts the missing frames on /diagnostics."""
+    feats = Features(ros)
+    pub = ros.create_publisher(Image, "image", REL)
+    with python_process(node_args("mtl_split_edge", model=model_dir, device="cpu",
+                                  diagnostics_period=0.3, fallback_after=0.0)) as edge:
+        assert wait_for(ros, lambda: pub.get_subscription_count() > 0, 90, (edge,))
+        _send_until(ros, pub, feats, 600, (edge,))
+        msg = _image(0)
+        skipped = 0
+        for i in range(80):
+            if i % 4 == 2:
+                skipped += i >= 12  # judged once the period is known (8 differences)
+                continue
+            msg.header.stamp.sec, msg.header.stamp.nanosec = 1000 + i // 10, (i % 10) * 10 ** 8
+            pub.publish(msg)
+            wait_for(ros, lambda: False, 0.05, (edge,))
+        assert wait_for(ros, lambda: int(feats.edge_diag().get("camera_missed", 0)) >= skipped,
+                        10, (edge,)), feats.edge_diag()
+        diag = feats.edge_diag()
+        assert float(diag["camera_period_ms"]) == pytest.approx(100.0, abs=0.5), diag
+        assert int(diag["camera_missed"]) <= skipped + 3, diag  # + what DDS itself replaced
+        assert float(diag["camera_seen_fraction_recent"]) < 0.85, diag
