@@ -54,6 +54,7 @@ from mtl_split_core.runtime.packet import FeaturePacket
 from mtl_split_core.runtime.server import ServerRunner
 from mtl_split_core.runtime.stats import RateMeter, RollingStats
 from mtl_split_ros import outputs
+from mtl_split_ros.camera_info import CameraInfoFitter
 from mtl_split_ros.features_auth import load_keys, sign, stamp_ns
 from mtl_split_ros.features_msg import packet_to_msg
 from mtl_split_ros.image_msg import ImageDecodeError, image_to_rgb
@@ -140,7 +141,8 @@ class EdgeNode(Node):
         self.latency = RollingStats()
         self.rate = RateMeter()
         self.bytes_per_frame = RollingStats()
-        self.camera_info = None
+        self.camera_info = None  # the newest, as received; fitted to each image by self.camera
+        self.camera = CameraInfoFitter(MESSAGES, self.get_logger().warning, self.rejections)
         self.slot = LatestSlot(window_s=window)
         self.gate = OutputGate()
         self.health = SubscriptionHealth(self)
@@ -292,6 +294,8 @@ class EdgeNode(Node):
             self.rejections("bad_image", f"{err} (frame {msg.header.frame_id or '?'})")
             return
         converted = time.perf_counter()
+        # The camera_info as it applies to this image (rescaled, rectified camera), or None.
+        info = self.camera.for_image(self.camera_info, rgb.shape[1], rgb.shape[0])
         with self._config_lock:
             plan = self.adapt.frame(time.monotonic(), self.camera_rate.fps())
             for event in plan.events:  # each decision / transition once
@@ -303,12 +307,13 @@ class EdgeNode(Node):
         # Measured, not taken from the profile: the controller rates the options with it.
         self.adapt.edge_time((converted - start) * 1e3, (time.perf_counter() - began) * 1e3)
         if plan.send:  # REMOTE: the server's outputs; a probe: the server answers only
-            self._send_features(packet, msg.header, start, probe=plan.probe)
+            self._send_features(packet, msg.header, info, start, probe=plan.probe)
         if plan.local:  # LOCAL (probe or not): the robot serves this frame itself
-            self._serve_locally(packet, msg.header)
+            self._serve_locally(packet, msg.header, info)
 
-    def _send_features(self, packet: FeaturePacket, header, start: float, probe: bool) -> None:
-        out = packet_to_msg(packet, header, self.camera_info, probe=probe)
+    def _send_features(self, packet: FeaturePacket, header, info: CameraInfo | None,
+                       start: float, probe: bool) -> None:
+        out = packet_to_msg(packet, header, info, probe=probe)
         out.edge_ms = (time.perf_counter() - start) * 1e3  # include image conversion
         if self.signer is not None:  # last: the tag covers every other field
             sign(out, self.signer)
@@ -323,12 +328,12 @@ class EdgeNode(Node):
         self.adapt.sent(stamp_ns(out), nbytes, time.monotonic())
         self.pub.publish(out)
 
-    def _serve_locally(self, packet: FeaturePacket, header) -> None:
+    def _serve_locally(self, packet: FeaturePacket, header, info: CameraInfo | None) -> None:
         """The server's part on the robot, published as the server would (outputs.assemble);
         only outputs someone subscribes to are computed: the robot is the slow side."""
         wanted = {suffix for suffix, pub in self.local_pubs.items()
                   if pub.get_subscription_count() > 0}
-        info = self.camera_info or CameraInfo()
+        info = info or CameraInfo()
         result = self.local(packet, focal_px=focal_y(info.k))
         messages = outputs.assemble(result, packet.source_size, header, info, self.style,
                                     wanted, MESSAGES)

@@ -33,6 +33,7 @@ from mtl_split_core.geometry import (
     backproject,
     box_to_3d,
     box_to_center_size,
+    camera_intrinsics,
     center_size_to_box,
     median_depth_in_box,
     pack_xyzrgb,
@@ -94,13 +95,17 @@ class OutputStyle:
     marker_lifetime_s: float = 1.0
     # Maps declared by tasks beyond the built-in outputs: (suffix, result field, encoding).
     task_maps: tuple[tuple[str, str, str], ...] = ()
+    # The card's depth_reference_focal (model-input pixels): the camera outputs assume
+    # without camera_info (geometry.reference_camera).
+    reference_focal: float | None = None
 
     @classmethod
     def from_card(cls, card: dict, point_stride: int = 4) -> OutputStyle:
         det = tuple(card["detection_classes"])
         seg = tuple(card["segmentation_classes"])
         return cls(det, seg, class_palette(len(seg)), detection_palette(det, seg),
-                   int(point_stride), task_maps=task_maps(card["tasks"]))
+                   int(point_stride), task_maps=task_maps(card["tasks"]),
+                   reference_focal=card.get("depth_reference_focal"))
 
 
 def task_maps(tasks: Sequence[str]) -> tuple[tuple[str, str, str], ...]:
@@ -133,15 +138,18 @@ def assemble(result: Any, source_size: tuple[int, int], header: Any, camera_info
     (a ``ServerResult``) can fill, in publishing order.
 
     ``source_size`` is the input image's (W, H) (``FeaturePacket.source_size``);
-    ``camera_info`` the input's CameraInfo or None (then a 60° guess). Boxes in messages are in
-    source pixels; each detection's depth is the median predicted depth in its box.
+    ``camera_info`` the input's CameraInfo (K for the source image) or None / K unset: then
+    the model's reference camera, the one depth assumes (``geometry.reference_camera``). Boxes
+    in messages are in source pixels; each detection's depth is the median predicted depth in
+    its box.
     """
     out: dict[str, Any] = {}
     depth, seg = result.depth, result.segmentation
     map_boxes = scale_boxes(result.boxes, result.output_scale)
     box_depths = [median_depth_in_box(depth, b) if depth is not None else 0.0
                   for b in map_boxes]
-    src_intr = source_intrinsics(camera_info, source_size)
+    src_intr = camera_intrinsics(None if camera_info is None else camera_info.k, *source_size,
+                                 style.reference_focal, result.output_scale[1])
     if "detections" in wanted:
         out["detections"] = detection_array(factory, header, result.boxes, result.class_ids,
                                             result.scores, style.detection_classes,
@@ -181,15 +189,6 @@ def assemble(result: Any, source_size: tuple[int, int], header: Any, camera_info
 
 
 # ----------------------------------------------------------------------------- converters
-def source_intrinsics(camera_info: Any, source_size: tuple[int, int]) -> Intrinsics:
-    """The camera's intrinsics from its camera_info, or a 60° guess without one."""
-    w, h = source_size
-    k = np.asarray(camera_info.k, dtype=np.float64) if camera_info is not None else np.zeros(9)
-    if k.size == 9 and k[0] > 0 and k[4] > 0:
-        return Intrinsics.from_camera_info_k(k, w, h)
-    return Intrinsics.default_for(w, h)
-
-
 def detection_array(factory: MessageFactory, header: Any, boxes: ArrayLike,
                     class_ids: ArrayLike, scores: ArrayLike, class_names: Sequence[str],
                     depths: ArrayLike | None = None) -> Any:
