@@ -11,7 +11,7 @@ values and registers an on-set callback that runs the same checks at run time:
 - a ``check=in_range(lo, hi)`` on a number is declared as a ROS range too (FloatingPointRange /
   IntegerRange): ``ros2 param describe`` shows the bounds, rqt_reconfigure a slider, and rclpy
   refuses a value outside them before the node sees it ("out of range. Min: .., Max: ..").
-- a value that means "the default" ('' = the model's split) can be replaced by the value the
+- a value that means "the default" ('' = the model's split) is replaced by the value the
   node runs once it knows it (``Config.show_effective``), so ``ros2 param get`` tells the truth.
 
 A bad start-up value raises ``ParameterError`` naming the parameter and what is accepted; the
@@ -134,9 +134,10 @@ class Config(dict[str, Any]):
         self._showing: set[str] = set()  # names being set to their effective value
 
     def show_effective(self, values: Mapping[str, Any]) -> None:
-        """Set parameters to the values the node runs (``split`` '' -> ``s16``), so
-        ``ros2 param get`` reports them; not a change (no ``apply``, no log line)."""
-        changed = {k: v for k, v in values.items() if self.get(k) != v}
+        """Parameters left at '' (= the node's default) are set to the value the node runs
+        (``split`` '' -> ``s16``), so ``ros2 param get`` reports it; a value given (``split``
+        0) stays as given. Not a change: no ``apply``, no log line."""
+        changed = {k: v for k, v in values.items() if self.get(k) == "" and v != ""}
         self._showing = set(changed)
         try:
             self._node.set_parameters([Parameter(k, value=v) for k, v in changed.items()])

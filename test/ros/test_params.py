@@ -117,8 +117,9 @@ def test_show_effective_reports_the_running_value_without_a_change(make_node):
     node = make_node()
     applied = []
     cfg = declare_all(node, PARAMS, apply=applied.append)
-    cfg.show_effective({"split": "s16"})
+    cfg.show_effective({"split": "s16", "level": 7})  # level was given (3): stays
     assert node.get_parameter("split").value == "s16" and cfg["split"] == "s16"
+    assert node.get_parameter("level").value == 3 and cfg["level"] == 3
     assert applied == []  # not a change the node has to apply
     assert node.set_parameters([Parameter("split", value="s8")])[0].successful
     assert applied == [{"split": "s8"}] and cfg["split"] == "s8"
