@@ -304,7 +304,7 @@ def test_committed_profiles_follow_the_issue_trace():
 
 # ------------------------------------------------------------------------------ FallbackSwitch
 def test_fallback_after_silence_and_probes_until_answered():
-    switch = FallbackSwitch(fallback_after=0.5, probe_period=0.5)
+    switch = FallbackSwitch(fallback_after=0.5, probe_period=0.5, start_local=False)
     assert switch.update(1.0, stats(5e6, unanswered_s=0.49)) == []
     events = switch.update(1.01, stats(5e6, unanswered_s=0.5))
     assert switch.mode == LOCAL and events[0].kind == "fallback"
@@ -323,8 +323,59 @@ def test_fallback_after_silence_and_probes_until_answered():
 
 
 def test_fallback_after_zero_never_falls_back_on_silence():
-    switch = FallbackSwitch(fallback_after=0.0)
+    switch = FallbackSwitch(fallback_after=0.0)  # and so starts REMOTE: no server, no outputs
     assert switch.update(5.0, stats(5e6, unanswered_s=100.0)) == [] and switch.mode == REMOTE
+
+
+def test_the_edge_serves_locally_until_a_server_has_answered():
+    switch = FallbackSwitch(fallback_after=0.5, probe_period=0.5)
+    assert switch.mode == LOCAL and switch.reason == "no server has answered yet"
+    assert switch.probe_due(0.0)  # the first frame probes at once (no outage to wait out)
+    switch.sent(1, 0.0)
+    assert not switch.probe_due(0.4) and switch.probe_due(0.5)
+    # No answer: LOCAL stays (the update has no silence to act on), probing once a period.
+    assert switch.update(3.0, stats(5e6, unanswered_s=3.0)) == [] and switch.mode == LOCAL
+    switch.sent(2, 3.0)
+    events = switch.answered(2, 3.01)
+    assert switch.mode == REMOTE and [e.kind for e in events] == ["connect"]
+    assert "LOCAL -> REMOTE" in str(events[0])
+    assert switch.counts == {"fallback": 0, "recover": 0}  # a start is not a recovery
+
+
+def test_the_silence_limit_follows_the_answer_delays():
+    switch = FallbackSwitch(fallback_after=0.5, start_local=False)
+    assert switch.silence_limit() == 0.5  # nothing measured yet
+    for i in range(20):  # answers that take 0.60-0.67 s (a 4K frame on a small CPU)
+        switch.sent(i, i * 0.1)
+        switch.answer_delay(i, i * 0.1 + 0.6 + 0.07 * (i % 2))
+    assert switch.silence_limit() == pytest.approx(3 * 0.67, rel=1e-6)
+    assert switch.update(9.0, stats(5e6, unanswered_s=1.9)) == [] and switch.mode == REMOTE
+    events = switch.update(9.1, stats(5e6, unanswered_s=2.02))
+    assert switch.mode == LOCAL and "limit 2.01 s" in events[0].reason
+    # Fast answers: fallback_after is the floor; an answer for an unknown stamp is no delay.
+    fast = FallbackSwitch(fallback_after=0.5, start_local=False)
+    for i in range(20):
+        fast.sent(i, float(i))
+        fast.answer_delay(i, i + 0.01)
+    fast.answer_delay(999, 50.0)
+    assert fast.silence_limit() == 0.5 and fast.answer_delays.count == 20
+    # However slow the answers were, a long silence is an outage.
+    slow = FallbackSwitch(fallback_after=0.5, start_local=False)
+    slow.sent(1, 0.0)
+    slow.answer_delay(1, 100.0)
+    assert slow.silence_limit() == 30.0
+
+
+def test_a_slow_healthy_server_never_triggers_the_fallback():
+    """Answers after 0.65 s (over fallback_after 0.5 s) on every frame: the edge starts
+    locally, connects on the first answer and then stays REMOTE (before #24: a fallback
+    whenever a frame waited 0.5 s)."""
+    link = SimLink(lambda t: 50e6, server_ms=650.0)
+    adapt = LinkAdaptation("s16", Q8, None, fallback_after=0.5, probe_period=0.5)
+    local, events = run(adapt, link, 0.0, 10.0)
+    assert [e.kind for e in events] == ["connect"], [str(e) for e in events]
+    assert local and local[-1] < 0.7  # served locally only until the first answer
+    assert adapt.mode == REMOTE and adapt.values(10.0)["fallback_silence_s"] > 1.9
 
 
 # ------------------------------------------------------------------------------ closed loop
@@ -389,7 +440,8 @@ def test_outage_falls_back_within_fallback_after_and_recovers_on_a_probe():
     link = SimLink(lambda t: 0.0 if down[0] <= t < down[1] else 20e6)
     adapt = LinkAdaptation("s16", Q4, controller(), fallback_after=0.5, probe_period=0.5)
     local, events = run(adapt, link, 0.0, 10.0)
-    assert local == [] and adapt.mode == REMOTE and adapt.choice == ("s16", F16)
+    # The first frame, before any answer, is the robot's own (and the probe that connects).
+    assert local == [0.0] and adapt.mode == REMOTE and adapt.choice == ("s16", F16)
     local, events = run(adapt, link, 10.0, 20.0)
     fallback = [e for e in events if e.kind == "fallback"]
     assert len(fallback) == 1 and 10.5 <= fallback[0].t <= 10.6  # 0.5 s after the last answer
@@ -494,7 +546,7 @@ def test_the_issue_trace_closed_loop_with_the_committed_profiles():
     switches = [e for e in events if e.kind == "switch"]
     assert len(switches) <= 2 * len(trace), [str(e) for e in switches]
     assert chosen[4] == LOCAL and chosen[5] != LOCAL
-    assert [e.kind for e in events if e.kind != "switch"] == ["fallback", "recover"]
+    assert [e.kind for e in events if e.kind != "switch"] == ["connect", "fallback", "recover"]
     # Wide link: a faithful codec; narrow one: the lightest codec.
     assert chosen[0].endswith(F16) and chosen[3].endswith(Q4)
 
