@@ -171,7 +171,8 @@ class FrameOutputs:
         depth assumes, ``geometry.reference_camera``), so every 3D output agrees with depth."""
         if self.result.camera is not None:
             return self.result.camera
-        return reference_camera(*self.result.source_size, self.style.reference_focal,
+        width, height = self.result.source_size
+        return reference_camera(width, height, self.style.reference_focal,
                                 self.result.output_scale[1])
 
     @cached_property
