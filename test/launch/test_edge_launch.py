@@ -10,7 +10,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from mtl_split.msg import SplitFeatures
-from mtl_split_ros.outputs import OUTPUT_TYPES
+from mtl_split_ros.outputs import DEFAULT_OUTPUT_TYPES
 from support.procs import python_process, stop
 from support.ros2cli import (
     node_info,
@@ -97,7 +97,7 @@ def test_ros_tools_see_the_edges_graph(edge):
         node_info(EDGE)), 60, "`ros2 node info` listing the edge's publishers")
     assert info["Subscribers"] == {"/image", "/camera_info", "/mtl_split/link_feedback"}, info
     assert {"/mtl_split/features", "/diagnostics", "/rosout", "/parameter_events",
-            *(f"/mtl_split/{suffix}" for suffix in OUTPUT_TYPES)} <= info["Publishers"], info
+            *(f"/mtl_split/{suffix}" for suffix in DEFAULT_OUTPUT_TYPES)} <= info["Publishers"], info
     assert {f"{EDGE}/{s}" for s in PARAMETER_SERVICES} <= info["Service Servers"], info
     assert all(name.startswith(EDGE + "/") for name in info["Service Servers"]), info
     assert ("/mtl_split_edge", "PUBLISHER") in topic_endpoints("/mtl_split/features")
