@@ -53,7 +53,8 @@ DESCRIPTIONS = {
     "onnx_dir": "ONNX export folder for backend onnxruntime ('' = params file, whose '' is "
                 "the model folder's onnx/).",
     "fallback_after": "Seconds without server feedback before the edge runs the whole network "
-                      "itself (0 = never) ('' = params file).",
+                      "itself (at least 3x the answers' p99 delay; until a server answers it "
+                      "does too; 0 = never) ('' = params file).",
     "engine_cache": "TensorRT engine cache folder for onnxruntime's TensorRT provider "
                     "('' = params file).",
     "use_sim_time": "true: follow /clock (bag replay with --clock, simulators) ('' = false).",

@@ -9,7 +9,8 @@ whose truth says it lacks a task's label (``has_<task>`` False) is left out of t
 metric only.
 
 ``evaluate``'s codec path is the deployment path: edge -> encode -> decode -> server, so the
-cost of the bottleneck and of quantization is measured, not assumed.
+cost of the bottleneck and of quantization is measured, not assumed. At split ``input`` (image
+upload) the codec is an image codec: the frames go through it, then the whole network.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tqdm import tqdm
 
 from mtl_split_core.codec import decode, encode
 from mtl_split_core.data.frames import Frames, as_frames, frame_batches, frame_truth
+from mtl_split_core.image_codec import INPUT_SPLIT, round_trip
 from mtl_split_core.model.config import ModelConfig
 from mtl_split_core.model.network import MultiTaskSplitNet
 from mtl_split_core.tasks import PostprocessContext, get_task, get_tasks, is_labelled, task_names
@@ -73,19 +75,25 @@ def _predictions(model: MultiTaskSplitNet, frames: Frames, split: str | None,
     n = len(frames)
     batches = [list(range(start, min(n, start + batch_size)))
                for start in range(0, n, batch_size)]
+    upload = split == INPUT_SPLIT  # image upload: frames through the image codec, whole network
+    net_split = None if upload else split
     for truths in tqdm(frame_batches(frames, batches, list, workers), total=len(batches),
                        disable=not progress, desc="eval"):
-        imgs = torch.from_numpy(np.stack([t["images"] for t in truths])).to(device)
+        images = np.stack([t["images"] for t in truths])
+        if upload and codec is not None:
+            images, sizes = round_trip(images, codec)
+            nbytes += sizes
+        imgs = torch.from_numpy(images).to(device)
         x = imgs.permute(0, 3, 1, 2).float() / 255.0
-        z = model.edge(x, split)
-        if codec is not None:
+        z = model.edge(x, net_split)
+        if codec is not None and not upload:
             encoded = [encode(zi, codec) for zi in z]
             nbytes += [e.nbytes for e in encoded]
             z = torch.stack([torch.from_numpy(decode(e)) for e in encoded]).to(device)
         # fy of each frame (frames are at the network's input size; unknown: the reference's).
         focal = frame_focals(np.stack([t["k"] for t in truths]) if "k" in truths[0] else None,
                              model.config.depth_reference_focal, device)
-        out = model.server(z, split, out_hw=(x.shape[-2], x.shape[-1]), focal=focal)
+        out = model.server(z, net_split, out_hw=(x.shape[-2], x.shape[-1]), focal=focal)
         predictions: list[dict] = [{} for _ in range(len(x))]
         for task in tasks:
             for prediction, fields in zip(predictions, task.postprocess(out, context)):

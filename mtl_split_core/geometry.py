@@ -11,6 +11,7 @@ are x1, y1, x2, y2 on pixel *edges* with x2/y2 exclusive (``sim/scene.py``), so 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -62,15 +63,16 @@ class Intrinsics:
 
     @classmethod
     def default_for(cls, width: int, height: int, hfov_deg: float = 60.0) -> Intrinsics:
-        """A centred, square-pixel guess with a horizontal field of view of ``hfov_deg``.
-
-        Used when no camera_info is known: 3D outputs then have the right shape and a plausible
-        scale, but metric x/y are only as good as the guessed field of view.
-        """
+        """A centred, square-pixel camera with a horizontal field of view of ``hfov_deg``."""
         if not 1.0 <= hfov_deg <= 170.0:
             raise ValueError(f"horizontal field of view must be in [1, 170] deg, got {hfov_deg}")
         f = (width / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)
-        return cls(f, f, width / 2.0 - 0.5, height / 2.0 - 0.5, int(width), int(height))
+        return cls.centred(width, height, f)
+
+    @classmethod
+    def centred(cls, width: int, height: int, focal: float) -> Intrinsics:
+        """A centred, square-pixel camera of focal length ``focal`` pixels."""
+        return cls(focal, focal, width / 2.0 - 0.5, height / 2.0 - 0.5, int(width), int(height))
 
     def scaled(self, sx: float, sy: float) -> Intrinsics:
         """Intrinsics of this image resized by ``sx`` x ``sy`` (new size = round(W*sx), ...).
@@ -95,6 +97,105 @@ class Intrinsics:
     def as_dict(self) -> dict:
         return {"fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy,
                 "width": self.width, "height": self.height}
+
+
+# Without camera_info and without a model reference focal (a model whose depth ignores the
+# focal length), 3D outputs assume this horizontal field of view: the one guess, here only.
+GUESS_HFOV_DEG = 60.0
+
+
+def reference_camera(width: int, height: int, reference_focal: float | None,
+                     model_px_per_source_px: float) -> Intrinsics:
+    """The camera every output assumes for a ``width`` x ``height`` source image without a
+    camera_info: the model's reference camera (``depth_reference_focal``, in model-input
+    pixels, so ``reference_focal / model_px_per_source_px`` source pixels; centred, square
+    pixels) — the camera depth is predicted for, so camera_info, points and markers agree
+    with depth. A model without a reference focal: a ``GUESS_HFOV_DEG`` view."""
+    if reference_focal is not None and reference_focal > 0 and model_px_per_source_px > 0:
+        return Intrinsics.centred(width, height, reference_focal / model_px_per_source_px)
+    return Intrinsics.default_for(width, height, GUESS_HFOV_DEG)
+
+
+def camera_intrinsics(k: ArrayLike | None, width: int, height: int,
+                      reference_focal: float | None, model_px_per_source_px: float
+                      ) -> Intrinsics:
+    """A camera_info's K (row-major 9 values, fx and fy > 0) for the image, else
+    ``reference_camera``. K must already describe this image (``fit_camera``)."""
+    values = np.zeros(9) if k is None else np.asarray(k, dtype=np.float64).reshape(-1)
+    if values.size == 9 and values[0] > 0 and values[4] > 0:
+        return Intrinsics.from_camera_info_k(values, width, height)
+    return reference_camera(width, height, reference_focal, model_px_per_source_px)
+
+
+SIZE_TOLERANCE_PX = 1.0  # a uniform rescale may round each side by up to this
+
+
+@dataclass(frozen=True)
+class CameraFit:
+    """How a camera_info applies to an image (``fit_camera``).
+
+    ``intrinsics``: the pinhole camera of the image (None: no usable camera_info — unset K,
+    or ``problem``); ``scaled_from``: the calibrated size K was rescaled from (None when it
+    was for the image's size); ``distortion``: the distortion model with non-zero
+    coefficients ('' when none) — then P, the rectified camera, is used where set."""
+
+    intrinsics: Intrinsics | None
+    problem: str | None = None
+    scaled_from: tuple[int, int] | None = None
+    distortion: str = ""
+
+
+def fit_camera(k: ArrayLike, p: ArrayLike, d: ArrayLike, distortion_model: str,
+               size: tuple[int, int], binning: tuple[int, int],
+               roi: tuple[int, int, int, int], image_size: tuple[int, int]) -> CameraFit:
+    """The camera_info (K, P, D, model, calibrated ``size`` W x H, ``binning`` x/y, ``roi`` x,
+    y, w, h, as in sensor_msgs/CameraInfo) applied to an image of ``image_size`` (W, H).
+
+    REP 104: ROI, then binning, turn the calibrated camera into the one of the published
+    image. If the result still has another size than the image, but the image is a uniform
+    scale of it (each side within ``SIZE_TOLERANCE_PX`` of one factor: a driver that resizes
+    without updating camera_info), K is rescaled (pixel-centre convention,
+    ``Intrinsics.scaled``); any other mismatch is a ``problem`` (intrinsics None). A size of
+    0 x 0 (not filled in) is taken as the image's. With distortion (non-zero D) the image
+    is expected to be the rectified one (image_proc), whose camera is P's left 3x3; K when P
+    is unset."""
+    k = np.asarray(k, np.float64).reshape(-1)
+    p = np.asarray(p, np.float64).reshape(-1)
+    d = np.asarray(d, np.float64).reshape(-1)
+    if k.size != 9 or not (k[0] > 0 and k[4] > 0):
+        return CameraFit(None)  # no calibration
+    distortion = ""
+    if d.size and np.any(np.abs(d) > 1e-12):
+        distortion = distortion_model or "unknown model"
+    fx, fy, cx, cy = k[0], k[4], k[2], k[5]
+    if distortion and p.size == 12 and p[0] > 0 and p[5] > 0:
+        fx, fy, cx, cy = p[0], p[5], p[2], p[6]
+    image_w, image_h = (int(v) for v in image_size)
+    width, height = (int(v) for v in size)
+    if width <= 0 or height <= 0:
+        width, height = image_w, image_h
+    x, y, roi_w, roi_h = (int(v) for v in roi)
+    if roi_w > 0 and roi_h > 0:
+        cx, cy, width, height = cx - x, cy - y, roi_w, roi_h
+    bin_x, bin_y = max(1, int(binning[0])), max(1, int(binning[1]))
+    if bin_x > 1 or bin_y > 1:  # pixel centres: u' + 0.5 = (u + 0.5) / bin
+        fx, cx, width = fx / bin_x, (cx + 0.5) / bin_x - 0.5, width // bin_x
+        fy, cy, height = fy / bin_y, (cy + 0.5) / bin_y - 0.5, height // bin_y
+    if min(width, height) < 1:
+        return CameraFit(None, f"camera_info size {size[0]}x{size[1]} with roi {tuple(roi)} "
+                               f"and binning {tuple(binning)} leaves no image", None, distortion)
+    camera = Intrinsics(float(fx), float(fy), float(cx), float(cy), width, height)
+    if (width, height) == (image_w, image_h):
+        return CameraFit(camera, None, None, distortion)
+    scale = image_w / width
+    if abs(height * scale - image_h) > SIZE_TOLERANCE_PX:
+        return CameraFit(None, f"camera_info is for {width}x{height} pixels, the image is "
+                               f"{image_w}x{image_h}: not a uniform scale of it (x "
+                               f"{image_w / width:.4g}, y {image_h / height:.4g})", None,
+                         distortion)
+    scaled = camera.scaled(image_w / width, image_h / height)
+    return CameraFit(dataclasses.replace(scaled, width=image_w, height=image_h), None,
+                     (width, height), distortion)
 
 
 def focal_y(k: ArrayLike) -> float | None:

@@ -4,14 +4,17 @@ Subscribes ``image`` (sensor_msgs/Image) or ``image/compressed`` and ``camera_in
 ``mtl_split/features`` (mtl_split/SplitFeatures) with the image's header and camera_info, and
 ``/diagnostics``. A worker thread runs the network; while it is busy only the newest frame is
 kept (older ones are counted as drops), so latency never builds up behind a queue. Frames the
-middleware reports lost before they reach the node are counted apart (``lost_in_dds``). A
+middleware reports lost before they reach the node are counted apart (``lost_in_dds``), and so
+are frames the camera sent that never arrived, from the gaps in their header stamps
+(``camera_missed``; mtl_split_core.runtime.camera_gaps). A
 watchdog replaces the worker when it stalls or dies (``stall_timeout``; mtl_split_ros.watchdog);
 the /diagnostics level reflects the last ``diagnostics_window`` seconds.
 
 Link adaptation (docs/ADAPTIVE.md): the server answers every features message on
 ``mtl_split/link_feedback``; from it the edge measures its link, picks split and codec
-(``adaptive``: codec / split_codec) and, when the server stops answering for ``fallback_after``
-seconds, runs the rest of the network itself and publishes the server's outputs on the same
+(``adaptive``: codec / split_codec) and, until a server has answered and whenever the server
+stops answering for ``fallback_after`` seconds (or 3x the answers' recent p99 delay, when
+longer), runs the rest of the network itself and publishes the server's outputs on the same
 topics (``link_mode: local`` on /diagnostics), probing the server until it answers again. One
 set of outputs per frame: a frame sent as features gets the server's outputs, the others the
 robot's own. A probe is a features message marked ``probe``: the server answers it and
@@ -43,7 +46,8 @@ from mtl_split_core.plan.planner import card_accuracy_drops, load_accuracy_drops
 from mtl_split_core.plan.profile import load_profile
 from mtl_split_core.runtime.adaptive import ADAPTIVE_MODES, Controller, LinkAdaptation
 from mtl_split_core.runtime.backends import OrtOptions
-from mtl_split_core.runtime.edge import EdgeRunner
+from mtl_split_core.runtime.camera_gaps import CameraGaps
+from mtl_split_core.runtime.edge import EdgeRunner, known_codec
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.latest_slot import LatestSlot
 from mtl_split_core.runtime.output_gate import OutputGate
@@ -52,7 +56,8 @@ from mtl_split_core.runtime.rejections import Rejections
 from mtl_split_core.runtime.server import ServerRunner
 from mtl_split_core.runtime.stats import RateMeter, RollingStats
 from mtl_split_ros import outputs
-from mtl_split_ros.diagnostics import diagnostic_array, diagnostic_status
+from mtl_split_ros.camera_info import CameraInfoFitter
+from mtl_split_ros.diagnostics import diagnostic_array, diagnostic_status, status_name
 from mtl_split_ros.features_auth import load_keys, sign, stamp_ns
 from mtl_split_ros.features_msg import packet_to_msg
 from mtl_split_ros.image_msg import ImageDecodeError, image_to_rgb
@@ -67,12 +72,16 @@ from mtl_split_ros.watchdog import SupervisedWorker, watchdog_period
 
 PARAMS = [
     Param("model", "", "Model folder or card; '' = the packaged default model."),
-    Param("split", "", "Split point name (s4, s8, s16, s32) or index (0, 1, ...); '' = the "
-          "model's default.", dynamic=True, types=(str, int)),
+    Param("split", "", "Split point name (s4, s8, s16, s32) or index (0, 1, ...), or input "
+          "(upload the model-input image, no network on the robot); '' = the model's default.",
+          dynamic=True, types=(str, int)),
     *RUNTIME_PARAMS,
     executor_param("single"),
-    Param("codec", "", "Feature codec; '' = the model's default.", ("",) + CODECS,
-          dynamic=True),
+    Param("codec", "", f"Feature codec ({', '.join(CODECS)}), or at split input an image "
+          f"codec like webp-q80/1; '' = the model's default.", dynamic=True,
+          check=lambda v: None if v == "" or known_codec(v) else
+          f"not accepted; expected '', one of {', '.join(CODECS)} or an image codec like "
+          f"webp-q80/1"),
     Param("zstd_level", 3, "zstd compression level.", check=in_range(*ZSTD_LEVELS), dynamic=True),
     Param("cuda_graphs", True, "On CUDA, replay the edge network as one CUDA graph (4-8x "
           "faster for this launch-bound prefix; ignored on CPU)."),
@@ -94,7 +103,9 @@ PARAMS = [
     Param("latency_budget_ms", 100.0, "End-to-end latency the adaptation keeps within; no "
           "option within it = run locally.", check=in_range(1.0, 60000.0)),
     Param("fallback_after", 0.5, "Seconds a features message may go unanswered by the server "
-          "before the edge runs the whole network itself; 0 = never.",
+          "before the edge runs the whole network itself (at least 3x the recent p99 of the "
+          "answers' delay); until a server has answered the edge serves locally too. 0 = "
+          "never (and no local outputs at start).",
           check=in_range(0.0, 3600.0)),
     Param("probe_period", 0.5, "While running locally: seconds between probe frames sent to "
           "the server (its answer brings split computing back).", check=in_range(0.01, 3600.0)),
@@ -127,11 +138,13 @@ class EdgeNode(Node):
         self.latency = RollingStats()
         self.rate = RateMeter()
         self.bytes_per_frame = RollingStats()
-        self.camera_info = None
+        self.camera_info = None  # the newest, as received; fitted to each image by self.camera
+        self.camera = CameraInfoFitter(MESSAGES, self.get_logger().warning, self.rejections)
         self.slot = LatestSlot(window_s=window)
         self.gate = OutputGate()
         self.health = SubscriptionHealth(self)
         self.camera_rate = RateMeter()  # frames arriving: caps the fps the controller plans for
+        self.camera_gaps = CameraGaps()  # frames the camera sent that never arrived (stamps)
         self.local_rate = RateMeter()   # frames whose outputs the edge published itself
         # Serialises a run-time split/codec change with the worker's per-frame choice, so a
         # frame planned before the change cannot configure the runner back.
@@ -164,6 +177,8 @@ class EdgeNode(Node):
                     folder=self.cfg["onnx_dir"], engine_cache=self.cfg["engine_cache"]))
         except ConfigError as err:
             raise ParameterError(str(err)) from err
+        # '' = the model's default: `ros2 param get` shows the one that runs (s16, q4-zstd/1).
+        self.cfg.show_effective({"split": self.runner.split, "codec": self.runner.codec})
         self._start_link_adaptation()
         if self.runner.device.type == "cuda":
             # One frame through the network now (CUDA's lazy start-up), so the first camera
@@ -235,7 +250,11 @@ class EdgeNode(Node):
 
     def _on_image(self, msg) -> None:
         self.camera_rate.tick()
+        handle_isolated(self._count_camera_gaps, msg, self.rejections)
         self.slot.put(msg)
+
+    def _count_camera_gaps(self, msg) -> None:
+        self.camera_gaps.add(msg.header.frame_id, stamp_ns(msg), time.monotonic())
 
     def _on_feedback(self, msg: LinkFeedback) -> None:
         # Unknown stamps (another robot's, forged), duplicates and bad fields are counted
@@ -273,6 +292,8 @@ class EdgeNode(Node):
             self.rejections(err.reason, f"{err} ({describe_header(msg.header)})")
             return
         converted = time.perf_counter()
+        # The camera_info as it applies to this image (rescaled, rectified camera), or None.
+        info = self.camera.for_image(self.camera_info, rgb.shape[1], rgb.shape[0])
         with self._config_lock:
             plan = self.adapt.frame(time.monotonic(), self.camera_rate.fps())
             for event in plan.events:  # each decision / transition once
@@ -284,12 +305,13 @@ class EdgeNode(Node):
         # Measured, not taken from the profile: the controller rates the options with it.
         self.adapt.edge_time((converted - start) * 1e3, (time.perf_counter() - began) * 1e3)
         if plan.send:  # REMOTE: the server's outputs; a probe: the server answers only
-            self._send_features(packet, msg.header, start, probe=plan.probe)
+            self._send_features(packet, msg.header, info, start, probe=plan.probe)
         if plan.local:  # LOCAL (probe or not): the robot serves this frame itself
-            self._serve_locally(packet, msg.header)
+            self._serve_locally(packet, msg.header, info)
 
-    def _send_features(self, packet: FeaturePacket, header, start: float, probe: bool) -> None:
-        out = packet_to_msg(packet, header, self.camera_info, probe=probe)
+    def _send_features(self, packet: FeaturePacket, header, info: CameraInfo | None,
+                       start: float, probe: bool) -> None:
+        out = packet_to_msg(packet, header, info, probe=probe)
         out.edge_ms = (time.perf_counter() - start) * 1e3  # include image conversion
         if self.signer is not None:  # last: the tag covers every other field
             sign(out, self.signer)
@@ -304,12 +326,11 @@ class EdgeNode(Node):
         self.adapt.sent(stamp_ns(out), nbytes, time.monotonic())
         self.pub.publish(out)
 
-    def _serve_locally(self, packet: FeaturePacket, header) -> None:
+    def _serve_locally(self, packet: FeaturePacket, header, info: CameraInfo | None) -> None:
         """The server's part on the robot, published as the server would (outputs.assemble);
         only outputs someone subscribes to are computed: the robot is the slow side."""
         wanted = {suffix for suffix, pub in self.local_pubs.items()
                   if pub.get_subscription_count() > 0}
-        info = self.camera_info
         result = self.local(self.local.admit(packet, None if info is None else info.k))
         messages = outputs.assemble(result, header, self.style, wanted, MESSAGES)
         if self.gate.run(self._publish_local, messages):
@@ -326,6 +347,7 @@ class EdgeNode(Node):
             "frames": self.latency.count, "drops": self.slot.dropped,
             "drops_recent": self.slot.recent_drops(),
             "lost_in_dds": self.health.lost(self.image_topic),
+            **self.camera_gaps.values(time.monotonic()),
             **self.rejections.values(), **self.worker.values(),
             "split": self.runner.split, "codec": self.runner.codec,
             **self.adapt.values(time.monotonic()), "local_fps": self.local_rate.fps(),
@@ -333,7 +355,7 @@ class EdgeNode(Node):
         # WARN while running locally: the outputs are the robot's own (link_mode: local).
         warn = "; ".join(p for p in (self.adapt.problem(), self.rejections.problem()) if p)
         self.diag_pub.publish(diagnostic_array(self, [diagnostic_status(
-            f"{self.get_name()}: edge", self.get_fully_qualified_name(), values,
+            status_name(self, "edge"), self.get_fully_qualified_name(), values,
             warn=warn or None, error=self.worker.problem())]))
 
     def close(self) -> None:

@@ -9,8 +9,11 @@ from rclpy.node import Node
 
 
 def status_name(node: Node, what: str) -> str:
-    """The name of a node's status about ``what`` (the node itself, or one of its inputs)."""
-    return f"{node.get_name()}: {what}"
+    """A /diagnostics status name: the node's fully qualified name, then what it is about
+    (``/robot1/mtl_split_edge: edge``, ``/mtl_split_server: /robot1/mtl_split/features``).
+    Unique per robot, so two robots' statuses never replace each other in rqt_robot_monitor
+    or diagnostic_aggregator."""
+    return f"{node.get_fully_qualified_name()}: {what}"
 
 
 def diagnostic_status(name: str, hardware_id: str, values: Mapping[str, object],

@@ -54,8 +54,12 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None, *,
         init_without_signal_handlers(args)
         node: Node | None = None
         executor: Executor | None = None
+        # use_global_arguments=False: the command line's `__node:=` / `__ns:=` (ros2 launch
+        # passes them) are the real node's; a boot node that took them too shared its name,
+        # and `ros2 node info` / `ros2 topic info -v` then showed that name with nothing.
         boot = rclpy.create_node(BOOT_NODE, start_parameter_services=False,
-                                 enable_rosout=False) if discover_first else None
+                                 enable_rosout=False, use_global_arguments=False
+                                 ) if discover_first else None
         try:
             node = make_node()
             if boot is not None:

@@ -40,6 +40,7 @@ from mtl_split_core.geometry import (
     box_to_3d,
     center_size_to_box,
     median_depth_in_box,
+    reference_camera,
     scale_boxes,
 )
 from mtl_split_core.runtime.frame_views import ViewRequest, frame_point_cloud, map_camera
@@ -116,6 +117,9 @@ class OutputStyle:
     point_stride: int = 4
     marker_lifetime_s: float = 1.0
     outputs: tuple[OutputSpec, ...] = ()
+    # The card's depth_reference_focal (model-input pixels): the camera outputs assume
+    # without camera_info (geometry.reference_camera).
+    reference_focal: float | None = None
 
     @classmethod
     def from_card(cls, card: dict, point_stride: int = 4,
@@ -125,7 +129,8 @@ class OutputStyle:
         seg = tuple(card["segmentation_classes"])
         return cls(det, seg, class_palette(len(seg)), detection_palette(det, seg),
                    int(point_stride),
-                   outputs=declared_outputs(card["tasks"] if tasks is None else tasks))
+                   outputs=declared_outputs(card["tasks"] if tasks is None else tasks),
+                   reference_focal=card.get("depth_reference_focal"))
 
 
 def output_types(style: OutputStyle) -> dict[str, str]:
@@ -171,10 +176,13 @@ class FrameOutputs:
 
     @cached_property
     def camera(self) -> Intrinsics:
-        """The source camera; without a camera_info, a 60 degree guess."""
+        """The source camera; without a camera_info, the model's reference camera (the one
+        depth assumes, ``geometry.reference_camera``), so every 3D output agrees with depth."""
         if self.result.camera is not None:
             return self.result.camera
-        return Intrinsics.default_for(*self.result.source_size)
+        width, height = self.result.source_size
+        return reference_camera(width, height, self.style.reference_focal,
+                                self.result.output_scale[1])
 
     @cached_property
     def reference_map(self) -> np.ndarray | None:
@@ -185,8 +193,9 @@ class FrameOutputs:
     def map_camera(self) -> Intrinsics | None:
         """The camera of the output maps (the source camera scaled to them)."""
         ref = self.reference_map
-        return None if ref is None else map_camera(self.result.camera, self.result.source_size,
-                                                   ref.shape[:2])
+        return None if ref is None else map_camera(
+            self.result.camera, self.result.source_size, ref.shape[:2],
+            self.style.reference_focal, self.result.output_scale[1])
 
 
 def assemble(result: Any, header: Any, style: OutputStyle, wanted: Collection[str],

@@ -8,6 +8,11 @@ values and registers an on-set callback that runs the same checks at run time:
   node keeps the old one; a good one is handed to the node's ``apply`` hook (which may refuse
   it too) and stored in the node's config dict, so the next frame uses it.
 - otherwise the parameter is declared read-only: ``ros2 param set`` fails ("read-only").
+- a ``check=in_range(lo, hi)`` on a number is declared as a ROS range too (FloatingPointRange /
+  IntegerRange): ``ros2 param describe`` shows the bounds, rqt_reconfigure a slider, and rclpy
+  refuses a value outside them before the node sees it ("out of range. Min: .., Max: ..").
+- a value that means "the default" ('' = the model's split) is replaced by the value the
+  node runs once it knows it (``Config.show_effective``), so ``ros2 param get`` tells the truth.
 
 A bad start-up value raises ``ParameterError`` naming the parameter and what is accepted; the
 node's ``main`` turns that into one clear fatal line and exit code 2.
@@ -15,18 +20,39 @@ node's ``main`` turns that into one clear fatal line and exit code 2.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.exceptions import InvalidParameterTypeException
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 
 class ParameterError(ValueError):
     """A parameter value the node cannot start with (or, at run time, refuses)."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """``check=in_range(lo, hi)``: inclusive bounds, checked here and declared to ROS."""
+
+    lo: float
+    hi: float
+
+    def __call__(self, value: float) -> str | None:
+        return None if self.lo <= value <= self.hi else self.expected
+
+    @property
+    def expected(self) -> str:
+        return f"must be in [{self.lo}, {self.hi}]"
 
 
 @dataclass(frozen=True)
@@ -78,8 +104,17 @@ class Param:
         if self.choices:
             desc += f" One of: {_choices(self.choices)}."
         desc += " Changeable at run time." if self.dynamic else " Read-only: set at start."
-        return ParameterDescriptor(description=desc, read_only=not self.dynamic,
-                                   dynamic_typing=self.accepted_types() is not None)
+        descriptor = ParameterDescriptor(description=desc, read_only=not self.dynamic,
+                                         dynamic_typing=self.accepted_types() is not None)
+        bounds = self.check if isinstance(self.check, Range) else None
+        if bounds is not None and not isinstance(self.default, bool):
+            if isinstance(self.default, int):
+                descriptor.integer_range = [IntegerRange(
+                    from_value=int(bounds.lo), to_value=int(bounds.hi), step=1)]
+            elif isinstance(self.default, float):
+                descriptor.floating_point_range = [FloatingPointRange(
+                    from_value=float(bounds.lo), to_value=float(bounds.hi), step=0.0)]
+        return descriptor
 
 
 _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
@@ -90,14 +125,35 @@ _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a 
 ApplyHook = Callable[[Mapping[str, Any]], None]
 
 
+class Config(dict[str, Any]):
+    """A node's live configuration by parameter name (what ``declare_all`` returns)."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__()
+        self._node = node
+        self._showing: set[str] = set()  # names being set to their effective value
+
+    def show_effective(self, values: Mapping[str, Any]) -> None:
+        """Parameters left at '' (= the node's default) are set to the value the node runs
+        (``split`` '' -> ``s16``), so ``ros2 param get`` reports it; a value given (``split``
+        0) stays as given. Not a change: no ``apply``, no log line."""
+        changed = {k: v for k, v in values.items() if self.get(k) == "" and v != ""}
+        self._showing = set(changed)
+        try:
+            self._node.set_parameters([Parameter(k, value=v) for k, v in changed.items()])
+        finally:
+            self._showing = set()
+        self.update(changed)
+
+
 def declare_all(node: Node, params: Sequence[Param], apply: ApplyHook | None = None
-                ) -> dict[str, Any]:
+                ) -> Config:
     """Declare ``params`` on ``node``; return their validated values by name.
 
     The returned dict is the node's live configuration: accepted run-time changes of dynamic
     parameters are written into it after ``apply`` succeeded.
     """
-    values: dict[str, Any] = {}
+    values = Config(node)
     for p in params:
         try:
             value = node.declare_parameter(p.name, p.default, p.descriptor()).value
@@ -105,6 +161,8 @@ def declare_all(node: Node, params: Sequence[Param], apply: ApplyHook | None = N
             given = str(err).removesuffix(f": {p.name}")  # rclpy names the value given
             raise ParameterError(f"parameter '{p.name}': wrong type, expected "
                                  f"{_describe_type(p.default)} ({given})") from None
+        except InvalidParameterValueException as err:  # outside the declared ROS range
+            raise ParameterError(_range_refusal(p, str(err))) from None
         values[p.name] = p.validate(value)
     by_name = {p.name: p for p in params}
 
@@ -113,7 +171,7 @@ def declare_all(node: Node, params: Sequence[Param], apply: ApplyHook | None = N
         try:
             for change in changes:
                 p = by_name.get(change.name)
-                if p is None:  # not ours (e.g. use_sim_time)
+                if p is None or change.name in values._showing:  # not ours / not a change
                     continue
                 if not p.dynamic:  # rclpy refuses read-only ones first; keep the rule here too
                     raise ParameterError(f"parameter '{p.name}' is read-only")
@@ -133,6 +191,16 @@ def declare_all(node: Node, params: Sequence[Param], apply: ApplyHook | None = N
     return values
 
 
+def _range_refusal(p: Param, rclpy_message: str) -> str:
+    """The start-up error for a value rclpy refused by the declared range, in the words of
+    the node's own check (rclpy's exception names the value only inside its message)."""
+    given = re.search(r"Invalid parameter value \((.*?)\) for parameter", rclpy_message)
+    bounds = p.check if isinstance(p.check, Range) else None
+    if given is None or bounds is None:
+        return f"parameter '{p.name}': {rclpy_message.split('Reason: ', 1)[-1]}"
+    return f"parameter '{p.name}' = {given.group(1)}: {bounds.expected}"
+
+
 def _choices(choices: Sequence[Any]) -> str:
     return ", ".join("''" if c == "" else str(c) for c in choices)
 
@@ -148,7 +216,5 @@ def positive(value: float) -> str | None:
     return None if value > 0 else "must be > 0"
 
 
-def in_range(lo: float, hi: float) -> Callable[[float], str | None]:
-    def check(value: float) -> str | None:
-        return None if lo <= value <= hi else f"must be in [{lo}, {hi}]"
-    return check
+def in_range(lo: float, hi: float) -> Range:
+    return Range(lo, hi)

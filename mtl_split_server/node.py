@@ -68,7 +68,9 @@ PARAMS = [
           "are published next to each (…/features -> …/detections).",
           check=lambda v: None if v and all(t.endswith("features") for t in v)
           else "must be a non-empty list of topics ending in 'features'"),
-    Param("tasks", ["detection", "segmentation", "depth"], "Heads to run."),
+    Param("tasks", ["detection", "segmentation", "depth"], "Heads to run.",
+          check=lambda v: None if v and set(v) <= set(task_names()) else
+          f"must be a non-empty list of registered tasks: {', '.join(task_names())}"),
     Param("score_threshold", 0.3, "Minimum detection score.", check=in_range(0.0, 1.0),
           dynamic=True),
     Param("max_detections", 50, "Maximum detections per image.", check=in_range(1, 1000),

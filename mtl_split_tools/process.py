@@ -45,6 +45,7 @@ from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_core.runtime.server import PacketRejected, ServerRunner
 from mtl_split_core.signals import StopSignals
 from mtl_split_ros import outputs
+from mtl_split_ros.camera_info import CameraInfoFitter
 from mtl_split_ros.image_msg import ImageDecodeError, image_to_rgb
 from mtl_split_ros.msg_factory import BagMessages
 
@@ -177,6 +178,13 @@ def _process(bag, reader, image_conns, out_dir, edge, server, progress, stop):
         factory = BagMessages(writer.store)
         bar = tqdm(total=total, desc="processing", unit="frame", disable=not progress)
 
+        def camera_info_rejected(reason: str, detail: str) -> None:
+            stats["errors"][detail] = stats["errors"].get(detail, 0) + 1
+
+        # As the edge does: each camera_info fitted to its image (mtl_split_ros.camera_info).
+        fitter = CameraInfoFitter(factory, lambda text: tqdm.write(f"warning: {text}"),
+                                  camera_info_rejected)
+
         def process_one(topic, stamp_ns, msg):
             bar.update()
             try:
@@ -185,7 +193,7 @@ def _process(bag, reader, image_conns, out_dir, edge, server, progress, stop):
                 stats["skipped"] += 1
                 stats["errors"][str(err)] = stats["errors"].get(str(err), 0) + 1
                 return
-            info = infos.for_image(msg)
+            info = fitter.for_image(infos.for_image(msg), rgb.shape[1], rgb.shape[0])
             packet = edge(rgb)
             try:
                 result = server(server.admit(packet, info.k if info else None))

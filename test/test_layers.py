@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # One layer may hold several parts that use each other (a set).
 CORE_LAYERS: list[set[str]] = [
     {"errors", "locations", "classes", "signals", "distributed"},
-    {"geometry", "preprocess", "codec", "image_decode", "auth", "output_folder", "bags",
-     "host_copy"},
+    {"geometry", "preprocess", "codec", "image_codec", "image_decode", "auth", "output_folder",
+     "bags", "host_copy"},
     {"metrics", "viz", "sim"},
     {"data"},
     # The network loops over the registered tasks; a task builds its head from the model's

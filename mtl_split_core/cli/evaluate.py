@@ -12,6 +12,7 @@ from mtl_split_core.cli.train import load_data
 from mtl_split_core.codec import CODECS
 from mtl_split_core.data.sources.base import SPLITS
 from mtl_split_core.errors import InputError
+from mtl_split_core.image_codec import INPUT_SPLIT, PROFILED_IMAGE_CODECS, is_image_codec
 
 # The default split to score, in order of preference: held-out data first.
 DEFAULT_SPLIT_ORDER = ("test", "val")
@@ -28,14 +29,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="which split of the --data to score; default: one every data set has "
                    "labels for, test where they all do (Cityscapes labels only train and val: "
                    "val, or test with cityscapes:PATH?test=val)")
-    p.add_argument("--split", default=None, help="split point; default: the model's")
-    p.add_argument("--codec", default="all", choices=("all", "float", *CODECS),
-                   help="float, a codec id, or 'all' for float + every codec")
+    p.add_argument("--split", default=None, help="split point, or input (image upload: the "
+                   "model-input image through an image codec); default: the model's")
+    p.add_argument("--codec", default="all", type=codec_choice,
+                   help=f"float, a codec id ({', '.join(CODECS)}; at --split {INPUT_SPLIT} an "
+                   f"image codec like webp-q80/1), or 'all' for float + every codec (at "
+                   f"--split {INPUT_SPLIT}: {', '.join(PROFILED_IMAGE_CODECS)})")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=output_file, default=None, help="write the results as JSON here")
     p.add_argument("--into-card", action="store_true",
                    help="also write the results into the model's card (metrics: accuracy per "
                    "split and codec; the edge's accuracy floor reads them)")
+
+
+def codec_choice(value: str) -> str:
+    """``--codec``: all, float, a feature codec or an image codec id."""
+    if value in ("all", "float", *CODECS) or is_image_codec(value):
+        return value
+    raise argparse.ArgumentTypeError(f"{value!r}: expected all, float, one of "
+                                     f"{', '.join(CODECS)} or an image codec like webp-q80/1")
+
+
+def codecs_to_score(split: str | None, codec: str) -> list[str | None]:
+    """The codecs ``--codec`` names for ``--split`` (None = float, the unsplit model);
+    InputError for a codec of the other kind (image codecs go with split input)."""
+    upload = split == INPUT_SPLIT
+    if codec == "all":
+        return [None, *(PROFILED_IMAGE_CODECS if upload else CODECS)]
+    if codec == "float":
+        return [None]
+    if is_image_codec(codec) != upload:
+        raise InputError(f"--codec {codec}: image codecs go with --split {INPUT_SPLIT}, "
+                         f"feature codecs ({', '.join(CODECS)}) with the model's splits")
+    return [codec]
 
 
 def split_to_score(data: list[str], requested: str | None) -> str:
@@ -72,20 +98,22 @@ def run(args: argparse.Namespace) -> int:
     split_set = split_to_score(args.data, args.split_set)  # before the slow model load
     model, card = load_model_param(args.model)
     device = resolve_device(args.device)
-    if args.split is not None and args.split not in model.split_names:
-        raise InputError(f"split {args.split!r}: this model splits at {list(model.split_names)}")
+    if args.split not in (None, INPUT_SPLIT, *model.split_names):
+        raise InputError(f"split {args.split!r}: this model splits at {list(model.split_names)} "
+                         f"(or {INPUT_SPLIT}: image upload)")
+    codecs = codecs_to_score(args.split, args.codec)
     cfg = model.config
     # The model's class lists: every source's classes are mapped onto them by name.
     data = load_data(args.data, split_set, cfg.input_size, args.class_map,
                      (cfg.detection_classes, cfg.segmentation_classes)).data
-    codecs = [None, *CODECS] if args.codec == "all" else \
-        [None if args.codec == "float" else args.codec]
     results = []
     print(f"{card['name']} on {len(data)} {split_set} frames")
     print("| codec | bytes/frame | mAP@0.5 | mAP@0.5:0.95 | mIoU | delta<1.25 | AbsRel |")
     print("|---|---|---|---|---|---|---|")
     for codec in codecs:
-        r = evaluate(model, data, args.split, codec, device)
+        # float is the unsplit model: at split input, the model's default split uncoded
+        split = None if codec is None and args.split == INPUT_SPLIT else args.split
+        r = evaluate(model, data, split, codec, device)
         h = headline(r)
         results.append(r)
         print(f"| {codec or 'float (unsplit)'} | {r.get('bytes_per_frame', 0):.0f} | "

@@ -1,5 +1,7 @@
 """Choose the split point: end-to-end latency per split and codec over a link, against the
-LOCAL-ONLY and REMOTE-ONLY (JPEG upload) baselines, under a maximum accuracy drop.
+LOCAL-ONLY and REMOTE-ONLY (JPEG upload) baselines, under a maximum accuracy drop. Split
+``input`` (the model-input image with an image codec, the whole network on the server) is one
+more split where both profiles measured it.
 
 latency = edge compute + encode + transfer(bytes) + decode + server compute.
 fps (pipelined: edge, link and server work on different frames) = 1000 / slowest stage.
@@ -14,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from mtl_split_core.errors import InputError
+from mtl_split_core.image_codec import INPUT_SPLIT
 from mtl_split_core.plan.link import Link
 
 
 @dataclass
 class Option:
-    name: str            # "s16 q4-zstd/1", "LOCAL-ONLY", "REMOTE-ONLY (JPEG q90)"
+    name: str            # "s16 q4-zstd/1", "input webp-q80/1", "LOCAL-ONLY", "REMOTE-ONLY..."
     split: str | None
     codec: str | None
     bytes: float
@@ -39,11 +42,13 @@ class Option:
 
 def options(edge_profile: dict[str, Any], server_profile: dict[str, Any], link: Link,
             accuracy: dict[str, float] | None = None) -> list[Option]:
-    """Every split x codec, plus the baselines. ``accuracy`` maps 'split codec' -> drop."""
+    """Every split x codec, image upload (split ``input``) per image codec where both
+    profiles have it, plus the baselines. ``accuracy`` maps 'split codec' -> drop."""
     accuracy = accuracy or {}
     out = []
-    for split, e in edge_profile["splits"].items():
-        s = server_profile["splits"].get(split)
+    server_splits = _splits(server_profile, edge_profile)
+    for split, e in _splits(edge_profile, server_profile).items():
+        s = server_splits.get(split)
         if s is None or set(e["codecs"]) - set(s["codecs"]):
             raise InputError(f"the server profile lacks split {split} or some of its codecs: "
                              f"profiles of different models ({edge_profile.get('model')}, "
@@ -59,6 +64,17 @@ def options(edge_profile: dict[str, Any], server_profile: dict[str, Any], link: 
                       jpeg_e["encode_ms"], link.transfer_ms(jpeg_e["bytes"]),
                       jpeg_s["decode_ms"] + server_profile["whole_ms"], 0.0))
     return out
+
+
+def _splits(profile: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """``profile``'s split entries, with ``input`` when ``other`` measured it too (older
+    profiles did not), for the image codecs both measured (a Pillow may lack AVIF)."""
+    splits = dict(profile["splits"])
+    mine, theirs = profile.get(INPUT_SPLIT), other.get(INPUT_SPLIT)
+    if mine and theirs:
+        splits[INPUT_SPLIT] = {**mine, "codecs": {c: v for c, v in mine["codecs"].items()
+                                                  if c in theirs["codecs"]}}
+    return splits
 
 
 def choose(opts: list[Option], max_drop: float = 0.01, allow_unknown: bool = False) -> Option:

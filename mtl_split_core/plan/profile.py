@@ -1,5 +1,6 @@
 """Measured profiles: per split point and codec, edge time, server time and bytes per frame,
-plus the two baselines (whole model on the edge; JPEG upload + whole model on the server).
+plus the two baselines (whole model on the edge; JPEG upload + whole model on the server),
+and split ``input`` (image upload, ``image_codec.py``) per image codec, an option like a split.
 
 A profile is measured on one device (``mtl-split profile --device cuda``) and saved as JSON,
 so a robot's profile (edge times) and a server's profile (server times) can be combined.
@@ -21,6 +22,13 @@ import torch
 
 from mtl_split_core.codec import CODECS, decode, encode
 from mtl_split_core.errors import InputError
+from mtl_split_core.image_codec import (
+    PROFILED_IMAGE_CODECS,
+    decode_image,
+    encode_image,
+    is_image_codec,
+    to_uint8,
+)
 from mtl_split_core.preprocess import letterbox_tensor
 
 if TYPE_CHECKING:
@@ -49,9 +57,11 @@ def _timed(fn: Callable[[], object], sync: Callable[[], object], repeats: int) -
 @torch.inference_mode()
 def measure_profile(model: MultiTaskSplitNet, card: dict[str, Any], frames: list[np.ndarray],
                     device: str = "cpu", repeats: int = 10,
-                    codecs: Sequence[str] = CODECS) -> dict[str, Any]:
+                    codecs: Sequence[str] = CODECS,
+                    image_codecs: Sequence[str] = PROFILED_IMAGE_CODECS) -> dict[str, Any]:
     """Median edge/server/encode/decode times and mean bytes per split and codec on
-    ``device``, plus the local-only and JPEG-upload baselines."""
+    ``device``, plus the local-only and JPEG-upload baselines, and ``input`` (image upload)
+    for each of ``image_codecs`` this build has."""
     dev = torch.device(device)
     model = model.to(dev).eval()
     sync = torch.cuda.synchronize if dev.type == "cuda" else _no_sync
@@ -74,6 +84,7 @@ def measure_profile(model: MultiTaskSplitNet, card: dict[str, Any], frames: list
                 "encode_ms": _timed(partial(encode, z[0], codec), sync, repeats),
                 "decode_ms": _timed(partial(decode, encs[0]), _no_sync, repeats)}
         splits[split] = entry
+    whole_ms = _timed(lambda: model(x), sync, repeats)
     jpegs = [cv2.imencode(".jpg", f[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
              for f in frames]
     return {
@@ -82,14 +93,42 @@ def measure_profile(model: MultiTaskSplitNet, card: dict[str, Any], frames: list
         f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)",
         "model": card.get("name"), "fingerprint": card.get("fingerprint"),
         "source_size": [int(frames[0].shape[1]), int(frames[0].shape[0])],
-        "whole_ms": _timed(lambda: model(x), sync, repeats),
+        "whole_ms": whole_ms,
         "jpeg": {"bytes": float(np.mean([len(j) for j in jpegs])),
                  "encode_ms": _timed(lambda: cv2.imencode(
                      ".jpg", frames[0], [cv2.IMWRITE_JPEG_QUALITY, 90]), _no_sync, repeats),
                  "decode_ms": _timed(lambda: cv2.imdecode(jpegs[0], cv2.IMREAD_COLOR),
                                      _no_sync, repeats)},
         "splits": splits,
+        "input": _measure_input(xs, [c for c in image_codecs if is_image_codec(c)], whole_ms,
+                                sync, dev, repeats),
     }
+
+
+def _measure_input(xs: list[torch.Tensor], codecs: list[str], whole_ms: float,
+                   sync: Callable[[], object], dev: torch.device, repeats: int
+                   ) -> dict[str, Any]:
+    """Split ``input`` as a split entry: edge = the letterboxed batch to the uint8 image on the
+    host (the prefix a split runs is none here), encode = the image codec, decode = image
+    codec + the float tensor on ``dev``, server = the whole network (``whole_ms``)."""
+    x = xs[0][0]
+    image = to_uint8(x).cpu().numpy()
+    size = (image.shape[1], image.shape[0])
+    entry: dict[str, Any] = {
+        "edge_ms": _timed(lambda: to_uint8(x).cpu().numpy(), sync, repeats),
+        "server_ms": whole_ms, "shape": [3, size[1], size[0]], "codecs": {}}
+
+    def to_network(data: bytes, codec: str) -> torch.Tensor:
+        decoded = torch.from_numpy(decode_image(data, codec, size))
+        return decoded.to(dev).permute(2, 0, 1).float().div_(255.0)
+
+    for codec in codecs:
+        files = [encode_image(to_uint8(xi[0]).cpu().numpy(), codec) for xi in xs]
+        entry["codecs"][codec] = {
+            "bytes": float(np.mean([len(f) for f in files])),
+            "encode_ms": _timed(partial(encode_image, image, codec), _no_sync, repeats),
+            "decode_ms": _timed(partial(to_network, files[0], codec), sync, repeats)}
+    return entry
 
 
 def save_profile(profile: dict[str, Any], path: str | Path) -> None:

@@ -12,17 +12,19 @@ import dataclasses
 import math
 import statistics
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from mtl_split_core.codec import CODECS, codec_bits
 from mtl_split_core.errors import InputError
+from mtl_split_core.image_codec import INPUT_SPLIT, fidelity_bits, is_image_codec
 from mtl_split_core.plan.link import Link
 from mtl_split_core.plan.planner import Option, options
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.link import LinkMonitor, LinkStats
+from mtl_split_core.runtime.stats import RollingStats
 
 ADAPTIVE_MODES = ("off", "codec", "split_codec")
 REMOTE, LOCAL = "remote", "local"
@@ -32,12 +34,20 @@ ACCURACY_EPS = 1e-3  # accuracy drops closer than this are equally faithful
 EDGE_SCALE = (0.25, 20.0)
 MAX_EDGE_MS = 60_000.0  # a frame's edge time beyond this is a stalled worker, not a measurement
 _FRAME_FATES = ("sent", "served", "dropped", "lost", "stamp_reused")  # LinkMonitor counts
+# The silence limit (FallbackSwitch.silence_limit): this many times the p99 of the last
+# ANSWER_DELAYS answer delays when that is longer than fallback_after. 3: a healthy link's
+# answers rarely take 3x its p99, while a dead one is still noticed within seconds.
+SILENCE_RTT_FACTOR = 3.0
+ANSWER_DELAYS = 64
+MAX_SILENCE_S = 30.0   # however slow the answers were, silence this long is an outage
+MAX_SENT_REMEMBERED = 1024  # send times kept for answer delays (bounded memory)
 
 
 @dataclass(frozen=True)
 class Event:
     """One transition, for one log line and /diagnostics. ``kind``: 'switch' (split/codec),
-    'fallback' (REMOTE -> LOCAL) or 'recover' (LOCAL -> REMOTE)."""
+    'fallback' (REMOTE -> LOCAL), 'recover' (LOCAL -> REMOTE) or 'connect' (the first
+    LOCAL -> REMOTE: a server answered the edge for the first time)."""
 
     t: float
     kind: str
@@ -100,7 +110,9 @@ class Controller:
 
     Each ``update`` turns the link statistics into a ``plan.link.Link`` and rates every remote
     option of ``planner.options`` the mode allows ('codec': the current split's codecs;
-    'split_codec': every split of ``splits`` x every codec of ``codecs``) by delivered fps
+    'split_codec': every split of ``splits`` x every codec of ``codecs``, and with
+    ``image_upload`` split ``input`` with every image codec both profiles measured — the
+    robot uploads the model-input image when that is better) by delivered fps
     (capped at the camera's rate) and latency. The target is the option with the highest
     delivered fps whose latency fits ``latency_budget_ms``; among options within
     ``fps_tolerance`` of that fps, the most faithful one (lowest accuracy drop when
@@ -150,7 +162,7 @@ class Controller:
                  accuracy: Mapping[str, float] | None = None, margin: float = 0.2,
                  min_hold_s: float = 2.0, fps_tolerance: float = 0.05, max_late: float = 0.25,
                  ceiling_s: float = 10.0, max_hold_s: float = 32.0,
-                 max_accuracy_drop: float = 1.0) -> None:
+                 max_accuracy_drop: float = 1.0, image_upload: bool = True) -> None:
         if mode not in ADAPTIVE_MODES[1:]:
             raise ConfigError("adaptive", f"controller mode {mode!r}: expected one of "
                               f"{', '.join(ADAPTIVE_MODES[1:])} ('off' runs no controller)")
@@ -173,6 +185,8 @@ class Controller:
                                   if o.split is not None}
         measured = set(self._profiled_edge_ms)
         self.choices = [(s, c) for s in splits for c in codecs if (s, c) in measured]
+        if image_upload:  # every image codec profiled (planner.options: both profiles)
+            self.choices += [(s, str(c)) for s, c in self._profiled_edge_ms if s == INPUT_SPLIT]
         if (split, codec) not in self.choices:
             raise ConfigError("split", f"{split} {codec} is not among the profiled options of "
                               f"the model: {', '.join(map(_name, self.choices)) or 'none'}")
@@ -396,7 +410,11 @@ class Controller:
         return _bits(str(a.codec)) > _bits(str(b.codec))
 
 
-def _bits(codec: str) -> int:
+def _bits(codec: str) -> float:
+    """Fidelity without measured accuracy: codec bits (f16: 16), an image codec's rank among
+    them (``image_codec.fidelity_bits``)."""
+    if is_image_codec(codec):
+        return fidelity_bits(codec)
     bits = codec_bits(codec)
     return 16 if bits is None else bits
 
@@ -413,10 +431,17 @@ def _mbit(bps: float) -> str:
 class FallbackSwitch:
     """REMOTE (split computing) or LOCAL (the whole network on the robot).
 
-    REMOTE -> LOCAL when a frame sent has had no feedback of any kind for ``fallback_after``
-    seconds (0 = never on silence), or when the controller finds no option within the latency
-    budget. In LOCAL the edge publishes one probe frame (its ordinary features, marked as a
-    probe: the server answers it and publishes no outputs, the robot serves the frame itself)
+    It starts LOCAL ("start": no server has answered yet) and probes at once, so an edge
+    started before its server serves its first frames itself; the first answer to a probe
+    starts split computing (event ``connect``). With ``fallback_after`` 0 it starts REMOTE.
+
+    REMOTE -> LOCAL when a frame sent has had no feedback of any kind for the silence limit
+    (``silence_limit``: ``fallback_after`` seconds, or ``SILENCE_RTT_FACTOR`` x the p99 of the
+    recent answer delays when that is longer, so a link whose answers normally take 0.7 s is
+    not taken for a dead one; 0 = never on silence), or when the controller finds no option
+    within the latency budget. In LOCAL the edge publishes one probe frame (its ordinary
+    features, marked as a probe: the server answers it and publishes no outputs, the robot
+    serves the frame itself)
     every ``probe_period`` seconds; after a silence the first feedback for a probe returns it
     to REMOTE, after a budget verdict the controller's next verdict does (measured on the
     probes). The first probe after a silence waits one ``probe_period``: the silence has just
@@ -433,7 +458,7 @@ class FallbackSwitch:
     """
 
     def __init__(self, fallback_after: float = 0.5, probe_period: float = 0.5,
-                 max_probes: int = 64) -> None:
+                 max_probes: int = 64, start_local: bool = True) -> None:
         if not (math.isfinite(fallback_after) and 0 <= fallback_after <= 3600):
             raise ConfigError("fallback_after", f"{fallback_after} must be in [0, 3600] s "
                               "(0 = no fallback on silence)")
@@ -441,11 +466,32 @@ class FallbackSwitch:
             raise ConfigError("probe_period", f"{probe_period} must be in [0.01, 3600] s")
         self.fallback_after, self.probe_period = float(fallback_after), float(probe_period)
         self.mode, self.reason = REMOTE, "start"
-        self.cause: str | None = None           # 'silence' or 'budget' while LOCAL
+        self.cause: str | None = None           # 'start', 'silence' or 'budget' while LOCAL
+        if start_local and self.fallback_after > 0:
+            self.mode, self.cause, self.reason = LOCAL, "start", "no server has answered yet"
         self._probes: deque[int] = deque(maxlen=max_probes)
         self._last_probe = -math.inf
         self._since = -math.inf  # the last transition
         self.counts = {"fallback": 0, "recover": 0}
+        # Send times of recent frames and how long their answers took (seconds).
+        self._sent_at: OrderedDict[int, float] = OrderedDict()
+        self.answer_delays = RollingStats(ANSWER_DELAYS)
+
+    def silence_limit(self) -> float:
+        """Seconds a frame may wait for feedback before the fallback: ``fallback_after``, or
+        ``SILENCE_RTT_FACTOR`` x the p99 of the last ``ANSWER_DELAYS`` answer delays when that
+        is longer (capped at ``MAX_SILENCE_S``). 0 = never."""
+        p99 = self.answer_delays.percentile(99.0)
+        if self.fallback_after <= 0 or math.isnan(p99):
+            return self.fallback_after
+        return max(self.fallback_after, min(SILENCE_RTT_FACTOR * p99, MAX_SILENCE_S))
+
+    def answer_delay(self, stamp_ns: int, now: float) -> None:
+        """Feedback for the frame stamped ``stamp_ns`` arrived at ``now``: record how long it
+        took (send to answer, what the silence clock measures)."""
+        sent = self._sent_at.pop(int(stamp_ns), None)
+        if sent is not None and now >= sent:
+            self.answer_delays.add(float(now) - sent)
 
     def update(self, now: float, stats: LinkStats, remote_fits: bool = True,
                verdict: str = "") -> list[Event]:
@@ -454,9 +500,12 @@ class FallbackSwitch:
             # Frames sent before a recovery do not count: after one the server gets a whole
             # fallback_after to answer the first full-rate frames.
             silent = min(stats.unanswered_s, now - self._since)
-            if self.fallback_after > 0 and silent >= self.fallback_after:
+            limit = self.silence_limit()
+            if limit > 0 and silent >= limit:
                 return self._go(now, LOCAL, "silence", f"no feedback for {silent:.2f} s "
-                                f"(fallback_after {self.fallback_after:g} s)")
+                                f"(limit {limit:.2f} s: fallback_after "
+                                f"{self.fallback_after:g} s or {SILENCE_RTT_FACTOR:g} x the "
+                                f"answers' p99)")
             if not remote_fits:
                 return self._go(now, LOCAL, "budget", verdict or "no option within the budget")
         elif self.cause == "budget" and remote_fits:
@@ -479,30 +528,35 @@ class FallbackSwitch:
 
     def sent(self, stamp_ns: int, now: float) -> None:
         """A features message left; in LOCAL it is a probe."""
+        self._sent_at[int(stamp_ns)] = float(now)
+        while len(self._sent_at) > MAX_SENT_REMEMBERED:
+            self._sent_at.popitem(last=False)
         if self.mode == LOCAL:
             self._probes.append(int(stamp_ns))
             self._last_probe = float(now)
 
     def answered(self, stamp_ns: int, now: float, remote_fits: bool = True,
                  verdict: str = "") -> list[Event]:
-        """Valid feedback for ``stamp_ns`` arrived: a probe's ends a silence — back to REMOTE,
-        or, when the controller (having seen the probe) finds no option within the budget,
-        LOCAL for that reason from now on."""
-        if self.cause == "silence" and self.is_probe(stamp_ns):
+        """Valid feedback for ``stamp_ns`` arrived: a probe's ends a silence (or the start) —
+        to REMOTE, or, when the controller (having seen the probe) finds no option within the
+        budget, LOCAL for that reason from now on."""
+        if self.cause in ("silence", "start") and self.is_probe(stamp_ns):
             if remote_fits:
                 return self._go(now, REMOTE, None, "the server answered a probe")
             self.cause, self.reason = "budget", verdict or "no option within the budget"
         return []
 
     def _go(self, now: float, mode: str, cause: str | None, reason: str) -> list[Event]:
+        starting = self.cause == "start"  # the first answer: not a recovery from anything
         before, self.mode, self.cause, self.reason = self.mode, mode, cause, reason
         self._since = float(now)
         self._probes.clear()
         # After a budget verdict the first LOCAL frame probes at once; after a silence one
         # probe_period later (class docstring).
         self._last_probe = float(now) if cause == "silence" else -math.inf
-        kind = "fallback" if mode == LOCAL else "recover"
-        self.counts[kind] += 1
+        kind = "fallback" if mode == LOCAL else "connect" if starting else "recover"
+        if kind in self.counts:
+            self.counts[kind] += 1
         return [Event(now, kind, before.upper(), mode.upper(), reason)]
 
 
@@ -532,19 +586,19 @@ class LinkAdaptation:
 
     def __init__(self, split: str, codec: str, controller: Controller | None = None,
                  fallback_after: float = 0.5, probe_period: float = 0.5,
-                 monitor: LinkMonitor | None = None) -> None:
+                 monitor: LinkMonitor | None = None, start_local: bool = True) -> None:
         # A frame whose network round trip alone breaks the budget was not carried in time.
         late_ms = 100.0 if controller is None else controller.budget_ms
         self.monitor = monitor or LinkMonitor(late_ms=min(late_ms, LinkMonitor().timeout_s * 1e3))
         self.controller = controller
-        self.switch = FallbackSwitch(fallback_after, probe_period)
+        self.switch = FallbackSwitch(fallback_after, probe_period, start_local=start_local)
         self._fixed = (split, codec)
         self._lock = threading.Lock()
         self._events: list[Event] = []        # from feedback, handed out by the next frame()
         self._source_fps: float | None = None  # the camera's rate frame() was last given
         self.last_event: Event | None = None
         self.switches = 0
-        self._sending = (split, codec, REMOTE)  # what the monitor's epoch began with
+        self._sending = (split, codec, self.switch.mode)  # what the monitor's epoch began with
         self._reachable = False  # in LOCAL after a silence: a probe was answered
         self.edge_clock = EdgeClock()  # the current option's edge times
 
@@ -599,6 +653,8 @@ class LinkAdaptation:
         """One LinkFeedback; returns ``LinkMonitor.feedback``'s verdict (count the ignored)."""
         with self._lock:
             verdict = self.monitor.feedback(stamp_ns, status, server_ms, now)
+            if verdict in ("served", "dropped"):
+                self.switch.answer_delay(stamp_ns, now)
             if verdict in ("served", "dropped") and self.switch.mode == LOCAL:
                 # Let the controller see the probe before the switch acts on it: a link that
                 # answers but is too slow for the budget must not bring REMOTE back for a frame.
@@ -680,6 +736,8 @@ class LinkAdaptation:
                 "link_loss": s.loss, "server_drop_rate": s.server_drop_rate,
                 "fps_sent": s.fps_sent, "fps_acked": s.fps_acked, "fps_served": s.fps_served,
                 "feedback_silent_s": s.silent_s, "feedback_pending": s.pending,
+                "fallback_silence_s": self.switch.silence_limit(),
+                "answer_ms_p99": self.switch.answer_delays.percentile(99.0) * 1e3,
                 "fallbacks": self.switch.counts["fallback"],
                 "recoveries": self.switch.counts["recover"], "switches": self.switches,
                 "last_event": "" if self.last_event is None else str(self.last_event),

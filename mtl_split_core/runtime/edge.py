@@ -1,4 +1,5 @@
-"""The edge half at run time: image -> letterbox -> backbone prefix (+bottleneck) -> codec."""
+"""The edge half at run time: image -> letterbox -> backbone prefix (+bottleneck) -> codec;
+or, at split ``input`` (image upload), image -> letterbox -> image codec, no network."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from mtl_split_core.codec import CODECS, ZSTD_LEVELS, encode
+from mtl_split_core.codec import CODECS, ZSTD_LEVELS, EncodedTensor, encode
+from mtl_split_core.image_codec import (
+    DEFAULT_IMAGE_CODEC,
+    INPUT_SPLIT,
+    encode_image,
+    is_image_codec,
+    to_uint8,
+)
 from mtl_split_core.preprocess import letterbox_tensor
 from mtl_split_core.runtime.backends import (
     OnnxExport,
@@ -21,7 +29,7 @@ from mtl_split_core.runtime.backends import (
 from mtl_split_core.runtime.device import resolve_device, resolve_dtype
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.model_files import load_model_param, resolve_model_path
-from mtl_split_core.runtime.packet import FeaturePacket
+from mtl_split_core.runtime.packet import INPUT_SPLIT_INDEX, FeaturePacket
 
 if TYPE_CHECKING:  # CudaGraphEdge is imported where used: only a CUDA device needs it
     from mtl_split_core.model.network import MultiTaskSplitNet
@@ -71,28 +79,29 @@ class EdgeRunner:
                   zstd_level: int | None = None) -> None:
         """Change the split, codec and/or zstd level; the next frame uses them.
 
-        None keeps the current value; '' means the model's default (its card). Raises
+        None keeps the current value; '' means the model's default (its card). Split
+        ``input`` uploads the model-input image with an image codec (``image_codec.py``): a
+        kept or default codec of the other kind becomes the new split's default. Raises
         ConfigError for a bad value and then changes nothing.
         """
         if split == "":
             split = self.card["default_split"]
-        if codec == "":
-            codec = self.card.get("codec", "q8-zstd/1")
         index = self.split_index if split is None else split_index(split, self.split_names)
+        image = index == INPUT_SPLIT_INDEX
+        if codec == "" or (codec is None and is_image_codec(self.codec) != image):
+            codec = default_codec(self.card, image)
         codec = self.codec if codec is None else codec
-        if codec not in CODECS:
-            raise ConfigError("codec", f"unknown codec {codec!r}; expected one of "
-                              f"{', '.join(CODECS)}")
+        check_codec(codec, image)
         level = self.zstd_level if zstd_level is None else zstd_level
         lo, hi = ZSTD_LEVELS
         if not lo <= int(level) <= hi:
             raise ConfigError("zstd_level", f"zstd level {level} must be in [{lo}, {hi}]")
         ort = self._ort
-        if self._onnx is not None and index != self.split_index:
+        if self._onnx is not None and index != self.split_index and not image:
             ort = OrtEdge(self._onnx, self.split_names[index])  # before the lock: may raise
         with self._lock:
             self._ort = ort
-            if index != self.split_index and self._use_graph:
+            if index != self.split_index and self._use_graph and not image:
                 # The letterbox makes every frame the same size, so one CUDA graph per split
                 # serves any camera: it removes the kernel-launch overhead that dominates the
                 # prefix on a GPU.
@@ -100,7 +109,8 @@ class EdgeRunner:
                 w, h = self.input_size
                 self._graph = CudaGraphEdge(self.model, self.split_names[index], (h, w),
                                             self.dtype)
-            self.split_index, self.split = index, self.split_names[index]
+            self.split_index = index
+            self.split = INPUT_SPLIT if image else self.split_names[index]
             self.codec, self.zstd_level = codec, int(level)
 
     @classmethod
@@ -117,16 +127,13 @@ class EdgeRunner:
         """Encode one RGB uint8 (H, W, 3) frame."""
         start = time.perf_counter()
         image = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device, non_blocking=True)
-        x, (sx, sy, ox, oy) = letterbox_tensor(image, self.input_size)
-        x = x.to(self.dtype).unsqueeze(0)
+        letterboxed, (sx, sy, ox, oy) = letterbox_tensor(image, self.input_size)
+        x = letterboxed.to(self.dtype).unsqueeze(0)
         with self._lock:
-            if self._ort is not None:
-                z = torch.from_numpy(self._ort(x.numpy()))[0]
-            elif self._graph is not None:
-                z = self._graph(x)[0]
+            if self.split_index == INPUT_SPLIT_INDEX:  # image upload: no network here
+                tensor = image_tensor(to_uint8(letterboxed).cpu().numpy(), self.codec)
             else:
-                z = self.model.edge(x, self.split)[0]
-            tensor = encode(z.float(), self.codec, level=self.zstd_level)
+                tensor = encode(self._prefix(x).float(), self.codec, level=self.zstd_level)
             index = self.split_index
         return FeaturePacket(
             tensor=tensor, model_id=self.card.get("name", ""),
@@ -135,9 +142,53 @@ class EdgeRunner:
             transform=(float(sx), float(sy), float(ox), float(oy)),
             edge_ms=(time.perf_counter() - start) * 1e3)
 
+    def _prefix(self, x: torch.Tensor) -> torch.Tensor:
+        """The split tensor (C, h, w) of a letterboxed batch of one (under ``_lock``)."""
+        if self._ort is not None:
+            return torch.from_numpy(self._ort(x.numpy()))[0]
+        if self._graph is not None:
+            return self._graph(x)[0]
+        return self.model.edge(x, self.split)[0]
+
+
+def image_tensor(image: np.ndarray, codec: str) -> EncodedTensor:
+    """The wire fields of a model-input image (uint8 (H, W, 3)) at split ``input``: shape
+    (3, H, W), no scale/offset, the image file as data (docs/CONTRACTS.md)."""
+    empty = np.zeros(0, np.float32)
+    return EncodedTensor(codec, (3, int(image.shape[0]), int(image.shape[1])), empty,
+                         empty.copy(), encode_image(image, codec))
+
+
+def default_codec(card: dict, image: bool) -> str:
+    """The model's default codec for a feature split, or for split ``input``."""
+    if image:
+        return str(card.get("image_codec") or DEFAULT_IMAGE_CODEC)
+    return str(card.get("codec", "q8-zstd/1"))
+
+
+def check_codec(codec: str, image: bool) -> None:
+    """ConfigError unless ``codec`` is a feature codec (``image`` False) or an image codec
+    this build has (``image`` True: split ``input``)."""
+    if image and not is_image_codec(codec):
+        raise ConfigError("codec", f"split {INPUT_SPLIT} sends an image: codec {codec!r} "
+                          f"must be an image codec like {DEFAULT_IMAGE_CODEC} "
+                          f"('<webp|jpeg|avif>-q<1..100>/1')")
+    if not image and codec not in CODECS:
+        raise ConfigError("codec", f"unknown codec {codec!r}; expected one of "
+                          f"{', '.join(CODECS)} (image codecs like {DEFAULT_IMAGE_CODEC} go "
+                          f"with split {INPUT_SPLIT})")
+
+
+def known_codec(codec: str) -> bool:
+    """Whether ``codec`` is a feature codec or an image codec (a node parameter's check)."""
+    return codec in CODECS or is_image_codec(codec)
+
 
 def split_index(split: str | int, names: list[str]) -> int:
-    """Index of a split given by name ('s8') or index (1 or '1')."""
+    """Index of a split given by name ('s8') or index (1 or '1'); ``input`` (image upload)
+    is ``INPUT_SPLIT_INDEX``."""
+    if split == INPUT_SPLIT:
+        return INPUT_SPLIT_INDEX
     if isinstance(split, str) and split.isdigit():
         split = int(split)
     if isinstance(split, int):
@@ -146,4 +197,4 @@ def split_index(split: str | int, names: list[str]) -> int:
     elif split in names:
         return names.index(split)
     raise ConfigError("split", f"unknown split {split!r}; expected one of {', '.join(names)} "
-                     f"(or an index 0..{len(names) - 1})")
+                     f"(or an index 0..{len(names) - 1}), or {INPUT_SPLIT} (image upload)")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from mtl_split_core.geometry import Intrinsics
+from mtl_split_core.geometry import Intrinsics, reference_camera
 from mtl_split_core.viz import colorize_segmentation
 
 CLOUD_GREY = 200  # the colour of points when there is no class map
@@ -48,10 +48,13 @@ def colorize(ids: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
 
 
 def map_camera(camera: Intrinsics | None, source_size: tuple[int, int],
-               map_hw: tuple[int, int]) -> Intrinsics:
-    """The camera of an output map of ``map_hw`` (H, W): the source camera (without one, a
-    60 degree guess for the source size) scaled to the map."""
-    cam = camera if camera is not None else Intrinsics.default_for(*source_size)
+               map_hw: tuple[int, int], reference_focal: float | None = None,
+               model_px_per_source_px: float = 1.0) -> Intrinsics:
+    """The camera of an output map of ``map_hw`` (H, W): the source camera scaled to the map;
+    without one the model's reference camera (``geometry.reference_camera``: the camera depth
+    assumes, so the point cloud agrees with depth)."""
+    cam = camera if camera is not None else reference_camera(
+        source_size[0], source_size[1], reference_focal, model_px_per_source_px)
     return cam.scaled(map_hw[1] / cam.width, map_hw[0] / cam.height)
 
 

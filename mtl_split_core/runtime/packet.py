@@ -34,6 +34,10 @@ EDGE_MS_RANGE = (0.0, 3.6e6)
 MAX_SHAPE_DIMS = 8
 # header.stamp.nanosec must be a fraction of a second.
 NANOSEC_PER_SEC = 1_000_000_000
+# split_index of split "input" (image upload, mtl_split_core/image_codec.py): the packet
+# carries the model-input image, shape (3, H, W) of the card's input size, an image codec id,
+# no scale/offset, the image file as data. No model has 255 split points.
+INPUT_SPLIT_INDEX = 255
 
 
 class PacketRejected(ValueError):

@@ -4,6 +4,10 @@ Outputs are produced at the *output resolution*: the network input with the lett
 cropped away, i.e. the source image scaled by the letterbox scale. Detections are in source
 pixels (they are small; mapping them back is exact). ``output_camera_info_scale`` tells the ROS
 layer how to scale the source intrinsics to the output images.
+
+A packet at split ``input`` (image upload, ``image_codec.py``) carries the model-input image:
+the server decodes it and runs the whole network, the edge prefix and the server half of the
+model's default split (what ``forward`` computes), batched apart from features.
 """
 
 from __future__ import annotations
@@ -20,9 +24,16 @@ from numpy.typing import ArrayLike
 from mtl_split_core.codec import CodecError, decode, parse_codec
 from mtl_split_core.geometry import Intrinsics
 from mtl_split_core.host_copy import HostCopy
+from mtl_split_core.image_codec import (
+    INPUT_SPLIT,
+    ImageCodecError,
+    decode_image,
+    parse_image_codec,
+)
 from mtl_split_core.model.network import MultiTaskSplitNet
 from mtl_split_core.runtime.backends import (
     OnnxExport,
+    OrtEdge,
     OrtOptions,
     OrtServer,
     check_backend,
@@ -43,6 +54,7 @@ from mtl_split_core.runtime.frame_views import (
 )
 from mtl_split_core.runtime.model_files import load_model_param, resolve_model_path
 from mtl_split_core.runtime.packet import (
+    INPUT_SPLIT_INDEX,
     FeaturePacket,
     PacketRejected,
     check_packet,
@@ -61,7 +73,8 @@ class DecodedPacket:
     get wrong has been found by the time one exists (``ServerRunner.admit``)."""
 
     packet: FeaturePacket
-    codes: np.ndarray                  # the decoded split tensor (C, H, W)
+    codes: np.ndarray                  # the decoded split tensor (C, H, W); at split input
+    #                                    the model-input image, float32 (3, H, W) in [0, 1]
     crop: tuple[int, int, int, int]    # the source's content box in the network input
     decode_ms: float
     # The source camera (its camera_info, in source pixels); None = unknown: depth assumes the
@@ -159,6 +172,7 @@ class ServerRunner:
         self.score_threshold = float(score_threshold)
         self.max_detections = int(max_detections)
         self._ort: dict[str, OrtServer] = {}
+        self._ort_edge: OrtEdge | None = None
         if backend == "onnxruntime":
             export = OnnxExport(card, onnx or OrtOptions(), self.device,
                                 fp16=precision == "fp16",
@@ -166,6 +180,9 @@ class ServerRunner:
             self._ort = {s: OrtServer(export, s) for s in self.split_names if export.has(s)}
             if not self._ort:
                 raise ConfigError("onnx_dir", f"{export.folder}: exports no split of this model")
+            default = card["default_split"]
+            if default in self._ort:  # split input: the default split's two halves
+                self._ort_edge = OrtEdge(export, default)
             self.device, self.dtype = torch.device("cpu"), torch.float32
         self.model = model.to(self.device, self.dtype).eval()
         self.input_size = tuple(card["input_size"])
@@ -194,14 +211,22 @@ class ServerRunner:
                 "fingerprint", f"model fingerprint {packet.model_fingerprint!r} "
                 f"({packet.model_id or '?'}) != served {self.card['fingerprint']!r} "
                 f"({self.card.get('name')}); run edge and server with the same model")
-        if not 0 <= packet.split_index < len(self.split_names):
+        if not (0 <= packet.split_index < len(self.split_names)
+                or packet.split_index == INPUT_SPLIT_INDEX):
             raise PacketRejected("split", f"split index {packet.split_index} not in "
-                                 f"0..{len(self.split_names) - 1}")
-        split = self.split_names[packet.split_index]
-        if self._ort and split not in self._ort:
+                                 f"0..{len(self.split_names) - 1} nor {INPUT_SPLIT_INDEX} "
+                                 f"({INPUT_SPLIT})")
+        split = self.split_name(packet.split_index)
+        if self._ort and split not in self._ort and not (split == INPUT_SPLIT
+                                                          and self._ort_edge is not None):
             raise PacketRejected("split", f"split {split} is not in this server's ONNX export "
-                                 f"(has {', '.join(self._ort)})")
-        expected = tuple(self.model.split_shape(split, self.input_size))
+                                 f"(has {', '.join(self._ort)}; {INPUT_SPLIT} needs the "
+                                 f"default split {self.card['default_split']})")
+        if split == INPUT_SPLIT:
+            w, h = self.input_size
+            expected: tuple[int, ...] = (3, h, w)
+        else:
+            expected = tuple(self.model.split_shape(split, self.input_size))
         # Check the declared shape before decoding: a hostile packet cannot make us allocate
         # more than the model's own split tensor.
         if tuple(packet.tensor.shape) != expected:
@@ -219,6 +244,8 @@ class ServerRunner:
         with the packet (``DecodedPacket.camera``) for depth and the 3D outputs."""
         crop = self.check(packet)
         camera = source_camera(camera_k, packet.source_size)
+        if packet.split_index == INPUT_SPLIT_INDEX:
+            return self._admit_image(packet, crop, camera)
         try:
             parse_codec(packet.tensor.codec)
         except CodecError as err:
@@ -229,6 +256,38 @@ class ServerRunner:
         except CodecError as err:
             raise PacketRejected("payload", str(err)) from err
         return DecodedPacket(packet, codes, crop, (time.perf_counter() - t0) * 1e3, camera)
+
+    def _admit_image(self, packet: FeaturePacket, crop: tuple[int, int, int, int],
+                     camera: Intrinsics | None) -> DecodedPacket:
+        """Split ``input``: the image codec's checks (id, bytes, magic, header size) before
+        its decoding, then the image as the network takes it."""
+        tensor = packet.tensor
+        try:
+            parse_image_codec(tensor.codec)
+        except ImageCodecError as err:
+            raise PacketRejected("codec", str(err)) from err
+        if len(tensor.scale) or len(tensor.offset):
+            raise PacketRejected("payload", f"{tensor.codec} carries no scale/offset, got "
+                                 f"{len(tensor.scale)} and {len(tensor.offset)} values")
+        t0 = time.perf_counter()
+        try:
+            image = decode_image(tensor.data, tensor.codec, self.input_size)
+        except ImageCodecError as err:
+            raise PacketRejected(err.reason, str(err)) from err
+        codes = np.ascontiguousarray(image.transpose(2, 0, 1), np.float32) / np.float32(255)
+        return DecodedPacket(packet, codes, crop, (time.perf_counter() - t0) * 1e3, camera)
+
+    def split_name(self, index: int) -> str:
+        """The split a (checked) packet's ``split_index`` names."""
+        return INPUT_SPLIT if index == INPUT_SPLIT_INDEX else self.split_names[index]
+
+    def _ort_network(self, split: str, codes: np.ndarray,
+                     focal: np.ndarray | float | None) -> dict:
+        """``_network`` on the onnxruntime backend."""
+        if split == INPUT_SPLIT and self._ort_edge is not None:
+            split = self.card["default_split"]
+            codes = self._ort_edge(codes)
+        return self._ort[split](codes, focal)
 
     def __call__(self, packet: FeaturePacket | DecodedPacket, focal_px: float | None = None,
                  views: ViewRequest = NO_VIEWS) -> ServerResult:
@@ -245,8 +304,9 @@ class ServerRunner:
     def capture_graphs(self, splits: Sequence[str]) -> None:
         """On the CUDA-graph path, capture every batch size of ``splits`` now rather than on
         the first batches (a capture takes milliseconds to a second). No-op otherwise."""
-        if self._graphs is not None:
-            self._graphs.capture(list(splits))
+        if self._graphs is not None:  # split input runs the default split's server half
+            self._graphs.capture(list(dict.fromkeys(
+                self.card["default_split"] if s == INPUT_SPLIT else s for s in splits)))
 
     @torch.inference_mode()
     def run_batch(self, items: Sequence[DecodedPacket],
@@ -302,16 +362,20 @@ class ServerRunner:
 
     def _network(self, split_index: int, items: list[DecodedPacket],
                  focals: list[float | None] | None) -> dict[str, torch.Tensor]:
-        """The network outputs of ``items`` (one split; ``focals`` None: none given)."""
-        split = self.split_names[split_index]
+        """The network outputs of ``items`` (one split; ``focals`` None: none given); at
+        split input the whole network (edge prefix and the default split's server half)."""
+        split = self.split_name(split_index)
         codes = np.stack([item.codes for item in items])
         focal_px = None if focals is None else np.array(
             [float(f) * item.packet.transform[1] for f, item in zip(focals, items)
              if f is not None], np.float32)
         if self._ort:
-            return self._ort[split](codes, focal_px)
+            return self._ort_network(split, codes, focal_px)
         z = torch.from_numpy(codes).to(self.device, self.dtype)
         focal = None if focal_px is None else torch.from_numpy(focal_px).to(self.device)
+        if split == INPUT_SPLIT:
+            split = self.card["default_split"]
+            z = self.model.edge(z, split)
         if self._graphs is not None:
             return self._graphs(z, split, focal)
         return self.model.server(z, split, focal=focal)
@@ -337,6 +401,13 @@ class ServerRunner:
                             extra_fields=fields, source_size=decoded.source_size,
                             camera=decoded.camera, colors=colors or {}, cloud=cloud,
                             cloud_stride=cloud_stride)
+
+    def map_camera(self, decoded: DecodedPacket, map_hw: tuple[int, int]) -> Intrinsics:
+        """The camera of ``decoded``'s output maps (``frame_views.map_camera``; without a
+        camera_info the model's reference camera, as the outputs assume)."""
+        return map_camera(decoded.camera, decoded.source_size, map_hw,
+                          self.card.get("depth_reference_focal"),
+                          float(decoded.packet.transform[1]))
 
     def palette(self, device: torch.device) -> torch.Tensor:
         """The segmentation classes' colours (viz.class_palette), on ``device``."""
@@ -432,8 +503,7 @@ class _Batch:
                 break
             rows = [r for r, v in enumerate(wanted) if v.cloud_stride == stride]
             hw = (int(depth.shape[1]), int(depth.shape[2]))
-            cameras = camera_rows([map_camera(self.items[members[r]].camera,
-                                              self.items[members[r]].source_size, hw)
+            cameras = camera_rows([self.runner.map_camera(self.items[members[r]], hw)
                                    for r in rows])
             seg = fields.get("segmentation")
             key = f"cloud/{stride}"

@@ -79,3 +79,31 @@ def test_unknown_intrinsics_evaluate_as_the_reference_camera():
     assert evaluate(model, data, codec=None)["depth"] == known
     data["k"][:, 4] = 200.0  # a longer focal length: twice the depth, other numbers
     assert evaluate(model, data, codec=None)["depth"] != known
+
+
+def test_split_input_scores_the_frames_through_the_image_codec():
+    """``evaluate`` at split input = the float model on the frames an upload decodes to, and
+    the bytes per frame are the image files'."""
+    import torch
+
+    from mtl_split_core.evaluate import evaluate
+    from mtl_split_core.image_codec import round_trip
+    from mtl_split_core.model import MultiTaskSplitNet
+    torch.manual_seed(0)
+    net = MultiTaskSplitNet(ModelConfig(backbone="mobilenetv3_small", input_size=(64, 48),
+                                        bottlenecks={"s16": 8})).eval()
+    yy, xx = np.mgrid[0:48, 0:64]
+    images = np.stack([np.stack([xx * 4, yy * 5, (xx + yy + 7 * i) % 256], -1)
+                       for i in range(3)]).astype(np.uint8)
+    data = {"images": images, "depth": np.full((3, 48, 64), 2.0, np.float32),
+            "seg": np.zeros((3, 48, 64), np.int64),
+            "boxes": [np.array([[4, 4, 20, 20]], np.float32)] * 3,
+            "labels": [np.array([1])] * 3}
+    got = evaluate(net, data, split="input", codec="webp-q60/1", batch_size=2)
+    decoded, sizes = round_trip(images, "webp-q60/1")
+    assert not np.array_equal(decoded, images)  # lossy: what the server sees differs
+    expected = evaluate(net, {**data, "images": decoded}, batch_size=2)
+    assert (got["split"], got["codec"]) == ("input", "webp-q60/1")
+    assert got["bytes_per_frame"] == np.mean(sizes)
+    assert json.dumps(got["depth"]) == json.dumps(expected["depth"])
+    assert json.dumps(got["segmentation"]) == json.dumps(expected["segmentation"])

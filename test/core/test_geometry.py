@@ -155,3 +155,81 @@ def test_box_center_size_round_trip_and_scaling():
     assert scaled.dtype == np.float32
     np.testing.assert_array_equal(scaled, [[5, 40, 25, 160], [0, 0, 2, 4]])
     assert scale_boxes(np.zeros((0, 4)), (2.0, 2.0)).shape == (0, 4)
+
+
+# ------------------------------------------------------------------ camera_info and image
+def _k(fx, fy, cx, cy):
+    return [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
+
+
+def _p(fx, fy, cx, cy):
+    return [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+
+
+def _fit(k, size, image, p=(0.0,) * 12, d=(), model="", binning=(0, 0), roi=(0, 0, 0, 0)):
+    from mtl_split_core.geometry import fit_camera
+    return fit_camera(k, p, d, model, size, binning, roi, image)
+
+
+def test_a_camera_info_of_the_image_is_used_as_is():
+    fit = _fit(_k(500, 510, 319.5, 239.5), (640, 480), (640, 480))
+    assert fit.intrinsics == Intrinsics(500, 510, 319.5, 239.5, 640, 480)
+    assert fit.problem is None and fit.scaled_from is None and fit.distortion == ""
+    # Size not filled in (0 x 0): taken as the image's.
+    assert _fit(_k(500, 510, 319.5, 239.5), (0, 0), (640, 480)).intrinsics.width == 640
+    assert _fit([0.0] * 9, (640, 480), (640, 480)).intrinsics is None  # K unset
+
+
+def test_a_uniformly_scaled_image_gets_a_rescaled_k():
+    """A driver publishing 640x480 with the camera_info of its 1280x960 calibration: K halves
+    (pixel centres: cx' = cx / 2 - 0.25), not used as is (depth 2x off, issue #24)."""
+    fit = _fit(_k(1000, 1000, 639.5, 479.5), (1280, 960), (640, 480))
+    assert fit.scaled_from == (1280, 960) and fit.problem is None
+    assert fit.intrinsics == Intrinsics(500, 500, 319.5, 239.5, 640, 480)
+    # 1920x1080 -> 640x360: a factor of 1/3, sides exact.
+    third = _fit(_k(1500, 1500, 959.5, 539.5), (1920, 1080), (640, 360)).intrinsics
+    assert third.fx == pytest.approx(500) and third.cx == pytest.approx(319.5)
+    # Odd sizes round: 1001x751 -> 500x375 (x 0.4995, y 0.4993) is still a uniform scale.
+    assert _fit(_k(900, 900, 500, 375), (1001, 751), (500, 375)).problem is None
+
+
+def test_any_other_size_mismatch_is_a_problem():
+    fit = _fit(_k(1000, 1000, 639.5, 359.5), (1280, 720), (640, 480))
+    assert fit.intrinsics is None
+    assert "camera_info is for 1280x720 pixels, the image is 640x480" in fit.problem
+
+
+def test_roi_and_binning_make_the_published_image_camera():
+    # A 2x2-binned 1280x960 camera publishes 640x480 (REP 104): the same as a rescale.
+    fit = _fit(_k(1000, 1000, 639.5, 479.5), (1280, 960), (640, 480), binning=(2, 2))
+    assert fit.intrinsics == Intrinsics(500, 500, 319.5, 239.5, 640, 480)
+    assert fit.scaled_from is None
+    # A 320x240 region at (100, 50): the principal point moves, the focal length stays.
+    fit = _fit(_k(1000, 1000, 639.5, 479.5), (1280, 960), (320, 240), roi=(100, 50, 320, 240))
+    assert fit.intrinsics == Intrinsics(1000, 1000, 539.5, 429.5, 320, 240)
+
+
+def test_distortion_takes_the_rectified_camera_from_p():
+    d = [-0.2, 0.05, 0.0, 0.0, 0.0]
+    fit = _fit(_k(1000, 1000, 640, 480), (1280, 960), (1280, 960), p=_p(950, 955, 630, 470),
+               d=d, model="plumb_bob")
+    assert fit.distortion == "plumb_bob"
+    assert (fit.intrinsics.fx, fit.intrinsics.fy, fit.intrinsics.cx) == (950, 955, 630)
+    # No P: K. Zero coefficients: no distortion.
+    assert _fit(_k(1000, 1000, 640, 480), (1280, 960), (1280, 960), d=d,
+                model="equidistant").intrinsics.fx == 1000
+    assert _fit(_k(1000, 1000, 640, 480), (1280, 960), (1280, 960), d=[0.0] * 5,
+                model="plumb_bob").distortion == ""
+
+
+def test_without_camera_info_every_output_assumes_the_reference_camera():
+    """The camera depth is predicted for: reference_focal model pixels, i.e. reference /
+    scale source pixels; the 60 degree guess only for a model without a reference."""
+    from mtl_split_core.geometry import GUESS_HFOV_DEG, camera_intrinsics, reference_camera
+    ref = reference_camera(640, 480, 218.97, 0.5)  # a 320x240 model on 640x480 images
+    assert ref == Intrinsics(437.94, 437.94, 319.5, 239.5, 640, 480)
+    assert camera_intrinsics(None, 640, 480, 218.97, 0.5) == ref
+    assert camera_intrinsics([0.0] * 9, 640, 480, 218.97, 0.5) == ref
+    assert camera_intrinsics(_k(500, 500, 319.5, 239.5), 640, 480, 218.97, 0.5).fx == 500
+    guess = reference_camera(640, 480, None, 0.5)
+    assert guess == Intrinsics.default_for(640, 480, GUESS_HFOV_DEG)

@@ -10,12 +10,25 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from mtl_split.msg import SplitFeatures
+from mtl_split_ros.outputs import DEFAULT_OUTPUT_TYPES
 from support.procs import python_process, stop
-from support.ros2cli import node_names, param_get, ros2_launch, topic_names, wait_until
+from support.ros2cli import (
+    node_info,
+    node_names,
+    param_describe,
+    param_get,
+    ros2_launch,
+    topic_endpoints,
+    topic_names,
+    wait_until,
+)
 
 pytestmark = pytest.mark.ros
 EDGE = "/mtl_split_edge"
 FRAMES, RATE_HZ, WARMUP = 100, 10.0, 5
+# The services every rclpy node with parameter services has.
+PARAMETER_SERVICES = ("describe_parameters", "get_parameter_types", "get_parameters",
+                      "list_parameters", "set_parameters", "set_parameters_atomically")
 
 # A camera driver as most USB/CSI drivers publish: 640x480 bgr8 at 10 Hz, reliable, depth 10.
 # First a few warm-up frames (the edge's first inferences include lazy initialisation), then
@@ -67,6 +80,29 @@ def test_edge_starts_with_the_shipped_parameters(edge):
                "the edge's topics")
     assert param_get(EDGE, "input_transport") == "raw"
     assert param_get(EDGE, "diagnostics_period") == "1.0"
+    # '' in the yaml (the model's default): the value that runs is what `param get` reports.
+    assert param_get(EDGE, "split") == "s16" and param_get(EDGE, "codec") == "q4-zstd/1"
+    # Checked ranges are ROS ranges: bounds in `param describe` (sliders in rqt_reconfigure).
+    described = param_describe(EDGE, "zstd_level")
+    assert "Min value: 1" in described and "Max value: 22" in described, described
+    described = param_describe(EDGE, "fallback_after")
+    assert "Min value: 0.0" in described and "Max value: 3600.0" in described, described
+
+
+def test_ros_tools_see_the_edges_graph(edge):
+    """`ros2 node info` and `ros2 topic info -v` under `ros2 launch` show the edge as a plain
+    rclpy node: its own endpoints under its own name (issue #24: a boot node that took the
+    launch's `__node:=` remap too made them show nothing / _NODE_NAME_UNKNOWN_)."""
+    info = edge.wait_until(lambda: (lambda i: i if i.get("Publishers") else None)(
+        node_info(EDGE)), 60, "`ros2 node info` listing the edge's publishers")
+    assert info["Subscribers"] == {"/image", "/camera_info", "/mtl_split/link_feedback"}, info
+    published = {f"/mtl_split/{suffix}" for suffix in DEFAULT_OUTPUT_TYPES}
+    assert {"/mtl_split/features", "/diagnostics", "/rosout", "/parameter_events",
+            *published} <= info["Publishers"], info
+    assert {f"{EDGE}/{s}" for s in PARAMETER_SERVICES} <= info["Service Servers"], info
+    assert all(name.startswith(EDGE + "/") for name in info["Service Servers"]), info
+    assert ("/mtl_split_edge", "PUBLISHER") in topic_endpoints("/mtl_split/features")
+    assert not any("UNKNOWN" in node for node, _ in topic_endpoints("/image"))
 
 
 def test_the_nodes_get_the_shipped_dds_profile(edge):

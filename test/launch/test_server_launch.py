@@ -4,10 +4,12 @@ import pytest
 
 from mtl_split_core.cli.main import main
 from support.ros2cli import (
+    node_info,
     node_names,
     param_get,
     ros2_launch,
     shutdown_problems,
+    topic_endpoints,
     topic_names,
     wait_until,
 )
@@ -25,6 +27,12 @@ def test_server_in_a_namespace_with_an_argument_override(tmp_path):
         expected = {"/robot1/mtl_split/features", "/robot1/mtl_split/detections",
                     "/robot1/mtl_split/depth"}
         wait_until(lambda: expected <= topic_names(), 30, f"topics {sorted(expected)}")
+        # The graph as ROS tools show it: the server's endpoints under its own name (#24).
+        info = node_info(SERVER)
+        assert "/robot1/mtl_split/features" in info["Subscribers"], info
+        assert "/robot1/mtl_split/detections" in info["Publishers"], info
+        assert f"{SERVER}/get_parameters" in info["Service Servers"], info
+        assert (SERVER, "SUBSCRIPTION") in topic_endpoints("/robot1/mtl_split/features")
         assert param_get(SERVER, "score_threshold") == "0.5"  # given: overrides the yaml
         assert param_get(SERVER, "max_detections") == "50"  # not given: config/server.yaml's
         assert param_get(SERVER, "auth_key_file") == str(key_file)

@@ -226,6 +226,32 @@ def test_server_killed_edge_serves_locally_then_split_computing_resumes(ros, rig
     assert "link: recover: LOCAL -> REMOTE (the server answered a probe)" in log, log[-3000:]
 
 
+def test_an_edge_started_without_a_server_serves_its_first_frames(ros, rig, model_dir):
+    """Before any server has answered the edge serves every frame itself (issue #24: the
+    first 0.5 s of frames got no outputs); the first answer starts split computing."""
+    edge_args = node_args("mtl_split_edge", model=model_dir, device="cpu",
+                          diagnostics_period=0.2)
+    with python_process(edge_args) as edge:
+        assert wait_for(ros, lambda: rig.sent and len(rig.local_outputs()) >= 5, 60, (edge,))
+        # The first frame the edge took went out as a probe and got the edge's own outputs.
+        first = min(rig.sent)
+        assert first in rig.probes, (first, rig.probes)
+        assert wait_for(ros, lambda: first in {sec for _, sec, _ in rig.detections}, 10,
+                        (edge,)), (first, rig.detections[:5])
+        assert wait_for(ros, lambda: rig.edge.get("link_mode_reason")
+                        == "no server has answered yet", 10, (edge,)), rig.edge
+        assert rig.edge["link_mode"] == "local" and rig.edge["fallbacks"] == "0", rig.edge
+        start = time.monotonic()
+        with python_process(node_args("mtl_split_server", model=model_dir, device="cpu")
+                            ) as server:
+            assert wait_for(ros, lambda: any(d[0] > start for d in rig.remote_outputs())
+                            and rig.edge.get("link_mode") == "remote", 60, (edge, server)), \
+                rig.edge
+            log = stop(edge)
+    _assert_one_output_per_frame(rig)
+    assert "link: connect: LOCAL -> REMOTE (the server answered a probe)" in log, log[-3000:]
+
+
 def test_split_and_codec_changed_while_frames_flow(ros, rig, two_split_model):
     edge_args = node_args("mtl_split_edge", model=two_split_model, device="cpu", split="s16",
                           codec="q8-zstd/1", fallback_after=3.0, diagnostics_period=0.2)

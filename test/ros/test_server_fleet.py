@@ -136,7 +136,8 @@ def test_four_robots_one_server(ros_node, model_dir, features):
         fleet.pubs["r2"].publish(wrong)
 
         def rejected(robot):
-            status = fleet.diag.get(f"mtl_split_server: /{robot}/mtl_split/features", {})
+            # Fully qualified: unique per server and robot (#24).
+            status = fleet.diag.get(f"/mtl_split_server: /{robot}/mtl_split/features", {})
             return int(status.get("rejected", -1))
         assert wait_for(ros, lambda: rejected("r2") >= 1, 15, procs), fleet.diag
         assert rejected("r1") == rejected("r3") == rejected("r4") == 0, fleet.diag

@@ -84,6 +84,37 @@ def param_get(node: str, name: str) -> str | None:
     return match.group(1).strip() if match else None
 
 
+def param_describe(node: str, name: str) -> str:
+    """What `ros2 param describe NODE NAME` prints (type, description, constraints)."""
+    return ros2("param", "describe", *GRAPH, "--timeout", "10", node, name).stdout
+
+
+def node_info(node: str) -> dict[str, set[str]]:
+    """`ros2 node info NODE` as {section ("Subscribers", "Publishers", "Service Servers", ...):
+    names}; {} when the node is unknown."""
+    out = ros2("node", "info", *GRAPH, node).stdout
+    sections: dict[str, set[str]] = {}
+    current: set[str] | None = None
+    for line in out.splitlines():
+        header = re.fullmatch(r"  (\w[\w ]*):", line)
+        if header:
+            current = sections.setdefault(header.group(1), set())
+        elif current is not None and line.startswith("    "):
+            current.add(line.strip().split(":")[0])
+    return sections
+
+
+def topic_endpoints(topic: str) -> list[tuple[str, str]]:
+    """(fully qualified node name, PUBLISHER | SUBSCRIPTION) of every endpoint of ``topic``, as
+    `ros2 topic info -v` names them."""
+    out = ros2("topic", "info", "-v", *GRAPH, topic).stdout
+    names = re.findall(r"Node name: (\S+)", out)
+    namespaces = re.findall(r"Node namespace: (\S+)", out)
+    kinds = re.findall(r"Endpoint type: (\S+)", out)
+    return [((ns.rstrip("/") + "/" + name), kind)
+            for name, ns, kind in zip(names, namespaces, kinds)]
+
+
 def echo_once(topic: str, *options: str, timeout: float = 30.0) -> str | None:
     """One message of ``topic`` as `ros2 topic echo --once` prints it, None when none came."""
     try:

@@ -86,3 +86,21 @@ def test_split_set_has_help(capsys):
     help_text = " ".join(capsys.readouterr().out.split())
     assert "--split-set {train,val,test}" in help_text
     assert "Cityscapes labels only train and val" in help_text
+
+
+def test_codecs_go_with_their_split_kind():
+    from mtl_split_core.cli.evaluate import codecs_to_score
+    from mtl_split_core.image_codec import PROFILED_IMAGE_CODECS
+    assert codecs_to_score("input", "all") == [None, *PROFILED_IMAGE_CODECS]
+    assert codecs_to_score("input", "webp-q70/1") == ["webp-q70/1"]
+    assert codecs_to_score(None, "q4-zstd/1") == ["q4-zstd/1"]
+    for split, codec in (("input", "q4-zstd/1"), ("s16", "webp-q80/1"), (None, "jpeg-q90/1")):
+        with pytest.raises(InputError):
+            codecs_to_score(split, codec)
+
+
+def test_an_unknown_codec_is_one_line_and_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["eval", "--data", "x", "--codec", "webp-q101/1"])
+    assert info.value.code == 2
+    assert "webp-q101/1" in capsys.readouterr().err

@@ -221,7 +221,8 @@ def test_errors_name_the_bag_and_topic(tmp_path, frames):
         bag_to_folder(write_bag(tmp_path / "off", msgs), tmp_path / "o", IMAGE, DEPTH,
                       tolerance=0.0)
     msgs = [(IMAGE, "sensor_msgs/msg/Image", T0, image_msg(T0, f.depth, "32FC1"))]
-    with pytest.raises(BagError, match="/camera/image_raw: unsupported image: encoding '32FC1' carries no colour"):
+    with pytest.raises(BagError, match="/camera/image_raw: unsupported image: encoding '32FC1' "
+                       "carries no colour"):
         bag_to_folder(write_bag(tmp_path / "enc", msgs), tmp_path / "o", IMAGE)
     msgs = [(IMAGE, "sensor_msgs/msg/Image", T0, image_msg(T0, f.rgb, "rgb8")),
             (DEPTH, "sensor_msgs/msg/Image", T0, image_msg(T0, f.rgb[..., 0], "mono8"))]

@@ -130,3 +130,29 @@ def test_unusable_inputs_raise_the_one_input_error(tmp_path):
     path.write_text("[1, 2]")
     with pytest.raises(InputError, match="version"):
         load_profile(path)
+
+
+def _with_upload(profile, nbytes=1_500.0, edge_ms=0.5, codecs=("webp-q80/1",)):
+    """``profile`` with split input measured (image upload)."""
+    profile["input"] = {"edge_ms": edge_ms, "server_ms": profile["whole_ms"], "shape": [3, 1, 1],
+                        "codecs": {c: {"bytes": nbytes, "encode_ms": 2.0, "decode_ms": 1.0}
+                                   for c in codecs}}
+    return profile
+
+
+def test_image_upload_is_an_option_like_any_split():
+    edge = _with_upload(_profile(edge_scale=4.0), codecs=("webp-q80/1", "avif-q60/1"))
+    server = _with_upload(_profile(edge_scale=0.25))  # this server's Pillow lacks AVIF
+    opts = {o.name: o for o in options(edge, server, Link.parse("16mbit,0ms"),
+                                       {"input webp-q80/1": 0.004})}
+    upload = opts["input webp-q80/1"]
+    # edge 0.5 * 1 (letterbox -> uint8) + encode 2; 1,500 B at 16 Mbit/s = 0.75 ms; decode 1
+    # + the whole network on the server (40 * 0.25).
+    assert (upload.split, upload.codec) == ("input", "webp-q80/1")
+    assert (upload.edge_ms, upload.link_ms, upload.server_ms) == pytest.approx((2.5, 0.75, 11.0))
+    assert upload.accuracy_drop == 0.004 and "input avif-q60/1" not in opts
+    # A slow robot on a fast link: uploading the image beats every split and local.
+    assert choose(list(opts.values()), max_drop=0.01, allow_unknown=True) is upload
+    # Profiles from before split input: no such option, the rest unchanged.
+    old = options(_profile(4.0), server, Link.parse("16mbit,0ms"))
+    assert [o.name for o in old] == [n for n in opts if not n.startswith("input")]

@@ -9,6 +9,7 @@ import random
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mtl_split_core.plan.profile import load_profile
@@ -23,6 +24,7 @@ from mtl_split_core.runtime.adaptive import (
 )
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.link import DROPPED, SERVED, LinkStats
+from mtl_split_core.runtime.packet import INPUT_SPLIT_INDEX
 
 PROFILES = Path(__file__).resolve().parents[3] / "bench" / "profiles"
 F16, Q8, Q4 = "f16-zstd/1", "q8-zstd/1", "q4-zstd/1"
@@ -302,7 +304,7 @@ def test_committed_profiles_follow_the_issue_trace():
 
 # ------------------------------------------------------------------------------ FallbackSwitch
 def test_fallback_after_silence_and_probes_until_answered():
-    switch = FallbackSwitch(fallback_after=0.5, probe_period=0.5)
+    switch = FallbackSwitch(fallback_after=0.5, probe_period=0.5, start_local=False)
     assert switch.update(1.0, stats(5e6, unanswered_s=0.49)) == []
     events = switch.update(1.01, stats(5e6, unanswered_s=0.5))
     assert switch.mode == LOCAL and events[0].kind == "fallback"
@@ -321,8 +323,59 @@ def test_fallback_after_silence_and_probes_until_answered():
 
 
 def test_fallback_after_zero_never_falls_back_on_silence():
-    switch = FallbackSwitch(fallback_after=0.0)
+    switch = FallbackSwitch(fallback_after=0.0)  # and so starts REMOTE: no server, no outputs
     assert switch.update(5.0, stats(5e6, unanswered_s=100.0)) == [] and switch.mode == REMOTE
+
+
+def test_the_edge_serves_locally_until_a_server_has_answered():
+    switch = FallbackSwitch(fallback_after=0.5, probe_period=0.5)
+    assert switch.mode == LOCAL and switch.reason == "no server has answered yet"
+    assert switch.probe_due(0.0)  # the first frame probes at once (no outage to wait out)
+    switch.sent(1, 0.0)
+    assert not switch.probe_due(0.4) and switch.probe_due(0.5)
+    # No answer: LOCAL stays (the update has no silence to act on), probing once a period.
+    assert switch.update(3.0, stats(5e6, unanswered_s=3.0)) == [] and switch.mode == LOCAL
+    switch.sent(2, 3.0)
+    events = switch.answered(2, 3.01)
+    assert switch.mode == REMOTE and [e.kind for e in events] == ["connect"]
+    assert "LOCAL -> REMOTE" in str(events[0])
+    assert switch.counts == {"fallback": 0, "recover": 0}  # a start is not a recovery
+
+
+def test_the_silence_limit_follows_the_answer_delays():
+    switch = FallbackSwitch(fallback_after=0.5, start_local=False)
+    assert switch.silence_limit() == 0.5  # nothing measured yet
+    for i in range(20):  # answers that take 0.60-0.67 s (a 4K frame on a small CPU)
+        switch.sent(i, i * 0.1)
+        switch.answer_delay(i, i * 0.1 + 0.6 + 0.07 * (i % 2))
+    assert switch.silence_limit() == pytest.approx(3 * 0.67, rel=1e-6)
+    assert switch.update(9.0, stats(5e6, unanswered_s=1.9)) == [] and switch.mode == REMOTE
+    events = switch.update(9.1, stats(5e6, unanswered_s=2.02))
+    assert switch.mode == LOCAL and "limit 2.01 s" in events[0].reason
+    # Fast answers: fallback_after is the floor; an answer for an unknown stamp is no delay.
+    fast = FallbackSwitch(fallback_after=0.5, start_local=False)
+    for i in range(20):
+        fast.sent(i, float(i))
+        fast.answer_delay(i, i + 0.01)
+    fast.answer_delay(999, 50.0)
+    assert fast.silence_limit() == 0.5 and fast.answer_delays.count == 20
+    # However slow the answers were, a long silence is an outage.
+    slow = FallbackSwitch(fallback_after=0.5, start_local=False)
+    slow.sent(1, 0.0)
+    slow.answer_delay(1, 100.0)
+    assert slow.silence_limit() == 30.0
+
+
+def test_a_slow_healthy_server_never_triggers_the_fallback():
+    """Answers after 0.65 s (over fallback_after 0.5 s) on every frame: the edge starts
+    locally, connects on the first answer and then stays REMOTE (before #24: a fallback
+    whenever a frame waited 0.5 s)."""
+    link = SimLink(lambda t: 50e6, server_ms=650.0)
+    adapt = LinkAdaptation("s16", Q8, None, fallback_after=0.5, probe_period=0.5)
+    local, events = run(adapt, link, 0.0, 10.0)
+    assert [e.kind for e in events] == ["connect"], [str(e) for e in events]
+    assert local and local[-1] < 0.7  # served locally only until the first answer
+    assert adapt.mode == REMOTE and adapt.values(10.0)["fallback_silence_s"] > 1.9
 
 
 # ------------------------------------------------------------------------------ closed loop
@@ -387,7 +440,8 @@ def test_outage_falls_back_within_fallback_after_and_recovers_on_a_probe():
     link = SimLink(lambda t: 0.0 if down[0] <= t < down[1] else 20e6)
     adapt = LinkAdaptation("s16", Q4, controller(), fallback_after=0.5, probe_period=0.5)
     local, events = run(adapt, link, 0.0, 10.0)
-    assert local == [] and adapt.mode == REMOTE and adapt.choice == ("s16", F16)
+    # The first frame, before any answer, is the robot's own (and the probe that connects).
+    assert local == [0.0] and adapt.mode == REMOTE and adapt.choice == ("s16", F16)
     local, events = run(adapt, link, 10.0, 20.0)
     fallback = [e for e in events if e.kind == "fallback"]
     assert len(fallback) == 1 and 10.5 <= fallback[0].t <= 10.6  # 0.5 s after the last answer
@@ -492,7 +546,7 @@ def test_the_issue_trace_closed_loop_with_the_committed_profiles():
     switches = [e for e in events if e.kind == "switch"]
     assert len(switches) <= 2 * len(trace), [str(e) for e in switches]
     assert chosen[4] == LOCAL and chosen[5] != LOCAL
-    assert [e.kind for e in events if e.kind != "switch"] == ["fallback", "recover"]
+    assert [e.kind for e in events if e.kind != "switch"] == ["connect", "fallback", "recover"]
     # Wide link: a faithful codec; narrow one: the lightest codec.
     assert chosen[0].endswith(F16) and chosen[3].endswith(Q4)
 
@@ -709,3 +763,81 @@ def test_a_stream_that_silences_the_link_is_not_retried_every_hold():
                 pending.append((now + 0.15 * heavy_frames, stamp))
     assert 1 <= len(fallbacks) <= 4, [str(e) for e in fallbacks]
     assert adapt.mode == REMOTE
+
+
+# ------------------------------------------------------------------ image upload (split input)
+WEBP = "webp-q80/1"
+
+
+def upload_profiles(nbytes: float = 6000.0):
+    """``profiles()`` with split input measured: the robot letterboxes and encodes in 2.2 ms,
+    the server decodes and runs the whole network in 6 ms; ``nbytes`` per image."""
+    edge, server = profiles()
+    edge["input"] = {"edge_ms": 0.2, "server_ms": 40.0, "shape": [3, 240, 320], "codecs": {
+        WEBP: {"bytes": nbytes, "encode_ms": 2.0, "decode_ms": 2.0}}}
+    server["input"] = {"edge_ms": 0.1, "server_ms": 5.0, "shape": [3, 240, 320], "codecs": {
+        WEBP: {"bytes": nbytes, "encode_ms": 1.0, "decode_ms": 1.0}}}
+    return edge, server
+
+
+def drive_fast_camera(ctrl: Controller, bandwidth_bps: float, t0: float, t1: float):
+    """A 200 fps camera (delivered fps decides) on a steady link; the switch events."""
+    events = []
+    for i in range(int(round((t1 - t0) * 10))):
+        events += ctrl.update(t0 + i / 10, stats(bandwidth_bps), source_fps=200.0)
+    return events
+
+
+@pytest.fixture(scope="module")
+def tiny_edge():
+    from mtl_split_core.model import ModelConfig, MultiTaskSplitNet
+    from mtl_split_core.runtime.edge import EdgeRunner
+    net = MultiTaskSplitNet(ModelConfig(name="tiny", backbone="mobilenetv3_small",
+                                        input_size=(64, 48), bottlenecks={"s16": 8}))
+    card = {"name": "tiny", "fingerprint": "f" * 16, "default_split": "s16",
+            "codec": Q4, "input_size": [64, 48]}
+    return EdgeRunner(net.eval(), card, split="s16", device="cpu")
+
+
+def test_the_controller_uploads_images_when_that_is_better_and_the_runner_follows(tiny_edge):
+    """A slow robot on a fast link: the image (2.2 ms on the robot) beats every split (the
+    prefix costs 10-20 ms); on a thin link the 6 KB image loses to s16's 2 KB features. The
+    EdgeRunner takes every choice as the edge node applies it (``configure``)."""
+    edge, server = upload_profiles()
+    ctrl = Controller(edge, server, ["s8", "s16"], "s16", Q4, latency_budget_ms=100.0)
+    assert ("input", WEBP) in ctrl.choices
+    frame = np.zeros((48, 64, 3), np.uint8)
+    seen = []
+    for bandwidth in (100e6, 0.5e6, 100e6):
+        start = len(seen) * 20.0
+        for event in drive_fast_camera(ctrl, bandwidth, start, start + 20.0):
+            split, codec = event.after.split(" ")
+            tiny_edge.configure(split=split, codec=codec)
+            packet = tiny_edge(frame)
+            assert (packet.tensor.codec, packet.split_index == INPUT_SPLIT_INDEX) == \
+                (codec, split == "input")
+        seen.append(ctrl.current)
+    assert seen[0] == ("input", WEBP) and seen[2] == ("input", WEBP)
+    assert seen[1][0] != "input"
+
+
+def test_image_upload_is_offered_only_where_both_profiles_measured_it():
+    edge, server = upload_profiles()
+    assert ("input", WEBP) not in Controller(edge, server, ["s16"], "s16", Q4,
+                                             image_upload=False).choices
+    _, old_server = profiles()  # a profile from before split input
+    assert [c for c in Controller(edge, old_server, ["s16"], "s16", Q4).choices
+            if c[0] == "input"] == []
+    ctrl = Controller(edge, server, ["s16"], "input", WEBP, mode="codec")
+    assert ctrl.current == ("input", WEBP) and set(ctrl.rate(1e6)) == {("input", WEBP)}
+
+
+def test_without_measured_accuracy_webp_q80_ranks_with_q4():
+    """Equal fps: fidelity decides; q80 ranks as 4 bits (issue #23's table), so q8 beats it and
+    the faster of q4 and q80 wins between them."""
+    edge, server = upload_profiles(nbytes=1000.0)
+    ctrl = Controller(edge, server, ["s16"], "s16", Q4)
+    rated = ctrl.rate(100e6, source_fps=10.0)
+    best = ctrl.best({k: v for k, v in rated.items() if k[1] != Q8 and k[1] != F16})
+    assert best is not None and best.choice == ("input", WEBP)
+    assert ctrl.best(rated).choice == ("s16", F16)

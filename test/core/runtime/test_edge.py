@@ -1,13 +1,16 @@
-"""EdgeRunner.configure: split, codec and zstd level change between frames, atomically."""
+"""EdgeRunner.configure: split, codec and zstd level change between frames, atomically; split
+input uploads the model-input image."""
 
 import threading
 
 import numpy as np
 import pytest
 
+from mtl_split_core.image_codec import DEFAULT_IMAGE_CODEC, decode_image, model_input_image
 from mtl_split_core.model import ModelConfig, MultiTaskSplitNet
-from mtl_split_core.runtime.edge import EdgeRunner
+from mtl_split_core.runtime.edge import EdgeRunner, known_codec
 from mtl_split_core.runtime.errors import ConfigError
+from mtl_split_core.runtime.packet import INPUT_SPLIT_INDEX
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +69,40 @@ def test_frames_use_one_configuration_while_it_changes(runner):
         t.join()
     runner.configure(split="")
     assert not errors
+
+
+def test_split_input_uploads_the_model_input_image_and_back(runner):
+    """Split input: the letterboxed frame as an image file, no network; a codec of the other
+    kind (kept or '') becomes the new split's default."""
+    yy, xx = np.mgrid[0:120, 0:128]
+    frame = np.stack([xx * 2, yy * 2, xx + yy], -1).astype(np.uint8)  # smooth, like a scene
+    runner.configure(split="input")
+    assert (runner.split, runner.split_index, runner.codec) == ("input", INPUT_SPLIT_INDEX,
+                                                                DEFAULT_IMAGE_CODEC)
+    packet = runner(frame)
+    assert packet.split_index == INPUT_SPLIT_INDEX and packet.tensor.shape == (3, 96, 128)
+    assert packet.tensor.codec == DEFAULT_IMAGE_CODEC and packet.nbytes == len(packet.tensor.data)
+    image, transform = model_input_image(frame, (128, 96))
+    assert packet.transform == transform
+    decoded = decode_image(packet.tensor.data, packet.tensor.codec, (128, 96))
+    assert np.abs(decoded.astype(int) - image).mean() < 3  # lossy, but this image
+    runner.configure(codec="jpeg-q90/1")
+    assert runner(frame).tensor.codec == "jpeg-q90/1"
+    runner.configure(split="s8")  # the image codec does not go with features: the default
+    assert (runner.split, runner.codec) == ("s8", "q8-zstd/1")
+    assert runner(frame).tensor.codec == "q8-zstd/1"
+    runner.configure(split="input", codec="webp-q60/1")
+    assert runner(frame).tensor.codec == "webp-q60/1"
+    runner.configure(split="", codec="")
+    assert (runner.split, runner.codec) == ("s16", "q8-zstd/1")
+
+
+@pytest.mark.parametrize("change", [dict(split="input", codec="q4-zstd/1"),
+                                    dict(split="s8", codec="webp-q80/1"),
+                                    dict(split="input", codec="webp-q101/1")])
+def test_a_codec_of_the_wrong_kind_changes_nothing(runner, change):
+    before = (runner.split, runner.codec)
+    with pytest.raises(ConfigError) as info:
+        runner.configure(**change)
+    assert info.value.args and (runner.split, runner.codec) == before
+    assert known_codec("webp-q80/1") and known_codec("q4-zstd/1") and not known_codec("png")
