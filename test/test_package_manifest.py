@@ -31,7 +31,7 @@ PROVIDERS = {
     "pycocotools": "python3-pycocotools-pip", "h5py": "python3-h5py", "scipy": "python3-scipy",
     "onnx": "python3-onnx-pip", "onnxruntime": "python3-onnxruntime-pip",
     "pytest": "python3-pytest", "hypothesis": "python3-hypothesis",
-    "catkin_pkg": "python3-catkin-pkg",
+    "catkin_pkg": "python3-catkin-pkg", "PIL": "python3-pil", "skimage": "python3-skimage",
 }
 
 
@@ -75,7 +75,8 @@ def test_every_imported_module_is_declared():
     test_keys = {d.name for d in pkg.test_depends}
     run_imports = _imported_roots(_files(CODE_DIRS))
     # Test helpers and the link benchmark's modules (on pytest's pythonpath) are ours.
-    local = {"support", "bag_factory"} | {p.stem for p in (ROOT / "bench" / "netem").glob("*.py")}
+    local = {"support", "bag_factory"} | {p.stem for d in ("netem", "rate_accuracy")
+                                          for p in (ROOT / "bench" / d).glob("*.py")}
     test_imports = _imported_roots(_files(["test"])) - local
     unknown = (run_imports | test_imports) - PROVIDERS.keys()
     assert not unknown, \
@@ -94,5 +95,5 @@ def test_requirements_cover_python_dependencies():
         if key.startswith("python3-"):
             name = key[len("python3-"):].removesuffix("-pip")
             name = {"opencv": "opencv-python-headless", "yaml": "pyyaml",
-                    "catkin-pkg": "catkin-pkg"}.get(name, name)
+                    "catkin-pkg": "catkin-pkg", "skimage": "scikit-image"}.get(name, name)
             assert name in reqs, f"{name} missing from requirements.txt"
