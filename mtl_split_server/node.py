@@ -125,6 +125,9 @@ PARAMS = [
     Param("pool_headroom", 0.9, "Take a new robot while the load plus 30 frames/s fits this "
           "share of the capacity.", check=in_range(0.05, 1.0)),
     Param("pool_max_robots", 64, "Most robots served at once.", check=in_range(1, MAX_ROBOTS)),
+    Param("pool_drop_tolerance", 0.05, "More than this share of arriving frames dropped unrun "
+          "= saturated: the capacity is lowered to what was served (held 10 s).",
+          check=in_range(0.0, 0.99)),
     *SUPERVISION_PARAMS,
 ]
 POOL_INPUT_TYPE = "mtl_split/msg/SplitFeatures"
@@ -294,7 +297,8 @@ class ServerNode(Node):
         pool_msg.subscribe(self, cfg["pool_topic"], pool_verifier, self._on_pool)
         return ServerAdmission(self.server_id, self.pool_input, (card["fingerprint"],),
                                capacity_fps=cfg["capacity_fps"], headroom=cfg["pool_headroom"],
-                               max_robots=cfg["pool_max_robots"])
+                               max_robots=cfg["pool_max_robots"],
+                               drop_tolerance=cfg["pool_drop_tolerance"])
 
     def _announce(self) -> None:
         assert self.admission is not None

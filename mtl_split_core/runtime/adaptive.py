@@ -495,15 +495,15 @@ class FallbackSwitch:
             self.answer_delays.add(float(now) - sent)
 
     def update(self, now: float, stats: LinkStats, remote_fits: bool = True,
-               verdict: str = "", server_available: bool = True) -> list[Event]:
-        """Transitions due at ``now``. ``server_available`` False (a pool edge with no server
-        that has room): LOCAL for cause ``no_server``, without probes (nothing to probe);
-        True again: REMOTE at once (the pool chose a server and its publisher is matched)."""
-        if not server_available:
+               verdict: str = "", no_server: str | None = None) -> list[Event]:
+        """Transitions due at ``now``. ``no_server`` (why a pool edge has no server to send
+        to, e.g. none has room): LOCAL for cause ``no_server``, without probes (nothing to
+        probe); None again: REMOTE at once (the pool chose a server, its publisher matched)."""
+        if no_server is not None:
             if self.mode == REMOTE:
-                return self._go(now, LOCAL, "no_server", "no pool server has room")
+                return self._go(now, LOCAL, "no_server", no_server)
             if self.cause != "no_server":
-                self.cause, self.reason = "no_server", "no pool server has room"
+                self.cause, self.reason = "no_server", no_server
                 self._probes.clear()
             return []
         if self.cause == "no_server":
@@ -660,9 +660,9 @@ class LinkAdaptation:
             return events
 
     def frame(self, now: float, source_fps: float | None = None,
-              server_available: bool = True) -> FramePlan:
+              no_server: str | None = None) -> FramePlan:
         """Decide for one camera frame; ``source_fps``: the camera's rate (None = no cap);
-        ``server_available`` False: no server to send to (a pool without room), LOCAL."""
+        ``no_server``: why there is no server to send to (a pool without room): LOCAL."""
         with self._lock:
             self._source_fps = source_fps
             stats = self.monitor.stats(now)
@@ -673,7 +673,7 @@ class LinkAdaptation:
                                                  self.edge_clock.median())
                 fits, verdict = self.controller.remote_fits, self.controller.verdict
             events += self._forget_if_silent(
-                self.switch.update(now, stats, fits, verdict, server_available), stats)
+                self.switch.update(now, stats, fits, verdict, no_server), stats)
             self._note(events)
             self._new_epoch_if_changed(now)
             local = self.switch.mode == LOCAL

@@ -347,15 +347,15 @@ def test_no_pool_server_with_room_means_local_without_probes_and_back_at_once():
     the pool offers a server again it sends to it at once (it is announced, matched)."""
     adapt = LinkAdaptation("s16", Q8, None, fallback_after=0.5, probe_period=0.5)
     for i in range(20):  # 2 s without a server: never a probe
-        plan = adapt.frame(i * 0.1, 10.0, server_available=False)
+        plan = adapt.frame(i * 0.1, 10.0, no_server="no pool server has room")
         assert plan.local and not plan.send and not plan.probe
     assert adapt.switch.cause == "no_server" and "no pool server has room" in adapt.problem()
-    plan = adapt.frame(2.0, 10.0, server_available=True)
+    plan = adapt.frame(2.0, 10.0)
     assert plan.send and not plan.local and adapt.mode == REMOTE
     assert [e.kind for e in plan.events] == ["recover"]
     # Served remotely, then the pool loses its last server: LOCAL at once, still no probe.
     adapt.sent(1, 100, 2.0)
-    plan = adapt.frame(2.1, 10.0, server_available=False)
+    plan = adapt.frame(2.1, 10.0, no_server="no pool server has room")
     assert plan.local and not plan.send and [e.kind for e in plan.events] == ["fallback"]
 
 
