@@ -125,6 +125,10 @@ PARAMS = [
     Param("pool_headroom", 0.9, "Take a new robot while the load plus 30 frames/s fits this "
           "share of the capacity.", check=in_range(0.05, 1.0)),
     Param("pool_max_robots", 64, "Most robots served at once.", check=in_range(1, MAX_ROBOTS)),
+    Param("pool_new_robot_fps", 30.0, "Frames/s a robot is assumed to send until its rate is "
+          "measured (its first 2 s): set it to your robots' camera rate (lower for slow "
+          "cameras, or a failover of many robots at once is partly refused).",
+          check=in_range(0.0, MAX_FPS)),
     Param("pool_drop_tolerance", 0.05, "More than this share of arriving frames dropped unrun "
           "= saturated: the capacity is lowered to what was served (held 10 s).",
           check=in_range(0.0, 0.99)),
@@ -298,6 +302,7 @@ class ServerNode(Node):
         return ServerAdmission(self.server_id, self.pool_input, (card["fingerprint"],),
                                capacity_fps=cfg["capacity_fps"], headroom=cfg["pool_headroom"],
                                max_robots=cfg["pool_max_robots"],
+                               new_robot_fps=cfg["pool_new_robot_fps"],
                                drop_tolerance=cfg["pool_drop_tolerance"])
 
     def _announce(self) -> None:
