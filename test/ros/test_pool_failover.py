@@ -213,10 +213,9 @@ def test_two_servers_four_robots_kill_one_and_restart_it(ros_node, model_dir):
         alive = tuple(p for p in procs if p is not servers[victim])
         robots.spin(6.0, alive)
         for r in ROBOTS:
-            print(r, robots.pool_state(r))
-        for r in ROBOTS:
             arrivals = [t for t, _ in robots.got[r] if t >= killed_at - 2.0]
             blind = max(np.diff([killed_at - 2.0, *arrivals, time.monotonic()]))
+            print(f"{r} ({'moved' if r in moved else 'stayed'}): {blind:.2f} s without outputs")
             assert blind <= MAX_BLIND_S, (r, r in moved, blind, robots.pool_state(r))
             assert robots.server_of(r) == survivor, robots.edge[r]
             assert robots.count(r, "fallbacks") == fallbacks[r], robots.edge[r]
