@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
@@ -142,6 +143,7 @@ PARAMS = [
           check=in_range(0.05, 60.0)),
     *SUPERVISION_PARAMS,
 ]
+NO_EVENTS = PublisherEventCallbacks(use_default_callbacks=False)
 PUBLISHER_GRACE_S = 10.0  # a pool publisher no longer current or standby is kept this long
 PROFILE_DIRS = ("bench/profiles", "profiles")  # source-tree and share/mtl_split subfolders
 MESSAGES = RclpyMessages()
@@ -301,8 +303,10 @@ class EdgeNode(Node):
             self.get_logger().info(f"pool: {event}")
         wanted = {t for t in (choice.input_topic, choice.standby_topic) if t is not None}
         for topic in wanted - self.pool_pubs.keys():
-            self.pool_pubs[topic] = self.create_publisher(SplitFeatures, topic,
-                                                          self.features_qos)
+            # Created in the worker thread: no event handlers, so the executor's wait set
+            # gains nothing behind its back (the server's subscription warns of a QoS clash).
+            self.pool_pubs[topic] = self.create_publisher(
+                SplitFeatures, topic, self.features_qos, event_callbacks=NO_EVENTS)
         for topic in wanted:
             self.pool_unwanted.pop(topic, None)
         # A publisher no longer wanted is kept PUBLISHER_GRACE_S (a server briefly out of the
