@@ -58,6 +58,8 @@ DESCRIPTIONS = {
     "engine_cache": "TensorRT engine cache folder for onnxruntime's TensorRT provider "
                     "('' = params file).",
     "use_sim_time": "true: follow /clock (bag replay with --clock, simulators) ('' = false).",
+    "pool": "true: send to a server chosen from the pool's announcements (docs/POOL.md; needs "
+            "a namespace) ('' = params file: false).",
     "dds_profile": "Fast DDS XML profile of the started processes: a path, 'none' (the "
                    "environment's set-up, else Fast DDS's defaults) or '' = the shipped "
                    "config/fastdds.xml (UDP with 4 MB buffers: fast restart, fast large images; "

@@ -21,7 +21,7 @@ SHIPPED_PARAMS = os.path.join(common.CONFIG, "edge.yaml")
 # Launch arguments that become edge parameters of the same name.
 PARAMETERS = ("model", "device", "split", "codec", "input_transport", "input_qos",
               "auth_key_file", "backend", "onnx_dir", "engine_cache", "fallback_after",
-              "use_sim_time")
+              "use_sim_time", "pool")
 # All the edge's arguments but params_file, which the top launch file names edge_params_file.
 ARGUMENTS = ("namespace", *PARAMETERS, "image", "camera_info")
 

@@ -41,7 +41,8 @@ MAX_SERVERS = 64
 MAX_PER_DEVICE = 8
 # Launch arguments that become parameters of every server of the same name.
 PARAMETERS = ("model", "precision", "score_threshold", "max_batch", "batch_wait_ms",
-              "auth_key_file", "backend", "onnx_dir", "engine_cache", "use_sim_time")
+              "auth_key_file", "backend", "onnx_dir", "engine_cache", "use_sim_time",
+              "pool_period", "pool_headroom", "pool_max_robots")
 DESCRIPTIONS = {
     "servers": "Number of server processes (1..64), or 'auto': from capacity_file (required).",
     "devices": "Comma-separated devices the servers are dealt to in turn (cuda:0,cuda:1; "
@@ -55,6 +56,10 @@ DESCRIPTIONS = {
     "precision": "fp32 or fp16 (fp16 only on CUDA) ('' = params file).",
     "max_batch": "Most robots' frames run as one batch, 1..32 ('' = params file).",
     "batch_wait_ms": "Wait for more robots' frames once one is there, ms ('' = params file).",
+    "pool_period": "Seconds between a server's announcements ('' = params file: 0.25).",
+    "pool_headroom": "A server takes a new robot while load + 30 frames/s fits this share of "
+                     "its capacity ('' = params file: 0.9).",
+    "pool_max_robots": "Most robots per server ('' = params file: 64).",
 }
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}")
 

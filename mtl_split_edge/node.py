@@ -20,6 +20,14 @@ set of outputs per frame: a frame sent as features gets the server's outputs, th
 robot's own. A probe is a features message marked ``probe``: the server answers it and
 publishes nothing, and the robot serves that frame itself, so probing costs no outputs.
 
+In a pool (``pool: true``, docs/POOL.md) the edge names no server: it reads the servers'
+announcements on ``pool_topic``, sends each frame's features to the server its ``PoolView``
+chooses (``/<robot>/mtl_split/to/<server>/features``, the robot being the node's namespace)
+and keeps a matched publisher to the next choice (the standby). A server silent for
+``pool_silence_s``, or leaving a frame unanswered for ``pool_answer_timeout_s``, or refusing
+this robot, is left for the standby at once (the link state is re-bound to it); the robot
+runs locally, without probes, only while no server has room.
+
 Run-time parameters (``ros2 param set``): split, codec, zstd_level, diagnostics_period; the
 others are read-only. With ``adaptive`` on, a split/codec set by hand is held for a while, then
 the controller may move on; the parameters keep the value set by hand, /diagnostics shows the
@@ -34,11 +42,12 @@ from pathlib import Path
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from mtl_split.msg import LinkFeedback, SplitFeatures
-from mtl_split_core.auth import KeyFileError, Signer
+from mtl_split_core.auth import KeyFileError, Signer, Verifier
 from mtl_split_core.codec import CODECS, ZSTD_LEVELS
 from mtl_split_core.errors import InputError
 from mtl_split_core.locations import data_dirs
@@ -52,10 +61,12 @@ from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.latest_slot import LatestSlot
 from mtl_split_core.runtime.output_gate import OutputGate
 from mtl_split_core.runtime.packet import FeaturePacket
+from mtl_split_core.runtime.pool_announcement import POOL_TOPIC, Announcement, robot_name
+from mtl_split_core.runtime.pool_view import PoolView
 from mtl_split_core.runtime.rejections import Rejections
 from mtl_split_core.runtime.server import ServerRunner
 from mtl_split_core.runtime.stats import RateMeter, RollingStats
-from mtl_split_ros import outputs
+from mtl_split_ros import outputs, pool_msg
 from mtl_split_ros.camera_info import CameraInfoFitter
 from mtl_split_ros.diagnostics import diagnostic_array, diagnostic_status, status_name
 from mtl_split_ros.features_auth import load_keys, sign, stamp_ns
@@ -121,8 +132,20 @@ PARAMS = [
     Param("max_accuracy_drop", 1.0, "Never choose an option that loses more than this "
           "fraction of the model's best accuracy (worst of mAP@0.5, mIoU, delta<1.25 in "
           "accuracy_file); 1 = no floor.", check=in_range(0.0, 1.0)),
+    # The pool (docs/POOL.md).
+    Param("pool", False, "Choose a server from the pool's announcements (the node's namespace "
+          "names the robot); false = publish on mtl_split/features for a server that lists "
+          "it."),
+    Param("pool_topic", POOL_TOPIC, "Topic the pool's announcements arrive on."),
+    Param("pool_silence_s", 0.6, "A server whose announcements stop this long is gone.",
+          check=in_range(0.05, 60.0)),
+    Param("pool_answer_timeout_s", 0.5, "A frame unanswered this long: leave that server for "
+          "another (at most fallback_after, so the pool moves before the fallback).",
+          check=in_range(0.05, 60.0)),
     *SUPERVISION_PARAMS,
 ]
+NO_EVENTS = PublisherEventCallbacks(use_default_callbacks=False)
+PUBLISHER_GRACE_S = 10.0  # a pool publisher no longer current or standby is kept this long
 PROFILE_DIRS = ("bench/profiles", "profiles")  # source-tree and share/mtl_split subfolders
 MESSAGES = RclpyMessages()
 
@@ -150,8 +173,11 @@ class EdgeNode(Node):
         # frame planned before the change cannot configure the runner back.
         self._config_lock = threading.Lock()
 
-        self.pub = self.create_publisher(SplitFeatures, "mtl_split/features",
-                                         qos_from_name(self.cfg["output_qos"]))
+        self.features_qos = qos_from_name(self.cfg["output_qos"])  # depth 1: no burst
+        # In a pool: one publisher per server input topic in use (current and standby).
+        self.pool_pubs: dict = {}
+        self.pub = None if self.cfg["pool"] else self.create_publisher(
+            SplitFeatures, "mtl_split/features", self.features_qos)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # Depth 1 + the newest-frame slot: never a backlog. With reliable QoS a large image is
         # still delivered whole (best effort loses fragments of big samples under load).
@@ -180,6 +206,7 @@ class EdgeNode(Node):
         # '' = the model's default: `ros2 param get` shows the one that runs (s16, q4-zstd/1).
         self.cfg.show_effective({"split": self.runner.split, "codec": self.runner.codec})
         self._start_link_adaptation()
+        self.view = self._join_pool()
         if self.runner.device.type == "cuda":
             # One frame through the network now (CUDA's lazy start-up), so the first camera
             # frame is not the slow one. Not on CPU: there the first frame costs little more
@@ -234,8 +261,74 @@ class EdgeNode(Node):
             lambda m: handle_isolated(self._on_feedback, m, self.rejections),
             qos_from_name("reliable", depth=10))
 
+    def _join_pool(self) -> PoolView | None:
+        """The pool's view and its announcements (None without ``pool``)."""
+        cfg = self.cfg
+        if not cfg["pool"]:
+            return None
+        if 0 < cfg["fallback_after"] < cfg["pool_answer_timeout_s"]:
+            raise ParameterError(f"parameter 'pool_answer_timeout_s' = "
+                                 f"{cfg['pool_answer_timeout_s']:g} must be at most "
+                                 f"fallback_after ({cfg['fallback_after']:g}): the pool moves "
+                                 "to another server before the robot falls back to local")
+        try:
+            robot = robot_name(self.get_namespace())
+        except ValueError as err:
+            raise ParameterError(f"parameter 'pool': {err}") from None
+        view = PoolView(robot, self.runner.card["fingerprint"],
+                        silence_s=cfg["pool_silence_s"],
+                        answer_timeout_s=cfg["pool_answer_timeout_s"])
+        verifier = None if self.ring is None else Verifier(self.ring)
+        pool_msg.subscribe(self, cfg["pool_topic"], verifier, self._on_announcement)
+        self.pool_server: str | None = None  # where the last frame's choice pointed
+        self.pool_unwanted: dict[str, float] = {}  # publisher topic -> unwanted since
+        return view
+
+    def _on_announcement(self, ann: Announcement | None, verdict: str, msg) -> None:
+        if ann is not None:
+            assert self.view is not None
+            self.view.announce(ann, time.monotonic())
+        else:  # forged, unsigned or out of bounds: counted, and never a candidate
+            self.rejections(f"pool_{verdict}", f"announcement of {str(msg.server_id)[:64]!r} "
+                            f"({describe_header(msg.header)}) rejected: {verdict}")
+
+    def _choose_server(self, now: float) -> tuple[str | None, str | None]:
+        """The pool's choice for this frame (under _config_lock): its input topic, and why no
+        server can take the frame now (None: one can). A server's publisher must be matched:
+        a frame published before the match would be lost and count against the server."""
+        assert self.view is not None
+        fps = self.camera_rate.fps()
+        self.view.set_stream(None, None, fps if fps > 0 else None)
+        choice = self.view.choose(now)
+        for event in choice.events:
+            self.get_logger().info(f"pool: {event}")
+        wanted = {t for t in (choice.input_topic, choice.standby_topic) if t is not None}
+        for topic in wanted - self.pool_pubs.keys():
+            # Created in the worker thread: no event handlers, so the executor's wait set
+            # gains nothing behind its back (the server's subscription warns of a QoS clash).
+            self.pool_pubs[topic] = self.create_publisher(
+                SplitFeatures, topic, self.features_qos, event_callbacks=NO_EVENTS)
+        for topic in wanted:
+            self.pool_unwanted.pop(topic, None)
+        # A publisher no longer wanted is kept PUBLISHER_GRACE_S (a server briefly out of the
+        # ranking comes back matched); KEEP_LAST 1 volatile: it holds no backlog meanwhile.
+        for topic in self.pool_pubs.keys() - wanted:
+            if now - self.pool_unwanted.setdefault(topic, now) >= PUBLISHER_GRACE_S:
+                del self.pool_unwanted[topic]
+                self.destroy_publisher(self.pool_pubs.pop(topic))
+        if choice.server != self.pool_server:
+            if choice.server is not None and self.pool_server is not None:
+                self.adapt.rebind(now)  # the old server's frames and measurements are stale
+            self.pool_server = choice.server
+        topic = choice.input_topic
+        if topic is None:
+            return None, "no pool server has room"
+        if self.pool_pubs[topic].get_subscription_count() == 0:
+            return topic, f"pool server {choice.server} not matched yet"
+        return topic, None
+
     def _signer(self) -> Signer | None:
-        ring = load_keys(self.cfg["auth_key_file"], self.get_logger())
+        self.ring = ring = load_keys(self.cfg["auth_key_file"], self.get_logger())
         if ring is None:
             if self.cfg["auth_key_id"]:
                 raise ParameterError("parameter 'auth_key_id' needs 'auth_key_file'")
@@ -259,7 +352,10 @@ class EdgeNode(Node):
     def _on_feedback(self, msg: LinkFeedback) -> None:
         # Unknown stamps (another robot's, forged), duplicates and bad fields are counted
         # inside (feedback_<verdict> on /diagnostics) and change nothing.
-        self.adapt.feedback(stamp_ns(msg), msg.status, msg.server_ms, time.monotonic())
+        now = time.monotonic()
+        self.adapt.feedback(stamp_ns(msg), msg.status, msg.server_ms, now)
+        if self.view is not None:  # whichever server answers: the stamp says which
+            self.view.answered(stamp_ns(msg), now)
 
     def _apply(self, changes: dict) -> None:
         """Run-time parameter changes (validated by params.py; see PARAMS)."""
@@ -295,7 +391,11 @@ class EdgeNode(Node):
         # The camera_info as it applies to this image (rescaled, rectified camera), or None.
         info = self.camera.for_image(self.camera_info, rgb.shape[1], rgb.shape[0])
         with self._config_lock:
-            plan = self.adapt.frame(time.monotonic(), self.camera_rate.fps())
+            now = time.monotonic()
+            topic, no_server = None, None
+            if self.view is not None:
+                topic, no_server = self._choose_server(now)
+            plan = self.adapt.frame(now, self.camera_rate.fps(), no_server=no_server)
             for event in plan.events:  # each decision / transition once
                 self.get_logger().info(f"link: {event}")
             if (plan.split, plan.codec) != (self.runner.split, self.runner.codec):
@@ -305,26 +405,31 @@ class EdgeNode(Node):
         # Measured, not taken from the profile: the controller rates the options with it.
         self.adapt.edge_time((converted - start) * 1e3, (time.perf_counter() - began) * 1e3)
         if plan.send:  # REMOTE: the server's outputs; a probe: the server answers only
-            self._send_features(packet, msg.header, info, start, probe=plan.probe)
+            self._send_features(packet, msg.header, info, start, plan.probe, topic)
         if plan.local:  # LOCAL (probe or not): the robot serves this frame itself
             self._serve_locally(packet, msg.header, info)
 
     def _send_features(self, packet: FeaturePacket, header, info: CameraInfo | None,
-                       start: float, probe: bool) -> None:
+                       start: float, probe: bool, topic: str | None) -> None:
         out = packet_to_msg(packet, header, info, probe=probe)
         out.edge_ms = (time.perf_counter() - start) * 1e3  # include image conversion
         if self.signer is not None:  # last: the tag covers every other field
             sign(out, self.signer)
-        if not self.gate.run(self._send, out, packet.nbytes):
+        if not self.gate.run(self._send, out, packet.nbytes, topic):
             return
         self.latency.add(out.edge_ms)
         self.bytes_per_frame.add(packet.nbytes)
         self.rate.tick()
 
-    def _send(self, out: SplitFeatures, nbytes: int) -> None:
+    def _send(self, out: SplitFeatures, nbytes: int, topic: str | None) -> None:
         # Recorded first: the answer must never find its frame unknown.
-        self.adapt.sent(stamp_ns(out), nbytes, time.monotonic())
-        self.pub.publish(out)
+        now = time.monotonic()
+        self.adapt.sent(stamp_ns(out), nbytes, now)
+        if self.view is None:
+            self.pub.publish(out)
+            return
+        self.view.sent(stamp_ns(out), now)
+        self.pool_pubs[topic].publish(out)
 
     def _serve_locally(self, packet: FeaturePacket, header, info: CameraInfo | None) -> None:
         """The server's part on the robot, published as the server would (outputs.assemble);
@@ -351,6 +456,7 @@ class EdgeNode(Node):
             **self.rejections.values(), **self.worker.values(),
             "split": self.runner.split, "codec": self.runner.codec,
             **self.adapt.values(time.monotonic()), "local_fps": self.local_rate.fps(),
+            **({} if self.view is None else self.view.values(time.monotonic())),
         }
         # WARN while running locally: the outputs are the robot's own (link_mode: local).
         warn = "; ".join(p for p in (self.adapt.problem(), self.rejections.problem()) if p)

@@ -13,6 +13,14 @@ edge measures its link from it (docs/ADAPTIVE.md). A probe (``SplitFeatures.prob
 serving itself and measures the link) is checked, run and answered like any frame, but gets no
 outputs. The /diagnostics level reflects the last ``diagnostics_window`` seconds.
 
+In a pool (``server_id`` set, docs/POOL.md) the server serves no listed topics: it announces
+itself on ``pool_topic`` every ``pool_period`` (signed with ``auth_key_file``'s first key when
+set), discovers the robots' input topics ``/<robot>/mtl_split/to/<server_id>/features`` at run
+time, takes a robot only while it has room (``ServerAdmission``: a refused robot's frames are
+not run and its edge reads why in the announcement), publishes each robot's outputs on
+``/<robot>/mtl_split/...`` as a fixed server would, and reports an ERROR when another process
+announces its id.
+
 This module is wiring: the scheduling (admission, newest-frame slots, batches, hand-over to the
 publisher thread) is ``mtl_split_core.runtime.scheduler.BatchScheduler``; each of its two
 threads runs under a watchdog (``stall_timeout``; mtl_split_ros.watchdog).
@@ -23,6 +31,7 @@ diagnostics_period, max_batch, batch_wait_ms; the others are read-only.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import time
 from typing import Any, NamedTuple
@@ -33,18 +42,29 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Header
 
-from mtl_split.msg import LinkFeedback, SplitFeatures
-from mtl_split_core.auth import AuthRejected, Verifier
+from mtl_split.msg import LinkFeedback, ServerAnnouncement, SplitFeatures
+from mtl_split_core.auth import AuthRejected, Signer, Verifier
 from mtl_split_core.runtime.backends import OrtOptions
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.frame_views import ViewRequest
 from mtl_split_core.runtime.model_files import read_model_card_param
 from mtl_split_core.runtime.packet import PacketRejected
+from mtl_split_core.runtime.pool_admission import ServerAdmission
+from mtl_split_core.runtime.pool_announcement import (
+    MAX_FPS,
+    MAX_ROBOTS,
+    POOL_TOPIC,
+    SERVER_ID,
+    Announcement,
+    default_input_topic,
+    output_prefix,
+    robot_of_topic,
+)
 from mtl_split_core.runtime.rejections import Rejections
 from mtl_split_core.runtime.scheduler import BatchScheduler, Finished, Frame, Stream
 from mtl_split_core.runtime.server import ServerRunner
 from mtl_split_core.tasks import task_names
-from mtl_split_ros import features_auth, outputs
+from mtl_split_ros import features_auth, outputs, pool_msg
 from mtl_split_ros.diagnostics import diagnostic_array, diagnostic_status, status_name
 from mtl_split_ros.features_msg import msg_to_packet
 from mtl_split_ros.isolation import describe_header, handle_isolated
@@ -93,8 +113,32 @@ PARAMS = [
     Param("auth_max_age_s", 5.0, "Signed messages whose header stamp is further than this from "
           "the server's clock are rejected; 0 = no stamp window (sequence check only).",
           check=in_range(0.0, 3600.0)),
+    # The pool (docs/POOL.md).
+    Param("server_id", "", "Id in the server pool (unique: A-Z a-z 0-9 _, a letter first); "
+          "'' = no pool: serve feature_topics.",
+          check=lambda v: None if v == "" or SERVER_ID.fullmatch(v) else
+          "expected '' or 1-64 of A-Z a-z 0-9 _, a letter first"),
+    Param("pool_topic", POOL_TOPIC, "Topic the pool's announcements go on."),
+    Param("pool_period", 0.25, "Seconds between announcements (edges call a server silent "
+          "after their pool_silence_s).", check=in_range(0.02, 10.0)),
+    Param("capacity_fps", 0.0, "Frames/s this process serves; 0 = measured (batch timings, "
+          "lowered while frames are dropped unrun).", check=in_range(0.0, MAX_FPS)),
+    Param("pool_headroom", 0.9, "Take a new robot while the load plus 30 frames/s fits this "
+          "share of the capacity.", check=in_range(0.05, 1.0)),
+    Param("pool_max_robots", 64, "Most robots served at once.", check=in_range(1, MAX_ROBOTS)),
+    Param("pool_new_robot_fps", 30.0, "Frames/s a robot is assumed to send until its rate is "
+          "measured (its first 2 s): set it to your robots' camera rate (lower for slow "
+          "cameras, or a failover of many robots at once is partly refused).",
+          check=in_range(0.0, MAX_FPS)),
+    Param("pool_drop_tolerance", 0.05, "More than this share of arriving frames dropped unrun "
+          "= saturated: the capacity is lowered to what was served (held 10 s).",
+          check=in_range(0.0, 0.99)),
     *SUPERVISION_PARAMS,
 ]
+POOL_INPUT_TYPE = "mtl_split/msg/SplitFeatures"
+DISCOVERY_PERIOD_S = 0.2   # how often a pool server looks for new robots' input topics
+ORPHAN_S = 30.0            # an input topic without a publisher this long: its robot is gone
+INPUTS_PER_ROBOT = 4       # input topics kept per pool_max_robots (standby publishers too)
 MESSAGES = RclpyMessages()
 # rclpy gives every publisher two QoS event handlers by default (incompatible QoS / type
 # warnings), and its executor walks every handler on every wait: with 16 robots the ~200
@@ -116,12 +160,16 @@ class Arrival(NamedTuple):
 
 
 class Robot(Stream):
-    """One feature topic: the scheduler's stream plus its publishers."""
+    """One feature topic: the scheduler's stream plus its publishers. ``robot``: its name in
+    the pool and ``prefix`` where its outputs go (a pool input topic is not next to them)."""
 
-    def __init__(self, node: ServerNode, topic: str, qos_in: QoSProfile, qos_out: QoSProfile):
+    def __init__(self, node: ServerNode, topic: str, qos_in: QoSProfile, qos_out: QoSProfile,
+                 robot: str = "", prefix: str = ""):
         super().__init__(topic, window_s=node.cfg["diagnostics_window"])
         self.probes = 0  # probes answered (no outputs: the robot has its own)
-        prefix = outputs.output_prefix(topic)
+        self.robot = robot
+        self.orphan_since: float | None = None  # no publisher on its topic since then
+        prefix = prefix or outputs.output_prefix(topic)
         style, latched = node.style, outputs.latched(node.style)
         self.node = node
         off = {spec.suffix for spec in style.outputs
@@ -138,9 +186,16 @@ class Robot(Stream):
         self.feedback = node.create_publisher(LinkFeedback, prefix + "link_feedback",
                                               qos_from_name("reliable", depth=10),
                                               event_callbacks=NO_PUBLISHER_EVENTS)
-        node.create_subscription(SplitFeatures, topic, lambda msg: handle_isolated(
-            lambda m: node.admit(self, m), msg, node.rejections), qos_in,
+        self.subscription = node.create_subscription(
+            SplitFeatures, topic, lambda msg: handle_isolated(
+                lambda m: node.admit(self, m), msg, node.rejections), qos_in,
             event_callbacks=node.health.callbacks(topic, qos_in))
+
+    def destroy(self, node: Node) -> None:
+        """Its subscription and publishers (a pool robot that has gone)."""
+        node.destroy_subscription(self.subscription)
+        for pub in (*self.pubs.values(), self.feedback):
+            node.destroy_publisher(pub)
 
     def wanted(self) -> set[str]:
         """The outputs somebody subscribes to: only those are built."""
@@ -182,9 +237,18 @@ class ServerNode(Node):
         # Inputs: a short reader history, drained at once by the admission (feature messages
         # are small), so a flood of bad messages cannot overwrite a valid one before it is
         # checked. Outputs: a short history so a busy subscriber (a recorder, RViz) loses none.
-        qin = qos_from_name(self.cfg["input_qos"], depth=10)
-        qout = qos_from_name(self.cfg["output_qos"], depth=5)
-        self.robots = [Robot(self, t, qin, qout) for t in self.cfg["feature_topics"]]
+        self.qin = qos_from_name(self.cfg["input_qos"], depth=10)
+        self.qout = qos_from_name(self.cfg["output_qos"], depth=5)
+        self.server_id = self.cfg["server_id"]
+        if self.server_id:  # a pool server: its robots are discovered (_discover)
+            self.pool_input = default_input_topic(self.server_id)
+            if self.cfg["feature_topics"] != ["mtl_split/features"]:
+                self.get_logger().warning("feature_topics is ignored in a pool (server_id "
+                                          "set): robots are found on " + self.pool_input)
+            self.robots: list[Robot] = []
+        else:
+            self.robots = [Robot(self, t, self.qin, self.qout)
+                           for t in self.cfg["feature_topics"]]
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.diag_timer = self.create_timer(self.cfg["diagnostics_period"],
                                             self._publish_diagnostics)
@@ -200,10 +264,11 @@ class ServerNode(Node):
             raise ParameterError(str(err)) from err
         # On CUDA: the graphs of the model's default split before the first frame.
         self.runner.capture_graphs([self.runner.card["default_split"]])
+        self.admission = self._pool_admission(card, ring)
         self.scheduler = BatchScheduler(
             self.runner, self.robots, self.rejections, lambda tag: describe_header(tag.header),
             max_batch=self.cfg["max_batch"], batch_wait_ms=self.cfg["batch_wait_ms"],
-            on_dropped=lambda robot, frame: robot.answer(frame, LinkFeedback.DROPPED))
+            on_dropped=self._dropped, on_batch=self._batch_done)
         s = self.scheduler
         self.worker = SupervisedWorker("server-worker", s.work, s.input_waiting_s, s.handover,
                                        self.get_logger(), self.cfg["stall_timeout"], window)
@@ -214,11 +279,96 @@ class ServerNode(Node):
         self.publisher.start()
         self.watchdog_timer = self.create_timer(watchdog_period(self.cfg["stall_timeout"]),
                                                 self._check_workers)
+        if self.admission is not None:
+            self.create_timer(self.cfg["pool_period"], self._announce)
+            self.create_timer(DISCOVERY_PERIOD_S, self._discover)
+        inputs = (f"pool {self.server_id} on {self.cfg['pool_topic']}, inputs "
+                  f"{self.pool_input}" if self.server_id else
+                  f"inputs {', '.join(r.name for r in self.robots)}")
         self.get_logger().info(
             f"server ready: model {card.get('name')} ({card['fingerprint']}), tasks "
-            f"{', '.join(self.runner.tasks)}, device {self.runner.device}, inputs "
-            f"{', '.join(r.name for r in self.robots)}"
+            f"{', '.join(self.runner.tasks)}, device {self.runner.device}, {inputs}"
             + ("" if ring is None else f", accepting keys {', '.join(ring.keys)}"))
+
+    # ------------------------------------------------------------------------- the pool
+    def _pool_admission(self, card: dict, ring: Any) -> ServerAdmission | None:
+        """The pool's admission, signer, announcement publisher and the duplicate-id watch
+        (None and nothing else without ``server_id``)."""
+        if not self.server_id:
+            return None
+        cfg = self.cfg
+        self.pool_signer = None if ring is None else Signer(ring)
+        self.pool_pub = self.create_publisher(ServerAnnouncement, cfg["pool_topic"],
+                                              pool_msg.POOL_QOS)
+        self.sent_sequences: collections.deque[int] = collections.deque(maxlen=256)
+        self.duplicate: tuple[float, str] | None = None  # (when, what) another process said
+        self.inputs_ignored = 0
+        pool_verifier = None if ring is None else Verifier(ring, cfg["auth_max_age_s"])
+        pool_msg.subscribe(self, cfg["pool_topic"], pool_verifier, self._on_pool)
+        return ServerAdmission(self.server_id, self.pool_input, (card["fingerprint"],),
+                               capacity_fps=cfg["capacity_fps"], headroom=cfg["pool_headroom"],
+                               max_robots=cfg["pool_max_robots"],
+                               new_robot_fps=cfg["pool_new_robot_fps"],
+                               drop_tolerance=cfg["pool_drop_tolerance"])
+
+    def _announce(self) -> None:
+        assert self.admission is not None
+        ann = self.admission.announcement(time.monotonic())
+        self.sent_sequences.append(ann.sequence)  # before it can come back to _on_pool
+        self.pool_pub.publish(pool_msg.announcement_to_msg(
+            ann, self.get_clock().now().to_msg(), self.pool_signer))
+
+    def _on_pool(self, ann: Announcement | None, verdict: str, msg: Any) -> None:
+        """Another process announcing this server's id (two servers would serve the same
+        robots' topics): an ERROR on /diagnostics for a diagnostics window."""
+        if ann is None or ann.server_id != self.server_id:
+            return
+        if ann.input_topic != self.pool_input or ann.sequence not in self.sent_sequences:
+            first = self.duplicate is None
+            self.duplicate = (time.monotonic(), f"another process announces server id "
+                              f"{self.server_id} (sequence {ann.sequence}, input "
+                              f"{ann.input_topic}): ids must be unique in the pool")
+            if first:
+                self.get_logger().error(self.duplicate[1])
+
+    def _discover(self) -> None:
+        """New robots' input topics get a stream; topics without a publisher for ORPHAN_S
+        lose theirs (bounded: INPUTS_PER_ROBOT x pool_max_robots inputs)."""
+        known = {r.name: r for r in self.robots}
+        now = time.monotonic()
+        for topic, types in self.get_topic_names_and_types():
+            if topic in known or POOL_INPUT_TYPE not in types:
+                continue
+            robot = robot_of_topic(topic, self.pool_input)
+            if robot is None:
+                continue
+            if len(self.robots) >= INPUTS_PER_ROBOT * self.cfg["pool_max_robots"]:
+                self.inputs_ignored += 1
+                continue
+            stream = Robot(self, topic, self.qin, self.qout, robot, output_prefix(robot))
+            self.robots = [*self.robots, stream]
+            self.scheduler.add_stream(stream)
+            self.get_logger().info(f"pool: robot {robot} found ({topic})")
+        for stream in list(self.robots):
+            if self.count_publishers(stream.name) > 0:
+                stream.orphan_since = None
+            elif stream.orphan_since is None:
+                stream.orphan_since = now
+            elif now - stream.orphan_since >= ORPHAN_S:
+                self.robots = [r for r in self.robots if r is not stream]
+                self.scheduler.remove_stream(stream)
+                stream.destroy(self)
+                self.get_logger().info(f"pool: robot {stream.robot} gone ({stream.name})")
+
+    def _dropped(self, robot: Stream, frame: Frame) -> None:
+        assert isinstance(robot, Robot)
+        robot.answer(frame, LinkFeedback.DROPPED)
+        if self.admission is not None:
+            self.admission.dropped(robot.robot, time.monotonic())
+
+    def _batch_done(self, frames: int, busy_s: float) -> None:
+        if self.admission is not None:
+            self.admission.batch_done(frames, busy_s, time.monotonic())
 
     def _apply(self, changes: dict[str, Any]) -> None:
         """Run-time parameter changes (validated by params.py; see PARAMS): plain attributes
@@ -257,6 +407,12 @@ class ServerNode(Node):
             self.scheduler.reject(robot, err.reason,
                                   f"{robot.name} ({describe_header(msg.header)}): {err}")
             return
+        if self.admission is not None:  # the edge reads why in the announcement
+            verdict = self.admission.admit(robot.robot, time.monotonic())
+            if not verdict.accepted:
+                self.scheduler.reject(robot, "pool_refused", f"{robot.name} "
+                                      f"({describe_header(msg.header)}): {verdict.reason}")
+                return
         self.scheduler.admit(robot, packet, Arrival(msg.header, len(msg.data), bool(msg.probe)),
                              received, msg.camera_info.k)
 
@@ -267,10 +423,18 @@ class ServerNode(Node):
         if done.frame.tag.probe:  # its outputs are the robot's own: answer only
             if gate.run(robot.answer, done.frame, LinkFeedback.SERVED):
                 robot.probes += 1
+                self._served(robot, done)
             return
         if gate.run(self._publish, robot, done):
             gate.run(robot.answer, done.frame, LinkFeedback.SERVED)
             robot.delivered(done)
+            self._served(robot, done)
+
+    def _served(self, robot: Robot, done: Finished) -> None:
+        if self.admission is not None:
+            received = done.frame.received
+            self.admission.served(robot.robot, (done.started - received) * 1e3,
+                                  (time.perf_counter() - received) * 1e3, time.monotonic())
 
     def _publish(self, robot: Robot, done: Finished) -> None:
         header = done.frame.tag.header
@@ -288,10 +452,18 @@ class ServerNode(Node):
         totals = {**self.rejections.values(), **self.worker.values(),
                   **{f"publisher_{k}": v for k, v in self.publisher.values().items()},
                   **self.scheduler.values()}
+        duplicate = None
+        if self.admission is not None:
+            totals.update(self.admission.values(time.monotonic()))
+            totals["pool_inputs"] = len(self.robots)
+            totals["pool_inputs_ignored"] = self.inputs_ignored
+            if self.duplicate is not None and (time.monotonic() - self.duplicate[0]
+                                               < self.cfg["diagnostics_window"]):
+                duplicate = self.duplicate[1]
         statuses.append(diagnostic_status(
             status_name(self, "server"), self.get_fully_qualified_name(), totals,
             warn=self.rejections.problem(),
-            error=self.worker.problem() or self.publisher.problem()))
+            error=self.worker.problem() or self.publisher.problem() or duplicate))
         self.diag_pub.publish(diagnostic_array(self, statuses))
 
     def close(self) -> None:

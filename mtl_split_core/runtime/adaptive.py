@@ -466,7 +466,8 @@ class FallbackSwitch:
             raise ConfigError("probe_period", f"{probe_period} must be in [0.01, 3600] s")
         self.fallback_after, self.probe_period = float(fallback_after), float(probe_period)
         self.mode, self.reason = REMOTE, "start"
-        self.cause: str | None = None           # 'start', 'silence' or 'budget' while LOCAL
+        # While LOCAL: 'start', 'silence', 'budget' or 'no_server' (a pool edge, no room).
+        self.cause: str | None = None
         if start_local and self.fallback_after > 0:
             self.mode, self.cause, self.reason = LOCAL, "start", "no server has answered yet"
         self._probes: deque[int] = deque(maxlen=max_probes)
@@ -494,8 +495,19 @@ class FallbackSwitch:
             self.answer_delays.add(float(now) - sent)
 
     def update(self, now: float, stats: LinkStats, remote_fits: bool = True,
-               verdict: str = "") -> list[Event]:
-        """Transitions due at ``now``."""
+               verdict: str = "", no_server: str | None = None) -> list[Event]:
+        """Transitions due at ``now``. ``no_server`` (why a pool edge has no server to send
+        to, e.g. none has room): LOCAL for cause ``no_server``, without probes (nothing to
+        probe); None again: REMOTE at once (the pool chose a server, its publisher matched)."""
+        if no_server is not None:
+            if self.mode == REMOTE:
+                return self._go(now, LOCAL, "no_server", no_server)
+            if self.cause != "no_server":
+                self.cause, self.reason = "no_server", no_server
+                self._probes.clear()
+            return []
+        if self.cause == "no_server":
+            return self._go(now, REMOTE, None, "a pool server has room")
         if self.mode == REMOTE:
             # Frames sent before a recovery do not count: after one the server gets a whole
             # fallback_after to answer the first full-rate frames.
@@ -513,8 +525,23 @@ class FallbackSwitch:
         return []
 
     def probe_due(self, now: float) -> bool:
-        """In LOCAL: whether this frame should go out as a probe."""
-        return self.mode == LOCAL and now - self._last_probe >= self.probe_period
+        """In LOCAL: whether this frame should go out as a probe (never without a server)."""
+        return (self.mode == LOCAL and self.cause != "no_server"
+                and now - self._last_probe >= self.probe_period)
+
+    def rebind(self, now: float) -> list[Event]:
+        """The edge now sends to another server: REMOTE with a fresh silence clock (the new
+        server gets a whole silence limit for its first answer); the old server's answer
+        delays say nothing about the new one. LOCAL for the budget stays (the link is the
+        same)."""
+        self._sent_at.clear()
+        self.answer_delays = RollingStats(ANSWER_DELAYS)
+        if self.cause == "budget":
+            return []
+        if self.mode == REMOTE:
+            self._since = float(now)
+            return []
+        return self._go(now, REMOTE, None, "moved to another pool server")
 
     def probe_again(self) -> None:
         """Forget the probes sent so far (their answers no longer count) and probe with the
@@ -618,8 +645,24 @@ class LinkAdaptation:
             self._fixed = (split, codec)
             self._new_epoch_if_changed(now)
 
-    def frame(self, now: float, source_fps: float | None = None) -> FramePlan:
-        """Decide for one camera frame; ``source_fps``: the camera's rate (None = no cap)."""
+    def rebind(self, now: float) -> list[Event]:
+        """The edge moved to another server (a pool, docs/POOL.md): the old server's waiting
+        frames and measurements are not the new one's, so they are dropped and the new server
+        starts REMOTE with a fresh silence clock. The controller keeps its bandwidth history
+        (the robot's uplink is the same). The events (logged by the next ``frame``)."""
+        with self._lock:
+            self.monitor.abandon_pending(now)
+            self.monitor.forget(stale_before=now)
+            events = self.switch.rebind(now)
+            self._note(events)
+            self._new_epoch_if_changed(now)
+            self._events += events
+            return events
+
+    def frame(self, now: float, source_fps: float | None = None,
+              no_server: str | None = None) -> FramePlan:
+        """Decide for one camera frame; ``source_fps``: the camera's rate (None = no cap);
+        ``no_server``: why there is no server to send to (a pool without room): LOCAL."""
         with self._lock:
             self._source_fps = source_fps
             stats = self.monitor.stats(now)
@@ -629,8 +672,8 @@ class LinkAdaptation:
                 events += self.controller.update(now, stats, source_fps,
                                                  self.edge_clock.median())
                 fits, verdict = self.controller.remote_fits, self.controller.verdict
-            events += self._forget_if_silent(self.switch.update(now, stats, fits, verdict),
-                                             stats)
+            events += self._forget_if_silent(
+                self.switch.update(now, stats, fits, verdict, no_server), stats)
             self._note(events)
             self._new_epoch_if_changed(now)
             local = self.switch.mode == LOCAL

@@ -300,6 +300,16 @@ class LinkMonitor:
             if stale_before is not None:
                 self._stale_before = float(stale_before)
 
+    def abandon_pending(self, now: float) -> None:
+        """The edge moved to another server: frames waiting for the old one's answer are no
+        longer waited for (a late answer counts as ``late``, not as a measurement) and the
+        silence clock stops."""
+        with self._lock:
+            for stamp in self._pending:
+                self._remember(stamp, float(now), math.inf)
+            self._pending.clear()
+            self._unanswered_since = None
+
     def memory(self) -> int:
         """Entries held (pending + remembered + window events): bounded, see the docstring."""
         with self._lock:

@@ -13,6 +13,10 @@ Three threads meet here, and nothing else decides what runs when:
   node's ``deliver``. Between worker and publisher each stream has a slot of depth one (newest
   wins, counted as the stream's ``publish_drops``), so a slow publish never stalls inference.
 
+Streams may be added and removed at run time (``add_stream`` / ``remove_stream``: a pool
+server learns its robots from the topics it discovers, docs/POOL.md): the list is replaced, never
+changed in place, so each thread's step works on one consistent list.
+
 Every frame replaced before it was run, and every result replaced before it was delivered, is
 reported through ``on_dropped`` (the server answers it with a DROPPED link feedback). Two output
 gates (runtime/output_gate.py) keep an abandoned worker's late results out and close the node's
@@ -128,23 +132,38 @@ class BatchScheduler:
     def __init__(self, runner: ServerRunner, streams: Sequence[Stream], rejections: Rejections,
                  describe: Callable[[Any], str], *, max_batch: int = 8,
                  batch_wait_ms: float = 0.0,
-                 on_dropped: Callable[[Stream, Frame], None] | None = None) -> None:
-        if not streams:
-            raise ValueError("a scheduler needs at least one stream")
+                 on_dropped: Callable[[Stream, Frame], None] | None = None,
+                 on_batch: Callable[[int, float], None] | None = None) -> None:
         self.runner = runner
-        self.streams = list(streams)
+        self.streams: list[Stream] = list(streams)  # replaced whole (add/remove_stream)
         self.rejections = rejections
         self.describe = describe
         self.max_batch = int(max_batch)
         self.batch_wait_ms = float(batch_wait_ms)
         self.on_dropped = on_dropped or (lambda stream, frame: None)
+        # (frames, seconds from the batch's start to its results): a pool server's capacity.
+        self.on_batch = on_batch or (lambda frames, busy_s: None)
+        self._streams_lock = threading.Lock()  # between writers of the list (readers copy it)
         self.handover = OutputGate()   # the inference worker hands results over through it
         self.gate = OutputGate()       # the publisher delivers through it
         self.batch_sizes = RollingStats()
         self._arrived = threading.Event()   # set when a frame enters a slot
         self._finished = threading.Event()  # set when a result enters an outbox
         self._next = 0                      # where the next batch starts taking (fairness)
-        self._index = {id(s): i for i, s in enumerate(self.streams)}
+
+    def add_stream(self, stream: Stream) -> None:
+        """Serve ``stream`` from the next worker step on (a robot found at run time)."""
+        with self._streams_lock:
+            if all(s is not stream for s in self.streams):
+                self.streams = [*self.streams, stream]
+
+    def remove_stream(self, stream: Stream) -> None:
+        """Stop serving ``stream``: its waiting frame and result are dropped unanswered (its
+        robot has gone) and its slots closed."""
+        with self._streams_lock:
+            self.streams = [s for s in self.streams if s is not stream]
+        stream.slot.close()
+        stream.outbox.close()
 
     # ------------------------------------------------------------------------- admission
     def admit(self, stream: Stream, packet: FeaturePacket, tag: Any, received: float,
@@ -195,7 +214,7 @@ class BatchScheduler:
             if left <= 0:
                 break
             self._arrived.clear()
-            more = self._take(limit - len(taken), {self._index[id(s)] for s, _ in taken})
+            more = self._take(limit - len(taken), {id(s) for s, _ in taken})
             if more:
                 taken += more
             else:
@@ -203,9 +222,14 @@ class BatchScheduler:
         return taken
 
     def _take(self, limit: int, skip: set[int]) -> list[tuple[Stream, Frame]]:
-        taken, self._next = take_round_robin([s.slot for s in self.streams], self._next, limit,
-                                             skip)
-        return [(self.streams[i], frame) for i, frame in taken]
+        """Round robin over one copy of the list; ``skip``: ids of streams already taken."""
+        streams = self.streams
+        if not streams:
+            return []
+        taken, self._next = take_round_robin(
+            [s.slot for s in streams], self._next % len(streams), limit,
+            {i for i, s in enumerate(streams) if id(s) in skip})
+        return [(streams[i], frame) for i, frame in taken]
 
     def run(self, taken: Sequence[tuple[Stream, Frame]], started: float) -> None:
         """Run ``taken`` as one batch and hand each result over; when the batch raises, run
@@ -217,6 +241,7 @@ class BatchScheduler:
             results = None
         if results is not None:
             self.batch_sizes.add(len(taken))
+            self.on_batch(len(taken), time.perf_counter() - started)
             for (stream, frame), result in zip(taken, results):
                 self._hand_over(stream, Finished(frame, result, started))
             return
@@ -255,11 +280,11 @@ class BatchScheduler:
     # ---------------------------------------------------------------- watchdog, shutdown
     def input_waiting_s(self) -> float:
         """Seconds the oldest untaken frame has waited (the worker's watchdog)."""
-        return max(s.slot.waiting_s() for s in self.streams)
+        return max((s.slot.waiting_s() for s in self.streams), default=0.0)
 
     def output_waiting_s(self) -> float:
         """Seconds the oldest undelivered result has waited (the publisher's watchdog)."""
-        return max(s.outbox.waiting_s() for s in self.streams)
+        return max((s.outbox.waiting_s() for s in self.streams), default=0.0)
 
     def values(self) -> dict[str, float | int]:
         """Diagnostics values of the batching."""

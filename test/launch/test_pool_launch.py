@@ -1,14 +1,17 @@
 """launch/pool.launch.py: the server plan (count, devices, ids, capacity) as a function, and
-`ros2 launch` for real on its arguments and its one-line errors. (Starting the servers for real
-waits for the server node's pool parameters: docs/POOL.md, integration plan.)"""
+`ros2 launch` for real: its arguments, its one-line errors, and two real pool servers that
+announce themselves (seen by `mtl-split fleet status`) and end cleanly on Ctrl-C."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from launch.launch_description_sources import load_python_launch_file_as_module
 
-from support.ros2cli import ros2, ros2_launch
+from support.ros2cli import ros2, ros2_launch, shutdown_problems
+from support.ros_nodes import tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
 pool = load_python_launch_file_as_module(str(ROOT / "launch" / "pool.launch.py"))
@@ -81,3 +84,20 @@ def test_the_launch_function_builds_one_node_per_planned_server():
     context.launch_configurations["pool_topic"] = "not/absolute"
     with pytest.raises(RuntimeError, match="expected an absolute topic"):
         pool.pool_servers(context)
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_ros2_launch_starts_pool_servers_that_announce_themselves(tmp_path):
+    model = tiny_model(tmp_path / "tiny")
+    with ros2_launch("pool.launch.py", "servers:=2", "devices:=cpu", "server_id_prefix:=ci",
+                     f"model:={model}", "max_batch:=4", log=tmp_path / "launch.log") as launch:
+        def both_announced():
+            table = subprocess.run(
+                [sys.executable, "-m", "mtl_split_tools.cli", "fleet", "status", "--once",
+                 "--wait", "3"], capture_output=True, text=True, timeout=60).stdout
+            return table if "ci_0" in table and "ci_1" in table else None
+        table = launch.wait_until(both_announced, 120, "announcements of ci_0 and ci_1")
+        assert "accepting" in table, table
+        rc = launch.interrupt(group=True)
+        assert rc == 0 and shutdown_problems(launch.output()) == [], launch.output()[-3000:]

@@ -342,6 +342,51 @@ def test_the_edge_serves_locally_until_a_server_has_answered():
     assert switch.counts == {"fallback": 0, "recover": 0}  # a start is not a recovery
 
 
+def test_no_pool_server_with_room_means_local_without_probes_and_back_at_once():
+    """A pool edge whose pool has no server with room runs locally and probes nobody; when
+    the pool offers a server again it sends to it at once (it is announced, matched)."""
+    adapt = LinkAdaptation("s16", Q8, None, fallback_after=0.5, probe_period=0.5)
+    for i in range(20):  # 2 s without a server: never a probe
+        plan = adapt.frame(i * 0.1, 10.0, no_server="no pool server has room")
+        assert plan.local and not plan.send and not plan.probe
+    assert adapt.switch.cause == "no_server" and "no pool server has room" in adapt.problem()
+    plan = adapt.frame(2.0, 10.0)
+    assert plan.send and not plan.local and adapt.mode == REMOTE
+    assert [e.kind for e in plan.events] == ["recover"]
+    # Served remotely, then the pool loses its last server: LOCAL at once, still no probe.
+    adapt.sent(1, 100, 2.0)
+    plan = adapt.frame(2.1, 10.0, no_server="no pool server has room")
+    assert plan.local and not plan.send and [e.kind for e in plan.events] == ["fallback"]
+
+
+def test_a_move_to_another_server_rebinds_the_link_state():
+    """After a move the old server's waiting frames are not waited for (no silence fallback
+    from them), the new one gets a whole silence limit, and a late answer of the old server
+    is no measurement."""
+    adapt = LinkAdaptation("s16", Q8, None, fallback_after=0.5, probe_period=0.5,
+                           start_local=False)
+    adapt.sent(1, 1000, 0.0)
+    adapt.feedback(1, SERVED, 3.0, 0.01)
+    for i in range(2, 6):  # the old server dies: these four wait
+        adapt.sent(i, 1000, 0.1 * i)
+    assert adapt.monitor.stats(0.55).unanswered_s > 0.3
+    assert adapt.rebind(0.55) == []  # REMOTE stays REMOTE: no transition to log
+    stats = adapt.monitor.stats(0.56)
+    assert stats.unanswered_s == 0.0 and stats.pending == 0
+    plan = adapt.frame(0.9, 10.0)  # 0.7 s after the first unanswered send: no fallback
+    assert plan.send and not plan.local and plan.events == ()
+    adapt.sent(6, 1000, 0.9)
+    assert adapt.feedback(3, SERVED, 3.0, 0.95) == "late"  # the old server, after all
+    assert adapt.feedback(6, SERVED, 3.0, 0.96) == "served"
+    # A move while LOCAL after a silence: REMOTE at once with the new server.
+    adapt.sent(7, 1000, 1.0)
+    plan = adapt.frame(1.6, 10.0)
+    assert plan.local and [e.kind for e in plan.events] == ["fallback"]
+    events = adapt.rebind(1.7)
+    assert adapt.mode == REMOTE and [e.kind for e in events] == ["recover"]
+    assert "moved to another pool server" in events[0].reason
+
+
 def test_the_silence_limit_follows_the_answer_delays():
     switch = FallbackSwitch(fallback_after=0.5, start_local=False)
     assert switch.silence_limit() == 0.5  # nothing measured yet

@@ -206,3 +206,33 @@ def test_waiting_times_feed_the_watchdog_and_close_wakes_the_worker(runners, pac
     s.work()
     s.work()  # nothing left, closed: returns at once
     assert time.monotonic() - t0 < 5.0
+
+
+def test_streams_added_and_removed_at_run_time_are_served_from_the_next_step(runners, packets):
+    """A pool server starts with no robot and learns them from the topics it discovers: a
+    scheduler without streams idles, a stream added later is batched with the others, a
+    removed one is no longer taken (its slot closed), and each batch is reported for the
+    server's capacity."""
+    batches = []
+    s = BatchScheduler(runners[1], [], Rejections(Log()), str,
+                       on_batch=lambda frames, busy_s: batches.append((frames, busy_s)))
+    assert s.input_waiting_s() == s.output_waiting_s() == 0.0
+    s.work()  # nothing to take: returns after the idle wait
+    assert _delivered(s) == [] and not batches
+    first, second = Stream("r0"), Stream("r1")
+    s.add_stream(first)
+    s.add_stream(first)  # once only
+    s.admit(first, packets[0], tag="a0", received=0.0)
+    s.work()
+    assert [tag for _, tag, _ in _delivered(s)] == ["a0"]
+    s.add_stream(second)
+    for tag, stream in (("a1", first), ("b1", second)):
+        s.admit(stream, packets[1], tag=tag, received=0.0)
+    s.work()
+    assert sorted(tag for _, tag, _ in _delivered(s)) == ["a1", "b1"]
+    assert [f for f, _ in batches] == [1, 2] and all(b > 0 for _, b in batches)
+    s.remove_stream(first)
+    assert s.streams == [second] and first.slot.closed
+    s.admit(second, packets[2], tag="b2", received=0.0)
+    s.work()
+    assert [tag for _, tag, _ in _delivered(s)] == ["b2"]
