@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from mtl_split_core.codec import decode, encode
+from mtl_split_core.entropy_tables import tables_of
 from mtl_split_core.model.config import ModelConfig
 from mtl_split_core.model.network import MultiTaskSplitNet
 from mtl_split_core.tasks import PostprocessContext, get_task, get_tasks, is_labelled, task_names
@@ -72,6 +73,9 @@ def _predictions(model: MultiTaskSplitNet, data: dict, split: str | None, codec:
     tasks = get_tasks(model.config.tasks)
     context = PostprocessContext(score_threshold=score_threshold, max_detections=100)
     n = len(data["images"])
+    tables = tables_of(model.config.entropy)  # the model's entropy-coded codecs (or None)
+    if tables is not None and (split or model.config.default_split) != tables.split:
+        tables = None  # they code their own split only
     # fy of each frame (frames are at the network's input size; unknown: the reference's).
     focals = frame_focals(data.get("k"), model.config.depth_reference_focal, device)
     for start in tqdm(range(0, n, batch_size), disable=not progress, desc="eval"):
@@ -79,9 +83,10 @@ def _predictions(model: MultiTaskSplitNet, data: dict, split: str | None, codec:
         x = imgs.permute(0, 3, 1, 2).float() / 255.0
         z = model.edge(x, split)
         if codec is not None:
-            encoded = [encode(zi, codec) for zi in z]
+            encoded = [encode(zi, codec, tables=tables) for zi in z]
             nbytes += [e.nbytes for e in encoded]
-            z = torch.stack([torch.from_numpy(decode(e)) for e in encoded]).to(device)
+            z = torch.stack([torch.from_numpy(decode(e, tables=tables))
+                             for e in encoded]).to(device)
         focal = None if focals is None else focals[start:start + batch_size]
         out = model.server(z, split, out_hw=(x.shape[-2], x.shape[-1]), focal=focal)
         predictions: list[dict] = [{} for _ in range(len(x))]

@@ -36,7 +36,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from mtl_split.msg import LinkFeedback, SplitFeatures
 from mtl_split_core.auth import KeyFileError, Signer
-from mtl_split_core.codec import CODECS, ZSTD_LEVELS
+from mtl_split_core.codec import CODECS, ENTROPY_CODECS, ZSTD_LEVELS
 from mtl_split_core.errors import InputError
 from mtl_split_core.geometry import focal_y
 from mtl_split_core.locations import data_dirs
@@ -78,8 +78,8 @@ PARAMS = [
           "model's default.", dynamic=True, types=(str, int)),
     *RUNTIME_PARAMS,
     executor_param("single"),
-    Param("codec", "", "Feature codec; '' = the model's default.", ("",) + CODECS,
-          dynamic=True),
+    Param("codec", "", "Feature codec; '' = the model's default (eb-<k>/1: a model with "
+          "entropy tables).", ("",) + CODECS + ENTROPY_CODECS, dynamic=True),
     Param("zstd_level", 3, "zstd compression level.", check=in_range(*ZSTD_LEVELS), dynamic=True),
     Param("cuda_graphs", True, "On CUDA, replay the edge network as one CUDA graph (4-8x "
           "faster for this launch-bound prefix; ignored on CPU)."),

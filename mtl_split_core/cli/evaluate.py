@@ -9,7 +9,8 @@ from pathlib import Path
 from mtl_split_core.cli.arguments import output_file
 from mtl_split_core.cli.datasets import DATA_HELP
 from mtl_split_core.cli.train import load_data
-from mtl_split_core.codec import CODECS
+from mtl_split_core.codec import CODECS, ENTROPY_CODECS, model_codecs
+from mtl_split_core.entropy_tables import tables_of
 from mtl_split_core.errors import InputError
 
 
@@ -22,8 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "model's (classes the model lacks are ignored)")
     p.add_argument("--split-set", default="test", choices=("train", "val", "test"))
     p.add_argument("--split", default=None, help="split point; default: the model's")
-    p.add_argument("--codec", default="all", choices=("all", "float", *CODECS),
-                   help="float, a codec id, or 'all' for float + every codec")
+    p.add_argument("--codec", default="all", choices=("all", "float", *CODECS, *ENTROPY_CODECS),
+                   help="float, a codec id (eb-<k>/1: a model with entropy tables), or 'all' "
+                   "for float + every codec of the model at that split")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=output_file, default=None, help="write the results as JSON here")
 
@@ -45,7 +47,13 @@ def run(args: argparse.Namespace) -> int:
     # The model's class lists: every source's classes are mapped onto them by name.
     data = load_data(args.data, args.split_set, cfg.input_size, args.class_map,
                      (cfg.detection_classes, cfg.segmentation_classes)).data
-    codecs = [None, *CODECS] if args.codec == "all" else \
+    tables = tables_of(cfg.entropy)
+    if tables is not None and (args.split or cfg.default_split) != tables.split:
+        tables = None  # entropy tables code their own split only
+    if args.codec not in ("all", "float", *model_codecs(tables)):
+        raise InputError(f"codec {args.codec}: this model has {', '.join(model_codecs(tables))} "
+                         f"at split {args.split or cfg.default_split}")
+    codecs = [None, *model_codecs(tables)] if args.codec == "all" else \
         [None if args.codec == "float" else args.codec]
     results = []
     print(f"{card['name']} on {len(data['images'])} {args.split_set} frames")

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from mtl_split_core.codec import CODECS, ZSTD_LEVELS, encode
+from mtl_split_core.codec import ZSTD_LEVELS, encode, entropy_point, model_codecs
+from mtl_split_core.entropy_tables import tables_of
 from mtl_split_core.preprocess import letterbox_tensor
 from mtl_split_core.runtime.backends import (
     OnnxExport,
@@ -43,6 +44,7 @@ class EdgeRunner:
         self.dtype = resolve_dtype(precision, self.device)
         self.card = card
         self.split_names = list(model.split_names)
+        self._tables = tables_of(model.config.entropy)  # entropy-coded codecs (or None)
         self.backend = check_backend(backend)
         self._onnx: OnnxExport | None = None
         self._ort: OrtEdge | None = None
@@ -80,9 +82,14 @@ class EdgeRunner:
             codec = self.card.get("codec", "q8-zstd/1")
         index = self.split_index if split is None else split_index(split, self.split_names)
         codec = self.codec if codec is None else codec
-        if codec not in CODECS:
+        codecs = model_codecs(self._tables)
+        if codec not in codecs:
             raise ConfigError("codec", f"unknown codec {codec!r}; expected one of "
-                              f"{', '.join(CODECS)}")
+                              f"{', '.join(codecs)}")
+        if entropy_point(codec) is not None and self._tables is not None \
+                and self.split_names[index] != self._tables.split:
+            raise ConfigError("codec", f"{codec} codes split {self._tables.split} only, not "
+                              f"{self.split_names[index]}")
         level = self.zstd_level if zstd_level is None else zstd_level
         lo, hi = ZSTD_LEVELS
         if not lo <= int(level) <= hi:
@@ -126,7 +133,7 @@ class EdgeRunner:
                 z = self._graph(x)[0]
             else:
                 z = self.model.edge(x, self.split)[0]
-            tensor = encode(z.float(), self.codec, level=self.zstd_level)
+            tensor = encode(z.float(), self.codec, level=self.zstd_level, tables=self._tables)
             index = self.split_index
         return FeaturePacket(
             tensor=tensor, model_id=self.card.get("name", ""),
