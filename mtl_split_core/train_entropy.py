@@ -257,16 +257,20 @@ def _save(student: MultiTaskSplitNet, teacher: MultiTaskSplitNet, base_card: dic
     student.config = dataclasses.replace(
         student.config, entropy=block, name=name or f"{base_card['name']}_eb",
         codec=codec or student.config.codec)
-    extra = {"fine_tuned_from": {"name": base_card.get("name"),
-                                 "fingerprint": base_card["fingerprint"],
-                                 "fresh_heads": [], "edge_frozen": False},
-             "trained_entropy": {"frames": n, "seed": seed, "steps": result.steps,
-                                 "bottleneck_frozen": not any(
-                                     p.requires_grad for p in bottleneck.parameters()),
-                                 "seconds": round(result.seconds, 1),
-                                 "target_bytes": result.targets,
-                                 "est_bytes": [round(v, 1) for v in result.est_bytes],
-                                 "lambda_per_kb": [round(v, 5) for v in result.lambdas]}}
+    frozen = not any(p.requires_grad for p in bottleneck.parameters())
+    trained: dict[str, Any] = {"frames": n, "seed": seed, "steps": result.steps,
+                               "bottleneck_frozen": frozen, "seconds": round(result.seconds, 1),
+                               "target_bytes": result.targets}
+    if result.steps:  # what the joint steps reached (without them: the calibrated gains)
+        trained |= {"est_bytes": [round(v, 1) for v in result.est_bytes],
+                    "lambda_per_kb": [round(v, 5) for v in result.lambdas]}
+    extra: dict[str, Any] = {
+        "fine_tuned_from": {"name": base_card.get("name"), "fingerprint": base_card["fingerprint"],
+                            "fresh_heads": [], "edge_frozen": frozen},
+        "trained_entropy": trained}
+    if frozen:  # the edge is the base's bit for bit: its robots' packets are served as they are
+        extra["accepts_edge_fingerprint"] = (base_card.get("accepts_edge_fingerprint")
+                                             or base_card["fingerprint"])
     fp16 = base_card.get("weights_dtype", "float16") == "float16"
     card = save_model(Path(out_dir) / "model", student, fp16=fp16, extra=extra)
     torch.save(entropy.state_dict(), Path(out_dir) / "entropy_model.pt")

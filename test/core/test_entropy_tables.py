@@ -4,6 +4,7 @@ tables in the coder, float noise, and hostile payloads rejected before decoding.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import struct
 from pathlib import Path
@@ -70,6 +71,26 @@ def test_committed_vector_decodes_bit_exactly_and_reencodes_to_the_same_bytes(ca
     assert encode(Y, case["codec"], tables=TABLES).data == payload
     assert encode(decoded, case["codec"], tables=TABLES).data == payload
     assert encode(torch.from_numpy(Y.copy()), case["codec"], tables=TABLES).data == payload
+
+
+SHIPPED = json.loads((Path(__file__).parent / "entropy_vector_default_eb.json").read_text())
+
+
+@pytest.mark.parametrize("case", SHIPPED["cases"], ids=lambda c: c["codec"])
+def test_the_shipped_cards_tables_decode_their_committed_payloads_bit_exactly(case):
+    root = Path(__file__).parents[2]
+    card = json.loads((root / SHIPPED["model"] / "card.json").read_text())
+    assert card["fingerprint"] == SHIPPED["fingerprint"]
+    tables = tables_of(card["entropy"])
+    shape = tuple(SHIPPED["shape"])
+    payload = bytes.fromhex(case["payload_hex"])
+    empty = np.zeros(0, np.float32)
+    decoded = decode(EncodedTensor(case["codec"], shape, empty, empty, payload), tables=tables)
+    assert hashlib.sha256(decoded.astype("<f4").tobytes()).hexdigest() == \
+        case["decoded_f32_le_sha256"]
+    y = np.frombuffer(bytes.fromhex(SHIPPED["input_f32_le_hex"]), "<f4").reshape(shape)
+    assert encode(y, case["codec"], tables=tables).data == payload
+    assert encode(decoded, case["codec"], tables=tables).data == payload
 
 
 def test_vector_values_beyond_the_table_clip_to_its_end_symbols():
