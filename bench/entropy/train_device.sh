@@ -14,7 +14,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
   --target /tmp/site whl/*.whl || exit 1
 export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-python3 -m mtl_split_core.cli train-entropy --model ../../models/default --data shards_train \
+python3 -m mtl_split_core.cli train-eb --model ../../models/default --data shards_train \
   --out runs/eb --device cuda --batch-size 24 --time-budget "$budget" --no-val \
   --targets 300,500,800,1200,1800,3000 --name mtl_split_default_eb 2>&1 | grep -v "it/s\]" \
   | tee "$logs/train.log"

@@ -1,4 +1,4 @@
-"""`mtl-split train-entropy`: entropy-coded codecs (eb-<k>/1) for a trained model: fine-tune
+"""`mtl-split train-eb`: entropy-coded codecs (eb-<k>/1) for a trained model: fine-tune
 its split bottleneck with a rate term at several operating points, freeze the tables into a new
 model card (mtl_split_core/train_entropy.py)."""
 
