@@ -15,6 +15,15 @@ Wire format (version 1 of every codec). A split tensor ``(C, H, W)`` becomes an
   * ``q4-zstd/1``: 4-bit codes, two per byte, element ``2i`` in the low nibble and ``2i+1`` in
     the high nibble; an odd element count leaves the last high nibble 0.
 
+Entropy-coded codecs ``eb-<k>/1`` (``ENTROPY_CODECS``; operating point k of a model whose card
+has entropy tables, ``entropy_tables.py``; only at the tables' split): ``scale`` and ``offset``
+empty, ``data`` = a 6-byte header, ``0xEB``, ``k`` (uint8), the symbol count C*H*W (uint32
+LE), then the ANS stream as uint32 LE words (at most ``entropy_tables.max_words``), channel 0
+decoded first, each channel's H*W symbols row-major. Symbols and reconstructions: the tables'
+quantizer (``OperatingPoint.symbols`` / ``values``). Every header field is checked against the
+shape and the tables before any decoding work; the stream must end exactly in the coder's
+initial state. These errors carry ``reason = "entropy"``.
+
 Quantization (one formula for the wire and for training, see docs/CONTRACTS.md), per sample
 and channel, computed in float32: ``offset = min``, ``scale = (max - min) / (2**bits - 1)``
 (0 for a constant channel), ``code = clip(round((x - offset) / scale), 0, 2**bits - 1)``,
@@ -29,6 +38,7 @@ from __future__ import annotations
 import array
 import math
 import re
+import struct
 import threading
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -37,11 +47,24 @@ import numpy as np
 import torch
 import zstandard
 
+from mtl_split_core.entropy_tables import (
+    MAX_OPERATING_POINTS,
+    EntropyStreamError,
+    EntropyTables,
+    max_words,
+)
+
+# Codecs every model has (no tables needed); ENTROPY_CODECS need the model's entropy tables.
 CODECS = ("f16-zstd/1", "q8-zstd/1", "q4-zstd/1")
+ENTROPY_CODECS = tuple(f"eb-{k}/1" for k in range(MAX_OPERATING_POINTS))
 # Codec name -> bits per quantized code (None: float16 values, no quantization).
 _BITS: dict[str, int | None] = {"f16-zstd": None, "q8-zstd": 8, "q4-zstd": 4}
 # Codec name -> wire-format versions this build reads and writes.
-_VERSIONS: dict[str, tuple[int, ...]] = {"f16-zstd": (1,), "q8-zstd": (1,), "q4-zstd": (1,)}
+_VERSIONS: dict[str, tuple[int, ...]] = {
+    "f16-zstd": (1,), "q8-zstd": (1,), "q4-zstd": (1,),
+    **{c.split("/")[0]: (1,) for c in ENTROPY_CODECS}}
+_EB_MAGIC = 0xEB
+_EB_HEADER = struct.Struct("<BBI")  # magic, operating point, symbol count
 _CODEC_ID = re.compile(r"([a-z0-9-]+)/([0-9]{1,6})")
 
 DEFAULT_MAX_ELEMENTS = 64 * 1024 * 1024
@@ -56,7 +79,17 @@ _Array = TypeVar("_Array", np.ndarray, torch.Tensor)
 
 
 class CodecError(ValueError):
-    """Input the codec cannot encode or decode; the message says what and what was expected."""
+    """Input the codec cannot encode or decode; the message says what and what was expected.
+    ``reason``: the key a server counts the rejection under ("payload", or "entropy" for a
+    malformed entropy-coded payload)."""
+
+    def __init__(self, message: str, reason: str = "payload"):
+        super().__init__(message)
+        self.reason = reason
+
+
+def _entropy_error(message: str) -> CodecError:
+    return CodecError(message, reason="entropy")
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: ndarray fields make == ambiguous and unhashable
@@ -93,22 +126,37 @@ def parse_codec(codec: object) -> tuple[str, int]:
     name, version = match.group(1), int(match.group(2))
     if name not in _VERSIONS:
         raise CodecError(f"unknown codec {name!r} in {_short(codec)}; expected one of "
-                         f"{', '.join(CODECS)}")
+                         f"{', '.join(CODECS)} or eb-<k>/1 (k < {MAX_OPERATING_POINTS})")
     if version not in _VERSIONS[name]:
         raise CodecError(f"unsupported version {version} of codec {name!r}; this build reads "
                          f"version(s) {', '.join(map(str, _VERSIONS[name]))}")
     return name, version
 
 
+def entropy_point(codec: str) -> int | None:
+    """The operating point k of ``eb-<k>/1``, None for a codec without tables."""
+    name, _ = parse_codec(codec)
+    return int(name[3:]) if name.startswith("eb-") else None
+
+
+def model_codecs(tables: EntropyTables | None) -> tuple[str, ...]:
+    """Every codec a model with ``tables`` (None: none) can encode: ``CODECS`` and its
+    operating points."""
+    return CODECS + (tables.codec_ids if tables is not None else ())
+
+
 def codec_bits(codec: str) -> int | None:
-    """Bits per code of a quantizing codec (8 or 4), None for float16."""
+    """Bits per code of a quantizing codec (8 or 4), None for float16. CodecError for an
+    entropy-coded codec: its bits per value depend on the data."""
+    if entropy_point(codec) is not None:
+        raise CodecError(f"{codec} is entropy-coded: no fixed bits per value")
     return _BITS[parse_codec(codec)[0]]
 
 
 def payload_size(codec: str, shape: tuple[int, ...]) -> int:
-    """Exact decompressed payload size in bytes for ``codec`` and a valid ``shape``."""
+    """Exact decompressed payload size in bytes for a zstd ``codec`` and a valid ``shape``."""
     n = math.prod(int(v) for v in shape)
-    bits = _BITS[parse_codec(codec)[0]]
+    bits = codec_bits(codec)
     return 2 * n if bits is None else (n * bits + 7) // 8
 
 
@@ -167,14 +215,20 @@ def fake_quantize(x: torch.Tensor, bits: int) -> torch.Tensor:
 
 # ---------------------------------------------------------------- encode
 
-def encode(x: ArrayLike, codec: str = "q8-zstd/1", level: int = 3) -> EncodedTensor:
+def encode(x: ArrayLike, codec: str = "q8-zstd/1", level: int = 3,
+           tables: EntropyTables | None = None) -> EncodedTensor:
     """Encode a ``(C, H, W)`` float16/32/64 numpy array or float torch tensor (any device).
 
     Statistics, quantization and q4 packing run with torch where the tensor lives, so a GPU
     edge moves only the final codes (and 2C floats) to the host; zstd runs on the CPU.
     ``level`` is the zstd level in ``ZSTD_LEVELS``. NaN/Inf input raises CodecError.
+    ``tables``: the model's entropy tables, needed by (only) the ``eb-<k>/1`` codecs, whose
+    quantizer runs in numpy on the host (the same float32 arithmetic on every machine).
     """
     name, _ = parse_codec(codec)
+    point = entropy_point(codec)
+    if point is not None:
+        return _encode_entropy(_as_float32_tensor(x), codec, point, tables)
     if isinstance(level, bool) or not isinstance(level, (int, np.integer)) \
             or not ZSTD_LEVELS[0] <= level <= ZSTD_LEVELS[1]:
         raise CodecError(f"zstd level {level!r} must be an integer in "
@@ -241,14 +295,15 @@ def _as_float32_tensor(x: Any) -> torch.Tensor:
 
 # ---------------------------------------------------------------- decode
 
-def decode(enc: EncodedTensor, max_elements: int = DEFAULT_MAX_ELEMENTS) -> np.ndarray:
-    """Decode to a float32 ``(C, H, W)`` array.
+def decode(enc: EncodedTensor, max_elements: int = DEFAULT_MAX_ELEMENTS,
+           tables: EntropyTables | None = None) -> np.ndarray:
+    """Decode to a float32 ``(C, H, W)`` array (``tables``: as for ``encode``).
 
     Any malformed input raises CodecError saying what was wrong and what was expected; no more
     than ``max_elements`` values (and their exact payload size) are ever allocated.
     """
     try:
-        return _decode(enc, max_elements)
+        return _decode(enc, max_elements, tables)
     except CodecError:
         raise
     except Exception as err:  # noqa: BLE001 - the contract: only CodecError escapes decode
@@ -256,17 +311,21 @@ def decode(enc: EncodedTensor, max_elements: int = DEFAULT_MAX_ELEMENTS) -> np.n
                          f"malformed") from err
 
 
-def _decode(enc: EncodedTensor, max_elements: int) -> np.ndarray:
+def _decode(enc: EncodedTensor, max_elements: int, tables: EntropyTables | None
+            ) -> np.ndarray:
     if not isinstance(enc, EncodedTensor):
         raise CodecError(f"expected an EncodedTensor, got {type(enc).__name__}")
     if isinstance(max_elements, bool) or not isinstance(max_elements, (int, np.integer)) \
             or max_elements < 1:
         raise CodecError(f"max_elements must be a positive integer, got {max_elements!r}")
     name, _ = parse_codec(enc.codec)
-    bits = _BITS[name]
     shape = _check_shape(enc.shape, int(max_elements))
     scale = _f32_vector(enc.scale, "scale")
     offset = _f32_vector(enc.offset, "offset")
+    point = entropy_point(enc.codec)
+    if point is not None:
+        return _decode_entropy(enc, point, shape, scale.size + offset.size, tables)
+    bits = _BITS[name]
     if bits is None:
         if scale.size or offset.size:
             raise CodecError(f"{enc.codec} carries no scale/offset, got {scale.size} and "
@@ -339,6 +398,77 @@ def _check_quant_params(scale: np.ndarray, offset: np.ndarray, channels: int, bi
     if not np.isfinite(top).all():
         raise CodecError(f"scale * {_levels(bits)} + offset overflows float32 in channels "
                          f"{_first(np.flatnonzero(~np.isfinite(top.ravel())))}")
+
+
+# ---------------------------------------------------------------- entropy-coded
+
+def _check_tables(codec: str, point: int, channels: int, tables: EntropyTables | None
+                  ) -> None:
+    """The tables exist, have operating point ``point`` and ``channels`` channels."""
+    if tables is None:
+        raise _entropy_error(f"{codec} needs the model's entropy tables; this model has none "
+                             f"(its codecs: {', '.join(CODECS)})")
+    if point >= len(tables.points):
+        raise _entropy_error(f"{codec}: operating point {point} is not in the model's tables "
+                             f"(it has {', '.join(tables.codec_ids)})")
+    if channels != tables.channels:
+        raise _entropy_error(f"{codec}: {channels} channels, the model's tables have "
+                             f"{tables.channels} (split {tables.split})")
+
+
+def _encode_entropy(t: torch.Tensor, codec: str, point: int, tables: EntropyTables | None
+                    ) -> EncodedTensor:
+    shape = tuple(int(v) for v in t.shape)
+    _check_tables(codec, point, shape[0], tables)
+    assert tables is not None  # for mypy: _check_tables raised otherwise
+    y = t.cpu().numpy().reshape(shape[0], -1)
+    bad = ~np.isfinite(y)
+    if bad.any():
+        raise CodecError(f"tensor contains NaN or Inf ({int(bad.sum())} values in channels "
+                         f"{_first(np.flatnonzero(bad.any(1)))}); the codec carries finite "
+                         f"values only")
+    words = tables.encode(point, tables.points[point].symbols(y))
+    header = _EB_HEADER.pack(_EB_MAGIC, point, y.size)
+    empty = np.zeros(0, np.float32)
+    return EncodedTensor(codec, shape, empty, empty.copy(),
+                         header + words.astype("<u4").tobytes())
+
+
+def _decode_entropy(enc: EncodedTensor, point: int, shape: tuple[int, int, int],
+                    params: int, tables: EntropyTables | None) -> np.ndarray:
+    """Every check first (tables, fields, header, size bound), then the bounded decoding."""
+    _check_tables(enc.codec, point, shape[0], tables)
+    assert tables is not None
+    if params:
+        raise _entropy_error(f"{enc.codec} carries no scale/offset, got {params} values")
+    if not isinstance(enc.data, (bytes, bytearray, memoryview)):
+        raise CodecError(f"payload must be bytes, got {type(enc.data).__name__}")
+    data = bytes(enc.data)
+    n = math.prod(shape)
+    if len(data) < _EB_HEADER.size:
+        raise _entropy_error(f"{enc.codec} payload of {len(data)} bytes is shorter than its "
+                             f"{_EB_HEADER.size}-byte header")
+    magic, header_point, count = _EB_HEADER.unpack_from(data)
+    if magic != _EB_MAGIC:
+        raise _entropy_error(f"{enc.codec} payload starts with 0x{magic:02X}, expected "
+                             f"0x{_EB_MAGIC:02X}")
+    if header_point != point:
+        raise _entropy_error(f"{enc.codec} payload says operating point {header_point}, the "
+                             f"codec id {point}")
+    if count != n:
+        raise _entropy_error(f"{enc.codec} payload declares {count} symbols, the shape "
+                             f"{shape} has {n}")
+    body = len(data) - _EB_HEADER.size
+    limit = max_words(n)
+    if body % 4 or body // 4 > limit:
+        raise _entropy_error(f"{enc.codec} stream of {body} bytes: expected whole 32-bit words, "
+                             f"at most {limit} for {n} symbols")
+    words = np.frombuffer(data, "<u4", offset=_EB_HEADER.size).astype(np.uint32)
+    try:
+        index = tables.decode(point, words, n // shape[0])
+    except EntropyStreamError as err:
+        raise _entropy_error(f"{enc.codec}: {err}") from None
+    return tables.points[point].values(index).reshape(shape)
 
 
 # ---------------------------------------------------------------- zstd

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from mtl_split_core.codec import decode, encode
 from mtl_split_core.data.frames import Frames, as_frames, frame_batches, frame_truth
+from mtl_split_core.entropy_tables import tables_of
 from mtl_split_core.image_codec import INPUT_SPLIT, round_trip
 from mtl_split_core.model.config import ModelConfig
 from mtl_split_core.model.network import MultiTaskSplitNet
@@ -77,6 +78,9 @@ def _predictions(model: MultiTaskSplitNet, frames: Frames, split: str | None,
                for start in range(0, n, batch_size)]
     upload = split == INPUT_SPLIT  # image upload: frames through the image codec, whole network
     net_split = None if upload else split
+    tables = tables_of(model.config.entropy)  # the model's entropy-coded codecs (or None)
+    if tables is not None and (net_split or model.config.default_split) != tables.split:
+        tables = None  # they code their own split only
     for truths in tqdm(frame_batches(frames, batches, list, workers), total=len(batches),
                        disable=not progress, desc="eval"):
         images = np.stack([t["images"] for t in truths])
@@ -87,9 +91,10 @@ def _predictions(model: MultiTaskSplitNet, frames: Frames, split: str | None,
         x = imgs.permute(0, 3, 1, 2).float() / 255.0
         z = model.edge(x, net_split)
         if codec is not None and not upload:
-            encoded = [encode(zi, codec) for zi in z]
+            encoded = [encode(zi, codec, tables=tables) for zi in z]
             nbytes += [e.nbytes for e in encoded]
-            z = torch.stack([torch.from_numpy(decode(e)) for e in encoded]).to(device)
+            z = torch.stack([torch.from_numpy(decode(e, tables=tables))
+                             for e in encoded]).to(device)
         # fy of each frame (frames are at the network's input size; unknown: the reference's).
         focal = frame_focals(np.stack([t["k"] for t in truths]) if "k" in truths[0] else None,
                              model.config.depth_reference_focal, device)

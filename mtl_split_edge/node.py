@@ -88,8 +88,9 @@ PARAMS = [
           dynamic=True, types=(str, int)),
     *RUNTIME_PARAMS,
     executor_param("single"),
-    Param("codec", "", f"Feature codec ({', '.join(CODECS)}), or at split input an image "
-          f"codec like webp-q80/1; '' = the model's default.", dynamic=True,
+    Param("codec", "", f"Feature codec ({', '.join(CODECS)}; eb-<k>/1: a model with entropy "
+          f"tables), or at split input an image codec like webp-q80/1; '' = the model's "
+          f"default.", dynamic=True,
           check=lambda v: None if v == "" or known_codec(v) else
           f"not accepted; expected '', one of {', '.join(CODECS)} or an image codec like "
           f"webp-q80/1"),

@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # One layer may hold several parts that use each other (a set).
 CORE_LAYERS: list[set[str]] = [
     {"errors", "locations", "classes", "signals", "distributed"},
-    {"geometry", "preprocess", "codec", "image_codec", "image_decode", "auth", "output_folder",
-     "bags", "host_copy"},
+    {"geometry", "preprocess", "codec", "entropy_tables", "image_codec", "image_decode", "auth",
+     "output_folder", "bags", "host_copy"},
     {"metrics", "viz", "sim"},
     {"data"},
     # The network loops over the registered tasks; a task builds its head from the model's
@@ -25,7 +25,7 @@ CORE_LAYERS: list[set[str]] = [
     {"evaluate", "export"},
     {"plan"},      # profiles and the cost model: numbers only, nothing that runs a model
     {"runtime"},   # what the nodes run (uses plan's cost model for adaptation)
-    {"train"},
+    {"train", "train_entropy"},
     {"cli"},       # the `mtl-split` commands: nothing below imports them
 ]
 # Whole packages above the core, bottom first (the same rule between them).

@@ -32,6 +32,7 @@ PROVIDERS = {
     "onnx": "python3-onnx-pip", "onnxruntime": "python3-onnxruntime-pip",
     "pytest": "python3-pytest", "hypothesis": "python3-hypothesis",
     "catkin_pkg": "python3-catkin-pkg", "PIL": "python3-pil", "skimage": "python3-skimage",
+    "constriction": "python3-constriction-pip",
 }
 
 

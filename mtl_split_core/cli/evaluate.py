@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from mtl_split_core.cli.arguments import output_file
 from mtl_split_core.cli.datasets import DATA_HELP, data_spec
 from mtl_split_core.cli.train import load_data
-from mtl_split_core.codec import CODECS
+from mtl_split_core.codec import CODECS, ENTROPY_CODECS, model_codecs
 from mtl_split_core.data.sources.base import SPLITS
+from mtl_split_core.entropy_tables import tables_of
 from mtl_split_core.errors import InputError
 from mtl_split_core.image_codec import INPUT_SPLIT, PROFILED_IMAGE_CODECS, is_image_codec
 
@@ -32,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default=None, help="split point, or input (image upload: the "
                    "model-input image through an image codec); default: the model's")
     p.add_argument("--codec", default="all", type=codec_choice,
-                   help=f"float, a codec id ({', '.join(CODECS)}; at --split {INPUT_SPLIT} an "
+                   help=f"float, a codec id ({', '.join(CODECS)}; eb-<k>/1: a model with "
+                   f"entropy tables; at --split {INPUT_SPLIT} an "
                    f"image codec like webp-q80/1), or 'all' for float + every codec (at "
                    f"--split {INPUT_SPLIT}: {', '.join(PROFILED_IMAGE_CODECS)})")
     p.add_argument("--device", default="auto")
@@ -44,23 +47,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def codec_choice(value: str) -> str:
     """``--codec``: all, float, a feature codec or an image codec id."""
-    if value in ("all", "float", *CODECS) or is_image_codec(value):
+    if value in ("all", "float", *CODECS, *ENTROPY_CODECS) or is_image_codec(value):
         return value
     raise argparse.ArgumentTypeError(f"{value!r}: expected all, float, one of "
                                      f"{', '.join(CODECS)} or an image codec like webp-q80/1")
 
 
-def codecs_to_score(split: str | None, codec: str) -> list[str | None]:
-    """The codecs ``--codec`` names for ``--split`` (None = float, the unsplit model);
-    InputError for a codec of the other kind (image codecs go with split input)."""
+def codecs_to_score(split: str | None, codec: str,
+                    feature_codecs: Sequence[str] = CODECS) -> list[str | None]:
+    """The codecs ``--codec`` names for ``--split`` (None = float, the unsplit model), of the
+    model's ``feature_codecs`` there; InputError for a codec of the other kind (image codecs
+    go with split input) or one the model lacks."""
     upload = split == INPUT_SPLIT
     if codec == "all":
-        return [None, *(PROFILED_IMAGE_CODECS if upload else CODECS)]
+        return [None, *(PROFILED_IMAGE_CODECS if upload else feature_codecs)]
     if codec == "float":
         return [None]
     if is_image_codec(codec) != upload:
         raise InputError(f"--codec {codec}: image codecs go with --split {INPUT_SPLIT}, "
-                         f"feature codecs ({', '.join(CODECS)}) with the model's splits")
+                         f"feature codecs ({', '.join(feature_codecs)}) with the model's splits")
+    if not upload and codec not in feature_codecs:
+        raise InputError(f"--codec {codec}: this model has {', '.join(feature_codecs)} at "
+                         f"split {split or 'its default'}")
     return [codec]
 
 
@@ -101,8 +109,11 @@ def run(args: argparse.Namespace) -> int:
     if args.split not in (None, INPUT_SPLIT, *model.split_names):
         raise InputError(f"split {args.split!r}: this model splits at {list(model.split_names)} "
                          f"(or {INPUT_SPLIT}: image upload)")
-    codecs = codecs_to_score(args.split, args.codec)
     cfg = model.config
+    tables = tables_of(cfg.entropy)
+    if tables is not None and (args.split or cfg.default_split) != tables.split:
+        tables = None  # entropy tables code their own split only
+    codecs = codecs_to_score(args.split, args.codec, model_codecs(tables))
     # The model's class lists: every source's classes are mapped onto them by name.
     data = load_data(args.data, split_set, cfg.input_size, args.class_map,
                      (cfg.detection_classes, cfg.segmentation_classes)).data

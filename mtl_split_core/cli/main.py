@@ -41,6 +41,9 @@ COMMANDS: dict[str, Command] = {
     "gen-data": Command("mtl_split_core.cli.gen_data",
                         "render a simulated dataset (and pack shards)"),
     "train": Command("mtl_split_core.cli.train", "train a multi-task split model from a dataset"),
+    "train-eb": Command("mtl_split_core.cli.train_entropy",
+                        "entropy-coded codecs (eb-<k>/1) for a trained model: fine-tune its "
+                        "bottleneck with a rate term, freeze the tables"),
     "eval": Command("mtl_split_core.cli.evaluate",
                     "evaluate a model for a split point and codec"),
     "profile": Command("mtl_split_core.cli.profile",

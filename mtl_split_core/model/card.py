@@ -36,6 +36,10 @@ def fingerprint(state: dict[str, torch.Tensor], config: ModelConfig) -> str:
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     split_cfg = {k: config.to_dict()[k] for k in ("backbone", "input_size", "bottlenecks",
                                                   "tasks", "mean", "std")}
+    # Entropy tables (codecs eb-<k>/1) are part of the wire contract; cards without keep
+    # their fingerprint.
+    if config.entropy is not None:
+        split_cfg["entropy"] = config.entropy
     h.update(json.dumps(split_cfg, sort_keys=True).encode())
     return h.hexdigest()[:16]
 

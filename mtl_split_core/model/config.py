@@ -7,7 +7,8 @@ from typing import NoReturn, cast
 
 from mtl_split_core.backbones import BACKBONES, SPLIT_NAMES
 from mtl_split_core.classes import DETECTION_CLASSES, IGNORE_ID, SEGMENTATION_CLASSES
-from mtl_split_core.codec import CODECS
+from mtl_split_core.codec import model_codecs
+from mtl_split_core.entropy_tables import EntropyTablesError, tables_of
 from mtl_split_core.tasks.registry import DEFAULT_TASKS, task_names
 
 CARD_VERSION = 1
@@ -41,6 +42,9 @@ class ModelConfig:
     # (depth scales with focal for the same image), so one model serves cameras of any field
     # of view and zoom augmentation stays consistent. None: depth is taken as is.
     depth_reference_focal: float | None = None
+    # Frozen entropy tables of the entropy-coded codecs eb-<k>/1 (entropy_tables.py), or None:
+    # the model then has the codecs every model has (codec.CODECS) only.
+    entropy: dict | None = None
 
     def __post_init__(self) -> None:
         # A card's JSON gives lists: tuples of the length given (validate() checks input_size).
@@ -67,8 +71,15 @@ class ModelConfig:
                 f"({', '.join(task_names())})")
         if self.default_split not in SPLIT_NAMES:
             bad("default_split", f"{self.default_split!r} not in {SPLIT_NAMES}")
-        if self.codec not in CODECS:
-            bad("codec", f"{self.codec!r} not in {CODECS}")
+        try:
+            tables = tables_of(self.entropy)
+        except EntropyTablesError as err:
+            bad("entropy", str(err))
+        if tables is not None and self.bottlenecks.get(tables.split) != tables.channels:
+            bad("entropy", f"tables for {tables.channels} channels at split {tables.split}; "
+                f"that split's bottleneck has {self.bottlenecks.get(tables.split)}")
+        if self.codec not in model_codecs(tables):
+            bad("codec", f"{self.codec!r} not in {model_codecs(tables)}")
         for name, k in self.bottlenecks.items():
             if k is not None and (not isinstance(k, int) or k < 1):
                 bad("bottlenecks", f"{name}: {k!r} must be a positive int or None")

@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from mtl_split_core.codec import CODECS, ZSTD_LEVELS, EncodedTensor, encode
+from mtl_split_core.codec import (
+    CODECS,
+    ENTROPY_CODECS,
+    ZSTD_LEVELS,
+    EncodedTensor,
+    encode,
+    entropy_point,
+    model_codecs,
+)
+from mtl_split_core.entropy_tables import tables_of
 from mtl_split_core.image_codec import (
     DEFAULT_IMAGE_CODEC,
     INPUT_SPLIT,
@@ -51,6 +61,7 @@ class EdgeRunner:
         self.dtype = resolve_dtype(precision, self.device)
         self.card = card
         self.split_names = list(model.split_names)
+        self._tables = tables_of(model.config.entropy)  # entropy-coded codecs (or None)
         self.backend = check_backend(backend)
         self._onnx: OnnxExport | None = None
         self._ort: OrtEdge | None = None
@@ -91,7 +102,11 @@ class EdgeRunner:
         if codec == "" or (codec is None and is_image_codec(self.codec) != image):
             codec = default_codec(self.card, image)
         codec = self.codec if codec is None else codec
-        check_codec(codec, image)
+        check_codec(codec, image, model_codecs(self._tables))
+        if not image and entropy_point(codec) is not None and self._tables is not None \
+                and self.split_names[index] != self._tables.split:
+            raise ConfigError("codec", f"{codec} codes split {self._tables.split} only, not "
+                              f"{self.split_names[index]}")
         level = self.zstd_level if zstd_level is None else zstd_level
         lo, hi = ZSTD_LEVELS
         if not lo <= int(level) <= hi:
@@ -133,7 +148,8 @@ class EdgeRunner:
             if self.split_index == INPUT_SPLIT_INDEX:  # image upload: no network here
                 tensor = image_tensor(to_uint8(letterboxed).cpu().numpy(), self.codec)
             else:
-                tensor = encode(self._prefix(x).float(), self.codec, level=self.zstd_level)
+                tensor = encode(self._prefix(x).float(), self.codec, level=self.zstd_level,
+                                tables=self._tables)
             index = self.split_index
         return FeaturePacket(
             tensor=tensor, model_id=self.card.get("name", ""),
@@ -166,22 +182,23 @@ def default_codec(card: dict, image: bool) -> str:
     return str(card.get("codec", "q8-zstd/1"))
 
 
-def check_codec(codec: str, image: bool) -> None:
-    """ConfigError unless ``codec`` is a feature codec (``image`` False) or an image codec
-    this build has (``image`` True: split ``input``)."""
+def check_codec(codec: str, image: bool, feature_codecs: Sequence[str] = CODECS) -> None:
+    """ConfigError unless ``codec`` is one of the model's ``feature_codecs`` (``image``
+    False) or an image codec this build has (``image`` True: split ``input``)."""
     if image and not is_image_codec(codec):
         raise ConfigError("codec", f"split {INPUT_SPLIT} sends an image: codec {codec!r} "
                           f"must be an image codec like {DEFAULT_IMAGE_CODEC} "
                           f"('<webp|jpeg|avif>-q<1..100>/1')")
-    if not image and codec not in CODECS:
+    if not image and codec not in feature_codecs:
         raise ConfigError("codec", f"unknown codec {codec!r}; expected one of "
-                          f"{', '.join(CODECS)} (image codecs like {DEFAULT_IMAGE_CODEC} go "
-                          f"with split {INPUT_SPLIT})")
+                          f"{', '.join(feature_codecs)} (image codecs like "
+                          f"{DEFAULT_IMAGE_CODEC} go with split {INPUT_SPLIT})")
 
 
 def known_codec(codec: str) -> bool:
-    """Whether ``codec`` is a feature codec or an image codec (a node parameter's check)."""
-    return codec in CODECS or is_image_codec(codec)
+    """Whether ``codec`` is a feature codec (eb-<k>/1 included: the model decides), or an
+    image codec (a node parameter's check)."""
+    return codec in CODECS or codec in ENTROPY_CODECS or is_image_codec(codec)
 
 
 def split_index(split: str | int, names: list[str]) -> int:

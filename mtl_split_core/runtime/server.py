@@ -22,6 +22,7 @@ import torch
 from numpy.typing import ArrayLike
 
 from mtl_split_core.codec import CodecError, decode, parse_codec
+from mtl_split_core.entropy_tables import tables_of
 from mtl_split_core.geometry import Intrinsics
 from mtl_split_core.host_copy import HostCopy
 from mtl_split_core.image_codec import (
@@ -169,6 +170,7 @@ class ServerRunner:
         self._tasks = get_tasks(self.tasks)
         self.card = card
         self.split_names = list(model.split_names)
+        self._tables = tables_of(model.config.entropy)  # entropy-coded codecs (or None)
         self.score_threshold = float(score_threshold)
         self.max_detections = int(max_detections)
         self._ort: dict[str, OrtServer] = {}
@@ -251,10 +253,13 @@ class ServerRunner:
         except CodecError as err:
             raise PacketRejected("codec", str(err)) from err
         t0 = time.perf_counter()
+        tables = self._tables if self._tables and self._tables.split == \
+            self.split_names[packet.split_index] else None
         try:  # check() pinned the shape to the model's: decode allocates no more than that
-            codes = decode(packet.tensor, max_elements=int(np.prod(packet.tensor.shape)))
-        except CodecError as err:
-            raise PacketRejected("payload", str(err)) from err
+            codes = decode(packet.tensor, max_elements=int(np.prod(packet.tensor.shape)),
+                           tables=tables)
+        except CodecError as err:  # reason: payload, or entropy (an entropy-coded payload)
+            raise PacketRejected(err.reason, str(err)) from err
         return DecodedPacket(packet, codes, crop, (time.perf_counter() - t0) * 1e3, camera)
 
     def _admit_image(self, packet: FeaturePacket, crop: tuple[int, int, int, int],

@@ -45,6 +45,8 @@ def test_missing_or_unknown_command_is_one_line_and_exit_2(argv, capsys):
     ["plan", "--max-drop", "-1"],
     ["eval", "--data", "x", "--codec", "q3-zstd/1"],
     ["train", "--data", "x", "--out", "y", "--size", "0x240"],
+    ["train-eb", "--data", "x", "--out", "y", "--targets", "800,300"],
+    ["train-eb", "--data", "x", "--out", "y", "--codec", "eb-9/1"],
 ])
 def test_bad_arguments_are_one_line_and_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:

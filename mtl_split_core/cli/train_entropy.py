@@ -1,0 +1,119 @@
+"""`mtl-split train-eb`: entropy-coded codecs (eb-<k>/1) for a trained model: fine-tune
+its split bottleneck with a rate term at several operating points, freeze the tables into a new
+model card (mtl_split_core/train_entropy.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from mtl_split_core.cli.arguments import (
+    non_negative_float,
+    non_negative_int,
+    output_folder,
+    positive_float,
+    positive_int,
+)
+from mtl_split_core.cli.datasets import DATA_HELP
+from mtl_split_core.codec import CODECS, ENTROPY_CODECS
+from mtl_split_core.entropy_tables import MAX_OPERATING_POINTS
+from mtl_split_core.errors import InputError
+
+
+def byte_targets(text: str) -> list[float]:
+    """--targets: ascending bytes per frame, e.g. 300,500,800,1200,1800,3000."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not 1 <= len(values) <= MAX_OPERATING_POINTS or any(not 20 <= v <= 1e6 for v in values) \
+            or sorted(set(values)) != values:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected 1..{MAX_OPERATING_POINTS} ascending distinct byte counts in "
+            f"[20, 1e6], e.g. 300,800,3000")
+    return values
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="", help="model to start from (folder or name); '' = the "
+                   "packaged default")
+    p.add_argument("--data", "--shards", dest="data", action="append", required=True,
+                   metavar="[FORMAT:]PATH[@WEIGHT]", help=DATA_HELP)
+    p.add_argument("--out", type=output_folder, required=True,
+                   help="output folder (model/, entropy_model.pt, result.json), written whole")
+    p.add_argument("--targets", type=byte_targets, default=[300, 500, 800, 1200, 1800, 3000],
+                   help="bytes per frame of each operating point eb-0/1, eb-1/1, ... "
+                   "(ascending; default 300,500,800,1200,1800,3000)")
+    p.add_argument("--codec", default=None, choices=(*CODECS, *ENTROPY_CODECS),
+                   help="the new card's default codec; default: the model's")
+    p.add_argument("--name", default=None, help="model card name; default <model>_eb")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--frames", type=positive_int, default=None,
+                   help="use at most this many training frames (memory on a CPU)")
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--points-per-step", type=positive_int, default=None,
+                   help="operating points per step, drawn at random (default: all; 1 on a "
+                   "CPU is cheaper)")
+    p.add_argument("--time-budget", type=positive_float, default=600.0,
+                   help="seconds of training steps (the schedule spans them)")
+    p.add_argument("--max-steps", type=non_negative_int, default=None,
+                   help="0: no joint steps (gains from the rate targets, densities fitted)")
+    p.add_argument("--freeze-bottleneck", action="store_true",
+                   help="keep the model's bottleneck weights: only gains and densities learn")
+    p.add_argument("--lr", type=positive_float, default=3e-4, help="bottleneck learning rate")
+    p.add_argument("--distill", type=non_negative_float, default=1.0,
+                   help="weight of matching the float model's outputs (0: task losses only)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-val", action="store_true", help="skip evaluating the val split")
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from mtl_split_core.cli.train import load_data
+    from mtl_split_core.data.frames import Frames
+    from mtl_split_core.data.sources.base import SourceError
+    from mtl_split_core.output_folder import atomic_folder
+    from mtl_split_core.runtime.device import resolve_device
+    from mtl_split_core.runtime.model_files import load_model_param, resolve_model_path
+    from mtl_split_core.train_entropy import train_entropy
+
+    base, _ = load_model_param(args.model)
+    cfg = base.config
+    if cfg.bottlenecks.get(cfg.default_split) is None:
+        raise InputError(f"--model {args.model or 'default'}: no bottleneck at its split "
+                         f"{cfg.default_split}; entropy coding needs one")
+    if args.codec in ENTROPY_CODECS and ENTROPY_CODECS.index(args.codec) >= len(args.targets):
+        raise InputError(f"--codec {args.codec}: only {len(args.targets)} operating points "
+                         f"(--targets)")
+    lists = (cfg.detection_classes, cfg.segmentation_classes)
+    frames: Frames = load_data(args.data, "train", cfg.input_size, None, lists).data
+    if args.frames is not None and args.frames < len(frames):
+        pick = np.random.default_rng(args.seed).choice(len(frames), args.frames, replace=False)
+        frames = frames.subset(np.sort(pick))
+    # In memory: training precomputes the frozen prefix's features of every frame anyway.
+    data = frames.to_dict()
+    val = None
+    if not args.no_val:
+        try:
+            val = load_data(args.data, "val", cfg.input_size, None, lists).data.to_dict()
+        except SourceError as err:
+            print(f"no validation: {err}")
+    device = str(resolve_device(args.device))
+    print(f"train frames {len(data['images'])}, val frames "
+          f"{0 if val is None else len(val['images'])}, device {device}", flush=True)
+    del base
+    with atomic_folder(args.out) as out:
+        result = train_entropy(
+            resolve_model_path(args.model), data, out, targets=args.targets, device=device,
+            batch_size=args.batch_size, points_per_step=args.points_per_step,
+            time_budget_s=args.time_budget, max_steps=args.max_steps, lr=args.lr,
+            distill=args.distill, seed=args.seed, name=args.name, codec=args.codec,
+            freeze_bottleneck=args.freeze_bottleneck, val_data=val,
+            log=lambda line: print(line, flush=True))
+        summary = {"fingerprint": result["card"]["fingerprint"],
+                   "training": result["training"].__dict__, "val": result["val"]}
+        (Path(out) / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print("RESULT " + json.dumps(summary))
+    return 0

@@ -1,0 +1,223 @@
+"""Frozen entropy tables: the integer frequency tables the entropy-coded codecs (``eb-<k>/1``)
+code their symbols with, and the coding itself (ANS from ``constriction``, no coder of ours).
+
+A model card's ``entropy`` block (written by ``model.entropy_model.EntropyModel.freeze``, read
+here, covered by the model fingerprint):
+
+    {"version": 1, "split": "s16", "precision": 24,
+     "operating_points": [{"gain": [C floats], "lo": [C ints], "freqs": [[ints], ... C]}, ...]}
+
+Operating point ``k`` is the codec ``eb-<k>/1`` (k = 0 sends the fewest bytes). Per channel
+``c`` the symbol of a value ``y`` is ``clip(rint(y * gain[c]), lo[c], lo[c] + len(freqs[c]) - 1)``
+(float32 multiply, round half to even) and its reconstruction ``symbol / gain[c]`` (float32).
+``freqs[c]`` are positive integers summing to ``2**precision``: the probability of symbol
+``lo[c] + i`` is ``freqs[c][i] / 2**precision``, exactly, on every machine: only integers reach
+the coder (``_categorical`` hands constriction weights it reproduces without rounding).
+
+The stream: one sentinel symbol (1 of two equally likely) pushed first, then the channels
+last to first, so decoding pops channel 0 first and the sentinel last. The sentinel costs one
+bit and makes every stream non-empty: a payload cut to its header or a stream of the wrong
+length ends in a wrong sentinel or a non-initial coder state.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import constriction
+import numpy as np
+
+TABLES_VERSION = 1
+# constriction's default ANS coder: 32-bit words, probabilities in 24-bit fixed point.
+PRECISION = 24
+MAX_OPERATING_POINTS = 8
+MAX_ALPHABET = 4096        # symbols per channel and operating point
+MAX_CHANNELS = 1024
+GAIN_RANGE = (1e-4, 1e4)   # gains outside it are no sensible quantization step
+
+
+class EntropyTablesError(ValueError):
+    """An ``entropy`` block that cannot be used; the message says what is wrong."""
+
+
+class EntropyStreamError(ValueError):
+    """Compressed words that are not a valid stream for the tables and symbol count."""
+
+
+@dataclass(frozen=True, eq=False)
+class OperatingPoint:
+    gain: np.ndarray               # (C,) float32
+    lo: np.ndarray                 # (C,) int64: the smallest symbol of each channel
+    freqs: tuple[np.ndarray, ...]  # C int64 arrays, each summing to 2**PRECISION
+
+    @property
+    def hi(self) -> np.ndarray:
+        """(C,) the largest symbol of each channel."""
+        return self.lo + np.array([len(f) for f in self.freqs]) - 1
+
+    def symbols(self, y: np.ndarray) -> np.ndarray:
+        """Table indices (C, N) int32 of float32 values ``y`` (C, N): the quantizer."""
+        with np.errstate(over="ignore", invalid="ignore"):  # +-inf clips to the table's ends
+            v = np.rint(y * self.gain[:, None])
+        np.clip(v, self.lo[:, None].astype(np.float32), self.hi[:, None].astype(np.float32),
+                out=v)
+        return (v - self.lo[:, None]).astype(np.int32)
+
+    def values(self, index: np.ndarray) -> np.ndarray:
+        """float32 (C, N) reconstructions of table indices (C, N)."""
+        return (index + self.lo[:, None]).astype(np.float32) / self.gain[:, None]
+
+    def expected_bits(self) -> float:
+        """Bits per value of symbols drawn from the tables themselves (the entropy)."""
+        bits = [float(-(f / 2**PRECISION * np.log2(f / 2**PRECISION)).sum())
+                for f in self.freqs]
+        return float(np.mean(bits))
+
+
+class EntropyTables:
+    """The operating points of one model's entropy-coded split, validated, with their coder
+    models built once (constriction categorical models from the integer tables)."""
+
+    def __init__(self, block: Any):
+        self.block = block
+        self.split, self.channels, self.points = _parse(block)
+        self.codec_ids = tuple(f"eb-{k}/1" for k in range(len(self.points)))
+        self._models: dict[int, list[Any]] = {}
+
+    def models(self, op: int) -> list[Any]:
+        """The per-channel coder models of operating point ``op`` (built on first use)."""
+        if op not in self._models:
+            self._models[op] = [_categorical(f) for f in self.points[op].freqs]
+        return self._models[op]
+
+    def encode(self, op: int, index: np.ndarray) -> np.ndarray:
+        """ANS-code table indices (C, N) of operating point ``op``: uint32 words, channel 0
+        first when decoding."""
+        coder = constriction.stream.stack.AnsCoder()
+        coder.encode_reverse(np.ones(1, np.int32), _sentinel())
+        models = self.models(op)
+        for c in reversed(range(index.shape[0])):  # a stack: the last pushed decodes first
+            coder.encode_reverse(np.ascontiguousarray(index[c], np.int32), models[c])
+        return np.asarray(coder.get_compressed(), np.uint32)
+
+    def decode(self, op: int, words: np.ndarray, per_channel: int) -> np.ndarray:
+        """Table indices (C, per_channel) from ``words``; EntropyStreamError unless the words
+        are exactly one stream of that many symbols (the coder ends in its initial state)."""
+        try:
+            coder = constriction.stream.stack.AnsCoder(np.ascontiguousarray(words, np.uint32))
+            models = self.models(op)
+            index = np.stack([coder.decode(models[c], per_channel)
+                              for c in range(self.channels)])
+            sentinel = coder.decode(_sentinel())
+        except ValueError as err:  # constriction's answer to words it cannot start from
+            raise EntropyStreamError(f"compressed words rejected by the coder: {err}") from None
+        if sentinel != 1 or not coder.is_empty():
+            raise EntropyStreamError(f"compressed words are not one stream of "
+                                     f"{self.channels * per_channel} symbols (data left over "
+                                     f"or missing: truncated, corrupted or another table's)")
+        return index
+
+
+def max_words(symbols: int) -> int:
+    """The most 32-bit words a stream of ``symbols`` symbols can take: each costs at most
+    PRECISION bits (probability >= 2**-PRECISION), plus the sentinel's bit and the coder's
+    64-bit state."""
+    return -(-(symbols * PRECISION + 1 + 64) // 32)
+
+
+def integer_frequencies(pmf: np.ndarray, precision: int = PRECISION) -> np.ndarray:
+    """Positive integers summing to ``2**precision``, close to ``pmf`` (non-negative, finite,
+    any sum > 0): each symbol gets 1 plus its share of the rest rounded down; what rounding
+    leaves goes to the most probable symbol. Deterministic: float64 numpy, no randomness."""
+    p = np.asarray(pmf, np.float64)
+    if p.ndim != 1 or len(p) < 2 or not np.isfinite(p).all() or (p < 0).any() or p.sum() <= 0:
+        raise EntropyTablesError(f"pmf must be >= 2 non-negative finite values with a positive "
+                                 f"sum, got {p!r}")
+    free = 2**precision - len(p)
+    freqs = 1 + np.floor(p / p.sum() * free).astype(np.int64)
+    freqs[int(np.argmax(p))] += 2**precision - int(freqs.sum())
+    return freqs
+
+
+@lru_cache(maxsize=1)
+def _sentinel() -> Any:
+    """The sentinel's model: symbols 0 and 1 at probability 1/2 each."""
+    return _categorical(np.full(2, 2**(PRECISION - 1), np.int64))
+
+
+def _categorical(freqs: np.ndarray) -> Any:
+    """A constriction model with exactly ``freqs`` / 2**PRECISION: its fast quantizer gives
+    symbol i the weight floor(sum_{j<i} w_j * scale) + i with scale = (2**P - n) / sum(w),
+    which for w = freqs - 1 (integers, sum 2**P - n, so scale = 1) is sum_{j<i} freqs_j:
+    the table itself, with no float rounding anywhere."""
+    return constriction.stream.model.Categorical((freqs - 1).astype(np.float64), perfect=False)
+
+
+def _parse(block: Any) -> tuple[str, int, tuple[OperatingPoint, ...]]:
+    def bad(message: str) -> EntropyTablesError:
+        return EntropyTablesError(f"entropy tables: {message}")
+    if not isinstance(block, dict):
+        raise bad(f"expected an object, got {type(block).__name__}")
+    if block.get("version") != TABLES_VERSION:
+        raise bad(f"version {block.get('version')!r}; this build reads {TABLES_VERSION}")
+    if block.get("precision") != PRECISION:
+        raise bad(f"precision {block.get('precision')!r}; this build codes with {PRECISION}")
+    split = block.get("split")
+    if not isinstance(split, str):
+        raise bad(f"split {split!r} must be a split point name")
+    points = block.get("operating_points")
+    if not isinstance(points, list) or not 1 <= len(points) <= MAX_OPERATING_POINTS:
+        raise bad(f"operating_points must be a list of 1..{MAX_OPERATING_POINTS}")
+    parsed = []
+    channels = None
+    for k, point in enumerate(points):
+        if not isinstance(point, dict) or set(point) != {"gain", "lo", "freqs"}:
+            raise bad(f"operating point {k} must have exactly gain, lo, freqs")
+        gain = np.asarray(point["gain"], np.float64)
+        lo = point["lo"]
+        freqs = point["freqs"]
+        c = len(gain) if gain.ndim == 1 else -1
+        if channels is None:
+            channels = c
+        if not 1 <= c <= MAX_CHANNELS or c != channels:
+            raise bad(f"operating point {k}: {c} gains; expected one per channel "
+                      f"({channels}, at most {MAX_CHANNELS})")
+        if not (np.isfinite(gain).all() and (gain >= GAIN_RANGE[0]).all()
+                and (gain <= GAIN_RANGE[1]).all()):
+            raise bad(f"operating point {k}: gains must be in {GAIN_RANGE}")
+        if not isinstance(lo, list) or len(lo) != c or not all(
+                isinstance(v, int) and not isinstance(v, bool) and abs(v) <= MAX_ALPHABET
+                for v in lo):
+            raise bad(f"operating point {k}: lo must be {c} integers within "
+                      f"+-{MAX_ALPHABET}")
+        if not isinstance(freqs, list) or len(freqs) != c:
+            raise bad(f"operating point {k}: freqs must be {c} lists")
+        tables = []
+        for ch, f in enumerate(freqs):
+            if not isinstance(f, list) or not 2 <= len(f) <= MAX_ALPHABET or not all(
+                    isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in f):
+                raise bad(f"operating point {k} channel {ch}: freqs must be 2..{MAX_ALPHABET} "
+                          f"positive integers")
+            if sum(f) != 2**PRECISION:
+                raise bad(f"operating point {k} channel {ch}: freqs sum to {sum(f)}, expected "
+                          f"2**{PRECISION}")
+            tables.append(np.asarray(f, np.int64))
+        parsed.append(OperatingPoint(gain.astype(np.float32), np.asarray(lo, np.int64),
+                                     tuple(tables)))
+    return split, int(channels or 0), tuple(parsed)
+
+
+@lru_cache(maxsize=8)
+def _cached(text: str) -> EntropyTables:
+    return EntropyTables(json.loads(text))
+
+
+def tables_of(block: dict | None) -> EntropyTables | None:
+    """The tables of a card's (or ``ModelConfig``'s) ``entropy`` block, None without one;
+    parsed and built once per distinct block."""
+    if block is None:
+        return None
+    return _cached(json.dumps(block, sort_keys=True))

@@ -1,0 +1,285 @@
+"""Entropy-coded codecs for a trained model: fine-tune its split bottleneck with a rate term
+and learn the entropy model (``model/entropy_model.py``), then freeze the tables into a new
+model card (codecs ``eb-<k>/1``).
+
+Everything but the split's bottleneck (its edge-side down conv and server-side up conv) and the
+entropy model stays frozen, so the backbone prefix is run once per frame up front and the steps
+run only bottleneck -> coding -> server half: cheap enough for a CPU, fast on a GPU.
+
+Loss, summed over the operating points k: ``distortion_k + lambda_k * kilobytes_k``, with
+distortion = the tasks' own losses on the labels + ``distill`` x the distance of every output
+to the unsplit float model's (per output, mean squared error over the teacher's variance).
+``lambda_k`` follows a target size per point (dual ascent on log lambda: it grows while the
+point sends more than its target), so one run lands its points where they were asked for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mtl_split_core.entropy_tables import tables_of
+from mtl_split_core.evaluate import evaluate, headline
+from mtl_split_core.model.bottleneck import Bottleneck
+from mtl_split_core.model.card import load_model, save_model
+from mtl_split_core.model.entropy_model import EntropyModel
+from mtl_split_core.model.losses import MultiTaskLoss
+from mtl_split_core.model.network import MultiTaskSplitNet
+from mtl_split_core.tasks import get_tasks, labelled_field
+from mtl_split_core.tasks.depth import frame_focals
+
+# Bytes per frame beyond the density's estimate: the 6-byte header and the coder's state.
+OVERHEAD_BYTES = 10.0
+DEFAULT_TARGETS = (300, 500, 800, 1200, 1800, 3000)
+
+
+def prefix_features(model: MultiTaskSplitNet, images: np.ndarray, split: str,
+                    device: torch.device, batch_size: int = 64) -> torch.Tensor:
+    """The frozen backbone's output at ``split`` (before the bottleneck) for uint8 (N, H, W, 3)
+    frames, float16 on ``device``."""
+    i = model.split_names.index(split)
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            x = torch.from_numpy(images[start:start + batch_size]).to(device)
+            x = x.permute(0, 3, 1, 2).float() / 255.0
+            out.append(model.backbone.run((x - model.mean) / model.std, 0, i + 1)[-1].half())
+    return torch.cat(out)
+
+
+def calibrate_gains(y: torch.Tensor, targets: Sequence[float]) -> list[float]:
+    """One starting gain per operating point: the multiple of 1/std (per channel, applied as a
+    scalar here) whose rounded values' empirical entropy is about the target bytes/frame."""
+    c = y.shape[1]
+    flat = y.float().permute(1, 0, 2, 3).reshape(c, -1).cpu().numpy()
+    per_frame = flat.shape[1] / len(y)
+    scale = 1.0 / max(float(flat.std()), 1e-6)
+
+    def frame_bytes(gain: float) -> float:
+        bits = 0.0
+        for row in np.rint(flat * gain):
+            _, counts = np.unique(row, return_counts=True)
+            p = counts / counts.sum()
+            bits += float(-(p * np.log2(p)).sum())
+        return bits * per_frame / 8 + OVERHEAD_BYTES
+
+    gains = []
+    for target in targets:
+        lo, hi = math.log(scale / 64), math.log(scale * 64)
+        for _ in range(30):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if frame_bytes(math.exp(mid)) < target else (lo, mid)
+        gains.append(math.exp((lo + hi) / 2))
+    return gains
+
+
+def output_distance(out: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor]
+                    ) -> torch.Tensor:
+    """Mean over the outputs of MSE(student, teacher) / var(teacher): every output counts
+    alike whatever its units."""
+    terms = [((out[k].float() - t.float()) ** 2).mean() / (t.float().var() + 1e-6)
+             for k, t in teacher.items()]
+    return torch.stack(terms).mean()
+
+
+@dataclasses.dataclass
+class EntropyTraining:
+    """What ``train_entropy`` measured: per point the target, final lambda and estimated
+    bytes/frame (running mean), the steps and seconds."""
+    targets: list[float]
+    lambdas: list[float]
+    est_bytes: list[float]
+    steps: int
+    seconds: float
+
+
+def train_entropy(model_path: str | Path, train_data: dict, out_dir: str | Path,
+                  targets: Sequence[float] = DEFAULT_TARGETS, device: str = "cpu",
+                  batch_size: int = 16, points_per_step: int | None = None,
+                  time_budget_s: float = 600.0, max_steps: int | None = None,
+                  lr: float = 3e-4, distill: float = 1.0, seed: int = 0,
+                  name: str | None = None, codec: str | None = None,
+                  freeze_bottleneck: bool = False,
+                  val_data: dict | None = None, progress: bool = True,
+                  log: Callable[[str], None] = print) -> dict:
+    """Fine-tune ``model_path``'s split bottleneck with an entropy model for ``targets``
+    (bytes/frame, ascending), write the model with frozen tables to ``out_dir/model`` and
+    return ``{"training": EntropyTraining, "val": {codec: headline}}``. ``codec``: the new
+    card's default (None: the base's). ``freeze_bottleneck``: only the entropy model learns
+    (the bottleneck keeps the base's weights, so its accuracy at high rates is the base's);
+    with ``max_steps=0`` the gains stay at their calibration (rate targets) and only the
+    densities are fitted: no server half runs, minutes on a CPU."""
+    torch.manual_seed(seed)
+    dev = torch.device(device)
+    teacher, base_card = load_model(model_path, dev)
+    student, _ = load_model(model_path, dev)
+    split = student.config.default_split
+    if split not in student.bottlenecks:
+        raise ValueError(f"the model has no bottleneck at its split {split}: nothing to code")
+    targets = sorted(float(t) for t in targets)
+    k_points = len(targets)
+    bottleneck = cast(Bottleneck, student.bottlenecks[split])
+    teacher_bottleneck = cast(Bottleneck, teacher.bottlenecks[split])
+    for p in student.parameters():
+        p.requires_grad_(False)
+    for p in bottleneck.parameters():
+        p.requires_grad_(not freeze_bottleneck)
+    student.eval()
+    teacher.eval()
+
+    t0 = time.time()
+    feats = prefix_features(student, train_data["images"], split, dev)
+    n = len(feats)
+    with torch.no_grad():
+        y0 = torch.cat([bottleneck.encode(feats[i:i + 256].float()) for i in range(0, n, 256)])
+    channels = y0.shape[1]
+    entropy = EntropyModel(channels, calibrate_gains(y0[:512], targets)).to(dev)
+    log(f"{n} frames, features in {time.time() - t0:.0f}s; start gains "
+        f"{[round(float(g), 3) for g in entropy.log_gain.detach().exp()[:, 0]]}")
+    _fit_density(entropy, y0, dev)
+    log(f"densities fitted ({time.time() - t0:.0f}s)")
+
+    tasks = get_tasks(student.config.tasks)
+    criterion = MultiTaskLoss(student.config.tasks, weighting="fixed").to(dev)
+    seg = torch.from_numpy(train_data["seg"]).to(dev)
+    depth = torch.from_numpy(train_data["depth"]).to(dev)
+    boxes = [torch.from_numpy(b).to(dev) for b in train_data["boxes"]]
+    labels = [torch.from_numpy(v).to(dev) for v in train_data["labels"]]
+    labelled = {t: torch.from_numpy(np.asarray(train_data[labelled_field(t)], bool)).to(dev)
+                for t in student.config.tasks if labelled_field(t) in train_data}
+    focals = frame_focals(train_data.get("k"), student.config.depth_reference_focal, dev)
+    out_hw = (train_data["images"].shape[1], train_data["images"].shape[2])
+    # Detection targets read the batch's image size and device only.
+    shape_of_images = torch.empty((batch_size, 1, *out_hw), dtype=torch.uint8, device=dev)
+
+    opt = torch.optim.Adam([
+        {"params": [p for p in bottleneck.parameters() if p.requires_grad], "lr": lr},
+        {"params": [entropy.log_gain], "lr": 3e-3},
+        {"params": list(entropy.density.parameters()), "lr": 3e-3}])
+    base_lrs = [g["lr"] for g in opt.param_groups]
+    log_lam = torch.full((k_points,), math.log(0.05))
+    est = torch.tensor(targets)
+    gen = torch.Generator().manual_seed(seed)
+    amp = dev.type == "cuda"
+    step, start = 0, time.time()
+    bar = tqdm(total=max_steps, disable=not progress, desc="entropy", mininterval=5)
+    while True:
+        frac = (time.time() - start) / time_budget_s
+        if frac >= 1 or (max_steps is not None and step >= max_steps):
+            break
+        for g, base in zip(opt.param_groups, base_lrs):  # cosine over the time budget
+            g["lr"] = base * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+        idx = torch.randint(n, (batch_size,), generator=gen)
+        idx_dev = idx.to(dev)
+        points = list(range(k_points)) if points_per_step is None else \
+            torch.randperm(k_points, generator=gen)[:points_per_step].tolist()
+        focal = None if focals is None else focals[idx_dev]
+        batch = {"image": shape_of_images, "seg": seg[idx_dev], "depth": depth[idx_dev],
+                 "boxes": [boxes[i] for i in idx.tolist()],
+                 "labels": [labels[i] for i in idx.tolist()]}
+        targets_t = {task.name: task.targets(batch, student.config) for task in tasks}
+        f = feats[idx_dev].float()
+        with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+            teacher_out = teacher.server(teacher_bottleneck.encode(f), split,
+                                         out_hw=out_hw, focal=focal)
+        total = torch.zeros((), device=dev)
+        y = bottleneck.encode(f)
+        entropy.train()
+        for k in points:
+            y_hat, bits = entropy(y, k)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                out = student.server(y_hat, split, out_hw=out_hw, focal=focal)
+            task_loss, _ = criterion(out, targets_t,
+                                     {t: m[idx_dev] for t, m in labelled.items()})
+            kbytes = (bits.mean() / 8 + OVERHEAD_BYTES) / 1000
+            total = total + task_loss + distill * output_distance(out, teacher_out) \
+                + math.exp(float(log_lam[k])) * kbytes
+            with torch.no_grad():  # dual ascent: more bytes than the target -> larger lambda
+                b = float(kbytes) * 1000
+                est[k] = 0.98 * est[k] + 0.02 * b
+                log_lam[k] += 0.03 * math.log(b / targets[k])
+                log_lam[k] = log_lam[k].clamp(-12, 8)
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 5.0)
+        opt.step()
+        step += 1
+        bar.update(1)
+        if step % 200 == 0:
+            log(f"step {step} ({time.time() - start:.0f}s): loss {float(total):.3f}, bytes "
+                f"{[round(float(v)) for v in est]}, lambda "
+                f"{[round(math.exp(float(v)), 4) for v in log_lam]}")
+    bar.close()
+    entropy.eval()
+    result = EntropyTraining(targets, [math.exp(float(v)) for v in log_lam],
+                             [float(v) for v in est], step, time.time() - start)
+    return {"training": result, **_save(student, teacher, base_card, entropy, feats, split,
+                                        out_dir, name, codec, result, n, seed, val_data, dev)}
+
+
+def _fit_density(entropy: EntropyModel, y: torch.Tensor, dev: torch.device,
+                 steps: int = 200) -> None:
+    """Fit the densities to the starting bottleneck (gains fixed) before the joint steps, so
+    the first rate gradients are not those of a random density."""
+    opt = torch.optim.Adam(entropy.density.parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(1)
+    entropy.train()
+    for _ in range(steps):
+        idx = torch.randint(len(y), (min(16, len(y)),), generator=gen).to(dev)
+        bits = torch.stack([entropy(y[idx].float(), k)[1].mean()
+                            for k in range(entropy.points)]).sum()
+        opt.zero_grad(set_to_none=True)
+        bits.backward()
+        entropy.log_gain.grad = None
+        opt.step()
+
+
+def _save(student: MultiTaskSplitNet, teacher: MultiTaskSplitNet, base_card: dict,
+          entropy: EntropyModel, feats: torch.Tensor, split: str, out_dir: str | Path,
+          name: str | None, codec: str | None, result: EntropyTraining, n: int, seed: int,
+          val_data: dict | None, dev: torch.device) -> dict:
+    """Freeze the tables on the bottleneck as it will be stored (float16), write the card."""
+    bottleneck = cast(Bottleneck, student.bottlenecks[split])
+    with torch.no_grad():
+        for p in bottleneck.parameters():
+            p.copy_(p.half().float())
+        y = torch.cat([bottleneck.encode(feats[i:i + 256].float())
+                       for i in range(0, len(feats), 256)])
+    block = entropy.freeze(split, y)
+    student.config = dataclasses.replace(
+        student.config, entropy=block, name=name or f"{base_card['name']}_eb",
+        codec=codec or student.config.codec)
+    frozen = not any(p.requires_grad for p in bottleneck.parameters())
+    trained: dict[str, Any] = {"frames": n, "seed": seed, "steps": result.steps,
+                               "bottleneck_frozen": frozen, "seconds": round(result.seconds, 1),
+                               "target_bytes": result.targets}
+    if result.steps:  # what the joint steps reached (without them: the calibrated gains)
+        trained |= {"est_bytes": [round(v, 1) for v in result.est_bytes],
+                    "lambda_per_kb": [round(v, 5) for v in result.lambdas]}
+    extra: dict[str, Any] = {
+        "fine_tuned_from": {"name": base_card.get("name"), "fingerprint": base_card["fingerprint"],
+                            "fresh_heads": [], "edge_frozen": frozen},
+        "trained_entropy": trained}
+    if frozen:  # the edge is the base's bit for bit: its robots' packets are served as they are
+        extra["accepts_edge_fingerprint"] = (base_card.get("accepts_edge_fingerprint")
+                                             or base_card["fingerprint"])
+    fp16 = base_card.get("weights_dtype", "float16") == "float16"
+    card = save_model(Path(out_dir) / "model", student, fp16=fp16, extra=extra)
+    torch.save(entropy.state_dict(), Path(out_dir) / "entropy_model.pt")
+    val: dict[str, Any] = {}
+    if val_data is not None and len(val_data["images"]):
+        tables = tables_of(block)
+        assert tables is not None
+        val["float"] = headline(evaluate(teacher, val_data, split, None, dev))
+        for c in ("q4-zstd/1", *tables.codec_ids):
+            r = evaluate(student if c.startswith("eb-") else teacher, val_data, split, c, dev)
+            val[c] = {"bytes_per_frame": r.get("bytes_per_frame"), **headline(r)}
+    return {"card": card, "val": val}
