@@ -20,7 +20,7 @@ import torch
 from mtl_split_core.host_copy import HostCopy
 from mtl_split_core.plan.profile import load_jpeg_frames
 from mtl_split_core.runtime.edge import EdgeRunner
-from mtl_split_core.runtime.frame_views import ViewRequest, frame_point_cloud, map_camera
+from mtl_split_core.runtime.frame_views import ViewRequest, frame_point_cloud
 from mtl_split_core.runtime.server import ServerRunner
 from mtl_split_core.viz import class_palette, colorize_segmentation
 
@@ -53,7 +53,7 @@ def main(device: str) -> int:
                 == colorize_segmentation(result.segmentation, palette)).all():
             failures.append("colours")
         if view.cloud_stride:
-            camera = map_camera(result.camera, result.source_size, result.depth.shape)
+            camera = graph.map_camera(item, result.depth.shape)  # reference camera without K
             host = frame_point_cloud(result.depth, result.segmentation, camera, palette, 4)
             if host.shape != result.cloud.shape or not np.allclose(host, result.cloud,
                                                                    rtol=1e-6, atol=1e-6):

@@ -81,8 +81,8 @@ def test_a_batch_makes_each_view_for_the_frames_that_want_it(model_dir):
             == colorize_segmentation(first.segmentation, palette)).all()
     assert not second.colors and second.cloud is None and second.cloud_stride == 0
     assert not third.colors
-    for result, stride in ((first, 2), (third, 3)):
-        camera = map_camera(result.camera, result.source_size, result.depth.shape)
+    for result, item, stride in ((first, items[0], 2), (third, items[2], 3)):
+        camera = server.map_camera(item, result.depth.shape)  # reference camera without K
         expected = frame_point_cloud(result.depth, result.segmentation, camera, palette,
                                      stride)
         assert result.cloud_stride == stride and len(result.cloud) > 0
