@@ -21,7 +21,6 @@ from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.launch_description_sources import load_python_launch_file_as_module
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
 
 HERE = os.path.dirname(__file__)
 common = load_python_launch_file_as_module(os.path.join(HERE, "common.py"))
@@ -76,11 +75,7 @@ def fleet_servers(context: LaunchContext) -> list:
         if device is not None:
             params["device"] = device
         name = "mtl_split_server" if device is None else f"mtl_split_server_{i}"
-        nodes.append(Node(
-            package="mtl_split", executable="server_node", name=name, output="screen",
-            parameters=common.params_files(context, "params_file", server.SHIPPED_PARAMS,
-                                           params),
-            on_exit=common.required(name)))
+        nodes.append(server.named_server(context, name, params))
     return nodes
 
 

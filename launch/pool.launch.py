@@ -30,7 +30,6 @@ from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.launch_description_sources import load_python_launch_file_as_module
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
 
 HERE = os.path.dirname(__file__)
 common = load_python_launch_file_as_module(os.path.join(HERE, "common.py"))
@@ -133,12 +132,7 @@ def pool_servers(context: LaunchContext) -> list:
     nodes = []
     for entry in server_plan(arg("servers"), devices, capacity, prefix):
         params = {**overrides, **entry["params"], "pool_topic": topic}
-        nodes.append(Node(
-            package="mtl_split", executable="server_node", name=entry["name"],
-            output="screen",
-            parameters=common.params_files(context, "params_file", server.SHIPPED_PARAMS,
-                                           params),
-            on_exit=common.required(entry["name"])))
+        nodes.append(server.named_server(context, entry["name"], params))
     return nodes
 
 

@@ -25,6 +25,13 @@ PARAMETERS = ("model", "device", "score_threshold", "auth_key_file", "backend", 
 ARGUMENTS = ("namespace", *PARAMETERS)
 
 
+def named_server(context: LaunchContext, name: str, params: dict) -> Node:
+    """One server process of a fleet or pool: ``name``, the params file plus ``params``."""
+    return Node(package="mtl_split", executable="server_node", name=name, output="screen",
+                parameters=common.params_files(context, "params_file", SHIPPED_PARAMS, params),
+                on_exit=common.required(name))
+
+
 def server_node(context: LaunchContext, params_file_argument: str = "params_file") -> list:
     return [Node(
         package="mtl_split", executable="server_node", name="mtl_split_server",
