@@ -50,13 +50,16 @@ def test_onnxruntime_nodes_match_torch_nodes(ros_node, exported_model):
         for b in BACKENDS for name, t in OUTPUTS.items()]
     pubs = {b: ros.create_publisher(Image, f"/{b}/image", REL) for b in BACKENDS}
     common = {"model": exported_model, "device": "cpu"}
-    with python_process(_in_namespace(node_args("mtl_split_edge", backend="torch", **common),
+    # Split computing from the first frame (no local start, no fallback): this test compares
+    # the two backends' features and outputs, which a slow first answer must not turn local.
+    edge = {**common, "fallback_after": 0.0}
+    with python_process(_in_namespace(node_args("mtl_split_edge", backend="torch", **edge),
                                       "torch")) as e0, \
             python_process(_in_namespace(node_args("mtl_split_server", backend="torch",
                                                    score_threshold=0.0, max_detections=5,
                                                    **common), "torch")) as s0, \
             python_process(_in_namespace(node_args("mtl_split_edge", backend="onnxruntime",
-                                                   **common), "onnxruntime")) as e1, \
+                                                   **edge), "onnxruntime")) as e1, \
             python_process(_in_namespace(node_args("mtl_split_server", backend="onnxruntime",
                                                    score_threshold=0.0, max_detections=5,
                                                    **common), "onnxruntime")) as s1:
