@@ -29,6 +29,7 @@ def test_the_demo_runs_every_frame_through_the_pipeline_and_scores_it(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["frames_complete"] == 6, metrics
     assert metrics["bytes_per_frame"]["ratio"] < 1.0  # features are smaller than JPEG
+    assert metrics["bytes_per_frame"]["upload_mean"] > 0  # the right baseline, measured too
     accuracy = metrics["accuracy"]
     # The default model on sim frames: far above chance on every task (6 frames: loose bounds).
     assert accuracy["detection"]["mAP50"] > 0.2 and accuracy["segmentation"]["mIoU"] > 0.3
