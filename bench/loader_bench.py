@@ -32,22 +32,24 @@ import numpy as np
 BATCH = 32
 
 
-def generate(root: Path, frames: int, pool: int) -> None:
-    """The COCO layout with ``frames`` records over ``pool`` image files."""
+def generate(root: Path, frames: int, pool: int, size: tuple[int, int] = (64, 48)) -> None:
+    """The COCO layout with ``frames`` records over ``pool`` image files of ``size`` (WxH; the
+    instances sit in its top-left 64x48 corner)."""
     images_dir = root / "train2017"
     images_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for i in range(pool):
         path = images_dir / f"{i:06d}.jpg"
         if not path.exists():
-            image = rng.integers(0, 255, (48, 64, 3), np.uint8)
+            image = rng.integers(0, 255, (size[1], size[0], 3), np.uint8)
             cv2.imwrite(str(path), cv2.GaussianBlur(image, (5, 5), 0))
     (root / "annotations").mkdir(exist_ok=True)
     with open(root / "annotations" / "instances_train2017.json", "w") as f:
         f.write('{"info": {"description": "loader_bench"}, "categories": '
                 '[{"id": 1, "name": "person"}, {"id": 3, "name": "car"}], "images": [')
         f.write(",".join(json.dumps({"id": i, "file_name": f"{i % pool:06d}.jpg",
-                                     "width": 64, "height": 48}) for i in range(frames)))
+                                     "width": size[0], "height": size[1]})
+                         for i in range(frames)))
         f.write('], "annotations": [')
         anns = []
         for i in range(frames):
@@ -131,6 +133,8 @@ def main() -> None:
                    help="frames decoded per images/s measurement")
     p.add_argument("--measure", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--rate-workers", default="1,2,8",
+                   help="DataLoader workers of the images/s rows")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--in-memory", action="store_true")
     p.add_argument("--size", default="320x240", help="network input WxH of the images/s rows")
@@ -153,7 +157,7 @@ def main() -> None:
         rows.append({"what": "streaming, whole epoch", **_run(args.work / str(n), 2, None,
                                                                rss_size)})
         print(rows[-1], flush=True)
-    for workers in (1, 2, 8):
+    for workers in (int(w) for w in args.rate_workers.split(",")):
         rows.append({"what": "streaming, images/s", **_run(args.work / str(sizes[1]), workers,
                                                            args.rate_frames, size)})
         print(rows[-1], flush=True)
