@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 import scipy.io
 
@@ -17,6 +16,8 @@ from mtl_split_core.data.sources.base import SourceError
 
 def read_mat_arrays(path: Path) -> dict[str, np.ndarray]:
     """Every named numeric array of a .mat file (v5 or v7.3)."""
+    import h5py  # here: only NYUv2 reads .mat files, so the other sources do not need it
+
     try:
         if h5py.is_hdf5(path):
             with h5py.File(path, "r") as f:

@@ -21,8 +21,8 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import h5py
 import numpy as np
 
 from mtl_split_core.classes import IGNORE_ID
@@ -43,6 +43,9 @@ NYU_K = np.array([[518.857901, 0.0, 325.582449], [0.0, 519.469611, 253.736166],
                   [0.0, 0.0, 1.0]])
 MAX_CLASSES = IGNORE_ID  # ids 0..254 fit a uint8 mask next to the ignore id
 PAIR = 1 << 16  # (label, instance) -> label * PAIR + instance; instances are uint8
+
+if TYPE_CHECKING:  # imported where a file is opened: only this source needs h5py
+    import h5py
 
 
 class ClassMap:
@@ -71,6 +74,8 @@ class Nyuv2Source(DataSource):
             raise SourceError(f"nyuv2:{root}: unknown option(s) {sorted(unknown)}, expected "
                               "'classes' and/or 'splits'")
         self.path = self.root / FILE_NAME if self.root.is_dir() else self.root
+        import h5py
+
         try:
             with h5py.File(self.path, "r") as f:
                 count = self._check_layout(f)
@@ -161,6 +166,8 @@ class Nyuv2Source(DataSource):
 
     def _open(self) -> h5py.File:
         """The .mat file, opened once per process (DataLoader workers each open their own)."""
+        import h5py
+
         if self._file is None or self._pid != os.getpid():
             self._file, self._pid = h5py.File(self.path, "r"), os.getpid()
         return self._file
