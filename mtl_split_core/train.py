@@ -16,9 +16,7 @@ left out. With ``sample_weight`` batches are drawn with replacement in proportio
 source's share as asked), else each epoch is a permutation. Unknown intrinsics (a NaN ``k``
 row) mean the reference camera of the depth head. ``init_model`` fine-tunes an existing model
 (``model/finetune.py``); ``freeze_edge`` then keeps its edge part bit for bit, and the card's
-``accepts_edge_fingerprint`` names the deployed edges the new server model serves;
-``freeze_base`` trains only the bottlenecks added at new splits (the base's splits keep its
-outputs bit for bit).
+``accepts_edge_fingerprint`` names the deployed edges the new server model serves.
 """
 
 from __future__ import annotations
@@ -179,8 +177,7 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
           resume: bool = False, seed: int = 0, progress: bool = True,
           max_steps: int | None = None, time_budget_s: float | None = None,
           init_model: str | Path | None = None, freeze_edge: bool = False,
-          freeze_base: bool = False, workers: int = 0, precision: str = "bf16",
-          checkpoint_every: int = 0,
+          workers: int = 0, precision: str = "bf16", checkpoint_every: int = 0,
           world: World | None = None) -> dict:
     """Train and return the final validation metrics (unsplit float and with the codec).
 
@@ -191,9 +188,7 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
     ``init_model``: a model folder to fine-tune: its split contract and weights are kept and
     ``config`` contributes the name, class lists and tasks (``finetune.fine_tune_config``);
     heads whose classes changed start afresh. ``freeze_edge`` (needs ``init_model``):
-    the edge part gets no gradient and keeps its batch-norm statistics. ``freeze_base``
-    (needs ``init_model``): only the bottlenecks added at splits the base has none at train;
-    the steps then run at those splits alone (the others have nothing to learn).
+    the edge part gets no gradient and keeps its batch-norm statistics.
 
     ``batch_size`` is the global batch (over every process of ``world``, which must divide
     it); ``workers`` DataLoader processes decode frames (0 = in this process); ``precision``
@@ -201,9 +196,8 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
     checkpoints every N steps within an epoch (else at each epoch's end only).
     """
     world = world or World()
-    if (freeze_edge or freeze_base) and init_model is None:
-        raise ValueError("freezing the edge part or the base needs a model to fine-tune "
-                         "(init_model)")
+    if freeze_edge and init_model is None:
+        raise ValueError("freezing the edge part needs a model to fine-tune (init_model)")
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     if batch_size % world.size:
@@ -228,7 +222,6 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
     splits = (split or config.default_split,) if split is None or isinstance(split, str) \
         else tuple(split)
     split = splits[0]
-    step_splits = splits  # the splits the steps run at
     # Its own generator: single-split training draws exactly what it drew before.
     split_gen = torch.Generator().manual_seed(seed + 1)
     if len(splits) > 1 and base is None:
@@ -245,14 +238,7 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
         if freeze_edge:
             finetune.freeze_edge(model)
             frozen = model.edge_modules()
-        if freeze_base:
-            finetune.freeze_base(model, base.config)
-            step_splits = tuple(s for s in splits
-                                if s in finetune.added_splits(base.config, config))
-            if not step_splits:
-                raise ValueError(f"freezing the base: none of the splits {', '.join(splits)} "
-                                 "has a new bottleneck to train")
-        if len(splits) > 1 or freeze_base:
+        if len(splits) > 1:
             # The layers after a split see a different bottleneck's output at each step, so
             # running statistics averaged over the splits fit none of them (the model trains
             # well and evaluates at chance). Keep the base's statistics everywhere but in the
@@ -335,7 +321,7 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
             if state.step >= total_steps:
                 break
             batch = _to_device(cpu_batch, dev)
-            loss, parts = _step(runner, batch, config, tasks, gen, dev, step_splits, split_gen,
+            loss, parts = _step(runner, batch, config, tasks, gen, dev, splits, split_gen,
                                 (batch_size, world.rank * local))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -380,10 +366,8 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
         fp16 = init_card.get("weights_dtype", "float16") == "float16"
         extra["fine_tuned_from"] = {"name": init_card.get("name"),
                                     "fingerprint": init_card["fingerprint"],
-                                    "fresh_heads": fresh_heads,
-                                    "edge_frozen": bool(frozen) or freeze_base,
-                                    **({"base_frozen": True} if freeze_base else {})}
-        if frozen or freeze_base:
+                                    "fresh_heads": fresh_heads, "edge_frozen": bool(frozen)}
+        if frozen:
             # Robots keep running the edge they were deployed with: the base's, or the one
             # the base itself accepted when it was a frozen-edge fine-tune too.
             extra["accepts_edge_fingerprint"] = (init_card.get("accepts_edge_fingerprint")

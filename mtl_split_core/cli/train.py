@@ -64,10 +64,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--freeze-edge", action="store_true",
                    help="with --init: the edge part keeps its weights bit for bit, so robots "
                    "running the old model's edge are served by the new model")
-    p.add_argument("--freeze-base", action="store_true",
-                   help="with --init and new bottlenecks (--split s16,s8,s32 --bottleneck "
-                   "16,8,32): every weight of the --init model keeps its bits and only the new "
-                   "bottlenecks train, so its splits keep their outputs and accuracy exactly")
     p.add_argument("--backbone", default=None,
                    help=f"default {CONTRACT_DEFAULTS['backbone']} (with --init: the model's)")
     p.add_argument("--split", default=None,
@@ -218,8 +214,6 @@ def _run(args: argparse.Namespace, device: str, world: World) -> int:
     init_path, base = (None, None) if args.init is None else _init_config(args.init)
     if args.freeze_edge and base is None:
         raise InputError("--freeze-edge: needs --init MODEL (the model whose edge is deployed)")
-    if args.freeze_base and base is None:
-        raise InputError("--freeze-base: needs --init MODEL (the model to add splits to)")
     if base is not None:
         _check_contract_options(args)
     opt = {key: CONTRACT_DEFAULTS[key] if getattr(args, key) is None else getattr(args, key)
@@ -297,8 +291,7 @@ def _run(args: argparse.Namespace, device: str, world: World) -> int:
                        pretrained=not args.no_pretrained and has_pretrained(opt["backbone"]),
                        resume=args.resume, max_steps=args.max_steps,
                        time_budget_s=args.time_budget, init_model=init_path,
-                       freeze_edge=args.freeze_edge, freeze_base=args.freeze_base,
-                       workers=args.workers,
+                       freeze_edge=args.freeze_edge, workers=args.workers,
                        precision=args.precision, checkpoint_every=args.checkpoint_every,
                        world=world)
     except ModelLoadError as err:

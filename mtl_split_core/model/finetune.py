@@ -9,9 +9,6 @@ compatible: its bits stay the same, so only the server needs the new model.
 
 The one extension of the contract allowed: bottlenecks at split points where the base has
 none (e.g. turning a single-split model into one that serves every split); they start fresh.
-Freezing the whole base (``freeze_base``) trains only those added bottlenecks: the base's
-splits then give its outputs bit for bit, so a deployed model gains splits without losing any
-of its measured accuracy.
 """
 
 from __future__ import annotations
@@ -77,27 +74,6 @@ def freeze_edge(model: MultiTaskSplitNet) -> list[str]:
     edge_ids = {id(p) for m in model.edge_modules() for p in m.parameters()}
     for name, p in model.named_parameters():
         if id(p) in edge_ids:
-            p.requires_grad_(False)
-            frozen.append(name)
-    return frozen
-
-
-def added_splits(base: ModelConfig, tuned: ModelConfig) -> list[str]:
-    """The splits where ``tuned`` has a bottleneck and ``base`` has none."""
-    return [s for s, c in tuned.bottlenecks.items() if c and not base.bottlenecks.get(s)]
-
-
-def freeze_base(model: MultiTaskSplitNet, base: ModelConfig) -> list[str]:
-    """Stop gradients into everything ``model`` took from ``base``: only the bottlenecks at
-    ``added_splits`` train. Returns the frozen parameter names. ValueError when nothing would
-    train."""
-    new = tuple(f"bottlenecks.{s}." for s in added_splits(base, model.config))
-    if not new:
-        raise ValueError("freezing the base model leaves nothing to train: no split gets a "
-                         "new bottleneck (add one with --split/--bottleneck)")
-    frozen = []
-    for name, p in model.named_parameters():
-        if not name.startswith(new):
             p.requires_grad_(False)
             frozen.append(name)
     return frozen

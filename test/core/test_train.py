@@ -162,40 +162,6 @@ def test_new_classes_reinitialise_their_heads_and_a_second_frozen_tune_keeps_the
     assert free["fine_tuned_from"]["edge_frozen"] is False
 
 
-def test_a_frozen_base_gains_splits_and_keeps_its_own_bit_for_bit(base_dir, tmp_path):
-    wanted = dataclasses.replace(TINY, name="every_split", bottlenecks={"s16": 8, "s8": 4})
-    train(wanted, tiny_dataset(), None, tmp_path, split=("s16", "s8"), max_steps=3,
-          init_model=base_dir, freeze_base=True, **FAST)
-    base, base_card = load_model(base_dir)
-    tuned, card = load_model(tmp_path / "model")
-    own = tuned.state_dict()
-    # Every weight and statistic of the base is unchanged; only the new bottleneck learned.
-    assert _equal(base.state_dict(), {k: own[k] for k in base.state_dict()})
-    assert not _equal(_params(MultiTaskSplitNet(tuned.config), "bottlenecks.s8."),
-                      _params(tuned, "bottlenecks.s8."))
-    assert card["fine_tuned_from"]["base_frozen"] is True
-    assert card["accepts_edge_fingerprint"] == base_card["fingerprint"] != card["fingerprint"]
-    assert card["trained"]["splits"] == ["s16", "s8"] and card["default_split"] == "s16"
-    # The base's split gives the base's outputs; the new split runs end to end.
-    rgb = np.random.default_rng(1).integers(0, 255, (64, 96, 3), dtype=np.uint8)
-    old = ServerRunner.from_path(str(base_dir), device="cpu")(
-        EdgeRunner.from_path(str(base_dir), device="cpu")(rgb))
-    server = ServerRunner.from_path(str(tmp_path / "model"), device="cpu")
-    new = server(EdgeRunner.from_path(str(tmp_path / "model"), device="cpu")(rgb))
-    np.testing.assert_array_equal(old.depth, new.depth)
-    np.testing.assert_array_equal(old.segmentation, new.segmentation)
-    s8 = server(EdgeRunner.from_path(str(tmp_path / "model"), device="cpu", split="s8")(rgb))
-    assert s8.depth.shape == new.depth.shape
-
-
-def test_freezing_the_base_needs_a_new_bottleneck_to_train(base_dir, tmp_path):
-    with pytest.raises(ValueError, match="new bottleneck"):
-        train(TINY, tiny_dataset(), None, tmp_path, init_model=base_dir, freeze_base=True,
-              **FAST)
-
-
 def test_freezing_the_edge_needs_a_model_to_start_from(tmp_path):
     with pytest.raises(ValueError, match="init_model"):
         train(TINY, tiny_dataset(), None, tmp_path, freeze_edge=True, **FAST)
-    with pytest.raises(ValueError, match="init_model"):
-        train(TINY, tiny_dataset(), None, tmp_path, freeze_base=True, **FAST)
