@@ -38,7 +38,9 @@ def _train(root: Path, run: Path, workers: int, args: argparse.Namespace) -> lis
            "--out", str(run), "--epochs", str(args.epochs), "--batch-size",
            str(args.batch_size), "--workers", str(workers), "--device", args.device,
            "--precision", args.precision, "--no-pretrained", "--name", "epoch_bench"]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode:
+        sys.exit(f"train failed ({done.returncode}): {done.stderr[-2000:]}")
     with open(run / "train_log.csv") as f:
         ends = [float(r["seconds"]) for r in csv.DictReader(f)]
     return [b - a for a, b in zip([0.0, *ends], ends)]
