@@ -44,49 +44,55 @@ def test_eight_slow_robots_arriving_at_once_are_all_taken_when_they_announce_the
     args = node_args("mtl_split_server", model=model_dir, device="cpu", server_id=SERVER,
                      capacity_fps=CAPACITY_FPS, pool_drop_tolerance=0.5,
                      pool_new_robot_fps=30.0, max_detections=5)
-    topic = default_input_topic(SERVER)
     with python_process(args) as server:
-        results = {}
-        for group, send_fps in (("a", RATE_HZ), ("b", 0.0)):
-            robots = [f"{group}{i}" for i in range(1, 9)]
-            msg = packet_to_msg(packet, send_fps=send_fps)
-            pubs = {r: ros_node.create_publisher(SplitFeatures, topic.format(robot=r),
-                                                 qos_from_name("reliable")) for r in robots}
-            got = {r: 0 for r in robots}
-            subs = [ros_node.create_subscription(
-                Detection2DArray, f"/{r}/mtl_split/detections",
-                lambda m, r=r: got.__setitem__(r, got[r] + 1), qos_from_name("reliable"))
-                for r in robots]
-            # The server found every robot's input (it discovers topics every 0.2 s): from
-            # here on all eight send together, as robots that lost their server at once.
-            assert wait_for(ros_node, lambda: all(p.get_subscription_count() for p in
-                                                  pubs.values()), 60, (server,)), stop(server)
-            start = next_t = time.monotonic()
-            frame = 0
-            while time.monotonic() - start < VERDICT_S:
-                if time.monotonic() >= next_t:
-                    frame += 1
-                    msg.header.stamp.sec, msg.header.stamp.nanosec = 1000 + frame, 0
-                    for pub in pubs.values():
-                        pub.publish(msg)
-                    next_t += 1.0 / RATE_HZ
-                wait_for(ros_node, lambda: False, 0.01, (server,))
-            last = next(m for t, m in reversed(anns) if t > start + 0.5)
-            results[group] = {"taken": sorted(set(last.robots) & set(robots)),
-                              "refused": sorted(set(last.refused) & set(robots)),
-                              "load": last.load_fps, "outputs": dict(got)}
-            for p in pubs.values():
-                ros_node.destroy_publisher(p)
-            for s in subs:
-                ros_node.destroy_subscription(s)
-            # Their places free once they are silent for idle_s (2 s).
-            assert wait_for(ros_node, lambda: anns and not set(anns[-1][1].robots)
-                            & set(robots), 30, (server,)), stop(server)
+        a = arrive_at_once(ros_node, server, anns, "a", packet_to_msg(packet, send_fps=RATE_HZ))
+        b = arrive_at_once(ros_node, server, anns, "b", packet_to_msg(packet, send_fps=0.0))
         log = stop(server)
-    print(results)
-    a, b = results["a"], results["b"]
+    print({"announcing 5 fps": a, "announcing none": b})
     assert len(a["taken"]) == 8 and not a["refused"], (a, log[-2000:])
     assert a["load"] <= 0.9 * CAPACITY_FPS, a
     assert all(n > 0 for n in a["outputs"].values()), a
     assert len(b["taken"]) == 1 and len(b["refused"]) == 7, (b, log[-2000:])
     assert "Traceback" not in log, log[-3000:]
+
+
+def arrive_at_once(node, server, anns: list, group: str, msg: SplitFeatures) -> dict:
+    """Eight robots ``<group>1..8`` start sending ``msg`` at RATE_HZ in the same instant; after
+    VERDICT_S: who the server's announcement lists as taken and refused. Then they stop, and
+    their places are free again (silent for idle_s) before this returns."""
+    robots = [f"{group}{i}" for i in range(1, 9)]
+    topic = default_input_topic(SERVER)
+    pubs = {r: node.create_publisher(SplitFeatures, topic.format(robot=r),
+                                     qos_from_name("reliable")) for r in robots}
+    got = dict.fromkeys(robots, 0)
+
+    def count(robot: str) -> None:
+        got[robot] += 1
+    subs = [node.create_subscription(Detection2DArray, f"/{r}/mtl_split/detections",
+                                     lambda m, r=r: count(r), qos_from_name("reliable"))
+            for r in robots]
+    # The server found every robot's input (it discovers topics every 0.2 s): from here on all
+    # eight send together, as robots that lost their server at once.
+    assert wait_for(node, lambda: all(p.get_subscription_count() for p in pubs.values()), 60,
+                    (server,)), stop(server)
+    start = next_t = time.monotonic()
+    frame = 0
+    while time.monotonic() - start < VERDICT_S:
+        if time.monotonic() >= next_t:
+            frame += 1
+            msg.header.stamp.sec, msg.header.stamp.nanosec = 1000 + frame, 0
+            for pub in pubs.values():
+                pub.publish(msg)
+            next_t += 1.0 / RATE_HZ
+        wait_for(node, lambda: False, 0.01, (server,))
+    last = next(m for t, m in reversed(anns) if t > start + 0.5)
+    result = {"taken": sorted(set(last.robots) & set(robots)),
+              "refused": sorted(set(last.refused) & set(robots)), "load": last.load_fps,
+              "outputs": dict(got)}
+    for p in pubs.values():
+        node.destroy_publisher(p)
+    for s in subs:
+        node.destroy_subscription(s)
+    assert wait_for(node, lambda: anns and not set(anns[-1][1].robots) & set(robots), 30,
+                    (server,)), stop(server)
+    return result
