@@ -214,9 +214,9 @@ class Pool:
 
     def start(self, server_id: str, log_name: str) -> None:
         a = self.args
-        params = {"model": a.model_path, "device": a.device, "precision": a.precision,
-                  "server_id": server_id, "capacity_fps": self.capacity,
-                  "pool_drop_tolerance": self.drop_tolerance,
+        params = {**({"model": a.model_path} if a.model_path else {}),  # '' = the default
+                  "device": a.device, "precision": a.precision, "server_id": server_id,
+                  "capacity_fps": self.capacity, "pool_drop_tolerance": self.drop_tolerance,
                   "pool_new_robot_fps": a.new_robot_fps, "max_detections": 20}
         cmd = [sys.executable, "-c", SERVER, "--ros-args"]
         for k, v in params.items():
