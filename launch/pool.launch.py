@@ -56,7 +56,7 @@ DESCRIPTIONS = {
     "max_batch": "Most robots' frames run as one batch, 1..32 ('' = params file).",
     "batch_wait_ms": "Wait for more robots' frames once one is there, ms ('' = params file).",
     "pool_period": "Seconds between a server's announcements ('' = params file: 0.25).",
-    "pool_headroom": "A server takes a new robot while load + 30 frames/s fits this share of "
+    "pool_headroom": "A server takes a new robot while load + its demand fits this share of "
                      "its capacity ('' = params file: 0.9).",
     "pool_max_robots": "Most robots per server ('' = params file: 64).",
 }

@@ -412,7 +412,9 @@ class EdgeNode(Node):
 
     def _send_features(self, packet: FeaturePacket, header, info: CameraInfo | None,
                        start: float, probe: bool, topic: str | None) -> None:
-        out = packet_to_msg(packet, header, info, probe=probe)
+        # send_fps: the camera's rate, what this edge sends while served (a pool server counts
+        # a new robot's demand with it until it has measured it, docs/POOL.md).
+        out = packet_to_msg(packet, header, info, probe=probe, send_fps=self.camera_rate.fps())
         out.edge_ms = (time.perf_counter() - start) * 1e3  # include image conversion
         if self.signer is not None:  # last: the tag covers every other field
             sign(out, self.signer)

@@ -39,8 +39,8 @@ SIGNED_FIELDS: tuple[tuple[str, str], ...] = (
     ("model_id", "str"), ("model_fingerprint", "str"), ("split_index", "u8"),
     ("source_height", "u32"), ("source_width", "u32"), ("transform", "f32[]"),
     ("codec", "str"), ("shape", "u32[]"), ("scale", "f32[]"), ("offset", "f32[]"),
-    ("data", "bytes"), ("edge_ms", "f32"), ("probe", "bool"), ("auth_key_id", "str"),
-    ("auth_sequence", "u64"),
+    ("data", "bytes"), ("edge_ms", "f32"), ("probe", "bool"), ("send_fps", "f32"),
+    ("auth_key_id", "str"), ("auth_sequence", "u64"),
 )
 _GETTERS = tuple((path, kind, attrgetter(path)) for path, kind in SIGNED_FIELDS)
 

@@ -14,19 +14,23 @@ from mtl_split_core.codec import EncodedTensor
 from mtl_split_core.runtime.packet import (
     MAX_IMAGE_SIDE,
     MAX_SHAPE_DIMS,
+    SEND_FPS_RANGE,
     FeaturePacket,
     PacketRejected,
     check_camera_info,
     check_int,
+    check_send_fps,
     check_stamp,
     check_text,
 )
 
 
 def packet_to_msg(packet: FeaturePacket, header: Header | None = None,
-                  camera_info: CameraInfo | None = None, probe: bool = False) -> SplitFeatures:
+                  camera_info: CameraInfo | None = None, probe: bool = False,
+                  send_fps: float = 0.0) -> SplitFeatures:
     """A SplitFeatures message for ``packet`` with the source image's header/camera_info;
-    ``probe``: a link probe (the server answers it and publishes no outputs)."""
+    ``probe``: a link probe (the server answers it and publishes no outputs); ``send_fps``:
+    the edge's measured frame rate (0 = unknown; clipped to the field's bound)."""
     msg = SplitFeatures()
     if header is not None:
         msg.header = header
@@ -47,6 +51,7 @@ def packet_to_msg(packet: FeaturePacket, header: Header | None = None,
     msg.data = data
     msg.edge_ms = float(packet.edge_ms)
     msg.probe = bool(probe)
+    msg.send_fps = min(float(send_fps), SEND_FPS_RANGE[1]) if send_fps > 0 else 0.0
     return msg
 
 
@@ -71,6 +76,7 @@ def msg_to_packet(msg: Any) -> FeaturePacket:
                   MAX_IMAGE_SIDE)
     check_camera_info(_floats(info.k), int(info.width), int(info.height), d=_floats(info.d),
                       r=_floats(info.r), p=_floats(info.p))
+    send_fps_of(msg)
     shape = np.asarray(msg.shape).ravel()
     if shape.size > MAX_SHAPE_DIMS:  # any length != 3 is rejected later; do not copy a huge one
         raise PacketRejected("shape", f"shape has {shape.size} dimensions; expected 3 "
@@ -88,6 +94,12 @@ def msg_to_packet(msg: Any) -> FeaturePacket:
         transform=tuple(_floats(msg.transform)),  # type: ignore[arg-type]  # length: checked
         edge_ms=float(msg.edge_ms))
     return packet
+
+
+def send_fps_of(msg: Any) -> float:
+    """The edge's announced frame rate, checked (PacketRejected); 0.0 (unknown) for a message
+    recorded before the field existed (a rosbags message of an older definition)."""
+    return check_send_fps(getattr(msg, "send_fps", 0.0))
 
 
 def _floats(values: Any) -> list[float]:

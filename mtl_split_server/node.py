@@ -66,7 +66,7 @@ from mtl_split_core.runtime.server import ServerRunner
 from mtl_split_core.tasks import task_names
 from mtl_split_ros import features_auth, outputs, pool_msg
 from mtl_split_ros.diagnostics import diagnostic_array, diagnostic_status, status_name
-from mtl_split_ros.features_msg import msg_to_packet
+from mtl_split_ros.features_msg import msg_to_packet, send_fps_of
 from mtl_split_ros.isolation import describe_header, handle_isolated
 from mtl_split_ros.msg_factory import RclpyMessages
 from mtl_split_ros.node_main import run_node
@@ -123,13 +123,15 @@ PARAMS = [
           "after their pool_silence_s).", check=in_range(0.02, 10.0)),
     Param("capacity_fps", 0.0, "Frames/s this process serves; 0 = measured (batch timings, "
           "lowered while frames are dropped unrun).", check=in_range(0.0, MAX_FPS)),
-    Param("pool_headroom", 0.9, "Take a new robot while the load plus 30 frames/s fits this "
+    Param("pool_headroom", 0.9, "Take a new robot while the load plus its demand fits this "
           "share of the capacity.", check=in_range(0.05, 1.0)),
     Param("pool_max_robots", 64, "Most robots served at once.", check=in_range(1, MAX_ROBOTS)),
-    Param("pool_new_robot_fps", 30.0, "Frames/s a robot is assumed to send until its rate is "
-          "measured (its first 2 s): set it to your robots' camera rate (lower for slow "
-          "cameras, or a failover of many robots at once is partly refused).",
+    Param("pool_new_robot_fps", 30.0, "Frames/s a new robot that announces no rate "
+          "(SplitFeatures.send_fps 0) is assumed to send until its rate is measured (2 s).",
           check=in_range(0.0, MAX_FPS)),
+    Param("pool_max_announced_fps", 120.0, "A new robot's announced rate counts as at most "
+          "this many frames/s until measured (a forged huge value cannot hold the room).",
+          check=in_range(1.0, MAX_FPS)),
     Param("pool_drop_tolerance", 0.05, "More than this share of arriving frames dropped unrun "
           "= saturated: the capacity is lowered to what was served (held 10 s).",
           check=in_range(0.0, 0.99)),
@@ -309,6 +311,7 @@ class ServerNode(Node):
                                capacity_fps=cfg["capacity_fps"], headroom=cfg["pool_headroom"],
                                max_robots=cfg["pool_max_robots"],
                                new_robot_fps=cfg["pool_new_robot_fps"],
+                               max_announced_fps=cfg["pool_max_announced_fps"],
                                drop_tolerance=cfg["pool_drop_tolerance"])
 
     def _announce(self) -> None:
@@ -408,7 +411,7 @@ class ServerNode(Node):
                                   f"{robot.name} ({describe_header(msg.header)}): {err}")
             return
         if self.admission is not None:  # the edge reads why in the announcement
-            verdict = self.admission.admit(robot.robot, time.monotonic())
+            verdict = self.admission.admit(robot.robot, time.monotonic(), send_fps_of(msg))
             if not verdict.accepted:
                 self.scheduler.reject(robot, "pool_refused", f"{robot.name} "
                                       f"({describe_header(msg.header)}): {verdict.reason}")

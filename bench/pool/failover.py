@@ -2,21 +2,27 @@
 ``kill -9`` of the busiest server, then its restart; and the frames/s of 1 vs 2 servers.
 
 The servers are the real server node (``server_id`` set: it announces itself, discovers its
-robots, admits them). The robots are simulated in this process: each runs the edge node's
-pool logic (``PoolView``: choose per frame, current + standby publishers, answers from
-LinkFeedback) on one recorded SplitFeatures message re-stamped per frame; they run no network
-(R real edge nodes at F fps do not fit this machine's CPU next to the servers), so "local" is
-counted, not computed: a frame with no server to go to. Per robot: outputs' (stamp, arrival),
-frames sent / local; per server announcement: robots served.
+robots, admits them), on ``--device`` (cpu, or cuda: every server process on the one GPU) with
+``--model`` (``tiny``: the CI tests' small untrained model; ``default``: the packaged one; or a
+path). The robots are simulated in robot processes of ``--per-process`` robots each (this
+file run with ``--worker``): each robot runs the edge node's pool logic (``PoolView``: choose
+per frame, current + standby publishers, answers from LinkFeedback) on one recorded
+SplitFeatures message re-stamped per frame, announcing its rate (``send_fps``) as the edge
+node does; they run no network (R real edge nodes at F fps do not fit one machine next to the
+servers), so "local" is counted, not computed: a frame with no server to go to. The robots
+subscribe detections only. Per robot: outputs' (stamp, arrival), frames sent / local; the
+times are CLOCK_MONOTONIC, shared by every process of the host.
 
-Reported (``--out``/results.json and results.md): per robot of the killed server the longest
-time without outputs around the kill (blind time), local frames after the kill, outputs out of
-stamp order or twice (a stale burst), and seconds from the restarted server's first
-announcement until it serves robots again and the final split; with ``--throughput`` the
-delivered frames/s of 1 and of 2 servers under the same offered load.
+Reported (``--out``/results.json): per robot of the killed server the longest time without
+outputs around the kill (blind time), local frames after the kill, outputs out of stamp order
+or twice (a stale burst), and seconds from the restarted server's first announcement until it
+serves robots again and the split 8 s later; with ``--throughput`` the delivered frames/s of 1
+and of 2 servers under the same offered load (``--throughput-robots`` at ``--rate``), the
+servers' admission wide open (capacity 1e5, drop tolerance 0.99): what the processes serve.
 
-    python bench/pool/failover.py --robots 16 --rate 30 --out bench/results/pool_failover
-    python bench/pool/failover.py --robots 16 --rate 30 --throughput --out ...
+    python bench/pool/failover.py --robots 16 --rate 5 --capacity-fps 120 --out DIR  # CPU
+    python bench/pool/failover.py --device cuda --precision fp16 --model default \\
+        --robots 16 --rate 30 --per-process 4 --throughput --throughput-robots 48 --out DIR
 """
 
 from __future__ import annotations
@@ -24,264 +30,423 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
-import rclpy
-from rclpy.node import Node
-from vision_msgs.msg import Detection2DArray
 
-from mtl_split.msg import LinkFeedback, SplitFeatures
-from mtl_split_core.runtime.edge import EdgeRunner
-from mtl_split_core.runtime.pool_announcement import POOL_TOPIC
-from mtl_split_core.runtime.pool_view import PoolView
-from mtl_split_ros import pool_msg
-from mtl_split_ros.features_auth import stamp_ns
-from mtl_split_ros.features_msg import packet_to_msg
-from mtl_split_ros.qos import qos_from_name
-
+ROOT = Path(__file__).resolve().parents[2]
 SERVER = "from mtl_split_server.node import main; import sys; sys.exit(main())"
+OPEN_CAPACITY_FPS = 1e5     # --throughput: the admission takes every robot (pool MAX_FPS)
+OPEN_DROP_TOLERANCE = 0.99  # ... and never calls dropped frames saturation
+STATUS_PERIOD_S = 0.5       # robot processes report who serves whom this often
 
 
-def tiny_model(path: Path) -> str:
-    """The CI tests' small untrained model (test/support/ros_nodes.py): CPU-fast."""
-    from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, save_model
-    net = MultiTaskSplitNet(ModelConfig(name="tiny", backbone="mobilenetv3_small",
-                                        input_size=(128, 96), bottlenecks={"s16": 8},
-                                        depth_reference_focal=100.0))
-    save_model(path, net.eval())
-    return str(path)
+# ----------------------------------------------------------------------------- robots
+def worker(args: argparse.Namespace) -> int:
+    """A robot process: ``--names`` robots at ``--rate`` fps each; a status line (JSON) every
+    STATUS_PERIOD_S on stdout; on SIGINT its records to ``--record``."""
+    import rclpy
+    from rclpy.node import Node
+    from rclpy.serialization import deserialize_message
+    from vision_msgs.msg import Detection2DArray
+
+    from mtl_split.msg import LinkFeedback, SplitFeatures
+    from mtl_split_core.runtime.pool_announcement import POOL_TOPIC
+    from mtl_split_core.runtime.pool_view import PoolView
+    from mtl_split_ros import pool_msg
+    from mtl_split_ros.features_auth import stamp_ns
+    from mtl_split_ros.qos import qos_from_name
+
+    class SimRobot:
+        """One robot: the edge node's pool choice per frame (mtl_split_edge/node.py)."""
+
+        def __init__(self, node: Node, name: str, msg: SplitFeatures) -> None:
+            self.node, self.name, self.msg = node, name, msg
+            self.view = PoolView(name, args.fingerprint, demand_fps=args.rate)
+            self.pubs: dict[str, object] = {}
+            self.sent = 0
+            self.local_t: list[float] = []
+            self.arrivals: list[tuple[int, float]] = []  # (stamp ns, arrival monotonic)
+            node.create_subscription(
+                LinkFeedback, f"/{name}/mtl_split/link_feedback",
+                lambda m: self.view.answered(stamp_ns(m), time.monotonic()),
+                qos_from_name("reliable", depth=10))
+            node.create_subscription(
+                Detection2DArray, f"/{name}/mtl_split/detections",
+                lambda m: self.arrivals.append((stamp_ns(m), time.monotonic())),
+                qos_from_name("reliable", depth=10))
+
+        def frame(self) -> None:
+            now = time.monotonic()
+            choice = self.view.choose(now)
+            for topic in {t for t in (choice.input_topic, choice.standby_topic) if t} \
+                    - self.pubs.keys():
+                self.pubs[topic] = self.node.create_publisher(SplitFeatures, topic,
+                                                              qos_from_name("reliable"))
+            pub = self.pubs.get(choice.input_topic or "")
+            if pub is None or pub.get_subscription_count() == 0:
+                self.local_t.append(now)
+                return
+            self.msg.header.stamp = self.node.get_clock().now().to_msg()
+            self.msg.header.frame_id = f"{self.name}_camera"
+            self.view.sent(stamp_ns(self.msg), now)
+            pub.publish(self.msg)
+            self.sent += 1
+
+    rclpy.init()
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    node = Node(f"bench_pool_robots_{os.getpid()}")
+    cdr = Path(args.message).read_bytes()
+    robots = [SimRobot(node, name, deserialize_message(cdr, SplitFeatures))
+              for name in args.names.split(",")]
+
+    def on_announcement(ann, verdict, msg) -> None:
+        if ann is not None:
+            now = time.monotonic()
+            for r in robots:
+                r.view.announce(ann, now)
+    pool_msg.subscribe(node, POOL_TOPIC, None, on_announcement)
+    turn = [0]
+
+    def tick() -> None:
+        robots[turn[0]].frame()
+        turn[0] = (turn[0] + 1) % len(robots)
+    node.create_timer(1.0 / (args.rate * len(robots)), tick)
+
+    def status() -> None:
+        print(json.dumps({r.name: [r.view.current or "", len(r.arrivals)] for r in robots}),
+              flush=True)
+    node.create_timer(STATUS_PERIOD_S, status)
+    while not stop.is_set():
+        rclpy.spin_once(node, timeout_sec=0.05)
+    Path(args.record).write_text(json.dumps({r.name: {
+        "arrivals": r.arrivals, "local_t": r.local_t, "sent": r.sent} for r in robots}))
+    node.destroy_node()
+    rclpy.try_shutdown()
+    return 0
 
 
-class SimRobot:
-    """One robot: the edge node's pool choice per frame (mtl_split_edge/node.py)."""
+class RobotProcesses:
+    """The robot processes of one run: who serves whom (their status lines), then their
+    records."""
 
-    def __init__(self, node: Node, name: str, fingerprint: str, rate: float,
-                 msg: SplitFeatures):
-        self.node, self.name, self.msg = node, name, msg
-        self.view = PoolView(name, fingerprint, demand_fps=rate)
-        self.pubs: dict[str, object] = {}
-        self.sent = self.local = 0
-        self.local_t: list[float] = []
-        self.arrivals: list[tuple[int, float]] = []  # (stamp ns, arrival monotonic)
-        self.servers: list[tuple[float, str]] = []   # (when, server) on each change
-        node.create_subscription(LinkFeedback, f"/{name}/mtl_split/link_feedback",
-                                 lambda m: self.view.answered(stamp_ns(m), time.monotonic()),
-                                 qos_from_name("reliable", depth=10))
-        node.create_subscription(Detection2DArray, f"/{name}/mtl_split/detections",
-                                 lambda m: self.arrivals.append((stamp_ns(m), time.monotonic())),
-                                 qos_from_name("reliable", depth=10))
+    def __init__(self, names: list[str], per_process: int, rate: float, fingerprint: str,
+                 message: Path, out: Path, tag: str) -> None:
+        self.latest: dict[str, list] = {}  # robot -> [server, outputs so far]
+        self.procs: list[tuple[subprocess.Popen, Path]] = []
+        for i in range(0, len(names), per_process):
+            record = out / f"robots_{tag}_{i // per_process}.json"
+            proc = subprocess.Popen(
+                [sys.executable, __file__, "--worker", "--names",
+                 ",".join(names[i:i + per_process]), "--rate", str(rate), "--fingerprint",
+                 fingerprint, "--message", str(message), "--record", str(record)],
+                stdout=subprocess.PIPE, stderr=(out / f"{record.stem}.log").open("w"),
+                text=True, start_new_session=True)
+            threading.Thread(target=self._read, args=(proc,), daemon=True).start()
+            self.procs.append((proc, record))
 
-    def frame(self) -> None:
-        now = time.monotonic()
-        choice = self.view.choose(now)
-        wanted = {t for t in (choice.input_topic, choice.standby_topic) if t}
-        for topic in wanted - self.pubs.keys():
-            self.pubs[topic] = self.node.create_publisher(SplitFeatures, topic,
-                                                          qos_from_name("reliable"))
-        if not self.servers or self.servers[-1][1] != (choice.server or ""):
-            self.servers.append((now, choice.server or ""))
-        pub = self.pubs.get(choice.input_topic or "")
-        if pub is None or pub.get_subscription_count() == 0:
-            self.local += 1
-            self.local_t.append(now)
-            return
-        self.msg.header.stamp = self.node.get_clock().now().to_msg()
-        self.view.sent(stamp_ns(self.msg), now)
-        pub.publish(self.msg)
-        self.sent += 1
+    def _read(self, proc: subprocess.Popen) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            try:
+                self.latest.update(json.loads(line))
+            except ValueError:
+                pass
+
+    def served_by(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for robot, (server, _) in sorted(self.latest.items()):
+            out.setdefault(server, []).append(robot)
+        return out
+
+    def all_served(self, count: int) -> bool:
+        return len(self.latest) == count and all(n > 0 for _, n in self.latest.values())
+
+    def records(self) -> dict[str, dict]:
+        """Stop every robot process; their records merged."""
+        out: dict[str, dict] = {}
+        for proc, _ in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)
+        for proc, record in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            if record.exists():
+                out.update(json.loads(record.read_text()))
+        return out
 
 
-class Fleet(Node):
-    def __init__(self, robots: int, rate: float, fingerprint: str, msg: SplitFeatures):
-        super().__init__("bench_pool_robots")
-        self.robots = [SimRobot(self, f"r{i + 1}", fingerprint, rate, msg)
-                       for i in range(robots)]
-        self.announcements: list[tuple[float, str, list[str]]] = []
-        pool_msg.subscribe(self, POOL_TOPIC, None, self._on_announcement)
-        self.turn = 0
-        self.create_timer(1.0 / (rate * robots), self._tick)
+# ----------------------------------------------------------------------------- servers
+class Pool:
+    """The server processes, and their announcements as this process hears them."""
 
-    def _on_announcement(self, ann, verdict, msg) -> None:
-        if ann is None:
-            return
-        now = time.monotonic()
-        self.announcements.append((now, ann.server_id, list(ann.robots)))
-        for robot in self.robots:
-            robot.view.announce(ann, now)
+    def __init__(self, args: argparse.Namespace, out: Path, capacity: float,
+                 drop_tolerance: float) -> None:
+        import rclpy
+        from rclpy.node import Node
 
-    def _tick(self) -> None:
-        self.robots[self.turn].frame()
-        self.turn = (self.turn + 1) % len(self.robots)
+        from mtl_split_core.runtime.pool_announcement import POOL_TOPIC
+        from mtl_split_ros import pool_msg
+        self.args, self.out = args, out
+        self.capacity, self.drop_tolerance = capacity, drop_tolerance
+        self.servers: dict[str, subprocess.Popen] = {}
+        self.announcements: list[tuple[float, str]] = []
+        self.node = Node(f"bench_pool_{os.getpid()}")
+        pool_msg.subscribe(self.node, POOL_TOPIC, None, self._on_announcement)
+        self._spin_once = lambda: rclpy.spin_once(self.node, timeout_sec=0.01)
+
+    def _on_announcement(self, ann, verdict: str, msg) -> None:
+        if ann is not None:
+            self.announcements.append((time.monotonic(), ann.server_id))
+
+    def start(self, server_id: str, log_name: str) -> None:
+        a = self.args
+        params = {**({"model": a.model_path} if a.model_path else {}),  # '' = the default
+                  "device": a.device, "precision": a.precision, "server_id": server_id,
+                  "capacity_fps": self.capacity, "pool_drop_tolerance": self.drop_tolerance,
+                  "pool_new_robot_fps": a.new_robot_fps, "max_detections": 20}
+        cmd = [sys.executable, "-c", SERVER, "--ros-args"]
+        for k, v in params.items():
+            cmd += ["-p", f"{k}:={v}"]
+        cmd += ["-r", f"__node:=server_{server_id}"]
+        self.servers[server_id] = subprocess.Popen(
+            cmd, stdout=(self.out / f"{log_name}.log").open("w"), stderr=subprocess.STDOUT,
+            start_new_session=True)
 
     def spin_for(self, seconds: float, until=None) -> float:
         start = time.monotonic()
         while time.monotonic() - start < seconds:
-            rclpy.spin_once(self, timeout_sec=0.01)
+            self._spin_once()
             if until is not None and until():
                 break
         return time.monotonic() - start
 
-    def all_served(self) -> bool:
-        return all(r.arrivals for r in self.robots)
-
-    def served_by(self) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        for r in self.robots:
-            out.setdefault(r.view.current or "", []).append(r.name)
-        return out
-
-    def delivered(self, t0: float, t1: float) -> int:
-        return sum(sum(t0 <= t < t1 for _, t in r.arrivals) for r in self.robots)
-
-
-NEW_ROBOT_FPS = 30.0  # --new-robot-fps: the servers' pool_new_robot_fps
+    def close(self) -> None:
+        for proc in self.servers.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)
+        for proc in self.servers.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.node.destroy_node()
 
 
-def start_server(server_id: str, model: str, capacity: float, log: Path) -> subprocess.Popen:
-    args = ["--ros-args", "-p", f"model:={model}", "-p", "device:=cpu", "-p",
-            f"server_id:={server_id}", "-p", f"capacity_fps:={capacity}", "-p",
-            "pool_drop_tolerance:=0.5", "-p", f"pool_new_robot_fps:={NEW_ROBOT_FPS}",
-            "-r", f"__node:=server_{server_id}"]
-    return subprocess.Popen([sys.executable, "-c", SERVER, *args], stdout=log.open("w"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+def delivered(records: dict, t0: float, t1: float) -> int:
+    return sum(sum(t0 <= t < t1 for _, t in r["arrivals"]) for r in records.values())
 
 
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def failover(fleet: Fleet, servers: dict, model: str, capacity: float, out: Path) -> dict:
+def failover(args: argparse.Namespace, message: Path, out: Path) -> dict:
     """Settle, kill -9 the busiest server, measure; restart it, measure the rebalance."""
-    ok = fleet.spin_for(90, lambda: fleet.all_served()
-                        and all(sid in fleet.served_by() for sid in servers)) < 90
-    fleet.spin_for(6.0)  # the start's rebalancing
-    by = fleet.served_by()
-    victim = max(servers, key=lambda s: len(by.get(s, [])))
-    moved = by.get(victim, [])
-    t0 = time.monotonic()
-    fleet.spin_for(3.0)
-    before_fps = fleet.delivered(t0, time.monotonic()) / (time.monotonic() - t0)
-    local_before = {r.name: r.local for r in fleet.robots}
-    os.kill(servers[victim].pid, signal.SIGKILL)
-    killed = time.monotonic()
-    servers[victim].wait()
-    fleet.spin_for(8.0)
-    robots = {}
-    for r in fleet.robots:
-        arr = [t for _, t in r.arrivals if t >= killed - 2.0]
-        gaps = np.diff([killed - 2.0, *arr, time.monotonic()])
-        stamps = [s for s, t in r.arrivals if t >= killed - 2.0]
-        robots[r.name] = {"moved": r.name in moved, "blind_s": float(gaps.max()),
-                          "local_after_kill": r.local - local_before[r.name],
-                          "stale_or_twice": sum(b <= a for a, b in zip(stamps, stamps[1:])),
-                          "server": r.view.current}
-    restart_at = time.monotonic()
-    servers[victim] = start_server(victim, model, capacity, out / f"{victim}_restart.log")
-    fleet.spin_for(120, lambda: any(t > restart_at and s == victim
-                                    for t, s, _ in fleet.announcements[-64:]))
-    announced = next((t for t, s, _ in fleet.announcements if t > restart_at and s == victim),
-                     None)
-    fleet.spin_for(20, lambda: victim in fleet.served_by())
-    back = time.monotonic()
-    fleet.spin_for(8.0)
-    split = {s: len(v) for s, v in fleet.served_by().items()}
-    return {"settled": ok, "victim": victim, "moved": moved, "fps_before_kill": before_fps,
-            "robots": robots, "restart_serves_again_s":
-            None if announced is None or victim not in split else back - announced,
+    pool = Pool(args, out, args.capacity_fps, args.drop_tolerance)
+    ids = [f"pool_{i}" for i in range(args.servers)]
+    names = [f"r{i + 1}" for i in range(args.robots)]
+    robots = None
+    try:
+        for s in ids:
+            pool.start(s, s)
+        robots = RobotProcesses(names, args.per_process, args.rate, args.fingerprint,
+                                message, out, "failover")
+        settle_s = pool.spin_for(args.start_timeout, lambda: robots.all_served(len(names))
+                                 and all(s in robots.served_by() for s in ids))
+        pool.spin_for(6.0)  # the start's rebalancing
+        by = robots.served_by()
+        victim = max(ids, key=lambda s: len(by.get(s, [])))
+        moved = by.get(victim, [])
+        before = time.monotonic()
+        pool.spin_for(3.0)
+        os.kill(pool.servers[victim].pid, signal.SIGKILL)
+        killed = time.monotonic()
+        pool.servers[victim].wait()
+        pool.spin_for(8.0)
+        after = time.monotonic()
+        restart_at = time.monotonic()
+        pool.start(victim, f"{victim}_restart")
+        pool.spin_for(args.start_timeout, lambda: any(
+            t > restart_at and s == victim for t, s in pool.announcements[-64:]))
+        announced = next((t for t, s in pool.announcements if t > restart_at and s == victim),
+                         None)
+        pool.spin_for(20, lambda: victim in robots.served_by())
+        back = time.monotonic()
+        pool.spin_for(8.0)
+        split = {s or "local": len(v) for s, v in robots.served_by().items()}
+        served_again = victim in split and announced is not None
+    finally:
+        records = robots.records() if robots is not None else {}
+        pool.close()
+    per_robot = {}
+    for name, r in records.items():
+        arr = [(s, t) for s, t in r["arrivals"] if killed - 2.0 <= t < after]
+        gaps = np.diff([killed - 2.0, *[t for _, t in arr], after])
+        stamps = [s for s, _ in arr]
+        per_robot[name] = {
+            "moved": name in moved, "blind_s": float(gaps.max()),
+            "local_after_kill": sum(killed <= t < after for t in r["local_t"]),
+            "stale_or_twice": sum(b <= a for a, b in zip(stamps, stamps[1:]))}
+    return {"settled_s": settle_s, "victim": victim, "moved": moved,
+            "fps_before_kill": delivered(records, before, killed) / (killed - before),
+            "fps_after_kill": delivered(records, killed, after) / (after - killed),
+            "robots": per_robot,
+            "restart_serves_again_s": back - announced if served_again else None,
             "split_8s_later": split,
-            "local_total_after_kill": sum(v["local_after_kill"] for v in robots.values())}
+            "local_total_after_kill": sum(v["local_after_kill"] for v in per_robot.values())}
 
 
-def throughput(fleet_args: tuple, model: str, capacity: float, out: Path, seconds: float
-               ) -> dict:
+def throughput(args: argparse.Namespace, message: Path, out: Path) -> dict:
     """Delivered frames/s of 1 and of 2 servers under the same offered load."""
-    result = {}
+    result: dict[str, object] = {"robots": args.throughput_robots, "rate": args.rate,
+                                 "offered_fps": args.throughput_robots * args.rate}
+    names = [f"t{i + 1}" for i in range(args.throughput_robots)]
     for n in (1, 2):
-        ids = [f"tp{n}_{i}" for i in range(n)]
-        procs = {s: start_server(s, model, capacity, out / f"{s}.log") for s in ids}
-        fleet = Fleet(*fleet_args)
+        pool = Pool(args, out, OPEN_CAPACITY_FPS, OPEN_DROP_TOLERANCE)
+        robots = None
         try:
-            fleet.spin_for(90, fleet.all_served)
-            fleet.spin_for(5.0)
+            for i in range(n):
+                pool.start(f"tp{n}_{i}", f"tp{n}_{i}")
+            robots = RobotProcesses(names, args.per_process, args.rate, args.fingerprint,
+                                    message, out, f"tp{n}")
+            pool.spin_for(args.start_timeout, lambda r=robots: r.all_served(len(names)))
+            pool.spin_for(5.0)
             t0 = time.monotonic()
-            fleet.spin_for(seconds)
-            result[f"{n}_servers_fps"] = fleet.delivered(t0, time.monotonic()) / (
-                time.monotonic() - t0)
+            pool.spin_for(args.seconds)
+            t1 = time.monotonic()
+            split = {s or "local": len(v) for s, v in robots.served_by().items()}
         finally:
-            fleet.destroy_node()
-            for p in procs.values():
-                stop_server(p)
+            records = robots.records() if robots is not None else {}
+            pool.close()
+        result[f"{n}_servers_fps"] = delivered(records, t0, t1) / (t1 - t0)
+        result[f"{n}_servers_split"] = split
     result["ratio"] = result["2_servers_fps"] / max(result["1_servers_fps"], 1e-9)
     return result
 
 
-def main() -> int:
+# ----------------------------------------------------------------------------- main
+def record_message(args: argparse.Namespace, out: Path) -> Path:
+    """One features message of the model (640x480 noise through the edge, on the CPU), its
+    ``send_fps`` the robots' rate as the edge node announces it; CDR bytes in ``out``."""
+    from rclpy.serialization import serialize_message
+
+    from mtl_split_core.runtime.edge import EdgeRunner
+    from mtl_split_ros.features_msg import packet_to_msg
+    if args.model == "tiny":
+        sys.path.insert(0, str(ROOT / "test"))
+        from support.ros_nodes import tiny_model
+        args.model_path = tiny_model(out / "tiny_model")
+    else:
+        args.model_path = "" if args.model == "default" else args.model
+    runner = EdgeRunner.from_path(args.model_path or None, device="cpu")
+    rgb = np.random.default_rng(0).integers(0, 256, (480, 640, 3), np.uint8)
+    path = out / "features.cdr"
+    path.write_bytes(serialize_message(packet_to_msg(runner(rgb), send_fps=args.rate)))
+    args.fingerprint = runner.card["fingerprint"]
+    args.message_info = {"split": runner.split, "codec": runner.codec,
+                         "bytes": len(path.read_bytes())}
+    return path
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--robots", type=int, default=16)
     ap.add_argument("--rate", type=float, default=30.0)
     ap.add_argument("--servers", type=int, default=2)
+    ap.add_argument("--per-process", type=int, default=16, help="robots per robot process")
+    ap.add_argument("--device", default="cpu", help="the servers' device (cpu, cuda, cuda:0)")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
+    ap.add_argument("--model", default="tiny", help="tiny, default, or a model path")
     ap.add_argument("--capacity-fps", type=float, default=0.0,
                     help="each server's capacity_fps (0 = it measures its own)")
     ap.add_argument("--new-robot-fps", type=float, default=30.0,
-                    help="the servers' pool_new_robot_fps (a robot's rate until measured)")
+                    help="the servers' pool_new_robot_fps (a robot announcing no rate)")
+    ap.add_argument("--drop-tolerance", type=float, default=0.5,
+                    help="the servers' pool_drop_tolerance (0.5: a shared CPU)")
+    ap.add_argument("--no-failover", action="store_true", help="only --throughput")
     ap.add_argument("--throughput", action="store_true", help="also 1 vs 2 servers")
-    ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args()
-    if not (1 <= args.robots <= 256 and 0 < args.rate <= 1000 and 2 <= args.servers <= 8):
-        print("error: --robots 1..256, --rate (0, 1000], --servers 2..8", file=sys.stderr)
+    ap.add_argument("--throughput-robots", type=int, default=0, help="0 = --robots")
+    ap.add_argument("--seconds", type=float, default=10.0, help="throughput window")
+    ap.add_argument("--start-timeout", type=float, default=90.0,
+                    help="seconds to wait for servers to start and serve every robot")
+    ap.add_argument("--out", type=Path)
+    # A robot process (RobotProcesses starts it).
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--names", help=argparse.SUPPRESS)
+    ap.add_argument("--fingerprint", help=argparse.SUPPRESS)
+    ap.add_argument("--message", help=argparse.SUPPRESS)
+    ap.add_argument("--record", help=argparse.SUPPRESS)
+    return ap.parse_args(argv)
+
+
+def main() -> int:
+    args = parse_args()
+    if args.worker:
+        return worker(args)
+    args.throughput_robots = args.throughput_robots or args.robots
+    problems = [text for bad, text in (
+        (args.out is None, "--out is required"),
+        (not 1 <= args.robots <= 256, "--robots 1..256"),
+        (not 1 <= args.throughput_robots <= 256, "--throughput-robots 1..256"),
+        (not (0 < args.rate <= 1000), "--rate (0, 1000]"),
+        (not 2 <= args.servers <= 8, "--servers 2..8"),
+        (not 1 <= args.per_process <= 256, "--per-process 1..256"),
+        (not (0 <= args.drop_tolerance <= 0.99), "--drop-tolerance 0..0.99"),
+        (args.no_failover and not args.throughput, "--no-failover needs --throughput"),
+        (not (math.isfinite(args.seconds) and args.seconds > 0), "--seconds > 0")) if bad]
+    if problems:
+        print(f"error: {'; '.join(problems)}", file=sys.stderr)
         return 2
-    global NEW_ROBOT_FPS
-    NEW_ROBOT_FPS = args.new_robot_fps
+    import rclpy
     args.out.mkdir(parents=True, exist_ok=True)
-    model = tiny_model(args.out / "tiny_model")
-    runner = EdgeRunner.from_path(model, device="cpu")
-    rgb = np.random.default_rng(0).integers(0, 256, (96, 128, 3), np.uint8)
-    msg = packet_to_msg(runner(rgb))
-    fingerprint = runner.card["fingerprint"]
+    message = record_message(args, args.out)
     rclpy.init()
-    fleet_args = (args.robots, args.rate, fingerprint, msg)
-    ids = [f"pool_{i}" for i in range(args.servers)]
-    servers = {s: start_server(s, model, args.capacity_fps, args.out / f"{s}.log")
-               for s in ids}
-    fleet = Fleet(*fleet_args)
+    result: dict[str, object] = {}
     try:
-        result = failover(fleet, servers, model, args.capacity_fps, args.out)
+        if not args.no_failover:
+            result.update(failover(args, message, args.out))
+        if args.throughput:
+            result["throughput"] = throughput(args, message, args.out)
     finally:
-        fleet.destroy_node()
-        for p in servers.values():
-            stop_server(p)
-    if args.throughput:
-        result["throughput"] = throughput(fleet_args, model, args.capacity_fps, args.out,
-                                          args.seconds)
-    rclpy.shutdown()
+        rclpy.try_shutdown()
     result.update({
         "command": "python " + " ".join(sys.argv), "date": datetime.date.today().isoformat(),
         "machine": f"{platform.node()}, {os.cpu_count()} CPU cores, {platform.processor()}",
-        "model": f"tiny (untrained, mobilenetv3_small 128x96, {fingerprint})",
-        "robot_count": args.robots, "rate": args.rate, "capacity_fps": args.capacity_fps,
-        "new_robot_fps": args.new_robot_fps})
+        "gpu": gpu_name() if args.device.startswith("cuda") else None,
+        "model": f"{args.model} ({args.fingerprint}), device {args.device}, {args.precision}",
+        "message": args.message_info, "robot_count": args.robots, "rate": args.rate,
+        "capacity_fps": args.capacity_fps, "new_robot_fps": args.new_robot_fps,
+        "drop_tolerance": args.drop_tolerance, "per_process": args.per_process})
     (args.out / "results.json").write_text(json.dumps(result, indent=1))
-    moved = [v for v in result["robots"].values() if v["moved"]]
-    blind = max((v["blind_s"] for v in moved), default=float("nan"))
     print(json.dumps({k: v for k, v in result.items() if k != "robots"}, indent=1))
-    print(f"moved {len(moved)} robots; worst blind time {blind:.2f} s; local frames after the "
-          f"kill {result['local_total_after_kill']}; stale/twice "
-          f"{sum(v['stale_or_twice'] for v in result['robots'].values())}")
+    if "robots" in result:
+        robots = result["robots"]
+        assert isinstance(robots, dict)
+        moved = [v for v in robots.values() if v["moved"]]
+        blind = max((v["blind_s"] for v in moved), default=float("nan"))
+        print(f"moved {len(moved)} robots; worst blind time {blind:.2f} s; local frames after "
+              f"the kill {result['local_total_after_kill']}; stale/twice "
+              f"{sum(v['stale_or_twice'] for v in robots.values())}")
     return 0
+
+
+def gpu_name() -> str | None:
+    try:
+        import torch
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except Exception:  # noqa: BLE001 - a label only
+        return None
 
 
 if __name__ == "__main__":

@@ -30,6 +30,9 @@ MAX_CAMERA_VALUE = 1e6
 MAX_DISTORTION_COEFFS = 16
 # edge_ms: finite, in [0, an hour].
 EDGE_MS_RANGE = (0.0, 3.6e6)
+# send_fps (the edge's announced frame rate, 0 = unknown): finite, in [0, 1000] frames/s (no
+# camera a robot streams from is faster; the pool's admission bounds what it counts further).
+SEND_FPS_RANGE = (0.0, 1000.0)
 # shape: more entries than any tensor has are rejected before they are copied (codec: exactly 3).
 MAX_SHAPE_DIMS = 8
 # header.stamp.nanosec must be a fraction of a second.
@@ -109,6 +112,16 @@ def check_packet(packet: FeaturePacket) -> None:
     if not (_is_number(packet.edge_ms) and lo <= packet.edge_ms <= hi):
         raise PacketRejected("edge_ms", f"edge_ms = {short_repr(packet.edge_ms)}; expected a "
                              f"finite number in [{lo:g}, {hi:g}]")
+
+
+def check_send_fps(value: object) -> float:
+    """SplitFeatures.send_fps within SEND_FPS_RANGE (rejected, not clamped), as a float."""
+    lo, hi = SEND_FPS_RANGE
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) \
+            and lo <= float(value) <= hi:
+        return float(value)
+    raise PacketRejected("send_fps", f"send_fps = {short_repr(value)}; expected a finite "
+                         f"number in [{lo:g}, {hi:g}] frames/s (0 = unknown)")
 
 
 def content_box(packet: FeaturePacket, input_size: tuple[int, int]

@@ -22,8 +22,12 @@ Capacity (frames/s), in this order:
 Unknown capacity (nothing configured or measured yet): the server takes up to ``max_robots``.
 
 Admission: a robot already served stays (while it keeps sending: silent for ``idle_s`` frees
-its place). A new one is taken while the load plus ``new_robot_fps`` fits ``headroom`` of the
-capacity. A load over the capacity for ``overload_s`` sheds the newest robots until it fits
+its place). A new one is taken while the load plus its demand fits ``headroom`` of the
+capacity. Until its rate is measured (``window_s``) its demand is the rate its edge announces
+(SplitFeatures.send_fps, at most ``max_announced_fps``: a forged huge value cannot hold the
+server's room) or ``new_robot_fps`` when it announces none (0), and never less than what has
+arrived of it so far (a robot announcing less than it sends shows its rate within a bin).
+A load over the capacity for ``overload_s`` sheds the newest robots until it fits
 ``headroom`` again (never the last one): they are refused for ``refuse_s``, named with their
 reason in the announcement, and their edges move to another server.
 """
@@ -77,8 +81,9 @@ class _Rate:
 
 
 class _Robot:
-    def __init__(self, now: float, window_s: float) -> None:
+    def __init__(self, now: float, window_s: float, assumed_fps: float) -> None:
         self.since = self.last_t = now
+        self.assumed_fps = assumed_fps  # its demand until measured (announced or the default)
         self.arrived = _Rate(window_s, now)
         self.dropped = _Rate(window_s, now)
 
@@ -89,12 +94,14 @@ class ServerAdmission:
     def __init__(self, server_id: str, input_topic: str, fingerprints: tuple[str, ...],
                  splits: tuple[int, ...] = (), codecs: tuple[str, ...] = (),
                  capacity_fps: float = 0.0, headroom: float = 0.9, max_robots: int = 64,
-                 new_robot_fps: float = 30.0, idle_s: float = 2.0, window_s: float = 2.0,
-                 overload_s: float = 1.0, refuse_s: float = 5.0, drop_tolerance: float = 0.05,
+                 new_robot_fps: float = 30.0, max_announced_fps: float = 120.0,
+                 idle_s: float = 2.0, window_s: float = 2.0, overload_s: float = 1.0,
+                 refuse_s: float = 5.0, drop_tolerance: float = 0.05,
                  saturation_s: float = 10.0, capacity_batches: int = 256,
                  min_batches: int = 16, first_sequence: int | None = None) -> None:
         if not (0 <= capacity_fps <= MAX_FPS and 0 < headroom <= 1
                 and 1 <= max_robots <= MAX_ROBOTS and 0 <= new_robot_fps <= MAX_FPS
+                and 0 < max_announced_fps <= MAX_FPS
                 and 0 < idle_s and BIN_S <= window_s and 0 <= overload_s and 0 < refuse_s
                 and 0 <= drop_tolerance < 1 and 0 <= saturation_s and capacity_batches >= 1
                 and 1 <= min_batches <= capacity_batches):
@@ -105,6 +112,7 @@ class ServerAdmission:
         self.configured_fps = float(capacity_fps)
         self.headroom, self.max_robots = float(headroom), int(max_robots)
         self.new_robot_fps, self.idle_s, self.window_s = new_robot_fps, idle_s, window_s
+        self.max_announced_fps = float(max_announced_fps)
         self.overload_s, self.refuse_s = overload_s, refuse_s
         self.drop_tolerance, self.saturation_s = drop_tolerance, saturation_s
         self.min_batches = min_batches
@@ -120,22 +128,24 @@ class ServerAdmission:
         self.counts: dict[str, int] = {}
 
     # ------------------------------------------------------------------------- inputs
-    def admit(self, robot: str, now: float) -> Admission:
-        """A frame of ``robot`` arrived: take it (counted into the load) or refuse it."""
+    def admit(self, robot: str, now: float, announced_fps: float = 0.0) -> Admission:
+        """A frame of ``robot`` arrived: take it (counted into the load) or refuse it.
+        ``announced_fps``: the frames/s its edge says it sends (0 = unknown)."""
         with self._lock:
             self._expire(now)
+            assumed = self._assumed_fps(announced_fps)
             known = self._robots.get(robot)
             if known is None:
                 refused = self._refused.get(robot)
-                why = refused[1] if refused is not None else self._no_room(now)
+                why = refused[1] if refused is not None else self._no_room(now, assumed)
                 if why:
                     self._count("refused_frames")
                     if refused is None:
                         self._refuse(robot, now, why)
                     return Admission(False, why)
-                known = self._robots[robot] = _Robot(now, self.window_s)
+                known = self._robots[robot] = _Robot(now, self.window_s, assumed)
                 self._count("admitted_robots")
-            known.last_t = now
+            known.last_t, known.assumed_fps = now, assumed
             known.arrived.add(now)
             return Admission(True)
 
@@ -170,11 +180,18 @@ class ServerAdmission:
     def _load(self, now: float) -> float:
         return sum(self._demand(r, now) for r in self._robots.values())
 
+    def _assumed_fps(self, announced_fps: float) -> float:
+        """A new robot's demand until measured: its announced rate, bounded by
+        ``max_announced_fps``; ``new_robot_fps`` when it announces none (0 or not a number)."""
+        if math.isfinite(announced_fps) and announced_fps > 0:
+            return min(float(announced_fps), self.max_announced_fps)
+        return self.new_robot_fps
+
     def _demand(self, robot: _Robot, now: float) -> float:
-        """A robot's frames/s; while younger than the window, at least ``new_robot_fps``
-        (its first frames do not show its rate yet)."""
+        """A robot's frames/s; while younger than the window, at least its assumed rate (its
+        first frames do not show its rate yet)."""
         rate = robot.arrived.rate(now)
-        return rate if now - robot.since >= self.window_s else max(rate, self.new_robot_fps)
+        return rate if now - robot.since >= self.window_s else max(rate, robot.assumed_fps)
 
     def compute_fps(self) -> float:
         """frames / busy seconds of the recent batches; NaN before ``min_batches``."""
@@ -196,13 +213,13 @@ class ServerAdmission:
         if arrived > 0 and dropped > self.drop_tolerance * arrived:
             self._saturated = (now, max(arrived - dropped, 1.0))
 
-    def _no_room(self, now: float) -> str:
-        """Why a new robot cannot be taken now ('' = it can)."""
+    def _no_room(self, now: float, demand: float) -> str:
+        """Why a new robot of ``demand`` frames/s cannot be taken now ('' = it can)."""
         if len(self._robots) >= self.max_robots:
             return f"full: {len(self._robots)} robots (max_robots {self.max_robots})"
         capacity = self.capacity(now)
         load = self._load(now)
-        if not math.isnan(capacity) and load + self.new_robot_fps > self.headroom * capacity:
+        if not math.isnan(capacity) and load + demand > self.headroom * capacity:
             return f"full: load {load:.0f} of {capacity:.0f} frames/s"
         return ""
 
@@ -244,7 +261,9 @@ class ServerAdmission:
             return self._build(now)
 
     def _build(self, now: float) -> Announcement:
-        capacity, why = self.capacity(now), self._no_room(now)
+        # `accepting` speaks for a robot of the default demand (the announcement has no
+        # per-demand answer; an edge checks its own demand against the capacity too).
+        capacity, why = self.capacity(now), self._no_room(now, self.new_robot_fps)
         return Announcement(
             server_id=self.server_id, sequence=self._sequence, input_topic=self.input_topic,
             fingerprints=self.fingerprints, splits=self.splits, codecs=self.codecs,

@@ -183,6 +183,7 @@ MUTATORS = {
     "shape": _mutate_shape,
     "payload": _mutate_payload,  # data, scale, offset
     "edge_ms": _set("edge_ms", _f32),
+    "send_fps": _set("send_fps", _f32),
     # The HMAC fields (this server has no key: they must be ignored, never echoed or fatal).
     "auth_key_id": _set("auth_key_id", _text),
     "auth_sequence": _set("auth_sequence", lambda r: (0, 2**64 - 1)[int(r.integers(2))]),
@@ -339,7 +340,8 @@ def test_hostile_features_never_stop_the_server(ros_node, model_dir, valid):
     assert seen + outs.hostile_accepted + drops >= 0.98 * FUZZ_CASES, (
         seen, outs.hostile_accepted, drops)
     expected = {"frame_id", "stamp", "camera_info", "model_id", "fingerprint", "split",
-                "source_size", "transform", "codec", "shape", "payload", "edge_ms", "entropy"}
+                "source_size", "transform", "codec", "shape", "payload", "edge_ms", "send_fps",
+                "entropy"}
     assert expected <= set(reasons), (expected - set(reasons), reasons)
 
 

@@ -14,10 +14,11 @@ from mtl_split_core.runtime.packet import (
     MAX_SHAPE_DIMS,
     MAX_TEXT_BYTES,
     NANOSEC_PER_SEC,
+    SEND_FPS_RANGE,
     PacketRejected,
     check_packet,
 )
-from mtl_split_ros.features_msg import msg_to_packet, packet_to_msg
+from mtl_split_ros.features_msg import msg_to_packet, packet_to_msg, send_fps_of
 
 pytestmark = pytest.mark.ros
 
@@ -78,6 +79,46 @@ def test_msg_to_packet_keeps_every_field():
     assert packet_to_msg(packet, msg.header, msg.camera_info) == msg
 
 
+def test_send_fps_is_carried_clipped_to_its_bound_and_unknown_as_zero():
+    packet = msg_to_packet(_split_features())
+    assert send_fps_of(packet_to_msg(packet, send_fps=29.97)) == pytest.approx(29.97)
+    assert send_fps_of(packet_to_msg(packet, send_fps=1e9)) == SEND_FPS_RANGE[1]
+    assert send_fps_of(packet_to_msg(packet, send_fps=float("nan"))) == 0.0
+    assert send_fps_of(packet_to_msg(packet)) == 0.0
+
+
+def test_features_recorded_before_send_fps_still_read(tmp_path):
+    """A bag recorded with the message as it was before ``send_fps`` (definition embedded,
+    as ros2 bag record writes it) reads through the core's bag reader, and its features
+    convert with send_fps 0 (unknown)."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    from mtl_split_core.bags import messages, msg_definition_dirs, open_bag, typestore
+
+    text = (msg_definition_dirs()[0] / "SplitFeatures.msg").read_text()
+    old_text = "\n".join(line for line in text.splitlines() if "send_fps" not in line)
+    assert old_text != text and "float32 send_fps" not in old_text
+    name = "mtl_split/msg/SplitFeatures"
+    now = typestore()  # the current definition, as the core reads and writes bags
+    current = now.deserialize_cdr(serialize_message(_split_features()), name)
+    store = get_typestore(Stores.ROS2_KILTED)
+    store.register(get_types_from_msg(old_text, name))
+    cls = store.types[name]
+    assert "send_fps" not in cls.__dataclass_fields__
+    old = cls(**{f: getattr(current, f) for f in cls.__dataclass_fields__})
+    bag = tmp_path / "old_bag"
+    with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = writer.add_connection("/r1/mtl_split/features", name, typestore=store)
+        writer.write(conn, 42, store.serialize_cdr(old, name))
+    with open_bag(bag) as reader:
+        (conn, _, raw), = list(messages(reader, bag))
+        msg = reader.deserialize(raw, conn.msgtype)
+    assert not hasattr(msg, "send_fps")
+    packet = msg_to_packet(msg)
+    assert send_fps_of(msg) == 0.0 and packet.edge_ms == 12.5 and packet.source_size == (640, 480)
+
+
 def _with(path: str, value):
     msg = _split_features()
     *parents, name = path.split(".")
@@ -107,6 +148,8 @@ def _with(path: str, value):
     ("source_height", 1, 0, "source_size"),
     ("transform", [0.5, 0.5, 1e30, 0.0], [0.5, 0.5, float("inf"), 0.0], "transform"),
     ("edge_ms", 0.0, -1.0, "edge_ms"),
+    ("send_fps", 1000.0, 1000.5, "send_fps"),
+    ("send_fps", 0.0, float("nan"), "send_fps"),
     ("shape", array.array("I", [1] * MAX_SHAPE_DIMS), array.array("I", [1] * (MAX_SHAPE_DIMS + 1)),
      "shape"),
 ])

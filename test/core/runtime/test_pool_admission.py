@@ -15,14 +15,15 @@ def admission(**kw):
     return ServerAdmission("gpu0_0", default_input_topic("gpu0_0"), ("fp",), **kw)
 
 
-def stream(adm, robots, t0, t1, fps=30.0):
-    """Each robot sends ``fps`` frames per second from t0 to t1; returns the refusals."""
+def stream(adm, robots, t0, t1, fps=30.0, announced=0.0):
+    """Each robot sends ``fps`` frames per second from t0 to t1, its edge announcing
+    ``announced`` frames/s; returns the refusals."""
     refused = {}
     steps = int(round((t1 - t0) * fps))
     for i in range(steps):
         t = t0 + i / fps
         for r in robots:
-            verdict = adm.admit(r, t)
+            verdict = adm.admit(r, t, announced)
             if not verdict.accepted:
                 refused[r] = verdict.reason
     return refused
@@ -94,6 +95,48 @@ def test_the_edge_hears_the_refusal_and_moves():
     assert dict(adm.announcement(1.75).refused)["r3"].startswith("full")
 
 
+def test_slow_robots_moving_at_once_are_all_taken_with_their_announced_rate():
+    """The failover of docs/BENCHMARKS.md: 7 robots at 5 fps served, 9 more at 5 fps arrive
+    in the same instant (their server died). Announcing 5 fps, all 16 fit capacity 120
+    (80 <= 108); without an announcement each counts 30 fps until measured and only 2 fit
+    (35 + 2 x 30 = 95; a third: 125 > 108)."""
+    survivors, movers = [f"s{i}" for i in range(7)], [f"m{i}" for i in range(9)]
+    for announced, taken in ((5.0, 9), (0.0, 2)):
+        adm = admission(capacity_fps=120.0, headroom=0.9, new_robot_fps=30.0)
+        stream(adm, survivors, 0.0, 3.0, fps=5.0, announced=5.0)  # measured by 3 s
+        refused = stream(adm, movers, 3.0, 3.2, fps=5.0, announced=announced)
+        assert len(movers) - len(refused) == taken, (announced, refused)
+        ann = adm.announcement(3.2)
+        assert len(ann.robots) == 7 + taken
+        if announced:
+            assert ann.load_fps <= 0.9 * 120.0  # the announced rates, not 30 each
+
+
+def test_an_announced_rate_counts_at_most_max_announced_fps_and_zero_is_the_default():
+    adm = admission(capacity_fps=200.0, headroom=1.0, new_robot_fps=30.0,
+                    max_announced_fps=60.0)
+    assert adm.admit("forged", 0.0, 1000.0).accepted   # counts 60, not 1000
+    assert adm.admit("nan", 0.0, math.nan).accepted     # not a number: the default, 30
+    assert adm.admit("zero", 0.0, 0.0).accepted         # unknown: the default, 30
+    assert adm.announcement(0.01).load_fps == pytest.approx(60.0 + 30.0 + 30.0)
+    assert adm.admit("honest", 0.02, 50.0).accepted      # 120 + 50 <= 200: room left
+    assert not adm.admit("late", 0.03, 40.0).accepted    # 170 + 40 > 200
+
+
+def test_a_robot_announcing_less_than_it_sends_is_caught_by_its_measured_rate():
+    """Liars announcing 1 fps but sending 30 are taken while their first frames look small;
+    their arrivals show the real rate within a bin, a new robot then finds no room, and the
+    overload sheds the newest liar."""
+    adm = admission(capacity_fps=100.0, headroom=0.9, overload_s=1.0)
+    refused = stream(adm, ["l1", "l2", "l3", "l4"], 0.0, 0.5, announced=1.0)
+    assert not refused                                    # 4 x 1 fps fit at first
+    assert adm.announcement(0.5).load_fps == pytest.approx(120.0, rel=0.1)  # measured
+    assert not adm.admit("new", 0.5, 1.0).accepted        # 120 + 1 > 90
+    stream(adm, ["l1", "l2", "l3", "l4"], 0.5, 2.0, announced=1.0)
+    ann = adm.announcement(2.0)
+    assert ann.robots == ("l1", "l2", "l3") and {r for r, _ in ann.refused} == {"l4", "new"}
+
+
 def test_latency_and_queue_statistics_and_bounds_of_inputs():
     adm = admission()
     for i in range(100):
@@ -120,5 +163,7 @@ def test_memory_is_bounded_with_many_robots_and_rates():
 def test_bad_parameters_are_refused():
     with pytest.raises(ValueError):
         admission(headroom=0.0)
+    with pytest.raises(ValueError):
+        admission(max_announced_fps=0.0)
     with pytest.raises(ValueError):
         ServerAdmission("gpu 0", "/x", ("fp",))

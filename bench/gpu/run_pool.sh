@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# On the lent GPU machine (see bench/gpu/prelude.sh): the pool benchmark of issue #26 on one
+# GPU, both parts in < 8 min wall. The runs write to $RUN_DIR (/tmp/pool_gpu); what comes back
+# (the device tool returns at most 8 files) goes to $OUT (else bench/results/pool_gpu):
+# pool_failover.json, pool_throughput.json (each run's results.json), pool_logs.tar.gz (the
+# servers' and robot processes' logs and records), nvidia-smi.txt.
+#  1. failover: 2 pool server processes (CUDA, the default model, fp16, capacity measured) on
+#     the one GPU, 16 robots x 30 fps in robot processes of 4; kill -9 the busier server,
+#     restart it: blind time, local frames, stale outputs, rebalancing.
+#  2. throughput: 1 vs 2 server processes under the same offered load, 48 robots x 30 fps
+#     (1440 frames/s, more than one process serves), the admission wide open.
+#
+#   bash bench/gpu/run_pool.sh                     # on the device, .carry/gpu_bundle carried
+#   BUNDLE=none NEED_CUDA=0 DEVICE=cpu MODEL=tiny PRECISION=fp32 ROBOTS=8 TP_ROBOTS=4 RATE=5 \
+#     PER_PROCESS=4 OUT=/tmp/pool_check bash bench/gpu/run_pool.sh   # a check here, no GPU
+# Extra arguments go to both bench/pool/failover.py runs.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source bench/gpu/prelude.sh run_pool
+RESULTS=${OUT:-$ROOT/bench/results/pool_gpu}
+RUN_DIR=${RUN_DIR:-/tmp/pool_gpu}
+DEVICE=${DEVICE:-cuda} MODEL=${MODEL:-default} PRECISION=${PRECISION:-fp16}
+ROBOTS=${ROBOTS:-16} TP_ROBOTS=${TP_ROBOTS:-48} RATE=${RATE:-30} PER_PROCESS=${PER_PROCESS:-4}
+# Each part is bounded; a part that runs over is killed and reported, the other still runs.
+FAILOVER_S=${FAILOVER_S:-250} THROUGHPUT_S=${THROUGHPUT_S:-200}
+common=(--device "$DEVICE" --model "$MODEL" --precision "$PRECISION" --rate "$RATE"
+        --per-process "$PER_PROCESS" --start-timeout 60)
+rm -rf "$RUN_DIR"
+mkdir -p "$RESULTS" "$RUN_DIR"
+status=0
+timeout -s INT -k 20 "$FAILOVER_S" "$PY" bench/pool/failover.py "${common[@]}" \
+  --robots "$ROBOTS" --out "$RUN_DIR/failover" "$@" || { status=$?; echo "run_pool: failover exit $status" >&2; }
+timeout -s INT -k 20 "$THROUGHPUT_S" "$PY" bench/pool/failover.py "${common[@]}" \
+  --robots "$TP_ROBOTS" --no-failover --throughput --seconds 10 --out "$RUN_DIR/throughput" "$@" ||
+  { status=$?; echo "run_pool: throughput exit $status" >&2; }
+for part in failover throughput; do
+  [ ! -f "$RUN_DIR/$part/results.json" ] || cp "$RUN_DIR/$part/results.json" "$RESULTS/pool_$part.json"
+done
+tar czf "$RESULTS/pool_logs.tar.gz" -C "$RUN_DIR" --exclude tiny_model --exclude features.cdr .
+command -v nvidia-smi >/dev/null && nvidia-smi >"$RESULTS/nvidia-smi.txt" 2>&1 || true
+ls -l "$RESULTS"
+exit "$status"
