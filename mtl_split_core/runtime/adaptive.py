@@ -249,7 +249,8 @@ class Controller:
     def pin(self, split: str, codec: str, now: float) -> None:
         """The user set split/codec (``ros2 param set``): adopt them and hold them."""
         if (split, codec) not in self.choices:
-            raise ConfigError("split", f"{split} {codec} is not among the profiled options: "
+            why = self.left_out.get(_name((split, codec)), "not among the profiled options")
+            raise ConfigError("split", f"{split} {codec}: {why}; the controller's options: "
                               f"{', '.join(map(_name, self.choices))}")
         self.current, self._since = (split, codec), float(now)
 

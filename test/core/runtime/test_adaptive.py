@@ -918,6 +918,8 @@ def test_without_measured_accuracy_eb_and_image_codecs_are_not_chosen_and_said_o
     drive(ctrl, lambda t: 0.3e6, 0.0, 10.0)
     drive(ctrl, lambda t: 50e6, 10.0, 20.0)
     assert ctrl.current == ("s16", F16) and len(lines) == 4
+    with pytest.raises(ConfigError, match="s16 eb-0/1: no measured accuracy"):
+        ctrl.pin("s16", "eb-0/1", 20.0)  # `ros2 param set`: refused with the reason
     # The user's configured eb codec is kept: no known fidelity says another is better.
     pinned = Controller(edge, server, ["s16"], "s16", "eb-1/1", codecs=(F16, Q8, Q4, *EB))
     assert ("s16", "eb-1/1") in pinned.choices and "s16 eb-1/1" not in pinned.left_out
