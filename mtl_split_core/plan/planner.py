@@ -85,8 +85,8 @@ def _splits(profile: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
 def unmatched(edge_profile: dict[str, Any], server_profile: dict[str, Any]) -> dict[str, str]:
     """The options only one of the profiles measured ('split codec' -> why it is no option):
     a profile measured before a model had entropy tables, or before image upload existed, or
-    on a machine whose Pillow lacks an image format. Re-measuring it (`mtl-split profile`)
-    brings them in."""
+    on a machine whose Pillow lacks an image format; 'input' when neither has image upload.
+    Re-measuring (`mtl-split profile`) brings them in."""
     out = {}
     for mine, other_side, theirs in ((edge_profile, "server", server_profile),
                                      (server_profile, "robot", edge_profile)):
@@ -102,6 +102,9 @@ def unmatched(edge_profile: dict[str, Any], server_profile: dict[str, Any]) -> d
         elif upload:
             for codec in set(upload["codecs"]) - set(theirs[INPUT_SPLIT]["codecs"]):
                 out[f"{INPUT_SPLIT} {codec}"] = f"the {other_side} profile lacks it"
+    if not edge_profile.get(INPUT_SPLIT) and not server_profile.get(INPUT_SPLIT):
+        out[INPUT_SPLIT] = ("neither profile has an image upload (input) entry (measured before "
+                            "it existed: re-measure them with `mtl-split profile`)")
     return out
 
 

@@ -206,6 +206,8 @@ class Controller:
         # fidelity. Told once (``log``), kept for /diagnostics and tests.
         self.left_out = {_name(c): why_not[_name(c)] for c in dict.fromkeys(wanted)
                          if _name(c) in why_not and c != (split, codec)}
+        if image_upload and INPUT_SPLIT in why_not:  # no image codec measured at all
+            self.left_out[INPUT_SPLIT] = why_not[INPUT_SPLIT]
         for name, why in self.left_out.items():
             if log is not None:
                 log(f"adaptive: {name} is not an option: {why}")

@@ -180,6 +180,7 @@ def test_options_one_profile_lacks_are_said_and_skipped_not_fatal():
         "input webp-q80/1": "the server profile has no image upload (input) entry"}
     assert unmatched(server, edge)["s16 eb-0/1"] == "the robot profile lacks it"
     assert unmatched(edge, _with_upload(_with_eb(_profile(0.25)))) == {}
+    assert "neither profile has an image upload" in unmatched(_profile(), _profile())["input"]
 
 
 def test_only_options_of_measured_fidelity_are_chosen():

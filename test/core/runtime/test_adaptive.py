@@ -885,6 +885,9 @@ def test_image_upload_is_offered_only_where_both_profiles_measured_it():
     assert [c for c in ctrl.choices if c[0] == "input"] == []
     assert lines == [f"adaptive: input {WEBP} is not an option: the server profile has no "
                      "image upload (input) entry"]
+    old_edge, _ = profiles()  # both from before it: stated all the same
+    assert "neither profile has an image upload" in Controller(
+        old_edge, old_server, ["s16"], "s16", Q4).left_out["input"]
     ctrl = Controller(edge, server, ["s16"], "input", WEBP, mode="codec", accuracy=drops)
     assert ctrl.current == ("input", WEBP) and set(ctrl.rate(1e6)) == {("input", WEBP)}
 
