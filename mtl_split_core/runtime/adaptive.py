@@ -208,9 +208,13 @@ class Controller:
                          if _name(c) in why_not and c != (split, codec)}
         if image_upload and INPUT_SPLIT in why_not:  # no image codec measured at all
             self.left_out[INPUT_SPLIT] = why_not[INPUT_SPLIT]
+        start = _name((split, codec))
         for name, why in self.left_out.items():
             if log is not None:
                 log(f"adaptive: {name} is not an option: {why}")
+        if log is not None and start in why_not:
+            log(f"adaptive: {start}, the configured option, is kept though {why_not[start]}: "
+                "the controller never prefers it for fidelity")
         self.choices = [c for c in profiled if _name(c) not in self.left_out]
         self.choices = self._accurate_enough(self.choices, max_accuracy_drop)
         if (split, codec) not in self.choices:

@@ -924,8 +924,11 @@ def test_without_measured_accuracy_eb_and_image_codecs_are_not_chosen_and_said_o
     with pytest.raises(ConfigError, match="s16 eb-0/1: no measured accuracy"):
         ctrl.pin("s16", "eb-0/1", 20.0)  # `ros2 param set`: refused with the reason
     # The user's configured eb codec is kept: no known fidelity says another is better.
-    pinned = Controller(edge, server, ["s16"], "s16", "eb-1/1", codecs=(F16, Q8, Q4, *EB))
+    lines.clear()
+    pinned = Controller(edge, server, ["s16"], "s16", "eb-1/1", codecs=(F16, Q8, Q4, *EB),
+                        log=lines.append)
     assert ("s16", "eb-1/1") in pinned.choices and "s16 eb-1/1" not in pinned.left_out
+    assert "adaptive: s16 eb-1/1, the configured option, is kept though no measured" in lines[-1]
     drive(pinned, lambda t: 50e6, 0.0, 10.0)
     assert pinned.current == ("s16", "eb-1/1") and pinned.remote_fits
 
