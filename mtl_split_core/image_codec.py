@@ -219,13 +219,6 @@ def is_image_codec(codec: object) -> bool:
     return True
 
 
-def fidelity_bits(codec: str) -> float:
-    """An image codec's rank among the feature codecs' bits when no accuracy was measured:
-    quality / 20, from issue #23's sim-frame table (WebP q80 matches q4-zstd/1 within 0.005
-    on every task, q90 lies between q4 and q8, q70 below q4)."""
-    return parse_image_codec(codec)[1] / 20.0
-
-
 # ------------------------------------------------------------------------------ the image
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """float (3, H, W) in [0, 1] -> uint8 (H, W, 3), rounded to nearest (on x's device)."""

@@ -26,11 +26,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mtl_split_core.entropy_tables import tables_of
+from mtl_split_core.entropy_tables import MAX_ALPHABET, tables_of
+from mtl_split_core.errors import InputError
 from mtl_split_core.evaluate import evaluate, headline
 from mtl_split_core.model.bottleneck import Bottleneck
 from mtl_split_core.model.card import load_model, save_model
-from mtl_split_core.model.entropy_model import EntropyModel
+from mtl_split_core.model.entropy_model import GAIN_BOUNDS, EntropyModel
 from mtl_split_core.model.losses import MultiTaskLoss
 from mtl_split_core.model.network import MultiTaskSplitNet
 from mtl_split_core.tasks import get_tasks, labelled_field
@@ -55,13 +56,21 @@ def prefix_features(model: MultiTaskSplitNet, images: np.ndarray, split: str,
     return torch.cat(out)
 
 
-def calibrate_gains(y: torch.Tensor, targets: Sequence[float]) -> list[float]:
+def calibrate_gains(y: torch.Tensor, targets: Sequence[float]
+                    ) -> tuple[list[float], list[float]]:
     """One starting gain per operating point: the multiple of 1/std (per channel, applied as a
-    scalar here) whose rounded values' empirical entropy is about the target bytes/frame."""
+    scalar here) whose rounded values' empirical entropy is about the target bytes/frame, and
+    the bytes/frame each gain gives. The search stays within ``GAIN_BOUNDS`` (the tables'
+    valid gains): features of a tiny scale (an untrained model's are ~1e-6) or constant ones
+    cannot reach a target inside it; their point gets the bound's gain and its bytes say so."""
     c = y.shape[1]
-    flat = y.float().permute(1, 0, 2, 3).reshape(c, -1).cpu().numpy()
+    flat = y.detach().float().permute(1, 0, 2, 3).reshape(c, -1).cpu().numpy()
     per_frame = flat.shape[1] / len(y)
-    scale = 1.0 / max(float(flat.std()), 1e-6)
+    scale = 1.0 / max(float(flat.std()), 1e-12)
+    bounds = math.log(GAIN_BOUNDS[0]), math.log(GAIN_BOUNDS[1])
+
+    def within(v: float) -> float:
+        return min(max(v, bounds[0]), bounds[1])
 
     def frame_bytes(gain: float) -> float:
         bits = 0.0
@@ -71,14 +80,31 @@ def calibrate_gains(y: torch.Tensor, targets: Sequence[float]) -> list[float]:
             bits += float(-(p * np.log2(p)).sum())
         return bits * per_frame / 8 + OVERHEAD_BYTES
 
-    gains = []
+    gains, reached = [], []
     for target in targets:
-        lo, hi = math.log(scale / 64), math.log(scale * 64)
+        lo, hi = within(math.log(scale / 64)), within(math.log(scale * 64))
         for _ in range(30):
             mid = (lo + hi) / 2
             lo, hi = (mid, hi) if frame_bytes(math.exp(mid)) < target else (lo, mid)
-        gains.append(math.exp((lo + hi) / 2))
-    return gains
+        gains.append(min(max(math.exp((lo + hi) / 2), GAIN_BOUNDS[0]), GAIN_BOUNDS[1]))
+        reached.append(frame_bytes(gains[-1]))
+    return gains, reached
+
+
+def check_features(y: torch.Tensor, split: str) -> None:
+    """InputError when no tables can code the bottleneck output ``y`` at ``split``: values
+    that are not finite (broken weights), or so large that even the smallest gain puts them
+    beyond the tables' symbols. Anything else is coded, if badly (``calibrate_gains``)."""
+    finite = torch.isfinite(y)
+    if not bool(finite.all()):
+        frames = int((~finite).flatten(1).any(1).sum())
+        raise InputError(f"the model's bottleneck output at {split} is not finite (NaN/inf) "
+                         f"on {frames} of {len(y)} frames: broken weights, nothing to code")
+    largest = float(y.abs().max()) if y.numel() else 0.0
+    if largest * GAIN_BOUNDS[0] > MAX_ALPHABET / 2:
+        raise InputError(f"the model's bottleneck output at {split} reaches |y| = "
+                         f"{largest:.3g}: beyond the +-{MAX_ALPHABET // 2} symbols of a table "
+                         f"even at the smallest gain {GAIN_BOUNDS[0]:g}")
 
 
 def output_distance(out: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor]
@@ -99,6 +125,7 @@ class EntropyTraining:
     est_bytes: list[float]
     steps: int
     seconds: float
+    calibrated_bytes: list[float] = dataclasses.field(default_factory=list)
 
 
 def train_entropy(model_path: str | Path, train_data: dict, out_dir: str | Path,
@@ -123,7 +150,9 @@ def train_entropy(model_path: str | Path, train_data: dict, out_dir: str | Path,
     student, _ = load_model(model_path, dev)
     split = student.config.default_split
     if split not in student.bottlenecks:
-        raise ValueError(f"the model has no bottleneck at its split {split}: nothing to code")
+        raise InputError(f"the model has no bottleneck at its split {split}: nothing to code")
+    if len(train_data["images"]) == 0:
+        raise InputError("no training frames")
     targets = sorted(float(t) for t in targets)
     k_points = len(targets)
     bottleneck = cast(Bottleneck, student.bottlenecks[split])
@@ -140,10 +169,17 @@ def train_entropy(model_path: str | Path, train_data: dict, out_dir: str | Path,
     n = len(feats)
     with torch.no_grad():
         y0 = torch.cat([bottleneck.encode(feats[i:i + 256].float()) for i in range(0, n, 256)])
+    check_features(y0, split)
     channels = y0.shape[1]
-    entropy = EntropyModel(channels, calibrate_gains(y0[:512], targets)).to(dev)
+    gains, calibrated = calibrate_gains(y0[:512], targets)
+    entropy = EntropyModel(channels, gains).to(dev)
     log(f"{n} frames, features in {time.time() - t0:.0f}s; start gains "
-        f"{[round(float(g), 3) for g in entropy.log_gain.detach().exp()[:, 0]]}")
+        f"{[float(f'{g:.4g}') for g in gains]}")
+    for k, (target, got) in enumerate(zip(targets, calibrated)):
+        if not 0.8 <= got / target <= 1.25:
+            log(f"eb-{k}/1: {got:.0f} B/frame instead of the target {target:g} at the "
+                f"nearest gain the tables allow ({GAIN_BOUNDS[0]:.4g}..{GAIN_BOUNDS[1]:.4g}; "
+                f"bottleneck output std {float(y0.float().std()):.3g}): kept at that size")
     _fit_density(entropy, y0, dev)
     log(f"densities fitted ({time.time() - t0:.0f}s)")
 
@@ -211,6 +247,7 @@ def train_entropy(model_path: str | Path, train_data: dict, out_dir: str | Path,
         total.backward()
         torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 5.0)
         opt.step()
+        entropy.clamp_gains_()
         step += 1
         bar.update(1)
         if step % 200 == 0:
@@ -220,7 +257,7 @@ def train_entropy(model_path: str | Path, train_data: dict, out_dir: str | Path,
     bar.close()
     entropy.eval()
     result = EntropyTraining(targets, [math.exp(float(v)) for v in log_lam],
-                             [float(v) for v in est], step, time.time() - start)
+                             [float(v) for v in est], step, time.time() - start, calibrated)
     return {"training": result, **_save(student, teacher, base_card, entropy, feats, split,
                                         out_dir, name, codec, result, n, seed, val_data, dev)}
 
@@ -260,7 +297,8 @@ def _save(student: MultiTaskSplitNet, teacher: MultiTaskSplitNet, base_card: dic
     frozen = not any(p.requires_grad for p in bottleneck.parameters())
     trained: dict[str, Any] = {"frames": n, "seed": seed, "steps": result.steps,
                                "bottleneck_frozen": frozen, "seconds": round(result.seconds, 1),
-                               "target_bytes": result.targets}
+                               "target_bytes": result.targets,
+                               "calibrated_bytes": [round(v, 1) for v in result.calibrated_bytes]}
     if result.steps:  # what the joint steps reached (without them: the calibrated gains)
         trained |= {"est_bytes": [round(v, 1) for v in result.est_bytes],
                     "lambda_per_kb": [round(v, 5) for v in result.lambdas]}

@@ -48,7 +48,8 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from mtl_split.msg import LinkFeedback, SplitFeatures
 from mtl_split_core.auth import KeyFileError, Signer, Verifier
-from mtl_split_core.codec import CODECS, ZSTD_LEVELS
+from mtl_split_core.codec import CODECS, ZSTD_LEVELS, model_codecs
+from mtl_split_core.entropy_tables import tables_of
 from mtl_split_core.errors import InputError
 from mtl_split_core.locations import data_dirs
 from mtl_split_core.plan.planner import card_accuracy_drops, load_accuracy_drops
@@ -242,8 +243,10 @@ class EdgeNode(Node):
                     robot, server, served_splits(card, self.runner.split_names),
                     self.runner.split, self.runner.codec, mode=mode,
                     latency_budget_ms=cfg["latency_budget_ms"],
+                    codecs=model_codecs(tables_of(self.runner.model.config.entropy)),
                     accuracy=read_accuracy(cfg["accuracy_file"], card),
-                    max_accuracy_drop=cfg["max_accuracy_drop"])
+                    max_accuracy_drop=cfg["max_accuracy_drop"],
+                    log=self.get_logger().info)
             except ConfigError as err:
                 raise ParameterError(f"{err} (adaptive: {mode})") from None
         self.adapt = LinkAdaptation(self.runner.split, self.runner.codec, controller,

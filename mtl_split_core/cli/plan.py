@@ -21,7 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server-device", default="cpu")
     p.add_argument("--link", default="20mbit,10ms",
                    help="BANDWIDTH,RTT[,LOSS] e.g. 20mbit,10ms,1%%")
-    p.add_argument("--accuracy", default=None, help="JSON from `mtl-split eval --out`")
+    p.add_argument("--accuracy", default=None, help="JSON from `mtl-split eval --out`, or a "
+                   "model folder / card.json with metrics; default: --model's card metrics "
+                   "(`mtl-split eval --into-card`)")
     p.add_argument("--max-drop", type=non_negative_float, default=0.01,
                    help="max relative accuracy drop")
     p.add_argument("--out", type=output_folder, default="plan_out",
@@ -31,9 +33,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mtl_split_core.cli.profile import profile_model
     from mtl_split_core.errors import InputError
+    from mtl_split_core.model.card import ModelLoadError, read_card
     from mtl_split_core.plan.link import Link
     from mtl_split_core.plan.planner import (
+        card_accuracy_drops,
         choose,
+        left_out,
         load_accuracy_drops,
         options,
         table,
@@ -41,14 +46,23 @@ def run(args: argparse.Namespace) -> int:
     )
     from mtl_split_core.plan.plot import plot_plan
     from mtl_split_core.plan.profile import load_profile, save_profile
+    from mtl_split_core.runtime.model_files import resolve_model_path
 
     link = Link.parse(args.link)
-    drops = None
+    drops: dict[str, float] | None
     if args.accuracy:
         try:
             drops = load_accuracy_drops(args.accuracy)
         except InputError as err:
             raise InputError(f"accuracy {args.accuracy}: {err}") from None
+    else:  # the model's own evaluation rows, where `mtl-split eval --into-card` wrote them
+        try:
+            folder = resolve_model_path(args.model)
+            drops = card_accuracy_drops(read_card(folder))
+        except (FileNotFoundError, ModelLoadError) as err:
+            raise InputError(f"--model {args.model or 'default'}: {err}") from None
+        if drops is not None:
+            print(f"accuracy: the metrics in the card of {folder}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     profiles = {}
@@ -64,7 +78,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"link: {link}; edge: {profiles['edge']['device']}; server: "
           f"{profiles['server']['device']}")
     if drops is None:
-        print("no --accuracy given: split options are not filtered by accuracy")
+        print("no measured accuracy (--accuracy, or the card's metrics): feature codecs with "
+              "fixed bits are not filtered by accuracy")
+    for name, why in left_out(profiles["edge"], profiles["server"], drops).items():
+        print(f"not an option: {name}: {why}")
     print(table(opts, chosen))
     print(f"\nchosen: {chosen.name} ({chosen.latency_ms:.1f} ms, {chosen.fps:.1f} fps)")
     write_csv(opts, out / "plan.csv", link)

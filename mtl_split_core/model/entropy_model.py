@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtl_split_core.entropy_tables import (
+    GAIN_RANGE,
     MAX_ALPHABET,
     PRECISION,
     TABLES_VERSION,
@@ -29,6 +30,9 @@ from mtl_split_core.entropy_tables import (
 
 # Tail mass left outside a table's symbol range (clipped into its end symbols).
 TAIL_MASS = 1e-6
+# The gains training may reach: the tables' valid range (``GAIN_RANGE``), a little inside it
+# because the card stores float32 gains and float32(1e-4) is below 1e-4.
+GAIN_BOUNDS = (GAIN_RANGE[0] * 1.001, GAIN_RANGE[1] / 1.001)
 
 
 class FactorizedDensity(nn.Module):
@@ -81,6 +85,13 @@ class EntropyModel(nn.Module):
     def gain(self, k: int) -> torch.Tensor:
         return torch.exp(self.log_gain[k])
 
+    @torch.no_grad()
+    def clamp_gains_(self) -> None:
+        """Keep every gain within ``GAIN_BOUNDS``, so the frozen tables are valid whatever the
+        rate term pushed towards (features of a tiny scale, e.g. an untrained model's, want
+        gains beyond the range: clamped, their point sends fewer bytes than its target)."""
+        self.log_gain.clamp_(math.log(GAIN_BOUNDS[0]), math.log(GAIN_BOUNDS[1]))
+
     def forward(self, y: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``y`` (N, C, H, W) -> (the decoder's input after coding at point k, bits per frame
         (N,)). Training: noisy rate, straight-through rounding; eval: the rounded values."""
@@ -106,6 +117,7 @@ class EntropyModel(nn.Module):
         (``TAIL_MASS`` left outside, folded into the end symbols), widened to every symbol
         of ``samples`` (y values (N, C, H, W), e.g. the training frames')."""
         from mtl_split_core.entropy_tables import OperatingPoint
+        self.clamp_gains_()
         points = []
         for k in range(self.points):
             gain = self.gain(k).cpu().numpy().astype(np.float32)
@@ -113,6 +125,10 @@ class EntropyModel(nn.Module):
             grid = torch.arange(-half, half, dtype=torch.float32, device=self.log_gain.device)
             flat = grid.reshape(1, 1, -1).expand(self.channels, 1, -1).contiguous()
             pmf = self._density(k, flat).reshape(self.channels, -1).double().cpu().numpy()
+            # A density with no mass on the symbol grid (values far beyond +-MAX_ALPHABET/2
+            # at this gain): uniform, a valid if costly table rather than no table at all.
+            lost = ~(np.isfinite(pmf).all(1) & (pmf.sum(1) > 0))
+            pmf[lost] = 1.0
             seen = None
             if samples is not None:
                 y = samples.float().permute(1, 0, 2, 3).reshape(self.channels, -1).cpu().numpy()

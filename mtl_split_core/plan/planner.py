@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from mtl_split_core.codec import CODECS
 from mtl_split_core.errors import InputError
 from mtl_split_core.image_codec import INPUT_SPLIT
 from mtl_split_core.plan.link import Link
@@ -42,18 +44,21 @@ class Option:
 
 def options(edge_profile: dict[str, Any], server_profile: dict[str, Any], link: Link,
             accuracy: dict[str, float] | None = None) -> list[Option]:
-    """Every split x codec, image upload (split ``input``) per image codec where both
-    profiles have it, plus the baselines. ``accuracy`` maps 'split codec' -> drop."""
+    """Every split x codec both profiles measured (``unmatched`` says which one side lacks),
+    image upload (split ``input``) per image codec where both profiles have it, plus the
+    baselines. ``accuracy`` maps 'split codec' -> drop."""
     accuracy = accuracy or {}
     out = []
     server_splits = _splits(server_profile, edge_profile)
     for split, e in _splits(edge_profile, server_profile).items():
         s = server_splits.get(split)
-        if s is None or set(e["codecs"]) - set(s["codecs"]):
-            raise InputError(f"the server profile lacks split {split} or some of its codecs: "
-                             f"profiles of different models ({edge_profile.get('model')}, "
+        if s is None:
+            raise InputError(f"the server profile lacks split {split}: profiles of different "
+                             f"models ({edge_profile.get('model')}, "
                              f"{server_profile.get('model')})?")
         for codec, c in e["codecs"].items():
+            if codec not in s["codecs"]:
+                continue  # measured on the robot only (``unmatched``)
             dec = s["codecs"][codec]["decode_ms"]
             out.append(Option(f"{split} {codec}", split, codec, c["bytes"],
                               e["edge_ms"] + c["encode_ms"], link.transfer_ms(c["bytes"]),
@@ -77,14 +82,68 @@ def _splits(profile: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
     return splits
 
 
+def unmatched(edge_profile: dict[str, Any], server_profile: dict[str, Any]) -> dict[str, str]:
+    """The options only one of the profiles measured ('split codec' -> why it is no option):
+    a profile measured before a model had entropy tables, or before image upload existed, or
+    on a machine whose Pillow lacks an image format; 'input' when neither has image upload.
+    Re-measuring (`mtl-split profile`) brings them in."""
+    out = {}
+    for mine, other_side, theirs in ((edge_profile, "server", server_profile),
+                                     (server_profile, "robot", edge_profile)):
+        for split, entry in mine["splits"].items():
+            for codec in entry["codecs"]:
+                if codec not in theirs["splits"].get(split, {}).get("codecs", {}):
+                    out[f"{split} {codec}"] = f"the {other_side} profile lacks it"
+        upload = mine.get(INPUT_SPLIT)
+        if upload and not theirs.get(INPUT_SPLIT):
+            for codec in upload["codecs"]:
+                out[f"{INPUT_SPLIT} {codec}"] = (f"the {other_side} profile has no image upload "
+                                                 f"({INPUT_SPLIT}) entry")
+        elif upload:
+            for codec in set(upload["codecs"]) - set(theirs[INPUT_SPLIT]["codecs"]):
+                out[f"{INPUT_SPLIT} {codec}"] = f"the {other_side} profile lacks it"
+    if not edge_profile.get(INPUT_SPLIT) and not server_profile.get(INPUT_SPLIT):
+        out[INPUT_SPLIT] = ("neither profile has an image upload (input) entry (measured before "
+                            "it existed: re-measure them with `mtl-split profile`)")
+    return out
+
+
+def unweighable(split: str, codec: str, accuracy: Mapping[str, float] | None) -> str | None:
+    """Why option ``split codec`` cannot be weighed against the others (None: it can). With
+    measured accuracy (``accuracy_drops``) every option needs its own row. Without any, only
+    the fixed-bit feature codecs (f16, q8, q4) rank without one, by their bits; an
+    entropy-coded or image codec's fidelity is known from its measured accuracy only."""
+    if accuracy:
+        return None if f"{split} {codec}" in accuracy else "no measured accuracy for it"
+    if codec in CODECS:
+        return None
+    return ("no measured accuracy (`mtl-split eval --into-card`, or --accuracy / the edge's "
+            "accuracy_file)")
+
+
 def choose(opts: list[Option], max_drop: float = 0.01, allow_unknown: bool = False) -> Option:
     """Lowest latency among options with accuracy drop <= max_drop. Options whose drop was
-    not measured qualify only with ``allow_unknown``; the baselines run the float model."""
-    ok = [o for o in opts if (o.accuracy_drop is None and allow_unknown) or
-          (o.accuracy_drop is not None and o.accuracy_drop <= max_drop)]
+    not measured qualify only with ``allow_unknown`` (no accuracy was measured at all), and
+    then only the fixed-bit feature codecs (``unweighable``); the baselines run the float
+    model."""
+    ok = [o for o in opts if (o.accuracy_drop is not None and o.accuracy_drop <= max_drop) or
+          (o.accuracy_drop is None and allow_unknown
+           and unweighable(str(o.split), str(o.codec), None) is None)]
     if not ok:
         raise InputError(f"no option has an accuracy drop <= {max_drop:g}")
     return min(ok, key=lambda o: o.latency_ms)
+
+
+def left_out(edge_profile: dict[str, Any], server_profile: dict[str, Any],
+             accuracy: Mapping[str, float] | None) -> dict[str, str]:
+    """Every split option measured by a profile that is never chosen, 'split codec' -> why:
+    ``unmatched`` (one profile lacks it) and ``unweighable`` (no accuracy to weigh it by)."""
+    out = unmatched(edge_profile, server_profile)
+    for o in options(edge_profile, server_profile, Link(1e6)):
+        why = None if o.split is None else unweighable(o.split, str(o.codec), accuracy)
+        if why is not None:
+            out[o.name] = why
+    return out
 
 
 def accuracy_drops(eval_results: list[dict[str, Any]]) -> dict[str, float]:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from mtl_split_core.codec import CODECS, decode, encode
+from mtl_split_core.entropy_tables import tables_of
 from mtl_split_core.errors import InputError
 from mtl_split_core.image_codec import (
     PROFILED_IMAGE_CODECS,
@@ -61,7 +62,9 @@ def measure_profile(model: MultiTaskSplitNet, card: dict[str, Any], frames: list
                     image_codecs: Sequence[str] = PROFILED_IMAGE_CODECS) -> dict[str, Any]:
     """Median edge/server/encode/decode times and mean bytes per split and codec on
     ``device``, plus the local-only and JPEG-upload baselines, and ``input`` (image upload)
-    for each of ``image_codecs`` this build has."""
+    for each of ``image_codecs`` this build has. ``codecs`` at every split, and at the split
+    of the model's entropy tables (if it has them) its entropy-coded codecs ``eb-<k>/1`` too:
+    every codec the model offers has its measured bytes and times."""
     dev = torch.device(device)
     model = model.to(dev).eval()
     sync = torch.cuda.synchronize if dev.type == "cuda" else _no_sync
@@ -70,6 +73,7 @@ def measure_profile(model: MultiTaskSplitNet, card: dict[str, Any], frames: list
     x = xs[0]
     for _ in range(3):
         model(x)
+    tables = tables_of(model.config.entropy)
     splits = {}
     for split in model.split_names:
         z = model.edge(x, split)
@@ -77,12 +81,13 @@ def measure_profile(model: MultiTaskSplitNet, card: dict[str, Any], frames: list
             "edge_ms": _timed(partial(model.edge, x, split), sync, repeats),
             "server_ms": _timed(partial(model.server, z, split), sync, repeats),
             "shape": list(z.shape[1:]), "codecs": {}}
-        for codec in codecs:
-            encs = [encode(model.edge(xi, split)[0], codec) for xi in xs]
+        coded = tables if tables is not None and tables.split == split else None
+        for codec in (*codecs, *(coded.codec_ids if coded is not None else ())):
+            encs = [encode(model.edge(xi, split)[0], codec, tables=coded) for xi in xs]
             entry["codecs"][codec] = {
                 "bytes": float(np.mean([e.nbytes for e in encs])),
-                "encode_ms": _timed(partial(encode, z[0], codec), sync, repeats),
-                "decode_ms": _timed(partial(decode, encs[0]), _no_sync, repeats)}
+                "encode_ms": _timed(partial(encode, z[0], codec, tables=coded), sync, repeats),
+                "decode_ms": _timed(partial(decode, encs[0], tables=coded), _no_sync, repeats)}
         splits[split] = entry
     whole_ms = _timed(lambda: model(x), sync, repeats)
     jpegs = [cv2.imencode(".jpg", f[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1]

@@ -13,15 +13,15 @@ import math
 import statistics
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from mtl_split_core.codec import CODECS, codec_bits
 from mtl_split_core.errors import InputError
-from mtl_split_core.image_codec import INPUT_SPLIT, fidelity_bits, is_image_codec
+from mtl_split_core.image_codec import INPUT_SPLIT
 from mtl_split_core.plan.link import Link
-from mtl_split_core.plan.planner import Option, options
+from mtl_split_core.plan.planner import Option, left_out, options
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.link import LinkMonitor, LinkStats
 from mtl_split_core.runtime.stats import RollingStats
@@ -110,15 +110,23 @@ class Controller:
 
     Each ``update`` turns the link statistics into a ``plan.link.Link`` and rates every remote
     option of ``planner.options`` the mode allows ('codec': the current split's codecs;
-    'split_codec': every split of ``splits`` x every codec of ``codecs``, and with
-    ``image_upload`` split ``input`` with every image codec both profiles measured — the
-    robot uploads the model-input image when that is better) by delivered fps
-    (capped at the camera's rate) and latency. The target is the option with the highest
+    'split_codec': every split of ``splits`` x every codec of ``codecs`` — the model's:
+    its entropy-coded ``eb-<k>/1`` too — and with ``image_upload`` split ``input`` with every
+    image codec: the robot uploads the model-input image when that is better) by delivered
+    fps (capped at the camera's rate) and latency. The target is the option with the highest
     delivered fps whose latency fits ``latency_budget_ms``; among options within
-    ``fps_tolerance`` of that fps, the most faithful one (lowest accuracy drop when
-    ``accuracy`` knows both, else more codec bits), then the fastest. ``accuracy`` ('split
-    codec' -> relative drop, ``planner.accuracy_drops``) with ``max_accuracy_drop`` below 1
-    also sets a floor: options losing more than that are never chosen.
+    ``fps_tolerance`` of that fps, the most faithful one, then the fastest.
+
+    Every option is weighed by measured data only: bytes and times from both profiles, and
+    fidelity from ``accuracy`` ('split codec' -> relative drop, ``planner.accuracy_drops``:
+    the card's metrics from `mtl-split eval --into-card`, or an accuracy file). An option one
+    profile lacks, or, with ``accuracy``, one without its own row, is never chosen
+    (``left_out`` says why; ``log`` gets one line each, once). Without any ``accuracy`` the
+    fixed-bit codecs rank by their bits (f16 > q8 > q4) and entropy-coded and image codecs
+    are left out: no formula gives their fidelity (``planner.unweighable``). The configured
+    option is kept even so (the user chose it); the controller leaves it when it must, or
+    for an option of known fidelity at more fps. With ``max_accuracy_drop`` below 1
+    ``accuracy`` also sets a floor: options losing more than that are never chosen.
 
     The link estimate: ``LinkStats.bandwidth_bps`` (at least the goodput and at least what
     single frames achieved), as a pure bandwidth (``rtt_ms`` 0: propagation is inside the
@@ -162,7 +170,8 @@ class Controller:
                  accuracy: Mapping[str, float] | None = None, margin: float = 0.2,
                  min_hold_s: float = 2.0, fps_tolerance: float = 0.05, max_late: float = 0.25,
                  ceiling_s: float = 10.0, max_hold_s: float = 32.0,
-                 max_accuracy_drop: float = 1.0, image_upload: bool = True) -> None:
+                 max_accuracy_drop: float = 1.0, image_upload: bool = True,
+                 log: Callable[[str], None] | None = None) -> None:
         if mode not in ADAPTIVE_MODES[1:]:
             raise ConfigError("adaptive", f"controller mode {mode!r}: expected one of "
                               f"{', '.join(ADAPTIVE_MODES[1:])} ('off' runs no controller)")
@@ -184,12 +193,29 @@ class Controller:
         self._profiled_edge_ms = {(o.split, o.codec): o.edge_ms for o in every
                                   if o.split is not None}
         measured = set(self._profiled_edge_ms)
-        self.choices = [(s, c) for s in splits for c in codecs if (s, c) in measured]
-        if image_upload:  # every image codec profiled (planner.options: both profiles)
-            self.choices += [(s, str(c)) for s, c in self._profiled_edge_ms if s == INPUT_SPLIT]
-        if (split, codec) not in self.choices:
+        wanted = [(s, c) for s in splits for c in codecs]
+        if image_upload:  # every image codec a profile measured
+            wanted += [(INPUT_SPLIT, c) for p in (self.edge_profile, self.server_profile)
+                       for c in (p.get(INPUT_SPLIT) or {}).get("codecs", {})]
+        why_not = left_out(self.edge_profile, self.server_profile, self.accuracy)
+        profiled = [c for c in dict.fromkeys(wanted) if c in measured]
+        if (split, codec) not in profiled:
             raise ConfigError("split", f"{split} {codec} is not among the profiled options of "
-                              f"the model: {', '.join(map(_name, self.choices)) or 'none'}")
+                              f"the model: {', '.join(map(_name, profiled)) or 'none'}")
+        # Options never chosen ('split codec' -> why): measured by one profile, or of unknown
+        # fidelity. Told once (``log``), kept for /diagnostics and tests.
+        self.left_out = {_name(c): why_not[_name(c)] for c in dict.fromkeys(wanted)
+                         if _name(c) in why_not and c != (split, codec)}
+        if image_upload and INPUT_SPLIT in why_not:  # no image codec measured at all
+            self.left_out[INPUT_SPLIT] = why_not[INPUT_SPLIT]
+        start = _name((split, codec))
+        for name, why in self.left_out.items():
+            if log is not None:
+                log(f"adaptive: {name} is not an option: {why}")
+        if log is not None and start in why_not:
+            log(f"adaptive: {start}, the configured option, is kept though {why_not[start]}: "
+                "the controller never prefers it for fidelity")
+        self.choices = [c for c in profiled if _name(c) not in self.left_out]
         self.choices = self._accurate_enough(self.choices, max_accuracy_drop)
         if (split, codec) not in self.choices:
             raise ConfigError("max_accuracy_drop", f"{split} {codec} loses more than "
@@ -229,7 +255,8 @@ class Controller:
     def pin(self, split: str, codec: str, now: float) -> None:
         """The user set split/codec (``ros2 param set``): adopt them and hold them."""
         if (split, codec) not in self.choices:
-            raise ConfigError("split", f"{split} {codec} is not among the profiled options: "
+            why = self.left_out.get(_name((split, codec)), "not among the profiled options")
+            raise ConfigError("split", f"{split} {codec}: {why}; the controller's options: "
                               f"{', '.join(map(_name, self.choices))}")
         self.current, self._since = (split, codec), float(now)
 
@@ -394,29 +421,32 @@ class Controller:
             return None
         top = max(r.fps for r in fits)
         tier = [r for r in fits if r.fps >= top * (1 - self.fps_tolerance)]
-        by_drop = all(r.option.accuracy_drop is not None for r in tier)
 
         def fidelity(r: Rated) -> float:
-            if by_drop:  # rounded: drops within ACCURACY_EPS are equally faithful
-                return -round(float(r.option.accuracy_drop or 0.0) / ACCURACY_EPS)
-            return float(_bits(str(r.option.codec)))
+            value = self._fidelity(r.option)
+            return -math.inf if value is None else value
 
         return max(tier, key=lambda r: (fidelity(r), -r.option.latency_ms))
 
-    @staticmethod
-    def _more_faithful(a: Option, b: Option) -> bool:
-        if a.accuracy_drop is not None and b.accuracy_drop is not None:
-            return a.accuracy_drop < b.accuracy_drop - ACCURACY_EPS
-        return _bits(str(a.codec)) > _bits(str(b.codec))
+    def _fidelity(self, option: Option) -> float | None:
+        """Higher is more faithful: minus the measured drop in steps of ``ACCURACY_EPS``
+        (drops that close are equally faithful), or without any measured accuracy a fixed-bit
+        codec's bits (f16: 16); None when unknown (class docstring)."""
+        if self.accuracy:
+            drop = option.accuracy_drop
+            return None if drop is None else -round(float(drop) / ACCURACY_EPS)
+        if option.codec not in CODECS:
+            return None
+        bits = codec_bits(str(option.codec))
+        return 16.0 if bits is None else float(bits)
 
-
-def _bits(codec: str) -> float:
-    """Fidelity without measured accuracy: codec bits (f16: 16), an image codec's rank among
-    them (``image_codec.fidelity_bits``)."""
-    if is_image_codec(codec):
-        return fidelity_bits(codec)
-    bits = codec_bits(codec)
-    return 16 if bits is None else bits
+    def _more_faithful(self, a: Option, b: Option) -> bool:
+        """Whether ``a`` is known to be more faithful than ``b`` (never when either is not)."""
+        if self.accuracy:
+            return (a.accuracy_drop is not None and b.accuracy_drop is not None
+                    and a.accuracy_drop < b.accuracy_drop - ACCURACY_EPS)
+        fa, fb = self._fidelity(a), self._fidelity(b)
+        return fa is not None and fb is not None and fa > fb
 
 
 def _name(choice: tuple[str, str]) -> str:

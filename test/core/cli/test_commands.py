@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +72,41 @@ def test_gen_data_then_eval_default_model(tmp_path):
                     "q4-zstd/1", "--device", "cpu", "--out", str(tmp_path / "r.json"))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "q4-zstd/1" in r.stdout and (tmp_path / "r.json").exists()
+
+
+def test_plan_weighs_eb_codecs_and_image_upload_by_the_cards_metrics(tmp_path, capsys):
+    """Without --accuracy the plan reads --model's card metrics (`mtl-split eval
+    --into-card`): eb-0 (measured 0.5% below float) wins on a thin link; options without a
+    row, or that only one profile measured, are named and never chosen."""
+    from mtl_split_core.model.card import read_card
+
+    def profile(scale, image_upload):
+        p = _profile(scale)
+        p["splits"]["s16"]["codecs"]["eb-0/1"] = {"bytes": 300.0, "encode_ms": 0.5,
+                                                  "decode_ms": 0.5}
+        if image_upload:
+            p["input"] = {"edge_ms": 0.5, "server_ms": p["whole_ms"], "shape": [3, 1, 1],
+                          "codecs": {"webp-q80/1": {"bytes": 900.0, "encode_ms": 2.0,
+                                                    "decode_ms": 1.0}}}
+        return p
+
+    def row(split, codec, m):
+        return {"split": split, "codec": codec, "frames": 10, "detection": {"mAP50": m}}
+
+    model = tmp_path / "model"
+    model.mkdir()
+    card = read_card(Path(__file__).resolve().parents[3] / "models" / "default")
+    card["metrics"] = {"data": "d", "split_set": "test", "results": [
+        row("s16", "float", 0.8), row("s16", "q4-zstd/1", 0.8), row("s16", "eb-0/1", 0.796)]}
+    (model / "card.json").write_text(json.dumps(card))
+    edge, server = tmp_path / "edge.json", tmp_path / "server.json"
+    edge.write_text(json.dumps(profile(4.0, image_upload=True)))
+    server.write_text(json.dumps(profile(0.25, image_upload=False)))
+    assert main(["plan", "--model", str(model), "--edge-profile", str(edge), "--server-profile",
+                 str(server), "--link", "2mbit,1ms", "--out", str(tmp_path / "plan")]) == 0
+    stdout = capsys.readouterr().out
+    assert f"accuracy: the metrics in the card of {model}" in stdout
+    assert "chosen: s16 eb-0/1" in stdout
+    assert "not an option: s8 q4-zstd/1: no measured accuracy for it" in stdout
+    assert ("not an option: input webp-q80/1: the server profile has no image upload (input) "
+            "entry") in stdout

@@ -104,3 +104,27 @@ def test_an_unknown_codec_is_one_line_and_exit_2(capsys):
         main(["eval", "--data", "x", "--codec", "webp-q101/1"])
     assert info.value.code == 2
     assert "webp-q101/1" in capsys.readouterr().err
+
+
+def test_into_card_gives_the_controller_every_eb_and_image_codec(tmp_path):
+    """`eval --into-card` at the model's split (every codec: f16/q8/q4 and the card's
+    eb-<k>/1) and again with --split input (every profiled image codec) leaves one row per
+    option in the card, so the planner and the controller can weigh each (issue #23)."""
+    from mtl_split_core.image_codec import PROFILED_IMAGE_CODECS, is_image_codec
+    from mtl_split_core.model.entropy_model import EntropyModel
+
+    data = write_sim_folder(tmp_path / "ds", ("test",) * 2)
+    model = tmp_path / "model"
+    torch.manual_seed(0)
+    save_model(model, MultiTaskSplitNet(ModelConfig(
+        backbone="mobilenetv3_small", input_size=(96, 64), bottlenecks={"s16": 8},
+        entropy=EntropyModel(8, [1.0, 30.0]).freeze("s16"))).eval())
+    run = ["eval", "--model", str(model), "--data", str(data), "--device", "cpu",
+           "--into-card"]
+    assert main(run) == 0
+    assert main([*run, "--split", "input"]) == 0
+    drops = card_accuracy_drops(json.loads((model / "card.json").read_text()))
+    images = [c for c in PROFILED_IMAGE_CODECS if is_image_codec(c)]  # this Pillow's
+    assert set(drops) == {f"s16 {c}" for c in ("f16-zstd/1", "q8-zstd/1", "q4-zstd/1",
+                                                "eb-0/1", "eb-1/1")} | \
+        {f"input {c}" for c in images}

@@ -156,3 +156,50 @@ def test_image_upload_is_an_option_like_any_split():
     # Profiles from before split input: no such option, the rest unchanged.
     old = options(_profile(4.0), server, Link.parse("16mbit,0ms"))
     assert [o.name for o in old] == [n for n in opts if not n.startswith("input")]
+
+
+def _with_eb(profile, codecs=("eb-0/1", "eb-1/1")):
+    """``profile`` with a model's entropy-coded codecs measured at s16."""
+    profile["splits"]["s16"]["codecs"].update(
+        {c: {"bytes": 300.0 * (i + 1), "encode_ms": 0.5, "decode_ms": 0.5}
+         for i, c in enumerate(codecs)})
+    return profile
+
+
+def test_options_one_profile_lacks_are_said_and_skipped_not_fatal():
+    """A robot profile of a model with entropy tables and image upload beside a server profile
+    from before both: the common options remain, the others are named with the reason."""
+    from mtl_split_core.plan.planner import unmatched
+
+    edge = _with_upload(_with_eb(_profile(4.0)))
+    server = _profile(0.25)
+    names = {o.name for o in options(edge, server, Link.parse("2mbit,1ms"))}
+    assert "s16 eb-0/1" not in names and "s16 q8-zstd/1" in names
+    assert unmatched(edge, server) == {
+        "s16 eb-0/1": "the server profile lacks it", "s16 eb-1/1": "the server profile lacks it",
+        "input webp-q80/1": "the server profile has no image upload (input) entry"}
+    assert unmatched(server, edge)["s16 eb-0/1"] == "the robot profile lacks it"
+    assert unmatched(edge, _with_upload(_with_eb(_profile(0.25)))) == {}
+    assert "neither profile has an image upload" in unmatched(_profile(), _profile())["input"]
+
+
+def test_only_options_of_measured_fidelity_are_chosen():
+    """With accuracy every option needs its own row; without any, the fixed-bit codecs still
+    qualify (not filtered) but an eb or image codec never does: no formula gives its
+    fidelity."""
+    from mtl_split_core.plan.planner import left_out, unweighable
+
+    edge, server = _with_upload(_with_eb(_profile(4.0))), _with_upload(_with_eb(_profile(0.25)))
+    assert unweighable("s16", "q4-zstd/1", None) is None
+    assert "no measured accuracy" in unweighable("s16", "eb-0/1", None)
+    assert "no measured accuracy" in unweighable("input", "webp-q80/1", {})
+    assert unweighable("s16", "eb-0/1", {"s16 eb-0/1": 0.01}) is None
+    # 2 Mbit/s: eb-0 (300 B) needs 106.5 ms, s16 q8 (2,000 B) 113.8: without accuracy eb-0 is
+    # left out.
+    thin = Link.parse("2mbit,1ms")
+    assert choose(options(edge, server, thin), allow_unknown=True).name == "s16 q8-zstd/1"
+    assert set(left_out(edge, server, None)) == {"s16 eb-0/1", "s16 eb-1/1",
+                                                 "input webp-q80/1"}
+    drops = {"s16 eb-0/1": 0.005, "s16 q8-zstd/1": 0.0}
+    assert choose(options(edge, server, thin, drops)).name == "s16 eb-0/1"
+    assert left_out(edge, server, drops)["s8 q8-zstd/1"] == "no measured accuracy for it"

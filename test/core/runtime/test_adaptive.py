@@ -844,12 +844,20 @@ def tiny_edge():
     return EdgeRunner(net.eval(), card, split="s16", device="cpu")
 
 
+def _drops(edge) -> dict:
+    """A measured accuracy drop of 0.4% for every option ``edge`` profiled (all equal: fps
+    decides)."""
+    drops = {f"{s} {c}": 0.004 for s, e in edge["splits"].items() for c in e["codecs"]}
+    return drops | {f"input {c}": 0.004 for c in edge.get("input", {}).get("codecs", {})}
+
+
 def test_the_controller_uploads_images_when_that_is_better_and_the_runner_follows(tiny_edge):
     """A slow robot on a fast link: the image (2.2 ms on the robot) beats every split (the
     prefix costs 10-20 ms); on a thin link the 6 KB image loses to s16's 2 KB features. The
     EdgeRunner takes every choice as the edge node applies it (``configure``)."""
     edge, server = upload_profiles()
-    ctrl = Controller(edge, server, ["s8", "s16"], "s16", Q4, latency_budget_ms=100.0)
+    ctrl = Controller(edge, server, ["s8", "s16"], "s16", Q4, latency_budget_ms=100.0,
+                      accuracy=_drops(edge))
     assert ("input", WEBP) in ctrl.choices
     frame = np.zeros((48, 64, 3), np.uint8)
     seen = []
@@ -868,21 +876,85 @@ def test_the_controller_uploads_images_when_that_is_better_and_the_runner_follow
 
 def test_image_upload_is_offered_only_where_both_profiles_measured_it():
     edge, server = upload_profiles()
-    assert ("input", WEBP) not in Controller(edge, server, ["s16"], "s16", Q4,
+    drops = _drops(edge)
+    assert ("input", WEBP) not in Controller(edge, server, ["s16"], "s16", Q4, accuracy=drops,
                                              image_upload=False).choices
-    _, old_server = profiles()  # a profile from before split input
-    assert [c for c in Controller(edge, old_server, ["s16"], "s16", Q4).choices
-            if c[0] == "input"] == []
-    ctrl = Controller(edge, server, ["s16"], "input", WEBP, mode="codec")
+    _, old_server = profiles()  # a profile from before split input: stated, no option
+    lines = []
+    ctrl = Controller(edge, old_server, ["s16"], "s16", Q4, accuracy=drops, log=lines.append)
+    assert [c for c in ctrl.choices if c[0] == "input"] == []
+    assert lines == [f"adaptive: input {WEBP} is not an option: the server profile has no "
+                     "image upload (input) entry"]
+    old_edge, _ = profiles()  # both from before it: stated all the same
+    assert "neither profile has an image upload" in Controller(
+        old_edge, old_server, ["s16"], "s16", Q4).left_out["input"]
+    ctrl = Controller(edge, server, ["s16"], "input", WEBP, mode="codec", accuracy=drops)
     assert ctrl.current == ("input", WEBP) and set(ctrl.rate(1e6)) == {("input", WEBP)}
 
 
-def test_without_measured_accuracy_webp_q80_ranks_with_q4():
-    """Equal fps: fidelity decides; q80 ranks as 4 bits (issue #23's table), so q8 beats it and
-    the faster of q4 and q80 wins between them."""
+EB = ("eb-0/1", "eb-1/1", "eb-2/1")
+EB_BYTES = {"eb-0/1": 300.0, "eb-1/1": 1200.0, "eb-2/1": 1800.0}
+
+
+def eb_profiles(server_has_eb: bool = True):
+    """``upload_profiles(1000 B)`` with a model's entropy-coded codecs measured at s16 (on the
+    server too unless ``server_has_eb`` is False: a profile from before the model had them)."""
     edge, server = upload_profiles(nbytes=1000.0)
-    ctrl = Controller(edge, server, ["s16"], "s16", Q4)
-    rated = ctrl.rate(100e6, source_fps=10.0)
-    best = ctrl.best({k: v for k, v in rated.items() if k[1] != Q8 and k[1] != F16})
-    assert best is not None and best.choice == ("input", WEBP)
-    assert ctrl.best(rated).choice == ("s16", F16)
+    for profile in (edge, server) if server_has_eb else (edge,):
+        profile["splits"]["s16"]["codecs"].update(
+            {c: {"bytes": b, "encode_ms": 0.3, "decode_ms": 0.3} for c, b in EB_BYTES.items()})
+    return edge, server
+
+
+def test_without_measured_accuracy_eb_and_image_codecs_are_not_chosen_and_said_once():
+    """No accuracy: no formula gives an entropy-coded or image codec's fidelity (the bits per
+    value only fit f16/q8/q4), so they are left out, one line each, once; the rest still
+    adapts, and nothing raises (``codec_bits`` did for eb codecs)."""
+    edge, server = eb_profiles()
+    lines = []
+    ctrl = Controller(edge, server, ["s16"], "s16", Q4, codecs=(F16, Q8, Q4, *EB),
+                      log=lines.append)
+    assert set(ctrl.choices) == {("s16", F16), ("s16", Q8), ("s16", Q4)}
+    assert sorted(ctrl.left_out) == sorted([f"s16 {c}" for c in EB] + [f"input {WEBP}"])
+    assert len(lines) == 4 and all("no measured accuracy" in line for line in lines)
+    # 0.3 Mbit/s: q4's 2,000 B cannot carry 30 fps, eb-0's 300 B could; it stays unchosen.
+    drive(ctrl, lambda t: 0.3e6, 0.0, 10.0)
+    drive(ctrl, lambda t: 50e6, 10.0, 20.0)
+    assert ctrl.current == ("s16", F16) and len(lines) == 4
+    with pytest.raises(ConfigError, match="s16 eb-0/1: no measured accuracy"):
+        ctrl.pin("s16", "eb-0/1", 20.0)  # `ros2 param set`: refused with the reason
+    # The user's configured eb codec is kept: no known fidelity says another is better.
+    lines.clear()
+    pinned = Controller(edge, server, ["s16"], "s16", "eb-1/1", codecs=(F16, Q8, Q4, *EB),
+                        log=lines.append)
+    assert ("s16", "eb-1/1") in pinned.choices and "s16 eb-1/1" not in pinned.left_out
+    assert "adaptive: s16 eb-1/1, the configured option, is kept though no measured" in lines[-1]
+    drive(pinned, lambda t: 50e6, 0.0, 10.0)
+    assert pinned.current == ("s16", "eb-1/1") and pinned.remote_fits
+
+
+def test_measured_accuracy_weighs_eb_codecs_and_image_upload_beside_every_codec():
+    """With the card's metrics every option is weighed by its measured drop: on a thin link
+    the entropy-coded eb-1 (q4's accuracy at 0.6x its bytes) beats q4; an option without a
+    row (eb-2) is never chosen; on a wide link the most faithful wins."""
+    edge, server = eb_profiles()
+    drops = {f"s16 {F16}": 0.0, f"s16 {Q8}": 0.0, f"s16 {Q4}": 0.004, "s16 eb-0/1": 0.05,
+             "s16 eb-1/1": 0.004, f"input {WEBP}": 0.006}
+    lines = []
+    ctrl = Controller(edge, server, ["s16"], "s16", Q4, codecs=(F16, Q8, Q4, *EB),
+                      accuracy=drops, log=lines.append)
+    assert ("s16", "eb-1/1") in ctrl.choices and ("input", WEBP) in ctrl.choices
+    assert ctrl.left_out == {"s16 eb-2/1": "no measured accuracy for it"}
+    assert lines == ["adaptive: s16 eb-2/1 is not an option: no measured accuracy for it"]
+    # 0.33 Mbit/s, 30 fps camera: q4 needs 48 ms of link a frame (21 fps); eb-1's 1,200 B
+    # carry 30 fps at q4's accuracy, eb-0 too but 5% worse, the 1,000 B image 0.6% worse.
+    drive(ctrl, lambda t: 0.33e6, 0.0, 10.0)
+    assert ctrl.current == ("s16", "eb-1/1")
+    drive(ctrl, lambda t: 50e6, 10.0, 20.0)
+    assert ctrl.current[1] in (F16, Q8)
+    # Measured on the robot only (a server profile from before the tables): stated, left out.
+    old_edge, old_server = eb_profiles(server_has_eb=False)
+    ctrl = Controller(old_edge, old_server, ["s16"], "s16", Q4, codecs=(F16, Q8, Q4, *EB),
+                      accuracy=drops)
+    assert ctrl.left_out["s16 eb-1/1"] == "the server profile lacks it"
+    assert not any(c[1] in EB for c in ctrl.choices)
