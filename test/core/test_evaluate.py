@@ -107,3 +107,33 @@ def test_split_input_scores_the_frames_through_the_image_codec():
     assert got["bytes_per_frame"] == np.mean(sizes)
     assert json.dumps(got["depth"]) == json.dumps(expected["depth"])
     assert json.dumps(got["segmentation"]) == json.dumps(expected["segmentation"])
+
+
+def test_a_temporal_codec_codes_each_sequence_as_a_stream():
+    """Keyframe every frame: the base codec's metrics and bytes plus the 15-byte header; a
+    long interval: keyframes where the sequence id changes, so each sequence starts whole."""
+    import torch
+
+    from mtl_split_core.evaluate import evaluate
+    from mtl_split_core.model import MultiTaskSplitNet
+    torch.manual_seed(0)
+    net = MultiTaskSplitNet(ModelConfig(backbone="mobilenetv3_small", input_size=(64, 48),
+                                        bottlenecks={"s16": 8})).eval()
+    yy, xx = np.mgrid[0:48, 0:64]
+    images = np.stack([np.stack([xx * 4, yy * 5, (xx + yy + 7 * i) % 256], -1)
+                       for i in range(4)]).astype(np.uint8)
+    data = {"images": images, "depth": np.full((4, 48, 64), 2.0, np.float32),
+            "seg": np.zeros((4, 48, 64), np.int64),
+            "boxes": [np.array([[4, 4, 20, 20]], np.float32)] * 4,
+            "labels": [np.array([1])] * 4}
+    plain = evaluate(net, data, codec="q4-zstd/1", batch_size=3)
+    every = evaluate(net, data, codec="t1-s0-q4-zstd/1", batch_size=3, groups=[0, 0, 1, 1])
+    assert every["bytes_per_frame"] == pytest.approx(plain["bytes_per_frame"] + 15)
+    assert json.dumps(every["depth"]) == json.dumps(plain["depth"])
+    assert json.dumps(every["segmentation"]) == json.dumps(plain["segmentation"])
+    # A still scene: after each sequence's keyframe only header and tile bitmap are sent.
+    still = {**data, "images": np.repeat(images[:1], 4, 0)}
+    streamed = evaluate(net, still, codec="t30-s20-q4-zstd/1", batch_size=3,
+                        groups=[0, 0, 1, 1])
+    key = evaluate(net, still, codec="q4-zstd/1", batch_size=3)["bytes_per_frame"] + 15
+    assert streamed["bytes_per_frame"] == pytest.approx((2 * key + 2 * (15 + 1)) / 4)
