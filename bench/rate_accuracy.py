@@ -58,8 +58,8 @@ PROG = "bench/rate_accuracy.py"
 PARTS = ("stills", "sequences", "photos")
 # Temporal codecs measured on the sequences by default: keyframes as often as the video
 # codecs' (--keyint 30), skip thresholds from "nothing visible" to "coarse".
-TEMPORAL_CODECS = ("t30-s20-q4-zstd/1", "t30-s30-q4-zstd/1", "t30-s50-q4-zstd/1",
-                   "t30-s80-q4-zstd/1", "t10-s30-q4-zstd/1")
+TEMPORAL_CODECS = ("t30-s10-q4-zstd/1", "t30-s20-q4-zstd/1", "t30-s30-q4-zstd/1",
+                   "t30-s50-q4-zstd/1", "t30-s80-q4-zstd/1", "t10-s30-q4-zstd/1")
 
 
 def _size(text: str) -> tuple[int, int]:

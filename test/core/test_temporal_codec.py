@@ -159,7 +159,9 @@ def test_entropy_base_codec_round_trip():
         encode(x, "eb-1/1", tables=tables), tables=tables).tobytes()
     y = x.copy()
     y[:, 8:, 8:] += 3.0
-    got = decoder.decode(enc.encode(y), tables=tables)
+    delta = enc.encode(y)
+    assert header(delta)[1] == 0  # values, not residuals: the tables model values
+    got = decoder.decode(delta, tables=tables)
     np.testing.assert_array_equal(got[:, :4, :4], decoder_reference(key, tables)[:, :4, :4])
 
 
@@ -286,6 +288,7 @@ def hostile(coded: list[EncodedTensor]) -> dict[str, EncodedTensor]:
         "tile zero": with_header(delta, tile=0),
         "tile other": with_header(delta, tile=5),
         "keyframe naming another": with_header(key, reference=7),
+        "keyframe as a residual": with_header(key, flags=0x03),
         "delta not after its reference": with_header(delta, frame=1000),
         "bitmap padding set": replace(delta, data=delta.data[:bitmap_end - 1]
                                       + bytes([delta.data[bitmap_end - 1] | 0x80])
@@ -315,6 +318,25 @@ def test_hostile_payloads_are_rejected_with_a_reason_and_the_next_frame_works(he
     expected = [reference.decode(t) for t in coded]
     np.testing.assert_array_equal(decoder.decode(coded[1]), expected[1])
     np.testing.assert_array_equal(decoder.decode(coded[2]), expected[2])
+
+
+def test_residuals_that_overflow_the_reference_are_rejected(held):
+    """Two forged deltas of huge values: the first makes the reference ~3e38, the second
+    would add another 3e38; the decoder rejects it and keeps the first's reconstruction."""
+    decoder, coded = held
+    huge = {"scale": np.zeros(8, np.float32), "offset": np.full(8, 3e38, np.float32)}
+    first = decoder.decode(replace(coded[1], **huge))
+    with pytest.raises(CodecError) as err:
+        decoder.decode(replace(coded[2], **huge))
+    assert err.value.reason == MALFORMED and "overflow" in str(err.value)
+    after = decoder.decode(coded[2])  # the real delta: adds to the first's reconstruction
+    np.testing.assert_array_equal(after[:, 4:, :], first[:, 4:, :])
+    assert np.isfinite(after).all()
+
+
+def test_zstd_bases_send_residuals():
+    _, coded, _ = stream(n=2)
+    assert header(coded[1])[1] == 0x02 and header(coded[0])[1] == 0x01
 
 
 def test_delta_before_any_keyframe_is_refused(held):
