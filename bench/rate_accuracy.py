@@ -3,7 +3,8 @@
 Every method ends in the same network and the same scoring loop (``mtl_split_core.evaluate``);
 only what crosses the link differs:
 
-- ours: every split point of the model's card x every codec the runtime knows;
+- ours: every split point of the model's card x every codec the runtime knows; on the
+  sequences also the temporal codecs of ``--temporal``, each sequence coded as one stream;
 - image upload: the model-input image (letterboxed to the network input, what a server
   running the whole network needs) coded with JPEG, WebP, AVIF, JPEG XL at a quality sweep;
 - video: 30 fps sim-camera sequences as low-latency H.264 / H.265 streams (CRF sweep);
