@@ -322,6 +322,8 @@ class EdgeNode(Node):
         if choice.server != self.pool_server:
             if choice.server is not None and self.pool_server is not None:
                 self.adapt.rebind(now)  # the old server's frames and measurements are stale
+            # A temporal codec: the new server holds no reference; start it with a keyframe.
+            self.runner.request_keyframe()
             self.pool_server = choice.server
         topic = choice.input_topic
         if topic is None:
