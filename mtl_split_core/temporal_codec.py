@@ -345,18 +345,23 @@ class KeyframeRequests:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._last_keyframe: int | None = None
+        self.keyframes_sent = 0
+        self.requests = 0  # refusals that asked for a keyframe (on /diagnostics)
 
     def sent(self, stamp_ns: int, tensor: EncodedTensor) -> None:
         """Record a sent frame (only keyframes of a temporal codec matter)."""
         if is_keyframe(tensor):
             with self._lock:
                 self._last_keyframe = int(stamp_ns)
+                self.keyframes_sent += 1
 
     def refused(self, stamp_ns: int) -> bool:
         """The server refused frame ``stamp_ns`` for a missing reference: whether the next
         frame must be a keyframe."""
         with self._lock:
-            return self._last_keyframe is None or int(stamp_ns) >= self._last_keyframe
+            needed = self._last_keyframe is None or int(stamp_ns) >= self._last_keyframe
+            self.requests += needed
+            return needed
 
 
 def is_keyframe(tensor: EncodedTensor) -> bool:

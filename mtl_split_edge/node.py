@@ -466,6 +466,8 @@ class EdgeNode(Node):
             **self.camera_gaps.values(time.monotonic()),
             **self.rejections.values(), **self.worker.values(),
             "split": self.runner.split, "codec": self.runner.codec,
+            "keyframes_sent": self.keyframes.keyframes_sent,
+            "keyframe_requests": self.keyframes.requests,
             **self.adapt.values(time.monotonic()), "local_fps": self.local_rate.fps(),
             **({} if self.view is None else self.view.values(time.monotonic())),
         }

@@ -262,6 +262,7 @@ def test_keyframe_requests_ask_once_per_burst():
     requests.sent(12, encode(xs[2], "q4-zstd/1"))  # not temporal: ignored
     assert not requests.refused(9)  # before the newest keyframe: that keyframe answers it
     assert requests.refused(11)
+    assert (requests.keyframes_sent, requests.requests) == (1, 2)
 
 
 # ------------------------------------------------------------------------------- hostile input

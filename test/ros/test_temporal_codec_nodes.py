@@ -64,7 +64,8 @@ def test_a_lost_delta_leads_to_a_keyframe_request_and_recovery(ros_node, model_d
             lambda m: diag.update({s.name: {kv.key: kv.value for kv in s.values}
                                    for s in m.status}), qos_profile_sensor_data)]
     camera = ros.create_publisher(Image, "image", REL)
-    edge_args = node_args("mtl_split_edge", model=model_dir, device="cpu", codec=CODEC) + [
+    edge_args = node_args("mtl_split_edge", model=model_dir, device="cpu", codec=CODEC,
+                          diagnostics_period=0.5) + [
         "-r", f"mtl_split/features:={EDGE_OUT}"]
     server_args = node_args("mtl_split_server", model=model_dir, device="cpu",
                             diagnostics_period=0.5)
@@ -107,6 +108,10 @@ def test_a_lost_delta_leads_to_a_keyframe_request_and_recovery(ros_node, model_d
         keys_after = [s for s, key in sent if key and s > lost]
         assert len(keys_after) <= len(refused)
         assert wait_for(ros, lambda: any(int(v.get(f"rejected_{NEEDS_KEYFRAME}", 0)) >= 1
+                                         for v in diag.values()), 10, (edge, server)), diag
+        # The edge counts the keyframes it sent and the refusals that asked for one.
+        assert wait_for(ros, lambda: any(int(v.get("keyframe_requests", 0)) >= 1
+                                         and int(v.get("keyframes_sent", 0)) >= 2
                                          for v in diag.values()), 10, (edge, server)), diag
     for sub in subs:
         ros.destroy_subscription(sub)
