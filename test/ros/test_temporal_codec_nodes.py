@@ -15,6 +15,7 @@ from mtl_split_core.codec import EncodedTensor
 from mtl_split_core.temporal_codec import NEEDS_KEYFRAME, is_keyframe
 from mtl_split_ros.image_msg import fill_image
 from mtl_split_ros.qos import qos_from_name
+from support.camera_encodings import smooth_rgb
 from support.procs import python_process
 from support.ros_nodes import node_args, wait_for
 
@@ -26,8 +27,9 @@ EDGE_OUT = "mtl_split/edge_features"
 
 
 def _frame(sec: int) -> Image:
-    yy, xx = np.mgrid[0:96, 0:128]
-    rgb = np.stack([xx * 2, yy * 2, (xx + yy + 25 * sec) % 256], -1).astype(np.uint8)
+    """Camera frame ``sec``: a gradient whose blue channel moves on every frame."""
+    rgb = smooth_rgb(96, 128)
+    rgb[..., 2] = (rgb[..., 2].astype(np.int64) + 25 * sec) % 256
     msg = fill_image(Image(), rgb, "rgb8")
     msg.header.stamp.sec, msg.header.frame_id = sec, "test_cam"
     return msg
