@@ -3,7 +3,8 @@
 Every method ends in the same network and the same scoring loop (``mtl_split_core.evaluate``);
 only what crosses the link differs:
 
-- ours: every split point of the model's card x every codec the runtime knows;
+- ours: every split point of the model's card x every codec the runtime knows; on the
+  sequences also the temporal codecs of ``--temporal``, each sequence coded as one stream;
 - image upload: the model-input image (letterboxed to the network input, what a server
   running the whole network needs) coded with JPEG, WebP, AVIF, JPEG XL at a quality sweep;
 - video: 30 fps sim-camera sequences as low-latency H.264 / H.265 streams (CRF sweep);
@@ -56,6 +57,10 @@ from mtl_split_core.errors import InputError  # noqa: E402
 DEFAULT_SEED = 23
 PROG = "bench/rate_accuracy.py"
 PARTS = ("stills", "sequences", "photos")
+# Temporal codecs measured on the sequences by default: keyframes as often as the video
+# codecs' (--keyint 30), skip thresholds from "nothing visible" to "coarse".
+TEMPORAL_CODECS = ("t30-s10-q4-zstd/1", "t30-s20-q4-zstd/1", "t30-s30-q4-zstd/1",
+                   "t30-s50-q4-zstd/1", "t30-s80-q4-zstd/1", "t10-s30-q4-zstd/1")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -94,6 +99,20 @@ def _count(lo: int, hi: int):
     return parse
 
 
+def _temporal_codecs(text: str) -> list[str]:
+    from mtl_split_core.codec import CodecError
+    from mtl_split_core.temporal_codec import parse_temporal
+    codecs = [v.strip() for v in text.split(",") if v.strip()]
+    if codecs == ["none"]:
+        return []
+    for codec in codecs:
+        try:
+            parse_temporal(codec)
+        except CodecError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    return codecs
+
+
 def _names(choices: tuple[str, ...]):
     def parse(text: str) -> list[str]:
         names = [v for v in text.split(",") if v]
@@ -130,6 +149,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="30 fps sequences (0: no video part)")
     p.add_argument("--sequence-frames", type=_count(2, 10_000), default=50,
                    help="frames per sequence")
+    p.add_argument("--temporal", type=_temporal_codecs, default=list(TEMPORAL_CODECS),
+                   metavar="LIST", help="temporal codecs of ours on the sequences "
+                   "(t<N>-s<T>-<base>/1: a keyframe every N frames, tiles that changed less "
+                   "than T/1000 of a channel's range skipped; 'none': no temporal codec)")
     p.add_argument("--keyint", type=_count(1, 10_000), default=30,
                    help="video keyframe interval in frames")
     p.add_argument("--camera", type=_size, default=(640, 480),
@@ -279,6 +302,7 @@ def measure(args: argparse.Namespace, command: str) -> dict[str, Any]:
         rows = scored(scorer, [
             *list(methods.reference_methods(scorer, input_bytes, {}))[:1],
             *methods.our_methods(scorer, seq_splits),
+            *methods.temporal_methods(scorer, seq_splits, args.temporal, extra["group_of"]),
             *methods.video_methods(scorer, vcodecs, args.crfs, args.keyint,
                                    extra["group_of"])], "sequences")
         results["sequences"] = _frame_set(len(seqs["images"]), rows, metrics,

@@ -48,7 +48,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from mtl_split.msg import LinkFeedback, SplitFeatures
 from mtl_split_core.auth import KeyFileError, Signer, Verifier
-from mtl_split_core.codec import CODECS, ZSTD_LEVELS, model_codecs
+from mtl_split_core.codec import CODECS, ZSTD_LEVELS, EncodedTensor, model_codecs
 from mtl_split_core.entropy_tables import tables_of
 from mtl_split_core.errors import InputError
 from mtl_split_core.locations import data_dirs
@@ -67,6 +67,7 @@ from mtl_split_core.runtime.pool_view import PoolView
 from mtl_split_core.runtime.rejections import Rejections
 from mtl_split_core.runtime.server import ServerRunner
 from mtl_split_core.runtime.stats import RateMeter, RollingStats
+from mtl_split_core.temporal_codec import KeyframeRequests
 from mtl_split_ros import outputs, pool_msg
 from mtl_split_ros.camera_info import CameraInfoFitter
 from mtl_split_ros.diagnostics import diagnostic_array, diagnostic_status, status_name
@@ -90,11 +91,11 @@ PARAMS = [
     *RUNTIME_PARAMS,
     executor_param("single"),
     Param("codec", "", f"Feature codec ({', '.join(CODECS)}; eb-<k>/1: a model with entropy "
-          f"tables), or at split input an image codec like webp-q80/1; '' = the model's "
-          f"default.", dynamic=True,
+          f"tables; t<N>-s<T>-<codec>/1: temporal, a keyframe every N frames), or at split "
+          f"input an image codec like webp-q80/1; '' = the model's default.", dynamic=True,
           check=lambda v: None if v == "" or known_codec(v) else
-          f"not accepted; expected '', one of {', '.join(CODECS)} or an image codec like "
-          f"webp-q80/1"),
+          f"not accepted; expected '', one of {', '.join(CODECS)}, a temporal codec like "
+          f"t30-s20-q4-zstd/1 or an image codec like webp-q80/1"),
     Param("zstd_level", 3, "zstd compression level.", check=in_range(*ZSTD_LEVELS), dynamic=True),
     Param("cuda_graphs", True, "On CUDA, replay the edge network as one CUDA graph (4-8x "
           "faster for this launch-bound prefix; ignored on CPU)."),
@@ -174,6 +175,7 @@ class EdgeNode(Node):
         # Serialises a run-time split/codec change with the worker's per-frame choice, so a
         # frame planned before the change cannot configure the runner back.
         self._config_lock = threading.Lock()
+        self.keyframes = KeyframeRequests()  # which NEED_KEYFRAME answers ask for a new one
 
         self.features_qos = qos_from_name(self.cfg["output_qos"])  # depth 1: no burst
         # In a pool: one publisher per server input topic in use (current and standby).
@@ -214,7 +216,7 @@ class EdgeNode(Node):
             # frame is not the slow one. Not on CPU: there the first frame costs little more
             # than any other, and a warm-up frame only delays the first output of a restart.
             width, height = self.runner.input_size
-            self.runner(np.zeros((height, width, 3), np.uint8))
+            self.runner(np.zeros((height, width, 3), np.uint8), streamed=False)
 
         self.worker = SupervisedWorker("edge-worker", self._work, self.slot.waiting_s, self.gate,
                                        self.get_logger(), self.cfg["stall_timeout"], window)
@@ -323,6 +325,8 @@ class EdgeNode(Node):
         if choice.server != self.pool_server:
             if choice.server is not None and self.pool_server is not None:
                 self.adapt.rebind(now)  # the old server's frames and measurements are stale
+            # A temporal codec: the new server holds no reference; start it with a keyframe.
+            self.runner.request_keyframe()
             self.pool_server = choice.server
         topic = choice.input_topic
         if topic is None:
@@ -358,6 +362,8 @@ class EdgeNode(Node):
         # inside (feedback_<verdict> on /diagnostics) and change nothing.
         now = time.monotonic()
         self.adapt.feedback(stamp_ns(msg), msg.status, msg.server_ms, now)
+        if msg.status == LinkFeedback.NEED_KEYFRAME and self.keyframes.refused(stamp_ns(msg)):
+            self.runner.request_keyframe()
         if self.view is not None:  # whichever server answers: the stamp says which
             self.view.answered(stamp_ns(msg), now)
 
@@ -405,7 +411,9 @@ class EdgeNode(Node):
             if (plan.split, plan.codec) != (self.runner.split, self.runner.codec):
                 self.runner.configure(split=plan.split, codec=plan.codec)
         began = time.perf_counter()
-        packet = self.runner(rgb)
+        # A temporal codec: a frame the robot serves itself is self-contained, one not sent
+        # leaves the server's stream alone (runtime/edge.py).
+        packet = self.runner(rgb, keyframe=plan.local, streamed=plan.send)
         # Measured, not taken from the profile: the controller rates the options with it.
         self.adapt.edge_time((converted - start) * 1e3, (time.perf_counter() - began) * 1e3)
         if plan.send:  # REMOTE: the server's outputs; a probe: the server answers only
@@ -421,16 +429,18 @@ class EdgeNode(Node):
         out.edge_ms = (time.perf_counter() - start) * 1e3  # include image conversion
         if self.signer is not None:  # last: the tag covers every other field
             sign(out, self.signer)
-        if not self.gate.run(self._send, out, packet.nbytes, topic):
+        if not self.gate.run(self._send, out, packet.nbytes, packet.tensor, topic):
             return
         self.latency.add(out.edge_ms)
         self.bytes_per_frame.add(packet.nbytes)
         self.rate.tick()
 
-    def _send(self, out: SplitFeatures, nbytes: int, topic: str | None) -> None:
+    def _send(self, out: SplitFeatures, nbytes: int, tensor: EncodedTensor, topic: str | None
+              ) -> None:
         # Recorded first: the answer must never find its frame unknown.
         now = time.monotonic()
         self.adapt.sent(stamp_ns(out), nbytes, now)
+        self.keyframes.sent(stamp_ns(out), tensor)
         if self.view is None:
             self.pub.publish(out)
             return
@@ -461,6 +471,8 @@ class EdgeNode(Node):
             **self.camera_gaps.values(time.monotonic()),
             **self.rejections.values(), **self.worker.values(),
             "split": self.runner.split, "codec": self.runner.codec,
+            "keyframes_sent": self.keyframes.keyframes_sent,
+            "keyframe_requests": self.keyframes.requests,
             **self.adapt.values(time.monotonic()), "local_fps": self.local_rate.fps(),
             **({} if self.view is None else self.view.values(time.monotonic())),
         }

@@ -9,9 +9,11 @@ the outputs the running tasks declare (mtl_split_ros/outputs.py: ``detections``
 built only while it has a subscriber; an optional one has a ``publish_<suffix>`` switch. Every
 features message it served (outputs published) or dropped (replaced before it ran or was
 published) is answered with a ``LinkFeedback`` on ``link_feedback`` next to the features: the
-edge measures its link from it (docs/ADAPTIVE.md). A probe (``SplitFeatures.probe``: the edge is
-serving itself and measures the link) is checked, run and answered like any frame, but gets no
-outputs. The /diagnostics level reflects the last ``diagnostics_window`` seconds.
+edge measures its link from it (docs/ADAPTIVE.md); a temporal codec's delta refused for its
+lost reference is answered NEED_KEYFRAME (each robot's stream keeps its own reference). A
+probe (``SplitFeatures.probe``: the edge is serving itself and measures the link) is checked,
+run and answered like any frame, but gets no outputs. The /diagnostics level reflects the last
+``diagnostics_window`` seconds.
 
 In a pool (``server_id`` set, docs/POOL.md) the server serves no listed topics: it announces
 itself on ``pool_topic`` every ``pool_period`` (signed with ``auth_key_file``'s first key when
@@ -48,7 +50,7 @@ from mtl_split_core.runtime.backends import OrtOptions
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.frame_views import ViewRequest
 from mtl_split_core.runtime.model_files import read_model_card_param
-from mtl_split_core.runtime.packet import PacketRejected
+from mtl_split_core.runtime.packet import FeaturePacket, PacketRejected
 from mtl_split_core.runtime.pool_admission import ServerAdmission
 from mtl_split_core.runtime.pool_announcement import (
     MAX_FPS,
@@ -64,6 +66,7 @@ from mtl_split_core.runtime.rejections import Rejections
 from mtl_split_core.runtime.scheduler import BatchScheduler, Finished, Frame, Stream
 from mtl_split_core.runtime.server import ServerRunner
 from mtl_split_core.tasks import task_names
+from mtl_split_core.temporal_codec import NEEDS_KEYFRAME
 from mtl_split_ros import features_auth, outputs, pool_msg
 from mtl_split_ros.diagnostics import diagnostic_array, diagnostic_status, status_name
 from mtl_split_ros.features_msg import msg_to_packet, send_fps_of
@@ -209,10 +212,17 @@ class Robot(Stream):
 
     def answer(self, frame: Frame, status: int) -> None:
         """Tell the edge what became of ``frame``: SERVED (outputs published) or DROPPED."""
-        packet = frame.decoded.packet
+        self._publish_feedback(frame.decoded.packet, frame.tag, status,
+                               (time.perf_counter() - frame.received) * 1e3)
+
+    def need_keyframe(self, packet: FeaturePacket, tag: Arrival) -> None:
+        """Tell the edge its temporal codec's delta was refused: send a keyframe."""
+        self._publish_feedback(packet, tag, LinkFeedback.NEED_KEYFRAME, 0.0)
+
+    def _publish_feedback(self, packet: FeaturePacket, tag: Arrival, status: int,
+                          server_ms: float) -> None:
         self.feedback.publish(LinkFeedback(
-            header=frame.tag.header, status=status, nbytes=frame.tag.nbytes,
-            server_ms=(time.perf_counter() - frame.received) * 1e3,
+            header=tag.header, status=status, nbytes=tag.nbytes, server_ms=server_ms,
             split_index=packet.split_index, codec=packet.tensor.codec))
 
 
@@ -270,7 +280,7 @@ class ServerNode(Node):
         self.scheduler = BatchScheduler(
             self.runner, self.robots, self.rejections, lambda tag: describe_header(tag.header),
             max_batch=self.cfg["max_batch"], batch_wait_ms=self.cfg["batch_wait_ms"],
-            on_dropped=self._dropped, on_batch=self._batch_done)
+            on_dropped=self._dropped, on_batch=self._batch_done, on_rejected=self._rejected)
         s = self.scheduler
         self.worker = SupervisedWorker("server-worker", s.work, s.input_waiting_s, s.handover,
                                        self.get_logger(), self.cfg["stall_timeout"], window)
@@ -368,6 +378,12 @@ class ServerNode(Node):
         robot.answer(frame, LinkFeedback.DROPPED)
         if self.admission is not None:
             self.admission.dropped(robot.robot, time.monotonic())
+
+    def _rejected(self, robot: Stream, packet: FeaturePacket, tag: Arrival,
+                  err: PacketRejected) -> None:
+        if err.reason == NEEDS_KEYFRAME:  # the edge's next frame restores the stream
+            assert isinstance(robot, Robot)
+            robot.need_keyframe(packet, tag)
 
     def _batch_done(self, frames: int, busy_s: float) -> None:
         if self.admission is not None:

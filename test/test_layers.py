@@ -17,6 +17,7 @@ CORE_LAYERS: list[set[str]] = [
     {"errors", "locations", "classes", "signals", "distributed"},
     {"geometry", "preprocess", "codec", "entropy_tables", "image_codec", "image_decode", "auth",
      "output_folder", "bags", "host_copy"},
+    {"temporal_codec"},  # streams of a per-frame codec (codec, entropy_tables)
     {"metrics", "viz", "sim"},
     {"data"},
     # The network loops over the registered tasks; a task builds its head from the model's

@@ -63,9 +63,10 @@ class Scorer:
         self.model, self.data, self.device, self.batch_size = model, data, device, batch_size
 
     def metrics(self, images: np.ndarray | None = None, split: str | None = None,
-                codec: str | None = None) -> dict[str, Any]:
+                codec: str | None = None, groups: np.ndarray | None = None) -> dict[str, Any]:
         data = self.data if images is None else {**self.data, "images": images}
-        r = evaluate(self.model, data, split, codec, self.device, self.batch_size)
+        r = evaluate(self.model, data, split, codec, self.device, self.batch_size,
+                     groups=None if groups is None else groups.tolist())
         out: dict[str, Any] = {k: v for k, v in headline(r).items() if v is not None}
         if "bytes_per_frame" in r:
             out["bytes_per_frame"] = r["bytes_per_frame"]
@@ -79,6 +80,17 @@ def our_methods(scorer: Scorer, splits: list[str] | None = None) -> Iterator[Met
             yield Method("ours", codec, split,
                          lambda split=split, codec=codec: scorer.metrics(split=split,
                                                                          codec=codec))
+
+
+def temporal_methods(scorer: Scorer, splits: list[str], codecs: list[str],
+                     groups: np.ndarray) -> Iterator[Method]:
+    """Temporal codecs (mtl_split_core/temporal_codec.py): each sequence (frames sharing a
+    ``groups`` id, in order) as one stream, as an edge sends it."""
+    for split in splits:
+        for codec in codecs:
+            yield Method("ours", codec, split,
+                         lambda split=split, codec=codec: scorer.metrics(
+                             split=split, codec=codec, groups=groups))
 
 
 def reference_methods(scorer: Scorer, input_bytes: int, lossless: dict[str, float],

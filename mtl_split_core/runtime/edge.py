@@ -15,6 +15,7 @@ from mtl_split_core.codec import (
     CODECS,
     ENTROPY_CODECS,
     ZSTD_LEVELS,
+    CodecError,
     EncodedTensor,
     encode,
     entropy_point,
@@ -40,6 +41,12 @@ from mtl_split_core.runtime.device import resolve_device, resolve_dtype
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.model_files import load_model_param, resolve_model_path
 from mtl_split_core.runtime.packet import INPUT_SPLIT_INDEX, FeaturePacket
+from mtl_split_core.temporal_codec import (
+    TemporalEncoder,
+    base_codec,
+    is_temporal,
+    parse_temporal,
+)
 
 if TYPE_CHECKING:  # CudaGraphEdge is imported where used: only a CUDA device needs it
     from mtl_split_core.model.network import MultiTaskSplitNet
@@ -82,6 +89,7 @@ class EdgeRunner:
         # its worker encodes): the lock makes each frame use one consistent configuration.
         self._lock = threading.Lock()
         self._graph: CudaGraphEdge | None = None
+        self._temporal: TemporalEncoder | None = None  # a temporal codec's stream state
         self.split_index, self.split, self.codec, self.zstd_level = -1, "", "", 0
         self.configure(split="" if split is None else split, codec=codec or "",
                        zstd_level=zstd_level)
@@ -103,7 +111,8 @@ class EdgeRunner:
             codec = default_codec(self.card, image)
         codec = self.codec if codec is None else codec
         check_codec(codec, image, model_codecs(self._tables))
-        if not image and entropy_point(codec) is not None and self._tables is not None \
+        if not image and entropy_point(base_codec(codec)) is not None \
+                and self._tables is not None \
                 and self.split_names[index] != self._tables.split:
             raise ConfigError("codec", f"{codec} codes split {self._tables.split} only, not "
                               f"{self.split_names[index]}")
@@ -124,6 +133,10 @@ class EdgeRunner:
                 w, h = self.input_size
                 self._graph = CudaGraphEdge(self.model, self.split_names[index], (h, w),
                                             self.dtype)
+            if (index, codec, int(level)) != (self.split_index, self.codec, self.zstd_level):
+                # A temporal codec's stream starts over (a keyframe) with any change.
+                self._temporal = TemporalEncoder(codec, self._tables, int(level)) \
+                    if is_temporal(codec) else None
             self.split_index = index
             self.split = INPUT_SPLIT if image else self.split_names[index]
             self.codec, self.zstd_level = codec, int(level)
@@ -137,9 +150,19 @@ class EdgeRunner:
             kwargs["onnx"] = with_model_folder(kwargs.get("onnx"), resolve_model_path(model))
         return cls(net, card, **kwargs)
 
+    def request_keyframe(self) -> None:
+        """A temporal codec codes the next streamed frame as a keyframe (the server asked)."""
+        with self._lock:
+            if self._temporal is not None:
+                self._temporal.request_keyframe()
+
     @torch.inference_mode()
-    def __call__(self, rgb: np.ndarray) -> FeaturePacket:
-        """Encode one RGB uint8 (H, W, 3) frame."""
+    def __call__(self, rgb: np.ndarray, keyframe: bool = False, streamed: bool = True
+                 ) -> FeaturePacket:
+        """Encode one RGB uint8 (H, W, 3) frame. With a temporal codec
+        (``temporal_codec.py``): ``keyframe`` codes it self-contained (a frame the robot also
+        serves itself decodes without the stream), ``streamed`` False keeps it out of the
+        server's stream (a self-contained frame that does not move the stream on)."""
         start = time.perf_counter()
         image = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device, non_blocking=True)
         letterboxed, (sx, sy, ox, oy) = letterbox_tensor(image, self.input_size)
@@ -147,6 +170,8 @@ class EdgeRunner:
         with self._lock:
             if self.split_index == INPUT_SPLIT_INDEX:  # image upload: no network here
                 tensor = image_tensor(to_uint8(letterboxed).cpu().numpy(), self.codec)
+            elif self._temporal is not None:
+                tensor = self._temporal.encode(self._prefix(x), keyframe, streamed)
             else:
                 tensor = encode(self._prefix(x).float(), self.codec, level=self.zstd_level,
                                 tables=self._tables)
@@ -189,16 +214,27 @@ def check_codec(codec: str, image: bool, feature_codecs: Sequence[str] = CODECS)
         raise ConfigError("codec", f"split {INPUT_SPLIT} sends an image: codec {codec!r} "
                           f"must be an image codec like {DEFAULT_IMAGE_CODEC} "
                           f"('<webp|jpeg|avif>-q<1..100>/1')")
-    if not image and codec not in feature_codecs:
+    if not image and codec not in feature_codecs and not (
+            is_temporal(codec) and _temporal_base(codec) in feature_codecs):
         raise ConfigError("codec", f"unknown codec {codec!r}; expected one of "
-                          f"{', '.join(feature_codecs)} (image codecs like "
+                          f"{', '.join(feature_codecs)}, or a temporal codec "
+                          f"'t<N>-s<T>-<one of them>/1' (image codecs like "
                           f"{DEFAULT_IMAGE_CODEC} go with split {INPUT_SPLIT})")
+
+
+def _temporal_base(codec: str) -> str | None:
+    """The base codec of a well-formed temporal codec id, None otherwise."""
+    try:
+        return parse_temporal(codec).base
+    except CodecError:
+        return None
 
 
 def known_codec(codec: str) -> bool:
     """Whether ``codec`` is a feature codec (eb-<k>/1 included: the model decides), or an
     image codec (a node parameter's check)."""
-    return codec in CODECS or codec in ENTROPY_CODECS or is_image_codec(codec)
+    return codec in CODECS or codec in ENTROPY_CODECS or is_image_codec(codec) \
+        or _temporal_base(codec) is not None
 
 
 def split_index(split: str | int, names: list[str]) -> int:

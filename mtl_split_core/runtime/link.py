@@ -55,7 +55,9 @@ import threading
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
-SERVED, DROPPED = 0, 1  # LinkFeedback status constants (mtl_split_msgs/msg/LinkFeedback.msg)
+# LinkFeedback status constants (mtl_split_msgs/msg/LinkFeedback.msg). NEED_KEYFRAME (a temporal
+# codec's delta refused for its lost reference) measures the link as a DROPPED frame does.
+SERVED, DROPPED, NEED_KEYFRAME = 0, 1, 2
 MIN_RTT_MS = 0.05       # floor of one frame's network RTT: a clock tick must not give inf bit/s
 
 
@@ -168,7 +170,7 @@ class LinkMonitor:
             return verdict
 
     def _feedback(self, stamp: int, status: int, server_ms: float, now: float) -> str:
-        if status not in (SERVED, DROPPED):
+        if status not in (SERVED, DROPPED, NEED_KEYFRAME):
             return "bad_status"
         server_ms = float(server_ms)
         if not (math.isfinite(server_ms) and 0.0 <= server_ms <= self.timeout_s * 1e3):

@@ -42,6 +42,7 @@ from mtl_split_core.runtime.packet import FeaturePacket, PacketRejected
 from mtl_split_core.runtime.rejections import Rejections, run_isolated
 from mtl_split_core.runtime.server import DecodedPacket, ServerResult, ServerRunner
 from mtl_split_core.runtime.stats import RECENT_S, Counters, RateMeter, RollingStats
+from mtl_split_core.temporal_codec import TemporalDecoder
 
 T = TypeVar("T")
 IDLE_WAIT_S = 0.05  # how long a worker step waits for input before returning (watchdog checks)
@@ -78,6 +79,7 @@ class Stream:
         self.latency = RollingStats()      # batch start -> delivered
         self.delay = RollingStats()        # admitted (received) -> delivered
         self.rejected = Counters()         # this stream's rejected messages, by reason
+        self.references = TemporalDecoder()  # a temporal codec's reference (temporal_codec.py)
 
     def views(self) -> ViewRequest:
         """What this stream's next results should carry beyond the result fields (made with
@@ -133,6 +135,8 @@ class BatchScheduler:
                  describe: Callable[[Any], str], *, max_batch: int = 8,
                  batch_wait_ms: float = 0.0,
                  on_dropped: Callable[[Stream, Frame], None] | None = None,
+                 on_rejected: Callable[[Stream, FeaturePacket, Any, PacketRejected], None]
+                 | None = None,
                  on_batch: Callable[[int, float], None] | None = None) -> None:
         self.runner = runner
         self.streams: list[Stream] = list(streams)  # replaced whole (add/remove_stream)
@@ -141,6 +145,8 @@ class BatchScheduler:
         self.max_batch = int(max_batch)
         self.batch_wait_ms = float(batch_wait_ms)
         self.on_dropped = on_dropped or (lambda stream, frame: None)
+        # (stream, packet, tag, why) of a packet ``admit`` rejected (e.g. a keyframe request).
+        self.on_rejected = on_rejected or (lambda stream, packet, tag, err: None)
         # (frames, seconds from the batch's start to its results): a pool server's capacity.
         self.on_batch = on_batch or (lambda frames, busy_s: None)
         self._streams_lock = threading.Lock()  # between writers of the list (readers copy it)
@@ -171,11 +177,13 @@ class BatchScheduler:
         """Check and decode ``packet`` (every check of the packet and its model match, once)
         and keep it as ``stream``'s newest frame (with its camera's K, ``ServerRunner.admit``);
         a rejected packet is counted and logged and gets no feedback (it did not come from a
-        well-behaved edge). The frame, or None."""
+        well-behaved edge) beyond what ``on_rejected`` sends (a delta of a temporal codec whose
+        reference was lost: a keyframe request). The frame, or None."""
         try:
-            decoded = self.runner.admit(packet, camera_k)
+            decoded = self.runner.admit(packet, camera_k, stream.references)
         except PacketRejected as err:
             self.reject(stream, err.reason, f"{stream.name} ({self.describe(tag)}): {err}")
+            self.on_rejected(stream, packet, tag, err)
             return None
         frame = Frame(decoded, tag, received)
         replaced = stream.slot.put(frame)

@@ -63,6 +63,7 @@ from mtl_split_core.runtime.packet import (
     short_repr,
 )
 from mtl_split_core.tasks import PostprocessContext, Task, get_tasks, task_names
+from mtl_split_core.temporal_codec import TemporalDecoder, base_codec, is_temporal
 from mtl_split_core.viz import class_palette
 
 __all__ = ["DecodedPacket", "PacketRejected", "ServerResult", "ServerRunner"]
@@ -190,6 +191,9 @@ class ServerRunner:
         self.input_size = tuple(card["input_size"])
         self._graphs: CudaGraphServer | None = None
         self._constants: dict[tuple[str, str], torch.Tensor] = {}  # palettes per device
+        # A temporal codec's reference for callers that keep no stream of their own (one
+        # stream: the edge's local runner, tools); a node passes each robot's to ``admit``.
+        self.references = TemporalDecoder()
         if cuda_graphs and self.device.type == "cuda" and not self._ort:
             self._graphs = CudaGraphServer(self.model, self.input_size, self.dtype)
 
@@ -237,28 +241,36 @@ class ServerRunner:
                                  f"of the model: expected {expected}")
         return content_box(packet, self.input_size)
 
-    def admit(self, packet: FeaturePacket, camera_k: ArrayLike | None = None
-              ) -> DecodedPacket:
+    def admit(self, packet: FeaturePacket, camera_k: ArrayLike | None = None,
+              references: TemporalDecoder | None = None) -> DecodedPacket:
         """``check`` the packet and decode its tensor: raise PacketRejected for anything this
         server cannot run (including a garbage payload or an unknown codec), so only packets
         that will produce outputs are queued. ``camera_k``: the source camera's row-major K
         (camera_info.k, checked against the input bounds; None or all zero = unknown), kept
-        with the packet (``DecodedPacket.camera``) for depth and the 3D outputs."""
+        with the packet (``DecodedPacket.camera``) for depth and the 3D outputs.
+        ``references``: the packet's stream's temporal decoder (temporal codecs; None: this
+        runner's own); a delta it cannot decode is rejected with its reason
+        (``temporal_codec.NEEDS_KEYFRAME``: the edge should send a keyframe)."""
         crop = self.check(packet)
         camera = source_camera(camera_k, packet.source_size)
         if packet.split_index == INPUT_SPLIT_INDEX:
             return self._admit_image(packet, crop, camera)
+        temporal = is_temporal(packet.tensor.codec)
         try:
-            parse_codec(packet.tensor.codec)
+            parse_codec(base_codec(packet.tensor.codec))
         except CodecError as err:
             raise PacketRejected("codec", str(err)) from err
         t0 = time.perf_counter()
         tables = self._tables if self._tables and self._tables.split == \
             self.split_names[packet.split_index] else None
+        limit = int(np.prod(packet.tensor.shape))
         try:  # check() pinned the shape to the model's: decode allocates no more than that
-            codes = decode(packet.tensor, max_elements=int(np.prod(packet.tensor.shape)),
-                           tables=tables)
-        except CodecError as err:  # reason: payload, or entropy (an entropy-coded payload)
+            if temporal:
+                stream = self.references if references is None else references
+                codes = stream.decode(packet.tensor, limit, tables)
+            else:
+                codes = decode(packet.tensor, max_elements=limit, tables=tables)
+        except CodecError as err:  # payload, entropy (an entropy-coded payload), temporal ones
             raise PacketRejected(err.reason, str(err)) from err
         return DecodedPacket(packet, codes, crop, (time.perf_counter() - t0) * 1e3, camera)
 

@@ -81,24 +81,30 @@ def test_unknown_intrinsics_evaluate_as_the_reference_camera():
     assert evaluate(model, data, codec=None)["depth"] != known
 
 
-def test_split_input_scores_the_frames_through_the_image_codec():
-    """``evaluate`` at split input = the float model on the frames an upload decodes to, and
-    the bytes per frame are the image files'."""
+def _tiny_net_and_frames(n: int):
+    """An untrained 64x48 model and ``n`` smooth labelled frames."""
     import torch
 
-    from mtl_split_core.evaluate import evaluate
-    from mtl_split_core.image_codec import round_trip
     from mtl_split_core.model import MultiTaskSplitNet
     torch.manual_seed(0)
     net = MultiTaskSplitNet(ModelConfig(backbone="mobilenetv3_small", input_size=(64, 48),
                                         bottlenecks={"s16": 8})).eval()
     yy, xx = np.mgrid[0:48, 0:64]
     images = np.stack([np.stack([xx * 4, yy * 5, (xx + yy + 7 * i) % 256], -1)
-                       for i in range(3)]).astype(np.uint8)
-    data = {"images": images, "depth": np.full((3, 48, 64), 2.0, np.float32),
-            "seg": np.zeros((3, 48, 64), np.int64),
-            "boxes": [np.array([[4, 4, 20, 20]], np.float32)] * 3,
-            "labels": [np.array([1])] * 3}
+                       for i in range(n)]).astype(np.uint8)
+    return net, {"images": images, "depth": np.full((n, 48, 64), 2.0, np.float32),
+                 "seg": np.zeros((n, 48, 64), np.int64),
+                 "boxes": [np.array([[4, 4, 20, 20]], np.float32)] * n,
+                 "labels": [np.array([1])] * n}
+
+
+def test_split_input_scores_the_frames_through_the_image_codec():
+    """``evaluate`` at split input = the float model on the frames an upload decodes to, and
+    the bytes per frame are the image files'."""
+    from mtl_split_core.evaluate import evaluate
+    from mtl_split_core.image_codec import round_trip
+    net, data = _tiny_net_and_frames(3)
+    images = data["images"]
     got = evaluate(net, data, split="input", codec="webp-q60/1", batch_size=2)
     decoded, sizes = round_trip(images, "webp-q60/1")
     assert not np.array_equal(decoded, images)  # lossy: what the server sees differs
@@ -107,3 +113,22 @@ def test_split_input_scores_the_frames_through_the_image_codec():
     assert got["bytes_per_frame"] == np.mean(sizes)
     assert json.dumps(got["depth"]) == json.dumps(expected["depth"])
     assert json.dumps(got["segmentation"]) == json.dumps(expected["segmentation"])
+
+
+def test_a_temporal_codec_codes_each_sequence_as_a_stream():
+    """Keyframe every frame: the base codec's metrics and bytes plus the 15-byte header; a
+    long interval: keyframes where the sequence id changes, so each sequence starts whole."""
+    from mtl_split_core.evaluate import evaluate
+    net, data = _tiny_net_and_frames(4)
+    images = data["images"]
+    plain = evaluate(net, data, codec="q4-zstd/1", batch_size=3)
+    every = evaluate(net, data, codec="t1-s0-q4-zstd/1", batch_size=3, groups=[0, 0, 1, 1])
+    assert every["bytes_per_frame"] == pytest.approx(plain["bytes_per_frame"] + 15)
+    assert json.dumps(every["depth"]) == json.dumps(plain["depth"])
+    assert json.dumps(every["segmentation"]) == json.dumps(plain["segmentation"])
+    # A still scene: after each sequence's keyframe only header and tile bitmap are sent.
+    still = {**data, "images": np.repeat(images[:1], 4, 0)}
+    streamed = evaluate(net, still, codec="t30-s20-q4-zstd/1", batch_size=3,
+                        groups=[0, 0, 1, 1])
+    key = evaluate(net, still, codec="q4-zstd/1", batch_size=3)["bytes_per_frame"] + 15
+    assert streamed["bytes_per_frame"] == pytest.approx((2 * key + 2 * (15 + 1)) / 4)

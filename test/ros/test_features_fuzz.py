@@ -151,8 +151,10 @@ def _mutate_shape(msg: SplitFeatures, rng: np.random.Generator) -> None:
 
 def _mutate_codec(msg: SplitFeatures, rng: np.random.Generator) -> None:
     # eb-<k>/1: entropy-coded, which this model (no tables) rejects as reason 'entropy'.
+    # A temporal codec's id over a per-frame payload: no temporal header, reason 'temporal'.
     options = ["", "q8-zstd/999", "zstd", "f16-zstd/1", "q4-zstd/1", "Q8-ZSTD/1",
-               "q8-zstd/1\x00", "q8-zstd/01", "eb-0/1", "eb-7/1"]
+               "q8-zstd/1\x00", "q8-zstd/01", "eb-0/1", "eb-7/1", "t30-s20-q8-zstd/1",
+               "t0-s20-q8-zstd/1"]
     msg.codec = options[rng.integers(len(options))] if rng.random() < 0.7 else _text(rng)
 
 
@@ -341,7 +343,7 @@ def test_hostile_features_never_stop_the_server(ros_node, model_dir, valid):
         seen, outs.hostile_accepted, drops)
     expected = {"frame_id", "stamp", "camera_info", "model_id", "fingerprint", "split",
                 "source_size", "transform", "codec", "shape", "payload", "edge_ms", "send_fps",
-                "entropy"}
+                "entropy", "temporal"}
     assert expected <= set(reasons), (expected - set(reasons), reasons)
 
 

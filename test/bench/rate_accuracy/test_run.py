@@ -23,6 +23,7 @@ def _run(*args, timeout=300):
     (["--qualities", "90,abc"], "comma-separated integers"),
     (["--camera", "640by480"], "WIDTHxHEIGHT"),
     (["--noise", "-1"], "--noise"),
+    (["--temporal", "t30-q4-zstd/1"], "not a temporal codec id"),
 ])
 def test_bad_arguments_are_one_line_and_exit_2(tmp_path, args, message):
     r = _run("--out", tmp_path / "out", *args, timeout=60)
@@ -48,7 +49,7 @@ def tiny(tmp_path_factory):
              "--views-per-scene", "2", "--sequences", "1", "--sequence-frames", "4",
              "--keyint", "2", "--camera", "320x240", "--qualities", "30,80",
              "--crfs", "25,40", "--image-codecs", "jpeg,webp", "--video-codecs", "h264",
-             "--photos", "astronaut", "--no-progress")
+             "--temporal", "t2-s20-q4-zstd/1", "--photos", "astronaut", "--no-progress")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     return out
 
@@ -102,6 +103,11 @@ def test_tiny_run_scores_every_method_family(tiny):
     assert {r["setting"] for r in video} == {"crf25", "crf40"}
     assert all(r["keyframes"] == 2 for r in video)  # frames 0 and 2 of the one sequence
     assert {b["anchor"] for b in sq["bd_rate"]} == {"h264"}
+    # The temporal codec streams the sequence: a keyframe every 2 frames, deltas between.
+    temporal = [r for r in sq["rows"] if r["codec"] == "t2-s20-q4-zstd/1"]
+    assert len(temporal) == 1 and temporal[0]["family"] == "ours"
+    per_frame = next(r for r in sq["rows"] if r["codec"] == "q4-zstd/1")
+    assert 0 < temporal[0]["bytes_per_frame"] < per_frame["bytes_per_frame"] + 15
 
     ph = res["photos"]
     assert list(ph["photos"]) == ["astronaut"]
