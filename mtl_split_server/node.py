@@ -110,6 +110,8 @@ PARAMS = [
           dynamic=True),
     Param("cuda_graphs", True, "On CUDA, run each batch as a CUDA graph captured per split "
           "and batch size (1, 2, 4, ... 32; padded to the next)."),
+    Param("torchscript", True, "On the CPU (backend torch, fp32), run the network as frozen "
+          "TorchScript traces (faster than eager, same outputs within 1e-4; traced at start)."),
     Param("auth_max_age_s", 5.0, "Signed messages whose header stamp is further than this from "
           "the server's clock are rejected; 0 = no stamp window (sequence check only).",
           check=in_range(0.0, 3600.0)),
@@ -259,10 +261,11 @@ class ServerNode(Node):
                 max_detections=self.cfg["max_detections"], backend=self.cfg["backend"],
                 onnx=OrtOptions(folder=self.cfg["onnx_dir"],
                                 engine_cache=self.cfg["engine_cache"]),
-                cuda_graphs=self.cfg["cuda_graphs"])
+                cuda_graphs=self.cfg["cuda_graphs"], torchscript=self.cfg["torchscript"])
         except ConfigError as err:
             raise ParameterError(str(err)) from err
-        # On CUDA: the graphs of the model's default split before the first frame.
+        # The default split's CUDA graphs (CUDA) or TorchScript traces (CPU) before the first
+        # frame.
         self.runner.capture_graphs([self.runner.card["default_split"]])
         self.admission = self._pool_admission(card, ring)
         self.scheduler = BatchScheduler(
