@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import sys
 import time
 from typing import Any, NamedTuple
 
@@ -112,6 +113,10 @@ PARAMS = [
           "and batch size (1, 2, 4, ... 32; padded to the next)."),
     Param("torchscript", True, "On the CPU (backend torch, fp32), run the network as frozen "
           "TorchScript traces (faster than eager, same outputs within 1e-4; traced at start)."),
+    Param("gil_switch_interval_ms", 5.0, "Python's thread switch interval for this process "
+          "(sys.setswitchinterval): how long a thread that wants the GIL waits before the "
+          "holder must give it up; the receive, inference and publish threads share one GIL.",
+          check=in_range(0.1, 100.0)),
     Param("auth_max_age_s", 5.0, "Signed messages whose header stamp is further than this from "
           "the server's clock are rejected; 0 = no stamp window (sequence check only).",
           check=in_range(0.0, 3600.0)),
@@ -221,6 +226,7 @@ class ServerNode(Node):
         super().__init__("mtl_split_server")
         self.cfg = declare_all(self, PARAMS, apply=self._apply)
         self.executor_kind = self.cfg["executor"]  # for run_node
+        sys.setswitchinterval(self.cfg["gil_switch_interval_ms"] / 1e3)
         ring = features_auth.load_keys(self.cfg["auth_key_file"], self.get_logger())
         self.verifier = None if ring is None else Verifier(ring, self.cfg["auth_max_age_s"])
         window = self.cfg["diagnostics_window"]

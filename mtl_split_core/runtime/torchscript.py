@@ -53,19 +53,24 @@ class _ServerHalf(nn.Module):
 
 
 class TorchScriptServer:
-    """``model.server(z, split, focal=...)`` from frozen traces (CPU, float32)."""
+    """``model.server(z, split, focal=...)`` from frozen traces (CPU, float32).
+
+    ``prepare`` traces ahead of time (the node: the default split, before its first frame).
+    A key met first in a batch runs eager while a background thread traces it, so a new split
+    never stalls the inference worker for the seconds a trace takes on a loaded machine.
+    """
 
     def __init__(self, model: MultiTaskSplitNet, input_size: tuple[int, int]) -> None:
         self.model, self.input_size = model, input_size
         self._scripts: dict[tuple[str, bool], tuple[FrozenTrace, list[str]]] = {}
+        self._tracing: set[tuple[str, bool]] = set()
         self._lock = threading.Lock()
 
-    def _script(self, split: str, with_focal: bool) -> tuple[FrozenTrace, list[str]]:
-        key = (split, with_focal)
+    def _add(self, key: tuple[str, bool]) -> None:
+        traced = self._trace(*key)
         with self._lock:
-            if key not in self._scripts:
-                self._scripts[key] = self._trace(split, with_focal)
-            return self._scripts[key]
+            self._scripts[key] = traced
+            self._tracing.discard(key)
 
     def _trace(self, split: str, with_focal: bool) -> tuple[FrozenTrace, list[str]]:
         z = torch.zeros(2, *self.model.split_shape(split, self.input_size))
@@ -76,14 +81,29 @@ class TorchScriptServer:
         return FrozenTrace(_ServerHalf(self.model, split, names), example), names
 
     def prepare(self, splits: list[str]) -> None:
-        """Trace ``splits`` now, with and without focal lengths (no pause of a second or two
-        on their first batches)."""
+        """Trace ``splits`` now, with and without focal lengths."""
         for split in splits:
-            for with_focal in (True, False):
-                self._script(split, with_focal)
+            for key in ((split, True), (split, False)):
+                if not self.ready(*key):
+                    self._add(key)
+
+    def ready(self, split: str, with_focal: bool) -> bool:
+        with self._lock:
+            return (split, with_focal) in self._scripts
 
     def __call__(self, z: torch.Tensor, split: str, focal: torch.Tensor | None = None
                  ) -> dict[str, torch.Tensor]:
-        script, names = self._script(split, focal is not None)
+        key = (split, focal is not None)
+        with self._lock:
+            traced = self._scripts.get(key)
+            start = traced is None and key not in self._tracing
+            if start:
+                self._tracing.add(key)
+        if traced is None:
+            if start:
+                threading.Thread(target=self._add, args=(key,), name="torchscript-trace",
+                                 daemon=True).start()
+            return self.model.server(z, split, focal=focal)
+        script, names = traced
         out = script(z) if focal is None else script(z, focal.to(torch.float32))
         return dict(zip(names, out))
