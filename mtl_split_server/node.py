@@ -449,7 +449,8 @@ class ServerNode(Node):
         header = done.frame.tag.header
         out = outputs.assemble(done.result, header, self.style, robot.wanted(), MESSAGES,
                                on_error=lambda suffix, err: self.rejections.internal(
-                                   err, f"output {suffix}, {describe_header(header)}"))
+                                   err, f"output {suffix}, {describe_header(header)}"),
+                               serialized=True)
         for suffix, message in out.items():
             robot.pubs[suffix].publish(message)
 
