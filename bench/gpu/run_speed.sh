@@ -66,34 +66,30 @@ for side in $(sides); do  # (1) one robot, camera -> edge -> server
     >"$RUNS/pipeline_$side.log" 2>&1 || echo "pipeline $side rc $?" | tee -a "$LOG"
   echo "pipeline $side: $((SECONDS - start)) s" | tee -a "$LOG"
 done
+fleet() {  # fleet LABEL TREE N [run.py arguments...]: one fleet run into $RUNS/LABEL_nN
+  local label=$1 tree=$2 n=$3 start=$SECONDS
+  shift 3
+  [ $SECONDS -lt "$BUDGET_S" ] || { echo "fleet $label N=$n: skipped (budget)" | tee -a "$LOG"; return; }
+  in_tree "$tree" timeout "$RUN_TIMEOUT" "$PY" bench/fleet/run.py --device "$DEVICE" \
+    --precision "$PRECISION" --edge-device "$DEVICE" --robots "$n" --per-process 4 \
+    --seconds "$SECONDS_PER_RUN" --warmup "$WARMUP" --domain-id $((60 + step)) \
+    ${MODEL:+--model "$MODEL"} ${PYSPY:+--py-spy "$PYSPY"} --out "$RUNS/${label}_n$n" "$@" \
+    >"$RUNS/${label}_n$n.log" 2>&1 || echo "fleet $label N=$n rc $?" | tee -a "$LOG"
+  grep -E "fps per robot" "$RUNS/${label}_n$n.log" | sed "s/^/$label N=$n: /" | tee -a "$LOG"
+  echo "fleet $label N=$n: $((SECONDS - start)) s" | tee -a "$LOG"
+}
 step=1
 for n in ${ROBOTS//,/ }; do  # (2) the fleet, one server process
   for side in $(sides); do
-    start=$SECONDS
-    [ $SECONDS -lt "$BUDGET_S" ] || { echo "fleet $side N=$n: skipped (budget)" | tee -a "$LOG"; continue; }
-    in_tree "$(tree_of $side)" timeout "$RUN_TIMEOUT" "$PY" bench/fleet/run.py --device "$DEVICE" \
-      --precision "$PRECISION" --edge-device "$DEVICE" --robots "$n" --per-process 4 \
-      --seconds "$SECONDS_PER_RUN" --warmup "$WARMUP" --domain-id $((60 + step)) \
-      ${MODEL:+--model "$MODEL"} ${PYSPY:+--py-spy "$PYSPY"} --out "$RUNS/${side}_n$n" \
-      >"$RUNS/${side}_n$n.log" 2>&1 || echo "fleet $side N=$n rc $?" | tee -a "$LOG"
-    grep -E "fps per robot" "$RUNS/${side}_n$n.log" | sed "s/^/$side N=$n: /" | tee -a "$LOG"
-    echo "fleet $side N=$n: $((SECONDS - start)) s" | tee -a "$LOG"
+    fleet "$side" "$(tree_of $side)" "$n"
   done
   step=$((step + 1))
 done
-
 # (3) after, largest N, with a shorter thread switch interval (server gil_switch_interval_ms;
 # SWITCH_MS '' skips it): does the GIL hand-over between receive, worker and publisher cost?
-n=${ROBOTS##*,}
-if [ -n "${SWITCH_MS-1}" ] && [ $SECONDS -lt "$BUDGET_S" ]; then
-  side=switch${SWITCH_MS:-1}ms
-  in_tree "$AFTER" timeout "$RUN_TIMEOUT" "$PY" bench/fleet/run.py --device "$DEVICE" \
-    --precision "$PRECISION" --edge-device "$DEVICE" --robots "$n" --per-process 4 \
-    --seconds "$SECONDS_PER_RUN" --warmup "$WARMUP" --domain-id $((60 + step)) \
-    ${MODEL:+--model "$MODEL"} ${PYSPY:+--py-spy "$PYSPY"} --out "$RUNS/${side}_n$n" \
-    --server-param "gil_switch_interval_ms:=${SWITCH_MS:-1}" \
-    >"$RUNS/${side}_n$n.log" 2>&1 || echo "fleet $side N=$n rc $?" | tee -a "$LOG"
-  grep -E "fps per robot" "$RUNS/${side}_n$n.log" | sed "s/^/$side N=$n: /" | tee -a "$LOG"
+if [ -n "${SWITCH_MS-1}" ]; then
+  fleet "switch${SWITCH_MS:-1}ms" "$AFTER" "${ROBOTS##*,}" \
+    --server-param "gil_switch_interval_ms:=${SWITCH_MS:-1}"
 fi
 
 runs() { ls -d "$RUNS/$1"_n*/ 2>/dev/null | tr '\n' ',' ; }
