@@ -150,11 +150,8 @@ def process_bag(bag, out_dir, model: str = "", device: str = "auto", precision: 
             raise BagError(f"{bag}: no sensor_msgs/Image or CompressedImage topic "
                            f"(topics: {sorted({c.topic for c in reader.connections})})")
         edge = EdgeRunner.from_path(model, device=device, precision=precision, codec=codec)
-        # As the server node runs it (TorchScript on the CPU), so the bag holds the messages
-        # the live server would publish.
         server = ServerRunner(edge.model, edge.card, device=device, precision=precision,
-                              score_threshold=score_threshold, torchscript=True)
-        server.capture_graphs([edge.card["default_split"]])
+                              score_threshold=score_threshold)
         if stop.is_set():
             raise KeyboardInterrupt  # stopped while loading: nothing was written
         try:

@@ -7,7 +7,8 @@
 # samples). Which tree goes first alternates from one step to the next. (3) After, at the
 # largest N, with the server's thread switch interval at SWITCH_MS (default 1 ms, '' = skip). Summary: $OUT/speed.md
 # (bench/fleet/compare.py: frames/s, p50/p99, server CPU ms per frame, GIL/CPU split per thread),
-# $OUT/log.txt; every run's results.json under $OUT (at most 8 files come back: see the end).
+# $OUT/log.txt, $OUT/runs.tgz (every run's results, logs and py-spy summaries; three files
+# in all, the device brings back at most 8).
 #
 #   BEFORE=.carry/before BUNDLE=.carry/gpu_bundle/bundle.tar.gz PYSPY_WHEEL_DIR=.carry/pyspy \
 #     bash bench/gpu/run_speed.sh
@@ -97,7 +98,7 @@ runs() { ls -d "$RUNS/$1"_n*/ 2>/dev/null | tr '\n' ',' ; }
   "before=$(runs before)" $(ls -d "$RUNS"/switch*/ 2>/dev/null | sed 's|.*/\(switch[^_]*\)_.*|\1=&|') --pipeline "after=$RUNS/pipeline_after" \
   --pipeline "before=$RUNS/pipeline_before" 2>&1 | tee -a "$LOG"
 # Back: speed.md, log.txt, and one tarball of every run's results and py-spy summaries.
-for f in "$RUNS"/*/logs/n*/pyspy_server_gil.txt; do
+for f in "$RUNS"/*/logs/n*/pyspy_server_*.txt; do
   [ -f "$f" ] && "$PY" "$AFTER/bench/fleet/stacks.py" "$f" --top 30 >"${f%.txt}.summary" 2>&1
 done
 tar czf "$OUT/runs.tgz" -C "$RUNS" --exclude='streams.npz' --exclude='pyspy_*.txt' . 2>/dev/null

@@ -315,14 +315,15 @@ class ServerRunner:
     def capture_graphs(self, splits: Sequence[str]) -> None:
         """On the CUDA-graph path, capture every batch size of ``splits`` now rather than on
         the first batches (a capture takes milliseconds to a second); on the TorchScript path
-        trace them now (a second or two each). No-op otherwise."""
+        start tracing them in the background (a second or two each; eager until ready).
+        No-op otherwise."""
         # split input runs the default split's server half
         names = list(dict.fromkeys(self.card["default_split"] if s == INPUT_SPLIT else s
                                    for s in splits))
         if self._graphs is not None:
             self._graphs.capture(names)
         if self._script is not None:
-            self._script.prepare(names)
+            self._script.prepare_in_background(names)
 
     @torch.inference_mode()
     def run_batch(self, items: Sequence[DecodedPacket],

@@ -55,22 +55,37 @@ class _ServerHalf(nn.Module):
 class TorchScriptServer:
     """``model.server(z, split, focal=...)`` from frozen traces (CPU, float32).
 
-    ``prepare`` traces ahead of time (the node: the default split, before its first frame).
-    A key met first in a batch runs eager while a background thread traces it, so a new split
-    never stalls the inference worker for the seconds a trace takes on a loaded machine.
+    ``prepare`` traces now, ``prepare_in_background`` in a thread (the node: the default split
+    at start-up). A split met first in a batch runs eager while a background thread traces it,
+    so neither the node's start nor the inference worker waits the seconds a trace takes on a
+    loaded machine.
     """
 
     def __init__(self, model: MultiTaskSplitNet, input_size: tuple[int, int]) -> None:
         self.model, self.input_size = model, input_size
         self._scripts: dict[tuple[str, bool], tuple[FrozenTrace, list[str]]] = {}
         self._tracing: set[tuple[str, bool]] = set()
+        self.failed: dict[tuple[str, bool], str] = {}  # keys that could not be traced: eager
         self._lock = threading.Lock()
 
-    def _add(self, key: tuple[str, bool]) -> None:
-        traced = self._trace(*key)
+    def _add(self, keys: list[tuple[str, bool]]) -> None:
+        for key in keys:
+            try:
+                traced = self._trace(*key)
+            except Exception as err:  # noqa: BLE001 - that key stays eager; the reason is kept
+                self.failed[key] = f"{type(err).__name__}: {err}"
+                continue
+            with self._lock:
+                self._scripts[key] = traced
+                self._tracing.discard(key)
+
+    def _claim(self, key: tuple[str, bool]) -> bool:
+        """Whether the caller is to trace ``key`` (nobody has, nor is)."""
         with self._lock:
-            self._scripts[key] = traced
-            self._tracing.discard(key)
+            if key in self._scripts or key in self._tracing:
+                return False
+            self._tracing.add(key)
+            return True
 
     def _trace(self, split: str, with_focal: bool) -> tuple[FrozenTrace, list[str]]:
         z = torch.zeros(2, *self.model.split_shape(split, self.input_size))
@@ -82,10 +97,15 @@ class TorchScriptServer:
 
     def prepare(self, splits: list[str]) -> None:
         """Trace ``splits`` now, with and without focal lengths."""
-        for split in splits:
-            for key in ((split, True), (split, False)):
-                if not self.ready(*key):
-                    self._add(key)
+        self._add([key for key in _keys(splits) if self._claim(key)])
+
+    def prepare_in_background(self, splits: list[str]) -> None:
+        """Trace ``splits`` in a background thread (eager until each is ready): a node's
+        start-up does not wait, and its executor spins meanwhile."""
+        keys = [key for key in _keys(splits) if self._claim(key)]
+        if keys:
+            threading.Thread(target=self._add, args=(keys,), name="torchscript-trace",
+                             daemon=True).start()
 
     def ready(self, split: str, with_focal: bool) -> bool:
         with self._lock:
@@ -93,17 +113,15 @@ class TorchScriptServer:
 
     def __call__(self, z: torch.Tensor, split: str, focal: torch.Tensor | None = None
                  ) -> dict[str, torch.Tensor]:
-        key = (split, focal is not None)
         with self._lock:
-            traced = self._scripts.get(key)
-            start = traced is None and key not in self._tracing
-            if start:
-                self._tracing.add(key)
+            traced = self._scripts.get((split, focal is not None))
         if traced is None:
-            if start:
-                threading.Thread(target=self._add, args=(key,), name="torchscript-trace",
-                                 daemon=True).start()
+            self.prepare_in_background([split])  # both focal keys: the other comes soon
             return self.model.server(z, split, focal=focal)
         script, names = traced
         out = script(z) if focal is None else script(z, focal.to(torch.float32))
         return dict(zip(names, out))
+
+
+def _keys(splits: list[str]) -> list[tuple[str, bool]]:
+    return [(split, with_focal) for split in splits for with_focal in (True, False)]
