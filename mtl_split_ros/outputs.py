@@ -46,6 +46,7 @@ from mtl_split_core.geometry import (
 from mtl_split_core.runtime.frame_views import ViewRequest, frame_point_cloud, map_camera
 from mtl_split_core.tasks import DEFAULT_TASKS, OutputSpec, get_tasks
 from mtl_split_core.viz import annotate, class_palette, colorize_segmentation, detection_palette
+from mtl_split_ros.detections_cdr import detection_array_cdr
 from mtl_split_ros.image_msg import image_fields
 from mtl_split_ros.msg_factory import MessageFactory
 
@@ -200,13 +201,15 @@ class FrameOutputs:
 
 def assemble(result: Any, header: Any, style: OutputStyle, wanted: Collection[str],
              factory: MessageFactory,
-             on_error: Callable[[str, Exception], None] | None = None) -> dict[str, Any]:
+             on_error: Callable[[str, Exception], None] | None = None,
+             serialized: bool = False) -> dict[str, Any]:
     """``{suffix: message}`` for the ``wanted`` per-frame outputs of ``style`` that ``result``
     (a ``ServerResult``) can fill, in declaration order. Boxes in messages are in source
     pixels; each detection's depth is the median predicted depth in its box.
 
     ``on_error(suffix, exception)``: a converter raised; that output is left out of this frame
-    (None: the exception propagates)."""
+    (None: the exception propagates). ``serialized``: kinds that can give their message as
+    CDR bytes (``Kind.serialized``; rclpy publishers send bytes as they are) do."""
     frame = FrameOutputs(result, header, style, factory)
     out: dict[str, Any] = {}
     for spec in style.outputs:
@@ -214,7 +217,8 @@ def assemble(result: Any, header: Any, style: OutputStyle, wanted: Collection[st
         if spec.suffix not in wanted or kind.latched:
             continue
         try:
-            message = kind.build(frame, spec)
+            build = kind.serialized if serialized and kind.serialized else kind.build
+            message = build(frame, spec)
         except Exception as err:
             if on_error is None:
                 raise
@@ -249,6 +253,9 @@ class Kind:
     msgtype: str
     build: Callable[[Any, OutputSpec], Any]
     latched: bool = False  # published once per topic (transient local), not per frame
+    # The same message as serialized CDR bytes (what a publisher sends as is), where building
+    # the message object is the expensive part; ``assemble(..., serialized=True)``.
+    serialized: Callable[[Any, OutputSpec], bytes] | None = None
 
 
 def _map(encoding: str) -> Callable[[FrameOutputs, OutputSpec], Any]:
@@ -301,6 +308,11 @@ def _detections_2d(f: FrameOutputs, spec: OutputSpec) -> Any:
     return detection_array(f.factory, f.header, r.boxes, r.class_ids, r.scores)
 
 
+def _detections_2d_cdr(f: FrameOutputs, spec: OutputSpec) -> bytes:
+    r = f.result
+    return detection_array_cdr(f.header, r.boxes, r.class_ids, r.scores)
+
+
 def _detections_3d(f: FrameOutputs, spec: OutputSpec) -> Any:
     r = f.result
     return detection_3d_array(f.factory, f.header, r.boxes, r.class_ids, r.scores,
@@ -324,7 +336,7 @@ KINDS: dict[str, Kind] = {
     # Views built from several fields.
     "class_color_image": Kind(IMAGE, _class_colors),
     "point_cloud": Kind("sensor_msgs/msg/PointCloud2", _points),
-    "detections_2d": Kind(DETECTIONS_2D, _detections_2d),
+    "detections_2d": Kind(DETECTIONS_2D, _detections_2d, serialized=_detections_2d_cdr),
     "detections_3d": Kind(DETECTIONS_3D, _detections_3d),
     "box_markers_3d": Kind("visualization_msgs/msg/MarkerArray", _markers),
     "label_info": Kind(LABEL_INFO, _label_info, latched=True),

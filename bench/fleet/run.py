@@ -100,7 +100,7 @@ def py_spy_profilers(py_spy: str, servers: dict[str, subprocess.Popen], run_dir:
              "--output", str(run_dir / f"pyspy_{name}_{kind}.txt")],
             stdout=subprocess.DEVNULL, stderr=open(run_dir / f"pyspy_{name}_{kind}.log", "w"))
             for name, proc in servers.items()
-            for kind, extra in (("threads", ["--threads"]), ("gil", ["--gil"]))]
+            for kind, extra in (("threads", ["--threads"]), ("gil", ["--gil", "--threads"]))]
     return start
 
 
@@ -143,6 +143,7 @@ def measure(n: int, streams: Path, args, run_dir: Path, env: dict) -> dict:
                      "publish_annotated": False, "publish_segmentation_color": False}
     if args.model:
         server_params["model"] = args.model
+    server_params.update(args.server_param)
     groups = [robots[i:i + args.per_process] for i in range(0, n, args.per_process)]
     procs: dict[str, subprocess.Popen] = {}
     outs, readies = [], []
@@ -348,6 +349,8 @@ def parse_args(argv=None):
     ap.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", 76)))
     ap.add_argument("--py-spy", default="", metavar="PATH",
                     help="py-spy executable: profile the server(s) over each window")
+    ap.add_argument("--server-param", action="append", default=[], metavar="NAME:=VALUE",
+                    help="a server parameter for every run (repeatable)")
     ap.add_argument("--note", default="", help="a line for the results (e.g. machine load)")
     args = ap.parse_args(argv)
     try:
@@ -355,6 +358,10 @@ def parse_args(argv=None):
     except ValueError:
         ap.error(f"--robots {args.robots!r}: expected comma-separated integers")
     args.devices = [d for d in (args.devices or args.device).split(",") if d]
+    pairs = [p.partition(":=") for p in args.server_param]
+    if any(not name or not sep for name, sep, _ in pairs):
+        ap.error("--server-param: expected NAME:=VALUE")
+    args.server_param = {name: value for name, _, value in pairs}
     if not args.counts or min(args.counts) < 1 or args.per_process < 1 or args.rate <= 0:
         ap.error("--robots, --per-process and --rate must be positive")
     return args

@@ -11,19 +11,28 @@ import argparse
 import collections
 import sys
 
-# Server threads, told apart by a frame only they run (the executor is the main thread).
-THREADS = (("worker", "ServerNode._work "), ("publisher", "ServerNode._publish_step "),
-           ("executor", "run_node "))
+# Server threads: by the thread's name (py-spy --threads puts "thread (id): name" first), else
+# by a frame only they run (the executor is the main thread; before and after the scheduler
+# moved to the core, issue 25).
+THREAD_NAMES = {"server-worker": "worker", "server-publisher": "publisher",
+                "MainThread": "executor"}
+THREADS = (("worker", ("ServerNode._work ", "BatchScheduler.work ")),
+           ("publisher", ("ServerNode._publish_step ", "BatchScheduler.publish ")),
+           ("executor", ("run_node ",)))
 
 
 def thread_of(frames: list[str]) -> str:
-    for name, marker in THREADS:
-        if any(f.startswith(marker) for f in frames):
+    if frames and frames[0].startswith("thread ("):
+        return THREAD_NAMES.get(frames[0].partition("): ")[2].strip(), "other")
+    for name, markers in THREADS:
+        if any(f.startswith(markers) for f in frames):
             return name
     return "other"
 
 
-def summarise(path: str, top: int) -> str:
+def read_stacks(path: str) -> tuple[int, collections.Counter[str], collections.Counter[str],
+                                    collections.Counter[str]]:
+    """(samples, samples per thread, per top frame (self), per frame anywhere (inclusive))."""
     threads: collections.Counter[str] = collections.Counter()
     own: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
@@ -39,6 +48,18 @@ def summarise(path: str, top: int) -> str:
             own[frames[-1]] += n
             for frame in set(frames):
                 inclusive[frame] += n
+    return total, threads, own, inclusive
+
+
+def thread_shares(path: str) -> dict[str, float]:
+    """Share (%) of ``path``'s samples per server thread (empty without samples)."""
+    total, threads, _, _ = read_stacks(path)
+    return {name: round(100 * n / total, 1) for name, n in threads.most_common()} if total \
+        else {}
+
+
+def summarise(path: str, top: int) -> str:
+    total, threads, own, inclusive = read_stacks(path)
     if not total:
         return f"{path}: no samples\n"
     lines = [f"{path}: {total} samples", "threads:"]

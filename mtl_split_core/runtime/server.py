@@ -62,6 +62,7 @@ from mtl_split_core.runtime.packet import (
     content_box,
     short_repr,
 )
+from mtl_split_core.runtime.torchscript import TorchScriptServer
 from mtl_split_core.tasks import PostprocessContext, Task, get_tasks, task_names
 from mtl_split_core.temporal_codec import TemporalDecoder, base_codec, is_temporal
 from mtl_split_core.viz import class_palette
@@ -145,12 +146,13 @@ class ServerRunner:
                  precision: str = "fp32", tasks: Sequence[str] | None = None,
                  score_threshold: float = 0.3, max_detections: int = 50,
                  backend: str = "torch", onnx: OrtOptions | None = None,
-                 cuda_graphs: bool = True):
+                 cuda_graphs: bool = True, torchscript: bool = False):
         """``tasks``: the heads to run (None = every task of the model). ``backend``:
         ``torch`` runs the model, ``onnxruntime`` the exported server files of ``onnx.folder``
         (every exported split is loaded now, so a bad file fails at start-up).
         ``cuda_graphs``: on a CUDA device with the torch backend ``run_batch`` replays CUDA
-        graphs (runtime/cuda_graph.py)."""
+        graphs (runtime/cuda_graph.py). ``torchscript``: on the CPU with the torch backend
+        the server half runs as frozen TorchScript traces (runtime/torchscript.py)."""
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(precision, self.device)
         self.backend = check_backend(backend)
@@ -196,6 +198,10 @@ class ServerRunner:
         self.references = TemporalDecoder()
         if cuda_graphs and self.device.type == "cuda" and not self._ort:
             self._graphs = CudaGraphServer(self.model, self.input_size, self.dtype)
+        self._script: TorchScriptServer | None = None
+        if torchscript and self.device.type == "cpu" and self.dtype == torch.float32 \
+                and not self._ort:
+            self._script = TorchScriptServer(self.model, self.input_size)
 
     @classmethod
     def from_path(cls, model: str | None, **kwargs: Any) -> ServerRunner:
@@ -320,10 +326,16 @@ class ServerRunner:
     # ---------------------------------------------------------------------- batched path
     def capture_graphs(self, splits: Sequence[str]) -> None:
         """On the CUDA-graph path, capture every batch size of ``splits`` now rather than on
-        the first batches (a capture takes milliseconds to a second). No-op otherwise."""
-        if self._graphs is not None:  # split input runs the default split's server half
-            self._graphs.capture(list(dict.fromkeys(
-                self.card["default_split"] if s == INPUT_SPLIT else s for s in splits)))
+        the first batches (a capture takes milliseconds to a second); on the TorchScript path
+        start tracing them in the background (a second or two each; eager until ready).
+        No-op otherwise."""
+        # split input runs the default split's server half
+        names = list(dict.fromkeys(self.card["default_split"] if s == INPUT_SPLIT else s
+                                   for s in splits))
+        if self._graphs is not None:
+            self._graphs.capture(names)
+        if self._script is not None:
+            self._script.prepare_in_background(names)
 
     @torch.inference_mode()
     def run_batch(self, items: Sequence[DecodedPacket],
@@ -395,6 +407,8 @@ class ServerRunner:
             z = self.model.edge(z, split)
         if self._graphs is not None:
             return self._graphs(z, split, focal)
+        if self._script is not None:
+            return self._script(z, split, focal)
         return self.model.server(z, split, focal=focal)
 
     def context(self, decoded: DecodedPacket) -> PostprocessContext:

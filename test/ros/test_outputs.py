@@ -129,8 +129,10 @@ def test_live_server_and_process_publish_equal_messages(tmp_path, model_dir):
                                  LATCHED if suffix in once else qos)
     pub = node.create_publisher(f.message_class("mtl_split/msg/SplitFeatures"),
                                 prefix + "features", qos)
+    # Eager like process_bag: this compares the outputs path, not TorchScript's last bits.
     args = ["-c", SERVER, "--ros-args", "-p", f"model:={model_dir}", "-p", "device:=cpu",
-            "-p", "score_threshold:=0.0", "-p", f"feature_topics:=['{prefix}features']"]
+            "-p", "score_threshold:=0.0", "-p", f"feature_topics:=['{prefix}features']",
+            "-p", "torchscript:=false"]
     try:
         with python_process(args) as server:
             deadline, last_sent = time.time() + 120, 0.0

@@ -41,6 +41,10 @@ def test_bad_arguments_exit_2(tmp_path):
                         str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "expected comma-separated integers" in r.stderr
     assert "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, str(BENCH / "run.py"), "--server-param", "max_batch=2",
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "expected NAME:=VALUE" in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_one_robot_end_to_end(tmp_path):

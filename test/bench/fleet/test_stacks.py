@@ -32,3 +32,21 @@ def test_an_empty_file_says_so(tmp_path):
     path = tmp_path / "empty.txt"
     path.write_text("")
     assert "no samples" in stacks.summarise(str(path), top=3)
+
+
+def test_threads_by_name_and_by_the_scheduler_frames(tmp_path):
+    """py-spy --threads puts the thread's name first; without it the scheduler's frames
+    (issue 25: the worker and publisher loops moved into BatchScheduler) tell them apart."""
+    path = tmp_path / "raw.txt"
+    path.write_text(
+        "thread (1): server-worker;Thread.run (threading.py:1);x (a.py:1) 4\n"
+        "thread (2): server-publisher;Thread.run (threading.py:1);y (a.py:2) 2\n"
+        "thread (3): MainThread;<module> (server_node:8);z (a.py:3) 1\n"
+        "thread (4): torchscript-trace;Thread.run (threading.py:1) 1\n"
+        "Thread.run (threading.py:1);BatchScheduler.work (scheduler.py:1);w (a.py:4) 1\n"
+        "Thread.run (threading.py:1);BatchScheduler.publish (scheduler.py:2);p (a.py:5) 1\n")
+    assert stacks.thread_shares(str(path)) == {"worker": 50.0, "publisher": 30.0,
+                                               "executor": 10.0, "other": 10.0}
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    assert stacks.thread_shares(str(empty)) == {}

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Issue 25's speed goals on the lent GPU in one call, on one card: this tree ("after") and an
+# older checkout ("before"), alternating. (1) One robot end to end, camera 640x480 at 30 fps ->
+# edge -> server, both on CUDA (bench/fleet/pipeline.py); (2) the fleet at N = ROBOTS (16, 34,
+# 48) robots x 30 fps into one server process (bench/fleet/run.py: CUDA fp16, CUDA graphs,
+# max_batch 8), each run with py-spy on the server (the GIL holder's and every thread's
+# samples). Which tree goes first alternates from one step to the next. (3) After, at the
+# largest N, with the server's thread switch interval at SWITCH_MS (default 1 ms, '' = skip). Summary: $OUT/speed.md
+# (bench/fleet/compare.py: frames/s, p50/p99, server CPU ms per frame, GIL/CPU split per thread),
+# $OUT/log.txt, $OUT/runs.tgz (every run's results, logs and py-spy summaries; three files
+# in all, the device brings back at most 8).
+#
+#   BEFORE=.carry/before BUNDLE=.carry/gpu_bundle/bundle.tar.gz PYSPY_WHEEL_DIR=.carry/pyspy \
+#     bash bench/gpu/run_speed.sh
+#   # plumbing check on this CPU (no bundle, the tree's own environment):
+#   LOCAL=1 DEVICE=cpu PRECISION=fp32 MODEL=/tmp/tiny ROBOTS=1,2 SECONDS_PER_RUN=3 \
+#     BEFORE=... bash bench/gpu/run_speed.sh
+set -uo pipefail
+AFTER=$(cd "$(dirname "$0")/../.." && pwd)
+BEFORE=$(cd "${BEFORE:?the before checkout}" && pwd)
+OUT=${OUT:-/tmp/speed}
+RUNS=${RUNS:-/tmp/speed_runs}
+ROBOTS=${ROBOTS:-16,34,48}
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-6}
+WARMUP=${WARMUP:-3}
+DEVICE=${DEVICE:-cuda}
+PRECISION=${PRECISION:-fp16}
+MODEL=${MODEL:-}
+RUN_TIMEOUT=${RUN_TIMEOUT:-55}   # seconds per run: 8 runs fit the device's 10-minute call
+BUDGET_S=${BUDGET_S:-400}        # no fleet run starts after this many seconds (8 min in all)
+export PYTHONUNBUFFERED=1 ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
+mkdir -p "$OUT" && rm -rf "$RUNS" && mkdir -p "$RUNS"
+LOG=$OUT/log.txt
+if [ -n "${LOCAL:-}" ]; then
+  PY=${PY:-python3}
+else
+  PY=${PY:-$(command -v python3.12 || command -v python3)}
+  BUNDLE=${BUNDLE:?the bundle (bench/gpu/bundle.sh)}
+  UNPACKED=${UNPACKED:-/tmp/mtl_split_gpu_bundle}
+  if [ ! -f "$UNPACKED/.from" ] || [ "$(cat "$UNPACKED/.from")" != "$(sha256sum <"$BUNDLE")" ]; then
+    rm -rf "$UNPACKED" && mkdir -p "$UNPACKED" && tar xzf "$BUNDLE" -C "$UNPACKED"
+    sha256sum <"$BUNDLE" >"$UNPACKED/.from"
+  fi
+fi
+PYSPY=${PYSPY:-$(command -v py-spy || true)}
+if [ -z "$PYSPY" ] && [ -n "${PYSPY_WHEEL_DIR:-}" ]; then  # the wheel carries the binary
+  "$PY" -m pip install -q --no-index --no-deps --target /tmp/pyspy "$PYSPY_WHEEL_DIR"/py_spy-*.whl \
+    && PYSPY=/tmp/pyspy/bin/py-spy
+fi
+[ -x "${PYSPY:-/none}" ] || { echo "no py-spy: runs without the thread split" | tee -a "$LOG"; PYSPY=; }
+
+in_tree() {  # in_tree DIR CMD...: run CMD in DIR with its own packages first
+  (cd "$1" && shift && { [ -n "${LOCAL:-}" ] || source "$AFTER/bench/gpu/env.sh" "$UNPACKED"; } &&
+   export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} MTL_SPLIT_MODELS=$PWD/models && "$@")
+}
+tree_of() { [ "$1" = before ] && echo "$BEFORE" || echo "$AFTER"; }
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee -a "$LOG"
+echo "after $AFTER, before $BEFORE, robots $ROBOTS, $SECONDS_PER_RUN s per run, py-spy ${PYSPY:-none}" | tee -a "$LOG"
+
+step=0
+sides() { [ $((step % 2)) = 0 ] && echo "after before" || echo "before after"; }
+for side in $(sides); do  # (1) one robot, camera -> edge -> server
+  start=$SECONDS
+  in_tree "$(tree_of $side)" timeout "$RUN_TIMEOUT" "$PY" bench/fleet/pipeline.py --device "$DEVICE" \
+    --precision "$PRECISION" --seconds "$SECONDS_PER_RUN" --warmup "$WARMUP" \
+    --domain-id $((60 + step)) ${MODEL:+--model "$MODEL"} --out "$RUNS/pipeline_$side" \
+    >"$RUNS/pipeline_$side.log" 2>&1 || echo "pipeline $side rc $?" | tee -a "$LOG"
+  echo "pipeline $side: $((SECONDS - start)) s" | tee -a "$LOG"
+done
+fleet() {  # fleet LABEL TREE N [run.py arguments...]: one fleet run into $RUNS/LABEL_nN
+  local label=$1 tree=$2 n=$3 start=$SECONDS
+  shift 3
+  [ $SECONDS -lt "$BUDGET_S" ] || { echo "fleet $label N=$n: skipped (budget)" | tee -a "$LOG"; return; }
+  in_tree "$tree" timeout "$RUN_TIMEOUT" "$PY" bench/fleet/run.py --device "$DEVICE" \
+    --precision "$PRECISION" --edge-device "$DEVICE" --robots "$n" --per-process 4 \
+    --seconds "$SECONDS_PER_RUN" --warmup "$WARMUP" --domain-id $((60 + step)) \
+    ${MODEL:+--model "$MODEL"} ${PYSPY:+--py-spy "$PYSPY"} --out "$RUNS/${label}_n$n" "$@" \
+    >"$RUNS/${label}_n$n.log" 2>&1 || echo "fleet $label N=$n rc $?" | tee -a "$LOG"
+  grep -E "fps per robot" "$RUNS/${label}_n$n.log" | sed "s/^/$label N=$n: /" | tee -a "$LOG"
+  echo "fleet $label N=$n: $((SECONDS - start)) s" | tee -a "$LOG"
+}
+step=1
+for n in ${ROBOTS//,/ }; do  # (2) the fleet, one server process
+  for side in $(sides); do
+    fleet "$side" "$(tree_of $side)" "$n"
+  done
+  step=$((step + 1))
+done
+# (3) after, largest N, with a shorter thread switch interval (server gil_switch_interval_ms;
+# SWITCH_MS '' skips it): does the GIL hand-over between receive, worker and publisher cost?
+if [ -n "${SWITCH_MS-1}" ]; then
+  fleet "switch${SWITCH_MS:-1}ms" "$AFTER" "${ROBOTS##*,}" \
+    --server-param "gil_switch_interval_ms:=${SWITCH_MS:-1}"
+fi
+
+runs() { ls -d "$RUNS/$1"_n*/ 2>/dev/null | tr '\n' ',' ; }
+"$PY" "$AFTER/bench/fleet/compare.py" --out "$OUT/speed.md" "after=$(runs after)" \
+  "before=$(runs before)" $(ls -d "$RUNS"/switch*/ 2>/dev/null | sed 's|.*/\(switch[^_]*\)_.*|\1=&|') --pipeline "after=$RUNS/pipeline_after" \
+  --pipeline "before=$RUNS/pipeline_before" 2>&1 | tee -a "$LOG"
+# Back: speed.md, log.txt, and one tarball of every run's results and py-spy summaries.
+for f in "$RUNS"/*/logs/n*/pyspy_server_*.txt; do
+  [ -f "$f" ] && "$PY" "$AFTER/bench/fleet/stacks.py" "$f" --top 30 >"${f%.txt}.summary" 2>&1
+done
+tar czf "$OUT/runs.tgz" -C "$RUNS" --exclude='streams.npz' --exclude='pyspy_*.txt' . 2>/dev/null

@@ -1,0 +1,79 @@
+"""vision_msgs/Detection2DArray as serialized CDR bytes, written straight from the arrays.
+
+Building the message object costs one nested Python message per field of every detection
+(seven per detection), and publishing it walks them all again to convert them to C: ~0.4 ms
+for 15 detections on the 2-core CPU, most of a frame's output work in the fleet bench. The
+bytes here are what ``rclpy.serialization.serialize_message`` makes of
+``outputs.detection_array``'s message (checked byte for byte in
+test/ros/test_detections_cdr.py); ``Publisher.publish`` sends bytes as they are.
+
+Layout: CDR little endian (rmw_fastrtps' encapsulation 00 01 00 00), each primitive aligned
+to its size counted from after the 4-byte encapsulation header.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+ENCAPSULATION = b"\x00\x01\x00\x00"
+_U32 = struct.Struct("<I")
+_STAMP = struct.Struct("<iI")
+_F64 = struct.Struct("<d")
+# The shared zero pose of a 2D detection: position 0, orientation w = 1, covariance 0.
+_UNPLACED = struct.pack("<43d", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, *([0.0] * 36))
+_BBOX = struct.Struct("<5d")  # centre x, y, theta (0), size x, y
+_EMPTY_ID = _U32.pack(1) + b"\x00"
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.buf = bytearray(ENCAPSULATION)
+
+    def align(self, size: int) -> None:
+        self.buf += b"\x00" * (-(len(self.buf) - len(ENCAPSULATION)) % size)
+
+    def u32(self, value: int) -> None:
+        self.align(4)
+        self.buf += _U32.pack(value)
+
+    def string(self, data: bytes) -> None:
+        self.u32(len(data) + 1)
+        self.buf += data
+        self.buf += b"\x00"
+
+    def header(self, sec: int, nanosec: int, frame_id: bytes) -> None:
+        self.align(4)
+        self.buf += _STAMP.pack(sec, nanosec)
+        self.string(frame_id)
+
+
+def detection_array_cdr(header: Any, boxes: ArrayLike, class_ids: ArrayLike,
+                        scores: ArrayLike) -> bytes:
+    """The serialized vision_msgs/Detection2DArray of ``outputs.detection_array(factory,
+    header, boxes, class_ids, scores)``: x1, y1, x2, y2 boxes in source pixels, one hypothesis
+    per detection (class id as text), a zero pose, an empty id."""
+    xyxy = np.asarray(boxes, np.float64).reshape(-1, 4)
+    centres, sizes = (xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]
+    ids = np.asarray(class_ids, np.int64).reshape(-1).tolist()
+    confidences = np.asarray(scores, np.float64).reshape(-1).tolist()
+    sec, nanosec = int(header.stamp.sec), int(header.stamp.nanosec)
+    frame_id = str(header.frame_id).encode()
+    w = _Writer()
+    w.header(sec, nanosec, frame_id)
+    w.u32(len(ids))
+    for (cx, cy), (sx, sy), cid, score in zip(centres.tolist(), sizes.tolist(), ids,
+                                              confidences):
+        w.header(sec, nanosec, frame_id)
+        w.u32(1)                           # results: one hypothesis
+        w.string(str(int(cid)).encode())   # hypothesis.class_id
+        w.align(8)
+        w.buf += _F64.pack(score)          # hypothesis.score
+        w.buf += _UNPLACED                 # pose (aligned: it follows a double)
+        w.buf += _BBOX.pack(cx, cy, 0.0, sx, sy)
+        w.align(4)
+        w.buf += _EMPTY_ID                 # id ""
+    return bytes(w.buf)
