@@ -3,7 +3,7 @@
 # OpenCV installed, no ROS and no network. Produces .carry/gpu_bundle/bundle.tar.gz (must stay
 # under ~50 MiB: a device run carries at most 64 MiB) holding
 #   site-packages/  the ROS 2 Kilted runtime wheels for cp312 (rclpy, rmw_fastrtps_cpp, the
-#                   message packages and what they need at run time), zstandard, PyYAML,
+#                   message packages and what they need at run time), zstandard, constriction, PyYAML,
 #                   rosbags + rosbags-image (image decoding in the nodes)
 #   lib/, share/    the wheels' shared libraries and ament index
 #   install/        this package colcon-built with Python 3.12 (interfaces compiled for 3.12)
@@ -35,7 +35,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY312" -m venv "$VENV"
 fi
 mkdir -p "$WORK"
-grep -E '^(ros-|catkin-pkg|colcon-|numpy|zstandard|pyyaml|rosbags)' requirements.txt >"$WORK/req.txt"
+grep -E '^(ros-|catkin-pkg|colcon-|numpy|zstandard|constriction|pyyaml|rosbags)' requirements.txt >"$WORK/req.txt"
 want=$(sha256sum "$WORK/req.txt" | cut -d' ' -f1)  # the lines taken, not the whole file
 if [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
   step "installing the ROS wheels for cp312 into $VENV"
@@ -79,7 +79,7 @@ mkdir -p "$STAGE"
 "$VENV/bin/python" "$ROOT/bench/gpu/stage.py" "$STAGE" \
   ros-rclpy ros-rmw-fastrtps-cpp ros-std-msgs ros-sensor-msgs ros-geometry-msgs \
   ros-visualization-msgs ros-diagnostic-msgs ros-builtin-interfaces ros-rosidl-default-runtime \
-  zstandard pyyaml rosbags rosbags-image  # rosbags: the nodes decode images with rosbags-image
+  zstandard constriction pyyaml rosbags rosbags-image  # rosbags-image: image decoding; constriction: eb codecs
 cp -a "$WORK/install" "$STAGE/install"
 rm -rf "$STAGE/install/mtl_split/share/mtl_split/models"  # the repo's models/ travels anyway
 find "$STAGE" -name __pycache__ -prune -exec rm -rf {} +
