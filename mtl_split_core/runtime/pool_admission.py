@@ -17,8 +17,11 @@ Capacity (frames/s), in this order:
    and the publisher (one Python process saturates near 340 frames/s while its GPU is 6-14%
    busy, docs/BENCHMARKS.md);
 3. either is lowered by saturation: while more than ``drop_tolerance`` of the frames that
-   arrived in the window were dropped unrun (the server did not keep up), the capacity is
-   what it served then; this holds ``saturation_s`` after the last such reading.
+   arrived in the window were dropped unrun (the server did not keep up) for ``overload_s``
+   in a row, the capacity is what it served then; this holds ``saturation_s`` after the last
+   such reading. One reading is not enough: a start-up burst (many robots found at once,
+   their publishers made) would otherwise hold the capacity far below what the process
+   serves for ``saturation_s`` and shed robots the pool has room for (seen on an H100).
 Unknown capacity (nothing configured or measured yet): the server takes up to ``max_robots``.
 
 Admission: a robot already served stays (while it keeps sending: silent for ``idle_s`` frees
@@ -123,6 +126,7 @@ class ServerAdmission:
         self._queue_ms: deque[float] = deque(maxlen=512)
         self._latency_ms: deque[float] = deque(maxlen=512)
         self._saturated: tuple[float, float] | None = None  # (last reading, served fps)
+        self._dropping_since: float | None = None  # first of the readings over tolerance
         self._over_since: float | None = None
         self._sequence = time.time_ns() if first_sequence is None else int(first_sequence)
         self.counts: dict[str, int] = {}
@@ -210,7 +214,12 @@ class ServerAdmission:
     def _check_saturation(self, now: float) -> None:
         arrived = sum(r.arrived.rate(now) for r in self._robots.values())
         dropped = sum(r.dropped.rate(now) for r in self._robots.values())
-        if arrived > 0 and dropped > self.drop_tolerance * arrived:
+        if not (arrived > 0 and dropped > self.drop_tolerance * arrived):
+            self._dropping_since = None
+            return
+        if self._dropping_since is None:
+            self._dropping_since = now
+        if now - self._dropping_since >= self.overload_s:
             self._saturated = (now, max(arrived - dropped, 1.0))
 
     def _no_room(self, now: float, demand: float) -> str:

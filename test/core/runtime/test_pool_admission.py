@@ -46,17 +46,34 @@ def test_capacity_is_measured_from_batch_timings_until_saturation_lowers_it():
     for _ in range(8):
         adm.batch_done(4, 0.01, 0.0)  # 4 frames in 10 ms: 400 frames/s of compute
     assert adm.capacity(0.0) == pytest.approx(400.0)
-    # Robots' frames get dropped unrun (the process, not the network, is the limit): the
-    # capacity becomes what was served then.
+    # Robots' frames get dropped unrun (the process, not the network, is the limit): after
+    # overload_s of such readings the capacity becomes what was served then.
     for i in range(60):
         t = i / 30
         for r in ("r1", "r2", "r3", "r4"):
             adm.admit(r, t)
             if r in ("r3", "r4"):
                 adm.dropped(r, t)
+    assert adm.announcement(1.0).capacity_fps == pytest.approx(400.0)  # one reading: not yet
     ann = adm.announcement(2.0)
     assert ann.capacity_fps == pytest.approx(60.0, rel=0.1)
     assert adm.capacity(2.0 + 11.0) == pytest.approx(400.0)  # saturation_s later: forgotten
+
+
+def test_a_burst_of_drops_shorter_than_overload_s_leaves_the_capacity():
+    adm = admission(min_batches=4)
+    for _ in range(8):
+        adm.batch_done(4, 0.01, 0.0)
+    for i in range(15):  # half a second of drops (a start-up burst), then every frame served
+        for r in ("r1", "r2", "r3", "r4"):
+            adm.admit(r, i / 30)
+            if r in ("r3", "r4"):
+                adm.dropped(r, i / 30)
+    assert adm.announcement(0.5).capacity_fps == pytest.approx(400.0)
+    for i in range(15, 120):
+        for r in ("r1", "r2", "r3", "r4"):
+            adm.admit(r, i / 30)
+    assert adm.announcement(4.0).capacity_fps == pytest.approx(400.0)
 
 
 def test_overload_sheds_the_newest_robots_after_overload_s_never_the_last():
