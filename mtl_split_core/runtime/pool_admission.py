@@ -13,9 +13,9 @@ Capacity (frames/s), in this order:
 1. ``capacity_fps`` when configured (> 0): a measured figure (bench/fleet, the capacity file
    of ``pool.launch.py servers:=auto``);
 2. else the batch timings: frames / worker-busy seconds over the last ``capacity_batches``
-   batches (at least ``min_batches``). An upper bound: it leaves out the executor's admission
-   and the publisher (one Python process saturates near 340 frames/s while its GPU is 6-14%
-   busy, docs/BENCHMARKS.md);
+   batches (at least ``min_batches``). Not exact either way: it leaves out the executor's
+   admission and the publisher, and measured at low load (small batches) it underestimates a
+   batching server (docs/BENCHMARKS.md, "Failover");
 3. either is lowered by saturation: while more than ``drop_tolerance`` of the frames that
    arrived in the window were dropped unrun (the server did not keep up) for ``overload_s``
    in a row, the capacity is what it served then; this holds ``saturation_s`` after the last
