@@ -69,11 +69,13 @@ def test_the_far_hosts_link_drops_and_the_robots_move_to_the_near_server(model_d
     procs: list[subprocess.Popen] = []
     with EmulatedLink() as link:
         try:
-            # The far server has 20x the room: the robots stay on it while the link is up.
+            # The robots join the far server (the only one yet) and stay on it while the link
+            # is up: the near one has 1/20 of its room. It starts once they are served, so a
+            # robot that heard the near one first cannot join it (the far one's announcements
+            # cross the emulated link later at start, and a robot leaves a healthy server only
+            # for a clearly less loaded one).
             procs.append(start(link, "server", server(model_dir, "far", 1200.0), env,
                                tmp_path / "far.log"))
-            procs.append(start(link, "robot", server(model_dir, "near", 60.0), env,
-                               tmp_path / "near.log"))
             for r in ROBOTS:
                 procs.append(start(link, "robot", [
                     *node_args("mtl_split_edge", model=model_dir, device="cpu", pool=True,
@@ -82,9 +84,15 @@ def test_the_far_hosts_link_drops_and_the_robots_move_to_the_near_server(model_d
             procs.append(start(link, "robot", [str(OBSERVER), "--robots", ",".join(ROBOTS),
                                                "--out", str(state_file)], env,
                                tmp_path / "observer.log"))
-            state = wait_state(state_file, lambda s: all(
+            wait_state(state_file, lambda s: all(
                 s[r]["pool_server"] == "far" and s[r]["link_mode"] == "remote"
                 and s[r]["arrivals"] for r in ROBOTS), 120, procs)
+            procs.append(start(link, "robot", server(model_dir, "near", 60.0), env,
+                               tmp_path / "near.log"))
+            # Both servers known to every robot (the near one is the standby), still on far.
+            state = wait_state(state_file, lambda s: all(
+                str(s[r]["pool_servers_known"]) == "2" and s[r]["pool_server"] == "far"
+                for r in ROBOTS), 60, procs)
             time.sleep(2.0)  # served by the far server for a while
             fallbacks = {r: state[r]["fallbacks"] for r in ROBOTS}
             subprocess.run(["ip", "-n", link.ns["server"], "link", "set", link.dev["server"],

@@ -24,7 +24,7 @@ from vision_msgs.msg import Detection2DArray
 from mtl_split_ros.node_main import run_node
 from mtl_split_ros.qos import qos_from_name
 
-KEYS = ("pool_server", "fallbacks", "link_mode", "pool_last_event")
+KEYS = ("pool_server", "pool_servers_known", "fallbacks", "link_mode", "pool_last_event")
 
 
 class Observer(Node):
