@@ -114,9 +114,10 @@ PARAMS = [
           dynamic=True),
     Param("cuda_graphs", True, "On CUDA, run each batch as a CUDA graph captured per split "
           "and batch size (1, 2, 4, ... 32; padded to the next)."),
-    Param("torchscript", True, "On the CPU (backend torch, fp32), run the network as frozen "
+    Param("torchscript", False, "On the CPU (backend torch, fp32), run the network as frozen "
           "TorchScript traces (faster than eager, same outputs within 1e-4; traced in the "
-          "background, eager until ready)."),
+          "background, eager until ready). Off by default: a trace still running when the "
+          "process is signalled can abort it (seen in CI) until shutdown joins it."),
     Param("gil_switch_interval_ms", 5.0, "Python's thread switch interval for this process "
           "(sys.setswitchinterval): how long a thread that wants the GIL waits before the "
           "holder must give it up; the receive, inference and publish threads share one GIL.",
