@@ -116,8 +116,8 @@ PARAMS = [
           "and batch size (1, 2, 4, ... 32; padded to the next)."),
     Param("torchscript", False, "On the CPU (backend torch, fp32), run the network as frozen "
           "TorchScript traces (faster than eager, same outputs within 1e-4; traced in the "
-          "background, eager until ready). Off by default: a trace still running when the "
-          "process is signalled can abort it (seen in CI) until shutdown joins it."),
+          "background, eager until ready; shutdown waits for a trace in progress). Off by "
+          "default until a full CI run shows that wait holds."),
     Param("gil_switch_interval_ms", 5.0, "Python's thread switch interval for this process "
           "(sys.setswitchinterval): how long a thread that wants the GIL waits before the "
           "holder must give it up; the receive, inference and publish threads share one GIL.",
@@ -504,6 +504,7 @@ class ServerNode(Node):
         self.scheduler.close_handover()
         self.publisher.stop(timeout=10)
         self.scheduler.close_outputs()
+        self.runner.close()
 
 
 def main(args: list[str] | None = None) -> int:

@@ -323,6 +323,11 @@ class ServerRunner:
             focal_px = decoded.focal_px
         return self.run_batch([decoded], [focal_px], [views])[0]
 
+    def close(self) -> None:
+        """Wait for work left in the background (TorchScript traces) before the process ends."""
+        if self._script is not None:
+            self._script.close()
+
     # ---------------------------------------------------------------------- batched path
     def capture_graphs(self, splits: Sequence[str]) -> None:
         """On the CUDA-graph path, capture every batch size of ``splits`` now rather than on

@@ -67,6 +67,7 @@ class TorchScriptServer:
         self._tracing: set[tuple[str, bool]] = set()
         self.failed: dict[tuple[str, bool], str] = {}  # keys that could not be traced: eager
         self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []  # background traces, joined by close()
 
     def _add(self, keys: list[tuple[str, bool]]) -> None:
         for key in keys:
@@ -104,8 +105,19 @@ class TorchScriptServer:
         start-up does not wait, and its executor spins meanwhile."""
         keys = [key for key in _keys(splits) if self._claim(key)]
         if keys:
-            threading.Thread(target=self._add, args=(keys,), name="torchscript-trace",
-                             daemon=True).start()
+            thread = threading.Thread(target=self._add, args=(keys,), name="torchscript-trace",
+                                      daemon=True)
+            with self._lock:
+                self._threads.append(thread)
+            thread.start()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Wait for the background traces: a process that exits while one runs in torch's
+        C++ code aborts ("terminate called without an active exception")."""
+        with self._lock:
+            threads, self._threads = self._threads, []
+        for thread in threads:
+            thread.join(timeout)
 
     def ready(self, split: str, with_focal: bool) -> bool:
         with self._lock:

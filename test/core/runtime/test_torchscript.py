@@ -77,3 +77,11 @@ def test_a_split_met_first_in_a_batch_runs_eager_while_it_is_traced(model_dir):
 
 def test_traces_only_when_asked(model_dir):
     assert ServerRunner.from_path(model_dir, device="cpu")._script is None
+
+
+def test_close_waits_for_the_background_traces(model_dir):
+    model, card = load_model_param(model_dir)
+    script = TorchScriptServer(model, tuple(card["input_size"]))
+    script.prepare_in_background(["s16"])
+    script.close()  # a process may end right after: no trace is left running
+    assert script.ready("s16", False) and script.ready("s16", True) and not script.failed
