@@ -47,7 +47,7 @@ from mtl_split_core.data.frames import (
 from mtl_split_core.distributed import World, mean_over_world, sync_batch_norm
 from mtl_split_core.evaluate import evaluate, headline
 from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, finetune, load_model, save_model
-from mtl_split_core.model.losses import MultiTaskLoss
+from mtl_split_core.model.losses import MultiTaskLoss, output_distance
 from mtl_split_core.output_folder import atomic_write_bytes, replacing_folder
 from mtl_split_core.tasks import get_tasks, labelled_field
 from mtl_split_core.tasks.depth import frame_focals
@@ -138,10 +138,12 @@ class _TrainStep(nn.Module):
     (the loss has learned task weights)."""
 
     def __init__(self, model: MultiTaskSplitNet, criterion: MultiTaskLoss, amp: bool,
-                 every_output: bool = False) -> None:
+                 every_output: bool = False, teacher: MultiTaskSplitNet | None = None,
+                 distill: float = 0.0) -> None:
         super().__init__()
         self.model, self.criterion, self.amp = model, criterion, amp
         self.every_output = every_output
+        self.teacher, self.distill = teacher, distill
 
     def forward(self, x: torch.Tensor, split: str, focal: torch.Tensor | None,
                 targets: dict[str, Any], labelled: dict[str, torch.Tensor]
@@ -149,6 +151,16 @@ class _TrainStep(nn.Module):
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.model(x, split, focal=focal)
         loss, parts = self.criterion(out, targets, labelled)
+        if self.teacher is not None:
+            # The base model's outputs at its own split hold what it learned while the
+            # weights move to serve other splits too (the labels alone let the shared layers
+            # drift: a fine-tune for s8/s32 without it lost 0.06 mIoU at s16 on unseen scenes).
+            with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16,
+                                                 enabled=self.amp):
+                ref = self.teacher(x, self.teacher.config.default_split, focal=focal)
+            term = output_distance(out, ref)
+            parts["distill"] = float(term.detach())
+            loss = loss + self.distill * term
         if self.every_output:
             # Every head in the graph, also one whose task this process's part of the batch
             # lacks: the backward then passes each synchronised batch norm (a collective) in
@@ -178,7 +190,7 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
           max_steps: int | None = None, time_budget_s: float | None = None,
           init_model: str | Path | None = None, freeze_edge: bool = False,
           workers: int = 0, precision: str = "bf16", checkpoint_every: int = 0,
-          world: World | None = None) -> dict:
+          distill: float = 0.0, world: World | None = None) -> dict:
     """Train and return the final validation metrics (unsplit float and with the codec).
 
     ``split``: the split point to train at, or several: each step then runs at one of them
@@ -194,10 +206,18 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
     it); ``workers`` DataLoader processes decode frames (0 = in this process); ``precision``
     bf16 = autocast on CUDA (the CPU always trains in fp32); ``checkpoint_every`` N > 0 also
     checkpoints every N steps within an epoch (else at each epoch's end only).
+
+    ``distill`` > 0 (needs ``init_model``): adds that weight times the distance of every output
+    to the base model's, run unchanged at its own default split on the same augmented frames
+    (``losses.output_distance``), so a fine-tune that adds splits keeps what the base does.
     """
     world = world or World()
     if freeze_edge and init_model is None:
         raise ValueError("freezing the edge part needs a model to fine-tune (init_model)")
+    if distill and init_model is None:
+        raise ValueError("distillation needs a model to learn from (init_model)")
+    if not 0.0 <= distill <= 1e3:
+        raise ValueError(f"distill weight {distill:g}: expected 0 to 1000")
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     if batch_size % world.size:
@@ -253,8 +273,14 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     tasks = get_tasks(config.tasks)
     criterion = MultiTaskLoss(config.tasks, weighting=weighting).to(dev)
+    teacher = None
+    if distill and fresh_heads:
+        raise ValueError(f"distillation needs the base's class lists (heads "
+                         f"{', '.join(fresh_heads)} would start afresh)")
+    if distill and base is not None:
+        teacher = base.to(dev).eval().requires_grad_(False)
     step_module = _TrainStep(model, criterion, amp=dev.type == "cuda" and precision == "bf16",
-                             every_output=world.size > 1)
+                             every_output=world.size > 1, teacher=teacher, distill=distill)
     params: list[dict[str, Any]] = [
         {"params": [p for p in model.backbone.parameters() if p.requires_grad],
          "lr": lr * 0.5},
@@ -359,6 +385,7 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
     extra: dict[str, Any] = {"trained": {"epochs": epochs, "frames": n, "split": split,
                                          **({"splits": list(splits)} if len(splits) > 1 else {}),
                                          "weighting": weighting, "steps": state.step,
+                                         **({"distill": distill} if distill else {}),
                                          "world_size": world.size, "batch_size": batch_size}}
     fp16 = True
     if init_card is not None:

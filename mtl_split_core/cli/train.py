@@ -61,6 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", default=None, metavar="MODEL",
                    help="fine-tune this model (folder or name): keeps its backbone, "
                    "bottlenecks and split contract; heads whose classes changed start afresh")
+    p.add_argument("--distill", type=non_negative_float, default=0.0, metavar="WEIGHT",
+                   help="with --init: also learn the --init model's outputs at its own split "
+                        "(weight of that term; 1 is a start), so adding splits keeps its accuracy")
     p.add_argument("--freeze-edge", action="store_true",
                    help="with --init: the edge part keeps its weights bit for bit, so robots "
                    "running the old model's edge are served by the new model")
@@ -293,7 +296,7 @@ def _run(args: argparse.Namespace, device: str, world: World) -> int:
                        time_budget_s=args.time_budget, init_model=init_path,
                        freeze_edge=args.freeze_edge, workers=args.workers,
                        precision=args.precision, checkpoint_every=args.checkpoint_every,
-                       world=world)
+                       distill=args.distill, world=world)
     except ModelLoadError as err:
         raise InputError(f"--init {args.init}: {err}") from None
     except ValueError as err:

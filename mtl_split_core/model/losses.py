@@ -79,3 +79,12 @@ class MultiTaskLoss(nn.Module):
             else:
                 total = total + self.fixed[task] * losses[task]
         return total, {k: float(v.detach()) for k, v in losses.items()}
+
+
+def output_distance(out: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor]
+                    ) -> torch.Tensor:
+    """Mean over the outputs of MSE(student, teacher) / var(teacher): every output counts
+    alike whatever its units (the distillation term of fine-tuning and of train-eb)."""
+    terms = [((out[k].float() - t.float()) ** 2).mean() / (t.float().var() + 1e-6)
+             for k, t in teacher.items()]
+    return torch.stack(terms).mean()

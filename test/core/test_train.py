@@ -165,3 +165,31 @@ def test_new_classes_reinitialise_their_heads_and_a_second_frozen_tune_keeps_the
 def test_freezing_the_edge_needs_a_model_to_start_from(tmp_path):
     with pytest.raises(ValueError, match="init_model"):
         train(TINY, tiny_dataset(), None, tmp_path, freeze_edge=True, **FAST)
+
+
+def _distance_at_default_split(model_dir, base_dir):
+    """How far a tuned model's outputs at the base's split are from the base's (fixed frames)."""
+    from mtl_split_core.model.losses import output_distance
+    base, _ = load_model(base_dir)
+    tuned, _ = load_model(model_dir)
+    x = torch.rand(4, 3, 64, 96, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        return float(output_distance(tuned(x, "s16"), base(x, "s16")))
+
+
+def test_distillation_keeps_the_base_split_closer_to_the_base_while_adding_splits(base_dir,
+                                                                                   tmp_path):
+    """Adding s32 with labels alone moves what the model does at s16; the distillation term
+    pulls it back towards the base model's outputs on the same frames."""
+    two = dataclasses.replace(TINY, bottlenecks={"s16": 8, "s32": 8})
+    runs = {}
+    for weight in (0.0, 50.0):
+        out = tmp_path / f"d{weight:g}"
+        train(two, tiny_dataset(), None, out, split=("s16", "s32"), max_steps=8,
+              init_model=base_dir, distill=weight, **{**FAST, "lr": 1e-2, "epochs": 6})
+        runs[weight] = _distance_at_default_split(out / "model", base_dir)
+    assert runs[50.0] < 0.5 * runs[0.0], runs
+    card = json.loads((tmp_path / "d50" / "model" / "card.json").read_text())
+    assert card["trained"]["distill"] == 50.0
+    with pytest.raises(ValueError, match="init_model"):
+        train(TINY, tiny_dataset(), None, tmp_path / "x", distill=1.0, **FAST)
