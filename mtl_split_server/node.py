@@ -333,7 +333,8 @@ class ServerNode(Node):
                                max_robots=cfg["pool_max_robots"],
                                new_robot_fps=cfg["pool_new_robot_fps"],
                                max_announced_fps=cfg["pool_max_announced_fps"],
-                               drop_tolerance=cfg["pool_drop_tolerance"])
+                               drop_tolerance=cfg["pool_drop_tolerance"],
+                               max_batch=cfg["max_batch"])
 
     def _announce(self) -> None:
         assert self.admission is not None
@@ -412,6 +413,8 @@ class ServerNode(Node):
                                              point_stride=int(changes["point_stride"]))
         if "max_batch" in changes:
             self.scheduler.max_batch = int(changes["max_batch"])
+            if self.admission is not None:  # its capacity is taken at the full batch
+                self.admission.max_batch = int(changes["max_batch"])
         if "batch_wait_ms" in changes:
             self.scheduler.batch_wait_ms = float(changes["batch_wait_ms"])
         if "diagnostics_period" in changes:
