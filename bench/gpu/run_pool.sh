@@ -4,15 +4,20 @@
 # (the device tool returns at most 8 files) goes to $OUT (else bench/results/pool_gpu):
 # pool_failover.json, pool_throughput.json (each run's results.json), pool_logs.tar.gz (the
 # servers' and robot processes' logs and records), nvidia-smi.txt.
-#  1. failover: 2 pool server processes (CUDA, the default model, fp16, capacity measured) on
-#     the one GPU, 16 robots x 30 fps in robot processes of 4; kill -9 the busier server,
-#     restart it: blind time, local frames, stale outputs, rebalancing.
-#  2. throughput: 1 vs 2 server processes under the same offered load, 48 robots x 30 fps
-#     (1440 frames/s, more than one process serves), the admission wide open.
+#  1. failover: 2 pool server processes (CUDA, the default model, fp16, capacity measured:
+#     the batch timings taken at the full batch) on the one GPU, 16 robots x 30 fps in robot
+#     processes of 8; kill -9 the busier server, restart it: blind time, local frames, stale
+#     outputs, the survivor's announced capacity, rebalancing.
+#  2. throughput: 1 vs 2 server processes under the same offered load, 96 robots x 30 fps
+#     (2,880 frames/s: 2.5x what one process served on the H100, 1,139), and 1 process under
+#     48 x 30 (1,440, the earlier run's load: its best), the admission wide open; 12 robot
+#     processes of 8 (one kept 960 frames/s on 2 busy CPU cores here, bench/pool/robot_rate.py).
+#     Each phase reports what the robots achieved of the offered rate beside what was served.
 #
 #   bash bench/gpu/run_pool.sh                     # on the device, .carry/gpu_bundle carried
-#   BUNDLE=none NEED_CUDA=0 DEVICE=cpu MODEL=tiny PRECISION=fp32 ROBOTS=8 TP_ROBOTS=4 RATE=5 \
-#     PER_PROCESS=4 OUT=/tmp/pool_check bash bench/gpu/run_pool.sh   # a check here, no GPU
+#   BUNDLE=none NEED_CUDA=0 DEVICE=cpu MODEL=tiny PRECISION=fp32 ROBOTS=8 TP_ROBOTS=4 \
+#     SINGLE_ROBOTS=2 RATE=5 PER_PROCESS=4 OUT=/tmp/pool_check bash bench/gpu/run_pool.sh
+#     # a check here, no GPU
 # Extra arguments go to both bench/pool/failover.py runs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,9 +25,10 @@ source bench/gpu/prelude.sh run_pool
 RESULTS=${OUT:-$ROOT/bench/results/pool_gpu}
 RUN_DIR=${RUN_DIR:-/tmp/pool_gpu}
 DEVICE=${DEVICE:-cuda} MODEL=${MODEL:-default} PRECISION=${PRECISION:-fp16}
-ROBOTS=${ROBOTS:-16} TP_ROBOTS=${TP_ROBOTS:-48} RATE=${RATE:-30} PER_PROCESS=${PER_PROCESS:-4}
+ROBOTS=${ROBOTS:-16} TP_ROBOTS=${TP_ROBOTS:-96} SINGLE_ROBOTS=${SINGLE_ROBOTS:-48}
+RATE=${RATE:-30} PER_PROCESS=${PER_PROCESS:-8}
 # Each part is bounded; a part that runs over is killed and reported, the other still runs.
-FAILOVER_S=${FAILOVER_S:-250} THROUGHPUT_S=${THROUGHPUT_S:-200}
+FAILOVER_S=${FAILOVER_S:-230} THROUGHPUT_S=${THROUGHPUT_S:-250}
 common=(--device "$DEVICE" --model "$MODEL" --precision "$PRECISION" --rate "$RATE"
         --per-process "$PER_PROCESS" --start-timeout 60)
 rm -rf "$RUN_DIR"
@@ -31,7 +37,8 @@ status=0
 timeout -s INT -k 20 "$FAILOVER_S" "$PY" bench/pool/failover.py "${common[@]}" \
   --robots "$ROBOTS" --out "$RUN_DIR/failover" "$@" || { status=$?; echo "run_pool: failover exit $status" >&2; }
 timeout -s INT -k 20 "$THROUGHPUT_S" "$PY" bench/pool/failover.py "${common[@]}" \
-  --robots "$TP_ROBOTS" --no-failover --throughput --seconds 10 --out "$RUN_DIR/throughput" "$@" ||
+  --robots "$TP_ROBOTS" --single-robots "$SINGLE_ROBOTS" --no-failover --throughput --seconds 10 \
+  --out "$RUN_DIR/throughput" "$@" ||
   { status=$?; echo "run_pool: throughput exit $status" >&2; }
 for part in failover throughput; do
   [ ! -f "$RUN_DIR/$part/results.json" ] || cp "$RUN_DIR/$part/results.json" "$RESULTS/pool_$part.json"
