@@ -3,7 +3,8 @@
 # GPU, both parts in < 8 min wall. The runs write to $RUN_DIR (/tmp/pool_gpu); what comes back
 # (the device tool returns at most 8 files) goes to $OUT (else bench/results/pool_gpu):
 # pool_failover.json, pool_throughput.json (each run's results.json), pool_logs.tar.gz (the
-# servers' and robot processes' logs and records), nvidia-smi.txt.
+# servers' and robot processes' logs, the failover's robot records), pool_tp_records.tar.gz
+# (the throughput phases' robot records), nvidia-smi.txt.
 #  1. failover: 2 pool server processes (CUDA, the default model, fp16, capacity measured:
 #     the batch timings taken at the full batch) on the one GPU, 16 robots x 30 fps in robot
 #     processes of 8; kill -9 the busier server, restart it: blind time, local frames, stale
@@ -43,7 +44,11 @@ timeout -s INT -k 20 "$THROUGHPUT_S" "$PY" bench/pool/failover.py "${common[@]}"
 for part in failover throughput; do
   [ ! -f "$RUN_DIR/$part/results.json" ] || cp "$RUN_DIR/$part/results.json" "$RESULTS/pool_$part.json"
 done
-tar czf "$RESULTS/pool_logs.tar.gz" -C "$RUN_DIR" --exclude tiny_model --exclude features.cdr .
+# The throughput phases' robot records (every output's stamp and arrival: several MB) apart,
+# so that the logs come back even if they are over the device tool's 16 MiB a file.
+tar czf "$RESULTS/pool_logs.tar.gz" -C "$RUN_DIR" --exclude tiny_model --exclude features.cdr \
+  --exclude 'robots_tp*.json' .
+(cd "$RUN_DIR" && find . -name 'robots_tp*.json' -print0 | tar czf "$RESULTS/pool_tp_records.tar.gz" --null -T -)
 command -v nvidia-smi >/dev/null && nvidia-smi >"$RESULTS/nvidia-smi.txt" 2>&1 || true
 ls -l "$RESULTS"
 exit "$status"
