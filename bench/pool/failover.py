@@ -458,12 +458,16 @@ def throughput_phase(args: argparse.Namespace, message: Path, out: Path, servers
         pool.spin_for(args.seconds)
         t1 = time.monotonic()
         cpu1 = (cpu_of(pool.servers.values()), cpu_of(robot_procs))
-        split = {s or "local": len(v) for s, v in robots.served_by().items()}
+        by = robots.served_by()
     finally:
         records = robots.records() if robots is not None else {}
         pool.close()
     return {"servers": servers, "robots": count, "offered_fps": count * args.rate,
-            **window(records, t0, t1), "split": split,
+            **window(records, t0, t1), "split": {s or "local": len(v) for s, v in by.items()},
+            # per server (by each robot's server at the end: nobody moves with these capacities)
+            "served_fps_by_server": {s or "local": window(
+                {r: records[r] for r in v if r in records}, t0, t1)["served_fps"]
+                for s, v in by.items()},
             "server_cpu_cores": (cpu1[0] - cpu0[0]) / (t1 - t0),
             "robot_cpu_cores": (cpu1[1] - cpu0[1]) / (t1 - t0)}
 
