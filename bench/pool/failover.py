@@ -9,20 +9,25 @@ file run with ``--worker``): each robot runs the edge node's pool logic (``PoolV
 per frame, current + standby publishers, answers from LinkFeedback) on one recorded
 SplitFeatures message re-stamped per frame, announcing its rate (``send_fps``) as the edge
 node does; they run no network (R real edge nodes at F fps do not fit one machine next to the
-servers), so "local" is counted, not computed: a frame with no server to go to. The robots
-subscribe detections only. Per robot: outputs' (stamp, arrival), frames sent / local; the
-times are CLOCK_MONOTONIC, shared by every process of the host.
+servers), so "local" is counted, not computed: a frame with no server to go to. Messages go
+out and come in as CDR bytes (the stamp patched / read in place: a robot process must offer
+more than the servers serve; bench/pool/robot_rate.py measures what one keeps). The robots
+subscribe detections and LinkFeedback only. Per robot: outputs' (stamp, arrival), when
+frames were sent / local; the times are CLOCK_MONOTONIC, shared by every process of the host.
 
 Reported (``--out``/results.json): per robot of the killed server the longest time without
 outputs around the kill (blind time), local frames after the kill, outputs out of stamp order
-or twice (a stale burst), and seconds from the restarted server's first announcement until it
-serves robots again and the split 8 s later; with ``--throughput`` the delivered frames/s of 1
-and of 2 servers under the same offered load (``--throughput-robots`` at ``--rate``), the
-servers' admission wide open (capacity 1e5, drop tolerance 0.99): what the processes serve.
+or twice (a stale burst), the survivor's announced capacity, and seconds from the restarted
+server's first announcement until it serves robots again and the split 8 s later; with
+``--throughput`` the frames/s of 1 and of 2 servers under the same offered load
+(``--throughput-robots`` at ``--rate``; and of 1 under ``--single-robots``), the servers'
+admission wide open (capacity 1e5, drop tolerance 0.99): per phase what the robots made of the
+offered rate, sent, ran locally and got served, per server, and the CPU cores used, so a
+result capped by the offered load says so (``capped_by_offered``).
 
     python bench/pool/failover.py --robots 16 --rate 5 --capacity-fps 120 --out DIR  # CPU
-    python bench/pool/failover.py --device cuda --precision fp16 --model default \\
-        --robots 16 --rate 30 --per-process 4 --throughput --throughput-robots 48 --out DIR
+    python bench/pool/failover.py --device cuda --precision fp16 --model default --rate 30 \
+        --per-process 8 --robots 96 --single-robots 48 --no-failover --throughput --out DIR
 """
 
 from __future__ import annotations
