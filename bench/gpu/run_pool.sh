@@ -6,13 +6,14 @@
 # servers' and robot processes' logs, the failover's robot records), pool_tp_records.tar.gz
 # (the throughput phases' robot records), nvidia-smi.txt.
 #  1. failover: 2 pool server processes (CUDA, the default model, fp16, capacity measured:
-#     the batch timings taken at the full batch) on the one GPU, 16 robots x 30 fps in robot
-#     processes of 8; kill -9 the busier server, restart it: blind time, local frames, stale
+#     the batch timings taken at the full batch) on the one GPU, 16 robots x 30 fps in one robot
+#     process; kill -9 the busier server, restart it: blind time, local frames, stale
 #     outputs, the survivor's announced capacity, rebalancing.
 #  2. throughput: 1 vs 2 server processes under the same offered load, 96 robots x 30 fps
 #     (2,880 frames/s: 2.5x what one process served on the H100, 1,139), and 1 process under
-#     48 x 30 (1,440, the earlier run's load: its best), the admission wide open; 12 robot
-#     processes of 8 (one kept 960 frames/s on 2 busy CPU cores here, bench/pool/robot_rate.py).
+#     48 x 30 (1,440, the earlier run's load: its best), the admission wide open; 6 robot
+#     processes of 16 (one kept 480 of 480 frames/s with 0.5 of the 2 CPU cores here at load
+#     12, bench/pool/robot_rate.py).
 #     Each phase reports what the robots achieved of the offered rate beside what was served.
 #
 #   bash bench/gpu/run_pool.sh                     # on the device, .carry/gpu_bundle carried
@@ -27,7 +28,7 @@ RESULTS=${OUT:-$ROOT/bench/results/pool_gpu}
 RUN_DIR=${RUN_DIR:-/tmp/pool_gpu}
 DEVICE=${DEVICE:-cuda} MODEL=${MODEL:-default} PRECISION=${PRECISION:-fp16}
 ROBOTS=${ROBOTS:-16} TP_ROBOTS=${TP_ROBOTS:-96} SINGLE_ROBOTS=${SINGLE_ROBOTS:-48}
-RATE=${RATE:-30} PER_PROCESS=${PER_PROCESS:-8}
+RATE=${RATE:-30} PER_PROCESS=${PER_PROCESS:-16}
 # Each part is bounded (worst case with the prelude and the grace to stop ~530 s; ~320 s
 # expected); a part that runs over is interrupted (its finished phases kept: it stops its
 # processes within 40 s) and reported, the other still runs, on its own ROS domain (nothing
