@@ -133,8 +133,9 @@ PARAMS = [
     Param("pool_topic", POOL_TOPIC, "Topic the pool's announcements go on."),
     Param("pool_period", 0.25, "Seconds between announcements (edges call a server silent "
           "after their pool_silence_s).", check=in_range(0.02, 10.0)),
-    Param("capacity_fps", 0.0, "Frames/s this process serves; 0 = measured (batch timings, "
-          "lowered while frames are dropped unrun).", check=in_range(0.0, MAX_FPS)),
+    Param("capacity_fps", 0.0, "Frames/s this process serves; 0 = measured (batch timings "
+          "taken at max_batch, lowered while frames are dropped unrun).",
+          check=in_range(0.0, MAX_FPS)),
     Param("pool_headroom", 0.9, "Take a new robot while the load plus its demand fits this "
           "share of the capacity.", check=in_range(0.05, 1.0)),
     Param("pool_max_robots", 64, "Most robots served at once.", check=in_range(1, MAX_ROBOTS)),
@@ -333,7 +334,8 @@ class ServerNode(Node):
                                max_robots=cfg["pool_max_robots"],
                                new_robot_fps=cfg["pool_new_robot_fps"],
                                max_announced_fps=cfg["pool_max_announced_fps"],
-                               drop_tolerance=cfg["pool_drop_tolerance"])
+                               drop_tolerance=cfg["pool_drop_tolerance"],
+                               max_batch=cfg["max_batch"])
 
     def _announce(self) -> None:
         assert self.admission is not None
@@ -412,6 +414,8 @@ class ServerNode(Node):
                                              point_stride=int(changes["point_stride"]))
         if "max_batch" in changes:
             self.scheduler.max_batch = int(changes["max_batch"])
+            if self.admission is not None:  # its capacity is taken at the full batch
+                self.admission.max_batch = int(changes["max_batch"])
         if "batch_wait_ms" in changes:
             self.scheduler.batch_wait_ms = float(changes["batch_wait_ms"])
         if "diagnostics_period" in changes:

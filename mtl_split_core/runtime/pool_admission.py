@@ -12,10 +12,17 @@ announcements in a timer).
 Capacity (frames/s), in this order:
 1. ``capacity_fps`` when configured (> 0): a measured figure (bench/fleet, the capacity file
    of ``pool.launch.py servers:=auto``);
-2. else the batch timings: frames / worker-busy seconds over the last ``capacity_batches``
-   batches (at least ``min_batches``). Not exact either way: it leaves out the executor's
-   admission and the publisher, and measured at low load (small batches) it underestimates a
-   batching server (docs/BENCHMARKS.md, "Failover");
+2. else the batch timings at the full batch (``BatchCapacity``): a batching worker's time per
+   batch is a fixed part plus a part per frame (busy = a + b x frames), so frames / busy
+   measured at low load (small batches) underestimates what it serves at ``max_batch`` (on
+   an H100: 355-535 measured where one process served 1,007-1,139 frames/s,
+   docs/BENCHMARKS.md "Failover"). The median busy time per batch size (the last
+   ``per_size`` batches of each) is fitted with a, b >= 0 and the capacity taken at
+   ``max_batch``: observed directly when batches of that size were seen, else the fit,
+   bounded by max(1, max_batch / largest size seen) x the best rate seen (what it would be
+   if the whole of a batch's time were fixed); one size seen: that size's rate, no
+   extrapolation. It leaves out the executor's admission and the publisher (a Python
+   process, not its GPU, can be the limit), which step 3 catches;
 3. either is lowered by saturation: while more than ``drop_tolerance`` of the frames that
    arrived in the window were dropped unrun (the server did not keep up) for ``overload_s``
    in a row, the capacity is what it served then; this holds ``saturation_s`` after the last
@@ -91,6 +98,66 @@ class _Robot:
         self.dropped = _Rate(window_s, now)
 
 
+class BatchCapacity:
+    """Frames/s of a batching worker at a batch size, from its batch timings (module
+    docstring, step 2). Bounded memory: the last ``per_size`` busy times of each batch size
+    up to ``MAX_BATCH``."""
+
+    MAX_BATCH = 64          # sizes above are ignored (the scheduler's max_batch is <= 32)
+    MIN_PER_SIZE = 3        # batches of one size before its median counts
+
+    def __init__(self, per_size: int = 32, min_batches: int = 16) -> None:
+        self.per_size, self.min_batches = int(per_size), int(min_batches)
+        self._busy: dict[int, deque[float]] = {}
+        self._count = 0
+        self._fit: tuple[dict[int, float], float, float] | None = None  # cache, per add
+
+    def add(self, frames: int, busy_s: float) -> None:
+        if 1 <= frames <= self.MAX_BATCH and math.isfinite(busy_s) and 0 < busy_s < 60:
+            self._busy.setdefault(int(frames), deque(maxlen=self.per_size)).append(busy_s)
+            self._count = min(self._count + 1, self.min_batches)
+            self._fit = None
+
+    def model(self) -> tuple[dict[int, float], float, float] | None:
+        """(median busy seconds per size with ``MIN_PER_SIZE`` batches, a, b) of busy = a +
+        b x frames, weighted least squares over the medians (weights: their batch counts),
+        a, b >= 0; None before ``min_batches`` or without a size of ``MIN_PER_SIZE``."""
+        if self._fit is None and self._count >= self.min_batches:
+            groups = {n: (float(np.median(v)), len(v)) for n, v in sorted(self._busy.items())
+                      if len(v) >= self.MIN_PER_SIZE}
+            if groups:
+                self._fit = ({n: m for n, (m, _) in groups.items()}, *_fit_line(groups))
+        return self._fit
+
+    def fps(self, batch: int) -> float:
+        """Frames/s at batches of ``batch`` frames (module docstring); NaN when unknown."""
+        fit = self.model()
+        if fit is None:
+            return math.nan
+        medians, a, b = fit
+        rates = {n: n / m for n, m in medians.items()}
+        if batch in medians or len(medians) == 1:
+            return rates.get(batch, next(iter(rates.values())))
+        bound = max(1.0, batch / max(medians)) * max(rates.values())
+        return min(batch / max(a + b * batch, 1e-9), bound)
+
+
+def _fit_line(groups: dict[int, tuple[float, int]]) -> tuple[float, float]:
+    """a, b >= 0 of y = a + b x, weighted least squares over {x: (y, weight)}."""
+    x = np.array(list(groups), float)
+    y = np.array([m for m, _ in groups.values()])
+    w = np.array([c for _, c in groups.values()], float)
+    xm, ym = np.average(x, weights=w), np.average(y, weights=w)
+    var = float(np.average((x - xm) ** 2, weights=w))
+    b = float(np.average((x - xm) * (y - ym), weights=w)) / var if var > 0 else 0.0
+    a = ym - b * xm
+    if b < 0:   # bigger batches no slower: noise; all of it fixed
+        return float(ym), 0.0
+    if a < 0:   # superlinear: no fixed part, through the origin
+        return 0.0, float(np.sum(w * x * y) / np.sum(w * x * x))
+    return float(a), b
+
+
 class ServerAdmission:
     """Admission, capacity and announcements of one pool server (module docstring)."""
 
@@ -100,14 +167,15 @@ class ServerAdmission:
                  new_robot_fps: float = 30.0, max_announced_fps: float = 120.0,
                  idle_s: float = 2.0, window_s: float = 2.0, overload_s: float = 1.0,
                  refuse_s: float = 5.0, drop_tolerance: float = 0.05,
-                 saturation_s: float = 10.0, capacity_batches: int = 256,
+                 saturation_s: float = 10.0, max_batch: int = 8, per_size_batches: int = 32,
                  min_batches: int = 16, first_sequence: int | None = None) -> None:
         if not (0 <= capacity_fps <= MAX_FPS and 0 < headroom <= 1
                 and 1 <= max_robots <= MAX_ROBOTS and 0 <= new_robot_fps <= MAX_FPS
                 and 0 < max_announced_fps <= MAX_FPS
                 and 0 < idle_s and BIN_S <= window_s and 0 <= overload_s and 0 < refuse_s
-                and 0 <= drop_tolerance < 1 and 0 <= saturation_s and capacity_batches >= 1
-                and 1 <= min_batches <= capacity_batches):
+                and 0 <= drop_tolerance < 1 and 0 <= saturation_s
+                and 1 <= max_batch <= BatchCapacity.MAX_BATCH and per_size_batches >= 1
+                and min_batches >= 1):
             raise ValueError("ServerAdmission: parameter out of range (see its signature)")
         self.server_id = check_server_id(server_id)
         self.input_topic = check_input_topic(input_topic)
@@ -118,11 +186,11 @@ class ServerAdmission:
         self.max_announced_fps = float(max_announced_fps)
         self.overload_s, self.refuse_s = overload_s, refuse_s
         self.drop_tolerance, self.saturation_s = drop_tolerance, saturation_s
-        self.min_batches = min_batches
+        self.max_batch = int(max_batch)  # the scheduler's; a node sets it when it changes
         self._lock = threading.Lock()
         self._robots: OrderedDict[str, _Robot] = OrderedDict()   # in admission order
         self._refused: OrderedDict[str, tuple[float, str]] = OrderedDict()  # until, reason
-        self._batches: deque[tuple[int, float]] = deque(maxlen=capacity_batches)
+        self._batches = BatchCapacity(per_size_batches, min_batches)
         self._queue_ms: deque[float] = deque(maxlen=512)
         self._latency_ms: deque[float] = deque(maxlen=512)
         self._saturated: tuple[float, float] | None = None  # (last reading, served fps)
@@ -155,9 +223,8 @@ class ServerAdmission:
 
     def batch_done(self, frames: int, busy_s: float, now: float) -> None:
         """The worker ran ``frames`` frames as one batch in ``busy_s`` seconds."""
-        if frames >= 1 and math.isfinite(busy_s) and 0 < busy_s < 60:
-            with self._lock:
-                self._batches.append((int(frames), float(busy_s)))
+        with self._lock:
+            self._batches.add(frames, busy_s)
 
     def served(self, robot: str, queue_ms: float, latency_ms: float, now: float) -> None:
         """A frame of ``robot`` was published: it waited ``queue_ms`` for its batch and took
@@ -198,11 +265,9 @@ class ServerAdmission:
         return rate if now - robot.since >= self.window_s else max(rate, robot.assumed_fps)
 
     def compute_fps(self) -> float:
-        """frames / busy seconds of the recent batches; NaN before ``min_batches``."""
-        if len(self._batches) < self.min_batches:
-            return math.nan
-        frames = sum(f for f, _ in self._batches)
-        return frames / max(sum(s for _, s in self._batches), 1e-9)
+        """The batch timings' frames/s at ``max_batch`` (``BatchCapacity``); NaN when
+        unknown."""
+        return self._batches.fps(self.max_batch)
 
     def capacity(self, now: float) -> float:
         """The capacity in force (module docstring); NaN when unknown."""
@@ -290,8 +355,12 @@ class ServerAdmission:
             self._expire(now)
             ann = self._build(now)
             counts = dict(sorted(self.counts.items()))
+            compute, fit = self.compute_fps(), self._batches.model()
         return {"pool_server_id": self.server_id, "pool_capacity_fps": ann.capacity_fps,
-                "pool_compute_fps": self.compute_fps(), "pool_load_fps": ann.load_fps,
+                "pool_compute_fps": compute,
+                "pool_batch_fixed_ms": math.nan if fit is None else fit[1] * 1e3,
+                "pool_batch_frame_ms": math.nan if fit is None else fit[2] * 1e3,
+                "pool_load_fps": ann.load_fps,
                 "pool_queue_ms": ann.queue_ms, "pool_latency_ms_p99": ann.latency_ms_p99,
                 "pool_robots": len(ann.robots), "pool_refused": len(ann.refused),
                 "pool_accepting": ann.accepting, "pool_refusal": ann.refusal,

@@ -26,7 +26,9 @@ Rules (docs/POOL.md):
 - **Rebalancing** (hysteresis): a healthy current server is left only for one whose load with
   this robot added is ``margin`` below the current one's, continuously for ``hold_s`` plus a
   per-robot share of ``spread_s`` (robots of one server do not all move in the same instant),
-  and never sooner than ``hold_s`` after the last move.
+  and never sooner than ``hold_s`` after the last move. A server of unmeasured capacity
+  counts as empty while it serves nobody (a restarted server measures only once it serves),
+  as unknown (no move to it) once it serves someone until its capacity is announced.
 - **Local** only when no candidate has room.
 
 Memory is bounded: at most ``max_servers`` servers (a new id takes the place of a silent one,
@@ -274,6 +276,15 @@ class PoolView:
             return 0.5
         return max(1.0 - self._load_with_me(ann) / ann.capacity_fps, 1e-3)
 
+    def _use_with_me(self, ann: Announcement) -> float | None:
+        """Its utilisation with this robot on it. A server of unmeasured capacity counts as
+        empty while it serves nobody (it measures its capacity only once it serves: a
+        restarted server would otherwise never draw a robot from a healthy one), else it is
+        unknown (None): no rebalancing to it until measured."""
+        if ann.capacity_fps > 0:
+            return self._load_with_me(ann) / ann.capacity_fps
+        return 0.0 if not ann.robots and ann.load_fps <= 0 else None
+
     def _ranked(self, now: float, exclude: str | None) -> list[str]:
         """Candidates with room, best first: weighted rendezvous by free capacity."""
         scored = []
@@ -296,10 +307,12 @@ class PoolView:
         best: tuple[float, str] | None = None
         for sid, server in self._servers.items():
             ann = server.ann
-            if sid == self.current or ann.capacity_fps <= 0 or not self._candidate(server, now) \
+            if sid == self.current or not self._candidate(server, now) \
                     or not self._has_room(ann):
                 continue
-            there = self._load_with_me(ann) / ann.capacity_fps
+            there = self._use_with_me(ann)
+            if there is None:
+                continue
             if there + self.margin < here and (best is None or there < best[0]):
                 best = (there, sid)
         if best is None:

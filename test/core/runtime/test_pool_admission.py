@@ -4,9 +4,10 @@ newest shed on overload; the announcement it builds passes the edge's checks."""
 
 import math
 
+import numpy as np
 import pytest
 
-from mtl_split_core.runtime.pool_admission import ServerAdmission
+from mtl_split_core.runtime.pool_admission import BatchCapacity, ServerAdmission
 from mtl_split_core.runtime.pool_announcement import check_announcement, default_input_topic
 from mtl_split_core.runtime.pool_view import PoolView
 
@@ -58,6 +59,109 @@ def test_capacity_is_measured_from_batch_timings_until_saturation_lowers_it():
     ann = adm.announcement(2.0)
     assert ann.capacity_fps == pytest.approx(60.0, rel=0.1)
     assert adm.capacity(2.0 + 11.0) == pytest.approx(400.0)  # saturation_s later: forgotten
+
+
+# A batching worker like the H100's (docs/BENCHMARKS.md "Failover"): 3.1 ms per batch plus
+# 0.52 ms per frame, so ~1,100 frames/s at its full batch of 8 and ~280 at batches of one.
+FIXED_S, PER_FRAME_S = 3.1e-3, 0.52e-3
+FULL_BATCH_FPS = 8 / (FIXED_S + 8 * PER_FRAME_S)
+
+
+def low_load_batches(adm, count=400, seed=0):
+    """The batches a worker forms at low load (a few robots): mostly single frames, some 2-3,
+    each timed with 10% noise and an occasional stall. Returns frames / busy seconds over
+    them: what the capacity was before it was taken at the full batch."""
+    rng = np.random.default_rng(seed)
+    frames = busy = 0.0
+    for _ in range(count):
+        n = int(rng.choice([1, 2, 3], p=[0.7, 0.22, 0.08]))
+        s = (FIXED_S + PER_FRAME_S * n) * rng.normal(1.0, 0.1) * (5 if rng.random() < 0.02
+                                                                   else 1)
+        adm.batch_done(n, s, 0.0)
+        frames, busy = frames + n, busy + s
+    return frames / busy
+
+
+def test_small_batches_at_low_load_give_the_capacity_at_the_full_batch():
+    adm = admission(max_batch=8)
+    small_batch_fps = low_load_batches(adm)
+    assert small_batch_fps < 0.35 * FULL_BATCH_FPS  # the old figure: a third
+    assert adm.capacity(0.0) == pytest.approx(FULL_BATCH_FPS, rel=0.15)
+    values = adm.values(0.0)
+    assert values["pool_batch_fixed_ms"] == pytest.approx(FIXED_S * 1e3, rel=0.15)
+    assert values["pool_batch_frame_ms"] == pytest.approx(PER_FRAME_S * 1e3, rel=0.3)
+    # 13 robots of a dead server (390 frames/s) next to 3 (90): room, where 355 had none.
+    stream(adm, ["s1", "s2", "s3"], 0.0, 3.0)
+    refused = stream(adm, [f"m{i}" for i in range(13)], 3.0, 3.5, announced=30.0)
+    assert not refused and len(adm.announcement(3.5).robots) == 16
+    adm.max_batch = 4  # a smaller full batch: a smaller capacity
+    assert adm.capacity(4.0) == pytest.approx(4 / (FIXED_S + 4 * PER_FRAME_S), rel=0.15)
+
+
+def test_full_batches_seen_are_taken_as_seen_and_one_size_is_not_extrapolated():
+    adm = admission(max_batch=8)
+    low_load_batches(adm)
+    for _ in range(5):  # full batches slower than the line says (e.g. the GIL): as seen
+        adm.batch_done(8, 0.012, 0.0)
+    assert adm.capacity(0.0) == pytest.approx(8 / 0.012)
+    one = admission(max_batch=8, min_batches=4)
+    for _ in range(20):
+        one.batch_done(1, 0.004, 0.0)
+    assert one.capacity(0.0) == pytest.approx(250.0)  # a fixed part is unknown: as seen
+
+
+def test_the_extrapolation_is_bounded_by_the_batch_ratio_times_the_best_rate_seen():
+    """Whatever the timings, the capacity at max_batch is at most max_batch / largest size
+    seen x the best rate seen (all of a batch's time fixed); never NaN or negative."""
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        cap = BatchCapacity(per_size=8, min_batches=4)
+        sizes = rng.choice(np.arange(1, 7), size=int(rng.integers(2, 5)), replace=False)
+        medians = {}
+        for n in sizes:
+            times = rng.uniform(1e-4, 2e-2, 5)
+            for t in times:
+                cap.add(int(n), float(t))
+            medians[int(n)] = float(np.median(times))
+        best = max(n / m for n, m in medians.items())
+        fps = cap.fps(8)
+        assert 0 < fps <= max(1.0, 8 / max(medians)) * best * (1 + 1e-9)
+    flat = BatchCapacity(min_batches=4)  # bigger batches no slower: all of it fixed
+    for n, t in ((1, 0.005), (2, 0.004)) * 4:
+        flat.add(n, t)
+    assert flat.fps(8) == pytest.approx(8 / 0.0045) and flat.fps(8) <= 4 * (2 / 0.004)
+
+
+def test_a_saturated_server_still_sheds_with_the_full_batch_capacity():
+    """The full-batch estimate says ~1,100 frames/s; the process serves 300 (its Python, not
+    the worker, is the limit): frames dropped unrun for overload_s make the capacity what it
+    served and the newest robots are shed."""
+    adm = admission(max_batch=8, overload_s=1.0, drop_tolerance=0.05)
+    low_load_batches(adm)
+    robots = [f"r{i}" for i in range(16)]  # 480 frames/s arrive, 300 served
+    for i in range(90):
+        t = i / 30
+        for k, r in enumerate(robots):
+            adm.admit(r, t, 30.0)
+            if k % 8 >= 5:  # 6 of 16 dropped unrun
+                adm.dropped(r, t)
+    assert adm.capacity(3.0) > 1000
+    adm.announcement(1.5)
+    ann = adm.announcement(3.0)
+    assert ann.capacity_fps == pytest.approx(300.0, rel=0.1)
+    for i in range(90, 150):  # still arriving; the overload sheds after overload_s
+        for r in robots:
+            adm.admit(r, i / 30, 30.0)
+    ann = adm.announcement(5.0)
+    assert len(ann.robots) == 9 and all(w.startswith("overloaded") for _, w in ann.refused)
+
+
+def test_batch_timings_memory_is_bounded():
+    cap = BatchCapacity(per_size=32)
+    for i in range(20000):
+        cap.add(1 + i % 100, 1e-3 * (1 + i % 7))  # sizes above MAX_BATCH ignored
+    assert len(cap._busy) == BatchCapacity.MAX_BATCH
+    assert all(len(v) == 32 for v in cap._busy.values())
 
 
 def test_a_burst_of_drops_shorter_than_overload_s_leaves_the_capacity():
@@ -182,5 +286,7 @@ def test_bad_parameters_are_refused():
         admission(headroom=0.0)
     with pytest.raises(ValueError):
         admission(max_announced_fps=0.0)
+    with pytest.raises(ValueError):
+        admission(max_batch=0)
     with pytest.raises(ValueError):
         ServerAdmission("gpu 0", "/x", ("fp",))

@@ -259,13 +259,16 @@ def test_bad_parameters_are_refused():
         PoolView("r1", FP, silence_s=0.0)
 
 
-def test_a_pool_of_two_real_admissions_failover_and_rebalance_after_a_restart():
-    """Eight robots, two servers (ServerAdmission, capacity 300 frames/s each): the first dies
-    at 5 s (announcements and answers stop), comes back at 10 s as a new process."""
+@pytest.mark.parametrize("configured", [300.0, 0.0])
+def test_a_pool_of_two_real_admissions_failover_and_rebalance_after_a_restart(configured):
+    """Eight robots, two servers (ServerAdmission, capacity 300 frames/s each: configured, or
+    measured from batches of one frame in 1/300 s): the first dies at 5 s (announcements and
+    answers stop), comes back at 10 s as a new process (measured: no capacity until it
+    serves)."""
     from mtl_split_core.runtime.pool_admission import ServerAdmission
 
     def server(sid, seq):
-        return ServerAdmission(sid, default_input_topic(sid), (FP,), capacity_fps=300.0,
+        return ServerAdmission(sid, default_input_topic(sid), (FP,), capacity_fps=configured,
                                first_sequence=seq)
 
     servers = {"a": server("a", 1000), "b": server("b", 1000)}
@@ -296,6 +299,7 @@ def test_a_pool_of_two_real_admissions_failover_and_rebalance_after_a_restart():
             if choice.server == "a" and not a_alive:
                 continue
             if servers[choice.server].admit(name, t).accepted:
+                servers[choice.server].batch_done(1, 1 / 300, t)
                 v.answered(stamp, t + 0.01)
     on_a = [r for r in robots if dict(sends[r]).get(4.9) == "a"]
     assert on_a, "the rendezvous put nobody on a"
@@ -303,9 +307,12 @@ def test_a_pool_of_two_real_admissions_failover_and_rebalance_after_a_restart():
         moved = next(t for t, s in sends[r] if t >= 5.0 and s == "b")
         assert moved - 5.0 <= 1.0, (r, moved)
     assert all(s is not None for r in robots for t, s in sends[r] if t >= 0.5)  # never local
-    # Within 5 s of the restart the load is shared again, and nobody flaps.
-    at_15 = Counter(dict(sends[r])[max(t for t, _ in sends[r] if t <= 15.0)] for r in robots)
-    assert at_15["a"] >= 2 and at_15["b"] >= 2, at_15
+    # Within 5 s of the restart the load is shared again (measured: 8.5 s, the restarted
+    # server draws one robot after a hold, measures its capacity from it, then the others
+    # follow after theirs), and nobody flaps.
+    shared_at = 15.0 if configured else 18.5
+    at = Counter(dict(sends[r])[max(t for t, _ in sends[r] if t <= shared_at)] for r in robots)
+    assert at["a"] >= 2 and at["b"] >= 2, at
     for r in robots:
         changes = sum(1 for (_, x), (_, y) in zip(sends[r], sends[r][1:]) if x != y)
         assert changes <= 3, (r, changes)
