@@ -109,7 +109,7 @@ def probe(out: Path, ready: Path) -> int:
 
 def orchestrate(args) -> int:
     sys.path.insert(0, str(HERE))
-    from run import GpuSampler, measure_window, model_label
+    from run import GpuSampler, measure_window, model_label, py_spy_profilers
 
     from mtl_split_tools.node_processes import node_command, start, stop_all
 
@@ -153,7 +153,10 @@ def orchestrate(args) -> int:
             time.sleep(0.2)
         if not ready.exists():
             raise RuntimeError(f"no outputs within {args.start_timeout:.0f} s; logs in {logs}")
-        t0, t1, cpu_pct, gpu_util = measure_window(procs, gpu, args.warmup, args.seconds)
+        profile = (py_spy_profilers(args.py_spy, {k: procs[k] for k in ("server", "edge")},
+                                    logs) if args.py_spy else None)
+        t0, t1, cpu_pct, gpu_util = measure_window(procs, gpu, args.warmup, args.seconds,
+                                                   profile)
     finally:
         stop_all(list(procs.values()), timeout=20.0)
     seconds = (t1 - t0) / 1e9
@@ -212,6 +215,9 @@ def main() -> int:
                     help="the edge's and server's executor parameter ('' = their defaults)")
     ap.add_argument("--dds-profile", type=Path,
                     help="Fast DDS profile for every process (e.g. config/fastdds.xml)")
+    ap.add_argument("--py-spy", default="", metavar="PATH",
+                    help="py-spy executable: profile the server and the edge over the window "
+                         "(logs/pyspy_{server,edge}_{threads,gil}.txt)")
     ap.add_argument("--probe-out", type=Path)
     ap.add_argument("--ready", type=Path)
     args = ap.parse_args()
