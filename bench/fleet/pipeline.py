@@ -133,10 +133,11 @@ def orchestrate(args) -> int:
             "-r", f"__ns:=/{NS}", *_params({**common, "publish_detections_markers": False,
                                             "publish_points": False,
                                             "publish_annotated": False,
-                                            "publish_segmentation_color": False})]),
-            logs / "server.log", env),
+                                            "publish_segmentation_color": False}),
+            *_extra(args.server_param)]), logs / "server.log", env),
         "edge": start(node_command("edge_node", ["-r", f"__ns:=/{NS}",
-                                                 *_params({**common, "fallback_after": 0.0})]),
+                                                 *_params({**common, "fallback_after": 0.0}),
+                                                 *_extra(args.edge_param)]),
                       logs / "edge.log", env),
         "probe": start(me + ["--role", "probe", "--probe-out", str(probe_out), "--ready",
                              str(ready)], logs / "probe.log", env),
@@ -197,6 +198,11 @@ def _params(params: dict) -> list[str]:
     return [a for k, v in params.items() for a in ("-p", f"{k}:={v}")]
 
 
+def _extra(assignments: list[str]) -> list[str]:
+    """``--edge-param`` / ``--server-param`` values (NAME:=VALUE), after the defaults."""
+    return [a for kv in assignments for a in ("-p", kv)]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--role", choices=("run", "camera", "probe"), default="run")
@@ -213,6 +219,10 @@ def main() -> int:
     ap.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", 76)))
     ap.add_argument("--executor", default="", choices=("", "single", "events"),
                     help="the edge's and server's executor parameter ('' = their defaults)")
+    ap.add_argument("--edge-param", action="append", default=[], metavar="NAME:=VALUE",
+                    help="an edge node parameter (repeatable; after the others)")
+    ap.add_argument("--server-param", action="append", default=[], metavar="NAME:=VALUE",
+                    help="a server node parameter (repeatable; after the others)")
     ap.add_argument("--dds-profile", type=Path,
                     help="Fast DDS profile for every process (e.g. config/fastdds.xml)")
     ap.add_argument("--py-spy", default="", metavar="PATH",
