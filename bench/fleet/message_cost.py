@@ -43,10 +43,19 @@ def subscriber(seconds: float) -> int:
     qos = qos_from_name("reliable", depth=5)
     node.create_subscription(LinkFeedback, "cost/feedback", lambda m: None, qos)
     node.create_subscription(Image, "cost/image", lambda m: None, qos)
-    end = time.time() + seconds
-    while time.time() < end:
-        rclpy.spin_once(node, timeout_sec=0.1)
+    _spin(rclpy, node, seconds)
     return 0
+
+
+def _spin(rclpy, node, seconds: float) -> None:
+    """Spin until ``seconds`` pass or the process is told to stop (SIGTERM: exit 0)."""
+    from rclpy.executors import ExternalShutdownException
+    end = time.time() + seconds
+    try:
+        while time.time() < end:
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except (ExternalShutdownException, KeyboardInterrupt):
+        pass
 
 
 def camera(seconds: float) -> int:
@@ -59,9 +68,7 @@ def camera(seconds: float) -> int:
     pub = node.create_publisher(Image, "cost/camera", qos_from_name("reliable", depth=1))
     image = fill_image(Image(), np.zeros((480, 640, 3), np.uint8), "rgb8")
     node.create_timer(1 / 30, lambda: pub.publish(image))
-    end = time.time() + seconds
-    while time.time() < end:
-        rclpy.spin_once(node, timeout_sec=0.1)
+    _spin(rclpy, node, seconds)
     return 0
 
 

@@ -5,9 +5,12 @@ Each sample is given to the first stage (in the order below) one of whose functi
 stack: so "publish outputs" is the publish calls and what runs under them but not the message
 building, which is its own stage. ``threads`` files hold every busy thread's samples (CPU
 time); ``gil`` files only the GIL holder's (time no other Python thread of the process can
-run). Milliseconds per frame = samples / rate / frames delivered in the window.
+run). py-spy's sample counts are not a clock (on a loaded host it misses samples, more in one
+run than another), so a stage's CPU ms per frame is its share of the process's samples times
+the process's own CPU ms per frame over the same window (/proc, ``pipeline.json``), and the
+GIL column is the share (%) of the GIL holder's samples.
 
-    python bench/fleet/stages.py OUT_DIR_OF_PIPELINE [--rate 200]
+    python bench/fleet/stages.py after=OUT_DIR before=OUT_DIR
 """
 
 from __future__ import annotations
@@ -76,57 +79,57 @@ def stage_samples(path: Path, stages: tuple[tuple[str, tuple[str, ...]], ...]
     return out
 
 
-def breakdown(run: Path, rate: float = 200.0) -> dict:
-    """{node: {stage: {"cpu_ms": per frame, "gil_ms": per frame}}} of one pipeline run."""
+def breakdown(run: Path) -> dict:
+    """{node: {stage: {"cpu_ms": per frame, "gil_pct": share of GIL samples}}} of one
+    pipeline run."""
     result = json.loads((run / "pipeline.json").read_text())
-    frames = result["delivered_fps"] * result["seconds"]
     out: dict[str, dict[str, dict[str, float]]] = {}
     for node, stages in STAGES.items():
+        fps, cpu_pct = result["delivered_fps"], result["cpu_pct"].get(node)
+        cpu_ms = cpu_pct * 10.0 / fps if fps and cpu_pct is not None else None
         table: dict[str, dict[str, float]] = {}
-        for kind, key in (("threads", "cpu_ms"), ("gil", "gil_ms")):
+        for kind, key, scale in (("threads", "cpu_ms", cpu_ms), ("gil", "gil_pct", 100.0)):
             path = run / "logs" / f"pyspy_{node}_{kind}.txt"
-            if not path.exists() or not frames:
+            if not path.exists() or scale is None:
                 continue
-            for stage, n in stage_samples(path, stages).items():
-                table.setdefault(stage, {})[key] = round(n / rate * 1e3 / frames, 3)
+            samples = stage_samples(path, stages)
+            total = sum(samples.values())
+            for stage, n in samples.items():
+                table.setdefault(stage, {})[key] = round(scale * n / total, 3)
         order = [s for s, _ in stages] + ["other"]
         out[node] = {s: table[s] for s in order if s in table}
+        out[node]["total"] = {"cpu_ms": round(cpu_ms, 3) if cpu_ms is not None else 0.0,
+                              "gil_pct": 100.0}
     return out
 
 
 def markdown(columns: dict[str, dict], node: str) -> str:
-    """One table: a row per stage of ``node``, two columns (CPU, GIL ms/frame) per run."""
+    """One table: a row per stage of ``node``, two columns (CPU ms/frame, GIL %) per run."""
     names = list(columns)
-    stages = [s for s, _ in STAGES[node]] + ["other"]
-    rows = [f"| {node} stage | " + " | ".join(f"{n} CPU ms | {n} GIL ms" for n in names)
-            + " |", "|---|" + "---:|---:|" * len(names)]
-    totals = {n: [0.0, 0.0] for n in names}
-    for stage in stages:
-        cells = []
+    rows = [f"| {node} stage | " + " | ".join(f"{n}: CPU ms per frame | {n}: GIL %"
+                                              for n in names) + " |",
+            "|---|" + "---:|---:|" * len(names)]
+    for stage in [s for s, _ in STAGES[node]] + ["other", "total"]:
         if not any(stage in columns[n].get(node, {}) for n in names):
             continue
+        cells = []
         for n in names:
             v = columns[n].get(node, {}).get(stage, {})
-            cpu, gil = v.get("cpu_ms", 0.0), v.get("gil_ms", 0.0)
-            totals[n][0] += cpu
-            totals[n][1] += gil
-            cells.append(f"{cpu:.3f} | {gil:.3f}")
-        rows.append(f"| {stage} | " + " | ".join(cells) + " |")
-    rows.append("| **total** | " + " | ".join(f"**{c:.3f}** | **{g:.3f}**"
-                                             for c, g in totals.values()) + " |")
+            cells.append(f"{v.get('cpu_ms', 0.0):.3f} | {v.get('gil_pct', 0.0):.1f}")
+        label = "**total** (/proc)" if stage == "total" else stage
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", help="LABEL=DIR of pipeline.py --py-spy runs (or DIR)")
-    ap.add_argument("--rate", type=float, default=200.0, help="py-spy's sampling rate (Hz)")
     args = ap.parse_args()
     try:
         columns = {}
         for spec in args.runs:
             label, _, path = spec.rpartition("=")
-            columns[label or Path(path).name] = breakdown(Path(path), args.rate)
+            columns[label or Path(path).name] = breakdown(Path(path))
     except (OSError, ValueError, KeyError) as err:
         print(f"stages: {err}", file=sys.stderr)
         return 2
