@@ -6,7 +6,9 @@ image outputs as rclpy messages (``outputs.image``) vs as CDR bytes (``image_cdr
 default model's output size (320x240) and the source size (640x480).
 (2) Receive: a subscriber process's CPU per 640x480 rgb8 camera image at 30 fps, typed
 (``sensor_msgs/Image``) vs ``raw=True`` (serialized bytes, what a hand-written CDR parser would
-start from).
+start from). (3) Admission, in this process: the server's per-message chain for the default
+model's packet of a bench frame: rclpy deserialising the SplitFeatures bytes, ``msg_to_packet``
+(field checks), ``ServerRunner.admit`` (packet checks, zstd, dequantise).
 
     python bench/fleet/message_cost.py --out bench/results/latency_cpu/message_cost.json
 """
@@ -142,6 +144,37 @@ def publish_costs(repeats: int) -> dict[str, float]:
     return {k: round(float(np.mean(v)), 4) for k, v in out.items()}
 
 
+def admission_costs(repeats: int) -> dict[str, float]:
+    """CPU ms (process time, mean of ``repeats``) of each step of the server's admission."""
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import CameraInfo
+
+    from mtl_split.msg import SplitFeatures
+    from mtl_split_core.plan.profile import load_jpeg_frames
+    from mtl_split_core.runtime.edge import EdgeRunner
+    from mtl_split_core.runtime.server import ServerRunner
+    from mtl_split_core.temporal_codec import TemporalDecoder
+    from mtl_split_ros.features_msg import msg_to_packet, packet_to_msg
+    edge = EdgeRunner.from_path(None, device="cpu")
+    server = ServerRunner(edge.model, edge.card, device="cpu")
+    frames = Path(__file__).resolve().parents[1] / "frames.npz"
+    info = CameraInfo(width=640, height=480, distortion_model="plumb_bob",
+                      k=[500.0, 0.0, 320.0, 0.0, 500.0, 240.0, 0.0, 0.0, 1.0])
+    msg = packet_to_msg(edge(load_jpeg_frames(frames)[0]), None, info)
+    data, packet, references = serialize_message(msg), msg_to_packet(msg), TemporalDecoder()
+
+    def cost(step) -> float:
+        start = time.process_time()
+        for _ in range(repeats):
+            step()
+        return round((time.process_time() - start) * 1e3 / repeats, 4)
+    return {"message bytes": len(data),
+            "deserialize SplitFeatures": cost(lambda: deserialize_message(data, SplitFeatures)),
+            "msg_to_packet (field checks)": cost(lambda: msg_to_packet(msg)),
+            "ServerRunner.admit (checks, zstd, dequantise)": cost(
+                lambda: server.admit(packet, msg.camera_info.k, references))}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--role", default="run",
@@ -178,12 +211,14 @@ def main() -> int:
     finally:
         helper.terminate()
         helper.wait(10)
+    admission = admission_costs(args.repeats * 10)
     result = {"meta": {"command": " ".join(["python bench/fleet/message_cost.py",
                                             *sys.argv[1:]]),
                        "machine": f"{platform.node()}: {os.cpu_count()} CPUs",
                        "date": datetime.date.today().isoformat()},
               "publish_thread_cpu_ms_median": publish,
-              "receive_640x480_rgb8_process_cpu_ms_per_frame": receive}
+              "receive_640x480_rgb8_process_cpu_ms_per_frame": receive,
+              "admission_cpu_ms_default_model": admission}
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
