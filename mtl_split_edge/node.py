@@ -89,7 +89,7 @@ PARAMS = [
           "(upload the model-input image, no network on the robot); '' = the model's default.",
           dynamic=True, types=(str, int)),
     *RUNTIME_PARAMS,
-    executor_param("single"),
+    executor_param("events"),
     Param("codec", "", f"Feature codec ({', '.join(CODECS)}; eb-<k>/1: a model with entropy "
           f"tables; t<N>-s<T>-<codec>/1: temporal, a keyframe every N frames), or at split "
           f"input an image codec like webp-q80/1; '' = the model's default.", dynamic=True,

@@ -29,7 +29,9 @@ _BBOX = struct.Struct("<5d")  # centre x, y, theta (0), size x, y
 _EMPTY_ID = _U32.pack(1) + b"\x00"
 
 
-class _Writer:
+class CdrWriter:
+    """CDR little-endian bytes, written in order (the module docstring's layout)."""
+
     def __init__(self) -> None:
         self.buf = bytearray(ENCAPSULATION)
 
@@ -62,7 +64,7 @@ def detection_array_cdr(header: Any, boxes: ArrayLike, class_ids: ArrayLike,
     confidences = np.asarray(scores, np.float64).reshape(-1).tolist()
     sec, nanosec = int(header.stamp.sec), int(header.stamp.nanosec)
     frame_id = str(header.frame_id).encode()
-    w = _Writer()
+    w = CdrWriter()
     w.header(sec, nanosec, frame_id)
     w.u32(len(ids))
     for (cx, cy), (sx, sy), cid, score in zip(centres.tolist(), sizes.tolist(), ids,

@@ -47,6 +47,7 @@ from mtl_split_core.runtime.frame_views import ViewRequest, frame_point_cloud, m
 from mtl_split_core.tasks import DEFAULT_TASKS, OutputSpec, get_tasks
 from mtl_split_core.viz import annotate, class_palette, colorize_segmentation, detection_palette
 from mtl_split_ros.detections_cdr import detection_array_cdr
+from mtl_split_ros.image_cdr import image_cdr
 from mtl_split_ros.image_msg import image_fields
 from mtl_split_ros.msg_factory import MessageFactory
 
@@ -255,17 +256,28 @@ class Kind:
     latched: bool = False  # published once per topic (transient local), not per frame
     # The same message as serialized CDR bytes (what a publisher sends as is), where building
     # the message object is the expensive part; ``assemble(..., serialized=True)``.
-    serialized: Callable[[Any, OutputSpec], bytes] | None = None
+    serialized: Callable[[Any, OutputSpec], bytes | None] | None = None
 
 
-def _map(encoding: str) -> Callable[[FrameOutputs, OutputSpec], Any]:
+def _image_kind(pixels_of: Callable[[FrameOutputs, OutputSpec], np.ndarray | None],
+                encoding: str) -> Kind:
+    """A sensor_msgs/Image output of the array ``pixels_of`` gives (None: nothing this frame),
+    as a message or as its CDR bytes (image_cdr.py)."""
     def build(f: FrameOutputs, spec: OutputSpec) -> Any:
-        value = f.fields.get(spec.field)
-        return None if value is None else image(f.factory, f.header, value, encoding)
-    return build
+        pixels = pixels_of(f, spec)
+        return None if pixels is None else image(f.factory, f.header, pixels, encoding)
+
+    def serialized(f: FrameOutputs, spec: OutputSpec) -> bytes | None:
+        pixels = pixels_of(f, spec)
+        return None if pixels is None else image_cdr(f.header, pixels, encoding)
+    return Kind(IMAGE, build, serialized=serialized)
 
 
-def _class_colors(f: FrameOutputs, spec: OutputSpec) -> Any:
+def _field(f: FrameOutputs, spec: OutputSpec) -> np.ndarray | None:
+    return f.fields.get(spec.field)
+
+
+def _class_colors(f: FrameOutputs, spec: OutputSpec) -> np.ndarray | None:
     # Coloured with the batch on the server's device when requested (``view_request``);
     # the same table lookup here otherwise (a bag, a result made without the view).
     colors = f.result.colors.get(spec.field)
@@ -274,7 +286,7 @@ def _class_colors(f: FrameOutputs, spec: OutputSpec) -> Any:
         if ids is None:
             return None
         colors = colorize_segmentation(ids, f.style.seg_palette)
-    return image(f.factory, f.header, colors, "rgb8")
+    return colors
 
 
 def _points(f: FrameOutputs, spec: OutputSpec) -> Any:
@@ -292,15 +304,14 @@ def _map_camera_info(f: FrameOutputs, spec: OutputSpec) -> Any:
     return None if f.map_camera is None else camera_info_msg(f.factory, f.header, f.map_camera)
 
 
-def _annotated(f: FrameOutputs, spec: OutputSpec) -> Any:
+def _annotated(f: FrameOutputs, spec: OutputSpec) -> np.ndarray | None:
     result = f.result
     if f.reference_map is None:
         return None
-    view = annotate(result.segmentation, result.depth, f.map_boxes, result.class_ids,
+    return annotate(result.segmentation, result.depth, f.map_boxes, result.class_ids,
                     result.scores, f.style.detection_classes, seg_palette=f.style.seg_palette,
                     det_palette=f.style.det_palette,
                     box_depths=f.box_depths if result.depth is not None else None)
-    return image(f.factory, f.header, view, "rgb8")
 
 
 def _detections_2d(f: FrameOutputs, spec: OutputSpec) -> Any:
@@ -329,19 +340,19 @@ def _label_info(f: _Static, spec: OutputSpec) -> Any:
 
 KINDS: dict[str, Kind] = {
     # Per-pixel maps any task may declare (a result field at output resolution).
-    "class_image": Kind(IMAGE, _map("mono8")),
-    "mask_image": Kind(IMAGE, _map("mono8")),
-    "float_image": Kind(IMAGE, _map("32FC1")),
-    "rgb_image": Kind(IMAGE, _map("rgb8")),
+    "class_image": _image_kind(_field, "mono8"),
+    "mask_image": _image_kind(_field, "mono8"),
+    "float_image": _image_kind(_field, "32FC1"),
+    "rgb_image": _image_kind(_field, "rgb8"),
     # Views built from several fields.
-    "class_color_image": Kind(IMAGE, _class_colors),
+    "class_color_image": _image_kind(_class_colors, "rgb8"),
     "point_cloud": Kind("sensor_msgs/msg/PointCloud2", _points),
     "detections_2d": Kind(DETECTIONS_2D, _detections_2d, serialized=_detections_2d_cdr),
     "detections_3d": Kind(DETECTIONS_3D, _detections_3d),
     "box_markers_3d": Kind("visualization_msgs/msg/MarkerArray", _markers),
     "label_info": Kind(LABEL_INFO, _label_info, latched=True),
     "map_camera_info": Kind(CAMERA_INFO, _map_camera_info),
-    "annotated_image": Kind(IMAGE, _annotated),
+    "annotated_image": _image_kind(_annotated, "rgb8"),
 }
 
 

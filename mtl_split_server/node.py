@@ -118,7 +118,7 @@ PARAMS = [
           "TorchScript traces (faster than eager, same outputs within 1e-4; traced in the "
           "background, eager until ready; shutdown waits for a trace in progress). Off by "
           "default until a full CI run shows that wait holds."),
-    Param("gil_switch_interval_ms", 5.0, "Python's thread switch interval for this process "
+    Param("gil_switch_interval_ms", 1.0, "Python's thread switch interval for this process "
           "(sys.setswitchinterval): how long a thread that wants the GIL waits before the "
           "holder must give it up; the receive, inference and publish threads share one GIL.",
           check=in_range(0.1, 100.0)),

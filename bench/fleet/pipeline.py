@@ -109,7 +109,7 @@ def probe(out: Path, ready: Path) -> int:
 
 def orchestrate(args) -> int:
     sys.path.insert(0, str(HERE))
-    from run import GpuSampler, measure_window, model_label
+    from run import GpuSampler, measure_window, model_label, py_spy_profilers
 
     from mtl_split_tools.node_processes import node_command, start, stop_all
 
@@ -133,10 +133,11 @@ def orchestrate(args) -> int:
             "-r", f"__ns:=/{NS}", *_params({**common, "publish_detections_markers": False,
                                             "publish_points": False,
                                             "publish_annotated": False,
-                                            "publish_segmentation_color": False})]),
-            logs / "server.log", env),
+                                            "publish_segmentation_color": False}),
+            *_extra(args.server_param)]), logs / "server.log", env),
         "edge": start(node_command("edge_node", ["-r", f"__ns:=/{NS}",
-                                                 *_params({**common, "fallback_after": 0.0})]),
+                                                 *_params({**common, "fallback_after": 0.0}),
+                                                 *_extra(args.edge_param)]),
                       logs / "edge.log", env),
         "probe": start(me + ["--role", "probe", "--probe-out", str(probe_out), "--ready",
                              str(ready)], logs / "probe.log", env),
@@ -153,7 +154,10 @@ def orchestrate(args) -> int:
             time.sleep(0.2)
         if not ready.exists():
             raise RuntimeError(f"no outputs within {args.start_timeout:.0f} s; logs in {logs}")
-        t0, t1, cpu_pct, gpu_util = measure_window(procs, gpu, args.warmup, args.seconds)
+        profile = (py_spy_profilers(args.py_spy, {k: procs[k] for k in ("server", "edge")},
+                                    logs) if args.py_spy else None)
+        t0, t1, cpu_pct, gpu_util = measure_window(procs, gpu, args.warmup, args.seconds,
+                                                   profile)
     finally:
         stop_all(list(procs.values()), timeout=20.0)
     seconds = (t1 - t0) / 1e9
@@ -194,6 +198,11 @@ def _params(params: dict) -> list[str]:
     return [a for k, v in params.items() for a in ("-p", f"{k}:={v}")]
 
 
+def _extra(assignments: list[str]) -> list[str]:
+    """``--edge-param`` / ``--server-param`` values (NAME:=VALUE), after the defaults."""
+    return [a for kv in assignments for a in ("-p", kv)]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--role", choices=("run", "camera", "probe"), default="run")
@@ -210,8 +219,15 @@ def main() -> int:
     ap.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", 76)))
     ap.add_argument("--executor", default="", choices=("", "single", "events"),
                     help="the edge's and server's executor parameter ('' = their defaults)")
+    ap.add_argument("--edge-param", action="append", default=[], metavar="NAME:=VALUE",
+                    help="an edge node parameter (repeatable; after the others)")
+    ap.add_argument("--server-param", action="append", default=[], metavar="NAME:=VALUE",
+                    help="a server node parameter (repeatable; after the others)")
     ap.add_argument("--dds-profile", type=Path,
                     help="Fast DDS profile for every process (e.g. config/fastdds.xml)")
+    ap.add_argument("--py-spy", default="", metavar="PATH",
+                    help="py-spy executable: profile the server and the edge over the window "
+                         "(logs/pyspy_{server,edge}_{threads,gil}.txt)")
     ap.add_argument("--probe-out", type=Path)
     ap.add_argument("--ready", type=Path)
     args = ap.parse_args()

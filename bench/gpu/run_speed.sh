@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Issue 25's speed goals on the lent GPU in one call, on one card: this tree ("after") and an
 # older checkout ("before"), alternating. (1) One robot end to end, camera 640x480 at 30 fps ->
-# edge -> server, both on CUDA (bench/fleet/pipeline.py); (2) the fleet at N = ROBOTS (16, 34,
+# edge -> server, both on CUDA (bench/fleet/pipeline.py), then once more per tree with py-spy
+# on both nodes: CPU and GIL ms per frame per stage ($OUT/stages.md); (2) the fleet at N = ROBOTS (16, 34,
 # 48) robots x 30 fps into one server process (bench/fleet/run.py: CUDA fp16, CUDA graphs,
 # max_batch 8), each run with py-spy on the server (the GIL holder's and every thread's
 # samples). Which tree goes first alternates from one step to the next. (3) After, at the
-# largest N, with the server's thread switch interval at SWITCH_MS (default 1 ms, '' = skip). Summary: $OUT/speed.md
+# largest N, with the server's thread switch interval at SWITCH_MS (default 5 ms, the default
+# before it became 1 ms; '' = skip). Summary: $OUT/speed.md
 # (bench/fleet/compare.py: frames/s, p50/p99, server CPU ms per frame, GIL/CPU split per thread),
-# $OUT/log.txt, $OUT/runs.tgz (every run's results, logs and py-spy summaries; three files
-# in all, the device brings back at most 8).
+# $OUT/stages.md, $OUT/log.txt, $OUT/runs.tgz (every run's results, logs and py-spy
+# summaries; four files in all, the device brings back at most 8).
 #
 #   BEFORE=.carry/before BUNDLE=.carry/gpu_bundle/bundle.tar.gz PYSPY_WHEEL_DIR=.carry/pyspy \
 #     bash bench/gpu/run_speed.sh
@@ -59,14 +61,35 @@ echo "after $AFTER, before $BEFORE, robots $ROBOTS, $SECONDS_PER_RUN s per run, 
 
 step=0
 sides() { [ $((step % 2)) = 0 ] && echo "after before" || echo "before after"; }
+pipeline() {  # pipeline LABEL TREE [pipeline.py arguments...]: one robot into $RUNS/pipeline_LABEL
+  local label=$1 tree=$2 start=$SECONDS
+  shift 2
+  # This tree's pipeline.py (an older one lacks --py-spy / --edge-param) over either tree's
+  # nodes; every process on PIPELINE_DDS (default: the profile the launch files give them).
+  in_tree "$tree" timeout "$RUN_TIMEOUT" "$PY" "$AFTER/bench/fleet/pipeline.py" --device \
+    "$DEVICE" --precision "$PRECISION" --seconds "$SECONDS_PER_RUN" --warmup "$WARMUP" \
+    --domain-id $((60 + step)) ${MODEL:+--model "$MODEL"} --out "$RUNS/pipeline_$label" \
+    ${PIPELINE_DDS:+--dds-profile "$PIPELINE_DDS"} "$@" >"$RUNS/pipeline_$label.log" 2>&1 \
+    || echo "pipeline $label rc $?" | tee -a "$LOG"
+  echo "pipeline $label: $((SECONDS - start)) s" | tee -a "$LOG"
+  step=$((step + 1))
+}
+PIPELINE_DDS=${PIPELINE_DDS-$AFTER/config/fastdds.xml}
+echo "pipeline DDS profile: ${PIPELINE_DDS:-Fast DDS defaults}" | tee -a "$LOG"
 for side in $(sides); do  # (1) one robot, camera -> edge -> server
-  start=$SECONDS
-  in_tree "$(tree_of $side)" timeout "$RUN_TIMEOUT" "$PY" bench/fleet/pipeline.py --device "$DEVICE" \
-    --precision "$PRECISION" --seconds "$SECONDS_PER_RUN" --warmup "$WARMUP" \
-    --domain-id $((60 + step)) ${MODEL:+--model "$MODEL"} --out "$RUNS/pipeline_$side" \
-    >"$RUNS/pipeline_$side.log" 2>&1 || echo "pipeline $side rc $?" | tee -a "$LOG"
-  echo "pipeline $side: $((SECONDS - start)) s" | tee -a "$LOG"
+  pipeline "$side" "$(tree_of $side)"
 done
+# (1b) after with the edge's executor as it was (single): what its new default is worth.
+pipeline after_edge_single "$AFTER" --edge-param executor:=single
+# (1c) the same one robot with py-spy on the edge and the server (perturbs the latency: the
+# numbers above are without it): CPU and GIL ms per frame per stage (bench/fleet/stages.py).
+if [ -n "$PYSPY" ]; then
+  for side in $(sides); do
+    pipeline "spy_$side" "$(tree_of $side)" --py-spy "$PYSPY"
+  done
+  "$PY" "$AFTER/bench/fleet/stages.py" "after=$RUNS/pipeline_spy_after" \
+    "before=$RUNS/pipeline_spy_before" >"$OUT/stages.md" 2>>"$LOG"
+fi
 fleet() {  # fleet LABEL TREE N [run.py arguments...]: one fleet run into $RUNS/LABEL_nN
   local label=$1 tree=$2 n=$3 start=$SECONDS
   shift 3
@@ -86,17 +109,18 @@ for n in ${ROBOTS//,/ }; do  # (2) the fleet, one server process
   done
   step=$((step + 1))
 done
-# (3) after, largest N, with a shorter thread switch interval (server gil_switch_interval_ms;
-# SWITCH_MS '' skips it): does the GIL hand-over between receive, worker and publisher cost?
-if [ -n "${SWITCH_MS-1}" ]; then
-  fleet "switch${SWITCH_MS:-1}ms" "$AFTER" "${ROBOTS##*,}" \
-    --server-param "gil_switch_interval_ms:=${SWITCH_MS:-1}"
+# (3) after, largest N, with another thread switch interval (server gil_switch_interval_ms,
+# default 1 ms; SWITCH_MS '' skips it): what the default's change alone is worth.
+if [ -n "${SWITCH_MS-5}" ]; then
+  fleet "switch${SWITCH_MS:-5}ms" "$AFTER" "${ROBOTS##*,}" \
+    --server-param "gil_switch_interval_ms:=${SWITCH_MS:-5}"
 fi
 
 runs() { ls -d "$RUNS/$1"_n*/ 2>/dev/null | tr '\n' ',' ; }
 "$PY" "$AFTER/bench/fleet/compare.py" --out "$OUT/speed.md" "after=$(runs after)" \
   "before=$(runs before)" $(ls -d "$RUNS"/switch*/ 2>/dev/null | sed 's|.*/\(switch[^_]*\)_.*|\1=&|') --pipeline "after=$RUNS/pipeline_after" \
-  --pipeline "before=$RUNS/pipeline_before" 2>&1 | tee -a "$LOG"
+  --pipeline "before=$RUNS/pipeline_before" \
+  --pipeline "after, edge executor single=$RUNS/pipeline_after_edge_single" 2>&1 | tee -a "$LOG"
 # Back: speed.md, log.txt, and one tarball of every run's results and py-spy summaries.
 for f in "$RUNS"/*/logs/n*/pyspy_server_*.txt; do
   [ -f "$f" ] && "$PY" "$AFTER/bench/fleet/stacks.py" "$f" --top 30 >"${f%.txt}.summary" 2>&1

@@ -191,6 +191,11 @@ class ServerRunner:
             self.device, self.dtype = torch.device("cpu"), torch.float32
         self.model = model.to(self.device, self.dtype).eval()
         self.input_size = tuple(card["input_size"])
+        # (C, H, W) a packet of each split must declare, checked per message: computed once.
+        w, h = self.input_size
+        self._split_shapes: dict[str, tuple[int, ...]] = {
+            INPUT_SPLIT: (3, h, w),
+            **{s: tuple(model.split_shape(s, self.input_size)) for s in self.split_names}}
         self._graphs: CudaGraphServer | None = None
         self._constants: dict[tuple[str, str], torch.Tensor] = {}  # palettes per device
         # A temporal codec's reference for callers that keep no stream of their own (one
@@ -234,11 +239,7 @@ class ServerRunner:
             raise PacketRejected("split", f"split {split} is not in this server's ONNX export "
                                  f"(has {', '.join(self._ort)}; {INPUT_SPLIT} needs the "
                                  f"default split {self.card['default_split']})")
-        if split == INPUT_SPLIT:
-            w, h = self.input_size
-            expected: tuple[int, ...] = (3, h, w)
-        else:
-            expected = tuple(self.model.split_shape(split, self.input_size))
+        expected = self._split_shapes[split]
         # Check the declared shape before decoding: a hostile packet cannot make us allocate
         # more than the model's own split tensor.
         if tuple(packet.tensor.shape) != expected:

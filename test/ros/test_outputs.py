@@ -207,6 +207,28 @@ def test_only_wanted_outputs_are_built(model_dir):
     assert both["depth"].encoding == "32FC1" and both["annotated"].encoding == "rgb8"
 
 
+def test_serialized_outputs_are_the_messages(model_dir):
+    """What the server publishes (``serialized=True``: CDR bytes for the kinds that have
+    them) deserializes to the message each converter builds, for every output."""
+    from rclpy.serialization import deserialize_message
+
+    from mtl_split_ros.msg_factory import RclpyMessages as Factory
+    _, result, card = _result(model_dir)
+    style = OutputStyle.from_card(card)
+    factory = Factory()
+    hdr = factory.make("std_msgs/msg/Header", frame_id="cam_frame",
+                       stamp=factory.make("builtin_interfaces/msg/Time", sec=3, nanosec=7))
+    every = set(output_types(style))
+    messages = assemble(result, hdr, style, every, factory)
+    sent = assemble(result, hdr, style, every, factory, serialized=True)
+    assert list(sent) == list(messages)
+    as_bytes = {suffix for suffix, value in sent.items() if isinstance(value, bytes)}
+    assert {"detections", "segmentation", "depth", "segmentation/color", "annotated"} <= \
+        as_bytes
+    for suffix in as_bytes:
+        assert deserialize_message(sent[suffix], type(messages[suffix])) == messages[suffix]
+
+
 class _HorizonTask(Task):
     """A test-only task: only what the ROS adapter reads (name, result field, outputs)."""
 
