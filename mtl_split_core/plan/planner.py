@@ -14,6 +14,7 @@ longer than that mean frame.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -24,7 +25,7 @@ from mtl_split_core.codec import CODECS
 from mtl_split_core.errors import InputError
 from mtl_split_core.image_codec import INPUT_SPLIT
 from mtl_split_core.plan.link import Link
-from mtl_split_core.temporal_codec import is_temporal, parse_temporal
+from mtl_split_core.temporal_codec import parse_temporal
 
 TEMPORAL = "temporal"  # the profiles' entry of streamed temporal codecs (plan.profile)
 
@@ -99,14 +100,13 @@ def _temporal_options(edge_profile: dict[str, Any], server_profile: dict[str, An
                 split not in server_profile["splits"]:
             continue  # ``unmatched`` says why
         e, s = edge_profile["splits"][split], server_profile["splits"][split]
+        key = t["keyframe"]
         mean = Option(f"{split} {codec}", split, codec, t["bytes"], e["edge_ms"] + t["encode_ms"],
                       link.transfer_ms(t["bytes"]), ts["decode_ms"] + s["server_ms"],
-                      temporal_drop(split, codec, t, accuracy), t["keyframe"]["bytes"])
-        key = t["keyframe"]
+                      temporal_drop(split, codec, t, accuracy), key["bytes"])
         keyframe_latency = (e["edge_ms"] + key["encode_ms"] + link.transfer_ms(key["bytes"])
                             + ts["keyframe"]["decode_ms"] + s["server_ms"])
-        mean.keyframe_ms = keyframe_latency - mean.latency_ms
-        out.append(mean)
+        out.append(dataclasses.replace(mean, keyframe_ms=keyframe_latency - mean.latency_ms))
     return out
 
 
@@ -184,7 +184,8 @@ def unweighable(split: str, codec: str, accuracy: Mapping[str, float] | None) ->
     """Why option ``split codec`` cannot be weighed against the others (None: it can). With
     measured accuracy (``accuracy_drops``) every option needs its own row. Without any, only
     the fixed-bit feature codecs (f16, q8, q4) rank without one, by their bits; an
-    entropy-coded or image codec's fidelity is known from its measured accuracy only."""
+    entropy-coded or image codec's fidelity is known from its measured accuracy only (a
+    temporal codec's: ``_stream_unweighable``)."""
     if accuracy:
         return None if f"{split} {codec}" in accuracy else "no measured accuracy for it"
     if codec in CODECS:
@@ -214,15 +215,23 @@ def left_out(edge_profile: dict[str, Any], server_profile: dict[str, Any],
     for o in options(edge_profile, server_profile, Link(1e6), accuracy):
         if o.split is None:
             continue
-        why = (unweighable(o.split, str(o.codec), accuracy) if not is_temporal(o.codec) else
-               None if o.accuracy_drop is not None else
-               f"no measured accuracy for its base {parse_temporal(o.codec).base} (a stream is "
-               "weighed by its base's accuracy and what it lost against it on the profile's "
-               "sequences)" if accuracy else
-               "no measured accuracy (its base's: `mtl-split eval --into-card`)")
+        why = (_stream_unweighable(o, accuracy) if o.keyframe_bytes is not None else
+               unweighable(o.split, str(o.codec), accuracy))
         if why is not None:
             out[o.name] = why
     return out
+
+
+def _stream_unweighable(option: Option, accuracy: Mapping[str, float] | None) -> str | None:
+    """Why temporal ``option`` cannot be weighed (None: it can, ``temporal_drop`` gave it a
+    drop): its fidelity comes from its base's measured accuracy only."""
+    if option.accuracy_drop is not None:
+        return None
+    base = parse_temporal(option.codec).base
+    if not accuracy:
+        return f"no measured accuracy (its base {base}'s: `mtl-split eval --into-card`)"
+    return (f"no measured accuracy for its base {base} (a stream is weighed by its base's "
+            "accuracy and what it lost against it on the profile's sequences)")
 
 
 def accuracy_drops(eval_results: list[dict[str, Any]]) -> dict[str, float]:
