@@ -242,11 +242,12 @@ def measure(args: argparse.Namespace, command: str) -> dict[str, Any]:
     import sim_frames
     from tqdm import tqdm
 
+    from mtl_split_core.plan.profile import served_splits
     from mtl_split_core.runtime.model_files import load_model_param, resolve_model_path
 
     started = time.monotonic()
     model, card = load_model_param(args.model)
-    splits = _splits(args.splits, methods.served_splits(card, list(model.split_names)),
+    splits = _splits(args.splits, served_splits(card, list(model.split_names)),
                      "--splits", model)
     seq_splits = _splits(args.sequence_splits, [model.config.default_split],
                          "--sequence-splits", model)

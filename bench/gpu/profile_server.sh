@@ -11,6 +11,10 @@
 #
 #   WHL=.carry/entropy/whl DATA=.carry/entropy/shards_test ROBOT=1 bash bench/gpu/profile_server.sh
 #
+# SEQS: labelled sequences for the temporal codecs' entry (the GPU host has no simulator to
+# render them): bench/rate_accuracy.py's cached sequences, e.g. a copy of
+# data/rate_accuracy/v2_sequences_seed23_n150_g50_640x480_320x240_noise0.npz (2.5 MB).
+#
 # Back in $OUT: h100_server.json (-> bench/profiles/), cpu2_robot.json (ROBOT=1), card.json
 # (-> models/default_eb/: only "metrics" changes, not the fingerprint), eval_s16.json,
 # eval_input.json, profile.log.
@@ -21,15 +25,18 @@ mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site "$WHL"/*.whl || exit 1
 export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1
+STREAMS=()
+[ -n "${SEQS:-}" ] && STREAMS=(--sequences-from "$SEQS")
 {
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
   python3 -c 'from PIL import features; print("pillow webp", features.check("webp"), "avif", features.check("avif"))'
   python3 -m mtl_split_core.cli profile --model models/default_eb --device cuda \
-    --images bench/frames.npz --out "$OUT/h100_server.json"
+    --images bench/frames.npz "${STREAMS[@]}" --out "$OUT/h100_server.json"
   if [ "${ROBOT:-0}" = 1 ]; then
     lscpu | grep -m1 "Model name"
     OMP_NUM_THREADS=2 taskset -c 0,1 python3 -m mtl_split_core.cli profile \
-      --model models/default_eb --device cpu --images bench/frames.npz --out "$OUT/cpu2_robot.json"
+      --model models/default_eb --device cpu --images bench/frames.npz "${STREAMS[@]}" \
+      --out "$OUT/cpu2_robot.json"
   fi
   if [ -n "${DATA:-}" ]; then
     # The card records the data by the name given: a link with a name that says what it is.

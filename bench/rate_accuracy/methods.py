@@ -23,17 +23,6 @@ from mtl_split_core.evaluate import evaluate, headline
 CURVE_METRICS = {"detection": "mAP50", "segmentation": "mIoU", "depth": "delta1"}
 
 
-def served_splits(card: dict, split_names: list[str]) -> list[str]:
-    """The splits the model was trained to serve: the card's ``trained.splits``, else its one
-    trained split, else its default split. (The same rule as the edge node's
-    ``mtl_split_edge.node.served_splits``, which this ROS-free benchmark cannot import.) A
-    single-split model evaluated at another split point runs later stages on features they never
-    saw: near-zero accuracy, not an operating point."""
-    trained = card.get("trained") or {}
-    splits = trained.get("splits") or [trained.get("split") or card["default_split"]]
-    return [s for s in split_names if s in splits] or [card["default_split"]]
-
-
 def curve_metrics(tasks: list[str]) -> dict[str, str]:
     """The curve metric of each of the model's tasks that has one."""
     return {task: CURVE_METRICS[task] for task in tasks if task in CURVE_METRICS}

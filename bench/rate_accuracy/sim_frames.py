@@ -4,45 +4,38 @@ Two sets, both rendered once and cached (``.npz`` in an ignored folder):
 
 - **stills**: ``frames_per_scene`` random views per scene, each with its own random field of
   view, exactly as ``mtl-split gen-data`` draws them (scene seed ``seed * 100_003 + scene``);
-- **sequences**: the sim camera's trajectory (``sim.trajectory``, the path the sim camera node
-  drives at its default 4 Hz) played at 30 fps, i.e. the same motion sampled 7.5x more often,
-  with one fixed lens per sequence, so consecutive frames are what a real 30 fps camera sees.
+- **sequences**: the sim camera's trajectory played at 30 fps (``sim.sequence``, as
+  ``mtl-split profile`` measures temporal codecs on), one fixed lens per sequence.
 
 Every camera frame is letterboxed to the network input the way ``mtl-split eval`` loads frames
-(``preprocess.letterbox`` for the image, nearest-neighbour labels, scaled intrinsics); the
-result is a dataset dict for ``evaluate``. The uint8 letterboxed image is the **model-input
-image**: exactly what a server running the whole network needs from the robot.
+(``sim.sequence.add_frame``); the result is a dataset dict for ``evaluate``. The uint8
+letterboxed image is the **model-input image**: exactly what a server running the whole
+network needs from the robot.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from mtl_split_core.classes import IGNORE_ID
 from mtl_split_core.data.frames import DatasetBuilder
-from mtl_split_core.data.sources.loading import _fit, letterbox_k
-from mtl_split_core.preprocess import letterbox, letterbox_params, to_model
+from mtl_split_core.sim.sequence import (
+    add_frame,
+    load_frames,
+    poses_at_fps,
+    save_frames,
+    to_model_input,
+)
 
 SCENE_SEED_STRIDE = 100_003  # as sim.generate: scene seed = seed * stride + scene index
 SEQUENCE_SCENE_OFFSET = 10_000  # sequences use scene indexes from here (disjoint from stills)
-TRAJECTORY_HZ = 4.0  # the sim camera node's default rate (config/sim_camera.yaml)
-FPS = 30
 CAMERA_JPEG_QUALITY = 90  # the camera-frame JPEG that README's old baseline compared against
 
 
 def scene_seed(seed: int, scene: int) -> int:
     return seed * SCENE_SEED_STRIDE + scene
-
-
-def to_model_input(rgb: np.ndarray, input_wh: tuple[int, int]) -> np.ndarray:
-    """uint8 camera frame -> uint8 model-input image (letterboxed as the edge does)."""
-    x, _ = letterbox(rgb, input_wh)
-    return np.clip(np.round(x.transpose(1, 2, 0) * 255), 0, 255).astype(np.uint8)
 
 
 def _add(builder: DatasetBuilder, frame, input_wh: tuple[int, int], extra: dict,
@@ -51,32 +44,13 @@ def _add(builder: DatasetBuilder, frame, input_wh: tuple[int, int], extra: dict,
     if noise > 0 and noise_rng is not None:
         rgb = np.clip(np.rint(rgb + noise_rng.normal(0.0, noise, rgb.shape)), 0, 255
                       ).astype(np.uint8)
-    h, w = rgb.shape[:2]
-    transform, size = letterbox_params((w, h), input_wh)
     ok, jpg = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY,
                                                     CAMERA_JPEG_QUALITY])
     assert ok
     camera_jpeg = cv2.imdecode(jpg, cv2.IMREAD_COLOR)[..., ::-1]
     extra.setdefault("camera_jpeg_images", []).append(to_model_input(camera_jpeg, input_wh))
     extra.setdefault("camera_jpeg_bytes", []).append(len(jpg))
-    builder.add(to_model_input(rgb, input_wh), _fit(frame.seg, transform, size, input_wh,
-                                                    IGNORE_ID),
-                _fit(frame.depth.astype(np.float32), transform, size, input_wh, 0.0),
-                to_model(frame.boxes, transform).astype(np.float32), frame.labels,
-                letterbox_k(np.asarray(frame.camera.k, np.float64).reshape(3, 3),
-                            transform).reshape(9))
-
-
-def _poses_30fps(trajectory, count: int) -> Iterator[tuple[float, ...]]:
-    """``count`` poses along the trajectory at 30 fps (it steps at TRAJECTORY_HZ)."""
-    a, b = trajectory.next(), trajectory.next()
-    pos = 0.0
-    for _ in range(count):
-        while pos >= 1.0:
-            a, b, pos = b, trajectory.next(), pos - 1.0
-        dyaw = (b[3] - a[3] + math.pi) % (2 * math.pi) - math.pi  # the short way round
-        yield tuple(a[i] + ((dyaw if i == 3 else b[i] - a[i]) * pos) for i in range(5))
-        pos += TRAJECTORY_HZ / FPS
+    add_frame(builder, rgb, frame, input_wh)
 
 
 def render(kind: str, seed: int, count: int, group: int, camera_wh: tuple[int, int],
@@ -100,7 +74,7 @@ def render(kind: str, seed: int, count: int, group: int, camera_wh: tuple[int, i
             else:
                 lens = SimCamera(*camera_wh, scene.camera().vfov_deg)
                 frames = (scene.render(pose, lens)
-                          for pose in _poses_30fps(Trajectory(scene), n))
+                          for pose in poses_at_fps(Trajectory(scene), n))
             for frame in frames:
                 _add(builder, frame, input_wh, extra, noise_rng, noise)
                 groups.append(g)
@@ -116,31 +90,15 @@ def render(kind: str, seed: int, count: int, group: int, camera_wh: tuple[int, i
 # ---------------------------------------------------------------- cache
 
 EXTRAS = ("camera_jpeg_images", "camera_jpeg_bytes", "group_of")  # not dataset fields
-_ARRAYS = ("images", "seg", "depth", "k", *EXTRAS)
 CACHE_VERSION = 2  # in the file name: a format change renders again instead of misreading
 
 
 def save(data: dict, path: Path) -> None:
-    """Depth is kept as float16 (relative error < 5e-4, far below the 1.25 of delta1), which
-    halves the cache (it travels to the GPU machine)."""
-    counts = [len(b) for b in data["boxes"]]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial.npz")
-    np.savez_compressed(tmp, **{k: data[k] for k in _ARRAYS if k != "depth"},
-                        depth=data["depth"].astype(np.float16),
-                        boxes=np.concatenate(data["boxes"]).reshape(-1, 4),
-                        labels=np.concatenate(data["labels"]), counts=np.asarray(counts))
-    tmp.replace(path)
+    save_frames(data, path, EXTRAS)
 
 
 def load(path: Path) -> dict:
-    with np.load(path) as z:
-        data = {k: z[k] for k in _ARRAYS}
-        data["depth"] = data["depth"].astype(np.float32)
-        ends = np.cumsum(z["counts"])
-        data["boxes"] = np.split(z["boxes"], ends[:-1])
-        data["labels"] = np.split(z["labels"], ends[:-1])
-    return data
+    return load_frames(path, EXTRAS)
 
 
 def cached(cache_dir: Path, kind: str, seed: int, count: int, group: int,

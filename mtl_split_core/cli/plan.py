@@ -30,8 +30,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder for plan.csv and plan.png")
 
 
-def run(args: argparse.Namespace) -> int:
+def _profiles(args: argparse.Namespace, out: Path) -> dict[str, dict]:
+    """The robot's ("edge") and the server's profile: given, or measured here now. One
+    measurement per device: with both sides on this machine's same device the two are one
+    profile (measured twice, the same network on the same CPU came out 866 ms as LOCAL-ONLY and
+    6,157 ms as the server's under a changing load, so local and image upload disagreed).
+    Measured here, a profile holds this machine's times at this moment: every run measures
+    anew unless the saved file is passed back."""
     from mtl_split_core.cli.profile import profile_model
+    from mtl_split_core.plan.profile import load_profile, save_profile
+
+    profiles: dict[str, dict] = {}
+    measured: dict[str, tuple[dict, Path]] = {}  # device -> the profile measured here
+    for side, given, device in (("edge", args.edge_profile, args.edge_device),
+                                ("server", args.server_profile, args.server_device)):
+        if given:
+            profiles[side] = load_profile(given)
+            continue
+        if device not in measured:
+            path = out / f"{side}_profile.json"
+            profile = profile_model(args.model, device, QUICK_FRAMES, QUICK_REPEATS)
+            save_profile(profile, path)
+            measured[device] = profile, path
+        profiles[side], path = measured[device]
+        print(f"{side} profile: measured here now on {device} ({profiles[side]['device']}; "
+              f"{QUICK_FRAMES} frames, {QUICK_REPEATS} repeats), not a robot's or a server's: "
+              f"every run measures anew; reuse it with --{side}-profile {path}")
+    return profiles
+
+
+def run(args: argparse.Namespace) -> int:
     from mtl_split_core.errors import InputError
     from mtl_split_core.model.card import ModelLoadError, read_card
     from mtl_split_core.plan.link import Link
@@ -45,7 +73,6 @@ def run(args: argparse.Namespace) -> int:
         write_csv,
     )
     from mtl_split_core.plan.plot import plot_plan
-    from mtl_split_core.plan.profile import load_profile, save_profile
     from mtl_split_core.runtime.model_files import resolve_model_path
 
     link = Link.parse(args.link)
@@ -65,14 +92,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"accuracy: the metrics in the card of {folder}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    profiles = {}
-    for side, given, device in (("edge", args.edge_profile, args.edge_device),
-                                ("server", args.server_profile, args.server_device)):
-        if given:
-            profiles[side] = load_profile(given)
-        else:
-            profiles[side] = profile_model(args.model, device, QUICK_FRAMES, QUICK_REPEATS)
-            save_profile(profiles[side], out / f"{side}_profile.json")
+    profiles = _profiles(args, out)
     opts = options(profiles["edge"], profiles["server"], link, drops)
     chosen = choose(opts, args.max_drop, allow_unknown=drops is None)
     print(f"link: {link}; edge: {profiles['edge']['device']}; server: "

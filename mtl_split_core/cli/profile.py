@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from mtl_split_core.cli.arguments import output_file, positive_int
+from mtl_split_core.cli.arguments import non_negative_int, output_file, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,19 +17,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", default=None,
                    help="npz of JPEG frames to use instead of rendering (bench/frames.npz)")
     p.add_argument("--repeats", type=positive_int, default=10)
+    p.add_argument("--sequences", type=non_negative_int, default=None,
+                   help="labelled 30 fps sim sequences to stream the temporal codecs over "
+                   "(bytes, times, accuracy against their base); 0: no temporal entry; "
+                   "default: plan.profile.SEQUENCES")
+    p.add_argument("--sequence-frames", type=positive_int, default=None,
+                   help="frames per sequence; default: plan.profile.SEQUENCE_FRAMES")
+    p.add_argument("--sequences-from", default=None, metavar="NPZ",
+                   help="labelled sequences to use instead of rendering (a machine without the "
+                   "simulator): bench/rate_accuracy.py's cached sequences npz")
     p.add_argument("--out", type=output_file, required=True, help="profile JSON to write")
 
 
 def profile_model(model: str, device: str = "cpu", frames: int = 6, repeats: int = 10,
-                  images: str | Path | None = None) -> dict[str, Any]:
+                  images: str | Path | None = None, sequences: int = 0,
+                  sequence_frames: int = 0, sequences_from: str | Path | None = None
+                  ) -> dict[str, Any]:
     """Load ``model`` (a path, a shipped name, '' for the default) and measure its profile
-    on ``frames`` frames: from ``images`` (an npz of JPEGs) or rendered by the simulator."""
+    on ``frames`` frames: from ``images`` (an npz of JPEGs) or rendered by the simulator;
+    its temporal codecs (``temporal``) over the labelled sequences in ``sequences_from``, or
+    with ``sequences`` > 0 over that many rendered sim sequences of ``sequence_frames``."""
     from mtl_split_core.errors import InputError
     from mtl_split_core.plan.profile import (
         SIM_FRAME_SIZE,
         SIM_SEED,
         load_jpeg_frames,
+        load_profile_sequences,
         measure_profile,
+        render_profile_sequences,
     )
     from mtl_split_core.runtime.device import resolve_device
     from mtl_split_core.runtime.model_files import load_model_param
@@ -43,13 +58,32 @@ def profile_model(model: str, device: str = "cpu", frames: int = 6, repeats: int
         from mtl_split_core.sim.scene import SimScene
         with SimScene(SIM_SEED, *SIM_FRAME_SIZE) as scene:
             rgb = [scene.render().rgb for _ in range(frames)]
-    return measure_profile(net, card, rgb, str(resolve_device(device)), repeats)
+    streams = (load_profile_sequences(sequences_from) if sequences_from else
+               render_profile_sequences(tuple(card["input_size"]), sequences, sequence_frames)
+               if sequences > 0 else None)
+    return measure_profile(net, card, rgb, str(resolve_device(device)), repeats,
+                           sequences=streams)
+
+
+def _simulator() -> bool:
+    """Whether the simulator can render here (the GPU machines have no pybullet wheel)."""
+    import importlib.util
+
+    return importlib.util.find_spec("pybullet") is not None
 
 
 def run(args: argparse.Namespace) -> int:
-    from mtl_split_core.plan.profile import save_profile
+    from mtl_split_core.plan.profile import SEQUENCE_FRAMES, SEQUENCES, save_profile
 
-    profile = profile_model(args.model, args.device, args.frames, args.repeats, args.images)
+    sequences = args.sequences
+    if sequences is None and not args.sequences_from:
+        sequences = SEQUENCES if _simulator() else 0
+        if not sequences:
+            print("temporal codecs not profiled: no simulator (pybullet) here to render "
+                  "sequences; --sequences-from NPZ gives them")
+    profile = profile_model(args.model, args.device, args.frames, args.repeats, args.images,
+                            sequences or 0, args.sequence_frames or SEQUENCE_FRAMES,
+                            args.sequences_from)
     save_profile(profile, args.out)
     print(f"profile of {profile['model']} on {profile['device']} -> {args.out}")
     return 0

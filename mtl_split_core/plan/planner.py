@@ -1,15 +1,20 @@
 """Choose the split point: end-to-end latency per split and codec over a link, against the
 LOCAL-ONLY and REMOTE-ONLY (JPEG upload) baselines, under a maximum accuracy drop. Split
 ``input`` (the model-input image with an image codec, the whole network on the server) is one
-more split where both profiles measured it.
+more split where both profiles measured it, and so is every temporal codec (a stream: a
+keyframe every N frames, ``temporal_codec.py``) both profiles streamed (``temporal``).
 
 latency = edge compute + encode + transfer(bytes) + decode + server compute.
 fps (pipelined: edge, link and server work on different frames) = 1000 / slowest stage.
+A temporal codec's bytes and encode/decode times are its stream's means per frame (keyframes
+included); its keyframe (every N frames, and the first after a switch) takes ``keyframe_ms``
+longer than that mean frame.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -20,6 +25,9 @@ from mtl_split_core.codec import CODECS
 from mtl_split_core.errors import InputError
 from mtl_split_core.image_codec import INPUT_SPLIT
 from mtl_split_core.plan.link import Link
+from mtl_split_core.temporal_codec import parse_temporal
+
+TEMPORAL = "temporal"  # the profiles' entry of streamed temporal codecs (plan.profile)
 
 
 @dataclass
@@ -32,10 +40,17 @@ class Option:
     link_ms: float
     server_ms: float
     accuracy_drop: float | None = None   # relative drop against the float model (0.01 = 1%)
+    keyframe_bytes: float | None = None  # a temporal codec's keyframe (None: not a stream)
+    keyframe_ms: float = 0.0             # how much longer its keyframe takes than the mean
 
     @property
     def latency_ms(self) -> float:
         return self.edge_ms + self.link_ms + self.server_ms
+
+    @property
+    def worst_latency_ms(self) -> float:
+        """The latency of the slowest frame: a temporal codec's keyframe."""
+        return self.latency_ms + max(0.0, self.keyframe_ms)
 
     @property
     def fps(self) -> float:
@@ -43,7 +58,7 @@ class Option:
 
 
 def options(edge_profile: dict[str, Any], server_profile: dict[str, Any], link: Link,
-            accuracy: dict[str, float] | None = None) -> list[Option]:
+            accuracy: Mapping[str, float] | None = None) -> list[Option]:
     """Every split x codec both profiles measured (``unmatched`` says which one side lacks),
     image upload (split ``input``) per image codec where both profiles have it, plus the
     baselines. ``accuracy`` maps 'split codec' -> drop."""
@@ -63,12 +78,59 @@ def options(edge_profile: dict[str, Any], server_profile: dict[str, Any], link: 
             out.append(Option(f"{split} {codec}", split, codec, c["bytes"],
                               e["edge_ms"] + c["encode_ms"], link.transfer_ms(c["bytes"]),
                               dec + s["server_ms"], accuracy.get(f"{split} {codec}")))
+    out += _temporal_options(edge_profile, server_profile, link, accuracy)
     out.append(Option("LOCAL-ONLY", None, None, 0.0, edge_profile["whole_ms"], 0.0, 0.0, 0.0))
     jpeg_e, jpeg_s = edge_profile["jpeg"], server_profile["jpeg"]
     out.append(Option("REMOTE-ONLY (JPEG q90)", None, "jpeg", jpeg_e["bytes"],
                       jpeg_e["encode_ms"], link.transfer_ms(jpeg_e["bytes"]),
                       jpeg_s["decode_ms"] + server_profile["whole_ms"], 0.0))
     return out
+
+
+def _temporal_options(edge_profile: dict[str, Any], server_profile: dict[str, Any], link: Link,
+                      accuracy: Mapping[str, float]) -> list[Option]:
+    """A temporal codec per split both profiles streamed: the edge's network + the stream's
+    mean encode, its mean bytes, the server's mean decode + network; the keyframe's extra
+    time from both sides' keyframe means; fidelity from ``temporal_drop``."""
+    out = []
+    theirs = _streams(server_profile)
+    for (split, codec), t in _streams(edge_profile).items():
+        ts = theirs.get((split, codec))
+        if ts is None or split not in edge_profile["splits"] or \
+                split not in server_profile["splits"]:
+            continue  # ``unmatched`` says why
+        e, s = edge_profile["splits"][split], server_profile["splits"][split]
+        key = t["keyframe"]
+        mean = Option(f"{split} {codec}", split, codec, t["bytes"], e["edge_ms"] + t["encode_ms"],
+                      link.transfer_ms(t["bytes"]), ts["decode_ms"] + s["server_ms"],
+                      temporal_drop(split, codec, t, accuracy), key["bytes"])
+        keyframe_latency = (e["edge_ms"] + key["encode_ms"] + link.transfer_ms(key["bytes"])
+                            + ts["keyframe"]["decode_ms"] + s["server_ms"])
+        out.append(dataclasses.replace(mean, keyframe_ms=keyframe_latency - mean.latency_ms))
+    return out
+
+
+def _streams(profile: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(split, temporal codec) -> its stream measurement in ``profile`` ({} without any)."""
+    entry = profile.get(TEMPORAL) or {}
+    return {(split, codec): c for split, e in entry.get("splits", {}).items()
+            for codec, c in e.get("codecs", {}).items()}
+
+
+def temporal_drop(split: str, codec: str, stream: Mapping[str, Any],
+                  accuracy: Mapping[str, float]) -> float | None:
+    """A temporal codec's accuracy drop: its own measured row if ``accuracy`` has one, else
+    its base codec's drop combined with what the stream lost against that base on the
+    profile's sequences (``accuracy_vs_base``; a stream that scored higher counts as equal:
+    it never rates above its base). None when the base has no measured drop."""
+    own = accuracy.get(f"{split} {codec}")
+    if own is not None:
+        return own
+    base = accuracy.get(f"{split} {parse_temporal(codec).base}")
+    vs_base = stream.get("accuracy_vs_base")
+    if base is None or vs_base is None:
+        return None
+    return 1.0 - (1.0 - base) * (1.0 - max(0.0, float(vs_base)))
 
 
 def _splits(profile: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
@@ -105,6 +167,16 @@ def unmatched(edge_profile: dict[str, Any], server_profile: dict[str, Any]) -> d
     if not edge_profile.get(INPUT_SPLIT) and not server_profile.get(INPUT_SPLIT):
         out[INPUT_SPLIT] = ("neither profile has an image upload (input) entry (measured before "
                             "it existed: re-measure them with `mtl-split profile`)")
+    for mine, other_side, theirs in ((edge_profile, "server", server_profile),
+                                     (server_profile, "robot", edge_profile)):
+        for split, codec in set(_streams(mine)) - set(_streams(theirs)):
+            out[f"{split} {codec}"] = (f"the {other_side} profile did not stream it" if
+                                       theirs.get(TEMPORAL) else f"the {other_side} profile "
+                                       f"has no {TEMPORAL} entry (`mtl-split profile "
+                                       "--sequences N` streams the temporal codecs)")
+    if not edge_profile.get(TEMPORAL) and not server_profile.get(TEMPORAL):
+        out[TEMPORAL] = (f"neither profile has a {TEMPORAL} entry (temporal codecs streamed "
+                         "over sim sequences: re-measure them with `mtl-split profile`)")
     return out
 
 
@@ -112,7 +184,8 @@ def unweighable(split: str, codec: str, accuracy: Mapping[str, float] | None) ->
     """Why option ``split codec`` cannot be weighed against the others (None: it can). With
     measured accuracy (``accuracy_drops``) every option needs its own row. Without any, only
     the fixed-bit feature codecs (f16, q8, q4) rank without one, by their bits; an
-    entropy-coded or image codec's fidelity is known from its measured accuracy only."""
+    entropy-coded or image codec's fidelity is known from its measured accuracy only (a
+    temporal codec's: ``_stream_unweighable``)."""
     if accuracy:
         return None if f"{split} {codec}" in accuracy else "no measured accuracy for it"
     if codec in CODECS:
@@ -139,11 +212,26 @@ def left_out(edge_profile: dict[str, Any], server_profile: dict[str, Any],
     """Every split option measured by a profile that is never chosen, 'split codec' -> why:
     ``unmatched`` (one profile lacks it) and ``unweighable`` (no accuracy to weigh it by)."""
     out = unmatched(edge_profile, server_profile)
-    for o in options(edge_profile, server_profile, Link(1e6)):
-        why = None if o.split is None else unweighable(o.split, str(o.codec), accuracy)
+    for o in options(edge_profile, server_profile, Link(1e6), accuracy):
+        if o.split is None:
+            continue
+        why = (_stream_unweighable(o, accuracy) if o.keyframe_bytes is not None else
+               unweighable(o.split, str(o.codec), accuracy))
         if why is not None:
             out[o.name] = why
     return out
+
+
+def _stream_unweighable(option: Option, accuracy: Mapping[str, float] | None) -> str | None:
+    """Why temporal ``option`` cannot be weighed (None: it can, ``temporal_drop`` gave it a
+    drop): its fidelity comes from its base's measured accuracy only."""
+    if option.accuracy_drop is not None:
+        return None
+    base = parse_temporal(option.codec).base
+    if not accuracy:
+        return f"no measured accuracy (its base {base}'s: `mtl-split eval --into-card`)"
+    return (f"no measured accuracy for its base {base} (a stream is weighed by its base's "
+            "accuracy and what it lost against it on the profile's sequences)")
 
 
 def accuracy_drops(eval_results: list[dict[str, Any]]) -> dict[str, float]:
@@ -204,22 +292,25 @@ def write_csv(opts: list[Option], path: str | Path, link: Link) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["option", "split", "codec", "bytes", "edge_ms", "link_ms", "server_ms",
-                    "latency_ms", "fps", "accuracy_drop", "link"])
+                    "latency_ms", "fps", "accuracy_drop", "keyframe_latency_ms", "link"])
         for o in opts:
             d = asdict(o)
             w.writerow([o.name, d["split"], d["codec"], f"{o.bytes:.0f}", f"{o.edge_ms:.2f}",
                         f"{o.link_ms:.2f}", f"{o.server_ms:.2f}", f"{o.latency_ms:.2f}",
                         f"{o.fps:.1f}", "" if o.accuracy_drop is None else o.accuracy_drop,
+                        "" if o.keyframe_bytes is None else f"{o.worst_latency_ms:.2f}",
                         str(link)])
 
 
 def table(opts: list[Option], chosen: Option) -> str:
-    """A Markdown table of the options, fastest first, the chosen one marked."""
-    lines = ["| option | bytes | edge ms | link ms | server ms | latency ms | fps | acc. drop |",
-             "|---|---|---|---|---|---|---|---|"]
+    """A Markdown table of the options, fastest first, the chosen one marked. A temporal
+    codec's row is its stream's mean frame; "keyframe ms" is the latency of its keyframes."""
+    lines = ["| option | bytes | edge ms | link ms | server ms | latency ms | keyframe ms | fps "
+             "| acc. drop |", "|---|---|---|---|---|---|---|---|---|"]
     for o in sorted(opts, key=lambda o: o.latency_ms):
         mark = " **<- chosen**" if o is chosen else ""
         drop = "?" if o.accuracy_drop is None else f"{o.accuracy_drop:.1%}"
+        key = "" if o.keyframe_bytes is None else f"{o.worst_latency_ms:.1f}"
         lines.append(f"| {o.name}{mark} | {o.bytes:.0f} | {o.edge_ms:.1f} | {o.link_ms:.1f} | "
-                     f"{o.server_ms:.1f} | {o.latency_ms:.1f} | {o.fps:.1f} | {drop} |")
+                     f"{o.server_ms:.1f} | {o.latency_ms:.1f} | {key} | {o.fps:.1f} | {drop} |")
     return "\n".join(lines)

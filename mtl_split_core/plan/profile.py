@@ -1,6 +1,10 @@
 """Measured profiles: per split point and codec, edge time, server time and bytes per frame,
 plus the two baselines (whole model on the edge; JPEG upload + whole model on the server),
-and split ``input`` (image upload, ``image_codec.py``) per image codec, an option like a split.
+split ``input`` (image upload, ``image_codec.py``) per image codec, an option like a split,
+and ``temporal``: the temporal codecs (``temporal_codec.py``) streamed over labelled 30 fps sim
+sequences (``sim/sequence.py``): bytes and times per frame averaged over the stream (a keyframe
+every N frames), the keyframe's own, and their accuracy against their base codec on the same
+frames (``_measure_temporal``).
 
 A profile is measured on one device (``mtl-split profile --device cuda``) and saved as JSON,
 so a robot's profile (edge times) and a server's profile (server times) can be combined.
@@ -21,7 +25,7 @@ import numpy as np
 import torch
 
 from mtl_split_core.codec import CODECS, decode, encode
-from mtl_split_core.entropy_tables import tables_of
+from mtl_split_core.entropy_tables import EntropyTables, tables_of
 from mtl_split_core.errors import InputError
 from mtl_split_core.image_codec import (
     PROFILED_IMAGE_CODECS,
@@ -31,6 +35,12 @@ from mtl_split_core.image_codec import (
     to_uint8,
 )
 from mtl_split_core.preprocess import letterbox_tensor
+from mtl_split_core.temporal_codec import (
+    TemporalDecoder,
+    TemporalEncoder,
+    is_keyframe,
+    parse_temporal,
+)
 
 if TYPE_CHECKING:
     from mtl_split_core.model.network import MultiTaskSplitNet
@@ -38,6 +48,14 @@ if TYPE_CHECKING:
 PROFILE_VERSION = 1
 SIM_FRAME_SIZE = (640, 480)  # frames rendered to profile on when none are given
 SIM_SEED = 21
+# Temporal codecs measured by default: the operating points docs/BENCHMARKS.md found to keep
+# their base's accuracy on sim sequences (each where the model offers its base codec).
+PROFILED_TEMPORAL_CODECS = ("t30-s20-q4-zstd/1", "t30-s50-eb-3/1")
+SEQUENCES = 2          # sim sequences the temporal codecs stream over (scene seeds SIM_SEED+i)
+SEQUENCE_FRAMES = 60   # frames per sequence: two keyframe intervals of t30
+# Accuracy of a temporal codec against its base on the sequences: the worst relative drop of
+# these headline metrics (as planner.accuracy_drops).
+HEADLINE_METRICS = (("detection", "mAP50"), ("segmentation", "mIoU"), ("depth", "delta1"))
 
 
 def _no_sync() -> None:
@@ -59,12 +77,19 @@ def _timed(fn: Callable[[], object], sync: Callable[[], object], repeats: int) -
 def measure_profile(model: MultiTaskSplitNet, card: dict[str, Any], frames: list[np.ndarray],
                     device: str = "cpu", repeats: int = 10,
                     codecs: Sequence[str] = CODECS,
-                    image_codecs: Sequence[str] = PROFILED_IMAGE_CODECS) -> dict[str, Any]:
+                    image_codecs: Sequence[str] = PROFILED_IMAGE_CODECS,
+                    sequences: dict[str, Any] | None = None,
+                    temporal_codecs: Sequence[str] = PROFILED_TEMPORAL_CODECS
+                    ) -> dict[str, Any]:
     """Median edge/server/encode/decode times and mean bytes per split and codec on
     ``device``, plus the local-only and JPEG-upload baselines, and ``input`` (image upload)
     for each of ``image_codecs`` this build has. ``codecs`` at every split, and at the split
     of the model's entropy tables (if it has them) its entropy-coded codecs ``eb-<k>/1`` too:
-    every codec the model offers has its measured bytes and times."""
+    every codec the model offers has its measured bytes and times. With ``sequences``
+    (``sim.sequence.render_sequences``' dataset dict and groups, under "data" and "groups",
+    plus what they are under "about") ``temporal``: each of ``temporal_codecs`` at every split
+    the model serves (``served_splits``) where it offers the codec's base
+    (``_measure_temporal``)."""
     dev = torch.device(device)
     model = model.to(dev).eval()
     sync = torch.cuda.synchronize if dev.type == "cuda" else _no_sync
@@ -107,6 +132,9 @@ def measure_profile(model: MultiTaskSplitNet, card: dict[str, Any], frames: list
         "splits": splits,
         "input": _measure_input(xs, [c for c in image_codecs if is_image_codec(c)], whole_ms,
                                 sync, dev, repeats),
+        **({} if sequences is None else {"temporal": _measure_temporal(
+            model, sequences, served_splits(card, list(model.split_names)), temporal_codecs,
+            tables, sync, dev)}),
     }
 
 
@@ -134,6 +162,122 @@ def _measure_input(xs: list[torch.Tensor], codecs: list[str], whole_ms: float,
             "encode_ms": _timed(partial(encode_image, image, codec), _no_sync, repeats),
             "decode_ms": _timed(partial(to_network, files[0], codec), sync, repeats)}
     return entry
+
+
+def served_splits(card: dict[str, Any], split_names: list[str]) -> list[str]:
+    """The splits the model was trained to serve: the card's ``trained.splits``, else its one
+    trained split, else its default split (the edge node's rule, ``mtl_split_edge.node``). A
+    single-split model run at another split point runs later stages on features they never
+    saw: no operating point."""
+    trained = card.get("trained") or {}
+    splits = trained.get("splits") or [trained.get("split") or card.get("default_split")]
+    return [s for s in split_names if s in splits] or \
+        ([card["default_split"]] if card.get("default_split") else list(split_names))
+
+
+def _measure_temporal(model: MultiTaskSplitNet, sequences: dict[str, Any], at: list[str],
+                      codecs: Sequence[str], tables: EntropyTables | None,
+                      sync: Callable[[], object], dev: torch.device) -> dict[str, Any]:
+    """Each temporal codec streamed over the sequences (a new stream per sequence, as after a
+    switch), per split of ``at`` where the model offers its base: per frame ``bytes``, ``encode_ms``
+    (the edge's encoder, which also tracks the decoder's reconstruction) and ``decode_ms``
+    averaged over the stream, keyframes included, and ``keyframe``'s own means (a stream starts
+    with one: a switch into the codec costs one); ``accuracy_vs_base``: the worst relative
+    drop of the headline metrics against the per-frame base codec on the same frames
+    (``evaluate`` with the sequences as groups; negative: the stream scored higher)."""
+    from mtl_split_core.evaluate import evaluate
+
+    data, groups = sequences["data"], list(sequences["groups"])
+    images = torch.from_numpy(np.asarray(data["images"])).to(dev)
+    splits: dict[str, Any] = {}
+    scored: dict[tuple[str, str], dict[str, Any]] = {}  # (split, codec) -> evaluate's result
+
+    def result(split: str, codec: str) -> dict[str, Any]:  # the model's tables at their split
+        if (split, codec) not in scored:
+            scored[split, codec] = evaluate(model, data, split, codec, dev, groups=groups)
+        return scored[split, codec]
+
+    for split in at:
+        offered = (*CODECS, *(tables.codec_ids if tables is not None and tables.split == split
+                              else ()))
+        coded = tables if tables is not None and tables.split == split else None
+        entry: dict[str, Any] = {}
+        for codec in codecs:
+            spec = parse_temporal(codec)
+            if spec.base not in offered:
+                continue
+            frames: dict[bool, list[tuple[int, float, float]]] = {True: [], False: []}
+            for start, group in _runs(groups):
+                encoder, decoder = TemporalEncoder(codec, coded), TemporalDecoder()
+                for i in range(start, start + group):
+                    z = model.edge(images[i:i + 1].permute(0, 3, 1, 2).float() / 255.0,
+                                   split)[0]
+                    sync()
+                    t0 = time.perf_counter()
+                    enc = encoder.encode(z)
+                    t1 = time.perf_counter()
+                    decoder.decode(enc, tables=coded)
+                    t2 = time.perf_counter()
+                    keyframe = is_keyframe(enc)
+                    frames[keyframe].append((enc.nbytes, 1e3 * (t1 - t0), 1e3 * (t2 - t1)))
+            every = frames[True] + frames[False]
+            entry[codec] = {
+                "base": spec.base, "keyframe_interval": spec.keyframe_interval,
+                "frames": len(every), "keyframes": len(frames[True]),
+                **_means(every), "keyframe": _means(frames[True]),
+                "accuracy_vs_base": _worst_drop(result(split, spec.base),
+                                                result(split, codec))}
+        if entry:
+            splits[split] = {"codecs": entry}
+    return {**sequences.get("about", {}), "splits": splits}
+
+
+def _runs(groups: list[int]) -> list[tuple[int, int]]:
+    """(first index, length) of each run of equal sequence ids."""
+    out: list[tuple[int, int]] = []
+    for i, g in enumerate(groups):
+        if i and g == groups[i - 1]:
+            out[-1] = (out[-1][0], out[-1][1] + 1)
+        else:
+            out.append((i, 1))
+    return out
+
+
+def _means(frames: list[tuple[int, float, float]]) -> dict[str, float]:
+    nbytes, enc, dec = zip(*frames)
+    return {"bytes": float(np.mean(nbytes)), "encode_ms": float(np.mean(enc)),
+            "decode_ms": float(np.mean(dec))}
+
+
+def _worst_drop(base: dict[str, Any], other: dict[str, Any]) -> float:
+    """The worst relative drop of ``other``'s headline metrics against ``base``'s."""
+    drops = [(base[task][metric] - other[task][metric]) / base[task][metric]
+             for task, metric in HEADLINE_METRICS
+             if task in base and task in other and base[task][metric]]
+    return float(max(drops)) if drops else 0.0
+
+
+def render_profile_sequences(input_wh: tuple[int, int], sequences: int = SEQUENCES,
+                             frames: int = SEQUENCE_FRAMES) -> dict[str, Any]:
+    """The labelled sim sequences ``measure_profile`` streams temporal codecs over."""
+    from mtl_split_core.sim.sequence import FPS, render_sequences
+
+    seeds = [SIM_SEED + i for i in range(sequences)]
+    data, groups = render_sequences(seeds, frames, SIM_FRAME_SIZE, input_wh)
+    return {"data": data, "groups": groups, "about": {
+        "sequences": sequences, "frames_per_sequence": frames, "fps": FPS,
+        "scene_seeds": seeds, "camera": list(SIM_FRAME_SIZE)}}
+
+
+def load_profile_sequences(path: str | Path) -> dict[str, Any]:
+    """Labelled sequences from an npz (``sim.sequence.save_frames`` with ``group_of``, e.g.
+    bench/rate_accuracy.py's cached sequences), for a machine without the simulator."""
+    from mtl_split_core.sim.sequence import load_frames
+
+    data = load_frames(path)
+    groups = [int(g) for g in data.pop("group_of")]
+    return {"data": data, "groups": groups, "about": {
+        "sequences": len(set(groups)), "frames": len(groups), "file": Path(path).name}}
 
 
 def save_profile(profile: dict[str, Any], path: str | Path) -> None:

@@ -21,7 +21,7 @@ from mtl_split_core.codec import CODECS, codec_bits
 from mtl_split_core.errors import InputError
 from mtl_split_core.image_codec import INPUT_SPLIT
 from mtl_split_core.plan.link import Link
-from mtl_split_core.plan.planner import Option, left_out, options
+from mtl_split_core.plan.planner import TEMPORAL, Option, left_out, options
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.link import LinkMonitor, LinkStats
 from mtl_split_core.runtime.stats import RollingStats
@@ -171,7 +171,7 @@ class Controller:
                  min_hold_s: float = 2.0, fps_tolerance: float = 0.05, max_late: float = 0.25,
                  ceiling_s: float = 10.0, max_hold_s: float = 32.0,
                  max_accuracy_drop: float = 1.0, image_upload: bool = True,
-                 log: Callable[[str], None] | None = None) -> None:
+                 temporal: bool = True, log: Callable[[str], None] | None = None) -> None:
         if mode not in ADAPTIVE_MODES[1:]:
             raise ConfigError("adaptive", f"controller mode {mode!r}: expected one of "
                               f"{', '.join(ADAPTIVE_MODES[1:])} ('off' runs no controller)")
@@ -192,11 +192,19 @@ class Controller:
         # The profile's edge time per option: what a measured one is compared with.
         self._profiled_edge_ms = {(o.split, o.codec): o.edge_ms for o in every
                                   if o.split is not None}
+        # A temporal codec's drop is its base's and what its stream lost against it
+        # (planner.temporal_drop): kept by name beside the others'.
+        self.accuracy.update({str(o.name): float(o.accuracy_drop) for o in every
+                              if o.keyframe_bytes is not None and o.accuracy_drop is not None})
         measured = set(self._profiled_edge_ms)
         wanted = [(s, c) for s in splits for c in codecs]
         if image_upload:  # every image codec a profile measured
             wanted += [(INPUT_SPLIT, c) for p in (self.edge_profile, self.server_profile)
                        for c in (p.get(INPUT_SPLIT) or {}).get("codecs", {})]
+        if temporal:  # every temporal codec a profile streamed at one of the splits
+            wanted += [(sp, c) for p in (self.edge_profile, self.server_profile)
+                       for sp, e in ((p.get(TEMPORAL) or {}).get("splits") or {}).items()
+                       if sp in splits for c in e.get("codecs", {})]
         why_not = left_out(self.edge_profile, self.server_profile, self.accuracy)
         profiled = [c for c in dict.fromkeys(wanted) if c in measured]
         if (split, codec) not in profiled:
@@ -208,6 +216,8 @@ class Controller:
                          if _name(c) in why_not and c != (split, codec)}
         if image_upload and INPUT_SPLIT in why_not:  # no image codec measured at all
             self.left_out[INPUT_SPLIT] = why_not[INPUT_SPLIT]
+        if temporal and TEMPORAL in why_not:  # no temporal codec streamed at all
+            self.left_out[TEMPORAL] = why_not[TEMPORAL]
         start = _name((split, codec))
         for name, why in self.left_out.items():
             if log is not None:
@@ -288,10 +298,10 @@ class Controller:
         current = rated[self.current]
         held = now - self._since >= self.min_hold_s
         if target is None:
-            fastest = min(rated.values(), key=lambda r: r.option.latency_ms)
+            fastest = min(rated.values(), key=lambda r: r.option.worst_latency_ms)
             self.verdict = (f"no option within {self.budget_ms:g} ms at "
                             f"{_mbit(self.bandwidth_bps)}: the fastest, {fastest.option.name}, "
-                            f"needs {fastest.option.latency_ms:.0f} ms")
+                            f"needs {fastest.option.worst_latency_ms:.0f} ms")
             if self.remote_fits:
                 # Broken again soon after a return: wait twice as long before the next one.
                 self.return_hold_s = (min(2 * self.return_hold_s, self.max_hold_s)
@@ -315,7 +325,8 @@ class Controller:
         if not current.fits:
             why = (f"{stats.late_fraction:.0%} of its frames late or lost at "
                    f"{_mbit(stats.offered_bps)} offered" if saturated else
-                   f"needs {current.option.latency_ms:.0f} ms > budget {self.budget_ms:g} ms")
+                   f"needs {current.option.worst_latency_ms:.0f} ms > budget "
+                   f"{self.budget_ms:g} ms")
             return self._switch(now, target, f"{_name(self.current)} {why} at "
                                 f"{_mbit(self.bandwidth_bps)}")
         if not held or target.choice == self.current:
@@ -379,7 +390,9 @@ class Controller:
             self._lower_ceiling(now, stats.offered_bps)
         self._bandwidth.clear()
         self.remote_fits, self.verdict = True, "not measured yet"
-        light = min(self.rate(1e6).values(), key=lambda r: r.option.bytes)
+        # A stream restarts with a keyframe: its first frame is the keyframe's bytes.
+        light = min(self.rate(1e6).values(), key=lambda r: (_first_bytes(r.option),
+                                                            r.option.bytes))
         events = self._switch(now, light, "after a silence: the lightest option until the "
                               "link is measured again")
         self._since = float(now)
@@ -410,9 +423,25 @@ class Controller:
             option = dataclasses.replace(
                 option, server_ms=option.server_ms + overhead,
                 edge_ms=option.edge_ms * self.edge_scale + self.input_ms)
+            if choice != self.current and option.keyframe_bytes is not None:
+                option = self._switching_in(option, link, cap)
+            # The budget holds for every frame: a stream's keyframes too.
             rated[choice] = Rated(option, min(option.fps, cap),
-                                  option.latency_ms <= self.budget_ms)
+                                  option.worst_latency_ms <= self.budget_ms)
         return rated
+
+    def _switching_in(self, option: Option, link: Link, cap: float) -> Option:
+        """A temporal codec the edge is not streaming: a switch restarts its stream with a
+        keyframe, so the first hold (``min_hold_s``) carries one keyframe more than the
+        stream's mean (one per N frames, in the profile). Rated with that keyframe spread over
+        the hold's frames: bytes = mean + (keyframe - mean) / frames, the keyframe's own
+        latency unchanged."""
+        frames = max(1.0, self.min_hold_s * min(cap, option.fps))
+        nbytes = option.bytes + max(0.0, float(option.keyframe_bytes or 0.0) - option.bytes) \
+            / frames
+        link_ms = link.transfer_ms(nbytes)
+        return dataclasses.replace(option, bytes=nbytes, link_ms=link_ms,
+                                   keyframe_ms=option.keyframe_ms - (link_ms - option.link_ms))
 
     def best(self, rated: Mapping[tuple[str, str], Rated]) -> Rated | None:
         """The target among ``rated`` (class docstring), None when none fits the budget."""
@@ -451,6 +480,11 @@ class Controller:
 
 def _name(choice: tuple[str, str]) -> str:
     return f"{choice[0]} {choice[1]}"
+
+
+def _first_bytes(option: Option) -> float:
+    """The bytes of an option's first frame: a stream's keyframe, any other's every frame."""
+    return option.bytes if option.keyframe_bytes is None else option.keyframe_bytes
 
 
 def _mbit(bps: float) -> str:

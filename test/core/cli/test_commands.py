@@ -45,6 +45,37 @@ def test_plan_from_given_profiles_writes_csv_and_plot(tmp_path, capsys):
     assert (out / "plan.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_plan_measures_this_machine_once_for_both_sides(tmp_path, capsys, monkeypatch):
+    """Without profiles both sides run on this CPU: one measurement, so LOCAL-ONLY and the
+    whole network on the 'server' (JPEG upload, image upload) are the same computation at
+    the same time. Measured twice under a changing load they disagreed (866 vs 6,157 ms on
+    this VM), which also made LOCAL-ONLY differ from run to run of different links."""
+    import mtl_split_core.cli.profile as profile_cli
+
+    calls = []
+
+    def measure(model, device, frames, repeats, *rest):
+        calls.append(device)
+        return _profile(len(calls))  # each measurement finds another load
+
+    monkeypatch.setattr(profile_cli, "profile_model", measure)
+    acc = tmp_path / "eval.json"
+    acc.write_text(json.dumps([{"split": "s16", "codec": "float", "detection": {"mAP50": 0.8}}]))
+    out = tmp_path / "plan"
+    assert main(["plan", "--accuracy", str(acc), "--link", "2mbit,1ms", "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    assert calls == ["cpu"]
+    rows = {r.split(",")[0]: r.split(",") for r in (out / "plan.csv").read_text().splitlines()}
+    local, remote = rows["LOCAL-ONLY"], rows["REMOTE-ONLY (JPEG q90)"]
+    assert float(local[7]) == 40.0 and float(remote[6]) == 40.0 + 1.0  # whole + JPEG decode
+    assert f"reuse it with --server-profile {out / 'edge_profile.json'}" in stdout
+    assert "measured here now on cpu" in stdout
+    calls.clear()  # a server device of its own: measured on its own
+    assert main(["plan", "--accuracy", str(acc), "--server-device", "cuda:0", "--out",
+                 str(tmp_path / "plan2")]) == 0
+    assert calls == ["cpu", "cuda:0"]
+
+
 def test_plan_with_a_bad_profile_is_one_line_and_exit_2(tmp_path, capsys):
     bad = tmp_path / "edge.json"
     bad.write_text(json.dumps({"version": 99}))

@@ -169,7 +169,7 @@ def _with_eb(profile, codecs=("eb-0/1", "eb-1/1")):
 def test_options_one_profile_lacks_are_said_and_skipped_not_fatal():
     """A robot profile of a model with entropy tables and image upload beside a server profile
     from before both: the common options remain, the others are named with the reason."""
-    from mtl_split_core.plan.planner import unmatched
+    from mtl_split_core.plan.planner import TEMPORAL, unmatched
 
     edge = _with_upload(_with_eb(_profile(4.0)))
     server = _profile(0.25)
@@ -177,9 +177,11 @@ def test_options_one_profile_lacks_are_said_and_skipped_not_fatal():
     assert "s16 eb-0/1" not in names and "s16 q8-zstd/1" in names
     assert unmatched(edge, server) == {
         "s16 eb-0/1": "the server profile lacks it", "s16 eb-1/1": "the server profile lacks it",
-        "input webp-q80/1": "the server profile has no image upload (input) entry"}
+        "input webp-q80/1": "the server profile has no image upload (input) entry",
+        TEMPORAL: "neither profile has a temporal entry (temporal codecs streamed over sim "
+                  "sequences: re-measure them with `mtl-split profile`)"}
     assert unmatched(server, edge)["s16 eb-0/1"] == "the robot profile lacks it"
-    assert unmatched(edge, _with_upload(_with_eb(_profile(0.25)))) == {}
+    assert set(unmatched(edge, _with_upload(_with_eb(_profile(0.25))))) == {TEMPORAL}
     assert "neither profile has an image upload" in unmatched(_profile(), _profile())["input"]
 
 
@@ -199,7 +201,75 @@ def test_only_options_of_measured_fidelity_are_chosen():
     thin = Link.parse("2mbit,1ms")
     assert choose(options(edge, server, thin), allow_unknown=True).name == "s16 q8-zstd/1"
     assert set(left_out(edge, server, None)) == {"s16 eb-0/1", "s16 eb-1/1",
-                                                 "input webp-q80/1"}
+                                                 "input webp-q80/1", "temporal"}
     drops = {"s16 eb-0/1": 0.005, "s16 q8-zstd/1": 0.0}
     assert choose(options(edge, server, thin, drops)).name == "s16 eb-0/1"
     assert left_out(edge, server, drops)["s8 q8-zstd/1"] == "no measured accuracy for it"
+
+
+T30 = "t30-s20-q8-zstd/1"
+
+
+def _with_stream(profile, codec=T30, mean=(600.0, 1.5, 0.8), keyframe=(2_000.0, 3.0, 1.0),
+                 vs_base=0.002):
+    """``profile`` with temporal ``codec`` streamed at s16: (bytes, encode ms, decode ms) of
+    the stream's mean frame and of its keyframes; ``vs_base``: its worst relative drop against
+    its base on the sequences."""
+    def times(values):
+        return dict(zip(("bytes", "encode_ms", "decode_ms"), values))
+    profile["temporal"] = {"sequences": 2, "splits": {"s16": {"codecs": {codec: {
+        "base": "q8-zstd/1", "keyframe_interval": 30, **times(mean),
+        "keyframe": times(keyframe), "accuracy_vs_base": vs_base}}}}}
+    return profile
+
+
+def test_a_temporal_codec_is_an_option_by_its_streams_means_and_its_keyframes_latency():
+    edge, server = _with_stream(_profile(4.0)), _with_stream(_profile(0.25))
+    drops = {"s16 q8-zstd/1": 0.004}
+    opts = {o.name: o for o in options(edge, server, Link.parse("16mbit,0ms"), drops)}
+    t = opts[f"s16 {T30}"]
+    # edge 25 * 4 + mean encode 1.5; 600 B at 16 Mbit/s = 0.3 ms; mean decode 0.8 + 15 * 0.25.
+    assert (t.edge_ms, t.link_ms, t.server_ms) == pytest.approx((101.5, 0.3, 4.55))
+    assert t.bytes == 600.0 and t.keyframe_bytes == 2_000.0
+    # Its keyframe: 100 + 3 + 1 ms (2,000 B) + 1 + 3.75 = 108.75 ms against the mean 106.35.
+    assert t.worst_latency_ms == pytest.approx(108.75)
+    assert t.keyframe_ms == pytest.approx(108.75 - 106.35)
+    # Fidelity: the base's drop and what the stream lost against the base, combined.
+    assert t.accuracy_drop == pytest.approx(1 - 0.996 * 0.998)
+    assert opts["s16 q8-zstd/1"].keyframe_bytes is None  # a per-frame codec: no keyframe
+    # 1 Mbit/s: q8 (2,000 B, 16 ms of link) loses to the stream's 600 B (4.8 ms).
+    thin = options(edge, server, Link.parse("1mbit,0ms"), drops)
+    assert choose(thin, max_drop=0.01).name == f"s16 {T30}"
+    assert choose(thin, max_drop=0.005).name != f"s16 {T30}"  # 0.6% > 0.5%
+
+
+def test_a_streams_fidelity_is_never_above_its_bases_and_its_own_row_wins():
+    from mtl_split_core.plan.planner import temporal_drop
+
+    stream = {"accuracy_vs_base": -0.01}  # it scored higher than the base on the sequences
+    assert temporal_drop("s16", T30, stream, {"s16 q8-zstd/1": 0.004}) == pytest.approx(0.004)
+    assert temporal_drop("s16", T30, stream, {f"s16 {T30}": 0.02,
+                                              "s16 q8-zstd/1": 0.004}) == 0.02
+    assert temporal_drop("s16", T30, stream, {"s16 q4-zstd/1": 0.0}) is None  # no base row
+    assert temporal_drop("s16", T30, {}, {"s16 q8-zstd/1": 0.0}) is None  # nothing measured
+
+
+def test_temporal_codecs_without_data_are_left_out_and_said():
+    from mtl_split_core.plan.planner import TEMPORAL, left_out, unmatched
+
+    edge, old_server = _with_stream(_profile(4.0)), _profile(0.25)
+    names = {o.name for o in options(edge, old_server, Link.parse("2mbit,1ms"))}
+    assert f"s16 {T30}" not in names
+    assert "no temporal entry" in unmatched(edge, old_server)[f"s16 {T30}"]
+    other = _with_stream(_profile(0.25), codec="t10-s20-q8-zstd/1")
+    assert unmatched(edge, other)[f"s16 {T30}"] == "the server profile did not stream it"
+    assert unmatched(other, edge)[f"s16 {T30}"] == "the robot profile did not stream it"
+    assert TEMPORAL not in unmatched(edge, old_server)  # one side has them: named per codec
+    server = _with_stream(_profile(0.25))
+    # No accuracy at all: no formula weighs a stream (never chosen, even allow_unknown).
+    assert "no measured accuracy" in left_out(edge, server, None)[f"s16 {T30}"]
+    thin = options(edge, server, Link.parse("1mbit,0ms"))
+    assert choose(thin, allow_unknown=True).name != f"s16 {T30}"
+    # Accuracy without its base's row: named with the reason.
+    assert "its base q8-zstd/1" in left_out(edge, server, {"s8 q8-zstd/1": 0.0})[f"s16 {T30}"]
+    assert f"s16 {T30}" not in left_out(edge, server, {"s16 q8-zstd/1": 0.0})

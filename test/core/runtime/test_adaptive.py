@@ -30,6 +30,10 @@ PROFILES = Path(__file__).resolve().parents[3] / "bench" / "profiles"
 F16, Q8, Q4 = "f16-zstd/1", "q8-zstd/1", "q4-zstd/1"
 BYTES = {"s8": {F16: 40000, Q8: 20000, Q4: 10000}, "s16": {F16: 8000, Q8: 4000, Q4: 2000}}
 SERVER_MS = {"s8": 4.0, "s16": 3.0}
+# Profiles from before temporal codecs were streamed: said once, like any missing option.
+NO_STREAMS = ("adaptive: temporal is not an option: neither profile has a temporal entry "
+              "(temporal codecs streamed over sim sequences: re-measure them with `mtl-split "
+              "profile`)")
 
 
 def profiles():
@@ -884,7 +888,7 @@ def test_image_upload_is_offered_only_where_both_profiles_measured_it():
     ctrl = Controller(edge, old_server, ["s16"], "s16", Q4, accuracy=drops, log=lines.append)
     assert [c for c in ctrl.choices if c[0] == "input"] == []
     assert lines == [f"adaptive: input {WEBP} is not an option: the server profile has no "
-                     "image upload (input) entry"]
+                     "image upload (input) entry", NO_STREAMS]
     old_edge, _ = profiles()  # both from before it: stated all the same
     assert "neither profile has an image upload" in Controller(
         old_edge, old_server, ["s16"], "s16", Q4).left_out["input"]
@@ -915,12 +919,14 @@ def test_without_measured_accuracy_eb_and_image_codecs_are_not_chosen_and_said_o
     ctrl = Controller(edge, server, ["s16"], "s16", Q4, codecs=(F16, Q8, Q4, *EB),
                       log=lines.append)
     assert set(ctrl.choices) == {("s16", F16), ("s16", Q8), ("s16", Q4)}
-    assert sorted(ctrl.left_out) == sorted([f"s16 {c}" for c in EB] + [f"input {WEBP}"])
-    assert len(lines) == 4 and all("no measured accuracy" in line for line in lines)
+    assert sorted(ctrl.left_out) == sorted([f"s16 {c}" for c in EB] + [f"input {WEBP}",
+                                                                        "temporal"])
+    assert lines[4:] == [NO_STREAMS]  # profiles without streamed temporal codecs
+    assert len(lines) == 5 and all("no measured accuracy" in line for line in lines[:4])
     # 0.3 Mbit/s: q4's 2,000 B cannot carry 30 fps, eb-0's 300 B could; it stays unchosen.
     drive(ctrl, lambda t: 0.3e6, 0.0, 10.0)
     drive(ctrl, lambda t: 50e6, 10.0, 20.0)
-    assert ctrl.current == ("s16", F16) and len(lines) == 4
+    assert ctrl.current == ("s16", F16) and len(lines) == 5
     with pytest.raises(ConfigError, match="s16 eb-0/1: no measured accuracy"):
         ctrl.pin("s16", "eb-0/1", 20.0)  # `ros2 param set`: refused with the reason
     # The user's configured eb codec is kept: no known fidelity says another is better.
@@ -944,8 +950,10 @@ def test_measured_accuracy_weighs_eb_codecs_and_image_upload_beside_every_codec(
     ctrl = Controller(edge, server, ["s16"], "s16", Q4, codecs=(F16, Q8, Q4, *EB),
                       accuracy=drops, log=lines.append)
     assert ("s16", "eb-1/1") in ctrl.choices and ("input", WEBP) in ctrl.choices
-    assert ctrl.left_out == {"s16 eb-2/1": "no measured accuracy for it"}
-    assert lines == ["adaptive: s16 eb-2/1 is not an option: no measured accuracy for it"]
+    assert ctrl.left_out == {"s16 eb-2/1": "no measured accuracy for it",
+                             "temporal": NO_STREAMS.split(": ", 2)[2]}
+    assert lines == ["adaptive: s16 eb-2/1 is not an option: no measured accuracy for it",
+                     NO_STREAMS]
     # 0.33 Mbit/s, 30 fps camera: q4 needs 48 ms of link a frame (21 fps); eb-1's 1,200 B
     # carry 30 fps at q4's accuracy, eb-0 too but 5% worse, the 1,000 B image 0.6% worse.
     drive(ctrl, lambda t: 0.33e6, 0.0, 10.0)
@@ -958,3 +966,103 @@ def test_measured_accuracy_weighs_eb_codecs_and_image_upload_beside_every_codec(
                       accuracy=drops)
     assert ctrl.left_out["s16 eb-1/1"] == "the server profile lacks it"
     assert not any(c[1] in EB for c in ctrl.choices)
+
+
+# ------------------------------------------------------------------------------ temporal codecs
+T30 = "t30-s20-q4-zstd/1"
+
+
+def stream_profiles(mean: float = 700.0, keyframe: float = 2015.0, vs_base: float = 0.0):
+    """``profiles()`` with ``T30`` streamed at s16 on both sides: ``mean`` bytes per frame over
+    the stream, its keyframes ``keyframe`` bytes (q4's 2,000 and the 15-byte header), and its
+    worst relative loss against q4 on the sequences ``vs_base``."""
+    edge, server = profiles()
+    for profile, enc, dec in ((edge, 0.5, 0.5), (server, 0.1, 0.2)):
+        profile["temporal"] = {"sequences": 2, "splits": {"s16": {"codecs": {T30: {
+            "base": Q4, "keyframe_interval": 30, "bytes": mean, "encode_ms": enc,
+            "decode_ms": dec, "accuracy_vs_base": vs_base,
+            "keyframe": {"bytes": keyframe, "encode_ms": enc, "decode_ms": dec}}}}}}
+    return edge, server
+
+
+def stream_controller(budget: float = 100.0, vs_base: float = 0.0, **kwargs) -> Controller:
+    """Measured drops: q4 0.4%, f16 and q8 none."""
+    edge, server = stream_profiles(vs_base=vs_base)
+    drops = _drops(edge) | {f"{s} {c}": 0.0 for s in ("s8", "s16") for c in (F16, Q8)}
+    return Controller(edge, server, ["s8", "s16"], "s16", Q4, latency_budget_ms=budget,
+                      accuracy=drops, **kwargs)
+
+
+def test_a_thin_link_streams_a_temporal_codec_at_its_bases_accuracy(tiny_edge):
+    """0.35 Mbit/s, 30 fps camera: per-frame q4 (2,000 B) needs 46 ms of link a frame (22
+    fps); the stream's 700 B mean carries 30 fps at q4's accuracy (measured: nothing lost
+    against q4 on the sequences). The switch restarts the stream with a keyframe: the
+    EdgeRunner's first frame of it is one."""
+    from mtl_split_core.temporal_codec import is_keyframe
+
+    ctrl = stream_controller()
+    assert ("s16", T30) in ctrl.choices and ctrl.accuracy[f"s16 {T30}"] == pytest.approx(0.004)
+    events = drive(ctrl, lambda t: 0.35e6, 0.0, 10.0)
+    assert ctrl.current == ("s16", T30)
+    assert events[-1].after == f"s16 {T30}" and "30.0 fps instead of 21.9" in events[-1].reason
+    frame = np.zeros((48, 64, 3), np.uint8)
+    tiny_edge.configure(split="s16", codec=T30)
+    assert [is_keyframe(tiny_edge(frame).tensor) for _ in range(3)] == [True, False, False]
+    # A wide link: more faithful per-frame codecs (0 drop) win over the stream's 0.4%.
+    drive(ctrl, lambda t: 50e6, 10.0, 20.0)
+    assert ctrl.current in (("s16", F16), ("s16", Q8), ("s8", F16), ("s8", Q8))
+
+
+def test_the_budget_holds_for_a_streams_keyframes():
+    """60 ms budget at 0.35 Mbit/s: the stream's mean frame (700 B) takes 40 ms, but every
+    30th frame, and the first after a switch, is a 2,015 B keyframe: 70 ms. It does not fit
+    (nor does q4's every frame): nothing within the budget."""
+    ctrl = stream_controller(budget=60.0)
+    stream = ctrl.rate(0.35e6, source_fps=30.0)[("s16", T30)]
+    assert stream.option.latency_ms < 60.0 < stream.option.worst_latency_ms
+    assert not stream.fits
+    drive(ctrl, lambda t: 0.35e6, 0.0, 5.0)
+    assert not ctrl.remote_fits and ctrl.current != ("s16", T30)
+    assert "needs" in ctrl.verdict
+
+
+def test_switching_into_a_stream_costs_one_keyframe_over_the_hold():
+    """Rated from another option, the stream carries one keyframe more over the first hold
+    (2 s at 30 fps = 60 frames): 700 + (2,015 - 700) / 60 bytes a frame; once it streams,
+    its mean. Its keyframe's own latency is the same either way."""
+    ctrl = stream_controller(min_hold_s=2.0)
+    before = ctrl.rate(1e6, source_fps=30.0)[("s16", T30)].option
+    assert before.bytes == pytest.approx(700.0 + 1315.0 / 60)
+    ctrl.pin("s16", T30, 0.0)
+    after = ctrl.rate(1e6, source_fps=30.0)[("s16", T30)].option
+    assert after.bytes == 700.0
+    assert before.worst_latency_ms == pytest.approx(after.worst_latency_ms)
+
+
+def test_a_stream_that_lost_accuracy_against_its_base_is_weighed_so():
+    """1% lost against q4 on the sequences: 1 - 0.996 * 0.99 = 1.4% in all, over a 1% floor;
+    and after a silence the lightest first frame is q4's (a stream starts with its
+    2,015 B keyframe), not the stream's 700 B mean."""
+    ctrl = stream_controller(vs_base=0.01, max_accuracy_drop=0.01)
+    assert ctrl.accuracy[f"s16 {T30}"] == pytest.approx(1 - 0.996 * 0.99)
+    assert ("s16", T30) not in ctrl.choices
+    ctrl = stream_controller()
+    ctrl.pin("s16", T30, 0.0)
+    ctrl.forget(1.0)
+    assert ctrl.current == ("s16", Q4)
+
+
+def test_profiles_without_streams_or_without_its_base_accuracy_leave_it_out():
+    edge, server = stream_profiles()
+    _, old_server = profiles()
+    lines = []
+    ctrl = Controller(edge, old_server, ["s16"], "s16", Q4, accuracy=_drops(edge),
+                      log=lines.append)
+    assert ("s16", T30) not in ctrl.choices
+    assert ctrl.left_out[f"s16 {T30}"].startswith("the server profile has no temporal entry")
+    assert sum(T30 in line for line in lines) == 1
+    drops = {k: v for k, v in _drops(edge).items() if k != f"s16 {Q4}"}
+    ctrl = Controller(edge, server, ["s16"], "s16", Q8, accuracy=drops)
+    assert "no measured accuracy for its base" in ctrl.left_out[f"s16 {T30}"]
+    assert ("s16", T30) not in Controller(edge, server, ["s16"], "s16", Q4,
+                                          accuracy=_drops(edge), temporal=False).choices
