@@ -26,9 +26,11 @@ Capacity (frames/s), in this order:
 3. either is lowered by saturation: while more than ``drop_tolerance`` of the frames that
    arrived in the window were dropped unrun (the server did not keep up) for ``overload_s``
    in a row, the capacity is what it served then; this holds ``saturation_s`` after the last
-   such reading. One reading is not enough: a start-up burst (many robots found at once,
-   their publishers made) would otherwise hold the capacity far below what the process
-   serves for ``saturation_s`` and shed robots the pool has room for (seen on an H100).
+   such reading. One reading is not enough, and none is taken within ``window_s`` of a new
+   robot's arrival: a start-up or a failover's burst (many robots found at once, their
+   publishers made) would otherwise hold the capacity far below what the process serves for
+   ``saturation_s`` and shed robots the pool has room for (both seen on an H100; a steady set
+   of robots measures the process, a joining one its start-up).
 Unknown capacity (nothing configured or measured yet): the server takes up to ``max_robots``.
 
 Admission: a robot already served stays (while it keeps sending: silent for ``idle_s`` frees
@@ -195,6 +197,7 @@ class ServerAdmission:
         self._latency_ms: deque[float] = deque(maxlen=512)
         self._saturated: tuple[float, float] | None = None  # (last reading, served fps)
         self._dropping_since: float | None = None  # first of the readings over tolerance
+        self._joined_t = -math.inf  # when the last new robot was taken
         self._over_since: float | None = None
         self._sequence = time.time_ns() if first_sequence is None else int(first_sequence)
         self.counts: dict[str, int] = {}
@@ -216,6 +219,7 @@ class ServerAdmission:
                         self._refuse(robot, now, why)
                     return Admission(False, why)
                 known = self._robots[robot] = _Robot(now, self.window_s, assumed)
+                self._joined_t = now
                 self._count("admitted_robots")
             known.last_t, known.assumed_fps = now, assumed
             known.arrived.add(now)
@@ -277,6 +281,13 @@ class ServerAdmission:
         return base
 
     def _check_saturation(self, now: float) -> None:
+        if now - self._joined_t < self.window_s:
+            # Drops while robots join (a start, a failed server's robots arriving: outputs'
+            # publishers made, first frames) say nothing about the process's steady rate; a
+            # reading then held a configured 1,200 frames/s at 190 for saturation_s and the
+            # survivor of a failover refused its new robots (H100, 2026-12-06).
+            self._dropping_since = None
+            return
         arrived = sum(r.arrived.rate(now) for r in self._robots.values())
         dropped = sum(r.dropped.rate(now) for r in self._robots.values())
         if not (arrived > 0 and dropped > self.drop_tolerance * arrived):
