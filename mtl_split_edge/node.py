@@ -53,7 +53,7 @@ from mtl_split_core.entropy_tables import tables_of
 from mtl_split_core.errors import InputError
 from mtl_split_core.locations import data_dirs
 from mtl_split_core.plan.planner import card_accuracy_drops, load_accuracy_drops
-from mtl_split_core.plan.profile import load_profile
+from mtl_split_core.plan.profile import load_profile, served_splits
 from mtl_split_core.runtime.adaptive import ADAPTIVE_MODES, Controller, LinkAdaptation
 from mtl_split_core.runtime.backends import OrtOptions
 from mtl_split_core.runtime.camera_gaps import CameraGaps
@@ -523,15 +523,6 @@ def read_accuracy(name_or_path: str, card: dict) -> dict[str, float] | None:
         return load_accuracy_drops(find_data_file(name_or_path, "accuracy_file"))
     except InputError as err:
         raise ParameterError(f"parameter 'accuracy_file' = {name_or_path!r}: {err}") from None
-
-
-def served_splits(card: dict, split_names: list[str]) -> list[str]:
-    """The splits the model was trained to serve: the card's ``trained.splits`` (a model
-    trained over several splits), else its one trained split, else its default split. The
-    controller never picks a split outside this list."""
-    trained = card.get("trained") or {}
-    splits = trained.get("splits") or [trained.get("split") or card["default_split"]]
-    return [s for s in split_names if s in splits] or [card["default_split"]]
 
 
 def main(args=None) -> int:

@@ -166,7 +166,7 @@ def _measure_input(xs: list[torch.Tensor], codecs: list[str], whole_ms: float,
 
 def served_splits(card: dict[str, Any], split_names: list[str]) -> list[str]:
     """The splits the model was trained to serve: the card's ``trained.splits``, else its one
-    trained split, else its default split (the edge node's rule, ``mtl_split_edge.node``). A
+    trained split, else its default split (the edge's controller never picks another). A
     single-split model run at another split point runs later stages on features they never
     saw: no operating point."""
     trained = card.get("trained") or {}
