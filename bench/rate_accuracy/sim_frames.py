@@ -4,11 +4,11 @@ Two sets, both rendered once and cached (``.npz`` in an ignored folder):
 
 - **stills**: ``frames_per_scene`` random views per scene, each with its own random field of
   view, exactly as ``mtl-split gen-data`` draws them (scene seed ``seed * 100_003 + scene``);
-- **sequences**: the sim camera's trajectory played at 30 fps (``sim.sequence``, as
+- **sequences**: the sim camera's trajectory played at 30 fps (``data.sim_sequences``, as
   ``mtl-split profile`` measures temporal codecs on), one fixed lens per sequence.
 
 Every camera frame is letterboxed to the network input the way ``mtl-split eval`` loads frames
-(``sim.sequence.add_frame``); the result is a dataset dict for ``evaluate``. The uint8
+(``data.sim_sequences.add_frame``); the result is a dataset dict for ``evaluate``. The uint8
 letterboxed image is the **model-input image**: exactly what a server running the whole
 network needs from the robot.
 """
@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from mtl_split_core.data.frames import DatasetBuilder
-from mtl_split_core.sim.sequence import (
+from mtl_split_core.data.sim_sequences import (
     add_frame,
     load_frames,
     poses_at_fps,

@@ -2,9 +2,9 @@
 plus the two baselines (whole model on the edge; JPEG upload + whole model on the server),
 split ``input`` (image upload, ``image_codec.py``) per image codec, an option like a split,
 and ``temporal``: the temporal codecs (``temporal_codec.py``) streamed over labelled 30 fps sim
-sequences (``sim/sequence.py``): bytes and times per frame averaged over the stream (a keyframe
-every N frames), the keyframe's own, and their accuracy against their base codec on the same
-frames (``_measure_temporal``).
+sequences (``data/sim_sequences.py``): bytes and times per frame averaged over the stream (a
+keyframe every N frames), the keyframe's own, and their accuracy against their base codec on the
+same frames (``_measure_temporal``).
 
 A profile is measured on one device (``mtl-split profile --device cuda``) and saved as JSON,
 so a robot's profile (edge times) and a server's profile (server times) can be combined.
@@ -86,7 +86,7 @@ def measure_profile(model: MultiTaskSplitNet, card: dict[str, Any], frames: list
     for each of ``image_codecs`` this build has. ``codecs`` at every split, and at the split
     of the model's entropy tables (if it has them) its entropy-coded codecs ``eb-<k>/1`` too:
     every codec the model offers has its measured bytes and times. With ``sequences``
-    (``sim.sequence.render_sequences``' dataset dict and groups, under "data" and "groups",
+    (``data.sim_sequences.render_sequences``' dataset dict and groups, under "data" and "groups",
     plus what they are under "about") ``temporal``: each of ``temporal_codecs`` at every split
     the model serves (``served_splits``) where it offers the codec's base
     (``_measure_temporal``)."""
@@ -260,7 +260,7 @@ def _worst_drop(base: dict[str, Any], other: dict[str, Any]) -> float:
 def render_profile_sequences(input_wh: tuple[int, int], sequences: int = SEQUENCES,
                              frames: int = SEQUENCE_FRAMES) -> dict[str, Any]:
     """The labelled sim sequences ``measure_profile`` streams temporal codecs over."""
-    from mtl_split_core.sim.sequence import FPS, render_sequences
+    from mtl_split_core.data.sim_sequences import FPS, render_sequences
 
     seeds = [SIM_SEED + i for i in range(sequences)]
     data, groups = render_sequences(seeds, frames, SIM_FRAME_SIZE, input_wh)
@@ -270,9 +270,9 @@ def render_profile_sequences(input_wh: tuple[int, int], sequences: int = SEQUENC
 
 
 def load_profile_sequences(path: str | Path) -> dict[str, Any]:
-    """Labelled sequences from an npz (``sim.sequence.save_frames`` with ``group_of``, e.g.
+    """Labelled sequences from an npz (``data.sim_sequences.save_frames`` with ``group_of``, e.g.
     bench/rate_accuracy.py's cached sequences), for a machine without the simulator."""
-    from mtl_split_core.sim.sequence import load_frames
+    from mtl_split_core.data.sim_sequences import load_frames
 
     data = load_frames(path)
     groups = [int(g) for g in data.pop("group_of")]

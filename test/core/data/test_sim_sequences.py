@@ -1,11 +1,16 @@
-"""sim/sequence.py: labelled 30 fps sequences and the npz that carries them."""
+"""data/sim_sequences.py: labelled 30 fps sequences and the npz that carries them."""
 
 import numpy as np
 import pytest
 
+from mtl_split_core.data.sim_sequences import (
+    load_frames,
+    poses_at_fps,
+    render_sequences,
+    save_frames,
+)
 from mtl_split_core.errors import InputError
 from mtl_split_core.plan.profile import load_profile_sequences
-from mtl_split_core.sim.sequence import load_frames, poses_at_fps, render_sequences, save_frames
 
 
 class _Line:
