@@ -11,7 +11,7 @@ from mtl_split_core.entropy_tables import GAIN_RANGE, EntropyTables
 from mtl_split_core.errors import InputError
 from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, save_model
 from mtl_split_core.model.card import load_model
-from mtl_split_core.model.entropy_model import GAIN_BOUNDS
+from mtl_split_core.model.entropy_model import GAIN_BOUNDS, EntropyModel
 from mtl_split_core.train_entropy import (
     calibrate_gains,
     check_features,
@@ -167,3 +167,12 @@ def test_only_points_within_shape_bytes_change_the_bottleneck(tmp_path, shape_by
     changed = any(not torch.equal(before[k], after[k]) for k in before)
     assert changed == moves
     assert result["training"].steps == 3
+
+
+def test_total_bits_is_every_points_bits_in_one_pass():
+    entropy = EntropyModel(4, [0.5, 2.0, 8.0]).train()
+    y = _features(1.0)[:, :4]
+    torch.manual_seed(0)
+    together = float(entropy.total_bits(y))
+    apart = float(sum(entropy(y, k)[1].sum() for k in range(3)))
+    assert math.isclose(together, apart, rel_tol=0.01)  # the same up to the rate's noise
