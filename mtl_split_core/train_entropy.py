@@ -54,7 +54,8 @@ from mtl_split_core.tasks.depth import frame_focals
 
 # Bytes per frame beyond the density's estimate: the 6-byte header and the coder's state.
 OVERHEAD_BYTES = 10.0
-DEFAULT_TARGETS = (300, 500, 800, 1200, 1800, 3000)
+# Dense where the codecs compete with image upload (WebP of the model input: ~1-2 KB).
+DEFAULT_TARGETS = (300, 450, 600, 800, 1200, 3000)
 # The byte range whose points shape the shared bottleneck, and the float network's anchor
 # weight (module docstring).
 DEFAULT_SHAPE_BYTES = (400.0, 1500.0)

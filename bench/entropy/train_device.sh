@@ -6,39 +6,69 @@
 # constriction, zstandard, h5py, tqdm), shards_train/ (gen-data --seed 31, train + val) and
 # shards_test/ (the test split of gen-data --seed 23, the benchmark's 300 frames):
 #   device run: command "bash bench/entropy/train_device.sh [SECONDS]", carry [".carry/entropy"]
-# SECONDS: training steps' budget (default 270; the whole script stays inside 540 s on an H100).
-# Back in $OUT: card.json, weights.pt, entropy_model.pt and logs.tar (train.log, result.json,
-# eval.log and the eval JSON of every codec: eval_eb.json, eval_default_float.json,
-# eval_default_q4-zstd.json).
+# SECONDS: training steps' budget (default 240; the whole script stays inside 540 s on an H100).
+# A dry run elsewhere: CARRY=folder (the same layout; no whl/ there: nothing installed),
+# DEVICE=cpu, OUT=folder, TOTAL=seconds (the whole script's limit, default 540).
+# Back in $OUT: card.json, weights.pt, entropy_model.pt, frozen/{card.json,weights.pt} (the
+# frozen-bottleneck variant, when time allowed) and logs.tar (train*.log, result*.json,
+# eval.log and the eval JSON of every codec: eval_eb.json, eval_frozen.json,
+# eval_default_float.json, eval_default_q4-zstd.json).
 set -uo pipefail
-budget=${1:-270}
-carry=.carry/entropy
+budget=${1:-240}
+carry=${CARRY:-.carry/entropy}
+device=${DEVICE:-cuda}
+total=${TOTAL:-540}
 logs=$(mktemp -d)
 runs=$(mktemp -d)
 start=$SECONDS
 trap 'echo "total $((SECONDS - start)) s" >>"$logs/train.log"; tar -C "$logs" -cf "$OUT/logs.tar" .' EXIT
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site "$carry"/whl/*.whl || exit 1
+if [ -d "$carry/whl" ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site "$carry"/whl/*.whl || exit 1
+fi
 export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$logs/gpu.txt"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1 | tee "$logs/gpu.txt"
 quiet() { grep --line-buffered -v "it/s\]\|frame/s\]"; }
-# The recipe (mtl_split_core/train_entropy.py): tasks weighted by the model's own losses,
+train() {  # train() FOLDER SECONDS [train-eb options...]: the card into $runs/FOLDER
+  local folder=$1 seconds=$2
+  shift 2
+  python3 -m mtl_split_core.cli train-eb --model models/default --data "$carry/shards_train" \
+    --out "$runs/$folder" --device "$device" --batch-size 24 --time-budget "$seconds" \
+    --no-val --targets 300,450,600,800,1200,3000 --name mtl_split_default_eb "$@" 2>&1 | quiet
+}
+evaluate() {  # evaluate() MODEL NAME [eval options...]: the held-out frames, JSON into logs
+  local model=$1 name=$2
+  shift 2
+  python3 -m mtl_split_core.cli eval --model "$model" --data "$carry/shards_test" \
+    --split-set test --device "$device" --out "$logs/eval_$name.json" "$@" 2>&1 | quiet
+}
+# 1. The recipe (mtl_split_core/train_entropy.py): tasks weighted by the model's own losses,
 # per-task distillation, the float network anchored, only the points of 400..1500 B shape the
 # shared bottleneck; all six points every step.
-python3 -m mtl_split_core.cli train-eb --model models/default --data "$carry/shards_train" \
-  --out "$runs/eb" --device cuda --batch-size 24 --time-budget "$budget" --no-val \
-  --targets 300,450,600,800,1200,3000 --shape-bytes 400,1500 --anchor 10 --distill 1 \
-  --name mtl_split_default_eb 2>&1 | quiet | tee "$logs/train.log"
+train eb "$budget" --shape-bytes 400,1500 --anchor 10 --distill 1 | tee "$logs/train.log"
 [ -d "$runs/eb/model" ] || exit 1
 cp "$runs/eb/model/card.json" "$runs/eb/model/weights.pt" "$runs/eb/entropy_model.pt" "$OUT/"
 cp "$runs/eb/result.json" "$logs/"
 echo "training done at $((SECONDS - start)) s" | tee -a "$logs/train.log"
-# The held-out frames through every codec of the new card (float, f16, q8, q4, eb-0..5;
-# mtl-split eval's own loop), then through the base model (its float network and q4).
-python3 -m mtl_split_core.cli eval --model "$runs/eb/model" --data "$carry/shards_test" \
-  --split-set test --device cuda --out "$logs/eval_eb.json" 2>&1 | quiet | tee "$logs/eval.log"
+# Every codec of the new card (float, f16, q8, q4, eb-0..5; mtl-split eval's own loop), then
+# the base model's float network and q4 on the same frames.
+evaluate "$runs/eb/model" eb | tee "$logs/eval.log"
 for c in float q4-zstd/1; do
-  python3 -m mtl_split_core.cli eval --model models/default --data "$carry/shards_test" \
-    --split-set test --device cuda --codec "$c" --out "$logs/eval_default_${c%%/*}.json" 2>&1 \
-    | quiet | tee -a "$logs/eval.log"
+  evaluate models/default "default_${c%%/*}" --codec "$c" | tee -a "$logs/eval.log"
 done
+# 2. If time is left ($total s in all; ~75 s of set-up and eval around it): the safe variant,
+# the bottleneck frozen (float network and edge exactly the base's) with joint steps, so only
+# the per-channel gains and densities learn from the tasks and the rate. Its card: $OUT/frozen/.
+left=$((total - 75 - (SECONDS - start)))
+if [ "$left" -ge 30 ]; then
+  seconds=$((left < 90 ? left : 90))
+  train frozen "$seconds" --freeze-bottleneck | tee "$logs/train_frozen.log"
+  if [ -d "$runs/frozen/model" ]; then
+    mkdir -p "$OUT/frozen"
+    cp "$runs/frozen/model/card.json" "$runs/frozen/model/weights.pt" "$OUT/frozen/"
+    cp "$runs/frozen/result.json" "$logs/result_frozen.json"
+    evaluate "$runs/frozen/model" frozen | tee -a "$logs/eval.log"
+  fi
+else
+  echo "no time left for the frozen-bottleneck variant ($left s)" | tee -a "$logs/train.log"
+fi

@@ -24,7 +24,7 @@ from mtl_split_core.train_entropy import DEFAULT_ANCHOR, DEFAULT_SHAPE_BYTES, DE
 
 
 def byte_targets(text: str) -> list[float]:
-    """--targets: ascending bytes per frame, e.g. 300,500,800,1200,1800,3000."""
+    """--targets: ascending bytes per frame, e.g. 300,450,600,800,1200,3000."""
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
