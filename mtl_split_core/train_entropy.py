@@ -300,11 +300,13 @@ def train_entropy(model_path: str | Path, train_data: dict, out_dir: str | Path,
                  "focal": None if focals is None else focals[idx_dev]})
 
     def teacher_pass(f: torch.Tensor, focal: Any) -> tuple[torch.Tensor, dict]:
-        """The unsplit model on features ``f``: its server input and outputs."""
-        with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+        """The unsplit model on features ``f``: its server input (float32, as the student's
+        that the anchor compares) and outputs."""
+        with torch.no_grad():
             z = teacher_bottleneck.encode(f)
-            return teacher_bottleneck.decode(z).float(), \
-                teacher.server(z, split, out_hw=out_hw, focal=focal)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                out = teacher.server(z, split, out_hw=out_hw, focal=focal)
+            return teacher_bottleneck.decode(z), out
 
     # The teacher's task losses on a few batches: the frozen task weights (``task_weights``).
     probe = MultiTaskLoss(student.config.tasks, weighting="fixed").to(dev)
