@@ -3,12 +3,20 @@
 # then every codec of the new card, and the base's float network and q4, on the held-out frames.
 #
 # Run from the repository root with .carry/entropy carried; it holds whl/ (cp312 wheels:
-# constriction, zstandard, h5py, tqdm), shards_train/ (gen-data --seed 31, train + val) and
-# shards_test/ (the test split of gen-data --seed 23, the benchmark's 300 frames):
-#   device run: command "bash bench/entropy/train_device.sh [SECONDS]", carry [".carry/entropy"]
+# constriction, zstandard, tqdm; h5py is not needed), shards_train/ (gen-data --seed 31, train
+# + val) and shards_test/ (the test split of gen-data --seed 23, the benchmark's 300 frames).
+# The tree and all of .carry/entropy exceed the tool's 64 MiB: carry the three wheels, the
+# train frames alone and the test frames:
+#   python bench/entropy/subset_shards.py .carry/entropy/shards_train \
+#       .carry/entropy/shards_trainonly --split train          # here, once (3 s, 26 MB)
+#   device run: command "TRAIN_DATA=.carry/entropy/shards_trainonly bash
+#   bench/entropy/train_device.sh", carry [".carry/entropy/whl/constriction-...whl",
+#   ".carry/entropy/whl/zstandard-...whl", ".carry/entropy/whl/tqdm-...whl",
+#   ".carry/entropy/shards_trainonly", ".carry/entropy/shards_test"]
 # SECONDS: training steps' budget (default 240; the whole script stays inside 540 s on an H100).
 # A dry run elsewhere: CARRY=folder (the same layout; no whl/ there: nothing installed),
-# DEVICE=cpu, OUT=folder, TOTAL=seconds (the whole script's limit, default 540).
+# DEVICE=cpu, OUT=folder, TOTAL=seconds (the whole script's limit, default 540); TRAIN_DATA:
+# the training shards (default $CARRY/shards_train).
 # Back in $OUT: card.json, weights.pt, entropy_model.pt, frozen/{card.json,weights.pt} (the
 # frozen-bottleneck variant, when time allowed) and logs.tar (train*.log, result*.json,
 # eval.log and the eval JSON of every codec: eval_eb.json, eval_frozen.json,
@@ -18,6 +26,7 @@ budget=${1:-240}
 carry=${CARRY:-.carry/entropy}
 device=${DEVICE:-cuda}
 total=${TOTAL:-540}
+train_data=${TRAIN_DATA:-$carry/shards_train}
 logs=$(mktemp -d)
 runs=$(mktemp -d)
 start=$SECONDS
@@ -32,7 +41,7 @@ quiet() { grep --line-buffered -v "it/s\]\|frame/s\]"; }
 train() {  # train() FOLDER SECONDS [train-eb options...]: the card into $runs/FOLDER
   local folder=$1 seconds=$2
   shift 2
-  python3 -m mtl_split_core.cli train-eb --model models/default --data "$carry/shards_train" \
+  python3 -m mtl_split_core.cli train-eb --model models/default --data "$train_data" \
     --out "$runs/$folder" --device "$device" --batch-size 24 --time-budget "$seconds" \
     --no-val --targets 300,450,600,800,1200,3000 --name mtl_split_default_eb "$@" 2>&1 | quiet
 }
