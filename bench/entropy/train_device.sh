@@ -65,10 +65,10 @@ evaluate "$runs/eb/model" eb | tee "$logs/eval.log"
 for c in float q4-zstd/1; do
   evaluate models/default "default_${c%%/*}" --codec "$c" | tee -a "$logs/eval.log"
 done
-# 2. If time is left ($total s in all; ~75 s of set-up and eval around it): the safe variant,
+# 2. If time is left ($total s in all; ~100 s of set-up and eval around it): the safe variant,
 # the bottleneck frozen (float network and edge exactly the base's) with joint steps, so only
 # the per-channel gains and densities learn from the tasks and the rate. Its card: $OUT/frozen/.
-left=$((total - 75 - (SECONDS - start)))
+left=$((total - 100 - (SECONDS - start)))
 if [ "$left" -ge 30 ]; then
   seconds=$((left < 90 ? left : 90))
   train frozen "$seconds" --freeze-bottleneck | tee "$logs/train_frozen.log"
