@@ -9,10 +9,13 @@
 # train frames alone and the test frames:
 #   python bench/entropy/subset_shards.py .carry/entropy/shards_train \
 #       .carry/entropy/shards_trainonly --split train          # here, once (3 s, 26 MB)
-#   device run: command "TRAIN_DATA=.carry/entropy/shards_trainonly bash
-#   bench/entropy/train_device.sh", carry [".carry/entropy/whl/constriction-...whl",
-#   ".carry/entropy/whl/zstandard-...whl", ".carry/entropy/whl/tqdm-...whl",
-#   ".carry/entropy/shards_trainonly", ".carry/entropy/shards_test"]
+#   device run (timeout_s 600):
+#   command: TRAIN_DATA=.carry/entropy/shards_trainonly bash bench/entropy/train_device.sh
+#   carry: [".carry/entropy/whl/constriction-0.5.0-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+#           ".carry/entropy/whl/zstandard-0.25.0-cp312-cp312-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
+#           ".carry/entropy/whl/tqdm-4.70.1-py3-none-any.whl",
+#           ".carry/entropy/shards_trainonly", ".carry/entropy/shards_test"]
+#   (tree ~24.5 MB + carry ~35.6 MB; all of .carry/entropy is 48 MB and does not fit.)
 # SECONDS: training steps' budget (default 240; the whole script stays inside 540 s on an H100).
 # A dry run elsewhere: CARRY=folder (the same layout; no whl/ there: nothing installed),
 # DEVICE=cpu, OUT=folder, TOTAL=seconds (the whole script's limit, default 540); TRAIN_DATA:
