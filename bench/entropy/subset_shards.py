@@ -10,11 +10,13 @@ and the carried data stay inside the device tool's 64 MiB.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from mtl_split_core.data.shards import SPLIT_CODES, _empty, _write
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
+from mtl_split_core.data.shards import SPLIT_CODES, _empty, _write  # noqa: E402
 
 
 def subset(src: Path, out: Path, split: str, frames: int | None) -> int:
