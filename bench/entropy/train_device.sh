@@ -2,6 +2,7 @@
 # Rate-trained entropy-coded codecs (eb-<k>/1) for models/default on the lent GPU (device tool),
 # then every codec of the new card, and the base's float network and q4, on the held-out frames.
 #
+# Needs this branch's train-eb (--shape-bytes, --anchor: mtl_split_core/train_entropy.py).
 # Run from the repository root with .carry/entropy carried; it holds whl/ (cp312 wheels:
 # constriction, zstandard, tqdm; h5py is not needed), shards_train/ (gen-data --seed 31, train
 # + val) and shards_test/ (the test split of gen-data --seed 23, the benchmark's 300 frames).
