@@ -59,7 +59,7 @@ DEFAULT_TARGETS = (300, 450, 600, 800, 1200, 3000)
 # The byte range whose points shape the shared bottleneck, and the float network's anchor
 # weight (module docstring).
 DEFAULT_SHAPE_BYTES = (400.0, 1500.0)
-DEFAULT_ANCHOR = 10.0
+DEFAULT_ANCHOR = 1000.0
 # Batches of the teacher's own task losses that set the task weights.
 TEACHER_LOSS_BATCHES = 4
 LOG_EVERY = 50

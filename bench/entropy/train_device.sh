@@ -58,7 +58,7 @@ evaluate() {  # evaluate() MODEL NAME [eval options...]: the held-out frames, JS
 # 1. The recipe (mtl_split_core/train_entropy.py): tasks weighted by the model's own losses,
 # per-task distillation, the float network anchored, only the points of 400..1500 B shape the
 # shared bottleneck; all six points every step.
-train eb "$budget" --shape-bytes 400,1500 --anchor 10 --distill 1 | tee "$logs/train.log"
+train eb "$budget" --shape-bytes 400,1500 --anchor 1000 --distill 1 | tee "$logs/train.log"
 [ -d "$runs/eb/model" ] || exit 1
 cp "$runs/eb/model/card.json" "$runs/eb/model/weights.pt" "$runs/eb/entropy_model.pt" "$OUT/"
 cp "$runs/eb/result.json" "$logs/"
