@@ -6,11 +6,25 @@ Everything but the split's bottleneck (its edge-side down conv and server-side u
 entropy model stays frozen, so the backbone prefix is run once per frame up front and the steps
 run only bottleneck -> coding -> server half: cheap enough for a CPU, fast on a GPU.
 
-Loss, summed over the operating points k: ``distortion_k + lambda_k * kilobytes_k``, with
-distortion = the tasks' own losses on the labels + ``distill`` x the distance of every output
-to the unsplit float model's (per output, mean squared error over the teacher's variance).
-``lambda_k`` follows a target size per point (dual ascent on log lambda: it grows while the
-point sends more than its target), so one run lands its points where they were asked for.
+Loss, summed over the operating points k: ``distortion_k + lambda_k * kilobytes_k`` (+ the
+anchor below). ``lambda_k`` follows a target size per point (dual ascent on log lambda: it grows
+while the point sends more than its target), so one run lands its points where they were asked
+for. Every task must keep its accuracy, so the distortion weighs the tasks as the trained model
+did, not by the size of their losses:
+
+- task losses on the labels, each divided by the unsplit model's own loss on the training
+  frames: at the optimum of uncertainty weighting (Kendall et al. 2018), exp(-s_t) = 1 / L_t,
+  so these are the trained model's task weights, frozen;
+- ``distill`` x the distance of each task's outputs to the unsplit model's, every task alike:
+  segmentation KL at temperature 2 and depth |log ratio| (relative to the task's own loss,
+  the same units), other outputs mean squared error over the teacher's variance;
+- ``anchor`` x the distance of the unquantized bottleneck's server input to the unsplit
+  model's (the float network: what q4 and the high rates see), which one shared bottleneck
+  would otherwise give up for the low rates.
+
+Only the points whose target lies within ``shape_bytes`` pull the bottleneck (the range the
+codecs are meant for): the others learn their gains and densities on it as it is, so a very
+low point's large lambda cannot coarsen the bottleneck every point shares.
 """
 
 from __future__ import annotations
@@ -18,12 +32,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from mtl_split_core.entropy_tables import MAX_ALPHABET, tables_of
@@ -39,7 +54,15 @@ from mtl_split_core.tasks.depth import frame_focals
 
 # Bytes per frame beyond the density's estimate: the 6-byte header and the coder's state.
 OVERHEAD_BYTES = 10.0
-DEFAULT_TARGETS = (300, 500, 800, 1200, 1800, 3000)
+# Dense where the codecs compete with image upload (WebP of the model input: ~1-2 KB).
+DEFAULT_TARGETS = (300, 450, 600, 800, 1200, 3000)
+# The byte range whose points shape the shared bottleneck, and the float network's anchor
+# weight (module docstring).
+DEFAULT_SHAPE_BYTES = (400.0, 1500.0)
+DEFAULT_ANCHOR = 1000.0
+# Batches of the teacher's own task losses that set the task weights.
+TEACHER_LOSS_BATCHES = 4
+LOG_EVERY = 50
 
 
 def prefix_features(model: MultiTaskSplitNet, images: np.ndarray, split: str,
@@ -107,13 +130,76 @@ def check_features(y: torch.Tensor, split: str) -> None:
                          f"even at the smallest gain {GAIN_BOUNDS[0]:g}")
 
 
-def output_distance(out: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor]
-                    ) -> torch.Tensor:
-    """Mean over the outputs of MSE(student, teacher) / var(teacher): every output counts
-    alike whatever its units."""
-    terms = [((out[k].float() - t.float()) ** 2).mean() / (t.float().var() + 1e-6)
-             for k, t in teacher.items()]
+def _segmentation_kl(out: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) of class logits (N, K, H, W) at ``SEG_TEMPERATURE``, x T^2 (the
+    gradient's scale at T = 1), mean over pixels: nats per pixel, as the cross-entropy."""
+    t = SEG_TEMPERATURE
+    p, q = F.log_softmax(teacher.float() / t, 1), F.log_softmax(out.float() / t, 1)
+    return (p.exp() * (p - q)).sum(1).mean() * t * t
+
+
+def _log_ratio(out: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean |log student - log teacher| of positive maps (depth): the depth loss's units."""
+    return (torch.log(out.float().clamp_min(1e-6))
+            - torch.log(teacher.float().clamp_min(1e-6))).abs().mean()
+
+
+def _scaled_mse(out: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """MSE(student, teacher) / var(teacher): unit-free whatever the output's units."""
+    t = teacher.float()
+    return ((out.float() - t) ** 2).mean() / (t.var() + 1e-6)
+
+
+SEG_TEMPERATURE = 2.0
+# Outputs with a distance in the units of their task's loss (then divided by the teacher's
+# loss, as the task loss is); any other output: _scaled_mse.
+LOSS_UNIT_DISTANCES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "segmentation": _segmentation_kl, "depth": _log_ratio}
+
+
+def output_distance(out: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor],
+                    outputs_of: Mapping[str, Sequence[str]],
+                    teacher_loss: Mapping[str, float]) -> torch.Tensor:
+    """Mean over the tasks (``outputs_of``: task -> its head's outputs) of the mean distance
+    of their outputs to the teacher's: every task counts alike, whatever its output count.
+    A distance in the task loss's units is divided by the teacher's loss of that task."""
+    terms = []
+    for task, names in outputs_of.items():
+        per = []
+        for k in names:
+            if k in LOSS_UNIT_DISTANCES and task in teacher_loss:
+                per.append(LOSS_UNIT_DISTANCES[k](out[k], teacher[k]) / teacher_loss[task])
+            else:
+                per.append(_scaled_mse(out[k], teacher[k]))
+        terms.append(torch.stack(per).mean())
     return torch.stack(terms).mean()
+
+
+def head_outputs(model: MultiTaskSplitNet, run: Callable[..., Any], *args: Any
+                 ) -> tuple[dict[str, list[str]], Any]:
+    """(task -> the names of the outputs its head returns, seen while ``run(*args)`` runs
+    ``model``'s heads; what ``run`` returned)."""
+    seen: dict[str, list[str]] = {}
+
+    def hook(task: str) -> Callable[..., None]:
+        def record(_module: Any, _inputs: Any, result: dict) -> None:  # None: output kept
+            seen[task] = list(result)
+        return record
+
+    handles = [head.register_forward_hook(hook(task)) for task, head in model.heads.items()]
+    try:
+        result = run(*args)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen, result
+
+
+def task_weights(losses: Mapping[str, Sequence[float]]) -> dict[str, float]:
+    """1 / the unsplit model's mean loss per task on the training frames: the weights a
+    converged uncertainty weighting gives (d/ds [exp(-s) L + s] = 0 at exp(-s) = 1 / L).
+    Tasks never labelled in the batches seen get none (their label loss never runs)."""
+    return {t: 1.0 / max(float(np.mean(v)), 1e-3) for t, v in losses.items() if len(v)}
 
 
 @dataclasses.dataclass
@@ -132,8 +218,9 @@ def train_entropy(model_path: str | Path, train_data: dict, out_dir: str | Path,
                   targets: Sequence[float] = DEFAULT_TARGETS, device: str = "cpu",
                   batch_size: int = 16, points_per_step: int | None = None,
                   time_budget_s: float = 600.0, max_steps: int | None = None,
-                  lr: float = 3e-4, distill: float = 1.0, seed: int = 0,
-                  name: str | None = None, codec: str | None = None,
+                  lr: float = 3e-4, distill: float = 1.0, anchor: float = DEFAULT_ANCHOR,
+                  shape_bytes: tuple[float, float] | None = DEFAULT_SHAPE_BYTES,
+                  seed: int = 0, name: str | None = None, codec: str | None = None,
                   freeze_bottleneck: bool = False,
                   val_data: dict | None = None, progress: bool = True,
                   log: Callable[[str], None] = print) -> dict:
@@ -143,7 +230,8 @@ def train_entropy(model_path: str | Path, train_data: dict, out_dir: str | Path,
     card's default (None: the base's). ``freeze_bottleneck``: only the entropy model learns
     (the bottleneck keeps the base's weights, so its accuracy at high rates is the base's);
     with ``max_steps=0`` the gains stay at their calibration (rate targets) and only the
-    densities are fitted: no server half runs, minutes on a CPU."""
+    densities are fitted: no server half runs, minutes on a CPU. ``distill``, ``anchor``,
+    ``shape_bytes``: the module docstring (None: every point pulls the bottleneck)."""
     torch.manual_seed(seed)
     dev = torch.device(device)
     teacher, base_card = load_model(model_path, dev)
@@ -163,6 +251,8 @@ def train_entropy(model_path: str | Path, train_data: dict, out_dir: str | Path,
         p.requires_grad_(not freeze_bottleneck)
     student.eval()
     teacher.eval()
+    shaping = [k for k, t in enumerate(targets) if freeze_bottleneck or shape_bytes is None
+               or shape_bytes[0] <= t <= shape_bytes[1]]
 
     t0 = time.time()
     feats = prefix_features(student, train_data["images"], split, dev)
@@ -184,7 +274,6 @@ def train_entropy(model_path: str | Path, train_data: dict, out_dir: str | Path,
     log(f"densities fitted ({time.time() - t0:.0f}s)")
 
     tasks = get_tasks(student.config.tasks)
-    criterion = MultiTaskLoss(student.config.tasks, weighting="fixed").to(dev)
     seg = torch.from_numpy(train_data["seg"]).to(dev)
     depth = torch.from_numpy(train_data["depth"]).to(dev)
     boxes = [torch.from_numpy(b).to(dev) for b in train_data["boxes"]]
@@ -195,16 +284,60 @@ def train_entropy(model_path: str | Path, train_data: dict, out_dir: str | Path,
     out_hw = (train_data["images"].shape[1], train_data["images"].shape[2])
     # Detection targets read the batch's image size and device only.
     shape_of_images = torch.empty((batch_size, 1, *out_hw), dtype=torch.uint8, device=dev)
+    gen = torch.Generator().manual_seed(seed)
+    amp = dev.type == "cuda"
+
+    def draw() -> tuple[torch.Tensor, dict[str, Any], dict[str, Any]]:
+        """A batch: features, per-task targets, labelled masks (and the focal lengths)."""
+        idx = torch.randint(n, (batch_size,), generator=gen)
+        idx_dev = idx.to(dev)
+        batch = {"image": shape_of_images, "seg": seg[idx_dev], "depth": depth[idx_dev],
+                 "boxes": [boxes[i] for i in idx.tolist()],
+                 "labels": [labels[i] for i in idx.tolist()]}
+        return (feats[idx_dev].float(),
+                {task.name: task.targets(batch, student.config) for task in tasks},
+                {"labelled": {t: m[idx_dev] for t, m in labelled.items()},
+                 "focal": None if focals is None else focals[idx_dev]})
+
+    def teacher_pass(f: torch.Tensor, focal: Any) -> tuple[torch.Tensor, dict]:
+        """The unsplit model on features ``f``: its server input (float32, as the student's
+        that the anchor compares) and outputs."""
+        with torch.no_grad():
+            z = teacher_bottleneck.encode(f)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                out = teacher.server(z, split, out_hw=out_hw, focal=focal)
+            return teacher_bottleneck.decode(z), out
+
+    # The teacher's task losses on a few batches: the frozen task weights (``task_weights``).
+    probe = MultiTaskLoss(student.config.tasks, weighting="fixed").to(dev)
+    seen: dict[str, list[float]] = {t: [] for t in student.config.tasks}
+    outputs_of: dict[str, list[str]] = {}
+    for i in range(TEACHER_LOSS_BATCHES):
+        f, targets_t, extra = draw()
+        if i == 0:
+            outputs_of, (_, teacher_out) = head_outputs(teacher, teacher_pass, f,
+                                                        extra["focal"])
+        else:
+            _, teacher_out = teacher_pass(f, extra["focal"])
+        _, per_task = probe(teacher_out, targets_t, extra["labelled"])
+        for t, v in per_task.items():
+            seen[t].append(v)
+    weights = task_weights(seen)
+    teacher_loss = {t: 1.0 / w for t, w in weights.items()}
+    criterion = MultiTaskLoss(student.config.tasks, weighting="fixed",
+                              fixed_weights=weights).to(dev)
+    log(f"task weights (1 / the unsplit model's loss) "
+        f"{ {t: round(w, 3) for t, w in weights.items()} }; points shaping the bottleneck "
+        f"{[] if freeze_bottleneck else [f'eb-{k}' for k in shaping]}")
 
     opt = torch.optim.Adam([
         {"params": [p for p in bottleneck.parameters() if p.requires_grad], "lr": lr},
         {"params": [entropy.log_gain], "lr": 3e-3},
         {"params": list(entropy.density.parameters()), "lr": 3e-3}])
     base_lrs = [g["lr"] for g in opt.param_groups]
+    entropy_params = [entropy.log_gain, *entropy.density.parameters()]
     log_lam = torch.full((k_points,), math.log(0.05))
     est = torch.tensor(targets)
-    gen = torch.Generator().manual_seed(seed)
-    amp = dev.type == "cuda"
     step, start = 0, time.time()
     bar = tqdm(total=max_steps, disable=not progress, desc="entropy", mininterval=5)
     while True:
@@ -213,44 +346,47 @@ def train_entropy(model_path: str | Path, train_data: dict, out_dir: str | Path,
             break
         for g, base in zip(opt.param_groups, base_lrs):  # cosine over the time budget
             g["lr"] = base * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
-        idx = torch.randint(n, (batch_size,), generator=gen)
-        idx_dev = idx.to(dev)
         points = list(range(k_points)) if points_per_step is None else \
             torch.randperm(k_points, generator=gen)[:points_per_step].tolist()
-        focal = None if focals is None else focals[idx_dev]
-        batch = {"image": shape_of_images, "seg": seg[idx_dev], "depth": depth[idx_dev],
-                 "boxes": [boxes[i] for i in idx.tolist()],
-                 "labels": [labels[i] for i in idx.tolist()]}
-        targets_t = {task.name: task.targets(batch, student.config) for task in tasks}
-        f = feats[idx_dev].float()
-        with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-            teacher_out = teacher.server(teacher_bottleneck.encode(f), split,
-                                         out_hw=out_hw, focal=focal)
-        total = torch.zeros((), device=dev)
+        f, targets_t, extra = draw()
+        teacher_mid, teacher_out = teacher_pass(f, extra["focal"])
         y = bottleneck.encode(f)
+        # Per point: the loss of a point that shapes the bottleneck backpropagates into it;
+        # the others' only into the entropy model (their gains and densities).
+        shaped, free = torch.zeros((), device=dev), torch.zeros((), device=dev)
+        if not freeze_bottleneck and anchor > 0:  # the float network stays the unsplit one
+            shaped = shaped + anchor * _scaled_mse(bottleneck.decode(y), teacher_mid)
         entropy.train()
         for k in points:
-            y_hat, bits = entropy(y, k)
+            y_hat, bits = entropy(y if k in shaping else y.detach(), k)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                out = student.server(y_hat, split, out_hw=out_hw, focal=focal)
-            task_loss, _ = criterion(out, targets_t,
-                                     {t: m[idx_dev] for t, m in labelled.items()})
+                out = student.server(y_hat, split, out_hw=out_hw, focal=extra["focal"])
+            task_loss, _ = criterion(out, targets_t, extra["labelled"])
             kbytes = (bits.mean() / 8 + OVERHEAD_BYTES) / 1000
-            total = total + task_loss + distill * output_distance(out, teacher_out) \
+            term = task_loss + distill * output_distance(out, teacher_out, outputs_of,
+                                                         teacher_loss) \
                 + math.exp(float(log_lam[k])) * kbytes
+            if k in shaping:
+                shaped = shaped + term
+            else:
+                free = free + term
             with torch.no_grad():  # dual ascent: more bytes than the target -> larger lambda
                 b = float(kbytes) * 1000
                 est[k] = 0.98 * est[k] + 0.02 * b
                 log_lam[k] += 0.03 * math.log(b / targets[k])
                 log_lam[k] = log_lam[k].clamp(-12, 8)
         opt.zero_grad(set_to_none=True)
-        total.backward()
+        if shaped.requires_grad:
+            shaped.backward()
+        if free.requires_grad:
+            free.backward(inputs=entropy_params)
+        total = shaped.detach() + free.detach()
         torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 5.0)
         opt.step()
         entropy.clamp_gains_()
         step += 1
         bar.update(1)
-        if step % 200 == 0:
+        if step % LOG_EVERY == 0:
             log(f"step {step} ({time.time() - start:.0f}s): loss {float(total):.3f}, bytes "
                 f"{[round(float(v)) for v in est]}, lambda "
                 f"{[round(math.exp(float(v)), 4) for v in log_lam]}")
@@ -271,8 +407,7 @@ def _fit_density(entropy: EntropyModel, y: torch.Tensor, dev: torch.device,
     entropy.train()
     for _ in range(steps):
         idx = torch.randint(len(y), (min(16, len(y)),), generator=gen).to(dev)
-        bits = torch.stack([entropy(y[idx].float(), k)[1].mean()
-                            for k in range(entropy.points)]).sum()
+        bits = entropy.total_bits(y[idx]) / len(idx)  # per frame, as the joint steps
         opt.zero_grad(set_to_none=True)
         bits.backward()
         entropy.log_gain.grad = None
@@ -283,11 +418,13 @@ def _save(student: MultiTaskSplitNet, teacher: MultiTaskSplitNet, base_card: dic
           entropy: EntropyModel, feats: torch.Tensor, split: str, out_dir: str | Path,
           name: str | None, codec: str | None, result: EntropyTraining, n: int, seed: int,
           val_data: dict | None, dev: torch.device) -> dict:
-    """Freeze the tables on the bottleneck as it will be stored (float16), write the card."""
+    """Freeze the tables on the bottleneck as it will be stored (the base's dtype), write the
+    card."""
     bottleneck = cast(Bottleneck, student.bottlenecks[split])
+    fp16 = base_card.get("weights_dtype", "float16") == "float16"
     with torch.no_grad():
         for p in bottleneck.parameters():
-            p.copy_(p.half().float())
+            p.copy_(p.half().float() if fp16 else p)
         y = torch.cat([bottleneck.encode(feats[i:i + 256].float())
                        for i in range(0, len(feats), 256)])
     block = entropy.freeze(split, y)
@@ -309,15 +446,17 @@ def _save(student: MultiTaskSplitNet, teacher: MultiTaskSplitNet, base_card: dic
     if frozen:  # the edge is the base's bit for bit: its robots' packets are served as they are
         extra["accepts_edge_fingerprint"] = (base_card.get("accepts_edge_fingerprint")
                                              or base_card["fingerprint"])
-    fp16 = base_card.get("weights_dtype", "float16") == "float16"
     card = save_model(Path(out_dir) / "model", student, fp16=fp16, extra=extra)
     torch.save(entropy.state_dict(), Path(out_dir) / "entropy_model.pt")
     val: dict[str, Any] = {}
     if val_data is not None and len(val_data["images"]):
         tables = tables_of(block)
         assert tables is not None
-        val["float"] = headline(evaluate(teacher, val_data, split, None, dev))
+        # The new card's own float network and codecs, and the unsplit model's float network:
+        # what the fine-tune may have cost every task.
+        val["base float"] = headline(evaluate(teacher, val_data, split, None, dev))
+        val["float"] = headline(evaluate(student, val_data, split, None, dev))
         for c in ("q4-zstd/1", *tables.codec_ids):
-            r = evaluate(student if c.startswith("eb-") else teacher, val_data, split, c, dev)
+            r = evaluate(student, val_data, split, c, dev)
             val[c] = {"bytes_per_frame": r.get("bytes_per_frame"), **headline(r)}
     return {"card": card, "val": val}

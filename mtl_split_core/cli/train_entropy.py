@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from mtl_split_core.cli.arguments import (
@@ -19,10 +20,11 @@ from mtl_split_core.cli.datasets import DATA_HELP
 from mtl_split_core.codec import CODECS, ENTROPY_CODECS
 from mtl_split_core.entropy_tables import MAX_OPERATING_POINTS
 from mtl_split_core.errors import InputError
+from mtl_split_core.train_entropy import DEFAULT_ANCHOR, DEFAULT_SHAPE_BYTES, DEFAULT_TARGETS
 
 
 def byte_targets(text: str) -> list[float]:
-    """--targets: ascending bytes per frame, e.g. 300,500,800,1200,1800,3000."""
+    """--targets: ascending bytes per frame, e.g. 300,450,600,800,1200,3000."""
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
@@ -35,6 +37,20 @@ def byte_targets(text: str) -> list[float]:
     return values
 
 
+def byte_range(text: str) -> tuple[float, float] | None:
+    """--shape-bytes: LO,HI bytes per frame (LO <= HI), or 'all' (None: no range)."""
+    if text == "all":
+        return None
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        lo, hi = math.nan, math.nan
+    if not 0 <= lo <= hi <= 1e6:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LO,HI bytes with 0 <= LO <= HI "
+                                         f"<= 1e6, e.g. 400,1500, or 'all'")
+    return lo, hi
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="", help="model to start from (folder or name); '' = the "
                    "packaged default")
@@ -42,9 +58,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    metavar="[FORMAT:]PATH[@WEIGHT]", help=DATA_HELP)
     p.add_argument("--out", type=output_folder, required=True,
                    help="output folder (model/, entropy_model.pt, result.json), written whole")
-    p.add_argument("--targets", type=byte_targets, default=[300, 500, 800, 1200, 1800, 3000],
+    p.add_argument("--targets", type=byte_targets, default=list(DEFAULT_TARGETS),
                    help="bytes per frame of each operating point eb-0/1, eb-1/1, ... "
-                   "(ascending; default 300,500,800,1200,1800,3000)")
+                   f"(ascending; default {','.join(f'{v:g}' for v in DEFAULT_TARGETS)})")
     p.add_argument("--codec", default=None, choices=(*CODECS, *ENTROPY_CODECS),
                    help="the new card's default codec; default: the model's")
     p.add_argument("--name", default=None, help="model card name; default <model>_eb")
@@ -64,6 +80,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=positive_float, default=3e-4, help="bottleneck learning rate")
     p.add_argument("--distill", type=non_negative_float, default=1.0,
                    help="weight of matching the float model's outputs (0: task losses only)")
+    p.add_argument("--anchor", type=non_negative_float, default=DEFAULT_ANCHOR,
+                   help="weight of keeping the float network (the unquantized bottleneck's "
+                   f"server input) the model's (0: free; default {DEFAULT_ANCHOR:g})")
+    p.add_argument("--shape-bytes", type=byte_range, default=DEFAULT_SHAPE_BYTES,
+                   metavar="LO,HI", help="only the points whose target lies in LO..HI bytes "
+                   "change the shared bottleneck (the others learn gains and densities on it); "
+                   "'all': every point (default "
+                   f"{','.join(f'{v:g}' for v in DEFAULT_SHAPE_BYTES)})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-val", action="store_true", help="skip evaluating the val split")
 
@@ -109,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
             resolve_model_path(args.model), data, out, targets=args.targets, device=device,
             batch_size=args.batch_size, points_per_step=args.points_per_step,
             time_budget_s=args.time_budget, max_steps=args.max_steps, lr=args.lr,
-            distill=args.distill, seed=args.seed, name=args.name, codec=args.codec,
+            distill=args.distill, anchor=args.anchor, shape_bytes=args.shape_bytes,
+            seed=args.seed, name=args.name, codec=args.codec,
             freeze_bottleneck=args.freeze_bottleneck, val_data=val,
             log=lambda line: print(line, flush=True))
         summary = {"fingerprint": result["card"]["fingerprint"],

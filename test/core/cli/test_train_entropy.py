@@ -49,3 +49,23 @@ def test_train_eb_on_features_no_table_can_code_is_one_line_and_exit_2(tmp_path,
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert "not finite (NaN/inf) on 2 of 2 frames" in err
     assert not out.exists()  # nothing half-written
+
+
+def test_shape_bytes_is_a_byte_range_or_all():
+    import argparse
+
+    from mtl_split_core.cli.train_entropy import byte_range
+
+    assert byte_range("400,1500") == (400.0, 1500.0)
+    assert byte_range("all") is None
+    for bad in ("1500,400", "400", "a,b", "-1,5", "400,1500,2000"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected LO,HI"):
+            byte_range(bad)
+
+
+def test_a_bad_shape_bytes_is_one_line_and_exit_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train-eb", "--data", str(tmp_path), "--out", str(tmp_path / "eb"),
+              "--shape-bytes", "1500,400"])
+    assert exit_info.value.code == 2
+    assert "expected LO,HI" in capsys.readouterr().err
