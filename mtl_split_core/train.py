@@ -47,7 +47,7 @@ from mtl_split_core.data.frames import (
 from mtl_split_core.distributed import World, mean_over_world, sync_batch_norm
 from mtl_split_core.evaluate import evaluate, headline
 from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, finetune, load_model, save_model
-from mtl_split_core.model.losses import MultiTaskLoss, output_distance
+from mtl_split_core.model.losses import MultiTaskLoss, scaled_output_distance
 from mtl_split_core.output_folder import atomic_write_bytes, replacing_folder
 from mtl_split_core.tasks import get_tasks, labelled_field
 from mtl_split_core.tasks.depth import frame_focals
@@ -158,7 +158,7 @@ class _TrainStep(nn.Module):
             with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16,
                                                  enabled=self.amp):
                 ref = self.teacher(x, self.teacher.config.default_split, focal=focal)
-            term = output_distance(out, ref)
+            term = scaled_output_distance(out, ref)
             parts["distill"] = float(term.detach())
             loss = loss + self.distill * term
         if self.every_output:
@@ -209,7 +209,7 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
 
     ``distill`` > 0 (needs ``init_model``): adds that weight times the distance of every output
     to the base model's, run unchanged at its own default split on the same augmented frames
-    (``losses.output_distance``), so a fine-tune that adds splits keeps what the base does.
+    (``losses.scaled_output_distance``), so a fine-tune that adds splits keeps what the base does.
     """
     world = world or World()
     if freeze_edge and init_model is None:

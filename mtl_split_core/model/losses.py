@@ -81,10 +81,11 @@ class MultiTaskLoss(nn.Module):
         return total, {k: float(v.detach()) for k, v in losses.items()}
 
 
-def output_distance(out: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor]
-                    ) -> torch.Tensor:
+def scaled_output_distance(out: Mapping[str, torch.Tensor],
+                           teacher: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Mean over the outputs of MSE(student, teacher) / var(teacher): every output counts
-    alike whatever its units (the distillation term of fine-tuning and of train-eb)."""
+    alike whatever its units (the distillation term of ``train --distill``; train-eb weighs
+    per task: ``train_entropy.output_distance``)."""
     terms = [((out[k].float() - t.float()) ** 2).mean() / (t.float().var() + 1e-6)
              for k, t in teacher.items()]
     return torch.stack(terms).mean()

@@ -169,12 +169,12 @@ def test_freezing_the_edge_needs_a_model_to_start_from(tmp_path):
 
 def _distance_at_default_split(model_dir, base_dir):
     """How far a tuned model's outputs at the base's split are from the base's (fixed frames)."""
-    from mtl_split_core.model.losses import output_distance
+    from mtl_split_core.model.losses import scaled_output_distance
     base, _ = load_model(base_dir)
     tuned, _ = load_model(model_dir)
     x = torch.rand(4, 3, 64, 96, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        return float(output_distance(tuned(x, "s16"), base(x, "s16")))
+        return float(scaled_output_distance(tuned(x, "s16"), base(x, "s16")))
 
 
 def test_distillation_keeps_the_base_split_closer_to_the_base_while_adding_splits(base_dir,
