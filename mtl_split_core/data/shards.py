@@ -81,6 +81,37 @@ def pack_shards(dataset_dir: str | Path, out_dir: str | Path, max_mb: float = 60
     return shards
 
 
+def subset_shards(src: str | Path, out: str | Path, split: str,
+                  frames: int | None = None) -> int:
+    """Copy the frames of ``split`` (at most the first ``frames``) of the shards in ``src``
+    into ``out/shard_<i>.npz``, the encoded images byte for byte (a smaller data set to carry,
+    e.g. to a lent GPU machine); returns the frames written."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written, shards = 0, 0
+    for path in sorted(Path(src).glob("shard_*.npz")):
+        with np.load(path) as npz:  # each member read once (an npz reads a key on access)
+            z = {k: npz[k] for k in npz.files}
+        keep = np.flatnonzero(z["split"] == SPLIT_CODES[split])
+        if frames is not None:
+            keep = keep[:max(frames - written, 0)]
+        if not len(keep):
+            continue
+        cur = _empty()
+        for i in keep:
+            for key in ("rgb", "depth", "seg"):
+                o = z[key + "_offsets"]
+                cur[key].append(z[key][o[i]:o[i + 1]])
+            b = z["box_offsets"]
+            cur["boxes"].append(z["boxes"][b[i]:b[i + 1]])
+            cur["labels"].append(z["labels"][b[i]:b[i + 1]])
+            cur["split"].append(z["split"][i])
+            cur["k"].append(z["k"][i])
+        _write(cur, out / f"shard_{shards:03d}.npz")
+        written, shards = written + len(keep), shards + 1
+    return written
+
+
 def _empty() -> dict[str, list]:
     return {k: [] for k in ("rgb", "depth", "seg", "boxes", "labels", "split", "k")}
 

@@ -77,6 +77,22 @@ def test_folder_and_shards_load_the_same_frames(tmp_path):
     assert np.abs(a["images"].astype(int) - b["images"].astype(int)).mean() < 3  # JPEG q90
 
 
+def test_a_subset_of_shards_holds_one_splits_frames_byte_for_byte(tmp_path):
+    from mtl_split_core.data.dataset import load_dataset
+    from mtl_split_core.data.shards import pack_shards, subset_shards
+    from mtl_split_core.sim.generate import generate_dataset
+    generate_dataset(tmp_path / "ds", frames=20, size=(64, 48), frames_per_scene=2, workers=1,
+                     progress=False, split_fractions=(0.5, 0.5, 0.0))
+    pack_shards(tmp_path / "ds", tmp_path / "sh", max_mb=0.01)
+    full = load_dataset(tmp_path / "sh", ("train",))
+    assert subset_shards(tmp_path / "sh", tmp_path / "sub", "train") == len(full["images"]) > 0
+    sub = load_dataset(tmp_path / "sub", ("train",))
+    assert np.array_equal(full["images"], sub["images"])  # not re-encoded
+    assert np.array_equal(full["seg"], sub["seg"]) and np.array_equal(full["depth"], sub["depth"])
+    assert all(np.array_equal(x, y) for x, y in zip(full["boxes"], sub["boxes"]))
+    assert subset_shards(tmp_path / "sh", tmp_path / "two", "train", frames=2) == 2
+
+
 def test_sensor_noise_has_the_asked_strength_and_spares_the_rest():
     from mtl_split_core.data.augment import sensor_noise
     g = torch.Generator().manual_seed(0)
