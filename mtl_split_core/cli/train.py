@@ -217,6 +217,8 @@ def _run(args: argparse.Namespace, device: str, world: World) -> int:
     init_path, base = (None, None) if args.init is None else _init_config(args.init)
     if args.freeze_edge and base is None:
         raise InputError("--freeze-edge: needs --init MODEL (the model whose edge is deployed)")
+    if args.distill and base is None:
+        raise InputError("--distill: needs --init MODEL (the model whose outputs are learnt)")
     if base is not None:
         _check_contract_options(args)
     opt = {key: CONTRACT_DEFAULTS[key] if getattr(args, key) is None else getattr(args, key)
