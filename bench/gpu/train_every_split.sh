@@ -6,14 +6,14 @@
 # Recipes (RUNS) train side by side on the one GPU (each run is bound by Python's kernel
 # launches, not by the GPU); each model is then scored on the held-out test frames at every split
 # it serves and codec, and image upload, into its card (`eval --into-card`). Choose between
-# them on the training set's own val frames (val.json), not on the test frames.
+# them on the training set's own val frames (val_TAG.json), not on the test frames.
 # Expects, carried: .carry/train27/whl (cp312 wheels: constriction, h5py, tqdm, zstandard),
 # .carry/train27/shards_train (gen-data --seed 31, train + val) and .carry/train27/shards_test
 # (the test split of gen-data --seed 23, bench/rate_accuracy's frames).
 # Usage there: RUNS="TAG:SPLITS:BOTTLENECKS:DISTILL:LR ..." EPOCHS=24 bash bench/gpu/train_every_split.sh
 # (A smoke run elsewhere: DEVICE=cpu MAX_STEPS=2 WHEELS= OUT=/tmp/o bash ... skips the wheels.)
-# Back in $OUT: TAG/{weights.pt,card.json,val.json,train_log.csv} per run and logs.tar (logs,
-# eval JSON).
+# Back in $OUT: TAG/{weights.pt,card.json} per run and logs.tar (train logs and train_log_TAG.csv,
+# val_TAG.json: the val scores to choose by, eval JSON).
 set -uo pipefail
 runs=${RUNS:-d1:s16,s8,s32:16,8,32:1:1e-3 d4:s16,s8,s32:16,8,32:4:1e-3}
 epochs=${EPOCHS:-24}
@@ -43,8 +43,11 @@ wait
 for run in $runs; do
   IFS=: read -r tag splits _ <<< "$run"
   [ -d "runs/$tag/model" ] || continue
-  mkdir -p "$OUT/$tag" && cp "runs/$tag/model/weights.pt" "runs/$tag/train_log.csv" "$OUT/$tag/"
-  grep '^VAL ' "$logs/train_$tag.log" > "$OUT/$tag/val.json"
+  # Two files per run come back beside logs.tar: the device tool returns at most 8 (a run's
+  # weights were left out when each run also sent its log and val scores).
+  mkdir -p "$OUT/$tag" && cp "runs/$tag/model/weights.pt" "$OUT/$tag/"
+  cp "runs/$tag/train_log.csv" "$logs/train_log_$tag.csv"
+  grep '^VAL ' "$logs/train_$tag.log" > "$logs/val_$tag.json"
   for s in ${splits//,/ } input; do
     $cli eval --model "runs/$tag/model" --data $carry/shards_test --split-set test --split $s \
       --codec all --device "$device" --into-card --out "$logs/eval_${tag}_$s.json" 2>&1 \
