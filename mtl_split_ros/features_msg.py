@@ -6,6 +6,8 @@ import array
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
@@ -94,6 +96,17 @@ def msg_to_packet(msg: Any) -> FeaturePacket:
         transform=tuple(_floats(msg.transform)),  # type: ignore[arg-type]  # length: checked
         edge_ms=float(msg.edge_ms))
     return packet
+
+
+def packet_of_serialized(raw: bytes) -> tuple[FeaturePacket, ArrayLike]:
+    """The packet and camera K of the serialized SplitFeatures ``raw`` (``msg_to_packet``'s
+    checks); PacketRejected("cdr") for bytes rclpy cannot deserialize."""
+    try:
+        msg = deserialize_message(raw, SplitFeatures)
+    except Exception as err:  # noqa: BLE001 - rclpy raises several types for bad bytes
+        raise PacketRejected("cdr", f"serialized features do not deserialize "
+                             f"({type(err).__name__})") from err
+    return msg_to_packet(msg), msg.camera_info.k
 
 
 def send_fps_of(msg: Any) -> float:

@@ -13,8 +13,13 @@ from mtl_split_core.runtime.rejections import Rejections, run_isolated
 
 def describe_header(header: Header) -> str:
     """A message's stamp and frame for log lines (the frame id cut short: it is input)."""
-    frame = header.frame_id if len(header.frame_id) <= 64 else header.frame_id[:64] + "..."
-    return f"stamp {header.stamp.sec}.{header.stamp.nanosec:09d}, frame {frame!r}"
+    return describe_stamp(header.stamp.sec, header.stamp.nanosec, header.frame_id)
+
+
+def describe_stamp(sec: int, nanosec: int, frame_id: str) -> str:
+    """A stamp and frame for log lines (the frame id cut short: it is input)."""
+    frame = frame_id if len(frame_id) <= 64 else frame_id[:64] + "..."
+    return f"stamp {sec}.{nanosec:09d}, frame {frame!r}"
 
 
 def handle_isolated(handle: Callable[[Any], None], msg: Any, rejections: Rejections) -> None:

@@ -37,12 +37,14 @@ import collections
 import dataclasses
 import sys
 import time
-from typing import Any, NamedTuple
+from typing import Any
 
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
 from std_msgs.msg import Header
 
 from mtl_split.msg import LinkFeedback, ServerAnnouncement, SplitFeatures
@@ -63,15 +65,16 @@ from mtl_split_core.runtime.pool_announcement import (
     output_prefix,
     robot_of_topic,
 )
-from mtl_split_core.runtime.rejections import Rejections
-from mtl_split_core.runtime.scheduler import BatchScheduler, Finished, Frame, Stream
+from mtl_split_core.runtime.rejections import Rejections, run_isolated
+from mtl_split_core.runtime.scheduler import Arrived, BatchScheduler, Finished, Frame, Stream
 from mtl_split_core.runtime.server import ServerRunner
 from mtl_split_core.tasks import task_names
-from mtl_split_core.temporal_codec import NEEDS_KEYFRAME
+from mtl_split_core.temporal_codec import NEEDS_KEYFRAME, is_temporal
 from mtl_split_ros import features_auth, outputs, pool_msg
 from mtl_split_ros.diagnostics import diagnostic_array, diagnostic_status, status_name
-from mtl_split_ros.features_msg import msg_to_packet, send_fps_of
-from mtl_split_ros.isolation import describe_header, handle_isolated
+from mtl_split_ros.features_cdr import Envelope, read_envelope
+from mtl_split_ros.features_msg import msg_to_packet, packet_of_serialized
+from mtl_split_ros.isolation import describe_stamp
 from mtl_split_ros.msg_factory import RclpyMessages
 from mtl_split_ros.node_main import run_node
 from mtl_split_ros.node_params import RUNTIME_PARAMS, SUPERVISION_PARAMS, executor_param
@@ -166,12 +169,14 @@ LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-class Arrival(NamedTuple):
-    """What the node keeps of a features message (a frame's ``tag``): no raw message."""
+def describe(tag: Envelope) -> str:
+    """A frame's stamp and camera frame for log lines (its ``tag``: the message's envelope)."""
+    return describe_stamp(tag.sec, tag.nanosec, tag.frame_id)
 
-    header: Header
-    nbytes: int   # len(SplitFeatures.data), echoed in the feedback
-    probe: bool
+
+def header_of(tag: Envelope) -> Header:
+    """The header of the message ``tag`` is the envelope of (its outputs and answers carry it)."""
+    return Header(stamp=Time(sec=tag.sec, nanosec=tag.nanosec), frame_id=tag.frame_id)
 
 
 class Robot(Stream):
@@ -201,10 +206,12 @@ class Robot(Stream):
         self.feedback = node.create_publisher(LinkFeedback, prefix + "link_feedback",
                                               qos_from_name("reliable", depth=10),
                                               event_callbacks=NO_PUBLISHER_EVENTS)
+        # Serialized: its arrival reads only the envelope (ServerNode.arrive).
         self.subscription = node.create_subscription(
-            SplitFeatures, topic, lambda msg: handle_isolated(
-                lambda m: node.admit(self, m), msg, node.rejections), qos_in,
-            event_callbacks=node.health.callbacks(topic, qos_in))
+            SplitFeatures, topic, lambda raw: run_isolated(
+                lambda r: node.arrive(self, r), raw, node.rejections,
+                lambda r: f"{topic}, {len(r)} bytes"), qos_in,
+            event_callbacks=node.health.callbacks(topic, qos_in), raw=True)
 
     def destroy(self, node: Node) -> None:
         """Its subscription and publishers (a pool robot that has gone)."""
@@ -220,20 +227,19 @@ class Robot(Stream):
         """The colour images and point cloud are made with the batch only while wanted."""
         return outputs.view_request(self.node.style, self.wanted())
 
-    def answer(self, frame: Frame, status: int) -> None:
-        """Tell the edge what became of ``frame``: SERVED (outputs published) or DROPPED."""
-        self._publish_feedback(frame.decoded.packet, frame.tag, status,
-                               (time.perf_counter() - frame.received) * 1e3)
+    def answer(self, frame: Frame | Arrived, status: int) -> None:
+        """Tell the edge what became of ``frame``: SERVED (outputs published) or DROPPED
+        (also one replaced before it was checked: its envelope says which it was)."""
+        self._publish_feedback(frame.tag, status, (time.perf_counter() - frame.received) * 1e3)
 
-    def need_keyframe(self, packet: FeaturePacket, tag: Arrival) -> None:
+    def need_keyframe(self, tag: Envelope) -> None:
         """Tell the edge its temporal codec's delta was refused: send a keyframe."""
-        self._publish_feedback(packet, tag, LinkFeedback.NEED_KEYFRAME, 0.0)
+        self._publish_feedback(tag, LinkFeedback.NEED_KEYFRAME, 0.0)
 
-    def _publish_feedback(self, packet: FeaturePacket, tag: Arrival, status: int,
-                          server_ms: float) -> None:
+    def _publish_feedback(self, tag: Envelope, status: int, server_ms: float) -> None:
         self.feedback.publish(LinkFeedback(
-            header=tag.header, status=status, nbytes=tag.nbytes, server_ms=server_ms,
-            split_index=packet.split_index, codec=packet.tensor.codec))
+            header=header_of(tag), status=status, nbytes=tag.nbytes, server_ms=server_ms,
+            split_index=tag.split_index, codec=tag.codec))
 
 
 class ServerNode(Node):
@@ -290,9 +296,10 @@ class ServerNode(Node):
         self.runner.capture_graphs([self.runner.card["default_split"]])
         self.admission = self._pool_admission(card, ring)
         self.scheduler = BatchScheduler(
-            self.runner, self.robots, self.rejections, lambda tag: describe_header(tag.header),
+            self.runner, self.robots, self.rejections, describe,
             max_batch=self.cfg["max_batch"], batch_wait_ms=self.cfg["batch_wait_ms"],
-            on_dropped=self._dropped, on_batch=self._batch_done, on_rejected=self._rejected)
+            on_dropped=self._dropped, on_batch=self._batch_done, on_rejected=self._rejected,
+            unpack=packet_of_serialized)
         s = self.scheduler
         self.worker = SupervisedWorker("server-worker", s.work, s.input_waiting_s, s.handover,
                                        self.get_logger(), self.cfg["stall_timeout"], window)
@@ -386,17 +393,17 @@ class ServerNode(Node):
                 stream.destroy(self)
                 self.get_logger().info(f"pool: robot {stream.robot} gone ({stream.name})")
 
-    def _dropped(self, robot: Stream, frame: Frame) -> None:
+    def _dropped(self, robot: Stream, frame: Frame | Arrived) -> None:
         assert isinstance(robot, Robot)
         robot.answer(frame, LinkFeedback.DROPPED)
         if self.admission is not None:
             self.admission.dropped(robot.robot, time.monotonic())
 
-    def _rejected(self, robot: Stream, packet: FeaturePacket, tag: Arrival,
+    def _rejected(self, robot: Stream, packet: FeaturePacket, tag: Envelope,
                   err: PacketRejected) -> None:
         if err.reason == NEEDS_KEYFRAME:  # the edge's next frame restores the stream
             assert isinstance(robot, Robot)
-            robot.need_keyframe(packet, tag)
+            robot.need_keyframe(tag)
 
     def _batch_done(self, frames: int, busy_s: float) -> None:
         if self.admission is not None:
@@ -427,28 +434,58 @@ class ServerNode(Node):
         self.worker.check()
         self.publisher.check()
 
-    def admit(self, robot: Robot, msg: SplitFeatures) -> None:
-        """Subscription callback: the signature (before any other use of the message), the
-        message's own fields, then the scheduler's admission (the packet's checks, the model
-        match, the decoding). The network runs in the worker."""
+    def arrive(self, robot: Robot, raw: bytes) -> None:
+        """Subscription callback, on the serialized message: its envelope (features_cdr) and
+        the pool's admission; then into the robot's newest-frame slot as it is, checked and
+        decoded by the worker only if it is still the newest when taken (so frames beyond
+        the capacity cost little: docs/BENCHMARKS.md, "Overload"). Two kinds of stream are
+        checked and decoded now instead: signed ones (a message must be verified before it
+        may replace a valid frame) and temporal codecs' (every delta decoded, in order, or
+        the next one has no reference)."""
         received = time.perf_counter()
         try:
-            if self.verifier is not None:
-                features_auth.verify(msg, self.verifier, robot.name,
-                                     self.get_clock().now().nanoseconds)
-            packet = msg_to_packet(msg)
-        except (AuthRejected, PacketRejected) as err:
-            self.scheduler.reject(robot, err.reason,
-                                  f"{robot.name} ({describe_header(msg.header)}): {err}")
+            tag = read_envelope(raw)
+        except PacketRejected as err:
+            self.scheduler.reject(robot, err.reason, f"{robot.name} ({len(raw)} bytes): {err}")
+            return
+        now_checked = self.verifier is not None or is_temporal(tag.codec)
+        msg = self._verified(robot, raw, tag) if now_checked else None
+        if now_checked and msg is None:
             return
         if self.admission is not None:  # the edge reads why in the announcement
-            verdict = self.admission.admit(robot.robot, time.monotonic(), send_fps_of(msg))
+            verdict = self.admission.admit(robot.robot, time.monotonic(), tag.send_fps)
             if not verdict.accepted:
-                self.scheduler.reject(robot, "pool_refused", f"{robot.name} "
-                                      f"({describe_header(msg.header)}): {verdict.reason}")
+                self.scheduler.reject(robot, "pool_refused",
+                                      f"{robot.name} ({describe(tag)}): {verdict.reason}")
                 return
-        self.scheduler.admit(robot, packet, Arrival(msg.header, len(msg.data), bool(msg.probe)),
-                             received, msg.camera_info.k)
+        if msg is None:
+            self.scheduler.arrive(robot, raw, tag, received)
+            return
+        try:
+            packet = msg_to_packet(msg)
+        except PacketRejected as err:
+            self.scheduler.reject(robot, err.reason, f"{robot.name} ({describe(tag)}): {err}")
+            return
+        self.scheduler.admit(robot, packet, tag, received, msg.camera_info.k)
+
+    def _verified(self, robot: Robot, raw: bytes, tag: Envelope) -> Any:
+        """The deserialized message, its signature verified (when keys are set), or None
+        (rejected and counted)."""
+        try:
+            msg = deserialize_message(raw, SplitFeatures)
+        except Exception as err:  # noqa: BLE001 - rclpy raises several types for bad bytes
+            self.scheduler.reject(robot, "cdr", f"{robot.name} ({describe(tag)}): does not "
+                                  f"deserialize ({type(err).__name__})")
+            return None
+        if self.verifier is not None:
+            try:
+                features_auth.verify(msg, self.verifier, robot.name,
+                                     self.get_clock().now().nanoseconds)
+            except AuthRejected as err:
+                self.scheduler.reject(robot, err.reason,
+                                      f"{robot.name} ({describe(tag)}): {err}")
+                return None
+        return msg
 
     def _deliver(self, robot: Stream, done: Finished) -> None:
         """Publisher thread: one frame's outputs, then its feedback (which covers them)."""
@@ -471,10 +508,10 @@ class ServerNode(Node):
                                   (time.perf_counter() - received) * 1e3, time.monotonic())
 
     def _publish(self, robot: Robot, done: Finished) -> None:
-        header = done.frame.tag.header
+        header = header_of(done.frame.tag)
         out = outputs.assemble(done.result, header, self.style, robot.wanted(), MESSAGES,
                                on_error=lambda suffix, err: self.rejections.internal(
-                                   err, f"output {suffix}, {describe_header(header)}"),
+                                   err, f"output {suffix}, {describe(done.frame.tag)}"),
                                serialized=True)
         for suffix, message in out.items():
             robot.pubs[suffix].publish(message)

@@ -1,10 +1,19 @@
 """The server's batch scheduler: many input streams (one per robot), one network, fair batches.
 
 Three threads meet here, and nothing else decides what runs when:
-- **admission** (a node's subscription callbacks): ``admit`` checks and decodes a packet
-  (``ServerRunner.admit``, the one place a packet is checked) and puts it into its stream's
-  newest-frame slot, so only a frame that will produce outputs can push a valid one out;
-- **the inference worker** (``work``): takes the newest frame of up to ``max_batch`` streams,
+- **arrival** (a node's subscription callbacks) puts each message into its stream's
+  newest-frame slot, one of two ways:
+  ``arrive`` keeps the message as it came (``Arrived``): its checks and decoding wait until the
+  worker takes it, so a message replaced in the slot (overload: more frames than the network
+  serves) costs only its arrival, and the process keeps serving at its capacity however much
+  more is offered (docs/BENCHMARKS.md, "Overload");
+  ``admit`` checks and decodes the packet now (a stream whose every frame must be decoded in
+  order, a temporal codec's, or whose sender must be verified before it may replace a valid
+  frame, e.g. signed messages);
+  either way ``_admit`` (``ServerRunner.admit``) is the one place a packet is checked and
+  decoded, once;
+- **the inference worker** (``work``): takes the newest frame of up to ``max_batch`` streams
+  (admitting those that ``arrive``d: a rejected one is counted and skipped),
   round robin from after the stream taken last (with more robots than ``max_batch`` every robot
   gets its turn), waits up to ``batch_wait_ms`` for more once one is there, runs them as one
   batch (``ServerRunner.run_batch``) and hands each result over to its stream's outbox; a batch
@@ -60,6 +69,22 @@ class Frame:
 
 
 @dataclass(frozen=True)
+class Arrived:
+    """A message kept as it arrived (``BatchScheduler.arrive``): ``message`` is unchecked, the
+    node's ``unpack`` turns it into a packet when the worker takes it. ``tag`` and
+    ``received`` as for ``Frame`` (what a DROPPED answer needs without the packet)."""
+
+    message: Any
+    tag: Any
+    received: float
+
+
+# What a node's ``unpack`` makes of an ``Arrived`` message: the packet and its camera's K
+# (None = unknown); it raises PacketRejected for a message that is not one.
+Unpacked = tuple[FeaturePacket, ArrayLike | None]
+
+
+@dataclass(frozen=True)
 class Finished:
     """A frame's result waiting for the publisher."""
 
@@ -73,7 +98,7 @@ class Stream:
 
     def __init__(self, name: str, window_s: float = RECENT_S) -> None:
         self.name = name
-        self.slot: LatestSlot[Frame] = LatestSlot(window_s=window_s)
+        self.slot: LatestSlot[Frame | Arrived] = LatestSlot(window_s=window_s)
         self.outbox: LatestSlot[Finished] = LatestSlot(window_s=window_s)
         self.rate = RateMeter()
         self.latency = RollingStats()      # batch start -> delivered
@@ -134,10 +159,11 @@ class BatchScheduler:
     def __init__(self, runner: ServerRunner, streams: Sequence[Stream], rejections: Rejections,
                  describe: Callable[[Any], str], *, max_batch: int = 8,
                  batch_wait_ms: float = 0.0,
-                 on_dropped: Callable[[Stream, Frame], None] | None = None,
+                 on_dropped: Callable[[Stream, Frame | Arrived], None] | None = None,
                  on_rejected: Callable[[Stream, FeaturePacket, Any, PacketRejected], None]
                  | None = None,
-                 on_batch: Callable[[int, float], None] | None = None) -> None:
+                 on_batch: Callable[[int, float], None] | None = None,
+                 unpack: Callable[[Any], Unpacked] | None = None) -> None:
         self.runner = runner
         self.streams: list[Stream] = list(streams)  # replaced whole (add/remove_stream)
         self.rejections = rejections
@@ -149,6 +175,8 @@ class BatchScheduler:
         self.on_rejected = on_rejected or (lambda stream, packet, tag, err: None)
         # (frames, seconds from the batch's start to its results): a pool server's capacity.
         self.on_batch = on_batch or (lambda frames, busy_s: None)
+        # An ``Arrived`` message -> (packet, camera K), in the worker (``arrive``).
+        self.unpack = unpack or _no_unpack
         self._streams_lock = threading.Lock()  # between writers of the list (readers copy it)
         self.handover = OutputGate()   # the inference worker hands results over through it
         self.gate = OutputGate()       # the publisher delivers through it
@@ -174,23 +202,54 @@ class BatchScheduler:
     # ------------------------------------------------------------------------- admission
     def admit(self, stream: Stream, packet: FeaturePacket, tag: Any, received: float,
               camera_k: ArrayLike | None = None) -> Frame | None:
-        """Check and decode ``packet`` (every check of the packet and its model match, once)
-        and keep it as ``stream``'s newest frame (with its camera's K, ``ServerRunner.admit``);
-        a rejected packet is counted and logged and gets no feedback (it did not come from a
-        well-behaved edge) beyond what ``on_rejected`` sends (a delta of a temporal codec whose
-        reference was lost: a keyframe request). The frame, or None."""
+        """Check and decode ``packet`` now (``_admit``) and keep it as ``stream``'s newest
+        frame; a rejected one never enters the slot. The frame, or None."""
+        frame = self._admit(stream, packet, tag, received, camera_k)
+        if frame is not None:
+            self._put(stream, frame)
+        return frame
+
+    def arrive(self, stream: Stream, message: Any, tag: Any, received: float) -> None:
+        """Keep ``message`` unchecked as ``stream``'s newest frame: the worker unpacks, checks
+        and decodes it (``unpack``, ``_admit``) only if it is still the newest when taken."""
+        self._put(stream, Arrived(message, tag, received))
+
+    def _put(self, stream: Stream, item: Frame | Arrived) -> None:
+        replaced = stream.slot.put(item)
+        self._arrived.set()
+        if replaced is not None:
+            self.on_dropped(stream, replaced)
+
+    def _admit(self, stream: Stream, packet: FeaturePacket, tag: Any, received: float,
+               camera_k: ArrayLike | None) -> Frame | None:
+        """Check and decode ``packet`` (every check of the packet and its model match, once;
+        with its camera's K, ``ServerRunner.admit``). A rejected packet is counted and logged
+        and gets no feedback (it did not come from a well-behaved edge) beyond what
+        ``on_rejected`` sends (a delta of a temporal codec whose reference was lost: a keyframe
+        request). The frame, or None."""
         try:
             decoded = self.runner.admit(packet, camera_k, stream.references)
         except PacketRejected as err:
             self.reject(stream, err.reason, f"{stream.name} ({self.describe(tag)}): {err}")
             self.on_rejected(stream, packet, tag, err)
             return None
-        frame = Frame(decoded, tag, received)
-        replaced = stream.slot.put(frame)
-        self._arrived.set()
-        if replaced is not None:
-            self.on_dropped(stream, replaced)
-        return frame
+        return Frame(decoded, tag, received)
+
+    def _ready(self, stream: Stream, frames: list[tuple[Stream, Frame]],
+               item: Frame | Arrived) -> None:
+        """Append a taken item to ``frames`` as a frame to run: an ``Arrived`` one unpacked
+        and admitted now (rejected: counted, not appended)."""
+        frame: Frame | None = item if isinstance(item, Frame) else None
+        if isinstance(item, Arrived):
+            try:
+                packet, camera_k = self.unpack(item.message)
+            except PacketRejected as err:
+                self.reject(stream, err.reason,
+                            f"{stream.name} ({self.describe(item.tag)}): {err}")
+                return
+            frame = self._admit(stream, packet, item.tag, item.received, camera_k)
+        if frame is not None:
+            frames.append((stream, frame))
 
     def reject(self, stream: Stream, reason: str, detail: str) -> None:
         """Count a message of ``stream`` that cannot be served (also for checks a node runs
@@ -207,8 +266,9 @@ class BatchScheduler:
             self.run(taken, time.perf_counter())
 
     def gather(self) -> list[tuple[Stream, Frame]]:
-        """The newest frame of up to ``max_batch`` streams; once one is there, wait up to
-        ``batch_wait_ms`` for more (0: take what is there). Empty after ``IDLE_WAIT_S``
+        """The newest frame of up to ``max_batch`` streams (those that ``arrive``d admitted
+        now, each isolated: a rejected one is counted and left out); once one is there, wait up
+        to ``batch_wait_ms`` for more (0: take what is there). Empty after ``IDLE_WAIT_S``
         without input."""
         limit, wait_s = self.max_batch, self.batch_wait_ms / 1e3
         self._arrived.clear()  # before looking: a frame arriving after the look sets it
@@ -237,7 +297,11 @@ class BatchScheduler:
         taken, self._next = take_round_robin(
             [s.slot for s in streams], self._next % len(streams), limit,
             {i for i, s in enumerate(streams) if id(s) in skip})
-        return [(streams[i], frame) for i, frame in taken]
+        frames: list[tuple[Stream, Frame]] = []
+        for i, item in taken:
+            run_isolated(partial(self._ready, streams[i], frames), item, self.rejections,
+                         self._describe_item)
+        return frames
 
     def run(self, taken: Sequence[tuple[Stream, Frame]], started: float) -> None:
         """Run ``taken`` as one batch and hand each result over; when the batch raises, run
@@ -314,6 +378,13 @@ class BatchScheduler:
     def _describe_frame(self, frame: Frame) -> str:
         return self.describe(frame.tag)
 
+    def _describe_item(self, item: Frame | Arrived) -> str:
+        return self.describe(item.tag)
+
     def _describe_finished(self, done: Finished) -> str:
         return self.describe(done.frame.tag)
 
+
+
+def _no_unpack(message: Any) -> Unpacked:
+    raise TypeError("BatchScheduler.arrive needs an unpack function (BatchScheduler(unpack=))")

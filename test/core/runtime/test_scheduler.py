@@ -146,6 +146,76 @@ def test_a_rejected_packet_is_counted_once_and_never_enters_the_slot(runners, pa
     assert [tag for _, tag, _ in _delivered(s)] == ["good"] and not dropped
 
 
+class Unpacker:
+    """A node's ``unpack`` stand-in: the "message" is (packet, camera K) or an exception to
+    raise; counts what it unpacked."""
+
+    def __init__(self):
+        self.unpacked = []
+
+    def __call__(self, message):
+        self.unpacked.append(message)
+        if isinstance(message, Exception):
+            raise message
+        return message
+
+
+def test_arrived_messages_are_unpacked_only_when_taken_and_a_replaced_one_never(
+        runners, packets):
+    """Overload: a message replaced in the slot costs its arrival only (never unpacked,
+    checked or decoded) and is reported dropped with its tag; the newest is admitted once."""
+    unpack = Unpacker()
+    s, log, dropped = _scheduler(runners, streams=2, unpack=unpack)
+    first, second = s.streams
+    for i in range(5):
+        s.arrive(first, (packets[i % 4], None), tag=f"a{i}", received=float(i))
+    s.arrive(second, (packets[1], [90.0, 0, 32, 0, 90.0, 24, 0, 0, 1]), tag="b",
+             received=0.0)
+    assert not unpack.unpacked and dropped == [("r0", f"a{i}") for i in range(4)]
+    s.work()
+    assert len(unpack.unpacked) == 2 and s.batch_sizes.mean == 2
+    got = {name: (tag, result) for name, tag, result in _delivered(s)}
+    assert got["r0"][0] == "a4" and got["r1"][0] == "b"
+    assert got["r1"][1].camera is not None  # the unpacked camera K rides with the packet
+    # The same result as an admitted packet (the same check and decoding, at take time).
+    alone = runners[1](runners[1].admit(packets[0]))
+    np.testing.assert_allclose(got["r0"][1].depth, alone.depth, rtol=1e-4, atol=1e-5)
+    assert not log.lines and first.slot.dropped == 4
+
+
+def test_a_bad_arrived_message_is_rejected_when_taken_and_costs_only_itself(runners, packets):
+    """What ``admit`` refuses at arrival is refused at take time instead: counted by reason,
+    logged with its tag, no result; a garbage payload fails its decoding there; an
+    unexpected error in ``unpack`` is isolated. The other streams' frames run."""
+    from mtl_split_core.runtime.packet import PacketRejected
+    unpack = Unpacker()
+    s, log, dropped = _scheduler(runners, streams=4, unpack=unpack)
+    garbage = dataclasses.replace(packets[2], tensor=dataclasses.replace(
+        packets[2].tensor, data=b"not zstd at all"))
+    s.arrive(s.streams[0], (packets[0], None), tag="good", received=0.0)
+    s.arrive(s.streams[1], PacketRejected("cdr", "not a message"), tag="cdr", received=0.0)
+    s.arrive(s.streams[2], (garbage, None), tag="garbage", received=0.0)
+    s.arrive(s.streams[3], RuntimeError("boom"), tag="boom", received=0.0)
+    s.work()
+    assert [tag for _, tag, _ in _delivered(s)] == ["good"] and s.batch_sizes.mean == 1
+    counts = s.rejections.counts
+    assert counts["cdr"] == 1 and counts["internal_RuntimeError"] == 1
+    assert sum(counts.values()) == 3  # the garbage payload under its codec's reason
+    assert s.streams[2].rejected.total == 1 and not dropped
+    assert any("tag garbage" in line for line in log.lines)
+    assert any("tag boom" in line for line in log.lines)
+    s.arrive(s.streams[2], (packets[2], None), tag="next", received=0.0)  # the next one works
+    s.work()
+    assert [tag for _, tag, _ in _delivered(s)] == ["next"]
+
+
+def test_arrive_without_an_unpack_function_is_an_isolated_error(runners, packets):
+    s, _, _ = _scheduler(runners, streams=1)
+    s.arrive(s.streams[0], "raw", tag="t", received=0.0)
+    s.work()
+    assert s.rejections.counts == {"internal_TypeError": 1}
+
+
 def test_a_batch_that_fails_is_run_one_by_one_and_costs_only_the_culprit(runners, packets):
     s, log, _ = _scheduler(runners)
     for i, stream in enumerate(s.streams):

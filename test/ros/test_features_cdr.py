@@ -1,0 +1,98 @@
+"""features_cdr: the envelope read from the serialized bytes is what rclpy deserializes, for
+fields of every alignment; truncated, corrupted and out-of-bounds bytes are refused with
+PacketRejected, never another error."""
+
+import array
+
+import numpy as np
+import pytest
+from builtin_interfaces.msg import Time
+from rclpy.serialization import serialize_message
+from sensor_msgs.msg import CameraInfo
+from std_msgs.msg import Header
+
+from mtl_split.msg import SplitFeatures
+from mtl_split_core.runtime.packet import MAX_TEXT_BYTES, PacketRejected
+from mtl_split_ros.features_cdr import Envelope, read_envelope
+
+
+def _msg(frame_id="cam", distortion=5, codec="q4-zstd/1", data=37, shape=3, probe=False,
+         send_fps=30.0, split_index=2, cam_frame="optical", model_id="m") -> SplitFeatures:
+    msg = SplitFeatures()
+    msg.header = Header(stamp=Time(sec=1_700_000_123, nanosec=456_789), frame_id=frame_id)
+    msg.camera_info = CameraInfo(
+        header=Header(frame_id=cam_frame), width=640, height=480,
+        distortion_model="plumb_bob", d=[0.1] * distortion,
+        k=[500.0, 0, 320, 0, 500.0, 240, 0, 0, 1])
+    msg.model_id, msg.model_fingerprint = model_id, "0123456789abcdef"
+    msg.split_index, msg.source_width, msg.source_height = split_index, 640, 480
+    msg.transform = np.array([0.5, 0.5, 0.0, 0.0], np.float32)
+    msg.codec = codec
+    msg.shape = array.array("I", range(1, shape + 1))
+    msg.scale = array.array("f", [1.0] * 3)
+    msg.offset = array.array("f", [0.5] * 5)
+    msg.data = array.array("B", bytes(range(data % 256)) * (data // 256 + 1))[:data]
+    msg.edge_ms, msg.probe, msg.send_fps = 4.5, probe, send_fps
+    msg.auth_key_id, msg.auth_sequence = "k1", 9
+    msg.auth_tag = array.array("B", b"\x01" * 32)
+    return msg
+
+
+@pytest.mark.parametrize("kwargs", [
+    {}, {"frame_id": ""}, {"frame_id": "a"}, {"frame_id": "abc", "distortion": 0},
+    {"cam_frame": "xy", "distortion": 14, "model_id": "long model name"},
+    {"codec": "t30-s20-q4-zstd/1", "data": 0, "shape": 0, "probe": True},
+    {"data": 70_001, "split_index": 255, "send_fps": 0.0, "frame_id": "r7_camera"},
+])
+def test_the_envelope_is_the_deserialized_message(kwargs):
+    msg = _msg(**kwargs)
+    got = read_envelope(serialize_message(msg))
+    assert got == Envelope(msg.header.stamp.sec, msg.header.stamp.nanosec,
+                           msg.header.frame_id, msg.split_index, msg.codec, len(msg.data),
+                           msg.probe, pytest.approx(msg.send_fps))
+
+
+def test_every_truncation_is_refused_with_packet_rejected():
+    raw = serialize_message(_msg(data=11))
+    for end in range(len(raw)):
+        try:
+            read_envelope(raw[:end])
+        except PacketRejected as err:
+            assert err.reason == "cdr"
+        else:  # only the auth fields after send_fps may be cut without the envelope noticing
+            assert end >= len(raw) - 4 - 8 - 4 - 32 - 3 - 4, end
+
+
+def test_corrupted_bytes_are_refused_or_read_never_raise_another_error():
+    rng = np.random.default_rng(0)
+    raw = bytearray(serialize_message(_msg()))
+    for _ in range(3000):
+        bad = bytearray(raw)
+        for at in rng.integers(0, len(bad), int(rng.integers(1, 4))):
+            bad[at] = int(rng.integers(0, 256))
+        try:
+            read_envelope(bytes(bad))
+        except PacketRejected:
+            pass
+
+
+def test_fields_out_of_bounds_are_refused():
+    with pytest.raises(PacketRejected, match="big|little"):
+        read_envelope(b"\x00\x00\x00\x00" + serialize_message(_msg())[4:])
+    with pytest.raises(PacketRejected) as err:
+        read_envelope(serialize_message(_msg(send_fps=5000.0)))
+    assert err.value.reason == "send_fps"
+    with pytest.raises(PacketRejected, match="at most"):
+        read_envelope(serialize_message(_msg(frame_id="x" * (MAX_TEXT_BYTES + 1))))
+    raw = bytearray(serialize_message(_msg()))
+    raw[8:12] = (2_000_000_000).to_bytes(4, "little")  # nanosec beyond a second
+    with pytest.raises(PacketRejected) as err:
+        read_envelope(bytes(raw))
+    assert err.value.reason == "stamp"
+    # A sequence length far beyond the bytes left (data's count field).
+    msg = _msg(data=8)
+    raw = bytearray(serialize_message(msg))
+    at = raw.index(bytes(range(8))) - 4
+    raw[at:at + 4] = (2**31).to_bytes(4, "little")
+    with pytest.raises(PacketRejected, match="data"):
+        read_envelope(bytes(raw))
