@@ -26,6 +26,7 @@ from mtl_split_core.runtime.packet import (
     PacketRejected,
     check_send_fps,
     check_stamp,
+    check_text,
 )
 
 CDR_LE = b"\x00\x01"  # encapsulation kind: plain CDR, little endian
@@ -84,21 +85,24 @@ class _Reader:
         self.skip(count * item, what, item)
         return count
 
-    def string(self, what: str, keep: bool = False) -> str:
-        """A string (its bytes within MAX_TEXT_BYTES when kept); '' when not kept."""
+    def string(self, what: str, keep: str = "") -> str:
+        """A string; kept (``keep``: the reason its bounds are checked under, as
+        ``check_text``) or skipped ('')."""
         size = self.u32(what)
         at = self._need(size, what)
         if not keep:
             return ""
         if size < 1 or self.raw[at + size - 1] != 0:
             raise PacketRejected("cdr", f"{what} is not a terminated string")
-        if size - 1 > MAX_TEXT_BYTES:
-            raise PacketRejected("cdr", f"{what} has {size - 1} bytes; expected at most "
+        if size - 1 > MAX_TEXT_BYTES:  # before decoding it
+            raise PacketRejected(keep, f"{what} has {size - 1} bytes; expected at most "
                                  f"{MAX_TEXT_BYTES}")
         try:
-            return self.raw[at:at + size - 1].decode("utf-8")
+            text = self.raw[at:at + size - 1].decode("utf-8")
         except UnicodeDecodeError as err:
             raise PacketRejected("cdr", f"{what} is not UTF-8") from err
+        check_text(keep, what, text)
+        return text
 
 
 def read_envelope(raw: bytes) -> Envelope:
@@ -110,7 +114,7 @@ def read_envelope(raw: bytes) -> Envelope:
     r = _Reader(raw)
     sec, nanosec = _STAMP.unpack_from(raw, r._need(8, "header.stamp"))
     check_stamp(sec, nanosec)
-    frame_id = r.string("header.frame_id", keep=True)
+    frame_id = r.string("header.frame_id", keep="frame_id")
     r.skip(8, "camera_info.header.stamp", 4)
     r.string("camera_info.header.frame_id")
     r.skip(8, "camera_info.height, width", 4)
@@ -122,7 +126,7 @@ def read_envelope(raw: bytes) -> Envelope:
     r.string("model_fingerprint")
     split_index = r.u8("split_index")
     r.skip(8 + 16, "source size, transform", 4)
-    codec = r.string("codec", keep=True)
+    codec = r.string("codec", keep="codec")
     r.sequence(4, "shape")
     r.sequence(4, "scale")
     r.sequence(4, "offset")

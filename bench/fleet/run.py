@@ -191,9 +191,10 @@ def measure(n: int, streams: Path, args, run_dir: Path, env: dict) -> dict:
         stop_all(list(procs.values()), timeout=20.0)  # the replay processes write their JSON
     seconds = (t1 - t0) / 1e9
     data = [json.loads(o.read_text()) for o in outs]
-    fps, latency = {}, []
+    fps, latency, offered = {}, [], 0
     for d in data:
         for robot, r in d["robots"].items():
+            offered += sum(t0 <= t < t1 for t in r.get("sent_ns", []))
             window = [(s, a) for s, a in r["arrivals"] if t0 <= a < t1]
             fps[robot] = len(window) / seconds
             latency += [(a - s) / 1e6 for s, a in window]
@@ -208,6 +209,7 @@ def measure(n: int, streams: Path, args, run_dir: Path, env: dict) -> dict:
         "delivered_fps_min": round(min(fps.get(r, 0.0) for r in robots), 2),
         "delivered_fps_mean": round(float(np.mean([fps.get(r, 0.0) for r in robots])), 2),
         "delivered_fps_total": round(sum(fps.values()), 1),
+        "offered_fps_total": round(offered / seconds, 1),  # frames the robots sent
         "e2e_ms_p50": _pct(lat, 50), "e2e_ms_p99": _pct(lat, 99),
         "server_ms_p50": _median(per_source, "receive_to_publish_ms_p50"),
         "server_ms_p99": _max(per_source, "receive_to_publish_ms_p99"),

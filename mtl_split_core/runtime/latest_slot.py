@@ -15,6 +15,7 @@ from typing import Generic, TypeVar
 from mtl_split_core.runtime.stats import RECENT_S, RecentEvents
 
 T = TypeVar("T")
+D = TypeVar("D")  # what a merge drops (put_merged)
 
 
 class LatestSlot(Generic[T]):
@@ -38,6 +39,26 @@ class LatestSlot(Generic[T]):
             self._item = item
             self._cv.notify()
             return replaced
+
+    def put_merged(self, item: T, merge: Callable[[T, T], tuple[T, list[D]]]) -> list[D]:
+        """Like ``put``, but a held item is combined with ``item``: ``merge(held, item)``
+        gives what to hold and the unprocessed items that drops (returned, each counted)."""
+        with self._cv:
+            held = self._item
+            dropped: list[D] = []
+            if held is None:
+                self._waiting_since = self._clock()
+                self._item = item
+            else:
+                self._item, dropped = merge(held, item)
+            for _ in dropped:
+                self.drops.add("drops")
+            self._cv.notify()
+            return dropped
+
+    def count_drop(self) -> None:
+        """Count an item dropped unprocessed after it was taken (a merged item not needed)."""
+        self.drops.add("drops")
 
     def take(self, timeout: float = 0.2) -> T | None:
         """The pending item, or None after ``timeout`` seconds / when closed."""

@@ -11,7 +11,9 @@ Three threads meet here, and nothing else decides what runs when:
   order, a temporal codec's, or whose sender must be verified before it may replace a valid
   frame, e.g. signed messages);
   either way ``_admit`` (``ServerRunner.admit``) is the one place a packet is checked and
-  decoded, once;
+  decoded, once. An unchecked message does not push out the frame it replaces: that one is
+  kept as the slot's ``fallback`` (``Pending``), run instead when the newest fails its checks,
+  so a burst of undecodable messages never displaces a valid frame waiting in the slot;
 - **the inference worker** (``work``): takes the newest frame of up to ``max_batch`` streams
   (admitting those that ``arrive``d: a rejected one is counted and skipped),
   round robin from after the stream taken last (with more robots than ``max_batch`` every robot
@@ -79,6 +81,28 @@ class Arrived:
     received: float
 
 
+@dataclass(frozen=True)
+class Pending:
+    """What a stream's newest-frame slot holds: the newest item and, while that one is
+    unchecked (``Arrived``), the item it replaced (the first replaced since the last take),
+    run instead if the newest fails its checks."""
+
+    newest: Frame | Arrived
+    fallback: Frame | Arrived | None = None
+
+
+def merge_pending(held: Pending, new: Pending) -> tuple[Pending, list[Frame | Arrived]]:
+    """``LatestSlot.put_merged``'s rule for ``Pending`` items: a checked frame replaces all
+    that is held; an unchecked one keeps the item it replaces as the fallback, unless there is
+    one already (then the replaced newest is dropped). What to hold, what is dropped."""
+    item, fallback = new.newest, held.fallback
+    if isinstance(item, Frame):
+        return new, [x for x in (fallback, held.newest) if x is not None]
+    if fallback is None:
+        return Pending(item, held.newest), []
+    return Pending(item, fallback), [held.newest]
+
+
 # What a node's ``unpack`` makes of an ``Arrived`` message: the packet and its camera's K
 # (None = unknown); it raises PacketRejected for a message that is not one.
 Unpacked = tuple[FeaturePacket, ArrayLike | None]
@@ -98,7 +122,7 @@ class Stream:
 
     def __init__(self, name: str, window_s: float = RECENT_S) -> None:
         self.name = name
-        self.slot: LatestSlot[Frame | Arrived] = LatestSlot(window_s=window_s)
+        self.slot: LatestSlot[Pending] = LatestSlot(window_s=window_s)
         self.outbox: LatestSlot[Finished] = LatestSlot(window_s=window_s)
         self.rate = RateMeter()
         self.latency = RollingStats()      # batch start -> delivered
@@ -215,10 +239,10 @@ class BatchScheduler:
         self._put(stream, Arrived(message, tag, received))
 
     def _put(self, stream: Stream, item: Frame | Arrived) -> None:
-        replaced = stream.slot.put(item)
+        dropped = stream.slot.put_merged(Pending(item), merge_pending)
         self._arrived.set()
-        if replaced is not None:
-            self.on_dropped(stream, replaced)
+        for old in dropped:
+            self.on_dropped(stream, old)
 
     def _admit(self, stream: Stream, packet: FeaturePacket, tag: Any, received: float,
                camera_k: ArrayLike | None) -> Frame | None:
@@ -236,20 +260,30 @@ class BatchScheduler:
         return Frame(decoded, tag, received)
 
     def _ready(self, stream: Stream, frames: list[tuple[Stream, Frame]],
-               item: Frame | Arrived) -> None:
-        """Append a taken item to ``frames`` as a frame to run: an ``Arrived`` one unpacked
-        and admitted now (rejected: counted, not appended)."""
-        frame: Frame | None = item if isinstance(item, Frame) else None
-        if isinstance(item, Arrived):
-            try:
-                packet, camera_k = self.unpack(item.message)
-            except PacketRejected as err:
-                self.reject(stream, err.reason,
-                            f"{stream.name} ({self.describe(item.tag)}): {err}")
-                return
-            frame = self._admit(stream, packet, item.tag, item.received, camera_k)
+               pending: Pending) -> None:
+        """Append a taken slot's frame to run to ``frames``: its newest item (admitted now if
+        it ``arrive``d; rejected: counted) or, when that is rejected, its fallback; a fallback
+        not needed is dropped (counted, ``on_dropped``)."""
+        frame = self._frame(stream, pending.newest)
+        fallback = pending.fallback
+        if frame is None and fallback is not None:
+            frame = self._frame(stream, fallback)
+        elif fallback is not None:
+            stream.slot.count_drop()
+            self.on_dropped(stream, fallback)
         if frame is not None:
             frames.append((stream, frame))
+
+    def _frame(self, stream: Stream, item: Frame | Arrived) -> Frame | None:
+        """``item`` as a frame to run: an ``Arrived`` one unpacked and admitted now."""
+        if isinstance(item, Frame):
+            return item
+        try:
+            packet, camera_k = self.unpack(item.message)
+        except PacketRejected as err:
+            self.reject(stream, err.reason, f"{stream.name} ({self.describe(item.tag)}): {err}")
+            return None
+        return self._admit(stream, packet, item.tag, item.received, camera_k)
 
     def reject(self, stream: Stream, reason: str, detail: str) -> None:
         """Count a message of ``stream`` that cannot be served (also for checks a node runs
@@ -378,8 +412,8 @@ class BatchScheduler:
     def _describe_frame(self, frame: Frame) -> str:
         return self.describe(frame.tag)
 
-    def _describe_item(self, item: Frame | Arrived) -> str:
-        return self.describe(item.tag)
+    def _describe_item(self, pending: Pending) -> str:
+        return self.describe(pending.newest.tag)
 
     def _describe_finished(self, done: Finished) -> str:
         return self.describe(done.frame.tag)

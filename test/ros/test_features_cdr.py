@@ -82,8 +82,12 @@ def test_fields_out_of_bounds_are_refused():
     with pytest.raises(PacketRejected) as err:
         read_envelope(serialize_message(_msg(send_fps=5000.0)))
     assert err.value.reason == "send_fps"
-    with pytest.raises(PacketRejected, match="at most"):
+    with pytest.raises(PacketRejected, match="at most") as err:
         read_envelope(serialize_message(_msg(frame_id="x" * (MAX_TEXT_BYTES + 1))))
+    assert err.value.reason == "frame_id"  # the reason the deserialized checks give it
+    with pytest.raises(PacketRejected) as err:
+        read_envelope(serialize_message(_msg(codec="c" * (MAX_TEXT_BYTES + 1))))
+    assert err.value.reason == "codec"
     raw = bytearray(serialize_message(_msg()))
     raw[8:12] = (2_000_000_000).to_bytes(4, "little")  # nanosec beyond a second
     with pytest.raises(PacketRejected) as err:

@@ -335,10 +335,10 @@ def test_hostile_features_never_stop_the_server(ros_node, model_dir, valid):
     internal = {k: v for k, v in reasons.items() if k.startswith("internal") and v}
     assert not internal, f"unexpected exceptions: {reasons}\n{log[-3000:]}"
     assert "Traceback" not in log, log[-3000:]
-    # The server checks every message before its newest-only slot: each hostile one is rejected
-    # or, when within bounds, served (or replaced in the slot by a newer one while the worker
-    # is busy): all 3000 are accounted for on an idle machine, the margin is for counters read
-    # a moment early. Every field's reason shows up.
+    # Each hostile message is rejected (its envelope on arrival, the rest when the worker takes
+    # it) or, when within bounds, served, or replaced in the newest-only slot by a newer one
+    # before it was taken: all 3000 are accounted for on an idle machine, the margin is for
+    # counters read a moment early. Every field's reason shows up.
     assert seen + outs.hostile_accepted + drops >= 0.98 * FUZZ_CASES, (
         seen, outs.hostile_accepted, drops)
     expected = {"frame_id", "stamp", "camera_info", "model_id", "fingerprint", "split",

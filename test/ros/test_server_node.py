@@ -132,9 +132,11 @@ def test_one_hostile_message_costs_only_itself(ros, model_dir, features):
 
 def test_undecodable_messages_never_displace_a_valid_one(ros, model_dir, features):
     """Issue 17's soak: a garbage payload or an unknown codec used to pass the checks before the
-    newest-frame slot and push the valid frame waiting there out. Now the server decodes on
-    arrival: a valid message followed at once by a burst of such messages is answered with no
-    resend, and nothing is dropped from the slot. (Each burst stays shorter than the DDS
+    newest-frame slot and push the valid frame waiting there out. Now the server checks and
+    decodes a frame when its worker takes it, and an unchecked message keeps the frame it
+    replaced as the slot's fallback (scheduler.Pending): a valid message followed at once by a
+    burst of such messages is answered with no resend, and no valid frame is dropped (the
+    burst's middle messages are: ``drops`` counts them). (Each burst stays shorter than the DDS
     histories, 10 on the server's reader, and is counted before the next: more at once could
     drop messages in DDS, before the server sees them, which is not what this test is
     about.)"""
@@ -154,12 +156,14 @@ def test_undecodable_messages_never_displace_a_valid_one(ros, model_dir, feature
                 hostile.header.stamp.sec = 60 + i
                 pub.publish(hostile)
             assert wait_for(ros, lambda i=i: 50 + i in dets.got, 20, (server,)), (i, dets.diag)
-            # The whole burst is checked before the next one: two bursts at once could
-            # overflow the reader's history on a loaded machine (CI lost 2 of 30 that way).
-            assert wait_for(ros, lambda n=3 * (i + 1): (dets.value("rejected_payload") or 0)
-                            >= n and (dets.value("rejected_codec") or 0) >= n, 10,
-                            (server,)), (i, dets.diag)
-        assert dets.value("drops") == 0, dets.diag
+            # The whole burst is accounted for (rejected, or dropped unchecked) before the next
+            # one: two bursts at once could overflow the reader's history on a loaded machine
+            # (CI lost 2 of 30 that way).
+            assert wait_for(ros, lambda n=6 * (i + 1): sum(dets.value(k) or 0 for k in (
+                "rejected_payload", "rejected_codec", "drops")) >= n, 10, (server,)), \
+                (i, dets.diag)
+        # Every valid frame was served (above); both reasons were found at take time.
+        assert dets.value("rejected_payload") and dets.value("rejected_codec"), dets.diag
         stop(server)
 
 

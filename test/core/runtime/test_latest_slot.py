@@ -25,3 +25,21 @@ def test_slot_waiting_time_and_recent_drops():
     assert slot.waiting_s() == 0.0
     clock.t += 11.0
     assert slot.recent_drops() == 0 and slot.dropped == 1
+
+
+def test_put_merged_holds_what_the_merge_says_and_counts_what_it_drops():
+    clock = FakeClock()
+    slot = LatestSlot(window_s=10.0, clock=clock)
+
+    def keep_first(held, item):  # (held items, dropped): the first and the newest stay
+        first, last = held
+        return (first, item[0]), [] if last is None else [last]
+
+    assert slot.put_merged((1, None), keep_first) == []  # an empty slot takes the item
+    clock.t += 1.0
+    assert slot.put_merged((2, None), keep_first) == []
+    assert slot.put_merged((3, None), keep_first) == [2]
+    assert slot.dropped == 1 and slot.waiting_s() == 1.0  # waiting since the first put
+    assert slot.take(timeout=0) == (1, 3)
+    slot.count_drop()  # the caller dropped 1 after taking it
+    assert slot.dropped == 2 and slot.recent_drops() == 2

@@ -14,7 +14,7 @@ from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, save_model
 from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_core.runtime.latest_slot import LatestSlot
 from mtl_split_core.runtime.rejections import Rejections
-from mtl_split_core.runtime.scheduler import BatchScheduler, Stream, take_round_robin
+from mtl_split_core.runtime.scheduler import BatchScheduler, Pending, Stream, take_round_robin
 from mtl_split_core.runtime.server import ServerRunner
 
 torch.set_num_threads(2)
@@ -171,9 +171,11 @@ def test_arrived_messages_are_unpacked_only_when_taken_and_a_replaced_one_never(
         s.arrive(first, (packets[i % 4], None), tag=f"a{i}", received=float(i))
     s.arrive(second, (packets[1], [90.0, 0, 32, 0, 90.0, 24, 0, 0, 1]), tag="b",
              received=0.0)
-    assert not unpack.unpacked and dropped == [("r0", f"a{i}") for i in range(4)]
+    # a0 is kept as the fallback (in case a4 fails its checks); a1-a3 are dropped unchecked.
+    assert not unpack.unpacked and dropped == [("r0", f"a{i}") for i in (1, 2, 3)]
     s.work()
     assert len(unpack.unpacked) == 2 and s.batch_sizes.mean == 2
+    assert dropped[-1] == ("r0", "a0")  # a4 passed: the fallback is dropped when taken
     got = {name: (tag, result) for name, tag, result in _delivered(s)}
     assert got["r0"][0] == "a4" and got["r1"][0] == "b"
     assert got["r1"][1].camera is not None  # the unpacked camera K rides with the packet
@@ -209,6 +211,32 @@ def test_a_bad_arrived_message_is_rejected_when_taken_and_costs_only_itself(runn
     assert [tag for _, tag, _ in _delivered(s)] == ["next"]
 
 
+def test_undecodable_arrivals_never_displace_the_frame_waiting_in_the_slot(runners, packets):
+    """A valid frame followed, before the worker takes it, by a burst of messages that fail
+    their checks (garbage payloads, unknown codecs) still runs: the first one replaced is kept
+    as the fallback, run when the newest is rejected. Nothing valid is counted dropped."""
+    unpack = Unpacker()
+    s, _, dropped = _scheduler(runners, streams=1, unpack=unpack)
+    stream = s.streams[0]
+    garbage = dataclasses.replace(packets[0], tensor=dataclasses.replace(
+        packets[0].tensor, data=bytes(len(packets[0].tensor.data))))
+    unknown = dataclasses.replace(packets[0], tensor=dataclasses.replace(
+        packets[0].tensor, codec="q9-magic/1"))
+    for round_, valid in enumerate((s.arrive, s.admit)):  # unchecked or checked on arrival
+        if valid == s.arrive:
+            s.arrive(stream, (packets[1], None), tag="valid", received=0.0)
+        else:
+            s.admit(stream, packets[1], tag="valid", received=0.0)
+        for i in range(6):
+            s.arrive(stream, ((garbage, unknown)[i % 2], None), tag=f"bad{i}", received=0.0)
+        s.work()
+        assert [tag for _, tag, _ in _delivered(s)] == ["valid"], round_
+        assert stream.rejected.total == round_ + 1  # the newest; the fallback ran
+    # The 5 bad ones between the valid frame and the newest were dropped unchecked.
+    assert [tag for _, tag in dropped] == [f"bad{i}" for i in range(5)] * 2
+    assert stream.slot.dropped == 10
+
+
 def test_arrive_without_an_unpack_function_is_an_isolated_error(runners, packets):
     s, _, _ = _scheduler(runners, streams=1)
     s.arrive(s.streams[0], "raw", tag="t", received=0.0)
@@ -222,9 +250,9 @@ def test_a_batch_that_fails_is_run_one_by_one_and_costs_only_the_culprit(runners
         s.admit(stream, packets[i], tag=i, received=0.0)
     # A frame the network cannot run (its tensor lost a channel after admission): the batch
     # cannot be stacked, and the frame alone fails in the network.
-    bad = s.streams[1].slot.take(timeout=0.0)
+    bad = s.streams[1].slot.take(timeout=0.0).newest
     broken = dataclasses.replace(bad.decoded, codes=bad.decoded.codes[:-1])
-    s.streams[1].slot.put(dataclasses.replace(bad, decoded=broken))
+    s.streams[1].slot.put(Pending(dataclasses.replace(bad, decoded=broken)))
     s.work()
     assert sorted(tag for _, tag, _ in _delivered(s)) == [0, 2]
     assert sum(v for k, v in s.rejections.counts.items() if k.startswith("internal_")) == 1
