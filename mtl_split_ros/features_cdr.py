@@ -30,10 +30,11 @@ from mtl_split_core.runtime.packet import (
 )
 
 CDR_LE = b"\x00\x01"  # encapsulation kind: plain CDR, little endian
-_U32, _F32, _STAMP = struct.Struct("<I"), struct.Struct("<f"), struct.Struct("<iI")
-# CameraInfo's fixed part after distortion_model and d: k[9], r[9], p[12] (float64), then
-# binning_x, binning_y, roi x_offset, y_offset, height, width (uint32), roi do_rectify (bool).
-_CAMERA_DOUBLES, _CAMERA_TAIL = 30 * 8, 6 * 4 + 1
+_U32, _STAMP = struct.Struct("<I"), struct.Struct("<iI")
+_TAIL = struct.Struct("<fBxxxf")  # edge_ms, probe, (padding), send_fps
+# CameraInfo's fixed part after d: k[9], r[9], p[12] (float64; aligned to 8), then binning_x,
+# binning_y, roi x_offset, y_offset, height, width (uint32), roi do_rectify (bool).
+_CAMERA_FIXED = 30 * 8 + 6 * 4 + 1
 
 
 class Envelope(NamedTuple):
@@ -49,92 +50,69 @@ class Envelope(NamedTuple):
     send_fps: float    # checked against the input bounds
 
 
-class _Reader:
-    def __init__(self, raw: bytes) -> None:
-        self.raw, self.pos = raw, 4
-
-    def _need(self, size: int, what: str) -> int:
-        at = self.pos
-        if size < 0 or at + size > len(self.raw):
-            raise PacketRejected("cdr", f"serialized features end inside {what} (byte {at} "
-                                 f"+ {size} of {len(self.raw)})")
-        self.pos = at + size
-        return at
-
-    def align(self, size: int) -> None:
-        self.pos += -(self.pos - 4) % size
-
-    def u32(self, what: str) -> int:
-        self.align(4)
-        return int(_U32.unpack_from(self.raw, self._need(4, what))[0])
-
-    def f32(self, what: str) -> float:
-        self.align(4)
-        return float(_F32.unpack_from(self.raw, self._need(4, what))[0])
-
-    def u8(self, what: str) -> int:
-        return self.raw[self._need(1, what)]
-
-    def skip(self, size: int, what: str, align: int = 1) -> None:
-        self.align(align)
-        self._need(size, what)
-
-    def sequence(self, item: int, what: str) -> int:
-        """Skip a sequence of ``item``-byte primitives; its length."""
-        count = self.u32(what)
-        self.skip(count * item, what, item)
-        return count
-
-    def string(self, what: str, keep: str = "") -> str:
-        """A string; kept (``keep``: the reason its bounds are checked under, as
-        ``check_text``) or skipped ('')."""
-        size = self.u32(what)
-        at = self._need(size, what)
-        if not keep:
-            return ""
-        if size < 1 or self.raw[at + size - 1] != 0:
-            raise PacketRejected("cdr", f"{what} is not a terminated string")
-        if size - 1 > MAX_TEXT_BYTES:  # before decoding it
-            raise PacketRejected(keep, f"{what} has {size - 1} bytes; expected at most "
-                                 f"{MAX_TEXT_BYTES}")
-        try:
-            text = self.raw[at:at + size - 1].decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise PacketRejected("cdr", f"{what} is not UTF-8") from err
-        check_text(keep, what, text)
-        return text
-
-
 def read_envelope(raw: bytes) -> Envelope:
     """The envelope of the serialized SplitFeatures ``raw``; PacketRejected("cdr") for bytes
-    that are not one (PacketRejected("stamp" / "send_fps") for those fields out of bounds)."""
-    if len(raw) < 4 or raw[:2] != CDR_LE:
+    that are not one (``frame_id`` / ``codec`` / ``stamp`` / ``send_fps`` for those fields out
+    of their bounds)."""
+    size = len(raw)
+    if size < 12 or raw[:2] != CDR_LE:
         raise PacketRejected("cdr", f"serialized features do not start with little-endian CDR "
                              f"({bytes(raw[:4])!r})")
-    r = _Reader(raw)
-    sec, nanosec = _STAMP.unpack_from(raw, r._need(8, "header.stamp"))
+    sec, nanosec = _STAMP.unpack_from(raw, 4)
     check_stamp(sec, nanosec)
-    frame_id = r.string("header.frame_id", keep="frame_id")
-    r.skip(8, "camera_info.header.stamp", 4)
-    r.string("camera_info.header.frame_id")
-    r.skip(8, "camera_info.height, width", 4)
-    r.string("camera_info.distortion_model")
-    r.sequence(8, "camera_info.d")
-    r.skip(_CAMERA_DOUBLES, "camera_info.k, r, p", 8)
-    r.skip(_CAMERA_TAIL, "camera_info.binning, roi", 4)
-    r.string("model_id")
-    r.string("model_fingerprint")
-    split_index = r.u8("split_index")
-    r.skip(8 + 16, "source size, transform", 4)
-    codec = r.string("codec", keep="codec")
-    r.sequence(4, "shape")
-    r.sequence(4, "scale")
-    r.sequence(4, "offset")
-    nbytes = r.sequence(1, "data")
-    r.f32("edge_ms")
-    probe = r.u8("probe")
+
+    def length(at: int, item: int, what: str) -> tuple[int, int]:
+        """(count, offset after the items) of the sequence or string whose count is at
+        ``at`` (aligned to 4), each item ``item`` bytes (aligned to it, after the count)."""
+        at += -at % 4  # offsets count from after the 4-byte encapsulation: 4-aligned alike
+        if at + 4 > size:
+            raise PacketRejected("cdr", f"serialized features end inside {what}")
+        count = _U32.unpack_from(raw, at)[0]
+        begin = at + 4
+        if item == 8:
+            begin += -(begin - 4) % 8
+        end = begin + count * item
+        if end > size:
+            raise PacketRejected("cdr", f"serialized features end inside {what} ({count} "
+                                 f"items at byte {begin} of {size})")
+        return count, end
+
+    def text(at: int, what: str, reason: str) -> tuple[str, int]:
+        count, end = length(at, 1, what)
+        if count < 1 or raw[end - 1] != 0:
+            raise PacketRejected("cdr", f"{what} is not a terminated string")
+        if count - 1 > MAX_TEXT_BYTES:  # before decoding it
+            raise PacketRejected(reason, f"{what} has {count - 1} bytes; expected at most "
+                                 f"{MAX_TEXT_BYTES}")
+        try:
+            value = raw[end - count:end - 1].decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise PacketRejected("cdr", f"{what} is not UTF-8") from err
+        check_text(reason, what, value)
+        return value, end
+
+    frame_id, at = text(12, "header.frame_id", "frame_id")
+    at += -at % 4 + 8                                         # camera_info.header.stamp
+    at = length(at, 1, "camera_info.header.frame_id")[1] + 8  # then height, width
+    at = length(at, 1, "camera_info.distortion_model")[1]
+    at = length(at, 8, "camera_info.d")[1]
+    at += -(at - 4) % 8 + _CAMERA_FIXED
+    at = length(at, 1, "model_id")[1]
+    at = length(at, 1, "model_fingerprint")[1]
+    if at + 1 > size:
+        raise PacketRejected("cdr", "serialized features end inside split_index")
+    split_index = raw[at]
+    at += 1
+    at += -at % 4 + 8 + 16                                    # source size, transform
+    codec, at = text(at, "codec", "codec")
+    for what in ("shape", "scale", "offset"):
+        at = length(at, 4, what)[1]
+    nbytes, at = length(at, 1, "data")
+    at += -at % 4
+    if at + _TAIL.size > size:
+        raise PacketRejected("cdr", "serialized features end inside edge_ms, probe, send_fps")
+    _, probe, send_fps = _TAIL.unpack_from(raw, at)
     if probe > 1:
         raise PacketRejected("cdr", f"probe = {probe}; expected a bool (0 or 1)")
-    send_fps = check_send_fps(r.f32("send_fps"))
     return Envelope(int(sec), int(nanosec), frame_id, split_index, codec, nbytes, bool(probe),
-                    send_fps)
+                    check_send_fps(send_fps))

@@ -74,6 +74,7 @@ from mtl_split_ros import features_auth, outputs, pool_msg
 from mtl_split_ros.diagnostics import diagnostic_array, diagnostic_status, status_name
 from mtl_split_ros.features_cdr import Envelope, read_envelope
 from mtl_split_ros.features_msg import msg_to_packet, packet_of_serialized
+from mtl_split_ros.feedback_cdr import link_feedback_cdr
 from mtl_split_ros.isolation import describe_stamp
 from mtl_split_ros.msg_factory import RclpyMessages
 from mtl_split_ros.node_main import run_node
@@ -237,9 +238,9 @@ class Robot(Stream):
         self._publish_feedback(tag, LinkFeedback.NEED_KEYFRAME, 0.0)
 
     def _publish_feedback(self, tag: Envelope, status: int, server_ms: float) -> None:
-        self.feedback.publish(LinkFeedback(
-            header=header_of(tag), status=status, nbytes=tag.nbytes, server_ms=server_ms,
-            split_index=tag.split_index, codec=tag.codec))
+        self.feedback.publish(link_feedback_cdr(tag.sec, tag.nanosec, tag.frame_id, status,
+                                                server_ms, tag.nbytes, tag.split_index,
+                                                tag.codec))
 
 
 class ServerNode(Node):

@@ -7,8 +7,9 @@ the next), ``bench/fleet/run.py`` runs one server and ``--robots`` replaying rob
 rate with the tree's packages first on PYTHONPATH (one shared colcon install: the messages).
 Reported per run: frames/s the robots sent (offered) and got back (delivered, detections
 messages), delivered / offered, min fps per robot, e2e p50 / p99, server CPU %, frames
-dropped unrun. Writes ``results.json`` and ``results.md`` to ``--out`` (each run's own
-results and logs below it).
+dropped unrun, and the server's main thread (its executor: what receiving costs) in CPU % and
+CPU microseconds per offered frame. Writes ``results.json`` and ``results.md`` to ``--out``
+(each run's own results below it; logs and the tiny model in ``--out``/logs/).
 
     python bench/fleet/overload.py --tree before=/tmp/before --tree after= --robots 8 \\
         --rates 15,30,60,120 --seconds 20 --out bench/results/overload_cpu
@@ -36,7 +37,7 @@ def model_path(args: argparse.Namespace) -> str:
         return args.model
     sys.path.insert(0, str(ROOT / "test"))
     from support.ros_nodes import tiny_model
-    path = args.out / "tiny_model"
+    path = args.out / "logs" / "tiny_model"
     return str(path) if (path / "model.json").exists() else tiny_model(path)
 
 
@@ -57,12 +58,13 @@ def run_one(tree: str, path: str, rate: float, model: str, args: argparse.Namesp
             "--start-timeout", "60"]
     print(f"{tree} rate {rate:g} ...", flush=True)
     subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL,
-                   stderr=open(args.out / f"{tree}_rate{rate:g}.log", "w"))
+                   stderr=open(args.out / "logs" / f"{tree}_rate{rate:g}.log", "w"))
     r = json.loads((out / "results.json").read_text())["runs"][0]
     return {"tree": tree, "rate": rate, "offered": r["offered_fps_total"],
             "delivered": r["delivered_fps_total"], "fps_min": r["delivered_fps_min"],
             "e2e_p50": r["e2e_ms_p50"], "e2e_p99": r["e2e_ms_p99"],
             "server_cpu": r["cpu_pct"].get("server"), "drops": r["drops"],
+            "receive_cpu": r["cpu_pct"].get("main_thread:server"),
             "load": r["load_average_1min"]}
 
 
@@ -73,14 +75,19 @@ def markdown(results: dict) -> str:
              f"robots; trees: " + ", ".join(f"{k} = {v or 'this tree'}"
                                             for k, v in meta["trees"].items()), "",
              "| rate per robot | tree | offered fps | delivered fps | delivered / offered | "
-             "fps per robot (min) | e2e p50 / p99 ms | server CPU % | dropped unrun (total) | "
-             "host load |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "fps per robot (min) | e2e p50 / p99 ms | server CPU % | receiving thread CPU % | "
+             "receiving CPU us per offered frame | delivered per server CPU-second | "
+             "dropped unrun (total) | host load |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results["runs"]:
         share = r["delivered"] / r["offered"] if r["offered"] else 0.0
+        per_cpu = 100 * r["delivered"] / r["server_cpu"] if r["server_cpu"] else 0.0
+        receive_us = (1e4 * r["receive_cpu"] / r["offered"]
+                      if r["offered"] and r["receive_cpu"] is not None else 0.0)
         lines.append(f"| {r['rate']:g} | {r['tree']} | {r['offered']:.0f} | {r['delivered']:.0f} "
                      f"| {share:.2f} | {r['fps_min']:.1f} | {r['e2e_p50']:.0f} / "
-                     f"{r['e2e_p99']:.0f} | {r['server_cpu']} | {r['drops']:.0f} | "
-                     f"{r['load']} |")
+                     f"{r['e2e_p99']:.0f} | {r['server_cpu']} | {r['receive_cpu']} | "
+                     f"{receive_us:.0f} | {per_cpu:.0f} | {r['drops']:.0f} | {r['load']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -104,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--rates {args.rates!r}: expected comma-separated numbers")
     if not rates or min(rates) <= 0 or args.robots < 1 or any(not k for k in trees):
         ap.error("--rates and --robots must be positive, every --tree NAME=PATH named")
-    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "logs").mkdir(parents=True, exist_ok=True)
     model = model_path(args)
     results: dict = {"meta": {
         "command": " ".join(["python bench/fleet/overload.py", *(argv or sys.argv[1:])]),

@@ -73,19 +73,30 @@ def record_streams(path: Path, frames: Path, model: str, device: str, count: int
 def measure_window(procs: dict, gpu: GpuSampler, warmup: float, seconds: float,
                    profile: Callable[[float], list[subprocess.Popen]] | None = None
                    ) -> tuple[int, int, dict[str, float], dict | None]:
-    """After ``warmup`` s, a window of ``seconds`` s: (start ns, end ns, CPU % per process,
-    GPU utilisation per GPU or None). ``profile(seconds)`` starts profilers for the window."""
-    from mtl_split_tools.node_processes import cpu_seconds
+    """After ``warmup`` s, a window of ``seconds`` s: (start ns, end ns, CPU % per process
+    (and ``main_thread:<server>``: a server's main thread, its executor: receiving), GPU
+    utilisation per GPU or None). ``profile(seconds)`` starts profilers for the window."""
     time.sleep(warmup)
     gpu.start()
     profilers = profile(seconds) if profile else []
-    t0, c0 = time.time_ns(), {k: cpu_seconds(p.pid) for k, p in procs.items()}
+    t0, c0 = time.time_ns(), _cpu_seconds(procs)
     time.sleep(seconds)
-    t1, c1 = time.time_ns(), {k: cpu_seconds(p.pid) for k, p in procs.items()}
+    t1, c1 = time.time_ns(), _cpu_seconds(procs)
     for profiler in profilers:
         profiler.wait(timeout=60)
     span = (t1 - t0) / 1e9
-    return t0, t1, {k: round(100 * (c1[k] - c0[k]) / span, 1) for k in procs}, gpu.stop()
+    return t0, t1, {k: round(100 * (c1[k] - c0[k]) / span, 1) for k in c0}, gpu.stop()
+
+
+def _cpu_seconds(procs: dict) -> dict[str, float]:
+    """CPU seconds so far of each process and of each server's main thread (/proc)."""
+    def cpu(path: str) -> float:
+        fields = Path(path).read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    out = {k: cpu(f"/proc/{p.pid}/stat") for k, p in procs.items()}
+    out.update({f"main_thread:{k}": cpu(f"/proc/{p.pid}/task/{p.pid}/stat")
+                for k, p in procs.items() if k.startswith("server")})
+    return out
 
 
 def py_spy_profilers(py_spy: str, servers: dict[str, subprocess.Popen], run_dir: Path
