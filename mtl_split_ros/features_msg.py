@@ -98,14 +98,20 @@ def msg_to_packet(msg: Any) -> FeaturePacket:
     return packet
 
 
-def packet_of_serialized(raw: bytes) -> tuple[FeaturePacket, ArrayLike]:
-    """The packet and camera K of the serialized SplitFeatures ``raw`` (``msg_to_packet``'s
-    checks); PacketRejected("cdr") for bytes rclpy cannot deserialize."""
+def deserialize_features(raw: bytes) -> Any:
+    """The SplitFeatures message of the serialized ``raw``; PacketRejected("cdr") for bytes
+    rclpy cannot deserialize."""
     try:
-        msg = deserialize_message(raw, SplitFeatures)
+        return deserialize_message(raw, SplitFeatures)
     except Exception as err:  # noqa: BLE001 - rclpy raises several types for bad bytes
         raise PacketRejected("cdr", f"serialized features do not deserialize "
                              f"({type(err).__name__})") from err
+
+
+def packet_of_serialized(raw: bytes) -> tuple[FeaturePacket, ArrayLike]:
+    """The packet and camera K of the serialized SplitFeatures ``raw`` (``msg_to_packet``'s
+    checks; PacketRejected)."""
+    msg = deserialize_features(raw)
     return msg_to_packet(msg), msg.camera_info.k
 
 

@@ -44,7 +44,6 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.serialization import deserialize_message
 from std_msgs.msg import Header
 
 from mtl_split.msg import LinkFeedback, ServerAnnouncement, SplitFeatures
@@ -73,7 +72,11 @@ from mtl_split_core.temporal_codec import NEEDS_KEYFRAME, is_temporal
 from mtl_split_ros import features_auth, outputs, pool_msg
 from mtl_split_ros.diagnostics import diagnostic_array, diagnostic_status, status_name
 from mtl_split_ros.features_cdr import Envelope, read_envelope
-from mtl_split_ros.features_msg import msg_to_packet, packet_of_serialized
+from mtl_split_ros.features_msg import (
+    deserialize_features,
+    msg_to_packet,
+    packet_of_serialized,
+)
 from mtl_split_ros.feedback_cdr import link_feedback_cdr
 from mtl_split_ros.isolation import describe_stamp
 from mtl_split_ros.msg_factory import RclpyMessages
@@ -450,8 +453,8 @@ class ServerNode(Node):
             self.scheduler.reject(robot, err.reason, f"{robot.name} ({len(raw)} bytes): {err}")
             return
         now_checked = self.verifier is not None or is_temporal(tag.codec)
-        msg = self._verified(robot, raw, tag) if now_checked else None
-        if now_checked and msg is None:
+        checked = self._checked(robot, raw, tag) if now_checked else None
+        if now_checked and checked is None:
             return
         if self.admission is not None:  # the edge reads why in the announcement
             verdict = self.admission.admit(robot.robot, time.monotonic(), tag.send_fps)
@@ -459,34 +462,23 @@ class ServerNode(Node):
                 self.scheduler.reject(robot, "pool_refused",
                                       f"{robot.name} ({describe(tag)}): {verdict.reason}")
                 return
-        if msg is None:
+        if checked is None:
             self.scheduler.arrive(robot, raw, tag, received)
-            return
-        try:
-            packet = msg_to_packet(msg)
-        except PacketRejected as err:
-            self.scheduler.reject(robot, err.reason, f"{robot.name} ({describe(tag)}): {err}")
-            return
-        self.scheduler.admit(robot, packet, tag, received, msg.camera_info.k)
+        else:
+            self.scheduler.admit(robot, checked[0], tag, received, checked[1])
 
-    def _verified(self, robot: Robot, raw: bytes, tag: Envelope) -> Any:
-        """The deserialized message, its signature verified (when keys are set), or None
-        (rejected and counted)."""
+    def _checked(self, robot: Robot, raw: bytes, tag: Envelope) -> Any:
+        """(packet, camera K) of ``raw``, its signature verified first when keys are set, or
+        None (rejected and counted)."""
         try:
-            msg = deserialize_message(raw, SplitFeatures)
-        except Exception as err:  # noqa: BLE001 - rclpy raises several types for bad bytes
-            self.scheduler.reject(robot, "cdr", f"{robot.name} ({describe(tag)}): does not "
-                                  f"deserialize ({type(err).__name__})")
-            return None
-        if self.verifier is not None:
-            try:
+            msg = deserialize_features(raw)
+            if self.verifier is not None:
                 features_auth.verify(msg, self.verifier, robot.name,
                                      self.get_clock().now().nanoseconds)
-            except AuthRejected as err:
-                self.scheduler.reject(robot, err.reason,
-                                      f"{robot.name} ({describe(tag)}): {err}")
-                return None
-        return msg
+            return msg_to_packet(msg), msg.camera_info.k
+        except (AuthRejected, PacketRejected) as err:
+            self.scheduler.reject(robot, err.reason, f"{robot.name} ({describe(tag)}): {err}")
+            return None
 
     def _deliver(self, robot: Stream, done: Finished) -> None:
         """Publisher thread: one frame's outputs, then its feedback (which covers them)."""
