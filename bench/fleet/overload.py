@@ -64,7 +64,7 @@ def run_one(tree: str, path: str, rate: float, model: str, args: argparse.Namesp
             "delivered": r["delivered_fps_total"], "fps_min": r["delivered_fps_min"],
             "e2e_p50": r["e2e_ms_p50"], "e2e_p99": r["e2e_ms_p99"],
             "server_cpu": r["cpu_pct"].get("server"), "drops": r["drops"],
-            "receive_cpu": r["cpu_pct"].get("main_thread:server"),
+            "receive_cpu": r["main_thread_cpu_pct"].get("server"),
             "load": r["load_average_1min"]}
 
 

@@ -71,11 +71,12 @@ def record_streams(path: Path, frames: Path, model: str, device: str, count: int
 
 
 def measure_window(procs: dict, gpu: GpuSampler, warmup: float, seconds: float,
-                   profile: Callable[[float], list[subprocess.Popen]] | None = None
+                   profile: Callable[[float], list[subprocess.Popen]] | None = None,
+                   main_threads: dict[str, float] | None = None
                    ) -> tuple[int, int, dict[str, float], dict | None]:
-    """After ``warmup`` s, a window of ``seconds`` s: (start ns, end ns, CPU % per process
-    (and ``main_thread:<server>``: a server's main thread, its executor: receiving), GPU
-    utilisation per GPU or None). ``profile(seconds)`` starts profilers for the window."""
+    """After ``warmup`` s, a window of ``seconds`` s: (start ns, end ns, CPU % per process, GPU
+    utilisation per GPU or None). ``profile(seconds)`` starts profilers for the window;
+    ``main_threads`` gets the CPU % of each server's main thread (its executor: receiving)."""
     time.sleep(warmup)
     gpu.start()
     profilers = profile(seconds) if profile else []
@@ -85,7 +86,11 @@ def measure_window(procs: dict, gpu: GpuSampler, warmup: float, seconds: float,
     for profiler in profilers:
         profiler.wait(timeout=60)
     span = (t1 - t0) / 1e9
-    return t0, t1, {k: round(100 * (c1[k] - c0[k]) / span, 1) for k in c0}, gpu.stop()
+    pct = {k: round(100 * (c1[k] - c0[k]) / span, 1) for k in c0}
+    if main_threads is not None:
+        main_threads.update({k.split(":", 1)[1]: v for k, v in pct.items()
+                             if k.startswith("main_thread:")})
+    return t0, t1, {k: v for k, v in pct.items() if k in procs}, gpu.stop()
 
 
 def _cpu_seconds(procs: dict) -> dict[str, float]:
@@ -196,8 +201,9 @@ def measure(n: int, streams: Path, args, run_dir: Path, env: dict) -> dict:
                   flush=True)
         servers = {k: p for k, p in procs.items() if k.startswith("server")}
         profile = py_spy_profilers(args.py_spy, servers, run_dir) if args.py_spy else None
+        main_threads: dict[str, float] = {}
         t0, t1, cpu_pct, gpu_util = measure_window(procs, gpu, args.warmup, args.seconds,
-                                                   profile)
+                                                   profile, main_threads)
     finally:
         stop_all(list(procs.values()), timeout=20.0)  # the replay processes write their JSON
     seconds = (t1 - t0) / 1e9
@@ -229,6 +235,7 @@ def measure(n: int, streams: Path, args, run_dir: Path, env: dict) -> dict:
         "publish_drops": sum(_num(v.get("publish_drops")) or 0 for v in per_source),
         "lost_in_dds": sum(_num(v.get("lost_in_dds")) or 0 for v in per_source),
         "cpu_pct": cpu_pct,
+        "main_thread_cpu_pct": main_threads,  # each server's executor: receiving
         "gpu_util_pct": gpu_util,
         "load_average_1min": round(os.getloadavg()[0], 2),  # the whole host, during the run
         "holds_10fps": started and min(fps.get(r, 0.0) for r in robots) >= HOLD_FPS,

@@ -30,6 +30,10 @@ def test_two_robots_into_one_server_or_one_each(tmp_path, devices, servers):
     assert run["server_ms_p50"] is not None and run["batch_size_mean"] >= 1
     assert set(run["cpu_pct"]) == servers | {"robots_0", "robots_1"}
     assert all(run["cpu_pct"][s] > 0 for s in servers)
+    # Each server's main thread (receiving) is a share of its process.
+    assert set(run["main_thread_cpu_pct"]) == servers
+    assert all(0 < run["main_thread_cpu_pct"][s] <= run["cpu_pct"][s] for s in servers)
+    assert 0 < run["offered_fps_total"] <= 2 * 5 * 1.5  # what the robots sent in the window
     md = (out / "results.md").read_text()
     assert results["meta"]["model"] in md and "| 2 |" in md
     assert (out / "results.png").stat().st_size > 0
@@ -57,3 +61,20 @@ def test_one_robot_end_to_end(tmp_path):
     assert result["delivered_fps"] > 0 and 0 < result["e2e_ms_p50"] <= result["e2e_ms_p99"]
     assert set(result["cpu_pct"]) == {"server", "edge", "probe", "camera"}
     assert result["edge_diagnostics"] and result["server_diagnostics"]
+
+
+def test_overload_runs_each_tree_at_each_rate(tmp_path):
+    """bench/fleet/overload.py, short: two trees (both this one), one rate; a row each with the
+    offered and delivered rates and the receiving thread's cost."""
+    out = tmp_path / "overload"
+    r = subprocess.run([sys.executable, str(BENCH / "overload.py"), "--tree", "a=",
+                        "--tree", "b=", "--robots", "1", "--rates", "5", "--seconds", "3",
+                        "--warmup", "1", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert [(run["tree"], run["rate"]) for run in results["runs"]] == [("a", 5.0), ("b", 5.0)]
+    for run in results["runs"]:
+        assert run["offered"] > 0 and run["delivered"] > 0 and run["receive_cpu"] > 0, run
+    assert len(results["meta"]["fingerprint"]) == 16
+    assert "| 5 | a |" in (out / "results.md").read_text()
