@@ -23,7 +23,9 @@ server's first announcement until it serves robots again and the split 8 s later
 (``--throughput-robots`` at ``--rate``; and of 1 under ``--single-robots``), the servers'
 admission wide open (capacity 1e5, drop tolerance 0.99): per phase what the robots made of the
 offered rate, sent, ran locally and got served, per server, and the CPU cores used, so a
-result capped by the offered load says so (``capped_by_offered``).
+result capped by the offered load says so (``capped_by_offered``). ``--late-server S`` starts
+the 2-server phase's second server only once the first serves every robot and measures S s
+after it is announced: whether robots that joined the one server seen spread over both.
 
     python bench/pool/failover.py --robots 16 --rate 5 --capacity-fps 120 --out DIR  # CPU
     python bench/pool/failover.py --device cuda --precision fp16 --model default --rate 30 \
@@ -448,14 +450,22 @@ def throughput_phase(args: argparse.Namespace, message: Path, out: Path, servers
     pool = Pool(args, out, OPEN_CAPACITY_FPS, OPEN_DROP_TOLERANCE, MAX_ROBOTS)
     ids = [f"{tag}_{i}" for i in range(servers)]
     names = [f"t{i + 1}" for i in range(count)]
+    # --late-server: the robots start with one server and join it; the others start then.
+    first = ids[:1] if args.late_server and servers > 1 else ids
     robots = None
     try:
-        for s in ids:
+        for s in first:
             pool.start(s, s)
-        pool.spin_for(args.start_timeout, lambda: pool.announced(ids))
+        pool.spin_for(args.start_timeout, lambda: pool.announced(first))
         robots = RobotProcesses(names, args.per_process, args.rate, args.fingerprint,
-                                message, out, tag, servers)
+                                message, out, tag, len(first))
         pool.spin_for(SERVE_WAIT_S, lambda: robots.all_served(len(names)))
+        if first != ids:
+            late_at = time.monotonic()
+            for s in ids[len(first):]:
+                pool.start(s, s)
+            pool.spin_for(args.start_timeout, lambda: pool.announced(ids, late_at))
+            pool.spin_for(args.late_server)  # what the robots do with it in that time
         pool.spin_for(5.0)
         robot_procs = [p for p, _ in robots.procs]
         t0 = time.monotonic()
@@ -468,6 +478,7 @@ def throughput_phase(args: argparse.Namespace, message: Path, out: Path, servers
         records = robots.records() if robots is not None else {}
         pool.close()
     return {"servers": servers, "robots": count, "offered_fps": count * args.rate,
+            "late_server_s": args.late_server if first != ids else None,
             **window(records, t0, t1), "split": {s or "local": len(v) for s, v in by.items()},
             # per server (by each robot's server at the end: nobody moves with these capacities)
             "served_fps_by_server": {s or "local": window(
@@ -522,6 +533,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--single-robots", type=int, default=0,
                     help="also 1 server under this many robots (0 = not)")
     ap.add_argument("--seconds", type=float, default=10.0, help="throughput window")
+    ap.add_argument("--late-server", type=float, default=0.0,
+                    help="throughput with 2 servers: start the second once every robot is "
+                    "served by the first, then wait this many seconds more (0 = both first)")
     ap.add_argument("--start-timeout", type=float, default=90.0,
                     help="seconds to wait for servers to start and serve every robot")
     ap.add_argument("--out", type=Path)
@@ -550,7 +564,8 @@ def main() -> int:
         (not 1 <= args.per_process <= 256, "--per-process 1..256"),
         (not (0 <= args.drop_tolerance <= 0.99), "--drop-tolerance 0..0.99"),
         (args.no_failover and not args.throughput, "--no-failover needs --throughput"),
-        (not (math.isfinite(args.seconds) and args.seconds > 0), "--seconds > 0")) if bad]
+        (not (math.isfinite(args.seconds) and args.seconds > 0), "--seconds > 0"),
+        (not 0 <= args.late_server <= 60, "--late-server 0..60")) if bad]
     if problems:
         print(f"error: {'; '.join(problems)}", file=sys.stderr)
         return 2
