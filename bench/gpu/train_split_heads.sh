@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue #27 item 4 on the lent GPU, one call (~6 min of training and scoring on an H100):
 # models/default fine-tuned to serve s8 and s32 with a neck and heads of their own per split
-# (`mtl-split train --per-split-heads`), so s16 (backbone, s16 bottleneck, neck, heads, batch-norm statistics)
-# stays the default's bit for bit; only the new splits' bottlenecks, necks and heads train.
+# (`mtl-split train --per-split-heads`), so s16 (backbone, s16 bottleneck, neck, heads,
+# batch-norm statistics) stays the default's bit for bit; only the new splits' bottlenecks,
+# necks and heads train.
 # Two recipes side by side (without and with the default as teacher at its own split), each
 # scored on the held-out test frames at s16, s8, s32 and image upload with every codec into its
 # card. Time: side by side a frozen-backbone run takes ~6-7 s per epoch of the 2,400 frames
