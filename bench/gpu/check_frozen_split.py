@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import torch
 
-from mtl_split_core.model import load_model
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
+from mtl_split_core.model import load_model  # noqa: E402
 
 
 def main(base_path: str, tuned_path: str) -> dict:
