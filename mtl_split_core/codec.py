@@ -145,6 +145,12 @@ def model_codecs(tables: EntropyTables | None) -> tuple[str, ...]:
     return CODECS + (tables.codec_ids if tables is not None else ())
 
 
+def split_codecs(tables: EntropyTables | None, split: str) -> tuple[str, ...]:
+    """Every codec a model with ``tables`` can encode at ``split``: entropy tables code their
+    own split only."""
+    return model_codecs(tables if tables is not None and tables.split == split else None)
+
+
 def codec_bits(codec: str) -> int | None:
     """Bits per code of a quantizing codec (8 or 4), None for float16. CodecError for an
     entropy-coded codec: its bits per value depend on the data."""

@@ -190,7 +190,8 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
           max_steps: int | None = None, time_budget_s: float | None = None,
           init_model: str | Path | None = None, freeze_edge: bool = False,
           workers: int = 0, precision: str = "bf16", checkpoint_every: int = 0,
-          distill: float = 0.0, world: World | None = None) -> dict:
+          distill: float = 0.0, per_split_heads: bool = False,
+          world: World | None = None) -> dict:
     """Train and return the final validation metrics (unsplit float and with the codec).
 
     ``split``: the split point to train at, or several: each step then runs at one of them
@@ -210,10 +211,17 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
     ``distill`` > 0 (needs ``init_model``): adds that weight times the distance of every output
     to the base model's, run unchanged at its own default split on the same augmented frames
     (``losses.scaled_output_distance``), so a fine-tune that adds splits keeps what the base does.
+
+    ``per_split_heads`` (needs ``init_model``): every split of ``split`` but the base's default
+    split gets a neck and heads of its own (starting as copies of the shared ones) and only
+    those splits are trained, with every weight the default split uses frozen
+    (``finetune.freeze_split_path``): the default split's outputs stay bit for bit the base's.
     """
     world = world or World()
     if freeze_edge and init_model is None:
         raise ValueError("freezing the edge part needs a model to fine-tune (init_model)")
+    if per_split_heads and init_model is None:
+        raise ValueError("per-split heads are added to a trained model (init_model)")
     if distill and init_model is None:
         raise ValueError("distillation needs a model to learn from (init_model)")
     if not 0.0 <= distill <= 1e3:
@@ -242,6 +250,15 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
     splits = (split or config.default_split,) if split is None or isinstance(split, str) \
         else tuple(split)
     split = splits[0]
+    # The splits the steps are drawn from: with per-split heads, all but the frozen default.
+    step_splits = splits
+    if per_split_heads:
+        step_splits = tuple(s for s in splits if s != config.default_split)
+        if not step_splits:
+            raise ValueError(f"per-split heads: train at least one split other than the "
+                             f"default split {config.default_split}")
+        config = dataclasses.replace(config, per_split_heads=config.per_split_heads + tuple(
+            s for s in step_splits if s not in config.per_split_heads))
     # Its own generator: single-split training draws exactly what it drew before.
     split_gen = torch.Generator().manual_seed(seed + 1)
     if len(splits) > 1 and base is None:
@@ -258,13 +275,20 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
         if freeze_edge:
             finetune.freeze_edge(model)
             frozen = model.edge_modules()
+        if per_split_heads:
+            finetune.freeze_split_path(model, config.default_split)
+            frozen += model.split_path_modules(config.default_split)
         if len(splits) > 1:
             # The layers after a split see a different bottleneck's output at each step, so
             # running statistics averaged over the splits fit none of them (the model trains
             # well and evaluates at chance). Keep the base's statistics everywhere but in the
-            # new bottlenecks: those learn to feed the shared layers what they expect.
+            # new bottlenecks (those learn to feed the shared layers what they expect) and
+            # the new per-split necks and heads (each sees its own split only).
             new = tuple(f"bottlenecks.{s}." for s, c in config.bottlenecks.items()
                         if c and not base.config.bottlenecks.get(s))
+            new += tuple(f"{part}.{s}." for s in config.per_split_heads
+                         if s not in base.config.per_split_heads
+                         for part in ("split_necks", "split_heads"))
             fixed_statistics = [m for name, m in model.named_modules()
                                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
                                 and not name.startswith(new)]
@@ -347,7 +371,7 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
             if state.step >= total_steps:
                 break
             batch = _to_device(cpu_batch, dev)
-            loss, parts = _step(runner, batch, config, tasks, gen, dev, splits, split_gen,
+            loss, parts = _step(runner, batch, config, tasks, gen, dev, step_splits, split_gen,
                                 (batch_size, world.rank * local))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -393,8 +417,11 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
         fp16 = init_card.get("weights_dtype", "float16") == "float16"
         extra["fine_tuned_from"] = {"name": init_card.get("name"),
                                     "fingerprint": init_card["fingerprint"],
-                                    "fresh_heads": fresh_heads, "edge_frozen": bool(frozen)}
-        if frozen:
+                                    "fresh_heads": fresh_heads,
+                                    "edge_frozen": freeze_edge,
+                                    **({"frozen_split": config.default_split}
+                                       if per_split_heads else {})}
+        if freeze_edge:
             # Robots keep running the edge they were deployed with: the base's, or the one
             # the base itself accepted when it was a frozen-edge fine-tune too.
             extra["accepts_edge_fingerprint"] = (init_card.get("accepts_edge_fingerprint")

@@ -175,10 +175,10 @@ def output_distance(out: Mapping[str, torch.Tensor], teacher: Mapping[str, torch
     return torch.stack(terms).mean()
 
 
-def head_outputs(model: MultiTaskSplitNet, run: Callable[..., Any], *args: Any
+def head_outputs(model: MultiTaskSplitNet, split: str, run: Callable[..., Any], *args: Any
                  ) -> tuple[dict[str, list[str]], Any]:
     """(task -> the names of the outputs its head returns, seen while ``run(*args)`` runs
-    ``model``'s heads; what ``run`` returned)."""
+    ``model``'s heads at ``split``; what ``run`` returned)."""
     seen: dict[str, list[str]] = {}
 
     def hook(task: str) -> Callable[..., None]:
@@ -186,7 +186,8 @@ def head_outputs(model: MultiTaskSplitNet, run: Callable[..., Any], *args: Any
             seen[task] = list(result)
         return record
 
-    handles = [head.register_forward_hook(hook(task)) for task, head in model.heads.items()]
+    handles = [head.register_forward_hook(hook(task))
+               for task, head in model.neck_and_heads(split)[1].items()]
     try:
         result = run(*args)
     finally:
@@ -315,7 +316,7 @@ def train_entropy(model_path: str | Path, train_data: dict, out_dir: str | Path,
     for i in range(TEACHER_LOSS_BATCHES):
         f, targets_t, extra = draw()
         if i == 0:
-            outputs_of, (_, teacher_out) = head_outputs(teacher, teacher_pass, f,
+            outputs_of, (_, teacher_out) = head_outputs(teacher, split, teacher_pass, f,
                                                         extra["focal"])
         else:
             _, teacher_out = teacher_pass(f, extra["focal"])

@@ -9,7 +9,8 @@ So a new output topic is a change to its task, and a new kind of output one conv
 
 ``assemble(result, header, style, wanted, factory)`` returns ``{topic_suffix: message}`` for
 the wanted outputs of one frame (``result``: a ``ServerResult``, which carries the source size
-and camera). The server node publishes each message; ``mtl-split process`` writes the same
+and camera); ``each_output`` gives them one by one as they are built. The server node publishes
+each message as soon as it is built; ``mtl-split process`` writes the same
 messages to a bag. Messages come from a ``msg_factory`` (rclpy types or rosbags types), so this
 module imports no message package. A converter that raises costs its own output of that frame
 only (``on_error``). ``latched_messages`` gives the outputs published once per topic (transient
@@ -25,7 +26,7 @@ and ``/cam/image_raw/compressed`` both give ``/cam/mtl_split/...`` (``features_t
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -205,14 +206,24 @@ def assemble(result: Any, header: Any, style: OutputStyle, wanted: Collection[st
              on_error: Callable[[str, Exception], None] | None = None,
              serialized: bool = False) -> dict[str, Any]:
     """``{suffix: message}`` for the ``wanted`` per-frame outputs of ``style`` that ``result``
-    (a ``ServerResult``) can fill, in declaration order. Boxes in messages are in source
-    pixels; each detection's depth is the median predicted depth in its box.
+    (a ``ServerResult``) can fill, in declaration order (``each_output``, gathered)."""
+    return dict(each_output(result, header, style, wanted, factory, on_error, serialized))
+
+
+def each_output(result: Any, header: Any, style: OutputStyle, wanted: Collection[str],
+                factory: MessageFactory,
+                on_error: Callable[[str, Exception], None] | None = None,
+                serialized: bool = False) -> Iterator[tuple[str, Any]]:
+    """``(suffix, message)`` for the ``wanted`` per-frame outputs of ``style`` that ``result``
+    can fill, one at a time in declaration order: a publisher sends each as soon as it is
+    built, so the small outputs declared first (detections) do not wait for the large images.
+    Boxes in messages are in source pixels; each detection's depth is the median predicted
+    depth in its box.
 
     ``on_error(suffix, exception)``: a converter raised; that output is left out of this frame
     (None: the exception propagates). ``serialized``: kinds that can give their message as
     CDR bytes (``Kind.serialized``; rclpy publishers send bytes as they are) do."""
     frame = FrameOutputs(result, header, style, factory)
-    out: dict[str, Any] = {}
     for spec in style.outputs:
         kind = KINDS[spec.kind]
         if spec.suffix not in wanted or kind.latched:
@@ -226,8 +237,7 @@ def assemble(result: Any, header: Any, style: OutputStyle, wanted: Collection[st
             on_error(spec.suffix, err)
             continue
         if message is not None:
-            out[spec.suffix] = message
-    return out
+            yield spec.suffix, message
 
 
 def latched_messages(style: OutputStyle, header: Any, factory: MessageFactory

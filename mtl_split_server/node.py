@@ -502,12 +502,12 @@ class ServerNode(Node):
 
     def _publish(self, robot: Robot, done: Finished) -> None:
         header = header_of(done.frame.tag)
-        out = outputs.assemble(done.result, header, self.style, robot.wanted(), MESSAGES,
-                               on_error=lambda suffix, err: self.rejections.internal(
-                                   err, f"output {suffix}, {describe(done.frame.tag)}"),
-                               serialized=True)
-        for suffix, message in out.items():
-            robot.pubs[suffix].publish(message)
+        for suffix, message in outputs.each_output(
+                done.result, header, self.style, robot.wanted(), MESSAGES,
+                on_error=lambda suffix, err: self.rejections.internal(
+                    err, f"output {suffix}, {describe(done.frame.tag)}"),
+                serialized=True):
+            robot.pubs[suffix].publish(message)  # now: the next output is not waited for
 
     def _publish_diagnostics(self) -> None:
         statuses = [diagnostic_status(status_name(self, r.name), self.get_fully_qualified_name(),

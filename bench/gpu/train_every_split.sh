@@ -3,22 +3,30 @@
 # and s32 too (docs/RESULTS.md "One model for every split": new bottlenecks, a random split per
 # step, the default's batch-norm statistics kept outside them) with the default itself as the
 # teacher (`--distill W`: its outputs at s16 on the same frames), so s16 keeps its accuracy.
+# HEADS=own (bench/gpu/train_split_heads.sh) gives the new splits a neck and heads of their own
+# (`train --per-split-heads`): every weight s16 uses stays the default's bit for bit.
 # Recipes (RUNS) train side by side on the one GPU (each run is bound by Python's kernel
 # launches, not by the GPU); each model is then scored on the held-out test frames at every split
-# it serves and codec, and image upload, into its card (`eval --into-card`). Choose between
-# them on the training set's own val frames (val_TAG.json), not on the test frames.
-# Expects, carried: .carry/train27/whl (cp312 wheels: constriction, h5py, tqdm, zstandard),
-# .carry/train27/shards_train (gen-data --seed 31, train + val) and .carry/train27/shards_test
-# (the test split of gen-data --seed 23, bench/rate_accuracy's frames).
-# Usage there: RUNS="TAG:SPLITS:BOTTLENECKS:DISTILL:LR ..." EPOCHS=24 bash bench/gpu/train_every_split.sh
-# (A smoke run elsewhere: DEVICE=cpu MAX_STEPS=2 WHEELS= OUT=/tmp/o bash ... skips the wheels.)
+# it serves and codec, and image upload, into its card (`eval --into-card`), the runs' scoring
+# side by side too. Choose between them on the training set's own val frames (val_TAG.json), not
+# on the test frames. check_TAG.txt: how many of the default's tensors each run changed and
+# whether its s16 outputs are still the default's (bench/gpu/check_frozen_split.py).
+# Expects, carried: $CARRY (default .carry/train27) with whl (cp312 wheels: constriction, h5py,
+# tqdm, zstandard), shards_train (gen-data --seed 31, train + val) and shards_test (the test
+# split of gen-data --seed 23, bench/rate_accuracy's frames).
+# Usage there: RUNS="TAG:SPLITS:BOTTLENECKS:DISTILL:LR[:HEADS] ..." EPOCHS=24 BUDGET=420
+#   bash bench/gpu/train_every_split.sh     (HEADS: shared, the default, or own)
+# (A smoke run elsewhere: DEVICE=cpu MAX_STEPS=2 WHEELS= CARRY=tiny OUT=/tmp/o bash ... skips the
+# wheels.)
 # Back in $OUT: TAG/{weights.pt,card.json} per run and logs.tar (train logs and train_log_TAG.csv,
-# val_TAG.json: the val scores to choose by, eval JSON).
+# val_TAG.json: the val scores to choose by, check_TAG.txt, eval JSON).
 set -uo pipefail
 runs=${RUNS:-d1:s16,s8,s32:16,8,32:1:1e-3 d4:s16,s8,s32:16,8,32:4:1e-3}
 epochs=${EPOCHS:-24}
-carry=.carry/train27
+budget=${BUDGET:-420}
+carry=${CARRY:-.carry/train27}
 device=${DEVICE:-cuda}
+workers=${WORKERS:-7}
 wheels=${WHEELS-$carry/whl}
 logs=$(mktemp -d)
 trap 'tar -C "$logs" -cf "$OUT/logs.tar" .' EXIT
@@ -29,17 +37,33 @@ fi
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | tee "$logs/gpu.txt"
 cli="python3 -m mtl_split_core.cli"
-for run in $runs; do  # tag:splits:bottlenecks:distill:lr
-  IFS=: read -r tag splits bns w lr <<< "$run"
-  $cli train --data $carry/shards_train --init models/default --distill "$w" \
+for run in $runs; do  # tag:splits:bottlenecks:distill:lr[:heads]
+  IFS=: read -r tag splits bns w lr heads <<< "$run"
+  case ${heads:-shared} in
+    shared) own= ;;
+    own) own=--per-split-heads ;;
+    *) echo "RUNS $run: heads '$heads' is not shared or own" >&2; exit 2 ;;
+  esac
+  $cli train --data $carry/shards_train --init models/default --distill "$w" $own \
     --split "$splits" --bottleneck "$bns" --epochs "$epochs" --batch-size 32 --lr "$lr" \
-    --workers 7 --device "$device" --time-budget 420 ${MAX_STEPS:+--max-steps $MAX_STEPS} \
-    --name mtl_split_default --out "runs/$tag" \
+    --workers "$workers" --device "$device" --time-budget "$budget" \
+    ${MAX_STEPS:+--max-steps $MAX_STEPS} --name mtl_split_default --out "runs/$tag" \
     2>&1 | grep --line-buffered -v "it/s\]" > "$logs/train_$tag.log" &
 done
 wait
 # Each run's model, then scored on the held-out frames at every split it serves (the card's
 # bottlenecks) and image upload, into its card; weights first, so a cut call still brings them.
+score() {  # tag splits
+  local tag=$1 splits=$2 s
+  python3 bench/gpu/check_frozen_split.py models/default "runs/$tag/model" \
+    > "$logs/check_$tag.txt" 2>&1
+  for s in ${splits//,/ } input; do
+    $cli eval --model "runs/$tag/model" --data $carry/shards_test --split-set test --split $s \
+      --codec all --device "$device" --into-card --out "$logs/eval_${tag}_$s.json" 2>&1 \
+      | grep -v "frame/s\]" >> "$logs/eval_$tag.log"
+  done
+  cp "runs/$tag/model/card.json" "$OUT/$tag/"
+}
 for run in $runs; do
   IFS=: read -r tag splits _ <<< "$run"
   [ -d "runs/$tag/model" ] || continue
@@ -48,10 +72,7 @@ for run in $runs; do
   mkdir -p "$OUT/$tag" && cp "runs/$tag/model/weights.pt" "$OUT/$tag/"
   cp "runs/$tag/train_log.csv" "$logs/train_log_$tag.csv"
   grep '^VAL ' "$logs/train_$tag.log" > "$logs/val_$tag.json"
-  for s in ${splits//,/ } input; do
-    $cli eval --model "runs/$tag/model" --data $carry/shards_test --split-set test --split $s \
-      --codec all --device "$device" --into-card --out "$logs/eval_${tag}_$s.json" 2>&1 \
-      | grep -v "frame/s\]" | tee -a "$logs/eval_$tag.log"
-  done
-  cp "runs/$tag/model/card.json" "$OUT/$tag/"
+  score "$tag" "$splits" &
 done
+wait
+cat "$logs"/check_*.txt "$logs"/eval_*.log 2>/dev/null

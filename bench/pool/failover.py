@@ -23,7 +23,9 @@ server's first announcement until it serves robots again and the split 8 s later
 (``--throughput-robots`` at ``--rate``; and of 1 under ``--single-robots``), the servers'
 admission wide open (capacity 1e5, drop tolerance 0.99): per phase what the robots made of the
 offered rate, sent, ran locally and got served, per server, and the CPU cores used, so a
-result capped by the offered load says so (``capped_by_offered``).
+result capped by the offered load says so (``capped_by_offered``). ``--late-server S`` starts
+the 2-server phase's second server only once the first serves every robot and measures S s
+after it is announced: whether robots that joined the one server seen spread over both.
 
     python bench/pool/failover.py --robots 16 --rate 5 --capacity-fps 120 --out DIR  # CPU
     python bench/pool/failover.py --device cuda --precision fp16 --model default --rate 30 \
@@ -38,6 +40,7 @@ import json
 import math
 import os
 import platform
+import re
 import signal
 import struct
 import subprocess
@@ -59,6 +62,7 @@ MAX_ROBOTS = 256            # ... nor refuses robots by count (pool_announcement
 STATUS_PERIOD_S = 0.5       # robot processes report who serves whom this often
 WAIT_SERVERS_S = 10.0       # robots wait at most this long to see every server
 MIN_TICK_S = 0.002          # robot processes look for frames due at most this often
+MAX_EVENTS = 256            # pool events a robot keeps (a flapping one cannot fill memory)
 # A message's header.stamp in its CDR bytes: after the 4-byte encapsulation header (little
 # endian, what rmw writes here), sec int32 and nanosec uint32.
 CDR_STAMP, CDR_STAMP_AT = struct.Struct("<iI"), 4
@@ -104,6 +108,8 @@ def worker(args: argparse.Namespace) -> int:
             self.sent_t: list[float] = []   # when each frame went to a server
             self.local_t: list[float] = []  # when a frame had no server to go to
             self.arrivals: list[tuple[int, float]] = []  # (stamp ns, arrival monotonic)
+            # The pool's changes of server: (monotonic, kind, reason), the last MAX_EVENTS.
+            self.events: deque[tuple[float, str, str]] = deque(maxlen=MAX_EVENTS)
             node.create_subscription(
                 LinkFeedback, f"/{name}/mtl_split/link_feedback",
                 lambda raw: self.view.answered(cdr_stamp_ns(raw), time.monotonic()),
@@ -116,6 +122,7 @@ def worker(args: argparse.Namespace) -> int:
         def frame(self) -> None:
             now = time.monotonic()
             choice = self.view.choose(now)
+            self.events.extend((e.t, e.kind, e.reason) for e in choice.events)
             for topic in {t for t in (choice.input_topic, choice.standby_topic) if t} \
                     - self.pubs.keys():
                 self.pubs[topic] = self.node.create_publisher(SplitFeatures, topic,
@@ -177,7 +184,8 @@ def worker(args: argparse.Namespace) -> int:
     while not stop.is_set():
         executor.spin_once(timeout_sec=0.05)
     Path(args.record).write_text(json.dumps({r.name: {
-        "arrivals": r.arrivals, "local_t": r.local_t, "sent_t": r.sent_t} for r in robots}))
+        "arrivals": r.arrivals, "local_t": r.local_t, "sent_t": r.sent_t,
+        "events": list(r.events)} for r in robots}))
     node.destroy_node()
     rclpy.try_shutdown()
     return 0
@@ -331,6 +339,22 @@ def window(records: dict, t0: float, t1: float) -> dict[str, float]:
             "served_fps": sum(fps([t for _, t in r["arrivals"]]) for r in records.values())}
 
 
+def pool_events(records: dict, t0: float, t1: float) -> dict[str, object]:
+    """The robots' changes of server in [t0, t1): counted by kind and by reason (numbers
+    left out: 'no answer for N s'), and how long before t1 the last one was (None: none).
+    Says why a split is what it is (penalties after unanswered frames, refusals,
+    rebalancing)."""
+    events = [e for r in records.values() for e in r.get("events", []) if t0 <= e[0] < t1]
+    by_kind: dict[str, int] = {}
+    by_reason: dict[str, int] = {}
+    for _, kind, reason in events:
+        key = re.sub(r"\d+(\.\d+)?", "N", reason.split(":")[0])[:60]
+        by_kind[kind] = by_kind.get(kind, 0) + 1
+        by_reason[key] = by_reason.get(key, 0) + 1
+    return {"by_kind": by_kind, "by_reason": by_reason,
+            "last_before_end_s": min((t1 - e[0] for e in events), default=None)}
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a live process (Linux /proc), seconds; 0 when it is gone."""
     try:
@@ -448,14 +472,22 @@ def throughput_phase(args: argparse.Namespace, message: Path, out: Path, servers
     pool = Pool(args, out, OPEN_CAPACITY_FPS, OPEN_DROP_TOLERANCE, MAX_ROBOTS)
     ids = [f"{tag}_{i}" for i in range(servers)]
     names = [f"t{i + 1}" for i in range(count)]
+    # --late-server: the robots start with one server and join it; the others start then.
+    first = ids[:1] if args.late_server and servers > 1 else ids
     robots = None
     try:
-        for s in ids:
+        for s in first:
             pool.start(s, s)
-        pool.spin_for(args.start_timeout, lambda: pool.announced(ids))
+        pool.spin_for(args.start_timeout, lambda: pool.announced(first))
         robots = RobotProcesses(names, args.per_process, args.rate, args.fingerprint,
-                                message, out, tag, servers)
+                                message, out, tag, len(first))
         pool.spin_for(SERVE_WAIT_S, lambda: robots.all_served(len(names)))
+        if first != ids:
+            late_at = time.monotonic()
+            for s in ids[len(first):]:
+                pool.start(s, s)
+            pool.spin_for(args.start_timeout, lambda: pool.announced(ids, late_at))
+            pool.spin_for(args.late_server)  # what the robots do with it in that time
         pool.spin_for(5.0)
         robot_procs = [p for p, _ in robots.procs]
         t0 = time.monotonic()
@@ -468,11 +500,14 @@ def throughput_phase(args: argparse.Namespace, message: Path, out: Path, servers
         records = robots.records() if robots is not None else {}
         pool.close()
     return {"servers": servers, "robots": count, "offered_fps": count * args.rate,
+            "late_server_s": args.late_server if first != ids else None,
             **window(records, t0, t1), "split": {s or "local": len(v) for s, v in by.items()},
-            # per server (by each robot's server at the end: nobody moves with these capacities)
+            # per server, by each robot's server at the end (moves in the window: below)
             "served_fps_by_server": {s or "local": window(
                 {r: records[r] for r in v if r in records}, t0, t1)["served_fps"]
                 for s, v in by.items()},
+            "pool_events_before": pool_events(records, -math.inf, t0),
+            "pool_events_in_window": pool_events(records, t0, t1),
             "server_cpu_cores": (cpu1[0] - cpu0[0]) / (t1 - t0),
             "robot_cpu_cores": (cpu1[1] - cpu0[1]) / (t1 - t0)}
 
@@ -522,6 +557,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--single-robots", type=int, default=0,
                     help="also 1 server under this many robots (0 = not)")
     ap.add_argument("--seconds", type=float, default=10.0, help="throughput window")
+    ap.add_argument("--late-server", type=float, default=0.0,
+                    help="throughput with 2 servers: start the second once every robot is "
+                    "served by the first, then wait this many seconds more (0 = both first)")
     ap.add_argument("--start-timeout", type=float, default=90.0,
                     help="seconds to wait for servers to start and serve every robot")
     ap.add_argument("--out", type=Path)
@@ -550,7 +588,8 @@ def main() -> int:
         (not 1 <= args.per_process <= 256, "--per-process 1..256"),
         (not (0 <= args.drop_tolerance <= 0.99), "--drop-tolerance 0..0.99"),
         (args.no_failover and not args.throughput, "--no-failover needs --throughput"),
-        (not (math.isfinite(args.seconds) and args.seconds > 0), "--seconds > 0")) if bad]
+        (not (math.isfinite(args.seconds) and args.seconds > 0), "--seconds > 0"),
+        (not 0 <= args.late_server <= 60, "--late-server 0..60")) if bad]
     if problems:
         print(f"error: {'; '.join(problems)}", file=sys.stderr)
         return 2

@@ -2,9 +2,10 @@
 
 A method yields one result row: what crossed the link (bytes per frame) and the headline
 metrics of ``evaluate`` on what the server received. Our methods are every split point the
-model's card serves times every codec the runtime knows (``codec.CODECS``: codecs added there
-show up here without a change); image upload codes the model-input image; video codes the
-30 fps sequences as one low-latency stream. The network itself is always the same.
+model's card serves times every codec it can encode there (``codec.split_codecs``: codecs
+added there, and the card's entropy-coded points, show up here without a change); image
+upload codes the model-input image; video codes the 30 fps sequences as one low-latency
+stream. The network itself is always the same.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from mtl_split_core.codec import CODECS, CodecError
+from mtl_split_core.codec import CodecError, split_codecs
+from mtl_split_core.entropy_tables import tables_of
 from mtl_split_core.evaluate import evaluate, headline
 
 # Task -> the headline metric its curves and BD-rates use (all three: higher is better).
@@ -63,9 +65,11 @@ class Scorer:
 
 
 def our_methods(scorer: Scorer, splits: list[str] | None = None) -> Iterator[Method]:
-    """Every (split, codec) operating point the model and the runtime offer."""
+    """Every (split, codec) operating point the model and the runtime offer (with the card's
+    entropy-coded points at the split its tables code)."""
+    tables = tables_of(scorer.model.config.entropy)
     for split in splits or scorer.model.split_names:
-        for codec in CODECS:
+        for codec in split_codecs(tables, split):
             yield Method("ours", codec, split,
                          lambda split=split, codec=codec: scorer.metrics(split=split,
                                                                          codec=codec))

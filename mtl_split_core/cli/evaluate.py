@@ -10,7 +10,7 @@ from pathlib import Path
 from mtl_split_core.cli.arguments import output_file
 from mtl_split_core.cli.datasets import DATA_HELP, data_spec
 from mtl_split_core.cli.train import load_data
-from mtl_split_core.codec import CODECS, ENTROPY_CODECS, model_codecs
+from mtl_split_core.codec import CODECS, ENTROPY_CODECS, split_codecs
 from mtl_split_core.data.sources.base import SPLITS
 from mtl_split_core.entropy_tables import tables_of
 from mtl_split_core.errors import InputError
@@ -110,10 +110,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"split {args.split!r}: this model splits at {list(model.split_names)} "
                          f"(or {INPUT_SPLIT}: image upload)")
     cfg = model.config
-    tables = tables_of(cfg.entropy)
-    if tables is not None and (args.split or cfg.default_split) != tables.split:
-        tables = None  # entropy tables code their own split only
-    codecs = codecs_to_score(args.split, args.codec, model_codecs(tables))
+    codecs = codecs_to_score(args.split, args.codec, split_codecs(
+        tables_of(cfg.entropy), args.split or cfg.default_split))
     # The model's class lists: every source's classes are mapped onto them by name.
     data = load_data(args.data, split_set, cfg.input_size, args.class_map,
                      (cfg.detection_classes, cfg.segmentation_classes)).data

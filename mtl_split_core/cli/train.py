@@ -64,6 +64,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--distill", type=non_negative_float, default=0.0, metavar="WEIGHT",
                    help="with --init: also learn the --init model's outputs at its own split "
                         "(weight of that term; 1 is a start), so adding splits keeps its accuracy")
+    p.add_argument("--per-split-heads", action="store_true",
+                   help="with --init: each --split but the model's default gets a neck and "
+                   "heads of its own (copies of the shared ones) and only those splits train; "
+                   "every weight the default split uses stays bit for bit")
     p.add_argument("--freeze-edge", action="store_true",
                    help="with --init: the edge part keeps its weights bit for bit, so robots "
                    "running the old model's edge are served by the new model")
@@ -219,6 +223,9 @@ def _run(args: argparse.Namespace, device: str, world: World) -> int:
         raise InputError("--freeze-edge: needs --init MODEL (the model whose edge is deployed)")
     if args.distill and base is None:
         raise InputError("--distill: needs --init MODEL (the model whose outputs are learnt)")
+    if args.per_split_heads and base is None:
+        raise InputError("--per-split-heads: needs --init MODEL (the model whose default split "
+                         "stays as it is)")
     if base is not None:
         _check_contract_options(args)
     opt = {key: CONTRACT_DEFAULTS[key] if getattr(args, key) is None else getattr(args, key)
@@ -298,7 +305,8 @@ def _run(args: argparse.Namespace, device: str, world: World) -> int:
                        time_budget_s=args.time_budget, init_model=init_path,
                        freeze_edge=args.freeze_edge, workers=args.workers,
                        precision=args.precision, checkpoint_every=args.checkpoint_every,
-                       distill=args.distill, world=world)
+                       distill=args.distill, per_split_heads=args.per_split_heads,
+                       world=world)
     except ModelLoadError as err:
         raise InputError(f"--init {args.init}: {err}") from None
     except ValueError as err:

@@ -35,6 +35,10 @@ class ModelConfig:
     codec: str = "q8-zstd/1"
     train_quant_bits: int | None = 8  # fake quantization at the split while training
     neck_channels: int = 64
+    # Splits served by a neck and heads of their own (the others share ``neck``/``heads``):
+    # a model fine-tuned to serve more splits leaves its default split's path untouched
+    # (``train(per_split_heads=True)``). Empty in older cards.
+    per_split_heads: tuple[str, ...] = ()
     min_depth: float = 0.1
     max_depth: float = 60.0
     # Focal length (model-input pixels) the depth head is calibrated to. Set: the head predicts
@@ -54,6 +58,7 @@ class ModelConfig:
         self.detection_classes = tuple(self.detection_classes)
         self.segmentation_classes = tuple(self.segmentation_classes)
         self.tasks = tuple(self.tasks)
+        self.per_split_heads = tuple(self.per_split_heads)
         self.bottlenecks = {name: self.bottlenecks.get(name) for name in SPLIT_NAMES}
         self.validate()
 
@@ -80,6 +85,11 @@ class ModelConfig:
                 f"that split's bottleneck has {self.bottlenecks.get(tables.split)}")
         if self.codec not in model_codecs(tables):
             bad("codec", f"{self.codec!r} not in {model_codecs(tables)}")
+        if set(self.per_split_heads) - set(SPLIT_NAMES) or \
+                len(set(self.per_split_heads)) != len(self.per_split_heads) or \
+                self.default_split in self.per_split_heads:
+            bad("per_split_heads", f"{list(self.per_split_heads)} must be distinct split points "
+                f"of {SPLIT_NAMES} other than the default split {self.default_split}")
         for name, k in self.bottlenecks.items():
             if k is not None and (not isinstance(k, int) or k < 1):
                 bad("bottlenecks", f"{name}: {k!r} must be a positive int or None")
@@ -104,7 +114,7 @@ class ModelConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         for key in ("input_size", "mean", "std", "detection_classes", "segmentation_classes",
-                    "tasks"):
+                    "tasks", "per_split_heads"):
             d[key] = list(d[key])
         return d
 

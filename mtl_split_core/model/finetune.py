@@ -7,13 +7,18 @@ weights, except the heads whose class lists changed (compared by name, through e
 (``MultiTaskSplitNet.edge_modules``) keeps robots already running the old model's edge
 compatible: its bits stay the same, so only the server needs the new model.
 
-The one extension of the contract allowed: bottlenecks at split points where the base has
+The extensions of the contract allowed: bottlenecks at split points where the base has
 none (e.g. turning a single-split model into one that serves every split); they start fresh.
+And a neck and heads of their own for splits that shared the base's (``per_split_heads``);
+they start as copies of the shared ones. ``freeze_split_path`` then keeps the base's default
+split bit for bit while the other splits learn.
 """
 
 from __future__ import annotations
 
 import dataclasses
+
+from torch import nn
 
 from mtl_split_core.model.config import ModelConfig
 from mtl_split_core.model.network import MultiTaskSplitNet
@@ -25,15 +30,17 @@ TUNABLE_FIELDS = ("name", "detection_classes", "segmentation_classes", "tasks")
 
 def fine_tune_config(base: ModelConfig, wanted: ModelConfig) -> ModelConfig:
     """``base`` with the name, class lists and tasks of ``wanted``, plus ``wanted``'s
-    bottlenecks at splits where ``base`` has none. ValueError when ``wanted`` changes one of
-    ``base``'s bottlenecks."""
+    bottlenecks at splits where ``base`` has none and its ``per_split_heads``. ValueError
+    when ``wanted`` changes one of ``base``'s bottlenecks."""
     changed = {s: (c, wanted.bottlenecks.get(s)) for s, c in base.bottlenecks.items()
                if c and wanted.bottlenecks.get(s) not in (None, c)}
     if changed:
         raise ValueError(f"bottlenecks {changed} (base, wanted): a fine-tuned model keeps the "
                          "base's bottlenecks; it may only add them at other splits")
     bottlenecks = {s: c or wanted.bottlenecks.get(s) for s, c in base.bottlenecks.items()}
-    return dataclasses.replace(base, bottlenecks=bottlenecks,
+    own = base.per_split_heads + tuple(s for s in wanted.per_split_heads
+                                       if s not in base.per_split_heads)
+    return dataclasses.replace(base, bottlenecks=bottlenecks, per_split_heads=own,
                                **{f: getattr(wanted, f) for f in TUNABLE_FIELDS})
 
 
@@ -46,7 +53,8 @@ def changed_heads(base: ModelConfig, tuned: ModelConfig) -> list[str]:
 
 def transfer_weights(model: MultiTaskSplitNet, base: MultiTaskSplitNet) -> list[str]:
     """Copy ``base``'s weights into ``model`` (built from ``fine_tune_config``), all but the
-    heads ``changed_heads`` names, which keep their fresh initialisation; returns those."""
+    heads ``changed_heads`` names, which keep their fresh initialisation; returns those. A
+    split that gains a neck and heads of its own starts from the base's shared ones."""
     fresh = changed_heads(base.config, model.config)
     dropped = [s for s, c in base.config.bottlenecks.items()
                if c and model.config.bottlenecks.get(s) != c]
@@ -56,7 +64,14 @@ def transfer_weights(model: MultiTaskSplitNet, base: MultiTaskSplitNet) -> list[
     added = [s for s, c in model.config.bottlenecks.items()
              if c and not base.config.bottlenecks.get(s)]
     skip = tuple(f"heads.{name}." for name in fresh) + tuple(f"bottlenecks.{s}." for s in added)
+    skip += tuple(f"split_heads.{s}.{name}." for s in model.config.per_split_heads
+                  for name in fresh)
     source = base.state_dict()
+    for s in model.config.per_split_heads:
+        if s not in base.config.per_split_heads:
+            source.update({f"split_necks.{s}.{k}": v for k, v in base.neck.state_dict().items()})
+            source.update({f"split_heads.{s}.{k}": v
+                           for k, v in base.heads.state_dict().items()})
     own = model.state_dict()
     state = {k: v for k, v in source.items() if k in own and not k.startswith(skip)}
     missing = [k for k in own if k not in state and not k.startswith(skip)]
@@ -70,10 +85,22 @@ def freeze_edge(model: MultiTaskSplitNet) -> list[str]:
     """Stop gradients into the edge part; returns the frozen parameter names. Its batch-norm
     statistics stay fixed only while those modules are in eval mode (``train`` keeps them so
     after every ``model.train()``)."""
+    return _freeze(model, model.edge_modules())
+
+
+def freeze_split_path(model: MultiTaskSplitNet, split: str) -> list[str]:
+    """Stop gradients into every weight ``split`` uses (``split_path_modules``: the whole
+    backbone, its bottleneck, neck and heads); returns the frozen parameter names. With those
+    modules in eval mode (their batch-norm statistics), ``forward(x, split)`` stays bit for bit
+    what it was whatever the other splits learn."""
+    return _freeze(model, model.split_path_modules(split))
+
+
+def _freeze(model: MultiTaskSplitNet, modules: list[nn.Module]) -> list[str]:
     frozen = []
-    edge_ids = {id(p) for m in model.edge_modules() for p in m.parameters()}
+    ids = {id(p) for m in modules for p in m.parameters()}
     for name, p in model.named_parameters():
-        if id(p) in edge_ids:
+        if id(p) in ids:
             p.requires_grad_(False)
             frozen.append(name)
     return frozen

@@ -1,5 +1,9 @@
 """MultiTaskSplitNet: one backbone, split at a stage boundary, one head per task.
 
+The neck and heads are shared by every split, except at the splits a card lists in
+``per_split_heads``: those have a neck and heads of their own (``neck_and_heads``), so training
+them leaves the default split's outputs bit for bit as they were.
+
 ``edge(x, split)`` is what the robot runs, ``server(z, split)`` what the server runs, and
 ``forward(x, split)`` the whole network for that split configuration. Because the heads only
 see server-side tensors, the function computed depends on the split; for every split,
@@ -36,11 +40,34 @@ class MultiTaskSplitNet(nn.Module):
         self.bottlenecks = nn.ModuleDict({
             name: Bottleneck(c, k) for (name, k), c in
             zip(config.bottlenecks.items(), self.backbone.channels) if k is not None})
-        width = config.neck_channels
-        self.neck = Neck(self.backbone.channels, width)
-        # One head per task, built by the task registry (state_dict keys: heads.<task>.*).
-        self.heads = nn.ModuleDict({name: get_task(name).build_head(width, config)
-                                    for name in config.tasks})
+        self.neck, self.heads = self._new_neck_and_heads()
+        # The splits with their own (state_dict keys split_necks.<split>.*,
+        # split_heads.<split>.<task>.*); the shared ones keep their keys neck.*, heads.<task>.*.
+        own = {s: self._new_neck_and_heads() for s in config.per_split_heads}
+        self.split_necks = nn.ModuleDict({s: neck for s, (neck, _) in own.items()})
+        self.split_heads = nn.ModuleDict({s: heads for s, (_, heads) in own.items()})
+
+    def _new_neck_and_heads(self) -> tuple[Neck, nn.ModuleDict]:
+        """A neck and one head per task, built by the task registry."""
+        width = self.config.neck_channels
+        return (Neck(self.backbone.channels, width),
+                nn.ModuleDict({name: get_task(name).build_head(width, self.config)
+                               for name in self.config.tasks}))
+
+    def neck_and_heads(self, split: str | None = None) -> tuple[Neck, nn.ModuleDict]:
+        """The neck and heads (task -> head) that serve ``split``."""
+        split, _ = self._index(split)
+        if split in self.split_necks:
+            return cast(Neck, self.split_necks[split]), cast(nn.ModuleDict,
+                                                              self.split_heads[split])
+        return self.neck, self.heads
+
+    def split_path_modules(self, split: str | None = None) -> list[nn.Module]:
+        """Every module whose weights ``forward(x, split)`` uses: the whole backbone (edge
+        prefix and server suffix), the split's bottleneck, neck and heads."""
+        split, _ = self._index(split)
+        bottleneck = [self.bottlenecks[split]] if split in self.bottlenecks else []
+        return [self.backbone, *bottleneck, *self.neck_and_heads(split)]
 
     def _index(self, split: str | None) -> tuple[str, int]:
         split = split or self.config.default_split
@@ -101,10 +128,11 @@ class MultiTaskSplitNet(nn.Module):
             feats[j] = f
         if out_hw is None:  # the card's input size (not recoverable from z: sizes round up)
             out_hw = (self.config.input_size[1], self.config.input_size[0])
-        y = self.neck(feats, (math.ceil(out_hw[0] / Neck.OUT_STRIDE),
-                              math.ceil(out_hw[1] / Neck.OUT_STRIDE)))
+        neck, heads = self.neck_and_heads(split)
+        y = neck(feats, (math.ceil(out_hw[0] / Neck.OUT_STRIDE),
+                         math.ceil(out_hw[1] / Neck.OUT_STRIDE)))
         out: dict[str, torch.Tensor] = {}
-        for head in self.heads.values():
+        for head in heads.values():
             out.update(head(y, out_hw, focal))
         return out
 

@@ -23,12 +23,19 @@ Rules (docs/POOL.md):
   a frame sent to it is unanswered for ``answer_timeout_s`` (it is also penalised: no
   candidate for ``penalty_s``, doubling per repeat up to ``max_penalty_s``); it refuses this
   robot (it is over its capacity and chose this one to go); it no longer serves the model.
-- **Rebalancing** (hysteresis): a healthy current server is left only for one whose load with
-  this robot added is ``margin`` below the current one's, continuously for ``hold_s`` plus a
-  per-robot share of ``spread_s`` (robots of one server do not all move in the same instant),
-  and never sooner than ``hold_s`` after the last move. A server of unmeasured capacity
-  counts as empty while it serves nobody (a restarted server measures only once it serves),
-  as unknown (no move to it) once it serves someone until its capacity is announced.
+- **Rebalancing** (toward the fair share, coordinated through the announcements): every
+  robot of a server computes, from the same announcements, the pool's fair utilisation (the
+  candidates' load over their capacity; a capacity not measured yet counts as the median of
+  the measured ones, or all alike when none is) and how many robots' demand its server carries
+  above its share (``k``: whole robots, ``margin`` of one robot for measurement noise). The
+  ``k`` first of the server's robots in a fixed order (a hash of each name) leave, each for a
+  server with room below its share (picked in proportion to those deficits): exactly the
+  excess moves, not every robot that sees a less loaded server, so stale announcements cannot
+  herd robots from one server to the other and a balanced pool (loads within one robot's
+  demand) moves nobody. A robot listed by two servers counts on the one that listed it last
+  (a server lists a robot that left for ``idle_s``). A robot leaves after it was among the
+  ``k`` continuously for ``hold_s`` plus its own share of ``spread_s`` (hashed from its name:
+  the movers do not arrive in one burst), never sooner than ``hold_s`` after its last move.
 - **Local** only when no candidate has room.
 
 Memory is bounded: at most ``max_servers`` servers (a new id takes the place of a silent one,
@@ -40,9 +47,11 @@ from __future__ import annotations
 
 import hashlib
 import math
+import statistics
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 
 from mtl_split_core.runtime.adaptive import Event
 from mtl_split_core.runtime.pool_announcement import (
@@ -73,6 +82,10 @@ class _Server:
         self.ann = ann
         self.first_t = self.last_t = now
         self.count = 1
+        # When each robot it lists was first listed (a robot listed by two servers moved to
+        # the one that listed it last; bounded: the announcement's MAX_ROBOTS).
+        self.listed = dict.fromkeys(ann.robots, now)
+        self.per_robot_fps: float | None = None  # its load per robot (_per_robot)
         self.strikes = 0                     # unanswered episodes since it last answered
         self.penalty_until = -math.inf
         self.unanswered_since: float | None = None  # first send after its last answer
@@ -87,12 +100,12 @@ class PoolView:
     def __init__(self, robot: str, fingerprint: str, demand_fps: float = 30.0,
                  silence_s: float = 0.6, answer_timeout_s: float = 0.5,
                  confirm_count: int = 2, max_servers: int = 64, penalty_s: float = 5.0,
-                 max_penalty_s: float = 120.0, margin: float = 0.15, hold_s: float = 2.0,
+                 max_penalty_s: float = 120.0, margin: float = 0.25, hold_s: float = 2.0,
                  spread_s: float = 2.0, forget_s: float = 30.0, max_pending: int = 1024
                  ) -> None:
         if not (0 < silence_s <= 60 and 0 < answer_timeout_s <= 60 and 1 <= confirm_count
                 <= 100 and 1 <= max_servers <= 4096 and 0 <= penalty_s <= max_penalty_s
-                and 0 <= margin < 1 and 0 <= hold_s and 0 <= spread_s and silence_s
+                and 0 <= margin < 0.5 and 0 <= hold_s and 0 <= spread_s and silence_s
                 <= forget_s and max_pending >= 1 and math.isfinite(demand_fps)
                 and demand_fps >= 0):
             raise ValueError("PoolView: parameter out of range (see its signature)")
@@ -111,6 +124,8 @@ class PoolView:
         self.current: str | None = None
         self._since = -math.inf            # when the current choice was made
         self._better_since: float | None = None
+        self._plan_key: tuple | None = None     # what _plan was computed from
+        self._plan: tuple[str, str] | None = None  # (server, reason): leave for it
         self.last_event: Event | None = None
         self.counts: dict[str, int] = {}
         # This robot's own share of every rebalance hold, in [0, spread_s).
@@ -148,15 +163,32 @@ class PoolView:
                 return "old_sequence"
             if ann.input_topic != known.ann.input_topic and self._taken(ann, now):
                 return "input_taken"
+            known.listed = {r: known.listed.get(r, now) for r in ann.robots}
             known.ann, known.last_t = ann, now
             known.count = min(known.count + 1, 1 << 30)
+            self._per_robot(known)
             return "accepted"
         if self._taken(ann, now):
             return "input_taken"
         if len(self._servers) >= self.max_servers and not self._make_room(now):
             return "pool_full"
         self._servers[ann.server_id] = _Server(ann, now)
+        self._per_robot(self._servers[ann.server_id])
         return "accepted"
+
+    def _per_robot(self, server: _Server) -> None:
+        """Its load per robot it lists, held while another server lists one of them later
+        (a robot that left: its frames still count in the load for the server's rate
+        window, so the average would read low and undercount the robots that stay)."""
+        if not server.listed:
+            server.per_robot_fps = None
+            return
+        others = [o for o in self._servers.values()
+                  if o is not server and o.confirmed(self.confirm_count)]
+        left = any(o.listed.get(r, -math.inf) > t for r, t in server.listed.items()
+                   for o in others)
+        if not left or server.per_robot_fps is None:
+            server.per_robot_fps = server.ann.load_fps / len(server.listed)
 
     def _taken(self, ann: Announcement, now: float) -> bool:
         """Whether another live, confirmed server announces ``ann``'s input topic."""
@@ -276,15 +308,6 @@ class PoolView:
             return 0.5
         return max(1.0 - self._load_with_me(ann) / ann.capacity_fps, 1e-3)
 
-    def _use_with_me(self, ann: Announcement) -> float | None:
-        """Its utilisation with this robot on it. A server of unmeasured capacity counts as
-        empty while it serves nobody (it measures its capacity only once it serves: a
-        restarted server would otherwise never draw a robot from a healthy one), else it is
-        unknown (None): no rebalancing to it until measured."""
-        if ann.capacity_fps > 0:
-            return self._load_with_me(ann) / ann.capacity_fps
-        return 0.0 if not ann.robots and ann.load_fps <= 0 else None
-
     def _ranked(self, now: float, exclude: str | None) -> list[str]:
         """Candidates with room, best first: weighted rendezvous by free capacity."""
         scored = []
@@ -297,25 +320,14 @@ class PoolView:
         return [sid for _, sid in sorted(scored, reverse=True)]
 
     def _rebalance(self, now: float) -> list[Event]:
-        """Leave a healthy server only for a clearly less loaded one (module docstring)."""
-        current = self._servers[self.current or ""].ann
-        if current.capacity_fps <= 0:
-            self._better_since = None
-            return []
-        mine = current.load_fps + (0.0 if self.robot in current.robots else self.demand_fps)
-        here = mine / current.capacity_fps
-        best: tuple[float, str] | None = None
-        for sid, server in self._servers.items():
-            ann = server.ann
-            if sid == self.current or not self._candidate(server, now) \
-                    or not self._has_room(ann):
-                continue
-            there = self._use_with_me(ann)
-            if there is None:
-                continue
-            if there + self.margin < here and (best is None or there < best[0]):
-                best = (there, sid)
-        if best is None:
+        """Leave a healthy server when this robot is one of its excess (module docstring)."""
+        peers = {sid: s for sid, s in self._servers.items()
+                 if sid == self.current or self._candidate(s, now)}
+        key = (self.current, self.demand_fps, self.margin,
+               tuple((sid, s.ann.sequence) for sid, s in peers.items()))
+        if key != self._plan_key:  # the plan changes with announcements only
+            self._plan_key, self._plan = key, self._excess_move(peers)
+        if self._plan is None:
             self._better_since = None
             return []
         if self._better_since is None:
@@ -323,8 +335,54 @@ class PoolView:
         if (now - self._better_since < self.hold_s + self._jitter
                 or now - self._since < self.hold_s):
             return []
-        return self._go(now, best[1], f"load {here:.0%} here, {best[0]:.0%} there with this "
-                        f"robot")
+        return self._go(now, *self._plan)
+
+    def _excess_move(self, peers: dict[str, _Server]) -> tuple[str, str] | None:
+        """(server, reason) when this robot is one of the robots its server carries above
+        the pool's fair share, else None (module docstring: every robot of the server
+        computes the same count and order from the same announcements)."""
+        here = self.current or ""
+        members, loads = self._members(peers), {}
+        for sid, s in peers.items():
+            loads[sid] = (s.ann.load_fps if s.per_robot_fps is None
+                          else s.per_robot_fps * len(members[sid]))
+        if self.robot not in members[here]:  # not served there yet: its demand on top
+            members[here].append(self.robot)
+            loads[here] += self.demand_fps
+        # One robot: its server's average (every robot of it counts the same), else its own.
+        unit = peers[here].per_robot_fps or self.demand_fps or loads[here] / len(members[here])
+        if unit <= 0:
+            return None
+        weights = _weights(peers)
+        fair = sum(loads.values()) / sum(weights.values())   # load per unit of capacity
+        over = math.floor((loads[here] - fair * weights[here]) / unit + self.margin)
+        if over < 1:
+            return None
+        slots = {sid: math.floor((fair * weights[sid] - loads[sid]) / unit + self.margin)
+                 for sid, s in sorted(peers.items()) if sid != here and self._has_room(s.ann)}
+        slots = {sid: n for sid, n in slots.items() if n >= 1}
+        over = min(over, sum(slots.values()))
+        rank = sorted(members[here], key=_leave_rank).index(self.robot)
+        if rank >= over:
+            return None
+        # The movers of every over-loaded server fill the deficits in proportion.
+        x = (rank + 0.5) / over * sum(slots.values())
+        target = next(sid for sid, n in _cumulative(slots) if x < n)
+        return target, (f"{over} robot(s) over the fair share here: load "
+                        f"{loads[here]:.0f} frames/s here (share {fair * weights[here]:.0f}), "
+                        f"{loads[target]:.0f} at {target} (share "
+                        f"{fair * weights[target]:.0f})")
+
+    def _members(self, peers: dict[str, _Server]) -> dict[str, list[str]]:
+        """The robots each server serves: a robot listed by several counts on the one that
+        listed it last (the others list it until their ``idle_s``), this one on its own."""
+        last: dict[str, float] = {}
+        for s in peers.values():
+            for robot, t in s.listed.items():
+                last[robot] = max(last.get(robot, -math.inf), t)
+        return {sid: [r for r, t in s.listed.items() if t >= last[r]
+                      and (r != self.robot or sid == self.current)]
+                for sid, s in peers.items()}
 
     def _go(self, now: float, after: str | None, reason: str) -> list[Event]:
         before, self.current = self.current, after
@@ -379,6 +437,29 @@ class PoolView:
             values.update({f"pool_{k}": v for k, v in sorted(self.counts.items())
                            if k not in ("move",)})
             return values
+
+
+def _weights(peers: dict[str, _Server]) -> dict[str, float]:
+    """Capacity per server; one not measured yet counts as the median measured one (a
+    restarted server measures only once it serves), all alike when none is."""
+    known = [s.ann.capacity_fps for s in peers.values() if s.ann.capacity_fps > 0]
+    fill = statistics.median(known) if known else 1.0
+    return {sid: s.ann.capacity_fps if s.ann.capacity_fps > 0 else fill
+            for sid, s in peers.items()}
+
+
+def _cumulative(counts: dict[str, int]) -> list[tuple[str, int]]:
+    out, total = [], 0
+    for key, n in counts.items():
+        total += n
+        out.append((key, total))
+    return out
+
+
+@lru_cache(maxsize=4096)
+def _leave_rank(robot: str) -> float:
+    """A robot's fixed place in the order its server's excess robots leave."""
+    return _unit(f"{robot}|leave")
 
 
 def _unit(text: str) -> float:

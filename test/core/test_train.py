@@ -193,3 +193,46 @@ def test_distillation_keeps_the_base_split_closer_to_the_base_while_adding_split
     assert card["trained"]["distill"] == 50.0
     with pytest.raises(ValueError, match="init_model"):
         train(TINY, tiny_dataset(), None, tmp_path / "x", distill=1.0, **FAST)
+
+
+def test_per_split_heads_keep_the_default_split_bit_for_bit_while_the_others_learn(
+        base_dir, tmp_path):
+    """New splits with a neck and heads of their own: every weight (and batch-norm statistic)
+    the base's default split uses stays, so its outputs are the base's exactly; the new splits'
+    bottlenecks, necks and heads learn, and the runners serve them."""
+    every = dataclasses.replace(TINY, bottlenecks={"s8": 4, "s16": 8, "s32": 8})
+    train(every, tiny_dataset(), None, tmp_path, split=("s16", "s8", "s32"), max_steps=4,
+          init_model=base_dir, per_split_heads=True, **{**FAST, "epochs": 2})
+    base, base_card = load_model(base_dir)
+    tuned, card = load_model(tmp_path / "model")
+    assert card["per_split_heads"] == ["s8", "s32"] and card["default_split"] == "s16"
+    assert card["fine_tuned_from"]["frozen_split"] == "s16"
+    assert card["trained"]["splits"] == ["s16", "s8", "s32"]
+    tuned_state = tuned.state_dict()
+    assert all(torch.equal(tuned_state[k], v) for k, v in base.state_dict().items())
+    x = torch.rand(3, 3, 64, 96, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        before, after = base(x, "s16"), tuned(x, "s16")
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k])
+                                                 for k in before)
+    for split in ("s8", "s32"):  # learned from the copies of the shared neck and heads
+        for own, shared in ((tuned.split_necks[split], base.neck),
+                            (tuned.split_heads[split], base.heads)):
+            assert not _equal(dict(own.named_parameters()), dict(shared.named_parameters()))
+    # The runners: an s16 packet gets the base's outputs, an s8 one the new neck and heads'.
+    rgb = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    old = ServerRunner.from_path(str(base_dir), device="cpu")(
+        EdgeRunner.from_path(str(base_dir), split="s16", device="cpu")(rgb))
+    new = ServerRunner.from_path(str(tmp_path / "model"), device="cpu")
+    np.testing.assert_array_equal(old.depth, new(EdgeRunner.from_path(
+        str(tmp_path / "model"), split="s16", device="cpu")(rgb)).depth)
+    at_s8 = new(EdgeRunner.from_path(str(tmp_path / "model"), split="s8", device="cpu")(rgb))
+    assert at_s8.depth.shape == old.depth.shape and np.isfinite(at_s8.depth).all()
+
+
+def test_per_split_heads_need_a_base_and_a_split_besides_its_default(base_dir, tmp_path):
+    with pytest.raises(ValueError, match="init_model"):
+        train(TINY, tiny_dataset(), None, tmp_path / "a", per_split_heads=True, **FAST)
+    with pytest.raises(ValueError, match="other than the default split s16"):
+        train(TINY, tiny_dataset(), None, tmp_path / "b", split="s16", init_model=base_dir,
+              per_split_heads=True, **FAST)

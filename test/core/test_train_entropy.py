@@ -129,7 +129,7 @@ def test_output_distance_counts_every_task_alike():
 def test_head_outputs_names_each_tasks_outputs(tmp_path):
     model, _ = load_model(tiny_untrained(tmp_path / "tiny"))
     z = model.edge(torch.zeros(1, 3, 96, 128), "s16")
-    outputs_of, out = head_outputs(model, model.server, z, "s16")
+    outputs_of, out = head_outputs(model, "s16", model.server, z, "s16")
     assert outputs_of == {"detection": ["heatmap", "size", "offset"],
                           "segmentation": ["segmentation"], "depth": ["depth"]}
     assert set(out) == {"heatmap", "size", "offset", "segmentation", "depth"}

@@ -22,10 +22,12 @@ from mtl_split_ros.image_msg import ImageDecodeError, image_to_array, image_to_r
 from mtl_split_ros.msg_factory import BagMessages, RclpyMessages
 from mtl_split_ros.outputs import (
     DEFAULT_OUTPUT_TYPES,
+    KINDS,
     OutputStyle,
     assemble,
     detection_array,
     detection_arrays,
+    each_output,
     features_topic,
     image,
     latched,
@@ -205,6 +207,24 @@ def test_only_wanted_outputs_are_built(model_dir):
     both = assemble(result, hdr, style, {"depth", "annotated"}, factory)
     assert list(both) == ["depth", "annotated"]
     assert both["depth"].encoding == "32FC1" and both["annotated"].encoding == "rgb8"
+
+
+def test_each_output_is_ready_before_the_next_is_built(model_dir, monkeypatch):
+    """The server publishes each output as soon as it is built: the first declared one
+    (detections) is handed over before the converter of the next (segmentation) runs."""
+    _, result, card = _result(model_dir)
+    style = OutputStyle.from_card(card)
+    hdr = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=1, nanosec=0),
+                                   frame_id="cam")
+    built: list[str] = []
+    kind = KINDS["class_image"]
+    monkeypatch.setitem(KINDS, "class_image", dataclasses.replace(
+        kind, build=lambda frame, spec: built.append(spec.suffix) or kind.build(frame, spec)))
+    outputs = each_output(result, hdr, style, {"detections", "segmentation"},
+                          BagMessages(STORE))
+    assert next(outputs)[0] == "detections" and built == []
+    assert next(outputs)[0] == "segmentation" and built == ["segmentation"]
+    assert next(outputs, None) is None
 
 
 def test_serialized_outputs_are_the_messages(model_dir):

@@ -37,8 +37,8 @@ SERVERS = ("pool_a", "pool_b")
 RATE_HZ = 10.0
 # 4 robots at 10 Hz: one server takes all four after a kill (a robot younger than 2 s counts
 # with the rate its edge announces, send_fps: 4 x 10 <= 0.9 x 120; even at the default 30 fps
-# of one announcing none: 20 + 30 + 30 + 30), and a restarted server is clearly less loaded
-# (margin 15 points), so robots move back to it.
+# of one announcing none: 20 + 30 + 30 + 30), and the survivor then carries 2 robots over its
+# fair share, so 2 move to the restarted server.
 CAPACITY_FPS = 120.0
 # The test shares 2 CPU cores with other jobs: a server's worker is sometimes descheduled for
 # over a frame period, which the admission would read as saturation (frames dropped unrun)

@@ -61,6 +61,10 @@ def test_one_robot_end_to_end(tmp_path):
     assert result["delivered_fps"] > 0 and 0 < result["e2e_ms_p50"] <= result["e2e_ms_p99"]
     assert set(result["cpu_pct"]) == {"server", "edge", "probe", "camera"}
     assert result["edge_diagnostics"] and result["server_diagnostics"]
+    by_output = result["e2e_ms_by_output"]
+    assert set(by_output) == {"detections", "segmentation", "depth"}
+    assert by_output["detections"]["p50"] == result["e2e_ms_p50"]
+    assert all(0 < v["p50"] <= v["p99"] for v in by_output.values())
 
 
 def test_overload_runs_each_tree_at_each_rate(tmp_path):

@@ -49,3 +49,17 @@ def test_bad_arguments_are_one_line_and_exit_2():
                         "--out", "/nonexistent"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert "--robots 1..256" in r.stderr and "--rate (0, 1000]" in r.stderr
+
+
+def test_pool_events_are_counted_by_kind_and_reason_without_numbers():
+    records = {"r1": {"events": [[1.0, "join", "a server with room"],
+                                 [2.0, "move", "no answer for 0.52 s"],
+                                 [9.0, "move", "3 robot(s) over the fair share here: load 9"]]},
+               "r2": {"events": [[2.5, "move", "no answer for 0.61 s"]]},
+               "r3": {}}  # a record from before events were kept
+    got = failover.pool_events(records, 1.5, 10.0)
+    assert got == {"by_kind": {"move": 3},
+                   "by_reason": {"no answer for N s": 2,
+                                 "N robot(s) over the fair share here": 1},
+                   "last_before_end_s": 1.0}
+    assert failover.pool_events(records, 20.0, 30.0)["last_before_end_s"] is None

@@ -110,6 +110,9 @@ def test_fine_tuning_may_add_bottlenecks_at_other_splits(sim, tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--freeze-edge"], "--freeze-edge: needs --init"),
     (["--distill", "1"], "--distill: needs --init"),
+    (["--per-split-heads"], "--per-split-heads: needs --init"),
+    (["--init", "{scratch}", "--per-split-heads"],
+     "per-split heads: train at least one split other than the default split s16"),
     (["--split", "s16,s32"], "--split s16,s32: training several splits needs --init"),
     (["--init", "{scratch}", "--split", "s16,s7"], "--split s16,s7: expected distinct split"),
     (["--init", "{scratch}", "--split", "s16,s32", "--bottleneck", "8,4,2"],

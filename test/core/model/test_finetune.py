@@ -10,6 +10,7 @@ from mtl_split_core.model.finetune import (
     changed_heads,
     fine_tune_config,
     freeze_edge,
+    freeze_split_path,
     transfer_weights,
 )
 
@@ -76,3 +77,35 @@ def test_freezing_stops_gradients_into_backbone_and_every_bottleneck_encoder():
     assert any(n.startswith("bottlenecks.s8.decoder") for n in trainable)
     assert set(model.edge_state_dict()) >= set(frozen)  # and the batch-norm buffers
     assert any(k.endswith("running_mean") for k in model.edge_state_dict())
+
+
+def test_a_split_that_gains_its_own_neck_and_heads_starts_from_the_shared_ones():
+    torch.manual_seed(0)
+    base = MultiTaskSplitNet(BASE)
+    config = fine_tune_config(BASE, dataclasses.replace(
+        BASE, bottlenecks={"s8": 4, "s16": 8}, per_split_heads=("s8",)))
+    assert config.per_split_heads == ("s8",) and config.bottlenecks["s8"] == 4
+    torch.manual_seed(1)
+    model = MultiTaskSplitNet(config)
+    assert transfer_weights(model, base) == []
+    got = model.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in base.state_dict().items())
+    for own, shared in ((model.split_necks["s8"], base.neck), (model.split_heads["s8"],
+                                                                base.heads)):
+        own_state = own.state_dict()
+        assert own_state.keys() == shared.state_dict().keys()
+        assert all(torch.equal(own_state[k], v) for k, v in shared.state_dict().items())
+    # A later fine-tune keeps the splits' own (and may not drop them).
+    again = fine_tune_config(config, dataclasses.replace(BASE, per_split_heads=("s32",)))
+    assert again.per_split_heads == ("s8", "s32")
+
+
+def test_freezing_a_split_path_leaves_only_the_other_splits_weights_to_learn():
+    model = MultiTaskSplitNet(dataclasses.replace(
+        BASE, bottlenecks={"s8": 4, "s16": 8}, per_split_heads=("s8",)))
+    frozen = freeze_split_path(model, "s16")
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert {n.split(".")[0] for n in frozen} == {"backbone", "bottlenecks", "neck", "heads"}
+    assert all(n.startswith("bottlenecks.s16.") for n in frozen if n.startswith("bottle"))
+    assert trainable and all(n.startswith(("bottlenecks.s8.", "split_necks.s8.",
+                                           "split_heads.s8.")) for n in trainable)

@@ -96,3 +96,48 @@ def test_without_a_reference_focal_depth_ignores_the_focal_length():
         assert torch.equal(net(x, focal=500.0)["depth"], net(x)["depth"])
     with pytest.raises(ModelConfigError, match="depth_reference_focal"):
         _net(depth_reference_focal=0.0)
+
+
+def test_per_split_heads_serve_their_split_and_leave_the_shared_ones_to_the_rest():
+    torch.manual_seed(0)
+    shared = _net(bottlenecks={"s8": 4, "s16": 8})
+    torch.manual_seed(0)
+    own = _net(bottlenecks={"s8": 4, "s16": 8}, per_split_heads=("s8", "s32"))
+    # The shared neck and heads keep their state_dict keys: an older card's weights load
+    # into them as they are; the new ones sit beside them.
+    added = set(own.state_dict()) - set(shared.state_dict())
+    assert set(shared.state_dict()) < set(own.state_dict())
+    assert added and all(k.startswith(("split_necks.s8.", "split_necks.s32.",
+                                       "split_heads.s8.", "split_heads.s32."))
+                         for k in added)
+    assert own.neck_and_heads("s16") == (own.neck, own.heads)
+    assert own.neck_and_heads("s8") == (own.split_necks["s8"], own.split_heads["s8"])
+    own.load_state_dict(shared.state_dict(), strict=False)
+    x = torch.rand(2, 3, SIZE[1], SIZE[0])
+    with torch.no_grad():
+        for p in own.split_necks.parameters():
+            p.add_(0.5)
+        for split in own.split_names:
+            full, parts = own(x, split), own.server(own.edge(x, split), split)
+            assert all(torch.equal(full[k], parts[k]) for k in full)
+            same = all(torch.equal(full[k], shared(x, split)[k]) for k in full)
+            assert same == (split not in ("s8", "s32")), split
+
+
+def test_split_path_modules_are_everything_the_split_runs():
+    net = _net(bottlenecks={"s8": 4, "s16": 8}, per_split_heads=("s8",))
+    x = torch.rand(1, 3, SIZE[1], SIZE[0])
+    for split in ("s16", "s8", "s4"):
+        net.zero_grad(set_to_none=True)
+        sum(o.sum() for o in net(x, split).values()).backward()
+        used = {id(p) for p in net.parameters() if p.grad is not None}
+        path = {id(p) for m in net.split_path_modules(split) for p in m.parameters()}
+        assert used <= path, split  # (the neck's unused laterals get no gradient)
+        own_s8 = {id(p) for p in net.split_necks["s8"].parameters()}
+        assert (own_s8 <= path) == (split == "s8") == (not own_s8.isdisjoint(path))
+
+
+@pytest.mark.parametrize("own", [("s16",), ("s8", "s8"), ("s64",)])
+def test_per_split_heads_name_other_splits_than_the_default(own):
+    with pytest.raises(ModelConfigError, match="per_split_heads"):
+        _net(per_split_heads=own)

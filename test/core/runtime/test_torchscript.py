@@ -19,9 +19,23 @@ torch.set_num_threads(2)
 FRAMES = Path(__file__).resolve().parents[3] / "bench" / "frames.npz"
 
 
+@pytest.fixture(scope="module")
+def own_heads_dir(tmp_path_factory):
+    """The runners' tiny model with a neck and heads of its own at s4 (per_split_heads)."""
+    from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, save_model
+
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("own") / "tiny"
+    save_model(path, MultiTaskSplitNet(ModelConfig(
+        backbone="mobilenetv3_small", input_size=(64, 48), bottlenecks={"s16": 8},
+        codec="f16-zstd/1", depth_reference_focal=100.0, per_split_heads=("s4",))).eval())
+    return str(path)
+
+
 @pytest.mark.parametrize("focal", [None, 150.0])
-def test_the_traces_give_eagers_outputs_at_any_batch_size(model_dir, focal):
-    model, card = load_model_param(model_dir)
+@pytest.mark.parametrize("model_fixture", ["model_dir", "own_heads_dir"])
+def test_the_traces_give_eagers_outputs_at_any_batch_size(model_fixture, focal, request):
+    model, card = load_model_param(request.getfixturevalue(model_fixture))
     size = tuple(card["input_size"])
     script = TorchScriptServer(model, size)
     splits = ("s16", model.split_names[0])  # with a bottleneck, and without
