@@ -209,7 +209,7 @@ from mtl_split_server import node
 original = scheduler.BatchScheduler.run
 fired = []
 def run(self, taken, started):
-    stamps = [frame.tag.header.stamp.sec for _, frame in taken]
+    stamps = [frame.tag.sec for _, frame in taken]  # tag: the arrival's envelope
     if max(stamps) >= {poison} and not fired:
         fired.append(max(stamps))
         threading.Event().wait()
