@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -108,10 +109,14 @@ def deserialize_features(raw: bytes) -> Any:
                              f"({type(err).__name__})") from err
 
 
-def packet_of_serialized(raw: bytes) -> tuple[FeaturePacket, ArrayLike]:
+def packet_of_serialized(raw: bytes, verify: Callable[[Any], None] | None = None
+                         ) -> tuple[FeaturePacket, ArrayLike]:
     """The packet and camera K of the serialized SplitFeatures ``raw`` (``msg_to_packet``'s
-    checks; PacketRejected)."""
+    checks; PacketRejected); ``verify(msg)`` first, before any other use of the message (a
+    signature check, which raises its own rejection)."""
     msg = deserialize_features(raw)
+    if verify is not None:
+        verify(msg)
     return msg_to_packet(msg), msg.camera_info.k
 
 

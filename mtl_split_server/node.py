@@ -65,18 +65,21 @@ from mtl_split_core.runtime.pool_announcement import (
     robot_of_topic,
 )
 from mtl_split_core.runtime.rejections import Rejections, run_isolated
-from mtl_split_core.runtime.scheduler import Arrived, BatchScheduler, Finished, Frame, Stream
+from mtl_split_core.runtime.scheduler import (
+    Arrived,
+    BatchScheduler,
+    Finished,
+    Frame,
+    Stream,
+    Unpacked,
+)
 from mtl_split_core.runtime.server import ServerRunner
 from mtl_split_core.tasks import task_names
 from mtl_split_core.temporal_codec import NEEDS_KEYFRAME, is_temporal
 from mtl_split_ros import features_auth, outputs, pool_msg
 from mtl_split_ros.diagnostics import diagnostic_array, diagnostic_status, status_name
 from mtl_split_ros.features_cdr import Envelope, read_envelope
-from mtl_split_ros.features_msg import (
-    deserialize_features,
-    msg_to_packet,
-    packet_of_serialized,
-)
+from mtl_split_ros.features_msg import packet_of_serialized
 from mtl_split_ros.feedback_cdr import link_feedback_cdr
 from mtl_split_ros.isolation import describe_stamp
 from mtl_split_ros.msg_factory import RclpyMessages
@@ -467,15 +470,14 @@ class ServerNode(Node):
         else:
             self.scheduler.admit(robot, checked[0], tag, received, checked[1])
 
-    def _checked(self, robot: Robot, raw: bytes, tag: Envelope) -> Any:
+    def _checked(self, robot: Robot, raw: bytes, tag: Envelope) -> Unpacked | None:
         """(packet, camera K) of ``raw``, its signature verified first when keys are set, or
         None (rejected and counted)."""
+        verifier = self.verifier
         try:
-            msg = deserialize_features(raw)
-            if self.verifier is not None:
-                features_auth.verify(msg, self.verifier, robot.name,
-                                     self.get_clock().now().nanoseconds)
-            return msg_to_packet(msg), msg.camera_info.k
+            return packet_of_serialized(raw, None if verifier is None else (
+                lambda msg: features_auth.verify(msg, verifier, robot.name,
+                                                 self.get_clock().now().nanoseconds)))
         except (AuthRejected, PacketRejected) as err:
             self.scheduler.reject(robot, err.reason, f"{robot.name} ({describe(tag)}): {err}")
             return None

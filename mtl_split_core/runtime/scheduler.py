@@ -419,6 +419,5 @@ class BatchScheduler:
         return self.describe(done.frame.tag)
 
 
-
 def _no_unpack(message: Any) -> Unpacked:
     raise TypeError("BatchScheduler.arrive needs an unpack function (BatchScheduler(unpack=))")
