@@ -20,9 +20,13 @@ Capacity (frames/s), in this order:
    ``per_size`` batches of each) is fitted with a, b >= 0 and the capacity taken at
    ``max_batch``: observed directly when batches of that size were seen, else the fit,
    bounded by max(1, max_batch / largest size seen) x the best rate seen (what it would be
-   if the whole of a batch's time were fixed); one size seen: that size's rate, no
-   extrapolation. It leaves out the executor's admission and the publisher (a Python
-   process, not its GPU, can be the limit), which step 3 catches;
+   if the whole of a batch's time were fixed); one size seen: that bound. Taking one small
+   size as seen made a lightly loaded server announce what its load asked of it, not what
+   it can serve: on an H100 a server with one robot (batches of 1) announced 83 frames/s
+   where one process serves 981, drew no robots in the rebalancing and refused the failover's
+   (5.7 s blind, 2,101 local frames; bench/results/pool_gpu/run4). It leaves out the
+   executor's admission and the publisher (a Python process, not its GPU, can be the limit),
+   which step 3 catches;
 3. either is lowered by saturation: while more than ``drop_tolerance`` of the frames that
    arrived in the window were dropped unrun (the server did not keep up) for ``overload_s``
    in a row, the capacity is what it served then; this holds ``saturation_s`` after the last
@@ -138,9 +142,11 @@ class BatchCapacity:
             return math.nan
         medians, a, b = fit
         rates = {n: n / m for n, m in medians.items()}
-        if batch in medians or len(medians) == 1:
-            return rates.get(batch, next(iter(rates.values())))
+        if batch in medians:
+            return rates[batch]
         bound = max(1.0, batch / max(medians)) * max(rates.values())
+        if len(medians) == 1:  # no line through one point: all of its time taken as fixed
+            return bound
         return min(batch / max(a + b * batch, 1e-9), bound)
 
 
