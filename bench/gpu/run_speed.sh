@@ -14,6 +14,7 @@
 #
 #   BEFORE=.carry/before BUNDLE=.carry/gpu_bundle/bundle.tar.gz PYSPY_WHEEL_DIR=.carry/pyspy \
 #     bash bench/gpu/run_speed.sh
+#   ALT_DDS=bench/fleet/fastdds_shm_large.xml ...   # one more one-robot row on that profile
 #   # plumbing check on this CPU (no bundle, the tree's own environment):
 #   LOCAL=1 DEVICE=cpu PRECISION=fp32 MODEL=/tmp/tiny ROBOTS=1,2 SECONDS_PER_RUN=3 \
 #     BEFORE=... bash bench/gpu/run_speed.sh
@@ -75,12 +76,19 @@ pipeline() {  # pipeline LABEL TREE [pipeline.py arguments...]: one robot into $
   step=$((step + 1))
 }
 PIPELINE_DDS=${PIPELINE_DDS-$AFTER/config/fastdds.xml}
+[ -z "${ALT_DDS:-}" ] || ALT_DDS=$(cd "$(dirname "$ALT_DDS")" && pwd)/$(basename "$ALT_DDS")
 echo "pipeline DDS profile: ${PIPELINE_DDS:-Fast DDS defaults}" | tee -a "$LOG"
 for side in $(sides); do  # (1) one robot, camera -> edge -> server
   pipeline "$side" "$(tree_of $side)"
 done
 # (1b) after with the edge's executor as it was (single): what its new default is worth.
 pipeline after_edge_single "$AFTER" --edge-param executor:=single
+# (1b') after on another DDS profile (ALT_DDS, e.g. bench/fleet/fastdds_shm_large.xml; '' =
+# skip), between two more runs on the default one so that the pair is side by side in time.
+if [ -n "${ALT_DDS:-}" ]; then
+  pipeline after_again "$AFTER"
+  PIPELINE_DDS=$ALT_DDS pipeline after_alt_dds "$AFTER"
+fi
 # (1c) the same one robot with py-spy on the edge and the server (perturbs the latency: the
 # numbers above are without it): CPU and GIL ms per frame per stage (bench/fleet/stages.py).
 if [ -n "$PYSPY" ]; then
@@ -120,7 +128,9 @@ runs() { ls -d "$RUNS/$1"_n*/ 2>/dev/null | tr '\n' ',' ; }
 "$PY" "$AFTER/bench/fleet/compare.py" --out "$OUT/speed.md" "after=$(runs after)" \
   "before=$(runs before)" $(ls -d "$RUNS"/switch*/ 2>/dev/null | sed 's|.*/\(switch[^_]*\)_.*|\1=&|') --pipeline "after=$RUNS/pipeline_after" \
   --pipeline "before=$RUNS/pipeline_before" \
-  --pipeline "after, edge executor single=$RUNS/pipeline_after_edge_single" 2>&1 | tee -a "$LOG"
+  --pipeline "after, edge executor single=$RUNS/pipeline_after_edge_single" \
+  ${ALT_DDS:+--pipeline "after (again)=$RUNS/pipeline_after_again"} \
+  ${ALT_DDS:+--pipeline "after, DDS $(basename "$ALT_DDS")=$RUNS/pipeline_after_alt_dds"} 2>&1 | tee -a "$LOG"
 # Back: speed.md, log.txt, and one tarball of every run's results and py-spy summaries.
 for f in "$RUNS"/*/logs/n*/pyspy_server_*.txt; do
   [ -f "$f" ] && "$PY" "$AFTER/bench/fleet/stacks.py" "$f" --top 30 >"${f%.txt}.summary" 2>&1
