@@ -158,20 +158,20 @@ def check_camera_info(k: ArrayLike, width: int, height: int, d: ArrayLike = (),
     if d.size > MAX_DISTORTION_COEFFS:
         raise PacketRejected("camera_info", f"camera_info.d has {d.size} values; expected at "
                              f"most {MAX_DISTORTION_COEFFS}")
-    k = np.asarray(k, np.float64).ravel()
-    for name, values, size in (("k", k, 9), ("d", d, None), ("r", r, 9), ("p", p, 12)):
-        if values is None:  # not given
-            continue
-        values = np.asarray(values, np.float64).ravel()
+    fields = [(name, np.asarray(values, np.float64).ravel(), size)
+              for name, values, size in (("k", k, 9), ("d", d, None), ("r", r, 9), ("p", p, 12))
+              if values is not None]  # None: not given
+    for name, values, size in fields:
         if size is not None and values.size != size:
             raise PacketRejected("camera_info", f"camera_info.{name} has {values.size} "
                                  f"values; expected {size}")
-        with np.errstate(invalid="ignore"):
-            inside = bool((np.abs(values) <= MAX_CAMERA_VALUE).all())  # NaN: False
-        if not inside:
-            raise PacketRejected("camera_info", f"camera_info.{name} "
-                                 f"{short_repr(values.tolist())}: expected finite values "
-                                 f"within +-{MAX_CAMERA_VALUE:g}")
+    if not (np.abs(np.concatenate([v for _, v, _ in fields])) <= MAX_CAMERA_VALUE).all():
+        name, values, _ = next(f for f in fields  # NaN compares False: out of bounds too
+                               if not (np.abs(f[1]) <= MAX_CAMERA_VALUE).all())
+        raise PacketRejected("camera_info", f"camera_info.{name} "
+                             f"{short_repr(values.tolist())}: expected finite values "
+                             f"within +-{MAX_CAMERA_VALUE:g}")
+    k = fields[0][1]
     if k.any():
         lo, hi = FOCAL_PX_RANGE
         fx, fy = float(k[0]), float(k[4])
@@ -182,7 +182,8 @@ def check_camera_info(k: ArrayLike, width: int, height: int, d: ArrayLike = (),
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return type(value) is float or (isinstance(value, numbers.Real)
+                                    and not isinstance(value, bool))
 
 
 def short_repr(value: object, limit: int = 80) -> str:
