@@ -243,12 +243,13 @@ def read_features(raw: bytes) -> Features:
     d = r.array(_F64, None, "camera_info.d")
     k, rr, p = (r.array(_F64, n, f"camera_info.{name}")
                 for n, name in ((9, "k"), (9, "r"), (12, "p")))
-    *ints, rectify = r.unpack(_CAMERA_INTS, "camera_info")
+    bin_x, bin_y, x_offset, y_offset, roi_h, roi_w, rectify = r.unpack(_CAMERA_INTS,
+                                                                       "camera_info")
     if rectify > 1:
         raise PacketRejected("cdr", f"camera_info.roi.do_rectify = {rectify}; expected a "
                              f"bool (0 or 1)")
-    info = CameraInfo(info_header, height, width, model, d, k, rr, p, ints[0], ints[1],
-                      RegionOfInterest(*ints[2:], bool(rectify)))
+    info = CameraInfo(info_header, height, width, model, d, k, rr, p, bin_x, bin_y,
+                      RegionOfInterest(x_offset, y_offset, roi_h, roi_w, bool(rectify)))
     model_id, fingerprint = r.text("model_id"), r.text("model_fingerprint")
     split_index = r.byte("split_index")
     source_height, source_width = r.unpack(_SOURCE, "source size")

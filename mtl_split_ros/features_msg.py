@@ -93,7 +93,7 @@ def msg_to_packet(msg: Any) -> FeaturePacket:
         model_id=str(msg.model_id), model_fingerprint=str(msg.model_fingerprint),
         split_index=int(msg.split_index),
         source_size=(int(msg.source_width), int(msg.source_height)),
-        transform=tuple(_floats(msg.transform).tolist()),  # type: ignore[arg-type]  # checked
+        transform=tuple(_floats(msg.transform).tolist()),  # length: checked by check_packet
         edge_ms=float(msg.edge_ms))
     return packet
 

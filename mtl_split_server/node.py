@@ -221,6 +221,7 @@ class Robot(Stream):
         # Serialized: its arrival reads only the envelope (ServerNode.arrive).
         self._wanted: tuple[float, frozenset[str]] = (-WANTED_REFRESH_S, frozenset())
         self._views: tuple[frozenset[str], Any, ViewRequest] | None = None
+        self._heard_at = -WANTED_REFRESH_S  # when the feedback last had a subscriber
         self.subscription = node.create_subscription(
             SplitFeatures, topic, lambda raw: run_isolated(
                 lambda r: node.arrive(self, r), raw, node.rejections,
@@ -252,6 +253,19 @@ class Robot(Stream):
             made = self._views = (wanted, style, outputs.view_request(style, wanted))
         return made[2]
 
+    def _heard(self) -> bool:
+        """Whether the robot's edge listens to its feedback: a publish costs the publisher
+        thread as much as an output image (bench/fleet/message_cost.py), for nobody when no
+        edge subscribes (a replayed robot, an edge gone). A subscriber counted is trusted for
+        WANTED_REFRESH_S; none is counted again every time (a new edge hears the next answer)."""
+        now = time.monotonic()
+        if now - self._heard_at < WANTED_REFRESH_S:
+            return True
+        if self.feedback.get_subscription_count():
+            self._heard_at = now
+            return True
+        return False
+
     def answer(self, frame: Frame | Arrived, status: int) -> None:
         """Tell the edge what became of ``frame``: SERVED (outputs published) or DROPPED
         (also one replaced before it was checked: its envelope says which it was)."""
@@ -262,6 +276,8 @@ class Robot(Stream):
         self._publish_feedback(tag, LinkFeedback.NEED_KEYFRAME, 0.0)
 
     def _publish_feedback(self, tag: Envelope, status: int, server_ms: float) -> None:
+        if not self._heard():
+            return
         self.feedback.publish(link_feedback_cdr(tag.sec, tag.nanosec, tag.frame_id, status,
                                                 server_ms, tag.nbytes, tag.split_index,
                                                 tag.codec))

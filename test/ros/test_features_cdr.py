@@ -13,8 +13,8 @@ from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
 from mtl_split.msg import SplitFeatures
-from mtl_split_core.runtime.packet import MAX_TEXT_BYTES, PacketRejected
 from mtl_split_core.auth import KeyRing, Signer, Verifier
+from mtl_split_core.runtime.packet import MAX_TEXT_BYTES, PacketRejected
 from mtl_split_ros import features_auth
 from mtl_split_ros.features_cdr import Envelope, read_envelope, read_features
 from mtl_split_ros.features_msg import msg_to_packet
