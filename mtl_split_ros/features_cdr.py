@@ -227,6 +227,9 @@ class Features(NamedTuple):
     auth_key_id: str
     auth_sequence: int
     auth_tag: np.ndarray
+    # Not a message field: camera_info's bytes after its stamp and where they start modulo 8
+    # (their meaning depends on it), what ``msg_to_packet`` remembers a checked one by.
+    camera_info_cdr: tuple[int, bytes] = (0, b"")
 
 
 def read_features(raw: bytes) -> Features:
@@ -236,8 +239,9 @@ def read_features(raw: bytes) -> Features:
     ``features_msg.msg_to_packet``, for this and for rclpy's messages alike."""
     r = _Reader(raw)
     header = Header(Stamp(*r.stamp("header.stamp")), r.text("header.frame_id"))
-    info_header = Header(Stamp(*r.stamp("camera_info.header.stamp")),
-                         r.text("camera_info.header.frame_id"))
+    info_stamp = Stamp(*r.stamp("camera_info.header.stamp"))
+    info_at = r.at  # the rest of camera_info (its stamp, unchecked, differs per frame)
+    info_header = Header(info_stamp, r.text("camera_info.header.frame_id"))
     height, width = r.unpack(_SOURCE, "camera_info height, width")
     model = r.text("camera_info.distortion_model")
     d = r.array(_F64, None, "camera_info.d")
@@ -250,6 +254,7 @@ def read_features(raw: bytes) -> Features:
                              f"bool (0 or 1)")
     info = CameraInfo(info_header, height, width, model, d, k, rr, p, bin_x, bin_y,
                       RegionOfInterest(x_offset, y_offset, roi_h, roi_w, bool(rectify)))
+    info_cdr = ((info_at - 4) % 8, raw[info_at:r.at])
     model_id, fingerprint = r.text("model_id"), r.text("model_fingerprint")
     split_index = r.byte("split_index")
     source_height, source_width = r.unpack(_SOURCE, "source size")
@@ -268,4 +273,4 @@ def read_features(raw: bytes) -> Features:
     tag = r.array(np.dtype(np.uint8), None, "auth_tag")
     return Features(header, info, model_id, fingerprint, split_index, source_height,
                     source_width, transform, codec, shape, scale, offset, data, edge_ms,
-                    bool(probe), send_fps, key_id, sequence, tag)
+                    bool(probe), send_fps, key_id, sequence, tag, info_cdr)

@@ -58,6 +58,12 @@ def packet_to_msg(packet: FeaturePacket, header: Header | None = None,
     return msg
 
 
+# camera_info sections (``features_cdr.Features.camera_info_cdr``) that passed the checks: a
+# robot's camera_info is the same in every message, so it is checked once, not per frame.
+_CHECKED_CAMERAS: set[tuple[int, bytes]] = set()
+MAX_CHECKED_CAMERAS = 1024
+
+
 def msg_to_packet(msg: Any) -> FeaturePacket:
     """The packet carried by a SplitFeatures message (rclpy or rosbags-deserialized).
 
@@ -68,16 +74,13 @@ def msg_to_packet(msg: Any) -> FeaturePacket:
     """
     check_text("frame_id", "header.frame_id", msg.header.frame_id)
     check_stamp(msg.header.stamp.sec, msg.header.stamp.nanosec)
-    info = msg.camera_info
-    check_text("camera_info", "camera_info.header.frame_id", info.header.frame_id)
-    check_text("camera_info", "camera_info.distortion_model", info.distortion_model)
-    roi = info.roi
-    for name, value in (("binning_x", info.binning_x), ("binning_y", info.binning_y),
-                        ("roi.x_offset", roi.x_offset), ("roi.y_offset", roi.y_offset),
-                        ("roi.width", roi.width), ("roi.height", roi.height)):
-        check_int("camera_info", f"camera_info.{name}", int(value), 0, MAX_IMAGE_SIDE)
-    check_camera_info(_floats(info.k), int(info.width), int(info.height), d=_floats(info.d),
-                      r=_floats(info.r), p=_floats(info.p))
+    cdr = getattr(msg, "camera_info_cdr", None)  # read from bytes: remembered once checked
+    if cdr is None or cdr not in _CHECKED_CAMERAS:
+        check_camera_info_msg(msg.camera_info)
+        if cdr is not None:
+            if len(_CHECKED_CAMERAS) >= MAX_CHECKED_CAMERAS:  # bounded: hostile variety
+                _CHECKED_CAMERAS.clear()                     # costs only the checks again
+            _CHECKED_CAMERAS.add(cdr)
     send_fps_of(msg)
     shape = np.asarray(msg.shape).ravel()
     if shape.size > MAX_SHAPE_DIMS:  # any length != 3 is rejected later; do not copy a huge one
@@ -96,6 +99,19 @@ def msg_to_packet(msg: Any) -> FeaturePacket:
         transform=tuple(_floats(msg.transform).tolist()),  # length: checked by check_packet
         edge_ms=float(msg.edge_ms))
     return packet
+
+
+def check_camera_info_msg(info: Any) -> None:
+    """A SplitFeatures' camera_info within the input bounds (PacketRejected)."""
+    check_text("camera_info", "camera_info.header.frame_id", info.header.frame_id)
+    check_text("camera_info", "camera_info.distortion_model", info.distortion_model)
+    roi = info.roi
+    for name, value in (("binning_x", info.binning_x), ("binning_y", info.binning_y),
+                        ("roi.x_offset", roi.x_offset), ("roi.y_offset", roi.y_offset),
+                        ("roi.width", roi.width), ("roi.height", roi.height)):
+        check_int("camera_info", f"camera_info.{name}", int(value), 0, MAX_IMAGE_SIDE)
+    check_camera_info(_floats(info.k), int(info.width), int(info.height), d=_floats(info.d),
+                      r=_floats(info.r), p=_floats(info.p))
 
 
 def packet_of_serialized(raw: bytes, verify: Callable[[Any], None] | None = None

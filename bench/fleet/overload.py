@@ -57,6 +57,8 @@ def run_one(tree: str, path: str, rate: float, model: str, args: argparse.Namesp
             "--warmup", f"{args.warmup:g}", "--model", model, "--out", str(out),
             "--domain-id", str(args.domain_id), "--per-process", str(args.per_process),
             "--start-timeout", "60"]
+    if args.py_spy:
+        argv += ["--py-spy", args.py_spy]
     print(f"{tree} rate {rate:g} ...", flush=True)
     subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL,
                    stderr=open(args.out / "logs" / f"{out.name}.log", "w"))
@@ -89,8 +91,8 @@ def markdown(results: dict) -> str:
         lines.append(f"| {r['rate']:g} | {r['tree']} | {r['offered']:.0f} | {r['delivered']:.0f} "
                      f"| {share:.2f} | {r['fps_min']:.1f} | {r['e2e_p50']:.0f} / "
                      f"{r['e2e_p99']:.0f} | {r['server_cpu']} | {r['receive_cpu']} | "
-                     f"{receive_us:.0f} | {per_cpu:.0f} | {ms_per_frame:.2f} | {r['drops']:.0f} "
-                     f"| {r['load']} |")
+                     f"{receive_us:.0f} | {per_cpu:.0f} | {ms_per_frame:.2f} | "
+                     f"{r['drops']:.0f} | {r['load']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -106,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="", help="model folder; '' = the CI's tiny model")
     ap.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", 77)))
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "overload_cpu")
+    ap.add_argument("--py-spy", default="", metavar="PATH",
+                    help="py-spy executable: profile each server over its window (run.py "
+                    "--py-spy; the raw stacks in each run's logs/)")
     ap.add_argument("--repeats", type=int, default=1,
                     help="runs of every rate and tree (the order alternates each time)")
     args = ap.parse_args(argv)

@@ -17,7 +17,7 @@ from mtl_split_core.auth import KeyRing, Signer, Verifier
 from mtl_split_core.runtime.packet import MAX_TEXT_BYTES, PacketRejected
 from mtl_split_ros import features_auth
 from mtl_split_ros.features_cdr import Envelope, read_envelope, read_features
-from mtl_split_ros.features_msg import msg_to_packet
+from mtl_split_ros.features_msg import msg_to_packet, packet_of_serialized
 
 
 def _msg(frame_id="cam", distortion=5, codec="q4-zstd/1", data=37, shape=3, probe=False,
@@ -63,7 +63,8 @@ def _fields(value, path=""):
     """(path, value) of every leaf field of a message (rclpy's or read_features'), arrays as
     lists of Python numbers."""
     names = getattr(value, "get_fields_and_field_types", None)
-    names = list(names()) if names else getattr(value, "_fields", None)
+    names = list(names()) if names else [n for n in getattr(value, "_fields", None) or ()
+                                         if n != "camera_info_cdr"] or None
     if dataclasses.is_dataclass(value):
         names = [f.name for f in dataclasses.fields(value)]
     if names is None:
@@ -100,6 +101,26 @@ def test_the_signature_checks_the_read_message_as_the_deserialized_one():
     raw = serialize_message(msg)
     assert features_auth.signed_bytes(read_features(raw)) == features_auth.signed_bytes(msg)
     features_auth.verify(read_features(raw), Verifier(ring, max_age_s=0.0), "t", 0)
+
+
+def test_a_camera_info_checked_once_is_remembered_by_its_bytes_only():
+    """A robot's camera_info is checked once (its stamp may change); one that differs in any
+    checked byte is checked again: a bad one is refused every time."""
+    good = _msg()
+    packet_of_serialized(serialize_message(good))
+    good.camera_info.header.stamp.sec = 77  # not a checked field: the same camera
+    packet_of_serialized(serialize_message(good))
+    for field, value in (("k", [500.0, 0, 320, 0, float("nan"), 240, 0, 0, 1]),
+                         ("width", 16385), ("distortion_model", "d" * (MAX_TEXT_BYTES + 1))):
+        bad = _msg()
+        setattr(bad.camera_info, field, value)
+        for _ in range(2):
+            with pytest.raises(PacketRejected) as err:
+                packet_of_serialized(serialize_message(bad))
+            assert err.value.reason == "camera_info"
+    # The same camera_info bytes at another alignment (a longer frame_id) mean other values.
+    a, b = (read_features(serialize_message(_msg(frame_id=f))) for f in ("cam", "cam1"))
+    assert a.camera_info_cdr[0] != b.camera_info_cdr[0]
 
 
 @pytest.mark.parametrize("read", [read_envelope, read_features])
