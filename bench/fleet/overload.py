@@ -63,12 +63,34 @@ def run_one(tree: str, path: str, rate: float, model: str, args: argparse.Namesp
     subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL,
                    stderr=open(args.out / "logs" / f"{out.name}.log", "w"))
     r = json.loads((out / "results.json").read_text())["runs"][0]
-    return {"tree": tree, "rate": rate, "repeat": repeat, "offered": r["offered_fps_total"],
+    gil = gil_ms_per_frame(out / "logs" / f"n{args.robots}" / "pyspy_server_gil.txt",
+                           r["delivered_fps_total"] * args.seconds) if args.py_spy else None
+    return {"tree": tree, "rate": rate, "repeat": repeat, "gil_ms_per_frame": gil,
+            "offered": r["offered_fps_total"],
             "delivered": r["delivered_fps_total"], "fps_min": r["delivered_fps_min"],
             "e2e_p50": r["e2e_ms_p50"], "e2e_p99": r["e2e_ms_p99"],
             "server_cpu": r["cpu_pct"].get("server"), "drops": r["drops"],
             "receive_cpu": r["main_thread_cpu_pct"].get("server"),
             "load": r["load_average_1min"]}
+
+
+PY_SPY_HZ = 200  # run.py's py-spy sampling rate
+THREADS = {"server-worker": "worker", "server-publisher": "publisher", "MainThread": "receiving"}
+
+
+def gil_ms_per_frame(gil: Path, frames: float) -> dict[str, float] | None:
+    """Milliseconds each server thread held the GIL per delivered frame, from py-spy's GIL
+    holder samples (``--gil``: one per 1/PY_SPY_HZ s in which that thread held it; a loaded
+    host drops some, so compare runs of one session). None without the file or frames."""
+    if not gil.exists() or frames <= 0:
+        return None
+    samples = dict.fromkeys(THREADS.values(), 0)
+    for line in gil.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        name = stack.split(";", 1)[0].partition("): ")[2]
+        if count.isdigit() and name in THREADS:
+            samples[THREADS[name]] += int(count)
+    return {k: round(1e3 * v / PY_SPY_HZ / frames, 3) for k, v in samples.items()}
 
 
 def markdown(results: dict) -> str:
@@ -93,6 +115,17 @@ def markdown(results: dict) -> str:
                      f"{r['e2e_p99']:.0f} | {r['server_cpu']} | {r['receive_cpu']} | "
                      f"{receive_us:.0f} | {per_cpu:.0f} | {ms_per_frame:.2f} | "
                      f"{r['drops']:.0f} | {r['load']} |")
+    gil = [r for r in results["runs"] if r.get("gil_ms_per_frame")]
+    if gil:
+        lines += ["", "GIL held per delivered frame (py-spy `--gil`, ms; receiving = the "
+                  "executor, whose waits py-spy partly counts as held):", "",
+                  "| rate per robot | tree | repeat | worker | publisher | worker + publisher | "
+                  "receiving |", "|---:|---|---:|---:|---:|---:|---:|"]
+        for r in gil:
+            g = r["gil_ms_per_frame"]
+            lines.append(f"| {r['rate']:g} | {r['tree']} | {r.get('repeat', 0)} | "
+                         f"{g['worker']:.3f} | {g['publisher']:.3f} | "
+                         f"{g['worker'] + g['publisher']:.3f} | {g['receiving']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
