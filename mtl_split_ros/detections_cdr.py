@@ -63,15 +63,17 @@ def detection_array_cdr(header: Any, boxes: ArrayLike, class_ids: ArrayLike,
     once per frame), its 49 doubles (score, pose, box: one numpy block for all detections)
     and the empty id."""
     xyxy = np.asarray(boxes, np.float64).reshape(-1, 4)
-    n = len(xyxy)
+    ids = np.asarray(class_ids, np.int64).reshape(-1).tolist()
+    confidences = np.asarray(scores, np.float64).reshape(-1)
+    n = min(len(xyxy), len(ids), len(confidences))  # as detection_array's zip
+    xyxy, ids = xyxy[:n], ids[:n]
     doubles = np.empty((n, _DOUBLES), "<f8")
-    doubles[:, 0] = np.asarray(scores, np.float64).reshape(-1)
+    doubles[:, 0] = confidences[:n]
     doubles[:, 1:44] = _UNPLACED_DOUBLES
     doubles[:, 44:46] = (xyxy[:, :2] + xyxy[:, 2:]) / 2        # centre x, y
     doubles[:, 46] = 0.0                                      # theta
     doubles[:, 47:49] = xyxy[:, 2:] - xyxy[:, :2]             # size x, y
     block = doubles.tobytes()
-    ids = np.asarray(class_ids, np.int64).reshape(-1).tolist()
     sec, nanosec = int(header.stamp.sec), int(header.stamp.nanosec)
     frame_id = str(header.frame_id).encode()
     w = CdrWriter()
