@@ -218,10 +218,10 @@ class Robot(Stream):
         self.feedback = node.create_publisher(LinkFeedback, prefix + "link_feedback",
                                               qos_from_name("reliable", depth=10),
                                               event_callbacks=NO_PUBLISHER_EVENTS)
-        # Serialized: its arrival reads only the envelope (ServerNode.arrive).
         self._wanted: tuple[float, frozenset[str]] = (-WANTED_REFRESH_S, frozenset())
         self._views: tuple[frozenset[str], Any, ViewRequest] | None = None
         self._heard_at = -WANTED_REFRESH_S  # when the feedback last had a subscriber
+        # Serialized: its arrival reads only the envelope (ServerNode.arrive).
         self.subscription = node.create_subscription(
             SplitFeatures, topic, lambda raw: run_isolated(
                 lambda r: node.arrive(self, r), raw, node.rejections,
