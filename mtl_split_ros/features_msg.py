@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
@@ -26,6 +25,7 @@ from mtl_split_core.runtime.packet import (
     check_stamp,
     check_text,
 )
+from mtl_split_ros.features_cdr import read_features
 
 
 def packet_to_msg(packet: FeaturePacket, header: Header | None = None,
@@ -58,6 +58,12 @@ def packet_to_msg(packet: FeaturePacket, header: Header | None = None,
     return msg
 
 
+# camera_info sections (``features_cdr.Features.camera_info_cdr``) that passed the checks: a
+# robot's camera_info is the same in every message, so it is checked once, not per frame.
+_CHECKED_CAMERAS: set[tuple[int, bytes]] = set()
+MAX_CHECKED_CAMERAS = 1024
+
+
 def msg_to_packet(msg: Any) -> FeaturePacket:
     """The packet carried by a SplitFeatures message (rclpy or rosbags-deserialized).
 
@@ -68,17 +74,13 @@ def msg_to_packet(msg: Any) -> FeaturePacket:
     """
     check_text("frame_id", "header.frame_id", msg.header.frame_id)
     check_stamp(msg.header.stamp.sec, msg.header.stamp.nanosec)
-    info = msg.camera_info
-    check_text("camera_info", "camera_info.header.frame_id", info.header.frame_id)
-    check_text("camera_info", "camera_info.distortion_model", info.distortion_model)
-    for name in ("binning_x", "binning_y"):
-        check_int("camera_info", f"camera_info.{name}", int(getattr(info, name)), 0,
-                  MAX_IMAGE_SIDE)
-    for name in ("x_offset", "y_offset", "width", "height"):
-        check_int("camera_info", f"camera_info.roi.{name}", int(getattr(info.roi, name)), 0,
-                  MAX_IMAGE_SIDE)
-    check_camera_info(_floats(info.k), int(info.width), int(info.height), d=_floats(info.d),
-                      r=_floats(info.r), p=_floats(info.p))
+    cdr = getattr(msg, "camera_info_cdr", None)  # read from bytes: remembered once checked
+    if cdr is None or cdr not in _CHECKED_CAMERAS:
+        check_camera_info_msg(msg.camera_info)
+        if cdr is not None:
+            if len(_CHECKED_CAMERAS) >= MAX_CHECKED_CAMERAS:  # bounded: hostile variety
+                _CHECKED_CAMERAS.clear()                     # costs only the checks again
+            _CHECKED_CAMERAS.add(cdr)
     send_fps_of(msg)
     shape = np.asarray(msg.shape).ravel()
     if shape.size > MAX_SHAPE_DIMS:  # any length != 3 is rejected later; do not copy a huge one
@@ -94,30 +96,34 @@ def msg_to_packet(msg: Any) -> FeaturePacket:
         model_id=str(msg.model_id), model_fingerprint=str(msg.model_fingerprint),
         split_index=int(msg.split_index),
         source_size=(int(msg.source_width), int(msg.source_height)),
-        transform=tuple(_floats(msg.transform)),  # type: ignore[arg-type]  # length: checked
+        transform=tuple(_floats(msg.transform).tolist()),  # length: checked by check_packet
         edge_ms=float(msg.edge_ms))
     return packet
 
 
-def deserialize_features(raw: bytes) -> Any:
-    """The SplitFeatures message of the serialized ``raw``; PacketRejected("cdr") for bytes
-    rclpy cannot deserialize."""
-    try:
-        return deserialize_message(raw, SplitFeatures)
-    except Exception as err:  # noqa: BLE001 - rclpy raises several types for bad bytes
-        raise PacketRejected("cdr", f"serialized features do not deserialize "
-                             f"({type(err).__name__})") from err
+def check_camera_info_msg(info: Any) -> None:
+    """A SplitFeatures' camera_info within the input bounds (PacketRejected)."""
+    check_text("camera_info", "camera_info.header.frame_id", info.header.frame_id)
+    check_text("camera_info", "camera_info.distortion_model", info.distortion_model)
+    roi = info.roi
+    for name, value in (("binning_x", info.binning_x), ("binning_y", info.binning_y),
+                        ("roi.x_offset", roi.x_offset), ("roi.y_offset", roi.y_offset),
+                        ("roi.width", roi.width), ("roi.height", roi.height)):
+        check_int("camera_info", f"camera_info.{name}", int(value), 0, MAX_IMAGE_SIDE)
+    check_camera_info(_floats(info.k), int(info.width), int(info.height), d=_floats(info.d),
+                      r=_floats(info.r), p=_floats(info.p))
 
 
 def packet_of_serialized(raw: bytes, verify: Callable[[Any], None] | None = None
                          ) -> tuple[FeaturePacket, ArrayLike]:
-    """The packet and camera K of the serialized SplitFeatures ``raw`` (``msg_to_packet``'s
-    checks; PacketRejected); ``verify(msg)`` first, before any other use of the message (a
-    signature check, which raises its own rejection)."""
-    msg = deserialize_features(raw)
+    """The packet and camera K of the serialized SplitFeatures ``raw`` (read without rclpy,
+    ``features_cdr.read_features``, then ``msg_to_packet``'s checks; PacketRejected);
+    ``verify(msg)`` first, before any other use of the message (a signature check, which
+    raises its own rejection)."""
+    msg = read_features(raw)
     if verify is not None:
         verify(msg)
-    return msg_to_packet(msg), msg.camera_info.k
+    return msg_to_packet(msg), msg.camera_info.k.copy()  # not a view that keeps ``raw``
 
 
 def send_fps_of(msg: Any) -> float:
@@ -126,6 +132,7 @@ def send_fps_of(msg: Any) -> float:
     return check_send_fps(getattr(msg, "send_fps", 0.0))
 
 
-def _floats(values: Any) -> list[float]:
-    """A message's float array as Python floats (float32 fields widen exactly)."""
-    return [float(v) for v in np.asarray(values, np.float64).ravel()]
+def _floats(values: Any) -> np.ndarray:
+    """A message's float array (a list, array.array or numpy array) as float64 (float32
+    fields widen exactly)."""
+    return np.asarray(values, np.float64).ravel()

@@ -164,6 +164,11 @@ POOL_INPUT_TYPE = "mtl_split/msg/SplitFeatures"
 DISCOVERY_PERIOD_S = 0.2   # how often a pool server looks for new robots' input topics
 ORPHAN_S = 30.0            # an input topic without a publisher this long: its robot is gone
 INPUTS_PER_ROBOT = 4       # input topics kept per pool_max_robots (standby publishers too)
+# How old a robot's record of its outputs' subscribers may be: counting them is a call into
+# the middleware per output, asked twice per frame (what to build with the batch, what to
+# publish), ~3% of the GIL at 48 robots on the H100 (bench/results/fleet_gpu_speed/run2). A new
+# subscriber gets its output from at most this long after it matched.
+WANTED_REFRESH_S = 0.1
 MESSAGES = RclpyMessages()
 # rclpy gives every publisher two QoS event handlers by default (incompatible QoS / type
 # warnings), and its executor walks every handler on every wait: with 16 robots the ~200
@@ -213,6 +218,9 @@ class Robot(Stream):
         self.feedback = node.create_publisher(LinkFeedback, prefix + "link_feedback",
                                               qos_from_name("reliable", depth=10),
                                               event_callbacks=NO_PUBLISHER_EVENTS)
+        self._wanted: tuple[float, frozenset[str]] = (-WANTED_REFRESH_S, frozenset())
+        self._views: tuple[frozenset[str], Any, ViewRequest] | None = None
+        self._heard_at = -WANTED_REFRESH_S  # when the feedback last had a subscriber
         # Serialized: its arrival reads only the envelope (ServerNode.arrive).
         self.subscription = node.create_subscription(
             SplitFeatures, topic, lambda raw: run_isolated(
@@ -226,13 +234,37 @@ class Robot(Stream):
         for pub in (*self.pubs.values(), self.feedback):
             node.destroy_publisher(pub)
 
-    def wanted(self) -> set[str]:
-        """The outputs somebody subscribes to: only those are built."""
-        return {suffix for suffix, pub in self.pubs.items() if pub.get_subscription_count()}
+    def wanted(self) -> frozenset[str]:
+        """The outputs somebody subscribes to (counted at most every WANTED_REFRESH_S): only
+        those are built."""
+        now = time.monotonic()
+        counted, wanted = self._wanted
+        if now - counted >= WANTED_REFRESH_S:
+            wanted = frozenset(suffix for suffix, pub in self.pubs.items()
+                               if pub.get_subscription_count())
+            self._wanted = (now, wanted)
+        return wanted
 
     def views(self) -> ViewRequest:
-        """The colour images and point cloud are made with the batch only while wanted."""
-        return outputs.view_request(self.node.style, self.wanted())
+        """The colour images and point cloud are made with the batch only while wanted (the
+        request made again only when what is wanted or the style changed)."""
+        wanted, style, made = self.wanted(), self.node.style, self._views
+        if made is None or made[0] != wanted or made[1] is not style:
+            made = self._views = (wanted, style, outputs.view_request(style, wanted))
+        return made[2]
+
+    def _heard(self) -> bool:
+        """Whether the robot's edge listens to its feedback: a publish costs the publisher
+        thread as much as an output image (bench/fleet/message_cost.py), for nobody when no
+        edge subscribes (a replayed robot, an edge gone). A subscriber counted is trusted for
+        WANTED_REFRESH_S; none is counted again every time (a new edge hears the next answer)."""
+        now = time.monotonic()
+        if now - self._heard_at < WANTED_REFRESH_S:
+            return True
+        if self.feedback.get_subscription_count():
+            self._heard_at = now
+            return True
+        return False
 
     def answer(self, frame: Frame | Arrived, status: int) -> None:
         """Tell the edge what became of ``frame``: SERVED (outputs published) or DROPPED
@@ -244,6 +276,8 @@ class Robot(Stream):
         self._publish_feedback(tag, LinkFeedback.NEED_KEYFRAME, 0.0)
 
     def _publish_feedback(self, tag: Envelope, status: int, server_ms: float) -> None:
+        if not self._heard():
+            return
         self.feedback.publish(link_feedback_cdr(tag.sec, tag.nanosec, tag.frame_id, status,
                                                 server_ms, tag.nbytes, tag.split_index,
                                                 tag.codec))

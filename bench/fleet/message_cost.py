@@ -8,9 +8,12 @@ default model's output size (320x240) and the source size (640x480).
 (``sensor_msgs/Image``) vs ``raw=True`` (serialized bytes, what a hand-written CDR parser would
 start from). (3) Admission, in this process: the server's per-message chain for the default
 model's packet of a bench frame: rclpy deserialising the SplitFeatures bytes, ``msg_to_packet``
-(field checks), ``ServerRunner.admit`` (packet checks, zstd, dequantise).
+(field checks), ``ServerRunner.admit`` (packet checks, zstd, dequantise), and the worker's
+whole unpack (``packet_of_serialized``: bytes -> checked packet, what a tree on PYTHONPATH
+first does; ``read_features`` where the tree has it).
 
     python bench/fleet/message_cost.py --out bench/results/latency_cpu/message_cost.json
+    PYTHONPATH=/tmp/before python bench/fleet/message_cost.py --parts admission --model M
 """
 
 from __future__ import annotations
@@ -144,8 +147,9 @@ def publish_costs(repeats: int) -> dict[str, float]:
     return {k: round(float(np.mean(v)), 4) for k, v in out.items()}
 
 
-def admission_costs(repeats: int) -> dict[str, float]:
-    """CPU ms (process time, mean of ``repeats``) of each step of the server's admission."""
+def admission_costs(repeats: int, model: str | None = None) -> dict[str, float]:
+    """CPU ms (process time, mean of ``repeats``) of each step of the server's admission
+    (``model``: a model folder; None = the packaged default)."""
     from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import CameraInfo
 
@@ -154,8 +158,9 @@ def admission_costs(repeats: int) -> dict[str, float]:
     from mtl_split_core.runtime.edge import EdgeRunner
     from mtl_split_core.runtime.server import ServerRunner
     from mtl_split_core.temporal_codec import TemporalDecoder
-    from mtl_split_ros.features_msg import msg_to_packet, packet_to_msg
-    edge = EdgeRunner.from_path(None, device="cpu")
+    from mtl_split_ros import features_cdr
+    from mtl_split_ros.features_msg import msg_to_packet, packet_of_serialized, packet_to_msg
+    edge = EdgeRunner.from_path(model, device="cpu")
     server = ServerRunner(edge.model, edge.card, device="cpu")
     frames = Path(__file__).resolve().parents[1] / "frames.npz"
     info = CameraInfo(width=640, height=480, distortion_model="plumb_bob",
@@ -168,11 +173,17 @@ def admission_costs(repeats: int) -> dict[str, float]:
         for _ in range(repeats):
             step()
         return round((time.process_time() - start) * 1e3 / repeats, 4)
-    return {"message bytes": len(data),
-            "deserialize SplitFeatures": cost(lambda: deserialize_message(data, SplitFeatures)),
-            "msg_to_packet (field checks)": cost(lambda: msg_to_packet(msg)),
-            "ServerRunner.admit (checks, zstd, dequantise)": cost(
-                lambda: server.admit(packet, msg.camera_info.k, references))}
+    costs = {"message bytes": len(data),
+             "deserialize SplitFeatures": cost(lambda: deserialize_message(data, SplitFeatures)),
+             "msg_to_packet (field checks)": cost(lambda: msg_to_packet(msg)),
+             "packet_of_serialized (bytes -> checked packet)": cost(
+                 lambda: packet_of_serialized(data)),
+             "ServerRunner.admit (checks, zstd, dequantise)": cost(
+                 lambda: server.admit(packet, msg.camera_info.k, references))}
+    read = getattr(features_cdr, "read_features", None)  # not in older trees
+    if read is not None:
+        costs["read_features (whole message from CDR)"] = cost(lambda: read(data))
+    return costs
 
 
 def main() -> int:
@@ -183,7 +194,12 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--parts", default="publish,receive,admission",
+                    help="which measurements, comma-separated (publish, receive, admission)")
+    ap.add_argument("--model", default=None, help="model folder of the admission part "
+                    "(default: the packaged model)")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     if args.role == "subscriber":
         return subscriber(600)
     if args.role == "camera":
@@ -192,33 +208,37 @@ def main() -> int:
         return receiver(args.role == "raw", args.warmup, args.seconds)
     me = [sys.executable, str(Path(__file__).resolve())]
     env = {**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
-    helper = subprocess.Popen(me + ["--role", "subscriber"], env=env)
-    try:
-        publish = publish_costs(args.repeats)
-    finally:
-        helper.terminate()
-        helper.wait(10)
-    helper = subprocess.Popen(me + ["--role", "camera"], env=env)
+    publish: dict[str, float] = {}
+    if "publish" in parts:
+        helper = subprocess.Popen(me + ["--role", "subscriber"], env=env)
+        try:
+            publish = publish_costs(args.repeats)
+        finally:
+            helper.terminate()
+            helper.wait(10)
     receive: dict[str, list[float]] = {}
-    try:
-        for _ in range(2):
-            for kind in ("typed", "raw"):
-                line = subprocess.run(me + ["--role", kind, "--seconds", str(args.seconds),
-                                            "--warmup", str(args.warmup)], env=env,
-                                      capture_output=True, text=True, timeout=120).stdout
-                receive.setdefault(kind, []).append(
-                    round(json.loads(line.strip().splitlines()[-1])["cpu_ms_per_frame"], 3))
-    finally:
-        helper.terminate()
-        helper.wait(10)
-    admission = admission_costs(args.repeats * 10)
+    if "receive" in parts:
+        helper = subprocess.Popen(me + ["--role", "camera"], env=env)
+        try:
+            for _ in range(2):
+                for kind in ("typed", "raw"):
+                    line = subprocess.run(me + ["--role", kind, "--seconds", str(args.seconds),
+                                                "--warmup", str(args.warmup)], env=env,
+                                          capture_output=True, text=True, timeout=120).stdout
+                    receive.setdefault(kind, []).append(
+                        round(json.loads(line.strip().splitlines()[-1])["cpu_ms_per_frame"], 3))
+        finally:
+            helper.terminate()
+            helper.wait(10)
+    admission = admission_costs(args.repeats * 10, args.model) if "admission" in parts else {}
     result = {"meta": {"command": " ".join(["python bench/fleet/message_cost.py",
                                             *sys.argv[1:]]),
                        "machine": f"{platform.node()}: {os.cpu_count()} CPUs",
                        "date": datetime.date.today().isoformat()},
               "publish_thread_cpu_ms_median": publish,
               "receive_640x480_rgb8_process_cpu_ms_per_frame": receive,
-              "admission_cpu_ms_default_model": admission}
+              "admission_cpu_ms_default_model" if args.model is None
+              else "admission_cpu_ms": admission}
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

@@ -12,7 +12,7 @@ CPU microseconds per offered frame. Writes ``results.json`` and ``results.md`` t
 (each run's own results below it; logs and the tiny model in ``--out``/logs/).
 
     python bench/fleet/overload.py --tree before=/tmp/before --tree after= --robots 8 \\
-        --rates 15,30,60,120 --seconds 20 --out bench/results/overload_cpu
+        --rates 15,30,60,120 --seconds 20 --out bench/results/overload_cpu [--repeats 2]
 """
 
 from __future__ import annotations
@@ -46,8 +46,9 @@ def fingerprint(model: str) -> str:
     return str(read_model_card_param(model)["fingerprint"])
 
 
-def run_one(tree: str, path: str, rate: float, model: str, args: argparse.Namespace) -> dict:
-    out = args.out / f"{tree}_rate{rate:g}"
+def run_one(tree: str, path: str, rate: float, model: str, args: argparse.Namespace,
+            repeat: int = 0) -> dict:
+    out = args.out / (f"{tree}_rate{rate:g}" + (f"_{repeat}" if repeat else ""))
     env = dict(os.environ)
     if path:
         env["PYTHONPATH"] = os.pathsep.join([path, env.get("PYTHONPATH", "")])
@@ -56,16 +57,40 @@ def run_one(tree: str, path: str, rate: float, model: str, args: argparse.Namesp
             "--warmup", f"{args.warmup:g}", "--model", model, "--out", str(out),
             "--domain-id", str(args.domain_id), "--per-process", str(args.per_process),
             "--start-timeout", "60"]
+    if args.py_spy:
+        argv += ["--py-spy", args.py_spy]
     print(f"{tree} rate {rate:g} ...", flush=True)
     subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL,
-                   stderr=open(args.out / "logs" / f"{tree}_rate{rate:g}.log", "w"))
+                   stderr=open(args.out / "logs" / f"{out.name}.log", "w"))
     r = json.loads((out / "results.json").read_text())["runs"][0]
-    return {"tree": tree, "rate": rate, "offered": r["offered_fps_total"],
+    gil = gil_ms_per_frame(out / "logs" / f"n{args.robots}" / "pyspy_server_gil.txt",
+                           r["delivered_fps_total"] * args.seconds) if args.py_spy else None
+    return {"tree": tree, "rate": rate, "repeat": repeat, "gil_ms_per_frame": gil,
+            "offered": r["offered_fps_total"],
             "delivered": r["delivered_fps_total"], "fps_min": r["delivered_fps_min"],
             "e2e_p50": r["e2e_ms_p50"], "e2e_p99": r["e2e_ms_p99"],
             "server_cpu": r["cpu_pct"].get("server"), "drops": r["drops"],
             "receive_cpu": r["main_thread_cpu_pct"].get("server"),
             "load": r["load_average_1min"]}
+
+
+PY_SPY_HZ = 200  # run.py's py-spy sampling rate
+THREADS = {"server-worker": "worker", "server-publisher": "publisher", "MainThread": "receiving"}
+
+
+def gil_ms_per_frame(gil: Path, frames: float) -> dict[str, float] | None:
+    """Milliseconds each server thread held the GIL per delivered frame, from py-spy's GIL
+    holder samples (``--gil``: one per 1/PY_SPY_HZ s in which that thread held it; a loaded
+    host drops some, so compare runs of one session). None without the file or frames."""
+    if not gil.exists() or frames <= 0:
+        return None
+    samples = dict.fromkeys(THREADS.values(), 0)
+    for line in gil.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        name = stack.split(";", 1)[0].partition("): ")[2]
+        if count.isdigit() and name in THREADS:
+            samples[THREADS[name]] += int(count)
+    return {k: round(1e3 * v / PY_SPY_HZ / frames, 3) for k, v in samples.items()}
 
 
 def markdown(results: dict) -> str:
@@ -77,17 +102,30 @@ def markdown(results: dict) -> str:
              "| rate per robot | tree | offered fps | delivered fps | delivered / offered | "
              "fps per robot (min) | e2e p50 / p99 ms | server CPU % | receiving thread CPU % | "
              "receiving CPU us per offered frame | delivered per server CPU-second | "
-             "dropped unrun (total) | host load |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "server CPU ms per delivered frame | dropped unrun (total) | host load |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results["runs"]:
         share = r["delivered"] / r["offered"] if r["offered"] else 0.0
         per_cpu = 100 * r["delivered"] / r["server_cpu"] if r["server_cpu"] else 0.0
+        ms_per_frame = 1e3 / per_cpu if per_cpu else 0.0
         receive_us = (1e4 * r["receive_cpu"] / r["offered"]
                       if r["offered"] and r["receive_cpu"] is not None else 0.0)
         lines.append(f"| {r['rate']:g} | {r['tree']} | {r['offered']:.0f} | {r['delivered']:.0f} "
                      f"| {share:.2f} | {r['fps_min']:.1f} | {r['e2e_p50']:.0f} / "
                      f"{r['e2e_p99']:.0f} | {r['server_cpu']} | {r['receive_cpu']} | "
-                     f"{receive_us:.0f} | {per_cpu:.0f} | {r['drops']:.0f} | {r['load']} |")
+                     f"{receive_us:.0f} | {per_cpu:.0f} | {ms_per_frame:.2f} | "
+                     f"{r['drops']:.0f} | {r['load']} |")
+    gil = [r for r in results["runs"] if r.get("gil_ms_per_frame")]
+    if gil:
+        lines += ["", "GIL held per delivered frame (py-spy `--gil`, ms; receiving = the "
+                  "executor, whose waits py-spy partly counts as held):", "",
+                  "| rate per robot | tree | repeat | worker | publisher | worker + publisher | "
+                  "receiving |", "|---:|---|---:|---:|---:|---:|---:|"]
+        for r in gil:
+            g = r["gil_ms_per_frame"]
+            lines.append(f"| {r['rate']:g} | {r['tree']} | {r.get('repeat', 0)} | "
+                         f"{g['worker']:.3f} | {g['publisher']:.3f} | "
+                         f"{g['worker'] + g['publisher']:.3f} | {g['receiving']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -103,14 +141,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="", help="model folder; '' = the CI's tiny model")
     ap.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", 77)))
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "overload_cpu")
+    ap.add_argument("--py-spy", default="", metavar="PATH",
+                    help="py-spy executable: profile each server over its window (run.py "
+                    "--py-spy; the raw stacks in each run's logs/)")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="runs of every rate and tree (the order alternates each time)")
     args = ap.parse_args(argv)
     trees = dict(t.partition("=")[::2] for t in args.tree)
     try:
         rates = [float(v) for v in args.rates.split(",") if v]
     except ValueError:
         ap.error(f"--rates {args.rates!r}: expected comma-separated numbers")
-    if not rates or min(rates) <= 0 or args.robots < 1 or any(not k for k in trees):
-        ap.error("--rates and --robots must be positive, every --tree NAME=PATH named")
+    if not rates or min(rates) <= 0 or args.robots < 1 or args.repeats < 1 \
+            or any(not k for k in trees):
+        ap.error("--rates, --robots and --repeats must be positive, every --tree NAME=PATH "
+                 "named")
     (args.out / "logs").mkdir(parents=True, exist_ok=True)
     model = model_path(args)
     results: dict = {"meta": {
@@ -121,10 +166,13 @@ def main(argv: list[str] | None = None) -> int:
         "fingerprint": fingerprint(model), "robots": args.robots, "trees": trees},
         "runs": []}
     names = list(trees)
-    for k, rate in enumerate(rates):
-        for tree in (names if k % 2 == 0 else names[::-1]):
-            results["runs"].append(run_one(tree, trees[tree], rate, model, args))
-            (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    turn = 0
+    for repeat in range(args.repeats):
+        for rate in rates:
+            for tree in (names if turn % 2 == 0 else names[::-1]):
+                results["runs"].append(run_one(tree, trees[tree], rate, model, args, repeat))
+                (args.out / "results.json").write_text(json.dumps(results, indent=2))
+            turn += 1
     (args.out / "results.md").write_text(markdown(results))
     print("\n" + markdown(results))
     return 0

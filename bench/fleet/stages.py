@@ -23,12 +23,14 @@ from pathlib import Path
 # (stage, function names): a frame "Name (file:line)" matches a name it starts with + " (".
 SERVER_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("publish feedback (LinkFeedback)", ("Robot._publish_feedback",)),
-    ("build output messages", ("assemble",)),
+    ("build output messages", ("assemble", "each_output")),
     ("publish outputs", ("ServerNode._publish",)),
     ("post-process + host copy", ("_Batch.postprocess_device", "_Batch.finish")),
     ("model (server half)", ("ServerRunner._network",)),
-    ("decode packet (zstd, dequantise)", ("BatchScheduler.admit",)),
+    ("decode packet (zstd, dequantise)", ("BatchScheduler.admit", "ServerRunner.admit")),
     ("check message fields", ("msg_to_packet", "features_auth.verify", "verify")),
+    ("read message bytes (features_cdr)", ("read_features", "read_envelope",
+                                           "deserialize_features")),
     ("diagnostics", ("ServerNode._publish_diagnostics",)),
     ("receive: deserialise message", ("<msg>",)),
     ("scheduler + threads (wait, hand-over)", ("BatchScheduler.work", "BatchScheduler.publish",

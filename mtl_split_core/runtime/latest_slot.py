@@ -62,6 +62,8 @@ class LatestSlot(Generic[T]):
 
     def take(self, timeout: float = 0.2) -> T | None:
         """The pending item, or None after ``timeout`` seconds / when closed."""
+        if self._item is None and timeout <= 0:  # nothing to wait for: no lock (a worker
+            return None                          # looks at every robot's slot per batch)
         with self._cv:
             if self._item is None and not self.closed and timeout > 0:
                 self._cv.wait(timeout)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
 
 from mtl_split_core.codec import EncodedTensor
 
@@ -80,6 +82,8 @@ def check_text(reason: str, field: str, value: object) -> None:
 
 def check_int(reason: str, field: str, value: object, lo: int, hi: int) -> None:
     """``value`` is an integer in ``lo..hi``."""
+    if type(value) is int and lo <= value <= hi:  # the common case, without the ABC check
+        return
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
             or not lo <= int(value) <= hi:
         raise PacketRejected(reason, f"{field} = {short_repr(value)}; expected an integer in "
@@ -143,35 +147,43 @@ def content_box(packet: FeaturePacket, input_size: tuple[int, int]
     return x0, y0, x1, y1
 
 
-def check_camera_info(k: Sequence[float], width: int, height: int, d: Sequence[float] = (),
-                      r: Sequence[float] | None = None, p: Sequence[float] | None = None
-                      ) -> None:
+def check_camera_info(k: ArrayLike, width: int, height: int, d: ArrayLike = (),
+                      r: ArrayLike | None = None, p: ArrayLike | None = None) -> None:
     """camera_info: K all zero (unknown camera) or fx, fy in FOCAL_PX_RANGE; every K, D, R, P
-    value finite and within MAX_CAMERA_VALUE; width/height 0 (unknown) .. MAX_IMAGE_SIDE."""
+    value finite and within MAX_CAMERA_VALUE; width/height 0 (unknown) .. MAX_IMAGE_SIDE.
+    The arrays are checked whole (numpy): this runs for every frame the server takes."""
     check_int("camera_info", "camera_info.width", width, 0, MAX_IMAGE_SIDE)
     check_int("camera_info", "camera_info.height", height, 0, MAX_IMAGE_SIDE)
-    if len(d) > MAX_DISTORTION_COEFFS:
-        raise PacketRejected("camera_info", f"camera_info.d has {len(d)} values; expected at "
+    d = np.asarray(d, np.float64).ravel()
+    if d.size > MAX_DISTORTION_COEFFS:
+        raise PacketRejected("camera_info", f"camera_info.d has {d.size} values; expected at "
                              f"most {MAX_DISTORTION_COEFFS}")
-    for name, values, size in (("k", k, 9), ("d", d, None), ("r", r, 9), ("p", p, 12)):
-        if values is None:  # not given
-            continue
-        if size is not None and len(values) != size:
-            raise PacketRejected("camera_info", f"camera_info.{name} has {len(values)} values; "
-                                 f"expected {size}")
-        if not all(math.isfinite(v) and abs(v) <= MAX_CAMERA_VALUE for v in values):
-            raise PacketRejected("camera_info", f"camera_info.{name} {short_repr(list(values))}: "
-                                 f"expected finite values within +-{MAX_CAMERA_VALUE:g}")
-    if any(k):
+    fields = [(name, np.asarray(values, np.float64).ravel(), size)
+              for name, values, size in (("k", k, 9), ("d", d, None), ("r", r, 9), ("p", p, 12))
+              if values is not None]  # None: not given
+    for name, values, size in fields:
+        if size is not None and values.size != size:
+            raise PacketRejected("camera_info", f"camera_info.{name} has {values.size} "
+                                 f"values; expected {size}")
+    if not (np.abs(np.concatenate([v for _, v, _ in fields])) <= MAX_CAMERA_VALUE).all():
+        name, values, _ = next(f for f in fields  # NaN compares False: out of bounds too
+                               if not (np.abs(f[1]) <= MAX_CAMERA_VALUE).all())
+        raise PacketRejected("camera_info", f"camera_info.{name} "
+                             f"{short_repr(values.tolist())}: expected finite values "
+                             f"within +-{MAX_CAMERA_VALUE:g}")
+    k = fields[0][1]
+    if k.any():
         lo, hi = FOCAL_PX_RANGE
-        if not (lo <= k[0] <= hi and lo <= k[4] <= hi):
-            raise PacketRejected("camera_info", f"camera_info.k focal lengths fx={k[0]:g}, "
-                                 f"fy={k[4]:g}: expected both in [{lo:g}, {hi:g}] px, or K all "
+        fx, fy = float(k[0]), float(k[4])
+        if not (lo <= fx <= hi and lo <= fy <= hi):
+            raise PacketRejected("camera_info", f"camera_info.k focal lengths fx={fx:g}, "
+                                 f"fy={fy:g}: expected both in [{lo:g}, {hi:g}] px, or K all "
                                  f"zero (unknown camera)")
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return type(value) is float or (isinstance(value, numbers.Real)
+                                    and not isinstance(value, bool))
 
 
 def short_repr(value: object, limit: int = 80) -> str:

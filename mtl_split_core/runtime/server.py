@@ -12,6 +12,7 @@ model's default split (what ``forward`` computes), batched apart from features.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -135,9 +136,9 @@ def source_camera(k: ArrayLike | None, source_size: tuple[int, int]) -> Intrinsi
     unset (fx or fy not positive: an unknown camera)."""
     if k is None:
         return None
-    k = np.asarray(k, dtype=np.float64).reshape(-1)
-    if k.size == 9 and k[0] > 0 and k[4] > 0:
-        return Intrinsics.from_camera_info_k(k, *source_size)
+    values = np.asarray(k, dtype=np.float64).reshape(-1).tolist()  # Python floats: cheaper
+    if len(values) == 9 and values[0] > 0 and values[4] > 0:          # to compare, per frame
+        return Intrinsics.from_camera_info_k(values, *source_size)
     return None
 
 
@@ -270,7 +271,7 @@ class ServerRunner:
         t0 = time.perf_counter()
         tables = self._tables if self._tables and self._tables.split == \
             self.split_names[packet.split_index] else None
-        limit = int(np.prod(packet.tensor.shape))
+        limit = math.prod(packet.tensor.shape)
         try:  # check() pinned the shape to the model's: decode allocates no more than that
             if temporal:
                 stream = self.references if references is None else references

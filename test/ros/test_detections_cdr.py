@@ -33,3 +33,13 @@ def test_the_bytes_are_the_message(n, frame_id):
     assert back == want
     assert [d.results[0].hypothesis.class_id for d in back.detections] == \
         [str(c) for c in class_ids]
+
+
+def test_arrays_of_different_lengths_give_the_message_of_the_shortest():
+    """As outputs.detection_array (its zip): the count says what is written."""
+    header = Header(stamp=Time(sec=1, nanosec=2), frame_id="cam")
+    boxes, class_ids, scores = np.ones((4, 4)), np.arange(3), np.ones(5, np.float32)
+    back = deserialize_message(detection_array_cdr(header, boxes, class_ids, scores),
+                               Detection2DArray)
+    assert back == detection_array(MESSAGES, header, boxes, class_ids, scores)
+    assert len(back.detections) == 3
