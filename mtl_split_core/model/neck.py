@@ -28,11 +28,11 @@ def sep_conv(cin: int, cout: int) -> nn.Sequential:
 def residual_refine(width: int) -> nn.Sequential:
     """A separable 3x3 block added to its input; its last batch norm starts at zero scale, so
     a fresh block is the identity (a neck copied from a trained one starts as that one)."""
-    block = nn.Sequential(nn.Conv2d(width, width, 3, 1, 1, groups=width, bias=False),
-                          nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-                          nn.Conv2d(width, width, 1, bias=False), nn.BatchNorm2d(width))
-    nn.init.zeros_(block[-1].weight)
-    return block
+    last = nn.BatchNorm2d(width)
+    nn.init.zeros_(last.weight)
+    return nn.Sequential(nn.Conv2d(width, width, 3, 1, 1, groups=width, bias=False),
+                         nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+                         nn.Conv2d(width, width, 1, bias=False), last)
 
 
 class Neck(nn.Module):

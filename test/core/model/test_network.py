@@ -98,6 +98,16 @@ def test_without_a_reference_focal_depth_ignores_the_focal_length():
         _net(depth_reference_focal=0.0)
 
 
+def _composes_and_differs_only_at(own, other, x, splits):
+    """At every split ``own``'s edge + server equals its forward, and its outputs are
+    ``other``'s exactly except at ``splits``."""
+    for split in own.split_names:
+        full, parts = own(x, split), own.server(own.edge(x, split), split)
+        assert all(torch.equal(full[k], parts[k]) for k in full)
+        same = all(torch.equal(full[k], other(x, split)[k]) for k in full)
+        assert same == (split not in splits), split
+
+
 def test_per_split_heads_serve_their_split_and_leave_the_shared_ones_to_the_rest():
     torch.manual_seed(0)
     shared = _net(bottlenecks={"s8": 4, "s16": 8})
@@ -117,11 +127,7 @@ def test_per_split_heads_serve_their_split_and_leave_the_shared_ones_to_the_rest
     with torch.no_grad():
         for p in own.split_necks.parameters():
             p.add_(0.5)
-        for split in own.split_names:
-            full, parts = own(x, split), own.server(own.edge(x, split), split)
-            assert all(torch.equal(full[k], parts[k]) for k in full)
-            same = all(torch.equal(full[k], shared(x, split)[k]) for k in full)
-            assert same == (split not in ("s8", "s32")), split
+        _composes_and_differs_only_at(own, shared, x, ("s8", "s32"))
 
 
 def test_split_path_modules_are_everything_the_split_runs():
@@ -169,11 +175,7 @@ def test_a_split_with_its_own_server_half_runs_its_own_stages_and_stores_only_th
                                                      heads(x, "s8").values()))
         for p in own.split_stages.parameters():
             p.mul_(0.9)
-        for split in own.split_names:
-            full, parts = own(x, split), own.server(own.edge(x, split), split)
-            assert all(torch.equal(full[k], parts[k]) for k in full)
-            same = all(torch.equal(full[k], heads(x, split)[k]) for k in full)
-            assert same == (split not in ("s8", "s32")), split  # s32: its refinement steps
+        _composes_and_differs_only_at(own, heads, x, ("s8", "s32"))  # s32: its neck's steps
 
 
 def test_split_path_modules_include_a_splits_own_server_stages():
