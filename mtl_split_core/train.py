@@ -295,9 +295,11 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
             new += tuple(f"{part}.{s}." for s in config.per_split_heads
                          if s not in base.config.per_split_heads
                          for part in ("split_necks", "split_heads"))
-            # New server stages: each learns the statistics of its split's bottleneck output.
-            new += tuple(f"split_stages.{s}." for s in config.per_split_server
-                         if s not in base.config.per_split_server)
+            # New server stages (and neck steps): each learns the statistics of its split's
+            # bottleneck output.
+            new += tuple(prefix for s in config.per_split_server
+                         if s not in base.config.per_split_server
+                         for prefix in (f"split_stages.{s}.", f"split_necks.{s}.refine."))
             fixed_statistics = [m for name, m in model.named_modules()
                                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
                                 and not name.startswith(new)]
