@@ -218,7 +218,7 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
     (``finetune.freeze_split_path``): the default split's outputs stay bit for bit the base's.
     ``per_split_server`` (implies ``per_split_heads``): those splits' whole server half is
     their own: also the backbone stages after the split (copies of the base's, trained with
-    their own batch-norm statistics) and a neck with learned upsampling steps
+    the base's batch-norm statistics kept) and a neck with learned upsampling steps
     (``ModelConfig.per_split_server``), so each split's server adapts to its bottleneck.
     """
     world = world or World()
@@ -295,11 +295,12 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
             new += tuple(f"{part}.{s}." for s in config.per_split_heads
                          if s not in base.config.per_split_heads
                          for part in ("split_necks", "split_heads"))
-            # New server stages (and neck steps): each learns the statistics of its split's
-            # bottleneck output.
-            new += tuple(prefix for s in config.per_split_server
-                         if s not in base.config.per_split_server
-                         for prefix in (f"split_stages.{s}.", f"split_necks.{s}.refine."))
+            # New neck steps too; a split's own server stages keep the base's statistics (with
+            # their own, the s8 path of models/default ended 4x further from the default's
+            # outputs on held-out frames than with them: efficientnet's batch-norm momentum
+            # 0.01 leaves the running statistics behind the weights; docs/TRAINING.md).
+            new += tuple(f"split_necks.{s}.refine." for s in config.per_split_server
+                         if s not in base.config.per_split_server)
             fixed_statistics = [m for name, m in model.named_modules()
                                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
                                 and not name.startswith(new)]
