@@ -191,7 +191,7 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
           init_model: str | Path | None = None, freeze_edge: bool = False,
           workers: int = 0, precision: str = "bf16", checkpoint_every: int = 0,
           distill: float = 0.0, per_split_heads: bool = False,
-          world: World | None = None) -> dict:
+          per_split_server: bool = False, world: World | None = None) -> dict:
     """Train and return the final validation metrics (unsplit float and with the codec).
 
     ``split``: the split point to train at, or several: each step then runs at one of them
@@ -216,8 +216,13 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
     split gets a neck and heads of its own (starting as copies of the shared ones) and only
     those splits are trained, with every weight the default split uses frozen
     (``finetune.freeze_split_path``): the default split's outputs stay bit for bit the base's.
+    ``per_split_server`` (implies ``per_split_heads``): those splits' whole server half is
+    their own: also the backbone stages after the split (copies of the base's, trained with
+    the base's batch-norm statistics kept) and a neck with learned upsampling steps
+    (``ModelConfig.per_split_server``), so each split's server adapts to its bottleneck.
     """
     world = world or World()
+    per_split_heads = per_split_heads or per_split_server
     if freeze_edge and init_model is None:
         raise ValueError("freezing the edge part needs a model to fine-tune (init_model)")
     if per_split_heads and init_model is None:
@@ -257,8 +262,9 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
         if not step_splits:
             raise ValueError(f"per-split heads: train at least one split other than the "
                              f"default split {config.default_split}")
-        config = dataclasses.replace(config, per_split_heads=config.per_split_heads + tuple(
-            s for s in step_splits if s not in config.per_split_heads))
+        config = finetune.fine_tune_config(config, dataclasses.replace(  # adds them
+            config, per_split_heads=step_splits,
+            per_split_server=step_splits if per_split_server else ()))
     # Its own generator: single-split training draws exactly what it drew before.
     split_gen = torch.Generator().manual_seed(seed + 1)
     if len(splits) > 1 and base is None:
@@ -289,6 +295,12 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
             new += tuple(f"{part}.{s}." for s in config.per_split_heads
                          if s not in base.config.per_split_heads
                          for part in ("split_necks", "split_heads"))
+            # New neck steps too; a split's own server stages keep the base's statistics (with
+            # their own, the s8 path of models/default ended 4x further from the default's
+            # outputs on held-out frames than with them: efficientnet's batch-norm momentum
+            # 0.01 leaves the running statistics behind the weights; docs/TRAINING.md).
+            new += tuple(f"split_necks.{s}.refine." for s in config.per_split_server
+                         if s not in base.config.per_split_server)
             fixed_statistics = [m for name, m in model.named_modules()
                                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
                                 and not name.startswith(new)]
@@ -305,11 +317,12 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
         teacher = base.to(dev).eval().requires_grad_(False)
     step_module = _TrainStep(model, criterion, amp=dev.type == "cuda" and precision == "bf16",
                              every_output=world.size > 1, teacher=teacher, distill=distill)
+    backbone = ("backbone.", "split_stages.")  # the backbone's layers, copies included
     params: list[dict[str, Any]] = [
-        {"params": [p for p in model.backbone.parameters() if p.requires_grad],
-         "lr": lr * 0.5},
         {"params": [p for n, p in model.named_parameters()
-                    if not n.startswith("backbone") and p.requires_grad]},
+                    if n.startswith(backbone) and p.requires_grad], "lr": lr * 0.5},
+        {"params": [p for n, p in model.named_parameters()
+                    if not n.startswith(backbone) and p.requires_grad]},
         {"params": criterion.parameters(), "weight_decay": 0.0}]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     runner: nn.Module = step_module

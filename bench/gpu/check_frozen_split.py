@@ -35,7 +35,8 @@ def main(base_path: str, tuned_path: str) -> dict:
             "base_tensors": len(base.state_dict()), "changed_tensors": len(changed),
             "changed_first": changed[:5],
             "outputs_equal": a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a),
-            "per_split_heads": card.get("per_split_heads", [])}
+            "per_split_heads": card.get("per_split_heads", []),
+            "per_split_server": card.get("per_split_server", [])}
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
 # step, the default's batch-norm statistics kept outside them) with the default itself as the
 # teacher (`--distill W`: its outputs at s16 on the same frames), so s16 keeps its accuracy.
 # HEADS=own (bench/gpu/train_split_heads.sh) gives the new splits a neck and heads of their own
-# (`train --per-split-heads`): every weight s16 uses stays the default's bit for bit.
+# (`train --per-split-heads`): every weight s16 uses stays the default's bit for bit; HEADS=server
+# (bench/gpu/train_split_server.sh) also their own backbone stages after the split
+# (`train --per-split-server`).
 # Recipes (RUNS) train side by side on the one GPU (each run is bound by Python's kernel
 # launches, not by the GPU); each model is then scored on the held-out test frames at every split
 # it serves and codec, and image upload, into its card (`eval --into-card`), the runs' scoring
@@ -15,7 +17,7 @@
 # tqdm, zstandard), shards_train (gen-data --seed 31, train + val) and shards_test (the test
 # split of gen-data --seed 23, bench/rate_accuracy's frames).
 # Usage there: RUNS="TAG:SPLITS:BOTTLENECKS:DISTILL:LR[:HEADS] ..." EPOCHS=24 BUDGET=420
-#   bash bench/gpu/train_every_split.sh     (HEADS: shared, the default, or own)
+#   bash bench/gpu/train_every_split.sh     (HEADS: shared, the default, own or server)
 # (A smoke run elsewhere: DEVICE=cpu MAX_STEPS=2 WHEELS= CARRY=tiny OUT=/tmp/o bash ... skips the
 # wheels.)
 # Back in $OUT: TAG/{weights.pt,card.json} per run and logs.tar (train logs and train_log_TAG.csv,
@@ -42,7 +44,8 @@ for run in $runs; do  # tag:splits:bottlenecks:distill:lr[:heads]
   case ${heads:-shared} in
     shared) own= ;;
     own) own=--per-split-heads ;;
-    *) echo "RUNS $run: heads '$heads' is not shared or own" >&2; exit 2 ;;
+    server) own=--per-split-server ;;
+    *) echo "RUNS $run: heads '$heads' is not shared, own or server" >&2; exit 2 ;;
   esac
   $cli train --data $carry/shards_train --init models/default --distill "$w" $own \
     --split "$splits" --bottleneck "$bns" --epochs "$epochs" --batch-size 32 --lr "$lr" \

@@ -68,6 +68,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --init: each --split but the model's default gets a neck and "
                    "heads of its own (copies of the shared ones) and only those splits train; "
                    "every weight the default split uses stays bit for bit")
+    p.add_argument("--per-split-server", action="store_true",
+                   help="--per-split-heads, and each of those splits also gets the backbone "
+                   "stages after it (trainable copies) and a neck with learned upsampling: its "
+                   "whole server half adapts to its bottleneck; the default split stays bit "
+                   "for bit")
     p.add_argument("--freeze-edge", action="store_true",
                    help="with --init: the edge part keeps its weights bit for bit, so robots "
                    "running the old model's edge are served by the new model")
@@ -223,9 +228,10 @@ def _run(args: argparse.Namespace, device: str, world: World) -> int:
         raise InputError("--freeze-edge: needs --init MODEL (the model whose edge is deployed)")
     if args.distill and base is None:
         raise InputError("--distill: needs --init MODEL (the model whose outputs are learnt)")
-    if args.per_split_heads and base is None:
-        raise InputError("--per-split-heads: needs --init MODEL (the model whose default split "
-                         "stays as it is)")
+    for flag in ("per_split_heads", "per_split_server"):
+        if getattr(args, flag) and base is None:
+            raise InputError(f"--{flag.replace('_', '-')}: needs --init MODEL (the model whose "
+                             "default split stays as it is)")
     if base is not None:
         _check_contract_options(args)
     opt = {key: CONTRACT_DEFAULTS[key] if getattr(args, key) is None else getattr(args, key)
@@ -306,7 +312,7 @@ def _run(args: argparse.Namespace, device: str, world: World) -> int:
                        freeze_edge=args.freeze_edge, workers=args.workers,
                        precision=args.precision, checkpoint_every=args.checkpoint_every,
                        distill=args.distill, per_split_heads=args.per_split_heads,
-                       world=world)
+                       per_split_server=args.per_split_server, world=world)
     except ModelLoadError as err:
         raise InputError(f"--init {args.init}: {err}") from None
     except ValueError as err:

@@ -39,6 +39,10 @@ class ModelConfig:
     # a model fine-tuned to serve more splits leaves its default split's path untouched
     # (``train(per_split_heads=True)``). Empty in older cards.
     per_split_heads: tuple[str, ...] = ()
+    # Of those, the splits whose whole server half is their own: also the backbone stages after
+    # the split (copies of the shared ones, ``split_stages``) and a neck that climbs to stride
+    # 8 in learned steps (``train(per_split_server=True)``). Empty in older cards.
+    per_split_server: tuple[str, ...] = ()
     min_depth: float = 0.1
     max_depth: float = 60.0
     # Focal length (model-input pixels) the depth head is calibrated to. Set: the head predicts
@@ -59,6 +63,7 @@ class ModelConfig:
         self.segmentation_classes = tuple(self.segmentation_classes)
         self.tasks = tuple(self.tasks)
         self.per_split_heads = tuple(self.per_split_heads)
+        self.per_split_server = tuple(self.per_split_server)
         self.bottlenecks = {name: self.bottlenecks.get(name) for name in SPLIT_NAMES}
         self.validate()
 
@@ -90,6 +95,10 @@ class ModelConfig:
                 self.default_split in self.per_split_heads:
             bad("per_split_heads", f"{list(self.per_split_heads)} must be distinct split points "
                 f"of {SPLIT_NAMES} other than the default split {self.default_split}")
+        if not set(self.per_split_server) <= set(self.per_split_heads) or \
+                len(set(self.per_split_server)) != len(self.per_split_server):
+            bad("per_split_server", f"{list(self.per_split_server)} must be distinct splits of "
+                f"per_split_heads {list(self.per_split_heads)}")
         for name, k in self.bottlenecks.items():
             if k is not None and (not isinstance(k, int) or k < 1):
                 bad("bottlenecks", f"{name}: {k!r} must be a positive int or None")
@@ -114,7 +123,7 @@ class ModelConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         for key in ("input_size", "mean", "std", "detection_classes", "segmentation_classes",
-                    "tasks", "per_split_heads"):
+                    "tasks", "per_split_heads", "per_split_server"):
             d[key] = list(d[key])
         return d
 

@@ -10,8 +10,11 @@ compatible: its bits stay the same, so only the server needs the new model.
 The extensions of the contract allowed: bottlenecks at split points where the base has
 none (e.g. turning a single-split model into one that serves every split); they start fresh.
 And a neck and heads of their own for splits that shared the base's (``per_split_heads``);
-they start as copies of the shared ones. ``freeze_split_path`` then keeps the base's default
-split bit for bit while the other splits learn.
+they start as copies of the shared ones. Or a whole server half of their own
+(``per_split_server``): also the backbone stages after the split, starting as copies of the
+base's, and the neck's learned upsampling steps, starting as the identity.
+``freeze_split_path`` then keeps the base's default split bit for bit while the other splits
+learn.
 """
 
 from __future__ import annotations
@@ -30,18 +33,23 @@ TUNABLE_FIELDS = ("name", "detection_classes", "segmentation_classes", "tasks")
 
 def fine_tune_config(base: ModelConfig, wanted: ModelConfig) -> ModelConfig:
     """``base`` with the name, class lists and tasks of ``wanted``, plus ``wanted``'s
-    bottlenecks at splits where ``base`` has none and its ``per_split_heads``. ValueError
-    when ``wanted`` changes one of ``base``'s bottlenecks."""
+    bottlenecks at splits where ``base`` has none and its ``per_split_heads`` and
+    ``per_split_server``. ValueError when ``wanted`` changes one of ``base``'s bottlenecks."""
     changed = {s: (c, wanted.bottlenecks.get(s)) for s, c in base.bottlenecks.items()
                if c and wanted.bottlenecks.get(s) not in (None, c)}
     if changed:
         raise ValueError(f"bottlenecks {changed} (base, wanted): a fine-tuned model keeps the "
                          "base's bottlenecks; it may only add them at other splits")
     bottlenecks = {s: c or wanted.bottlenecks.get(s) for s, c in base.bottlenecks.items()}
-    own = base.per_split_heads + tuple(s for s in wanted.per_split_heads
-                                       if s not in base.per_split_heads)
-    return dataclasses.replace(base, bottlenecks=bottlenecks, per_split_heads=own,
-                               **{f: getattr(wanted, f) for f in TUNABLE_FIELDS})
+    return dataclasses.replace(
+        base, bottlenecks=bottlenecks,
+        per_split_heads=_added(base.per_split_heads, wanted.per_split_heads),
+        per_split_server=_added(base.per_split_server, wanted.per_split_server),
+        **{f: getattr(wanted, f) for f in TUNABLE_FIELDS})
+
+
+def _added(base: tuple[str, ...], wanted: tuple[str, ...]) -> tuple[str, ...]:
+    return base + tuple(s for s in wanted if s not in base)
 
 
 def changed_heads(base: ModelConfig, tuned: ModelConfig) -> list[str]:
@@ -54,7 +62,9 @@ def changed_heads(base: ModelConfig, tuned: ModelConfig) -> list[str]:
 def transfer_weights(model: MultiTaskSplitNet, base: MultiTaskSplitNet) -> list[str]:
     """Copy ``base``'s weights into ``model`` (built from ``fine_tune_config``), all but the
     heads ``changed_heads`` names, which keep their fresh initialisation; returns those. A
-    split that gains a neck and heads of its own starts from the base's shared ones."""
+    split that gains a neck and heads of its own starts from the base's shared ones; one that
+    gains its own server stages from the base's backbone, its neck's refinement steps fresh
+    (the identity)."""
     fresh = changed_heads(base.config, model.config)
     dropped = [s for s, c in base.config.bottlenecks.items()
                if c and model.config.bottlenecks.get(s) != c]
@@ -66,7 +76,13 @@ def transfer_weights(model: MultiTaskSplitNet, base: MultiTaskSplitNet) -> list[
     skip = tuple(f"heads.{name}." for name in fresh) + tuple(f"bottlenecks.{s}." for s in added)
     skip += tuple(f"split_heads.{s}.{name}." for s in model.config.per_split_heads
                   for name in fresh)
+    skip += tuple(f"split_necks.{s}.refine." for s in model.config.per_split_server
+                  if s not in base.config.per_split_server)
     source = base.state_dict()
+    for s in model.config.per_split_server:
+        if s not in base.config.per_split_server:
+            source.update({f"split_stages.{s}.{k}": v
+                           for k, v in base.server_stages(s).state_dict().items()})
     for s in model.config.per_split_heads:
         if s not in base.config.per_split_heads:
             source.update({f"split_necks.{s}.{k}": v for k, v in base.neck.state_dict().items()})

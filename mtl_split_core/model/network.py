@@ -2,7 +2,10 @@
 
 The neck and heads are shared by every split, except at the splits a card lists in
 ``per_split_heads``: those have a neck and heads of their own (``neck_and_heads``), so training
-them leaves the default split's outputs bit for bit as they were.
+them leaves the default split's outputs bit for bit as they were. The splits it also lists in
+``per_split_server`` have the whole server half of their own: beside the neck and heads, the
+backbone stages after the split (``server_stages``: a copy of the shared backbone less its edge
+part) and a neck that climbs to stride 8 in learned steps.
 
 ``edge(x, split)`` is what the robot runs, ``server(z, split)`` what the server runs, and
 ``forward(x, split)`` the whole network for that split configuration. Because the heads only
@@ -13,6 +16,7 @@ Input images are RGB in [0, 1]; normalisation happens inside.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import cast
 
@@ -20,6 +24,7 @@ import torch
 from torch import nn
 
 from mtl_split_core.backbones import build_backbone
+from mtl_split_core.backbones.base import Backbone
 from mtl_split_core.model.bottleneck import Bottleneck
 from mtl_split_core.model.config import ModelConfig
 from mtl_split_core.model.neck import Neck
@@ -42,15 +47,24 @@ class MultiTaskSplitNet(nn.Module):
             zip(config.bottlenecks.items(), self.backbone.channels) if k is not None})
         self.neck, self.heads = self._new_neck_and_heads()
         # The splits with their own (state_dict keys split_necks.<split>.*,
-        # split_heads.<split>.<task>.*); the shared ones keep their keys neck.*, heads.<task>.*.
-        own = {s: self._new_neck_and_heads() for s in config.per_split_heads}
+        # split_heads.<split>.<task>.*, split_stages.<split>.<the backbone's keys>); the shared
+        # ones keep their keys neck.*, heads.<task>.*, backbone.*.
+        own = {s: self._new_neck_and_heads(s) for s in config.per_split_heads}
         self.split_necks = nn.ModuleDict({s: neck for s, (neck, _) in own.items()})
         self.split_heads = nn.ModuleDict({s: heads for s, (_, heads) in own.items()})
+        # (The deepest split has no stages after it: none to copy.)
+        self.split_stages = nn.ModuleDict({s: stages_after(self.backbone, i) for s, i in
+                                           map(self._index, config.per_split_server)
+                                           if i < len(self.split_names) - 1})
 
-    def _new_neck_and_heads(self) -> tuple[Neck, nn.ModuleDict]:
-        """A neck and one head per task, built by the task registry."""
+    def _new_neck_and_heads(self, split: str | None = None) -> tuple[Neck, nn.ModuleDict]:
+        """A neck and one head per task, built by the task registry; the neck of a split with
+        a server half of its own refines each x2 step from its shallowest level to stride 8."""
         width = self.config.neck_channels
-        return (Neck(self.backbone.channels, width),
+        steps = 0
+        if split in self.config.per_split_server:
+            steps = max(self._index(split)[1], 1) - 1  # stage 1 is stride 8
+        return (Neck(self.backbone.channels, width, refine_steps=steps),
                 nn.ModuleDict({name: get_task(name).build_head(width, self.config)
                                for name in self.config.tasks}))
 
@@ -62,12 +76,22 @@ class MultiTaskSplitNet(nn.Module):
                                                               self.split_heads[split])
         return self.neck, self.heads
 
+    def server_stages(self, split: str | None = None) -> Backbone:
+        """The backbone whose stages after ``split`` the server runs: the split's own
+        (``per_split_server``) or the shared one."""
+        split, _ = self._index(split)
+        if split in self.split_stages:
+            return cast(Backbone, self.split_stages[split])
+        return self.backbone
+
     def split_path_modules(self, split: str | None = None) -> list[nn.Module]:
         """Every module whose weights ``forward(x, split)`` uses: the whole backbone (edge
-        prefix and server suffix), the split's bottleneck, neck and heads."""
+        prefix and server suffix), the split's own server stages if it has them, its
+        bottleneck, neck and heads."""
         split, _ = self._index(split)
         bottleneck = [self.bottlenecks[split]] if split in self.bottlenecks else []
-        return [self.backbone, *bottleneck, *self.neck_and_heads(split)]
+        stages = [self.split_stages[split]] if split in self.split_stages else []
+        return [self.backbone, *stages, *bottleneck, *self.neck_and_heads(split)]
 
     def _index(self, split: str | None) -> tuple[str, int]:
         split = split or self.config.default_split
@@ -124,7 +148,7 @@ class MultiTaskSplitNet(nn.Module):
         if split in self.bottlenecks:
             z = self._bottleneck(split).decode(z)
         feats = {i: z}
-        for j, f in enumerate(self.backbone.run(z, i + 1, 4), start=i + 1):
+        for j, f in enumerate(self.server_stages(split).run(z, i + 1, 4), start=i + 1):
             feats[j] = f
         if out_hw is None:  # the card's input size (not recoverable from z: sizes round up)
             out_hw = (self.config.input_size[1], self.config.input_size[0])
@@ -140,3 +164,34 @@ class MultiTaskSplitNet(nn.Module):
                 focal: torch.Tensor | float | None = None) -> dict[str, torch.Tensor]:
         return self.server(self.edge(x, split), split, out_hw=(x.shape[-2], x.shape[-1]),
                            focal=focal)
+
+
+def stages_after(backbone: Backbone, index: int) -> Backbone:
+    """A copy of ``backbone`` to run its stages after ``index`` (``run(z, index + 1, 4)``),
+    without the modules only stages 0..index call (found by running both parts once on a small
+    input with forward hooks, in eval mode): a card stores no weights the server never runs."""
+    stages = copy.deepcopy(backbone).eval()
+    called: list[set[int]] = [set(), set()]  # by the edge's stages, by the server's
+    part = called[0]
+
+    def record(module: nn.Module, *_: object) -> None:
+        part.add(id(module))
+
+    hooks = [m.register_forward_hook(record) for m in stages.modules()]
+    try:
+        with torch.no_grad():
+            z = stages.run(torch.zeros(1, 3, 64, 64), 0, index + 1)[-1]
+            part = called[1]
+            stages.run(z, index + 1, 4)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    removed: list[str] = []
+    for name, module in list(stages.named_modules()):
+        if not name or name.startswith(tuple(r + "." for r in removed)):
+            continue
+        if id(module) in called[0] and not any(id(m) in called[1] for m in module.modules()):
+            parent, _, child = name.rpartition(".")
+            stages.get_submodule(parent)._modules[child] = None  # state_dict etc. skip it
+            removed.append(name)
+    return stages.train(backbone.training)

@@ -28,13 +28,15 @@ def _frames(n, size=(160, 120), seed=0):
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """(model folder, fp32 export folder inside it) of a small untrained model, with a neck
-    and heads of its own at s8 (the runner tests then cover both kinds of split)."""
+    """(model folder, fp32 export folder inside it) of a small untrained model, with a server
+    half of its own at s8 (backbone stages, neck and heads: the runner tests then cover both
+    kinds of split)."""
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("model") / "tiny"
     save_model(path, MultiTaskSplitNet(ModelConfig(
         name="tiny", backbone="mobilenetv3_small", input_size=(128, 96),
-        bottlenecks={"s16": 8}, depth_reference_focal=100.0, per_split_heads=("s8",))).eval())
+        bottlenecks={"s16": 8}, depth_reference_focal=100.0, per_split_heads=("s8",),
+        per_split_server=("s8",))).eval())
     model, card = load_model(path)
     export_model(model, card, path / "onnx", splits=["s8", "s16"], frames=_frames(4))
     return path

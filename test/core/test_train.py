@@ -195,17 +195,31 @@ def test_distillation_keeps_the_base_split_closer_to_the_base_while_adding_split
         train(TINY, tiny_dataset(), None, tmp_path / "x", distill=1.0, **FAST)
 
 
+@pytest.mark.parametrize("server", [False, True], ids=["heads", "server"])
 def test_per_split_heads_keep_the_default_split_bit_for_bit_while_the_others_learn(
-        base_dir, tmp_path):
-    """New splits with a neck and heads of their own: every weight (and batch-norm statistic)
-    the base's default split uses stays, so its outputs are the base's exactly; the new splits'
-    bottlenecks, necks and heads learn, and the runners serve them."""
+        base_dir, tmp_path, server):
+    """New splits with a neck and heads of their own (and with ``per_split_server`` their own
+    backbone stages after the split and neck refinement steps too): every weight (and
+    batch-norm statistic) the base's default split uses stays, so its outputs are the base's
+    exactly; the new splits' bottlenecks, necks and heads (and stages) learn, and the runners
+    serve them."""
     every = dataclasses.replace(TINY, bottlenecks={"s8": 4, "s16": 8, "s32": 8})
     train(every, tiny_dataset(), None, tmp_path, split=("s16", "s8", "s32"), max_steps=4,
-          init_model=base_dir, per_split_heads=True, **{**FAST, "epochs": 2})
+          init_model=base_dir, per_split_heads=not server, per_split_server=server,
+          **{**FAST, "epochs": 2})
     base, base_card = load_model(base_dir)
     tuned, card = load_model(tmp_path / "model")
     assert card["per_split_heads"] == ["s8", "s32"] and card["default_split"] == "s16"
+    assert card["per_split_server"] == (["s8", "s32"] if server else [])
+    if server:  # the s8 stages learned from the base's (its statistics kept); s32 refines
+        stages = tuned.split_stages["s8"].state_dict()
+        shared = base.backbone.state_dict()
+        moved = [k for k, v in stages.items() if not torch.equal(v, shared[k])]
+        assert any(k.endswith(".weight") for k in moved)
+        assert not any(k.endswith(("running_mean", "running_var")) for k in moved)
+        refine = _params(tuned, "split_necks.s32.refine.")
+        assert refine and any(p.abs().sum() > 0 for n, p in refine.items()
+                              if n.endswith("4.weight"))  # no longer the identity
     assert card["fine_tuned_from"]["frozen_split"] == "s16"
     assert card["trained"]["splits"] == ["s16", "s8", "s32"]
     tuned_state = tuned.state_dict()

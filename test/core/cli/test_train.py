@@ -111,6 +111,7 @@ def test_fine_tuning_may_add_bottlenecks_at_other_splits(sim, tmp_path, capsys):
     (["--freeze-edge"], "--freeze-edge: needs --init"),
     (["--distill", "1"], "--distill: needs --init"),
     (["--per-split-heads"], "--per-split-heads: needs --init"),
+    (["--per-split-server"], "--per-split-server: needs --init"),
     (["--init", "{scratch}", "--per-split-heads"],
      "per-split heads: train at least one split other than the default split s16"),
     (["--split", "s16,s32"], "--split s16,s32: training several splits needs --init"),

@@ -85,26 +85,33 @@ def test_weights_of_another_architecture(saved, tmp_path):
 
 
 def test_a_card_from_before_per_split_heads_loads_as_it_did(saved):
-    """Cards written before ``per_split_heads`` existed (no such field) load with one shared
-    neck and heads, under the same fingerprint; the shipped default is one of them."""
+    """Cards written before ``per_split_heads`` and ``per_split_server`` existed (no such
+    fields) load with one shared server half, under the same fingerprint; the shipped default
+    is one of them."""
     net, card, path = saved
     old = json.loads((path / "card.json").read_text())
-    del old["per_split_heads"]
+    del old["per_split_heads"], old["per_split_server"]
     (path / "card.json").write_text(json.dumps(old))
     loaded, _ = load_model(path)
     assert loaded.config.per_split_heads == () and len(loaded.split_necks) == 0
+    assert loaded.config.per_split_server == () and len(loaded.split_stages) == 0
     assert set(loaded.state_dict()) == set(net.state_dict())
     default, default_card = load_model(Path(__file__).resolve().parents[3] / "models/default")
     assert "per_split_heads" not in default_card and len(default.split_heads) == 0
+    assert "per_split_server" not in default_card and len(default.split_stages) == 0
 
 
-@pytest.mark.parametrize("damage", [{"per_split_heads": []}, {"per_split_heads": ["s4"]}])
+@pytest.mark.parametrize("damage", [
+    {"per_split_heads": [], "per_split_server": []}, {"per_split_heads": ["s8", "s32"]},
+    {"per_split_server": []}, {"per_split_server": ["s8", "s4"]}])
 def test_per_split_heads_round_trip_and_must_match_the_weights(tmp_path, damage):
     net = MultiTaskSplitNet(ModelConfig(backbone="mobilenetv3_small", input_size=(64, 64),
-                                        bottlenecks={"s16": 8}, per_split_heads=("s8",)))
+                                        bottlenecks={"s16": 8}, per_split_heads=("s8", "s4"),
+                                        per_split_server=("s8",)))
     card = save_model(tmp_path / "m", net.eval())
     loaded, card2 = load_model(tmp_path / "m")
-    assert card["per_split_heads"] == ["s8"] and loaded.config.per_split_heads == ("s8",)
+    assert card["per_split_heads"] == ["s8", "s4"] and card["per_split_server"] == ["s8"]
+    assert loaded.config.per_split_server == ("s8",)
     assert card2["fingerprint"] == card["fingerprint"]
     _edit_card(tmp_path / "m", **damage)
     with pytest.raises(ModelLoadError, match="do not fit"):

@@ -109,3 +109,25 @@ def test_freezing_a_split_path_leaves_only_the_other_splits_weights_to_learn():
     assert all(n.startswith("bottlenecks.s16.") for n in frozen if n.startswith("bottle"))
     assert trainable and all(n.startswith(("bottlenecks.s8.", "split_necks.s8.",
                                            "split_heads.s8.")) for n in trainable)
+
+
+def test_a_split_that_gains_its_own_server_half_starts_from_the_bases_stages():
+    """Its stages after the split are the base's backbone's; its neck's refinement steps (s32:
+    two, from stride 32) start fresh, as the identity; the default split's path is frozen,
+    the new stages are not."""
+    torch.manual_seed(0)
+    base = MultiTaskSplitNet(BASE)
+    config = fine_tune_config(BASE, dataclasses.replace(
+        BASE, bottlenecks={"s8": 4, "s16": 8, "s32": 8}, per_split_heads=("s8", "s32"),
+        per_split_server=("s8", "s32")))
+    assert config.per_split_server == ("s8", "s32")
+    model = MultiTaskSplitNet(config)
+    assert transfer_weights(model, base) == []
+    got, shared = model.state_dict(), base.state_dict()
+    stages = [k for k in got if k.startswith("split_stages.s8.")]
+    assert stages and all(torch.equal(got[k], shared["backbone." + k.split(".", 2)[2]])
+                          for k in stages)
+    assert len(model.split_necks["s32"].refine) == 2 and len(model.split_necks["s8"].refine) == 0
+    freeze_split_path(model, "s16")
+    trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"bottlenecks", "split_necks", "split_heads", "split_stages"}

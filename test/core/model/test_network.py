@@ -98,6 +98,16 @@ def test_without_a_reference_focal_depth_ignores_the_focal_length():
         _net(depth_reference_focal=0.0)
 
 
+def _composes_and_differs_only_at(own, other, x, splits):
+    """At every split ``own``'s edge + server equals its forward, and its outputs are
+    ``other``'s exactly except at ``splits``."""
+    for split in own.split_names:
+        full, parts = own(x, split), own.server(own.edge(x, split), split)
+        assert all(torch.equal(full[k], parts[k]) for k in full)
+        same = all(torch.equal(full[k], other(x, split)[k]) for k in full)
+        assert same == (split not in splits), split
+
+
 def test_per_split_heads_serve_their_split_and_leave_the_shared_ones_to_the_rest():
     torch.manual_seed(0)
     shared = _net(bottlenecks={"s8": 4, "s16": 8})
@@ -117,11 +127,7 @@ def test_per_split_heads_serve_their_split_and_leave_the_shared_ones_to_the_rest
     with torch.no_grad():
         for p in own.split_necks.parameters():
             p.add_(0.5)
-        for split in own.split_names:
-            full, parts = own(x, split), own.server(own.edge(x, split), split)
-            assert all(torch.equal(full[k], parts[k]) for k in full)
-            same = all(torch.equal(full[k], shared(x, split)[k]) for k in full)
-            assert same == (split not in ("s8", "s32")), split
+        _composes_and_differs_only_at(own, shared, x, ("s8", "s32"))
 
 
 def test_split_path_modules_are_everything_the_split_runs():
@@ -141,3 +147,50 @@ def test_split_path_modules_are_everything_the_split_runs():
 def test_per_split_heads_name_other_splits_than_the_default(own):
     with pytest.raises(ModelConfigError, match="per_split_heads"):
         _net(per_split_heads=own)
+
+
+def test_a_split_with_its_own_server_half_runs_its_own_stages_and_stores_only_those():
+    """``per_split_server``: the split's backbone stages after it are a copy of the shared ones
+    (less the edge's stages, which it never runs), beside its own neck and heads; every other
+    split runs the shared backbone as before."""
+    torch.manual_seed(0)
+    heads = _net(bottlenecks={"s8": 4, "s16": 8}, per_split_heads=("s8", "s32"))
+    torch.manual_seed(0)
+    own = _net(bottlenecks={"s8": 4, "s16": 8}, per_split_heads=("s8", "s32"),
+               per_split_server=("s8", "s32"))
+    added = set(own.state_dict()) - set(heads.state_dict())
+    stage_keys = {k.removeprefix("split_stages.s8.") for k in added if "split_stages" in k}
+    assert stage_keys and stage_keys < {k.removeprefix("backbone.") for k in
+                                        own.state_dict() if k.startswith("backbone.")}
+    assert not any(k.startswith("stem.") for k in stage_keys)  # the edge's stem is not there
+    assert not any("split_stages.s32." in k for k in added)  # s32: no server stages at all
+    assert all(k.startswith(("split_stages.s8.", "split_necks.s32.refine.")) for k in added)
+    assert own.server_stages("s8") is own.split_stages["s8"]
+    assert own.server_stages("s16") is own.backbone is own.server_stages("s32")
+    # The copies start as the shared stages: with the same weights, s8 gives what it gave.
+    own.load_state_dict(heads.state_dict(), strict=False)
+    x = torch.rand(2, 3, SIZE[1], SIZE[0])
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(own(x, "s8").values(),
+                                                     heads(x, "s8").values()))
+        for p in own.split_stages.parameters():
+            p.mul_(0.9)
+        _composes_and_differs_only_at(own, heads, x, ("s8", "s32"))  # s32: its neck's steps
+
+
+def test_split_path_modules_include_a_splits_own_server_stages():
+    net = _net(bottlenecks={"s8": 4, "s16": 8}, per_split_heads=("s8",),
+               per_split_server=("s8",))
+    x = torch.rand(1, 3, SIZE[1], SIZE[0])
+    sum(o.sum() for o in net(x, "s8").values()).backward()
+    used = {id(p) for p in net.parameters() if p.grad is not None}
+    path = {id(p) for m in net.split_path_modules("s8") for p in m.parameters()}
+    stages = {id(p) for p in net.split_stages["s8"].parameters()}
+    assert used <= path and stages <= used  # every copied stage weight is used at s8
+    assert stages.isdisjoint(p for m in net.split_path_modules("s16") for p in m.parameters())
+
+
+@pytest.mark.parametrize("own", [("s8",), ("s32", "s32")])
+def test_per_split_server_names_splits_of_per_split_heads(own):
+    with pytest.raises(ModelConfigError, match="per_split_server"):
+        _net(per_split_heads=("s32",), per_split_server=own)

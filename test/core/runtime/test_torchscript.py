@@ -21,14 +21,16 @@ FRAMES = Path(__file__).resolve().parents[3] / "bench" / "frames.npz"
 
 @pytest.fixture(scope="module")
 def own_heads_dir(tmp_path_factory):
-    """The runners' tiny model with a neck and heads of its own at s4 (per_split_heads)."""
+    """The runners' tiny model with a whole server half of its own at s4 (per_split_heads,
+    per_split_server: its own neck, heads and backbone stages after s4)."""
     from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, save_model
 
     torch.manual_seed(1)
     path = tmp_path_factory.mktemp("own") / "tiny"
     save_model(path, MultiTaskSplitNet(ModelConfig(
         backbone="mobilenetv3_small", input_size=(64, 48), bottlenecks={"s16": 8},
-        codec="f16-zstd/1", depth_reference_focal=100.0, per_split_heads=("s4",))).eval())
+        codec="f16-zstd/1", depth_reference_focal=100.0, per_split_heads=("s4",),
+        per_split_server=("s4",))).eval())
     return str(path)
 
 
