@@ -444,7 +444,8 @@ def _encode_entropy(t: torch.Tensor, codec: str, point: int, tables: EntropyTabl
         raise CodecError(f"tensor contains NaN or Inf ({int(bad.sum())} values in channels "
                          f"{_first(np.flatnonzero(bad.any(1)))}); the codec carries finite "
                          f"values only")
-    context = shape if _context_coded(codec) else None
+    c, h, w = (int(v) for v in t.shape)  # _as_float32_tensor: three dims
+    context = (c, h, w) if _context_coded(codec) else None
     words = tables.encode(point, tables.points[point].symbols(y), context)
     header = _EB_HEADER.pack(_EBC_MAGIC if context else _EB_MAGIC, point, y.size)
     empty = np.zeros(0, np.float32)

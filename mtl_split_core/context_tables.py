@@ -26,7 +26,10 @@ The card's ``entropy`` block, version 2 = version 1 plus (``model.context_fit`` 
 
     "context": {"scheme": "checkerboard-linear/1", "operating_points": [        # one per point
         {"center": [C ints], "passes": [[{"w_mean": [2C+3 ints], "w_mag": [...],
-          "mean_edges": [ints], "mag_edges": [ints], "freqs": [[ints], ...]}, ... C], ... 2]}]}
+          "mean_edges": [ints], "mag_edges": [ints], "freqs": "base64"}, ... C], ... 2]}]}
+
+``freqs``: the (pass, channel)'s tables, one per context, each over the channel's eb-k alphabet
+(positive, summing to 2**precision), as base64 of uint32 little-endian (``encode_freqs``).
 
 The stream: a sentinel (as eb), then pass 1 channel C-1 down to pass 0 channel 0 pushed, so
 decoding pops pass 0 channel 0 first and the sentinel last.
@@ -34,6 +37,8 @@ decoding pops pass 0 channel 0 first and the sentinel last.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -182,6 +187,26 @@ class ContextCoder:
         return index
 
 
+def encode_freqs(freqs: np.ndarray) -> str:
+    """The card's form of a (pass, channel)'s tables (contexts, L): base64 of uint32 LE, row
+    by row (a JSON list would take ~30 bytes an entry in an indented card)."""
+    return base64.b64encode(np.ascontiguousarray(freqs, "<u4").tobytes()).decode("ascii")
+
+
+def decode_freqs(text: Any, contexts: int, length: int) -> np.ndarray | None:
+    """int64 tables (contexts, length) of ``encode_freqs``' text; None unless it is exactly
+    that many uint32 in canonical base64."""
+    if not isinstance(text, str) or len(text) != 4 * -(-4 * contexts * length // 3):
+        return None
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (ValueError, binascii.Error):
+        return None
+    if len(raw) != 4 * contexts * length:
+        return None
+    return np.frombuffer(raw, "<u4").astype(np.int64).reshape(contexts, length)
+
+
 def parse_context(block: Any, lengths: list[list[int]], precision: int, max_alphabet: int
                   ) -> tuple[ContextPoint, ...]:
     """The context points of a ``context`` block for operating points whose channel c of
@@ -217,7 +242,7 @@ def parse_context(block: Any, lengths: list[list[int]], precision: int, max_alph
                 isinstance(p, list) and len(p) == c for p in passes):
             raise bad(f"point {k}: passes must be {PASSES} lists of {c} channels")
         cells = []
-        w = np.zeros((PASSES, c, 2, 2 * c + SPATIAL), np.float64)
+        weights = np.zeros((PASSES, c, 2, 2 * c + SPATIAL), np.float64)
         for p, chans in enumerate(passes):
             row = []
             for ch, cell in enumerate(chans):
@@ -227,28 +252,25 @@ def parse_context(block: Any, lengths: list[list[int]], precision: int, max_alph
                     raise bad(f"{where} must have exactly {', '.join(sorted(keys))}")
                 ws = [ints(cell[f], f"{where} {f}", MAX_WEIGHT, 2 * c + SPATIAL)
                       for f in ("w_mean", "w_mag")]
-                w[p, ch] = ws
-                if any((w[~known_mask(c, ch, p)] != 0).any() for w in ws):
+                weights[p, ch] = ws
+                if (weights[p, ch][:, ~known_mask(c, ch, p)] != 0).any():
                     raise bad(f"{where}: weights on symbols not yet decoded must be 0")
                 edges = [ints(cell[f], f"{where} {f}", MAX_EDGE) for f in
                          ("mean_edges", "mag_edges")]
+                if max(len(e) for e in edges) >= MAX_CONTEXTS:
+                    raise bad(f"{where}: at most {MAX_CONTEXTS - 1} edges")
                 if any((np.diff(e) <= 0).any() for e in edges):
                     raise bad(f"{where}: edges must be strictly ascending")
                 n_ctx = (len(edges[0]) + 1) * (len(edges[1]) + 1)
-                freqs = cell["freqs"]
-                if n_ctx > MAX_CONTEXTS or not isinstance(freqs, list) or len(freqs) != n_ctx:
-                    raise bad(f"{where}: {n_ctx} contexts need as many tables (at most "
-                              f"{MAX_CONTEXTS})")
-                tables = []
-                for f in freqs:
-                    if not isinstance(f, list) or len(f) != lens[ch] or not all(
-                            isinstance(v, int) and not isinstance(v, bool) and v >= 1
-                            for v in f) or sum(f) != 2**precision:
-                        raise bad(f"{where}: every table must be {lens[ch]} positive integers "
-                                  f"(the channel's alphabet) summing to 2**{precision}")
-                    tables.append(f)
-                row.append(ContextCell(edges[0], edges[1],
-                                       np.asarray(tables, np.float32) - 1))
+                if n_ctx > MAX_CONTEXTS:
+                    raise bad(f"{where}: {n_ctx} contexts, at most {MAX_CONTEXTS}")
+                freqs = decode_freqs(cell["freqs"], n_ctx, lens[ch])
+                if freqs is None or (freqs < 1).any() or \
+                        (freqs.sum(1) != 2**precision).any():
+                    raise bad(f"{where}: freqs must be {n_ctx} tables (one per context) of "
+                              f"{lens[ch]} positive integers (the channel's alphabet) summing "
+                              f"to 2**{precision}, base64 of uint32 LE")
+                row.append(ContextCell(edges[0], edges[1], (freqs - 1).astype(np.float32)))
             cells.append(tuple(row))
-        parsed.append(ContextPoint(center, w, tuple(cells)))
+        parsed.append(ContextPoint(center, weights, tuple(cells)))
     return tuple(parsed)

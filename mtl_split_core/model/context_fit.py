@@ -20,6 +20,7 @@ from mtl_split_core.context_tables import (
     SPATIAL,
     ContextCell,
     Features,
+    encode_freqs,
     known_mask,
     pass_positions,
 )
@@ -80,7 +81,7 @@ def fit_cell(x: np.ndarray, index: np.ndarray, center: int, base: np.ndarray,
     counts = np.zeros((n_ctx, len(base)))
     np.add.at(counts, (ctx, index), 1.0)
     prior = base / base.sum() * SMOOTHING
-    freqs = [[int(v) for v in integer_frequencies(row + prior)] for row in counts]
+    freqs = encode_freqs(np.stack([integer_frequencies(row + prior) for row in counts]))
     return {"w_mean": [int(v) for v in w_mean], "w_mag": [int(v) for v in w_mag],
             "mean_edges": mean_edges, "mag_edges": mag_edges, "freqs": freqs}
 
