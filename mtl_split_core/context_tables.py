@@ -54,6 +54,10 @@ MAX_WEIGHT = 2**12
 MAX_EDGE = 2**52
 MAX_CONTEXTS = 256          # tables per (pass, channel)
 SPATIAL = 3                 # spatial features after the 2C co-located ones
+# Symbols per coder call: each call reads a (symbols, alphabet) float32 array of probabilities,
+# so a chunk bounds that allocation (<= 64 MiB at 4096 symbols of alphabet 4096) whatever the
+# shape; chunks are coded in order, so the stream is the same as one call's.
+CHUNK = 4096
 
 
 class ContextTablesError(ValueError):
@@ -159,9 +163,12 @@ class ContextCoder:
             pred = Features(d, positions).predictions(self.point.w[p])
             for ch in range(c):
                 cell = self.point.cells[p][ch]
-                order.append((index[ch, positions], cell.weights[cell.contexts(pred[ch])]))
-        for symbols, rows in reversed(order):  # a stack: the last pushed decodes first
-            coder.encode_reverse(np.ascontiguousarray(symbols, np.int32), self._family, rows)
+                order.append((np.ascontiguousarray(index[ch, positions], np.int32),
+                              cell.weights, cell.contexts(pred[ch])))
+        for symbols, weights, ctx in reversed(order):  # a stack: the last pushed decodes first
+            for at in reversed(range(0, max(len(ctx), 1), CHUNK)):  # an empty pass: 1 call
+                coder.encode_reverse(symbols[at:at + CHUNK], self._family,
+                                     weights[ctx[at:at + CHUNK]])
 
     def decode(self, coder: Any, shape: tuple[int, int, int]) -> np.ndarray:
         """Table indices (C, H*W) popped from ``coder``."""
@@ -180,7 +187,9 @@ class ContextCoder:
                 pred = wp[ch, :, :-SPATIAL] @ shared
                 if spatial is not None:
                     pred += spatial[ch]
-                got = coder.decode(self._family, cell.weights[cell.contexts(pred)])
+                ctx = cell.contexts(pred)
+                got = np.concatenate([coder.decode(self._family, cell.weights[ctx[at:at + CHUNK]])
+                                      for at in range(0, max(len(ctx), 1), CHUNK)])
                 index[ch, positions] = got
                 flat[ch, positions] = shared[ch] = got - center[ch]
                 shared[c + ch] = np.abs(shared[ch])

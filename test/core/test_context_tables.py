@@ -274,3 +274,19 @@ def test_tables_that_do_not_sum_to_the_precision_are_refused():
             EntropyTables(_mutated(("operating_points", 0, "passes", 1, 2, "freqs"),
                                    encode_freqs(bad)))
     assert decode_freqs(cell["freqs"] + "A", n, 3) is None
+
+
+def test_chunked_coder_calls_make_the_same_stream(monkeypatch):
+    """The probability rows are built CHUNK symbols at a time (a bounded allocation whatever
+    the shape); the payload does not depend on the chunk size."""
+    import mtl_split_core.context_tables as ct
+
+    y = correlated(1, (3, 16, 20), 3)[0]
+    whole = {c: encode(y, c, tables=TABLES).data for c in ("ebc-0/1", "ebc-1/1")}
+    monkeypatch.setattr(ct, "CHUNK", 7)
+    empty = np.zeros(0, np.float32)
+    for codec, payload in whole.items():
+        assert encode(y, codec, tables=TABLES).data == payload
+        decoded = decode(EncodedTensor(codec, (3, 16, 20), empty, empty, payload), tables=TABLES)
+        eb = decode(encode(y, codec.replace("ebc-", "eb-"), tables=TABLES), tables=TABLES)
+        assert decoded.tobytes() == eb.tobytes()
