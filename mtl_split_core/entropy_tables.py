@@ -18,6 +18,10 @@ The stream: one sentinel symbol (1 of two equally likely) pushed first, then the
 last to first, so decoding pops channel 0 first and the sentinel last. The sentinel costs one
 bit and makes every stream non-empty: a payload cut to its header or a stream of the wrong
 length ends in a wrong sentinel or a non-initial coder state.
+
+Version 2 of the block adds ``"context"``: context tables for every point, the codecs
+``ebc-<k>/1`` (the same symbols, coded in ``context_tables.py``'s order and tables between
+the sentinel and the end of the stream).
 """
 
 from __future__ import annotations

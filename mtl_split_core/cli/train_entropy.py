@@ -1,6 +1,7 @@
 """`mtl-split train-eb`: entropy-coded codecs (eb-<k>/1) for a trained model: fine-tune
 its split bottleneck with a rate term at several operating points, freeze the tables into a new
-model card (mtl_split_core/train_entropy.py)."""
+model card (mtl_split_core/train_entropy.py); ``--context`` / ``--context-only`` add context
+tables (ebc-<k>/1, mtl_split_core/context_tables.py)."""
 
 from __future__ import annotations
 
