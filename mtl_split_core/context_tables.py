@@ -4,7 +4,8 @@ the decoded tensor is identical; only their probabilities differ: each symbol is
 of several frozen integer tables, chosen by an integer context of symbols already decoded.
 
 Why integers only: decoding must be bit-exact between CPU and GPU and across machines. A float
-hyper-decoder would not be; here the context is an int64 dot product with integer weights,
+hyper-decoder would not be; here the context is a dot product of integer weights and integer
+symbols (summed in float64, exact at the bounded sizes below, so in any order on any machine),
 bucketed by integer edges, and the tables are integer frequencies, all from the model card.
 
 The order (checkerboard, two passes): pass 0 codes the anchors (positions with ``(i + j)`` even)
