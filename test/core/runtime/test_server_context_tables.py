@@ -2,7 +2,6 @@
 decodes exactly eb-k's tensor, rejects malformed ebc payloads as ``entropy`` before decoding,
 and the next good packet works."""
 
-import dataclasses
 import struct
 
 import numpy as np
@@ -15,6 +14,8 @@ from mtl_split_core.model.context_fit import fit_context
 from mtl_split_core.model.entropy_model import EntropyModel
 from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_core.runtime.server import PacketRejected, ServerRunner
+
+from .test_server_entropy import _hostile
 
 torch.set_num_threads(2)
 RGB = np.random.default_rng(3).integers(0, 255, (96, 128, 3), dtype=np.uint8)
@@ -42,10 +43,6 @@ def test_ebc_packets_decode_to_exactly_ebs_tensor(runners):
         packet = edge(RGB)
         assert packet.tensor.codec == f"ebc-{k}/1" and packet.tensor.data[0] == 0xEC
         np.testing.assert_array_equal(np.asarray(server.admit(packet).codes), np.asarray(eb))
-
-
-def _hostile(packet, **change):
-    return dataclasses.replace(packet, tensor=dataclasses.replace(packet.tensor, **change))
 
 
 def test_malformed_ebc_payloads_are_rejected_as_entropy_and_the_next_good_one_works(runners):
