@@ -1,5 +1,7 @@
-"""Entropy-coded codecs (eb-<k>/1) against q4-zstd/1 on the same split tensors: bytes per frame
-and encode / decode time per frame on this CPU (the edge and server run one frame at a time).
+"""Entropy-coded codecs (eb-<k>/1, and ebc-<k>/1 where the card has context tables) against
+q4-zstd/1 on the same split tensors: bytes per frame and encode / decode time per frame on this
+CPU (the edge and server run one frame at a time). ebc-<k>/1 must decode every frame to exactly
+eb-<k>/1's tensor (the same symbols: the same accuracy); the bench stops if one does not.
 
     python bench/entropy_codec_bench.py --model models/default_eb --data DATA --frames 60
 
@@ -38,6 +40,14 @@ def per_frame_ms(fn, items, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _vs_eb(codec: str, nbytes: float, rows: list) -> str:
+    """An ebc row's bytes relative to the eb row of its operating point ("" for the others)."""
+    if not codec.startswith("ebc-"):
+        return ""
+    eb = next(b for c, b, *_ in rows if c == codec.replace("ebc-", "eb-"))
+    return f"{nbytes / eb - 1:+.1%}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="models/default_eb")
@@ -54,14 +64,19 @@ def main() -> int:
     cfg = model.config
     tables = tables_of(cfg.entropy)
     data = load_data([args.data], "test", cfg.input_size, None,
-                     (cfg.detection_classes, cfg.segmentation_classes)).data
+                     (cfg.detection_classes, cfg.segmentation_classes)).data.to_dict()
     images = torch.from_numpy(data["images"][:args.frames]).permute(0, 3, 1, 2).float() / 255
     with torch.inference_mode():
         z = model.edge(images, cfg.default_split)
     tensors = list(z)
     rows = []
-    for codec in [c for c in model_codecs(tables) if c == "q4-zstd/1" or c.startswith("eb-")]:
+    decoded: dict[str, list[bytes]] = {}
+    for codec in [c for c in model_codecs(tables) if c == "q4-zstd/1" or c.startswith("eb")]:
         encoded = [encode(t, codec, tables=tables) for t in tensors]
+        decoded[codec] = [decode(e, tables=tables).tobytes() for e in encoded]
+        same = codec.replace("ebc-", "eb-")
+        if decoded[same] != decoded[codec]:
+            raise SystemExit(f"{codec} decodes differently from {same}")
         rows.append((codec, statistics.mean(e.nbytes for e in encoded),
                      per_frame_ms(lambda t, c=codec: encode(t, c, tables=tables), tensors,
                                   args.repeats),
@@ -77,9 +92,10 @@ def main() -> int:
         f"{cfg.default_split}, tensor {shape}, {len(tensors)} test frames, median of "
         f"{args.repeats} passes",
         "",
-        "| codec | bytes/frame | encode ms/frame | decode ms/frame |",
-        "|---|---:|---:|---:|",
-        *[f"| {c} | {b:,.0f} | {e:.3f} | {d:.3f} |" for c, b, e, d in rows],
+        "| codec | bytes/frame | vs eb-<k>/1 | encode ms/frame | decode ms/frame |",
+        "|---|---:|---:|---:|---:|",
+        *[f"| {c} | {b:,.0f} | {_vs_eb(c, b, rows)} | {e:.3f} | {d:.3f} |"
+          for c, b, e, d in rows],
     ]
     text = "\n".join(lines) + "\n"
     print(text)

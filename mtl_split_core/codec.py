@@ -22,7 +22,9 @@ LE), then the ANS stream as uint32 LE words (at most ``entropy_tables.max_words`
 decoded first, each channel's H*W symbols row-major. Symbols and reconstructions: the tables'
 quantizer (``OperatingPoint.symbols`` / ``values``). Every header field is checked against the
 shape and the tables before any decoding work; the stream must end exactly in the coder's
-initial state. These errors carry ``reason = "entropy"``.
+initial state. These errors carry ``reason = "entropy"``. ``ebc-<k>/1`` (cards with context
+tables, ``context_tables.py``): the same symbols and header with magic ``0xEC``, coded in the
+context tables' order (checkerboard passes) with the tables their contexts pick.
 
 Quantization (one formula for the wire and for training, see docs/CONTRACTS.md), per sample
 and channel, computed in float32: ``offset = min``, ``scale = (max - min) / (2**bits - 1)``
@@ -56,7 +58,9 @@ from mtl_split_core.entropy_tables import (
 
 # Codecs every model has (no tables needed); ENTROPY_CODECS need the model's entropy tables.
 CODECS = ("f16-zstd/1", "q8-zstd/1", "q4-zstd/1")
-ENTROPY_CODECS = tuple(f"eb-{k}/1" for k in range(MAX_OPERATING_POINTS))
+# eb-<k>/1: one table per channel; ebc-<k>/1: the same symbols, context tables (version 2).
+ENTROPY_CODECS = tuple(f"{family}-{k}/1" for family in ("eb", "ebc")
+                       for k in range(MAX_OPERATING_POINTS))
 # Codec name -> bits per quantized code (None: float16 values, no quantization).
 _BITS: dict[str, int | None] = {"f16-zstd": None, "q8-zstd": 8, "q4-zstd": 4}
 # Codec name -> wire-format versions this build reads and writes.
@@ -64,6 +68,7 @@ _VERSIONS: dict[str, tuple[int, ...]] = {
     "f16-zstd": (1,), "q8-zstd": (1,), "q4-zstd": (1,),
     **{c.split("/")[0]: (1,) for c in ENTROPY_CODECS}}
 _EB_MAGIC = 0xEB
+_EBC_MAGIC = 0xEC
 _EB_HEADER = struct.Struct("<BBI")  # magic, operating point, symbol count
 _CODEC_ID = re.compile(r"([a-z0-9-]+)/([0-9]{1,6})")
 
@@ -126,7 +131,8 @@ def parse_codec(codec: object) -> tuple[str, int]:
     name, version = match.group(1), int(match.group(2))
     if name not in _VERSIONS:
         raise CodecError(f"unknown codec {name!r} in {_short(codec)}; expected one of "
-                         f"{', '.join(CODECS)} or eb-<k>/1 (k < {MAX_OPERATING_POINTS})")
+                         f"{', '.join(CODECS)} or eb-<k>/1, ebc-<k>/1 (k < "
+                         f"{MAX_OPERATING_POINTS})")
     if version not in _VERSIONS[name]:
         raise CodecError(f"unsupported version {version} of codec {name!r}; this build reads "
                          f"version(s) {', '.join(map(str, _VERSIONS[name]))}")
@@ -136,7 +142,12 @@ def parse_codec(codec: object) -> tuple[str, int]:
 def entropy_point(codec: str) -> int | None:
     """The operating point k of ``eb-<k>/1``, None for a codec without tables."""
     name, _ = parse_codec(codec)
-    return int(name[3:]) if name.startswith("eb-") else None
+    return int(name.split("-")[1]) if name.startswith(("eb-", "ebc-")) else None
+
+
+def _context_coded(codec: str) -> bool:
+    """Whether an entropy-coded codec uses the context tables (``ebc-<k>/1``)."""
+    return codec.startswith("ebc-")
 
 
 def model_codecs(tables: EntropyTables | None) -> tuple[str, ...]:
@@ -414,7 +425,7 @@ def _check_tables(codec: str, point: int, channels: int, tables: EntropyTables |
     if tables is None:
         raise _entropy_error(f"{codec} needs the model's entropy tables; this model has none "
                              f"(its codecs: {', '.join(CODECS)})")
-    if point >= len(tables.points):
+    if codec not in tables.codec_ids:
         raise _entropy_error(f"{codec}: operating point {point} is not in the model's tables "
                              f"(it has {', '.join(tables.codec_ids)})")
     if channels != tables.channels:
@@ -433,8 +444,10 @@ def _encode_entropy(t: torch.Tensor, codec: str, point: int, tables: EntropyTabl
         raise CodecError(f"tensor contains NaN or Inf ({int(bad.sum())} values in channels "
                          f"{_first(np.flatnonzero(bad.any(1)))}); the codec carries finite "
                          f"values only")
-    words = tables.encode(point, tables.points[point].symbols(y))
-    header = _EB_HEADER.pack(_EB_MAGIC, point, y.size)
+    c, h, w = (int(v) for v in t.shape)  # _as_float32_tensor: three dims
+    context = (c, h, w) if _context_coded(codec) else None
+    words = tables.encode(point, tables.points[point].symbols(y), context)
+    header = _EB_HEADER.pack(_EBC_MAGIC if context else _EB_MAGIC, point, y.size)
     empty = np.zeros(0, np.float32)
     return EncodedTensor(codec, shape, empty, empty.copy(),
                          header + words.astype("<u4").tobytes())
@@ -455,9 +468,11 @@ def _decode_entropy(enc: EncodedTensor, point: int, shape: tuple[int, int, int],
         raise _entropy_error(f"{enc.codec} payload of {len(data)} bytes is shorter than its "
                              f"{_EB_HEADER.size}-byte header")
     magic, header_point, count = _EB_HEADER.unpack_from(data)
-    if magic != _EB_MAGIC:
+    context = shape if _context_coded(enc.codec) else None
+    expected = _EBC_MAGIC if context else _EB_MAGIC
+    if magic != expected:
         raise _entropy_error(f"{enc.codec} payload starts with 0x{magic:02X}, expected "
-                             f"0x{_EB_MAGIC:02X}")
+                             f"0x{expected:02X}")
     if header_point != point:
         raise _entropy_error(f"{enc.codec} payload says operating point {header_point}, the "
                              f"codec id {point}")
@@ -471,7 +486,7 @@ def _decode_entropy(enc: EncodedTensor, point: int, shape: tuple[int, int, int],
                              f"at most {limit} for {n} symbols")
     words = np.frombuffer(data, "<u4", offset=_EB_HEADER.size).astype(np.uint32)
     try:
-        index = tables.decode(point, words, n // shape[0])
+        index = tables.decode(point, words, n // shape[0], context)
     except EntropyStreamError as err:
         raise _entropy_error(f"{enc.codec}: {err}") from None
     return tables.points[point].values(index).reshape(shape)

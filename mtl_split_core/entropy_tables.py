@@ -18,6 +18,10 @@ The stream: one sentinel symbol (1 of two equally likely) pushed first, then the
 last to first, so decoding pops channel 0 first and the sentinel last. The sentinel costs one
 bit and makes every stream non-empty: a payload cut to its header or a stream of the wrong
 length ends in a wrong sentinel or a non-initial coder state.
+
+Version 2 of the block adds ``"context"``: context tables for every point, the codecs
+``ebc-<k>/1`` (the same symbols, coded in ``context_tables.py``'s order and tables between
+the sentinel and the end of the stream).
 """
 
 from __future__ import annotations
@@ -30,7 +34,16 @@ from typing import Any
 import constriction
 import numpy as np
 
+from mtl_split_core.context_tables import (
+    ContextCoder,
+    ContextPoint,
+    ContextTablesError,
+    parse_context,
+)
+
 TABLES_VERSION = 1
+# Version 2 adds context tables ("context", codecs ebc-<k>/1); version 1 cards still load.
+CONTEXT_TABLES_VERSION = 2
 # constriction's default ANS coder: 32-bit words, probabilities in 24-bit fixed point.
 PRECISION = 24
 MAX_OPERATING_POINTS = 8
@@ -84,8 +97,13 @@ class EntropyTables:
     def __init__(self, block: Any):
         self.block = block
         self.split, self.channels, self.points = _parse(block)
-        self.codec_ids = tuple(f"eb-{k}/1" for k in range(len(self.points)))
+        # Version 2: context tables for every point (codecs ebc-<k>/1), context_tables.py.
+        self.context: tuple[ContextPoint, ...] = () if block["version"] == 1 else \
+            _parse_context(block.get("context"), self.points)
+        self.codec_ids = tuple(f"eb-{k}/1" for k in range(len(self.points))) + tuple(
+            f"ebc-{k}/1" for k in range(len(self.context)))
         self._models: dict[int, list[Any]] = {}
+        self._context_coders: dict[int, ContextCoder] = {}
 
     def models(self, op: int) -> list[Any]:
         """The per-channel coder models of operating point ``op`` (built on first use)."""
@@ -93,24 +111,34 @@ class EntropyTables:
             self._models[op] = [_categorical(f) for f in self.points[op].freqs]
         return self._models[op]
 
-    def encode(self, op: int, index: np.ndarray) -> np.ndarray:
+    def encode(self, op: int, index: np.ndarray,
+               shape: tuple[int, int, int] | None = None) -> np.ndarray:
         """ANS-code table indices (C, N) of operating point ``op``: uint32 words, channel 0
-        first when decoding."""
+        first when decoding. ``shape`` (C, H, W): code them with the context tables
+        (``ebc-<op>/1``, ``context_tables.ContextCoder``) instead of one table per channel."""
         coder = constriction.stream.stack.AnsCoder()
         coder.encode_reverse(np.ones(1, np.int32), _sentinel())
+        if shape is not None:
+            self.context_coder(op).encode(coder, index, shape)
+            return np.asarray(coder.get_compressed(), np.uint32)
         models = self.models(op)
         for c in reversed(range(index.shape[0])):  # a stack: the last pushed decodes first
             coder.encode_reverse(np.ascontiguousarray(index[c], np.int32), models[c])
         return np.asarray(coder.get_compressed(), np.uint32)
 
-    def decode(self, op: int, words: np.ndarray, per_channel: int) -> np.ndarray:
-        """Table indices (C, per_channel) from ``words``; EntropyStreamError unless the words
-        are exactly one stream of that many symbols (the coder ends in its initial state)."""
+    def decode(self, op: int, words: np.ndarray, per_channel: int,
+               shape: tuple[int, int, int] | None = None) -> np.ndarray:
+        """Table indices (C, per_channel) from ``words`` (``shape``: as for ``encode``);
+        EntropyStreamError unless the words are exactly one stream of that many symbols (the
+        coder ends in its initial state)."""
         try:
             coder = constriction.stream.stack.AnsCoder(np.ascontiguousarray(words, np.uint32))
-            models = self.models(op)
-            index = np.stack([coder.decode(models[c], per_channel)
-                              for c in range(self.channels)])
+            if shape is not None:
+                index = self.context_coder(op).decode(coder, shape)
+            else:
+                models = self.models(op)
+                index = np.stack([coder.decode(models[c], per_channel)
+                                  for c in range(self.channels)])
             sentinel = coder.decode(_sentinel())
         except ValueError as err:  # constriction's answer to words it cannot start from
             raise EntropyStreamError(f"compressed words rejected by the coder: {err}") from None
@@ -119,6 +147,17 @@ class EntropyTables:
                                      f"{self.channels * per_channel} symbols (data left over "
                                      f"or missing: truncated, corrupted or another table's)")
         return index
+
+    def context_coder(self, op: int) -> ContextCoder:
+        """The context coder of operating point ``op`` (``has_context`` first)."""
+        if op not in self._context_coders:
+            self._context_coders[op] = ContextCoder(self.context[op])
+        return self._context_coders[op]
+
+    @property
+    def has_context(self) -> bool:
+        """Whether the tables have context tables (codecs ``ebc-<k>/1``)."""
+        return bool(self.context)
 
 
 def max_words(symbols: int) -> int:
@@ -161,8 +200,9 @@ def _parse(block: Any) -> tuple[str, int, tuple[OperatingPoint, ...]]:
         return EntropyTablesError(f"entropy tables: {message}")
     if not isinstance(block, dict):
         raise bad(f"expected an object, got {type(block).__name__}")
-    if block.get("version") != TABLES_VERSION:
-        raise bad(f"version {block.get('version')!r}; this build reads {TABLES_VERSION}")
+    if block.get("version") not in (TABLES_VERSION, CONTEXT_TABLES_VERSION):
+        raise bad(f"version {block.get('version')!r}; this build reads {TABLES_VERSION} and "
+                  f"{CONTEXT_TABLES_VERSION}")
     if block.get("precision") != PRECISION:
         raise bad(f"precision {block.get('precision')!r}; this build codes with {PRECISION}")
     split = block.get("split")
@@ -208,6 +248,15 @@ def _parse(block: Any) -> tuple[str, int, tuple[OperatingPoint, ...]]:
         parsed.append(OperatingPoint(gain.astype(np.float32), np.asarray(lo, np.int64),
                                      tuple(tables)))
     return split, int(channels or 0), tuple(parsed)
+
+
+def _parse_context(block: Any, points: tuple[OperatingPoint, ...]
+                   ) -> tuple[ContextPoint, ...]:
+    try:
+        return parse_context(block, [[len(f) for f in p.freqs] for p in points], PRECISION,
+                             MAX_ALPHABET)
+    except ContextTablesError as err:
+        raise EntropyTablesError(f"entropy tables: {err}") from None
 
 
 @lru_cache(maxsize=8)

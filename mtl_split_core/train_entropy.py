@@ -41,11 +41,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from mtl_split_core.entropy_tables import MAX_ALPHABET, tables_of
+from mtl_split_core.entropy_tables import MAX_ALPHABET, EntropyTables, tables_of
 from mtl_split_core.errors import InputError
 from mtl_split_core.evaluate import evaluate, headline
 from mtl_split_core.model.bottleneck import Bottleneck
 from mtl_split_core.model.card import load_model, save_model
+from mtl_split_core.model.context_fit import fit_context
 from mtl_split_core.model.entropy_model import GAIN_BOUNDS, EntropyModel
 from mtl_split_core.model.losses import MultiTaskLoss
 from mtl_split_core.model.network import MultiTaskSplitNet
@@ -222,7 +223,7 @@ def train_entropy(model_path: str | Path, train_data: dict, out_dir: str | Path,
                   lr: float = 3e-4, distill: float = 1.0, anchor: float = DEFAULT_ANCHOR,
                   shape_bytes: tuple[float, float] | None = DEFAULT_SHAPE_BYTES,
                   seed: int = 0, name: str | None = None, codec: str | None = None,
-                  freeze_bottleneck: bool = False,
+                  freeze_bottleneck: bool = False, context: bool = False,
                   val_data: dict | None = None, progress: bool = True,
                   log: Callable[[str], None] = print) -> dict:
     """Fine-tune ``model_path``'s split bottleneck with an entropy model for ``targets``
@@ -232,7 +233,8 @@ def train_entropy(model_path: str | Path, train_data: dict, out_dir: str | Path,
     (the bottleneck keeps the base's weights, so its accuracy at high rates is the base's);
     with ``max_steps=0`` the gains stay at their calibration (rate targets) and only the
     densities are fitted: no server half runs, minutes on a CPU. ``distill``, ``anchor``,
-    ``shape_bytes``: the module docstring (None: every point pulls the bottleneck)."""
+    ``shape_bytes``: the module docstring (None: every point pulls the bottleneck).
+    ``context``: also fit context tables (codecs ``ebc-<k>/1``, ``add_context_tables``)."""
     torch.manual_seed(seed)
     dev = torch.device(device)
     teacher, base_card = load_model(model_path, dev)
@@ -396,7 +398,8 @@ def train_entropy(model_path: str | Path, train_data: dict, out_dir: str | Path,
     result = EntropyTraining(targets, [math.exp(float(v)) for v in log_lam],
                              [float(v) for v in est], step, time.time() - start, calibrated)
     return {"training": result, **_save(student, teacher, base_card, entropy, feats, split,
-                                        out_dir, name, codec, result, n, seed, val_data, dev)}
+                                        out_dir, name, codec, result, n, seed, val_data, dev,
+                                        context)}
 
 
 def _fit_density(entropy: EntropyModel, y: torch.Tensor, dev: torch.device,
@@ -418,7 +421,7 @@ def _fit_density(entropy: EntropyModel, y: torch.Tensor, dev: torch.device,
 def _save(student: MultiTaskSplitNet, teacher: MultiTaskSplitNet, base_card: dict,
           entropy: EntropyModel, feats: torch.Tensor, split: str, out_dir: str | Path,
           name: str | None, codec: str | None, result: EntropyTraining, n: int, seed: int,
-          val_data: dict | None, dev: torch.device) -> dict:
+          val_data: dict | None, dev: torch.device, context: bool = False) -> dict:
     """Freeze the tables on the bottleneck as it will be stored (the base's dtype), write the
     card."""
     bottleneck = cast(Bottleneck, student.bottlenecks[split])
@@ -429,6 +432,8 @@ def _save(student: MultiTaskSplitNet, teacher: MultiTaskSplitNet, base_card: dic
         y = torch.cat([bottleneck.encode(feats[i:i + 256].float())
                        for i in range(0, len(feats), 256)])
     block = entropy.freeze(split, y)
+    if context:
+        block = fit_context(cast(EntropyTables, tables_of(block)), y.cpu().numpy())
     student.config = dataclasses.replace(
         student.config, entropy=block, name=name or f"{base_card['name']}_eb",
         codec=codec or student.config.codec)
@@ -461,3 +466,39 @@ def _save(student: MultiTaskSplitNet, teacher: MultiTaskSplitNet, base_card: dic
             r = evaluate(student, val_data, split, c, dev)
             val[c] = {"bytes_per_frame": r.get("bytes_per_frame"), **headline(r)}
     return {"card": card, "val": val}
+
+
+def add_context_tables(model_path: str | Path, train_data: dict, out_dir: str | Path,
+                       name: str | None = None, codec: str | None = None,
+                       log: Callable[[str], None] = print) -> dict:
+    """A copy of the model at ``model_path`` (which has entropy tables) with context tables
+    fitted to ``train_data``'s frames (``model/context_fit.py``): codecs ``ebc-<k>/1``, the
+    very symbols of its ``eb-<k>/1`` with fewer bytes. Nothing else changes (weights, gains,
+    eb tables), so the edge is the base's: its robots' packets are served as they are.
+    Returns the new card."""
+    model, base_card = load_model(model_path, "cpu")
+    cfg = model.config
+    tables = tables_of(cfg.entropy)
+    if tables is None:
+        raise InputError(f"{model_path}: the model has no entropy tables (train-eb first)")
+    if len(train_data["images"]) == 0:
+        raise InputError("no training frames")
+    t0 = time.time()
+    with torch.inference_mode():
+        y = torch.cat([model.edge(torch.from_numpy(train_data["images"][i:i + 64])
+                                  .permute(0, 3, 1, 2).float() / 255.0, tables.split).float()
+                       for i in range(0, len(train_data["images"]), 64)]).numpy()
+    log(f"{len(y)} frames' split tensors {tuple(y.shape[1:])} in {time.time() - t0:.0f}s")
+    block = fit_context(tables, y)
+    log(f"context tables fitted ({time.time() - t0:.0f}s)")
+    model.config = dataclasses.replace(cfg, entropy=block,
+                                       name=name or f"{base_card['name']}c",
+                                       codec=codec or cfg.codec)
+    kept = ("fine_tuned_from", "trained_entropy", "trained_data")
+    extra: dict[str, Any] = {k: base_card[k] for k in kept if k in base_card}
+    extra["trained_context"] = {"frames": len(y), "from": {"name": base_card["name"],
+                                                           "fingerprint": base_card["fingerprint"]}}
+    extra["accepts_edge_fingerprint"] = (base_card.get("accepts_edge_fingerprint")
+                                         or base_card["fingerprint"])
+    fp16 = base_card.get("weights_dtype", "float16") == "float16"
+    return save_model(Path(out_dir) / "model", model, fp16=fp16, extra=extra)

@@ -1,6 +1,7 @@
 """`mtl-split train-eb`: entropy-coded codecs (eb-<k>/1) for a trained model: fine-tune
 its split bottleneck with a rate term at several operating points, freeze the tables into a new
-model card (mtl_split_core/train_entropy.py)."""
+model card (mtl_split_core/train_entropy.py); ``--context`` / ``--context-only`` add context
+tables (ebc-<k>/1, mtl_split_core/context_tables.py)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from mtl_split_core.cli.arguments import (
     positive_int,
 )
 from mtl_split_core.cli.datasets import DATA_HELP
-from mtl_split_core.codec import CODECS, ENTROPY_CODECS
-from mtl_split_core.entropy_tables import MAX_OPERATING_POINTS
+from mtl_split_core.codec import CODECS, ENTROPY_CODECS, entropy_point
+from mtl_split_core.entropy_tables import MAX_OPERATING_POINTS, tables_of
 from mtl_split_core.errors import InputError
 from mtl_split_core.train_entropy import DEFAULT_ANCHOR, DEFAULT_SHAPE_BYTES, DEFAULT_TARGETS
 
@@ -88,6 +89,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "change the shared bottleneck (the others learn gains and densities on it); "
                    "'all': every point (default "
                    f"{','.join(f'{v:g}' for v in DEFAULT_SHAPE_BYTES)})")
+    p.add_argument("--context", action="store_true",
+                   help="also fit context tables: codecs ebc-<k>/1, the same symbols as "
+                   "eb-<k>/1 coded with tables chosen by already decoded neighbours")
+    p.add_argument("--context-only", action="store_true",
+                   help="no training: copy --model (which has entropy tables) and add context "
+                   "tables fitted to the frames (the other training options do not apply)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-val", action="store_true", help="skip evaluating the val split")
 
@@ -101,16 +108,28 @@ def run(args: argparse.Namespace) -> int:
     from mtl_split_core.output_folder import atomic_folder
     from mtl_split_core.runtime.device import resolve_device
     from mtl_split_core.runtime.model_files import load_model_param, resolve_model_path
-    from mtl_split_core.train_entropy import train_entropy
+    from mtl_split_core.train_entropy import add_context_tables, train_entropy
 
     base, _ = load_model_param(args.model)
     cfg = base.config
     if cfg.bottlenecks.get(cfg.default_split) is None:
         raise InputError(f"--model {args.model or 'default'}: no bottleneck at its split "
                          f"{cfg.default_split}; entropy coding needs one")
-    if args.codec in ENTROPY_CODECS and ENTROPY_CODECS.index(args.codec) >= len(args.targets):
-        raise InputError(f"--codec {args.codec}: only {len(args.targets)} operating points "
-                         f"(--targets)")
+    if args.context_only:
+        tables = tables_of(cfg.entropy)
+        if tables is None:
+            raise InputError(f"--context-only: --model {args.model or 'default'} has no "
+                             f"entropy tables (train-eb without --context-only first)")
+        offered = (*CODECS, *(f"{f}-{k}/1" for f in ("eb", "ebc")
+                              for k in range(len(tables.points))))
+        if args.codec is not None and args.codec not in offered:
+            raise InputError(f"--codec {args.codec}: the new card's codecs are "
+                             f"{', '.join(offered)}")
+    elif args.codec in ENTROPY_CODECS and (
+            entropy_point(args.codec) >= len(args.targets)  # type: ignore[operator]
+            or (args.codec.startswith("ebc-") and not args.context)):
+        raise InputError(f"--codec {args.codec}: not among the operating points of --targets "
+                         f"({len(args.targets)}{', with --context' if args.context else ''})")
     lists = (cfg.detection_classes, cfg.segmentation_classes)
     frames: Frames = load_data(args.data, "train", cfg.input_size, None, lists).data
     if args.frames is not None and args.frames < len(frames):
@@ -118,6 +137,14 @@ def run(args: argparse.Namespace) -> int:
         frames = frames.subset(np.sort(pick))
     # In memory: training precomputes the frozen prefix's features of every frame anyway.
     data = frames.to_dict()
+    if args.context_only:
+        del base
+        with atomic_folder(args.out) as out:
+            card = add_context_tables(resolve_model_path(args.model), data, out,
+                                      name=args.name, codec=args.codec,
+                                      log=lambda line: print(line, flush=True))
+        print("RESULT " + json.dumps({"fingerprint": card["fingerprint"]}))
+        return 0
     val = None
     if not args.no_val:
         try:
@@ -135,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
             time_budget_s=args.time_budget, max_steps=args.max_steps, lr=args.lr,
             distill=args.distill, anchor=args.anchor, shape_bytes=args.shape_bytes,
             seed=args.seed, name=args.name, codec=args.codec,
-            freeze_bottleneck=args.freeze_bottleneck, val_data=val,
+            freeze_bottleneck=args.freeze_bottleneck, context=args.context, val_data=val,
             log=lambda line: print(line, flush=True))
         summary = {"fingerprint": result["card"]["fingerprint"],
                    "training": result["training"].__dict__, "val": result["val"]}

@@ -158,7 +158,9 @@ def test_nan_input_is_refused_on_encode():
 def test_codec_ids_and_the_models_codecs():
     assert model_codecs(None) == CODECS
     assert model_codecs(TABLES) == CODECS + ("eb-0/1", "eb-1/1")
-    assert [entropy_point(c) for c in ENTROPY_CODECS] == list(range(len(ENTROPY_CODECS)))
+    half = len(ENTROPY_CODECS) // 2  # eb-<k>/1, then ebc-<k>/1: the same points
+    assert [entropy_point(c) for c in ENTROPY_CODECS] == 2 * list(range(half))
+    assert ENTROPY_CODECS[half:] == tuple(f"ebc-{k}/1" for k in range(half))
     assert entropy_point("q4-zstd/1") is None
     with pytest.raises(CodecError, match="entropy-coded"):
         codec_bits("eb-0/1")
@@ -244,7 +246,8 @@ def _mutated(path: tuple, value: object) -> dict:
 
 
 @pytest.mark.parametrize("path, value, message", [
-    (("version",), 2, "version 2"),
+    (("version",), 3, "version 3"),
+    (("version",), 2, "context tables: expected an object"),
     (("precision",), 16, "precision 16"),
     (("split",), 3, "split 3"),
     (("operating_points",), [], "list of 1..8"),

@@ -2,6 +2,7 @@
 model whose features no table can code, one line and exit 2."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -69,3 +70,47 @@ def test_a_bad_shape_bytes_is_one_line_and_exit_2(tmp_path, capsys):
               "--shape-bytes", "1500,400"])
     assert exit_info.value.code == 2
     assert "expected LO,HI" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_eb_context_and_context_only_add_ebc_codecs_with_ebs_symbols(tmp_path):
+    import numpy as np
+
+    from mtl_split_core.codec import decode, encode
+    from mtl_split_core.entropy_tables import tables_of
+
+    data = write_sim_folder(tmp_path / "ds", ("train",) * 4)
+    assert main(["train-eb", "--model", tiny_model(tmp_path / "tiny"), "--data", str(data),
+                 "--out", str(tmp_path / "eb"), "--context", *QUICK]) == 0
+    _, card = load_model(tmp_path / "eb" / "model")
+    assert tables_of(card["entropy"]).codec_ids == ("eb-0/1", "ebc-0/1")
+    # --context-only on a card with eb tables only: the same weights and eb tables.
+    plain = tmp_path / "plain"
+    assert main(["train-eb", "--model", tiny_model(tmp_path / "tiny2"), "--data", str(data),
+                 "--out", str(plain), *QUICK]) == 0
+    assert main(["train-eb", "--model", str(plain / "model"), "--data", str(data), "--out",
+                 str(tmp_path / "ebc"), "--context-only", "--codec", "ebc-0/1"]) == 0
+    model, new = load_model(tmp_path / "ebc" / "model")
+    _, old = load_model(plain / "model")
+    assert new["codec"] == "ebc-0/1" and new["trained_context"]["frames"] == 4
+    assert new["entropy"]["operating_points"] == old["entropy"]["operating_points"]
+    assert (tmp_path / "ebc" / "model" / "weights.pt").read_bytes() == \
+        (plain / "model" / "weights.pt").read_bytes()
+    tables = tables_of(new["entropy"])
+    z = np.random.default_rng(0).normal(0, 1e-6, (8, 6, 8)).astype(np.float32)
+    assert decode(encode(z, "ebc-0/1", tables=tables), tables=tables).tobytes() == \
+        decode(encode(z, "eb-0/1", tables=tables), tables=tables).tobytes()
+
+
+def test_context_only_needs_entropy_tables_and_offers_their_codecs(tmp_path, capsys):
+    data = write_sim_folder(tmp_path / "ds", ("train",) * 2)
+    out = tmp_path / "ebc"
+    assert main(["train-eb", "--model", tiny_model(tmp_path / "tiny"), "--data", str(data),
+                 "--out", str(out), "--context-only"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "has no entropy tables" in err
+    shipped = Path(__file__).parents[3] / "models" / "default_eb"  # 6 points: eb-0..5
+    assert main(["train-eb", "--model", str(shipped), "--data", str(data), "--out",
+                 str(out), "--context-only", "--codec", "ebc-6/1"]) == 2
+    assert "the new card's codecs are" in capsys.readouterr().err
+    assert not out.exists()
