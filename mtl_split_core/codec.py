@@ -38,6 +38,7 @@ exception type), and it decompresses at most the exact size the (capped) shape n
 from __future__ import annotations
 
 import array
+import functools
 import math
 import re
 import struct
@@ -124,6 +125,11 @@ def parse_codec(codec: object) -> tuple[str, int]:
     if not isinstance(codec, str):
         raise CodecError(f"codec id must be a string like 'q8-zstd/1', got "
                          f"{type(codec).__name__}")
+    return _parse_codec_id(codec)
+
+
+@functools.lru_cache(maxsize=256)  # per frame on the server; a refused id raises, never cached
+def _parse_codec_id(codec: str) -> tuple[str, int]:
     match = _CODEC_ID.fullmatch(codec)
     if match is None:
         raise CodecError(f"malformed codec id {_short(codec)}; expected 'name/version', one of "
@@ -403,6 +409,13 @@ def _check_quant_params(scale: np.ndarray, offset: np.ndarray, channels: int, bi
     if scale.size != channels or offset.size != channels:
         raise CodecError(f"expected {channels} scales and offsets (one per channel), got "
                          f"{scale.size} and {offset.size}")
+    # One pass for the usual, valid case (this runs per frame on the server): the largest
+    # code's output is finite only if scale and offset are, and dequantize's float32 arithmetic
+    # gives it; the checks below run only to name what is wrong.
+    with np.errstate(over="ignore", invalid="ignore"):
+        top = np.asarray(scale * np.float32(_levels(bits)) + offset)
+    if np.isfinite(top).all() and (scale >= 0).all():
+        return
     if not np.isfinite(scale).all() or (scale < 0).any():
         raise CodecError(f"scales must be finite and >= 0; bad in channels "
                          f"{_first(np.flatnonzero(~(np.isfinite(scale) & (scale >= 0))))}")
