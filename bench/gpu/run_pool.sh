@@ -20,6 +20,8 @@
 #   BUNDLE=none NEED_CUDA=0 DEVICE=cpu MODEL=tiny PRECISION=fp32 ROBOTS=8 TP_ROBOTS=4 \
 #     SINGLE_ROBOTS=2 RATE=5 PER_PROCESS=4 OUT=/tmp/pool_check bash bench/gpu/run_pool.sh
 #     # a check here, no GPU
+#   PARTS=throughput TP_ROBOTS=72 SINGLE_ROBOTS=36 bash bench/gpu/run_pool.sh
+#     # 2 vs 1 at the same offered load per process (36 robots each), no failover part
 # Extra arguments go to both bench/pool/failover.py runs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,7 +30,7 @@ RESULTS=${OUT:-$ROOT/bench/results/pool_gpu}
 RUN_DIR=${RUN_DIR:-/tmp/pool_gpu}
 DEVICE=${DEVICE:-cuda} MODEL=${MODEL:-default} PRECISION=${PRECISION:-fp16}
 ROBOTS=${ROBOTS:-16} TP_ROBOTS=${TP_ROBOTS:-96} SINGLE_ROBOTS=${SINGLE_ROBOTS:-48}
-RATE=${RATE:-30} PER_PROCESS=${PER_PROCESS:-16}
+RATE=${RATE:-30} PER_PROCESS=${PER_PROCESS:-16} PARTS=${PARTS:-failover,throughput}
 # Each part is bounded (worst case with the prelude and the grace to stop ~530 s; ~320 s
 # expected); a part that runs over is interrupted (its finished phases kept: it stops its
 # processes within 40 s) and reported, the other still runs, on its own ROS domain (nothing
@@ -39,9 +41,10 @@ common=(--device "$DEVICE" --model "$MODEL" --precision "$PRECISION" --rate "$RA
 rm -rf "$RUN_DIR"
 mkdir -p "$RESULTS" "$RUN_DIR"
 status=0
+[[ ",$PARTS," != *,failover,* ]] ||
 timeout -s INT -k 40 "$FAILOVER_S" "$PY" bench/pool/failover.py "${common[@]}" \
   --robots "$ROBOTS" --out "$RUN_DIR/failover" "$@" || { status=$?; echo "run_pool: failover exit $status" >&2; }
-ROS_DOMAIN_ID=$((ROS_DOMAIN_ID + 1)) timeout -s INT -k 40 "$THROUGHPUT_S" "$PY" bench/pool/failover.py "${common[@]}" \
+[[ ",$PARTS," != *,throughput,* ]] || ROS_DOMAIN_ID=$((ROS_DOMAIN_ID + 1)) timeout -s INT -k 40 "$THROUGHPUT_S" "$PY" bench/pool/failover.py "${common[@]}" \
   --robots "$TP_ROBOTS" --single-robots "$SINGLE_ROBOTS" --no-failover --throughput --seconds 10 \
   --out "$RUN_DIR/throughput" "$@" ||
   { status=$?; echo "run_pool: throughput exit $status" >&2; }

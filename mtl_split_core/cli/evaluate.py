@@ -34,8 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default=None, help="split point, or input (image upload: the "
                    "model-input image through an image codec); default: the model's")
     p.add_argument("--codec", default="all", type=codec_choice,
-                   help=f"float, a codec id ({', '.join(CODECS)}; eb-<k>/1: a model with "
-                   f"entropy tables; at --split {INPUT_SPLIT} an "
+                   help=f"float, a codec id ({', '.join(CODECS)}; eb-<k>/1, ebc-<k>/1: a "
+                   f"model with entropy tables; at --split {INPUT_SPLIT} an "
                    f"image codec like webp-q80/1), or 'all' for float + every codec (at "
                    f"--split {INPUT_SPLIT}: {', '.join(PROFILED_IMAGE_CODECS)})")
     p.add_argument("--device", default="auto")
@@ -49,8 +49,9 @@ def codec_choice(value: str) -> str:
     """``--codec``: all, float, a feature codec or an image codec id."""
     if value in ("all", "float", *CODECS, *ENTROPY_CODECS) or is_image_codec(value):
         return value
-    raise argparse.ArgumentTypeError(f"{value!r}: expected all, float, one of "
-                                     f"{', '.join(CODECS)} or an image codec like webp-q80/1")
+    raise argparse.ArgumentTypeError(
+        f"{value!r}: expected all, float, one of {', '.join(CODECS)}, eb-<k>/1 or ebc-<k>/1 "
+        f"(k < {len(ENTROPY_CODECS) // 2}) or an image codec like webp-q80/1")
 
 
 def codecs_to_score(split: str | None, codec: str,

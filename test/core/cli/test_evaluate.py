@@ -103,7 +103,10 @@ def test_an_unknown_codec_is_one_line_and_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
         main(["eval", "--data", "x", "--codec", "webp-q101/1"])
     assert info.value.code == 2
-    assert "webp-q101/1" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "webp-q101/1" in err
+    assert "eb-<k>/1" in err and "ebc-<k>/1" in err  # the entropy codecs are named too
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_into_card_gives_the_controller_every_eb_and_image_codec(tmp_path):
