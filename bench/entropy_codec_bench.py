@@ -40,6 +40,16 @@ def per_frame_ms(fn, items, repeats: int) -> float:
     return statistics.median(times)
 
 
+def run_header(load: float) -> list[str]:
+    """The command, machine (``load``: the load average at the start) and date lines."""
+    return [
+        f"Command: `python {' '.join(sys.argv)}`  ",
+        f"Machine: {platform.node()}, {platform.processor() or platform.machine()}, "
+        f"torch threads {torch.get_num_threads()}, Python {platform.python_version()}, load "
+        f"average {load:.1f} on {os.cpu_count()} cores at the start  ",
+        f"Date: {datetime.date.today().isoformat()}  "]
+
+
 def _vs_eb(codec: str, nbytes: float, rows: list) -> str:
     """An ebc row's bytes relative to the eb row of its operating point ("" for the others)."""
     if not codec.startswith("ebc-"):
@@ -60,6 +70,7 @@ def main() -> int:
                     "spinning on a 4800-value tensor)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    load = os.getloadavg()[0]
     model, card = load_model_param(args.model)
     cfg = model.config
     tables = tables_of(cfg.entropy)
@@ -83,11 +94,7 @@ def main() -> int:
                      per_frame_ms(lambda e: decode(e, tables=tables), encoded, args.repeats)))
     shape = "x".join(map(str, tensors[0].shape))
     lines = [
-        f"Command: `python {' '.join(sys.argv)}`  ",
-        f"Machine: {platform.node()}, {platform.processor() or platform.machine()}, "
-        f"torch threads {torch.get_num_threads()}, Python {platform.python_version()}, load "
-        f"average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the start  ",
-        f"Date: {datetime.date.today().isoformat()}  ",
+        *run_header(load),
         f"Model: {card['name']}, fingerprint `{card['fingerprint']}`; split "
         f"{cfg.default_split}, tensor {shape}, {len(tensors)} test frames, median of "
         f"{args.repeats} passes",
