@@ -50,6 +50,14 @@ def run_header(load: float) -> list[str]:
         f"Date: {datetime.date.today().isoformat()}  "]
 
 
+def write_report(lines: list[str], out: str) -> int:
+    """Print the report and write it to ``out``; the exit status."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    Path(out).write_text(text)
+    return 0
+
+
 def _vs_eb(codec: str, nbytes: float, rows: list) -> str:
     """An ebc row's bytes relative to the eb row of its operating point ("" for the others)."""
     if not codec.startswith("ebc-"):
@@ -104,10 +112,7 @@ def main() -> int:
         *[f"| {c} | {b:,.0f} | {_vs_eb(c, b, rows)} | {e:.3f} | {d:.3f} |"
           for c, b, e, d in rows],
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(args.out).write_text(text)
-    return 0
+    return write_report(lines, args.out)
 
 
 if __name__ == "__main__":

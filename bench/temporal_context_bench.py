@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
-from entropy_codec_bench import run_header  # noqa: E402
+from entropy_codec_bench import run_header, write_report  # noqa: E402
 
 from mtl_split_core.codec import decode, encode  # noqa: E402
 from mtl_split_core.data.sim_sequences import load_frames  # noqa: E402
@@ -110,10 +110,7 @@ def main() -> int:
         *[f"| {c} | {b:,.0f} | {e:.3f} | {d:.3f} | {em:.3f} | {dm:.3f} |"
           for c, b, e, d, em, dm in rows],
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(args.out).write_text(text)
-    return 0
+    return write_report(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -421,6 +421,9 @@ def _decode_conditional(enc: EncodedTensor, spec: TemporalCodec, body: bytes,
         raise _malformed(f"a conditional delta carries no scale/offset, got "
                          f"{len(enc.scale)} and {len(enc.offset)} values")
     c, h, w = (int(v) for v in shape)
+    if c != tables.channels:
+        raise CodecError(f"{enc.codec}: {c} channels, the model's tables have "
+                         f"{tables.channels} (split {tables.split})", reason="entropy")
     limit = max_words(c * h * w)
     if len(body) % 4 or not 0 < len(body) // 4 <= limit:
         raise CodecError(f"{enc.codec}: conditional delta of {len(body)} bytes: expected 1.."

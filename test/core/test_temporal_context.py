@@ -295,6 +295,22 @@ def test_tables_without_temporal_tables_refuse_the_codec_at_both_ends():
         assert err.value.reason == "entropy"
 
 
+def test_a_stream_of_another_channel_count_than_the_tables_is_refused():
+    xs = moving(2, (4, 5, 7), 3)  # the tables code 3 channels
+    enc = TemporalEncoder("t30-c0-ebc-1/1", TABLES)
+    with pytest.raises(CodecError):
+        enc.encode(xs[0])
+    dec = TemporalDecoder()
+    other = TemporalEncoder("t30-s0-q4-zstd/1")  # a keyframe of 4 channels some other way
+    other.stream = 5
+    dec.decode(other.encode(xs[0]), tables=TABLES)
+    _, encs = run(CODEC, moving(2, (3, 5, 7), 3), stream=5)
+    delta = dataclasses.replace(encs[1], shape=(4, 5, 7))
+    with pytest.raises(CodecError) as err:
+        dec.decode(delta, tables=TABLES)
+    assert err.value.reason == "entropy"
+
+
 def test_a_nan_tensor_is_refused_by_the_encoder():
     enc = TemporalEncoder(CODEC, TABLES)
     x = moving(2, (3, 5, 7), 1)
