@@ -216,6 +216,46 @@ def main() -> None:
         "(c) ebc ctx x prev clip3", lambda o: ebc_ctx(o) * 7 + prev_clip(o))
     results["(c') ebc ctx x prev clip +-1"] = run(
         "(c') ebc ctx x prev clip1", lambda o: ebc_ctx(o) * 3 + prev_clip(o, 1))
+
+    def changes_before(o):
+        """Per symbol: how many already decoded symbols near it differ from the reference
+        (the earlier channels at its position; in pass 1 also every channel at its 4
+        neighbours, all anchors), bucketed 0, 1, 2-3, 4+."""
+        changed = (o["idx"] != o["prev"]).astype(np.int64)          # (N, C, H, W)
+        earlier = np.cumsum(changed, axis=1) - changed               # channels before c
+        nb = np.zeros_like(changed)
+        nb[..., 1:, :] += changed[..., :-1, :]
+        nb[..., :-1, :] += changed[..., 1:, :]
+        nb[..., :, 1:] += changed[..., :, :-1]
+        nb[..., :, :-1] += changed[..., :, 1:]
+        k = earlier + pass_of() * nb.sum(1, keepdims=True)
+        return np.digitize(k, [1, 2, 4])
+
+    results["(d) ebc ctx x prev clip +-3 x changes already decoded nearby"] = run(
+        "(d) ebc ctx x prev clip3 x changes", lambda o: (ebc_ctx(o) * 7 + prev_clip(o)) * 4
+        + changes_before(o))
+
+    def shifted_prev(o):
+        """The reference shifted by the integer (dy, dx) in -1..1 that matches the most symbols
+        of the frame (an encoder's global motion search; 1 byte a frame to send), edge
+        positions repeated."""
+        idx, prev = o["idx"], o["prev"]
+        out = prev.copy()
+        hh, ww = idx.shape[-2:]
+        padded = np.pad(prev, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge")
+        for f in range(len(idx)):
+            best = max(((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)),
+                       key=lambda s: (np.sum(padded[f, :, 1 + s[0]:1 + s[0] + hh,
+                                                    1 + s[1]:1 + s[1] + ww] == idx[f]),
+                                      s == (0, 0)))
+            out[f] = padded[f, :, 1 + best[0]:1 + best[0] + hh, 1 + best[1]:1 + best[1] + ww]
+        return out
+
+    for o in (tr_, te_):
+        o["prev_shifted"] = shifted_prev(o)
+    results["(e) ebc ctx x motion-searched prev clip +-3 (+1 B/frame)"] = run(
+        "(e) ebc ctx x shifted prev clip3 (add 1 B/frame)",
+        lambda o: ebc_ctx(o) * 7 + prev_clip({"prev": o["prev_shifted"]}))
     # ceiling: in-sample (fit on the test frames themselves), not achievable
     bits_in = fit_and_score(flat_ch(ebc_ctx(te_) * 7 + prev_clip(te_), ted),
                             flat_ch(te_["idx"], ted),
