@@ -40,6 +40,24 @@ def per_frame_ms(fn, items, repeats: int) -> float:
     return statistics.median(times)
 
 
+def run_header(load: float) -> list[str]:
+    """The command, machine (``load``: the load average at the start) and date lines."""
+    return [
+        f"Command: `python {' '.join(sys.argv)}`  ",
+        f"Machine: {platform.node()}, {platform.processor() or platform.machine()}, "
+        f"torch threads {torch.get_num_threads()}, Python {platform.python_version()}, load "
+        f"average {load:.1f} on {os.cpu_count()} cores at the start  ",
+        f"Date: {datetime.date.today().isoformat()}  "]
+
+
+def write_report(lines: list[str], out: str) -> int:
+    """Print the report and write it to ``out``; the exit status."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    Path(out).write_text(text)
+    return 0
+
+
 def _vs_eb(codec: str, nbytes: float, rows: list) -> str:
     """An ebc row's bytes relative to the eb row of its operating point ("" for the others)."""
     if not codec.startswith("ebc-"):
@@ -60,6 +78,7 @@ def main() -> int:
                     "spinning on a 4800-value tensor)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    load = os.getloadavg()[0]
     model, card = load_model_param(args.model)
     cfg = model.config
     tables = tables_of(cfg.entropy)
@@ -83,11 +102,7 @@ def main() -> int:
                      per_frame_ms(lambda e: decode(e, tables=tables), encoded, args.repeats)))
     shape = "x".join(map(str, tensors[0].shape))
     lines = [
-        f"Command: `python {' '.join(sys.argv)}`  ",
-        f"Machine: {platform.node()}, {platform.processor() or platform.machine()}, "
-        f"torch threads {torch.get_num_threads()}, Python {platform.python_version()}, load "
-        f"average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the start  ",
-        f"Date: {datetime.date.today().isoformat()}  ",
+        *run_header(load),
         f"Model: {card['name']}, fingerprint `{card['fingerprint']}`; split "
         f"{cfg.default_split}, tensor {shape}, {len(tensors)} test frames, median of "
         f"{args.repeats} passes",
@@ -97,10 +112,7 @@ def main() -> int:
         *[f"| {c} | {b:,.0f} | {_vs_eb(c, b, rows)} | {e:.3f} | {d:.3f} |"
           for c, b, e, d in rows],
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(args.out).write_text(text)
-    return 0
+    return write_report(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -155,7 +155,15 @@ class ContextCoder:
         self.point = point
         self._family = constriction.stream.model.Categorical(perfect=False)
 
-    def encode(self, coder: Any, index: np.ndarray, shape: tuple[int, int, int]) -> None:
+    def tables(self, pass_: int, channel: int, ctx: np.ndarray, aux: np.ndarray | None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """(tables, the row of each symbol) of ``channel`` in ``pass_`` for its context ids
+        ``ctx``; ``aux``: what a subclass conditions on besides (the symbols' entries of the
+        (C, H*W) array given to ``encode``/``decode``), None here."""
+        return self.point.cells[pass_][channel].weights, ctx
+
+    def encode(self, coder: Any, index: np.ndarray, shape: tuple[int, int, int],
+               aux: np.ndarray | None = None) -> None:
         """Push table indices (C, H*W) onto ``coder`` (an AnsCoder holding the sentinel)."""
         c, h, w = shape
         d = index.reshape(shape).astype(np.int64) - self.point.center[:, None, None]
@@ -165,14 +173,16 @@ class ContextCoder:
             for ch in range(c):
                 cell = self.point.cells[p][ch]
                 order.append((np.ascontiguousarray(index[ch, positions], np.int32),
-                              cell.weights, cell.contexts(pred[ch])))
+                              *self.tables(p, ch, cell.contexts(pred[ch]),
+                                           None if aux is None else aux[ch, positions])))
         for symbols, weights, ctx in reversed(order):  # a stack: the last pushed decodes first
             for at in reversed(range(0, max(len(ctx), 1), CHUNK)):  # an empty pass: 1 call
                 coder.encode_reverse(symbols[at:at + CHUNK], self._family,
                                      weights[ctx[at:at + CHUNK]])
 
-    def decode(self, coder: Any, shape: tuple[int, int, int]) -> np.ndarray:
-        """Table indices (C, H*W) popped from ``coder``."""
+    def decode(self, coder: Any, shape: tuple[int, int, int],
+               aux: np.ndarray | None = None) -> np.ndarray:
+        """Table indices (C, H*W) popped from ``coder`` (``aux``: as given to ``encode``)."""
         c, h, w = shape
         center = self.point.center
         d = np.zeros(shape, np.int64)
@@ -188,8 +198,9 @@ class ContextCoder:
                 pred = wp[ch, :, :-SPATIAL] @ shared
                 if spatial is not None:
                     pred += spatial[ch]
-                ctx = cell.contexts(pred)
-                got = np.concatenate([coder.decode(self._family, cell.weights[ctx[at:at + CHUNK]])
+                weights, ctx = self.tables(p, ch, cell.contexts(pred),
+                                           None if aux is None else aux[ch, positions])
+                got = np.concatenate([coder.decode(self._family, weights[ctx[at:at + CHUNK]])
                                       for at in range(0, max(len(ctx), 1), CHUNK)])
                 index[ch, positions] = got
                 flat[ch, positions] = shared[ch] = got - center[ch]

@@ -21,7 +21,9 @@ length ends in a wrong sentinel or a non-initial coder state.
 
 Version 2 of the block adds ``"context"``: context tables for every point, the codecs
 ``ebc-<k>/1`` (the same symbols, coded in ``context_tables.py``'s order and tables between
-the sentinel and the end of the stream).
+the sentinel and the end of the stream). Version 3 adds ``"temporal"``: tables conditioned on
+a reference frame's symbols for some points, the delta frames of ``t<N>-c<H>-ebc-<k>/1``
+(``temporal_context.py``, ``temporal_codec.py``).
 """
 
 from __future__ import annotations
@@ -40,10 +42,19 @@ from mtl_split_core.context_tables import (
     ContextTablesError,
     parse_context,
 )
+from mtl_split_core.temporal_context import (
+    TemporalContextCoder,
+    TemporalContextError,
+    TemporalPoint,
+    parse_temporal_context,
+)
 
 TABLES_VERSION = 1
 # Version 2 adds context tables ("context", codecs ebc-<k>/1); version 1 cards still load.
 CONTEXT_TABLES_VERSION = 2
+# Version 3 adds temporal context tables ("temporal"); versions 1 and 2 still load.
+TEMPORAL_TABLES_VERSION = 3
+VERSIONS = (TABLES_VERSION, CONTEXT_TABLES_VERSION, TEMPORAL_TABLES_VERSION)
 # constriction's default ANS coder: 32-bit words, probabilities in 24-bit fixed point.
 PRECISION = 24
 MAX_OPERATING_POINTS = 8
@@ -100,10 +111,15 @@ class EntropyTables:
         # Version 2: context tables for every point (codecs ebc-<k>/1), context_tables.py.
         self.context: tuple[ContextPoint, ...] = () if block["version"] == 1 else \
             _parse_context(block.get("context"), self.points)
+        # Version 3: temporal context tables for some points (temporal_context.py).
+        self.temporal: tuple[TemporalPoint | None, ...] = \
+            _parse_temporal(block.get("temporal"), self.context, self.points) \
+            if block["version"] == TEMPORAL_TABLES_VERSION else ()
         self.codec_ids = tuple(f"eb-{k}/1" for k in range(len(self.points))) + tuple(
             f"ebc-{k}/1" for k in range(len(self.context)))
         self._models: dict[int, list[Any]] = {}
         self._context_coders: dict[int, ContextCoder] = {}
+        self._temporal_coders: dict[int, TemporalContextCoder] = {}
 
     def models(self, op: int) -> list[Any]:
         """The per-channel coder models of operating point ``op`` (built on first use)."""
@@ -112,12 +128,18 @@ class EntropyTables:
         return self._models[op]
 
     def encode(self, op: int, index: np.ndarray,
-               shape: tuple[int, int, int] | None = None) -> np.ndarray:
+               shape: tuple[int, int, int] | None = None,
+               reference: np.ndarray | None = None) -> np.ndarray:
         """ANS-code table indices (C, N) of operating point ``op``: uint32 words, channel 0
         first when decoding. ``shape`` (C, H, W): code them with the context tables
-        (``ebc-<op>/1``, ``context_tables.ContextCoder``) instead of one table per channel."""
+        (``ebc-<op>/1``, ``context_tables.ContextCoder``) instead of one table per channel;
+        with ``reference`` (C, N), a reference frame's indices, too: with the temporal tables
+        (``temporal_context.TemporalContextCoder``, ``has_temporal`` first)."""
         coder = constriction.stream.stack.AnsCoder()
         coder.encode_reverse(np.ones(1, np.int32), _sentinel())
+        if shape is not None and reference is not None:
+            self.temporal_coder(op).encode_frame(coder, index, reference, shape)
+            return np.asarray(coder.get_compressed(), np.uint32)
         if shape is not None:
             self.context_coder(op).encode(coder, index, shape)
             return np.asarray(coder.get_compressed(), np.uint32)
@@ -127,13 +149,16 @@ class EntropyTables:
         return np.asarray(coder.get_compressed(), np.uint32)
 
     def decode(self, op: int, words: np.ndarray, per_channel: int,
-               shape: tuple[int, int, int] | None = None) -> np.ndarray:
+               shape: tuple[int, int, int] | None = None,
+               reference: np.ndarray | None = None) -> np.ndarray:
         """Table indices (C, per_channel) from ``words`` (``shape``: as for ``encode``);
         EntropyStreamError unless the words are exactly one stream of that many symbols (the
         coder ends in its initial state)."""
         try:
             coder = constriction.stream.stack.AnsCoder(np.ascontiguousarray(words, np.uint32))
-            if shape is not None:
+            if shape is not None and reference is not None:
+                index = self.temporal_coder(op).decode_frame(coder, reference, shape)
+            elif shape is not None:
                 index = self.context_coder(op).decode(coder, shape)
             else:
                 models = self.models(op)
@@ -153,6 +178,19 @@ class EntropyTables:
         if op not in self._context_coders:
             self._context_coders[op] = ContextCoder(self.context[op])
         return self._context_coders[op]
+
+    def temporal_coder(self, op: int) -> TemporalContextCoder:
+        """The temporal context coder of operating point ``op`` (``has_temporal`` first)."""
+        if op not in self._temporal_coders:
+            temporal = self.temporal[op]
+            assert temporal is not None
+            self._temporal_coders[op] = TemporalContextCoder(self.context[op], temporal)
+        return self._temporal_coders[op]
+
+    def has_temporal(self, op: int) -> bool:
+        """Whether operating point ``op`` has temporal context tables (the conditional
+        temporal codecs ``t<N>-c<H>-ebc-<op>/1``)."""
+        return 0 <= op < len(self.temporal) and self.temporal[op] is not None
 
     @property
     def has_context(self) -> bool:
@@ -200,9 +238,9 @@ def _parse(block: Any) -> tuple[str, int, tuple[OperatingPoint, ...]]:
         return EntropyTablesError(f"entropy tables: {message}")
     if not isinstance(block, dict):
         raise bad(f"expected an object, got {type(block).__name__}")
-    if block.get("version") not in (TABLES_VERSION, CONTEXT_TABLES_VERSION):
-        raise bad(f"version {block.get('version')!r}; this build reads {TABLES_VERSION} and "
-                  f"{CONTEXT_TABLES_VERSION}")
+    if block.get("version") not in VERSIONS:
+        raise bad(f"version {block.get('version')!r}; this build reads "
+                  f"{', '.join(map(str, VERSIONS))}")
     if block.get("precision") != PRECISION:
         raise bad(f"precision {block.get('precision')!r}; this build codes with {PRECISION}")
     split = block.get("split")
@@ -256,6 +294,15 @@ def _parse_context(block: Any, points: tuple[OperatingPoint, ...]
         return parse_context(block, [[len(f) for f in p.freqs] for p in points], PRECISION,
                              MAX_ALPHABET)
     except ContextTablesError as err:
+        raise EntropyTablesError(f"entropy tables: {err}") from None
+
+
+def _parse_temporal(block: Any, context: tuple[ContextPoint, ...],
+                    points: tuple[OperatingPoint, ...]) -> tuple[TemporalPoint | None, ...]:
+    try:
+        return parse_temporal_context(block, context, [[len(f) for f in p.freqs]
+                                                       for p in points], PRECISION)
+    except TemporalContextError as err:
         raise EntropyTablesError(f"entropy tables: {err}") from None
 
 

@@ -8,11 +8,20 @@ channel's value range (0..1000; 0 = no block is ever skipped), ``<base>`` a per-
 (``codec.CODECS`` or ``eb-<k>``, version 1), e.g. ``t30-s20-q4-zstd/1``. ``N`` and ``T`` are
 encoder choices; any decoder of version 1 reads every id.
 
+Conditional ids ``t<N>-c<H>-ebc-<k>/1``: keyframes as ``t<N>-s<T>-ebc-<k>/1``'s; a delta
+carries every symbol of eb-<k>'s quantizer, coded with the card's temporal context tables
+(``temporal_context.py``: ebc-<k>'s contexts and the reference's co-located symbol), so nothing
+is skipped and the tensor is eb-<k>'s symbols. ``H`` (0..1000, an encoder choice) is a hold in
+thousandths of a quantization step: a symbol keeps the reference's value while the value lies
+within 0.5 + H/1000 steps of it (0: exactly ebc-<k>'s tensor; the error stays within
+0.5 + H/1000 steps, frame after frame).
+
 Wire format, version 1. ``shape`` is the full split tensor (C, H, W); ``scale``/``offset``
 are the base codec's for the tensor it coded (empty when it coded none); ``data`` =
 
 - a 15-byte header ``<BBBIII``: magic ``0x7E``; flags (bit 0: keyframe; bit 1: residual, a
-  delta's only; the others 0); the tile side ``S`` (1..255); the stream id (random per
+  delta's only; bit 2: conditional, the deltas of a conditional id, and only theirs; the
+  others 0); the tile side ``S`` (1..255); the stream id (random per
   encoder, so a restarted edge never matches an old reference); the frame counter; the
   reference counter (a keyframe: its own counter; a delta: the frame before it,
   ``frame = reference + 1 mod 2**32``);
@@ -23,7 +32,10 @@ are the base codec's for the tensor it coded (empty when it coded none); ``data`
   no tile changed, the base codec's payload of a (C, 1, M) tensor: every channel's values at
   the changed tiles' M positions, row-major over (H, W), or with the residual flag their
   differences from the reference. The decoder takes its reference (the previous frame's
-  reconstruction) and overwrites those positions (residual: adds to them, in float32).
+  reconstruction) and overwrites those positions (residual: adds to them, in float32);
+- a conditional delta: the ANS words (uint32 LE, sentinel as eb's) of the whole tensor's
+  symbols; the reference's symbols are eb-<k>'s quantizer of the held reconstruction (exact:
+  it is a reconstruction of symbols).
 
 The encoder codes residuals with the zstd base codecs: their per-channel quantizer then spans
 only the change, which on the sim sequences gave fewer bytes and a smaller error than the
@@ -41,9 +53,10 @@ docs/BENCHMARKS.md).
 Decoder verdicts (``CodecError.reason``): ``temporal`` = a malformed header or body;
 ``no_reference`` = a delta whose reference is not the frame this decoder holds (a lost frame, a
 restarted server, another server's stream): the sender needs to send a keyframe
-(``NEEDS_KEYFRAME``); ``late_frame`` = a delta of the held stream not newer than the held frame
-(reordered or duplicated): dropped, the state is intact. A refused message never changes the
-decoder's state.
+(``NEEDS_KEYFRAME``); ``temporal_context`` = a conditional delta's words that are not one
+stream of the tensor's symbols; ``late_frame`` = a delta of the held stream not newer than the
+held frame (reordered or duplicated): dropped, the state is intact. A refused message never
+changes the decoder's state.
 """
 
 from __future__ import annotations
@@ -66,8 +79,10 @@ from mtl_split_core.codec import (
     EncodedTensor,
     decode,
     encode,
+    entropy_point,
 )
-from mtl_split_core.entropy_tables import EntropyTables
+from mtl_split_core.entropy_tables import EntropyStreamError, EntropyTables, max_words
+from mtl_split_core.temporal_context import held_symbols
 
 VERSION = 1
 MAX_KEYFRAME_INTERVAL = 3600
@@ -76,12 +91,14 @@ DEFAULT_TILE = 4              # tile side in split-tensor positions (s16 at 320x
 MAX_TILE = 255
 # CodecError reasons: the server counts each and answers NEEDS_KEYFRAME with a keyframe request.
 MALFORMED, NEEDS_KEYFRAME, LATE = "temporal", "no_reference", "late_frame"
+CONDITIONAL_STREAM = "temporal_context"
 _MAGIC = 0x7E
 _KEYFRAME = 0x01
 _RESIDUAL = 0x02
+_CONDITIONAL = 0x04
 _HEADER = struct.Struct("<BBBIII")  # magic, flags, tile side, stream, frame, reference
 _WRAP = 2 ** 32
-_ID = re.compile(r"t([0-9]{1,4})-s([0-9]{1,4})-([a-z0-9-]+)/([0-9]{1,6})")
+_ID = re.compile(r"t([0-9]{1,4})-([sc])([0-9]{1,4})-([a-z0-9-]+)/([0-9]{1,6})")
 
 
 @dataclass(frozen=True)
@@ -89,12 +106,15 @@ class TemporalCodec:
     """A parsed temporal codec id."""
 
     keyframe_interval: int
-    threshold: int  # thousandths of a channel's range
+    threshold: int  # thousandths of a channel's range (conditional: of a quantization step)
     base: str       # the per-frame codec id, e.g. "q4-zstd/1"
+    conditional: bool = False  # t<N>-c<H>-ebc-<k>: deltas coded on the reference's symbols
 
     @property
     def codec(self) -> str:
-        return f"t{self.keyframe_interval}-s{self.threshold}-{self.base.split('/')[0]}/{VERSION}"
+        mode = "c" if self.conditional else "s"
+        return (f"t{self.keyframe_interval}-{mode}{self.threshold}-{self.base.split('/')[0]}"
+                f"/{VERSION}")
 
 
 def is_temporal(codec: object) -> bool:
@@ -104,14 +124,15 @@ def is_temporal(codec: object) -> bool:
 
 def parse_temporal(codec: object, base_codecs: tuple[str, ...] = CODECS + ENTROPY_CODECS
                    ) -> TemporalCodec:
-    """``t<N>-s<T>-<base>/1`` -> its parts; CodecError(reason ``codec``) for anything else,
-    or a base that is not one of ``base_codecs``."""
+    """``t<N>-s<T>-<base>/1`` or ``t<N>-c<H>-ebc-<k>/1`` -> its parts; CodecError(reason
+    ``codec``) for anything else, or a base that is not one of ``base_codecs``."""
     match = _ID.fullmatch(codec) if isinstance(codec, str) else None
     if match is None:
         raise CodecError(f"{_clip(codec)} is not a temporal codec id "
                          f"'t<N>-s<T>-<base>/{VERSION}'", reason="codec")
-    interval, threshold, name, version = (int(match.group(1)), int(match.group(2)),
-                                          match.group(3), int(match.group(4)))
+    interval, conditional, threshold, name, version = (
+        int(match.group(1)), match.group(2) == "c", int(match.group(3)), match.group(4),
+        int(match.group(5)))
     if version != VERSION:
         raise CodecError(f"unsupported version {version} of temporal codec {_clip(codec)}; "
                          f"this build reads version {VERSION}", reason="codec")
@@ -125,7 +146,10 @@ def parse_temporal(codec: object, base_codecs: tuple[str, ...] = CODECS + ENTROP
     if base not in base_codecs:
         raise CodecError(f"{codec}: base codec {base} must be one of "
                          f"{', '.join(base_codecs)}", reason="codec")
-    return TemporalCodec(interval, threshold, base)
+    if conditional and not name.startswith("ebc-"):
+        raise CodecError(f"{codec}: a conditional temporal codec (t<N>-c<H>-...) codes on "
+                         f"ebc-<k>/1 only", reason="codec")
+    return TemporalCodec(interval, threshold, base, conditional)
 
 
 def base_codec(codec: str) -> str:
@@ -165,6 +189,9 @@ class TemporalEncoder:
         self._keyframe_wanted = True
         # Residuals for the zstd codecs (module docstring); values for the entropy codecs.
         self._residual = self.spec.base in CODECS
+        self._point = entropy_point(self.spec.base)
+        if self.spec.conditional:
+            _check_temporal_tables(codec, self._point, tables)
 
     def request_keyframe(self) -> None:
         """Code the next streamed frame as a keyframe (the server lost the reference)."""
@@ -191,7 +218,8 @@ class TemporalEncoder:
             self._since_keyframe = 0
             self._keyframe_wanted = False
         else:
-            enc, recon = self._delta(values, ref, shape, frame)
+            enc, recon = (self._conditional(values, ref, shape, frame) if self.spec.conditional
+                          else self._delta(values, ref, shape, frame))
             self._since_keyframe += 1
         self.frame, self._reference = frame, recon
         return enc
@@ -232,6 +260,40 @@ class TemporalEncoder:
                              header + bitmap + base.data), recon
 
 
+    def _conditional(self, values: np.ndarray, ref: np.ndarray, shape: tuple[int, ...],
+                     frame: int) -> tuple[EncodedTensor, np.ndarray]:
+        """A conditional delta: every symbol, coded on the reference's (module docstring)."""
+        tables, op = self.tables, self._point
+        assert tables is not None and op is not None  # _check_temporal_tables in __init__
+        point = tables.points[op]
+        flat = values.reshape(shape[0], -1)
+        if not np.isfinite(flat).all():
+            raise CodecError("tensor contains NaN or Inf; the codec carries finite values only")
+        reference = reference_symbols(tables, op, ref)
+        index = held_symbols(point, flat, reference, self.spec.threshold)
+        c, h, w = (int(v) for v in shape)
+        words = tables.encode(op, index, (c, h, w), reference)
+        header = _HEADER.pack(_MAGIC, _CONDITIONAL, self.tile, self.stream, frame,
+                              (frame - 1) % _WRAP)
+        empty = np.zeros(0, np.float32)
+        return (EncodedTensor(self.codec, shape, empty, empty.copy(),
+                              header + words.astype("<u4").tobytes()),
+                point.values(index).reshape(shape))
+
+
+def reference_symbols(tables: EntropyTables, op: int, reference: np.ndarray) -> np.ndarray:
+    """Operating point ``op``'s table indices (C, H*W) of a reconstruction (C, H, W): exactly
+    the symbols it was made of when it is one (float32 ``(s / g) * g`` rounds back to ``s``)."""
+    return tables.points[op].symbols(reference.reshape(reference.shape[0], -1))
+
+
+def _check_temporal_tables(codec: str, op: int | None, tables: EntropyTables | None) -> None:
+    if op is None or tables is None or not tables.has_temporal(op):
+        raise CodecError(f"{codec} needs the model's temporal context tables for operating "
+                         f"point {op}; this model has "
+                         f"{'none' if tables is None else 'no such tables'}", reason="entropy")
+
+
 # ---------------------------------------------------------------------------------- decoder
 class TemporalDecoder:
     """One stream's decoder (a server's, per robot): holds the last reconstruction.
@@ -265,10 +327,16 @@ class TemporalDecoder:
         if magic != _MAGIC:
             raise _malformed(f"{enc.codec} payload starts with 0x{magic:02X}, expected "
                              f"0x{_MAGIC:02X}")
-        if flags & ~(_KEYFRAME | _RESIDUAL):
-            raise _malformed(f"unknown flags 0x{flags:02X} (bit 0: keyframe, bit 1: residual)")
-        if flags & _KEYFRAME and flags & _RESIDUAL:
-            raise _malformed("a keyframe is not a residual")
+        if flags & ~(_KEYFRAME | _RESIDUAL | _CONDITIONAL):
+            raise _malformed(f"unknown flags 0x{flags:02X} (bit 0: keyframe, bit 1: residual, "
+                             f"bit 2: conditional)")
+        if flags & _KEYFRAME and flags & (_RESIDUAL | _CONDITIONAL):
+            raise _malformed("a keyframe is neither a residual nor conditional")
+        if flags & _RESIDUAL and flags & _CONDITIONAL:
+            raise _malformed("a conditional delta is not a residual")
+        if not flags & _KEYFRAME and bool(flags & _CONDITIONAL) != spec.conditional:
+            raise _malformed(f"{enc.codec}: flag bit 2 (conditional) is set exactly on the "
+                             f"deltas of a conditional codec (t<N>-c<H>-...)")
         if not 1 <= tile <= MAX_TILE:
             raise _malformed(f"tile side {tile} must be in 1..{MAX_TILE}")
         keyframe = bool(flags & _KEYFRAME)
@@ -310,6 +378,10 @@ class TemporalDecoder:
         if shape != ref.shape:
             raise _malformed(f"delta of shape {_clip(enc.shape)}, the reference has "
                              f"{ref.shape}")
+        if spec.conditional:
+            recon = _decode_conditional(enc, spec, body, shape, ref, tables)
+            self._frame, self._reference = frame, recon
+            return recon
         rows, cols = tile_grid(shape, tile)
         nbits = rows * cols
         nbytes = (nbits + 7) // 8
@@ -336,6 +408,33 @@ class TemporalDecoder:
                 raise _malformed("residuals overflow float32 on the reference")
         self._frame, self._reference = frame, recon
         return recon
+
+
+def _decode_conditional(enc: EncodedTensor, spec: TemporalCodec, body: bytes,
+                        shape: tuple[int, ...], ref: np.ndarray, tables: EntropyTables | None
+                        ) -> np.ndarray:
+    """A conditional delta's reconstruction: every check, then the bounded decoding."""
+    op = entropy_point(spec.base)
+    _check_temporal_tables(enc.codec, op, tables)
+    assert tables is not None and op is not None
+    if len(enc.scale) or len(enc.offset):
+        raise _malformed(f"a conditional delta carries no scale/offset, got "
+                         f"{len(enc.scale)} and {len(enc.offset)} values")
+    c, h, w = (int(v) for v in shape)
+    if c != tables.channels:
+        raise CodecError(f"{enc.codec}: {c} channels, the model's tables have "
+                         f"{tables.channels} (split {tables.split})", reason="entropy")
+    limit = max_words(c * h * w)
+    if len(body) % 4 or not 0 < len(body) // 4 <= limit:
+        raise CodecError(f"{enc.codec}: conditional delta of {len(body)} bytes: expected 1.."
+                         f"{limit} whole 32-bit words for {c * h * w} symbols",
+                         reason=CONDITIONAL_STREAM)
+    words = np.frombuffer(body, "<u4").astype(np.uint32)
+    try:
+        index = tables.decode(op, words, h * w, (c, h, w), reference_symbols(tables, op, ref))
+    except EntropyStreamError as err:
+        raise CodecError(f"{enc.codec}: {err}", reason=CONDITIONAL_STREAM) from None
+    return tables.points[op].values(index).reshape(c, h, w)
 
 
 # ------------------------------------------------------------------------- keyframe requests

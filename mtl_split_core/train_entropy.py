@@ -50,6 +50,7 @@ from mtl_split_core.model.context_fit import fit_context
 from mtl_split_core.model.entropy_model import GAIN_BOUNDS, EntropyModel
 from mtl_split_core.model.losses import MultiTaskLoss
 from mtl_split_core.model.network import MultiTaskSplitNet
+from mtl_split_core.model.temporal_context_fit import fit_temporal_context
 from mtl_split_core.tasks import get_tasks, labelled_field
 from mtl_split_core.tasks.depth import frame_focals
 
@@ -476,28 +477,73 @@ def add_context_tables(model_path: str | Path, train_data: dict, out_dir: str | 
     very symbols of its ``eb-<k>/1`` with fewer bytes. Nothing else changes (weights, gains,
     eb tables), so the edge is the base's: its robots' packets are served as they are.
     Returns the new card."""
-    model, base_card = load_model(model_path, "cpu")
-    cfg = model.config
-    tables = tables_of(cfg.entropy)
-    if tables is None:
-        raise InputError(f"{model_path}: the model has no entropy tables (train-eb first)")
+    model, base_card, tables = _with_tables(model_path)
     if len(train_data["images"]) == 0:
         raise InputError("no training frames")
     t0 = time.time()
-    with torch.inference_mode():
-        y = torch.cat([model.edge(torch.from_numpy(train_data["images"][i:i + 64])
-                                  .permute(0, 3, 1, 2).float() / 255.0, tables.split).float()
-                       for i in range(0, len(train_data["images"]), 64)]).numpy()
+    y = _split_tensors(model, train_data["images"], tables.split)
     log(f"{len(y)} frames' split tensors {tuple(y.shape[1:])} in {time.time() - t0:.0f}s")
     block = fit_context(tables, y)
     log(f"context tables fitted ({time.time() - t0:.0f}s)")
-    model.config = dataclasses.replace(cfg, entropy=block,
-                                       name=name or f"{base_card['name']}c",
-                                       codec=codec or cfg.codec)
-    kept = ("fine_tuned_from", "trained_entropy", "trained_data")
+    return _save_tables(model, base_card, block, out_dir, name or f"{base_card['name']}c",
+                        codec, "trained_context", {"frames": len(y)})
+
+
+def add_temporal_context_tables(model_path: str | Path, sequences: dict, points: Sequence[int],
+                                out_dir: str | Path, name: str | None = None,
+                                codec: str | None = None,
+                                log: Callable[[str], None] = print) -> dict:
+    """A copy of the model at ``model_path`` (which has context tables) with temporal context
+    tables for operating ``points`` fitted to ``sequences`` (a dataset dict with ``group_of``:
+    the sequence of each frame, frames in order; ``model/temporal_context_fit.py``): the
+    conditional temporal codecs ``t<N>-c<H>-ebc-<k>/1``. Nothing else changes, as for
+    ``add_context_tables``. Returns the new card."""
+    model, base_card, tables = _with_tables(model_path)
+    if not tables.has_context:
+        raise InputError(f"{model_path}: the model has no context tables (ebc; train-eb "
+                         f"--context-only first)")
+    if bad := [k for k in points if not 0 <= k < len(tables.context)]:
+        raise InputError(f"operating points {bad}: the model has {len(tables.context)}")
+    groups = np.asarray(sequences["group_of"])
+    t0 = time.time()
+    y = _split_tensors(model, sequences["images"], tables.split)
+    runs = [y[groups == g] for g in dict.fromkeys(groups.tolist())]
+    if not runs or min(len(r) for r in runs) < 2:
+        raise InputError("temporal context tables need sequences of at least 2 frames")
+    log(f"{len(runs)} sequences, {len(y)} frames' split tensors in {time.time() - t0:.0f}s")
+    block = fit_temporal_context(tables, runs, points)
+    log(f"temporal context tables fitted ({time.time() - t0:.0f}s)")
+    return _save_tables(model, base_card, block, out_dir, name or f"{base_card['name']}t",
+                        codec, "trained_temporal_context",
+                        {"sequences": len(runs), "frames": len(y), "points": list(points)})
+
+
+def _with_tables(model_path: str | Path) -> tuple[MultiTaskSplitNet, dict, EntropyTables]:
+    model, base_card = load_model(model_path, "cpu")
+    tables = tables_of(model.config.entropy)
+    if tables is None:
+        raise InputError(f"{model_path}: the model has no entropy tables (train-eb first)")
+    return model, base_card, tables
+
+
+def _split_tensors(model: MultiTaskSplitNet, images: np.ndarray, split: str) -> np.ndarray:
+    """The edge's float32 outputs (N, C, H, W) at ``split`` of uint8 images (N, H, W, 3)."""
+    with torch.inference_mode():
+        return torch.cat([model.edge(torch.from_numpy(images[i:i + 64]).permute(0, 3, 1, 2)
+                                     .float() / 255.0, split).float()
+                          for i in range(0, len(images), 64)]).numpy()
+
+
+def _save_tables(model: MultiTaskSplitNet, base_card: dict, block: dict, out_dir: str | Path,
+                 name: str, codec: str | None, key: str, about: dict) -> dict:
+    """The model with the new entropy ``block`` saved as a card whose edge is the base's
+    (``key``: the card's record of what was fitted, ``about`` it)."""
+    model.config = dataclasses.replace(model.config, entropy=block, name=name,
+                                       codec=codec or model.config.codec)
+    kept = ("fine_tuned_from", "trained_entropy", "trained_data", "trained_context")
     extra: dict[str, Any] = {k: base_card[k] for k in kept if k in base_card}
-    extra["trained_context"] = {"frames": len(y), "from": {"name": base_card["name"],
-                                                           "fingerprint": base_card["fingerprint"]}}
+    extra[key] = {**about, "from": {"name": base_card["name"],
+                                    "fingerprint": base_card["fingerprint"]}}
     extra["accepts_edge_fingerprint"] = (base_card.get("accepts_edge_fingerprint")
                                          or base_card["fingerprint"])
     fp16 = base_card.get("weights_dtype", "float16") == "float16"

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # One layer may hold several parts that use each other (a set).
 CORE_LAYERS: list[set[str]] = [
     {"errors", "locations", "classes", "signals", "distributed"},
-    {"geometry", "preprocess", "codec", "entropy_tables", "context_tables", "image_codec",
+    {"geometry", "preprocess", "codec", "entropy_tables", "context_tables", "temporal_context",
+     "image_codec",
      "image_decode", "auth", "output_folder", "bags", "host_copy"},
     {"temporal_codec"},  # streams of a per-frame codec (codec, entropy_tables)
     {"metrics", "viz", "sim"},

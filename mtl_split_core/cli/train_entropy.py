@@ -1,7 +1,8 @@
 """`mtl-split train-eb`: entropy-coded codecs (eb-<k>/1) for a trained model: fine-tune
 its split bottleneck with a rate term at several operating points, freeze the tables into a new
 model card (mtl_split_core/train_entropy.py); ``--context`` / ``--context-only`` add context
-tables (ebc-<k>/1, mtl_split_core/context_tables.py)."""
+tables (ebc-<k>/1, mtl_split_core/context_tables.py); ``--temporal-context`` adds temporal
+context tables (t<N>-c<H>-ebc-<k>/1, mtl_split_core/temporal_context.py) fitted to sequences."""
 
 from __future__ import annotations
 
@@ -52,11 +53,25 @@ def byte_range(text: str) -> tuple[float, float] | None:
     return lo, hi
 
 
+def point_list(text: str) -> list[int]:
+    """--temporal-points: distinct operating points, e.g. 3 or 2,3."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or len(set(values)) != len(values) or any(
+            not 0 <= v < MAX_OPERATING_POINTS for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected distinct operating points in "
+                                         f"0..{MAX_OPERATING_POINTS - 1}, e.g. 3 or 2,3")
+    return values
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="", help="model to start from (folder or name); '' = the "
                    "packaged default")
-    p.add_argument("--data", "--shards", dest="data", action="append", required=True,
-                   metavar="[FORMAT:]PATH[@WEIGHT]", help=DATA_HELP)
+    p.add_argument("--data", "--shards", dest="data", action="append", default=None,
+                   metavar="[FORMAT:]PATH[@WEIGHT]",
+                   help=f"{DATA_HELP} (required unless --temporal-context)")
     p.add_argument("--out", type=output_folder, required=True,
                    help="output folder (model/, entropy_model.pt, result.json), written whole")
     p.add_argument("--targets", type=byte_targets, default=list(DEFAULT_TARGETS),
@@ -95,6 +110,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--context-only", action="store_true",
                    help="no training: copy --model (which has entropy tables) and add context "
                    "tables fitted to the frames (the other training options do not apply)")
+    p.add_argument("--temporal-context", default=None, metavar="NPZ",
+                   help="no training: copy --model (which has context tables) and add temporal "
+                   "context tables (codecs t<N>-c<H>-ebc-<k>/1) fitted to these labelled "
+                   "sequences (bench/rate_accuracy.py's cached sequences npz of a training "
+                   "seed); --data does not apply")
+    p.add_argument("--temporal-points", type=point_list, default=[3], metavar="LIST",
+                   help="operating points given temporal tables (default 3; each adds about "
+                   "1 MB to the card)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-val", action="store_true", help="skip evaluating the val split")
 
@@ -110,6 +133,10 @@ def run(args: argparse.Namespace) -> int:
     from mtl_split_core.runtime.model_files import load_model_param, resolve_model_path
     from mtl_split_core.train_entropy import add_context_tables, train_entropy
 
+    if args.temporal_context is not None:
+        return _temporal_context(args)
+    if not args.data:
+        raise InputError("--data is required (unless --temporal-context)")
     base, _ = load_model_param(args.model)
     cfg = base.config
     if cfg.bottlenecks.get(cfg.default_split) is None:
@@ -168,4 +195,20 @@ def run(args: argparse.Namespace) -> int:
                    "training": result["training"].__dict__, "val": result["val"]}
         (Path(out) / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
     print("RESULT " + json.dumps(summary))
+    return 0
+
+
+def _temporal_context(args: argparse.Namespace) -> int:
+    from mtl_split_core.data.sim_sequences import load_frames
+    from mtl_split_core.output_folder import atomic_folder
+    from mtl_split_core.runtime.model_files import resolve_model_path
+    from mtl_split_core.train_entropy import add_temporal_context_tables
+
+    sequences = load_frames(args.temporal_context)  # InputError for a file that is not one
+    with atomic_folder(args.out) as out:
+        card = add_temporal_context_tables(resolve_model_path(args.model), sequences,
+                                           args.temporal_points, out, name=args.name,
+                                           codec=args.codec,
+                                           log=lambda line: print(line, flush=True))
+    print("RESULT " + json.dumps({"fingerprint": card["fingerprint"]}))
     return 0

@@ -246,7 +246,7 @@ def _mutated(path: tuple, value: object) -> dict:
 
 
 @pytest.mark.parametrize("path, value, message", [
-    (("version",), 3, "version 3"),
+    (("version",), 4, "version 4"),
     (("version",), 2, "context tables: expected an object"),
     (("precision",), 16, "precision 16"),
     (("split",), 3, "split 3"),

@@ -114,3 +114,72 @@ def test_context_only_needs_entropy_tables_and_offers_their_codecs(tmp_path, cap
                  str(out), "--context-only", "--codec", "ebc-6/1"]) == 2
     assert "the new card's codecs are" in capsys.readouterr().err
     assert not out.exists()
+
+
+def sequences_npz(path: Path, groups: list[int]) -> str:
+    """A labelled sequences npz (bench/rate_accuracy.py's cache format) of tiny frames."""
+    import numpy as np
+
+    from mtl_split_core.data.sim_sequences import save_frames
+    from support.tiny_data import tiny_dataset
+
+    n = len(groups)
+    k = np.tile(np.array([100.0, 0, 48, 0, 100.0, 32, 0, 0, 1]), (n, 1))
+    save_frames({**tiny_dataset(n), "k": k, "group_of": np.asarray(groups)}, path)
+    return str(path)
+
+
+SHIPPED_EBC = Path(__file__).parents[3] / "models" / "default_ebc"
+
+
+def test_temporal_context_adds_conditional_codecs_and_keeps_the_edge(tmp_path):
+    import numpy as np
+
+    from mtl_split_core.entropy_tables import tables_of
+    from mtl_split_core.temporal_codec import TemporalDecoder, TemporalEncoder
+
+    npz = sequences_npz(tmp_path / "seq.npz", [0, 0, 0, 1, 1, 1])
+    out = tmp_path / "ebct"
+    assert main(["train-eb", "--model", str(SHIPPED_EBC), "--temporal-context", npz,
+                 "--temporal-points", "3", "--out", str(out)]) == 0
+    new = json.loads((out / "model" / "card.json").read_text())
+    old = json.loads((SHIPPED_EBC / "card.json").read_text())
+    assert new["trained_temporal_context"]["sequences"] == 2
+    assert new["accepts_edge_fingerprint"] == old.get("accepts_edge_fingerprint",
+                                                      old["fingerprint"])
+    assert {k: v for k, v in new["entropy"].items() if k not in ("version", "temporal")} == \
+        {k: v for k, v in old["entropy"].items() if k != "version"}
+    tables = tables_of(new["entropy"])
+    assert [tables.has_temporal(k) for k in range(6)] == [False] * 3 + [True] + [False] * 2
+    xs = np.random.default_rng(0).normal(0, 0.3, (3, 16, 4, 5)).astype(np.float32)
+    enc, dec = TemporalEncoder("t30-c0-ebc-3/1", tables), TemporalDecoder()
+    for x in xs:
+        assert np.array_equal(dec.decode(enc.encode(x), tables=tables), enc._reference)
+
+
+@pytest.mark.parametrize(("model", "groups", "extra", "message"), [
+    ("default_eb", [0, 0], [], "has no context tables"),
+    ("default_ebc", [0, 1], [], "at least 2 frames"),
+    ("default_ebc", [0, 0], ["--temporal-points", "6"], "the model has 6"),
+])
+def test_temporal_context_errors_are_one_line_and_exit_2(tmp_path, capsys, model, groups,
+                                                         extra, message):
+    npz = sequences_npz(tmp_path / "seq.npz", groups)
+    out = tmp_path / "out"
+    assert main(["train-eb", "--model", str(SHIPPED_EBC.parent / model), "--temporal-context",
+                 npz, "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_temporal_points_and_a_missing_data_are_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train-eb", "--temporal-context", "x.npz", "--out", str(tmp_path / "o"),
+              "--temporal-points", "3,3"])
+    assert exit_info.value.code == 2
+    assert main(["train-eb", "--out", str(tmp_path / "o")]) == 2
+    assert "--data is required" in capsys.readouterr().err
+    assert main(["train-eb", "--temporal-context", str(tmp_path / "none.npz"), "--out",
+                 str(tmp_path / "o")]) == 2
+    assert "not a labelled frames npz" in capsys.readouterr().err

@@ -1,0 +1,147 @@
+"""Temporal context tables: the delta frames of the conditional temporal codecs
+``t<N>-c<H>-ebc-<k>/1`` (``temporal_codec.py``). A delta carries every symbol of eb-<k>'s
+quantizer (the decoded tensor is eb-k's symbols), coded in ebc-<k>'s order
+(``context_tables.ContextCoder``) with one more condition: the co-located symbol of the
+decoder's reference (the previous frame's reconstruction). On the sim sequences 88% of the
+symbols equal it (bench/results/temporal_context_analysis.md), so a table per (ebc context,
+reference symbol) codes a frame in about half of ebc-k's bytes.
+
+Integers only, as ebc (bit-exact on every machine): the reference's symbol ``r`` of channel c
+gives the bucket ``clip(r - center[c], -R, R) + R`` (``R`` = the point's radius, the ebc
+point's ``center``), and the symbol is coded with table ``ctx * (2R + 1) + bucket`` of its
+(pass, channel), ``ctx`` its ebc context id.
+
+The card's ``entropy`` block, version 3 = version 2 plus (``model.temporal_context_fit``)::
+
+    "temporal": {"scheme": "ebc-x-reference/1", "operating_points": [   # one per eb point
+        null | {"radius": R, "freqs": [["base64", ... C], ... 2]}]}      # [pass][channel]
+
+``freqs`` of a (pass, channel): its ebc cell's contexts x (2R + 1) tables over the channel's
+alphabet, as ``context_tables.encode_freqs``. ``null``: the point has no conditional codec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mtl_split_core.context_tables import PASSES, ContextCoder, ContextPoint, decode_freqs
+
+if TYPE_CHECKING:  # entropy_tables imports this module
+    from mtl_split_core.entropy_tables import OperatingPoint
+
+SCHEME = "ebc-x-reference/1"
+MAX_RADIUS = 7
+
+
+class TemporalContextError(ValueError):
+    """A ``temporal`` block that cannot be used; the message says what is wrong."""
+
+
+@dataclass(frozen=True, eq=False)
+class TemporalPoint:
+    radius: int
+    # [pass][channel] (ebc contexts * (2 * radius + 1), L) float32: freqs - 1 (constriction's)
+    weights: tuple[tuple[np.ndarray, ...], ...]
+
+
+def reference_buckets(reference: np.ndarray, center: np.ndarray, radius: int) -> np.ndarray:
+    """(C, N) int64 buckets of the reference's table indices (C, N) (module docstring)."""
+    return np.clip(reference.astype(np.int64) - center[:, None], -radius, radius) + radius
+
+
+def held_symbols(point: OperatingPoint, values: np.ndarray, reference: np.ndarray,
+                 hold: int) -> np.ndarray:
+    """``point``'s table indices (C, N) int32 of float32 ``values`` (C, N), except that a symbol
+    keeps the ``reference``'s (C, N) while the value lies within 0.5 + ``hold`` / 1000
+    quantization steps of it (the encoder's hold; 0: the plain symbols)."""
+    index = point.symbols(values)
+    if not hold:
+        return index
+    steps = values * point.gain[:, None] - point.lo[:, None]
+    keep = np.abs(steps - reference) < 0.5 + hold / 1000.0
+    return np.where(keep, reference, index).astype(np.int32)
+
+
+def cell_contexts(point: ContextPoint, pass_: int, channel: int) -> int:
+    """How many ebc contexts the (pass, channel) cell of ``point`` has."""
+    cell = point.cells[pass_][channel]
+    return (len(cell.mean_edges) + 1) * (len(cell.mag_edges) + 1)
+
+
+class TemporalContextCoder(ContextCoder):
+    """ebc-<k>'s coder with each table split by the reference's co-located symbol."""
+
+    def __init__(self, point: ContextPoint, temporal: TemporalPoint):
+        super().__init__(point)
+        self.temporal = temporal
+        self._span = 2 * temporal.radius + 1
+
+    def tables(self, pass_: int, channel: int, ctx: np.ndarray, aux: np.ndarray | None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        assert aux is not None  # encode_frame / decode_frame always pass the buckets
+        return self.temporal.weights[pass_][channel], ctx * self._span + aux
+
+    def encode_frame(self, coder: Any, index: np.ndarray, reference: np.ndarray,
+                     shape: tuple[int, int, int]) -> None:
+        """Push table indices (C, H*W) given the reference's (C, H*W)."""
+        self.encode(coder, index, shape, self._buckets(reference))
+
+    def decode_frame(self, coder: Any, reference: np.ndarray, shape: tuple[int, int, int]
+                     ) -> np.ndarray:
+        """Table indices (C, H*W) popped from ``coder`` given the reference's (C, H*W)."""
+        return self.decode(coder, shape, self._buckets(reference))
+
+    def _buckets(self, reference: np.ndarray) -> np.ndarray:
+        return reference_buckets(reference, self.point.center, self.temporal.radius)
+
+
+def parse_temporal_context(block: Any, context: tuple[ContextPoint, ...],
+                           lengths: list[list[int]], precision: int
+                           ) -> tuple[TemporalPoint | None, ...]:
+    """The temporal points (None where a point has none) of a ``temporal`` block for the
+    card's ebc points ``context`` whose channel c of point k has ``lengths[k][c]`` symbols;
+    TemporalContextError for anything unusable."""
+    def bad(message: str) -> TemporalContextError:
+        return TemporalContextError(f"temporal context tables: {message}")
+
+    if not isinstance(block, dict) or set(block) != {"scheme", "operating_points"}:
+        raise bad("expected an object with exactly scheme, operating_points")
+    if block["scheme"] != SCHEME:
+        raise bad(f"scheme {block['scheme']!r}; this build reads {SCHEME}")
+    points = block["operating_points"]
+    if not isinstance(points, list) or len(points) != len(context):
+        raise bad(f"operating_points must be a list of {len(context)} (one per point, null "
+                  f"for none)")
+    parsed: list[TemporalPoint | None] = []
+    for k, (point, cpoint, lens) in enumerate(zip(points, context, lengths)):
+        if point is None:
+            parsed.append(None)
+            continue
+        if not isinstance(point, dict) or set(point) != {"radius", "freqs"}:
+            raise bad(f"point {k} must be null or have exactly radius, freqs")
+        radius = point["radius"]
+        if not isinstance(radius, int) or isinstance(radius, bool) \
+                or not 0 <= radius <= MAX_RADIUS:
+            raise bad(f"point {k}: radius must be an integer in 0..{MAX_RADIUS}")
+        c = len(lens)
+        freqs = point["freqs"]
+        if not isinstance(freqs, list) or len(freqs) != PASSES or not all(
+                isinstance(p, list) and len(p) == c for p in freqs):
+            raise bad(f"point {k}: freqs must be {PASSES} lists of {c} channels")
+        passes = []
+        for p, chans in enumerate(freqs):
+            row = []
+            for ch, text in enumerate(chans):
+                n = cell_contexts(cpoint, p, ch) * (2 * radius + 1)
+                table = decode_freqs(text, n, lens[ch])
+                if table is None or (table < 1).any() or (table.sum(1) != 2**precision).any():
+                    raise bad(f"point {k} pass {p} channel {ch}: {n} tables (the ebc cell's "
+                              f"contexts x {2 * radius + 1}) of {lens[ch]} positive integers "
+                              f"summing to 2**{precision}, base64 of uint32 LE")
+                row.append((table - 1).astype(np.float32))
+            passes.append(tuple(row))
+        parsed.append(TemporalPoint(radius, tuple(passes)))
+    return tuple(parsed)
