@@ -164,6 +164,8 @@ class EdgeRunner:
         serves itself decodes without the stream), ``streamed`` False keeps it out of the
         server's stream (a self-contained frame that does not move the stream on)."""
         start = time.perf_counter()
+        if not rgb.flags.writeable:  # a view of received bytes: torch takes writable arrays
+            rgb = rgb.copy()
         image = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device, non_blocking=True)
         letterboxed, (sx, sy, ox, oy) = letterbox_tensor(image, self.input_size)
         x = letterboxed.to(self.dtype).unsqueeze(0)
