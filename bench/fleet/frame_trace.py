@@ -35,7 +35,9 @@ ORDER = (
     ("edge_receive", "DDS camera -> edge callback (incl. deserialise)"),
     ("edge_taken", "edge: callback -> worker takes"),
     ("edge_image_decoded", "edge: image message -> array"),
-    ("edge_runner_start", "edge: camera_info fit, link control (plan)"),
+    ("edge_camera_fitted", "edge: camera_info fitted to the image"),
+    ("edge_planned", "edge: link control (the frame's plan)"),
+    ("edge_runner_start", "edge: plan applied -> edge runner starts"),
     ("edge_letterboxed", "edge: upload + letterbox"),
     ("edge_model", "edge: model (edge half)"),
     ("edge_encoded", "edge: encode (quantise + zstd)"),
@@ -117,12 +119,20 @@ def patch_publish() -> None:
     _wrap(Publisher, "publish", after=after)
 
 
+def arrive_before(*_: Any) -> None:
+    """A subscription callback starts: its time, for the event its stamp is read for."""
+    _LOCAL.arrived = time.time_ns()
+
+
 def patch_edge() -> Any:
     import mtl_split_core.runtime.edge as E
     import mtl_split_edge.node as N
 
-    _wrap(N.EdgeNode, "_on_image", before=lambda self, msg: mark(_stamp(msg.header),
-                                                                  "edge_receive"))
+    # The callback's start (a message or its serialized bytes), under the stamp the camera
+    # gaps read next.
+    _wrap(N.EdgeNode, "_on_image", before=arrive_before)
+    _wrap(N.EdgeNode, "_count_camera_gaps", before=lambda self, msg: EVENTS.append(
+        (_stamp(msg.header), "edge_receive", _LOCAL.arrived)))
 
     def process_before(self: Any, msg: Any) -> None:
         _set_current([_stamp(msg.header)])
@@ -130,6 +140,8 @@ def patch_edge() -> Any:
     _wrap(N.EdgeNode, "_process", before=process_before,
           after=lambda *_: (_on_current("edge_done")(), _set_current([])))
     _wrap(N, "image_to_rgb", after=_on_current("edge_image_decoded"))
+    _wrap(N.CameraInfoFitter, "for_image", after=_on_current("edge_camera_fitted"))
+    _wrap(N.LinkAdaptation, "frame", after=_on_current("edge_planned"))
     _wrap(E.EdgeRunner, "__call__", before=_on_current("edge_runner_start"))
     _wrap(E, "letterbox_tensor", after=_on_current("edge_letterboxed"))
     _wrap(E.EdgeRunner, "_prefix", after=_on_current("edge_model"))
@@ -145,9 +157,6 @@ def patch_server() -> Any:
     import mtl_split_core.runtime.scheduler as SC
     import mtl_split_core.runtime.server as R
     import mtl_split_server.node as S
-
-    def arrive_before(*_: Any) -> None:
-        _LOCAL.arrived = time.time_ns()
 
     def envelope_after(tag: Any, *_: Any) -> None:
         if tag is not None:
