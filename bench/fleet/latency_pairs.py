@@ -148,7 +148,7 @@ def main() -> int:
     load.append(os.getloadavg()[0])
     first = runs["after"][0]["meta"]
     meta = {"command": " ".join(["python bench/fleet/latency_pairs.py", *sys.argv[1:]]),
-            "machine": f"{platform.node()}: {os.cpu_count()} CPUs, {platform.processor()}",
+            "machine": f"{platform.node()}: {os.cpu_count()} CPUs, {_cpu_model()}",
             "date": datetime.date.today().isoformat(),
             "load": f"{load[0]:.1f} at start, {load[1]:.1f} at end", "model": first["model"],
             "camera": first["camera"],
@@ -162,6 +162,17 @@ def main() -> int:
     (args.out / "pairs.md").write_text(md)
     print(md)
     return 0
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (Linux), else the platform's processor."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
 
 
 def _describe(tree: Path) -> str:
