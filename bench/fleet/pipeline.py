@@ -6,7 +6,9 @@ on CUDA) and the server node run on ``--device``; a probe subscribes detections,
 and depth and records, per detections message, its stamp and arrival. After ``--warmup`` it
 measures ``--seconds``: delivered fps and end-to-end latency (camera stamp -> detections
 arrival, one host, one clock), plus the nodes' own /diagnostics timings. Writes
-``pipeline.json`` and ``pipeline.md`` to ``--out``.
+``pipeline.json`` and ``pipeline.md`` to ``--out``. ``--trace``: the nodes run under
+``frame_trace.py``, and both files get the per-frame timeline of the critical path (each hop's
+p50/p90/p99, camera stamp -> probe; ``latency_pairs.py`` compares two trees with it).
 
     python bench/fleet/pipeline.py --device cuda --precision fp16 --out $OUT/pipeline
 """
