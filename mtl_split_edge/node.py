@@ -64,7 +64,7 @@ from mtl_split_core.runtime.output_gate import OutputGate
 from mtl_split_core.runtime.packet import FeaturePacket
 from mtl_split_core.runtime.pool_announcement import POOL_TOPIC, Announcement, robot_name
 from mtl_split_core.runtime.pool_view import PoolView
-from mtl_split_core.runtime.rejections import Rejections
+from mtl_split_core.runtime.rejections import Rejections, run_isolated
 from mtl_split_core.runtime.server import ServerRunner
 from mtl_split_core.runtime.stats import RateMeter, RollingStats
 from mtl_split_core.temporal_codec import KeyframeRequests
@@ -73,6 +73,7 @@ from mtl_split_ros.camera_info import CameraInfoFitter
 from mtl_split_ros.diagnostics import diagnostic_array, diagnostic_status, status_name
 from mtl_split_ros.features_auth import load_keys, sign, stamp_ns
 from mtl_split_ros.features_msg import packet_to_msg
+from mtl_split_ros.image_cdr import read_image
 from mtl_split_ros.image_msg import ImageDecodeError, image_to_rgb
 from mtl_split_ros.isolation import describe_header, handle_isolated
 from mtl_split_ros.msg_factory import RclpyMessages
@@ -189,8 +190,12 @@ class EdgeNode(Node):
         image_type, self.image_topic = ((CompressedImage, "image/compressed")
                                         if self.cfg["input_transport"] == "compressed"
                                         else (Image, "image"))
+        # Raw images arrive as their serialized bytes (image_cdr.read_image): rclpy's
+        # deserialization copied a 640x480 frame twice into a new message on the frame's
+        # critical path (docs/BENCHMARKS.md, "One robot latency, CPU").
         self.create_subscription(image_type, self.image_topic, self._on_image, in_qos,
-                                 event_callbacks=self.health.callbacks(self.image_topic, in_qos))
+                                 event_callbacks=self.health.callbacks(self.image_topic, in_qos),
+                                 raw=image_type is Image)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, in_qos,
                                  event_callbacks=self.health.callbacks("camera_info", in_qos))
         self.diag_timer = self.create_timer(self.cfg["diagnostics_period"],
@@ -351,6 +356,21 @@ class EdgeNode(Node):
 
     def _on_image(self, msg) -> None:
         self.camera_rate.tick()
+        if isinstance(msg, bytes):  # a raw Image, serialized
+            run_isolated(self._read_image, msg, self.rejections,
+                         lambda raw: f"{len(raw)} bytes on {self.image_topic}")
+            return
+        self._take_image(msg)
+
+    def _read_image(self, raw: bytes) -> None:
+        try:
+            msg = read_image(raw)
+        except ImageDecodeError as err:
+            self.rejections(err.reason, f"{err} ({len(raw)} bytes on {self.image_topic})")
+            return
+        self._take_image(msg)
+
+    def _take_image(self, msg) -> None:
         handle_isolated(self._count_camera_gaps, msg, self.rejections)
         self.slot.put(msg)
 

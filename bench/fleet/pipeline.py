@@ -6,7 +6,9 @@ on CUDA) and the server node run on ``--device``; a probe subscribes detections,
 and depth and records, per detections message, its stamp and arrival. After ``--warmup`` it
 measures ``--seconds``: delivered fps and end-to-end latency (camera stamp -> detections
 arrival, one host, one clock), plus the nodes' own /diagnostics timings. Writes
-``pipeline.json`` and ``pipeline.md`` to ``--out``.
+``pipeline.json`` and ``pipeline.md`` to ``--out``. ``--trace``: the nodes run under
+``frame_trace.py``, and both files get the per-frame timeline of the critical path (each hop's
+p50/p90/p99, camera stamp -> probe; ``latency_pairs.py`` compares two trees with it).
 
     python bench/fleet/pipeline.py --device cuda --precision fp16 --out $OUT/pipeline
 """
@@ -31,7 +33,7 @@ ROOT = HERE.parents[1]
 NS = "robot"
 
 
-def camera(frames: Path, rate: float) -> int:
+def camera(frames: Path, rate: float, trace: Path | None = None) -> int:
     from rclpy.node import Node
     from sensor_msgs.msg import CameraInfo, Image
 
@@ -52,6 +54,7 @@ def camera(frames: Path, rate: float) -> int:
             self.pub = self.create_publisher(Image, "image", qos)
             self.info_pub = self.create_publisher(CameraInfo, "camera_info", qos)
             self.count = 0
+            self.published: list[tuple[int, str, int]] = []  # --trace: (stamp, event, time)
             self.create_timer(1.0 / rate, self._tick)
 
         def _tick(self) -> None:
@@ -62,7 +65,13 @@ def camera(frames: Path, rate: float) -> int:
                 header=image.header, width=w, height=h, distortion_model="plumb_bob",
                 k=[fy, 0.0, w / 2, 0.0, fy, h / 2, 0.0, 0.0, 1.0]))
             self.pub.publish(image)
+            if trace is not None:
+                self.published.append((_stamp_ns(image), "camera_published", time.time_ns()))
             self.count += 1
+
+        def close(self) -> None:
+            if trace is not None:
+                trace.write_text(json.dumps(self.published))
 
     return run_node(Camera)
 
@@ -134,21 +143,34 @@ def orchestrate(args) -> int:
               **({"model": args.model} if args.model else {}),
               **({"executor": args.executor} if args.executor else {})}
     me = [sys.executable, str(Path(__file__).resolve())]
+    traces = {k: logs / f"trace_{k}.json" for k in ("server", "edge", "camera")}
+    for f in traces.values():
+        f.unlink(missing_ok=True)
+
+    def node(name: str, ros_args: list[str]) -> list[str]:
+        """The node's executable, or with --trace the same node under frame_trace.py."""
+        if not args.trace:
+            return node_command(f"{name}_node", ros_args)
+        return [sys.executable, str(HERE / "frame_trace.py"), name, str(traces[name]),
+                "--ros-args", *ros_args]
+
     procs = {
-        "server": start(node_command("server_node", [
+        "server": start(node("server", [
             "-r", f"__ns:=/{NS}", *_params({**common, "publish_detections_markers": False,
                                             "publish_points": False,
                                             "publish_annotated": False,
                                             "publish_segmentation_color": False}),
             *_extra(args.server_param)]), logs / "server.log", env),
-        "edge": start(node_command("edge_node", ["-r", f"__ns:=/{NS}",
-                                                 *_params({**common, "fallback_after": 0.0}),
-                                                 *_extra(args.edge_param)]),
+        "edge": start(node("edge", ["-r", f"__ns:=/{NS}",
+                                    *_params({**common, "fallback_after": 0.0}),
+                                    *_extra(args.edge_param)]),
                       logs / "edge.log", env),
         "probe": start(me + ["--role", "probe", "--probe-out", str(probe_out), "--ready",
                              str(ready)], logs / "probe.log", env),
         "camera": start(me + ["--role", "camera", "--rate", str(args.rate), "--frames",
-                              str(args.frames)], logs / "camera.log", env),
+                              str(args.frames)]
+                        + (["--trace-out", str(traces["camera"])] if args.trace else []),
+                        logs / "camera.log", env),
     }
     gpu = GpuSampler(logs / "gpu.csv")
     try:
@@ -191,6 +213,8 @@ def orchestrate(args) -> int:
         "edge_diagnostics": edge, "server_diagnostics": server,
         "cpu_pct": cpu_pct,
         "gpu_util_pct": gpu_util}
+    if args.trace:
+        result["trace"] = _trace(traces, data, t0, t1)
     (args.out / "pipeline.json").write_text(json.dumps(result, indent=2))
     m = result["meta"]
     md = (f"Command: `{m['command']}`  \nMachine: {m['machine']}; date {m['date']}  \n"
@@ -204,9 +228,36 @@ def orchestrate(args) -> int:
           + "\ne2e p50 / p99 ms per output (camera stamp -> arrival): "
           + ", ".join(f"{k} {v['p50']} / {v['p99']}"
                       for k, v in result["e2e_ms_by_output"].items()) + "\n")
+    if args.trace:
+        md += "\n" + _trace_markdown(result["trace"])
     (args.out / "pipeline.md").write_text(md)
     print(md)
     return 0
+
+
+def _trace(traces: dict[str, Path], probe: dict, t0: int, t1: int) -> dict:
+    """The per-hop timeline (frame_trace.py) of the frames whose detections arrived in [t0, t1)."""
+    from frame_trace import timeline  # bench/fleet/frame_trace.py (HERE is on sys.path)
+
+    events = [tuple(e) for f in traces.values() if f.exists()
+              for e in json.loads(f.read_text())]
+    missing = [k for k, f in traces.items() if not f.exists()]
+    events += [(s, "probe:detections", a) for s, a in probe["arrivals"]]
+    for name, times in probe.get("image_arrivals", {}).items():
+        events += [(s, f"probe:{name}", a) for s, a in times]
+    return {**timeline(events, (t0, t1)), "missing": missing}
+
+
+def _trace_markdown(trace: dict) -> str:
+    rows = ["| hop (ends at event) | p50 ms | p90 ms | p99 ms | event p50 ms after stamp |",
+            "|---|---:|---:|---:|---:|"]
+    for h in trace["hops"]:
+        rows.append(f"| {h['hop']} ({h['event']}) | {h['p50']:.3f} | {h['p90']:.3f} | "
+                    f"{h['p99']:.3f} | {trace['since_stamp_p50'][h['event']]:.3f} |")
+    missing = f"; no trace from {', '.join(trace['missing'])}" if trace["missing"] else ""
+    return (f"Per-frame timeline (bench/fleet/frame_trace.py), {trace['frames']} frames"
+            f"{missing}:\n\n"
+            + "\n".join(rows) + "\n")
 
 
 def _stamp_ns(msg) -> int:
@@ -252,11 +303,15 @@ def main() -> int:
     ap.add_argument("--py-spy", default="", metavar="PATH",
                     help="py-spy executable: profile the server and the edge over the window "
                          "(logs/pyspy_{server,edge}_{threads,gil}.txt)")
+    ap.add_argument("--trace", action="store_true",
+                    help="run the nodes under bench/fleet/frame_trace.py: a per-frame timeline of "
+                         "the critical path in pipeline.md / pipeline.json")
+    ap.add_argument("--trace-out", type=Path, help="(the camera role's trace file)")
     ap.add_argument("--probe-out", type=Path)
     ap.add_argument("--ready", type=Path)
     args = ap.parse_args()
     if args.role == "camera":
-        return camera(args.frames, args.rate)
+        return camera(args.frames, args.rate, args.trace_out)
     if args.role == "probe":
         return probe(args.probe_out, args.ready)
     return orchestrate(args)

@@ -9,8 +9,8 @@
 # largest N, with the server's thread switch interval at SWITCH_MS (default 5 ms, the default
 # before it became 1 ms; '' = skip). Summary: $OUT/speed.md
 # (bench/fleet/compare.py: frames/s, p50/p99, server CPU ms per frame, GIL/CPU split per thread),
-# $OUT/stages.md, $OUT/log.txt, $OUT/runs.tgz (every run's results, logs and py-spy
-# summaries; four files in all, the device brings back at most 8).
+# $OUT/stages.md, $OUT/trace.md (1a), $OUT/log.txt, $OUT/runs.tgz (every run's results, logs
+# and py-spy summaries; five files in all, the device brings back at most 8).
 #
 #   BEFORE=.carry/before BUNDLE=.carry/gpu_bundle/bundle.tar.gz PYSPY_WHEEL_DIR=.carry/pyspy \
 #     bash bench/gpu/run_speed.sh
@@ -81,6 +81,15 @@ echo "pipeline DDS profile: ${PIPELINE_DDS:-Fast DDS defaults}" | tee -a "$LOG"
 for side in $(sides); do  # (1) one robot, camera -> edge -> server
   pipeline "$side" "$(tree_of $side)"
 done
+# (1a) the same one robot under bench/fleet/frame_trace.py (TRACE=1, the default; '' = skip):
+# a per-frame timeline of the critical path per tree, camera stamp -> probe ($OUT/trace.md; the
+# wrappers' few microseconds per call included; on CUDA a hop ends where the host stops
+# waiting: the edge's model at its graph's launch, its encode at the first device sync).
+if [ -n "${TRACE-1}" ]; then
+  for side in $(sides); do
+    pipeline "trace_$side" "$(tree_of $side)" --trace
+  done
+fi
 # (1b) after with the edge's executor as it was (single): what its new default is worth.
 pipeline after_edge_single "$AFTER" --edge-param executor:=single
 # (1b') after on another DDS profile (ALT_DDS, e.g. bench/fleet/fastdds_shm_large.xml; '' =
@@ -131,6 +140,10 @@ runs() { ls -d "$RUNS/$1"_n*/ 2>/dev/null | tr '\n' ',' ; }
   --pipeline "after, edge executor single=$RUNS/pipeline_after_edge_single" \
   ${ALT_DDS:+--pipeline "after (again)=$RUNS/pipeline_after_again"} \
   ${ALT_DDS:+--pipeline "after, DDS $(basename "$ALT_DDS")=$RUNS/pipeline_after_alt_dds"} 2>&1 | tee -a "$LOG"
+for side in after before; do  # the traced runs' timelines side by side
+  f=$RUNS/pipeline_trace_$side/pipeline.md
+  [ -f "$f" ] && { echo "## $side"; echo; cat "$f"; echo; }
+done >"$OUT/trace.md"
 # Back: speed.md, log.txt, and one tarball of every run's results and py-spy summaries.
 for f in "$RUNS"/*/logs/n*/pyspy_server_*.txt; do
   [ -f "$f" ] && "$PY" "$AFTER/bench/fleet/stacks.py" "$f" --top 30 >"${f%.txt}.summary" 2>&1

@@ -558,11 +558,13 @@ class FallbackSwitch:
         if sent is not None and now >= sent:
             self.answer_delays.add(float(now) - sent)
 
-    def update(self, now: float, stats: LinkStats, remote_fits: bool = True,
+    def update(self, now: float, unanswered_s: float, remote_fits: bool = True,
                verdict: str = "", no_server: str | None = None) -> list[Event]:
-        """Transitions due at ``now``. ``no_server`` (why a pool edge has no server to send
-        to, e.g. none has room): LOCAL for cause ``no_server``, without probes (nothing to
-        probe); None again: REMOTE at once (the pool chose a server, its publisher matched)."""
+        """Transitions due at ``now``; ``unanswered_s``: the link's (``LinkStats``), all this
+        needs of it (asked per frame: ``LinkMonitor.unanswered_s``). ``no_server`` (why a
+        pool edge has no server to send to, e.g. none has room): LOCAL for cause
+        ``no_server``, without probes (nothing to probe); None again: REMOTE at once (the pool
+        chose a server, its publisher matched)."""
         if no_server is not None:
             if self.mode == REMOTE:
                 return self._go(now, LOCAL, "no_server", no_server)
@@ -575,8 +577,10 @@ class FallbackSwitch:
         if self.mode == REMOTE:
             # Frames sent before a recovery do not count: after one the server gets a whole
             # fallback_after to answer the first full-rate frames.
-            silent = min(stats.unanswered_s, now - self._since)
-            limit = self.silence_limit()
+            silent = min(unanswered_s, now - self._since)
+            # The limit (a percentile) only once the silence reaches its least value (never
+            # with fallback_after 0: no fallback on silence).
+            limit = self.silence_limit() if 0 < self.fallback_after <= silent else math.inf
             if limit > 0 and silent >= limit:
                 return self._go(now, LOCAL, "silence", f"no feedback for {silent:.2f} s "
                                 f"(limit {limit:.2f} s: fallback_after "
@@ -729,15 +733,17 @@ class LinkAdaptation:
         ``no_server``: why there is no server to send to (a pool without room): LOCAL."""
         with self._lock:
             self._source_fps = source_fps
-            stats = self.monitor.stats(now)
+            # The window's statistics only for a controller (the switch needs one number of
+            # them): they were most of this call's time, on the frame's critical path.
+            stats = None if self.controller is None else self.monitor.stats(now)
             events, self._events = self._events, []
             fits, verdict = True, ""
-            if self.controller is not None:
+            if self.controller is not None and stats is not None:
                 events += self.controller.update(now, stats, source_fps,
                                                  self.edge_clock.median())
                 fits, verdict = self.controller.remote_fits, self.controller.verdict
-            events += self._forget_if_silent(
-                self.switch.update(now, stats, fits, verdict, no_server), stats)
+            events += self._forget_if_silent(self.switch.update(
+                now, self.monitor.unanswered_s(now), fits, verdict, no_server), stats)
             self._note(events)
             self._new_epoch_if_changed(now)
             local = self.switch.mode == LOCAL
@@ -784,7 +790,7 @@ class LinkAdaptation:
                         fits, why = self.controller.remote_fits, self.controller.verdict
                     events += self.switch.answered(stamp_ns, now, fits, why)
                     if self.switch.cause == "budget":
-                        events += self.switch.update(now, stats, fits, why)
+                        events += self.switch.update(now, stats.unanswered_s, fits, why)
                 self._note(events)
                 self._new_epoch_if_changed(now)
                 self._events += events
@@ -801,14 +807,15 @@ class LinkAdaptation:
             self._sending = sending
             self.monitor.new_epoch(now)
 
-    def _forget_if_silent(self, events: list[Event], stats: LinkStats) -> list[Event]:
+    def _forget_if_silent(self, events: list[Event], stats: LinkStats | None) -> list[Event]:
         """After a silence fallback the link is unknown: measurements from before it would
         bring REMOTE back on stale numbers, so the probes start afresh (``stats``: the last
-        before the silence, for the controller to tell a queue from an outage)."""
+        before the silence, for the controller to tell a queue from an outage; None without
+        a controller)."""
         fallback = [e for e in events if e.kind == "fallback"]
         if self.switch.cause == "silence" and fallback:
             self.monitor.forget()
-            if self.controller is not None:
+            if self.controller is not None and stats is not None:
                 events = events + self.controller.forget(fallback[0].t, stats)
         return events
 

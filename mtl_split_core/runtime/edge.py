@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,14 @@ from mtl_split_core.temporal_codec import (
     is_temporal,
     parse_temporal,
 )
+
+# A camera image read from the received bytes (mtl_split_ros/image_cdr.read_image) is a
+# read-only view: torch takes it as it is and warns that writing to it would be undefined. The
+# edge never writes to it (the letterbox makes new tensors; on a GPU it is copied there), and a
+# copy only to silence the warning cost 0.55 ms per 640x480 frame on the 2-core CPU (the fresh
+# pages), more than reading the bytes saved (docs/BENCHMARKS.md, "One robot latency, CPU").
+warnings.filterwarnings("ignore", message="The given NumPy array is not writable",
+                        category=UserWarning, module=__name__.replace(".", r"\."))
 
 if TYPE_CHECKING:  # CudaGraphEdge is imported where used: only a CUDA device needs it
     from mtl_split_core.model.network import MultiTaskSplitNet

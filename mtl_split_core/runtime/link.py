@@ -264,6 +264,12 @@ class LinkMonitor:
                 late_fraction=late_fraction, offered_bps=offered_bps,
                 last_rtt_ms=answers[-1].rtt_ms if answers else math.nan)
 
+    def unanswered_s(self, now: float) -> float:
+        """``stats(now).unanswered_s`` alone (the fallback's question per frame)."""
+        with self._lock:
+            since = self._unanswered_since
+        return 0.0 if since is None else max(float(now) - since, 0.0)
+
     def _since_epoch(self, now: float) -> tuple[float, float]:
         """(late_fraction, offered_bps) over the frames sent since the epoch, in the window."""
         start = max(self._epoch, now - self.window_s,

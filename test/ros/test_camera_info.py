@@ -64,3 +64,28 @@ def test_what_cannot_describe_the_image_is_rejected_with_a_reason(fitter):
     unset = _info(640, 480, 0.0, 0.0, 0.0)
     unset.k = [0.0] * 9  # a driver without calibration: no camera, nothing to reject
     assert f.for_image(unset, 640, 480) is None and len(said["reject"]) == 2
+
+
+def test_a_new_message_of_the_same_camera_is_fitted_as_the_last_with_its_own_header(fitter):
+    """Drivers send a new camera_info per image: the same contents are not fitted again, the
+    result carries the new message's header; a rejected one is counted again each time;
+    another camera (any field) is fitted anew."""
+    f, said = fitter
+    first = f.for_image(_info(1280, 960, 1000.0, 639.5, 479.5), 640, 480)
+    again = _info(1280, 960, 1000.0, 639.5, 479.5)
+    again.header.frame_id, again.header.stamp.sec = "camera2", 7
+    out = f.for_image(again, 640, 480)
+    assert out is not first and out.header == again.header and first.header.frame_id == "camera"
+    assert list(out.k) == list(first.k) and (out.width, out.height) == (640, 480)
+    assert len(said["warn"]) == 1 and said["reject"] == []
+    other = f.for_image(_info(1280, 960, 1000.0, 640.0, 479.5), 640, 480)
+    assert other.k[2] == 319.75  # another principal point: fitted anew
+    assert f.for_image(_info(1280, 960, 1000.0, 640.0, 479.5), 1280, 960).k[2] == 640.0
+    for _ in range(3):
+        assert f.for_image(_info(1280, 720, 1000.0, 639.5, 359.5), 640, 480) is None
+    assert [r for r, _ in said["reject"]] == ["camera_info_size"] * 3
+    nan = [_info(640, 480, float("nan"), 319.5, 239.5) for _ in range(2)]
+    assert all(f.for_image(i, 640, 480) is None for i in nan)
+    assert [r for r, _ in said["reject"]][3:] == ["camera_info"] * 2
+    good = f.for_image(_info(640, 480, 500.0, 319.5, 239.5), 640, 480)
+    assert good is not None and good.k[0] == 500.0

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import serialize_message
 from sensor_msgs.msg import CameraInfo, Image
 
 from mtl_split.msg import SplitFeatures
@@ -121,6 +122,38 @@ def test_bad_start_values_exit_2_with_one_line(model_dir, params, expected):
     assert code == 2, log
     assert expected in log and "Traceback" not in log, log
     assert len([line for line in log.splitlines() if "[FATAL]" in line]) == 1
+
+
+def test_bytes_that_are_no_image_are_counted_and_the_next_frame_works(ros, model_dir):
+    """The edge reads raw images from their serialized bytes (image_cdr.read_image): cut or
+    corrupted bytes are counted (rejected_image_cdr) and logged, the node lives on, and the
+    next good frame gets its features with its pixels."""
+    feats = Features(ros)
+    pub = ros.create_publisher(Image, "image", REL)
+    good = serialize_message(_image(1))
+    cut = good[:len(good) // 2]  # data's length beyond the bytes
+    frame_id_at = 4 + 8  # after the encapsulation and the stamp
+    corrupt = good[:frame_id_at] + (1 << 31).to_bytes(4, "little") + good[frame_id_at + 4:]
+    args = node_args("mtl_split_edge", model=model_dir, device="cpu", diagnostics_period=0.2,
+                     fallback_after=0.0)
+    with python_process(args) as edge:
+        procs = (edge,)
+        assert wait_for(ros, lambda: pub.get_subscription_count() > 0, 90, procs)
+        first = _send_until(ros, pub, feats, 1, procs)
+        for n, bad in enumerate((cut, corrupt), 1):  # each until counted (depth 1 input)
+            for _ in range(10):
+                pub.publish(bad)
+                if wait_for(ros, lambda n=n: int(feats.edge_diag().get("rejected_image_cdr",
+                                                                       0)) >= n, 2, procs):
+                    break
+            else:
+                raise AssertionError(f"bad message {n} not counted: {feats.edge_diag()}")
+        again = _send_until(ros, pub, feats, 2, procs)
+        log = stop(edge)
+    assert "image_cdr" in log and "bytes on image" in log
+    assert "not writable" not in log  # torch's warning for the pixels' read-only view
+    assert first.header.stamp.sec == 1 and again.header.stamp.sec == 2
+    assert bytes(again.data) != bytes(first.data)  # another image: other features
 
 
 def test_frames_lost_in_dds_are_counted(ros, model_dir):

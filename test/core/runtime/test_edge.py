@@ -106,3 +106,19 @@ def test_a_codec_of_the_wrong_kind_changes_nothing(runner, change):
         runner.configure(**change)
     assert info.value.args and (runner.split, runner.codec) == before
     assert known_codec("webp-q80/1") and known_codec("q4-zstd/1") and not known_codec("png")
+
+
+def test_a_read_only_frame_is_encoded_as_it_is():
+    """A camera image read from the received bytes is a read-only view (image_cdr): encoded
+    like the same pixels in a writable array, and the bytes are left as they were."""
+    net = MultiTaskSplitNet(ModelConfig(name="tiny", backbone="mobilenetv3_small",
+                                        input_size=(128, 96), bottlenecks={"s16": 8}))
+    card = {"name": "tiny", "fingerprint": "f" * 16, "default_split": "s16",
+            "codec": "q8-zstd/1", "input_size": [128, 96]}
+    runner = EdgeRunner(net.eval(), card, device="cpu")
+    pixels = np.random.default_rng(3).integers(0, 256, (120, 160, 3), np.uint8)
+    received = pixels.tobytes()
+    view = np.frombuffer(received, np.uint8).reshape(pixels.shape)
+    assert not view.flags.writeable
+    assert runner(view).tensor.data == runner(pixels).tensor.data
+    assert received == pixels.tobytes()

@@ -141,6 +141,22 @@ def test_silence_clocks():
     assert monitor.stats(1.5).unanswered_s == 0.0
 
 
+def test_unanswered_s_alone_is_the_statistics_one():
+    """``unanswered_s(now)`` (the fallback asks it per frame) equals ``stats(now)``'s at
+    every step of the silence clock's story."""
+    monitor = LinkMonitor()
+    steps = [("stats", 0.0), ("sent", 1.0), ("stats", 1.3), ("sent", 1.1), ("sent", 1.2),
+             ("feedback", 1.1, 1.25), ("stats", 1.4), ("feedback", 1.2, 1.45), ("stats", 1.5),
+             ("sent", 2.0), ("stats", 5.0), ("feedback", 2.0, 5.1), ("stats", 5.2)]
+    for step in steps:
+        if step[0] == "sent":
+            monitor.sent(stamp(step[1]), 100, step[1])
+        elif step[0] == "feedback":
+            monitor.feedback(stamp(step[1]), SERVED, 1.0, step[2])
+        else:
+            assert monitor.unanswered_s(step[1]) == monitor.stats(step[1]).unanswered_s
+
+
 def test_a_reused_stamp_counts_the_newest_send():
     monitor = LinkMonitor()
     monitor.sent(123, 1000, 0.0)
