@@ -129,6 +129,15 @@ class EdgeRunner:
         lo, hi = ZSTD_LEVELS
         if not lo <= int(level) <= hi:
             raise ConfigError("zstd_level", f"zstd level {level} must be in [{lo}, {hi}]")
+        temporal = self._temporal
+        if (index, codec, int(level)) != (self.split_index, self.codec, self.zstd_level):
+            # A temporal codec's stream starts over (a keyframe) with any change. Made here,
+            # before anything changes: a card without the codec's tables refuses it.
+            try:
+                temporal = TemporalEncoder(codec, self._tables, int(level)) \
+                    if is_temporal(codec) else None
+            except CodecError as error:
+                raise ConfigError("codec", f"{codec}: {error}") from None
         ort = self._ort
         if self._onnx is not None and index != self.split_index and not image:
             ort = OrtEdge(self._onnx, self.split_names[index])  # before the lock: may raise
@@ -142,10 +151,7 @@ class EdgeRunner:
                 w, h = self.input_size
                 self._graph = CudaGraphEdge(self.model, self.split_names[index], (h, w),
                                             self.dtype)
-            if (index, codec, int(level)) != (self.split_index, self.codec, self.zstd_level):
-                # A temporal codec's stream starts over (a keyframe) with any change.
-                self._temporal = TemporalEncoder(codec, self._tables, int(level)) \
-                    if is_temporal(codec) else None
+            self._temporal = temporal
             self.split_index = index
             self.split = INPUT_SPLIT if image else self.split_names[index]
             self.codec, self.zstd_level = codec, int(level)
@@ -227,8 +233,8 @@ def check_codec(codec: str, image: bool, feature_codecs: Sequence[str] = CODECS)
             is_temporal(codec) and _temporal_base(codec) in feature_codecs):
         raise ConfigError("codec", f"unknown codec {codec!r}; expected one of "
                           f"{', '.join(feature_codecs)}, or a temporal codec "
-                          f"'t<N>-s<T>-<one of them>/1' (image codecs like "
-                          f"{DEFAULT_IMAGE_CODEC} go with split {INPUT_SPLIT})")
+                          f"'t<N>-s<T>-<one of them>/1' or 't<N>-c<H>-ebc-<k>/1' (image "
+                          f"codecs like {DEFAULT_IMAGE_CODEC} go with split {INPUT_SPLIT})")
 
 
 def _temporal_base(codec: str) -> str | None:

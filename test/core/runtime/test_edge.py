@@ -122,3 +122,16 @@ def test_a_read_only_frame_is_encoded_as_it_is():
     assert not view.flags.writeable
     assert runner(view).tensor.data == runner(pixels).tensor.data
     assert received == pixels.tobytes()
+
+
+def test_a_conditional_temporal_codec_without_its_tables_is_a_config_error():
+    """t<N>-c<H>-ebc-<k>/1 needs the card's temporal tables: a card with ebc tables only
+    (models/default_ebc) refuses it as a bad setting, and nothing changes."""
+    runner = EdgeRunner.from_path("models/default_ebc", device="cpu")
+    before = (runner.split, runner.codec, runner.zstd_level)
+    with pytest.raises(ConfigError) as info:
+        runner.configure(codec="t30-c0-ebc-3/1")
+    assert info.value.parameter == "codec" and "t30-c0-ebc-3/1" in str(info.value)
+    assert (runner.split, runner.codec, runner.zstd_level) == before
+    runner.configure(codec="t30-s50-ebc-3/1")  # the skipping kind needs no such tables
+    assert runner.codec == "t30-s50-ebc-3/1"
