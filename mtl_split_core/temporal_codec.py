@@ -14,7 +14,10 @@ carries every symbol of eb-<k>'s quantizer, coded with the card's temporal conte
 is skipped and the tensor is eb-<k>'s symbols. ``H`` (0..1000, an encoder choice) is a hold in
 thousandths of a quantization step: a symbol keeps the reference's value while the value lies
 within 0.5 + H/1000 steps of it (0: exactly ebc-<k>'s tensor; the error stays within
-0.5 + H/1000 steps, frame after frame).
+0.5 + H/1000 steps, frame after frame). ``t<N>-c<H>-r<L>-ebc-<k>/1`` (``L`` 1..4000, an
+encoder choice; the decoder ignores it): each delta symbol is chosen among its neighbours for
+rate + distortion (``temporal_context.rd_symbols``, rate weight L/1000 squared steps per bit;
+the error stays within 1.5 + H/1000 steps); without ``r`` the encoder is exactly as before.
 
 Wire format, version 1. ``shape`` is the full split tensor (C, H, W); ``scale``/``offset``
 are the base codec's for the tensor it coded (empty when it coded none); ``data`` =
