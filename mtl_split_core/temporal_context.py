@@ -82,8 +82,9 @@ def rd_symbols(coder: TemporalContextCoder, point: OperatingPoint, values: np.nd
 
         (value - symbol)**2 + rate_weight * bits
 
-    the error in quantization steps of its channel (each channel's quantizer already spends its
-    precision where the fit judged it worth it, so a step weighs the same in every channel) and
+    the error in quantization steps of its channel (the per-channel gains were learned against
+    the tasks' loss plus a rate term, ``train_entropy.py``, so a step costs about as much
+    accuracy in every channel: no further per-channel weight) and
     ``bits`` = -log2 of the symbol's probability in the very table the decoder will use: its
     context is computed from the symbols chosen before it in the decoder's order (pass 0, then
     pass 1, channel by channel), so the choice is greedy along that order. ``rate_weight`` in
