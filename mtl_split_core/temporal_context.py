@@ -102,16 +102,19 @@ def rd_symbols(coder: TemporalContextCoder, point: OperatingPoint, values: np.nd
     scaled = (steps[:, None] - candidates) ** 2 / rate_weight
     buckets = coder.buckets(reference)
     center = coder.point.center
-    d = np.zeros(shape, np.int64)
-    flat = d.reshape(c, -1)
+    anchors = np.zeros(h * w, np.int64)  # pass 1 sees the anchors only (zeros elsewhere)
+    anchors[pass_positions(h, w)[0]] = 1
     index = np.empty((c, h * w), np.int32)
     for p, positions in enumerate(pass_positions(h, w)):
         wp = coder.point.w[p]
-        spatial = Features(d, positions).spatial_predictions(wp) if p == 1 else None
+        # Pass 1: every anchor is chosen, so are the spatial features of every channel.
+        spatial = Features(((index - center[:, None]) * anchors).reshape(shape),
+                           positions).spatial_predictions(wp) if p == 1 else None
         shared = np.zeros((2 * c, len(positions)), np.float64)
         cols = np.arange(len(positions))
         cand_p, scaled_p = candidates[:, :, positions], scaled[:, :, positions]
         rows_p = buckets[:, positions]
+        chosen = np.empty((c, len(positions)), np.int32)
         for ch in range(c):
             pred = wp[ch, :, :-SPATIAL] @ shared
             if spatial is not None:
@@ -121,10 +124,10 @@ def rd_symbols(coder: TemporalContextCoder, point: OperatingPoint, values: np.nd
                    + cell.mean_edges.searchsorted(pred[0], "right"))
             rows = ctx * coder.span + rows_p[ch]
             cost = scaled_p[ch] + coder.bits(p, ch)[rows[None], cand_p[ch]]
-            got = cand_p[ch][cost.argmin(0), cols]
-            index[ch, positions] = got
-            flat[ch, positions] = shared[ch] = got - center[ch]
+            chosen[ch] = got = cand_p[ch][cost.argmin(0), cols]
+            shared[ch] = got - center[ch]
             shared[c + ch] = np.abs(shared[ch])
+        index[:, positions] = chosen
     return index
 
 
