@@ -14,7 +14,10 @@ carries every symbol of eb-<k>'s quantizer, coded with the card's temporal conte
 is skipped and the tensor is eb-<k>'s symbols. ``H`` (0..1000, an encoder choice) is a hold in
 thousandths of a quantization step: a symbol keeps the reference's value while the value lies
 within 0.5 + H/1000 steps of it (0: exactly ebc-<k>'s tensor; the error stays within
-0.5 + H/1000 steps, frame after frame).
+0.5 + H/1000 steps, frame after frame). ``t<N>-c<H>-r<L>-ebc-<k>/1`` (``L`` 1..4000, an
+encoder choice; the decoder ignores it): each delta symbol is chosen among its neighbours for
+rate + distortion (``temporal_context.rd_symbols``, rate weight L/1000 squared steps per bit;
+the error stays within 1.5 + H/1000 steps); without ``r`` the encoder is exactly as before.
 
 Wire format, version 1. ``shape`` is the full split tensor (C, H, W); ``scale``/``offset``
 are the base codec's for the tensor it coded (empty when it coded none); ``data`` =
@@ -82,7 +85,7 @@ from mtl_split_core.codec import (
     entropy_point,
 )
 from mtl_split_core.entropy_tables import EntropyStreamError, EntropyTables, max_words
-from mtl_split_core.temporal_context import held_symbols
+from mtl_split_core.temporal_context import rd_symbols
 
 VERSION = 1
 MAX_KEYFRAME_INTERVAL = 3600
@@ -98,7 +101,9 @@ _RESIDUAL = 0x02
 _CONDITIONAL = 0x04
 _HEADER = struct.Struct("<BBBIII")  # magic, flags, tile side, stream, frame, reference
 _WRAP = 2 ** 32
-_ID = re.compile(r"t([0-9]{1,4})-([sc])([0-9]{1,4})-([a-z0-9-]+)/([0-9]{1,6})")
+MAX_RATE_WEIGHT = 4000        # thousandths of a squared quantization step per bit
+_ID = re.compile(r"t([0-9]{1,4})-([sc])([0-9]{1,4})(?:-r([0-9]{1,4}))?-([a-z0-9-]+)"
+                 r"/([0-9]{1,6})")
 
 
 @dataclass(frozen=True)
@@ -109,12 +114,14 @@ class TemporalCodec:
     threshold: int  # thousandths of a channel's range (conditional: of a quantization step)
     base: str       # the per-frame codec id, e.g. "q4-zstd/1"
     conditional: bool = False  # t<N>-c<H>-ebc-<k>: deltas coded on the reference's symbols
+    rate_weight: int = 0  # t<N>-c<H>-r<L>-...: the encoder's rate weight L (thousandths)
 
     @property
     def codec(self) -> str:
         mode = "c" if self.conditional else "s"
-        return (f"t{self.keyframe_interval}-{mode}{self.threshold}-{self.base.split('/')[0]}"
-                f"/{VERSION}")
+        rate = f"-r{self.rate_weight}" if self.rate_weight else ""
+        return (f"t{self.keyframe_interval}-{mode}{self.threshold}{rate}-"
+                f"{self.base.split('/')[0]}/{VERSION}")
 
 
 def is_temporal(codec: object) -> bool:
@@ -124,15 +131,15 @@ def is_temporal(codec: object) -> bool:
 
 def parse_temporal(codec: object, base_codecs: tuple[str, ...] = CODECS + ENTROPY_CODECS
                    ) -> TemporalCodec:
-    """``t<N>-s<T>-<base>/1`` or ``t<N>-c<H>-ebc-<k>/1`` -> its parts; CodecError(reason
+    """``t<N>-s<T>-<base>/1`` or ``t<N>-c<H>[-r<L>]-ebc-<k>/1`` -> its parts; CodecError(reason
     ``codec``) for anything else, or a base that is not one of ``base_codecs``."""
     match = _ID.fullmatch(codec) if isinstance(codec, str) else None
     if match is None:
         raise CodecError(f"{_clip(codec)} is not a temporal codec id "
                          f"'t<N>-s<T>-<base>/{VERSION}'", reason="codec")
-    interval, conditional, threshold, name, version = (
+    interval, conditional, threshold, rate, name, version = (
         int(match.group(1)), match.group(2) == "c", int(match.group(3)), match.group(4),
-        int(match.group(5)))
+        match.group(5), int(match.group(6)))
     if version != VERSION:
         raise CodecError(f"unsupported version {version} of temporal codec {_clip(codec)}; "
                          f"this build reads version {VERSION}", reason="codec")
@@ -142,6 +149,9 @@ def parse_temporal(codec: object, base_codecs: tuple[str, ...] = CODECS + ENTROP
     if threshold > MAX_THRESHOLD:
         raise CodecError(f"{codec}: skip threshold {threshold} must be in 0..{MAX_THRESHOLD}",
                          reason="codec")
+    if rate is not None and not (conditional and 1 <= int(rate) <= MAX_RATE_WEIGHT):
+        raise CodecError(f"{codec}: a rate weight r<L> (1..{MAX_RATE_WEIGHT}) belongs to a "
+                         f"conditional id t<N>-c<H>-r<L>-ebc-<k>/1 only", reason="codec")
     base = f"{name}/1"
     if base not in base_codecs:
         raise CodecError(f"{codec}: base codec {base} must be one of "
@@ -149,7 +159,8 @@ def parse_temporal(codec: object, base_codecs: tuple[str, ...] = CODECS + ENTROP
     if conditional and not name.startswith("ebc-"):
         raise CodecError(f"{codec}: a conditional temporal codec (t<N>-c<H>-...) codes on "
                          f"ebc-<k>/1 only", reason="codec")
-    return TemporalCodec(interval, threshold, base, conditional)
+    return TemporalCodec(interval, threshold, base, conditional,
+                         0 if rate is None else int(rate))
 
 
 def base_codec(codec: str) -> str:
@@ -270,8 +281,9 @@ class TemporalEncoder:
         if not np.isfinite(flat).all():
             raise CodecError("tensor contains NaN or Inf; the codec carries finite values only")
         reference = reference_symbols(tables, op, ref)
-        index = held_symbols(point, flat, reference, self.spec.threshold)
         c, h, w = (int(v) for v in shape)
+        index = rd_symbols(tables.temporal_coder(op), point, flat, reference, (c, h, w),
+                           self.spec.threshold, self.spec.rate_weight / 1000.0)
         words = tables.encode(op, index, (c, h, w), reference)
         header = _HEADER.pack(_MAGIC, _CONDITIONAL, self.tile, self.stream, frame,
                               (frame - 1) % _WRAP)

@@ -27,7 +27,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mtl_split_core.context_tables import PASSES, ContextCoder, ContextPoint, decode_freqs
+from mtl_split_core.context_tables import (
+    PASSES,
+    SPATIAL,
+    ContextCoder,
+    ContextPoint,
+    Features,
+    decode_freqs,
+    pass_positions,
+)
 
 if TYPE_CHECKING:  # entropy_tables imports this module
     from mtl_split_core.entropy_tables import OperatingPoint
@@ -65,6 +73,64 @@ def held_symbols(point: OperatingPoint, values: np.ndarray, reference: np.ndarra
     return np.where(keep, reference, index).astype(np.int32)
 
 
+def rd_symbols(coder: TemporalContextCoder, point: OperatingPoint, values: np.ndarray,
+               reference: np.ndarray, shape: tuple[int, int, int], hold: int,
+               rate_weight: float) -> np.ndarray:
+    """The encoder's rate-distortion choice of table indices (C, H*W) int32 for float32
+    ``values`` (C, H*W) on the ``reference``'s (C, H*W): each symbol is one of s - 1, s, s + 1
+    (s = ``held_symbols``' choice, clipped to the channel's alphabet) minimising
+
+        (value - symbol)**2 + rate_weight * bits
+
+    the error in quantization steps of its channel (the per-channel gains were learned against
+    the tasks' loss plus a rate term, ``train_entropy.py``, so a step costs about as much
+    accuracy in every channel: no further per-channel weight) and
+    ``bits`` = -log2 of the symbol's probability in the very table the decoder will use: its
+    context is computed from the symbols chosen before it in the decoder's order (pass 0, then
+    pass 1, channel by channel), so the choice is greedy along that order. ``rate_weight`` in
+    squared steps per bit; 0: exactly ``held_symbols``. The error stays below 1.5 + hold / 1000
+    steps."""
+    base = held_symbols(point, values, reference, hold)
+    if not rate_weight:
+        return base
+    c, h, w = shape
+    last = np.array([len(f) - 1 for f in point.freqs])[:, None, None]
+    candidates = np.clip(base[:, None] + np.array([-1, 0, 1])[:, None], 0, last)  # (C, 3, N)
+    steps = values * point.gain[:, None] - point.lo[:, None]  # the value in table-index units
+    # The distortion in bits (divided by the rate weight): all the choice needs besides the
+    # rate, which depends on the symbols chosen before.
+    scaled = (steps[:, None] - candidates) ** 2 / rate_weight
+    buckets = coder.buckets(reference)
+    center = coder.point.center
+    anchors = np.zeros(h * w, np.int64)  # pass 1 sees the anchors only (zeros elsewhere)
+    anchors[pass_positions(h, w)[0]] = 1
+    index = np.empty((c, h * w), np.int32)
+    for p, positions in enumerate(pass_positions(h, w)):
+        wp = coder.point.w[p]
+        # Pass 1: every anchor is chosen, so are the spatial features of every channel.
+        spatial = Features(((index - center[:, None]) * anchors).reshape(shape),
+                           positions).spatial_predictions(wp) if p == 1 else None
+        shared = np.zeros((2 * c, len(positions)), np.float64)
+        cols = np.arange(len(positions))
+        cand_p, scaled_p = candidates[:, :, positions], scaled[:, :, positions]
+        rows_p = buckets[:, positions]
+        chosen = np.empty((c, len(positions)), np.int32)
+        for ch in range(c):
+            pred = wp[ch, :, :-SPATIAL] @ shared
+            if spatial is not None:
+                pred += spatial[ch]
+            cell = coder.point.cells[p][ch]  # its contexts(), inlined (exact integers)
+            ctx = (cell.mag_edges.searchsorted(pred[1], "right") * (len(cell.mean_edges) + 1)
+                   + cell.mean_edges.searchsorted(pred[0], "right"))
+            rows = ctx * coder.span + rows_p[ch]
+            cost = scaled_p[ch] + coder.bits(p, ch)[rows[None], cand_p[ch]]
+            chosen[ch] = got = cand_p[ch][cost.argmin(0), cols]
+            shared[ch] = got - center[ch]
+            shared[c + ch] = np.abs(shared[ch])
+        index[:, positions] = chosen
+    return index
+
+
 def cell_contexts(point: ContextPoint, pass_: int, channel: int) -> int:
     """How many ebc contexts the (pass, channel) cell of ``point`` has."""
     cell = point.cells[pass_][channel]
@@ -77,25 +143,35 @@ class TemporalContextCoder(ContextCoder):
     def __init__(self, point: ContextPoint, temporal: TemporalPoint):
         super().__init__(point)
         self.temporal = temporal
-        self._span = 2 * temporal.radius + 1
+        self.span = 2 * temporal.radius + 1  # tables per ebc context
+        self._bits: dict[tuple[int, int], np.ndarray] = {}
 
     def tables(self, pass_: int, channel: int, ctx: np.ndarray, aux: np.ndarray | None
                ) -> tuple[np.ndarray, np.ndarray]:
         assert aux is not None  # encode_frame / decode_frame always pass the buckets
-        return self.temporal.weights[pass_][channel], ctx * self._span + aux
+        return self.temporal.weights[pass_][channel], ctx * self.span + aux
 
     def encode_frame(self, coder: Any, index: np.ndarray, reference: np.ndarray,
                      shape: tuple[int, int, int]) -> None:
         """Push table indices (C, H*W) given the reference's (C, H*W)."""
-        self.encode(coder, index, shape, self._buckets(reference))
+        self.encode(coder, index, shape, self.buckets(reference))
 
     def decode_frame(self, coder: Any, reference: np.ndarray, shape: tuple[int, int, int]
                      ) -> np.ndarray:
         """Table indices (C, H*W) popped from ``coder`` given the reference's (C, H*W)."""
-        return self.decode(coder, shape, self._buckets(reference))
+        return self.decode(coder, shape, self.buckets(reference))
 
-    def _buckets(self, reference: np.ndarray) -> np.ndarray:
+    def buckets(self, reference: np.ndarray) -> np.ndarray:
+        """The reference buckets (C, H*W) of the reference's table indices (C, H*W)."""
         return reference_buckets(reference, self.point.center, self.temporal.radius)
+
+    def bits(self, pass_: int, channel: int) -> np.ndarray:
+        """(tables, L) float32: -log2 of each symbol's probability in each table of the
+        (pass, channel), up to a constant (the encoder's rate, ``rd_symbols``)."""
+        key = (pass_, channel)
+        if key not in self._bits:
+            self._bits[key] = -np.log2(self.temporal.weights[pass_][channel] + 1)
+        return self._bits[key]
 
 
 def parse_temporal_context(block: Any, context: tuple[ContextPoint, ...],

@@ -38,6 +38,8 @@ from mtl_split_core.temporal_context import (
     TemporalContextCoder,
     TemporalPoint,
     cell_contexts,
+    held_symbols,
+    rd_symbols,
 )
 from support.entropy_blocks import correlated, v1_tables
 
@@ -373,3 +375,96 @@ def test_older_blocks_still_load_without_temporal_codecs():
         assert not tables.has_temporal(0) and not tables.has_temporal(1)
     assert TABLES.has_temporal(1) and not TABLES.has_temporal(0)
     assert BLOCK["temporal"]["scheme"] == SCHEME
+
+
+# ---------------------------------------------------------------- rate-distortion choices
+
+RATE_WEIGHTS = (0, 100, 300, 1000, 4000)
+
+
+def rd_codec(rate_weight: int, hold: int = 0) -> str:
+    return f"t30-c{hold}-r{rate_weight}-ebc-1/1" if rate_weight else f"t30-c{hold}-ebc-1/1"
+
+
+def test_rate_weight_ids_parse_and_misplaced_ones_are_refused():
+    spec = parse_temporal("t30-c250-r300-ebc-3/1")
+    assert (spec.conditional, spec.threshold, spec.rate_weight, spec.base, spec.codec) == \
+        (True, 250, 300, "ebc-3/1", "t30-c250-r300-ebc-3/1")
+    assert parse_temporal("t30-c0-ebc-3/1").rate_weight == 0
+    for bad in ("t30-s50-r100-ebc-3/1", "t30-c0-r0-ebc-3/1", "t30-c0-r4001-ebc-3/1",
+                "t30-c0-r-ebc-3/1", "t30-c0-r100-eb-3/1"):
+        with pytest.raises(CodecError) as err:
+            parse_temporal(bad)
+        assert err.value.reason == "codec"
+
+
+def test_rate_weight_zero_is_exactly_the_quantizers_or_the_holds_choice():
+    point, coder = TABLES.points[1], TABLES.temporal_coder(1)
+    xs = moving(2, (3, 8, 8), 11)
+    reference = point.symbols(xs[0].reshape(3, -1))
+    for hold in (0, 500):
+        assert np.array_equal(
+            rd_symbols(coder, point, xs[1].reshape(3, -1), reference, (3, 8, 8), hold, 0.0),
+            held_symbols(point, xs[1].reshape(3, -1), reference, hold))
+
+
+@pytest.mark.parametrize("hold", [0, 500])
+def test_rate_weighted_streams_decode_with_the_unchanged_wire_format(hold):
+    """The decoder tracks the encoder's reconstruction exactly, and the same bytes under the id
+    without r<L> (what a decoder that knows nothing of the rate weight reads) decode the same."""
+    xs = moving(12, (3, 5, 7), 12)
+    enc = TemporalEncoder(rd_codec(1000, hold), TABLES)
+    dec, plain = TemporalDecoder(), TemporalDecoder()
+    for x in xs:
+        e = enc.encode(x)
+        got = dec.decode(e, tables=TABLES)
+        assert np.array_equal(got, enc._reference)
+        same = plain.decode(dataclasses.replace(e, codec=rd_codec(0, hold)), tables=TABLES)
+        assert np.array_equal(got, same)
+
+
+@pytest.mark.parametrize("hold", [0, 500])
+def test_the_rate_weight_bounds_the_error_frame_after_frame(hold):
+    xs = moving(20, (3, 8, 8), 13) * 2  # beyond the tables too (clipped, as ebc clips)
+    gain = TABLES.points[1].gain[:, None, None]
+    lo, hi = (TABLES.points[1].lo / TABLES.points[1].gain, TABLES.points[1].hi
+              / TABLES.points[1].gain)
+    clipped = np.clip(xs, lo[:, None, None], hi[:, None, None])
+    _, encs = run(rd_codec(4000, hold), xs)
+    dec = TemporalDecoder()
+    for x, e in zip(clipped, encs):
+        err = np.abs(dec.decode(e, tables=TABLES) - x) * gain
+        assert err.max() < 1.5 + hold / 1000 + 1e-4
+
+
+def test_on_a_fixed_reference_a_larger_rate_weight_never_costs_more_bytes_or_less_error():
+    """Every delta of a 30-frame sequence coded on the quantizer's symbols of the frame before
+    (mean bytes of the words; squared error in steps): bytes fall, the error grows."""
+    point, coder = TABLES.points[1], TABLES.temporal_coder(1)
+    shape = (3, 8, 8)
+    xs = moving(30, shape, 14)
+    steps = xs.reshape(30, 3, -1) * point.gain[:, None] - point.lo[:, None]
+    sizes, errors = [], []
+    for rate_weight in RATE_WEIGHTS:
+        size, error = [], []
+        for before, now, want in zip(xs, xs[1:], steps[1:]):
+            reference = point.symbols(before.reshape(3, -1))
+            index = rd_symbols(coder, point, now.reshape(3, -1), reference, shape, 0,
+                               rate_weight / 1000)
+            size.append(len(TABLES.encode(1, index, shape, reference)))
+            error.append(np.mean((index - want) ** 2))
+        sizes.append(np.mean(size))
+        errors.append(np.mean(error))
+    assert all(a >= b for a, b in zip(sizes, sizes[1:])), sizes
+    assert sizes[-1] < 0.6 * sizes[0], sizes
+    assert all(a <= b for a, b in zip(errors, errors[1:])), errors
+
+
+def test_in_a_stream_a_moderate_rate_weight_costs_fewer_bytes():
+    """Streamed, the reference is the previous choice: up to r300 bytes fall; a larger weight
+    may cost more again on this sequence (a symbol held at the reference lags the value and
+    then jumps, a rarer symbol: the choice is greedy, frame by frame), as docs/CONTRACTS.md
+    says."""
+    xs = moving(30, (3, 8, 8), 14)
+    sizes = [np.mean([len(e.data) for e in run(rd_codec(r), xs)[1][1:]]) for r in (0, 100, 300)]
+    assert sizes[0] > sizes[1] > sizes[2], sizes
