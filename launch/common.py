@@ -37,7 +37,10 @@ DESCRIPTIONS = {
     "device": "auto (CUDA if present, else CPU), cpu, cuda or cuda:N ('' = params file).",
     "split": "Split point: name (s4, s8, s16, s32) or index (0..3) ('' = params file, "
              "whose '' is the model's default).",
-    "codec": "Feature codec: f16-zstd/1, q8-zstd/1 or q4-zstd/1 ('' = params file).",
+    "codec": "Feature codec: f16-zstd/1, q8-zstd/1, q4-zstd/1, with entropy tables in the "
+             "card eb-<k>/1 or ebc-<k>/1, temporal t<N>-s<T>-<codec>/1 or t<N>-c<H>-ebc-<k>/1 "
+             "(docs/CONTRACTS.md); split input: an image codec like webp-q80/1 "
+             "('' = params file).",
     "input_transport": "raw (sensor_msgs/Image on `image`) or compressed "
                        "(sensor_msgs/CompressedImage on `image`/compressed) ('' = params file).",
     "input_qos": "QoS of the image subscription: reliable, sensor_data, best_effort or "
