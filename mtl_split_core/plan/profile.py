@@ -51,6 +51,19 @@ SIM_SEED = 21
 # Temporal codecs measured by default: the operating points docs/BENCHMARKS.md found to keep
 # their base's accuracy on sim sequences (each where the model offers its base codec).
 PROFILED_TEMPORAL_CODECS = ("t30-s20-q4-zstd/1", "t30-s50-eb-3/1")
+# With a card's temporal context tables, per operating point k that has them: the conditional
+# codec without a hold (exactly ebc-k's tensor) and the rate-weighted one at the weight
+# docs/BENCHMARKS.md ("Rate-distortion symbol choices") measured at ebc-k's accuracy.
+CONDITIONAL_TEMPORAL_CODECS = ("t30-c0-ebc-{k}/1", "t30-c0-r200-ebc-{k}/1")
+
+
+def profiled_temporal_codecs(tables: EntropyTables | None) -> tuple[str, ...]:
+    """The temporal codecs a profile streams by default for a model with ``tables``: the
+    fixed ones, and the conditional ones of every operating point with temporal tables."""
+    conditional = tuple(codec.format(k=k) for k in range(len(tables.points))
+                        if tables.has_temporal(k) for codec in CONDITIONAL_TEMPORAL_CODECS
+                        ) if tables is not None else ()
+    return PROFILED_TEMPORAL_CODECS + conditional
 SEQUENCES = 2          # sim sequences the temporal codecs stream over (scene seeds SIM_SEED+i)
 SEQUENCE_FRAMES = 60   # frames per sequence: two keyframe intervals of t30
 # Accuracy of a temporal codec against its base on the sequences: the worst relative drop of
@@ -79,7 +92,7 @@ def measure_profile(model: MultiTaskSplitNet, card: dict[str, Any], frames: list
                     codecs: Sequence[str] = CODECS,
                     image_codecs: Sequence[str] = PROFILED_IMAGE_CODECS,
                     sequences: dict[str, Any] | None = None,
-                    temporal_codecs: Sequence[str] = PROFILED_TEMPORAL_CODECS
+                    temporal_codecs: Sequence[str] | None = None
                     ) -> dict[str, Any]:
     """Median edge/server/encode/decode times and mean bytes per split and codec on
     ``device``, plus the local-only and JPEG-upload baselines, and ``input`` (image upload)
@@ -87,9 +100,9 @@ def measure_profile(model: MultiTaskSplitNet, card: dict[str, Any], frames: list
     of the model's entropy tables (if it has them) its entropy-coded codecs ``eb-<k>/1`` too:
     every codec the model offers has its measured bytes and times. With ``sequences``
     (``data.sim_sequences.render_sequences``' dataset dict and groups, under "data" and "groups",
-    plus what they are under "about") ``temporal``: each of ``temporal_codecs`` at every split
-    the model serves (``served_splits``) where it offers the codec's base
-    (``_measure_temporal``)."""
+    plus what they are under "about") ``temporal``: each of ``temporal_codecs`` (None: the
+    model's ``profiled_temporal_codecs``) at every split the model serves (``served_splits``)
+    where it offers the codec's base (``_measure_temporal``)."""
     dev = torch.device(device)
     model = model.to(dev).eval()
     sync = torch.cuda.synchronize if dev.type == "cuda" else _no_sync
@@ -133,7 +146,8 @@ def measure_profile(model: MultiTaskSplitNet, card: dict[str, Any], frames: list
         "input": _measure_input(xs, [c for c in image_codecs if is_image_codec(c)], whole_ms,
                                 sync, dev, repeats),
         **({} if sequences is None else {"temporal": _measure_temporal(
-            model, sequences, served_splits(card, list(model.split_names)), temporal_codecs,
+            model, sequences, served_splits(card, list(model.split_names)),
+            profiled_temporal_codecs(tables) if temporal_codecs is None else temporal_codecs,
             tables, sync, dev)}),
     }
 

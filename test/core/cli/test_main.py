@@ -47,6 +47,8 @@ def test_missing_or_unknown_command_is_one_line_and_exit_2(argv, capsys):
     ["train", "--data", "x", "--out", "y", "--size", "0x240"],
     ["train-eb", "--data", "x", "--out", "y", "--targets", "800,300"],
     ["train-eb", "--data", "x", "--out", "y", "--codec", "eb-9/1"],
+    ["profile", "--out", "p.json", "--temporal-codecs", "t30-c0-q4-zstd/1"],
+    ["profile", "--out", "p.json", "--temporal-codecs", ","],
 ])
 def test_bad_arguments_are_one_line_and_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -108,3 +108,47 @@ def test_the_profile_streams_temporal_codecs_over_labelled_sequences():
     opts = {o.name: o for o in options(profile, profile, Link.parse("20mbit,10ms"), drops)}
     assert opts["s16 t4-s0-q4-zstd/1"].bytes == s["bytes"]
     assert opts["s16 t4-s0-q4-zstd/1"].accuracy_drop == max(0.0, s["accuracy_vs_base"])
+
+
+def test_a_card_with_temporal_tables_profiles_its_conditional_codecs_by_default():
+    """Where the card has temporal context tables (operating point 1 here), the profile
+    streams the conditional codecs of that point by default, beside the fixed ones whose
+    base the model offers; a model without them keeps the fixed list."""
+    import dataclasses
+
+    from mtl_split_core.entropy_tables import EntropyTables
+    from mtl_split_core.model.context_fit import fit_context
+    from mtl_split_core.model.temporal_context_fit import fit_temporal_context
+    from mtl_split_core.plan.profile import PROFILED_TEMPORAL_CODECS, profiled_temporal_codecs
+    from support.entropy_blocks import v1_tables
+
+    torch.manual_seed(0)
+    net = MultiTaskSplitNet(ModelConfig(backbone="mobilenetv3_small", input_size=(64, 48),
+                                        bottlenecks={"s16": 8})).eval()
+    sequences = _sequences()
+    images = torch.from_numpy(np.asarray(sequences["data"]["images"]))
+    with torch.inference_mode():
+        y = net.edge(images.permute(0, 3, 1, 2).float() / 255.0, "s16").numpy()
+    block = fit_context(EntropyTables(v1_tables(y, [2.0, 8.0])), y)
+    block = fit_temporal_context(EntropyTables(block), [y[:6], y[6:]], [1], radius=2)
+    tables = EntropyTables(block)
+    assert profiled_temporal_codecs(None) == PROFILED_TEMPORAL_CODECS
+    assert profiled_temporal_codecs(tables) == PROFILED_TEMPORAL_CODECS + (
+        "t30-c0-ebc-1/1", "t30-c0-r200-ebc-1/1")
+
+    coded = MultiTaskSplitNet(dataclasses.replace(net.config, entropy=block)).eval()
+    coded.load_state_dict(net.state_dict())
+    card = {"name": "tiny", "fingerprint": "f" * 16, "input_size": [64, 48],
+            "default_split": "s16"}
+    frames = [np.full((48, 64, 3), 40 * i, np.uint8) for i in range(2)]
+    profile = measure_profile(coded, card, frames, repeats=1, codecs=("q4-zstd/1",),
+                              image_codecs=(), sequences=sequences)
+    streamed = profile["temporal"]["splits"]["s16"]["codecs"]
+    # eb-3 is no operating point of these two-point tables: t30-s50-eb-3/1 is not offered.
+    assert list(streamed) == ["t30-s20-q4-zstd/1", "t30-c0-ebc-1/1", "t30-c0-r200-ebc-1/1"]
+    for name in ("t30-c0-ebc-1/1", "t30-c0-r200-ebc-1/1"):
+        s = streamed[name]
+        assert (s["base"], s["frames"], s["keyframes"]) == ("ebc-1/1", 12, 2)
+        assert 0 < s["bytes"] < s["keyframe"]["bytes"]  # a delta costs less than a keyframe
+    # Without a hold the conditional stream decodes to exactly ebc-1's tensor.
+    assert streamed["t30-c0-ebc-1/1"]["accuracy_vs_base"] == 0.0
