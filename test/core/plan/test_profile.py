@@ -134,7 +134,7 @@ def test_a_card_with_temporal_tables_profiles_its_conditional_codecs_by_default(
     tables = EntropyTables(block)
     assert profiled_temporal_codecs(None) == PROFILED_TEMPORAL_CODECS
     assert profiled_temporal_codecs(tables) == PROFILED_TEMPORAL_CODECS + (
-        "t30-c0-ebc-1/1", "t30-c0-r200-ebc-1/1")
+        "t30-c0-ebc-1/1", "t30-c0-r50-ebc-1/1")
 
     coded = MultiTaskSplitNet(dataclasses.replace(net.config, entropy=block)).eval()
     coded.load_state_dict(net.state_dict())
@@ -145,8 +145,8 @@ def test_a_card_with_temporal_tables_profiles_its_conditional_codecs_by_default(
                               image_codecs=(), sequences=sequences)
     streamed = profile["temporal"]["splits"]["s16"]["codecs"]
     # eb-3 is no operating point of these two-point tables: t30-s50-eb-3/1 is not offered.
-    assert list(streamed) == ["t30-s20-q4-zstd/1", "t30-c0-ebc-1/1", "t30-c0-r200-ebc-1/1"]
-    for name in ("t30-c0-ebc-1/1", "t30-c0-r200-ebc-1/1"):
+    assert list(streamed) == ["t30-s20-q4-zstd/1", "t30-c0-ebc-1/1", "t30-c0-r50-ebc-1/1"]
+    for name in ("t30-c0-ebc-1/1", "t30-c0-r50-ebc-1/1"):
         s = streamed[name]
         assert (s["base"], s["frames"], s["keyframes"]) == ("ebc-1/1", 12, 2)
         assert 0 < s["bytes"] < s["keyframe"]["bytes"]  # a delta costs less than a keyframe
