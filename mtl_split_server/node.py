@@ -76,7 +76,7 @@ from mtl_split_core.runtime.scheduler import (
 from mtl_split_core.runtime.server import ServerRunner
 from mtl_split_core.tasks import task_names
 from mtl_split_core.temporal_codec import NEEDS_KEYFRAME, is_temporal
-from mtl_split_ros import features_auth, outputs, pool_msg, publish_bytes
+from mtl_split_ros import features_auth, outputs, pool_msg
 from mtl_split_ros.diagnostics import diagnostic_array, diagnostic_status, status_name
 from mtl_split_ros.features_cdr import Envelope, read_envelope
 from mtl_split_ros.features_msg import packet_of_serialized
@@ -132,9 +132,6 @@ PARAMS = [
           "(sys.setswitchinterval): how long a thread that wants the GIL waits before the "
           "holder must give it up; the receive, inference and publish threads share one GIL.",
           check=in_range(0.1, 100.0)),
-    Param("publish_gil_free", True, "Write the outputs' CDR bytes through rcl with the GIL "
-          "released (mtl_split_ros/publish_bytes.py) so the inference thread runs during the "
-          "DDS writes; false = rclpy's publish, which holds the GIL for them."),
     Param("auth_max_age_s", 5.0, "Signed messages whose header stamp is further than this from "
           "the server's clock are rejected; 0 = no stamp window (sequence check only).",
           check=in_range(0.0, 3600.0)),
@@ -281,9 +278,9 @@ class Robot(Stream):
     def _publish_feedback(self, tag: Envelope, status: int, server_ms: float) -> None:
         if not self._heard():
             return
-        self.node._send(self.feedback, link_feedback_cdr(
-            tag.sec, tag.nanosec, tag.frame_id, status, server_ms, tag.nbytes, tag.split_index,
-            tag.codec))
+        self.feedback.publish(link_feedback_cdr(tag.sec, tag.nanosec, tag.frame_id, status,
+                                                server_ms, tag.nbytes, tag.split_index,
+                                                tag.codec))
 
 
 class ServerNode(Node):
@@ -539,13 +536,6 @@ class ServerNode(Node):
             self.admission.served(robot.robot, (done.started - received) * 1e3,
                                   (time.perf_counter() - received) * 1e3, time.monotonic())
 
-    def _send(self, publisher: Any, message: Any) -> None:
-        """One output or answer; CDR bytes with the GIL released (``publish_gil_free``)."""
-        if self.cfg["publish_gil_free"]:
-            publish_bytes.publish(publisher, message)
-        else:
-            publisher.publish(message)
-
     def _publish(self, robot: Robot, done: Finished) -> None:
         header = header_of(done.frame.tag)
         for suffix, message in outputs.each_output(
@@ -553,7 +543,7 @@ class ServerNode(Node):
                 on_error=lambda suffix, err: self.rejections.internal(
                     err, f"output {suffix}, {describe(done.frame.tag)}"),
                 serialized=True):
-            self._send(robot.pubs[suffix], message)  # now: the next output is not waited for
+            robot.pubs[suffix].publish(message)  # now: the next output is not waited for
 
     def _publish_diagnostics(self) -> None:
         statuses = [diagnostic_status(status_name(self, r.name), self.get_fully_qualified_name(),

@@ -7,8 +7,8 @@
 # max_batch 8), each run with py-spy on the server (the GIL holder's and every thread's
 # samples). Which tree goes first alternates from one step to the next. (3) After, at the
 # largest N, with the server's thread switch interval at SWITCH_MS (default 5 ms, the default
-# before it became 1 ms; '' = skip), and with each server parameter of PARAM_ROWS (default
-# publish_gil_free:=false; '' = none). Summary: $OUT/speed.md
+# before it became 1 ms; '' = skip), and with each server parameter of PARAM_ROWS (e.g.
+# "batch4=max_batch:=4"; default none). Summary: $OUT/speed.md
 # (bench/fleet/compare.py: frames/s, p50/p99, server CPU ms per frame, GIL/CPU split per thread),
 # $OUT/stages.md, $OUT/trace.md (1a), $OUT/log.txt, $OUT/runs.tgz (every run's results, logs
 # and py-spy summaries; five files in all, the device brings back at most 8).
@@ -133,16 +133,15 @@ if [ -n "${SWITCH_MS-5}" ]; then
   fleet "switch${SWITCH_MS:-5}ms" "$AFTER" "${ROBOTS##*,}" \
     --server-param "gil_switch_interval_ms:=${SWITCH_MS:-5}"
 fi
-# (3b) after, largest N, one row per PARAM_ROWS entry "label=NAME:=VALUE" (labels [a-z0-9]);
-# default: rclpy's own publish (what publish_gil_free is worth alone); '' = none.
-for row in ${PARAM_ROWS-rclpypub=publish_gil_free:=false}; do
+# (3b) after, largest N, one row per PARAM_ROWS entry "label=NAME:=VALUE" (labels [a-z0-9]).
+for row in ${PARAM_ROWS:-}; do
   fleet "${row%%=*}" "$AFTER" "${ROBOTS##*,}" --server-param "${row#*=}"
 done
 
 runs() { ls -d "$RUNS/$1"_n*/ 2>/dev/null | tr '\n' ',' ; }
 "$PY" "$AFTER/bench/fleet/compare.py" --out "$OUT/speed.md" "after=$(runs after)" \
   "before=$(runs before)" $(ls -d "$RUNS"/switch*/ 2>/dev/null | sed 's|.*/\(switch[^_]*\)_.*|\1=&|') \
-  $(for row in ${PARAM_ROWS-rclpypub=publish_gil_free:=false}; do r=$(runs "${row%%=*}"); \
+  $(for row in ${PARAM_ROWS:-}; do r=$(runs "${row%%=*}"); \
     [ -n "$r" ] && echo "${row%%=*}=$r"; done) --pipeline "after=$RUNS/pipeline_after" \
   --pipeline "before=$RUNS/pipeline_before" \
   --pipeline "after, edge executor single=$RUNS/pipeline_after_edge_single" \
