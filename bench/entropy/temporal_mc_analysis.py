@@ -168,6 +168,23 @@ def true_flow(depth: np.ndarray, k: np.ndarray, pose_now, pose_prev, stride: int
     return qy, qx
 
 
+def flow_stats(args: argparse.Namespace) -> None:
+    """How far the test sequences' positions move between frames under the true flow (the
+    default models' 320 x 240 input, split at stride 16)."""
+    data = sim_frames.cached(args.cache, "sequences", args.test_seed, 150, 50, (640, 480),
+                             (320, 240), 0.0)
+    poses = [p for seq in camera_poses(args.test_seed, 3, 50) for p in seq]
+    key = tca.keyframe_mask(data["group_of"], args.keyint)
+    q0 = grid(240 // 16, 320 // 16, 0, 0)
+    moves = np.stack([np.maximum(*(np.abs(q - z) for q, z in zip(
+        true_flow(data["depth"][t], data["k"][t], poses[t], poses[t - 1], 16), q0))) / ONE
+        for t in range(len(key)) if not key[t]])
+    print("true flow per frame, max(|dy|, |dx|) in positions: share below 0.25 / 0.5 / 1: "
+          + " / ".join(f"{(moves < x).mean():.3f}" for x in (0.25, 0.5, 1.0))
+          + f"; median {np.median(moves):.3f}, mean {moves.mean():.3f}, "
+          f"p90 {np.percentile(moves, 90):.2f}")
+
+
 # ------------------------------------------------------------------------------ main
 
 def main() -> None:
@@ -183,7 +200,12 @@ def main() -> None:
                     default="coloc,shift,zoom,block,oracle-pos,oracle-true,oracle-true-int",
                     help="predictors to score (module docstring)")
     ap.add_argument("--cache", type=Path, default=ROOT / "data" / "rate_accuracy")
+    ap.add_argument("--flow-stats", action="store_true",
+                    help="only print how far the test positions move per frame (true flow)")
     args = ap.parse_args()
+    if args.flow_stats:
+        flow_stats(args)
+        return
     t_start = time.time()
     model, card = load_model_param(args.model)
     tables = tables_of(model.config.entropy)
