@@ -7,7 +7,7 @@ The warp is integer fixed point (bit-exact on every machine, as a codec would ne
 positions in 1/64 of a tensor position, bilinear weights in 1/64, the reference's table indices
 interpolated and rounded to the nearest index (the predicted symbol). Predictors:
 
-- global shift: one (dy, dx) per frame in quarter positions, -2..2 (289 choices, 1.03 B sent);
+- global shift: one (dy, dx) per frame in quarter positions, -2..2 (289 choices, 1.02 B sent);
 - global shift + zoom about the tensor's centre (the camera moves forward/back): zoom in
   {-4, -2, 0, 2, 4}/64 per frame (1445 choices, 1.31 B sent);
 - block vectors: a quarter-position shift in -2..2 per 5 x 5 block (3 x 4 blocks, 12 x 8.2
