@@ -76,7 +76,8 @@ def test_every_imported_module_is_declared():
     test_keys = {d.name for d in pkg.test_depends}
     run_imports = _imported_roots(_files(CODE_DIRS))
     # Test helpers and the benchmarks' modules (on pytest's pythonpath or a test's) are ours.
-    local = {"support", "bag_factory"} | {p.stem for d in ("netem", "rate_accuracy", "fleet")
+    local = {"support", "bag_factory"} | {p.stem for d in ("netem", "rate_accuracy", "fleet",
+                                                          "entropy")
                                           for p in (ROOT / "bench" / d).glob("*.py")}
     test_imports = _imported_roots(_files(["test"])) - local
     unknown = (run_imports | test_imports) - PROVIDERS.keys()
