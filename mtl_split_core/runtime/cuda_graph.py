@@ -7,8 +7,8 @@ buffer and the output is read from a static buffer — clone it before the next 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
@@ -70,27 +70,47 @@ def batch_bucket(n: int) -> int:
     raise ValueError(f"batch of {n} exceeds the largest graph bucket {SERVER_BUCKETS[-1]}")
 
 
+class PostCaptureError(RuntimeError):
+    """A post-processing step could not be captured in a CUDA graph (the caller runs it
+    eagerly after the server half's own graph)."""
+
+
+# Post-processing steps (``post_key``s, e.g. one per camera geometry) captured with the server
+# half at most: each adds a graph per split and bucket; past this many, ``fuses`` says no and
+# the caller post-processes eagerly.
+MAX_POST_KEYS = 8
+
+
 class _ServerGraph:
-    """One capture of ``model.server`` for a fixed split, batch size and focal presence."""
+    """One capture of ``model.server`` for a fixed split, batch size and focal presence, and
+    of ``post`` applied to its outputs if given."""
 
     def __init__(self, model: MultiTaskSplitNet, split: str, shape: tuple[int, ...],
-                 with_focal: bool, dtype: torch.dtype, warmup: int) -> None:
+                 with_focal: bool, dtype: torch.dtype, warmup: int,
+                 post: Callable[[dict[str, torch.Tensor]], Any] | None = None) -> None:
         self.device = next(model.parameters()).device
         self.static_in = torch.zeros(shape, device=self.device, dtype=dtype)
         # Padding rows keep a focal of 1 (finite): their outputs are discarded.
         self.static_focal = (torch.ones(shape[0], device=self.device, dtype=torch.float32)
                              if with_focal else None)
-        self.graph, self.static_out = capture(
-            self.device, lambda: model.server(self.static_in, split, focal=self.static_focal),
-            warmup)
+
+        def run() -> Any:
+            out = model.server(self.static_in, split, focal=self.static_focal)
+            return out if post is None else post(out)
+
+        self.graph, self.static_out = capture(self.device, run, warmup)
 
 
 class CudaGraphServer:
     """``model.server(z, split, focal=...)`` replayed from CUDA graphs captured per (split,
-    batch-size bucket, focal given or not), padded to the bucket.
+    batch-size bucket, focal given or not), padded to the bucket; with ``post`` the graph also
+    holds the post-processing of the outputs (one graph launch instead of dozens of small
+    kernels, each a launch the host pays for: the largest server hop of one robot's frame on
+    the H100, docs/BENCHMARKS.md).
 
-    Graphs are captured on first use of a key (``capture`` does it ahead of time). The outputs
-    are views of static buffers: read them before the next call.
+    Graphs are captured on first use of a key (``capture`` does it ahead of time for the
+    server half alone). The outputs are views of static buffers: read them before the next
+    call.
     """
 
     def __init__(self, model: MultiTaskSplitNet, input_size: tuple[int, int],
@@ -99,15 +119,38 @@ class CudaGraphServer:
             raise RuntimeError("CUDA graphs need a CUDA device")
         self.model, self.input_size = model, input_size
         self.dtype, self.warmup = dtype, warmup
-        self._graphs: dict[tuple[str, int, bool], _ServerGraph] = {}
+        self._graphs: dict[tuple[str, int, bool, Hashable], _ServerGraph] = {}
+        self._post_keys: set[Hashable] = set()
+        # post_key -> why its capture failed: never tried again (the caller post-processes
+        # those eagerly, as it does past MAX_POST_KEYS).
+        self.refused: dict[Hashable, str] = {}
 
-    def _graph(self, split: str, bucket: int, with_focal: bool) -> _ServerGraph:
-        key = (split, bucket, with_focal)
+    def fuses(self, post_key: Hashable) -> bool:
+        """Whether a call with ``post_key`` may capture its post-processing (a known key, or
+        room for one more, and no failed capture of it)."""
+        return post_key not in self.refused and (
+            post_key in self._post_keys or len(self._post_keys) < MAX_POST_KEYS)
+
+    def _graph(self, split: str, bucket: int, with_focal: bool,
+               post: Callable[[dict[str, torch.Tensor]], Any] | None = None,
+               post_key: Hashable = None) -> _ServerGraph:
+        key = (split, bucket, with_focal, post_key)
         graph = self._graphs.get(key)
         if graph is None:
             shape = (bucket, *self.model.split_shape(split, self.input_size))
-            graph = self._graphs[key] = _ServerGraph(self.model, split, shape, with_focal,
-                                                     self.dtype, self.warmup)
+            try:
+                graph = _ServerGraph(self.model, split, shape, with_focal, self.dtype,
+                                     self.warmup, post)
+            except RuntimeError as err:
+                if post is None:
+                    raise
+                # A post-processing step that cannot be captured (an op that waits for
+                # the device): ``fuses`` says no from now on.
+                self.refused[post_key] = str(err)
+                raise PostCaptureError(str(err)) from err
+            self._graphs[key] = graph
+            if post_key is not None:
+                self._post_keys.add(post_key)
         return graph
 
     def capture(self, splits: list[str], with_focal: bool = True) -> None:
@@ -117,14 +160,31 @@ class CudaGraphServer:
                 self._graph(split, bucket, with_focal)
 
     @torch.inference_mode()
-    def __call__(self, z: torch.Tensor, split: str, focal: torch.Tensor | None = None
-                 ) -> dict[str, torch.Tensor]:
-        """``z`` (N, C, H, W) with N <= 32; ``focal`` (N,) model-input pixels or None."""
+    def __call__(self, z: torch.Tensor, split: str, focal: torch.Tensor | None = None,
+                 post: Callable[[dict[str, torch.Tensor]], Any] | None = None,
+                 post_key: Hashable = None) -> Any:
+        """``z`` (N, C, H, W) with N <= 32; ``focal`` (N,) model-input pixels or None. Without
+        ``post``: the outputs {name: (N, ...)}; with it, ``post(outputs)`` (lists, tuples and
+        dicts of frame-first tensors, or None), captured once per ``post_key`` (``post``
+        must be the same computation for one key; ``fuses`` first)."""
         n = int(z.shape[0])
-        graph = self._graph(split, batch_bucket(n), focal is not None)
+        graph = self._graph(split, batch_bucket(n), focal is not None, post,
+                            None if post is None else post_key)
         with torch.cuda.device(graph.device):
             graph.static_in[:n].copy_(z)
             if graph.static_focal is not None and focal is not None:
                 graph.static_focal[:n].copy_(focal)
             graph.graph.replay()
-        return {name: out[:n] for name, out in graph.static_out.items()}
+        return first_rows(graph.static_out, n)
+
+
+def first_rows(tree: Any, n: int) -> Any:
+    """Every tensor of ``tree`` (nested lists, tuples, dicts; None kept) cut to its first
+    ``n`` rows: a bucket's padding rows dropped."""
+    if isinstance(tree, torch.Tensor):
+        return tree[:n]
+    if isinstance(tree, dict):
+        return {k: first_rows(v, n) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(first_rows(v, n) for v in tree)
+    return tree

@@ -12,10 +12,12 @@ model's default split (what ``forward`` computes), batched apart from features.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -41,7 +43,11 @@ from mtl_split_core.runtime.backends import (
     check_backend,
     with_model_folder,
 )
-from mtl_split_core.runtime.cuda_graph import SERVER_BUCKETS, CudaGraphServer
+from mtl_split_core.runtime.cuda_graph import (
+    SERVER_BUCKETS,
+    CudaGraphServer,
+    PostCaptureError,
+)
 from mtl_split_core.runtime.device import resolve_device, resolve_dtype
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.frame_views import (
@@ -377,12 +383,20 @@ class ServerRunner:
         for (index, no_focal), members in groups.items():
             for start in range(0, len(members), chunk):
                 part = members[start:start + chunk]
+                # One context (the usual case: robots with one camera model): the tasks'
+                # device post-processing runs with the network (in its CUDA graph there).
+                contexts = {self.context(items[i]) for i in part}
+                one = contexts.pop() if len(contexts) == 1 else None
                 began = clock.mark()
                 out = self._network(index, [items[i] for i in part],
-                                    None if no_focal else [focals[i] for i in part])
+                                    None if no_focal else [focals[i] for i in part], one)
                 ended = clock.mark()
                 network.append((part, began, ended))
-                batch.postprocess_device(out, part)
+                if one is None:
+                    batch.postprocess_device(out, part)
+                else:
+                    outputs, per_task = out
+                    batch.stage(outputs, per_task, one, part)
         results = batch.finish()
         done = clock.mark()
         network_ms = [clock.ms(began, ended) for _, began, ended in network]
@@ -397,26 +411,42 @@ class ServerRunner:
         return results
 
     def _network(self, split_index: int, items: list[DecodedPacket],
-                 focals: list[float | None] | None) -> dict[str, torch.Tensor]:
+                 focals: list[float | None] | None, context: PostprocessContext | None = None
+                 ) -> Any:
         """The network outputs of ``items`` (one split; ``focals`` None: none given); at
-        split input the whole network (edge prefix and the default split's server half)."""
+        split input the whole network (edge prefix and the default split's server half).
+        With ``context`` (the items' one context) ``device_fields``' pair instead, on the
+        CUDA-graph path captured in the network's graph (``CudaGraphServer.fuses``)."""
         split = self.split_name(split_index)
         codes = np.stack([item.codes for item in items])
         focal_px = None if focals is None else np.array(
             [float(f) * item.packet.transform[1] for f, item in zip(focals, items)
              if f is not None], np.float32)
+        post = None if context is None else partial(self.device_fields, context)
         if self._ort:
-            return self._ort_network(split, codes, focal_px)
+            out = self._ort_network(split, codes, focal_px)
+            return out if post is None else post(out)
         z = torch.from_numpy(codes).to(self.device, self.dtype)
         focal = None if focal_px is None else torch.from_numpy(focal_px).to(self.device)
         if split == INPUT_SPLIT:
             split = self.card["default_split"]
             z = self.model.edge(z, split)
         if self._graphs is not None:
-            return self._graphs(z, split, focal)
-        if self._script is not None:
-            return self._script(z, split, focal)
-        return self.model.server(z, split, focal=focal)
+            if post is not None and self._graphs.fuses(context):
+                with contextlib.suppress(PostCaptureError):  # then eagerly, as below
+                    return self._graphs(z, split, focal, post, context)
+            out = self._graphs(z, split, focal)
+        elif self._script is not None:
+            out = self._script(z, split, focal)
+        else:
+            out = self.model.server(z, split, focal=focal)
+        return out if post is None else post(out)
+
+    def device_fields(self, context: PostprocessContext, out: dict[str, torch.Tensor]
+                      ) -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor] | None]]:
+        """(``out``, each task's ``postprocess_device`` of it for ``context``; None for a
+        host-only task): what a batch stages for its one host copy."""
+        return out, [task.postprocess_device(out, context) for task in self._tasks]
 
     def context(self, decoded: DecodedPacket) -> PostprocessContext:
         """Where ``decoded``'s outputs sit in its source image, with this server's settings."""
@@ -500,20 +530,23 @@ class _Batch:
         self.staged: list[_Staged] = []
 
     def postprocess_device(self, out: dict[str, torch.Tensor], part: list[int]) -> None:
-        """Stage the post-processing of the items ``part`` (rows of ``out``, in order)."""
+        """Stage the post-processing of the items ``part`` (rows of ``out``, in order), per
+        group of items that share a context."""
         by_context: dict[PostprocessContext, list[int]] = {}
         for row, i in enumerate(part):
             by_context.setdefault(self.runner.context(self.items[i]), []).append(row)
         for context, rows in by_context.items():
-            self._stage({k: _rows(v, rows) for k, v in out.items()}, context,
-                        [part[r] for r in rows])
+            out_rows = {k: _rows(v, rows) for k, v in out.items()}
+            self.stage(*self.runner.device_fields(context, out_rows), context,
+                       [part[r] for r in rows])
 
-    def _stage(self, out: dict[str, torch.Tensor], context: PostprocessContext,
-               members: list[int]) -> None:
+    def stage(self, out: dict[str, torch.Tensor], per_task: list[dict[str, torch.Tensor] | None],
+              context: PostprocessContext, members: list[int]) -> None:
+        """Stage the items ``members`` (rows of ``out``, in order) of one ``context``, given
+        each task's device post-processing (``ServerRunner.device_fields``)."""
         staged = _Staged(members)
         fields: dict[str, torch.Tensor] = {}
-        for task in self.runner._tasks:
-            batched = task.postprocess_device(out, context)
+        for task, batched in zip(self.runner._tasks, per_task):
             if batched is None:  # a host-only task: its rows now (its own copies)
                 staged.host_rows.append(task.postprocess(out, context))
             else:

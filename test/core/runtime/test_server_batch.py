@@ -118,3 +118,28 @@ def test_cuda_graph_batches_equal_eager_one_at_a_time(device, precision):
             np.testing.assert_allclose(result.depth, single.depth, rtol=tol, atol=tol)
             assert (result.segmentation == single.segmentation).mean() > 0.99
             np.testing.assert_allclose(result.scores[:5], single.scores[:5], atol=tol)
+
+
+@pytest.mark.parametrize("device, precision", CUDA_CASES)
+def test_one_contexts_post_processing_runs_in_the_networks_graph(device, precision):
+    """Frames of one camera geometry share a context: the tasks' device post-processing is
+    captured with the server half (one graph per bucket and context), the results equal the
+    eager runner's, and a second batch refills the graph (no stale rows)."""
+    edge = EdgeRunner.from_path("", device=device, precision=precision)
+    graph = ServerRunner.from_path("", device=device, precision=precision, score_threshold=0.0)
+    eager = ServerRunner.from_path("", device=device, precision=precision, score_threshold=0.0,
+                                   cuda_graphs=False)
+    frames = load_jpeg_frames(FRAMES)
+    tol = 1e-2 if precision == "fp16" else 1e-4
+    seen = []
+    for first in (0, 4):
+        items = [graph.admit(edge(rgb)) for rgb in frames[first:first + 4]]
+        for item, result in zip(items, graph.run_batch(items, [500.0] * 4)):
+            single = eager(item, focal_px=500.0)
+            np.testing.assert_allclose(result.depth, single.depth, rtol=tol, atol=tol)
+            assert (result.segmentation == single.segmentation).mean() > 0.99
+            np.testing.assert_allclose(result.scores[:5], single.scores[:5], atol=tol)
+            seen.append(result.depth)
+    fused = [key for key in graph._graphs._graphs if key[3] is not None]
+    assert fused and all(key[1] == 4 for key in fused)  # bucket 4, this camera's context
+    assert not np.allclose(seen[0], seen[4])  # the second batch is not the first one again
