@@ -100,17 +100,8 @@ def _count(lo: int, hi: int):
 
 
 def _temporal_codecs(text: str) -> list[str]:
-    from mtl_split_core.codec import CodecError
-    from mtl_split_core.temporal_codec import parse_temporal
-    codecs = [v.strip() for v in text.split(",") if v.strip()]
-    if codecs == ["none"]:
-        return []
-    for codec in codecs:
-        try:
-            parse_temporal(codec)
-        except CodecError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
-    return codecs
+    from mtl_split_core.cli.arguments import temporal_codec_ids
+    return [] if text.strip() == "none" else temporal_codec_ids(text)
 
 
 def _names(choices: tuple[str, ...]):

@@ -68,3 +68,19 @@ def output_folder(text: str) -> str:
     except InputError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     return text
+
+
+def temporal_codec_ids(text: str) -> list[str]:
+    """Comma-separated temporal codec ids, each parsed (``temporal_codec.parse_temporal``)."""
+    from mtl_split_core.codec import CodecError
+    from mtl_split_core.temporal_codec import parse_temporal
+
+    codecs = [c.strip() for c in text.split(",") if c.strip()]
+    if not codecs:
+        raise argparse.ArgumentTypeError("expected one or more temporal codec ids")
+    for codec in codecs:
+        try:
+            parse_temporal(codec)
+        except CodecError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    return codecs

@@ -6,7 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from mtl_split_core.cli.arguments import non_negative_int, output_file, positive_int
+from mtl_split_core.cli.arguments import (
+    non_negative_int,
+    output_file,
+    positive_int,
+    temporal_codec_ids,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,33 +31,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sequences-from", default=None, metavar="NPZ",
                    help="labelled sequences to use instead of rendering (a machine without the "
                    "simulator): bench/rate_accuracy.py's cached sequences npz")
-    p.add_argument("--temporal-codecs", type=temporal_codec_list, default=None, metavar="LIST",
+    p.add_argument("--temporal-codecs", type=temporal_codec_ids, default=None, metavar="LIST",
                    help="comma-separated temporal codec ids to stream (e.g. "
                    "t30-c0-r200-ebc-3/1); default: plan.profile.profiled_temporal_codecs "
                    "(the conditional ones where the model's card has temporal tables)")
     p.add_argument("--out", type=output_file, required=True, help="profile JSON to write")
 
 
-def temporal_codec_list(text: str) -> tuple[str, ...]:
-    """--temporal-codecs: temporal codec ids, each parsed (a malformed one: exit 2)."""
-    from mtl_split_core.codec import CodecError
-    from mtl_split_core.temporal_codec import parse_temporal
-
-    codecs = tuple(c.strip() for c in text.split(",") if c.strip())
-    if not codecs:
-        raise argparse.ArgumentTypeError("expected one or more temporal codec ids")
-    for codec in codecs:
-        try:
-            parse_temporal(codec)
-        except CodecError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
-    return codecs
-
-
 def profile_model(model: str, device: str = "cpu", frames: int = 6, repeats: int = 10,
                   images: str | Path | None = None, sequences: int = 0,
                   sequence_frames: int = 0, sequences_from: str | Path | None = None,
-                  temporal_codecs: tuple[str, ...] | None = None) -> dict[str, Any]:
+                  temporal_codecs: list[str] | None = None) -> dict[str, Any]:
     """Load ``model`` (a path, a shipped name, '' for the default) and measure its profile
     on ``frames`` frames: from ``images`` (an npz of JPEGs) or rendered by the simulator;
     its temporal codecs (``temporal``) over the labelled sequences in ``sequences_from``, or
