@@ -249,9 +249,14 @@ def main(argv=None) -> int:
         procs.append(start(node_command("edge_node", edge_params), out / "edge.log"))
         procs.append(start(node_command("server_node", model), out / "server.log"))
         in_topic = "image/compressed" if source and source["compressed"] else "image"
+        # The edge subscribes before its model has loaded (discovery overlaps the load), so
+        # its subscription alone does not say it is ready: its first /diagnostics does (the
+        # node spins only once constructed). Frames sent earlier would wait in its newest-frame
+        # slot, and all but the last be replaced: the demo would not see every frame.
         ready = _spin_until(collector, lambda: any(p.poll() is not None for p in procs) or (
             collector.count_subscribers(in_topic) > 0 and
-            collector.count_publishers("mtl_split/link_feedback") > 0), 120)
+            collector.count_publishers("mtl_split/link_feedback") > 0 and
+            any(name.endswith(": edge") for name in collector.diagnostics)), 120)
         if not ready or any(p.poll() is not None for p in procs):
             print("edge/server did not come up; see the logs", file=sys.stderr)
             return 1
