@@ -191,9 +191,12 @@ def test_signed_edge_and_server_reject_hostile_features(ros_node, model_dir, fea
     image_pub = ros.create_publisher(Image, "image", REL)
     info_pub = ros.create_publisher(CameraInfo, "camera_info", REL)
     feat_pub = ros.create_publisher(SplitFeatures, "mtl_split/features", REL)
+    # A 30 s stamp window: the edge's captured message is replayed after steps 1-2, which
+    # took over the default 5 s on a loaded machine (it was then rejected as stale, not as a
+    # replay); the stale message below is 60 s old.
     server_args = node_args("mtl_split_server", model=model_dir, device="cpu",
                             score_threshold=0.0, max_detections=5, diagnostics_period=0.3,
-                            auth_key_file=keys)
+                            auth_key_file=keys, auth_max_age_s=30.0)
     edge_args = node_args("mtl_split_edge", model=model_dir, device="cpu", auth_key_file=keys,
                           auth_key_id="k2")
     with python_process(server_args) as server, python_process(edge_args) as edge:
