@@ -22,6 +22,8 @@
 #     # a check here, no GPU
 #   PARTS=throughput TP_ROBOTS=72 SINGLE_ROBOTS=36 bash bench/gpu/run_pool.sh
 #     # 2 vs 1 at the same offered load per process (36 robots each), no failover part
+#   DEVICE=cuda:0,cuda:1 PARTS=throughput TP_ROBOTS=72 SINGLE_ROBOTS=36 bash bench/gpu/run_pool.sh
+#     # the same with each server on its own GPU (a multi-GPU kind; failover.py --device list)
 # Extra arguments go to both bench/pool/failover.py runs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -294,7 +294,8 @@ class Pool:
     def start(self, server_id: str, log_name: str) -> None:
         a = self.args
         params = {**({"model": a.model_path} if a.model_path else {}),  # '' = the default
-                  "device": a.device, "precision": a.precision, "server_id": server_id,
+                  "device": server_device(a.device, server_id), "precision": a.precision,
+                  "server_id": server_id,
                   "capacity_fps": self.capacity, "pool_drop_tolerance": self.drop_tolerance,
                   "pool_new_robot_fps": a.new_robot_fps, "pool_max_robots": self.max_robots,
                   "max_detections": 20}
@@ -542,7 +543,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--rate", type=float, default=30.0)
     ap.add_argument("--servers", type=int, default=2)
     ap.add_argument("--per-process", type=int, default=16, help="robots per robot process")
-    ap.add_argument("--device", default="cpu", help="the servers' device (cpu, cuda, cuda:0)")
+    ap.add_argument("--device", default="cpu",
+                    help="the servers' device (cpu, cuda, cuda:0), or one per server in turn "
+                    "(cuda:0,cuda:1: server i on the (i mod 2)th)")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
     ap.add_argument("--model", default="tiny", help="tiny, default, or a model path")
     ap.add_argument("--capacity-fps", type=float, default=0.0,
@@ -573,6 +576,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def server_device(devices: str, server_id: str) -> str:
+    """The device of server ``<name>_<i>`` from ``--device``: a list gives server i its
+    (i mod n)th entry (two servers on two GPUs), one device is every server's."""
+    options = [d.strip() for d in devices.split(",") if d.strip()]
+    return options[int(server_id.rsplit("_", 1)[1]) % len(options)]
+
 def main() -> int:
     args = parse_args()
     if args.worker:
@@ -585,6 +594,7 @@ def main() -> int:
         (not 0 <= args.single_robots <= 256, "--single-robots 0..256"),
         (not (0 < args.rate <= 1000), "--rate (0, 1000]"),
         (not 2 <= args.servers <= 8, "--servers 2..8"),
+        (not any(d.strip() for d in args.device.split(",")), "--device: one or more devices"),
         (not 1 <= args.per_process <= 256, "--per-process 1..256"),
         (not (0 <= args.drop_tolerance <= 0.99), "--drop-tolerance 0..0.99"),
         (args.no_failover and not args.throughput, "--no-failover needs --throughput"),

@@ -63,3 +63,10 @@ def test_pool_events_are_counted_by_kind_and_reason_without_numbers():
                                  "N robot(s) over the fair share here": 1},
                    "last_before_end_s": 1.0}
     assert failover.pool_events(records, 20.0, 30.0)["last_before_end_s"] is None
+
+
+def test_a_device_list_puts_server_i_on_its_own_device():
+    assert failover.server_device("cuda", "pool_1") == "cuda"
+    assert [failover.server_device("cuda:0, cuda:1", f"tp2_72_{i}") for i in range(3)] == \
+        ["cuda:0", "cuda:1", "cuda:0"]
+    assert failover.server_device("cuda:0,cuda:1", "pool_1") == "cuda:1"  # also restarted
