@@ -83,7 +83,8 @@ def main(argv: Sequence[str] | None = None,
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
     # SIGTERM (a supervisor, `timeout`, `kill`) ends a command like Ctrl-C: one line, exit 0.
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # SIGALRM is the retry of a signal that came during an import (see _interrupt).
+    previous = {sig: signal.signal(sig, _interrupt) for sig in _INTERRUPTS}
     try:
         return int(module.run(args) or 0)
     except InputError as err:
@@ -93,8 +94,31 @@ def main(argv: Sequence[str] | None = None,
         print(f"{PROG} {name}: interrupted", file=sys.stderr)
         return 0
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
-def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+_INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)
+_IMPORT_RETRY_S = 0.02
+
+
+def _interrupt(_signum: int, frame: FrameType | None) -> None:
+    """KeyboardInterrupt in the main thread, unless a module is being imported there.
+
+    A compiled module's initialisation can swallow an exception raised inside it: numpy.random's
+    (Cython, imported on first use) did in 1 run of 15 when gen-data was stopped early, and the
+    command then ran to its end. So during an import the interrupt is retried a moment later.
+    """
+    if _importing(frame):
+        signal.setitimer(signal.ITIMER_REAL, _IMPORT_RETRY_S)
+        return
     raise KeyboardInterrupt
+
+
+def _importing(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False

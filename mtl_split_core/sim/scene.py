@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -62,6 +63,13 @@ class Frame:
     pose: tuple[float, float, float, float, float]  # x, y, z, yaw, pitch
 
 
+class _BulletClient(bullet_client.BulletClient):
+    """A BulletClient whose ``__del__`` works when an interrupt lands inside its constructor:
+    it reads ``_client``, which the constructor sets only once connect() has returned."""
+
+    _client = -1
+
+
 class SimScene:
     """One random scene in its own PyBullet client (DIRECT: no display needed)."""
 
@@ -74,16 +82,22 @@ class SimScene:
         self.width, self.height = width, height
         self.vfov_range = vfov_range
         self.style = STYLES[style]
-        self.client = bullet_client.BulletClient(connection_mode=pybullet.DIRECT)
-        self.client.setAdditionalSearchPath(pybullet_data.getDataPath())
-        # Textures are loaded from image files: a private folder, removed by close().
-        self._texture_dir = Path(tempfile.mkdtemp(prefix="mtl_split_sim_")) \
-            if self.style.textured else None
+        self.client: Any = None  # a _BulletClient (untyped library) until close()
+        self._texture_dir: Path | None = None
         self.semantic: dict[int, int] = {}   # body id -> semantic id
         self.detection: dict[int, int] = {}  # body id -> detection class id
         self.objects: list[np.ndarray] = []  # object positions (camera aims at them)
-        self._build()
-        self.light = self._random_light()
+        try:  # an interrupt or error while building leaves no client or texture folder behind
+            self.client = _BulletClient(connection_mode=pybullet.DIRECT)
+            self.client.setAdditionalSearchPath(pybullet_data.getDataPath())
+            # Textures are loaded from image files: a private folder, removed by close().
+            if self.style.textured:
+                self._texture_dir = Path(tempfile.mkdtemp(prefix="mtl_split_sim_"))
+            self._build()
+            self.light = self._random_light()
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         if self.client is not None:

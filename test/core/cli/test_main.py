@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import mtl_split_core
-from mtl_split_core.cli.main import COMMANDS, main
+from mtl_split_core.cli.main import COMMANDS, Command, main
 
 CORE = Path(mtl_split_core.__file__).parent
 
@@ -140,3 +140,34 @@ def test_a_signal_ends_a_running_command_with_one_line_and_exit_0(tmp_path, sig)
     assert "Traceback" not in err, err
     assert "mtl-split gen-data: interrupted" in err, err
     assert list(tmp_path.iterdir()) == [], "an interrupted command leaves nothing half-written"
+
+
+def test_a_signal_during_an_import_interrupts_once_the_import_is_done(tmp_path, monkeypatch,
+                                                                       capsys):
+    """A compiled module's initialisation can swallow an exception raised inside it (numpy's
+    Cython random module did), so the interrupt waits for the import to end, then comes."""
+    (tmp_path / "slow_import.py").write_text(
+        "import os, signal, time\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "end = time.monotonic() + 0.2\n"
+        "while time.monotonic() < end:  # still importing when the handler runs\n"
+        "    pass\n"
+        "COMPLETE = True\n")
+    (tmp_path / "cmd_importing.py").write_text(
+        "import time\n"
+        "def add_arguments(parser):\n"
+        "    pass\n"
+        "def run(args):\n"
+        "    import slow_import\n"
+        "    assert slow_import.COMPLETE\n"
+        "    time.sleep(10)  # the retried interrupt ends this\n"
+        "    return 3\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    handlers = [signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)]
+    started = time.monotonic()
+    assert main(["job"], {"job": Command("cmd_importing", "imports")}) == 0
+    assert time.monotonic() - started < 5
+    assert capsys.readouterr().err == "mtl-split job: interrupted\n"
+    assert sys.modules["slow_import"].COMPLETE
+    assert [signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)] \
+        == handlers
