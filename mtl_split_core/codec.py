@@ -242,9 +242,10 @@ def encode(x: ArrayLike, codec: str = "q8-zstd/1", level: int = 3,
            tables: EntropyTables | None = None) -> EncodedTensor:
     """Encode a ``(C, H, W)`` float16/32/64 numpy array or float torch tensor (any device).
 
-    Statistics, quantization and q4 packing run with torch where the tensor lives, so a GPU
-    edge moves only the final codes (and 2C floats) to the host; zstd runs on the CPU.
-    ``level`` is the zstd level in ``ZSTD_LEVELS``. NaN/Inf input raises CodecError.
+    Statistics, quantization and q4 packing run with torch where the tensor lives
+    (``device_encode``), so a GPU edge moves one buffer (the codes and 2C floats) to the host;
+    the checks and zstd run on the CPU (``finish_encode``). ``level`` is the zstd level in
+    ``ZSTD_LEVELS``. NaN/Inf input raises CodecError.
     ``tables``: the model's entropy tables, needed by (only) the ``eb-<k>/1`` codecs, whose
     quantizer runs in numpy on the host (the same float32 arithmetic on every machine).
     """
@@ -252,20 +253,44 @@ def encode(x: ArrayLike, codec: str = "q8-zstd/1", level: int = 3,
     point = entropy_point(codec)
     if point is not None:
         return _encode_entropy(_as_float32_tensor(x), codec, point, tables)
-    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) \
-            or not ZSTD_LEVELS[0] <= level <= ZSTD_LEVELS[1]:
-        raise CodecError(f"zstd level {level!r} must be an integer in "
-                         f"[{ZSTD_LEVELS[0]}, {ZSTD_LEVELS[1]}]")
+    _check_level(level)
     t = _as_float32_tensor(x)
     shape = tuple(int(v) for v in t.shape)
-    bits = _BITS[name]
+    return finish_encode(device_encode(t, codec).cpu().numpy(), codec, shape, level)
+
+
+def device_encode(t: torch.Tensor, codec: str) -> torch.Tensor:
+    """The device half of ``encode`` for a zstd codec: one flat uint8 tensor on ``t``'s device
+    holding the per-channel statistics (float32: non-finite count, then scale and offset, or
+    the peak magnitude for f16) and the codes. No host synchronisation and fixed shapes, so a
+    CUDA graph can capture it after the network (runtime/cuda_graph.py); one device -> host
+    copy of the result feeds ``finish_encode``. ``t``: a float32 ``(C, H, W)`` tensor."""
+    bits = _BITS[parse_codec(codec)[0]]
     bad = (~torch.isfinite(t)).flatten(1).sum(1).float()
     if bits is None:
         stats = torch.stack([bad, t.abs().flatten(1).amax(1)])
+        codes = t.to(torch.float16).flatten().view(torch.uint8)
     else:
         scale, offset = quantization_params(t, bits)
         stats = torch.stack([bad, scale, offset])
-    stats_h = stats.cpu().numpy()  # one small device->host copy for every check below
+        codes = quantize(t, scale, offset, bits).to(torch.uint8).flatten()
+        if bits == 4:
+            if codes.numel() % 2:
+                codes = torch.cat([codes, codes.new_zeros(1)])
+            codes = codes[0::2] | (codes[1::2] << 4)
+    return torch.cat([stats.flatten().view(torch.uint8), codes])
+
+
+def finish_encode(buffer: np.ndarray, codec: str, shape: tuple[int, ...], level: int
+                  ) -> EncodedTensor:
+    """The host half of ``encode``: checks ``device_encode``'s statistics (CodecError for
+    NaN/Inf or values the codec cannot carry), then zstd."""
+    _check_level(level)
+    bits = _BITS[parse_codec(codec)[0]]
+    rows = 2 if bits is None else 3
+    n_stats = rows * shape[0] * 4
+    stats_h = buffer[:n_stats].view(np.float32).reshape(rows, shape[0])
+    raw = buffer[n_stats:].tobytes()
     if stats_h[0].any():
         raise CodecError(f"tensor contains NaN or Inf ({int(stats_h[0].sum())} values in channels "
                          f"{_first(np.flatnonzero(stats_h[0]))}); the codec carries finite values "
@@ -275,7 +300,6 @@ def encode(x: ArrayLike, codec: str = "q8-zstd/1", level: int = 3,
         if peak > _F16_MAX:
             raise CodecError(f"values reach {peak:.6g}, beyond the float16 range "
                              f"(+-{_F16_MAX:g}); use a q8/q4 codec")
-        raw = t.to(torch.float16).cpu().numpy().astype("<f2", copy=False).tobytes()
         empty = np.zeros(0, np.float32)
         return EncodedTensor(codec, shape, empty, empty.copy(), _compress(raw, level))
     scale_h, offset_h = stats_h[1].copy(), stats_h[2].copy()
@@ -287,13 +311,14 @@ def encode(x: ArrayLike, codec: str = "q8-zstd/1", level: int = 3,
     if wide.any():
         raise CodecError(f"value range of channels {_first(np.flatnonzero(wide))} is too wide "
                          f"to quantize in float32 (max - min overflows)")
-    codes = quantize(t, scale, offset, bits).to(torch.uint8).flatten()
-    if bits == 4:
-        if codes.numel() % 2:
-            codes = torch.cat([codes, codes.new_zeros(1)])
-        codes = codes[0::2] | (codes[1::2] << 4)
-    raw = codes.cpu().numpy().tobytes()
     return EncodedTensor(codec, shape, scale_h, offset_h, _compress(raw, level))
+
+
+def _check_level(level: int) -> None:
+    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) \
+            or not ZSTD_LEVELS[0] <= level <= ZSTD_LEVELS[1]:
+        raise CodecError(f"zstd level {level!r} must be an integer in "
+                         f"[{ZSTD_LEVELS[0]}, {ZSTD_LEVELS[1]}]")
 
 
 def _as_float32_tensor(x: Any) -> torch.Tensor:

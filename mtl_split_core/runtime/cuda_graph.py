@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
+from mtl_split_core.codec import EncodedTensor, device_encode, finish_encode
+
 if TYPE_CHECKING:
     from mtl_split_core.model.network import MultiTaskSplitNet
 
@@ -37,25 +39,46 @@ def capture(device: torch.device, run: Callable[[], T], warmup: int
 
 
 class CudaGraphEdge:
-    """``model.edge(x, split)`` captured once as a CUDA graph for one input size."""
+    """``model.edge(x, split)`` captured once as a CUDA graph for one input size.
+
+    With a zstd ``codec`` (codec.CODECS) the graph ends with the codec's device half
+    (codec.device_encode: statistics, quantization, packing), so a frame costs one graph launch
+    and one device -> host copy of its codes (``encode``) instead of a dozen small kernels and
+    two synchronisations after the network.
+    """
 
     def __init__(self, model: MultiTaskSplitNet, split: str, input_hw: tuple[int, int],
-                 dtype: torch.dtype = torch.float16, warmup: int = 3) -> None:
+                 dtype: torch.dtype = torch.float16, warmup: int = 3,
+                 codec: str | None = None) -> None:
         if not torch.cuda.is_available():
             raise RuntimeError("CUDA graphs need a CUDA device")
-        self.model, self.split = model, split
+        self.model, self.split, self.codec = model, split, codec
         self.device = next(model.parameters()).device
         self.static_in = torch.zeros(1, 3, *input_hw, device=self.device, dtype=dtype
                                      ).contiguous(memory_format=torch.channels_last)
-        self.graph, self.static_out = capture(
-            self.device, lambda: model.edge(self.static_in, split), warmup)
+        shapes: list[tuple[int, int, int]] = []
+
+        def run() -> torch.Tensor:
+            z = model.edge(self.static_in, split)
+            shapes.append((int(z.shape[1]), int(z.shape[2]), int(z.shape[3])))
+            return z if codec is None else device_encode(z[0].float(), codec)
+
+        self.graph, self.static_out = capture(self.device, run, warmup)
+        self.feature_shape = shapes[-1]  # (C, h, w) of the split tensor
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The split tensor (or, with a codec, the encoded buffer) in static memory."""
         with torch.cuda.device(self.device):
             self.static_in.copy_(x)
             self.graph.replay()
         return self.static_out
+
+    def encode(self, x: torch.Tensor, level: int) -> EncodedTensor:
+        """One frame through the network and the codec's device half, then zstd on the host."""
+        if self.codec is None:
+            raise RuntimeError("this graph was captured without a codec")
+        return finish_encode(self(x).cpu().numpy(), self.codec, self.feature_shape, level)
 
 
 # Batch sizes the server captures graphs for; a batch is padded up to the next one.

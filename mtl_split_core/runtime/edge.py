@@ -143,14 +143,18 @@ class EdgeRunner:
             ort = OrtEdge(self._onnx, self.split_names[index])  # before the lock: may raise
         with self._lock:
             self._ort = ort
-            if index != self.split_index and self._use_graph and not image:
+            # A zstd codec's device half runs inside the graph (one launch, one copy).
+            graph_codec = codec if codec in CODECS else None
+            if self._use_graph and not image and (
+                    index != self.split_index or self._graph is None
+                    or graph_codec != self._graph.codec):
                 # The letterbox makes every frame the same size, so one CUDA graph per split
                 # serves any camera: it removes the kernel-launch overhead that dominates the
                 # prefix on a GPU.
                 from mtl_split_core.runtime.cuda_graph import CudaGraphEdge
                 w, h = self.input_size
                 self._graph = CudaGraphEdge(self.model, self.split_names[index], (h, w),
-                                            self.dtype)
+                                            self.dtype, codec=graph_codec)
             self._temporal = temporal
             self.split_index = index
             self.split = INPUT_SPLIT if image else self.split_names[index]
@@ -187,6 +191,8 @@ class EdgeRunner:
                 tensor = image_tensor(to_uint8(letterboxed).cpu().numpy(), self.codec)
             elif self._temporal is not None:
                 tensor = self._temporal.encode(self._prefix(x), keyframe, streamed)
+            elif self._graph is not None and self._graph.codec is not None:
+                tensor = self._graph.encode(x, self.zstd_level)
             else:
                 tensor = encode(self._prefix(x).float(), self.codec, level=self.zstd_level,
                                 tables=self._tables)
@@ -202,7 +208,7 @@ class EdgeRunner:
         """The split tensor (C, h, w) of a letterboxed batch of one (under ``_lock``)."""
         if self._ort is not None:
             return torch.from_numpy(self._ort(x.numpy()))[0]
-        if self._graph is not None:
+        if self._graph is not None and self._graph.codec is None:
             return self._graph(x)[0]
         return self.model.edge(x, self.split)[0]
 
