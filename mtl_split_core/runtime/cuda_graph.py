@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import torch
 
 from mtl_split_core.codec import EncodedTensor, device_encode, finish_encode
+from mtl_split_core.preprocess import letterbox_tensor
 
 if TYPE_CHECKING:
     from mtl_split_core.model.network import MultiTaskSplitNet
@@ -39,27 +40,26 @@ def capture(device: torch.device, run: Callable[[], T], warmup: int
 
 
 class CudaGraphEdge:
-    """``model.edge(x, split)`` captured once as a CUDA graph for one input size.
-
-    With a zstd ``codec`` (codec.CODECS) the graph ends with the codec's device half
-    (codec.device_encode: statistics, quantization, packing), so a frame costs one graph launch
-    and one device -> host copy of its codes (``encode``) instead of a dozen small kernels and
-    two synchronisations after the network.
+    """The edge for camera images of one size, captured once as a CUDA graph: the letterbox,
+    ``model.edge(x, split)`` and, with a zstd ``codec`` (codec.CODECS), the codec's device half
+    (codec.device_encode: statistics, quantization, packing). A frame then costs one copy to
+    the device, one graph launch and one copy of its codes back (``encode``), instead of a few
+    dozen small kernel launches and two synchronisations.
     """
 
-    def __init__(self, model: MultiTaskSplitNet, split: str, input_hw: tuple[int, int],
-                 dtype: torch.dtype = torch.float16, warmup: int = 3,
-                 codec: str | None = None) -> None:
+    def __init__(self, model: MultiTaskSplitNet, split: str, source_hw: tuple[int, int],
+                 input_wh: tuple[int, int], dtype: torch.dtype = torch.float16,
+                 warmup: int = 3, codec: str | None = None) -> None:
         if not torch.cuda.is_available():
             raise RuntimeError("CUDA graphs need a CUDA device")
         self.model, self.split, self.codec = model, split, codec
         self.device = next(model.parameters()).device
-        self.static_in = torch.zeros(1, 3, *input_hw, device=self.device, dtype=dtype
-                                     ).contiguous(memory_format=torch.channels_last)
+        self.static_in = torch.zeros(*source_hw, 3, device=self.device, dtype=torch.uint8)
         shapes: list[tuple[int, int, int]] = []
 
         def run() -> torch.Tensor:
-            z = model.edge(self.static_in, split)
+            x = letterbox_tensor(self.static_in, input_wh)[0].to(dtype).unsqueeze(0)
+            z = model.edge(x.contiguous(memory_format=torch.channels_last), split)
             shapes.append((int(z.shape[1]), int(z.shape[2]), int(z.shape[3])))
             return z if codec is None else device_encode(z[0].float(), codec)
 
@@ -67,18 +67,20 @@ class CudaGraphEdge:
         self.feature_shape = shapes[-1]  # (C, h, w) of the split tensor
 
     @torch.inference_mode()
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """The split tensor (or, with a codec, the encoded buffer) in static memory."""
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        """The split tensor (1, C, h, w), or with a codec the encoded buffer, of one uint8
+        (H, W, 3) image (any device), in the graph's static memory: read it before the next
+        call."""
         with torch.cuda.device(self.device):
-            self.static_in.copy_(x)
+            self.static_in.copy_(image)
             self.graph.replay()
         return self.static_out
 
-    def encode(self, x: torch.Tensor, level: int) -> EncodedTensor:
-        """One frame through the network and the codec's device half, then zstd on the host."""
+    def encode(self, image: torch.Tensor, level: int) -> EncodedTensor:
+        """One image through the graph, then the codec's host half (checks, zstd)."""
         if self.codec is None:
             raise RuntimeError("this graph was captured without a codec")
-        return finish_encode(self(x).cpu().numpy(), self.codec, self.feature_shape, level)
+        return finish_encode(self(image).cpu().numpy(), self.codec, self.feature_shape, level)
 
 
 # Batch sizes the server captures graphs for; a batch is padded up to the next one.

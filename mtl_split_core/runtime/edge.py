@@ -30,7 +30,7 @@ from mtl_split_core.image_codec import (
     is_image_codec,
     to_uint8,
 )
-from mtl_split_core.preprocess import letterbox_tensor
+from mtl_split_core.preprocess import letterbox_params, letterbox_tensor
 from mtl_split_core.runtime.backends import (
     OnnxExport,
     OrtEdge,
@@ -56,6 +56,10 @@ from mtl_split_core.temporal_codec import (
 # pages), more than reading the bytes saved (docs/BENCHMARKS.md, "One robot latency, CPU").
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable",
                         category=UserWarning, module=__name__.replace(".", r"\."))
+
+# Camera sizes an edge captures CUDA graphs for (a robot has a few cameras; more sizes than
+# this run eagerly rather than holding a graph's memory each).
+MAX_GRAPH_SIZES = 4
 
 if TYPE_CHECKING:  # CudaGraphEdge is imported where used: only a CUDA device needs it
     from mtl_split_core.model.network import MultiTaskSplitNet
@@ -97,7 +101,9 @@ class EdgeRunner:
         # configure() may run on another thread than __call__ (a node's parameter change while
         # its worker encodes): the lock makes each frame use one consistent configuration.
         self._lock = threading.Lock()
-        self._graph: CudaGraphEdge | None = None
+        # CUDA graphs of the current split and codec, one per camera size (H, W).
+        self._graphs: dict[tuple[int, int], CudaGraphEdge | None] = {}
+        self._graph_codec: str | None = None  # a zstd codec the graphs end with
         self._temporal: TemporalEncoder | None = None  # a temporal codec's stream state
         self.split_index, self.split, self.codec, self.zstd_level = -1, "", "", 0
         self.configure(split="" if split is None else split, codec=codec or "",
@@ -143,18 +149,10 @@ class EdgeRunner:
             ort = OrtEdge(self._onnx, self.split_names[index])  # before the lock: may raise
         with self._lock:
             self._ort = ort
-            # A zstd codec's device half runs inside the graph (one launch, one copy).
-            graph_codec = codec if codec in CODECS else None
-            if self._use_graph and not image and (
-                    index != self.split_index or self._graph is None
-                    or graph_codec != self._graph.codec):
-                # The letterbox makes every frame the same size, so one CUDA graph per split
-                # serves any camera: it removes the kernel-launch overhead that dominates the
-                # prefix on a GPU.
-                from mtl_split_core.runtime.cuda_graph import CudaGraphEdge
-                w, h = self.input_size
-                self._graph = CudaGraphEdge(self.model, self.split_names[index], (h, w),
-                                            self.dtype, codec=graph_codec)
+            graph_codec = codec if codec in CODECS and not image else None
+            if (index, graph_codec) != (self.split_index, self._graph_codec):
+                self._graphs = {}  # captured again per camera size on first use
+            self._graph_codec = graph_codec
             self._temporal = temporal
             self.split_index = index
             self.split = INPUT_SPLIT if image else self.split_names[index]
@@ -183,34 +181,54 @@ class EdgeRunner:
         serves itself decodes without the stream), ``streamed`` False keeps it out of the
         server's stream (a self-contained frame that does not move the stream on)."""
         start = time.perf_counter()
-        image = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device, non_blocking=True)
-        letterboxed, (sx, sy, ox, oy) = letterbox_tensor(image, self.input_size)
-        x = letterboxed.to(self.dtype).unsqueeze(0)
+        image = torch.from_numpy(np.ascontiguousarray(rgb))
+        size = (int(rgb.shape[0]), int(rgb.shape[1]))  # (H, W)
+        (sx, sy, ox, oy), _ = letterbox_params(size[::-1], self.input_size)
         with self._lock:
+            graph = self._graph_for(size)
             if self.split_index == INPUT_SPLIT_INDEX:  # image upload: no network here
-                tensor = image_tensor(to_uint8(letterboxed).cpu().numpy(), self.codec)
+                tensor = image_tensor(to_uint8(self._letterbox(image)).cpu().numpy(), self.codec)
+            elif graph is not None and graph.codec is not None:
+                tensor = graph.encode(image, self.zstd_level)
             elif self._temporal is not None:
-                tensor = self._temporal.encode(self._prefix(x), keyframe, streamed)
-            elif self._graph is not None and self._graph.codec is not None:
-                tensor = self._graph.encode(x, self.zstd_level)
+                tensor = self._temporal.encode(self._prefix(image, graph), keyframe, streamed)
             else:
-                tensor = encode(self._prefix(x).float(), self.codec, level=self.zstd_level,
-                                tables=self._tables)
+                tensor = encode(self._prefix(image, graph).float(), self.codec,
+                                level=self.zstd_level, tables=self._tables)
             index = self.split_index
         return FeaturePacket(
             tensor=tensor, model_id=self.card.get("name", ""),
             model_fingerprint=self.card["fingerprint"], split_index=index,
-            source_size=(int(rgb.shape[1]), int(rgb.shape[0])),
+            source_size=(size[1], size[0]),
             transform=(float(sx), float(sy), float(ox), float(oy)),
             edge_ms=(time.perf_counter() - start) * 1e3)
 
-    def _prefix(self, x: torch.Tensor) -> torch.Tensor:
-        """The split tensor (C, h, w) of a letterboxed batch of one (under ``_lock``)."""
+    def _letterbox(self, image: torch.Tensor) -> torch.Tensor:
+        return letterbox_tensor(image.to(self.device, non_blocking=True), self.input_size)[0]
+
+    def _prefix(self, image: torch.Tensor, graph: CudaGraphEdge | None) -> torch.Tensor:
+        """The split tensor (C, h, w) of one uint8 (H, W, 3) host image (under ``_lock``)."""
+        if graph is not None:
+            return graph(image)[0]
+        x = self._letterbox(image).to(self.dtype).unsqueeze(0)
         if self._ort is not None:
             return torch.from_numpy(self._ort(x.numpy()))[0]
-        if self._graph is not None and self._graph.codec is None:
-            return self._graph(x)[0]
         return self.model.edge(x, self.split)[0]
+
+    def _graph_for(self, size: tuple[int, int]) -> CudaGraphEdge | None:
+        """The CUDA graph (letterbox, network, a zstd codec's device half) for camera images of
+        ``size`` (H, W), captured on its first frame; None off CUDA, at split ``input``, or for
+        sizes past MAX_GRAPH_SIZES (those run eagerly). Under ``_lock``.
+
+        One graph launch replaces the few dozen small kernels that bound the edge on a GPU."""
+        if not self._use_graph or self.split_index == INPUT_SPLIT_INDEX:
+            return None
+        if size not in self._graphs:
+            from mtl_split_core.runtime.cuda_graph import CudaGraphEdge
+            self._graphs[size] = CudaGraphEdge(
+                self.model, self.split, size, self.input_size, self.dtype,
+                codec=self._graph_codec) if len(self._graphs) < MAX_GRAPH_SIZES else None
+        return self._graphs[size]
 
 
 def image_tensor(image: np.ndarray, codec: str) -> EncodedTensor:

@@ -19,7 +19,6 @@ def test_graph_equals_eager(device, precision):
               for i in range(3)]
     graph = EdgeRunner.from_path("", device=device, precision=precision, cuda_graphs=True)
     eager = EdgeRunner.from_path("", device=device, precision=precision, cuda_graphs=False)
-    assert graph._graph is not None and eager._graph is None
     outs = []
     for f in frames:  # several frames: the static buffers must be refilled every call
         a, b = graph(f), eager(f)
@@ -29,7 +28,9 @@ def test_graph_equals_eager(device, precision):
         assert (diff <= step).all(), float((diff / step).max())
         assert (diff / step).mean() < 0.05  # per-channel min/max shift by float rounding only
         outs.append(decode(a.tensor))
+        assert a.transform == b.transform and a.source_size == b.source_size == (640, 480)
     assert not np.allclose(outs[0], outs[1])  # a stale static buffer would repeat frame 0
+    assert list(graph._graphs) == [(480, 640)] and not eager._graphs
 
 
 @pytest.mark.parametrize("codec", ["q4-zstd/1", "q8-zstd/1", "f16-zstd/1"])
@@ -37,22 +38,36 @@ def test_the_codecs_device_half_in_the_graph_encodes_what_encode_does(codec):
     from mtl_split_core.codec import encode
     from mtl_split_core.runtime.cuda_graph import CudaGraphEdge
     runner = EdgeRunner.from_path("", device="cuda", precision="fp16", codec=codec)
-    fused = runner._graph
+    fused = runner._graph_for((480, 640))
     assert fused is not None and fused.codec == codec
-    plain = CudaGraphEdge(runner.model, runner.split, tuple(fused.static_in.shape[-2:]))
+    plain = CudaGraphEdge(runner.model, runner.split, (480, 640), runner.input_size)
     for seed in range(3):  # the static buffers are refilled every call
-        x = torch.randn(1, 3, *fused.static_in.shape[-2:], generator=torch.Generator()
-                        .manual_seed(seed)).to("cuda", torch.float16)
-        got, want = fused.encode(x, 3), encode(plain(x)[0].float(), codec, 3)
+        image = torch.from_numpy(np.random.default_rng(seed).integers(
+            0, 256, (480, 640, 3), np.uint8))
+        got, want = fused.encode(image, 3), encode(plain(image)[0].float(), codec, 3)
         assert got.shape == want.shape == fused.feature_shape
         assert got.data == want.data
         assert np.array_equal(got.scale, want.scale) and np.array_equal(got.offset, want.offset)
 
 
-def test_a_codec_change_recaptures_the_graph_with_the_new_codec():
+def test_each_camera_size_gets_its_graph_and_a_codec_change_captures_them_again():
     runner = EdgeRunner.from_path("", device="cuda", precision="fp16", codec="q4-zstd/1")
-    frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), np.uint8)
+    eager = EdgeRunner.from_path("", device="cuda", precision="fp16", codec="q4-zstd/1",
+                                 cuda_graphs=False)
+    rng = np.random.default_rng(0)
+    sizes = [(480, 640), (240, 320), (720, 1280), (480, 640), (100, 200), (300, 300)]
+    for h, w in sizes:  # the sixth size is past MAX_GRAPH_SIZES: eager, same result
+        frame = rng.integers(0, 256, (h, w, 3), np.uint8)
+        a, b = runner(frame), eager(frame)
+        assert a.transform == b.transform
+        step = np.maximum(a.tensor.scale, b.tensor.scale)[:, None, None] + 1e-3
+        assert (np.abs(decode(a.tensor) - decode(b.tensor)) <= step).all()
+    assert list(runner._graphs) == [(480, 640), (240, 320), (720, 1280), (100, 200),
+                                    (300, 300)]
+    assert runner._graphs[(300, 300)] is None
     runner.configure(codec="q8-zstd/1")
-    assert runner._graph is not None and runner._graph.codec == "q8-zstd/1"
+    assert not runner._graphs
     packet = runner(frame)
-    assert packet.tensor.codec == "q8-zstd/1" and decode(packet.tensor).shape[0] > 0
+    assert packet.tensor.codec == "q8-zstd/1"
+    assert runner._graphs[(300, 300)] is not None
+    assert runner._graphs[(300, 300)].codec == "q8-zstd/1"
