@@ -104,6 +104,7 @@ class EdgeRunner:
         # CUDA graphs of the current split and codec, one per camera size (H, W).
         self._graphs: dict[tuple[int, int], CudaGraphEdge | None] = {}
         self._graph_codec: str | None = None  # a zstd codec the graphs end with
+        self.graph_refused: dict[tuple[int, int], str] = {}  # camera size -> why it runs eagerly
         self._temporal: TemporalEncoder | None = None  # a temporal codec's stream state
         self.split_index, self.split, self.codec, self.zstd_level = -1, "", "", 0
         self.configure(split="" if split is None else split, codec=codec or "",
@@ -225,9 +226,14 @@ class EdgeRunner:
             return None
         if size not in self._graphs:
             from mtl_split_core.runtime.cuda_graph import CudaGraphEdge
-            self._graphs[size] = CudaGraphEdge(
-                self.model, self.split, size, self.input_size, self.dtype,
-                codec=self._graph_codec) if len(self._graphs) < MAX_GRAPH_SIZES else None
+            graph = None
+            if len(self._graphs) < MAX_GRAPH_SIZES:
+                try:
+                    graph = CudaGraphEdge(self.model, self.split, size, self.input_size,
+                                          self.dtype, codec=self._graph_codec)
+                except RuntimeError as err:  # an op that cannot be captured: run eagerly
+                    self.graph_refused[size] = str(err)
+            self._graphs[size] = graph
         return self._graphs[size]
 
 

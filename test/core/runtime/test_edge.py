@@ -135,3 +135,22 @@ def test_a_conditional_temporal_codec_without_its_tables_is_a_config_error():
     assert (runner.split, runner.codec, runner.zstd_level) == before
     runner.configure(codec="t30-s50-ebc-3/1")  # the skipping kind needs no such tables
     assert runner.codec == "t30-s50-ebc-3/1"
+
+
+def test_a_camera_size_whose_graph_cannot_be_captured_runs_eagerly():
+    # On the CPU every capture fails ("CUDA graphs need a CUDA device"), as an op that cannot
+    # be captured would on a GPU: the frame is encoded eagerly, the reason kept.
+    net = MultiTaskSplitNet(ModelConfig(name="tiny", backbone="mobilenetv3_small",
+                                        input_size=(128, 96), bottlenecks={"s16": 8})).eval()
+    card = {"name": "tiny", "fingerprint": "f" * 16, "default_split": "s16",
+            "codec": "q4-zstd/1", "input_size": [128, 96]}
+    graphs, eager = EdgeRunner(net, card, device="cpu"), EdgeRunner(net, card, device="cpu")
+    graphs._use_graph = True
+    frame = np.random.default_rng(0).integers(0, 256, (120, 160, 3), np.uint8)
+    for _ in range(2):  # tried once per size
+        a, b = graphs(frame), eager(frame)
+        assert a.tensor.data == b.tensor.data and a.transform == b.transform
+        assert np.array_equal(a.tensor.scale, b.tensor.scale)
+    assert list(graphs.graph_refused) == [(120, 160)]
+    assert "CUDA" in graphs.graph_refused[(120, 160)]
+    assert graphs._graphs == {(120, 160): None}
