@@ -491,7 +491,7 @@ class EdgeNode(Node):
             **self.camera_gaps.values(time.monotonic()),
             **self.rejections.values(), **self.worker.values(),
             "split": self.runner.split, "codec": self.runner.codec,
-            # camera sizes whose CUDA graph could not be captured (they run eagerly, slower)
+            # split x codec x camera size combinations whose CUDA graph could not be captured
             "cuda_graphs_refused": len(self.runner.graph_refused),
             "keyframes_sent": self.keyframes.keyframes_sent,
             "keyframe_requests": self.keyframes.requests,

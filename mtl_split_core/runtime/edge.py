@@ -57,9 +57,11 @@ from mtl_split_core.temporal_codec import (
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable",
                         category=UserWarning, module=__name__.replace(".", r"\."))
 
-# Camera sizes an edge captures CUDA graphs for (a robot has a few cameras; more sizes than
-# this run eagerly rather than holding a graph's memory each).
-MAX_GRAPH_SIZES = 4
+# CUDA graphs an edge keeps, one per (split, zstd codec, camera size H x W) used: a few
+# cameras times the splits and codecs the controller moves between. Past this many, new
+# combinations run eagerly rather than holding a graph's memory each.
+MAX_GRAPHS = 8
+GraphKey = tuple[str, str | None, tuple[int, int]]
 
 if TYPE_CHECKING:  # CudaGraphEdge is imported where used: only a CUDA device needs it
     from mtl_split_core.model.network import MultiTaskSplitNet
@@ -101,10 +103,9 @@ class EdgeRunner:
         # configure() may run on another thread than __call__ (a node's parameter change while
         # its worker encodes): the lock makes each frame use one consistent configuration.
         self._lock = threading.Lock()
-        # CUDA graphs of the current split and codec, one per camera size (H, W).
-        self._graphs: dict[tuple[int, int], CudaGraphEdge | None] = {}
-        self._graph_codec: str | None = None  # a zstd codec the graphs end with
-        self.graph_refused: dict[tuple[int, int], str] = {}  # camera size -> why it runs eagerly
+        # Captured on first use and kept, so a split or codec change back costs nothing.
+        self._graphs: dict[GraphKey, CudaGraphEdge | None] = {}
+        self.graph_refused: dict[GraphKey, str] = {}  # why a combination runs eagerly
         self._temporal: TemporalEncoder | None = None  # a temporal codec's stream state
         self.split_index, self.split, self.codec, self.zstd_level = -1, "", "", 0
         self.configure(split="" if split is None else split, codec=codec or "",
@@ -150,10 +151,6 @@ class EdgeRunner:
             ort = OrtEdge(self._onnx, self.split_names[index])  # before the lock: may raise
         with self._lock:
             self._ort = ort
-            graph_codec = codec if codec in CODECS and not image else None
-            if (index, graph_codec) != (self.split_index, self._graph_codec):
-                self._graphs = {}  # captured again per camera size on first use
-            self._graph_codec = graph_codec
             self._temporal = temporal
             self.split_index = index
             self.split = INPUT_SPLIT if image else self.split_names[index]
@@ -217,24 +214,27 @@ class EdgeRunner:
         return self.model.edge(x, self.split)[0]
 
     def _graph_for(self, size: tuple[int, int]) -> CudaGraphEdge | None:
-        """The CUDA graph (letterbox, network, a zstd codec's device half) for camera images of
-        ``size`` (H, W), captured on its first frame; None off CUDA, at split ``input``, or for
-        sizes past MAX_GRAPH_SIZES (those run eagerly). Under ``_lock``.
+        """The CUDA graph (letterbox, network and, for a zstd codec, its device half) of the
+        current split and codec for camera images of ``size`` (H, W), captured on its first
+        frame; None off CUDA, at split ``input``, past MAX_GRAPHS, or if the capture failed
+        (those run eagerly). Under ``_lock``.
 
         One graph launch replaces the few dozen small kernels that bound the edge on a GPU."""
         if not self._use_graph or self.split_index == INPUT_SPLIT_INDEX:
             return None
-        if size not in self._graphs:
+        codec = self.codec if self.codec in CODECS else None
+        key = (self.split, codec, size)
+        if key not in self._graphs:
             from mtl_split_core.runtime.cuda_graph import CudaGraphEdge
             graph = None
-            if len(self._graphs) < MAX_GRAPH_SIZES:
+            if len(self._graphs) < MAX_GRAPHS:
                 try:
                     graph = CudaGraphEdge(self.model, self.split, size, self.input_size,
-                                          self.dtype, codec=self._graph_codec)
-                except RuntimeError as err:  # an op that cannot be captured: run eagerly
-                    self.graph_refused[size] = str(err)
-            self._graphs[size] = graph
-        return self._graphs[size]
+                                          self.dtype, codec=codec)
+                except RuntimeError as err:  # an op that cannot be captured
+                    self.graph_refused[key] = str(err)
+            self._graphs[key] = graph
+        return self._graphs[key]
 
 
 def image_tensor(image: np.ndarray, codec: str) -> EncodedTensor:

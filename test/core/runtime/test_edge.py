@@ -151,6 +151,6 @@ def test_a_camera_size_whose_graph_cannot_be_captured_runs_eagerly():
         a, b = graphs(frame), eager(frame)
         assert a.tensor.data == b.tensor.data and a.transform == b.transform
         assert np.array_equal(a.tensor.scale, b.tensor.scale)
-    assert list(graphs.graph_refused) == [(120, 160)]
-    assert "CUDA" in graphs.graph_refused[(120, 160)]
-    assert graphs._graphs == {(120, 160): None}
+    key = ("s16", "q4-zstd/1", (120, 160))
+    assert list(graphs.graph_refused) == [key] and "CUDA" in graphs.graph_refused[key]
+    assert graphs._graphs == {key: None}

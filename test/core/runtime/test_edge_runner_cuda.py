@@ -30,7 +30,7 @@ def test_graph_equals_eager(device, precision):
         outs.append(decode(a.tensor))
         assert a.transform == b.transform and a.source_size == b.source_size == (640, 480)
     assert not np.allclose(outs[0], outs[1])  # a stale static buffer would repeat frame 0
-    assert list(graph._graphs) == [(480, 640)] and not eager._graphs
+    assert [size for _, _, size in graph._graphs] == [(480, 640)] and not eager._graphs
 
 
 @pytest.mark.parametrize("codec", ["q4-zstd/1", "q8-zstd/1", "f16-zstd/1"])
@@ -50,24 +50,26 @@ def test_the_codecs_device_half_in_the_graph_encodes_what_encode_does(codec):
         assert np.array_equal(got.scale, want.scale) and np.array_equal(got.offset, want.offset)
 
 
-def test_each_camera_size_gets_its_graph_and_a_codec_change_captures_them_again():
+def test_each_split_codec_and_camera_size_gets_its_graph_kept_for_the_next_switch():
     runner = EdgeRunner.from_path("", device="cuda", precision="fp16", codec="q4-zstd/1")
     eager = EdgeRunner.from_path("", device="cuda", precision="fp16", codec="q4-zstd/1",
                                  cuda_graphs=False)
     rng = np.random.default_rng(0)
-    sizes = [(480, 640), (240, 320), (720, 1280), (480, 640), (100, 200), (300, 300)]
-    for h, w in sizes:  # the sixth size is past MAX_GRAPH_SIZES: eager, same result
+    sizes = [(480, 640), (240, 320), (720, 1280), (480, 640), (100, 200)]
+    for h, w in sizes:
         frame = rng.integers(0, 256, (h, w, 3), np.uint8)
         a, b = runner(frame), eager(frame)
         assert a.transform == b.transform
         step = np.maximum(a.tensor.scale, b.tensor.scale)[:, None, None] + 1e-3
         assert (np.abs(decode(a.tensor) - decode(b.tensor)) <= step).all()
-    assert list(runner._graphs) == [(480, 640), (240, 320), (720, 1280), (100, 200),
-                                    (300, 300)]
-    assert runner._graphs[(300, 300)] is None
+    assert len(runner._graphs) == 4
+    kept = runner._graphs[("s16", "q4-zstd/1", (100, 200))]
     runner.configure(codec="q8-zstd/1")
-    assert not runner._graphs
-    packet = runner(frame)
-    assert packet.tensor.codec == "q8-zstd/1"
-    assert runner._graphs[(300, 300)] is not None
-    assert runner._graphs[(300, 300)].codec == "q8-zstd/1"
+    assert runner(frame).tensor.codec == "q8-zstd/1"
+    runner.configure(codec="q4-zstd/1")
+    assert runner(frame).tensor.codec == "q4-zstd/1"
+    assert runner._graphs[("s16", "q4-zstd/1", (100, 200))] is kept  # no new capture
+    assert runner._graphs[("s16", "q8-zstd/1", (100, 200))].codec == "q8-zstd/1"
+    for size in [(10, 20), (11, 20), (12, 20), (13, 20)]:  # the 9th combination: eager
+        runner(np.zeros((*size, 3), np.uint8))
+    assert len(runner._graphs) == 9 and runner._graphs[("s16", "q4-zstd/1", (13, 20))] is None
