@@ -85,7 +85,16 @@ def test_runners_on_onnxruntime_match_torch(tiny):
                 np.testing.assert_allclose(got.depth, ref.depth, rtol=1e-4)
                 assert np.mean(got.segmentation != ref.segmentation) < 1e-3
                 np.testing.assert_allclose(got.scores, ref.scores, atol=1e-4)
-                np.testing.assert_allclose(got.boxes, ref.boxes, atol=1e-2)
+                _assert_same_detections(got, ref)
+
+
+def _assert_same_detections(got, ref, score_tol=1e-4, box_tol=1e-2):
+    """Each reference box has a match among the boxes of (nearly) the same score: the untrained
+    model gives many tied scores, which torch and onnxruntime may order either way."""
+    for score, box in zip(ref.scores, ref.boxes):
+        same_score = np.abs(got.scores - score) <= score_tol
+        close = np.abs(got.boxes - box).max(axis=1) <= box_tol
+        assert (same_score & close).any(), (score, box)
 
 
 def test_edge_follows_a_split_change_and_rejects_an_unexported_split(tiny):

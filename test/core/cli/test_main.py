@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import mtl_split_core
-from mtl_split_core.cli.main import COMMANDS, Command, main
+from mtl_split_core.cli.main import COMMANDS, PROG, Command, main
 
 CORE = Path(mtl_split_core.__file__).parent
 
@@ -167,7 +167,7 @@ def test_a_signal_during_an_import_interrupts_once_the_import_is_done(tmp_path, 
     started = time.monotonic()
     assert main(["job"], {"job": Command("cmd_importing", "imports")}) == 0
     assert time.monotonic() - started < 5
-    assert capsys.readouterr().err == "mtl-split job: interrupted\n"
+    assert capsys.readouterr().err == f"{PROG} job: interrupted\n"
     assert sys.modules["slow_import"].COMPLETE
     assert [signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)] \
         == handlers
