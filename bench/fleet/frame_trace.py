@@ -38,9 +38,10 @@ ORDER = (
     ("edge_camera_fitted", "edge: camera_info fitted to the image"),
     ("edge_planned", "edge: link control (the frame's plan)"),
     ("edge_runner_start", "edge: plan applied -> edge runner starts"),
+    ("edge_graph_launched", "edge: image to the device + CUDA graph launch"),
     ("edge_letterboxed", "edge: upload + letterbox"),
     ("edge_model", "edge: model (edge half)"),
-    ("edge_encoded", "edge: encode (quantise + zstd)"),
+    ("edge_encoded", "edge: encode (quantise + zstd; after a graph: its wait, one copy, zstd)"),
     ("edge_msg_built", "edge: build features message"),
     ("edge_publish_start", "edge: sign, link bookkeeping"),
     ("edge_published", "edge: publish features"),
@@ -125,6 +126,7 @@ def arrive_before(*_: Any) -> None:
 
 
 def patch_edge() -> Any:
+    import mtl_split_core.runtime.cuda_graph as CG
     import mtl_split_core.runtime.edge as E
     import mtl_split_edge.node as N
 
@@ -147,6 +149,9 @@ def patch_edge() -> Any:
     _wrap(E.EdgeRunner, "_prefix", after=_on_current("edge_model"))
     _wrap(E, "encode", after=_on_current("edge_encoded"))
     _wrap(E.TemporalEncoder, "encode", after=_on_current("edge_encoded"))
+    # On CUDA one graph holds the letterbox, the model and a zstd codec's device half.
+    _wrap(CG.CudaGraphEdge, "__call__", after=_on_current("edge_graph_launched"))
+    _wrap(CG, "finish_encode", after=_on_current("edge_encoded"))
     _wrap(N, "packet_to_msg", after=_on_current("edge_msg_built"))
     _wrap(N.EdgeNode, "_send", before=_on_current("edge_publish_start"),
           after=_on_current("edge_published"))
