@@ -57,6 +57,9 @@ ORDER = (
     ("pub:detections", "server: build + publish detections"),
     ("probe:detections", "DDS detections -> probe"),
 )
+# Events of the edge's CUDA graph path only (on the CPU the eager hops around it happen
+# instead; on CUDA those are absent).
+CUDA_ONLY = frozenset({"edge_graph_launched"})
 
 
 def mark(stamp: int | None, event: str) -> None:

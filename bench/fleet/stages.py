@@ -40,8 +40,9 @@ SERVER_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
 EDGE_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("publish features", ("EdgeNode._send",)),
     ("build features message", ("packet_to_msg",)),
+    ("CUDA graph: image to the device + launch", ("CudaGraphEdge.__call__",)),
     ("letterbox + upload", ("letterbox_tensor",)),
-    ("encode (quantise + zstd)", ("encode", "TemporalEncoder.encode")),
+    ("encode (quantise + zstd)", ("encode", "TemporalEncoder.encode", "CudaGraphEdge.encode")),
     ("model (edge half)", ("EdgeRunner._prefix",)),
     ("upload + rest of the edge runner", ("EdgeRunner.__call__",)),
     ("decode image message", ("image_to_rgb",)),
