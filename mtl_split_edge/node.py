@@ -217,9 +217,11 @@ class EdgeNode(Node):
         self._start_link_adaptation()
         self.view = self._join_pool()
         if self.runner.device.type == "cuda":
-            # One frame through the network now (CUDA's lazy start-up), so the first camera
-            # frame is not the slow one. Not on CPU: there the first frame costs little more
-            # than any other, and a warm-up frame only delays the first output of a restart.
+            # One frame through the network now (CUDA's lazy start-up, cuDNN's choices), so
+            # the first camera frame is not the slow one; it still captures the CUDA graph of
+            # its own size (EdgeRunner keeps one per split, codec and camera size). Not on CPU:
+            # there the first frame costs little more than any other, and a warm-up frame only
+            # delays the first output of a restart.
             width, height = self.runner.input_size
             self.runner(np.zeros((height, width, 3), np.uint8), streamed=False)
 
