@@ -253,7 +253,6 @@ def encode(x: ArrayLike, codec: str = "q8-zstd/1", level: int = 3,
     point = entropy_point(codec)
     if point is not None:
         return _encode_entropy(_as_float32_tensor(x), codec, point, tables)
-    _check_level(level)
     t = _as_float32_tensor(x)
     shape = tuple(int(v) for v in t.shape)
     return finish_encode(device_encode(t, codec).cpu().numpy(), codec, shape, level)
@@ -285,7 +284,10 @@ def finish_encode(buffer: np.ndarray, codec: str, shape: tuple[int, ...], level:
                   ) -> EncodedTensor:
     """The host half of ``encode``: checks ``device_encode``'s statistics (CodecError for
     NaN/Inf or values the codec cannot carry), then zstd."""
-    _check_level(level)
+    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) \
+            or not ZSTD_LEVELS[0] <= level <= ZSTD_LEVELS[1]:
+        raise CodecError(f"zstd level {level!r} must be an integer in "
+                         f"[{ZSTD_LEVELS[0]}, {ZSTD_LEVELS[1]}]")
     bits = _BITS[parse_codec(codec)[0]]
     rows = 2 if bits is None else 3
     n_stats = rows * shape[0] * 4
@@ -312,13 +314,6 @@ def finish_encode(buffer: np.ndarray, codec: str, shape: tuple[int, ...], level:
         raise CodecError(f"value range of channels {_first(np.flatnonzero(wide))} is too wide "
                          f"to quantize in float32 (max - min overflows)")
     return EncodedTensor(codec, shape, scale_h, offset_h, _compress(raw, level))
-
-
-def _check_level(level: int) -> None:
-    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) \
-            or not ZSTD_LEVELS[0] <= level <= ZSTD_LEVELS[1]:
-        raise CodecError(f"zstd level {level!r} must be an integer in "
-                         f"[{ZSTD_LEVELS[0]}, {ZSTD_LEVELS[1]}]")
 
 
 def _as_float32_tensor(x: Any) -> torch.Tensor:
