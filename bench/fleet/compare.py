@@ -56,9 +56,11 @@ def pipeline_row(side: str, folder: Path) -> str:
     p = json.loads((folder / "pipeline.json").read_text())
     server = p.get("server_diagnostics", {})
     edge = p.get("edge_diagnostics", {})
+    local = p.get("meta", {}).get("server", "").startswith("none")  # pipeline.py --no-server: no link
     return (f"| {side} | {p['delivered_fps']:.1f} | {_fmt(p['e2e_ms_p50'], 1)} / "
             f"{_fmt(p['e2e_ms_p99'], 1)} | {edge.get('edge_ms_p50', '-')} | "
             f"{server.get('receive_to_publish_ms_p50', '-')} | "
+            f"{'-' if local else edge.get('bytes_per_frame_p50', '-')} | "
             + ", ".join(f"{k} {v:.0f}" for k, v in p["cpu_pct"].items()) + " |")
 
 
@@ -95,7 +97,7 @@ def main() -> int:
         lines += ["", "One robot end to end (camera 640x480 -> edge -> server, "
                   "bench/fleet/pipeline.py):", "",
                   "| tree | delivered fps | e2e p50 / p99 ms | edge ms p50 | server ms p50 | "
-                  "CPU % |", "|---|---:|---:|---:|---:|---|"]
+                  "bytes/frame p50 | CPU % |", "|---|---:|---:|---:|---:|---:|---|"]
         for side, folders in labelled(args.pipeline):
             for folder in folders:
                 try:

@@ -5,7 +5,9 @@ and ``camera_info`` at ``--rate`` fps, stamped with the wall clock; the edge nod
 on CUDA) and the server node run on ``--device``; a probe subscribes detections, segmentation
 and depth and records, per detections message, its stamp and arrival. After ``--warmup`` it
 measures ``--seconds``: delivered fps and end-to-end latency (camera stamp -> detections
-arrival, one host, one clock), plus the nodes' own /diagnostics timings. Writes
+arrival, one host, one clock), plus the nodes' own /diagnostics timings. ``--no-server``: no
+server node; the edge serves every frame itself (its local fallback path, which a robot without a
+link takes): the local-inference baseline on the same frames. Writes
 ``pipeline.json`` and ``pipeline.md`` to ``--out``. ``--trace``: the nodes run under
 ``frame_trace.py``, and both files get the per-frame timeline of the critical path (each hop's
 p50/p90/p99, camera stamp -> probe; ``latency_pairs.py`` compares two trees with it).
@@ -154,15 +156,18 @@ def orchestrate(args) -> int:
         return [sys.executable, str(HERE / "frame_trace.py"), name, str(traces[name]),
                 "--ros-args", *ros_args]
 
-    procs = {
+    procs = {} if args.no_server else {
         "server": start(node("server", [
             "-r", f"__ns:=/{NS}", *_params({**common, "publish_detections_markers": False,
                                             "publish_points": False,
                                             "publish_annotated": False,
                                             "publish_segmentation_color": False}),
-            *_extra(args.server_param)]), logs / "server.log", env),
+            *_extra(args.server_param)]), logs / "server.log", env)}
+    # With a server the edge never falls back (0); without one it serves every frame itself.
+    fallback = 0.5 if args.no_server else 0.0
+    procs.update({
         "edge": start(node("edge", ["-r", f"__ns:=/{NS}",
-                                    *_params({**common, "fallback_after": 0.0}),
+                                    *_params({**common, "fallback_after": fallback}),
                                     *_extra(args.edge_param)]),
                       logs / "edge.log", env),
         "probe": start(me + ["--role", "probe", "--probe-out", str(probe_out), "--ready",
@@ -171,7 +176,7 @@ def orchestrate(args) -> int:
                               str(args.frames)]
                         + (["--trace-out", str(traces["camera"])] if args.trace else []),
                         logs / "camera.log", env),
-    }
+    })
     gpu = GpuSampler(logs / "gpu.csv")
     try:
         deadline = time.time() + args.start_timeout
@@ -182,7 +187,8 @@ def orchestrate(args) -> int:
             time.sleep(0.2)
         if not ready.exists():
             raise RuntimeError(f"no outputs within {args.start_timeout:.0f} s; logs in {logs}")
-        profile = (py_spy_profilers(args.py_spy, {k: procs[k] for k in ("server", "edge")},
+        profile = (py_spy_profilers(args.py_spy, {k: procs[k] for k in ("server", "edge")
+                                                  if k in procs},
                                     logs) if args.py_spy else None)
         t0, t1, cpu_pct, gpu_util = measure_window(procs, gpu, args.warmup, args.seconds,
                                                    profile)
@@ -202,7 +208,8 @@ def orchestrate(args) -> int:
                  "machine": f"{platform.node()}: {os.cpu_count()} CPUs",
                  "date": datetime.date.today().isoformat(), "model": model_label(args.model),
                  "device": args.device, "precision": args.precision,
-                 "camera": f"640x480 rgb8 raw at {args.rate:g} fps (bench/frames.npz)"},
+                 "camera": f"640x480 rgb8 raw at {args.rate:g} fps (bench/frames.npz)",
+                 "server": "none: the edge serves locally" if args.no_server else "server node"},
         "offered_fps": args.rate, "seconds": round(seconds, 2),
         "delivered_fps": round(len(lat) / seconds, 2),
         "e2e_ms_p50": round(float(np.percentile(lat, 50)), 2) if lat.size else None,
@@ -300,6 +307,8 @@ def main() -> int:
                     help="a server node parameter (repeatable; after the others)")
     ap.add_argument("--dds-profile", type=Path,
                     help="Fast DDS profile for every process (e.g. config/fastdds.xml)")
+    ap.add_argument("--no-server", action="store_true",
+                    help="no server node: the edge serves every frame itself (local inference)")
     ap.add_argument("--py-spy", default="", metavar="PATH",
                     help="py-spy executable: profile the server and the edge over the window "
                          "(logs/pyspy_{server,edge}_{threads,gil}.txt)")
@@ -310,6 +319,8 @@ def main() -> int:
     ap.add_argument("--probe-out", type=Path)
     ap.add_argument("--ready", type=Path)
     args = ap.parse_args()
+    if args.no_server and args.trace:
+        ap.error("--trace follows frames through the server: not with --no-server")
     if args.role == "camera":
         return camera(args.frames, args.rate, args.trace_out)
     if args.role == "probe":

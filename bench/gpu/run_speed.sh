@@ -16,6 +16,7 @@
 #   BEFORE=.carry/before BUNDLE=.carry/gpu_bundle/bundle.tar.gz PYSPY_WHEEL_DIR=.carry/pyspy \
 #     bash bench/gpu/run_speed.sh
 #   ALT_DDS=bench/fleet/fastdds_shm_large.xml ...   # one more one-robot row on that profile
+#   BASELINES= ...   # without the image-upload and local-inference rows (default: with them)
 #   # plumbing check on this CPU (no bundle, the tree's own environment):
 #   LOCAL=1 DEVICE=cpu PRECISION=fp32 MODEL=/tmp/tiny ROBOTS=1,2 SECONDS_PER_RUN=3 \
 #     BEFORE=... bash bench/gpu/run_speed.sh
@@ -93,6 +94,16 @@ if [ -n "${TRACE-1}" ]; then
 fi
 # (1b) after with the edge's executor as it was (single): what its new default is worth.
 pipeline after_edge_single "$AFTER" --edge-param executor:=single
+# (1b'') what a robot would pick instead, on the same frames and card (BASELINES=1, the
+# default; '' = skip): image upload (split input: the letterboxed model-input image as WebP at
+# UPLOAD_CODEC, default webp-q80/1, the quality that matches q4-zstd/1's accuracy on sim frames,
+# docs/BENCHMARKS.md) into the same server, and local inference (no server: the edge node's own
+# local path serves every frame).
+UPLOAD_CODEC=${UPLOAD_CODEC:-webp-q80/1} BASELINES=${BASELINES-1}
+if [ -n "$BASELINES" ]; then
+  pipeline after_upload "$AFTER" --edge-param split:=input --edge-param "codec:=$UPLOAD_CODEC"
+  pipeline after_local "$AFTER" --no-server
+fi
 # (1b') after on another DDS profile (ALT_DDS, e.g. bench/fleet/fastdds_shm_large.xml; '' =
 # skip), between two more runs on the default one so that the pair is side by side in time.
 if [ -n "${ALT_DDS:-}" ]; then
@@ -145,6 +156,8 @@ runs() { ls -d "$RUNS/$1"_n*/ 2>/dev/null | tr '\n' ',' ; }
     [ -n "$r" ] && echo "${row%%=*}=$r"; done) --pipeline "after=$RUNS/pipeline_after" \
   --pipeline "before=$RUNS/pipeline_before" \
   --pipeline "after, edge executor single=$RUNS/pipeline_after_edge_single" \
+  ${BASELINES:+--pipeline "after, image upload $UPLOAD_CODEC=$RUNS/pipeline_after_upload"} \
+  ${BASELINES:+--pipeline "after, local inference (no server)=$RUNS/pipeline_after_local"} \
   ${ALT_DDS:+--pipeline "after (again)=$RUNS/pipeline_after_again"} \
   ${ALT_DDS:+--pipeline "after, DDS $(basename "$ALT_DDS")=$RUNS/pipeline_after_alt_dds"} 2>&1 | tee -a "$LOG"
 for side in after before; do  # the traced runs' timelines side by side

@@ -67,6 +67,24 @@ def test_one_robot_end_to_end(tmp_path):
     assert all(0 < v["p50"] <= v["p99"] for v in by_output.values())
 
 
+def test_one_robot_without_a_server_is_served_by_its_edge(tmp_path):
+    """--no-server: the local-inference baseline; every output comes from the edge itself."""
+    r = subprocess.run([sys.executable, str(BENCH / "pipeline.py"), "--no-server", "--trace",
+                        "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "not with --no-server" in r.stderr
+    assert "Traceback" not in r.stderr
+    out = tmp_path / "local"
+    r = subprocess.run([sys.executable, str(BENCH / "pipeline.py"), "--no-server", "--rate", "5",
+                        "--seconds", "4", "--warmup", "1", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    result = json.loads((out / "pipeline.json").read_text())
+    assert result["delivered_fps"] > 0 and 0 < result["e2e_ms_p50"] <= result["e2e_ms_p99"]
+    assert set(result["cpu_pct"]) == {"edge", "probe", "camera"}
+    assert result["edge_diagnostics"]["link_mode"] == "local"
+    assert set(result["e2e_ms_by_output"]) == {"detections", "segmentation", "depth"}
+
+
 def test_overload_runs_each_tree_at_each_rate(tmp_path):
     """bench/fleet/overload.py, short: two trees (both this one), one rate; a row each with the
     offered and delivered rates and the receiving thread's cost."""
