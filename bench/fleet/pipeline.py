@@ -3,7 +3,9 @@
 A camera process publishes the bench frames (bench/frames.npz, 640x480) as raw rgb8 ``image``
 and ``camera_info`` at ``--rate`` fps, stamped with the wall clock; the edge node (CUDA graph
 on CUDA) and the server node run on ``--device``; a probe subscribes detections, segmentation
-and depth and records, per detections message, its stamp and arrival. After ``--warmup`` it
+and depth (as serialized bytes: the arrival without the probe's own deserialisation;
+``--typed-probe`` deserialises as a Python subscriber would) and records, per detections
+message, its stamp and arrival. After ``--warmup`` it
 measures ``--seconds``: delivered fps and end-to-end latency (camera stamp -> detections
 arrival, one host, one clock), plus the nodes' own /diagnostics timings. ``--no-server``: no
 server node; the edge serves every frame itself (its local fallback path, which a robot without a
@@ -24,6 +26,7 @@ import math
 import os
 import platform
 import signal
+import struct
 import sys
 import time
 from pathlib import Path
@@ -78,7 +81,11 @@ def camera(frames: Path, rate: float, trace: Path | None = None) -> int:
     return run_node(Camera)
 
 
-def probe(out: Path, ready: Path) -> int:
+def probe(out: Path, ready: Path, typed: bool = False) -> int:
+    """Records each output's (camera stamp, arrival). By default it subscribes to the outputs'
+    serialized bytes and reads the stamp from them: the arrival is the message's, without the
+    probe's own Python deserialisation (a Detection2DArray costs rclpy ~1 ms, a C++ subscriber
+    far less); ``typed`` subscribes to the messages as a Python subscriber would."""
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.node import Node
     from rclpy.qos import qos_profile_sensor_data
@@ -87,6 +94,8 @@ def probe(out: Path, ready: Path) -> int:
 
     from mtl_split_ros.node_main import run_node
     from mtl_split_ros.qos import qos_from_name
+
+    stamp = _stamp_ns if typed else _cdr_stamp_ns
 
     class Probe(Node):
         def __init__(self) -> None:
@@ -97,18 +106,20 @@ def probe(out: Path, ready: Path) -> int:
             # each has its own latency (detections, declared first, is the headline).
             self.image_arrivals: dict[str, list[tuple[int, int]]] = {}
             self.diagnostics: dict[str, dict] = {}
-            self.create_subscription(Detection2DArray, "mtl_split/detections", self._on, qos)
+            self.create_subscription(Detection2DArray, "mtl_split/detections", self._on, qos,
+                                     raw=not typed)
             for name in ("segmentation", "depth"):
                 times = self.image_arrivals.setdefault(name, [])
                 self.create_subscription(
                     Image, f"mtl_split/{name}",
-                    lambda m, times=times: times.append((_stamp_ns(m), time.time_ns())), qos)
+                    lambda m, times=times: times.append((stamp(m), time.time_ns())), qos,
+                    raw=not typed)
             self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag,
                                      qos_profile_sensor_data)
 
-        def _on(self, msg: Detection2DArray) -> None:
+        def _on(self, msg) -> None:
             now = time.time_ns()
-            self.arrivals.append((_stamp_ns(msg), now))
+            self.arrivals.append((stamp(msg), now))
             if len(self.arrivals) == 1:
                 ready.write_text(str(now))
 
@@ -171,7 +182,8 @@ def orchestrate(args) -> int:
                                     *_extra(args.edge_param)]),
                       logs / "edge.log", env),
         "probe": start(me + ["--role", "probe", "--probe-out", str(probe_out), "--ready",
-                             str(ready)], logs / "probe.log", env),
+                             str(ready)] + (["--typed-probe"] if args.typed_probe else []),
+                       logs / "probe.log", env),
         "camera": start(me + ["--role", "camera", "--rate", str(args.rate), "--frames",
                               str(args.frames)]
                         + (["--trace-out", str(traces["camera"])] if args.trace else []),
@@ -209,7 +221,9 @@ def orchestrate(args) -> int:
                  "date": datetime.date.today().isoformat(), "model": model_label(args.model),
                  "device": args.device, "precision": args.precision,
                  "camera": f"640x480 rgb8 raw at {args.rate:g} fps (bench/frames.npz)",
-                 "server": "none: the edge serves locally" if args.no_server else "server node"},
+                 "server": "none: the edge serves locally" if args.no_server else "server node",
+                 "probe": "typed (rclpy deserialises)" if args.typed_probe
+                 else "raw (stamp read from the bytes)"},
         "offered_fps": args.rate, "seconds": round(seconds, 2),
         "delivered_fps": round(len(lat) / seconds, 2),
         "e2e_ms_p50": round(float(np.percentile(lat, 50)), 2) if lat.size else None,
@@ -226,7 +240,7 @@ def orchestrate(args) -> int:
     m = result["meta"]
     md = (f"Command: `{m['command']}`  \nMachine: {m['machine']}; date {m['date']}  \n"
           f"Model: {m['model']}; edge and server on {m['device']} {m['precision']}; camera "
-          f"{m['camera']}\n\n| delivered fps | e2e p50 / p99 ms | edge ms p50 | server ms p50 | "
+          f"{m['camera']}; probe {m['probe']}\n\n| delivered fps | e2e p50 / p99 ms | edge ms p50 | server ms p50 | "
           "CPU % | GPU % |\n|---:|---:|---:|---:|---|---:|\n"
           f"| {result['delivered_fps']:.1f} | {result['e2e_ms_p50']} / {result['e2e_ms_p99']} | "
           f"{edge.get('edge_ms_p50', '-')} | {server.get('receive_to_publish_ms_p50', '-')} | "
@@ -271,6 +285,15 @@ def _stamp_ns(msg) -> int:
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
+def _cdr_stamp_ns(data: bytes) -> int:
+    """The header stamp of a serialized message that starts with a std_msgs/Header (little-
+    endian CDR: 4 bytes of encapsulation, then int32 sec, uint32 nanosec)."""
+    if len(data) < 12 or data[:2] != b"\x00\x01":
+        raise ValueError("not a little-endian CDR message")
+    sec, nanosec = struct.unpack_from("<iI", data, 4)
+    return sec * 1_000_000_000 + nanosec
+
+
 def _latencies_ms(arrivals, t0: int, t1: int) -> np.ndarray:
     """Camera stamp -> arrival (ms) of the messages that arrived within [t0, t1)."""
     return np.array([(a - s) / 1e6 for s, a in arrivals if t0 <= a < t1])
@@ -309,6 +332,9 @@ def main() -> int:
                     help="Fast DDS profile for every process (e.g. config/fastdds.xml)")
     ap.add_argument("--no-server", action="store_true",
                     help="no server node: the edge serves every frame itself (local inference)")
+    ap.add_argument("--typed-probe", action="store_true",
+                    help="the probe deserialises the outputs (as a Python subscriber does); "
+                         "default: it reads the stamp from their bytes")
     ap.add_argument("--py-spy", default="", metavar="PATH",
                     help="py-spy executable: profile the server and the edge over the window "
                          "(logs/pyspy_{server,edge}_{threads,gil}.txt)")
@@ -324,7 +350,7 @@ def main() -> int:
     if args.role == "camera":
         return camera(args.frames, args.rate, args.trace_out)
     if args.role == "probe":
-        return probe(args.probe_out, args.ready)
+        return probe(args.probe_out, args.ready, args.typed_probe)
     return orchestrate(args)
 
 

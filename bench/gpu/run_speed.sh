@@ -104,6 +104,9 @@ if [ -n "$BASELINES" ]; then
   pipeline after_upload "$AFTER" --edge-param split:=input --edge-param "codec:=$UPLOAD_CODEC"
   pipeline after_local "$AFTER" --no-server
 fi
+# (1b*) after with the probe deserialising its messages (as a Python subscriber): the other
+# rows' probe reads the stamp from the bytes, so its own rclpy deserialisation is not counted.
+pipeline after_typed_probe "$AFTER" --typed-probe
 # (1b') after on another DDS profile (ALT_DDS, e.g. bench/fleet/fastdds_shm_large.xml; '' =
 # skip), between two more runs on the default one so that the pair is side by side in time.
 if [ -n "${ALT_DDS:-}" ]; then
@@ -156,6 +159,7 @@ runs() { ls -d "$RUNS/$1"_n*/ 2>/dev/null | tr '\n' ',' ; }
     [ -n "$r" ] && echo "${row%%=*}=$r"; done) --pipeline "after=$RUNS/pipeline_after" \
   --pipeline "before=$RUNS/pipeline_before" \
   --pipeline "after, edge executor single=$RUNS/pipeline_after_edge_single" \
+  --pipeline "after, probe deserialising (typed)=$RUNS/pipeline_after_typed_probe" \
   ${BASELINES:+--pipeline "after, image upload $UPLOAD_CODEC=$RUNS/pipeline_after_upload"} \
   ${BASELINES:+--pipeline "after, local inference (no server)=$RUNS/pipeline_after_local"} \
   ${ALT_DDS:+--pipeline "after (again)=$RUNS/pipeline_after_again"} \
