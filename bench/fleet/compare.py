@@ -56,7 +56,8 @@ def pipeline_row(side: str, folder: Path) -> str:
     p = json.loads((folder / "pipeline.json").read_text())
     server = p.get("server_diagnostics", {})
     edge = p.get("edge_diagnostics", {})
-    local = p.get("meta", {}).get("server", "").startswith("none")  # pipeline.py --no-server: no link
+    # pipeline.py --no-server: no link, so the edge's (probe) bytes are not a cost
+    local = p.get("meta", {}).get("server", "").startswith("none")
     return (f"| {side} | {p['delivered_fps']:.1f} | {_fmt(p['e2e_ms_p50'], 1)} / "
             f"{_fmt(p['e2e_ms_p99'], 1)} | {edge.get('edge_ms_p50', '-')} | "
             f"{server.get('receive_to_publish_ms_p50', '-')} | "
