@@ -240,7 +240,8 @@ def orchestrate(args) -> int:
     m = result["meta"]
     md = (f"Command: `{m['command']}`  \nMachine: {m['machine']}; date {m['date']}  \n"
           f"Model: {m['model']}; edge and server on {m['device']} {m['precision']}; camera "
-          f"{m['camera']}; probe {m['probe']}\n\n| delivered fps | e2e p50 / p99 ms | edge ms p50 | server ms p50 | "
+          f"{m['camera']}; probe {m['probe']}\n\n"
+          "| delivered fps | e2e p50 / p99 ms | edge ms p50 | server ms p50 | "
           "CPU % | GPU % |\n|---:|---:|---:|---:|---|---:|\n"
           f"| {result['delivered_fps']:.1f} | {result['e2e_ms_p50']} / {result['e2e_ms_p99']} | "
           f"{edge.get('edge_ms_p50', '-')} | {server.get('receive_to_publish_ms_p50', '-')} | "
