@@ -434,7 +434,12 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
                                     "edge_frozen": freeze_edge,
                                     **({"frozen_split": config.default_split}
                                        if per_split_heads else {})}
-        if freeze_edge:
+        # Per-split heads froze the whole backbone and the default split's bottleneck: where
+        # the base had no bottleneck at the new splits, its edges can only send what this model
+        # computes bit for bit (the default split, or a split without a bottleneck).
+        base_edges_served = per_split_heads and base is not None and not any(
+            base.config.bottlenecks.get(s) for s in step_splits)
+        if freeze_edge or base_edges_served:
             # Robots keep running the edge they were deployed with: the base's, or the one
             # the base itself accepted when it was a frozen-edge fine-tune too.
             extra["accepts_edge_fingerprint"] = (init_card.get("accepts_edge_fingerprint")

@@ -20,6 +20,7 @@
 #   bash bench/gpu/train_every_split.sh     (HEADS: shared, the default, own or server)
 # (A smoke run elsewhere: DEVICE=cpu MAX_STEPS=2 WHEELS= CARRY=tiny OUT=/tmp/o bash ... skips the
 # wheels.)
+# SCORE='' skips the scoring on the held-out frames (device time; do it elsewhere with eval).
 # Back in $OUT: TAG/{weights.pt,card.json} per run and logs.tar (train logs and train_log_TAG.csv,
 # val_TAG.json: the val scores to choose by, check_TAG.txt, eval JSON).
 set -uo pipefail
@@ -72,10 +73,15 @@ for run in $runs; do
   [ -d "runs/$tag/model" ] || continue
   # Two files per run come back beside logs.tar: the device tool returns at most 8 (a run's
   # weights were left out when each run also sent its log and val scores).
-  mkdir -p "$OUT/$tag" && cp "runs/$tag/model/weights.pt" "$OUT/$tag/"
+  mkdir -p "$OUT/$tag" && cp "runs/$tag/model/weights.pt" "runs/$tag/model/card.json" "$OUT/$tag/"
   cp "runs/$tag/train_log.csv" "$logs/train_log_$tag.csv"
   grep '^VAL ' "$logs/train_$tag.log" > "$logs/val_$tag.json"
-  score "$tag" "$splits" &
+  if [ -n "${SCORE-1}" ]; then
+    score "$tag" "$splits" &
+  else  # SCORE='': no scoring here (on a CPU afterwards: `mtl-split eval --into-card`)
+    python3 bench/gpu/check_frozen_split.py models/default "runs/$tag/model" \
+      > "$logs/check_$tag.txt" 2>&1
+  fi
 done
 wait
 cat "$logs"/check_*.txt "$logs"/eval_*.log 2>/dev/null

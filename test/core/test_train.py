@@ -222,6 +222,8 @@ def test_per_split_heads_keep_the_default_split_bit_for_bit_while_the_others_lea
                               if n.endswith("4.weight"))  # no longer the identity
     assert card["fine_tuned_from"]["frozen_split"] == "s16"
     assert card["trained"]["splits"] == ["s16", "s8", "s32"]
+    # The base had no s8/s32 bottleneck: its robots can only send s16, computed bit for bit.
+    assert card["accepts_edge_fingerprint"] == base_card["fingerprint"] != card["fingerprint"]
     tuned_state = tuned.state_dict()
     assert all(torch.equal(tuned_state[k], v) for k, v in base.state_dict().items())
     x = torch.rand(3, 3, 64, 96, generator=torch.Generator().manual_seed(2))
@@ -240,6 +242,8 @@ def test_per_split_heads_keep_the_default_split_bit_for_bit_while_the_others_lea
     new = ServerRunner.from_path(str(tmp_path / "model"), device="cpu")
     np.testing.assert_array_equal(old.depth, new(EdgeRunner.from_path(
         str(tmp_path / "model"), split="s16", device="cpu")(rgb)).depth)
+    np.testing.assert_array_equal(old.depth, new(EdgeRunner.from_path(  # a robot not updated
+        str(base_dir), split="s16", device="cpu")(rgb)).depth)
     at_s8 = new(EdgeRunner.from_path(str(tmp_path / "model"), split="s8", device="cpu")(rgb))
     assert at_s8.depth.shape == old.depth.shape and np.isfinite(at_s8.depth).all()
 

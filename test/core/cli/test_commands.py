@@ -11,6 +11,7 @@ from mtl_split_core.cli.main import main
 from mtl_split_core.plan.profile import PROFILE_VERSION
 
 CODECS = ("f16-zstd/1", "q8-zstd/1", "q4-zstd/1")
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _module_run(*args, timeout=300):
@@ -33,10 +34,18 @@ def test_plan_from_given_profiles_writes_csv_and_plot(tmp_path, capsys):
     edge, server = tmp_path / "edge.json", tmp_path / "server.json"
     edge.write_text(json.dumps(_profile(4.0)))
     server.write_text(json.dumps(_profile(0.25)))
+    # A model whose card has no metrics (the shipped default's measure s16 and image upload
+    # only): every option is weighed by time alone.
+    model = tmp_path / "model"
+    model.mkdir()
+    card = json.loads((ROOT / "models" / "default" / "card.json").read_text())
+    card.pop("metrics", None)
+    (model / "card.json").write_text(json.dumps(card))
     out = tmp_path / "plan"
-    assert main(["plan", "--edge-profile", str(edge), "--server-profile", str(server),
-                 "--link", "2mbit,1ms", "--out", str(out)]) == 0
+    assert main(["plan", "--model", str(model), "--edge-profile", str(edge), "--server-profile",
+                 str(server), "--link", "2mbit,1ms", "--out", str(out)]) == 0
     stdout = capsys.readouterr().out
+    assert "no measured accuracy" in stdout
     # s8 q4: edge 40 + 1, 6,667 B at 2 Mbit/s = 26.7 + 0.5 ms, server 0.5 + 7.5 -> 76 ms;
     # s16 q4: 101 + 3.2 + 4.3 = 108 ms; local 160; JPEG upload 2 + 200.5 + 11 = 213 ms.
     assert "chosen: s8 q4-zstd/1 (76.2 ms" in stdout
@@ -126,7 +135,7 @@ def test_plan_weighs_eb_codecs_and_image_upload_by_the_cards_metrics(tmp_path, c
 
     model = tmp_path / "model"
     model.mkdir()
-    card = read_card(Path(__file__).resolve().parents[3] / "models" / "default")
+    card = read_card(ROOT / "models" / "default")
     card["metrics"] = {"data": "d", "split_set": "test", "results": [
         row("s16", "float", 0.8), row("s16", "q4-zstd/1", 0.8), row("s16", "eb-0/1", 0.796)]}
     (model / "card.json").write_text(json.dumps(card))
