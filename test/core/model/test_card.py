@@ -86,8 +86,8 @@ def test_weights_of_another_architecture(saved, tmp_path):
 
 def test_a_card_from_before_per_split_heads_loads_as_it_did(saved):
     """Cards written before ``per_split_heads`` and ``per_split_server`` existed (no such
-    fields) load with one shared server half, under the same fingerprint; the shipped default
-    is one of them."""
+    fields) load with one shared server half, under the same fingerprint; the shipped
+    every_split is one of them (the default has a server half per split, below)."""
     net, card, path = saved
     old = json.loads((path / "card.json").read_text())
     del old["per_split_heads"], old["per_split_server"]
@@ -96,9 +96,14 @@ def test_a_card_from_before_per_split_heads_loads_as_it_did(saved):
     assert loaded.config.per_split_heads == () and len(loaded.split_necks) == 0
     assert loaded.config.per_split_server == () and len(loaded.split_stages) == 0
     assert set(loaded.state_dict()) == set(net.state_dict())
-    default, default_card = load_model(Path(__file__).resolve().parents[3] / "models/default")
-    assert "per_split_heads" not in default_card and len(default.split_heads) == 0
-    assert "per_split_server" not in default_card and len(default.split_stages) == 0
+    models = Path(__file__).resolve().parents[3] / "models"
+    every, every_card = load_model(models / "every_split")
+    assert "per_split_heads" not in every_card and len(every.split_heads) == 0
+    assert "per_split_server" not in every_card and len(every.split_stages) == 0
+    default, default_card = load_model(models / "default")
+    assert default_card["per_split_server"] == ["s8", "s32"]
+    assert sorted(default.split_heads) == ["s32", "s8"]
+    assert sorted(default.split_stages) == ["s8"]  # s32: no stage after it, its own neck
 
 
 @pytest.mark.parametrize("damage", [
