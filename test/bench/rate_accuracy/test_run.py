@@ -72,10 +72,15 @@ def test_tiny_run_scores_every_method_family(tiny):
     for row in st["rows"]:
         families.setdefault(row["family"], []).append(row)
         assert "skipped" in row or all(0 <= row[m] <= 1 for m in metrics.values())
-    # Ours: every codec of the runtime at the split the card serves; image: 2 codecs x 2
-    # qualities.
+    # Ours: every codec of the runtime at every split the card serves (the default: s16, s8,
+    # s32); image: 2 codecs x 2 qualities.
     from mtl_split_core.codec import CODECS
-    assert {r["codec"] for r in families["ours"]} == set(CODECS)
+    from mtl_split_core.model.card import read_card
+    from mtl_split_core.plan.profile import served_splits
+    card = read_card(ROOT / "models" / "default")
+    served = served_splits(card, [p["name"] for p in card["split_points"]])
+    assert {(r["setting"], r["codec"]) for r in families["ours"]} == {
+        (s, c) for s in served for c in CODECS}
     assert {(r["codec"], r["setting"]) for r in families["image"]} == {
         ("jpeg", "q30"), ("jpeg", "q80"), ("webp", "q30"), ("webp", "q80")}
     refs = {r["codec"]: r for r in families["reference"]}
@@ -86,10 +91,11 @@ def test_tiny_run_scores_every_method_family(tiny):
     img = {(r["codec"], r["setting"]): r["bytes_per_frame"] for r in families["image"]}
     assert img[("jpeg", "q80")] > img[("jpeg", "q30")]
     # Comparisons: every (our curve, anchor, metric) and every our point x baseline.
+    curves = {f"split {s}" for s in served} | ({"ours, any split"} if len(served) > 1 else set())
     assert {(b["ours"], b["anchor"], b["metric"]) for b in st["bd_rate"]} == {
-        ("split s16", a, m) for a in ("jpeg", "webp") for m in metrics.values()}
+        (o, a, m) for o in curves for a in ("jpeg", "webp") for m in metrics.values()}
     eq = {e["ours"]: e for e in st["equal_accuracy"]}
-    assert set(eq) == {f"split s16 {c}" for c in CODECS}
+    assert set(eq) == {f"split {s} {c}" for s in served for c in CODECS}
     for e in eq.values():
         for per in e["baselines"].values():
             assert set(per) == {*metrics.values(), "all"}
