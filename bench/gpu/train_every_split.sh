@@ -57,10 +57,12 @@ done
 wait
 # Each run's model, then scored on the held-out frames at every split it serves (the card's
 # bottlenecks) and image upload, into its card; weights first, so a cut call still brings them.
+check() {  # tag: how many of the default's tensors the run changed (check_TAG.txt)
+  python3 bench/gpu/check_frozen_split.py models/default "runs/$1/model" > "$logs/check_$1.txt" 2>&1
+}
 score() {  # tag splits
   local tag=$1 splits=$2 s
-  python3 bench/gpu/check_frozen_split.py models/default "runs/$tag/model" \
-    > "$logs/check_$tag.txt" 2>&1
+  check "$tag"
   for s in ${splits//,/ } input; do
     $cli eval --model "runs/$tag/model" --data $carry/shards_test --split-set test --split $s \
       --codec all --device "$device" --into-card --out "$logs/eval_${tag}_$s.json" 2>&1 \
@@ -79,8 +81,7 @@ for run in $runs; do
   if [ -n "${SCORE-1}" ]; then
     score "$tag" "$splits" &
   else  # SCORE='': no scoring here (on a CPU afterwards: `mtl-split eval --into-card`)
-    python3 bench/gpu/check_frozen_split.py models/default "runs/$tag/model" \
-      > "$logs/check_$tag.txt" 2>&1
+    check "$tag"
   fi
 done
 wait

@@ -34,8 +34,8 @@ def test_plan_from_given_profiles_writes_csv_and_plot(tmp_path, capsys):
     edge, server = tmp_path / "edge.json", tmp_path / "server.json"
     edge.write_text(json.dumps(_profile(4.0)))
     server.write_text(json.dumps(_profile(0.25)))
-    # A model whose card has no metrics (the shipped default's measure s16 and image upload
-    # only): every option is weighed by time alone.
+    # A model whose card has no metrics (the shipped default's card has them): every option
+    # is weighed by time alone.
     model = tmp_path / "model"
     model.mkdir()
     card = json.loads((ROOT / "models" / "default" / "card.json").read_text())
