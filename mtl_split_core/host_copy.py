@@ -12,6 +12,7 @@ of that buffer. On the CPU there is nothing to copy: ``fetch`` returns the tenso
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 
 import numpy as np
 import torch
@@ -79,9 +80,11 @@ class HostCopy:
         return out
 
 
+@cache  # per output tensor and batch on the server's worker: a lookup, not an allocation
 def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
     return torch.empty(0, dtype=dtype).numpy().dtype
 
 
+@cache
 def _itemsize(dtype: torch.dtype) -> int:
     return torch.empty(0, dtype=dtype).element_size()

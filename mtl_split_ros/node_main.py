@@ -4,11 +4,17 @@ A restarted node is useful only once its peers have matched it. Participant disc
 0.1-3 s (Fast DDS announces a participant a few times at start, then every 3 s); importing the
 network stack (torch) takes ~1.2 s on a small CPU. ``run_node_lazily`` creates the DDS participant
 (a hidden boot node) before importing the node's module, so the two overlap.
+
+A node may also ask for rmw_fastrtps's asynchronous publication (``publication_mode``): its
+``publish`` then hands the message to a Fast DDS thread instead of sending it on the caller's
+thread, which in rclpy holds the GIL through the whole DDS write. The server asks for it
+(``SERVER_PUBLICATION_MODE``); the environment's own ``RMW_FASTRTPS_PUBLICATION_MODE`` wins.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable
 
@@ -23,6 +29,19 @@ from mtl_split_ros.shutdown import StopSignals, init_without_signal_handlers, sh
 BOOT_NODE = "_mtl_split_boot"
 # A node's ``executor_kind`` attribute picks one (the nodes' ``executor`` parameter).
 EXECUTORS = ("single", "events")
+# rmw_fastrtps reads it when the context starts (SYNCHRONOUS, ASYNCHRONOUS or AUTO).
+PUBLICATION_MODE_VARIABLE = "RMW_FASTRTPS_PUBLICATION_MODE"
+# The fleet server publishes three maps per frame: sent on Fast DDS's own thread, the writes no
+# longer hold the GIL its worker needs (H100, 34 robots: ~1,010 against ~960 frames/s, p99
+# 30-35 against 40-47 ms; docs/BENCHMARKS.md, "Asynchronous publication").
+SERVER_PUBLICATION_MODE = "ASYNCHRONOUS"
+
+
+def default_publication_mode(mode: str | None) -> None:
+    """Ask for rmw_fastrtps's publication ``mode`` in this process unless the environment names
+    one already (or ``mode`` is None); before the context starts."""
+    if mode is not None:
+        os.environ.setdefault(PUBLICATION_MODE_VARIABLE, mode)
 
 
 def make_executor(kind: str, node: Node) -> Executor:
@@ -42,14 +61,16 @@ def make_executor(kind: str, node: Node) -> Executor:
 
 
 def run_node(make_node: Callable[[], Node], args: list[str] | None = None, *,
-             discover_first: bool = False) -> int:
+             discover_first: bool = False, publication_mode: str | None = None) -> int:
     """Create and spin a node until SIGINT/SIGTERM; exit code 0, or 2 for bad parameters.
 
     ``discover_first``: create the context's DDS participant (a hidden boot node) before
     ``make_node`` runs, so discovery overlaps whatever ``make_node`` imports and loads.
+    ``publication_mode``: ``default_publication_mode``'s.
     Shutdown order: stop spinning, ``node.close()`` (stops and joins the node's workers), destroy
     the node, shut the context down — so no thread ever touches a dead node or context.
     """
+    default_publication_mode(publication_mode)
     with StopSignals() as stop:
         init_without_signal_handlers(args)
         node: Node | None = None
@@ -88,7 +109,8 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None, *,
     return 0
 
 
-def run_node_lazily(entry: str, args: list[str] | None = None) -> int:
+def run_node_lazily(entry: str, args: list[str] | None = None, *,
+                    publication_mode: str | None = None) -> int:
     """``run_node`` for the node class ``entry`` ("package.module:Class"), imported only after
     the DDS participant exists (the executables' entry)."""
     module, _, attribute = entry.partition(":")
@@ -96,4 +118,4 @@ def run_node_lazily(entry: str, args: list[str] | None = None) -> int:
     def make_node() -> Node:
         return getattr(importlib.import_module(module), attribute)()
 
-    return run_node(make_node, args, discover_first=True)
+    return run_node(make_node, args, discover_first=True, publication_mode=publication_mode)

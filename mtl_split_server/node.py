@@ -83,7 +83,7 @@ from mtl_split_ros.features_msg import packet_of_serialized
 from mtl_split_ros.feedback_cdr import link_feedback_cdr
 from mtl_split_ros.isolation import describe_stamp
 from mtl_split_ros.msg_factory import RclpyMessages
-from mtl_split_ros.node_main import run_node
+from mtl_split_ros.node_main import SERVER_PUBLICATION_MODE, run_node
 from mtl_split_ros.node_params import RUNTIME_PARAMS, SUPERVISION_PARAMS, executor_param
 from mtl_split_ros.params import Param, ParameterError, declare_all, in_range
 from mtl_split_ros.qos import QOS_PROFILES, qos_from_name
@@ -578,4 +578,4 @@ class ServerNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(ServerNode, args)
+    return run_node(ServerNode, args, publication_mode=SERVER_PUBLICATION_MODE)

@@ -9,7 +9,12 @@ import rclpy
 from ament_index_python.packages import get_package_prefix
 from sensor_msgs.msg import Image
 
-from mtl_split_ros.node_main import BOOT_NODE
+from mtl_split_ros.node_main import (
+    BOOT_NODE,
+    PUBLICATION_MODE_VARIABLE,
+    SERVER_PUBLICATION_MODE,
+    default_publication_mode,
+)
 from mtl_split_ros.qos import qos_from_name
 from support.procs import python_process
 from support.ros_nodes import assert_clean_exit, signal_and_wait, wait_for
@@ -72,6 +77,47 @@ def test_the_lazy_entry_creates_the_participant_before_importing_the_node(tmp_pa
     # Once the node is up the boot node is gone.
     spinning = next(line for line in log.splitlines() if line.startswith("nodes when spinning"))
     assert "fake_node" in spinning and BOOT_NODE not in spinning, log
+
+
+def test_a_publication_mode_is_asked_for_only_where_the_environment_names_none(monkeypatch):
+    monkeypatch.delenv(PUBLICATION_MODE_VARIABLE, raising=False)
+    default_publication_mode(None)
+    assert PUBLICATION_MODE_VARIABLE not in os.environ
+    default_publication_mode(SERVER_PUBLICATION_MODE)
+    assert os.environ[PUBLICATION_MODE_VARIABLE] == "ASYNCHRONOUS"
+    monkeypatch.setenv(PUBLICATION_MODE_VARIABLE, "SYNCHRONOUS")  # the user's choice wins
+    default_publication_mode(SERVER_PUBLICATION_MODE)
+    assert os.environ[PUBLICATION_MODE_VARIABLE] == "SYNCHRONOUS"
+
+
+PRINT_MODE_MODULE = """
+import os
+from rclpy.node import Node
+
+class ModeNode(Node):
+    def __init__(self):
+        super().__init__("mode_node")
+        print("mode:", os.environ.get("RMW_FASTRTPS_PUBLICATION_MODE"), flush=True)
+        raise KeyboardInterrupt
+"""
+
+
+@pytest.mark.parametrize("given, seen", [(None, "ASYNCHRONOUS"), ("SYNCHRONOUS", "SYNCHRONOUS")])
+def test_the_lazy_entry_asks_for_the_publication_mode_unless_the_environment_names_one(
+        tmp_path, monkeypatch, given, seen):
+    """As the server's executable runs it (SERVER_PUBLICATION_MODE); the environment wins."""
+    monkeypatch.delenv(PUBLICATION_MODE_VARIABLE, raising=False)
+    (tmp_path / "mode_module.py").write_text(PRINT_MODE_MODULE)
+    code = ("import sys; from mtl_split_ros.node_main import SERVER_PUBLICATION_MODE, "
+            "run_node_lazily; sys.exit(run_node_lazily('mode_module:ModeNode', "
+            "publication_mode=SERVER_PUBLICATION_MODE))")
+    env = {"PYTHONPATH": f"{tmp_path}:{os.environ['PYTHONPATH']}",
+           **({PUBLICATION_MODE_VARIABLE: given} if given else {})}
+    with python_process(code, env=env) as proc:
+        code = proc.wait(60)
+        log = proc.stdout.read()
+    assert code == 0 and "Traceback" not in log, log
+    assert f"mode: {seen}" in log, log
 
 
 def test_the_edge_executable_starts_and_stops_cleanly(ros_node, model_dir):
