@@ -92,7 +92,7 @@ def main() -> int:
     lines = ["| tree | robots | total fps | fps per robot (min) | e2e p50 / p99 ms | server "
              "p50 / p99 ms | batch | server CPU % | server CPU ms per frame | GIL % "
              "worker / publisher / executor / other | CPU samples % (same threads) | GPU % |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|"] if args.runs else []
     lines += [row for _, _, row in sorted(rows, key=lambda r: r[:2])]
     if args.pipeline:
         lines += ["", "One robot end to end (camera 640x480 -> edge -> server, "

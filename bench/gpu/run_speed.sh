@@ -153,8 +153,8 @@ for row in ${PARAM_ROWS:-}; do
 done
 
 runs() { ls -d "$RUNS/$1"_n*/ 2>/dev/null | tr '\n' ',' ; }
-"$PY" "$AFTER/bench/fleet/compare.py" --out "$OUT/speed.md" "after=$(runs after)" \
-  "before=$(runs before)" $(ls -d "$RUNS"/switch*/ 2>/dev/null | sed 's|.*/\(switch[^_]*\)_.*|\1=&|') \
+side() { local r; r=$(runs "$1"); [ -z "$r" ] || echo "$1=$r"; }  # none: no fleet run (BUDGET_S=0)
+"$PY" "$AFTER/bench/fleet/compare.py" --out "$OUT/speed.md" $(side after) $(side before) $(ls -d "$RUNS"/switch*/ 2>/dev/null | sed 's|.*/\(switch[^_]*\)_.*|\1=&|') \
   $(for row in ${PARAM_ROWS:-}; do r=$(runs "${row%%=*}"); \
     [ -n "$r" ] && echo "${row%%=*}=$r"; done) --pipeline "after=$RUNS/pipeline_after" \
   --pipeline "before=$RUNS/pipeline_before" \

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import torch
 
 from mtl_split_core.codec import EncodedTensor, device_encode, finish_encode
+from mtl_split_core.image_codec import INPUT_SPLIT
 from mtl_split_core.preprocess import letterbox_tensor
 
 if TYPE_CHECKING:
@@ -108,11 +109,13 @@ MAX_POST_KEYS = 8
 
 class _ServerGraph:
     """One capture of ``model.server`` for a fixed split, batch size and focal presence, and
-    of ``post`` applied to its outputs if given."""
+    of ``post`` applied to its outputs if given. At split ``input`` (image upload) the whole
+    network: ``model.edge`` to ``input_split``, then that split's server half."""
 
     def __init__(self, model: MultiTaskSplitNet, split: str, shape: tuple[int, ...],
                  with_focal: bool, dtype: torch.dtype, warmup: int,
-                 post: Callable[[dict[str, torch.Tensor]], Any] | None = None) -> None:
+                 post: Callable[[dict[str, torch.Tensor]], Any] | None = None,
+                 input_split: str = "") -> None:
         self.device = next(model.parameters()).device
         self.static_in = torch.zeros(shape, device=self.device, dtype=dtype)
         # Padding rows keep a focal of 1 (finite): their outputs are discarded.
@@ -120,7 +123,11 @@ class _ServerGraph:
                              if with_focal else None)
 
         def run() -> Any:
-            out = model.server(self.static_in, split, focal=self.static_focal)
+            if split == INPUT_SPLIT:
+                z = model.edge(self.static_in, input_split)
+                out = model.server(z, input_split, focal=self.static_focal)
+            else:
+                out = model.server(self.static_in, split, focal=self.static_focal)
             return out if post is None else post(out)
 
         self.graph, self.static_out = capture(self.device, run, warmup)
@@ -135,14 +142,17 @@ class CudaGraphServer:
 
     Graphs are captured on first use of a key (``capture`` does it ahead of time for the
     server half alone). The outputs are views of static buffers: read them before the next
-    call.
+    call. Split ``input`` (uploaded model-input images, (N, 3, H, W)) replays the whole
+    network, edge prefix to ``input_split`` included: eager, the prefix alone was a few dozen
+    kernel launches per batch.
     """
 
     def __init__(self, model: MultiTaskSplitNet, input_size: tuple[int, int],
-                 dtype: torch.dtype = torch.float16, warmup: int = 3) -> None:
+                 dtype: torch.dtype = torch.float16, warmup: int = 3, input_split: str = ""
+                 ) -> None:
         if not torch.cuda.is_available():
             raise RuntimeError("CUDA graphs need a CUDA device")
-        self.model, self.input_size = model, input_size
+        self.model, self.input_size, self.input_split = model, input_size, input_split
         self.dtype, self.warmup = dtype, warmup
         self._graphs: dict[tuple[str, int, bool, Hashable], _ServerGraph] = {}
         self._post_keys: set[Hashable] = set()
@@ -162,10 +172,12 @@ class CudaGraphServer:
         key = (split, bucket, with_focal, post_key)
         graph = self._graphs.get(key)
         if graph is None:
-            shape = (bucket, *self.model.split_shape(split, self.input_size))
+            w, h = self.input_size
+            shape = (bucket, *((3, h, w) if split == INPUT_SPLIT
+                               else self.model.split_shape(split, self.input_size)))
             try:
                 graph = _ServerGraph(self.model, split, shape, with_focal, self.dtype,
-                                     self.warmup, post)
+                                     self.warmup, post, self.input_split)
             except RuntimeError as err:
                 if post is None:
                     raise

@@ -209,7 +209,8 @@ class ServerRunner:
         # stream: the edge's local runner, tools); a node passes each robot's to ``admit``.
         self.references = TemporalDecoder()
         if cuda_graphs and self.device.type == "cuda" and not self._ort:
-            self._graphs = CudaGraphServer(self.model, self.input_size, self.dtype)
+            self._graphs = CudaGraphServer(self.model, self.input_size, self.dtype,
+                                           input_split=card["default_split"])
         self._script: TorchScriptServer | None = None
         if torchscript and self.device.type == "cpu" and self.dtype == torch.float32 \
                 and not self._ort:
@@ -342,13 +343,11 @@ class ServerRunner:
         the first batches (a capture takes milliseconds to a second); on the TorchScript path
         start tracing them in the background (a second or two each; eager until ready).
         No-op otherwise."""
-        # split input runs the default split's server half
-        names = list(dict.fromkeys(self.card["default_split"] if s == INPUT_SPLIT else s
-                                   for s in splits))
-        if self._graphs is not None:
-            self._graphs.capture(names)
-        if self._script is not None:
-            self._script.prepare_in_background(names)
+        if self._graphs is not None:  # split input: graphs of the whole network
+            self._graphs.capture(list(dict.fromkeys(splits)))
+        if self._script is not None:  # split input: the default split's server half
+            self._script.prepare_in_background(list(dict.fromkeys(
+                self.card["default_split"] if s == INPUT_SPLIT else s for s in splits)))
 
     @torch.inference_mode()
     def run_batch(self, items: Sequence[DecodedPacket],
@@ -428,7 +427,7 @@ class ServerRunner:
             return out if post is None else post(out)
         z = torch.from_numpy(codes).to(self.device, self.dtype)
         focal = None if focal_px is None else torch.from_numpy(focal_px).to(self.device)
-        if split == INPUT_SPLIT:
+        if split == INPUT_SPLIT and self._graphs is None:  # the graphs hold the prefix too
             split = self.card["default_split"]
             z = self.model.edge(z, split)
         if self._graphs is not None:

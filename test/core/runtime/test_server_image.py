@@ -133,15 +133,15 @@ def test_a_feature_packet_at_the_input_index_is_rejected(image_packet, model_dir
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_image_packets_on_cuda_graphs_equal_eager(packaged):
-    """On CUDA the server half of an image packet replays the default split's graphs after
-    the eager edge prefix: the same results as eager, padded batch (3 -> 4) included."""
+    """On CUDA an image packet replays a graph of the whole network (edge prefix and the
+    default split's server half): the same results as eager, padded batch (3 -> 4) included."""
     _, _, frames = packaged
     edge = EdgeRunner.from_path("", split="input", device="cuda", precision="fp16")
     graph = ServerRunner.from_path("", device="cuda", precision="fp16", score_threshold=0.0)
     eager = ServerRunner.from_path("", device="cuda", precision="fp16", score_threshold=0.0,
                                    cuda_graphs=False)
-    graph.capture_graphs(["input"])  # = the default split's graphs
-    assert {key[0] for key in graph._graphs._graphs} == {graph.card["default_split"]}
+    graph.capture_graphs(["input"])
+    assert {key[0] for key in graph._graphs._graphs} == {"input"}
     items = [graph.admit(edge(rgb)) for rgb in frames[:3]]
     for item, result in zip(items, graph.run_batch(items, [None] * 3)):
         single = eager(item)
