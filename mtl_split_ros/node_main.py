@@ -32,8 +32,8 @@ EXECUTORS = ("single", "events")
 # rmw_fastrtps reads it when the context starts (SYNCHRONOUS, ASYNCHRONOUS or AUTO).
 PUBLICATION_MODE_VARIABLE = "RMW_FASTRTPS_PUBLICATION_MODE"
 # The fleet server publishes three maps per frame: sent on Fast DDS's own thread, the writes no
-# longer hold the GIL its worker needs (H100, 34 robots: ~1,010 against ~960 frames/s, p99
-# 30-35 against 40-47 ms; docs/BENCHMARKS.md, "Asynchronous publication").
+# longer hold the GIL its worker needs (H100, 34 robots, alternating pairs: +5-10% frames/s,
+# one robot within noise; docs/BENCHMARKS.md, "Asynchronous publication").
 SERVER_PUBLICATION_MODE = "ASYNCHRONOUS"
 
 
