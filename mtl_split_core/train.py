@@ -47,6 +47,7 @@ from mtl_split_core.data.frames import (
 from mtl_split_core.distributed import World, mean_over_world, sync_batch_norm
 from mtl_split_core.evaluate import evaluate, headline
 from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, finetune, load_model, save_model
+from mtl_split_core.model.card import ACCEPTS_EDGE, edge_lineage
 from mtl_split_core.model.losses import MultiTaskLoss, scaled_output_distance
 from mtl_split_core.output_folder import atomic_write_bytes, replacing_folder
 from mtl_split_core.tasks import get_tasks, labelled_field
@@ -440,10 +441,9 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
         base_edges_served = per_split_heads and base is not None and not any(
             base.config.bottlenecks.get(s) for s in step_splits)
         if freeze_edge or base_edges_served:
-            # Robots keep running the edge they were deployed with: the base's, or the one
+            # Robots keep running the edge they were deployed with: the base's, and those
             # the base itself accepted when it was a frozen-edge fine-tune too.
-            extra["accepts_edge_fingerprint"] = (init_card.get("accepts_edge_fingerprint")
-                                                 or init_card["fingerprint"])
+            extra[ACCEPTS_EDGE] = edge_lineage(init_card)
     with replacing_folder(out_dir / "model") as folder:
         save_model(folder, model, fp16=fp16, extra=extra)
     result = {}

@@ -45,7 +45,7 @@ from mtl_split_core.entropy_tables import MAX_ALPHABET, EntropyTables, tables_of
 from mtl_split_core.errors import InputError
 from mtl_split_core.evaluate import evaluate, headline
 from mtl_split_core.model.bottleneck import Bottleneck
-from mtl_split_core.model.card import load_model, save_model
+from mtl_split_core.model.card import ACCEPTS_EDGE, edge_lineage, load_model, save_model
 from mtl_split_core.model.context_fit import fit_context
 from mtl_split_core.model.entropy_model import GAIN_BOUNDS, EntropyModel
 from mtl_split_core.model.losses import MultiTaskLoss
@@ -451,8 +451,7 @@ def _save(student: MultiTaskSplitNet, teacher: MultiTaskSplitNet, base_card: dic
                             "fresh_heads": [], "edge_frozen": frozen},
         "trained_entropy": trained}
     if frozen:  # the edge is the base's bit for bit: its robots' packets are served as they are
-        extra["accepts_edge_fingerprint"] = (base_card.get("accepts_edge_fingerprint")
-                                             or base_card["fingerprint"])
+        extra[ACCEPTS_EDGE] = edge_lineage(base_card)
     card = save_model(Path(out_dir) / "model", student, fp16=fp16, extra=extra)
     torch.save(entropy.state_dict(), Path(out_dir) / "entropy_model.pt")
     val: dict[str, Any] = {}
@@ -544,7 +543,6 @@ def _save_tables(model: MultiTaskSplitNet, base_card: dict, block: dict, out_dir
     extra: dict[str, Any] = {k: base_card[k] for k in kept if k in base_card}
     extra[key] = {**about, "from": {"name": base_card["name"],
                                     "fingerprint": base_card["fingerprint"]}}
-    extra["accepts_edge_fingerprint"] = (base_card.get("accepts_edge_fingerprint")
-                                         or base_card["fingerprint"])
+    extra[ACCEPTS_EDGE] = edge_lineage(base_card)
     fp16 = base_card.get("weights_dtype", "float16") == "float16"
     return save_model(Path(out_dir) / "model", model, fp16=fp16, extra=extra)

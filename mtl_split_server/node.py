@@ -48,6 +48,7 @@ from std_msgs.msg import Header
 
 from mtl_split.msg import LinkFeedback, ServerAnnouncement, SplitFeatures
 from mtl_split_core.auth import AuthRejected, Signer, Verifier
+from mtl_split_core.model.card import accepted_edges
 from mtl_split_core.runtime.backends import OrtOptions
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.frame_views import ViewRequest
@@ -60,6 +61,7 @@ from mtl_split_core.runtime.pool_announcement import (
     POOL_TOPIC,
     SERVER_ID,
     Announcement,
+    announced_fingerprints,
     default_input_topic,
     output_prefix,
     robot_of_topic,
@@ -377,7 +379,8 @@ class ServerNode(Node):
         self.inputs_ignored = 0
         pool_verifier = None if ring is None else Verifier(ring, cfg["auth_max_age_s"])
         pool_msg.subscribe(self, cfg["pool_topic"], pool_verifier, self._on_pool)
-        return ServerAdmission(self.server_id, self.pool_input, (card["fingerprint"],),
+        served = announced_fingerprints(card["fingerprint"], accepted_edges(card))
+        return ServerAdmission(self.server_id, self.pool_input, served,
                                capacity_fps=cfg["capacity_fps"], headroom=cfg["pool_headroom"],
                                max_robots=cfg["pool_max_robots"],
                                new_robot_fps=cfg["pool_new_robot_fps"],

@@ -84,7 +84,32 @@ def read_card(path: str | Path) -> dict:
     if version not in SUPPORTED_CARD_VERSIONS:
         raise ModelLoadError(f"model card {card_path} has card_version {version!r}; this build "
                              f"reads {SUPPORTED_CARD_VERSIONS}")
+    accepted_edges(card)  # a malformed list is the card's error, named at load
     return card
+
+
+# Fingerprints of the deployed edges a server model also serves: a frozen-edge fine-tune's
+# robots keep the edge they run (``mtl-split train --freeze-edge``, per-split servers, entropy
+# tables). A list; a card from before lists reads as one fingerprint.
+ACCEPTS_EDGE = "accepts_edge_fingerprint"
+
+
+def accepted_edges(card: dict) -> frozenset[str]:
+    """The fingerprints of the edges whose packets this card's server serves: its own and
+    those it accepts. ModelLoadError for an ``accepts_edge_fingerprint`` that is neither a
+    fingerprint nor a list of them."""
+    accepts = card.get(ACCEPTS_EDGE, [])
+    accepts = [accepts] if isinstance(accepts, str) else accepts
+    if not (isinstance(accepts, list) and all(isinstance(f, str) and f for f in accepts)):
+        raise ModelLoadError(f"model card: {ACCEPTS_EDGE} must be a fingerprint or a list of "
+                             f"them, got {accepts!r}"[:200])
+    return frozenset([card.get("fingerprint", ""), *accepts]) - {""}
+
+
+def edge_lineage(base: dict) -> list[str]:
+    """What a model whose edge is ``base``'s bit for bit accepts: every edge ``base`` serves,
+    ``base``'s own included (its robots, and those it kept serving)."""
+    return sorted(accepted_edges(base))
 
 
 def config_from_card(card: dict) -> ModelConfig:

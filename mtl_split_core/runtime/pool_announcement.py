@@ -161,6 +161,12 @@ def _number(value: float, hi: float, reason: str, what: str, nan_ok: bool = Fals
         raise AnnouncementRejected(reason, f"{what} {value!r}: expected a number in [0, {hi:g}]")
 
 
+def announced_fingerprints(own: str, accepted: frozenset[str] | set[str]) -> tuple[str, ...]:
+    """The model fingerprints a server announces: its own first, then the deployed edges its
+    card also serves (``model.card.accepted_edges``), at most MAX_FINGERPRINTS."""
+    return (own, *sorted(set(accepted) - {own}))[:MAX_FINGERPRINTS]
+
+
 def check_announcement(a: Announcement) -> Announcement:
     """``a`` when every field is within its bounds; else AnnouncementRejected naming the field.
     Rejected, never clamped: an absurd value means the sender cannot be trusted with any."""

@@ -34,6 +34,7 @@ from mtl_split_core.image_codec import (
     decode_image,
     parse_image_codec,
 )
+from mtl_split_core.model.card import accepted_edges
 from mtl_split_core.model.network import MultiTaskSplitNet
 from mtl_split_core.runtime.backends import (
     OnnxExport,
@@ -198,6 +199,7 @@ class ServerRunner:
             self.device, self.dtype = torch.device("cpu"), torch.float32
         self.model = model.to(self.device, self.dtype).eval()
         self.input_size = tuple(card["input_size"])
+        self._accepted_edges = accepted_edges(card)
         # (C, H, W) a packet of each split must declare, checked per message: computed once.
         w, h = self.input_size
         self._split_shapes: dict[str, tuple[int, ...]] = {
@@ -229,9 +231,8 @@ class ServerRunner:
         """Raise PacketRejected unless ``packet`` is within the input bounds (runtime/packet.py)
         and this server's model produced it; return its content box in the network input."""
         check_packet(packet)
-        # A frozen-edge fine-tune also serves the edges deployed with the model it came from.
-        if packet.model_fingerprint not in (self.card["fingerprint"],
-                                            self.card.get("accepts_edge_fingerprint")):
+        # A frozen-edge fine-tune also serves the edges deployed with the models it came from.
+        if packet.model_fingerprint not in self._accepted_edges:
             raise PacketRejected(
                 "fingerprint", f"model fingerprint {packet.model_fingerprint!r} "
                 f"({packet.model_id or '?'}) != served {self.card['fingerprint']!r} "

@@ -118,7 +118,8 @@ def test_a_frozen_edge_stays_bit_identical_and_the_server_accepts_the_old_edge(b
         assert _equal(_params(base, prefix), _params(tuned, prefix)), prefix
     for prefix in ("heads.depth.", "neck.", "bottlenecks.s16.decoder."):
         assert not _equal(_params(base, prefix), _params(tuned, prefix)), prefix
-    assert card["accepts_edge_fingerprint"] == base_card["fingerprint"] != card["fingerprint"]
+    assert card["accepts_edge_fingerprint"] == [base_card["fingerprint"]]
+    assert base_card["fingerprint"] != card["fingerprint"]
     assert card["fine_tuned_from"] == {"name": base_card["name"],
                                        "fingerprint": base_card["fingerprint"],
                                        "fresh_heads": [], "edge_frozen": True}
@@ -138,8 +139,10 @@ def test_a_frozen_edge_stays_bit_identical_and_the_server_accepts_the_old_edge(b
         server(dataclasses.replace(old_edge, model_fingerprint="0123456789abcdef"))
 
 
-def test_new_classes_reinitialise_their_heads_and_a_second_frozen_tune_keeps_the_root_edge(
+def test_new_classes_reinitialise_their_heads_and_a_second_frozen_tune_serves_both_edges(
         base_dir, tmp_path):
+    """A frozen-edge tune of a frozen-edge tune serves the robots of both models before it:
+    the root's and the first tune's (their edges are the same bit for bit)."""
     train(TINY, _depth_only(), None, tmp_path / "a", max_steps=1, init_model=base_dir,
           freeze_edge=True, **FAST)
     city = dataclasses.replace(TINY, detection_classes=("car",),
@@ -149,12 +152,18 @@ def test_new_classes_reinitialise_their_heads_and_a_second_frozen_tune_keeps_the
     train(city, data, None, tmp_path / "b", max_steps=1, init_model=tmp_path / "a" / "model",
           freeze_edge=True, **FAST)
     _, root = load_model(base_dir)
+    _, first = load_model(tmp_path / "a" / "model")
     model, card = load_model(tmp_path / "b" / "model")
     assert card["fine_tuned_from"]["fresh_heads"] == ["detection", "segmentation"]
     assert card["detection_classes"] == ["car"] and card["segmentation_classes"] == [
         "road", "car"]
     assert model.heads["detection"].heatmap[-1].out_channels == 1
-    assert card["accepts_edge_fingerprint"] == root["fingerprint"]
+    assert card["accepts_edge_fingerprint"] == sorted([root["fingerprint"],
+                                                       first["fingerprint"]])
+    rgb = np.random.default_rng(1).integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    server = ServerRunner.from_path(str(tmp_path / "b" / "model"), device="cpu")
+    for deployed in (base_dir, tmp_path / "a" / "model"):  # both fleets' packets are served
+        server(EdgeRunner.from_path(str(deployed), device="cpu")(rgb))
     # Without --freeze-edge the edge learns and no other edge is accepted.
     train(TINY, tiny_dataset(), None, tmp_path / "c", max_steps=1, init_model=base_dir, **FAST)
     free = json.loads((tmp_path / "c" / "model" / "card.json").read_text())
@@ -223,7 +232,8 @@ def test_per_split_heads_keep_the_default_split_bit_for_bit_while_the_others_lea
     assert card["fine_tuned_from"]["frozen_split"] == "s16"
     assert card["trained"]["splits"] == ["s16", "s8", "s32"]
     # The base had no s8/s32 bottleneck: its robots can only send s16, computed bit for bit.
-    assert card["accepts_edge_fingerprint"] == base_card["fingerprint"] != card["fingerprint"]
+    assert card["accepts_edge_fingerprint"] == [base_card["fingerprint"]]
+    assert base_card["fingerprint"] != card["fingerprint"]
     tuned_state = tuned.state_dict()
     assert all(torch.equal(tuned_state[k], v) for k, v in base.state_dict().items())
     x = torch.rand(3, 3, 64, 96, generator=torch.Generator().manual_seed(2))

@@ -66,7 +66,7 @@ def test_train_then_fine_tune_with_a_frozen_edge_then_evaluate(sim, tmp_path, ca
                  "--freeze-edge", "--tasks", "depth", "--out", str(tuned),
                  *TRAIN_OPTIONS]) == 0
     card = json.loads((tuned / "model" / "card.json").read_text())
-    assert card["accepts_edge_fingerprint"] == base["fingerprint"]
+    assert card["accepts_edge_fingerprint"] == [base["fingerprint"]]
     assert card["name"] == f"{base['name']}_tuned" and card["tasks"] == ["depth"]
     assert card["bottlenecks"] == base["bottlenecks"]
     assert card["fine_tuned_from"]["fresh_heads"] == []

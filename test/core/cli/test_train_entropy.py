@@ -9,7 +9,7 @@ import torch
 
 from mtl_split_core.cli.main import main
 from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, save_model
-from mtl_split_core.model.card import load_model
+from mtl_split_core.model.card import accepted_edges, load_model
 
 from .test_train import write_sim_folder
 
@@ -145,8 +145,8 @@ def test_temporal_context_adds_conditional_codecs_and_keeps_the_edge(tmp_path):
     new = json.loads((out / "model" / "card.json").read_text())
     old = json.loads((SHIPPED_EBC / "card.json").read_text())
     assert new["trained_temporal_context"]["sequences"] == 2
-    assert new["accepts_edge_fingerprint"] == old.get("accepts_edge_fingerprint",
-                                                      old["fingerprint"])
+    # Robots of the base and of every edge it served: the same edge bit for bit.
+    assert new["accepts_edge_fingerprint"] == sorted(accepted_edges(old))
     assert {k: v for k, v in new["entropy"].items() if k not in ("version", "temporal")} == \
         {k: v for k, v in old["entropy"].items() if k != "version"}
     tables = tables_of(new["entropy"])

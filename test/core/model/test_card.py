@@ -13,6 +13,7 @@ from mtl_split_core.model import (
     load_model,
     save_model,
 )
+from mtl_split_core.model.card import accepted_edges, edge_lineage, read_card
 
 
 @pytest.fixture()
@@ -51,6 +52,8 @@ def _edit_card(path, **changes):
 
 @pytest.mark.parametrize("changes, message", [
     ({"card_version": 99}, "card_version"),
+    ({"accepts_edge_fingerprint": 7}, "accepts_edge_fingerprint"),
+    ({"accepts_edge_fingerprint": ["abc", ""]}, "accepts_edge_fingerprint"),
     ({"backbone": "vgg"}, "backbone"),
     ({"backbone": "resnet18"}, "fingerprint"),
     ({"bottlenecks": {"s16": 4}}, "fingerprint"),
@@ -60,6 +63,16 @@ def test_bad_cards(saved, changes, message):
     _edit_card(path, **changes)
     with pytest.raises(ModelLoadError, match=message):
         load_model(path)
+
+
+def test_the_edges_a_card_serves_are_its_own_and_those_it_accepts(saved):
+    _, card, path = saved
+    own = card["fingerprint"]
+    assert accepted_edges(card) == {own} and edge_lineage(card) == [own]
+    _edit_card(path, accepts_edge_fingerprint="0123456789abcdef")  # a card from before lists
+    assert accepted_edges(read_card(path)) == {own, "0123456789abcdef"}
+    _edit_card(path, accepts_edge_fingerprint=["b", "a"])
+    assert edge_lineage(read_card(path)) == sorted(["a", "b", own])
 
 
 def test_missing_and_corrupt_files(saved, tmp_path):

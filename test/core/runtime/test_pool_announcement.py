@@ -3,8 +3,10 @@
 import pytest
 
 from mtl_split_core.runtime.pool_announcement import (
+    MAX_FINGERPRINTS,
     Announcement,
     AnnouncementRejected,
+    announced_fingerprints,
     check_announcement,
     check_input_topic,
     default_input_topic,
@@ -55,3 +57,12 @@ def test_a_valid_announcement_passes_and_a_bad_split_or_sequence_does_not():
         with pytest.raises(AnnouncementRejected) as err:
             check_announcement(bad)
         assert err.value.reason == reason
+
+
+def test_a_server_announces_its_own_fingerprint_first_then_the_edges_it_also_serves():
+    assert announced_fingerprints("own", frozenset({"own"})) == ("own",)
+    assert announced_fingerprints("own", {"b", "own", "a"}) == ("own", "a", "b")
+    many = announced_fingerprints("own", {f"fp{i:02d}" for i in range(20)} | {"own"})
+    assert len(many) == MAX_FINGERPRINTS and many[0] == "own"
+    check_announcement(Announcement(server_id="s", sequence=1, input_topic=default_input_topic(
+        "s"), fingerprints=many))  # within the announcement's bounds
