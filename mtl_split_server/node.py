@@ -48,7 +48,6 @@ from std_msgs.msg import Header
 
 from mtl_split.msg import LinkFeedback, ServerAnnouncement, SplitFeatures
 from mtl_split_core.auth import AuthRejected, Signer, Verifier
-from mtl_split_core.model.card import accepted_edges
 from mtl_split_core.runtime.backends import OrtOptions
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.frame_views import ViewRequest
@@ -379,7 +378,7 @@ class ServerNode(Node):
         self.inputs_ignored = 0
         pool_verifier = None if ring is None else Verifier(ring, cfg["auth_max_age_s"])
         pool_msg.subscribe(self, cfg["pool_topic"], pool_verifier, self._on_pool)
-        served = announced_fingerprints(card["fingerprint"], accepted_edges(card))
+        served = announced_fingerprints(card["fingerprint"], self.runner.accepted_edges)
         return ServerAdmission(self.server_id, self.pool_input, served,
                                capacity_fps=cfg["capacity_fps"], headroom=cfg["pool_headroom"],
                                max_robots=cfg["pool_max_robots"],

@@ -199,7 +199,8 @@ class ServerRunner:
             self.device, self.dtype = torch.device("cpu"), torch.float32
         self.model = model.to(self.device, self.dtype).eval()
         self.input_size = tuple(card["input_size"])
-        self._accepted_edges = accepted_edges(card)
+        # Fingerprints of the edges served: this model's and those its card accepts.
+        self.accepted_edges = accepted_edges(card)
         # (C, H, W) a packet of each split must declare, checked per message: computed once.
         w, h = self.input_size
         self._split_shapes: dict[str, tuple[int, ...]] = {
@@ -232,7 +233,7 @@ class ServerRunner:
         and this server's model produced it; return its content box in the network input."""
         check_packet(packet)
         # A frozen-edge fine-tune also serves the edges deployed with the models it came from.
-        if packet.model_fingerprint not in self._accepted_edges:
+        if packet.model_fingerprint not in self.accepted_edges:
             raise PacketRejected(
                 "fingerprint", f"model fingerprint {packet.model_fingerprint!r} "
                 f"({packet.model_id or '?'}) != served {self.card['fingerprint']!r} "
