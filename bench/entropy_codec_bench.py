@@ -3,7 +3,7 @@ q4-zstd/1 on the same split tensors: bytes per frame and encode / decode time pe
 CPU (the edge and server run one frame at a time). ebc-<k>/1 must decode every frame to exactly
 eb-<k>/1's tensor (the same symbols: the same accuracy); the bench stops if one does not.
 
-    python bench/entropy_codec_bench.py --model models/default_eb --data DATA --frames 60
+    python bench/entropy_codec_bench.py --model models/default --data DATA --frames 60
 
 The tensors are the model's edge output at its split for the frames' test split; each codec
 encodes and decodes every frame ``--repeats`` times, the table gives the median per frame.
@@ -68,7 +68,7 @@ def _vs_eb(codec: str, nbytes: float, rows: list) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="models/default_eb")
+    ap.add_argument("--model", default="models/default")
     ap.add_argument("--data", required=True, help="a data set with a test split (mtl-split eval)")
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--repeats", type=int, default=15)

@@ -4,7 +4,7 @@ codec ``t<N>-s<T>-ebc-<k>/1`` and per-frame ``ebc-<k>/1``, entropy_codec_bench.p
 A conditional codec with hold 0 must decode every frame to exactly ebc-<k>'s tensor; the bench
 stops if one does not.
 
-    python bench/temporal_context_bench.py --model models/default_ebct \
+    python bench/temporal_context_bench.py --model models/default \
         --sequences data/rate_accuracy/v2_sequences_seed23_n150_g50_640x480_320x240_noise0.npz
 
 The tensors are the model's edge output at its split for every frame of the sequences npz
@@ -64,7 +64,7 @@ def stream_pass(codec: str, sequences: list[np.ndarray], tables) -> tuple[list, 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="models/default_ebct")
+    ap.add_argument("--model", default="models/default")
     ap.add_argument("--sequences", required=True, help="a labelled sequences npz")
     ap.add_argument("--codecs", default=",".join(DEFAULT_CODECS))
     ap.add_argument("--repeats", type=int, default=5)

@@ -59,6 +59,9 @@ from mtl_split_core.entropy_tables import (
 
 # Codecs every model has (no tables needed); ENTROPY_CODECS need the model's entropy tables.
 CODECS = ("f16-zstd/1", "q8-zstd/1", "q4-zstd/1")
+# A split's default codec where the model's default is entropy-coded and the split has no
+# tables (entropy tables code one split): every model has it.
+FALLBACK_CODEC = "q4-zstd/1"
 # eb-<k>/1: one table per channel; ebc-<k>/1: the same symbols, context tables (version 2).
 ENTROPY_CODECS = tuple(f"{family}-{k}/1" for family in ("eb", "ebc")
                        for k in range(MAX_OPERATING_POINTS))
@@ -166,6 +169,12 @@ def split_codecs(tables: EntropyTables | None, split: str) -> tuple[str, ...]:
     """Every codec a model with ``tables`` can encode at ``split``: entropy tables code their
     own split only."""
     return model_codecs(tables if tables is not None and tables.split == split else None)
+
+
+def split_default(codec: str, tables: EntropyTables | None, split: str) -> str:
+    """A model's default ``codec`` (its default split's) at ``split``: the codec itself
+    where ``split`` can code it, else ``FALLBACK_CODEC``."""
+    return codec if codec in split_codecs(tables, split) else FALLBACK_CODEC
 
 
 def codec_bits(codec: str) -> int | None:

@@ -50,7 +50,7 @@ decoder's reconstruction (which it tracks exactly), over the tile's positions an
 channel, each channel divided by its value range in the new frame, is below ``T / 1000``.
 Comparing against the reconstruction, not the previous input, bounds the drift of a tile
 skipped many times; it also means ``T`` must sit above the base codec's own error to skip
-anything (on the sim sequences: q4 from about s10, eb-3 of the default_eb model from about s50;
+anything (on the sim sequences: q4 from about s10, eb-3 of models/default from about s50;
 docs/BENCHMARKS.md).
 
 Decoder verdicts (``CodecError.reason``): ``temporal`` = a malformed header or body;

@@ -36,6 +36,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from mtl_split_core.codec import split_default
 from mtl_split_core.data.augment import augment_batch
 from mtl_split_core.data.frames import (
     LABEL_TASKS,
@@ -45,6 +46,7 @@ from mtl_split_core.data.frames import (
     frame_batches,
 )
 from mtl_split_core.distributed import World, mean_over_world, sync_batch_norm
+from mtl_split_core.entropy_tables import tables_of
 from mtl_split_core.evaluate import evaluate, headline
 from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, finetune, load_model, save_model
 from mtl_split_core.model.card import ACCEPTS_EDGE, edge_lineage
@@ -241,7 +243,12 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
     init_card: dict | None = None
     if init_model is not None:
         base, init_card = load_model(init_model)
-        config = finetune.fine_tune_config(base.config, config)
+        config = finetune.tables_if_edge_kept(finetune.fine_tune_config(base.config, config),
+                                              edge_kept=freeze_edge or per_split_heads)
+        if base.config.entropy is not None and config.entropy is None and world.main:
+            print(f"the edge learns: {init_model}'s entropy tables no longer fit its symbols; "
+                  f"the new card has none and sends {config.codec} by default (mtl-split "
+                  "train-eb fits new ones, docs/TRAINING.md)", flush=True)
     frames = as_frames(train_data)
     keep = labelled_frames(frames, config.tasks)
     if not keep.any():
@@ -450,11 +457,13 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
     if val_data is not None and len(as_frames(val_data)):
         val = as_frames(val_data)
         result["float"] = headline(evaluate(model, val, split, None, dev, workers=workers))
-        result["codec"] = headline(evaluate(model, val, split, config.codec, dev,
-                                            workers=workers))
+        result["codec"] = headline(evaluate(
+            model, val, split, split_default(config.codec, tables_of(config.entropy), split),
+            dev, workers=workers))
         if len(splits) > 1:
-            result["per_split"] = {s: headline(evaluate(model, val, s, config.codec, dev,
-                                                        workers=workers)) for s in splits}
+            result["per_split"] = {s: headline(evaluate(
+                model, val, s, split_default(config.codec, tables_of(config.entropy), s), dev,
+                workers=workers)) for s in splits}
     return result
 
 

@@ -450,6 +450,8 @@ def _save(student: MultiTaskSplitNet, teacher: MultiTaskSplitNet, base_card: dic
         "fine_tuned_from": {"name": base_card.get("name"), "fingerprint": base_card["fingerprint"],
                             "fresh_heads": [], "edge_frozen": frozen},
         "trained_entropy": trained}
+    if "trained" in base_card:  # how the network was trained: which splits it serves
+        extra["trained"] = base_card["trained"]
     if frozen:  # the edge is the base's bit for bit: its robots' packets are served as they are
         extra[ACCEPTS_EDGE] = edge_lineage(base_card)
     card = save_model(Path(out_dir) / "model", student, fp16=fp16, extra=extra)
@@ -539,7 +541,7 @@ def _save_tables(model: MultiTaskSplitNet, base_card: dict, block: dict, out_dir
     (``key``: the card's record of what was fitted, ``about`` it)."""
     model.config = dataclasses.replace(model.config, entropy=block, name=name,
                                        codec=codec or model.config.codec)
-    kept = ("fine_tuned_from", "trained_entropy", "trained_data", "trained_context")
+    kept = ("trained", "fine_tuned_from", "trained_entropy", "trained_data", "trained_context")
     extra: dict[str, Any] = {k: base_card[k] for k in kept if k in base_card}
     extra[key] = {**about, "from": {"name": base_card["name"],
                                     "fingerprint": base_card["fingerprint"]}}

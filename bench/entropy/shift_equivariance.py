@@ -5,7 +5,7 @@ the shifted image, and count how many equal (a) the unshifted frame's co-located
 temporal_mc_analysis.py, the shift in 1/64 positions). If the features moved with the image,
 (b) would match better than (a) at every sub-position shift.
 
-    PYTHONPATH=. python bench/entropy/shift_equivariance.py --model models/default_ebct
+    PYTHONPATH=. python bench/entropy/shift_equivariance.py --model models/default
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def shifted(images: np.ndarray, dx: int) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="models/default_ebct")
+    ap.add_argument("--model", default="models/default")
     ap.add_argument("--op", type=int, default=3)
     ap.add_argument("--frames", type=int, default=30, help="every 5th test frame, this many")
     ap.add_argument("--shifts", default="2,4,8,12,16,24,32")

@@ -9,7 +9,7 @@ sequences (bench/rate_accuracy.py --parts sequences: seed 23, 3 x 50 frames), ne
 test frames. Keyframes every 30 frames are coded with ebc-k (no reference). Bits are ideal
 (-log2 p); the real ANS stream adds ~8 bytes a frame.
 
-    PYTHONPATH=. python bench/entropy/temporal_context_analysis.py --model models/default_ebc
+    PYTHONPATH=. python bench/entropy/temporal_context_analysis.py --model models/default
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def pairs(a: np.ndarray, key: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="models/default_ebc")
+    ap.add_argument("--model", default="models/default")
     ap.add_argument("--op", type=int, default=3)
     ap.add_argument("--train-seed", type=int, default=1)
     ap.add_argument("--train-sequences", type=int, default=6)

@@ -25,7 +25,7 @@ resolution (the interpolation's fraction) or combined with the co-located symbol
 on the training-seed sequences, scored on the benchmark's seed-23 sequences, like
 temporal_context_analysis.py (whose helpers this reuses).
 
-    PYTHONPATH=. python bench/entropy/temporal_mc_analysis.py --model models/default_ebct
+    PYTHONPATH=. python bench/entropy/temporal_mc_analysis.py --model models/default
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ def flow_stats(args: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="models/default_ebct")
+    ap.add_argument("--model", default="models/default")
     ap.add_argument("--op", type=int, default=3)
     ap.add_argument("--train-seed", type=int, default=1)
     ap.add_argument("--train-sequences", type=int, default=6)

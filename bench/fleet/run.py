@@ -40,8 +40,10 @@ ROOT = HERE.parents[1]
 HOLD_FPS = 10.0  # "holds" = every robot gets at least this many outputs per second
 
 
-def record_streams(path: Path, frames: Path, model: str, device: str, count: int) -> dict:
-    """Run the edge on the bench frames; save the SplitFeatures messages as CDR bytes."""
+def record_streams(path: Path, frames: Path, model: str, device: str, count: int,
+                   codec: str = "") -> dict:
+    """Run the edge on the bench frames; save the SplitFeatures messages as CDR bytes.
+    ``codec``: the robots' codec ('' = the model's default)."""
     import torch
     from rclpy.serialization import serialize_message
     from sensor_msgs.msg import CameraInfo
@@ -51,7 +53,7 @@ def record_streams(path: Path, frames: Path, model: str, device: str, count: int
     from mtl_split_ros.features_msg import packet_to_msg
 
     torch.set_num_threads(2)
-    edge = EdgeRunner.from_path(model or None, device=device)
+    edge = EdgeRunner.from_path(model or None, device=device, codec=codec or None)
     rgbs = load_jpeg_frames(frames)[:count]
     h, w = rgbs[0].shape[:2]
     fy = (h / 2) / math.tan(math.radians(60.0) / 2)  # the sim camera: 60 degrees vertical
@@ -371,6 +373,8 @@ def parse_args(argv=None):
                     help="py-spy executable: profile the server(s) over each window")
     ap.add_argument("--server-param", action="append", default=[], metavar="NAME:=VALUE",
                     help="a server parameter for every run (repeatable)")
+    ap.add_argument("--codec", default="",
+                    help="the robots' codec, e.g. q4-zstd/1 ('' = the model's default)")
     ap.add_argument("--note", default="", help="a line for the results (e.g. machine load)")
     args = ap.parse_args(argv)
     try:
@@ -394,7 +398,7 @@ def main(argv=None) -> int:
     streams = logs / "streams.npz"
     print(f"recording edge output of {args.frames} on {args.edge_device} ...", flush=True)
     recording = record_streams(streams, args.frames, args.model, args.edge_device,
-                               args.stream_frames)
+                               args.stream_frames, args.codec)
     env = {**os.environ, "ROS_DOMAIN_ID": str(args.domain_id), "PYTHONUNBUFFERED": "1",
            "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     results = {"meta": {

@@ -4,23 +4,25 @@
 # (bench/fleet/run.py, CUDA fp16, as run_speed.sh's fleet rows) and, with ONE_ROBOT=1, one robot
 # camera -> edge -> server (bench/fleet/pipeline.py). The setting is a server parameter (PARAM)
 # or an environment variable of every process of the run (ENV_VAR, e.g. an rmw setting; value
-# "-": unset, each process at its own default).
+# "-": unset, each process at its own default), or the robots' codec (CODEC=1: A and B are
+# codecs, e.g. ebc-3/1 and q4-zstd/1; the fleet's recorded streams and the one robot's edge).
 # py-spy on the fleet's server when PYSPY_WHEEL_DIR holds its wheel. Summary: $OUT/pairs.md
 # (bench/fleet/compare.py over every run of each value) and $OUT/log.txt.
 #
 #   PARAM=max_batch A=8 B=16 BUNDLE=.carry/gpu_bundle/bundle.tar.gz bash bench/gpu/run_param_pairs.sh
+#   CODEC=1 A=ebc-3/1 B=q4-zstd/1 ONE_ROBOT=1 BUNDLE=... bash bench/gpu/run_param_pairs.sh
 #   ENV_VAR=RMW_FASTRTPS_PUBLICATION_MODE A=- B=SYNCHRONOUS ONE_ROBOT=1 \
 #     PYSPY_WHEEL_DIR=.carry/pyspy BUNDLE=... bash bench/gpu/run_param_pairs.sh
 set -uo pipefail
 TREE=$(cd "$(dirname "$0")/../.." && pwd)
-PARAM=${PARAM:-} ENV_VAR=${ENV_VAR:-}
-[ -n "$PARAM$ENV_VAR" ] || { echo "run_param_pairs.sh: set PARAM or ENV_VAR" >&2; exit 2; }
+PARAM=${PARAM:-} ENV_VAR=${ENV_VAR:-} CODEC=${CODEC:-}
+[ -n "$PARAM$ENV_VAR$CODEC" ] || { echo "run_param_pairs.sh: set PARAM, ENV_VAR or CODEC" >&2; exit 2; }
 FIRST=${A:?its first value} SECOND=${B:?its second value}  # env.sh sets its own A and B
 ROBOTS=${ROBOTS:-34} PAIRS=${PAIRS:-2} SECONDS_PER_RUN=${SECONDS_PER_RUN:-6}
 OUT=${OUT:-/tmp/pairs} RUNS=${RUNS:-/tmp/pairs_runs}
 BUNDLE=${BUNDLE:?the bundle (bench/gpu/bundle.sh)}
 UNPACKED=${UNPACKED:-/tmp/mtl_split_gpu_bundle}
-NAME=${PARAM:-$ENV_VAR}
+NAME=${PARAM:-${ENV_VAR:-${CODEC:+codec}}}
 mkdir -p "$OUT" && rm -rf "$RUNS" && mkdir -p "$RUNS"
 if [ ! -f "$UNPACKED/.from" ] || [ "$(cat "$UNPACKED/.from")" != "$(sha256sum <"$BUNDLE")" ]; then
   rm -rf "$UNPACKED" && mkdir -p "$UNPACKED" && tar xzf "$BUNDLE" -C "$UNPACKED"
@@ -44,7 +46,9 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name --format=csv,noh
 with() {  # with VALUE CMD...: CMD with the setting at VALUE
   local value=$1
   shift
-  if [ -z "$ENV_VAR" ]; then "$@" --server-param "$PARAM:=$value"
+  if [ -n "$CODEC" ]; then  # the fleet records its streams with it, one robot's edge runs it
+    case "$*" in *run.py*) "$@" --codec "$value" ;; *) "$@" --edge-param "codec:=$value" ;; esac
+  elif [ -z "$ENV_VAR" ]; then "$@" --server-param "$PARAM:=$value"
   elif [ "$value" = - ]; then env -u "$ENV_VAR" "$@"
   else env "$ENV_VAR=$value" "$@"; fi
 }

@@ -23,6 +23,7 @@ import dataclasses
 
 from torch import nn
 
+from mtl_split_core.codec import FALLBACK_CODEC, entropy_point
 from mtl_split_core.model.config import ModelConfig
 from mtl_split_core.model.network import MultiTaskSplitNet
 from mtl_split_core.tasks.registry import get_task
@@ -46,6 +47,18 @@ def fine_tune_config(base: ModelConfig, wanted: ModelConfig) -> ModelConfig:
         per_split_heads=_added(base.per_split_heads, wanted.per_split_heads),
         per_split_server=_added(base.per_split_server, wanted.per_split_server),
         **{f: getattr(wanted, f) for f in TUNABLE_FIELDS})
+
+
+def tables_if_edge_kept(config: ModelConfig, edge_kept: bool) -> ModelConfig:
+    """``config`` as a fine-tune saves it: entropy tables model the symbols the base's edge
+    sends at their split, so they stay only where training keeps that edge bit for bit
+    (``edge_kept``: a frozen edge, or the default split's path frozen while other splits
+    learn). Otherwise they go and an entropy-coded default codec becomes ``FALLBACK_CODEC``
+    (``mtl-split train-eb`` fits new tables to the tuned model)."""
+    if edge_kept or config.entropy is None:
+        return config
+    codec = config.codec if entropy_point(config.codec) is None else FALLBACK_CODEC
+    return dataclasses.replace(config, entropy=None, codec=codec)
 
 
 def _added(base: tuple[str, ...], wanted: tuple[str, ...]) -> tuple[str, ...]:

@@ -21,8 +21,9 @@ from mtl_split_core.codec import (
     encode,
     entropy_point,
     model_codecs,
+    split_default,
 )
-from mtl_split_core.entropy_tables import tables_of
+from mtl_split_core.entropy_tables import EntropyTables, tables_of
 from mtl_split_core.image_codec import (
     DEFAULT_IMAGE_CODEC,
     INPUT_SPLIT,
@@ -108,6 +109,7 @@ class EdgeRunner:
         self.graph_refused: dict[GraphKey, str] = {}  # why a combination runs eagerly
         self._temporal: TemporalEncoder | None = None  # a temporal codec's stream state
         self.split_index, self.split, self.codec, self.zstd_level = -1, "", "", 0
+        self._codec_is_default = False  # the codec is the model's default for the split
         self.configure(split="" if split is None else split, codec=codec or "",
                        zstd_level=zstd_level)
 
@@ -124,8 +126,13 @@ class EdgeRunner:
             split = self.card["default_split"]
         index = self.split_index if split is None else split_index(split, self.split_names)
         image = index == INPUT_SPLIT_INDEX
-        if codec == "" or (codec is None and is_image_codec(self.codec) != image):
-            codec = default_codec(self.card, image)
+        # A default codec follows the split: the card's codes its default split, which may
+        # be an entropy-coded one that other splits lack.
+        follows_default = codec == "" or (codec is None and (
+            self._codec_is_default or is_image_codec(self.codec) != image))
+        if follows_default:
+            codec = default_codec(self.card, image, self.split_names[index] if not image
+                                  else INPUT_SPLIT, self._tables)
         codec = self.codec if codec is None else codec
         check_codec(codec, image, model_codecs(self._tables))
         if not image and entropy_point(base_codec(codec)) is not None \
@@ -155,6 +162,7 @@ class EdgeRunner:
             self.split_index = index
             self.split = INPUT_SPLIT if image else self.split_names[index]
             self.codec, self.zstd_level = codec, int(level)
+            self._codec_is_default = follows_default
 
     @classmethod
     def from_path(cls, model: str | None, **kwargs: Any) -> EdgeRunner:
@@ -245,11 +253,15 @@ def image_tensor(image: np.ndarray, codec: str) -> EncodedTensor:
                          empty.copy(), encode_image(image, codec))
 
 
-def default_codec(card: dict, image: bool) -> str:
-    """The model's default codec for a feature split, or for split ``input``."""
+def default_codec(card: dict, image: bool, split: str | None = None,
+                  tables: EntropyTables | None = None) -> str:
+    """The model's default codec for a feature ``split`` (None: the card's default split),
+    or for split ``input``. The card's codec is its default split's; a split without
+    that codec's tables takes ``FALLBACK_CODEC``."""
     if image:
         return str(card.get("image_codec") or DEFAULT_IMAGE_CODEC)
-    return str(card.get("codec", "q8-zstd/1"))
+    codec = str(card.get("codec", "q8-zstd/1"))
+    return codec if split is None else split_default(codec, tables, split)
 
 
 def check_codec(codec: str, image: bool, feature_codecs: Sequence[str] = CODECS) -> None:

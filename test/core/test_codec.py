@@ -17,6 +17,7 @@ from hypothesis.extra.numpy import arrays
 
 from mtl_split_core.codec import (
     CODECS,
+    FALLBACK_CODEC,
     UNEXPECTED,
     ZSTD_LEVELS,
     CodecError,
@@ -27,6 +28,7 @@ from mtl_split_core.codec import (
     fake_quantize,
     parse_codec,
     payload_size,
+    split_default,
 )
 
 EPS32 = float(np.finfo(np.float32).eps)
@@ -39,6 +41,12 @@ def _raw(enc: EncodedTensor) -> bytes:
 
 
 # ---------------------------------------------------------------- codec ids
+
+def test_a_split_without_the_default_codecs_tables_takes_the_fallback():
+    assert FALLBACK_CODEC in CODECS  # every model has it
+    assert split_default("q8-zstd/1", None, "s8") == "q8-zstd/1"
+    assert split_default("eb-1/1", None, "s16") == FALLBACK_CODEC  # no tables at all
+
 
 def test_parse_codec_reads_name_and_version():
     assert [parse_codec(c) for c in CODECS] == [("f16-zstd", 1), ("q8-zstd", 1), ("q4-zstd", 1)]

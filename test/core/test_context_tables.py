@@ -78,7 +78,7 @@ def test_the_committed_vector_is_what_make_vector_makes():
     assert make_vector() == VECTOR
 
 
-SHIPPED = HERE / "context_vector_default_ebc.json"
+SHIPPED = HERE / "context_vector_default.json"
 
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped ebc card")

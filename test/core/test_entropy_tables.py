@@ -73,7 +73,7 @@ def test_committed_vector_decodes_bit_exactly_and_reencodes_to_the_same_bytes(ca
     assert encode(torch.from_numpy(Y.copy()), case["codec"], tables=TABLES).data == payload
 
 
-SHIPPED = json.loads((Path(__file__).parent / "entropy_vector_default_eb.json").read_text())
+SHIPPED = json.loads((Path(__file__).parent / "entropy_vector_default.json").read_text())
 
 
 @pytest.mark.parametrize("case", SHIPPED["cases"], ids=lambda c: c["codec"])

@@ -148,7 +148,7 @@ def test_encoder_tracks_the_decoders_reconstruction_so_skips_do_not_drift():
 def test_entropy_base_codec_round_trip():
     from mtl_split_core.entropy_tables import tables_of
     from mtl_split_core.runtime.model_files import load_model_param
-    net, _ = load_model_param("default_eb")
+    net, _ = load_model_param("default")
     tables = tables_of(net.config.entropy)
     assert tables is not None
     rng = np.random.default_rng(1)

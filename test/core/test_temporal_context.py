@@ -125,7 +125,7 @@ def test_the_committed_vector_is_what_make_vector_makes():
     assert make_vector() == json.loads(VECTOR_PATH.read_text())
 
 
-SHIPPED = HERE / "temporal_context_vector_default_ebct.json"
+SHIPPED = HERE / "temporal_context_vector_default.json"
 
 
 def test_the_shipped_cards_temporal_tables_decode_their_committed_payloads_bit_exactly():

@@ -1,8 +1,10 @@
 """launch/edge.launch.py for real: a camera driver's stream in, split features out."""
 
+import json
 import os
 import statistics
 import time
+from pathlib import Path
 
 import pytest
 import rclpy
@@ -81,7 +83,9 @@ def test_edge_starts_with_the_shipped_parameters(edge):
     assert param_get(EDGE, "input_transport") == "raw"
     assert param_get(EDGE, "diagnostics_period") == "1.0"
     # '' in the yaml (the model's default): the value that runs is what `param get` reports.
-    assert param_get(EDGE, "split") == "s16" and param_get(EDGE, "codec") == "q4-zstd/1"
+    card = json.loads((Path(__file__).parents[2] / "models" / "default" / "card.json").read_text())
+    assert param_get(EDGE, "split") == card["default_split"] == "s16"
+    assert param_get(EDGE, "codec") == card["codec"] == "ebc-3/1"
     # Checked ranges are ROS ranges: bounds in `param describe` (sliders in rqt_reconfigure).
     described = param_describe(EDGE, "zstd_level")
     assert "Min value: 1" in described and "Max value: 22" in described, described

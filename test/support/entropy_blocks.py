@@ -33,3 +33,23 @@ def v1_tables(y: np.ndarray, gains: list[float]) -> dict:
                                                              minlength=s[ch].max() - lo[ch] + 3)
                                                  + 0.5)] for ch in range(c)]})
     return {"version": 1, "split": "s16", "precision": PRECISION, "operating_points": points}
+
+
+def default_with_fewer_tables(folder, context: bool):
+    """models/default saved into ``folder`` with only its eb tables (``context`` False: an
+    entropy block of version 1) or its eb and ebc tables (True: version 2), no temporal ones:
+    a card of each kind without shipping one. Its own fingerprint; returns the folder."""
+    import dataclasses
+    from pathlib import Path
+
+    from mtl_split_core.model import load_model, save_model
+
+    net, _ = load_model(Path(__file__).parents[2] / "models" / "default")
+    block = {k: v for k, v in net.config.entropy.items() if k != "temporal"}
+    block["version"] = 2 if context else 1
+    if not context:
+        block.pop("context")
+    codec = "ebc-3/1" if context else "eb-3/1"
+    net.config = dataclasses.replace(net.config, entropy=block, codec=codec)
+    save_model(folder, net)
+    return folder

@@ -109,7 +109,7 @@ def test_context_only_needs_entropy_tables_and_offers_their_codecs(tmp_path, cap
                  "--out", str(out), "--context-only"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "has no entropy tables" in err
-    shipped = Path(__file__).parents[3] / "models" / "default_eb"  # 6 points: eb-0..5
+    shipped = SHIPPED  # 6 points: eb-0..5, ebc-0..5
     assert main(["train-eb", "--model", str(shipped), "--data", str(data), "--out",
                  str(out), "--context-only", "--codec", "ebc-6/1"]) == 2
     assert "the new card's codecs are" in capsys.readouterr().err
@@ -129,7 +129,7 @@ def sequences_npz(path: Path, groups: list[int]) -> str:
     return str(path)
 
 
-SHIPPED_EBC = Path(__file__).parents[3] / "models" / "default_ebc"
+SHIPPED = Path(__file__).parents[3] / "models" / "default"  # eb, ebc and temporal tables
 
 
 def test_temporal_context_adds_conditional_codecs_and_keeps_the_edge(tmp_path):
@@ -140,15 +140,15 @@ def test_temporal_context_adds_conditional_codecs_and_keeps_the_edge(tmp_path):
 
     npz = sequences_npz(tmp_path / "seq.npz", [0, 0, 0, 1, 1, 1])
     out = tmp_path / "ebct"
-    assert main(["train-eb", "--model", str(SHIPPED_EBC), "--temporal-context", npz,
+    assert main(["train-eb", "--model", str(SHIPPED), "--temporal-context", npz,
                  "--temporal-points", "3", "--out", str(out)]) == 0
     new = json.loads((out / "model" / "card.json").read_text())
-    old = json.loads((SHIPPED_EBC / "card.json").read_text())
+    old = json.loads((SHIPPED / "card.json").read_text())
     assert new["trained_temporal_context"]["sequences"] == 2
     # Robots of the base and of every edge it served: the same edge bit for bit.
     assert new["accepts_edge_fingerprint"] == sorted(accepted_edges(old))
     assert {k: v for k, v in new["entropy"].items() if k not in ("version", "temporal")} == \
-        {k: v for k, v in old["entropy"].items() if k != "version"}
+        {k: v for k, v in old["entropy"].items() if k not in ("version", "temporal")}
     tables = tables_of(new["entropy"])
     assert [tables.has_temporal(k) for k in range(6)] == [False] * 3 + [True] + [False] * 2
     xs = np.random.default_rng(0).normal(0, 0.3, (3, 16, 4, 5)).astype(np.float32)
@@ -157,16 +157,19 @@ def test_temporal_context_adds_conditional_codecs_and_keeps_the_edge(tmp_path):
         assert np.array_equal(dec.decode(enc.encode(x), tables=tables), enc._reference)
 
 
-@pytest.mark.parametrize(("model", "groups", "extra", "message"), [
-    ("default_eb", [0, 0], [], "has no context tables"),
-    ("default_ebc", [0, 1], [], "at least 2 frames"),
-    ("default_ebc", [0, 0], ["--temporal-points", "6"], "the model has 6"),
+@pytest.mark.parametrize(("eb_only", "groups", "extra", "message"), [
+    (True, [0, 0], [], "has no context tables"),
+    (False, [0, 1], [], "at least 2 frames"),
+    (False, [0, 0], ["--temporal-points", "6"], "the model has 6"),
 ])
-def test_temporal_context_errors_are_one_line_and_exit_2(tmp_path, capsys, model, groups,
+def test_temporal_context_errors_are_one_line_and_exit_2(tmp_path, capsys, eb_only, groups,
                                                          extra, message):
+    from support.entropy_blocks import default_with_fewer_tables
+
     npz = sequences_npz(tmp_path / "seq.npz", groups)
     out = tmp_path / "out"
-    assert main(["train-eb", "--model", str(SHIPPED_EBC.parent / model), "--temporal-context",
+    model = default_with_fewer_tables(tmp_path / "eb", context=False) if eb_only else SHIPPED
+    assert main(["train-eb", "--model", str(model), "--temporal-context",
                  npz, "--out", str(out), *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err

@@ -5,12 +5,15 @@ import dataclasses
 import pytest
 import torch
 
+from mtl_split_core.codec import FALLBACK_CODEC
 from mtl_split_core.model import ModelConfig, MultiTaskSplitNet
+from mtl_split_core.model.entropy_model import EntropyModel
 from mtl_split_core.model.finetune import (
     changed_heads,
     fine_tune_config,
     freeze_edge,
     freeze_split_path,
+    tables_if_edge_kept,
     transfer_weights,
 )
 
@@ -131,3 +134,16 @@ def test_a_split_that_gains_its_own_server_half_starts_from_the_bases_stages():
     freeze_split_path(model, "s16")
     trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"bottlenecks", "split_necks", "split_heads", "split_stages"}
+
+
+def test_entropy_tables_stay_only_where_the_edge_is_kept_bit_for_bit():
+    block = EntropyModel(8, [0.5, 4.0]).freeze("s16", torch.randn(4, 8, 3, 4) * 3)
+    tabled = dataclasses.replace(BASE, codec="eb-1/1", entropy=block)
+    assert tables_if_edge_kept(tabled, edge_kept=True) == tabled
+    # The edge learns: its symbols change, so the tables would code them badly. They go,
+    # and the entropy-coded default codec with them.
+    tuned = tables_if_edge_kept(tabled, edge_kept=False)
+    assert tuned.entropy is None and tuned.codec == FALLBACK_CODEC
+    assert tuned == dataclasses.replace(tabled, entropy=None, codec=FALLBACK_CODEC)
+    plain = dataclasses.replace(BASE, codec="q8-zstd/1")
+    assert tables_if_edge_kept(plain, edge_kept=False) == plain

@@ -11,6 +11,7 @@ from mtl_split_core.model import ModelConfig, MultiTaskSplitNet
 from mtl_split_core.runtime.edge import EdgeRunner, known_codec
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.packet import INPUT_SPLIT_INDEX
+from support.entropy_blocks import default_with_fewer_tables
 
 
 @pytest.fixture(scope="module")
@@ -124,10 +125,12 @@ def test_a_read_only_frame_is_encoded_as_it_is():
     assert received == pixels.tobytes()
 
 
-def test_a_conditional_temporal_codec_without_its_tables_is_a_config_error():
+def test_a_conditional_temporal_codec_without_its_tables_is_a_config_error(tmp_path):
     """t<N>-c<H>-ebc-<k>/1 needs the card's temporal tables: a card with ebc tables only
-    (models/default_ebc) refuses it as a bad setting, and nothing changes."""
-    runner = EdgeRunner.from_path("models/default_ebc", device="cpu")
+    (models/default's without its temporal ones) refuses it as a bad setting, and nothing
+    changes."""
+    runner = EdgeRunner.from_path(str(default_with_fewer_tables(tmp_path / "ebc", context=True)),
+                                  device="cpu")
     before = (runner.split, runner.codec, runner.zstd_level)
     with pytest.raises(ConfigError) as info:
         runner.configure(codec="t30-c0-ebc-3/1")

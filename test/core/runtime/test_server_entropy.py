@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from mtl_split_core.codec import CodecError
+from mtl_split_core.codec import FALLBACK_CODEC, CodecError
 from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, save_model
 from mtl_split_core.model.card import ModelLoadError, load_model
 from mtl_split_core.model.config import ModelConfigError
@@ -81,6 +81,21 @@ def test_the_edge_refuses_an_operating_point_it_lacks_or_another_split(runners):
     with pytest.raises(ConfigError, match="codes split s16 only"):
         edge.configure(split="s8", codec="eb-0/1")
     assert edge.codec in ("eb-0/1", "eb-1/1", "q4-zstd/1")
+
+
+def test_the_default_codec_follows_the_split_and_a_chosen_one_does_not(eb_model_dir):
+    edge = EdgeRunner.from_path(str(eb_model_dir), device="cpu")
+    assert (edge.split, edge.codec) == ("s16", "eb-1/1")  # the card's, at its default split
+    # s8 has no tables: the model's default there is the fallback, and back at s16 the card's.
+    edge.configure(split="s8")
+    assert (edge.split, edge.codec) == ("s8", FALLBACK_CODEC)
+    assert edge(RGB).tensor.codec == FALLBACK_CODEC
+    edge.configure(split="s16")
+    assert edge.codec == "eb-1/1"
+    edge.configure(codec="eb-0/1")  # chosen: kept, so it cannot move to a split without it
+    with pytest.raises(ConfigError, match="codes split s16 only"):
+        edge.configure(split="s8")
+    assert (edge.split, edge.codec) == ("s16", "eb-0/1")
 
 
 def _hostile(packet, **change):
