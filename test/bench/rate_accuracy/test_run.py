@@ -72,15 +72,18 @@ def test_tiny_run_scores_every_method_family(tiny):
     for row in st["rows"]:
         families.setdefault(row["family"], []).append(row)
         assert "skipped" in row or all(0 <= row[m] <= 1 for m in metrics.values())
-    # Ours: every codec of the runtime at every split the card serves (the default: s16, s8,
-    # s32); image: 2 codecs x 2 qualities.
-    from mtl_split_core.codec import CODECS
+    # Ours: every codec of the model at every split the card serves (the default: s16, s8,
+    # s32; its entropy-coded ones at s16); image: 2 codecs x 2 qualities.
+    from mtl_split_core.codec import split_codecs
+    from mtl_split_core.entropy_tables import tables_of
     from mtl_split_core.model.card import read_card
     from mtl_split_core.plan.profile import served_splits
     card = read_card(ROOT / "models" / "default")
     served = served_splits(card, [p["name"] for p in card["split_points"]])
-    assert {(r["setting"], r["codec"]) for r in families["ours"]} == {
-        (s, c) for s in served for c in CODECS}
+    tables = tables_of(card["entropy"])
+    ours = {(s, c) for s in served for c in split_codecs(tables, s)}
+    assert any(c.startswith("ebc-") for _, c in ours)
+    assert {(r["setting"], r["codec"]) for r in families["ours"]} == ours
     assert {(r["codec"], r["setting"]) for r in families["image"]} == {
         ("jpeg", "q30"), ("jpeg", "q80"), ("webp", "q30"), ("webp", "q80")}
     refs = {r["codec"]: r for r in families["reference"]}
@@ -95,7 +98,7 @@ def test_tiny_run_scores_every_method_family(tiny):
     assert {(b["ours"], b["anchor"], b["metric"]) for b in st["bd_rate"]} == {
         (o, a, m) for o in curves for a in ("jpeg", "webp") for m in metrics.values()}
     eq = {e["ours"]: e for e in st["equal_accuracy"]}
-    assert set(eq) == {f"split {s} {c}" for s in served for c in CODECS}
+    assert set(eq) == {f"split {s} {c}" for s, c in ours}
     for e in eq.values():
         for per in e["baselines"].values():
             assert set(per) == {*metrics.values(), "all"}
