@@ -23,7 +23,13 @@ import numpy as np
 import rclpy
 
 from mtl_split_core.classes import DETECTION_CLASSES, SEGMENTATION_CLASSES
-from mtl_split_core.image_codec import DEFAULT_IMAGE_CODEC, encode_image, model_input_image
+from mtl_split_core.image_codec import (
+    DEFAULT_IMAGE_CODEC,
+    encode_image,
+    is_image_codec,
+    model_input_image,
+)
+from mtl_split_core.runtime.edge import known_codec
 from mtl_split_core.runtime.model_files import read_model_card_param
 from mtl_split_core.viz import (
     class_palette,
@@ -223,11 +229,16 @@ def main(argv=None) -> int:
                     "another (default 0); accuracy per seed and over all")
     ap.add_argument("--out", default="demo_out")
     ap.add_argument("--model", default="")
+    ap.add_argument("--codec", default="",
+                    help="the edge's codec, e.g. ebc-3/1 ('' = the model's default)")
     ap.add_argument("--timeout", type=float, default=240.0, help="seconds per seed at most")
     ap.add_argument("--bag", default=None, help="replay this rosbag2 instead of the sim camera")
     args = ap.parse_args(argv)
     if args.bag and args.seeds:
         ap.error("--seeds is for the sim camera; a --bag replays its own frames")
+    if args.codec and (not known_codec(args.codec) or is_image_codec(args.codec)):
+        ap.error(f"--codec {args.codec!r}: expected a feature codec such as q4-zstd/1 or "
+                 "ebc-3/1")
     seeds = args.seeds or [0]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -243,6 +254,8 @@ def main(argv=None) -> int:
         # The sim camera publishes reliably; a best-effort subscription would lose fragments
         # of 1 MB images under load and make the demo measure DDS, not the pipeline.
         edge_params = model + ["-p", "input_qos:=reliable"]
+        if args.codec:
+            edge_params += ["-p", f"codec:={args.codec}"]
         source = _bag_source(args.bag) if args.bag else None
         if source and source["compressed"]:
             edge_params += ["-p", "input_transport:=compressed"]

@@ -61,7 +61,7 @@ for i in $(seq 1 "$PAIRS"); do
       --edge-device cuda --robots "$ROBOTS" --per-process 4 --seconds "$SECONDS_PER_RUN" \
       --warmup 3 --domain-id $((70 + i)) --out "$RUNS/$label" ${PYSPY:+--py-spy "$PYSPY"} \
       >"$RUNS/$label.log" 2>&1 || echo "$NAME=$value run $i rc $?" >>"$OUT/log.txt"
-    grep -E "fps per robot min" "$RUNS/$label.log" | sed "s/^/$NAME=$value run $i: /" | tee -a "$OUT/log.txt"
+    grep -E "fps per robot min" "$RUNS/$label.log" | sed "s|^|$NAME=$value run $i: |" | tee -a "$OUT/log.txt"
     if [ -n "${ONE_ROBOT:-}" ]; then
       with "$value" timeout 55 "$PY" bench/fleet/pipeline.py --device cuda --precision fp16 \
         --seconds "$SECONDS_PER_RUN" --warmup 3 --domain-id $((80 + i)) \

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,8 +24,11 @@ from mtl_split_core.data.frames import DatasetBuilder
 from mtl_split_core.data.sources.loading import _fit, letterbox_k
 from mtl_split_core.errors import InputError
 from mtl_split_core.preprocess import letterbox, letterbox_params, to_model
-from mtl_split_core.sim.scene import Frame
-from mtl_split_core.sim.trajectory import Pose, Trajectory
+
+if TYPE_CHECKING:  # the simulator (pybullet) only where frames are rendered: a host without
+    # it still reads the cached sequences (bench/gpu/profile_server.sh --sequences-from)
+    from mtl_split_core.sim.scene import Frame
+    from mtl_split_core.sim.trajectory import Pose, Trajectory
 
 TRAJECTORY_HZ = 4.0  # the sim camera node's default rate (config/sim_camera.yaml)
 FPS = 30
@@ -69,6 +73,7 @@ def render_sequences(scene_seeds: list[int], frames: int, camera_wh: tuple[int, 
     sequence index of each frame: ``evaluate``'s ``groups``)."""
     from mtl_split_core.sim.camera import SimCamera
     from mtl_split_core.sim.scene import SimScene
+    from mtl_split_core.sim.trajectory import Trajectory
 
     builder, groups = DatasetBuilder(), []
     for g, seed in enumerate(scene_seeds):

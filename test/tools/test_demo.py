@@ -44,11 +44,12 @@ def test_the_demo_runs_every_frame_through_the_pipeline_and_scores_it(tmp_path):
     assert "| object distance, median |" in log and "b3Warning" not in log
 
 
-def test_demo_rejects_bad_seeds_in_one_line(tmp_path):
-    for bad in (["--seeds", "1,x"], ["--seeds", "0", "--bag", str(tmp_path)]):
+def test_demo_rejects_bad_seeds_and_codecs_in_one_line(tmp_path):
+    for bad in (["--seeds", "1,x"], ["--seeds", "0", "--bag", str(tmp_path)],
+                ["--codec", "zstd"], ["--codec", "webp-q80/1"]):
         proc = subprocess.run([sys.executable, "-m", "mtl_split_tools.demo", *bad,
                                "--out", str(tmp_path / "o")], capture_output=True, text=True,
                               timeout=120)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         last = proc.stderr.strip().splitlines()[-1]
-        assert "error:" in last and "--seeds" in last, proc.stderr
+        assert "error:" in last and bad[0] in last, proc.stderr
