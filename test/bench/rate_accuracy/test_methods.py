@@ -17,14 +17,14 @@ def test_our_methods_include_the_cards_entropy_coded_points_at_their_split():
     from mtl_split_core.codec import CODECS
     from mtl_split_core.model import load_model
     models = Path(__file__).resolve().parents[3] / "models"
-    with_tables, card = load_model(models / "default")
+    with_tables, _ = load_model(models / "default")
     tables_split = with_tables.config.entropy["split"]
     points = {(m.setting, m.codec) for m in our_methods(Scorer(with_tables, {}, "cpu", 1))}
     entropy_coded = {(s, c) for s, c in points if c.startswith("eb")}
     assert entropy_coded == {(tables_split, f"{family}-{k}/1")
                              for family in ("eb", "ebc") for k in range(6)}
     assert {(s, c) for s, c in points if not c.startswith("eb")} == {
-        (s, c) for s in card["trained"]["splits"] for c in CODECS}
+        (s, c) for s in with_tables.split_names for c in CODECS}
     plain, _ = load_model(models / "every_split")  # no tables: no entropy-coded points
     assert plain.config.entropy is None
     assert all(not m.codec.startswith("eb") for m in our_methods(Scorer(plain, {}, "cpu", 1)))
