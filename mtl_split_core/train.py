@@ -456,14 +456,14 @@ def train(config: ModelConfig, train_data: dict | Frames, val_data: dict | Frame
     result = {}
     if val_data is not None and len(as_frames(val_data)):
         val = as_frames(val_data)
+        tables = tables_of(config.entropy)
         result["float"] = headline(evaluate(model, val, split, None, dev, workers=workers))
         result["codec"] = headline(evaluate(
-            model, val, split, split_default(config.codec, tables_of(config.entropy), split),
-            dev, workers=workers))
+            model, val, split, split_default(config.codec, tables, split), dev, workers=workers))
         if len(splits) > 1:
             result["per_split"] = {s: headline(evaluate(
-                model, val, s, split_default(config.codec, tables_of(config.entropy), s), dev,
-                workers=workers)) for s in splits}
+                model, val, s, split_default(config.codec, tables, s), dev, workers=workers))
+                for s in splits}
     return result
 
 

@@ -126,20 +126,20 @@ class EdgeRunner:
             split = self.card["default_split"]
         index = self.split_index if split is None else split_index(split, self.split_names)
         image = index == INPUT_SPLIT_INDEX
+        name = INPUT_SPLIT if image else self.split_names[index]
         # A default codec follows the split: the card's codes its default split, which may
         # be an entropy-coded one that other splits lack.
         follows_default = codec == "" or (codec is None and (
             self._codec_is_default or is_image_codec(self.codec) != image))
         if follows_default:
-            codec = default_codec(self.card, image, self.split_names[index] if not image
-                                  else INPUT_SPLIT, self._tables)
+            codec = default_codec(self.card, name, self._tables)
         codec = self.codec if codec is None else codec
         check_codec(codec, image, model_codecs(self._tables))
         if not image and entropy_point(base_codec(codec)) is not None \
                 and self._tables is not None \
-                and self.split_names[index] != self._tables.split:
+                and name != self._tables.split:
             raise ConfigError("codec", f"{codec} codes split {self._tables.split} only, not "
-                              f"{self.split_names[index]}")
+                              f"{name}")
         level = self.zstd_level if zstd_level is None else zstd_level
         lo, hi = ZSTD_LEVELS
         if not lo <= int(level) <= hi:
@@ -155,12 +155,12 @@ class EdgeRunner:
                 raise ConfigError("codec", f"{codec}: {error}") from None
         ort = self._ort
         if self._onnx is not None and index != self.split_index and not image:
-            ort = OrtEdge(self._onnx, self.split_names[index])  # before the lock: may raise
+            ort = OrtEdge(self._onnx, name)  # before the lock: may raise
         with self._lock:
             self._ort = ort
             self._temporal = temporal
             self.split_index = index
-            self.split = INPUT_SPLIT if image else self.split_names[index]
+            self.split = name
             self.codec, self.zstd_level = codec, int(level)
             self._codec_is_default = follows_default
 
@@ -253,15 +253,12 @@ def image_tensor(image: np.ndarray, codec: str) -> EncodedTensor:
                          empty.copy(), encode_image(image, codec))
 
 
-def default_codec(card: dict, image: bool, split: str | None = None,
-                  tables: EntropyTables | None = None) -> str:
-    """The model's default codec for a feature ``split`` (None: the card's default split),
-    or for split ``input``. The card's codec is its default split's; a split without
-    that codec's tables takes ``FALLBACK_CODEC``."""
-    if image:
+def default_codec(card: dict, split: str, tables: EntropyTables | None) -> str:
+    """The model's default codec at ``split`` (``input``: its image codec). The card's codec
+    is its default split's; a split without that codec's tables takes ``FALLBACK_CODEC``."""
+    if split == INPUT_SPLIT:
         return str(card.get("image_codec") or DEFAULT_IMAGE_CODEC)
-    codec = str(card.get("codec", "q8-zstd/1"))
-    return codec if split is None else split_default(codec, tables, split)
+    return split_default(str(card.get("codec", "q8-zstd/1")), tables, split)
 
 
 def check_codec(codec: str, image: bool, feature_codecs: Sequence[str] = CODECS) -> None:
