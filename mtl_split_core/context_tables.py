@@ -68,17 +68,23 @@ class ContextTablesError(ValueError):
 @dataclass(frozen=True, eq=False)
 class ContextCell:
     """The buckets and tables of one (pass, channel)."""
-    mean_edges: np.ndarray  # ascending int64
-    mag_edges: np.ndarray   # ascending int64
+    # Ascending integers held as float64 (exact: |edge| <= MAX_EDGE = 2**52), so the float64
+    # predictions, exact integers too, are bucketed without a conversion per call.
+    mean_edges: np.ndarray
+    mag_edges: np.ndarray
     weights: np.ndarray     # (contexts, L) float32: freqs - 1, what constriction's family reads
 
+    def __post_init__(self) -> None:
+        for name in ("mean_edges", "mag_edges"):
+            object.__setattr__(self, name, np.asarray(getattr(self, name), np.float64))
+
     def contexts(self, pred: np.ndarray) -> np.ndarray:
-        """Context ids of symbols with predictions ``pred`` (2, n) (mean, magnitude)."""
-        mean, mag = pred.astype(np.int64)
+        """Context ids of symbols with predictions ``pred`` (2, n) (mean, magnitude), float64
+        integers."""
         # The arrays' own searchsorted: np.searchsorted's wrapper costs as much as the search
         # at these sizes, and coders call this once per (pass, channel) of every frame.
-        return (self.mag_edges.searchsorted(mag, "right") * (len(self.mean_edges) + 1)
-                + self.mean_edges.searchsorted(mean, "right"))
+        return (self.mag_edges.searchsorted(pred[1], "right") * (len(self.mean_edges) + 1)
+                + self.mean_edges.searchsorted(pred[0], "right"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -156,6 +162,9 @@ class ContextCoder:
     def __init__(self, point: ContextPoint):
         self.point = point
         self._family = constriction.stream.model.Categorical(perfect=False)
+        # Per pass, the (C, 2, 2C) co-located weights, contiguous: the decoder's one product
+        # per channel reads them as is.
+        self._w_colocated = [np.ascontiguousarray(w[:, :, :-SPATIAL]) for w in point.w]
 
     def tables(self, pass_: int, channel: int, ctx: np.ndarray, aux: np.ndarray | None
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -172,13 +181,17 @@ class ContextCoder:
         order = []
         for p, positions in enumerate(pass_positions(h, w)):
             pred = Features(d, positions).predictions(self.point.w[p])
+            symbols = np.ascontiguousarray(index[:, positions], np.int32)
+            aux_p = None if aux is None else aux[:, positions]
             for ch in range(c):
                 cell = self.point.cells[p][ch]
-                order.append((np.ascontiguousarray(index[ch, positions], np.int32),
-                              *self.tables(p, ch, cell.contexts(pred[ch]),
-                                           None if aux is None else aux[ch, positions])))
+                order.append((symbols[ch], *self.tables(p, ch, cell.contexts(pred[ch]),
+                                                        None if aux_p is None else aux_p[ch])))
         for symbols, weights, ctx in reversed(order):  # a stack: the last pushed decodes first
-            for at in reversed(range(0, max(len(ctx), 1), CHUNK)):  # an empty pass: 1 call
+            if len(ctx) <= CHUNK:  # one call (also for an empty pass), the usual case
+                coder.encode_reverse(symbols, self._family, weights.take(ctx, 0))
+                continue
+            for at in reversed(range(0, len(ctx), CHUNK)):
                 coder.encode_reverse(symbols[at:at + CHUNK], self._family,
                                      weights[ctx[at:at + CHUNK]])
 
@@ -187,26 +200,38 @@ class ContextCoder:
         """Table indices (C, H*W) popped from ``coder`` (``aux``: as given to ``encode``)."""
         c, h, w = shape
         center = self.point.center
-        d = np.zeros(shape, np.int64)
-        flat = d.reshape(c, -1)
         index = np.empty((c, h * w), np.int32)
-        for p, positions in enumerate(pass_positions(h, w)):
-            wp = self.point.w[p]
-            # Pass 1: the anchors are all known, so are the spatial features of every channel.
-            spatial = Features(d, positions).spatial_predictions(wp) if p == 1 else None
-            shared = np.zeros((2 * c, len(positions)), np.float64)  # filled channel by channel
+        anchors, _ = passes = pass_positions(h, w)
+        # The per-channel loop below is sequential by design (a channel's context reads the
+        # channels before it), so it does as few array operations per channel as it can
+        # (``take``: ~3x faster than fancy indexing at these sizes).
+        for p, positions in enumerate(passes):
+            n = len(positions)
+            cells = self.point.cells[p]
+            w_colocated = self._w_colocated[p]
+            spatial = None
+            if p == 1:  # the anchors are all known, so are the spatial features of every channel
+                d = np.zeros((c, h * w), np.int64)
+                d[:, anchors] = index[:, anchors] - center[:, None]
+                spatial = Features(d.reshape(shape), positions).spatial_predictions(self.point.w[p])
+            aux_p = None if aux is None else aux[:, positions]
+            shared = np.zeros((2 * c, n), np.float64)  # filled channel by channel
+            got_p = np.empty((c, n), np.int32)
             for ch in range(c):
-                cell = self.point.cells[p][ch]
-                pred = wp[ch, :, :-SPATIAL] @ shared
+                pred = w_colocated[ch] @ shared
                 if spatial is not None:
                     pred += spatial[ch]
-                weights, ctx = self.tables(p, ch, cell.contexts(pred),
-                                           None if aux is None else aux[ch, positions])
-                got = np.concatenate([coder.decode(self._family, weights[ctx[at:at + CHUNK]])
-                                      for at in range(0, max(len(ctx), 1), CHUNK)])
-                index[ch, positions] = got
-                flat[ch, positions] = shared[ch] = got - center[ch]
-                shared[c + ch] = np.abs(shared[ch])
+                weights, rows = self.tables(p, ch, cells[ch].contexts(pred),
+                                            None if aux_p is None else aux_p[ch])
+                if n <= CHUNK:
+                    got = coder.decode(self._family, weights.take(rows, 0))
+                else:
+                    got = np.concatenate([coder.decode(self._family, weights[rows[at:at + CHUNK]])
+                                          for at in range(0, n, CHUNK)])
+                got_p[ch] = got
+                np.subtract(got, center[ch], out=shared[ch])
+                np.abs(shared[ch], out=shared[c + ch])
+            index[:, positions] = got_p
         return index
 
 
