@@ -164,7 +164,7 @@ class ContextCoder:
         self._family = constriction.stream.model.Categorical(perfect=False)
         # Per pass, the (C, 2, 2C) co-located weights, contiguous: the decoder's one product
         # per channel reads them as is.
-        self._w_colocated = [np.ascontiguousarray(w[:, :, :-SPATIAL]) for w in point.w]
+        self.colocated_weights = [np.ascontiguousarray(w[:, :, :-SPATIAL]) for w in point.w]
 
     def tables(self, pass_: int, channel: int, ctx: np.ndarray, aux: np.ndarray | None
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -208,7 +208,7 @@ class ContextCoder:
         for p, positions in enumerate(passes):
             n = len(positions)
             cells = self.point.cells[p]
-            w_colocated = self._w_colocated[p]
+            w_colocated = self.colocated_weights[p]
             spatial = None
             if p == 1:  # the anchors are all known, so are the spatial features of every channel
                 d = np.zeros((c, h * w), np.int64)

@@ -29,7 +29,6 @@ import numpy as np
 
 from mtl_split_core.context_tables import (
     PASSES,
-    SPATIAL,
     ContextCoder,
     ContextPoint,
     Features,
@@ -106,27 +105,28 @@ def rd_symbols(coder: TemporalContextCoder, point: OperatingPoint, values: np.nd
     anchors[pass_positions(h, w)[0]] = 1
     index = np.empty((c, h * w), np.int32)
     for p, positions in enumerate(pass_positions(h, w)):
-        wp = coder.point.w[p]
+        n = len(positions)
+        cells, w_colocated = coder.point.cells[p], coder.colocated_weights[p]
         # Pass 1: every anchor is chosen, so are the spatial features of every channel.
         spatial = Features(((index - center[:, None]) * anchors).reshape(shape),
-                           positions).spatial_predictions(wp) if p == 1 else None
-        shared = np.zeros((2 * c, len(positions)), np.float64)
-        cols = np.arange(len(positions))
-        cand_p, scaled_p = candidates[:, :, positions], scaled[:, :, positions]
-        rows_p = buckets[:, positions]
-        chosen = np.empty((c, len(positions)), np.int32)
+                           positions).spatial_predictions(coder.point.w[p]) if p == 1 else None
+        shared = np.zeros((2 * c, n), np.float64)
+        # A candidate's flat index in its channel's (3, n) block: ``take`` instead of fancy
+        # indexing in the sequential loop below (~3x faster at these sizes).
+        pick = np.arange(n)
+        cand_p = np.ascontiguousarray(candidates[:, :, positions])
+        scaled_p, rows_p = scaled[:, :, positions], buckets[:, positions]
+        chosen = np.empty((c, n), np.int32)
         for ch in range(c):
-            pred = wp[ch, :, :-SPATIAL] @ shared
+            pred = w_colocated[ch] @ shared
             if spatial is not None:
                 pred += spatial[ch]
-            cell = coder.point.cells[p][ch]  # its contexts(), inlined (exact integers)
-            ctx = (cell.mag_edges.searchsorted(pred[1], "right") * (len(cell.mean_edges) + 1)
-                   + cell.mean_edges.searchsorted(pred[0], "right"))
-            rows = ctx * coder.span + rows_p[ch]
-            cost = scaled_p[ch] + coder.bits(p, ch)[rows[None], cand_p[ch]]
-            chosen[ch] = got = cand_p[ch][cost.argmin(0), cols]
-            shared[ch] = got - center[ch]
-            shared[c + ch] = np.abs(shared[ch])
+            rows = cells[ch].contexts(pred) * coder.span + rows_p[ch]
+            bits = coder.bits(p, ch)
+            cost = scaled_p[ch] + bits.take(rows * bits.shape[1] + cand_p[ch])
+            chosen[ch] = got = cand_p[ch].take(cost.argmin(0) * n + pick)
+            np.subtract(got, center[ch], out=shared[ch])
+            np.abs(shared[ch], out=shared[c + ch])
         index[:, positions] = chosen
     return index
 
