@@ -6,8 +6,11 @@
 # or an environment variable of every process of the run (ENV_VAR, e.g. an rmw setting; value
 # "-": unset, each process at its own default), or the robots' codec (CODEC=1: A and B are
 # codecs, e.g. ebc-3/1 and q4-zstd/1; the fleet's recorded streams and the one robot's edge).
-# py-spy on the fleet's server when PYSPY_WHEEL_DIR holds its wheel. Summary: $OUT/pairs.md
-# (bench/fleet/compare.py over every run of each value) and $OUT/log.txt.
+# py-spy on the fleet's server when PYSPY_WHEEL_DIR holds its wheel. The one robot runs on
+# PIPELINE_DDS, by default the profile the launch files give the nodes (config/fastdds.xml:
+# UDP; '' = Fast DDS's defaults, whose 512 KB shared-memory segments do not hold a 640x480
+# image), as run_speed.sh's. Summary: $OUT/pairs.md (bench/fleet/compare.py over every run of
+# each value) and $OUT/log.txt.
 #
 #   PARAM=max_batch A=8 B=16 BUNDLE=.carry/gpu_bundle/bundle.tar.gz bash bench/gpu/run_param_pairs.sh
 #   CODEC=1 A=ebc-3/1 B=q4-zstd/1 ONE_ROBOT=1 BUNDLE=... bash bench/gpu/run_param_pairs.sh
@@ -23,6 +26,7 @@ OUT=${OUT:-/tmp/pairs} RUNS=${RUNS:-/tmp/pairs_runs}
 BUNDLE=${BUNDLE:?the bundle (bench/gpu/bundle.sh)}
 UNPACKED=${UNPACKED:-/tmp/mtl_split_gpu_bundle}
 NAME=${PARAM:-${ENV_VAR:-${CODEC:+codec}}}
+PIPELINE_DDS=${PIPELINE_DDS-$TREE/config/fastdds.xml}
 mkdir -p "$OUT" && rm -rf "$RUNS" && mkdir -p "$RUNS"
 if [ ! -f "$UNPACKED/.from" ] || [ "$(cat "$UNPACKED/.from")" != "$(sha256sum <"$BUNDLE")" ]; then
   rm -rf "$UNPACKED" && mkdir -p "$UNPACKED" && tar xzf "$BUNDLE" -C "$UNPACKED"
@@ -43,6 +47,7 @@ if [ -n "${PYSPY_WHEEL_DIR:-}" ]; then  # the wheel carries the binary
     && PYSPY=/tmp/pyspy/bin/py-spy
 fi
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name --format=csv,noheader >>"$OUT/log.txt"
+echo "one robot's DDS profile: ${PIPELINE_DDS:-Fast DDS defaults}" >>"$OUT/log.txt"
 with() {  # with VALUE CMD...: CMD with the setting at VALUE
   local value=$1
   shift
@@ -65,6 +70,7 @@ for i in $(seq 1 "$PAIRS"); do
     if [ -n "${ONE_ROBOT:-}" ]; then
       with "$value" timeout 55 "$PY" bench/fleet/pipeline.py --device cuda --precision fp16 \
         --seconds "$SECONDS_PER_RUN" --warmup 3 --domain-id $((80 + i)) \
+        ${PIPELINE_DDS:+--dds-profile "$PIPELINE_DDS"} \
         --out "$RUNS/one_$label" >"$RUNS/one_$label.log" 2>&1 \
         || echo "one robot $NAME=$value run $i rc $?" >>"$OUT/log.txt"
     fi
