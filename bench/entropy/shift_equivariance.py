@@ -7,10 +7,11 @@ temporal_mc_analysis.py, the shift in 1/64 positions). If the features moved wit
 before quantization: the mean squared error of (a) and of (b) (a float bilinear warp),
 relative to the shifted tensor's variance.
 
-``--anti-alias``: then again with every stride-2 convolution of the backbone anti-aliased
-(run at stride 1, blurred by [1 2 1]^2 / 16, every other position kept; Zhang 2019) *without*
-fine-tuning: a proxy for what an anti-aliased edge could give the temporal codecs, not a
-model (its accuracy is not measured; the card's quantizer meets a shifted distribution).
+``--anti-alias``: then again with the same weights in the anti-aliased backbone
+(``efficientnet_lite0_aa``: every stride-2 convolution run at stride 1, blurred by [1 2 1]^2 /
+16, every other position kept; Zhang 2019) *without* training: a proxy for what an
+anti-aliased edge could give the temporal codecs, not a model (its accuracy is not measured;
+the card's quantizer meets a shifted distribution).
 
     PYTHONPATH=. python bench/entropy/shift_equivariance.py --model models/default --anti-alias
 """
@@ -18,21 +19,19 @@ model (its accuracy is not measured; the card's quantizer meets a shifted distri
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import temporal_context_analysis as tca  # noqa: E402
 import temporal_mc_analysis as mc  # noqa: E402
 
-from mtl_split_core.backbones.efficientnet_lite import SameConv2d  # noqa: E402
 from mtl_split_core.entropy_tables import tables_of  # noqa: E402
+from mtl_split_core.model.network import MultiTaskSplitNet  # noqa: E402
 from mtl_split_core.runtime.model_files import load_model_param  # noqa: E402
 
 
@@ -42,36 +41,13 @@ def shifted(images: np.ndarray, dx: int) -> np.ndarray:
     return np.concatenate([pad, images[:, :, :images.shape[2] - dx]], axis=2)
 
 
-class BlurredStride(nn.Module):
-    """A stride-2 convolution run at stride 1, blurred, then subsampled (anti-aliased)."""
-
-    def __init__(self, conv: SameConv2d):
-        super().__init__()
-        self.conv = conv
-        k = torch.tensor([1.0, 2.0, 1.0])
-        self.register_buffer("kernel", (k[:, None] * k[None]) / 16)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        stride, self.conv.stride = self.conv.stride, (1, 1)
-        try:
-            y = self.conv(x)
-        finally:
-            self.conv.stride = stride
-        c = y.shape[1]
-        y = F.conv2d(F.pad(y, [1, 1, 1, 1], mode="replicate"),
-                     self.kernel.expand(c, 1, 3, 3).contiguous(), groups=c)
-        return y[:, :, ::2, ::2]
-
-
-def anti_alias(module: nn.Module) -> int:
-    """Replace every stride-2 SameConv2d below ``module`` by its BlurredStride; how many."""
-    n = 0
-    for parent in list(module.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, SameConv2d) and child.stride == (2, 2):
-                setattr(parent, name, BlurredStride(child))
-                n += 1
-    return n
+def anti_aliased(model: MultiTaskSplitNet) -> MultiTaskSplitNet:
+    """The same weights in the network with the anti-aliased backbone (``efficientnet_lite0``
+    -> ``efficientnet_lite0_aa``: the state dicts have the same keys), untrained with it."""
+    config = dataclasses.replace(model.config, backbone=model.config.backbone + "_aa")
+    twin = MultiTaskSplitNet(config)
+    twin.load_state_dict(model.state_dict(), strict=True)
+    return twin.eval()
 
 
 def float_warp(y: np.ndarray, shift: float) -> np.ndarray:
@@ -142,9 +118,12 @@ def main() -> None:
     print("\nplain edge\n")
     table(model, tables, point, images, shifts, stride)
     if args.anti_alias:
-        print(f"\nanti-aliased edge ({anti_alias(model.backbone)} strided convolutions, no "
-              f"fine-tune)\n")
-        table(model, tables, point, images, shifts, stride)
+        if model.config.backbone != "efficientnet_lite0":
+            ap.error(f"--anti-alias: needs an efficientnet_lite0 model, not "
+                     f"{model.config.backbone}")
+        print("\nanti-aliased edge (efficientnet_lite0_aa, the same weights, not trained "
+              "with it)\n")
+        table(anti_aliased(model), tables, point, images, shifts, stride)
     print(f"\ndate {datetime.date.today()}")
 
 

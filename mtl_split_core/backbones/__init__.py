@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mtl_split_core.backbones.base import SPLIT_NAMES, STRIDES, Backbone, BackboneSpec
-from mtl_split_core.backbones.efficientnet_lite import efficientnet_lite0
+from mtl_split_core.backbones.efficientnet_lite import efficientnet_lite0, efficientnet_lite0_aa
 from mtl_split_core.backbones.mobilenetv3 import mobilenetv3_small
 from mtl_split_core.backbones.resnet import resnet18
 
@@ -52,6 +52,7 @@ def build_backbone(name: str, pretrained: bool = False) -> Backbone:
 
 
 register_backbone("efficientnet_lite0", efficientnet_lite0, pretrained=True)
+register_backbone("efficientnet_lite0_aa", efficientnet_lite0_aa, pretrained=True)
 register_backbone("resnet18", resnet18)
 register_backbone("mobilenetv3_small", mobilenetv3_small)
 

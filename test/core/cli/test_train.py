@@ -77,6 +77,21 @@ def test_train_then_fine_tune_with_a_frozen_edge_then_evaluate(sim, tmp_path, ca
     assert "on 2 val frames" in out and "| float (unsplit) |" in out
 
 
+def test_the_anti_aliased_backbone_trains_from_imagenet_and_loads(sim, tmp_path):
+    """--backbone efficientnet_lite0_aa (issue #23's experiment): the ImageNet weights load
+    into it, it trains, and its card builds the anti-aliased network again."""
+    from mtl_split_core.backbones.efficientnet_lite import SameConv2d
+    from mtl_split_core.model import load_model
+
+    assert main(["train", "--data", str(sim), "--out", str(tmp_path / "aa"), "--size", "96x64",
+                 "--backbone", "efficientnet_lite0_aa", "--bottleneck", "16",
+                 *TRAIN_OPTIONS]) == 0
+    model, card = load_model(tmp_path / "aa" / "model")
+    assert card["backbone"] == "efficientnet_lite0_aa"
+    assert model.backbone.name == "efficientnet_lite0_aa"
+    assert any(m.anti_alias for m in model.backbone.modules() if isinstance(m, SameConv2d))
+
+
 def test_fine_tuning_may_add_bottlenecks_at_other_splits(sim, tmp_path, capsys):
     """--init M --split s16,s32 (issue 14): a deployed single-split model becomes one card
     that serves more splits, each step at a random one of them: its own bottleneck and weights
