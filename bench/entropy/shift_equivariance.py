@@ -60,7 +60,8 @@ def float_warp(y: np.ndarray, shift: float) -> np.ndarray:
 
 
 def relative_error(target: np.ndarray, guess: np.ndarray) -> float:
-    """Mean squared error of ``guess`` relative to the variance of ``target`` (per channel)."""
+    """Mean squared error of ``guess`` relative to ``target``'s variance about its channels'
+    means."""
     var = ((target - target.mean((0, 2, 3), keepdims=True)) ** 2).mean()
     return float(((target - guess) ** 2).mean() / var)
 
@@ -106,6 +107,8 @@ def main() -> None:
     if args.frames < 1 or any(not 0 < v < 1000 for v in shifts):
         ap.error("--frames must be >= 1 and every shift in 1..999")
     model, card = load_model_param(args.model)
+    if args.anti_alias and model.config.backbone != "efficientnet_lite0":
+        ap.error(f"--anti-alias: needs an efficientnet_lite0 model, not {model.config.backbone}")
     tables = tables_of(model.config.entropy)
     point = tables.points[args.op]
     wh = tuple(model.config.input_size)
@@ -118,9 +121,6 @@ def main() -> None:
     print("\nplain edge\n")
     table(model, tables, point, images, shifts, stride)
     if args.anti_alias:
-        if model.config.backbone != "efficientnet_lite0":
-            ap.error(f"--anti-alias: needs an efficientnet_lite0 model, not "
-                     f"{model.config.backbone}")
         print("\nanti-aliased edge (efficientnet_lite0_aa, the same weights, not trained "
               "with it)\n")
         table(anti_aliased(model), tables, point, images, shifts, stride)
