@@ -110,6 +110,9 @@ def main() -> None:
     if args.anti_alias and model.config.backbone != "efficientnet_lite0":
         ap.error(f"--anti-alias: needs an efficientnet_lite0 model, not {model.config.backbone}")
     tables = tables_of(model.config.entropy)
+    if tables is None or not 0 <= args.op < len(tables.points):
+        ap.error(f"--model {args.model}: no entropy tables with an operating point {args.op} "
+                 f"(mtl-split train-eb fits them)")
     point = tables.points[args.op]
     wh = tuple(model.config.input_size)
     data = mc.sim_frames.cached(args.cache, "sequences", 23, 150, 50, (640, 480), wh, 0.0)
