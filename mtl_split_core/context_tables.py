@@ -188,12 +188,9 @@ class ContextCoder:
                 order.append((symbols[ch], *self.tables(p, ch, cell.contexts(pred[ch]),
                                                         None if aux_p is None else aux_p[ch])))
         for symbols, weights, ctx in reversed(order):  # a stack: the last pushed decodes first
-            if len(ctx) <= CHUNK:  # one call (also for an empty pass), the usual case
-                coder.encode_reverse(symbols, self._family, weights.take(ctx, 0))
-                continue
-            for at in reversed(range(0, len(ctx), CHUNK)):
+            for at in reversed(range(0, max(len(ctx), 1), CHUNK)):  # an empty pass: 1 call
                 coder.encode_reverse(symbols[at:at + CHUNK], self._family,
-                                     weights[ctx[at:at + CHUNK]])
+                                     weights.take(ctx[at:at + CHUNK], 0))
 
     def decode(self, coder: Any, shape: tuple[int, int, int],
                aux: np.ndarray | None = None) -> np.ndarray:
@@ -223,13 +220,10 @@ class ContextCoder:
                     pred += spatial[ch]
                 weights, rows = self.tables(p, ch, cells[ch].contexts(pred),
                                             None if aux_p is None else aux_p[ch])
-                if n <= CHUNK:
-                    got = coder.decode(self._family, weights.take(rows, 0))
-                else:
-                    got = np.concatenate([coder.decode(self._family, weights[rows[at:at + CHUNK]])
-                                          for at in range(0, n, CHUNK)])
-                got_p[ch] = got
-                np.subtract(got, center[ch], out=shared[ch])
+                for at in range(0, max(n, 1), CHUNK):  # an empty pass: 1 call
+                    got_p[ch, at:at + CHUNK] = coder.decode(
+                        self._family, weights.take(rows[at:at + CHUNK], 0))
+                np.subtract(got_p[ch], center[ch], out=shared[ch])
                 np.abs(shared[ch], out=shared[c + ch])
             index[:, positions] = got_p
         return index

@@ -54,7 +54,7 @@ class SameConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.anti_alias:
             y = self._same(x, (1, 1))
-            y = F.conv2d(F.pad(y, [1, 1, 1, 1], mode="replicate"), self.blur.to(y.dtype),
+            y = F.conv2d(F.pad(y, [1, 1, 1, 1], mode="replicate"), self.blur,
                          groups=self.out_channels)
             return y[:, :, ::self.stride[0], ::self.stride[1]]
         return self._same(x, self.stride)
