@@ -137,32 +137,36 @@ def test_random_loss_drops_about_that_share_of_packets():
 
 
 COUNTER = textwrap.dedent("""
-    import socket, sys, time
+    import select, socket, sys, time
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((sys.argv[1], 9998)); s.settimeout(0.2)
+    s.bind((sys.argv[1], 9998))
+    expected, grace = int(sys.argv[2]), float(sys.argv[3])
     print("ready", flush=True)
-    n, end = 0, time.monotonic() + float(sys.argv[2])
-    while time.monotonic() < end:
-        try:
+    n, end, watched = 0, None, [s, sys.stdin]
+    while n < expected and (end is None or time.monotonic() < end):
+        ready, _, _ = select.select(watched, [], [], 0.05)
+        if s in ready:
             s.recv(65535); n += 1
-        except socket.timeout:
-            pass
+        if sys.stdin in ready and not sys.stdin.readline():  # EOF: the sender is done
+            watched, end = [s], time.monotonic() + grace
     print(n)
 """)
 
 
 def _received(link: EmulatedLink, sender: str, receiver: str, count: int) -> int:
-    """Datagrams of ``count`` sent ``sender`` -> ``receiver`` that arrived (within 3 s)."""
+    """Datagrams of ``count`` sent ``sender`` -> ``receiver`` that arrived: the counter stops
+    at ``count`` or 1 s after the sender finished (what a down link would have let through
+    by then), not after a fixed wait."""
     rx = subprocess.Popen(link.command(receiver, [sys.executable, "-c", COUNTER,
-                                                  link.address[receiver], "3"]),
-                          stdout=subprocess.PIPE, text=True)
+                                                  link.address[receiver], str(count), "1.0"]),
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert rx.stdout.readline().strip() == "ready"
         send = SENDER.replace("9999", "9998")
         subprocess.run(link.command(sender, [sys.executable, "-c", send,
                                              link.address[receiver], str(count), "0.001"]),
                        check=True, timeout=60)
-        out, _ = rx.communicate(timeout=30)
+        out, _ = rx.communicate(timeout=30)  # closes the counter's stdin: the sender is done
     finally:
         rx.kill()
     return int(out.strip())
