@@ -1,8 +1,12 @@
 """Edge prefix on a GPU: eager vs CUDA graph, fp32 vs fp16, channels_last; same run.
 
     python bench/edge_graph_bench.py     # on the GPU box (device tool)
+    python bench/edge_graph_bench.py --model runs/plain/model --model runs/aa/model
+                                         # several models' edges side by side (e.g. a backbone
+                                         # variant against the plain one)
 """
 
+import argparse
 import functools
 
 import torch
@@ -29,12 +33,23 @@ def bench(fn, x, iters=300):
 
 
 def main():
-    model, card = load_model(resolve_model_path(""))
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", action="append", default=None,
+                   help="model folder or name, repeatable (default: the packaged default)")
+    args = p.parse_args()
+    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
+    print("| model | backbone | input | precision | eager ms | CUDA graph ms | speed-up "
+          "| max rel. diff |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in args.model or [""]:
+        bench_model(name)
+
+
+def bench_model(name: str) -> None:
+    """One model's edge prefix (up to its default split, with the bottleneck): table rows."""
+    model, card = load_model(resolve_model_path(name))
     split = card["default_split"]
-    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, model {card['name']}, "
-          f"edge prefix up to {split} (+ bottleneck)")
-    print("| input | precision | eager ms | CUDA graph ms | speed-up | max rel. diff |")
-    print("|---|---|---|---|---|---|")
+    label = f"{card['name']} `{card.get('fingerprint')}` ({split})"
     for hw in ((240, 320), (480, 640)):
         for dtype in (torch.float32, torch.float16):
             net = model.to("cuda", dtype).to(memory_format=torch.channels_last).eval()
@@ -47,8 +62,9 @@ def main():
                 got = graph(x).float()
                 diff = float((got - ref).abs().max() / ref.abs().max().clamp(min=1e-6))
                 e, g = bench(eager_fn, x), bench(graph, x)
-            name = "fp16" if dtype == torch.float16 else "fp32"
-            print(f"| {hw[1]}x{hw[0]} | {name} | {e:.3f} | {g:.3f} | {e / g:.1f}x | {diff:.1e} |")
+            precision = "fp16" if dtype == torch.float16 else "fp32"
+            print(f"| {label} | {card['backbone']} | {hw[1]}x{hw[0]} | {precision} | {e:.3f} "
+                  f"| {g:.3f} | {e / g:.1f}x | {diff:.1e} |")
 
 
 if __name__ == "__main__":
