@@ -7,11 +7,11 @@
 """
 
 import argparse
-import functools
 
 import torch
 
 from mtl_split_core.model import load_model
+from mtl_split_core.preprocess import letterbox_tensor
 from mtl_split_core.runtime.cuda_graph import CudaGraphEdge
 from mtl_split_core.runtime.model_files import resolve_model_path
 
@@ -50,18 +50,22 @@ def bench_model(name: str) -> None:
     model, card = load_model(resolve_model_path(name))
     split = card["default_split"]
     label = f"{card['name']} `{card.get('fingerprint')}` ({split})"
-    for hw in ((240, 320), (480, 640)):
+    input_wh = tuple(card["input_size"])
+    for hw in ((240, 320), (480, 640)):  # camera images, letterboxed to the input as the edge does
         for dtype in (torch.float32, torch.float16):
             net = model.to("cuda", dtype).to(memory_format=torch.channels_last).eval()
-            x = torch.rand(1, 3, *hw, device="cuda", dtype=dtype).contiguous(
-                memory_format=torch.channels_last)
+            image = torch.randint(0, 256, (*hw, 3), device="cuda", dtype=torch.uint8)
+
+            def eager_fn(img, net=net, dtype=dtype):
+                x = letterbox_tensor(img, input_wh)[0].to(dtype).unsqueeze(0)
+                return net.edge(x.contiguous(memory_format=torch.channels_last), split)
+
             with torch.inference_mode():
-                eager_fn = functools.partial(net.edge, split=split)
-                graph = CudaGraphEdge(net, split, hw, dtype)
-                ref = eager_fn(x).float()
-                got = graph(x).float()
+                graph = CudaGraphEdge(net, split, hw, input_wh, dtype)
+                ref = eager_fn(image).float()
+                got = graph(image).float()
                 diff = float((got - ref).abs().max() / ref.abs().max().clamp(min=1e-6))
-                e, g = bench(eager_fn, x), bench(graph, x)
+                e, g = bench(eager_fn, image), bench(graph, image)
             precision = "fp16" if dtype == torch.float16 else "fp32"
             print(f"| {label} | {card['backbone']} | {hw[1]}x{hw[0]} | {precision} | {e:.3f} "
                   f"| {g:.3f} | {e / g:.1f}x | {diff:.1e} |")
