@@ -134,7 +134,7 @@ def markdown(results: dict[str, Any]) -> str:
               f"{meta['input_size'][0]}x{meta['input_size'][1]}, default {m['default_split']} "
               f"{m['default_codec']}  ",
               f"Frames: {meta['camera_size'][0]}x{meta['camera_size'][1]} sim camera, scene "
-              f"seed {meta['seed']} (scene seeds {meta['scene_seeds']}; training used seed 1), "
+              f"seed {meta['seed']} (scene seeds {meta['scene_seeds']}), "
               f"sensor noise {meta['noise']:g}, letterboxed to the model input  ",
               "Image codecs (Pillow defaults unless listed): " + ", ".join(
                   f"{n} {c['options'] or ''}".strip() for n, c in meta["image_codecs"].items())
