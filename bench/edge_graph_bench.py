@@ -37,17 +37,22 @@ def main():
     p.add_argument("--model", action="append", default=None,
                    help="model folder or name, repeatable (default: the packaged default)")
     args = p.parse_args()
+    if not torch.cuda.is_available():
+        p.error("needs a CUDA device")
+    try:  # every model loads before any timing
+        models = [load_model(resolve_model_path(name)) for name in args.model or [""]]
+    except (ValueError, OSError) as err:  # the model loader's errors (InputError is one)
+        p.error(str(err))
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
     print("| model | backbone | input | precision | eager ms | CUDA graph ms | speed-up "
           "| max rel. diff |")
     print("|---|---|---|---|---|---|---|---|")
-    for name in args.model or [""]:
-        bench_model(name)
+    for model, card in models:
+        bench_model(model, card)
 
 
-def bench_model(name: str) -> None:
+def bench_model(model: torch.nn.Module, card: dict) -> None:
     """One model's edge prefix (up to its default split, with the bottleneck): table rows."""
-    model, card = load_model(resolve_model_path(name))
     split = card["default_split"]
     label = f"{card['name']} `{card.get('fingerprint')}` ({split})"
     input_wh = tuple(card["input_size"])

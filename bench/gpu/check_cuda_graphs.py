@@ -26,8 +26,10 @@ def frames(shards: str | None, n: int = 8) -> list[np.ndarray]:
     from pathlib import Path
 
     from mtl_split_core.data.shards import ShardReader
-    first = sorted(Path(shards).glob("shard_*.npz"))[0]
-    reader = ShardReader(first, splits=("train", "val", "test"))
+    found = sorted(Path(shards).glob("shard_*.npz"))
+    if not found:
+        raise FileNotFoundError(f"no shard_*.npz in {shards}")
+    reader = ShardReader(found[0], splits=("train", "val", "test"))
     return [reader.frame(i).image for i in range(n)]
 
 
@@ -35,8 +37,15 @@ def main() -> int:
     if len(sys.argv) not in (2, 3):
         print("usage: check_cuda_graphs.py MODEL [SHARDS]", file=sys.stderr)
         return 2
-    model, card = load_model(sys.argv[1])
-    images = frames(sys.argv[2] if len(sys.argv) == 3 else None)
+    if not torch.cuda.is_available():
+        print("check_cuda_graphs.py: error: needs a CUDA device", file=sys.stderr)
+        return 2
+    try:
+        model, card = load_model(sys.argv[1])
+        images = frames(sys.argv[2] if len(sys.argv) == 3 else None)
+    except (ValueError, OSError) as err:  # the model loader's errors; no shards
+        print(f"check_cuda_graphs.py: error: {err}", file=sys.stderr)
+        return 2
     runs = {}
     for graphs in (False, True):
         edge = EdgeRunner(model, card, device="cuda", precision="fp16", cuda_graphs=graphs)
