@@ -11,6 +11,7 @@ import argparse
 import torch
 
 from mtl_split_core.model import load_model
+from mtl_split_core.model.network import MultiTaskSplitNet
 from mtl_split_core.preprocess import letterbox_tensor
 from mtl_split_core.runtime.cuda_graph import CudaGraphEdge
 from mtl_split_core.runtime.model_files import resolve_model_path
@@ -51,7 +52,7 @@ def main():
         bench_model(model, card)
 
 
-def bench_model(model: torch.nn.Module, card: dict) -> None:
+def bench_model(model: MultiTaskSplitNet, card: dict) -> None:
     """One model's edge prefix (up to its default split, with the bottleneck): table rows."""
     split = card["default_split"]
     label = f"{card['name']} `{card.get('fingerprint')}` ({split})"
