@@ -27,19 +27,7 @@ set -uo pipefail
 runs=${RUNS:-d1:s16,s8,s32:16,8,32:1:1e-3 d4:s16,s8,s32:16,8,32:4:1e-3}
 epochs=${EPOCHS:-24}
 budget=${BUDGET:-420}
-carry=${CARRY:-.carry/train27}
-device=${DEVICE:-cuda}
-workers=${WORKERS:-7}
-wheels=${WHEELS-$carry/whl}
-logs=$(mktemp -d)
-trap 'tar -C "$logs" -cf "$OUT/logs.tar" .' EXIT
-if [ -n "$wheels" ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site "$wheels"/*.whl || exit 1
-fi
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | tee "$logs/gpu.txt"
-cli="python3 -m mtl_split_core.cli"
+source "$(dirname "$0")/train_prelude.sh"
 for run in $runs; do  # tag:splits:bottlenecks:distill:lr[:heads]
   IFS=: read -r tag splits bns w lr heads <<< "$run"
   case ${heads:-shared} in

@@ -18,20 +18,8 @@ set -uo pipefail
 runs=${RUNS:-plain:efficientnet_lite0 aa:efficientnet_lite0_aa}
 epochs=${EPOCHS:-44}
 budget=${BUDGET:-480}
-carry=${CARRY:-.carry/train27}
-device=${DEVICE:-cuda}
-workers=${WORKERS:-7}
-wheels=${WHEELS-$carry/whl}
-logs=$(mktemp -d)
-trap 'tar -C "$logs" -cf "$OUT/logs.tar" .' EXIT
-if [ -n "$wheels" ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site "$wheels"/*.whl || exit 1
-fi
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+source "$(dirname "$0")/train_prelude.sh"
 [ -n "${IMAGENET:-}" ] && export MTL_SPLIT_EFFNET_LITE0_WEIGHTS=$IMAGENET
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | tee "$logs/gpu.txt"
-cli="python3 -m mtl_split_core.cli"
 for run in $runs; do
   IFS=: read -r tag backbone <<< "$run"
   $cli train --data "$carry/shards_train" --backbone "$backbone" --split s16 --bottleneck 16 \
