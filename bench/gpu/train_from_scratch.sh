@@ -9,7 +9,7 @@
 # Expects, carried: $CARRY (default .carry/train27) with whl (cp312 wheels: constriction, tqdm,
 # zstandard) and shards_train (gen-data --seed 31, train + val); $IMAGENET, the ImageNet state
 # dict of EfficientNet-Lite0 (the package's .pth, e.g. an fp16 copy: the package is not there).
-# Usage there: RUNS="TAG:BACKBONE ..." EPOCHS=44 BUDGET=480 IMAGENET=.carry/imagenet/lite0.pth \
+# Usage there: RUNS="TAG:BACKBONE ..." EPOCHS=44 BUDGET=480 IMAGENET=.carry/imagenet/lite0_fp16.pth \
 #   bash bench/gpu/train_from_scratch.sh
 # (A smoke run elsewhere: DEVICE=cpu MAX_STEPS=1 WHEELS= CARRY=tiny OUT=/tmp/o bash ...)
 # Back in $OUT: TAG/{weights.pt,card.json} per run and logs.tar (train logs, train_log_TAG.csv,
