@@ -223,7 +223,10 @@ def _cli(*args, timeout=180):
     ["--score-threshold", "2"],
 ])
 def test_bad_arguments_are_one_line_exit_2_and_leave_no_output_folder(tmp_path, tiny_model,
-                                                                      bad):
+                                                                      bad, capsys):
+    # In this process: the dispatcher's path is the installed command's (the next test runs
+    # that one as a process), without a fresh interpreter's torch import per case.
+    from mtl_split_tools.cli import main
     if bad[:2] == ["--device", "cuda"]:
         import torch
         if torch.cuda.is_available():
@@ -231,7 +234,16 @@ def test_bad_arguments_are_one_line_exit_2_and_leave_no_output_folder(tmp_path, 
     bag = write_bag(tmp_path / "in", {"/cam/image": (IMG, [image(0)])})
     out = tmp_path / "new" / "out"
     model = [] if "--model" in bad else ["--model", tiny_model]
-    r = _cli(bag, "--out", out, *model, *bad)
+    assert main(["process", str(bag), "--out", str(out), *model, *bad]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("mtl-split process: error:"), err
+    assert not (tmp_path / "new").exists()
+
+
+def test_the_installed_command_answers_a_bad_argument_in_one_line_without_traceback(
+        tmp_path, tiny_model):
+    bag = write_bag(tmp_path / "in", {"/cam/image": (IMG, [image(0)])})
+    r = _cli(bag, "--out", tmp_path / "new" / "out", "--model", tiny_model, "--codec", "foo")
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert r.stderr.startswith("mtl-split process: error:")
