@@ -69,3 +69,15 @@ def test_installed_ros2_cli_is_not_installed_again():
     assert result.returncode == 0, result.stderr[-2000:]
     assert "ros2 CLI installed" not in result.stdout, result.stdout  # the kit saw it was done
     assert "source build/ros2_cli_kit/install/setup.bash" in result.stdout
+
+
+@needs_setup_done
+def test_a_second_setup_without_changes_skips_the_colcon_build():
+    """The install tree links each source file, so an unchanged tree needs no build; the
+    first run builds only if something changed since the last (then the stamp is written)."""
+    first = _setup_here()
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = _setup_here()
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "==> colcon build: up to date" in second.stdout, second.stdout
+    assert (ROOT / "build" / ".mtl_split_build_inputs.sha256").is_file()
