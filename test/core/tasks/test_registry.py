@@ -54,14 +54,32 @@ def test_each_builtin_task_builds_a_head_whose_outputs_postprocess(name):
     assert set(task.headline) and task.metric(config).compute() is not None
 
 
-@pytest.mark.parametrize("first", ["mtl_split_core.tasks", "mtl_split_core.model",
-                                   "mtl_split_core.runtime.server", "mtl_split_ros.outputs"])
-def test_any_module_can_be_imported_first(first):
+FIRST_IMPORTS = ["mtl_split_core.tasks", "mtl_split_core.model", "mtl_split_core.runtime.server",
+                 "mtl_split_ros.outputs"]
+
+
+@pytest.fixture(scope="module")
+def fresh_interpreters():
+    """One fresh interpreter per first import, all started at once: each spends ~2 s importing
+    torch on one core, so together they take about two of them on a 2-core machine."""
+    code = ("import {}; from mtl_split_core.tasks import task_names; "
+            "print(','.join(task_names()))")
+    procs = {first: subprocess.Popen([sys.executable, "-c", code.format(first)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for first in FIRST_IMPORTS}
+    try:
+        yield {first: (*proc.communicate(timeout=120), proc.returncode)
+               for first, proc in procs.items()}
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("first", FIRST_IMPORTS)
+def test_any_module_can_be_imported_first(first, fresh_interpreters):
     """The task modules and the network import each other's packages: no import cycle,
     whichever comes first in a fresh interpreter (a node imports the outputs first)."""
-    code = (f"import {first}; from mtl_split_core.tasks import task_names; "
-            "print(','.join(task_names()))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "detection,segmentation,depth"
+    stdout, stderr, returncode = fresh_interpreters[first]
+    assert returncode == 0, stderr
+    assert stdout.strip() == "detection,segmentation,depth"
