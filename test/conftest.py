@@ -18,8 +18,10 @@ def _pick_domain_id() -> int:
 os.environ.setdefault("ROS_DOMAIN_ID", str(_pick_domain_id()))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
-# Two cores: keep torch from oversubscribing when tests run next to node processes.
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# One torch thread per process (child processes inherit it): the tests' networks are tiny, too
+# small to share out over threads, and on a 2-core machine a second thread stalls whenever the
+# other core is busy (a node process, another test's child): up to tenfold on a forward pass.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")

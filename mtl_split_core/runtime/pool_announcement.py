@@ -10,6 +10,7 @@ checked, each violation an ``AnnouncementRejected(reason, message)``.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -108,6 +109,13 @@ def output_prefix(robot: str) -> str:
 
 
 def valid_robot(name: str) -> bool:
+    return isinstance(name, str) and _valid_robot_name(name)
+
+
+# Every announcement lists the robots a server serves and each pool view checks them all, so
+# the same names come again and again; a hostile stream of new names only cycles the cache.
+@functools.lru_cache(maxsize=4096)
+def _valid_robot_name(name: str) -> bool:
     return len(name.encode()) <= MAX_ROBOT_BYTES and ROBOT_NAME.fullmatch(name) is not None
 
 

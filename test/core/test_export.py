@@ -18,8 +18,6 @@ from mtl_split_core.runtime.backends import OnnxFileError, OrtOptions
 from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_core.runtime.server import ServerRunner
 
-torch.set_num_threads(2)
-
 
 def _frames(n, size=(160, 120), seed=0):
     rng = np.random.default_rng(seed)
@@ -65,12 +63,16 @@ def test_the_card_ties_the_files_to_the_model(tiny):
 
 def test_runners_on_onnxruntime_match_torch(tiny):
     frames = _frames(3, seed=1)
+    # A server serves every exported split: one per backend for both splits. The edges run
+    # the servers' loaded model (the folder's onnx/, as from_path gives them): one load each.
+    servers = [ServerRunner.from_path(str(tiny), device="cpu", backend=b,
+                                      score_threshold=0.0, max_detections=20)
+               for b in ("torch", "onnxruntime")]
+    onnx_options = [None, OrtOptions(str(tiny / "onnx"))]
     for split in ("s8", "s16"):
-        edges = [EdgeRunner.from_path(str(tiny), device="cpu", split=split, backend=b,
-                                      codec="q8-zstd/1") for b in ("torch", "onnxruntime")]
-        servers = [ServerRunner.from_path(str(tiny), device="cpu", backend=b,
-                                          score_threshold=0.0, max_detections=20)
-                   for b in ("torch", "onnxruntime")]
+        edges = [EdgeRunner(server.model, server.card, device="cpu", split=split,
+                            backend=server.backend, codec="q8-zstd/1", onnx=options)
+                 for server, options in zip(servers, onnx_options)]
         for rgb in frames:
             packets = [edge(rgb) for edge in edges]
             np.testing.assert_allclose(packets[1].tensor.scale, packets[0].tensor.scale,
@@ -200,7 +202,8 @@ def test_a_failed_check_is_an_export_error(tiny, tmp_path, monkeypatch):
 def test_export_replaces_a_previous_export_but_not_other_folders(tiny, tmp_path):
     model, card = load_model(tiny)
     out = tmp_path / "out"
-    export_model(model, card, out, splits=["s16"], frames=_frames(2))
+    shutil.copytree(tiny / "onnx", out)  # a previous export (s8, s16) of this model
+    assert (out / "edge_s16.onnx").exists()
     export_model(model, card, out, splits=["s32"], frames=_frames(2))
     assert set(json.loads((out / EXPORT_CARD).read_text())["splits"]) == {"s32"}
     assert not (out / "edge_s16.onnx").exists()

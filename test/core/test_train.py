@@ -15,7 +15,6 @@ from mtl_split_core.runtime.server import PacketRejected, ServerRunner
 from mtl_split_core.train import epoch_order, labelled_frames, train
 from support.tiny_data import tiny_dataset
 
-torch.set_num_threads(2)
 TINY = ModelConfig(backbone="mobilenetv3_small", input_size=(96, 64), bottlenecks={"s16": 8},
                    depth_reference_focal=100.0)
 FAST = dict(epochs=1, batch_size=4, lr=3e-3, device="cpu", pretrained=False, progress=False)
@@ -97,6 +96,34 @@ def base_dir(tmp_path_factory):
     return path
 
 
+# Loading a model (and a runner) costs more than a training step of this tiny network: the
+# tests only read the base, so it is loaded once per module.
+@pytest.fixture(scope="module")
+def base(base_dir):
+    """The base model and its card, as loaded from ``base_dir`` (read, never changed)."""
+    return load_model(base_dir)
+
+
+@pytest.fixture(scope="module")
+def base_edge(base_dir):
+    """A robot running the base model's edge (at its default split, s16)."""
+    return EdgeRunner.from_path(str(base_dir), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def base_server(base_dir):
+    return ServerRunner.from_path(str(base_dir), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def frozen_tune(base_dir, tmp_path_factory):
+    """A frozen-edge fine-tune of the base on depth-only frames: its folder, model and card."""
+    out = tmp_path_factory.mktemp("frozen")
+    train(dataclasses.replace(TINY, name="tuned"), _depth_only(), None, out,
+          max_steps=3, init_model=base_dir, freeze_edge=True, **FAST)
+    return (out / "model", *load_model(out / "model"))
+
+
 def _params(model, prefix):
     return {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith(prefix)}
 
@@ -105,12 +132,10 @@ def _equal(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_a_frozen_edge_stays_bit_identical_and_the_server_accepts_the_old_edge(base_dir,
-                                                                              tmp_path):
-    train(dataclasses.replace(TINY, name="tuned"), _depth_only(), None, tmp_path,
-          max_steps=3, init_model=base_dir, freeze_edge=True, **FAST)
-    base, base_card = load_model(base_dir)
-    tuned, card = load_model(tmp_path / "model")
+def test_a_frozen_edge_stays_bit_identical_and_the_server_accepts_the_old_edge(
+        base, base_edge, base_server, frozen_tune):
+    tuned_dir, tuned, card = frozen_tune
+    base, base_card = base
     assert base.edge_state_dict().keys() == tuned.edge_state_dict().keys()
     assert _equal(base.edge_state_dict(), tuned.edge_state_dict())  # weights and BN statistics
     # Unlabelled tasks: their heads got no gradient; the depth head and the neck learned.
@@ -126,33 +151,31 @@ def test_a_frozen_edge_stays_bit_identical_and_the_server_accepts_the_old_edge(b
     assert card["name"] == "tuned" and card["input_size"] == [96, 64]
     # A robot still running the base model's edge is served by the tuned server.
     rgb = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
-    old_edge = EdgeRunner.from_path(str(base_dir), device="cpu")(rgb)
-    new_edge = EdgeRunner.from_path(str(tmp_path / "model"), device="cpu")(rgb)
-    server = ServerRunner.from_path(str(tmp_path / "model"), device="cpu")
+    old_edge = base_edge(rgb)
+    new_edge = EdgeRunner.from_path(str(tuned_dir), device="cpu")(rgb)
+    server = ServerRunner.from_path(str(tuned_dir), device="cpu")
     assert old_edge.tensor.data == new_edge.tensor.data
     np.testing.assert_array_equal(server(old_edge).depth, server(new_edge).depth)
     # Not any edge, though: the base's server does not take the tuned edge's packets, and
     # nobody takes another model's.
     with pytest.raises(PacketRejected, match="fingerprint"):
-        ServerRunner.from_path(str(base_dir), device="cpu")(new_edge)
+        base_server(new_edge)
     with pytest.raises(PacketRejected, match="fingerprint"):
         server(dataclasses.replace(old_edge, model_fingerprint="0123456789abcdef"))
 
 
 def test_new_classes_reinitialise_their_heads_and_a_second_frozen_tune_serves_both_edges(
-        base_dir, tmp_path):
+        base_dir, base, base_edge, frozen_tune, tmp_path):
     """A frozen-edge tune of a frozen-edge tune serves the robots of both models before it:
     the root's and the first tune's (their edges are the same bit for bit)."""
-    train(TINY, _depth_only(), None, tmp_path / "a", max_steps=1, init_model=base_dir,
-          freeze_edge=True, **FAST)
+    first_dir, _, first = frozen_tune  # the first frozen-edge tune of the base
     city = dataclasses.replace(TINY, detection_classes=("car",),
                                segmentation_classes=("road", "car"))
     data = tiny_dataset()  # fully labelled; class 0 = car, segmentation 4 -> 1 (car)
     data["seg"] = np.where(data["seg"] == 4, 1, 0).astype(np.uint8)
-    train(city, data, None, tmp_path / "b", max_steps=1, init_model=tmp_path / "a" / "model",
+    train(city, data, None, tmp_path / "b", max_steps=1, init_model=first_dir,
           freeze_edge=True, **FAST)
-    _, root = load_model(base_dir)
-    _, first = load_model(tmp_path / "a" / "model")
+    _, root = base
     model, card = load_model(tmp_path / "b" / "model")
     assert card["fine_tuned_from"]["fresh_heads"] == ["detection", "segmentation"]
     assert card["detection_classes"] == ["car"] and card["segmentation_classes"] == [
@@ -162,8 +185,8 @@ def test_new_classes_reinitialise_their_heads_and_a_second_frozen_tune_serves_bo
                                                        first["fingerprint"]])
     rgb = np.random.default_rng(1).integers(0, 255, (64, 96, 3), dtype=np.uint8)
     server = ServerRunner.from_path(str(tmp_path / "b" / "model"), device="cpu")
-    for deployed in (base_dir, tmp_path / "a" / "model"):  # both fleets' packets are served
-        server(EdgeRunner.from_path(str(deployed), device="cpu")(rgb))
+    for edge in (base_edge, EdgeRunner.from_path(str(first_dir), device="cpu")):
+        server(edge(rgb))  # both fleets' packets are served
     # Without --freeze-edge the edge learns and no other edge is accepted.
     train(TINY, tiny_dataset(), None, tmp_path / "c", max_steps=1, init_model=base_dir, **FAST)
     free = json.loads((tmp_path / "c" / "model" / "card.json").read_text())
@@ -176,27 +199,28 @@ def test_freezing_the_edge_needs_a_model_to_start_from(tmp_path):
         train(TINY, tiny_dataset(), None, tmp_path, freeze_edge=True, **FAST)
 
 
-def _distance_at_default_split(model_dir, base_dir):
+def _distance_at_default_split(model_dir, base):
     """How far a tuned model's outputs at the base's split are from the base's (fixed frames)."""
     from mtl_split_core.model.losses import scaled_output_distance
-    base, _ = load_model(base_dir)
     tuned, _ = load_model(model_dir)
     x = torch.rand(4, 3, 64, 96, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         return float(scaled_output_distance(tuned(x, "s16"), base(x, "s16")))
 
 
-def test_distillation_keeps_the_base_split_closer_to_the_base_while_adding_splits(base_dir,
-                                                                                   tmp_path):
+def test_distillation_keeps_the_base_split_closer_to_the_base_while_adding_splits(
+        base_dir, base, tmp_path):
     """Adding s32 with labels alone moves what the model does at s16; the distillation term
-    pulls it back towards the base model's outputs on the same frames."""
+    pulls it back towards the base model's outputs on the same frames. Four steps of two
+    frames (one epoch, one checkpoint) suffice: the distilled distance is ~1/25 of the
+    undistilled one (eight steps of four: ~1e-5; three steps: ~1/4)."""
     two = dataclasses.replace(TINY, bottlenecks={"s16": 8, "s32": 8})
     runs = {}
     for weight in (0.0, 50.0):
         out = tmp_path / f"d{weight:g}"
-        train(two, tiny_dataset(), None, out, split=("s16", "s32"), max_steps=8,
-              init_model=base_dir, distill=weight, **{**FAST, "lr": 1e-2, "epochs": 6})
-        runs[weight] = _distance_at_default_split(out / "model", base_dir)
+        train(two, tiny_dataset(), None, out, split=("s16", "s32"), max_steps=4,
+              init_model=base_dir, distill=weight, **{**FAST, "lr": 1e-2, "batch_size": 2})
+        runs[weight] = _distance_at_default_split(out / "model", base[0])
     assert runs[50.0] < 0.5 * runs[0.0], runs
     card = json.loads((tmp_path / "d50" / "model" / "card.json").read_text())
     assert card["trained"]["distill"] == 50.0
@@ -206,17 +230,18 @@ def test_distillation_keeps_the_base_split_closer_to_the_base_while_adding_split
 
 @pytest.mark.parametrize("server", [False, True], ids=["heads", "server"])
 def test_per_split_heads_keep_the_default_split_bit_for_bit_while_the_others_learn(
-        base_dir, tmp_path, server):
+        base_dir, base, base_edge, base_server, tmp_path, server):
     """New splits with a neck and heads of their own (and with ``per_split_server`` their own
     backbone stages after the split and neck refinement steps too): every weight (and
     batch-norm statistic) the base's default split uses stays, so its outputs are the base's
     exactly; the new splits' bottlenecks, necks and heads (and stages) learn, and the runners
-    serve them."""
+    serve them. Four steps (the same split draws, s8 and s32 each drawn) of two frames in
+    one epoch."""
     every = dataclasses.replace(TINY, bottlenecks={"s8": 4, "s16": 8, "s32": 8})
     train(every, tiny_dataset(), None, tmp_path, split=("s16", "s8", "s32"), max_steps=4,
           init_model=base_dir, per_split_heads=not server, per_split_server=server,
-          **{**FAST, "epochs": 2})
-    base, base_card = load_model(base_dir)
+          **{**FAST, "batch_size": 2})
+    base, base_card = base
     tuned, card = load_model(tmp_path / "model")
     assert card["per_split_heads"] == ["s8", "s32"] and card["default_split"] == "s16"
     assert card["per_split_server"] == (["s8", "s32"] if server else [])
@@ -247,14 +272,17 @@ def test_per_split_heads_keep_the_default_split_bit_for_bit_while_the_others_lea
             assert not _equal(dict(own.named_parameters()), dict(shared.named_parameters()))
     # The runners: an s16 packet gets the base's outputs, an s8 one the new neck and heads'.
     rgb = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
-    old = ServerRunner.from_path(str(base_dir), device="cpu")(
-        EdgeRunner.from_path(str(base_dir), split="s16", device="cpu")(rgb))
+    assert base_edge.split == "s16"
+    from_base = base_edge(rgb)
+    old = base_server(from_base)
     new = ServerRunner.from_path(str(tmp_path / "model"), device="cpu")
-    np.testing.assert_array_equal(old.depth, new(EdgeRunner.from_path(
-        str(tmp_path / "model"), split="s16", device="cpu")(rgb)).depth)
-    np.testing.assert_array_equal(old.depth, new(EdgeRunner.from_path(  # a robot not updated
-        str(base_dir), split="s16", device="cpu")(rgb)).depth)
-    at_s8 = new(EdgeRunner.from_path(str(tmp_path / "model"), split="s8", device="cpu")(rgb))
+    updated = EdgeRunner.from_path(str(tmp_path / "model"), split="s16", device="cpu")
+    np.testing.assert_array_equal(old.depth, new(updated(rgb)).depth)
+    np.testing.assert_array_equal(old.depth, new(from_base).depth)  # a robot not updated
+    updated.configure(split="s8")  # the updated robot moves to a new split
+    packet = updated(rgb)
+    assert updated.split == "s8" and packet.split_index == updated.split_index
+    at_s8 = new(packet)
     assert at_s8.depth.shape == old.depth.shape and np.isfinite(at_s8.depth).all()
 
 

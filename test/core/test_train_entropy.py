@@ -22,8 +22,6 @@ from mtl_split_core.train_entropy import (
 )
 from support.tiny_data import tiny_dataset
 
-torch.set_num_threads(2)
-
 
 def tiny_untrained(path):
     """The CI tests' tiny model (test/support/ros_nodes.tiny_model), untrained: its bottleneck
@@ -33,6 +31,12 @@ def tiny_untrained(path):
                                         depth_reference_focal=100.0))
     save_model(path, net.eval())
     return path
+
+
+@pytest.fixture(scope="module")
+def untrained_dir(tmp_path_factory):
+    """``tiny_untrained``'s folder, shared by the tests that only read it."""
+    return tiny_untrained(tmp_path_factory.mktemp("untrained") / "tiny")
 
 
 def _features(scale: float, seed: int = 0) -> torch.Tensor:
@@ -65,12 +69,12 @@ def test_features_no_table_can_code_are_input_errors():
         check_features(_features(1.0) * 1e9, "s16")
 
 
-def test_an_untrained_tiny_model_gets_valid_tables_that_code(tmp_path):
+def test_an_untrained_tiny_model_gets_valid_tables_that_code(untrained_dir, tmp_path):
     """The defect: gains of ~1e5 (the features' 1/std) failed the card's validation. Now the
     gains are clamped into the range, the card loads, and its codec codes; the log says the
     point could not reach its target."""
     lines = []
-    result = train_entropy(tiny_untrained(tmp_path / "base"), tiny_dataset(4), tmp_path / "out",
+    result = train_entropy(untrained_dir, tiny_dataset(4), tmp_path / "out",
                            targets=(300,), max_steps=0, progress=False, log=lines.append)
     model, card = load_model(tmp_path / "out" / "model")
     tables = EntropyTables(card["entropy"])
@@ -126,8 +130,8 @@ def test_output_distance_counts_every_task_alike():
     assert math.isclose(float(half), float(alone) / 2, rel_tol=1e-5)
 
 
-def test_head_outputs_names_each_tasks_outputs(tmp_path):
-    model, _ = load_model(tiny_untrained(tmp_path / "tiny"))
+def test_head_outputs_names_each_tasks_outputs(untrained_dir):
+    model, _ = load_model(untrained_dir)
     z = model.edge(torch.zeros(1, 3, 96, 128), "s16")
     outputs_of, out = head_outputs(model, "s16", model.server, z, "s16")
     assert outputs_of == {"detection": ["heatmap", "size", "offset"],
@@ -154,16 +158,24 @@ def _bottleneck_weights(folder):
     return {k: v.clone() for k, v in model.bottlenecks["s16"].state_dict().items()}
 
 
+@pytest.fixture(scope="module")
+def codable(tmp_path_factory):
+    """``codable_tiny``'s folder and its bottleneck's weights (read only, by both ranges)."""
+    path = codable_tiny(tmp_path_factory.mktemp("codable") / "base")
+    return path, _bottleneck_weights(path)
+
+
 @pytest.mark.parametrize("shape_bytes, moves", [((50.0, 5000.0), True), ((5000.0, 6000.0), False)],
                          ids=["in-range", "out-of-range"])
-def test_only_points_within_shape_bytes_change_the_bottleneck(tmp_path, shape_bytes, moves):
+def test_only_points_within_shape_bytes_change_the_bottleneck(codable, tmp_path, shape_bytes,
+                                                              moves):
     """A point outside the range learns its gains and density on the bottleneck as it is:
     with the anchor off, nothing else pulls the bottleneck, so it stays the base's."""
-    base = codable_tiny(tmp_path / "base")
+    base, before = codable
     result = train_entropy(base, tiny_dataset(4), tmp_path / "out", targets=(200.0,),
                            max_steps=3, batch_size=2, lr=1e-2, anchor=0.0,
                            shape_bytes=shape_bytes, progress=False, log=lambda _: None)
-    before, after = _bottleneck_weights(base), _bottleneck_weights(tmp_path / "out" / "model")
+    after = _bottleneck_weights(tmp_path / "out" / "model")
     changed = any(not torch.equal(before[k], after[k]) for k in before)
     assert changed == moves
     assert result["training"].steps == 3

@@ -10,8 +10,6 @@ from mtl_split_core.backbones.efficientnet_lite import (
     efficientnet_lite0_aa,
 )
 
-torch.set_num_threads(2)
-
 
 @pytest.fixture(scope="module")
 def pretrained():

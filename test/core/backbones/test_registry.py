@@ -13,8 +13,6 @@ from mtl_split_core.backbones import (
     register_backbone,
 )
 
-torch.set_num_threads(2)
-
 PARAM_COUNTS = {"efficientnet_lite0": (2.9e6, 3.0e6),  # trunk without the classifier
                 "efficientnet_lite0_aa": (2.9e6, 3.0e6),  # the same weights
                 "resnet18": (11.1e6, 11.3e6), "mobilenetv3_small": (0.9e6, 0.95e6)}

@@ -172,29 +172,61 @@ def _long_bag(path, frames=300, size=(320, 240)):
     return path
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_stops_from_bag_with_a_summary_exit_0_and_nothing_left(tmp_path, sig):
-    bag = _long_bag(tmp_path / "bag")
-    out = tmp_path / "data"
-    proc = subprocess.Popen([sys.executable, "-m", "mtl_split_core.cli", "dataset", "from-bag",
-                             str(bag), "--image", IMAGE, "--depth", DEPTH, "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+def _partial_frames_in(folder):
+    """Whether from-bag writes frames into a hidden temporary folder in ``folder``."""
+    return any(p.is_dir() and any((p / "images").glob("*.png"))
+               for p in folder.glob(".data.partial-*"))
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory):
+    """from-bag on a long bag, signalled (SIGINT in one run, SIGTERM in another) once frames
+    are being written into the hidden temporary folder. The two runs go at once (most of each
+    is its interpreter starting), each writing next to a folder of its own; per signal: that
+    folder, whether the run was still going when signalled, its exit code, stdout, stderr."""
+    bag = _long_bag(tmp_path_factory.mktemp("long") / "bag")
+    runs = {}
     try:
-        # Signal once frames are being written into the hidden temporary folder.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            root = tmp_path_factory.mktemp(sig.name)
+            runs[sig] = root, subprocess.Popen(
+                [sys.executable, "-m", "mtl_split_core.cli", "dataset", "from-bag", str(bag),
+                 "--image", IMAGE, "--depth", DEPTH, "--out", str(root / "data")],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                start_new_session=True)
+        signalled = {}
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None and not any(
-                p.is_dir() and any((p / "images").glob("*.png"))
-                for p in tmp_path.glob(".data.partial-*")):
+        while len(signalled) < len(runs) and time.monotonic() < deadline:
+            for sig, (root, proc) in runs.items():
+                if sig in signalled:
+                    continue
+                if proc.poll() is not None:  # ended before it could be signalled
+                    signalled[sig] = False
+                elif _partial_frames_in(root):
+                    os.killpg(proc.pid, sig)
+                    signalled[sig] = True
             time.sleep(0.01)
-        assert proc.poll() is None, proc.communicate()
-        os.killpg(proc.pid, sig)
-        stdout, stderr = proc.communicate(timeout=60)
+        results = {}
+        for sig, (root, proc) in runs.items():
+            if sig not in signalled:
+                signalled[sig] = proc.poll() is None
+                os.killpg(proc.pid, sig)  # out of time waiting for frames: signal it anyway
+            stdout, stderr = proc.communicate(timeout=60)
+            results[sig] = root, signalled[sig], proc.returncode, stdout, stderr
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 0 and "Traceback" not in stderr, stderr
+        for _, proc in runs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    return results
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_from_bag_with_a_summary_exit_0_and_nothing_left(interrupted, sig):
+    root, running, code, stdout, stderr = interrupted[sig]
+    out = root / "data"
+    assert running, (code, stdout, stderr)
+    assert code == 0 and "Traceback" not in stderr, stderr
     assert stdout.startswith("from-bag: interrupted after ") and "of 300 frames; nothing " \
         f"written to {out}" in stdout, stdout
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bag"]
+    assert [p.name for p in root.iterdir()] == []  # no output, no temporary folder

@@ -17,7 +17,6 @@ from mtl_split_core.plan.planner import accuracy_drops, card_accuracy_drops, loa
 
 from .test_train import write_sim_folder
 
-torch.set_num_threads(2)
 
 def test_eval_into_card_writes_metrics_the_floor_reads(tmp_path, capsys):
     data = write_sim_folder(tmp_path / "ds", ("test",) * 3)

@@ -18,7 +18,6 @@ import torch
 from mtl_split_core.cli.main import main
 from support.tiny_data import tiny_dataset
 
-torch.set_num_threads(2)
 TRAIN_OPTIONS = ["--epochs", "1", "--batch-size", "4", "--max-steps", "1", "--device", "cpu",
                  "--workers", "0"]
 ROOT = Path(__file__).resolve().parents[3]
@@ -55,11 +54,19 @@ def sim(tmp_path_factory):
     return write_sim_folder(tmp_path_factory.mktemp("sim") / "ds")
 
 
-def test_train_then_fine_tune_with_a_frozen_edge_then_evaluate(sim, tmp_path, capsys):
-    scratch, tuned = tmp_path / "scratch", tmp_path / "tuned"
-    assert main(["train", "--data", str(sim), "--out", str(scratch), "--size", "96x64",
+@pytest.fixture(scope="module")
+def scratch(sim, tmp_path_factory):
+    """`mtl-split train` from scratch on ``sim`` (a 96x64 mobilenetv3_small, bottleneck 8): the
+    base the fine-tuning tests start from (they only read it)."""
+    out = tmp_path_factory.mktemp("scratch")
+    assert main(["train", "--data", str(sim), "--out", str(out), "--size", "96x64",
                  "--backbone", "mobilenetv3_small", "--bottleneck", "8", "--no-pretrained",
                  *TRAIN_OPTIONS]) == 0
+    return out
+
+
+def test_train_then_fine_tune_with_a_frozen_edge_then_evaluate(sim, scratch, tmp_path, capsys):
+    tuned = tmp_path / "tuned"
     base = json.loads((scratch / "model" / "card.json").read_text())
     assert base["depth_reference_focal"] == 100.0 and base["input_size"] == [96, 64]
     assert main(["train", "--data", str(sim), "--init", str(scratch / "model"),
@@ -92,7 +99,7 @@ def test_the_anti_aliased_backbone_trains_from_imagenet_and_loads(sim, tmp_path)
     assert any(m.anti_alias for m in model.backbone.modules() if isinstance(m, SameConv2d))
 
 
-def test_fine_tuning_may_add_bottlenecks_at_other_splits(sim, tmp_path, capsys):
+def test_fine_tuning_may_add_bottlenecks_at_other_splits(sim, scratch, tmp_path, capsys):
     """--init M --split s16,s32 (issue 14): a deployed single-split model becomes one card
     that serves more splits, each step at a random one of them: its own bottleneck and weights
     are kept, the new split's bottleneck starts fresh, batch-norm statistics outside the new
@@ -100,10 +107,7 @@ def test_fine_tuning_may_add_bottlenecks_at_other_splits(sim, tmp_path, capsys):
     Changing an existing bottleneck is refused."""
     from mtl_split_core.model import load_model
 
-    base_dir, multi = tmp_path / "base", tmp_path / "multi"
-    assert main(["train", "--data", str(sim), "--out", str(base_dir), "--size", "96x64",
-                 "--backbone", "mobilenetv3_small", "--bottleneck", "8", "--no-pretrained",
-                 *TRAIN_OPTIONS]) == 0
+    base_dir, multi = scratch, tmp_path / "multi"
     assert main(["train", "--data", str(sim), "--init", str(base_dir / "model"), "--out",
                  str(multi), "--split", "s16,s32", "--bottleneck", "8,4", "--lr", "0",
                  *TRAIN_OPTIONS]) == 0
@@ -122,6 +126,17 @@ def test_fine_tuning_may_add_bottlenecks_at_other_splits(sim, tmp_path, capsys):
     assert "keeps the base's bottlenecks" in capsys.readouterr().err
 
 
+@pytest.fixture(scope="module")
+def untrained(tmp_path_factory):
+    """An untrained model folder to pass to --init (read only: every option is refused)."""
+    from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, save_model
+
+    path = tmp_path_factory.mktemp("untrained") / "m"
+    save_model(path, MultiTaskSplitNet(ModelConfig(backbone="mobilenetv3_small",
+                                                   input_size=(96, 64))))
+    return path
+
+
 @pytest.mark.parametrize("args, message", [
     (["--freeze-edge"], "--freeze-edge: needs --init"),
     (["--distill", "1"], "--distill: needs --init"),
@@ -137,14 +152,9 @@ def test_fine_tuning_may_add_bottlenecks_at_other_splits(sim, tmp_path, capsys):
      "--backbone, --size: fine-tuning keeps"),
     (["--init", "{missing}"], "--init {missing}: model"),
 ])
-def test_bad_option_combinations_are_one_line_and_exit_2(sim, tmp_path, capsys, args,
+def test_bad_option_combinations_are_one_line_and_exit_2(sim, untrained, tmp_path, capsys, args,
                                                          message):
-    from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, save_model
-
-    scratch = tmp_path / "m"
-    save_model(scratch, MultiTaskSplitNet(ModelConfig(backbone="mobilenetv3_small",
-                                                      input_size=(96, 64))))
-    paths = {"scratch": str(scratch), "missing": str(tmp_path / "none")}
+    paths = {"scratch": str(untrained), "missing": str(tmp_path / "none")}
     args = [a.format(**paths) for a in args]
     assert main(["train", "--data", str(sim), "--out", str(tmp_path / "o"), *args,
                  *TRAIN_OPTIONS]) == 2

@@ -13,7 +13,6 @@ from mtl_split_core.model.card import accepted_edges, load_model
 
 from .test_train import write_sim_folder
 
-torch.set_num_threads(2)
 QUICK = ["--device", "cpu", "--max-steps", "0", "--targets", "300", "--no-val"]
 
 

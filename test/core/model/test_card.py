@@ -1,6 +1,8 @@
 """Model cards: round trip, fingerprint, and every load failure gives a clear message."""
 
+import copy
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,12 +18,22 @@ from mtl_split_core.model import (
 from mtl_split_core.model.card import accepted_edges, edge_lineage, read_card
 
 
-@pytest.fixture()
-def saved(tmp_path):
+@pytest.fixture(scope="module")
+def saved_once(tmp_path_factory):
     net = MultiTaskSplitNet(ModelConfig(backbone="mobilenetv3_small", input_size=(64, 64),
                                         bottlenecks={"s16": 8})).eval()
-    card = save_model(tmp_path / "m", net, fp16=True)
-    return net, card, tmp_path / "m"
+    path = tmp_path_factory.mktemp("saved") / "m"
+    card = save_model(path, net, fp16=True)
+    return net, card, path
+
+
+@pytest.fixture()
+def saved(saved_once, tmp_path):
+    """(net, card, model folder) of a test's own: the tests edit the files and the weights, so
+    each gets a copy of the folder and of the network saved once for the module."""
+    net, card, path = saved_once
+    shutil.copytree(path, tmp_path / "m")
+    return copy.deepcopy(net), copy.deepcopy(card), tmp_path / "m"
 
 
 def test_round_trip_same_outputs_and_fingerprint(saved):
@@ -119,18 +131,29 @@ def test_a_card_from_before_per_split_heads_loads_as_it_did(saved):
     assert sorted(default.split_stages) == ["s8"]  # s32: no stage after it, its own neck
 
 
-@pytest.mark.parametrize("damage", [
-    {"per_split_heads": [], "per_split_server": []}, {"per_split_heads": ["s8", "s32"]},
-    {"per_split_server": []}, {"per_split_server": ["s8", "s4"]}])
-def test_per_split_heads_round_trip_and_must_match_the_weights(tmp_path, damage):
+@pytest.fixture(scope="module")
+def per_split_saved(tmp_path_factory):
+    """A model with heads of its own at s8 and s4 and a server half of its own at s8: its card
+    as saved, the model and card loaded back (the round trip, made once), and its folder."""
     net = MultiTaskSplitNet(ModelConfig(backbone="mobilenetv3_small", input_size=(64, 64),
                                         bottlenecks={"s16": 8}, per_split_heads=("s8", "s4"),
                                         per_split_server=("s8",)))
-    card = save_model(tmp_path / "m", net.eval())
-    loaded, card2 = load_model(tmp_path / "m")
+    path = tmp_path_factory.mktemp("per_split") / "m"
+    card = save_model(path, net.eval())
+    loaded, card2 = load_model(path)
+    return card, loaded, card2, path
+
+
+@pytest.mark.parametrize("damage", [
+    {"per_split_heads": [], "per_split_server": []}, {"per_split_heads": ["s8", "s32"]},
+    {"per_split_server": []}, {"per_split_server": ["s8", "s4"]}])
+def test_per_split_heads_round_trip_and_must_match_the_weights(per_split_saved, tmp_path,
+                                                               damage):
+    card, loaded, card2, path = per_split_saved
     assert card["per_split_heads"] == ["s8", "s4"] and card["per_split_server"] == ["s8"]
     assert loaded.config.per_split_server == ("s8",)
     assert card2["fingerprint"] == card["fingerprint"]
+    shutil.copytree(path, tmp_path / "m")  # the damage is this test's own
     _edit_card(tmp_path / "m", **damage)
     with pytest.raises(ModelLoadError, match="do not fit"):
         load_model(tmp_path / "m")

@@ -9,8 +9,6 @@ from mtl_split_core.codec import decode, encode
 from mtl_split_core.entropy_tables import PRECISION, EntropyTables
 from mtl_split_core.model.entropy_model import EntropyModel, FactorizedDensity
 
-torch.set_num_threads(2)
-
 
 def _latents(n: int = 24, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)

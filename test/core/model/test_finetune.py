@@ -17,7 +17,6 @@ from mtl_split_core.model.finetune import (
     transfer_weights,
 )
 
-torch.set_num_threads(2)
 BASE = ModelConfig(backbone="mobilenetv3_small", input_size=(96, 64), bottlenecks={"s16": 8},
                    depth_reference_focal=90.0)
 CITY = dict(detection_classes=("car", "person"),

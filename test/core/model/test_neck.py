@@ -4,8 +4,6 @@ import torch
 
 from mtl_split_core.model.neck import Neck, residual_refine
 
-torch.set_num_threads(2)
-
 
 def test_a_fresh_refinement_step_adds_nothing():
     y = torch.rand(2, 16, 5, 7)

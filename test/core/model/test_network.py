@@ -6,7 +6,6 @@ import torch
 from mtl_split_core.backbones import BACKBONES
 from mtl_split_core.model import ModelConfig, ModelConfigError, MultiTaskSplitNet
 
-torch.set_num_threads(2)
 SIZE = (96, 64)  # (W, H): small, and H/32 is fractional on purpose
 
 

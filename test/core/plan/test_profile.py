@@ -8,8 +8,6 @@ from mtl_split_core.plan.link import Link
 from mtl_split_core.plan.planner import options
 from mtl_split_core.plan.profile import measure_profile, served_splits
 
-torch.set_num_threads(2)
-
 
 def test_the_profile_measures_image_upload_per_image_codec():
     net = MultiTaskSplitNet(ModelConfig(backbone="mobilenetv3_small", input_size=(64, 48),

@@ -24,8 +24,6 @@ from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.server import ServerRunner
 
-torch.set_num_threads(2)
-
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):

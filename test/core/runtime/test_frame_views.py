@@ -19,8 +19,6 @@ from mtl_split_core.runtime.frame_views import (
 from mtl_split_core.runtime.server import ServerRunner
 from mtl_split_core.viz import class_palette, colorize_segmentation
 
-torch.set_num_threads(2)
-
 
 def _maps(seed=0, h=30, w=41):
     rng = np.random.default_rng(seed)

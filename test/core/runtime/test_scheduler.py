@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 from mtl_split_core.geometry import Intrinsics
 from mtl_split_core.model import ModelConfig, MultiTaskSplitNet, save_model
@@ -16,8 +15,6 @@ from mtl_split_core.runtime.latest_slot import LatestSlot
 from mtl_split_core.runtime.rejections import Rejections
 from mtl_split_core.runtime.scheduler import BatchScheduler, Pending, Stream, take_round_robin
 from mtl_split_core.runtime.server import ServerRunner
-
-torch.set_num_threads(2)
 
 
 class Log:

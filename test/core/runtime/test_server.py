@@ -4,14 +4,10 @@ import dataclasses
 
 import numpy as np
 import pytest
-import torch
 
 from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_core.runtime.packet import MAX_IMAGE_SIDE, MAX_TEXT_BYTES
 from mtl_split_core.runtime.server import PacketRejected, ServerRunner
-
-torch.set_num_threads(2)
-
 
 
 def test_depth_scales_with_the_source_focal_times_the_letterbox_scale(model_dir):

@@ -12,9 +12,7 @@ from mtl_split_core.runtime.cuda_graph import SERVER_BUCKETS, batch_bucket
 from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_core.runtime.server import ServerRunner
 
-torch.set_num_threads(2)
 FRAMES = Path(__file__).resolve().parents[3] / "bench" / "frames.npz"
-
 
 
 def _frames(sizes, seed=0):
@@ -43,8 +41,10 @@ def test_a_mixed_batch_equals_one_at_a_time():
     plateaus whose peak is decided by the last bit): two splits, four source sizes (each its
     own letterbox, crop and transform), focal lengths given and not — every result as if the
     frame had come alone."""
-    edges = {s: EdgeRunner.from_path("", split=s, device="cpu") for s in ("s8", "s16")}
     server = ServerRunner.from_path("", device="cpu", score_threshold=0.1)
+    # The edges run the server's loaded model (one load of the packaged model, not three).
+    edges = {s: EdgeRunner(server.model, server.card, split=s, device="cpu")
+             for s in ("s8", "s16")}
     sizes = [(640, 480), (320, 160), (200, 320), (320, 240), (480, 200), (640, 480)]
     splits = ["s8", "s16", "s16", "s8", "s16", "s16"]
     focals = [None, 400.0, 150.0, None, 90.0, 400.0]
@@ -61,8 +61,8 @@ def test_a_mixed_batch_equals_one_at_a_time():
 
 
 def test_the_focal_length_is_per_frame(model_dir):
-    edge = EdgeRunner.from_path(model_dir, device="cpu")
     server = ServerRunner.from_path(model_dir, device="cpu")
+    edge = EdgeRunner(server.model, server.card, device="cpu")
     item = server.admit(edge(_frames([(128, 96)])[0]))
     # The same frame thrice: fy 200 source px = 100 model px = the reference focal.
     ref, doubled, none = server.run_batch([item] * 3, [200.0, 400.0, None])

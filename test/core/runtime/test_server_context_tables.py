@@ -17,7 +17,6 @@ from mtl_split_core.runtime.server import PacketRejected, ServerRunner
 
 from .test_server_entropy import _hostile
 
-torch.set_num_threads(2)
 RGB = np.random.default_rng(3).integers(0, 255, (96, 128, 3), dtype=np.uint8)
 
 

@@ -19,7 +19,6 @@ from mtl_split_core.runtime.edge import EdgeRunner
 from mtl_split_core.runtime.errors import ConfigError
 from mtl_split_core.runtime.server import PacketRejected, ServerRunner
 
-torch.set_num_threads(2)
 RGB = np.random.default_rng(3).integers(0, 255, (96, 128, 3), dtype=np.uint8)
 
 

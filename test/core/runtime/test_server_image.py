@@ -18,16 +18,16 @@ from mtl_split_core.runtime.packet import INPUT_SPLIT_INDEX
 from mtl_split_core.runtime.server import PacketRejected, ServerRunner
 from mtl_split_core.tasks import PostprocessContext, get_task
 
-torch.set_num_threads(2)
 FRAMES = Path(__file__).resolve().parents[3] / "bench" / "frames.npz"
 
 
 @pytest.fixture(scope="module")
 def packaged():
     """The packaged model on real sim frames (an untrained heatmap has plateaus whose peak is
-    decided by the last bit): the edge at split input, the server."""
-    edge = EdgeRunner.from_path("", split="input", device="cpu")
+    decided by the last bit): the edge at split input, the server (one load of the model:
+    the edge runs the server's)."""
     server = ServerRunner.from_path("", device="cpu", score_threshold=0.1)
+    edge = EdgeRunner(server.model, server.card, split="input", device="cpu")
     return edge, server, load_jpeg_frames(FRAMES)
 
 
@@ -72,7 +72,7 @@ def test_an_image_packet_equals_local_inference_on_the_decoded_image(packaged, s
 
 def test_image_and_feature_packets_batch_apart_and_equal_one_at_a_time(packaged):
     edge, server, frames = packaged
-    features = EdgeRunner.from_path("", split="s16", device="cpu")
+    features = EdgeRunner(server.model, server.card, split="s16", device="cpu")
     items = [server.admit(runner(rgb)) for runner, rgb in
              zip((edge, features, edge, features, edge), frames)]
     focals = [None, None, 300.0, None, None]
@@ -87,8 +87,8 @@ def test_image_and_feature_packets_batch_apart_and_equal_one_at_a_time(packaged)
 
 @pytest.fixture(scope="module")
 def image_packet(model_dir):
-    edge = EdgeRunner.from_path(str(model_dir), split="input", device="cpu")
     server = ServerRunner.from_path(str(model_dir), device="cpu")
+    edge = EdgeRunner(server.model, server.card, split="input", device="cpu")
     rgb = np.random.default_rng(1).integers(0, 255, (96, 128, 3), dtype=np.uint8)
     return edge(rgb), server
 
@@ -122,9 +122,9 @@ def test_hostile_image_packets_are_rejected_on_arrival_with_their_reason(image_p
     np.testing.assert_array_equal(server(packet).depth, server(server.admit(packet)).depth)
 
 
-def test_a_feature_packet_at_the_input_index_is_rejected(image_packet, model_dir):
+def test_a_feature_packet_at_the_input_index_is_rejected(image_packet):
     _, server = image_packet
-    features = EdgeRunner.from_path(str(model_dir), device="cpu")(
+    features = EdgeRunner(server.model, server.card, device="cpu")(
         np.zeros((48, 64, 3), np.uint8))
     with pytest.raises(PacketRejected) as info:
         server.admit(dataclasses.replace(features, split_index=INPUT_SPLIT_INDEX))

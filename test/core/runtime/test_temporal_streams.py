@@ -8,7 +8,6 @@ import logging
 
 import numpy as np
 import pytest
-import torch
 
 from mtl_split_core.runtime.edge import EdgeRunner, check_codec, known_codec
 from mtl_split_core.runtime.errors import ConfigError
@@ -17,7 +16,6 @@ from mtl_split_core.runtime.scheduler import BatchScheduler, Stream
 from mtl_split_core.runtime.server import PacketRejected, ServerRunner
 from mtl_split_core.temporal_codec import NEEDS_KEYFRAME, TemporalDecoder, is_keyframe
 
-torch.set_num_threads(2)
 CODEC = "t30-s20-q4-zstd/1"
 
 

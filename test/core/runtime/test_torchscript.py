@@ -15,7 +15,6 @@ from mtl_split_core.runtime.torchscript import TorchScriptServer
 
 from .test_server_batch import assert_same
 
-torch.set_num_threads(2)
 FRAMES = Path(__file__).resolve().parents[3] / "bench" / "frames.npz"
 
 
@@ -34,14 +33,22 @@ def own_heads_dir(tmp_path_factory):
     return str(path)
 
 
-@pytest.mark.parametrize("focal", [None, 150.0])
-@pytest.mark.parametrize("model_fixture", ["model_dir", "own_heads_dir"])
-def test_the_traces_give_eagers_outputs_at_any_batch_size(model_fixture, focal, request):
-    model, card = load_model_param(request.getfixturevalue(model_fixture))
+@pytest.fixture(scope="module", params=["model_dir", "own_heads_dir"])
+def prepared(request):
+    """(model, input size, TorchScriptServer, splits) with both splits traced, with and without
+    focal lengths: once per model, not once per test. The focal cases call disjoint traces
+    (``(split, focal given)`` keys), so each trace still meets its first call in its own test."""
+    model, card = load_model_param(request.getfixturevalue(request.param))
     size = tuple(card["input_size"])
     script = TorchScriptServer(model, size)
     splits = ("s16", model.split_names[0])  # with a bottleneck, and without
     script.prepare(list(splits))
+    return model, size, script, splits
+
+
+@pytest.mark.parametrize("focal", [None, 150.0])
+def test_the_traces_give_eagers_outputs_at_any_batch_size(prepared, focal):
+    model, size, script, splits = prepared
     gen = torch.Generator().manual_seed(3)
     for split in splits:
         for n in (1, 3):  # traced at 2: other sizes run the same trace
@@ -58,9 +65,11 @@ def test_the_traces_give_eagers_outputs_at_any_batch_size(model_fixture, focal, 
 def test_the_server_runner_on_traces_equals_eager():
     """The packaged model on real frames (bench/frames.npz), a batch with and without focal
     lengths: the same results as the eager server (detections, segmentation, depth)."""
-    edge = EdgeRunner.from_path("", device="cpu")
-    eager = ServerRunner.from_path("", device="cpu", score_threshold=0.1)
     traced = ServerRunner.from_path("", device="cpu", score_threshold=0.1, torchscript=True)
+    # The edge and the eager reference run the same loaded model (nothing here changes its
+    # weights; the traces are frozen copies): one load of the packaged model, not three.
+    edge = EdgeRunner(traced.model, traced.card, device="cpu")
+    eager = ServerRunner(traced.model, traced.card, device="cpu", score_threshold=0.1)
     assert traced._script is not None and eager._script is None
     traced._script.prepare([traced.card["default_split"]])  # now, not in the background
     assert traced._script.ready(traced.card["default_split"], True)

@@ -29,8 +29,6 @@ from mtl_split_core.tasks.base import truth_like
 from mtl_split_core.train import train
 from support.tiny_data import tiny_dataset
 
-torch.set_num_threads(2)
-
 
 def seg_edges(seg: np.ndarray) -> np.ndarray:
     """1 where a pixel's class differs from its right or lower neighbour."""
@@ -100,8 +98,6 @@ def edges_task():
         yield task
     finally:
         unregister_task("edges")
-
-
 
 
 def test_a_test_only_task_trains_evaluates_and_serves(edges_task, tmp_path):
