@@ -26,9 +26,11 @@ test: setup
 	@$(ENV) && $(CACHE_BYTECODE) && python -m pytest $(PYTEST_ARGS)
 
 # Left out: tests marked `ros` (they start rclpy nodes, node processes or `ros2 launch`) and
-# `slow` (over ~20 s each on a 2-core machine).
+# `slow` (over ~20 s each on a 2-core machine). Spread over the cores (pytest-xdist): none
+# of them talks over DDS. PYTEST_ARGS="-n 0" runs them all in one process (pdb).
 test-fast: setup
-	@$(ENV) && $(CACHE_BYTECODE) && python -m pytest -m "not ros and not slow" $(PYTEST_ARGS)
+	@$(ENV) && $(CACHE_BYTECODE) && python -m pytest -m "not ros and not slow" -n auto \
+		$(PYTEST_ARGS)
 
 lint: setup
 	@$(ENV) && python -m ruff check --no-fix --output-format concise $(LINTED) && python -m mypy
