@@ -34,7 +34,7 @@ def fingerprint(state: dict[str, torch.Tensor], config: ModelConfig) -> str:
         h.update(key.encode())
         h.update(str(t.dtype).encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    as_dict = config.to_dict()  # once: it deep-copies the entropy tables (~0.2 s for default)
+    as_dict = config.to_dict()  # once: each call deep-copies the entropy tables
     split_cfg = {k: as_dict[k] for k in ("backbone", "input_size", "bottlenecks", "tasks",
                                          "mean", "std")}
     # Entropy tables (codecs eb-<k>/1) are part of the wire contract; cards without keep
