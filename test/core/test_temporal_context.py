@@ -19,10 +19,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mtl_split_core.codec import UNEXPECTED, CodecError, EncodedTensor, decode, encode
-from mtl_split_core.context_tables import encode_freqs
+from mtl_split_core.context_tables import Features, encode_freqs, pass_positions
 from mtl_split_core.entropy_tables import EntropyTables, EntropyTablesError, tables_of
 from mtl_split_core.model.context_fit import fit_context
 from mtl_split_core.model.temporal_context_fit import fit_temporal_context
+from mtl_split_core.runtime.model_files import load_model_param
 from mtl_split_core.temporal_codec import (
     CONDITIONAL_STREAM,
     LATE,
@@ -406,6 +407,65 @@ def test_rate_weight_zero_is_exactly_the_quantizers_or_the_holds_choice():
         assert np.array_equal(
             rd_symbols(coder, point, xs[1].reshape(3, -1), reference, (3, 8, 8), hold, 0.0),
             held_symbols(point, xs[1].reshape(3, -1), reference, hold))
+
+
+def walked_rd_symbols(coder, point, values, reference, shape, hold, rate_weight):
+    """The rate-distortion choice as its definition reads: one symbol after the other in the
+    decoder's order, each the cheapest given the symbols chosen before it: the oracle of
+    ``rd_symbols``, which chooses a channel's symbols of a pass at once."""
+    index = held_symbols(point, values, reference, hold).copy()
+    c, h, w = shape
+    last = np.array([len(f) - 1 for f in point.freqs])
+    steps = values * point.gain[:, None] - point.lo[:, None]
+    buckets = coder.buckets(reference)
+    center = coder.point.center[:, None]
+    for p, positions in enumerate(pass_positions(h, w)):
+        for ch in range(c):
+            # Symbols not yet chosen have weight 0 in the context (checked when a card is read).
+            pred = Features((index - center).reshape(shape), positions).predictions(
+                coder.point.w[p])[ch]
+            rows = coder.point.cells[p][ch].contexts(pred) * coder.span + buckets[ch, positions]
+            bits = coder.bits(p, ch)
+            base = index[ch, positions]
+            best = None
+            for delta in (-1, 0, 1):
+                cand = np.clip(base + delta, 0, last[ch])
+                cost = (steps[ch, positions] - cand) ** 2 / rate_weight + bits[rows, cand]
+                if best is None:
+                    best, best_cost = cand, cost
+                else:
+                    better = cost < best_cost
+                    best, best_cost = np.where(better, cand, best), np.minimum(cost, best_cost)
+            index[ch, positions] = best
+    return index
+
+
+@pytest.mark.parametrize("hold", [0, 500])
+@pytest.mark.parametrize("rate_weight", [0.05, 0.3, 1.0, 4.0])
+def test_the_rate_weighted_choice_is_the_symbol_by_symbol_walks(hold, rate_weight):
+    point, coder = TABLES.points[1], TABLES.temporal_coder(1)
+    shape = (3, 8, 8)
+    xs = moving(6, shape, 15)
+    for before, now in zip(xs, xs[1:]):
+        reference = point.symbols(before.reshape(3, -1))
+        args = (coder, point, now.reshape(3, -1), reference, shape, hold, rate_weight)
+        assert np.array_equal(rd_symbols(*args), walked_rd_symbols(*args))
+
+
+def test_the_rate_weighted_choice_is_the_walks_on_the_shipped_cards_tables():
+    """The default card's point 3 at its split's size (16 x 15 x 20), on a drifting field at
+    the scale of its symbols."""
+    model, _ = load_model_param("models/default")
+    tables = tables_of(model.config.entropy)
+    point, coder = tables.points[3], tables.temporal_coder(3)
+    shape = (tables.channels, 15, 20)
+    spread = ((point.hi - point.lo) / point.gain / 6).astype(np.float32)[:, None, None]
+    xs = moving(4, shape, 16) * spread
+    for before, now in zip(xs, xs[1:]):
+        reference = point.symbols(before.reshape(shape[0], -1))
+        for rate_weight in (0.1, 0.2, 1.0):
+            args = (coder, point, now.reshape(shape[0], -1), reference, shape, 0, rate_weight)
+            assert np.array_equal(rd_symbols(*args), walked_rd_symbols(*args))
 
 
 @pytest.mark.parametrize("hold", [0, 500])
