@@ -187,6 +187,11 @@ class ContextCoder:
                 cell = self.point.cells[p][ch]
                 order.append((symbols[ch], *self.tables(p, ch, cell.contexts(pred[ch]),
                                                         None if aux_p is None else aux_p[ch])))
+        self.push(coder, order)
+
+    def push(self, coder: Any, order: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+        """Push each (pass, channel)'s (symbols, tables, the row of each symbol), given in
+        the decoder's order, onto ``coder``."""
         for symbols, weights, ctx in reversed(order):  # a stack: the last pushed decodes first
             for at in reversed(range(0, max(len(ctx), 1), CHUNK)):  # an empty pass: 1 call
                 coder.encode_reverse(symbols[at:at + CHUNK], self._family,

@@ -129,16 +129,18 @@ class EntropyTables:
 
     def encode(self, op: int, index: np.ndarray,
                shape: tuple[int, int, int] | None = None,
-               reference: np.ndarray | None = None) -> np.ndarray:
+               reference: np.ndarray | None = None,
+               rows: list[np.ndarray] | None = None) -> np.ndarray:
         """ANS-code table indices (C, N) of operating point ``op``: uint32 words, channel 0
         first when decoding. ``shape`` (C, H, W): code them with the context tables
         (``ebc-<op>/1``, ``context_tables.ContextCoder``) instead of one table per channel;
         with ``reference`` (C, N), a reference frame's indices, too: with the temporal tables
-        (``temporal_context.TemporalContextCoder``, ``has_temporal`` first)."""
+        (``temporal_context.TemporalContextCoder``, ``has_temporal`` first; ``rows``: the
+        symbols' table rows from ``temporal_context.rd_symbols``, if it chose them)."""
         coder = constriction.stream.stack.AnsCoder()
         coder.encode_reverse(np.ones(1, np.int32), _sentinel())
         if shape is not None and reference is not None:
-            self.temporal_coder(op).encode_frame(coder, index, reference, shape)
+            self.temporal_coder(op).encode_frame(coder, index, reference, shape, rows)
             return np.asarray(coder.get_compressed(), np.uint32)
         if shape is not None:
             self.context_coder(op).encode(coder, index, shape)

@@ -282,9 +282,10 @@ class TemporalEncoder:
             raise CodecError("tensor contains NaN or Inf; the codec carries finite values only")
         reference = reference_symbols(tables, op, ref)
         c, h, w = (int(v) for v in shape)
+        rows: list[np.ndarray] = []
         index = rd_symbols(tables.temporal_coder(op), point, flat, reference, (c, h, w),
-                           self.spec.threshold, self.spec.rate_weight / 1000.0)
-        words = tables.encode(op, index, (c, h, w), reference)
+                           self.spec.threshold, self.spec.rate_weight / 1000.0, rows)
+        words = tables.encode(op, index, (c, h, w), reference, rows or None)
         header = _HEADER.pack(_MAGIC, _CONDITIONAL, self.tile, self.stream, frame,
                               (frame - 1) % _WRAP)
         empty = np.zeros(0, np.float32)

@@ -74,7 +74,7 @@ def held_symbols(point: OperatingPoint, values: np.ndarray, reference: np.ndarra
 
 def rd_symbols(coder: TemporalContextCoder, point: OperatingPoint, values: np.ndarray,
                reference: np.ndarray, shape: tuple[int, int, int], hold: int,
-               rate_weight: float) -> np.ndarray:
+               rate_weight: float, rows: list[np.ndarray] | None = None) -> np.ndarray:
     """The encoder's rate-distortion choice of table indices (C, H*W) int32 for float32
     ``values`` (C, H*W) on the ``reference``'s (C, H*W): each symbol is one of s - 1, s, s + 1
     (s = ``held_symbols``' choice, clipped to the channel's alphabet) minimising
@@ -88,7 +88,8 @@ def rd_symbols(coder: TemporalContextCoder, point: OperatingPoint, values: np.nd
     context is computed from the symbols chosen before it in the decoder's order (pass 0, then
     pass 1, channel by channel), so the choice is greedy along that order. ``rate_weight`` in
     squared steps per bit; 0: exactly ``held_symbols``. The error stays below 1.5 + hold / 1000
-    steps."""
+    steps. ``rows``: a list that receives each (pass, channel)'s table rows in the decoder's
+    order when the weight is not 0, so that ``encode_frame`` need not work them out again."""
     base = held_symbols(point, values, reference, hold)
     if not rate_weight:
         return base
@@ -121,9 +122,11 @@ def rd_symbols(coder: TemporalContextCoder, point: OperatingPoint, values: np.nd
             pred = w_colocated[ch] @ shared
             if spatial is not None:
                 pred += spatial[ch]
-            rows = cells[ch].contexts(pred) * coder.span + rows_p[ch]
+            table_rows = cells[ch].contexts(pred) * coder.span + rows_p[ch]
+            if rows is not None:
+                rows.append(table_rows)
             bits = coder.bits(p, ch)
-            cost = scaled_p[ch] + bits.take(rows * bits.shape[1] + cand_p[ch])
+            cost = scaled_p[ch] + bits.take(table_rows * bits.shape[1] + cand_p[ch])
             chosen[ch] = got = cand_p[ch].take(cost.argmin(0) * n + pick)
             np.subtract(got, center[ch], out=shared[ch])
             np.abs(shared[ch], out=shared[c + ch])
@@ -152,9 +155,17 @@ class TemporalContextCoder(ContextCoder):
         return self.temporal.weights[pass_][channel], ctx * self.span + aux
 
     def encode_frame(self, coder: Any, index: np.ndarray, reference: np.ndarray,
-                     shape: tuple[int, int, int]) -> None:
-        """Push table indices (C, H*W) given the reference's (C, H*W)."""
-        self.encode(coder, index, shape, self.buckets(reference))
+                     shape: tuple[int, int, int], rows: list[np.ndarray] | None = None) -> None:
+        """Push table indices (C, H*W) given the reference's (C, H*W); ``rows``: their table
+        rows as ``rd_symbols`` gave them (else worked out here)."""
+        if rows is None:
+            self.encode(coder, index, shape, self.buckets(reference))
+            return
+        c, h, w = shape
+        self.push(coder, [(np.ascontiguousarray(index[ch, positions], np.int32),
+                           self.temporal.weights[p][ch], rows[p * c + ch])
+                          for p, positions in enumerate(pass_positions(h, w))
+                          for ch in range(c)])
 
     def decode_frame(self, coder: Any, reference: np.ndarray, shape: tuple[int, int, int]
                      ) -> np.ndarray:

@@ -468,6 +468,23 @@ def test_the_rate_weighted_choice_is_the_walks_on_the_shipped_cards_tables():
             assert np.array_equal(rd_symbols(*args), walked_rd_symbols(*args))
 
 
+@pytest.mark.parametrize("rate_weight", [0.3, 4.0])
+def test_the_rows_of_the_choice_code_the_same_words_as_rows_worked_out_again(rate_weight):
+    """The encoder pushes the symbols with the table rows its choice computed: the same
+    stream as coding the chosen symbols from scratch."""
+    point = TABLES.points[1]
+    shape = (3, 8, 8)
+    xs = moving(4, shape, 17)
+    for before, now in zip(xs, xs[1:]):
+        reference = point.symbols(before.reshape(3, -1))
+        rows: list = []
+        index = rd_symbols(TABLES.temporal_coder(1), point, now.reshape(3, -1), reference,
+                           shape, 0, rate_weight, rows)
+        assert len(rows) == 2 * shape[0]
+        assert np.array_equal(TABLES.encode(1, index, shape, reference, rows),
+                              TABLES.encode(1, index, shape, reference))
+
+
 @pytest.mark.parametrize("hold", [0, 500])
 def test_rate_weighted_streams_decode_with_the_unchanged_wire_format(hold):
     """The decoder tracks the encoder's reconstruction exactly, and the same bytes under the id
