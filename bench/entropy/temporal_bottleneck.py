@@ -14,7 +14,9 @@ on pairs of consecutive frames of 30 fps sim sequences (training seeds, never th
 seed 23). A delta frame's rate is a differentiable proxy: operating point ``--op``'s symbols
 (the card's gains, fixed) of frame t under a per-channel discrete Laplace centred on frame
 t-1's symbol (scale learned), with additive uniform noise on t's values; the server half sees
-the rounded symbols (straight-through). Writes a card without entropy tables (fit them with
+the rounded symbols (straight-through). ``--train-prefix`` also trains the backbone's stages up
+to the split (the whole edge, so the tensor itself can learn to move with the image; run every
+step, a GPU's job: ``--device cuda``). Writes a card without entropy tables (fit them with
 ``train-eb``, docs/TRAINING.md) and ``training.json``.
 
     PYTHONPATH=. python bench/entropy/temporal_bottleneck.py --model models/default \
@@ -83,6 +85,21 @@ def round_ste(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
 
 
+def _prefix_parameters(model, stage: int) -> list[torch.nn.Parameter]:
+    """The backbone's parameters that stages 0..``stage`` use (found by one backward pass: the
+    stages' modules differ per backbone), now trainable."""
+    params = list(model.backbone.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    x = torch.zeros(1, 3, 64, 64, device=next(model.parameters()).device)
+    model.backbone.run(x, 0, stage + 1)[-1].sum().backward()
+    used = [p for p in params if p.grad is not None]
+    for p in params:
+        p.grad = None
+        p.requires_grad_(any(p is u for u in used))
+    return used
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="models/default")
@@ -98,19 +115,23 @@ def main() -> int:
                          "only, so the fine-tune does not adapt to the sequences' domain)")
     ap.add_argument("--anchor", type=float, default=0.1)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--train-prefix", action="store_true",
+                    help="also fine-tune the backbone's stages up to the split (the edge's "
+                         "whole network, run every step: a GPU's job)")
+    ap.add_argument("--prefix-lr", type=float, default=1e-4)
+    ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
-    dev = torch.device("cpu")
+    dev = torch.device(args.device)
     teacher, base_card = load_model(args.model, dev)
     student, _ = load_model(args.model, dev)
     split = student.config.default_split
     tables = tables_of(student.config.entropy)
     point = tables.points[args.op]
-    gain = torch.tensor(point.gain, dtype=torch.float32).view(1, -1, 1, 1)
-    lo = torch.tensor(point.lo, dtype=torch.float32).view(1, -1, 1, 1)
-    hi = torch.tensor(point.hi, dtype=torch.float32).view(1, -1, 1, 1)
+    gain, lo, hi = (torch.tensor(v, dtype=torch.float32, device=dev).view(1, -1, 1, 1)
+                    for v in (point.gain, point.lo, point.hi))
     data = concat([sim_frames.load(Path(p)) for p in args.sequences])
     group = data["group_of"]
     pairs = np.flatnonzero(np.r_[False, group[1:] == group[:-1]])  # frames with a predecessor
@@ -121,32 +142,45 @@ def main() -> int:
         p.requires_grad_(False)
     for p in bottleneck.parameters():
         p.requires_grad_(True)
+    stage = student.split_names.index(split)
+    prefix_params = _prefix_parameters(student, stage) if args.train_prefix else []
     student.eval()
     teacher.eval()
     t0 = time.time()
     feats = prefix_features(student, data["images"], split, dev)
-    print(f"{len(feats)} frames, {len(pairs)} pairs, features in {time.time() - t0:.0f}s",
-          flush=True)
+    images = torch.from_numpy(data["images"]).to(dev) if args.train_prefix else None
+    print(f"{len(feats)} frames, {len(pairs)} pairs, features in {time.time() - t0:.0f}s; "
+          f"{sum(p.numel() for p in prefix_params)} prefix weights trained", flush=True)
+
+    def prefix(model, idx: torch.Tensor) -> torch.Tensor:
+        """``model``'s features at the split of frames ``idx``: the frozen ones precomputed,
+        else run (with gradients where the prefix trains)."""
+        if images is None:
+            return feats[idx.to(dev)].float()
+        x = images[idx.to(dev)].permute(0, 3, 1, 2).float() / 255.0
+        return model.backbone.run((x - model.mean) / model.std, 0, stage + 1)[-1]
 
     tasks = get_tasks(student.config.tasks)
-    seg = torch.from_numpy(data["seg"])
-    depth = torch.from_numpy(data["depth"])
-    boxes = [torch.from_numpy(b) for b in data["boxes"]]
-    labels = [torch.from_numpy(v) for v in data["labels"]]
+    seg = torch.from_numpy(data["seg"]).to(dev)
+    depth = torch.from_numpy(data["depth"]).to(dev)
+    boxes = [torch.from_numpy(b).to(dev) for b in data["boxes"]]
+    labels = [torch.from_numpy(v).to(dev) for v in data["labels"]]
     focals = frame_focals(data["k"], student.config.depth_reference_focal, dev)
     out_hw = data["images"].shape[1:3]
-    shape_of_images = torch.empty((args.batch_size, 1, *out_hw), dtype=torch.uint8)
+    shape_of_images = torch.empty((args.batch_size, 1, *out_hw), dtype=torch.uint8, device=dev)
     gen = torch.Generator().manual_seed(args.seed)
 
     def draw():
         idx = torch.from_numpy(pairs[torch.randint(len(pairs), (args.batch_size,),
                                                    generator=gen).numpy()])
-        batch = {"image": shape_of_images, "seg": seg[idx], "depth": depth[idx],
+        on = idx.to(dev)
+        batch = {"image": shape_of_images, "seg": seg[on], "depth": depth[on],
                  "boxes": [boxes[i] for i in idx.tolist()],
                  "labels": [labels[i] for i in idx.tolist()]}
-        return (feats[idx].float(), feats[idx - 1].float(),
-                {task.name: task.targets(batch, student.config) for task in tasks},
-                None if focals is None else focals[idx])
+        with torch.no_grad():
+            f_teacher = prefix(teacher, idx)
+        return (idx, f_teacher, {task.name: task.targets(batch, student.config) for task in tasks},
+                None if focals is None else focals[on])
 
     def teacher_pass(f, focal):
         with torch.no_grad():
@@ -157,7 +191,7 @@ def main() -> int:
     seen: dict[str, list[float]] = {t: [] for t in student.config.tasks}
     outputs_of: dict = {}
     for i in range(4):
-        f, _, targets_t, focal = draw()
+        _, f, targets_t, focal = draw()
         if i == 0:
             outputs_of, (_, t_out) = head_outputs(teacher, split, teacher_pass, f, focal)
         else:
@@ -173,9 +207,12 @@ def main() -> int:
         y0 = torch.cat([bottleneck.encode(feats[i:i + 256].float())
                         for i in range(0, len(feats), 256)])
         spread0 = y0.std((0, 2, 3)).view(1, -1, 1, 1)
-    log_scale = torch.zeros(1, gain.shape[1], 1, 1, requires_grad=True)
-    opt = torch.optim.Adam([{"params": list(bottleneck.parameters()), "lr": args.lr},
-                            {"params": [log_scale], "lr": 1e-2}])
+    log_scale = torch.zeros(1, gain.shape[1], 1, 1, device=dev, requires_grad=True)
+    groups = [{"params": list(bottleneck.parameters()), "lr": args.lr},
+              {"params": [log_scale], "lr": 1e-2}]
+    if prefix_params:
+        groups.append({"params": prefix_params, "lr": args.prefix_lr})
+    opt = torch.optim.Adam(groups)
     base_lrs = [g["lr"] for g in opt.param_groups]
     history = []
     ema: dict[str, float] = {}
@@ -183,8 +220,9 @@ def main() -> int:
     for step in range(args.steps):
         for g, base in zip(opt.param_groups, base_lrs):  # cosine
             g["lr"] = base * 0.5 * (1 + math.cos(math.pi * step / args.steps))
-        f_t, f_p, targets_t, focal = draw()
-        t_mid, t_out = teacher_pass(f_t, focal)
+        idx, f_teacher, targets_t, focal = draw()
+        t_mid, t_out = teacher_pass(f_teacher, focal)
+        f_t, f_p = prefix(student, idx), prefix(student, idx - 1)
         y_t, y_p = bottleneck.encode(f_t), bottleneck.encode(f_p)
         # Re-calibrating the gains to a frame size undoes any shrinking of the output, so
         # the delta's rate is measured relative to each channel's spread (batch std).
@@ -203,7 +241,7 @@ def main() -> int:
                 + args.lam_t * kbytes)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(list(bottleneck.parameters()) + [log_scale], 5.0)
+        torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 5.0)
         opt.step()
         with torch.no_grad():
             same = float((torch.round(u_t) == torch.round(u_p)).float().mean())
