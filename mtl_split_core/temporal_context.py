@@ -162,10 +162,12 @@ class TemporalContextCoder(ContextCoder):
             self.encode(coder, index, shape, self.buckets(reference))
             return
         c, h, w = shape
-        self.push(coder, [(np.ascontiguousarray(index[ch, positions], np.int32),
-                           self.temporal.weights[p][ch], rows[p * c + ch])
-                          for p, positions in enumerate(pass_positions(h, w))
-                          for ch in range(c)])
+        order = []
+        for p, positions in enumerate(pass_positions(h, w)):
+            symbols = np.ascontiguousarray(index[:, positions], np.int32)  # once a pass
+            order += [(symbols[ch], self.temporal.weights[p][ch], rows[p * c + ch])
+                      for ch in range(c)]
+        self.push(coder, order)
 
     def decode_frame(self, coder: Any, reference: np.ndarray, shape: tuple[int, int, int]
                      ) -> np.ndarray:
